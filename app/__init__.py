@@ -1,0 +1,100 @@
+"""Bilheteria: the application factory, a readable list of configure steps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, jsonify, request
+from flask_appbuilder import AppBuilder
+from werkzeug.exceptions import HTTPException
+
+from app.config import load_config
+from app.extensions import db, migrate
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__)
+    configure_config(app, overrides)
+    from app.observability import configure_logging, configure_metrics
+
+    configure_logging(app)
+    configure_database(app)
+    configure_appbuilder(app)
+    configure_blueprints(app)
+    configure_errors(app)
+    configure_celery(app)
+    configure_cli(app)
+    configure_metrics(app)
+    return app
+
+
+def configure_config(app: Flask, overrides: dict[str, Any] | None) -> None:
+    app.config.update(load_config())
+    app.config.update(overrides or {})
+
+
+def configure_database(app: Flask) -> None:
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
+        from pathlib import Path
+
+        Path(app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")).parent.mkdir(
+            parents=True, exist_ok=True
+        )
+    db.init_app(app)
+    migrate.init_app(
+        app, db, directory=str(_migrations_dir()), compare_type=True, render_as_batch=True
+    )
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        from sqlalchemy import event
+
+        with app.app_context():
+
+            @event.listens_for(db.engine, "connect")
+            def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+                cursor = dbapi_connection.cursor()
+                cursor.execute("PRAGMA foreign_keys=ON")
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.close()
+
+
+def _migrations_dir() -> Any:
+    from app.config import PROJECT_ROOT
+
+    return PROJECT_ROOT / "migrations"
+
+
+def configure_appbuilder(app: Flask) -> None:
+    from app.views import register_views
+
+    with app.app_context():
+        appbuilder = AppBuilder(update_perms=False)
+        appbuilder.init_app(app, db.session)
+        register_views(appbuilder)
+
+
+def configure_blueprints(app: Flask) -> None:
+    from app.views.ops import bp as ops_bp
+
+    app.register_blueprint(ops_bp)
+
+
+def configure_errors(app: Flask) -> None:
+    """API clients get JSON errors; pages keep Flask's (FAB renders its own)."""
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        if request.path.startswith("/api/"):
+            return jsonify(message=exc.description, status=exc.code), exc.code
+        return exc
+
+
+def configure_celery(app: Flask) -> None:
+    from app.tasks import init_celery
+
+    init_celery(app)
+
+
+def configure_cli(app: Flask) -> None:
+    from app.cli import register_cli
+
+    register_cli(app)

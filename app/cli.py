@@ -1,0 +1,42 @@
+"""Operator commands: `flask perms sync` (at deploy) and `flask demo load` (demo data)."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from app.extensions import db
+
+perms_cli = AppGroup("perms", help="Roles and permissions.")
+demo_cli = AppGroup("demo", help="Demo data.")
+
+
+@perms_cli.command("sync")
+def perms_sync() -> None:
+    """Create all permissions and write each role's permission set (run at deploy)."""
+    from app.views.roles import sync_permissions
+
+    for role, count in sync_permissions(current_app.appbuilder).items():
+        click.echo(f"{role}: {count} permissions")
+
+
+@demo_cli.command("load")
+@click.option("--if-empty", is_flag=True, help="Only load into a database without events.")
+def demo_load(if_empty: bool) -> None:
+    """Create the demo users, partners and events (idempotent)."""
+    from app.services import demo
+    from app.views.roles import sync_permissions
+
+    if if_empty and demo.has_events(db.session):
+        click.echo("Database already has events: demo data not loaded.")
+    else:
+        sync_permissions(current_app.appbuilder)
+        summary = demo.load(db.session, current_app.appbuilder.sm)
+        click.echo(summary)
+    click.echo(demo.LOGINS_BANNER)
+
+
+def register_cli(app: Flask) -> None:
+    app.cli.add_command(perms_cli)
+    app.cli.add_command(demo_cli)

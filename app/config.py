@@ -1,0 +1,93 @@
+"""Every configuration key, read from the environment in one place.
+
+See the README's configuration table. ``load_config()`` returns a plain dict so the
+application factory and tests can override single keys.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEV_SECRET_KEY = "dev-only-secret-key-change-me"  # noqa: S105 - refused outside development/test
+DEFAULT_SQLITE_PATH = PROJECT_ROOT / "var" / "bilheteria.db"
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a runnable configuration."""
+
+
+def _bool(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(env: dict[str, str], key: str, default: int) -> int:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{key} must be an integer, got {raw!r}") from exc
+
+
+def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    env = dict(os.environ if environ is None else environ)
+    app_env = env.get("APP_ENV", "development")
+    if app_env not in {"development", "test", "production"}:
+        raise ConfigError(f"APP_ENV must be development, test or production, got {app_env!r}")
+    secret_key = env.get("SECRET_KEY") or DEV_SECRET_KEY
+    if app_env == "production" and secret_key == DEV_SECRET_KEY:
+        raise ConfigError("SECRET_KEY must be set outside development and test")
+
+    database_url = env.get("DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_PATH}"
+    if database_url.startswith("postgresql://"):
+        # psycopg 3 is the driver we ship.
+        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
+    redis_url = env.get("REDIS_URL") or None
+
+    engine_options: dict[str, Any] = {"pool_pre_ping": True}
+    if database_url.startswith("sqlite"):
+        # Single-writer SQLite: wait for the write lock instead of failing at once.
+        engine_options["connect_args"] = {"timeout": 15}
+    else:
+        engine_options.update(pool_size=_int(env, "DB_POOL_SIZE", 10), max_overflow=20)
+
+    return {
+        "APP_ENV": app_env,
+        "TESTING": app_env == "test",
+        "SECRET_KEY": secret_key,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
+        "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+        "REDIS_URL": redis_url,
+        "CELERY_BROKER_URL": redis_url or "memory://",
+        # Without a broker the embedded default runs tasks in-process.
+        "CELERY_TASK_ALWAYS_EAGER": _bool(env.get("CELERY_TASK_ALWAYS_EAGER"), redis_url is None),
+        "HOLD_MINUTES": _int(env, "HOLD_MINUTES", 10),
+        "MAX_SPOTS_PER_EVENT": _int(env, "MAX_SPOTS_PER_EVENT", 10),
+        "DEFAULT_CURRENCY": env.get("DEFAULT_CURRENCY", "BRL"),
+        "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
+        "LOG_JSON": _bool(env.get("LOG_JSON"), True),
+        "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), app_env != "test"),
+        "RATELIMIT_STORAGE_URI": redis_url or "memory://",
+        # Flask-AppBuilder: Alembic owns the tables and `flask perms sync` owns permissions.
+        "FAB_CREATE_DB": False,
+        "FAB_UPDATE_PERMS": False,
+        "FAB_ADD_SECURITY_VIEWS": True,
+        "FAB_API_SWAGGER_UI": True,
+        "FAB_SECURITY_MANAGER_CLASS": "app.views.security.BilheteriaSecurityManager",
+        "FAB_PASSWORD_HASH_METHOD": env.get("PASSWORD_HASH_METHOD", "scrypt"),
+        "FAB_INDEX_VIEW": "app.views.home.HomeView",
+        "APP_NAME": "Bilheteria",
+        "AUTH_TYPE": 1,  # AUTH_DB
+        "AUTH_ROLE_ADMIN": "Admin",
+        "AUTH_ROLE_PUBLIC": "Public",
+        "AUTH_USER_REGISTRATION": False,
+        "WTF_CSRF_ENABLED": _bool(env.get("WTF_CSRF_ENABLED"), True),
+        "JWT_ACCESS_TOKEN_EXPIRES": _int(env, "JWT_ACCESS_TOKEN_MINUTES", 60) * 60,
+    }

@@ -1,0 +1,54 @@
+"""Domain models, one module per aggregate, re-exported here."""
+
+from app.models.checkin import CheckIn, ScanDirection, ScanResult
+from app.models.customer import Customer
+from app.models.errors import Conflict, DomainError, Forbidden, NotFound
+from app.models.event import (
+    Event,
+    EventSection,
+    EventSpot,
+    EventStatus,
+    SectionKind,
+    SpotStatus,
+    format_money,
+)
+from app.models.order import (
+    Hold,
+    HoldStatus,
+    Order,
+    OrderStatus,
+    Payment,
+    PaymentStatus,
+    Ticket,
+    TicketStatus,
+)
+from app.models.partner import Partner, PartnerStatus, PartnerUser
+
+__all__ = [
+    "CheckIn",
+    "Conflict",
+    "Customer",
+    "DomainError",
+    "Event",
+    "EventSection",
+    "EventSpot",
+    "EventStatus",
+    "Forbidden",
+    "Hold",
+    "HoldStatus",
+    "NotFound",
+    "Order",
+    "OrderStatus",
+    "Partner",
+    "PartnerStatus",
+    "PartnerUser",
+    "Payment",
+    "PaymentStatus",
+    "ScanDirection",
+    "ScanResult",
+    "SectionKind",
+    "SpotStatus",
+    "Ticket",
+    "TicketStatus",
+    "format_money",
+]

@@ -1,0 +1,415 @@
+"""Event aggregate: an Event owns its sections, which own their spots."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
+
+from flask_appbuilder import Model
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    inspect,
+    select,
+)
+from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
+from sqlalchemy.sql.elements import ColumnElement
+
+from app.models.base import enum_check, utcnow
+from app.models.errors import Conflict, DomainError
+
+if TYPE_CHECKING:
+    from app.models.partner import Partner
+
+
+class EventStatus(enum.StrEnum):
+    DRAFT = "draft"
+    PUBLISHED = "published"
+    CANCELLED = "cancelled"
+
+
+class SectionKind(enum.StrEnum):
+    SEATED = "seated"
+    GENERAL = "general"
+
+
+class SpotStatus(enum.StrEnum):
+    AVAILABLE = "available"
+    HELD = "held"
+    SOLD = "sold"
+    BLOCKED = "blocked"
+
+
+def owned_event_ids(partner_id: int):  # noqa: ANN201 - a SQLAlchemy Select
+    return select(Event.id).where(Event.partner_id == partner_id).scalar_subquery()
+
+
+class Event(Model):
+    __tablename__ = "event"
+    __table_args__ = (
+        enum_check("status", EventStatus, "ck_event_status"),
+        CheckConstraint("ends_at IS NULL OR ends_at > starts_at", name="ck_event_ends_after_start"),
+        CheckConstraint(
+            "sales_start IS NULL OR sales_end IS NULL OR sales_end > sales_start",
+            name="ck_event_sales_window",
+        ),
+        CheckConstraint("length(currency) = 3", name="ck_event_currency"),
+        Index("ix_event_status_starts_at", "status", "starts_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("partner.id", ondelete="RESTRICT"), nullable=False, index=True
+    )
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    venue: Mapped[str] = mapped_column(String(200), nullable=False)
+    city: Mapped[str] = mapped_column(String(100), nullable=False, index=True)
+    address: Mapped[str | None] = mapped_column(String(300))
+    category: Mapped[str | None] = mapped_column(String(50), index=True)
+    starts_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+    ends_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    sales_start: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    sales_end: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    image_url: Mapped[str | None] = mapped_column(String(500))
+    currency: Mapped[str] = mapped_column(String(3), nullable=False, default="BRL")
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=EventStatus.DRAFT.value)
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    published_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime, nullable=False, default=utcnow, onupdate=utcnow
+    )
+
+    partner: Mapped[Partner] = relationship(back_populates="events")
+    sections: Mapped[list[EventSection]] = relationship(
+        back_populates="event",
+        order_by="(EventSection.position, EventSection.id)",
+        cascade="all, delete-orphan",
+    )
+
+    def __repr__(self) -> str:
+        return self.name
+
+    @classmethod
+    def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:
+        return cls.partner_id == partner_id
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self.status == EventStatus.CANCELLED
+
+    def is_on_sale(self, now: dt.datetime) -> bool:
+        """Published, its partner may sell, and ``now`` is inside the sales window."""
+        return (
+            self.status == EventStatus.PUBLISHED
+            and self.partner.can_sell
+            and (self.sales_start is None or self.sales_start <= now)
+            and (self.sales_end is None or now < self.sales_end)
+            and now < (self.ends_at or self.starts_at)
+        )
+
+    def sold_count(self) -> int:
+        return _count_spots(self, EventSpot.event_id == self.id, SpotStatus.SOLD)
+
+    def check_changes(self) -> None:
+        self.check_times()
+        if "currency" in _changed_attributes(self) and self.has_sales():
+            raise Conflict("An event with sales keeps its currency.", field="currency")
+
+    def check_times(self) -> None:
+        if self.ends_at is not None and self.ends_at <= self.starts_at:
+            raise DomainError("The event must end after it starts.", field="ends_at")
+        if self.sales_start and self.sales_end and self.sales_end <= self.sales_start:
+            raise DomainError("Sales must end after they start.", field="sales_end")
+        if self.sales_end and self.sales_end > (self.ends_at or self.starts_at):
+            raise DomainError("Sales must end before the event is over.", field="sales_end")
+
+    def publish(self) -> None:
+        self.partner.require_can_sell()
+        if self.status == EventStatus.CANCELLED:
+            raise Conflict("A cancelled event cannot be published again.")
+        if self.status == EventStatus.PUBLISHED:
+            raise Conflict(f"{self.name} is already published.")
+        if not any(section.spots_total() for section in self.sections):
+            raise DomainError("Add at least one section with spots before publishing.")
+        self.status = EventStatus.PUBLISHED.value
+        self.published_at = utcnow()
+
+    def unpublish(self) -> None:
+        if self.status != EventStatus.PUBLISHED:
+            raise Conflict(f"{self.name} is not published.")
+        self.status = EventStatus.DRAFT.value
+
+    def cancel(self, reason: str) -> None:
+        reason = (reason or "").strip()
+        if not reason:
+            raise DomainError("Say why the event is cancelled.", field="reason")
+        if self.status == EventStatus.CANCELLED:
+            raise Conflict(f"{self.name} is already cancelled.")
+        self.status = EventStatus.CANCELLED.value
+        self.cancel_reason = reason
+        self.cancelled_at = utcnow()
+
+    def has_sales(self) -> bool:
+        from app.models.order import Order  # the order aggregate refers back to events
+
+        session = object_session(self)
+        return bool(
+            session
+            and session.scalar(select(func.count()).where(Order.event_id == self.id).limit(1))
+        )
+
+    def check_deletable(self) -> None:
+        if self.has_sales() or self.sold_count():
+            raise Conflict(f"{self.name} has sales: cancel it instead of deleting it.")
+
+
+class EventSection(Model):
+    __tablename__ = "event_section"
+    __table_args__ = (
+        UniqueConstraint("event_id", "name", name="uq_event_section_name"),
+        # Target of the spots' composite foreign key, which keeps spot.event_id honest.
+        UniqueConstraint("id", "event_id", name="uq_event_section_id_event"),
+        CheckConstraint("price_cents >= 0", name="ck_event_section_price"),
+        enum_check("kind", SectionKind, "ck_event_section_kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("event.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, default=SectionKind.SEATED.value)
+    price_cents: Mapped[int] = mapped_column(Integer, nullable=False)
+    position: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+    event: Mapped[Event] = relationship(back_populates="sections")
+    spots: Mapped[list[EventSpot]] = relationship(
+        back_populates="section",
+        order_by="EventSpot.position",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        overlaps="event",
+    )
+
+    def __repr__(self) -> str:
+        return f"{self.event.name} / {self.name}" if self.event else self.name
+
+    @classmethod
+    def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:
+        return cls.event_id.in_(owned_event_ids(partner_id))
+
+    @property
+    def is_general_admission(self) -> bool:
+        return self.kind == SectionKind.GENERAL
+
+    def spot_counts(self) -> dict[str, int]:
+        """Spots per status, one query, cached on the instance for a request's rendering."""
+        cached = self.__dict__.get("_spot_counts")
+        if cached is None:
+            session = object_session(self)
+            if session is None or self.id is None:
+                return {status.value: 0 for status in SpotStatus}
+            rows = session.execute(
+                select(EventSpot.status, func.count())
+                .where(EventSpot.section_id == self.id)
+                .group_by(EventSpot.status)
+            ).all()
+            cached = {status.value: 0 for status in SpotStatus} | dict(rows)
+            self.__dict__["_spot_counts"] = cached
+        return cached
+
+    def spots_total(self) -> int:
+        return sum(self.spot_counts().values())
+
+    @property
+    def available_count(self) -> int:
+        return self.spot_counts()[SpotStatus.AVAILABLE]
+
+    @property
+    def held_count(self) -> int:
+        return self.spot_counts()[SpotStatus.HELD]
+
+    @property
+    def sold_count(self) -> int:
+        return self.spot_counts()[SpotStatus.SOLD]
+
+    @property
+    def blocked_count(self) -> int:
+        return self.spot_counts()[SpotStatus.BLOCKED]
+
+    @property
+    def price_amount(self) -> Decimal | None:
+        """The price in currency units, for forms (storage stays in integer cents)."""
+        return None if self.price_cents is None else Decimal(self.price_cents).scaleb(-2)
+
+    @price_amount.setter
+    def price_amount(self, value: Decimal | None) -> None:
+        self.price_cents = cents_from_amount(value, field="price_amount")
+
+    @property
+    def price(self) -> str:
+        return format_money(self.price_cents, self.event.currency if self.event else "")
+
+    def validate(self) -> None:
+        if self.kind not in set(SectionKind):
+            raise DomainError("Kind is 'seated' or 'general'.", field="kind")
+        if not isinstance(self.price_cents, int) or self.price_cents < 0:
+            raise DomainError("The price cannot be negative.", field="price_cents")
+        if not (self.name or "").strip():
+            raise DomainError("Give the section a name.", field="name")
+
+    def check_changes(self) -> None:
+        self.validate()
+        changed = _changed_attributes(self)
+        if changed & {"event", "event_id"} and self.spots_total():
+            raise Conflict("A section with spots cannot move to another event.", field="event")
+        if "kind" in changed and self.spots_total():
+            raise Conflict("A section with spots cannot change its kind.", field="kind")
+
+    def check_deletable(self) -> None:
+        if self.sold_count or self.held_count:
+            raise Conflict(f"Section {self.name} has sold or held spots and cannot be deleted.")
+
+
+class EventSpot(Model):
+    """One unit of capacity: a numbered seat, or an anonymous general-admission place."""
+
+    __tablename__ = "event_spot"
+    __table_args__ = (
+        UniqueConstraint("section_id", "label", name="uq_event_spot_label"),
+        ForeignKeyConstraint(
+            ["section_id", "event_id"],
+            ["event_section.id", "event_section.event_id"],
+            name="fk_event_spot_section_event",
+            ondelete="CASCADE",
+        ),
+        enum_check("status", SpotStatus, "ck_event_spot_status"),
+        CheckConstraint(
+            "(status = 'held') = (hold_id IS NOT NULL)", name="ck_event_spot_held_has_hold"
+        ),
+        Index("ix_event_spot_event_status", "event_id", "status"),
+        Index("ix_event_spot_section_position", "section_id", "position"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    section_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    # Denormalised from the section (kept equal by the composite foreign key) so that
+    # availability and locking work per event without a join.
+    event_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("event.id", ondelete="CASCADE"), nullable=False
+    )
+    label: Mapped[str] = mapped_column(String(40), nullable=False)
+    row_label: Mapped[str | None] = mapped_column(String(20))
+    seat_number: Mapped[int | None] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    status: Mapped[str] = mapped_column(
+        String(16), nullable=False, default=SpotStatus.AVAILABLE.value
+    )
+    hold_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("hold.id", ondelete="SET NULL"), index=True
+    )
+    held_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    section: Mapped[EventSection] = relationship(back_populates="spots", overlaps="event")
+    event: Mapped[Event] = relationship(overlaps="section,spots")
+
+    def __repr__(self) -> str:
+        return self.label
+
+    @classmethod
+    def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:
+        return cls.event_id.in_(owned_event_ids(partner_id))
+
+    @property
+    def is_sold(self) -> bool:
+        return self.status == SpotStatus.SOLD
+
+    def block(self) -> None:
+        if self.status == SpotStatus.BLOCKED:
+            raise Conflict(f"Spot {self.label} is already blocked.")
+        if self.status != SpotStatus.AVAILABLE:
+            raise Conflict(f"Spot {self.label} is {self.status} and cannot be blocked.")
+        self.status = SpotStatus.BLOCKED.value
+
+    def unblock(self) -> None:
+        if self.status != SpotStatus.BLOCKED:
+            raise Conflict(f"Spot {self.label} is not blocked.")
+        self.status = SpotStatus.AVAILABLE.value
+
+    def check_changes(self) -> None:
+        """Rules for an edited spot: a sold spot keeps its name and place; a spot moves only to
+        another section of the same event."""
+        changed = _changed_attributes(self)
+        if self.is_sold and changed & {
+            "label",
+            "row_label",
+            "seat_number",
+            "section",
+            "section_id",
+        }:
+            raise Conflict(
+                f"Spot {self.label} is sold: it cannot be renamed or moved.", field="label"
+            )
+        if self.section is not None:
+            if self.event_id is not None and self.section.event_id != self.event_id:
+                raise DomainError(
+                    "A spot can only move to another section of the same event.", field="section"
+                )
+            self.event_id = self.section.event_id
+
+    def check_deletable(self) -> None:
+        if self.status in (SpotStatus.SOLD, SpotStatus.HELD):
+            raise Conflict(f"Spot {self.label} is {self.status} and cannot be deleted.")
+
+
+def _changed_attributes(instance: Model) -> set[str]:
+    """Names of the attributes changed on a persistent instance since it was loaded."""
+    state = inspect(instance)
+    if not state.persistent:
+        return set()
+    return {attr.key for attr in state.attrs if attr.history.has_changes()}
+
+
+def _count_spots(anchor: Model, where: ColumnElement[bool], status: SpotStatus) -> int:
+    session = object_session(anchor)
+    if session is None:
+        return 0
+    return session.scalar(select(func.count()).where(where, EventSpot.status == status)) or 0
+
+
+def cents_from_amount(value: Decimal | str | int | None, *, field: str) -> int:
+    """Decimal('150.5') -> 15050 exactly; refuses negatives, fractions of a cent and floats."""
+    if value is None or value == "":
+        raise DomainError("Give a price.", field=field)
+    if isinstance(value, float):
+        raise TypeError("money is never a float")
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise DomainError("Give a price such as 150.00.", field=field) from None
+    if not amount.is_finite() or amount < 0:
+        raise DomainError("The price cannot be negative.", field=field)
+    cents = amount.scaleb(2)
+    if cents != cents.to_integral_value():
+        raise DomainError("The price has at most two decimal places.", field=field)
+    return int(cents)
+
+
+def format_money(cents: int, currency: str) -> str:
+    """12345, 'BRL' -> 'BRL 123.45' (integer arithmetic, no float)."""
+    sign = "-" if cents < 0 else ""
+    whole, frac = divmod(abs(cents), 100)
+    return f"{currency} {sign}{whole:,}.{frac:02d}".strip()

@@ -1,0 +1,205 @@
+"""Purchase aggregates: a Hold claims spots briefly; an Order holds Tickets paid by Payments."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from flask_appbuilder import Model
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.sql.elements import ColumnElement
+
+from app.models.base import enum_check, utcnow
+from app.models.customer import Customer
+from app.models.event import Event, EventSection, EventSpot, owned_event_ids
+
+
+class HoldStatus(enum.StrEnum):
+    ACTIVE = "active"
+    CONVERTED = "converted"
+    RELEASED = "released"
+    EXPIRED = "expired"
+
+
+class OrderStatus(enum.StrEnum):
+    PENDING = "pending"
+    PAID = "paid"
+    CANCELLED = "cancelled"
+    REFUNDED = "refunded"
+
+
+class TicketStatus(enum.StrEnum):
+    VALID = "valid"
+    REVOKED = "revoked"
+
+
+class PaymentStatus(enum.StrEnum):
+    PENDING = "pending"
+    CAPTURED = "captured"
+    DECLINED = "declined"
+    FAILED = "failed"
+    REFUNDED = "refunded"
+
+
+class Hold(Model):
+    __tablename__ = "hold"
+    __table_args__ = (
+        enum_check("status", HoldStatus, "ck_hold_status"),
+        CheckConstraint("expires_at > created_at", name="ck_hold_expiry"),
+        Index("ix_hold_status_expires_at", "status", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("customer.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    event_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("event.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=HoldStatus.ACTIVE.value)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+
+    customer: Mapped[Customer] = relationship()
+    event: Mapped[Event] = relationship()
+
+    @classmethod
+    def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:
+        return cls.event_id.in_(owned_event_ids(partner_id))
+
+
+class Order(Model):
+    __tablename__ = "order"
+    __table_args__ = (
+        enum_check("status", OrderStatus, "ck_order_status"),
+        CheckConstraint("total_cents >= 0", name="ck_order_total"),
+        Index("ix_order_customer_created", "customer_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("customer.id", ondelete="RESTRICT"), nullable=False
+    )
+    event_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("event.id", ondelete="RESTRICT"), nullable=False, index=True
+    )
+    hold_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("hold.id", ondelete="SET NULL"), unique=True
+    )
+    status: Mapped[str] = mapped_column(
+        String(16), nullable=False, default=OrderStatus.PENDING.value
+    )
+    total_cents: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    paid_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    customer: Mapped[Customer] = relationship()
+    event: Mapped[Event] = relationship()
+    tickets: Mapped[list[Ticket]] = relationship(back_populates="order", order_by="Ticket.id")
+    payments: Mapped[list[Payment]] = relationship(back_populates="order", order_by="Payment.id")
+
+    @classmethod
+    def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:
+        return cls.event_id.in_(owned_event_ids(partner_id))
+
+
+class Ticket(Model):
+    __tablename__ = "ticket"
+    __table_args__ = (
+        enum_check("status", TicketStatus, "ck_ticket_status"),
+        CheckConstraint("price_cents >= 0", name="ck_ticket_price"),
+        # The last line of defence of "a spot is sold at most once".
+        Index(
+            "uq_ticket_live_spot",
+            "spot_id",
+            unique=True,
+            sqlite_where=text("status = 'valid'"),
+            postgresql_where=text("status = 'valid'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("order.id", ondelete="RESTRICT"), nullable=False, index=True
+    )
+    event_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("event.id", ondelete="RESTRICT"), nullable=False, index=True
+    )
+    section_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("event_section.id", ondelete="RESTRICT"), nullable=False
+    )
+    spot_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("event_spot.id", ondelete="RESTRICT"), nullable=False
+    )
+    # The price paid, kept when the section's price changes later.
+    price_cents: Mapped[int] = mapped_column(Integer, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    status: Mapped[str] = mapped_column(
+        String(16), nullable=False, default=TicketStatus.VALID.value
+    )
+    holder_name: Mapped[str | None] = mapped_column(String(150))
+    code: Mapped[str | None] = mapped_column(Text, unique=True)
+    issued_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    order: Mapped[Order] = relationship(back_populates="tickets")
+    event: Mapped[Event] = relationship()
+    section: Mapped[EventSection] = relationship()
+    spot: Mapped[EventSpot] = relationship()
+
+    @classmethod
+    def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:
+        return cls.event_id.in_(owned_event_ids(partner_id))
+
+
+class Payment(Model):
+    """A card charge. Only the gateway's token, brand, last 4 digits and expiry are kept."""
+
+    __tablename__ = "payment"
+    __table_args__ = (
+        enum_check("status", PaymentStatus, "ck_payment_status"),
+        CheckConstraint("amount_cents >= 0", name="ck_payment_amount"),
+        CheckConstraint(
+            "fee_cents >= 0 AND net_cents >= 0 AND fee_cents + net_cents = amount_cents",
+            name="ck_payment_fee_split",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("order.id", ondelete="RESTRICT"), nullable=False, index=True
+    )
+    idempotency_key: Mapped[str] = mapped_column(String(100), nullable=False, unique=True)
+    status: Mapped[str] = mapped_column(
+        String(16), nullable=False, default=PaymentStatus.PENDING.value
+    )
+    amount_cents: Mapped[int] = mapped_column(Integer, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    fee_cents: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    net_cents: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    gateway: Mapped[str] = mapped_column(String(32), nullable=False)
+    gateway_ref: Mapped[str | None] = mapped_column(String(100), index=True)
+    card_brand: Mapped[str | None] = mapped_column(String(20))
+    card_last4: Mapped[str | None] = mapped_column(String(4))
+    card_exp_month: Mapped[int | None] = mapped_column(Integer)
+    card_exp_year: Mapped[int | None] = mapped_column(Integer)
+    failure_reason: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    captured_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    order: Mapped[Order] = relationship(back_populates="payments")
+
+    @classmethod
+    def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:
+        return cls.order.has(Order.partner_scope(partner_id))

@@ -1,0 +1,113 @@
+"""Partner (event organiser) and the platform user extended with partner membership."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING
+
+from flask_appbuilder import Model
+from flask_appbuilder.security.sqla.models import User
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, Numeric, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.sql.elements import ColumnElement
+
+from app.models.base import enum_check, utcnow
+from app.models.errors import Conflict, DomainError, Forbidden
+
+if TYPE_CHECKING:
+    from app.models.event import Event
+
+
+class PartnerStatus(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    SUSPENDED = "suspended"
+
+
+class Partner(Model):
+    __tablename__ = "partner"
+    __table_args__ = (
+        enum_check("status", PartnerStatus, "ck_partner_status"),
+        CheckConstraint("fee_percent >= 0 AND fee_percent <= 100", name="ck_partner_fee_percent"),
+        CheckConstraint("fee_fixed_cents >= 0", name="ck_partner_fee_fixed"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(150), unique=True, nullable=False)
+    contact_email: Mapped[str | None] = mapped_column(String(320))
+    status: Mapped[str] = mapped_column(
+        String(16), nullable=False, default=PartnerStatus.PENDING.value
+    )
+    # Platform fee: a percentage of the gross plus a fixed amount per ticket.
+    fee_percent: Mapped[Decimal] = mapped_column(
+        Numeric(5, 2), nullable=False, default=Decimal("0.00")
+    )
+    fee_fixed_cents: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    approved_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    suspended_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    events: Mapped[list[Event]] = relationship(back_populates="partner")
+
+    def __repr__(self) -> str:
+        return self.name
+
+    @classmethod
+    def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:
+        return cls.id == partner_id
+
+    def validate_fees(self) -> None:
+        percent = Decimal(self.fee_percent if self.fee_percent is not None else 0)
+        if not Decimal(0) <= percent <= Decimal(100):
+            raise DomainError("The fee percentage is between 0 and 100.", field="fee_percent")
+        if self.fee_fixed_cents is None or self.fee_fixed_cents < 0:
+            raise DomainError("The fixed fee cannot be negative.", field="fee_fixed_cents")
+
+    def check_deletable(self) -> None:
+        if self.events:
+            raise Conflict(f"{self.name} has events: suspend it instead of deleting it.")
+
+    @property
+    def can_sell(self) -> bool:
+        """Only approved partners publish events and sell tickets."""
+        return self.status == PartnerStatus.APPROVED
+
+    def require_can_sell(self) -> None:
+        if self.status == PartnerStatus.SUSPENDED:
+            raise Forbidden(f"Partner {self.name} is suspended: it cannot publish or sell.")
+        if self.status != PartnerStatus.APPROVED:
+            raise Forbidden(f"Partner {self.name} is awaiting approval: it cannot publish or sell.")
+
+    def approve(self) -> None:
+        if self.status == PartnerStatus.APPROVED:
+            raise Conflict(f"Partner {self.name} is already approved.")
+        self.status = PartnerStatus.APPROVED.value
+        self.approved_at = utcnow()
+        self.suspended_at = None
+
+    def suspend(self) -> None:
+        if self.status == PartnerStatus.SUSPENDED:
+            raise Conflict(f"Partner {self.name} is already suspended.")
+        self.status = PartnerStatus.SUSPENDED.value
+        self.suspended_at = utcnow()
+
+    def platform_fee_cents(self, gross_cents: int, tickets: int) -> int:
+        """The platform's fee on a sale: percent of gross (half up) plus the fixed part per ticket,
+        never more than the gross itself."""
+        percent_part = (Decimal(gross_cents) * Decimal(self.fee_percent) / 100).quantize(
+            Decimal(1), rounding=ROUND_HALF_UP
+        )
+        return min(gross_cents, int(percent_part) + self.fee_fixed_cents * tickets)
+
+
+class PartnerUser(User):
+    """FAB's user with its partner membership (at most one partner per user)."""
+
+    __tablename__ = "ab_user"
+
+    partner_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("partner.id", ondelete="RESTRICT"), index=True
+    )
+    partner: Mapped[Partner | None] = relationship(Partner, foreign_keys=[partner_id])

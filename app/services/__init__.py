@@ -1,0 +1,1 @@
+"""Use cases: each owns its transaction, takes ids and an actor, raises domain errors."""

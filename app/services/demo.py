@@ -1,0 +1,277 @@
+"""Demo data for `make run`: users for every role, two partners, events in several cities.
+
+Idempotent: rows are looked up by their natural keys (username, partner name, event name)
+and only missing ones are created.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import (
+    Customer,
+    Event,
+    EventSection,
+    Partner,
+    PartnerStatus,
+    SectionKind,
+)
+from app.models.base import utcnow
+from app.services.events import generate_spots
+
+DEMO_PASSWORD = "Demo-1234"  # noqa: S105 - documented demo credential
+LOGINS_BANNER = f"""
+Demo logins (password {DEMO_PASSWORD} for all):
+  admin      platform admin: partners, fees, every event
+  partner1   partner "Aurora Producoes": its events, sections and spots
+  partner2   partner "Bossa Eventos"
+  finance    finance: read-mostly views
+  gate1      gate staff of Aurora Producoes
+  customer1  customer
+  customer2  customer
+"""
+
+
+@dataclass
+class SectionSpec:
+    name: str
+    kind: str
+    price_cents: int
+    rows: tuple[str, str] | None = None
+    seats_per_row: int = 0
+    places: int = 0
+    prefix: str = ""
+
+
+@dataclass
+class EventSpec:
+    partner: str
+    name: str
+    city: str
+    venue: str
+    category: str
+    days_ahead: int
+    sections: list[SectionSpec] = field(default_factory=list)
+    publish: bool = True
+    description: str = ""
+
+
+PARTNERS = {
+    "Aurora Producoes": ("partner1", Decimal("10.00"), 100),
+    "Bossa Eventos": ("partner2", Decimal("8.50"), 50),
+}
+
+STADIUM_SECTIONS = [
+    SectionSpec(
+        f"Setor {n:02d}",
+        SectionKind.SEATED,
+        9000 + 500 * (n % 4),
+        ("A", "Z"),
+        40,
+        prefix=f"S{n:02d}",
+    )
+    for n in range(1, 21)
+]
+
+EVENTS = [
+    EventSpec(
+        "Aurora Producoes",
+        "Orquestra Sinfonica: Noite de Gala",
+        "Sao Paulo",
+        "Theatro Municipal",
+        "classical",
+        20,
+        [
+            SectionSpec("Plateia", SectionKind.SEATED, 18000, ("A", "J"), 20),
+            SectionSpec("Balcao", SectionKind.SEATED, 9000, ("A", "E"), 16),
+        ],
+        description="Gala night with the city's symphony orchestra.",
+    ),
+    EventSpec(
+        "Aurora Producoes",
+        "Final do Campeonato",
+        "Sao Paulo",
+        "Estadio do Morumbi",
+        "sports",
+        45,
+        STADIUM_SECTIONS,
+        description="The season's final: 20,800 numbered seats.",
+    ),
+    EventSpec(
+        "Aurora Producoes",
+        "Festival de Verao",
+        "Salvador",
+        "Arena Fonte Nova",
+        "music",
+        60,
+        [
+            SectionSpec("Pista", SectionKind.GENERAL, 12000, places=500),
+            SectionSpec("Camarote", SectionKind.SEATED, 35000, ("A", "C"), 10),
+        ],
+        description="Three stages by the sea.",
+    ),
+    EventSpec(
+        "Aurora Producoes",
+        "Jazz na Praca (rascunho)",
+        "Curitiba",
+        "Teatro Guaira",
+        "music",
+        90,
+        [SectionSpec("Plateia", SectionKind.SEATED, 7000, ("A", "F"), 12)],
+        publish=False,
+        description="A draft still being prepared.",
+    ),
+    EventSpec(
+        "Bossa Eventos",
+        "Bossa Nova ao Vivo",
+        "Rio de Janeiro",
+        "Vivo Rio",
+        "music",
+        15,
+        [
+            SectionSpec("Mesas", SectionKind.SEATED, 22000, ("A", "H"), 12),
+            SectionSpec("Pista", SectionKind.GENERAL, 8000, places=300),
+        ],
+        description="Classics of bossa nova.",
+    ),
+    EventSpec(
+        "Bossa Eventos",
+        "Stand-up Comedy Night",
+        "Belo Horizonte",
+        "Cine Theatro Brasil",
+        "comedy",
+        25,
+        [SectionSpec("Plateia", SectionKind.SEATED, 6000, ("A", "L"), 18)],
+        description="Five comedians, one night.",
+    ),
+    EventSpec(
+        "Bossa Eventos",
+        "Frevo e Maracatu",
+        "Recife",
+        "Marco Zero",
+        "festival",
+        35,
+        [SectionSpec("Area Geral", SectionKind.GENERAL, 4000, places=1000)],
+        description="Open-air carnival preview.",
+    ),
+]
+
+USERS = [
+    # username, first, last, role, partner name
+    ("admin", "Ada", "Admin", "Admin", None),
+    ("partner1", "Paula", "Aurora", "Partner", "Aurora Producoes"),
+    ("partner2", "Pedro", "Bossa", "Partner", "Bossa Eventos"),
+    ("finance", "Fernanda", "Financas", "Finance", None),
+    ("gate1", "Gabriel", "Portao", "Gate", "Aurora Producoes"),
+    ("customer1", "Clara", "Cliente", "Customer", None),
+    ("customer2", "Caio", "Cliente", "Customer", None),
+]
+
+
+def has_events(session: Session) -> bool:
+    return session.scalar(select(Event.id).limit(1)) is not None
+
+
+def load(session: Session, sm: Any) -> str:
+    """Create whatever demo rows are missing; returns a one-line summary."""
+    created = {"partners": 0, "users": 0, "events": 0}
+    partners: dict[str, Partner] = {}
+    for name, (username, percent, fixed) in PARTNERS.items():
+        partner = session.scalar(select(Partner).where(Partner.name == name))
+        if partner is None:
+            partner = Partner(
+                name=name,
+                contact_email=f"{username}@example.com",
+                fee_percent=percent,
+                fee_fixed_cents=fixed,
+                status=PartnerStatus.APPROVED.value,
+                approved_at=utcnow(),
+            )
+            session.add(partner)
+            created["partners"] += 1
+        partners[name] = partner
+    session.commit()
+
+    users: dict[str, Any] = {}
+    for username, first, last, role_name, partner_name in USERS:
+        user = sm.find_user(username=username)
+        if user is None:
+            user = sm.add_user(
+                username,
+                first,
+                last,
+                f"{username}@example.com",
+                [sm.find_role(role_name)],
+                password=DEMO_PASSWORD,
+            )
+            if not user:
+                raise RuntimeError(f"could not create demo user {username}")
+            created["users"] += 1
+        user.partner_id = partners[partner_name].id if partner_name else None
+        if role_name == "Customer" and user.id not in _customer_user_ids(session):
+            session.add(Customer(user_id=user.id, name=f"{first} {last}", email=user.email))
+        users[username] = user
+    session.commit()
+
+    system = users["admin"]
+    now = utcnow().replace(minute=0, second=0, microsecond=0)
+    for spec in EVENTS:
+        partner = partners[spec.partner]
+        if session.scalar(
+            select(Event.id).where(Event.partner_id == partner.id, Event.name == spec.name)
+        ):
+            continue
+        starts = now + dt.timedelta(days=spec.days_ahead, hours=20 - now.hour)
+        event = Event(
+            partner=partner,
+            name=spec.name,
+            description=spec.description,
+            city=spec.city,
+            venue=spec.venue,
+            address=f"{spec.venue}, {spec.city}",
+            category=spec.category,
+            starts_at=starts,
+            ends_at=starts + dt.timedelta(hours=4),
+            sales_start=now - dt.timedelta(days=1),
+            currency="BRL",
+        )
+        session.add(event)
+        for position, section_spec in enumerate(spec.sections, start=1):
+            event.sections.append(
+                EventSection(
+                    name=section_spec.name,
+                    kind=section_spec.kind.value,
+                    price_cents=section_spec.price_cents,
+                    position=position,
+                )
+            )
+        session.commit()
+        for section, section_spec in zip(event.sections, spec.sections, strict=True):
+            generate_spots(
+                session,
+                section.id,
+                system,
+                first_row=section_spec.rows[0] if section_spec.rows else None,
+                last_row=section_spec.rows[1] if section_spec.rows else None,
+                seats_per_row=section_spec.seats_per_row or None,
+                quantity=section_spec.places or None,
+                prefix=section_spec.prefix,
+            )
+        if spec.publish:
+            event.publish()
+        session.commit()
+        created["events"] += 1
+    return (
+        f"Demo data: {created['partners']} partners, {created['users']} users, "
+        f"{created['events']} events created."
+    )
+
+
+def _customer_user_ids(session: Session) -> set[int]:
+    return set(session.scalars(select(Customer.user_id)))

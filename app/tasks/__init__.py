@@ -1,0 +1,41 @@
+"""Celery: the app object and its binding to Flask. Tasks are thin wrappers around services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask
+
+celery = Celery("bilheteria")
+
+
+def init_celery(app: Flask) -> Celery:
+    """Configure the shared Celery app from the Flask config; tasks run inside an app context and
+    release their database session afterwards (Superset's pattern)."""
+    from app.extensions import db
+
+    class FlaskTask(Task):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            with app.app_context():
+                try:
+                    return self.run(*args, **kwargs)
+                finally:
+                    db.session.remove()
+
+    celery.Task = FlaskTask
+    celery.conf.update(
+        broker_url=app.config["CELERY_BROKER_URL"],
+        result_backend=None,
+        task_ignore_result=True,
+        task_always_eager=app.config["CELERY_TASK_ALWAYS_EAGER"],
+        task_eager_propagates=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        timezone="UTC",
+        beat_schedule={},
+    )
+    app.extensions["celery"] = celery
+    return celery

@@ -1,0 +1,294 @@
+"""Shared view machinery: the partner-scope filter and scoped FAB views and APIs.
+
+Every partner-owned view and API inherits from these, so list, show, edit, delete, single and
+bulk actions, relation pickers and the REST API all apply the same scope (services/scoping.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, current_app, flash, request
+from flask_appbuilder import ModelRestApi, ModelView
+from flask_appbuilder.baseviews import expose
+from flask_appbuilder.models.filters import BaseFilter
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_babel import lazy_gettext
+from sqlalchemy.exc import IntegrityError
+from wtforms import Form
+
+from app.extensions import db
+from app.models.errors import DomainError, NotFound
+from app.services.scoping import is_platform_staff, scope_clause
+
+
+def current_user() -> Any:
+    return current_app.appbuilder.sm.current_user
+
+
+class PartnerScopeFilter(BaseFilter):
+    """FAB base filter applying the partner scope of the current user to any partner-owned model."""
+
+    name = lazy_gettext("Partner scope")
+
+    def apply(self, query: Any, value: Any) -> Any:
+        clause = scope_clause(self.model, current_user())
+        return query if clause is None else query.filter(clause)
+
+
+def partner_owned(model: type | None) -> bool:
+    return model is not None and hasattr(model, "partner_scope")
+
+
+class ScopedMixin:
+    """What views and APIs share: the scope as base filter, scoped relation pickers, checks of
+    related rows, and the hooks ``on_add``/``on_update``/``on_delete`` where a model's rules run."""
+
+    base_filters = [["id", PartnerScopeFilter, None]]
+    datamodel: SQLAInterface
+
+    def scoped_relations(self, columns: list[str]) -> list[str]:
+        """Many-to-one relationships among ``columns`` whose target is partner-owned."""
+        return [
+            name
+            for name in columns
+            if self.datamodel.is_relation_many_to_one(name)
+            and partner_owned(self.datamodel.get_related_model(name))
+        ]
+
+    def scope_pickers(self) -> None:
+        for attr, columns in (
+            ("add_query_rel_fields", self.add_columns),
+            ("edit_query_rel_fields", self.edit_columns),
+            ("search_form_query_rel_fields", getattr(self, "search_columns", [])),
+        ):
+            scoped = {
+                name: [["id", PartnerScopeFilter, None]]
+                for name in self.scoped_relations(list(columns or []))
+            }
+            setattr(self, attr, {**scoped, **(getattr(self, attr, None) or {})})
+
+    def check_related_scope(self, item: Any) -> None:
+        """A related row chosen by id must be one the user may see: a tampered picker or an API
+        body naming another partner's row answers as if the row did not exist."""
+        actor = current_user()
+        for name in self.scoped_relations(list(self.datamodel.get_columns_list())):
+            related = getattr(item, name, None)
+            if related is None:
+                continue
+            model = type(related)
+            clause = scope_clause(model, actor)
+            if clause is None:
+                continue
+            with db.session.no_autoflush:
+                found = db.session.scalar(
+                    db.select(model.id).where(model.id == related.id, clause).limit(1)
+                )
+            if found is None:
+                raise NotFound(f"{name.replace('_', ' ').capitalize()} not found.", field=name)
+
+    def pre_add(self, item: Any) -> None:
+        self.check_related_scope(item)
+        self.on_add(item)
+
+    def pre_update(self, item: Any) -> None:
+        self.check_related_scope(item)
+        self.on_update(item)
+
+    def pre_delete(self, item: Any) -> None:
+        self.on_delete(item)
+
+    def on_add(self, item: Any) -> None:
+        """The model's rules for a new row; raise DomainError to refuse."""
+
+    def on_update(self, item: Any) -> None:
+        """The model's rules for a changed row; raise DomainError to refuse."""
+
+    def on_delete(self, item: Any) -> None:
+        """The model's rules for deleting a row; raise DomainError to refuse."""
+
+
+class ScopedModelView(ScopedMixin, ModelView):
+    """A FAB ModelView whose every route, actions included, honours the partner scope, and whose
+    forms keep the user's input and show which field a business rule refused."""
+
+    #: form fields removed for users tied to one partner (the partner is implied)
+    partner_only_hidden: tuple[str, ...] = ()
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.scope_pickers()  # before FAB builds the forms from these
+        super().__init__(**kwargs)
+
+    # FAB's action routes fetch rows without base filters: these fetch them through the scope.
+    @expose("/action/<string:name>/<pk>", methods=["GET", "POST"])
+    def action(self, name: str, pk: Any) -> Any:
+        if request.method != "POST":
+            abort(405)
+        if not self.appbuilder.sm.has_access(
+            self.get_action_permission_name(name), self.class_permission_name
+        ):
+            abort(403)
+        action = self.actions.get(name) or abort(404)
+        item = self.datamodel.get(self._deserialize_pk_if_composite(pk), self._base_filters)
+        if item is None:
+            abort(404)
+        return action.func(item)
+
+    @expose("/action_post", methods=["POST"])
+    def action_post(self) -> Any:
+        name = request.form.get("action", "")
+        if not self.appbuilder.sm.has_access(
+            self.get_action_permission_name(name), self.class_permission_name
+        ):
+            abort(403)
+        action = self.actions.get(name) or abort(404)
+        items = []
+        for pk in request.form.getlist("rowid"):
+            item = self.datamodel.get(self._deserialize_pk_if_composite(pk), self._base_filters)
+            if item is None:
+                abort(404)
+            items.append(item)
+        return action.func(items)
+
+    def _hidden_cols(self) -> list[str]:
+        return [] if is_platform_staff(current_user()) else list(self.partner_only_hidden)
+
+    def _form_for(self, form: Form, hidden: list[str]) -> Form:
+        for name in hidden:
+            if name in form:
+                del form[name]
+        return form
+
+    def _save(self, form: Form, item: Any, *, created: bool) -> bool:
+        """Populate, check the rules, write. On a refused rule the form shows the error at its
+        field and keeps what the user typed."""
+        try:
+            form.populate_obj(item)
+            if created:
+                self.pre_add(item)
+                db.session.add(item)
+            else:
+                self.pre_update(item)
+            db.session.commit()
+        except DomainError as err:
+            db.session.rollback()
+            self._show_error(form, err.message, err.field)
+            return False
+        except IntegrityError:
+            db.session.rollback()
+            self._show_error(form, self.integrity_message, None)
+            return False
+        if created:
+            self.post_add(item)
+        else:
+            self.post_update(item)
+        return True
+
+    integrity_message = "This conflicts with an existing row (a name or label already in use?)."
+
+    @staticmethod
+    def _show_error(form: Form, message: str, field: str | None) -> None:
+        if field and field in form:
+            form[field].errors = [*form[field].errors, message]
+        flash(message, "danger")
+
+    def _add(self) -> Any:
+        hidden = self._hidden_cols()
+        form = self._form_for(self.add_form.refresh(), hidden)
+        if request.method == "POST":
+            if form.validate():
+                self.process_form(form, True)
+                if self._save(form, self.datamodel.obj(), created=True):
+                    flash(self.add_row_message, "success")
+                    return None
+        else:
+            self.update_redirect()
+        return self._get_add_widget(form=form, exclude_cols=hidden)
+
+    def _edit(self, pk: Any) -> Any:
+        hidden = self._hidden_cols()
+        item = self.datamodel.get(pk, self._base_filters)
+        if item is None:
+            abort(404)
+        if request.method == "POST":
+            form = self._form_for(self.edit_form.refresh(request.form), hidden)
+            form._id = self.datamodel.get_pk_value(item)
+            if form.validate():
+                self.process_form(form, False)
+                if self._save(form, item, created=False):
+                    flash(self.edit_row_message, "success")
+                    return None
+        else:
+            form = self._form_for(self.edit_form.refresh(obj=item), hidden)
+            self.prefill_form(form, pk)
+            self.update_redirect()
+        widgets = self._get_edit_widget(form=form, exclude_cols=hidden)
+        return self._get_related_views_widgets(item, filters={}, widgets=widgets)
+
+    def _delete(self, pk: Any) -> None:
+        item = self.datamodel.get(pk, self._base_filters)
+        if item is None:
+            abort(404)
+        try:
+            self.pre_delete(item)
+            db.session.delete(item)
+            db.session.commit()
+        except DomainError as err:
+            db.session.rollback()
+            flash(err.message, "danger")
+            return
+        except IntegrityError:
+            db.session.rollback()
+            flash("This row is still referenced and cannot be deleted.", "danger")
+            return
+        self.post_delete(item)
+        flash(self.delete_row_message, "success")
+        self.update_redirect()
+
+    def run_each(self, items: Any, operation: Any, done: str) -> int:
+        """Apply a service operation to one or several rows, flashing each refusal; returns how
+        many succeeded."""
+        items = items if isinstance(items, list) else [items]
+        succeeded = 0
+        for item in items:
+            try:
+                operation(item)
+                succeeded += 1
+            except DomainError as err:
+                db.session.rollback()
+                flash(err.message, "danger")
+        if succeeded:
+            flash(done.format(count=succeeded), "success")
+        return succeeded
+
+
+class ScopedModelRestApi(ScopedMixin, ModelRestApi):
+    """A FAB ModelRestApi with the partner scope, answering domain errors as JSON 4xx."""
+
+    allow_browser_login = True
+
+    def __init__(self) -> None:
+        self.scope_pickers()
+        super().__init__()
+
+    def _domain_guard(self, call: Any, *args: Any) -> Any:
+        try:
+            return call(*args)
+        except DomainError as err:
+            db.session.rollback()
+            payload: dict[str, Any] = {"message": err.message}
+            if err.field:
+                payload["field"] = err.field
+            return self.response(err.status, **payload)
+        except IntegrityError:
+            db.session.rollback()
+            return self.response(409, message="This conflicts with an existing row.")
+
+    def post_headless(self) -> Any:
+        return self._domain_guard(super().post_headless)
+
+    def put_headless(self, pk: Any) -> Any:
+        return self._domain_guard(super().put_headless, pk)
+
+    def delete_headless(self, pk: Any) -> Any:
+        return self._domain_guard(super().delete_headless, pk)

@@ -1,0 +1,327 @@
+"""Partner dashboard and REST API for events, sections and spots (scoped to the user's partner)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, current_app, flash, redirect, request, url_for
+from flask_appbuilder import action, expose, has_access
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_appbuilder.widgets import FormWidget
+
+from app.extensions import db
+from app.models import DomainError, Event, EventSection, EventSpot
+from app.services import events as event_service
+from app.views.base import ScopedModelRestApi, ScopedModelView, current_user
+from app.views.forms import CancelEventForm, GenerateSpotsForm, kind_field, price_field
+
+FORM_TEMPLATE = "appbuilder/general/model/edit.html"
+
+EVENT_FORM_COLUMNS = [
+    "partner",
+    "name",
+    "description",
+    "venue",
+    "city",
+    "address",
+    "category",
+    "starts_at",
+    "ends_at",
+    "sales_start",
+    "sales_end",
+    "image_url",
+    "currency",
+]
+EVENT_DESCRIPTIONS = {
+    "starts_at": "UTC.",
+    "sales_start": "When tickets go on sale (UTC). Empty: as soon as the event is published.",
+    "sales_end": "When sales close (UTC). Empty: when the event starts.",
+    "currency": "ISO 4217 code; default BRL. Fixed once the event has sales.",
+}
+
+
+class EventRules:
+    def on_add(self, item: Event) -> None:
+        event_service.claim_new_event(item, current_user(), current_app.config["DEFAULT_CURRENCY"])
+
+    def on_update(self, item: Event) -> None:
+        item.check_changes()
+
+    def on_delete(self, item: Event) -> None:
+        item.check_deletable()
+
+
+class SectionRules:
+    def on_add(self, item: EventSection) -> None:
+        item.validate()
+        if item.event is not None and item.event.is_cancelled:
+            raise DomainError("The event is cancelled.", field="event")
+
+    def on_update(self, item: EventSection) -> None:
+        item.check_changes()
+
+    def on_delete(self, item: EventSection) -> None:
+        item.check_deletable()
+
+
+class SpotRules:
+    def on_add(self, item: EventSpot) -> None:
+        item.check_changes()
+        item.position = event_service.last_spot_position(db.session, item.section.id) + 1
+
+    def on_update(self, item: EventSpot) -> None:
+        item.check_changes()
+
+    def on_delete(self, item: EventSpot) -> None:
+        item.check_deletable()
+
+
+class EventSpotView(SpotRules, ScopedModelView):
+    datamodel = SQLAInterface(EventSpot)
+    list_title = "Spots"
+    list_columns = ["event", "section", "label", "row_label", "seat_number", "status"]
+    show_columns = ["event", "section", "label", "row_label", "seat_number", "status", "held_until"]
+    add_columns = ["section", "label", "row_label", "seat_number"]
+    edit_columns = ["section", "label", "row_label", "seat_number"]
+    search_columns = ["event", "section", "label", "row_label", "status"]
+    order_columns = ["label", "row_label", "seat_number", "status"]
+    base_order = ("position", "asc")
+    label_columns = {"row_label": "Row", "seat_number": "Seat"}
+    description_columns = {"row_label": "Empty for general admission."}
+    page_size = 50
+
+    @action("block", "Block", "Block the selected spots? Blocked spots are not sold.", "fa-ban")
+    def block(self, items: Any) -> Any:
+        return self._set_blocked(items, blocked=True)
+
+    @action("unblock", "Unblock", None, "fa-check")
+    def unblock(self, items: Any) -> Any:
+        return self._set_blocked(items, blocked=False)
+
+    def _set_blocked(self, items: Any, *, blocked: bool) -> Any:
+        items = items if isinstance(items, list) else [items]
+        try:
+            count = event_service.set_spots_blocked(
+                db.session, [spot.id for spot in items], current_user(), blocked=blocked
+            )
+        except DomainError as err:
+            db.session.rollback()
+            flash(err.message, "danger")
+        else:
+            flash(f"{count} spot(s) {'blocked' if blocked else 'unblocked'}.", "success")
+        return redirect(self.get_redirect())
+
+
+class EventSectionView(SectionRules, ScopedModelView):
+    datamodel = SQLAInterface(EventSection)
+    list_title = "Sections"
+    list_columns = [
+        "event",
+        "name",
+        "kind",
+        "price",
+        "available_count",
+        "held_count",
+        "sold_count",
+        "blocked_count",
+    ]
+    show_columns = [
+        "event",
+        "name",
+        "kind",
+        "price",
+        "position",
+        "available_count",
+        "held_count",
+        "sold_count",
+        "blocked_count",
+    ]
+    add_columns = ["event", "name", "kind", "price_amount", "position"]
+    edit_columns = ["name", "kind", "price_amount", "position"]
+    search_columns = ["event", "name", "kind"]
+    order_columns = ["name", "kind", "position"]
+    base_order = ("position", "asc")
+    label_columns = {
+        "price_amount": "Price",
+        "available_count": "Available",
+        "held_count": "Held",
+        "sold_count": "Sold",
+        "blocked_count": "Blocked",
+    }
+    description_columns = {
+        "position": "Order on the event page (lower first).",
+        "price_amount": "Tickets already sold keep the price they were sold at.",
+    }
+    add_form_extra_fields = {"price_amount": price_field(), "kind": kind_field()}
+    edit_form_extra_fields = {"price_amount": price_field(), "kind": kind_field()}
+    related_views = [EventSpotView]
+
+    @action("generate", "Generate spots", None, "fa-th", multiple=False)
+    def generate_action(self, item: EventSection) -> Any:
+        return redirect(url_for(".generate", pk=item.id))
+
+    @expose("/generate/<int:pk>", methods=["GET", "POST"])
+    @has_access
+    def generate(self, pk: int) -> Any:
+        section = self.datamodel.get(pk, self._base_filters)
+        if section is None:
+            abort(404)
+        form = GenerateSpotsForm(request.form if request.method == "POST" else None)
+        if request.method == "POST" and form.validate():
+            try:
+                count = event_service.generate_spots(
+                    db.session,
+                    section.id,
+                    current_user(),
+                    first_row=form.first_row.data,
+                    last_row=form.last_row.data,
+                    seats_per_row=form.seats_per_row.data,
+                    quantity=form.quantity.data,
+                    prefix=form.prefix.data or "",
+                )
+            except DomainError as err:
+                db.session.rollback()
+                self._show_error(form, err.message, err.field)
+            else:
+                flash(f"{count} spots generated in {section.name}.", "success")
+                return redirect(url_for("EventSpotView.list", _flt_0_section=section.id))
+        columns = (
+            ["quantity", "prefix"]
+            if section.is_general_admission
+            else ["first_row", "last_row", "seats_per_row", "prefix"]
+        )
+        return self.render_template(
+            FORM_TEMPLATE,
+            title=f"Generate spots in {section}",
+            widgets={"edit": FormWidget(form=form, include_cols=columns)},
+        )
+
+
+class EventView(EventRules, ScopedModelView):
+    datamodel = SQLAInterface(Event)
+    list_title = "Events"
+    list_columns = ["name", "partner", "city", "venue", "starts_at", "status"]
+    show_columns = [*EVENT_FORM_COLUMNS, "status", "cancel_reason", "published_at", "cancelled_at"]
+    add_columns = EVENT_FORM_COLUMNS
+    edit_columns = EVENT_FORM_COLUMNS[1:]
+    search_columns = ["name", "city", "venue", "category", "status", "starts_at", "partner"]
+    order_columns = ["name", "city", "starts_at", "status"]
+    base_order = ("starts_at", "asc")
+    partner_only_hidden = ("partner",)
+    description_columns = EVENT_DESCRIPTIONS
+    label_columns = {"starts_at": "Starts", "ends_at": "Ends", "image_url": "Image URL"}
+    related_views = [EventSectionView]
+
+    @action("publish", "Publish", "Publish the selected events?", "fa-bullhorn")
+    def publish(self, items: Any) -> Any:
+        self.run_each(
+            items,
+            lambda e: event_service.publish_event(db.session, e.id, current_user()),
+            "{count} event(s) published.",
+        )
+        return redirect(self.get_redirect())
+
+    @action("unpublish", "Unpublish", "Take the selected events off sale?", "fa-eye-slash")
+    def unpublish(self, items: Any) -> Any:
+        self.run_each(
+            items,
+            lambda e: event_service.unpublish_event(db.session, e.id, current_user()),
+            "{count} event(s) unpublished.",
+        )
+        return redirect(self.get_redirect())
+
+    @action("cancel_event", "Cancel event", None, "fa-times-circle", multiple=False)
+    def cancel_action(self, item: Event) -> Any:
+        return redirect(url_for(".cancel", pk=item.id))
+
+    @expose("/cancel/<int:pk>", methods=["GET", "POST"])
+    @has_access
+    def cancel(self, pk: int) -> Any:
+        event = self.datamodel.get(pk, self._base_filters)
+        if event is None:
+            abort(404)
+        form = CancelEventForm(request.form if request.method == "POST" else None)
+        if request.method == "POST" and form.validate():
+            try:
+                event_service.cancel_event(db.session, event.id, current_user(), form.reason.data)
+            except DomainError as err:
+                db.session.rollback()
+                self._show_error(form, err.message, err.field)
+            else:
+                flash(f"{event.name} is cancelled.", "success")
+                return redirect(url_for(".show", pk=event.id))
+        return self.render_template(
+            FORM_TEMPLATE, title=f"Cancel {event.name}", widgets={"edit": FormWidget(form=form)}
+        )
+
+
+EVENT_API_COLUMNS = [
+    "id",
+    "partner.id",
+    "partner.name",
+    "name",
+    "description",
+    "venue",
+    "city",
+    "address",
+    "category",
+    "starts_at",
+    "ends_at",
+    "sales_start",
+    "sales_end",
+    "image_url",
+    "currency",
+    "status",
+    "cancel_reason",
+]
+
+
+class EventApi(EventRules, ScopedModelRestApi):
+    resource_name = "events"
+    datamodel = SQLAInterface(Event)
+    list_columns = EVENT_API_COLUMNS
+    show_columns = EVENT_API_COLUMNS
+    add_columns = EVENT_FORM_COLUMNS
+    edit_columns = EVENT_FORM_COLUMNS[1:]
+    search_columns = ["name", "city", "category", "status", "starts_at"]
+    order_columns = ["name", "city", "starts_at", "status"]
+
+    def _init_model_schemas(self) -> None:
+        super()._init_model_schemas()
+        # Partner users omit it (their own partner is implied); staff must name it (on_add).
+        self.add_model_schema.fields["partner"].required = False
+
+
+class EventSectionApi(SectionRules, ScopedModelRestApi):
+    resource_name = "sections"
+    datamodel = SQLAInterface(EventSection)
+    list_columns = ["id", "event.id", "name", "kind", "price_cents", "position"]
+    show_columns = [
+        *list_columns,
+        "available_count",
+        "held_count",
+        "sold_count",
+        "blocked_count",
+    ]
+    add_columns = ["event", "name", "kind", "price_cents", "position"]
+    edit_columns = ["name", "kind", "price_cents", "position"]
+    search_columns = ["event", "name", "kind"]
+
+
+class EventSpotApi(SpotRules, ScopedModelRestApi):
+    resource_name = "spots"
+    datamodel = SQLAInterface(EventSpot)
+    list_columns = [
+        "id",
+        "event.id",
+        "section.id",
+        "label",
+        "row_label",
+        "seat_number",
+        "status",
+    ]
+    show_columns = list_columns
+    add_columns = ["section", "label", "row_label", "seat_number"]
+    edit_columns = ["section", "label", "row_label", "seat_number"]
+    search_columns = ["event", "section", "label", "status"]
+    max_page_size = 1000

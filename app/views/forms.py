@@ -1,0 +1,64 @@
+"""Forms for the dashboard's own routes (FAB builds the CRUD forms from the models)."""
+
+from __future__ import annotations
+
+from flask_appbuilder.fieldwidgets import BS3TextAreaFieldWidget, BS3TextFieldWidget, Select2Widget
+from flask_appbuilder.forms import DynamicForm
+from wtforms import DecimalField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, Regexp
+
+from app.models import SectionKind
+
+SECTION_KIND_CHOICES = [
+    (SectionKind.SEATED.value, "Seated (numbered seats)"),
+    (SectionKind.GENERAL.value, "General admission"),
+]
+
+
+def price_field() -> DecimalField:
+    return DecimalField(
+        "Price",
+        places=2,
+        validators=[InputRequired(), NumberRange(min=0)],
+        description="Per ticket, in the event's currency (for example 150.00).",
+        widget=BS3TextFieldWidget(),
+    )
+
+
+def kind_field() -> SelectField:
+    return SelectField(
+        "Kind", choices=SECTION_KIND_CHOICES, validators=[DataRequired()], widget=Select2Widget()
+    )
+
+
+class CancelEventForm(DynamicForm):
+    reason = TextAreaField(
+        "Reason",
+        validators=[DataRequired(), Length(max=2000)],
+        description="Shown to customers. Cancelled events stop selling at once.",
+        widget=BS3TextAreaFieldWidget(),
+    )
+
+
+ROW = [Optional(), Regexp(r"^[A-Za-z]$", message="A single letter from A to Z.")]
+
+
+class GenerateSpotsForm(DynamicForm):
+    first_row = StringField("First row", validators=ROW, widget=BS3TextFieldWidget())
+    last_row = StringField("Last row", validators=ROW, widget=BS3TextFieldWidget())
+    seats_per_row = IntegerField(
+        "Seats per row",
+        validators=[Optional(), NumberRange(min=1, max=500)],
+        widget=BS3TextFieldWidget(),
+    )
+    quantity = IntegerField(
+        "Places (general admission)",
+        validators=[Optional(), NumberRange(min=1, max=50_000)],
+        widget=BS3TextFieldWidget(),
+    )
+    prefix = StringField(
+        "Label prefix",
+        validators=[Optional(), Length(max=10)],
+        description="Optional, e.g. 'N' gives seats NA-1, NA-2 ...",
+        widget=BS3TextFieldWidget(),
+    )

@@ -1,0 +1,72 @@
+"""Admin dashboard: partners (approval, suspension, fees) and customers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import redirect
+from flask_appbuilder import ModelView, action
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+
+from app.extensions import db
+from app.models import Customer, Partner
+from app.services import partners as partner_service
+from app.views.base import ScopedModelView, current_user
+
+
+class PartnerView(ScopedModelView):
+    datamodel = SQLAInterface(Partner)
+    list_title = "Partners"
+    list_columns = [
+        "name",
+        "status",
+        "fee_percent",
+        "fee_fixed_cents",
+        "contact_email",
+        "created_at",
+    ]
+    show_columns = [*list_columns, "approved_at", "suspended_at"]
+    add_columns = ["name", "contact_email", "fee_percent", "fee_fixed_cents"]
+    edit_columns = add_columns
+    search_columns = ["name", "status", "contact_email"]
+    label_columns = {"fee_percent": "Fee (%)", "fee_fixed_cents": "Fee per ticket (cents)"}
+    description_columns = {
+        "fee_percent": "Platform fee as a percentage of the gross, 0 to 100.",
+        "fee_fixed_cents": "Fixed platform fee per ticket, in cents.",
+    }
+
+    def on_add(self, item: Partner) -> None:
+        item.validate_fees()
+
+    def on_update(self, item: Partner) -> None:
+        item.validate_fees()
+
+    def on_delete(self, item: Partner) -> None:
+        item.check_deletable()
+
+    @action("approve", "Approve", "Approve the selected partners?", "fa-check")
+    def approve(self, items: Any) -> Any:
+        self.run_each(
+            items,
+            lambda p: partner_service.approve_partner(db.session, p.id, current_user()),
+            "{count} partner(s) approved.",
+        )
+        return redirect(self.get_redirect())
+
+    @action("suspend", "Suspend", "Suspend the selected partners? They stop selling.", "fa-ban")
+    def suspend(self, items: Any) -> Any:
+        self.run_each(
+            items,
+            lambda p: partner_service.suspend_partner(db.session, p.id, current_user()),
+            "{count} partner(s) suspended.",
+        )
+        return redirect(self.get_redirect())
+
+
+class CustomerView(ModelView):
+    datamodel = SQLAInterface(Customer)
+    list_title = "Customers"
+    list_columns = ["name", "email", "created_at"]
+    show_columns = ["name", "email", "user", "created_at"]
+    search_columns = ["name", "email", "created_at"]
+    base_permissions = ["can_list", "can_show"]

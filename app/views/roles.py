@@ -1,0 +1,75 @@
+"""Roles as data: what each role may do, as (view or menu, permission) patterns.
+
+``flask perms sync`` (run at deploy) creates every view's permissions and writes these sets
+into the database, so no process touches permissions at start-up. Patterns are full-match
+regular expressions against FAB's view-menu and permission names.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+SELF_SERVICE = [
+    ("UserDBModelView", "can_userinfo"),
+    ("ResetMyPasswordView", "can_this_form_(get|post)"),
+    ("UserInfoEditView", "can_this_form_(get|post)"),
+]
+
+# Action permissions are the bare action names (publish, block, generate ...); FAB's file
+# download route is not used by these views.
+PARTNER_CATALOG = [
+    ("(EventView|EventSectionView|EventSpotView)", "(?!can_download$).*"),
+    ("(EventApi|EventSectionApi|EventSpotApi)", "can_.*"),
+    ("(Events|Sections|Spots|Catalog)", "menu_access"),
+]
+
+ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
+    "Admin": [(".*", ".*")],
+    "Partner": [*SELF_SERVICE, *PARTNER_CATALOG],
+    "Finance": [
+        *SELF_SERVICE,
+        ("(EventView|EventSectionView|PartnerView|CustomerView)", "can_(list|show)"),
+        ("(EventApi|EventSectionApi)", "can_(get|info)"),
+        ("(Events|Sections|Partners|Customers|Catalog|Platform)", "menu_access"),
+    ],
+    "Gate": [
+        *SELF_SERVICE,
+        ("EventView", "can_(list|show)"),
+        ("EventApi", "can_(get|info)"),
+        ("(Events|Catalog)", "menu_access"),
+    ],
+    "Customer": [*SELF_SERVICE],
+}
+
+
+def sync_permissions(appbuilder: Any) -> dict[str, int]:
+    """Create every view's permissions, then make each role's permission set exactly the one
+    declared above. Idempotent; returns how many permissions each role holds."""
+    sm = appbuilder.sm
+    role_names = [*ROLE_PERMISSIONS, sm.auth_role_public]
+    for role_name in role_names:
+        # FAB grants new permissions to the admin role as it creates them: it must exist first.
+        if sm.find_role(role_name) is None:
+            sm.add_role(role_name)
+    appbuilder.add_permissions(update_perms=True)
+    session = sm.session
+    all_pvs = session.query(sm.permissionview_model).all()
+    counts: dict[str, int] = {}
+    for role_name in role_names:
+        patterns = [
+            (re.compile(view), re.compile(perm))
+            for view, perm in ROLE_PERMISSIONS.get(role_name, [])
+        ]
+        role = sm.find_role(role_name)
+        role.permissions = [
+            pv
+            for pv in all_pvs
+            if any(
+                view.fullmatch(pv.view_menu.name) and perm.fullmatch(pv.permission.name)
+                for view, perm in patterns
+            )
+        ]
+        counts[role_name] = len(role.permissions)
+    session.commit()
+    return counts

@@ -1,0 +1,113 @@
+"""Builders and login helpers shared by the integration and end-to-end tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask import current_app
+from flask.testing import FlaskClient
+
+from app.extensions import db
+from app.models import Event, EventSection, Partner, PartnerStatus
+from app.models.base import utcnow
+from app.services import events as event_service
+
+PASSWORD = "Test-1234"
+
+
+def make_user(username: str, role: str, partner: Partner | None = None) -> Any:
+    sm = current_app.appbuilder.sm
+    user = sm.add_user(
+        username,
+        username.capitalize(),
+        "Test",
+        f"{username}@example.com",
+        [sm.find_role(role)],
+        password=PASSWORD,
+    )
+    assert user, f"could not create {username}"
+    if partner is not None:
+        user.partner_id = partner.id
+        db.session.commit()
+    return user
+
+
+def make_partner(name: str, status: str = PartnerStatus.APPROVED.value) -> Partner:
+    partner = Partner(
+        name=name, status=status, fee_percent=10, fee_fixed_cents=100, contact_email="p@example.com"
+    )
+    db.session.add(partner)
+    db.session.commit()
+    return partner
+
+
+def make_event(
+    partner: Partner,
+    name: str = "Concert",
+    *,
+    sections: int = 1,
+    rows: tuple[str, str] = ("A", "B"),
+    seats: int = 5,
+    **fields: Any,
+) -> Event:
+    starts = utcnow() + dt.timedelta(days=30)
+    event = Event(
+        partner=partner,
+        name=name,
+        venue=fields.pop("venue", "Hall"),
+        city=fields.pop("city", "Sao Paulo"),
+        starts_at=starts,
+        ends_at=starts + dt.timedelta(hours=3),
+        currency="BRL",
+        **fields,
+    )
+    for index in range(sections):
+        event.sections.append(
+            EventSection(name=f"Section {index + 1}", kind="seated", price_cents=10000)
+        )
+    db.session.add(event)
+    db.session.commit()
+    admin = Admin()
+    for section in event.sections:
+        event_service.generate_spots(
+            db.session, section.id, admin, first_row=rows[0], last_row=rows[1], seats_per_row=seats
+        )
+    return event
+
+
+class _Role:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class Admin:
+    """A platform admin actor for calling services directly in tests."""
+
+    roles = [_Role("Admin")]
+    partner_id = None
+    is_authenticated = True
+
+
+class PartnerActor:
+    def __init__(self, partner: Partner) -> None:
+        self.roles = [_Role("Partner")]
+        self.partner_id = partner.id
+        self.is_authenticated = True
+
+
+def login(client: FlaskClient, username: str, password: str = PASSWORD) -> FlaskClient:
+    response = client.post(
+        "/login/", data={"username": username, "password": password}, follow_redirects=False
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    return client
+
+
+def api_token(client: FlaskClient, username: str, password: str = PASSWORD) -> dict[str, str]:
+    response = client.post(
+        "/api/v1/security/login",
+        json={"username": username, "password": password, "provider": "db"},
+    )
+    assert response.status_code == 200, response.get_json()
+    return {"Authorization": f"Bearer {response.get_json()['access_token']}"}

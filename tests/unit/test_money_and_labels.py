@@ -1,0 +1,87 @@
+from decimal import Decimal
+
+import pytest
+
+from app.config import ConfigError, load_config
+from app.models import DomainError, Partner, format_money
+from app.models.event import cents_from_amount
+from app.services.events import seat_block_labels
+
+
+def test_a_seat_block_covers_every_row_and_seat_in_order():
+    labels = seat_block_labels("a", "c", 3)
+    assert [label for _, _, label in labels] == [
+        "A-1", "A-2", "A-3", "B-1", "B-2", "B-3", "C-1", "C-2", "C-3",
+    ]  # fmt: skip
+    assert labels[4] == ("B", 2, "B-2")
+
+
+def test_a_prefix_goes_in_front_of_the_row():
+    assert seat_block_labels("A", "A", 2, prefix="N") == [("NA", 1, "NA-1"), ("NA", 2, "NA-2")]
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "seats", "field"),
+    [("AA", "B", 2, "first_row"), ("A", "1", 2, "last_row"), ("C", "A", 2, "last_row"),
+     ("A", "B", 0, "seats_per_row")],
+)  # fmt: skip
+def test_a_bad_seat_block_names_the_field_at_fault(first, last, seats, field):
+    with pytest.raises(DomainError) as err:
+        seat_block_labels(first, last, seats)
+    assert err.value.field == field
+
+
+def test_prices_convert_to_cents_exactly():
+    assert cents_from_amount(Decimal("150.5"), field="p") == 15050
+    assert cents_from_amount("0.10", field="p") == 10
+    assert cents_from_amount(3, field="p") == 300
+
+
+@pytest.mark.parametrize("bad", [Decimal("-1"), Decimal("1.001"), "abc", "NaN", None])
+def test_bad_prices_are_refused(bad):
+    with pytest.raises(DomainError):
+        cents_from_amount(bad, field="price")
+
+
+def test_money_is_never_a_float():
+    with pytest.raises(TypeError):
+        cents_from_amount(1.5, field="price")
+
+
+def test_money_formats_from_integer_cents():
+    assert format_money(123456, "BRL") == "BRL 1,234.56"
+    assert format_money(-5, "BRL") == "BRL -0.05"
+
+
+def test_platform_fee_is_percent_half_up_plus_fixed_per_ticket_capped_at_gross():
+    partner = Partner(name="x", fee_percent=Decimal("10.00"), fee_fixed_cents=100)
+    assert partner.platform_fee_cents(10005, 1) == 1001 + 100  # 1000.5 rounds half up
+    assert partner.platform_fee_cents(0, 2) == 0
+    partner.fee_percent = Decimal("0")
+    assert partner.platform_fee_cents(10000, 3) == 300
+
+
+def test_production_refuses_the_development_secret_key():
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        load_config({"APP_ENV": "production"})
+    config = load_config({"APP_ENV": "production", "SECRET_KEY": "s3cret"})
+    assert config["SECRET_KEY"] == "s3cret"
+
+
+def test_development_defaults_to_embedded_sqlite_and_in_process_tasks():
+    config = load_config({})
+    assert config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
+    assert config["CELERY_TASK_ALWAYS_EAGER"] is True
+    assert config["HOLD_MINUTES"] == 10
+
+
+def test_postgres_urls_use_psycopg_and_redis_enables_the_broker():
+    config = load_config({"DATABASE_URL": "postgresql://u@h/db", "REDIS_URL": "redis://h:6379/0"})
+    assert config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u@h/db"
+    assert config["CELERY_BROKER_URL"] == "redis://h:6379/0"
+    assert config["CELERY_TASK_ALWAYS_EAGER"] is False
+
+
+def test_a_bad_integer_setting_is_a_clear_error():
+    with pytest.raises(ConfigError, match="HOLD_MINUTES"):
+        load_config({"HOLD_MINUTES": "ten"})
