@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEV_SECRET_KEY = "dev-only-secret-key-change-me"  # noqa: S105 - refused outside development/test
+DEV_SECRET_KEY = "dev-only-secret-key-never-use-in-production"  # noqa: S105 - refused outside development/test
 DEFAULT_SQLITE_PATH = PROJECT_ROOT / "var" / "bilheteria.db"
 
 
