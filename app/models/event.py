@@ -264,6 +264,8 @@ class EventSection(Model):
         return format_money(self.price_cents, self.event.currency if self.event else "")
 
     def validate(self) -> None:
+        if self.position is None:
+            self.position = 0
         if self.kind not in set(SectionKind):
             raise DomainError("Kind is 'seated' or 'general'.", field="kind")
         if not isinstance(self.price_cents, int) or self.price_cents < 0:

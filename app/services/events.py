@@ -16,6 +16,7 @@ from app.models import (
     EventSpot,
     Forbidden,
     NotFound,
+    Partner,
     SectionKind,
     SpotStatus,
 )
@@ -25,7 +26,9 @@ ROW_LETTERS = string.ascii_uppercase
 MAX_SPOTS_PER_GENERATION = 50_000
 
 
-def claim_new_event(event: Event, actor: Actor | None, default_currency: str) -> None:
+def claim_new_event(
+    session: Session, event: Event, actor: Actor | None, default_currency: str
+) -> None:
     """Rules for a new event: partner users create events for their own partner only; platform
     staff name the partner."""
     if is_platform_staff(actor):
@@ -37,7 +40,7 @@ def claim_new_event(event: Event, actor: Actor | None, default_currency: str) ->
             raise Forbidden("Your user belongs to no partner.")
         if event.partner is not None and event.partner.id != partner_id:
             raise NotFound("Partner not found.", field="partner")
-        event.partner_id = partner_id
+        event.partner = session.get(Partner, partner_id)
     event.currency = (event.currency or default_currency).upper()
     event.check_times()
 

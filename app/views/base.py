@@ -14,9 +14,15 @@ from typing import Any
 from flask import Response, abort, current_app, flash, request
 from flask_appbuilder import ModelRestApi, ModelView, has_access
 from flask_appbuilder.baseviews import expose
+from flask_appbuilder.forms import GeneralModelConverter
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
-from flask_appbuilder.urltools import get_filter_args
+from flask_appbuilder.urltools import (
+    get_filter_args,
+    get_order_args,
+    get_page_args,
+    get_page_size_args,
+)
 from flask_babel import lazy_gettext
 from sqlalchemy.exc import IntegrityError
 from wtforms import Form
@@ -95,20 +101,23 @@ class ScopedMixin:
             clause = scope_clause(model, actor)
             if clause is None:
                 continue
-            with db.session.no_autoflush:
-                found = db.session.scalar(
-                    db.select(model.id).where(model.id == related.id, clause).limit(1)
-                )
+            found = db.session.scalar(
+                db.select(model.id).where(model.id == related.id, clause).limit(1)
+            )
             if found is None:
                 raise NotFound(f"{name.replace('_', ' ').capitalize()} not found.", field=name)
 
+    # The rules compare changed attributes with their loaded values: no autoflush may write
+    # (and so forget) the changes before they have looked.
     def pre_add(self, item: Any) -> None:
-        self.check_related_scope(item)
-        self.on_add(item)
+        with db.session.no_autoflush:
+            self.check_related_scope(item)
+            self.on_add(item)
 
     def pre_update(self, item: Any) -> None:
-        self.check_related_scope(item)
-        self.on_update(item)
+        with db.session.no_autoflush:
+            self.check_related_scope(item)
+            self.on_update(item)
 
     def pre_delete(self, item: Any) -> None:
         self.on_delete(item)
@@ -133,6 +142,27 @@ class ScopedModelView(ScopedMixin, ModelView):
     def __init__(self, **kwargs: Any) -> None:
         self.scope_pickers()  # before FAB builds the forms from these
         super().__init__(**kwargs)
+        # Users tied to one partner get forms without the hidden columns at all.
+        converter = GeneralModelConverter(self.datamodel)
+        self._partner_forms = {
+            created: converter.create_form(
+                self.label_columns,
+                self._visible(columns),
+                self.description_columns,
+                self.validators_columns,
+                extra,
+                rel_fields,
+            )
+            for created, columns, extra, rel_fields in (
+                (True, self.add_columns, self.add_form_extra_fields,
+                 self.add_form_query_rel_fields),
+                (False, self.edit_columns, self.edit_form_extra_fields,
+                 self.edit_form_query_rel_fields),
+            )
+        }  # fmt: skip
+
+    def _visible(self, columns: list[str]) -> list[str]:
+        return [c for c in columns if c not in self.partner_only_hidden]
 
     list_template = "dashboard/list.html"
 
@@ -194,20 +224,26 @@ class ScopedModelView(ScopedMixin, ModelView):
             items.append(item)
         return action.func(items)
 
-    def _hidden_cols(self) -> list[str]:
-        return [] if is_platform_staff(current_user()) else list(self.partner_only_hidden)
+    def _form_class(self, created: bool) -> Any:
+        if self.partner_only_hidden and not is_platform_staff(current_user()):
+            return self._partner_forms[created]
+        return self.add_form if created else self.edit_form
 
-    def _form_for(self, form: Form, hidden: list[str]) -> Form:
-        for name in hidden:
-            if name in form:
-                del form[name]
-        return form
+    def _form_widget(self, form: Form, created: bool) -> dict[str, Any]:
+        columns = self.add_columns if created else self.edit_columns
+        if self._form_class(created) is self._partner_forms.get(created):
+            columns = self._visible(columns)
+        widget = self.add_widget if created else self.edit_widget
+        key = "add" if created else "edit"
+        fieldsets = self.add_fieldsets if created else self.edit_fieldsets
+        return {key: widget(form=form, include_cols=columns, exclude_cols=[], fieldsets=fieldsets)}
 
     def _save(self, form: Form, item: Any, *, created: bool) -> bool:
         """Populate, check the rules, write. On a refused rule the form shows the error at its
         field and keeps what the user typed."""
         try:
-            form.populate_obj(item)
+            with db.session.no_autoflush:
+                form.populate_obj(item)
             if created:
                 self.pre_add(item)
                 db.session.add(item)
@@ -237,8 +273,7 @@ class ScopedModelView(ScopedMixin, ModelView):
         flash(message, "danger")
 
     def _add(self) -> Any:
-        hidden = self._hidden_cols()
-        form = self._form_for(self.add_form.refresh(), hidden)
+        form = self._form_class(True).refresh()
         if request.method == "POST":
             if form.validate():
                 self.process_form(form, True)
@@ -247,15 +282,14 @@ class ScopedModelView(ScopedMixin, ModelView):
                     return None
         else:
             self.update_redirect()
-        return self._get_add_widget(form=form, exclude_cols=hidden)
+        return self._form_widget(form, True)
 
     def _edit(self, pk: Any) -> Any:
-        hidden = self._hidden_cols()
         item = self.datamodel.get(pk, self._base_filters)
         if item is None:
             abort(404)
         if request.method == "POST":
-            form = self._form_for(self.edit_form.refresh(request.form), hidden)
+            form = self._form_class(False).refresh(request.form)
             form._id = self.datamodel.get_pk_value(item)
             if form.validate():
                 self.process_form(form, False)
@@ -263,11 +297,17 @@ class ScopedModelView(ScopedMixin, ModelView):
                     flash(self.edit_row_message, "success")
                     return None
         else:
-            form = self._form_for(self.edit_form.refresh(obj=item), hidden)
+            form = self._form_class(False).refresh(obj=item)
             self.prefill_form(form, pk)
             self.update_redirect()
-        widgets = self._get_edit_widget(form=form, exclude_cols=hidden)
-        return self._get_related_views_widgets(item, filters={}, widgets=widgets)
+        widgets = self._form_widget(form, False)
+        return self._get_related_views_widgets(
+            item,
+            orders=get_order_args(),
+            pages=get_page_args(),
+            page_sizes=get_page_size_args(),
+            widgets=widgets,
+        )
 
     def _delete(self, pk: Any) -> None:
         item = self.datamodel.get(pk, self._base_filters)

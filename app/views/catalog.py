@@ -13,7 +13,13 @@ from app.extensions import db
 from app.models import DomainError, Event, EventSection, EventSpot
 from app.services import events as event_service
 from app.views.base import ScopedModelRestApi, ScopedModelView, current_user
-from app.views.forms import CancelEventForm, GenerateSpotsForm, kind_field, price_field
+from app.views.forms import (
+    CancelEventForm,
+    GenerateSpotsForm,
+    kind_field,
+    position_field,
+    price_field,
+)
 
 FORM_TEMPLATE = "appbuilder/general/model/edit.html"
 
@@ -42,7 +48,9 @@ EVENT_DESCRIPTIONS = {
 
 class EventRules:
     def on_add(self, item: Event) -> None:
-        event_service.claim_new_event(item, current_user(), current_app.config["DEFAULT_CURRENCY"])
+        event_service.claim_new_event(
+            db.session, item, current_user(), current_app.config["DEFAULT_CURRENCY"]
+        )
 
     def on_update(self, item: Event) -> None:
         item.check_changes()
@@ -152,8 +160,12 @@ class EventSectionView(SectionRules, ScopedModelView):
         "position": "Order on the event page (lower first).",
         "price_amount": "Tickets already sold keep the price they were sold at.",
     }
-    add_form_extra_fields = {"price_amount": price_field(), "kind": kind_field()}
-    edit_form_extra_fields = {"price_amount": price_field(), "kind": kind_field()}
+    add_form_extra_fields = {
+        "price_amount": price_field(),
+        "kind": kind_field(),
+        "position": position_field(),
+    }
+    edit_form_extra_fields = add_form_extra_fields
     related_views = [EventSpotView]
 
     @action("generate", "Generate spots", None, "fa-th", multiple=False)
@@ -251,7 +263,9 @@ class EventView(EventRules, ScopedModelView):
                 flash(f"{event.name} is cancelled.", "success")
                 return redirect(url_for(".show", pk=event.id))
         return self.render_template(
-            FORM_TEMPLATE, title=f"Cancel {event.name}", widgets={"edit": FormWidget(form=form)}
+            FORM_TEMPLATE,
+            title=f"Cancel {event.name}",
+            widgets={"edit": FormWidget(form=form, include_cols=["reason"])},
         )
 
 

@@ -31,6 +31,16 @@ def kind_field() -> SelectField:
     )
 
 
+def position_field() -> IntegerField:
+    return IntegerField(
+        "Position",
+        validators=[Optional(), NumberRange(min=0)],
+        default=0,
+        description="Order on the event page (lower first).",
+        widget=BS3TextFieldWidget(),
+    )
+
+
 class CancelEventForm(DynamicForm):
     reason = TextAreaField(
         "Reason",
