@@ -125,6 +125,9 @@ class Event(Model):
 
     def check_changes(self) -> None:
         self.check_times()
+        if not self.currency:
+            raise DomainError("Give the event's currency (e.g. BRL).", field="currency")
+        self.currency = self.currency.upper()
         if "currency" in _changed_attributes(self) and self.has_sales():
             raise Conflict("An event with sales keeps its currency.", field="currency")
 

@@ -15,6 +15,7 @@ from app.services import events as event_service
 from app.views.base import ScopedModelRestApi, ScopedModelView, current_user
 from app.views.forms import (
     CancelEventForm,
+    currency_field,
     GenerateSpotsForm,
     kind_field,
     position_field,
@@ -222,6 +223,8 @@ class EventView(EventRules, ScopedModelView):
     partner_only_hidden = ("partner",)
     description_columns = EVENT_DESCRIPTIONS
     label_columns = {"starts_at": "Starts", "ends_at": "Ends", "image_url": "Image URL"}
+    add_form_extra_fields = {"currency": currency_field()}
+    edit_form_extra_fields = add_form_extra_fields
     related_views = [EventSectionView]
 
     @action("publish", "Publish", "Publish the selected events?", "fa-bullhorn")

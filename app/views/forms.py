@@ -41,6 +41,15 @@ def position_field() -> IntegerField:
     )
 
 
+def currency_field() -> StringField:
+    return StringField(
+        "Currency",
+        validators=[Optional(), Regexp(r"^[A-Za-z]{3}$", message="A three-letter ISO code.")],
+        description="ISO 4217 code; empty means the platform default (BRL).",
+        widget=BS3TextFieldWidget(),
+    )
+
+
 class CancelEventForm(DynamicForm):
     reason = TextAreaField(
         "Reason",

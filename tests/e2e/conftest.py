@@ -1,6 +1,97 @@
+"""End-to-end fixtures: a live server on the test database and a real Chromium page.
+
+The live server is a second app built on the same database as the session ``app`` fixture,
+with CSRF enabled, served by werkzeug in a daemon thread. Browser tests drive Debian's Chromium
+through Playwright (never a downloaded browser).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
+from flask import Flask
+
+from app import create_app
+from app.extensions import db
+from tests.conftest import test_config
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-gpu",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+#: Playwright's default timeout for each action and expectation, in milliseconds.
+BROWSER_TIMEOUT_MS = 15_000
 
 
 @pytest.fixture(autouse=True)
 def _database(db_context: None) -> None:
     """Every test here runs in an app context on the migrated database, emptied afterwards."""
+
+
+@pytest.fixture(scope="session")
+def live_server(app: Flask) -> Iterator[str]:
+    """Base URL of a real HTTP server (CSRF on) on the database of the ``app`` fixture.
+
+    Depends on ``app`` so the database is migrated and the permissions synced first.
+    """
+    from werkzeug.serving import make_server
+
+    server_app = create_app(test_config(WTF_CSRF_ENABLED=True))
+    # Port 0: the OS picks a free port; the server reports which.
+    server = make_server("127.0.0.1", 0, server_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+        with server_app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+def _require_chromium() -> None:
+    if os.path.exists(CHROMIUM):
+        return
+    message = f"Chromium not found at {CHROMIUM}"
+    if os.environ.get("REQUIRE_BROWSER"):
+        pytest.fail(f"{message} and REQUIRE_BROWSER is set")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def _browser() -> Iterator[Any]:
+    _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def browser_page(_browser: Any) -> Iterator[Any]:
+    """A fresh page in its own browser context (no cookies shared between tests)."""
+    context = _browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(BROWSER_TIMEOUT_MS)
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        context.close()
