@@ -15,8 +15,8 @@ from app.services import events as event_service
 from app.views.base import ScopedModelRestApi, ScopedModelView, current_user
 from app.views.forms import (
     CancelEventForm,
-    currency_field,
     GenerateSpotsForm,
+    currency_field,
     kind_field,
     position_field,
     price_field,

@@ -117,10 +117,14 @@ def test_permission_sync_is_idempotent_and_matches_the_declared_roles(app):
     assert first == second
     assert set(ROLE_PERMISSIONS) <= set(first)
     sm = current_app.appbuilder.sm
-    partner = {(pv.view_menu.name, pv.permission.name) for pv in sm.find_role("Partner").permissions}
+    partner = {
+        (pv.view_menu.name, pv.permission.name) for pv in sm.find_role("Partner").permissions
+    }
     assert ("EventView", "can_add") in partner and ("EventView", "publish") in partner
     assert ("PartnerView", "can_list") not in partner
-    finance = {(pv.view_menu.name, pv.permission.name) for pv in sm.find_role("Finance").permissions}
+    finance = {
+        (pv.view_menu.name, pv.permission.name) for pv in sm.find_role("Finance").permissions
+    }
     assert ("EventView", "can_list") in finance and ("EventView", "can_edit") not in finance
     assert first["Admin"] == len(sm.session.query(sm.permissionview_model).all())
 

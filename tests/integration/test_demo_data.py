@@ -1,0 +1,75 @@
+"""`flask demo load` gives a working demo and is idempotent."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import Customer, Event, EventSection, EventSpot, EventStatus, Partner
+from tests.support import login
+
+
+def _counts() -> tuple[int, int, int, int]:
+    return (
+        db.session.scalar(select(func.count()).select_from(Partner)),
+        db.session.scalar(select(func.count()).select_from(Event)),
+        db.session.scalar(select(func.count()).select_from(EventSpot)),
+        db.session.scalar(select(func.count()).select_from(Customer)),
+    )
+
+
+def test_demo_load_creates_every_role_and_a_realistic_catalogue(app, client):
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["demo", "load"])
+    assert result.exit_code == 0, result.output
+    assert "partner1" in result.output and "Demo-1234" in result.output
+    first = _counts()
+    assert first[0] == 2 and first[3] == 2
+
+    sm = app.appbuilder.sm
+    for username, role in [
+        ("admin", "Admin"),
+        ("partner1", "Partner"),
+        ("partner2", "Partner"),
+        ("finance", "Finance"),
+        ("gate1", "Gate"),
+        ("customer1", "Customer"),
+        ("customer2", "Customer"),
+    ]:
+        user = sm.find_user(username=username)
+        assert [r.name for r in user.roles] == [role]
+    partner1, partner2, gate1 = (
+        sm.find_user(username=u) for u in ("partner1", "partner2", "gate1")
+    )
+    assert (
+        partner1.partner_id and partner2.partner_id and partner1.partner_id != partner2.partner_id
+    )
+    assert gate1.partner_id == partner1.partner_id
+
+    published = db.session.scalars(select(Event).where(Event.status == EventStatus.PUBLISHED)).all()
+    assert {e.partner_id for e in published} == {partner1.partner_id, partner2.partner_id}
+    assert len({e.city for e in published}) >= 4
+    assert db.session.scalar(select(func.count()).where(Event.status == EventStatus.DRAFT)) >= 1
+    kinds = set(db.session.scalars(select(EventSection.kind)))
+    assert kinds == {"seated", "general"}
+    biggest = db.session.execute(
+        select(EventSpot.event_id, func.count())
+        .group_by(EventSpot.event_id)
+        .order_by(func.count().desc())
+    ).first()
+    assert biggest[1] >= 20_000
+
+    again = runner.invoke(args=["demo", "load"])
+    assert again.exit_code == 0, again.output
+    assert _counts() == first
+
+    login(client, "partner1", "Demo-1234")
+    page = client.get("/eventview/list/").get_data(as_text=True)
+    assert "Final do Campeonato" in page and "Bossa Nova" not in page
+
+
+def test_demo_load_if_empty_leaves_an_existing_catalogue_alone(app, two_partners):
+    result = app.test_cli_runner().invoke(args=["demo", "load", "--if-empty"])
+    assert result.exit_code == 0
+    assert "already has events" in result.output
+    assert db.session.scalar(select(func.count()).select_from(Partner)) == 2

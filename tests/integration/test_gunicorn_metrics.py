@@ -1,0 +1,102 @@
+"""/metrics under gunicorn sums every worker's counts (prometheus multiprocess mode)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_DATABASE_URL
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback only
+        return response.read().decode()
+
+
+@pytest.fixture
+def gunicorn(tmp_path):
+    port = _free_port()
+    metrics_dir = tmp_path / "prometheus"
+    metrics_dir.mkdir()
+    env = {
+        **os.environ,
+        "DATABASE_URL": TEST_DATABASE_URL,
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "2",
+        "GUNICORN_THREADS": "1",
+        "APP_ENV": "production",
+        "SECRET_KEY": "test-secret-key-for-gunicorn-metrics-0123456789",
+    }
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "-c",
+            "gunicorn.conf.py",
+            "app:create_app()",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                _get(base + "/healthz")
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("gunicorn did not start")
+        yield base, metrics_dir
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def _healthz_count(metrics: str) -> float:
+    match = re.search(
+        r'^flask_http_request_duration_seconds_count\{[^}]*endpoint="ops.healthz"[^}]*\} (\S+)$',
+        metrics,
+        re.MULTILINE,
+    )
+    return float(match.group(1)) if match else 0.0
+
+
+def test_metrics_aggregate_across_gunicorn_workers(gunicorn):
+    base, metrics_dir = gunicorn
+    sent = 1  # the readiness probe in the fixture
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in range(20):
+            list(pool.map(lambda _: _get(base + "/healthz"), range(20)))
+            sent += 20
+            pids = {
+                m.group(1)
+                for f in metrics_dir.iterdir()
+                if (m := re.search(r"_(\d+)\.db$", f.name))
+            }
+            if len(pids) >= 2:
+                break
+    assert len(pids) >= 2, "only one worker served requests"
+    # Whichever worker answers, it reports every worker's requests.
+    for _ in range(6):
+        assert _healthz_count(_get(base + "/metrics")) == sent
