@@ -281,10 +281,14 @@ def test_block_and_unblock_spots_in_bulk(alice):
     event = make_event(alice["partner"])
     ids = [s.id for s in event.sections[0].spots[:3]]
     client = alice["client"]
-    client.post("/eventspotview/action_post", data={"action": "block", "rowid": [str(i) for i in ids]})
+    client.post(
+        "/eventspotview/action_post", data={"action": "block", "rowid": [str(i) for i in ids]}
+    )
     statuses = {s.status for s in db.session.query(EventSpot).filter(EventSpot.id.in_(ids))}
     assert statuses == {SpotStatus.BLOCKED}
-    client.post("/eventspotview/action_post", data={"action": "unblock", "rowid": [str(i) for i in ids]})
+    client.post(
+        "/eventspotview/action_post", data={"action": "unblock", "rowid": [str(i) for i in ids]}
+    )
     db.session.expire_all()
     statuses = {s.status for s in db.session.query(EventSpot).filter(EventSpot.id.in_(ids))}
     assert statuses == {SpotStatus.AVAILABLE}
