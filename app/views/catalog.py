@@ -8,6 +8,7 @@ from flask import abort, current_app, flash, redirect, request, url_for
 from flask_appbuilder import action, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.widgets import FormWidget
+from wtforms.validators import URL, Optional
 
 from app.extensions import db
 from app.models import DomainError, Event, EventSection, EventSpot
@@ -223,6 +224,7 @@ class EventView(EventRules, ScopedModelView):
     partner_only_hidden = ("partner",)
     description_columns = EVENT_DESCRIPTIONS
     label_columns = {"starts_at": "Starts", "ends_at": "Ends", "image_url": "Image URL"}
+    validators_columns = {"image_url": [Optional(), URL(message="Give a full http(s) URL.")]}
     add_form_extra_fields = {"currency": currency_field()}
     edit_form_extra_fields = add_form_extra_fields
     related_views = [EventSectionView]
