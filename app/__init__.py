@@ -73,9 +73,11 @@ def configure_appbuilder(app: Flask) -> None:
 
 
 def configure_blueprints(app: Flask) -> None:
+    from app.sim_acquirer import bp as sim_acquirer_bp
     from app.views.ops import bp as ops_bp
 
     app.register_blueprint(ops_bp)
+    app.register_blueprint(sim_acquirer_bp)
 
 
 def configure_errors(app: Flask) -> None:

@@ -71,6 +71,8 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "HOLD_MINUTES": _int(env, "HOLD_MINUTES", 10),
         "MAX_SPOTS_PER_EVENT": _int(env, "MAX_SPOTS_PER_EVENT", 10),
         "DEFAULT_CURRENCY": env.get("DEFAULT_CURRENCY", "BRL"),
+        "PAYMENT_GATEWAY": env.get("PAYMENT_GATEWAY", "app.services.payments.SimulatedGateway"),
+        "LOCK_TIMEOUT_MS": _int(env, "LOCK_TIMEOUT_MS", 2000),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
         "LOG_JSON": _bool(env.get("LOG_JSON"), True),
         "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), app_env != "test"),

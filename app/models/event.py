@@ -26,6 +26,7 @@ from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.models.base import enum_check, utcnow
+from app.models.codes import TicketClaim, new_private_key, public_key_of, sign_ticket
 from app.models.errors import Conflict, DomainError
 
 if TYPE_CHECKING:
@@ -84,6 +85,14 @@ class Event(Model):
     image_url: Mapped[str | None] = mapped_column(String(500))
     currency: Mapped[str] = mapped_column(String(3), nullable=False, default="BRL")
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=EventStatus.DRAFT.value)
+    # Ed25519 key pair signing this event's tickets (base64url raw bytes). The private key never
+    # leaves the server; gates get the public key.
+    signing_key: Mapped[str] = mapped_column(String(64), nullable=False, default=new_private_key)
+    public_key: Mapped[str] = mapped_column(
+        String(64),
+        nullable=False,
+        default=lambda ctx: public_key_of(ctx.get_current_parameters()["signing_key"]),
+    )
     cancel_reason: Mapped[str | None] = mapped_column(Text)
     published_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
@@ -122,6 +131,15 @@ class Event(Model):
 
     def sold_count(self) -> int:
         return _count_spots(self, EventSpot.event_id == self.id, SpotStatus.SOLD)
+
+    def require_on_sale(self, now: dt.datetime) -> None:
+        if self.status == EventStatus.CANCELLED:
+            raise Conflict(f"{self.name} is cancelled.")
+        if not self.is_on_sale(now):
+            raise Conflict(f"Tickets for {self.name} are not on sale.")
+
+    def sign(self, claim: TicketClaim) -> str:
+        return sign_ticket(self.signing_key, claim)
 
     def check_changes(self) -> None:
         self.check_times()
@@ -341,6 +359,40 @@ class EventSpot(Model):
     @property
     def is_sold(self) -> bool:
         return self.status == SpotStatus.SOLD
+
+    def hold_for(self, hold_id: int, until: dt.datetime, now: dt.datetime) -> None:
+        if not self.is_free(now):
+            raise Conflict(f"Spot {self.label} is not available.")
+        self.status = SpotStatus.HELD.value
+        self.hold_id = hold_id
+        self.held_until = until
+
+    def release(self) -> None:
+        if self.status == SpotStatus.HELD:
+            self.status = SpotStatus.AVAILABLE.value
+            self.hold_id = None
+            self.held_until = None
+
+    def sell(self) -> None:
+        if self.status != SpotStatus.HELD:
+            raise Conflict(f"Spot {self.label} is {self.status}: only a held spot is sold.")
+        self.status = SpotStatus.SOLD.value
+        self.hold_id = None
+        self.held_until = None
+
+    def is_free(self, now: dt.datetime) -> bool:
+        """Available, or held by a hold that has expired (expired holds are free at once)."""
+        return self.status == SpotStatus.AVAILABLE or (
+            self.status == SpotStatus.HELD
+            and self.held_until is not None
+            and self.held_until <= now
+        )
+
+    @classmethod
+    def free_clause(cls, now: dt.datetime) -> ColumnElement[bool]:
+        return (cls.status == SpotStatus.AVAILABLE) | (
+            (cls.status == SpotStatus.HELD) & (cls.held_until <= now)
+        )
 
     def block(self) -> None:
         if self.status == SpotStatus.BLOCKED:

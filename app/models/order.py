@@ -20,7 +20,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.models.base import enum_check, utcnow
+from app.models.codes import TicketClaim
 from app.models.customer import Customer
+from app.models.errors import Conflict
 from app.models.event import Event, EventSection, EventSpot, owned_event_ids
 
 
@@ -39,8 +41,10 @@ class OrderStatus(enum.StrEnum):
 
 
 class TicketStatus(enum.StrEnum):
-    VALID = "valid"
-    REVOKED = "revoked"
+    PENDING = "pending"  # priced at checkout, not yet paid
+    VALID = "valid"  # paid and issued: its code admits one entry
+    REVOKED = "revoked"  # refunded or cancelled after issue
+    VOID = "void"  # never issued (the payment failed for good or the hold was lost)
 
 
 class PaymentStatus(enum.StrEnum):
@@ -72,10 +76,22 @@ class Hold(Model):
 
     customer: Mapped[Customer] = relationship()
     event: Mapped[Event] = relationship()
+    spots: Mapped[list[EventSpot]] = relationship(
+        primaryjoin="Hold.id == EventSpot.hold_id",
+        foreign_keys="EventSpot.hold_id",
+        order_by="EventSpot.id",
+        viewonly=True,
+    )
 
     @classmethod
     def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:
         return cls.event_id.in_(owned_event_ids(partner_id))
+
+    def is_live(self, now: dt.datetime) -> bool:
+        return self.status == HoldStatus.ACTIVE and self.expires_at > now
+
+    def seconds_left(self, now: dt.datetime) -> int:
+        return max(0, int((self.expires_at - now).total_seconds())) if self.is_live(now) else 0
 
 
 class Order(Model):
@@ -103,6 +119,7 @@ class Order(Model):
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
     paid_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    cancel_reason: Mapped[str | None] = mapped_column(String(200))
 
     customer: Mapped[Customer] = relationship()
     event: Mapped[Event] = relationship()
@@ -112,6 +129,31 @@ class Order(Model):
     @classmethod
     def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:
         return cls.event_id.in_(owned_event_ids(partner_id))
+
+    @property
+    def is_paid(self) -> bool:
+        return self.status == OrderStatus.PAID
+
+    @property
+    def live_tickets(self) -> list[Ticket]:
+        return [t for t in self.tickets if t.status == TicketStatus.VALID]
+
+    def mark_paid(self, now: dt.datetime) -> None:
+        """Issue every ticket: the order is paid and has exactly its tickets."""
+        if self.status != OrderStatus.PENDING:
+            raise Conflict(f"Order {self.id} is {self.status}, not pending.")
+        for ticket in self.tickets:
+            ticket.issue(self.event, now)
+        self.status = OrderStatus.PAID.value
+        self.paid_at = now
+
+    def cancel(self, reason: str) -> None:
+        if self.status != OrderStatus.PENDING:
+            raise Conflict(f"Order {self.id} is {self.status}, not pending.")
+        for ticket in self.tickets:
+            ticket.status = TicketStatus.VOID.value
+        self.status = OrderStatus.CANCELLED.value
+        self.cancel_reason = reason
 
 
 class Ticket(Model):
@@ -146,7 +188,7 @@ class Ticket(Model):
     price_cents: Mapped[int] = mapped_column(Integer, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     status: Mapped[str] = mapped_column(
-        String(16), nullable=False, default=TicketStatus.VALID.value
+        String(16), nullable=False, default=TicketStatus.PENDING.value
     )
     holder_name: Mapped[str | None] = mapped_column(String(150))
     code: Mapped[str | None] = mapped_column(Text, unique=True)
@@ -161,6 +203,19 @@ class Ticket(Model):
     @classmethod
     def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:
         return cls.event_id.in_(owned_event_ids(partner_id))
+
+    @property
+    def seat_label(self) -> str:
+        return f"{self.section.name} {self.spot.label}"
+
+    def issue(self, event: Event, now: dt.datetime) -> None:
+        """Sell the spot to this ticket and sign its code with the event's key."""
+        if self.status != TicketStatus.PENDING:
+            raise Conflict(f"Ticket {self.id} is {self.status}, not pending.")
+        self.spot.sell()
+        self.status = TicketStatus.VALID.value
+        self.issued_at = now
+        self.code = event.sign(TicketClaim(event.id, self.id, self.seat_label))
 
 
 class Payment(Model):
@@ -195,10 +250,36 @@ class Payment(Model):
     card_exp_month: Mapped[int | None] = mapped_column(Integer)
     card_exp_year: Mapped[int | None] = mapped_column(Integer)
     failure_reason: Mapped[str | None] = mapped_column(String(200))
+    # Hash of what the client asked for under this idempotency key: a retry must ask the same.
+    request_fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
     captured_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    refunded_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     order: Mapped[Order] = relationship(back_populates="payments")
+
+    @property
+    def is_final(self) -> bool:
+        return self.status != PaymentStatus.PENDING
+
+    def capture(self, gateway_ref: str, now: dt.datetime) -> None:
+        if self.status != PaymentStatus.PENDING:
+            raise Conflict(f"Payment {self.id} is {self.status}, not pending.")
+        self.status = PaymentStatus.CAPTURED.value
+        self.gateway_ref = gateway_ref
+        self.captured_at = now
+
+    def decline(self, reason: str, *, failed: bool = False) -> None:
+        if self.status != PaymentStatus.PENDING:
+            raise Conflict(f"Payment {self.id} is {self.status}, not pending.")
+        self.status = (PaymentStatus.FAILED if failed else PaymentStatus.DECLINED).value
+        self.failure_reason = reason
+
+    def mark_refunded(self, now: dt.datetime) -> None:
+        if self.status != PaymentStatus.CAPTURED:
+            raise Conflict(f"Payment {self.id} is {self.status}, not captured.")
+        self.status = PaymentStatus.REFUNDED.value
+        self.refunded_at = now
 
     @classmethod
     def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:

@@ -35,7 +35,11 @@ def init_celery(app: Flask) -> Celery:
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
         timezone="UTC",
-        beat_schedule={},
+        beat_schedule={
+            "release-expired-holds": {"task": "holds.release_expired", "schedule": 60.0},
+        },
     )
     app.extensions["celery"] = celery
+    from app.tasks import holds  # noqa: F401 - registers the tasks
+
     return celery

@@ -360,10 +360,7 @@ class ScopedModelRestApi(ScopedMixin, ModelRestApi):
             return call(*args)
         except DomainError as err:
             db.session.rollback()
-            payload: dict[str, Any] = {"message": err.message}
-            if err.field:
-                payload["field"] = err.field
-            return self.response(err.status, **payload)
+            return self.response(err.status, **err.to_json())
         except IntegrityError:
             db.session.rollback()
             return self.response(409, message="This conflicts with an existing row.")

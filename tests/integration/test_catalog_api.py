@@ -63,6 +63,7 @@ def test_api_rule_violations_answer_4xx_with_a_json_reason(client):
     )
     assert bad_times.status_code == 422
     assert bad_times.get_json() == {
+        "error": "invalid",
         "message": "The event must end after it starts.",
         "field": "ends_at",
     }

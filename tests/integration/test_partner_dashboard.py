@@ -66,6 +66,7 @@ def _sell(spot: EventSpot, price: int = 10000) -> Ticket:
         spot_id=spot.id,
         price_cents=price,
         currency="BRL",
+        status="valid",
     )
     spot.status = SpotStatus.SOLD.value
     db.session.add(ticket)

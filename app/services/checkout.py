@@ -1,0 +1,339 @@
+"""Checkout: pay for a hold by card, at most once per attempt (DESIGN.md, "Purchase path" 2-3).
+
+1. Record the attempt (order with priced pending tickets, pending payment under the client's
+   idempotency key, unique in the database) and extend the hold to cover the payment.
+2. Charge the card through the gateway, outside any row lock.
+3. Confirm in one transaction: if the hold still owns its spots, issue the tickets and mark the
+   order paid; if the hold was lost meanwhile, cancel the order and refund the charge.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.models import (
+    Conflict,
+    DomainError,
+    EventSpot,
+    Hold,
+    HoldStatus,
+    NotFound,
+    Order,
+    OrderStatus,
+    Payment,
+    PaymentStatus,
+    SpotStatus,
+    Ticket,
+)
+from app.models.base import utcnow
+from app.services.locking import busy_on_lock_failure, set_lock_timeout
+from app.services.payments import ChargeStatus, PaymentGateway
+
+log = logging.getLogger(__name__)
+
+# A hold entering payment is extended so a slow card does not lose it mid-charge.
+PAYMENT_GRACE = dt.timedelta(minutes=2)
+# How long a retry waits for the first attempt under the same key to finish.
+IN_FLIGHT_WAIT_SECONDS = 15.0
+
+
+class CardDeclined(DomainError):
+    status = 402
+    code = "card_declined"
+
+
+class HoldExpired(Conflict):
+    code = "hold_expired"
+
+
+class HoldLost(Conflict):
+    code = "hold_lost"
+
+
+class IdempotencyKeyReused(DomainError):
+    code = "idempotency_key_reused"
+
+
+class CheckoutInProgress(Conflict):
+    code = "checkout_in_progress"
+
+
+@dataclass(frozen=True)
+class CheckoutResult:
+    order: Order
+    payment: Payment
+    replayed: bool  # True when a retry returned the first attempt's result
+
+
+def fingerprint(hold_id: int, card_token: str) -> str:
+    return hashlib.sha256(f"{hold_id}|{card_token}".encode()).hexdigest()
+
+
+def checkout(
+    session: Session,
+    gateway: PaymentGateway,
+    customer_id: int,
+    hold_id: int,
+    card_token: str,
+    idempotency_key: str,
+) -> CheckoutResult:
+    """Pay for ``hold_id``; a retry with the same key and body returns the same order."""
+    key = (idempotency_key or "").strip()
+    if not 8 <= len(key) <= 100:
+        raise DomainError(
+            "Send an Idempotency-Key of 8 to 100 characters.", field="Idempotency-Key"
+        )
+    if not card_token:
+        raise DomainError("Give the card token.", field="card_token")
+    wanted = fingerprint(hold_id, card_token)
+    previous = _payment_for_key(session, key)
+    if previous is not None:
+        return _replay(session, previous, customer_id, wanted)
+    try:
+        payment = _record_attempt(session, gateway, customer_id, hold_id, card_token, key, wanted)
+    except IntegrityError:
+        # The same key raced us to the database: answer what that attempt answers.
+        session.rollback()
+        previous = _payment_for_key(session, key)
+        if previous is None:
+            raise
+        return _replay(session, previous, customer_id, wanted)
+    result = gateway.charge(card_token, payment.amount_cents, payment.currency, key)
+    return _confirm(session, gateway, payment.id, result.status, result.reference, result.reason)
+
+
+def _payment_for_key(session: Session, key: str) -> Payment | None:
+    return session.scalar(select(Payment).where(Payment.idempotency_key == key))
+
+
+def _replay(session: Session, payment: Payment, customer_id: int, wanted: str) -> CheckoutResult:
+    if payment.order.customer_id != customer_id or payment.request_fingerprint != wanted:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was used for a different request.", field="Idempotency-Key"
+        )
+    deadline = time.monotonic() + IN_FLIGHT_WAIT_SECONDS
+    while payment.status == PaymentStatus.PENDING and time.monotonic() < deadline:
+        time.sleep(0.1)
+        session.expire_all()
+        payment = session.get(Payment, payment.id)
+    session.expire_all()
+    payment = session.get(Payment, payment.id)
+    if payment.status == PaymentStatus.PENDING:
+        raise CheckoutInProgress("This payment is still being processed: try again shortly.")
+    _raise_for_failure(payment)
+    return CheckoutResult(payment.order, payment, replayed=True)
+
+
+def _raise_for_failure(payment: Payment) -> None:
+    if payment.status in (PaymentStatus.DECLINED, PaymentStatus.FAILED):
+        raise CardDeclined(
+            _decline_message(payment.failure_reason),
+            reason=payment.failure_reason or "card_declined",
+        )
+    if payment.order.status == OrderStatus.CANCELLED:
+        refunded = payment.status == PaymentStatus.REFUNDED
+        raise HoldLost(
+            "Your seats were released before the payment completed; "
+            + ("the charge was refunded." if refunded else "the charge is being refunded."),
+            order_id=payment.order_id,
+            refunded=refunded,
+        )
+
+
+DECLINE_MESSAGES = {
+    "card_declined": "Your card was declined.",
+    "insufficient_funds": "Your card was declined: insufficient funds.",
+    "processing_error": "The card processor had an error; nothing was charged. Try again.",
+    "invalid_token": "The card could not be read; enter it again.",
+}
+
+
+def _decline_message(reason: str | None) -> str:
+    return DECLINE_MESSAGES.get(reason or "", "Your card was declined.")
+
+
+def _record_attempt(
+    session: Session,
+    gateway: PaymentGateway,
+    customer_id: int,
+    hold_id: int,
+    card_token: str,
+    key: str,
+    wanted: str,
+) -> Payment:
+    now = utcnow()
+    with busy_on_lock_failure(session):
+        set_lock_timeout(session)
+        hold = session.scalars(
+            select(Hold)
+            .where(Hold.id == hold_id, Hold.customer_id == customer_id)
+            .with_for_update()
+        ).first()
+        if hold is None:
+            raise NotFound("Hold not found.")
+        if hold.status == HoldStatus.CONVERTED:
+            order = session.scalar(select(Order).where(Order.hold_id == hold.id))
+            raise Conflict("This hold is already paid for.", order_id=order.id if order else None)
+        spots = _spots_of(session, hold)
+        if not hold.is_live(now) or not spots:
+            raise HoldExpired("Your hold has expired: choose your seats again.")
+        card = gateway.card(card_token)
+        if card is None:
+            raise DomainError("The card token is unknown.", field="card_token")
+        order = session.scalar(select(Order).where(Order.hold_id == hold.id))
+        if order is None:
+            order = _new_order(session, hold, spots)
+        elif order.status != OrderStatus.PENDING:
+            raise Conflict(f"Order {order.id} is {order.status}.")
+        partner = hold.event.partner
+        fee = partner.platform_fee_cents(order.total_cents, len(order.tickets))
+        payment = Payment(
+            order=order,
+            idempotency_key=key,
+            request_fingerprint=wanted,
+            amount_cents=order.total_cents,
+            currency=order.currency,
+            fee_cents=fee,
+            net_cents=order.total_cents - fee,
+            gateway=gateway.name,
+            card_brand=card.brand,
+            card_last4=card.last4,
+            card_exp_month=card.exp_month,
+            card_exp_year=card.exp_year,
+            status=PaymentStatus.PENDING.value,
+            created_at=now,
+        )
+        session.add(payment)
+        hold.expires_at = max(hold.expires_at, now + PAYMENT_GRACE)
+        for spot in spots:
+            spot.held_until = hold.expires_at
+        session.commit()
+    return payment
+
+
+def _spots_of(session: Session, hold: Hold) -> list[EventSpot]:
+    return list(
+        session.scalars(
+            select(EventSpot)
+            .where(EventSpot.hold_id == hold.id, EventSpot.status == SpotStatus.HELD)
+            .order_by(EventSpot.id)
+            .with_for_update()
+        )
+    )
+
+
+def _new_order(session: Session, hold: Hold, spots: list[EventSpot]) -> Order:
+    """An order for the hold with one pending ticket per spot at today's section price."""
+    event = hold.event
+    order = Order(
+        customer_id=hold.customer_id,
+        event_id=event.id,
+        hold_id=hold.id,
+        currency=event.currency,
+        status=OrderStatus.PENDING.value,
+    )
+    session.add(order)
+    holder = hold.customer.name
+    for spot in spots:
+        order.tickets.append(
+            Ticket(
+                event_id=event.id,
+                section_id=spot.section_id,
+                spot_id=spot.id,
+                price_cents=spot.section.price_cents,
+                currency=event.currency,
+                holder_name=holder,
+            )
+        )
+    order.total_cents = sum(t.price_cents for t in order.tickets)
+    session.flush()
+    return order
+
+
+def _confirm(
+    session: Session,
+    gateway: PaymentGateway,
+    payment_id: int,
+    status: ChargeStatus,
+    reference: str | None,
+    reason: str | None,
+) -> CheckoutResult:
+    now = utcnow()
+    lost = False
+    with busy_on_lock_failure(session):
+        set_lock_timeout(session)
+        payment = session.get(Payment, payment_id, with_for_update=True)
+        if payment.status != PaymentStatus.PENDING:  # another process finished it
+            session.commit()
+            _raise_for_failure(payment)
+            return CheckoutResult(payment.order, payment, replayed=True)
+        if status != ChargeStatus.APPROVED:
+            payment.decline(reason or "card_declined", failed=status == ChargeStatus.ERROR)
+            session.commit()
+            _raise_for_failure(payment)
+        payment.capture(reference or "", now)
+        order = payment.order
+        hold = session.get(Hold, order.hold_id, with_for_update=True) if order.hold_id else None
+        spots = _spots_of(session, hold) if hold else []
+        wanted = {ticket.spot_id for ticket in order.tickets}
+        if hold is not None and hold.is_live(now) and {s.id for s in spots} == wanted:
+            order.mark_paid(now)
+            hold.status = HoldStatus.CONVERTED.value
+            try:
+                session.commit()
+            except IntegrityError:
+                # The unique live-ticket index refused: treat as lost (never sell twice).
+                session.rollback()
+                lost = True
+        else:
+            lost = True
+        if lost:
+            _cancel_lost(session, payment_id, reference or "", now)
+    if lost:
+        _refund_lost(session, gateway, payment_id)
+        payment = session.get(Payment, payment_id)
+        _raise_for_failure(payment)
+    payment = session.get(Payment, payment_id)
+    log.info(
+        "order paid",
+        extra={
+            "order_id": payment.order_id,
+            "payment_id": payment.id,
+            "amount": payment.amount_cents,
+        },
+    )
+    return CheckoutResult(payment.order, payment, replayed=False)
+
+
+def _cancel_lost(session: Session, payment_id: int, reference: str, now: dt.datetime) -> None:
+    payment = session.get(Payment, payment_id, with_for_update=True)
+    if payment.status == PaymentStatus.PENDING:
+        payment.capture(reference, now)
+    order = payment.order
+    if order.status == OrderStatus.PENDING:
+        order.cancel("hold_lost")
+    hold = session.get(Hold, order.hold_id, with_for_update=True) if order.hold_id else None
+    if hold is not None:
+        for spot in _spots_of(session, hold):
+            spot.release()
+        if hold.status == HoldStatus.ACTIVE:
+            hold.status = HoldStatus.EXPIRED.value
+    session.commit()
+
+
+def _refund_lost(session: Session, gateway: PaymentGateway, payment_id: int) -> None:
+    payment = session.get(Payment, payment_id)
+    if gateway.refund(payment.gateway_ref or "", payment.amount_cents):
+        payment = session.get(Payment, payment_id, with_for_update=True)
+        payment.mark_refunded(utcnow())
+        session.commit()
+    else:
+        log.error("refund of a lost hold failed", extra={"payment_id": payment_id})

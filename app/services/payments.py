@@ -1,0 +1,92 @@
+"""The card gateway seen by the purchase code: an interface, and the simulated acquirer's adapter.
+
+A real provider plugs in by configuration (``PAYMENT_GATEWAY``, a dotted class path) with an
+adapter implementing ``PaymentGateway``; nothing in the purchase path changes.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Protocol
+
+from flask import current_app
+
+
+class ChargeStatus(enum.StrEnum):
+    APPROVED = "approved"
+    DECLINED = "declined"
+    ERROR = "error"  # the processor failed: nothing was charged, the customer may retry
+
+
+@dataclass(frozen=True)
+class Card:
+    """What we keep of a card: the gateway's token and what it tells us of the card."""
+
+    token: str
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    status: ChargeStatus
+    reference: str | None = None
+    reason: str | None = None
+
+
+class PaymentGateway(Protocol):
+    name: str
+
+    def card(self, token: str) -> Card | None:
+        """What the gateway knows of a token (None for an unknown token)."""
+
+    def charge(
+        self, token: str, amount_cents: int, currency: str, idempotency_key: str
+    ) -> ChargeResult:
+        """Charge once per idempotency key; a retry answers the first result."""
+
+    def refund(self, reference: str, amount_cents: int) -> bool:
+        """Refund (part of) a captured charge."""
+
+
+class SimulatedGateway:
+    """Adapter for the built-in simulated acquirer (app.sim_acquirer)."""
+
+    name = "simulated"
+
+    def card(self, token: str) -> Card | None:
+        from app import sim_acquirer
+
+        data = sim_acquirer.api.card_of(token)
+        return Card(token=token, **data) if data else None
+
+    def charge(
+        self, token: str, amount_cents: int, currency: str, idempotency_key: str
+    ) -> ChargeResult:
+        from app import sim_acquirer
+
+        outcome = sim_acquirer.charge(token, amount_cents, currency, idempotency_key)
+        status = {
+            "succeeded": ChargeStatus.APPROVED,
+            "declined": ChargeStatus.DECLINED,
+        }.get(outcome.status, ChargeStatus.ERROR)
+        return ChargeResult(status, outcome.charge_id, outcome.decline_code)
+
+    def refund(self, reference: str, amount_cents: int) -> bool:
+        from app import sim_acquirer
+
+        return sim_acquirer.refund(reference, amount_cents)
+
+
+def gateway() -> PaymentGateway:
+    """The configured gateway (one instance per app)."""
+    cached = current_app.extensions.get("payment_gateway")
+    if cached is None:
+        module_name, _, class_name = current_app.config["PAYMENT_GATEWAY"].rpartition(".")
+        cached = getattr(import_module(module_name), class_name)()
+        current_app.extensions["payment_gateway"] = cached
+    return cached

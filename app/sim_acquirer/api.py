@@ -1,0 +1,189 @@
+"""The simulated acquirer's operations: tokenize a card, charge a token, refund a charge."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.extensions import db
+from app.sim_acquirer.models import SimCharge, SimToken
+
+TEST_CARDS = {
+    "4242424242424242": "approve",
+    "4000000000000002": "card_declined",
+    "4000000000009995": "insufficient_funds",
+    "4000000000000119": "processing_error",
+    "4000000000000259": "approve_after_delay",
+}
+SLOW_APPROVAL_SECONDS = 5.0
+
+
+class CardError(ValueError):
+    """A card field is invalid; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ChargeOutcome:
+    charge_id: str
+    status: str  # "succeeded" | "declined" | "error"
+    decline_code: str | None = None
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def luhn_ok(number: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(number)):
+        digit = int(char)
+        if index % 2 == 1:
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return total % 10 == 0
+
+
+def brand_of(number: str) -> str:
+    if number.startswith("4"):
+        return "visa"
+    if number[:2] in {"34", "37"}:
+        return "amex"
+    if 51 <= int(number[:2]) <= 55 or 2221 <= int(number[:4]) <= 2720:
+        return "mastercard"
+    return "unknown"
+
+
+def _validated(payload: dict[str, Any], today: dt.date) -> dict[str, Any]:
+    number = "".join(str(payload.get("number") or "").split()).replace("-", "")
+    if not number.isdigit() or not 12 <= len(number) <= 19:
+        raise CardError("number", "The card number must have 12 to 19 digits.")
+    if not luhn_ok(number):
+        raise CardError("number", "The card number is not valid.")
+    try:
+        month = int(payload.get("exp_month"))
+    except (TypeError, ValueError):
+        raise CardError("exp_month", "Give the expiry month (1-12).") from None
+    if not 1 <= month <= 12:
+        raise CardError("exp_month", "Give the expiry month (1-12).")
+    try:
+        year = int(payload.get("exp_year"))
+    except (TypeError, ValueError):
+        raise CardError("exp_year", "Give the expiry year.") from None
+    year = year + 2000 if year < 100 else year
+    if (year, month) < (today.year, today.month):
+        raise CardError("exp_year", "The card has expired.")
+    if year > today.year + 25:
+        raise CardError("exp_year", "The expiry year is too far ahead.")
+    brand = brand_of(number)
+    cvc = str(payload.get("cvc") or "").strip()
+    if not cvc.isdigit() or len(cvc) != (4 if brand == "amex" else 3):
+        raise CardError("cvc", f"The CVC has {4 if brand == 'amex' else 3} digits.")
+    holder = str(payload.get("holder_name") or "").strip()
+    if not holder:
+        raise CardError("holder_name", "Give the name on the card.")
+    return {
+        "brand": brand,
+        "last4": number[-4:],
+        "exp_month": month,
+        "exp_year": year,
+        "holder_name": holder[:150],
+        "behaviour": TEST_CARDS.get(number, "approve"),
+    }
+
+
+def tokenize(payload: dict[str, Any]) -> dict[str, Any]:
+    """Validate card data and exchange it for a token; the number and CVC are dropped here."""
+    card = _validated(payload, _now().date())
+    token = "tok_" + secrets.token_urlsafe(18)
+    with Session(db.engine) as session:
+        session.add(SimToken(token=token, created_at=_now(), **card))
+        session.commit()
+    return {
+        "token": token,
+        "brand": card["brand"],
+        "last4": card["last4"],
+        "exp_month": card["exp_month"],
+        "exp_year": card["exp_year"],
+    }
+
+
+def card_of(token: str) -> dict[str, Any] | None:
+    with Session(db.engine) as session:
+        row = session.get(SimToken, token)
+        if row is None:
+            return None
+        return {
+            "brand": row.brand,
+            "last4": row.last4,
+            "exp_month": row.exp_month,
+            "exp_year": row.exp_year,
+        }
+
+
+def charge(token: str, amount_cents: int, currency: str, idempotency_key: str) -> ChargeOutcome:
+    """Charge a token once per idempotency key: a retry returns the first outcome."""
+    with Session(db.engine) as session:
+        existing = session.scalar(
+            select(SimCharge).where(SimCharge.idempotency_key == idempotency_key)
+        )
+        if existing is not None:
+            return ChargeOutcome(existing.id, existing.status, existing.decline_code)
+        card = session.get(SimToken, token)
+    behaviour = card.behaviour if card else "invalid_token"
+    if behaviour == "approve_after_delay":
+        time.sleep(SLOW_APPROVAL_SECONDS)
+    status, code = {
+        "approve": ("succeeded", None),
+        "approve_after_delay": ("succeeded", None),
+        "processing_error": ("error", "processing_error"),
+        "invalid_token": ("declined", "invalid_token"),
+    }.get(behaviour, ("declined", behaviour))
+    outcome = ChargeOutcome("ch_" + secrets.token_urlsafe(18), status, code)
+    with Session(db.engine) as session:
+        session.add(
+            SimCharge(
+                id=outcome.charge_id,
+                idempotency_key=idempotency_key,
+                token=token,
+                amount_cents=amount_cents,
+                currency=currency,
+                status=status,
+                decline_code=code,
+                created_at=_now(),
+            )
+        )
+        try:
+            session.commit()
+        except IntegrityError:
+            # A concurrent retry with the same key won the race: its outcome is the outcome.
+            session.rollback()
+            first = session.scalar(
+                select(SimCharge).where(SimCharge.idempotency_key == idempotency_key)
+            )
+            return ChargeOutcome(first.id, first.status, first.decline_code)
+    return outcome
+
+
+def refund(charge_id: str, amount_cents: int) -> bool:
+    """Refund (part of) a succeeded charge; False if there is nothing left to refund."""
+    with Session(db.engine) as session:
+        row = session.get(SimCharge, charge_id, with_for_update=True)
+        if row is None or row.status != "succeeded":
+            return False
+        if row.refunded_cents + amount_cents > row.amount_cents:
+            return False
+        row.refunded_cents += amount_cents
+        session.commit()
+        return True
