@@ -35,6 +35,16 @@ def _int(env: dict[str, str], key: str, default: int) -> int:
         raise ConfigError(f"{key} must be an integer, got {raw!r}") from exc
 
 
+def rate_limit_key() -> str:
+    """Limits count per logged-in user, else per client address."""
+    from flask import g, request
+
+    user = g.get("user")
+    if user is not None and getattr(user, "is_authenticated", False):
+        return f"user:{user.id}"
+    return f"ip:{request.remote_addr}"
+
+
 def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
     env = dict(os.environ if environ is None else environ)
     app_env = env.get("APP_ENV", "development")
@@ -77,6 +87,12 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "LOG_JSON": _bool(env.get("LOG_JSON"), True),
         "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), app_env != "test"),
         "RATELIMIT_STORAGE_URI": redis_url or "memory://",
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "RATELIMIT_KEY_FUNC": rate_limit_key,
+        "RATELIMIT_LOGIN": env.get("RATELIMIT_LOGIN", "10 per minute"),
+        "RATELIMIT_SIGNUP": env.get("RATELIMIT_SIGNUP", "5 per minute"),
+        "RATELIMIT_HOLD": env.get("RATELIMIT_HOLD", "30 per minute"),
+        "RATELIMIT_CHECKOUT": env.get("RATELIMIT_CHECKOUT", "20 per minute"),
         # Flask-AppBuilder: Alembic owns the tables and `flask perms sync` owns permissions.
         "FAB_CREATE_DB": False,
         "FAB_UPDATE_PERMS": False,

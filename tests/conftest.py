@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, has_app_context
 from flask.testing import FlaskClient
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -109,8 +109,21 @@ def db_context(app: Flask) -> Iterator[None]:
                 conn.execute(text(f"DELETE FROM {table}"))
 
 
+class IsolatedClient(FlaskClient):
+    """Each request runs in its own app context (its own ``g`` and database session), as in
+    production; the test's session then ends its transaction so it reads what the request wrote."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        with self.application.app_context():
+            response = super().open(*args, **kwargs)
+        if has_app_context():
+            db.session.rollback()
+        return response
+
+
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
+    app.test_client_class = IsolatedClient
     return app.test_client()
 
 

@@ -6,9 +6,9 @@ import re
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
-from app.models import Customer, DomainError, NotFound
+from app.models import Customer, DomainError, NotFound, Order, OrderStatus
 from app.models.errors import Conflict
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -57,3 +57,22 @@ def customer_of(session: Session, user: Any) -> Customer:
     if customer is None:
         raise NotFound("This login has no customer account.")
     return customer
+
+
+def orders_of(session: Session, customer_id: int) -> list[Order]:
+    """The customer's purchase history, newest first (failed attempts left out)."""
+    return list(
+        session.scalars(
+            select(Order)
+            .where(Order.customer_id == customer_id, Order.status != OrderStatus.PENDING)
+            .order_by(Order.created_at.desc(), Order.id.desc())
+            .options(selectinload(Order.tickets), selectinload(Order.payments))
+        )
+    )
+
+
+def order_of(session: Session, customer_id: int, order_id: int) -> Order:
+    order = session.get(Order, order_id)
+    if order is None or order.customer_id != customer_id:
+        raise NotFound("Order not found.")
+    return order

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import current_app
 from flask_appbuilder import AppBuilder
 
 from app.views.catalog import (
@@ -13,6 +14,7 @@ from app.views.catalog import (
     EventView,
 )
 from app.views.platform import CustomerView, PartnerView
+from app.views.shop_api import CatalogApi, CustomerApi, HoldApi, OrderApi
 
 
 def register_views(appbuilder: AppBuilder) -> None:
@@ -24,3 +26,21 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_api(EventApi)
     appbuilder.add_api(EventSectionApi)
     appbuilder.add_api(EventSpotApi)
+    for api in (CatalogApi, CustomerApi, HoldApi, OrderApi):
+        appbuilder.add_api(api)
+    apply_rate_limits(appbuilder)
+
+
+def apply_rate_limits(appbuilder: AppBuilder) -> None:
+    """Abuse limits on login, sign-up, hold and checkout (429 with Retry-After)."""
+    app = current_app
+    limiter = appbuilder.sm.limiter
+    for endpoint, key in (
+        ("SecurityApi.login", "RATELIMIT_LOGIN"),
+        ("AuthDBView.login", "RATELIMIT_LOGIN"),
+        ("CustomerApi.sign_up", "RATELIMIT_SIGNUP"),
+        ("HoldApi.post", "RATELIMIT_HOLD"),
+        ("HoldApi.checkout", "RATELIMIT_CHECKOUT"),
+    ):
+        view = app.view_functions[endpoint]
+        app.view_functions[endpoint] = limiter.limit(app.config[key], methods=["POST"])(view)

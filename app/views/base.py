@@ -11,7 +11,7 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Response, abort, current_app, flash, request
+from flask import Response, abort, current_app, flash, request, stream_with_context
 from flask_appbuilder import ModelRestApi, ModelView, has_access
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.forms import GeneralModelConverter
@@ -188,7 +188,7 @@ class ScopedModelView(ScopedMixin, ModelView):
 
         filename = f"{self.datamodel.obj.__tablename__}.csv"
         return Response(
-            rows(),
+            stream_with_context(rows()),
             mimetype="text/csv",
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )

@@ -39,7 +39,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         ("EventApi", "can_(get|info)"),
         ("(Events|Catalog)", "menu_access"),
     ],
-    "Customer": [*SELF_SERVICE],
+    "Customer": [*SELF_SERVICE, ("(HoldApi|OrderApi)", ".*")],
 }
 
 

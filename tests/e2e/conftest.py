@@ -7,7 +7,9 @@ through Playwright (never a downloaded browser).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -28,7 +30,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-#: Playwright's default timeout for each action and expectation, in milliseconds.
+#: Playwright's timeout for each action and each expect(), in milliseconds.
 BROWSER_TIMEOUT_MS = 15_000
 
 
@@ -43,11 +45,15 @@ def live_server(app: Flask) -> Iterator[str]:
 
     Depends on ``app`` so the database is migrated and the permissions synced first.
     """
-    from werkzeug.serving import make_server
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_request(self, code: Any = "-", size: Any = "-") -> None:
+            """No access log line per request (errors are still logged)."""
 
     server_app = create_app(test_config(WTF_CSRF_ENABLED=True))
     # Port 0: the OS picks a free port; the server reports which.
-    server = make_server("127.0.0.1", 0, server_app, threaded=True)
+    server = make_server("127.0.0.1", 0, server_app, threaded=True, request_handler=QuietHandler)
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()
     try:
@@ -73,7 +79,9 @@ def _require_chromium() -> None:
 @pytest.fixture(scope="session")
 def _browser() -> Iterator[Any]:
     _require_chromium()
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=BROWSER_TIMEOUT_MS)
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -85,13 +93,31 @@ def _browser() -> Iterator[Any]:
             browser.close()
 
 
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Remember whether the test body failed, for browser_page's screenshot."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
+
+
 @pytest.fixture
-def browser_page(_browser: Any) -> Iterator[Any]:
-    """A fresh page in its own browser context (no cookies shared between tests)."""
+def browser_page(_browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh page in its own browser context (no cookies shared between tests).
+
+    When the test fails, the page is saved to <tmpdir>/e2e_failure_<test>.png."""
     context = _browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(BROWSER_TIMEOUT_MS)
     page = context.new_page()
     try:
         yield page
     finally:
+        if request.node.stash.get(_CALL_FAILED, False):
+            shot = os.path.join(tempfile.gettempdir(), f"e2e_failure_{request.node.name}.png")
+            with contextlib.suppress(Exception):  # a crashed page must not hide the failure
+                page.screenshot(path=shot, full_page=True)
         context.close()

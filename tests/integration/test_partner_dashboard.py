@@ -165,9 +165,9 @@ def test_an_event_with_sales_cannot_be_deleted_only_cancelled(alice):
 
 
 def test_an_event_without_sales_can_be_deleted(alice):
-    event = make_event(alice["partner"])
-    alice["client"].post(f"/eventview/delete/{event.id}")
-    assert db.session.get(Event, event.id) is None
+    event_id = make_event(alice["partner"]).id
+    alice["client"].post(f"/eventview/delete/{event_id}")
+    assert db.session.get(Event, event_id) is None
     assert db.session.query(EventSpot).count() == 0
 
 
@@ -341,8 +341,9 @@ def test_an_unsold_spot_can_be_renamed_and_deleted(alice):
     assert response.status_code == 302
     db.session.refresh(spot)
     assert spot.label == "Box-1"
-    client.post(f"/eventspotview/delete/{spot.id}")
-    assert db.session.get(EventSpot, spot.id) is None
+    spot_id = spot.id
+    client.post(f"/eventspotview/delete/{spot_id}")
+    assert db.session.get(EventSpot, spot_id) is None
 
 
 def test_a_spot_moves_only_within_its_event(alice):

@@ -1,0 +1,220 @@
+"""Public catalogue: search events on sale, their sections' prices and availability, seat maps."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, and_, exists, func, or_, select
+from sqlalchemy.orm import Session, joinedload
+
+from app.models import (
+    Event,
+    EventSection,
+    EventSpot,
+    EventStatus,
+    Partner,
+    PartnerStatus,
+    SpotStatus,
+)
+from app.models.base import utcnow
+from app.services.holds import public_event
+
+STATUS_CODES = {
+    SpotStatus.AVAILABLE: "0",
+    SpotStatus.HELD: "1",
+    SpotStatus.SOLD: "2",
+    SpotStatus.BLOCKED: "3",
+}
+PAGE_SIZE = 12
+
+
+@dataclass(frozen=True)
+class Search:
+    text: str = ""
+    city: str = ""
+    category: str = ""
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    price_min_cents: int | None = None
+    price_max_cents: int | None = None
+    page: int = 1
+
+
+@dataclass(frozen=True)
+class Page:
+    events: list[Event]
+    total: int
+    page: int
+    pages: int
+
+
+def on_sale_clause(now: dt.datetime) -> Any:
+    return and_(
+        Event.status == EventStatus.PUBLISHED,
+        Event.partner.has(Partner.status == PartnerStatus.APPROVED),
+        or_(Event.sales_start.is_(None), Event.sales_start <= now),
+        or_(Event.sales_end.is_(None), Event.sales_end > now),
+        Event.starts_at > now,
+    )
+
+
+def search_events(session: Session, search: Search, now: dt.datetime | None = None) -> Page:
+    """Published events whose sales are open, filtered, earliest first, a page at a time."""
+    now = now or utcnow()
+    query: Select[Any] = select(Event).where(on_sale_clause(now))
+    if search.text.strip():
+        query = query.where(_text_match(session, search.text.strip()))
+    if search.city.strip():
+        query = query.where(func.lower(Event.city) == search.city.strip().lower())
+    if search.category.strip():
+        query = query.where(func.lower(Event.category) == search.category.strip().lower())
+    if search.date_from:
+        query = query.where(Event.starts_at >= dt.datetime.combine(search.date_from, dt.time()))
+    if search.date_to:
+        end = dt.datetime.combine(search.date_to, dt.time()) + dt.timedelta(days=1)
+        query = query.where(Event.starts_at < end)
+    if search.price_min_cents is not None or search.price_max_cents is not None:
+        price = EventSection.event_id == Event.id
+        if search.price_min_cents is not None:
+            price = and_(price, EventSection.price_cents >= search.price_min_cents)
+        if search.price_max_cents is not None:
+            price = and_(price, EventSection.price_cents <= search.price_max_cents)
+        query = query.where(exists().where(price))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    pages = max(1, -(-total // PAGE_SIZE))
+    page = min(max(1, search.page), pages)
+    events = session.scalars(
+        query.order_by(Event.starts_at, Event.id)
+        .offset((page - 1) * PAGE_SIZE)
+        .limit(PAGE_SIZE)
+        .options(joinedload(Event.partner))
+    ).all()
+    return Page(list(events), total, page, pages)
+
+
+def search_document() -> Any:
+    """The text PostgreSQL indexes for search (same expression as the GIN index)."""
+    return func.to_tsvector(
+        "simple",
+        func.coalesce(Event.name, "")
+        + " "
+        + func.coalesce(Event.description, "")
+        + " "
+        + func.coalesce(Event.venue, "")
+        + " "
+        + func.coalesce(Event.city, ""),
+    )
+
+
+def _text_match(session: Session, text: str) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return search_document().op("@@")(func.websearch_to_tsquery("simple", text))
+    # SQLite fallback: every word must appear in one of the searched columns.
+    clauses = []
+    for word in text.lower().split()[:8]:
+        pattern = f"%{word}%"
+        clauses.append(
+            or_(
+                func.lower(Event.name).like(pattern),
+                func.lower(func.coalesce(Event.description, "")).like(pattern),
+                func.lower(Event.venue).like(pattern),
+                func.lower(Event.city).like(pattern),
+            )
+        )
+    return and_(*clauses)
+
+
+def facets(session: Session, now: dt.datetime | None = None) -> dict[str, list[str]]:
+    """Cities and categories that have events on sale, for the search filters."""
+    now = now or utcnow()
+    cities = session.scalars(
+        select(Event.city).where(on_sale_clause(now)).distinct().order_by(Event.city)
+    ).all()
+    categories = session.scalars(
+        select(Event.category)
+        .where(on_sale_clause(now), Event.category.is_not(None))
+        .distinct()
+        .order_by(Event.category)
+    ).all()
+    return {"cities": list(cities), "categories": list(categories)}
+
+
+def section_availability(
+    session: Session, event_id: int, now: dt.datetime | None = None
+) -> list[dict[str, Any]]:
+    """Each section with its price and counts; expired holds count as available."""
+    now = now or utcnow()
+    status = EventSpot.status
+    free = EventSpot.free_clause(now)
+    rows = session.execute(
+        select(
+            EventSpot.section_id,
+            func.count().filter(free),
+            func.count().filter(and_(status == SpotStatus.HELD, ~free)),
+            func.count().filter(status == SpotStatus.SOLD),
+            func.count().filter(status == SpotStatus.BLOCKED),
+        )
+        .where(EventSpot.event_id == event_id)
+        .group_by(EventSpot.section_id)
+    ).all()
+    counts = {row[0]: row[1:] for row in rows}
+    sections = session.scalars(
+        select(EventSection)
+        .where(EventSection.event_id == event_id)
+        .order_by(EventSection.position, EventSection.id)
+    ).all()
+    result = []
+    for section in sections:
+        available, held, sold, blocked = counts.get(section.id, (0, 0, 0, 0))
+        result.append(
+            {
+                "id": section.id,
+                "name": section.name,
+                "kind": section.kind,
+                "price_cents": section.price_cents,
+                "available": available,
+                "held": held,
+                "sold": sold,
+                "blocked": blocked,
+            }
+        )
+    return result
+
+
+def spot_map(
+    session: Session, event_id: int, section_id: int | None = None, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """Compact availability: per section, parallel arrays of ids, rows and seats (or labels) and a
+    status string with one character per spot (0 available, 1 held, 2 sold, 3 blocked)."""
+    now = now or utcnow()
+    event = public_event(session, event_id)
+    query = (
+        select(
+            EventSpot.section_id,
+            EventSpot.id,
+            EventSpot.row_label,
+            EventSpot.seat_number,
+            EventSpot.label,
+            EventSpot.status,
+            EventSpot.held_until,
+        )
+        .where(EventSpot.event_id == event.id)
+        .order_by(EventSpot.section_id, EventSpot.position, EventSpot.id)
+    )
+    if section_id is not None:
+        query = query.where(EventSpot.section_id == section_id)
+    sections: dict[int, dict[str, Any]] = {}
+    for section, spot_id, row, seat, label, status, held_until in session.execute(query):
+        entry = sections.setdefault(
+            section, {"id": section, "ids": [], "rows": [], "seats": [], "status": []}
+        )
+        entry["ids"].append(spot_id)
+        entry["rows"].append(row)
+        entry["seats"].append(seat if seat is not None else label)
+        expired = status == SpotStatus.HELD and held_until is not None and held_until <= now
+        entry["status"].append("0" if expired else STATUS_CODES[SpotStatus(status)])
+    for entry in sections.values():
+        entry["status"] = "".join(entry["status"])
+    return {"event_id": event.id, "sections": list(sections.values())}

@@ -1,0 +1,507 @@
+"""Customer JSON API: catalogue (public), sign-up, holds, checkout and orders (JWT or session).
+
+Thin: parse, call a service, serialise. Domain errors answer with their status and
+``{"error", "message", ...}``; another customer's hold or order answers 404.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from flask import current_app, request
+from flask_appbuilder.api import BaseApi, expose, safe
+from flask_appbuilder.security.decorators import permission_name, protect
+
+from app.extensions import db
+from app.models import DomainError, Hold, Order, format_money
+from app.models.base import utcnow
+from app.services import catalog, checkout, customers, holds
+from app.services.payments import gateway
+from app.views.base import current_user
+
+
+def event_json(event: Any) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "name": event.name,
+        "description": event.description,
+        "venue": event.venue,
+        "city": event.city,
+        "address": event.address,
+        "category": event.category,
+        "starts_at": event.starts_at.isoformat(),
+        "ends_at": event.ends_at.isoformat() if event.ends_at else None,
+        "image_url": event.image_url,
+        "currency": event.currency,
+        "status": event.status,
+        "partner": event.partner.name,
+    }
+
+
+def hold_json(hold: Hold, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "id": hold.id,
+        "event_id": hold.event_id,
+        "status": hold.status,
+        "expires_at": hold.expires_at.isoformat(),
+        "seconds_left": hold.seconds_left(now),
+        "spots": [
+            {
+                "id": spot.id,
+                "label": spot.label,
+                "section_id": spot.section_id,
+                "section": spot.section.name,
+                "price_cents": spot.section.price_cents,
+            }
+            for spot in hold.spots
+        ],
+        "total_cents": sum(spot.section.price_cents for spot in hold.spots),
+    }
+
+
+def order_json(order: Order) -> dict[str, Any]:
+    return {
+        "id": order.id,
+        "event": {"id": order.event_id, "name": order.event.name},
+        "status": order.status,
+        "total_cents": order.total_cents,
+        "total": format_money(order.total_cents, order.currency),
+        "currency": order.currency,
+        "created_at": order.created_at.isoformat(),
+        "paid_at": order.paid_at.isoformat() if order.paid_at else None,
+        "cancel_reason": order.cancel_reason,
+        "payments": [
+            {
+                "id": p.id,
+                "status": p.status,
+                "amount_cents": p.amount_cents,
+                "fee_cents": p.fee_cents,
+                "net_cents": p.net_cents,
+                "card_brand": p.card_brand,
+                "card_last4": p.card_last4,
+                "failure_reason": p.failure_reason,
+            }
+            for p in order.payments
+        ],
+        "tickets": [
+            {
+                "id": t.id,
+                "status": t.status,
+                "section": t.section.name,
+                "spot": t.spot.label,
+                "price_cents": t.price_cents,
+                "holder_name": t.holder_name,
+                "code": t.code,
+            }
+            for t in order.tickets
+            if t.status != "void"
+        ],
+    }
+
+
+def _error(api: BaseApi, err: DomainError) -> Any:
+    db.session.rollback()
+    return api.response(err.status, **err.to_json())
+
+
+def _json_body(api: BaseApi) -> dict[str, Any] | None:
+    body = request.get_json(silent=True)
+    return body if isinstance(body, dict) else None
+
+
+def _cents(value: str | None, field: str) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise DomainError(f"{field} must be a number such as 100.00.", field=field) from None
+    if not amount.is_finite() or amount < 0:
+        raise DomainError(f"{field} must be a positive amount.", field=field)
+    return int(amount * 100)
+
+
+def _date(value: str | None, field: str) -> dt.date | None:
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise DomainError(f"{field} must be a date such as 2027-01-31.", field=field) from None
+
+
+def search_from_args(args: Any) -> catalog.Search:
+    """Catalogue search filters from query arguments (shared by the API and the pages)."""
+    try:
+        page = int(args.get("page") or 1)
+    except ValueError:
+        raise DomainError("page must be a whole number.", field="page") from None
+    return catalog.Search(
+        text=(args.get("q") or "")[:200],
+        city=args.get("city") or "",
+        category=args.get("category") or "",
+        date_from=_date(args.get("date_from"), "date_from"),
+        date_to=_date(args.get("date_to"), "date_to"),
+        price_min_cents=_cents(args.get("price_min"), "price_min"),
+        price_max_cents=_cents(args.get("price_max"), "price_max"),
+        page=page,
+    )
+
+
+class CatalogApi(BaseApi):
+    """Public: no login needed."""
+
+    resource_name = "catalog"
+    openapi_spec_tag = "Catalog"
+
+    @expose("/events", methods=["GET"])
+    @safe
+    def events(self) -> Any:
+        """Search events on sale.
+        ---
+        get:
+          summary: Search published events whose sales are open
+          parameters:
+          - {in: query, name: q, schema: {type: string}, description: words in name, description, venue or city}
+          - {in: query, name: city, schema: {type: string}}
+          - {in: query, name: category, schema: {type: string}}
+          - {in: query, name: date_from, schema: {type: string, format: date}}
+          - {in: query, name: date_to, schema: {type: string, format: date}}
+          - {in: query, name: price_min, schema: {type: string}, description: in currency units}
+          - {in: query, name: price_max, schema: {type: string}}
+          - {in: query, name: page, schema: {type: integer, minimum: 1}}
+          responses:
+            200:
+              description: A page of events
+            422:
+              description: A filter is invalid
+        """
+        try:
+            page = catalog.search_events(db.session, search_from_args(request.args))
+        except DomainError as err:
+            return _error(self, err)
+        return self.response(
+            200,
+            result=[event_json(e) for e in page.events],
+            count=page.total,
+            page=page.page,
+            pages=page.pages,
+        )
+
+    @expose("/events/<int:event_id>", methods=["GET"])
+    @safe
+    def event(self, event_id: int) -> Any:
+        """One event with its sections, prices and availability counts.
+        ---
+        get:
+          summary: An event with sections, prices and availability
+          parameters:
+          - {in: path, name: event_id, required: true, schema: {type: integer}}
+          responses:
+            200:
+              description: The event
+            404:
+              description: No such public event
+        """
+        try:
+            event = holds.public_event(db.session, event_id)
+        except DomainError as err:
+            return _error(self, err)
+        body = event_json(event)
+        body["on_sale"] = event.is_on_sale(utcnow())
+        body["sections"] = catalog.section_availability(db.session, event.id)
+        return self.response(200, result=body)
+
+    @expose("/events/<int:event_id>/spots", methods=["GET"])
+    @safe
+    def spots(self, event_id: int) -> Any:
+        """Compact availability of every spot (optionally one section).
+        ---
+        get:
+          summary: Seat map availability
+          description: Per section, parallel arrays `ids`, `rows`, `seats` and a `status` string
+            with one character per spot (0 available, 1 held, 2 sold, 3 blocked).
+          parameters:
+          - {in: path, name: event_id, required: true, schema: {type: integer}}
+          - {in: query, name: section_id, schema: {type: integer}}
+          responses:
+            200:
+              description: The seat map
+            404:
+              description: No such public event
+        """
+        try:
+            section_id = request.args.get("section_id", type=int)
+            return self.response(200, **catalog.spot_map(db.session, event_id, section_id))
+        except DomainError as err:
+            return _error(self, err)
+
+
+class CustomerApi(BaseApi):
+    resource_name = "customers"
+    openapi_spec_tag = "Customers"
+
+    @expose("/", methods=["POST"])
+    @safe
+    def sign_up(self) -> Any:
+        """Create a customer account; the email is the login.
+        ---
+        post:
+          summary: Sign up
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema:
+                  type: object
+                  required: [name, email, password]
+                  properties:
+                    name: {type: string}
+                    email: {type: string}
+                    password: {type: string, minLength: 8}
+          responses:
+            201:
+              description: Created
+            409:
+              description: The email already has an account
+            422:
+              description: A field is invalid
+        """
+        body = _json_body(self)
+        if body is None:
+            return self.response(400, error="invalid_request", message="Send a JSON object.")
+        try:
+            customer = customers.sign_up(
+                db.session,
+                current_app.appbuilder.sm,
+                str(body.get("name") or ""),
+                str(body.get("email") or ""),
+                str(body.get("password") or ""),
+            )
+        except DomainError as err:
+            return _error(self, err)
+        return self.response(201, id=customer.id, name=customer.name, email=customer.email)
+
+
+class HoldApi(BaseApi):
+    resource_name = "holds"
+    openapi_spec_tag = "Purchase"
+    allow_browser_login = True
+
+    @expose("/", methods=["POST"])
+    @protect(allow_browser_login=True)
+    @safe
+    @permission_name("post")
+    def post(self) -> Any:
+        """Hold chosen spots, or the best N available in a section.
+        ---
+        post:
+          summary: Hold spots
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema:
+                  type: object
+                  required: [event_id]
+                  properties:
+                    event_id: {type: integer}
+                    spot_ids: {type: array, items: {type: integer}}
+                    section_id: {type: integer}
+                    quantity: {type: integer, minimum: 1}
+          responses:
+            201:
+              description: The hold, with its spots and expiry
+            409:
+              description: '`{"error": "spots_unavailable", "spots": [...]}`'
+            422:
+              description: Invalid request or hold limit reached
+            503:
+              description: Busy, try again
+        """
+        body = _json_body(self)
+        if body is None:
+            return self.response(400, error="invalid_request", message="Send a JSON object.")
+        try:
+            customer = customers.customer_of(db.session, current_user())
+            spot_ids, section_id, quantity = _hold_request(body)
+            hold = holds.reserve_spots(
+                db.session,
+                customer.id,
+                _int(body.get("event_id"), "event_id"),
+                spot_ids=spot_ids,
+                section_id=section_id,
+                quantity=quantity,
+            )
+        except DomainError as err:
+            return _error(self, err)
+        return self.response(201, result=hold_json(hold, utcnow()))
+
+    @expose("/<int:pk>", methods=["GET"])
+    @protect(allow_browser_login=True)
+    @safe
+    @permission_name("get")
+    def get(self, pk: int) -> Any:
+        """A hold of the current customer.
+        ---
+        get:
+          summary: Show a hold
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer}}
+          responses:
+            200:
+              description: The hold
+            404:
+              description: Not found (or another customer's)
+        """
+        try:
+            customer = customers.customer_of(db.session, current_user())
+            hold = holds.get_customer_hold(db.session, customer.id, pk)
+        except DomainError as err:
+            return _error(self, err)
+        return self.response(200, result=hold_json(hold, utcnow()))
+
+    @expose("/<int:pk>", methods=["DELETE"])
+    @protect(allow_browser_login=True)
+    @safe
+    @permission_name("delete")
+    def delete(self, pk: int) -> Any:
+        """Release a hold.
+        ---
+        delete:
+          summary: Release a hold
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer}}
+          responses:
+            200:
+              description: Released
+            404:
+              description: Not found (or another customer's)
+            409:
+              description: Already paid
+        """
+        try:
+            customer = customers.customer_of(db.session, current_user())
+            hold = holds.release_hold(db.session, customer.id, pk)
+        except DomainError as err:
+            return _error(self, err)
+        return self.response(200, result={"id": hold.id, "status": hold.status})
+
+    @expose("/<int:pk>/checkout", methods=["POST"])
+    @protect(allow_browser_login=True)
+    @safe
+    @permission_name("checkout")
+    def checkout(self, pk: int) -> Any:
+        """Pay for a hold by card token; send an Idempotency-Key header.
+        ---
+        post:
+          summary: Checkout
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer}}
+          - {in: header, name: Idempotency-Key, required: true, schema: {type: string}}
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema:
+                  type: object
+                  required: [card_token]
+                  properties:
+                    card_token: {type: string}
+          responses:
+            201:
+              description: The paid order with its tickets (200 for a replayed retry)
+            402:
+              description: '`{"error": "card_declined", "reason": ...}`; the hold is kept'
+            404:
+              description: Not found (or another customer's)
+            409:
+              description: Hold expired, or lost while paying (the charge is refunded)
+            422:
+              description: Missing key, or the key was used with a different body
+        """
+        body = _json_body(self)
+        if body is None:
+            return self.response(400, error="invalid_request", message="Send a JSON object.")
+        try:
+            customer = customers.customer_of(db.session, current_user())
+            result = checkout.checkout(
+                db.session,
+                gateway(),
+                customer.id,
+                pk,
+                str(body.get("card_token") or ""),
+                request.headers.get("Idempotency-Key", ""),
+            )
+        except DomainError as err:
+            return _error(self, err)
+        return self.response(200 if result.replayed else 201, result=order_json(result.order))
+
+
+class OrderApi(BaseApi):
+    resource_name = "orders"
+    openapi_spec_tag = "Purchase"
+    allow_browser_login = True
+
+    @expose("/", methods=["GET"])
+    @protect(allow_browser_login=True)
+    @safe
+    @permission_name("get")
+    def list(self) -> Any:
+        """The current customer's orders, newest first.
+        ---
+        get:
+          summary: My orders
+          responses:
+            200:
+              description: Orders with their tickets
+        """
+        try:
+            customer = customers.customer_of(db.session, current_user())
+        except DomainError as err:
+            return _error(self, err)
+        orders = customers.orders_of(db.session, customer.id)
+        return self.response(200, result=[order_json(o) for o in orders], count=len(orders))
+
+    @expose("/<int:pk>", methods=["GET"])
+    @protect(allow_browser_login=True)
+    @safe
+    @permission_name("get")
+    def get(self, pk: int) -> Any:
+        """One of the current customer's orders.
+        ---
+        get:
+          summary: Show an order
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer}}
+          responses:
+            200:
+              description: The order with its tickets
+            404:
+              description: Not found (or another customer's)
+        """
+        try:
+            customer = customers.customer_of(db.session, current_user())
+            order = customers.order_of(db.session, customer.id, pk)
+        except DomainError as err:
+            return _error(self, err)
+        return self.response(200, result=order_json(order))
+
+
+def _int(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DomainError(f"{field} must be an integer.", field=field)
+    return value
+
+
+def _hold_request(body: dict[str, Any]) -> tuple[list[int] | None, int | None, int | None]:
+    spot_ids = body.get("spot_ids")
+    if spot_ids is not None:
+        if not isinstance(spot_ids, list) or not spot_ids:
+            raise DomainError("spot_ids must be a non-empty list of integers.", field="spot_ids")
+        return [_int(s, "spot_ids") for s in spot_ids], None, None
+    section_id = _int(body.get("section_id"), "section_id")
+    quantity = _int(body.get("quantity"), "quantity")
+    return None, section_id, quantity

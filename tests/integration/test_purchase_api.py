@@ -1,0 +1,302 @@
+"""Customers buy seats by card through the JSON API: holds, checkout, idempotency, orders."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import (
+    EventSpot,
+    Hold,
+    HoldStatus,
+    Order,
+    OrderStatus,
+    Payment,
+    PaymentStatus,
+    SpotStatus,
+    Ticket,
+    TicketStatus,
+)
+from app.models.base import utcnow
+from app.models.codes import verify_ticket
+from tests.support import make_event, make_partner
+
+APPROVED = "4242424242424242"
+DECLINED = "4000000000000002"
+NO_FUNDS = "4000000000009995"
+PROCESSING_ERROR = "4000000000000119"
+
+
+def sign_up(client, email="ana@example.com", name="Ana Souza"):
+    response = client.post(
+        "/api/v1/customers/", json={"name": name, "email": email, "password": "s3cret-pass"}
+    )
+    assert response.status_code == 201, response.get_json()
+    token = client.post(
+        "/api/v1/security/login",
+        json={"username": email, "password": "s3cret-pass", "provider": "db"},
+    ).get_json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def card_token(client, number=APPROVED):
+    response = client.post(
+        "/sim-acquirer/v1/tokens",
+        json={
+            "number": number,
+            "exp_month": 12,
+            "exp_year": utcnow().year + 2,
+            "cvc": "123",
+            "holder_name": "Ana Souza",
+        },
+    )
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["token"]
+
+
+def pay(client, headers, hold_id, token, key=None):
+    return client.post(
+        f"/api/v1/holds/{hold_id}/checkout",
+        json={"card_token": token},
+        headers={**headers, "Idempotency-Key": key or uuid.uuid4().hex},
+    )
+
+
+@pytest.fixture
+def on_sale():
+    event = make_event(make_partner("Aurora"), rows=("A", "C"), seats=10)
+    event.publish()
+    db.session.commit()
+    return event
+
+
+def expire(hold_id: int) -> None:
+    """Move a hold's clock so that it expired a second ago."""
+    row = db.session.get(Hold, hold_id)
+    row.created_at = utcnow() - dt.timedelta(minutes=11)
+    row.expires_at = utcnow() - dt.timedelta(seconds=1)
+    for spot in row.spots:
+        spot.held_until = row.expires_at
+    db.session.commit()
+
+
+def hold_seats(client, headers, event, count=2):
+    spot_ids = [s.id for s in event.sections[0].spots[:count]]
+    response = client.post(
+        "/api/v1/holds/", json={"event_id": event.id, "spot_ids": spot_ids}, headers=headers
+    )
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["result"]
+
+
+def test_a_customer_buys_two_seats_and_gets_signed_tickets(client, on_sale):
+    headers = sign_up(client)
+    hold = hold_seats(client, headers, on_sale)
+    assert hold["seconds_left"] > 590 and len(hold["spots"]) == 2
+    response = pay(client, headers, hold["id"], card_token(client))
+    assert response.status_code == 201, response.get_json()
+    order = response.get_json()["result"]
+    assert order["status"] == "paid" and order["total_cents"] == 20000
+    assert len(order["tickets"]) == 2
+    for ticket in order["tickets"]:
+        claim = verify_ticket(on_sale.public_key, ticket["code"])
+        assert claim.event_id == on_sale.id and claim.ticket_id == ticket["id"]
+    payment = order["payments"][0]
+    # Partner fee: 10 % + BRL 1.00 per ticket.
+    assert (payment["fee_cents"], payment["net_cents"]) == (2000 + 200, 20000 - 2200)
+    assert payment["card_last4"] == "4242" and payment["card_brand"] == "visa"
+    spots = db.session.scalars(select(EventSpot).where(EventSpot.id.in_(
+        [s["id"] for s in hold["spots"]]))).all()  # fmt: skip
+    assert {s.status for s in spots} == {SpotStatus.SOLD}
+    history = client.get("/api/v1/orders/", headers=headers).get_json()
+    assert [o["id"] for o in history["result"]] == [order["id"]]
+
+
+def test_a_retry_with_the_same_key_charges_once_and_returns_the_same_order(client, on_sale):
+    headers = sign_up(client)
+    hold = hold_seats(client, headers, on_sale)
+    token, key = card_token(client), uuid.uuid4().hex
+    first = pay(client, headers, hold["id"], token, key)
+    again = pay(client, headers, hold["id"], token, key)
+    assert first.status_code == 201 and again.status_code == 200
+    assert first.get_json()["result"]["id"] == again.get_json()["result"]["id"]
+    assert db.session.scalar(select(func.count()).select_from(Payment)) == 1
+    other_body = pay(client, headers, hold["id"], card_token(client), key)
+    assert other_body.status_code == 422
+    assert other_body.get_json()["error"] == "idempotency_key_reused"
+    second_key = pay(client, headers, hold["id"], token)
+    assert second_key.status_code == 409  # already paid: never charged twice
+    assert db.session.scalar(select(func.count()).select_from(Payment)) == 1
+
+
+@pytest.mark.parametrize(
+    ("number", "reason"),
+    [(DECLINED, "card_declined"), (NO_FUNDS, "insufficient_funds"),
+     (PROCESSING_ERROR, "processing_error")],
+)  # fmt: skip
+def test_a_declined_card_keeps_the_hold_for_a_retry(client, on_sale, number, reason):
+    headers = sign_up(client)
+    hold = hold_seats(client, headers, on_sale)
+    declined = pay(client, headers, hold["id"], card_token(client, number))
+    assert declined.status_code == 402
+    assert declined.get_json()["error"] == "card_declined"
+    assert declined.get_json()["reason"] == reason
+    assert db.session.get(Hold, hold["id"]).status == HoldStatus.ACTIVE
+    retry = pay(client, headers, hold["id"], card_token(client))
+    assert retry.status_code == 201
+    order = db.session.get(Order, retry.get_json()["result"]["id"])
+    assert order.status == OrderStatus.PAID
+    statuses = sorted(p.status for p in order.payments)
+    assert statuses == sorted([PaymentStatus.CAPTURED, "failed" if reason ==
+                               "processing_error" else PaymentStatus.DECLINED])  # fmt: skip
+
+
+def test_a_taken_seat_answers_409_naming_it(client, on_sale):
+    first = sign_up(client)
+    second = sign_up(client, "bia@example.com", "Bia")
+    hold_seats(client, first, on_sale, count=2)
+    spot = on_sale.sections[0].spots[1]
+    response = client.post(
+        "/api/v1/holds/",
+        json={"event_id": on_sale.id, "spot_ids": [spot.id, on_sale.sections[0].spots[5].id]},
+        headers=second,
+    )
+    assert response.status_code == 409
+    body = response.get_json()
+    assert body["error"] == "spots_unavailable"
+    assert body["spots"] == [{"id": spot.id, "label": spot.label}]
+
+
+def test_best_available_picks_adjacent_seats_in_one_row(client, on_sale):
+    headers = sign_up(client)
+    spots = on_sale.sections[0].spots
+    spots[1].status = SpotStatus.BLOCKED.value  # breaks row A after A-1
+    db.session.commit()
+    response = client.post(
+        "/api/v1/holds/",
+        json={"event_id": on_sale.id, "section_id": on_sale.sections[0].id, "quantity": 4},
+        headers=headers,
+    )
+    assert response.status_code == 201, response.get_json()
+    labels = [s["label"] for s in response.get_json()["result"]["spots"]]
+    assert labels == ["A-3", "A-4", "A-5", "A-6"]
+
+
+def test_a_customer_may_hold_at_most_ten_spots_per_event(client, on_sale):
+    headers = sign_up(client)
+    section = on_sale.sections[0].id
+    ok = client.post(
+        "/api/v1/holds/",
+        json={"event_id": on_sale.id, "section_id": section, "quantity": 8},
+        headers=headers,
+    )
+    assert ok.status_code == 201
+    too_many = client.post(
+        "/api/v1/holds/",
+        json={"event_id": on_sale.id, "section_id": section, "quantity": 3},
+        headers=headers,
+    )
+    assert too_many.status_code == 422 and too_many.get_json()["error"] == "hold_limit"
+
+
+def test_an_expired_hold_frees_its_spots_at_once_and_cannot_be_paid(client, on_sale):
+    first = sign_up(client)
+    hold = hold_seats(client, first, on_sale, count=1)
+    expire(hold["id"])
+    second = sign_up(client, "bia@example.com", "Bia")
+    taken = client.post(
+        "/api/v1/holds/",
+        json={"event_id": on_sale.id, "spot_ids": [hold["spots"][0]["id"]]},
+        headers=second,
+    )
+    assert taken.status_code == 201
+    late = pay(client, first, hold["id"], card_token(client))
+    assert late.status_code == 409 and late.get_json()["error"] == "hold_expired"
+    assert db.session.scalar(select(func.count()).select_from(Payment)) == 0
+
+
+def test_releasing_a_hold_returns_its_spots(client, on_sale):
+    headers = sign_up(client)
+    hold = hold_seats(client, headers, on_sale)
+    assert client.delete(f"/api/v1/holds/{hold['id']}", headers=headers).status_code == 200
+    db.session.expire_all()
+    ids = [s["id"] for s in hold["spots"]]
+    statuses = set(db.session.scalars(select(EventSpot.status).where(EventSpot.id.in_(ids))))
+    assert statuses == {SpotStatus.AVAILABLE}
+
+
+def test_another_customers_hold_and_order_answer_404(client, on_sale):
+    ana = sign_up(client)
+    hold = hold_seats(client, ana, on_sale)
+    order = pay(client, ana, hold["id"], card_token(client)).get_json()["result"]
+    bia = sign_up(client, "bia@example.com", "Bia")
+    assert client.get(f"/api/v1/holds/{hold['id']}", headers=bia).status_code == 404
+    assert client.delete(f"/api/v1/holds/{hold['id']}", headers=bia).status_code == 404
+    assert pay(client, bia, hold["id"], card_token(client)).status_code == 404
+    assert client.get(f"/api/v1/orders/{order['id']}", headers=bia).status_code == 404
+    assert client.get("/api/v1/orders/", headers=bia).get_json()["count"] == 0
+
+
+def test_a_payment_that_succeeds_after_the_hold_was_lost_is_refunded(client, on_sale, monkeypatch):
+    from app.services import payments
+
+    headers = sign_up(client)
+    hold = hold_seats(client, headers, on_sale, count=1)
+    real_charge = payments.SimulatedGateway.charge
+
+    def charge_while_the_hold_is_lost(self, token, amount, currency, key):
+        # While the card is being charged, the hold expires and another buyer takes the seat.
+        expire(hold["id"])
+        from app.services.holds import release_expired_holds
+
+        release_expired_holds(db.session)
+        return real_charge(self, token, amount, currency, key)
+
+    monkeypatch.setattr(payments.SimulatedGateway, "charge", charge_while_the_hold_is_lost)
+    response = pay(client, headers, hold["id"], card_token(client))
+    assert response.status_code == 409
+    body = response.get_json()
+    assert body["error"] == "hold_lost" and body["refunded"] is True
+    payment = db.session.scalars(select(Payment)).one()
+    assert payment.status == PaymentStatus.REFUNDED
+    order = payment.order
+    assert order.status == OrderStatus.CANCELLED
+    assert {t.status for t in order.tickets} == {TicketStatus.VOID}
+    spot = db.session.get(EventSpot, hold["spots"][0]["id"])
+    assert spot.status == SpotStatus.AVAILABLE
+    assert db.session.scalar(select(func.count()).where(Ticket.status == "valid")) == 0
+
+
+def test_checkout_needs_an_idempotency_key(client, on_sale):
+    headers = sign_up(client)
+    hold = hold_seats(client, headers, on_sale)
+    response = client.post(
+        f"/api/v1/holds/{hold['id']}/checkout", json={"card_token": "x"}, headers=headers
+    )
+    assert response.status_code == 422 and response.get_json()["field"] == "Idempotency-Key"
+
+
+def test_bad_hold_requests_get_a_json_reason(client, on_sale):
+    headers = sign_up(client)
+    for body in ({}, {"event_id": "x"}, {"event_id": on_sale.id, "spot_ids": []},
+                 {"event_id": on_sale.id, "section_id": on_sale.sections[0].id, "quantity": 0},
+                 {"event_id": 999999, "spot_ids": [1]}):  # fmt: skip
+        response = client.post("/api/v1/holds/", json=body, headers=headers)
+        assert 400 <= response.status_code < 500, (body, response.status_code)
+        assert "error" in response.get_json() or "message" in response.get_json()
+
+
+def test_sign_up_refuses_a_taken_email_and_bad_fields(client):
+    sign_up(client)
+    again = client.post(
+        "/api/v1/customers/", json={"name": "A", "email": "ANA@example.com", "password": "x" * 9}
+    )
+    assert again.status_code == 409 and again.get_json()["field"] == "email"
+    short = client.post(
+        "/api/v1/customers/", json={"name": "B", "email": "b@example.com", "password": "123"}
+    )
+    assert short.status_code == 422 and short.get_json()["field"] == "password"
