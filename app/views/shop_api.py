@@ -164,7 +164,7 @@ class CatalogApi(BaseApi):
         get:
           summary: Search published events whose sales are open
           parameters:
-          - {in: query, name: q, schema: {type: string}, description: words in name, description, venue or city}
+          - {in: query, name: q, schema: {type: string}, description: words to find}
           - {in: query, name: city, schema: {type: string}}
           - {in: query, name: category, schema: {type: string}}
           - {in: query, name: date_from, schema: {type: string, format: date}}
