@@ -11,7 +11,17 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Response, abort, current_app, flash, request, stream_with_context
+from flask import (
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask_appbuilder import ModelRestApi, ModelView, has_access
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.forms import GeneralModelConverter
@@ -258,11 +268,19 @@ class ScopedModelView(ScopedMixin, ModelView):
             db.session.rollback()
             self._show_error(form, self.integrity_message, None)
             return False
+        g.saved_pk = self.datamodel.get_pk_value(item)
         if created:
             self.post_add(item)
         else:
             self.post_update(item)
         return True
+
+    def post_add_redirect(self) -> Any:
+        """After saving, show what was saved (FAB's redirect history often pointed elsewhere)."""
+        return redirect(url_for(".show", pk=g.saved_pk))
+
+    def post_edit_redirect(self) -> Any:
+        return redirect(url_for(".show", pk=g.saved_pk))
 
     integrity_message = "This conflicts with an existing row (a name or label already in use?)."
 

@@ -18,6 +18,7 @@ from app.views.forms import (
     CancelEventForm,
     GenerateSpotsForm,
     currency_field,
+    datetime_field,
     kind_field,
     position_field,
     price_field,
@@ -225,7 +226,13 @@ class EventView(EventRules, ScopedModelView):
     description_columns = EVENT_DESCRIPTIONS
     label_columns = {"starts_at": "Starts", "ends_at": "Ends", "image_url": "Image URL"}
     validators_columns = {"image_url": [Optional(), URL(message="Give a full http(s) URL.")]}
-    add_form_extra_fields = {"currency": currency_field()}
+    add_form_extra_fields = {
+        "currency": currency_field(),
+        "starts_at": datetime_field("Starts", required=True),
+        "ends_at": datetime_field("Ends"),
+        "sales_start": datetime_field("Sales start"),
+        "sales_end": datetime_field("Sales end"),
+    }
     edit_form_extra_fields = add_form_extra_fields
     related_views = [EventSectionView]
 

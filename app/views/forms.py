@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from flask_appbuilder.fieldwidgets import BS3TextAreaFieldWidget, BS3TextFieldWidget, Select2Widget
 from flask_appbuilder.forms import DynamicForm
-from wtforms import DecimalField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms import (
+    DateTimeLocalField,
+    DecimalField,
+    IntegerField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, Regexp
 
 from app.models import SectionKind
@@ -38,6 +45,19 @@ def position_field() -> IntegerField:
         default=0,
         description="Order on the event page (lower first).",
         widget=BS3TextFieldWidget(),
+    )
+
+
+DATETIME_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"]
+
+
+def datetime_field(label: str, *, required: bool = False) -> DateTimeLocalField:
+    """The browser's own date-and-time picker (FAB's datepicker drops the time)."""
+    return DateTimeLocalField(
+        label,
+        format=DATETIME_FORMATS,
+        validators=[DataRequired() if required else Optional()],
+        render_kw={"class": "form-control"},
     )
 
 

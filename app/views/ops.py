@@ -36,3 +36,8 @@ def readyz() -> Any:
             checks["redis"] = f"error: {type(exc).__name__}"
     ready = all(value == "ok" for value in checks.values())
     return jsonify(status="ok" if ready else "unavailable", checks=checks), (200 if ready else 503)
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Any:
+    return "", 204

@@ -15,7 +15,7 @@ from app.models import Event, EventSection, EventSpot
 from tests.support import PASSWORD, make_partner, make_user
 
 SCREENSHOT = "/tmp/e2e_spots.png"  # noqa: S108 - a fixed place to look at the spots list
-DATETIME = "%Y-%m-%d %H:%M:%S"
+DATETIME = "%Y-%m-%dT%H:%M"
 
 
 def _partner_alice() -> int:
@@ -59,13 +59,8 @@ def add_record(page: Page) -> None:
 
 
 def set_datetime(page: Page, field: str, value: str) -> None:
-    """Put 'YYYY-MM-DD HH:MM:SS' in one of FAB's datetime inputs.
-
-    Typed text does not survive FAB 5's date picker (bootstrap-datepicker, date-only format):
-    leaving the field erases it, Tab or Enter replace it with today's date without a time, and
-    the days picked in its calendar lack the time the server requires. So the value is set on
-    the input without focusing it (the picker never opens), as the server expects it."""
-    page.locator(f"#model_form #{field}").evaluate("(el, value) => { el.value = value; }", value)
+    """Type a date and time into the browser's own picker (an <input type="datetime-local">)."""
+    page.locator(f"#model_form #{field}").fill(value)
 
 
 def choose(page: Page, field: str, option: str) -> None:
@@ -106,7 +101,7 @@ def test_partner_creates_event_section_and_seats(live_server: str, browser_page:
     starts_at, ends_at = _event_times()
     fill_event_form(page, "Rock Night", starts_at, ends_at)
     expect(page.locator(".alert-success")).to_contain_text("Added Row")
-    expect(page).to_have_url(re.compile(r"/eventview/list/"))
+    expect(page).to_have_url(re.compile(r"/eventview/show/\d+$"))  # what was saved
     expect(page.get_by_role("cell", name="Rock Night", exact=True)).to_be_visible()
 
     # A seated section at 150.00.
@@ -119,10 +114,7 @@ def test_partner_creates_event_section_and_seats(live_server: str, browser_page:
     page.locator("#model_form").get_by_role("button", name="Save").click()
     expect(page.locator(".alert-success")).to_contain_text("Added Row")
 
-    # Its show page, then the "Generate spots" action: rows A..E, 10 seats each.
-    open_menu(page, "Sections")
-    row = page.get_by_role("row").filter(has_text="Plateia")
-    row.get_by_role("link", name="Show").click()
+    # Saving shows the section; its "Generate spots" action: rows A..E, 10 seats each.
     expect(page).to_have_url(re.compile(r"/eventsectionview/show/\d+$"))
     section_id = int(page.url.rsplit("/", 1)[1])
     page.get_by_role("link", name="Generate spots").click()
