@@ -218,3 +218,15 @@ def spot_map(
     for entry in sections.values():
         entry["status"] = "".join(entry["status"])
     return {"event_id": event.id, "sections": list(sections.values())}
+
+
+def lowest_prices(session: Session, event_ids: list[int]) -> dict[int, int]:
+    """The cheapest section price of each event, for "from BRL ..." in listings."""
+    if not event_ids:
+        return {}
+    rows = session.execute(
+        select(EventSection.event_id, func.min(EventSection.price_cents))
+        .where(EventSection.event_id.in_(event_ids))
+        .group_by(EventSection.event_id)
+    ).all()
+    return dict(rows)

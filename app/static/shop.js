@@ -1,0 +1,126 @@
+// Progressive enhancement for the customer pages: seat map, hold countdown, in-page card
+// tokenization. Every page works without this file.
+(function () {
+  "use strict";
+  document.documentElement.classList.add("has-js");
+
+  // Countdown on the hold page.
+  var countdown = document.getElementById("countdown");
+  if (countdown) {
+    var left = parseInt(countdown.dataset.seconds, 10);
+    var tick = function () {
+      if (left <= 0) { countdown.textContent = "expired"; window.location.reload(); return; }
+      countdown.textContent = Math.floor(left / 60) + " min " + String(left % 60).padStart(2, "0") + " s";
+      left -= 1;
+      setTimeout(tick, 1000);
+    };
+    tick();
+  }
+
+  // Card form: tokenize with the processor, then pay with the token only.
+  var cardForm = document.getElementById("card-form");
+  if (cardForm) {
+    cardForm.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var data = {};
+      new FormData(cardForm).forEach(function (value, key) { if (key !== "return_url") data[key] = value; });
+      cardForm.querySelectorAll(".field-error").forEach(function (el) { el.textContent = ""; });
+      cardForm.querySelectorAll("input").forEach(function (el) { el.removeAttribute("aria-invalid"); });
+      var button = cardForm.querySelector("button");
+      button.disabled = true;
+      fetch(cardForm.action, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(data),
+      }).then(function (response) {
+        return response.json().then(function (body) { return { ok: response.ok, body: body }; });
+      }).then(function (result) {
+        if (!result.ok) {
+          var field = result.body.field || "number";
+          var slot = cardForm.querySelector('.field-error[data-for="' + field + '"]');
+          if (slot) slot.textContent = result.body.message || "Check this field.";
+          var input = cardForm.querySelector('[name="' + field + '"]');
+          if (input) { input.setAttribute("aria-invalid", "true"); input.focus(); }
+          button.disabled = false;
+          return;
+        }
+        var payForm = document.getElementById("token-pay-form");
+        payForm.querySelector('[name="card_token"]').value = result.body.token;
+        payForm.submit();
+      }).catch(function () {
+        button.disabled = false;
+        alert("Could not reach the payment processor. Try again.");
+      });
+    });
+  }
+
+  // Seat map: draws one section's seats from the compact availability JSON.
+  var seatmap = document.getElementById("seatmap");
+  if (!seatmap) return;
+  var grid = document.getElementById("seatmap-grid");
+  var form = document.getElementById("seatmap-form");
+  var count = document.getElementById("seatmap-count");
+  var submit = document.getElementById("seatmap-submit");
+  var max = parseInt(seatmap.dataset.max, 10);
+  var chosen = new Set();
+  var names = { "0": "free", "1": "held", "2": "sold", "3": "blocked" };
+
+  function refresh() {
+    form.querySelectorAll('input[name="spot_ids"]').forEach(function (el) { el.remove(); });
+    chosen.forEach(function (id) {
+      var input = document.createElement("input");
+      input.type = "hidden"; input.name = "spot_ids"; input.value = id;
+      form.appendChild(input);
+    });
+    count.textContent = chosen.size;
+    submit.disabled = chosen.size === 0;
+  }
+
+  function draw(section) {
+    grid.textContent = "";
+    chosen.clear();
+    refresh();
+    var rowEl = null, currentRow = null;
+    for (var i = 0; i < section.ids.length; i++) {
+      var row = section.rows[i] || "";
+      if (rowEl === null || row !== currentRow) {
+        rowEl = document.createElement("div");
+        rowEl.className = "seat-row";
+        var label = document.createElement("span");
+        label.className = "row-label"; label.textContent = row;
+        rowEl.appendChild(label);
+        grid.appendChild(rowEl);
+        currentRow = row;
+      }
+      var state = section.status.charAt(i);
+      var seat = document.createElement(state === "0" ? "button" : "span");
+      seat.className = "seat" + (state === "0" ? "" : " " + names[state]);
+      seat.textContent = section.seats[i];
+      seat.title = row + " " + section.seats[i] + " (" + names[state] + ")";
+      seat.dataset.id = section.ids[i];
+      if (state === "0") {
+        seat.type = "button";
+        seat.setAttribute("aria-pressed", "false");
+        seat.addEventListener("click", function (event) {
+          var el = event.currentTarget, id = el.dataset.id;
+          if (chosen.has(id)) { chosen.delete(id); el.classList.remove("chosen"); el.setAttribute("aria-pressed", "false"); }
+          else if (chosen.size < max) { chosen.add(id); el.classList.add("chosen"); el.setAttribute("aria-pressed", "true"); }
+          refresh();
+        });
+      }
+      rowEl.appendChild(seat);
+    }
+  }
+
+  document.querySelectorAll("[data-seatmap]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var sectionId = button.dataset.seatmap;
+      seatmap.hidden = false;
+      grid.textContent = "Loading...";
+      document.getElementById("seatmap-title").textContent = "- " + button.closest("tr").cells[0].firstChild.textContent.trim();
+      fetch(seatmap.dataset.spotsUrl + "?section_id=" + sectionId)
+        .then(function (r) { return r.json(); })
+        .then(function (body) { draw(body.sections[0]); seatmap.scrollIntoView({ behavior: "smooth" }); });
+    });
+  });
+})();

@@ -1,0 +1,248 @@
+"""Customer pages: search, event and seat map, hold and card payment, orders and tickets.
+
+Server-rendered and usable without JavaScript (best-available form, card form posted to the
+acquirer with a return URL); shop.js adds the seat map, the countdown and in-page tokenization.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+import segno
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import login_user
+from markupsafe import Markup
+
+from app.extensions import db
+from app.models import DomainError, NotFound, format_money
+from app.models.base import utcnow
+from app.services import catalog, checkout, customers, holds
+from app.services.payments import gateway
+from app.views.base import current_user
+from app.views.shop_api import search_from_args
+
+bp = Blueprint("shop", __name__, template_folder="../templates")
+
+
+@bp.context_processor
+def inject_appbuilder() -> dict[str, Any]:
+    return {"appbuilder": current_app.appbuilder}
+
+
+@bp.app_template_filter("money")
+def money_filter(cents: int, currency: str = "BRL") -> str:
+    return format_money(cents, currency)
+
+
+@bp.app_template_filter("qr_svg")
+def qr_svg(code: str) -> Markup:
+    """A ticket's code as an inline SVG QR code."""
+    svg = segno.make(code, error="m").svg_inline(scale=3, border=2, title="Ticket code")
+    return Markup(svg)  # noqa: S704 - segno's own SVG output
+
+
+def _customer() -> Any:
+    user = current_user()
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    try:
+        return customers.customer_of(db.session, user)
+    except NotFound:
+        return None
+
+
+def _login_redirect() -> Any:
+    return redirect(
+        f"{current_app.appbuilder.get_url_for_login}?{urlencode({'next': request.path})}"
+    )
+
+
+@bp.get("/")
+def home() -> Any:
+    try:
+        search = search_from_args(request.args)
+    except DomainError as err:
+        flash(err.message, "error")
+        search = catalog.Search()
+    page = catalog.search_events(db.session, search)
+    lowest = catalog.lowest_prices(db.session, [e.id for e in page.events])
+    return render_template(
+        "shop/home.html",
+        page=page,
+        search=search,
+        args=request.args,
+        facets=catalog.facets(db.session),
+        lowest=lowest,
+    )
+
+
+@bp.get("/events/<int:event_id>")
+def event(event_id: int) -> Any:
+    try:
+        event = holds.public_event(db.session, event_id)
+    except NotFound:
+        abort(404)
+    return render_template(
+        "shop/event.html",
+        event=event,
+        on_sale=event.is_on_sale(utcnow()),
+        sections=catalog.section_availability(db.session, event.id),
+        max_spots=current_app.config["MAX_SPOTS_PER_EVENT"],
+    )
+
+
+@bp.post("/events/<int:event_id>/hold")
+def hold(event_id: int) -> Any:
+    customer = _customer()
+    if customer is None:
+        return redirect(
+            f"{current_app.appbuilder.get_url_for_login}?"
+            + urlencode({"next": url_for(".event", event_id=event_id)})
+        )
+    spot_ids = [int(s) for s in request.form.getlist("spot_ids") if s.isdigit()]
+    try:
+        hold = holds.reserve_spots(
+            db.session,
+            customer.id,
+            event_id,
+            spot_ids=spot_ids or None,
+            section_id=request.form.get("section_id", type=int),
+            quantity=request.form.get("quantity", type=int),
+        )
+    except DomainError as err:
+        db.session.rollback()
+        flash(err.message, "error")
+        return redirect(url_for(".event", event_id=event_id))
+    return redirect(url_for(".hold_page", hold_id=hold.id))
+
+
+@bp.get("/holds/<int:hold_id>")
+def hold_page(hold_id: int) -> Any:
+    customer = _customer()
+    if customer is None:
+        return _login_redirect()
+    try:
+        hold = holds.get_customer_hold(db.session, customer.id, hold_id)
+    except NotFound:
+        abort(404)
+    now = utcnow()
+    card = None
+    token = request.args.get("card_token")
+    if token:
+        card = gateway().card(token)
+    return render_template(
+        "shop/hold.html",
+        hold=hold,
+        event=hold.event,
+        seconds_left=hold.seconds_left(now),
+        total=sum(spot.section.price_cents for spot in hold.spots),
+        card=card,
+        card_error=request.args.get("card_error"),
+        card_field=request.args.get("card_field"),
+        idempotency_key=uuid.uuid4().hex,
+        this_year=now.year,
+    )
+
+
+@bp.post("/holds/<int:hold_id>/checkout")
+def pay(hold_id: int) -> Any:
+    customer = _customer()
+    if customer is None:
+        return _login_redirect()
+    try:
+        result = checkout.checkout(
+            db.session,
+            gateway(),
+            customer.id,
+            hold_id,
+            request.form.get("card_token", ""),
+            request.form.get("idempotency_key", ""),
+        )
+    except checkout.CardDeclined as err:
+        flash(err.message, "error")
+        return redirect(url_for(".hold_page", hold_id=hold_id))
+    except checkout.HoldLost as err:
+        flash(err.message, "error")
+        return redirect(url_for(".orders"))
+    except DomainError as err:
+        db.session.rollback()
+        flash(err.message, "error")
+        if err.extra.get("order_id"):
+            return redirect(url_for(".order", order_id=err.extra["order_id"]))
+        return redirect(url_for(".hold_page", hold_id=hold_id))
+    flash("Payment approved: here are your tickets.", "success")
+    return redirect(url_for(".order", order_id=result.order.id))
+
+
+@bp.post("/holds/<int:hold_id>/release")
+def release(hold_id: int) -> Any:
+    customer = _customer()
+    if customer is None:
+        return _login_redirect()
+    try:
+        hold = holds.release_hold(db.session, customer.id, hold_id)
+    except DomainError as err:
+        db.session.rollback()
+        flash(err.message, "error")
+        return redirect(url_for(".orders"))
+    flash("Your seats were released.", "success")
+    return redirect(url_for(".event", event_id=hold.event_id))
+
+
+@bp.get("/orders")
+def orders() -> Any:
+    customer = _customer()
+    if customer is None:
+        return _login_redirect()
+    return render_template("shop/orders.html", orders=customers.orders_of(db.session, customer.id))
+
+
+@bp.get("/orders/<int:order_id>")
+def order(order_id: int) -> Any:
+    customer = _customer()
+    if customer is None:
+        return _login_redirect()
+    try:
+        order = customers.order_of(db.session, customer.id, order_id)
+    except NotFound:
+        abort(404)
+    return render_template("shop/order.html", order=order)
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+def signup() -> Any:
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        try:
+            customer = customers.sign_up(
+                db.session,
+                current_app.appbuilder.sm,
+                request.form.get("name", ""),
+                request.form.get("email", ""),
+                request.form.get("password", ""),
+            )
+        except DomainError as err:
+            db.session.rollback()
+            errors[err.field or "form"] = err.message
+        else:
+            login_user(customer.user)
+            flash(f"Welcome, {customer.name}!", "success")
+            return redirect(_safe_next(request.args.get("next")))
+    return render_template("shop/signup.html", errors=errors, form=request.form), (
+        422 if errors else 200
+    )
+
+
+def _safe_next(target: str | None) -> str:
+    return target if target and target.startswith("/") and not target.startswith("//") else "/"
