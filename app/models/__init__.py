@@ -2,7 +2,7 @@
 
 from app.models.checkin import CheckIn, ScanDirection, ScanResult
 from app.models.customer import Customer
-from app.models.errors import Conflict, DomainError, Forbidden, NotFound
+from app.models.errors import Busy, Conflict, DomainError, Forbidden, NotFound
 from app.models.event import (
     Event,
     EventSection,
@@ -25,6 +25,7 @@ from app.models.order import (
 from app.models.partner import Partner, PartnerStatus, PartnerUser
 
 __all__ = [
+    "Busy",
     "CheckIn",
     "Conflict",
     "Customer",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
+import time
 from collections.abc import Sequence
 from itertools import groupby
 
@@ -11,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.models import (
+    Busy,
     Conflict,
     DomainError,
     Event,
@@ -25,8 +28,11 @@ from app.models import (
 from app.models.base import utcnow
 from app.services.locking import busy_on_lock_failure, set_lock_timeout
 
-# How many free rows best-available locks (SKIP LOCKED) to choose adjacent seats among.
-BEST_AVAILABLE_WINDOW = 60
+# How many free rows best-available locks (SKIP LOCKED) to choose adjacent seats among: wide
+# enough for adjacent seats, narrow enough to leave rows for concurrent buyers.
+BEST_AVAILABLE_WINDOW = 12
+# How often best-available looks again when every free spot is locked by other buyers.
+BEST_AVAILABLE_ATTEMPTS = 20
 
 
 class SpotsUnavailable(Conflict):
@@ -139,24 +145,36 @@ def _lock_chosen(
 def _lock_best(
     session: Session, event_id: int, section_id: int | None, quantity: int, now: dt.datetime
 ) -> list[EventSpot]:
+    """Lock the best free spots nobody else is locking (SKIP LOCKED). When the free spots left
+    are all being locked by other buyers, wait briefly and look again: they may release some."""
     section = session.get(EventSection, section_id) if section_id else None
     if section is None or section.event_id != event_id:
         raise NotFound("Section not found in this event.", field="section_id")
-    candidates = session.scalars(
-        select(EventSpot)
-        .where(EventSpot.section_id == section.id, EventSpot.free_clause(now))
-        .order_by(EventSpot.position)
-        .limit(max(BEST_AVAILABLE_WINDOW, quantity * 4))
-        .with_for_update(skip_locked=True)
-    ).all()
-    chosen = best_block(candidates, quantity)
-    if len(chosen) < quantity:
+    for attempt in range(BEST_AVAILABLE_ATTEMPTS):
+        if attempt:
+            set_lock_timeout(session)
+        candidates = session.scalars(
+            select(EventSpot)
+            .where(EventSpot.section_id == section.id, EventSpot.free_clause(now))
+            .order_by(EventSpot.position)
+            .limit(max(BEST_AVAILABLE_WINDOW, quantity * 4))
+            .with_for_update(skip_locked=True)
+        ).all()
+        chosen = best_block(candidates, quantity)
+        if len(chosen) == quantity:
+            return chosen
         session.rollback()
-        raise SpotsUnavailable(
-            f"Not enough spots left in {section.name}: {len(candidates)} free right now.",
-            spots=[],
+        free = session.scalar(
+            select(func.count()).where(
+                EventSpot.section_id == section.id, EventSpot.free_clause(now)
+            )
         )
-    return chosen
+        if free < quantity:
+            raise SpotsUnavailable(
+                f"Not enough spots left in {section.name}: {free} free right now.", spots=[]
+            )
+        time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # noqa: S311 - jitter
+    raise Busy("Many people are buying in this section right now: try again.")
 
 
 def best_block(candidates: Sequence[EventSpot], quantity: int) -> list[EventSpot]:
