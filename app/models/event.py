@@ -373,9 +373,10 @@ class EventSpot(Model):
             self.hold_id = None
             self.held_until = None
 
-    def sell(self) -> None:
-        if self.status != SpotStatus.HELD:
-            raise Conflict(f"Spot {self.label} is {self.status}: only a held spot is sold.")
+    def sell(self, hold_id: int | None) -> None:
+        """Sell the spot to the hold that holds it, and to no other."""
+        if self.status != SpotStatus.HELD or self.hold_id != hold_id:
+            raise Conflict(f"Spot {self.label} is not held by this order: it cannot be sold.")
         self.status = SpotStatus.SOLD.value
         self.hold_id = None
         self.held_until = None

@@ -212,7 +212,7 @@ class Ticket(Model):
         """Sell the spot to this ticket and sign its code with the event's key."""
         if self.status != TicketStatus.PENDING:
             raise Conflict(f"Ticket {self.id} is {self.status}, not pending.")
-        self.spot.sell()
+        self.spot.sell(self.order.hold_id)
         self.status = TicketStatus.VALID.value
         self.issued_at = now
         self.code = event.sign(TicketClaim(event.id, self.id, self.seat_label))
