@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, or_, select
+from sqlalchemy import Select, and_, exists, func, literal_column, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from app.models import (
@@ -94,18 +94,17 @@ def search_events(session: Session, search: Search, now: dt.datetime | None = No
     return Page(list(events), total, page, pages)
 
 
+# Literal SQL, not bound parameters, so that PostgreSQL matches its GIN index expression
+# (migration 6c96cf349edc holds the same text).
+SEARCH_DOCUMENT_SQL = (
+    "to_tsvector('simple', coalesce(event.name, '') || ' ' || coalesce(event.description, '') "
+    "|| ' ' || coalesce(event.venue, '') || ' ' || coalesce(event.city, ''))"
+)
+
+
 def search_document() -> Any:
-    """The text PostgreSQL indexes for search (same expression as the GIN index)."""
-    return func.to_tsvector(
-        "simple",
-        func.coalesce(Event.name, "")
-        + " "
-        + func.coalesce(Event.description, "")
-        + " "
-        + func.coalesce(Event.venue, "")
-        + " "
-        + func.coalesce(Event.city, ""),
-    )
+    """The text PostgreSQL indexes for search."""
+    return literal_column(SEARCH_DOCUMENT_SQL)
 
 
 def _text_match(session: Session, text: str) -> Any:

@@ -1,0 +1,59 @@
+"""Catalogue search uses PostgreSQL's full-text index; the beat task frees expired holds."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select, text
+
+from app.extensions import db
+from app.models import EventSpot, Hold, HoldStatus, SpotStatus
+from app.models.base import utcnow
+from app.services import catalog, customers, holds
+from app.tasks import celery
+from tests.support import make_event, make_partner
+
+
+@pytest.mark.postgres
+def test_text_search_is_served_by_the_gin_index():
+    event = make_event(make_partner("Aurora"), "Samba de Roda", description="Pandeiro e viola")
+    event.publish()
+    db.session.commit()
+    assert catalog.search_events(db.session, catalog.Search(text="pandeiro")).total == 1
+    assert catalog.search_events(db.session, catalog.Search(text="tango")).total == 0
+    db.session.execute(text("SET LOCAL enable_seqscan = off"))
+    plan = db.session.execute(
+        text(
+            f"EXPLAIN SELECT event.id FROM event WHERE {catalog.SEARCH_DOCUMENT_SQL}"
+            " @@ websearch_to_tsquery('simple', 'samba')"
+        )
+    ).scalars()
+    assert any("ix_event_search" in line for line in plan)
+    db.session.rollback()
+
+
+def test_the_beat_task_releases_expired_holds(app):
+    event = make_event(make_partner("Aurora"))
+    event.publish()
+    db.session.commit()
+    customer = customers.sign_up(
+        db.session, app.appbuilder.sm, "Ana", "ana@example.com", "s3cret-pass"
+    )
+    spot_id = event.sections[0].spots[0].id
+    hold = holds.reserve_spots(db.session, customer.id, event.id, spot_ids=[spot_id])
+    fresh = holds.reserve_spots(
+        db.session, customer.id, event.id, spot_ids=[event.sections[0].spots[1].id]
+    )
+    hold.created_at = utcnow() - dt.timedelta(minutes=20)
+    hold.expires_at = utcnow() - dt.timedelta(minutes=1)
+    db.session.commit()
+    assert "release-expired-holds" in celery.conf.beat_schedule
+    released = celery.tasks["holds.release_expired"].apply().get()  # run here, as a worker would
+    assert released == 1
+    db.session.expire_all()
+    assert db.session.get(Hold, hold.id).status == HoldStatus.EXPIRED
+    assert db.session.get(EventSpot, spot_id).status == SpotStatus.AVAILABLE
+    assert db.session.get(Hold, fresh.id).status == HoldStatus.ACTIVE
+    still_held = db.session.scalars(select(EventSpot).where(EventSpot.hold_id == fresh.id)).all()
+    assert len(still_held) == 1 and still_held[0].status == SpotStatus.HELD
