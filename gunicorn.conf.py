@@ -13,4 +13,5 @@ timeout = 30
 
 
 def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
-    GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)

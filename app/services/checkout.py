@@ -17,11 +17,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from app.models import (
     Conflict,
     DomainError,
+    Event,
     EventSpot,
     Hold,
     HoldStatus,
@@ -175,7 +176,8 @@ def _record_attempt(
         hold = session.scalars(
             select(Hold)
             .where(Hold.id == hold_id, Hold.customer_id == customer_id)
-            .with_for_update()
+            .options(joinedload(Hold.event).joinedload(Event.partner), joinedload(Hold.customer))
+            .with_for_update(of=Hold)
         ).first()
         if hold is None:
             raise NotFound("Hold not found.")
@@ -224,8 +226,9 @@ def _spots_of(session: Session, hold: Hold) -> list[EventSpot]:
         session.scalars(
             select(EventSpot)
             .where(EventSpot.hold_id == hold.id, EventSpot.status == SpotStatus.HELD)
+            .options(joinedload(EventSpot.section))
             .order_by(EventSpot.id)
-            .with_for_update()
+            .with_for_update(of=EventSpot)
         )
     )
 
@@ -234,8 +237,8 @@ def _new_order(session: Session, hold: Hold, spots: list[EventSpot]) -> Order:
     """An order for the hold with one pending ticket per spot at today's section price."""
     event = hold.event
     order = Order(
-        customer_id=hold.customer_id,
-        event_id=event.id,
+        customer=hold.customer,
+        event=event,
         hold_id=hold.id,
         currency=event.currency,
         status=OrderStatus.PENDING.value,
@@ -245,9 +248,9 @@ def _new_order(session: Session, hold: Hold, spots: list[EventSpot]) -> Order:
     for spot in spots:
         order.tickets.append(
             Ticket(
-                event_id=event.id,
-                section_id=spot.section_id,
-                spot_id=spot.id,
+                event=event,
+                section=spot.section,
+                spot=spot,
                 price_cents=spot.section.price_cents,
                 currency=event.currency,
                 holder_name=holder,
@@ -270,7 +273,12 @@ def _confirm(
     lost = False
     with busy_on_lock_failure(session):
         set_lock_timeout(session)
-        payment = session.get(Payment, payment_id, with_for_update=True)
+        payment = session.scalars(
+            select(Payment)
+            .where(Payment.id == payment_id)
+            .options(joinedload(Payment.order))
+            .with_for_update(of=Payment)
+        ).one()
         if payment.status != PaymentStatus.PENDING:  # another process finished it
             session.commit()
             _raise_for_failure(payment)

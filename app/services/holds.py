@@ -10,7 +10,7 @@ from itertools import groupby
 
 from flask import current_app
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from app.models import (
     Busy,
@@ -49,7 +49,7 @@ def hold_duration() -> dt.timedelta:
 
 def public_event(session: Session, event_id: int) -> Event:
     """A published or cancelled event (drafts do not exist for the public)."""
-    event = session.get(Event, event_id)
+    event = session.get(Event, event_id, options=[joinedload(Event.partner)])
     if event is None or event.status == EventStatus.DRAFT:
         raise NotFound("Event not found.")
     return event
@@ -187,6 +187,18 @@ def best_block(candidates: Sequence[EventSpot], quantity: int) -> list[EventSpot
             if None not in numbers and numbers == list(range(numbers[0], numbers[0] + quantity)):
                 return run
     return list(candidates[:quantity])
+
+
+def spots_of_hold(session: Session, hold_id: int) -> list[EventSpot]:
+    """The spots a hold holds now, with their sections (one query)."""
+    return list(
+        session.scalars(
+            select(EventSpot)
+            .where(EventSpot.hold_id == hold_id, EventSpot.status == SpotStatus.HELD)
+            .options(joinedload(EventSpot.section))
+            .order_by(EventSpot.id)
+        )
+    )
 
 
 def get_customer_hold(session: Session, customer_id: int, hold_id: int) -> Hold:

@@ -141,17 +141,17 @@ def charge(token: str, amount_cents: int, currency: str, idempotency_key: str) -
         if existing is not None:
             return ChargeOutcome(existing.id, existing.status, existing.decline_code)
         card = session.get(SimToken, token)
-    behaviour = card.behaviour if card else "invalid_token"
-    if behaviour == "approve_after_delay":
-        time.sleep(SLOW_APPROVAL_SECONDS)
-    status, code = {
-        "approve": ("succeeded", None),
-        "approve_after_delay": ("succeeded", None),
-        "processing_error": ("error", "processing_error"),
-        "invalid_token": ("declined", "invalid_token"),
-    }.get(behaviour, ("declined", behaviour))
-    outcome = ChargeOutcome("ch_" + secrets.token_urlsafe(18), status, code)
-    with Session(db.engine) as session:
+        behaviour = card.behaviour if card else "invalid_token"
+        session.rollback()  # no transaction stays open while the network call is simulated
+        if behaviour == "approve_after_delay":
+            time.sleep(SLOW_APPROVAL_SECONDS)
+        status, code = {
+            "approve": ("succeeded", None),
+            "approve_after_delay": ("succeeded", None),
+            "processing_error": ("error", "processing_error"),
+            "invalid_token": ("declined", "invalid_token"),
+        }.get(behaviour, ("declined", behaviour))
+        outcome = ChargeOutcome("ch_" + secrets.token_urlsafe(18), status, code)
         session.add(
             SimCharge(
                 id=outcome.charge_id,

@@ -72,4 +72,5 @@ def sync_permissions(appbuilder: Any) -> dict[str, int]:
         ]
         counts[role_name] = len(role.permissions)
     session.commit()
+    sm.permission_cache.clear()
     return counts

@@ -1,9 +1,30 @@
-"""Flask-AppBuilder security: our user model (with partner membership) and its admin view."""
+"""Flask-AppBuilder security: our user model (with partner membership), its admin view, and a
+per-process cache of role permissions.
+
+FAB asks the database on every request whether the public role or the user's roles hold a
+permission (two to three queries a request). Permissions change only at deploy
+(`flask perms sync`), so each process keeps them for PERMISSION_CACHE_SECONDS; a sync in this
+process clears its cache at once.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
+from typing import Any
+
+from flask import current_app
 from flask_appbuilder.security.sqla.manager import SecurityManager
+from flask_appbuilder.security.sqla.models import (
+    Permission,
+    PermissionView,
+    Role,
+    ViewMenu,
+    assoc_permissionview_role,
+)
 from flask_appbuilder.security.views import UserDBModelView
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from app.models.partner import PartnerUser
 
@@ -24,6 +45,85 @@ class PartnerUserDBModelView(UserDBModelView):
     }
 
 
+class RolePermissionCache:
+    """(view, permission) pairs per role, loaded in one query and kept for ``ttl`` seconds."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loaded_at = float("-inf")
+        self._by_id: dict[int, frozenset[tuple[str, str]]] = {}
+        self._by_name: dict[str, frozenset[tuple[str, str]]] = {}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._loaded_at = float("-inf")
+
+    def _fresh(self, session: Any) -> None:
+        ttl = current_app.config.get("PERMISSION_CACHE_SECONDS", 30)
+        if time.monotonic() - self._loaded_at < ttl:
+            return
+        with self._lock:
+            if time.monotonic() - self._loaded_at < ttl:
+                return
+            rows = session.execute(
+                select(Role.id, Role.name, ViewMenu.name, Permission.name)
+                .select_from(Role)
+                .outerjoin(
+                    assoc_permissionview_role, assoc_permissionview_role.c.role_id == Role.id
+                )
+                .outerjoin(
+                    PermissionView,
+                    PermissionView.id == assoc_permissionview_role.c.permission_view_id,
+                )
+                .outerjoin(ViewMenu, ViewMenu.id == PermissionView.view_menu_id)
+                .outerjoin(Permission, Permission.id == PermissionView.permission_id)
+            ).all()
+            by_id: dict[int, set[tuple[str, str]]] = {}
+            names: dict[int, str] = {}
+            for role_id, role_name, view, permission in rows:
+                names[role_id] = role_name
+                pairs = by_id.setdefault(role_id, set())
+                if view is not None and permission is not None:
+                    pairs.add((view, permission))
+            self._by_id = {rid: frozenset(p) for rid, p in by_id.items()}
+            self._by_name = {names[rid]: frozen for rid, frozen in self._by_id.items()}
+            self._loaded_at = time.monotonic()
+
+    def role_has(self, session: Any, role_ids: list[int], view: str, permission: str) -> bool:
+        self._fresh(session)
+        return any((view, permission) in self._by_id.get(rid, ()) for rid in role_ids)
+
+    def named_role_has(self, session: Any, role_name: str, view: str, permission: str) -> bool:
+        self._fresh(session)
+        return (view, permission) in self._by_name.get(role_name, ())
+
+
 class BilheteriaSecurityManager(SecurityManager):
     user_model = PartnerUser
     userdbmodelview = PartnerUserDBModelView
+
+    def __init__(self, appbuilder: Any) -> None:
+        super().__init__(appbuilder)
+        self.permission_cache = RolePermissionCache()
+
+    def exist_permission_on_roles(
+        self, view_name: str, permission_name: str, role_ids: list[int]
+    ) -> bool:
+        return self.permission_cache.role_has(self.session, role_ids, view_name, permission_name)
+
+    def is_item_public(self, permission_name: str, view_name: str) -> bool:
+        return self.permission_cache.named_role_has(
+            self.session, self.auth_role_public, view_name, permission_name
+        )
+
+    def get_user_by_id(self, pk: int) -> Any:
+        # One query for the user, its roles and groups (FAB loads them lazily, one by one).
+        return (
+            self.session.scalars(
+                select(self.user_model)
+                .where(self.user_model.id == pk)
+                .options(joinedload(self.user_model.roles), joinedload(self.user_model.groups))
+            )
+            .unique()
+            .first()
+        )

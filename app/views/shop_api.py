@@ -41,6 +41,7 @@ def event_json(event: Any) -> dict[str, Any]:
 
 
 def hold_json(hold: Hold, now: dt.datetime) -> dict[str, Any]:
+    spots = holds.spots_of_hold(db.session, hold.id)
     return {
         "id": hold.id,
         "event_id": hold.event_id,
@@ -55,9 +56,9 @@ def hold_json(hold: Hold, now: dt.datetime) -> dict[str, Any]:
                 "section": spot.section.name,
                 "price_cents": spot.section.price_cents,
             }
-            for spot in hold.spots
+            for spot in spots
         ],
-        "total_cents": sum(spot.section.price_cents for spot in hold.spots),
+        "total_cents": sum(spot.section.price_cents for spot in spots),
     }
 
 
