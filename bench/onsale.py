@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PASSWORD = "bench-pass-123"
+PASSWORD = "bench-pass-123"  # noqa: S105 - throwaway bench users
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -242,8 +242,9 @@ def run(base: str, setup: dict, buyers: int, per_order: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url",
-                        default="postgresql://postgres@127.0.0.1:5432/bilheteria_bench")  # fmt: skip
+    parser.add_argument(
+        "--database-url", default="postgresql://postgres@127.0.0.1:5432/bilheteria_bench"
+    )
     parser.add_argument("--buyers", type=int, default=200)
     parser.add_argument("--per-order", type=int, default=2)
     parser.add_argument("--sections", type=int, default=4)
