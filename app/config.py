@@ -65,7 +65,13 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         # Single-writer SQLite: wait for the write lock instead of failing at once.
         engine_options["connect_args"] = {"timeout": 15}
     else:
-        engine_options.update(pool_size=_int(env, "DB_POOL_SIZE", 10), max_overflow=20)
+        engine_options.update(
+            pool_size=_int(env, "DB_POOL_SIZE", 10),
+            max_overflow=20,
+            # No statement waits longer than this for a row lock: a busy seat answers "try
+            # again" (Busy) instead of piling up requests.
+            connect_args={"options": f"-c lock_timeout={_int(env, 'LOCK_TIMEOUT_MS', 2000)}"},
+        )
 
     return {
         "APP_ENV": app_env,
@@ -82,7 +88,6 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "MAX_SPOTS_PER_EVENT": _int(env, "MAX_SPOTS_PER_EVENT", 10),
         "DEFAULT_CURRENCY": env.get("DEFAULT_CURRENCY", "BRL"),
         "PAYMENT_GATEWAY": env.get("PAYMENT_GATEWAY", "app.services.payments.SimulatedGateway"),
-        "LOCK_TIMEOUT_MS": _int(env, "LOCK_TIMEOUT_MS", 2000),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
         "LOG_JSON": _bool(env.get("LOG_JSON"), True),
         "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), app_env != "test"),

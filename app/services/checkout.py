@@ -35,7 +35,7 @@ from app.models import (
     Ticket,
 )
 from app.models.base import utcnow
-from app.services.locking import busy_on_lock_failure, set_lock_timeout
+from app.services.locking import busy_on_lock_failure
 from app.services.payments import ChargeStatus, PaymentGateway
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,6 @@ def _record_attempt(
 ) -> Payment:
     now = utcnow()
     with busy_on_lock_failure(session):
-        set_lock_timeout(session)
         hold = session.scalars(
             select(Hold)
             .where(Hold.id == hold_id, Hold.customer_id == customer_id)
@@ -272,7 +271,6 @@ def _confirm(
     now = utcnow()
     lost = False
     with busy_on_lock_failure(session):
-        set_lock_timeout(session)
         payment = session.scalars(
             select(Payment)
             .where(Payment.id == payment_id)

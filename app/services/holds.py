@@ -26,7 +26,7 @@ from app.models import (
     SpotStatus,
 )
 from app.models.base import utcnow
-from app.services.locking import busy_on_lock_failure, set_lock_timeout
+from app.services.locking import busy_on_lock_failure
 
 # How many free rows best-available locks (SKIP LOCKED) to choose adjacent seats among: wide
 # enough for adjacent seats, narrow enough to leave rows for concurrent buyers.
@@ -102,7 +102,6 @@ def reserve_spots(
             field="quantity" if quantity else "spot_ids",
         )
     with busy_on_lock_failure(session):
-        set_lock_timeout(session)
         if spot_ids:
             spots = _lock_chosen(session, event_id, sorted(set(spot_ids)), now)
         else:
@@ -151,8 +150,6 @@ def _lock_best(
     if section is None or section.event_id != event_id:
         raise NotFound("Section not found in this event.", field="section_id")
     for attempt in range(BEST_AVAILABLE_ATTEMPTS):
-        if attempt:
-            set_lock_timeout(session)
         candidates = session.scalars(
             select(EventSpot)
             .where(EventSpot.section_id == section.id, EventSpot.free_clause(now))
@@ -211,7 +208,6 @@ def get_customer_hold(session: Session, customer_id: int, hold_id: int) -> Hold:
 def release_hold(session: Session, customer_id: int, hold_id: int) -> Hold:
     """The customer gives the spots back."""
     with busy_on_lock_failure(session):
-        set_lock_timeout(session)
         hold = session.scalars(
             select(Hold)
             .where(Hold.id == hold_id, Hold.customer_id == customer_id)

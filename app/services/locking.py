@@ -1,13 +1,12 @@
-"""Row locking for the purchase path: a short lock timeout per transaction, and lock failures
-turned into a clear "busy, try again" instead of an error page (pretix's locking pattern)."""
+"""Row locking for the purchase path: lock failures turned into a clear "busy, try again" instead
+of an error page (pretix's locking pattern). The short lock timeout itself is set on every
+PostgreSQL connection (LOCK_TIMEOUT_MS, app/config.py), so no transaction waits long for a row."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from flask import current_app
-from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -15,13 +14,6 @@ from app.models.errors import Busy
 
 # lock_not_available, deadlock_detected, serialization_failure
 _RETRYABLE_SQLSTATES = {"55P03", "40P01", "40001"}
-
-
-def set_lock_timeout(session: Session) -> None:
-    """Bound how long this transaction waits for any row lock (PostgreSQL)."""
-    if session.get_bind().dialect.name == "postgresql":
-        ms = int(current_app.config["LOCK_TIMEOUT_MS"])
-        session.execute(text(f"SET LOCAL lock_timeout = '{ms}ms'"))
 
 
 @contextmanager

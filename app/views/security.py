@@ -26,6 +26,7 @@ from flask_appbuilder.security.views import UserDBModelView
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
+from app.models.customer import Customer
 from app.models.partner import PartnerUser
 
 
@@ -105,6 +106,18 @@ class BilheteriaSecurityManager(SecurityManager):
     def __init__(self, appbuilder: Any) -> None:
         super().__init__(appbuilder)
         self.permission_cache = RolePermissionCache()
+
+    def create_jwt_manager(self, app: Any) -> Any:
+        jwt_manager = super().create_jwt_manager(app)
+        jwt_manager.additional_claims_loader(self._customer_claim)
+        return jwt_manager
+
+    def _customer_claim(self, identity: Any) -> dict[str, int]:
+        """API tokens of customers carry their customer id: no lookup on every request."""
+        customer_id = self.session.scalar(
+            select(Customer.id).where(Customer.user_id == int(identity))
+        )
+        return {"customer_id": customer_id} if customer_id else {}
 
     def exist_permission_on_roles(
         self, view_name: str, permission_name: str, role_ids: list[int]
