@@ -21,6 +21,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     configure_database(app)
     configure_appbuilder(app)
     configure_blueprints(app)
+    configure_rate_limits(app)
     configure_errors(app)
     configure_celery(app)
     configure_cli(app)
@@ -41,8 +42,15 @@ def configure_database(app: Flask) -> None:
             parents=True, exist_ok=True
         )
     db.init_app(app)
+    from app.models.base import alembic_include_object
+
     migrate.init_app(
-        app, db, directory=str(_migrations_dir()), compare_type=True, render_as_batch=True
+        app,
+        db,
+        directory=str(_migrations_dir()),
+        compare_type=True,
+        render_as_batch=True,
+        include_object=alembic_include_object,
     )
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         from sqlalchemy import event
@@ -86,13 +94,20 @@ def configure_blueprints(app: Flask) -> None:
     app.register_blueprint(sim_acquirer_bp)
 
 
+def configure_rate_limits(app: Flask) -> None:
+    from app.views import apply_rate_limits
+
+    apply_rate_limits(app)
+
+
 def configure_errors(app: Flask) -> None:
     """API clients get JSON errors; pages keep Flask's (FAB renders its own)."""
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
         if request.path.startswith("/api/"):
-            return jsonify(message=exc.description, status=exc.code), exc.code
+            code = (exc.name or "error").lower().replace(" ", "_")
+            return jsonify(error=code, message=exc.description, status=exc.code), exc.code
         return exc
 
 

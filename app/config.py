@@ -38,10 +38,17 @@ def _int(env: dict[str, str], key: str, default: int) -> int:
 def rate_limit_key() -> str:
     """Limits count per logged-in user, else per client address."""
     from flask import g, request
+    from flask_jwt_extended import get_jwt_identity, verify_jwt_in_request
 
     user = g.get("user")
     if user is not None and getattr(user, "is_authenticated", False):
         return f"user:{user.id}"
+    try:  # an API token: the limit runs before the view has checked it
+        token = verify_jwt_in_request(optional=True)
+    except Exception:  # noqa: BLE001 - an invalid token counts against the address
+        token = None
+    if token is not None:
+        return f"user:{get_jwt_identity()}"
     return f"ip:{request.remote_addr}"
 
 

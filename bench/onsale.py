@@ -112,16 +112,20 @@ def prepare(database_url: str, buyers: int, rows: int, seats: int, sections: int
             email = f"buyer{n}@bench.example"
             customers.sign_up(db.session, app.appbuilder.sm, f"Buyer {n}", email, PASSWORD)
             emails.append(email)
-        token = sim_acquirer.tokenize(
-            {"number": "4242424242424242", "exp_month": 12, "exp_year": utcnow().year + 2,
-             "cvc": "123", "holder_name": "Bench"}
-        )["token"]  # fmt: skip
+        # Card tokens are single-use: one per possible order.
+        tokens = [
+            sim_acquirer.tokenize(
+                {"number": "4242424242424242", "exp_month": 12, "exp_year": utcnow().year + 2,
+                 "cvc": "123", "holder_name": "Bench"}
+            )["token"]
+            for _ in range(sections * rows * seats)
+        ]  # fmt: skip
         return {
             "event_id": event.id,
             "sections": [s.id for s in event.sections],
             "capacity": sections * rows * seats,
             "emails": emails,
-            "token": token,
+            "tokens": tokens,
         }
 
 
@@ -186,7 +190,12 @@ def run(base: str, setup: dict, buyers: int, per_order: int) -> dict:
     checkout_ms: list[float] = []
     codes: dict[int, int] = {}
     sold = [0]
+    card_tokens = iter(setup["tokens"])
     start_gate = threading.Barrier(buyers + 1)
+
+    def next_token() -> str:
+        with lock:
+            return next(card_tokens)
 
     def buyer(jwt: str) -> None:
         client = Client(base)
@@ -211,7 +220,7 @@ def run(base: str, setup: dict, buyers: int, per_order: int) -> dict:
                 continue
             hold_id = body["result"]["id"]
             status, body, ms = client.call(
-                "POST", f"/api/v1/holds/{hold_id}/checkout", {"card_token": setup["token"]},
+                "POST", f"/api/v1/holds/{hold_id}/checkout", {"card_token": next_token()},
                 {**auth, "Idempotency-Key": uuid.uuid4().hex},
             )  # fmt: skip
             with lock:

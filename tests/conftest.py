@@ -50,7 +50,7 @@ TEST_DATABASE_URL = _database_url()
 IS_POSTGRES = TEST_DATABASE_URL.startswith("postgresql")
 
 
-def test_config(**extra: Any) -> dict[str, Any]:
+def config_for_tests(**extra: Any) -> dict[str, Any]:
     return {
         "APP_ENV": "test",
         "TESTING": True,
@@ -83,7 +83,7 @@ def app() -> Iterator[Flask]:
 
     from app.views.roles import sync_permissions
 
-    app = create_app(test_config())
+    app = create_app(config_for_tests())
     with app.app_context():
         if IS_POSTGRES:
             with db.engine.begin() as conn:

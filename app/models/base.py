@@ -17,3 +17,12 @@ def enum_check(column: str, values: type[enum.StrEnum], name: str) -> CheckConst
     """A CHECK constraint limiting a string column to an enum's values."""
     allowed = ", ".join(f"'{v.value}'" for v in values)
     return CheckConstraint(f"{column} IN ({allowed})", name=name)
+
+
+# Indexes the migrations create that SQLAlchemy cannot describe (PostgreSQL expression indexes):
+# autogenerate must neither drop nor report them.
+UNMANAGED_INDEXES = frozenset({"ix_event_search"})
+
+
+def alembic_include_object(obj: object, name: str | None, type_: str, *_: object) -> bool:
+    return not (type_ == "index" and name in UNMANAGED_INDEXES)

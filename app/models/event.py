@@ -120,13 +120,13 @@ class Event(Model):
         return self.status == EventStatus.CANCELLED
 
     def is_on_sale(self, now: dt.datetime) -> bool:
-        """Published, its partner may sell, and ``now`` is inside the sales window."""
+        """Published, its partner may sell, and ``now`` is inside the sales window (which closes
+        at ``sales_end``, or when the event starts)."""
         return (
             self.status == EventStatus.PUBLISHED
             and self.partner.can_sell
             and (self.sales_start is None or self.sales_start <= now)
-            and (self.sales_end is None or now < self.sales_end)
-            and now < (self.ends_at or self.starts_at)
+            and now < (self.sales_end or self.starts_at)
         )
 
     def sold_count(self) -> int:

@@ -28,6 +28,7 @@ STATUS_CODES = {
     SpotStatus.BLOCKED: "3",
 }
 PAGE_SIZE = 12
+MAX_CENTS = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,8 @@ def on_sale_clause(now: dt.datetime) -> Any:
         Event.status == EventStatus.PUBLISHED,
         Event.partner.has(Partner.status == PartnerStatus.APPROVED),
         or_(Event.sales_start.is_(None), Event.sales_start <= now),
-        or_(Event.sales_end.is_(None), Event.sales_end > now),
-        Event.starts_at > now,
+        # Sales close at sales_end, or when the event starts (Event.is_on_sale).
+        or_(and_(Event.sales_end.is_(None), Event.starts_at > now), Event.sales_end > now),
     )
 
 
@@ -72,15 +73,18 @@ def search_events(session: Session, search: Search, now: dt.datetime | None = No
         query = query.where(func.lower(Event.category) == search.category.strip().lower())
     if search.date_from:
         query = query.where(Event.starts_at >= dt.datetime.combine(search.date_from, dt.time()))
-    if search.date_to:
+    if search.date_to and search.date_to < dt.date.max:
         end = dt.datetime.combine(search.date_to, dt.time()) + dt.timedelta(days=1)
         query = query.where(Event.starts_at < end)
-    if search.price_min_cents is not None or search.price_max_cents is not None:
+    # Prices are 32-bit integers in cents: a bound beyond that is no bound.
+    price_min = min(search.price_min_cents, MAX_CENTS) if search.price_min_cents else None
+    price_max = search.price_max_cents if (search.price_max_cents or 0) < MAX_CENTS else None
+    if price_min is not None or price_max is not None:
         price = EventSection.event_id == Event.id
-        if search.price_min_cents is not None:
-            price = and_(price, EventSection.price_cents >= search.price_min_cents)
-        if search.price_max_cents is not None:
-            price = and_(price, EventSection.price_cents <= search.price_max_cents)
+        if price_min is not None:
+            price = and_(price, EventSection.price_cents >= price_min)
+        if price_max is not None:
+            price = and_(price, EventSection.price_cents <= price_max)
         query = query.where(exists().where(price))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     pages = max(1, -(-total // PAGE_SIZE))

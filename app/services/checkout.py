@@ -154,6 +154,8 @@ DECLINE_MESSAGES = {
     "insufficient_funds": "Your card was declined: insufficient funds.",
     "processing_error": "The card processor had an error; nothing was charged. Try again.",
     "invalid_token": "The card could not be read; enter it again.",
+    "token_already_used": "This card entry was already used for a payment; enter the card again.",
+    "token_expired": "This card entry expired; enter the card again.",
 }
 
 

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,7 @@ TEST_CARDS = {
     "4000000000000259": "approve_after_delay",
 }
 SLOW_APPROVAL_SECONDS = 5.0
+TOKEN_LIFETIME = dt.timedelta(minutes=30)
 
 
 class CardError(ValueError):
@@ -142,6 +143,10 @@ def charge(token: str, amount_cents: int, currency: str, idempotency_key: str) -
             return ChargeOutcome(existing.id, existing.status, existing.decline_code)
         card = session.get(SimToken, token)
         behaviour = card.behaviour if card else "invalid_token"
+        if card is not None and card.used_at is not None:
+            behaviour = "token_already_used"
+        elif card is not None and _now() - card.created_at > TOKEN_LIFETIME:
+            behaviour = "token_expired"
         session.rollback()  # no transaction stays open while the network call is simulated
         if behaviour == "approve_after_delay":
             time.sleep(SLOW_APPROVAL_SECONDS)
@@ -164,6 +169,16 @@ def charge(token: str, amount_cents: int, currency: str, idempotency_key: str) -
                 created_at=_now(),
             )
         )
+        if status == "succeeded":
+            # Consumed only if nobody consumed it meanwhile (a concurrent charge, another key).
+            consumed = session.execute(
+                update(SimToken)
+                .where(SimToken.token == token, SimToken.used_at.is_(None))
+                .values(used_at=_now())
+            ).rowcount
+            if not consumed:
+                session.rollback()
+                return charge(token, amount_cents, currency, idempotency_key)
         try:
             session.commit()
         except IntegrityError:

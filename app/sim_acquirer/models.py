@@ -20,6 +20,8 @@ class SimToken(Model):
     holder_name: Mapped[str] = mapped_column(String(150), nullable=False)
     behaviour: Mapped[str] = mapped_column(String(30), nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+    # Tokens are single-use and short-lived, as a provider's are.
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
 class SimCharge(Model):

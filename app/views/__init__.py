@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from flask import current_app
+from flask import Flask
 from flask_appbuilder import AppBuilder
+from flask_limiter.util import get_remote_address
 
 from app.views.catalog import (
     EventApi,
@@ -28,19 +29,23 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_api(EventSpotApi)
     for api in (CatalogApi, CustomerApi, HoldApi, OrderApi):
         appbuilder.add_api(api)
-    apply_rate_limits(appbuilder)
 
 
-def apply_rate_limits(appbuilder: AppBuilder) -> None:
-    """Abuse limits on login, sign-up, hold and checkout (429 with Retry-After)."""
-    app = current_app
-    limiter = appbuilder.sm.limiter
-    for endpoint, key in (
-        ("SecurityApi.login", "RATELIMIT_LOGIN"),
-        ("AuthDBView.login", "RATELIMIT_LOGIN"),
-        ("CustomerApi.sign_up", "RATELIMIT_SIGNUP"),
-        ("HoldApi.post", "RATELIMIT_HOLD"),
-        ("HoldApi.checkout", "RATELIMIT_CHECKOUT"),
+def apply_rate_limits(app: Flask) -> None:
+    """Abuse limits on login, sign-up, hold and checkout, API and pages alike (429 with
+    Retry-After). Runs once every view and blueprint is registered."""
+    limiter = app.appbuilder.sm.limiter
+    per_address = get_remote_address  # sign-up and login: whoever the caller claims to be
+    for endpoint, key, key_func in (
+        ("SecurityApi.login", "RATELIMIT_LOGIN", per_address),
+        ("AuthDBView.login", "RATELIMIT_LOGIN", per_address),
+        ("CustomerApi.sign_up", "RATELIMIT_SIGNUP", per_address),
+        ("shop.signup", "RATELIMIT_SIGNUP", per_address),
+        ("HoldApi.post", "RATELIMIT_HOLD", None),
+        ("shop.hold", "RATELIMIT_HOLD", None),
+        ("HoldApi.checkout", "RATELIMIT_CHECKOUT", None),
+        ("shop.pay", "RATELIMIT_CHECKOUT", None),
     ):
         view = app.view_functions[endpoint]
-        app.view_functions[endpoint] = limiter.limit(app.config[key], methods=["POST"])(view)
+        limit = limiter.limit(app.config[key], key_func=key_func, methods=["POST"])
+        app.view_functions[endpoint] = limit(view)

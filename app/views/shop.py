@@ -62,10 +62,15 @@ def _customer() -> Any:
         return None
 
 
-def _login_redirect() -> Any:
-    return redirect(
-        f"{current_app.appbuilder.get_url_for_login}?{urlencode({'next': request.path})}"
-    )
+def _login_redirect(back_to: str | None = None) -> Any:
+    """Send a visitor to log in, then back to a page (never to a POST-only URL); a logged-in
+    staff user without a customer account is told so."""
+    user = current_user()
+    if user is not None and getattr(user, "is_authenticated", False):
+        flash("This login has no customer account: sign up to buy tickets.", "error")
+        return redirect(url_for(".home"))
+    query = urlencode({"next": back_to or request.path})
+    return redirect(f"{current_app.appbuilder.get_url_for_login}?{query}")
 
 
 @bp.get("/")
@@ -106,10 +111,7 @@ def event(event_id: int) -> Any:
 def hold(event_id: int) -> Any:
     customer = _customer()
     if customer is None:
-        return redirect(
-            f"{current_app.appbuilder.get_url_for_login}?"
-            + urlencode({"next": url_for(".event", event_id=event_id)})
-        )
+        return _login_redirect(url_for(".event", event_id=event_id))
     spot_ids = [int(s) for s in request.form.getlist("spot_ids") if s.isdigit()]
     try:
         hold = holds.reserve_spots(
@@ -159,7 +161,7 @@ def hold_page(hold_id: int) -> Any:
 def pay(hold_id: int) -> Any:
     customer = _customer()
     if customer is None:
-        return _login_redirect()
+        return _login_redirect(url_for(".hold_page", hold_id=hold_id))
     try:
         result = checkout.checkout(
             db.session,
@@ -189,7 +191,7 @@ def pay(hold_id: int) -> Any:
 def release(hold_id: int) -> Any:
     customer = _customer()
     if customer is None:
-        return _login_redirect()
+        return _login_redirect(url_for(".hold_page", hold_id=hold_id))
     try:
         hold = holds.release_hold(db.session, customer.id, hold_id)
     except DomainError as err:

@@ -19,7 +19,7 @@ from flask import Flask
 
 from app import create_app
 from app.extensions import db
-from tests.conftest import test_config
+from tests.conftest import config_for_tests
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -51,7 +51,7 @@ def live_server(app: Flask) -> Iterator[str]:
         def log_request(self, code: Any = "-", size: Any = "-") -> None:
             """No access log line per request (errors are still logged)."""
 
-    server_app = create_app(test_config(WTF_CSRF_ENABLED=True))
+    server_app = create_app(config_for_tests(WTF_CSRF_ENABLED=True))
     # Port 0: the OS picks a free port; the server reports which.
     server = make_server("127.0.0.1", 0, server_app, threaded=True, request_handler=QuietHandler)
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)

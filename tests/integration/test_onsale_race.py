@@ -36,10 +36,6 @@ def crowd(app):
         email = f"buyer{n}@example.com"
         customers.sign_up(db.session, sm, f"Buyer {n}", email, "s3cret-pass")
         buyers.append(email)
-    token = sim_acquirer.tokenize(
-        {"number": "4242424242424242", "exp_month": 12, "exp_year": utcnow().year + 1,
-         "cvc": "123", "holder_name": "Buyer"}
-    )["token"]  # fmt: skip
     clients = []
     for email in buyers:
         client = app.test_client()
@@ -48,7 +44,15 @@ def crowd(app):
             json={"username": email, "password": "s3cret-pass", "provider": "db"},
         ).get_json()["access_token"]
         clients.append((client, {"Authorization": f"Bearer {jwt}"}))
-    return {"event": event, "section": event.sections[0], "clients": clients, "token": token}
+    return {"event": event, "section": event.sections[0], "clients": clients}
+
+
+def _card_token() -> str:
+    """A fresh token per payment: card tokens are single-use."""
+    return sim_acquirer.tokenize(
+        {"number": "4242424242424242", "exp_month": 12, "exp_year": utcnow().year + 1,
+         "cvc": "123", "holder_name": "Buyer"}
+    )["token"]  # fmt: skip
 
 
 def _race(crowd, attempt):
@@ -87,10 +91,12 @@ def test_sixty_clients_racing_for_the_same_two_seats_one_wins(crowd):
 
 
 def test_best_available_crowd_sells_exactly_the_capacity_once(crowd):
-    event_id, section_id, token = crowd["event"].id, crowd["section"].id, crowd["token"]
+    event_id, section_id = crowd["event"].id, crowd["section"].id
+    tokens = [_card_token() for _ in crowd["clients"]]
     capacity = len(crowd["section"].spots)
 
     def attempt(client, headers):
+        token = tokens[[c for c, _ in crowd["clients"]].index(client)]
         statuses = []
         for _ in range(3):  # a busy answer is retried, as a client would
             hold = client.post(

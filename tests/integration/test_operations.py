@@ -6,7 +6,7 @@ import json
 import logging
 
 from app import create_app
-from tests.conftest import test_config
+from tests.conftest import config_for_tests
 
 
 def test_healthz_answers_while_the_process_is_up(client):
@@ -21,7 +21,7 @@ def test_readyz_checks_the_database(client):
 
 
 def test_readyz_answers_503_naming_redis_when_it_is_unreachable():
-    broken = create_app(test_config(REDIS_URL="redis://127.0.0.1:1/0"))
+    broken = create_app(config_for_tests(REDIS_URL="redis://127.0.0.1:1/0"))
     response = broken.test_client().get("/readyz")
     assert response.status_code == 503
     body = response.get_json()
@@ -32,7 +32,7 @@ def test_readyz_answers_503_naming_redis_when_it_is_unreachable():
 
 def test_readyz_answers_503_naming_the_database_when_it_is_unreachable(tmp_path):
     missing = tmp_path / "no-such-dir" / "db.sqlite"
-    broken = create_app(test_config(SQLALCHEMY_DATABASE_URI=f"sqlite:///{missing}?mode=ro"))
+    broken = create_app(config_for_tests(SQLALCHEMY_DATABASE_URI=f"sqlite:///{missing}?mode=ro"))
     missing.parent.rmdir() if missing.parent.exists() else None
     response = broken.test_client().get("/readyz")
     assert response.status_code == 503
@@ -52,7 +52,7 @@ def test_every_response_carries_a_request_id_and_keeps_a_valid_incoming_one(clie
 
 
 def test_log_lines_are_json_with_the_request_id(capfd):
-    probe_app = create_app(test_config(LOG_JSON=True))
+    probe_app = create_app(config_for_tests(LOG_JSON=True))
 
     @probe_app.get("/_log_probe")
     def _log_probe() -> str:

@@ -53,6 +53,14 @@ class LosingGateway(SimulatedGateway):
         return super().charge(token, amount_cents, currency, idempotency_key)
 
 
+def _token(card: str) -> str:
+    """A fresh card token (they are single-use)."""
+    return sim_acquirer.tokenize(
+        {"number": CARDS[card], "exp_month": 12, "exp_year": utcnow().year + 1, "cvc": "123",
+         "holder_name": "P"}
+    )["token"]  # fmt: skip
+
+
 def _expire(hold: Hold) -> None:
     hold.created_at = utcnow() - dt.timedelta(minutes=30)
     hold.expires_at = utcnow() - dt.timedelta(seconds=1)
@@ -80,12 +88,7 @@ class PurchaseMachine(RuleBasedStateMachine):
             for n in range(3)
         ]  # fmt: skip
         self.thief = self.customers[-1]
-        self.tokens = {
-            name: sim_acquirer.tokenize({"number": number, "exp_month": 12,
-                                         "exp_year": utcnow().year + 1, "cvc": "123",
-                                         "holder_name": "P"})["token"]
-            for name, number in CARDS.items()
-        }  # fmt: skip
+
         self.granted: dict[int, set[int]] = {}  # hold id -> spots it was given
 
     @rule(
@@ -148,12 +151,10 @@ class PurchaseMachine(RuleBasedStateMachine):
     def pay(self, entry, card, retry):
         if entry is None:
             return
-        key = uuid.uuid4().hex
+        key, token = uuid.uuid4().hex, _token(card)
         for _ in range(2 if retry else 1):
             try:
-                checkout.checkout(
-                    db.session, SimulatedGateway(), entry[0], entry[1], self.tokens[card], key
-                )
+                checkout.checkout(db.session, SimulatedGateway(), entry[0], entry[1], token, key)
             except DomainError:
                 db.session.rollback()
 
@@ -168,7 +169,7 @@ class PurchaseMachine(RuleBasedStateMachine):
             return
         try:
             checkout.checkout(
-                db.session, gateway, entry[0], entry[1], self.tokens["approve"], uuid.uuid4().hex
+                db.session, gateway, entry[0], entry[1], _token("approve"), uuid.uuid4().hex
             )
         except DomainError:
             db.session.rollback()

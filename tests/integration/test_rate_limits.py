@@ -1,0 +1,227 @@
+"""Abuse limits: past the limit, login, sign-up, hold and checkout answer 429 with Retry-After
+(and a JSON body on API routes); the test configuration (RATELIMIT_ENABLED false) never does.
+
+The limits are tried on a second app built with small limits; its limiter counts in its own
+memory storage, emptied before each test.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from app import create_app
+from app.extensions import db
+from app.models import Customer, Hold, Payment
+from tests.conftest import config_for_tests
+from tests.integration.test_purchase_api import card_token, sign_up
+from tests.support import make_event, make_partner
+
+LIMITS = {
+    "RATELIMIT_ENABLED": True,
+    "RATELIMIT_SIGNUP": "2 per minute",
+    "RATELIMIT_LOGIN": "3 per minute",
+    "RATELIMIT_HOLD": "2 per minute",
+    "RATELIMIT_CHECKOUT": "2 per minute",
+}
+PASSWORD = "s3cret-pass"
+
+
+@pytest.fixture(scope="module")
+def limited_app(app: Flask) -> Iterator[Flask]:
+    """An app with small limits on the same database. Building an app replaces the root log
+    handler and rebinds Celery's task class: both are put back for the session app afterwards."""
+    from app.tasks import init_celery
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    limited = create_app(config_for_tests(**LIMITS))
+    yield limited
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    init_celery(app)
+    with limited.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def limited(limited_app: Flask) -> FlaskClient:
+    """A client of the limited app whose counters start from zero."""
+    limited_app.appbuilder.sm.limiter.reset()
+    return limited_app.test_client()
+
+
+@pytest.fixture
+def on_sale():
+    event = make_event(make_partner("Aurora"), rows=("A", "C"), seats=10)
+    event.publish()
+    db.session.commit()
+    return event
+
+
+def sign_up_json(client: FlaskClient, email: str):
+    return client.post(
+        "/api/v1/customers/", json={"name": "Ana Souza", "email": email, "password": PASSWORD}
+    )
+
+
+def api_login(client: FlaskClient, email: str, password: str = PASSWORD):
+    return client.post(
+        "/api/v1/security/login",
+        json={"username": email, "password": password, "provider": "db"},
+    )
+
+
+def hold_one(client: FlaskClient, event, headers=None):
+    return client.post(
+        "/api/v1/holds/",
+        json={"event_id": event.id, "section_id": event.sections[0].id, "quantity": 1},
+        headers=headers or {},
+    )
+
+
+def checkout(client: FlaskClient, headers, hold_id: int, token: str, key: str):
+    return client.post(
+        f"/api/v1/holds/{hold_id}/checkout",
+        json={"card_token": token},
+        headers={**headers, "Idempotency-Key": key},
+    )
+
+
+def assert_limited(response, limit: str) -> None:
+    """A 429 with a usable Retry-After and the JSON body API clients parse."""
+    assert response.status_code == 429, (response.status_code, response.get_data(as_text=True))
+    retry_after = response.headers.get("Retry-After")
+    assert retry_after is not None and retry_after.isdigit(), dict(response.headers)
+    assert 0 < int(retry_after) <= 60
+    assert response.is_json, response.headers.get("Content-Type")
+    body = response.get_json()
+    assert body["status"] == 429 and limit in body["message"]
+
+
+def count(model) -> int:
+    db.session.rollback()  # read what the other app's requests committed
+    return db.session.scalar(select(func.count()).select_from(model))
+
+
+def test_the_third_sign_up_within_a_minute_answers_429_with_retry_after(limited):
+    assert sign_up_json(limited, "ana@example.com").status_code == 201
+    assert sign_up_json(limited, "bia@example.com").status_code == 201
+    third = sign_up_json(limited, "caio@example.com")
+    assert_limited(third, "2 per 1 minute")
+    assert count(Customer) == 2  # the refused sign-up created nothing
+
+
+def test_the_fourth_api_login_within_a_minute_answers_429_even_with_the_right_password(limited):
+    assert sign_up_json(limited, "ana@example.com").status_code == 201
+    for _ in range(3):  # guessing counts against the limit
+        assert api_login(limited, "ana@example.com", "wrong-password").status_code == 401
+    fourth = api_login(limited, "ana@example.com")
+    assert_limited(fourth, "3 per 1 minute")
+    assert "access_token" not in fourth.get_json()
+
+
+def test_the_fourth_login_form_post_within_a_minute_answers_429(limited):
+    assert sign_up_json(limited, "ana@example.com").status_code == 201
+    for _ in range(3):
+        wrong = limited.post("/login/", data={"username": "ana@example.com", "password": "nope"})
+        assert wrong.status_code == 302  # FAB sends a failed login back to the form
+    fourth = limited.post("/login/", data={"username": "ana@example.com", "password": PASSWORD})
+    assert fourth.status_code == 429
+    assert fourth.headers.get("Retry-After", "").isdigit()
+
+
+def test_hold_posts_beyond_the_limit_answer_429(limited, on_sale):
+    headers = sign_up(limited)
+    assert hold_one(limited, on_sale, headers).status_code == 201
+    assert hold_one(limited, on_sale, headers).status_code == 201
+    third = hold_one(limited, on_sale, headers)
+    assert_limited(third, "2 per 1 minute")
+    assert count(Hold) == 2
+
+
+def test_checkout_posts_beyond_the_limit_answer_429(limited, on_sale):
+    headers = sign_up(limited)
+    hold = hold_one(limited, on_sale, headers).get_json()["result"]
+    token, key = card_token(limited), uuid.uuid4().hex
+    assert checkout(limited, headers, hold["id"], token, key).status_code == 201
+    assert checkout(limited, headers, hold["id"], token, key).status_code == 200  # replay
+    third = checkout(limited, headers, hold["id"], token, key)
+    assert_limited(third, "2 per 1 minute")
+    assert count(Payment) == 1
+
+
+def test_the_limited_app_counts_in_its_own_storage(app, limited_app, limited):
+    from limits.storage import MemoryStorage, RedisStorage
+
+    own = limited_app.appbuilder.sm.limiter
+    # Redis-backed when Redis is configured (counts shared by every process), memory otherwise.
+    expected = RedisStorage if limited_app.config["REDIS_URL"] else MemoryStorage
+    assert own is not app.appbuilder.sm.limiter and isinstance(own.storage, expected)
+    assert app.appbuilder.sm.limiter.enabled is False  # the session app keeps no counts
+    assert sign_up_json(limited, "ana@example.com").status_code == 201
+    assert sign_up_json(limited, "bia@example.com").status_code == 201
+    assert sign_up_json(limited, "caio@example.com").status_code == 429
+    own.reset()  # empty the storage: the refusal came from its count
+    assert sign_up_json(limited, "caio@example.com").status_code == 201
+
+
+def test_the_default_test_app_never_answers_429(client, on_sale):
+    assert client.application.config["RATELIMIT_ENABLED"] is False
+    statuses = [sign_up_json(client, f"user{i}@example.com").status_code for i in range(3)]
+    assert statuses == [201, 201, 201]
+    statuses = [api_login(client, "user0@example.com", "wrong").status_code for _ in range(3)]
+    statuses.append(api_login(client, "user0@example.com").status_code)
+    assert statuses == [401, 401, 401, 200]
+    token = api_login(client, "user0@example.com").get_json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    holds = [hold_one(client, on_sale, headers) for _ in range(3)]
+    assert [h.status_code for h in holds] == [201, 201, 201]
+    hold_id, token, key = holds[0].get_json()["result"]["id"], card_token(client), uuid.uuid4().hex
+    paid = [checkout(client, headers, hold_id, token, key).status_code for _ in range(3)]
+    assert paid == [201, 200, 200]
+
+
+def test_hold_limits_count_per_customer_for_api_tokens(limited, on_sale):
+    ana = sign_up(limited, "ana@example.com")
+    bia = sign_up(limited, "bia@example.com")
+    assert hold_one(limited, on_sale, ana).status_code == 201
+    assert hold_one(limited, on_sale, ana).status_code == 201
+    assert hold_one(limited, on_sale, bia).status_code == 201  # Bia has not held anything yet
+
+
+def test_the_sign_up_page_is_limited_too(limited):
+    statuses = [
+        limited.post(
+            "/signup", data={"name": "Ana", "email": f"u{i}@example.com", "password": PASSWORD}
+        ).status_code
+        for i in range(3)
+    ]
+    assert statuses == [302, 302, 429]
+
+
+def test_the_hold_form_is_limited_too(limited, on_sale):
+    form = {"name": "Ana", "email": "ana@example.com", "password": PASSWORD}
+    assert limited.post("/signup", data=form).status_code == 302
+    data = {"section_id": on_sale.sections[0].id, "quantity": 1}
+    statuses = [limited.post(f"/events/{on_sale.id}/hold", data=data).status_code for _ in range(3)]
+    assert statuses == [302, 302, 429]
+
+
+def test_the_pay_form_is_limited_too(limited, on_sale):
+    form = {"name": "Ana", "email": "ana@example.com", "password": PASSWORD}
+    assert limited.post("/signup", data=form).status_code == 302
+    hold = limited.post(
+        f"/events/{on_sale.id}/hold", data={"section_id": on_sale.sections[0].id, "quantity": 1}
+    )
+    hold_path = hold.headers["Location"]
+    data = {"card_token": card_token(limited), "idempotency_key": uuid.uuid4().hex}
+    statuses = [limited.post(f"{hold_path}/checkout", data=data).status_code for _ in range(3)]
+    assert statuses == [302, 302, 429]
