@@ -23,7 +23,7 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.models.codes import verify_ticket
-from tests.support import make_event, make_partner
+from tests.support import api_token, make_event, make_partner, make_user
 
 APPROVED = "4242424242424242"
 DECLINED = "4000000000000002"
@@ -300,3 +300,38 @@ def test_sign_up_refuses_a_taken_email_and_bad_fields(client):
         "/api/v1/customers/", json={"name": "B", "email": "b@example.com", "password": "123"}
     )
     assert short.status_code == 422 and short.get_json()["field"] == "password"
+
+
+def test_the_openapi_spec_describes_the_purchase_api(client):
+    make_user("root", "Admin")
+    headers = api_token(client, "root")
+    paths = client.get("/api/v1/_openapi", headers=headers).get_json()["paths"]
+    for path, method in [
+        ("/api/v1/catalog/events", "get"),
+        ("/api/v1/catalog/events/{event_id}", "get"),
+        ("/api/v1/catalog/events/{event_id}/spots", "get"),
+        ("/api/v1/customers/", "post"),
+        ("/api/v1/holds/", "post"),
+        ("/api/v1/holds/{pk}", "delete"),
+        ("/api/v1/holds/{pk}/checkout", "post"),
+        ("/api/v1/orders/", "get"),
+        ("/api/v1/orders/{pk}", "get"),
+    ]:
+        assert method in paths.get(path, {}), (path, method)
+    checkout_doc = paths["/api/v1/holds/{pk}/checkout"]["post"]
+    assert {"201", "402", "409", "422"} <= set(checkout_doc["responses"])
+
+
+def test_the_public_catalogue_api_needs_no_login(client, on_sale):
+    events = client.get("/api/v1/catalog/events?q=concert").get_json()
+    assert [e["id"] for e in events["result"]] == [on_sale.id]
+    event = client.get(f"/api/v1/catalog/events/{on_sale.id}").get_json()["result"]
+    assert event["on_sale"] is True
+    assert event["sections"][0]["available"] == 30 and event["sections"][0]["price_cents"] == 10000
+    spots = client.get(f"/api/v1/catalog/events/{on_sale.id}/spots").get_json()
+    section = spots["sections"][0]
+    assert len(section["ids"]) == len(section["status"]) == 30
+    assert set(section["status"]) == {"0"}
+    assert client.get("/api/v1/catalog/events/999999").status_code == 404
+    bad = client.get("/api/v1/catalog/events?date_from=yesterday")
+    assert bad.status_code == 422 and bad.get_json()["field"] == "date_from"
