@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 
 import pytest
@@ -335,3 +336,28 @@ def test_the_public_catalogue_api_needs_no_login(client, on_sale):
     assert client.get("/api/v1/catalog/events/999999").status_code == 404
     bad = client.get("/api/v1/catalog/events?date_from=yesterday")
     assert bad.status_code == 422 and bad.get_json()["field"] == "date_from"
+
+
+def test_the_slow_test_card_is_approved_after_its_delay(client, on_sale, monkeypatch):
+    from app.sim_acquirer import api as acquirer
+
+    monkeypatch.setattr(acquirer, "SLOW_APPROVAL_SECONDS", 0.3)  # 5 s in the real demo
+    headers = sign_up(client)
+    hold = hold_seats(client, headers, on_sale, count=1)
+    started = time.monotonic()
+    response = pay(client, headers, hold["id"], card_token(client, "4000000000000259"))
+    assert response.status_code == 201
+    assert time.monotonic() - started >= 0.3
+
+
+def test_a_card_token_pays_once(client, on_sale):
+    headers = sign_up(client)
+    token = card_token(client)
+    first = hold_seats(client, headers, on_sale, count=1)
+    assert pay(client, headers, first["id"], token).status_code == 201
+    spot = on_sale.sections[0].spots[5].id
+    second = client.post(
+        "/api/v1/holds/", json={"event_id": on_sale.id, "spot_ids": [spot]}, headers=headers
+    ).get_json()["result"]
+    reused = pay(client, headers, second["id"], token)
+    assert reused.status_code == 402 and reused.get_json()["reason"] == "token_already_used"
