@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import (
@@ -33,6 +33,7 @@ from flask_appbuilder.urltools import (
     get_page_args,
     get_page_size_args,
 )
+from flask_appbuilder.widgets import FormWidget
 from flask_babel import lazy_gettext
 from sqlalchemy.exc import IntegrityError
 from wtforms import Form
@@ -346,6 +347,34 @@ class ScopedModelView(ScopedMixin, ModelView):
         self.post_delete(item)
         flash(self.delete_row_message, "success")
         self.update_redirect()
+
+    def row_form(
+        self,
+        pk: Any,
+        form_class: type[Form],
+        submit: Callable[[Any, Any], Any],
+        *,
+        title: Callable[[Any], str],
+        columns: Callable[[Any], list[str]],
+    ) -> Any:
+        """A small form acting on one row of this view, found through the scope (404 otherwise).
+        ``submit(row, form)`` returns the response; a DomainError it raises is shown at its field
+        with the input kept."""
+        row = self.datamodel.get(pk, self._base_filters)
+        if row is None:
+            abort(404)
+        form = form_class(request.form if request.method == "POST" else None)
+        if request.method == "POST" and form.validate():
+            try:
+                return submit(row, form)
+            except DomainError as err:
+                db.session.rollback()
+                self._show_error(form, err.message, err.field)
+        return self.render_template(
+            "appbuilder/general/model/edit.html",
+            title=title(row),
+            widgets={"edit": FormWidget(form=form, include_cols=columns(row))},
+        )
 
     def run_each(self, items: Any, operation: Any, done: str) -> int:
         """Apply a service operation to one or several rows, flashing each refusal; returns how

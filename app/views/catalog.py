@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, current_app, flash, redirect, request, url_for
+from flask import current_app, flash, redirect, url_for
 from flask_appbuilder import action, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
-from flask_appbuilder.widgets import FormWidget
 from wtforms.validators import URL, Optional
 
 from app.extensions import db
@@ -23,8 +22,6 @@ from app.views.forms import (
     position_field,
     price_field,
 )
-
-FORM_TEMPLATE = "appbuilder/general/model/edit.html"
 
 EVENT_FORM_COLUMNS = [
     "partner",
@@ -178,37 +175,30 @@ class EventSectionView(SectionRules, ScopedModelView):
     @expose("/generate/<int:pk>", methods=["GET", "POST"])
     @has_access
     def generate(self, pk: int) -> Any:
-        section = self.datamodel.get(pk, self._base_filters)
-        if section is None:
-            abort(404)
-        form = GenerateSpotsForm(request.form if request.method == "POST" else None)
-        if request.method == "POST" and form.validate():
-            try:
-                count = event_service.generate_spots(
-                    db.session,
-                    section.id,
-                    current_user(),
-                    first_row=form.first_row.data,
-                    last_row=form.last_row.data,
-                    seats_per_row=form.seats_per_row.data,
-                    quantity=form.quantity.data,
-                    prefix=form.prefix.data or "",
-                )
-            except DomainError as err:
-                db.session.rollback()
-                self._show_error(form, err.message, err.field)
-            else:
-                flash(f"{count} spots generated in {section.name}.", "success")
-                return redirect(url_for("EventSpotView.list", _flt_0_section=section.id))
-        columns = (
-            ["quantity", "prefix"]
-            if section.is_general_admission
-            else ["first_row", "last_row", "seats_per_row", "prefix"]
-        )
-        return self.render_template(
-            FORM_TEMPLATE,
-            title=f"Generate spots in {section}",
-            widgets={"edit": FormWidget(form=form, include_cols=columns)},
+        def submit(section: EventSection, form: GenerateSpotsForm) -> Any:
+            count = event_service.generate_spots(
+                db.session,
+                section.id,
+                current_user(),
+                first_row=form.first_row.data,
+                last_row=form.last_row.data,
+                seats_per_row=form.seats_per_row.data,
+                quantity=form.quantity.data,
+                prefix=form.prefix.data or "",
+            )
+            flash(f"{count} spots generated in {section.name}.", "success")
+            return redirect(url_for("EventSpotView.list", _flt_0_section=section.id))
+
+        return self.row_form(
+            pk,
+            GenerateSpotsForm,
+            submit,
+            title=lambda section: f"Generate spots in {section}",
+            columns=lambda section: (
+                ["quantity", "prefix"]
+                if section.is_general_admission
+                else ["first_row", "last_row", "seats_per_row", "prefix"]
+            ),
         )
 
 
@@ -261,23 +251,17 @@ class EventView(EventRules, ScopedModelView):
     @expose("/cancel/<int:pk>", methods=["GET", "POST"])
     @has_access
     def cancel(self, pk: int) -> Any:
-        event = self.datamodel.get(pk, self._base_filters)
-        if event is None:
-            abort(404)
-        form = CancelEventForm(request.form if request.method == "POST" else None)
-        if request.method == "POST" and form.validate():
-            try:
-                event_service.cancel_event(db.session, event.id, current_user(), form.reason.data)
-            except DomainError as err:
-                db.session.rollback()
-                self._show_error(form, err.message, err.field)
-            else:
-                flash(f"{event.name} is cancelled.", "success")
-                return redirect(url_for(".show", pk=event.id))
-        return self.render_template(
-            FORM_TEMPLATE,
-            title=f"Cancel {event.name}",
-            widgets={"edit": FormWidget(form=form, include_cols=["reason"])},
+        def submit(event: Event, form: CancelEventForm) -> Any:
+            event_service.cancel_event(db.session, event.id, current_user(), form.reason.data)
+            flash(f"{event.name} is cancelled.", "success")
+            return redirect(url_for(".show", pk=event.id))
+
+        return self.row_form(
+            pk,
+            CancelEventForm,
+            submit,
+            title=lambda event: f"Cancel {event.name}",
+            columns=lambda _: ["reason"],
         )
 
 
