@@ -19,6 +19,8 @@ from app.extensions import db
 from tests.support import make_event, make_partner, make_user
 
 DOMAIN_TABLES = [
+    "sim_acquirer_charge",
+    "sim_acquirer_token",
     "checkin",
     "ticket",
     "payment",

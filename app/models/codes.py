@@ -43,7 +43,8 @@ def public_key_of(private_key: str) -> str:
 
 
 def sign_ticket(private_key: str, claim: TicketClaim) -> str:
-    label = claim.label.encode()[:MAX_LABEL_BYTES]
+    # Cut at a character boundary: half a UTF-8 character would make the code unreadable.
+    label = claim.label.encode()[:MAX_LABEL_BYTES].decode("utf-8", "ignore").encode()
     payload = _HEADER.pack(VERSION, claim.event_id, claim.ticket_id, len(label)) + label
     signature = Ed25519PrivateKey.from_private_bytes(_unb64(private_key)).sign(payload)
     return _b64(payload + signature)

@@ -51,6 +51,9 @@ class SpotStatus(enum.StrEnum):
     BLOCKED = "blocked"
 
 
+MAX_INT = 2**31 - 1  # integer columns are 32-bit on PostgreSQL
+
+
 def owned_event_ids(partner_id: int):  # noqa: ANN201 - a SQLAlchemy Select
     return select(Event.id).where(Event.partner_id == partner_id).scalar_subquery()
 
@@ -291,6 +294,8 @@ class EventSection(Model):
             raise DomainError("Kind is 'seated' or 'general'.", field="kind")
         if not isinstance(self.price_cents, int) or self.price_cents < 0:
             raise DomainError("The price cannot be negative.", field="price_cents")
+        if self.price_cents > MAX_INT or not 0 <= self.position <= MAX_INT:
+            raise DomainError("The number is too large.", field="price_cents")
         if not (self.name or "").strip():
             raise DomainError("Give the section a name.", field="name")
 

@@ -131,10 +131,6 @@ class Order(Model):
         return cls.event_id.in_(owned_event_ids(partner_id))
 
     @property
-    def is_paid(self) -> bool:
-        return self.status == OrderStatus.PAID
-
-    @property
     def live_tickets(self) -> list[Ticket]:
         return [t for t in self.tickets if t.status == TicketStatus.VALID]
 
@@ -245,6 +241,8 @@ class Payment(Model):
     net_cents: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     gateway: Mapped[str] = mapped_column(String(32), nullable=False)
     gateway_ref: Mapped[str | None] = mapped_column(String(100), index=True)
+    # The gateway's token for the card (not card data): lets an unfinished charge be completed.
+    gateway_token: Mapped[str | None] = mapped_column(String(64))
     card_brand: Mapped[str | None] = mapped_column(String(20))
     card_last4: Mapped[str | None] = mapped_column(String(4))
     card_exp_month: Mapped[int | None] = mapped_column(Integer)
@@ -257,10 +255,6 @@ class Payment(Model):
     refunded_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     order: Mapped[Order] = relationship(back_populates="payments")
-
-    @property
-    def is_final(self) -> bool:
-        return self.status != PaymentStatus.PENDING
 
     def capture(self, gateway_ref: str, now: dt.datetime) -> None:
         if self.status != PaymentStatus.PENDING:

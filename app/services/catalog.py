@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import Select, and_, exists, func, literal_column, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from app.models import (
+    DomainError,
     Event,
     EventSection,
     EventSpot,
@@ -19,6 +21,7 @@ from app.models import (
     SpotStatus,
 )
 from app.models.base import utcnow
+from app.models.event import cents_from_amount
 from app.services.holds import public_event
 
 STATUS_CODES = {
@@ -49,6 +52,49 @@ class Page:
     total: int
     page: int
     pages: int
+
+
+def search_from_args(args: Any) -> Search:
+    """Search filters from query arguments (the API and the pages alike); DomainError names a
+    bad one."""
+    try:
+        page = int(args.get("page") or 1)
+    except ValueError:
+        raise DomainError("page must be a whole number.", field="page") from None
+    return Search(
+        text=(args.get("q") or "")[:200],
+        city=args.get("city") or "",
+        category=args.get("category") or "",
+        date_from=_date(args.get("date_from"), "date_from"),
+        date_to=_date(args.get("date_to"), "date_to"),
+        price_min_cents=_cents(args.get("price_min"), "price_min"),
+        price_max_cents=_cents(args.get("price_max"), "price_max"),
+        page=page,
+    )
+
+
+def _cents(value: str | None, field: str) -> int | None:
+    """An amount such as "150.00" in cents; amounts beyond any price are capped, not refused."""
+    if value in (None, ""):
+        return None
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise DomainError(f"{field} must be a number such as 100.00.", field=field) from None
+    if not amount.is_finite() or amount < 0:
+        raise DomainError(f"{field} must be a positive amount.", field=field)
+    if amount >= Decimal(MAX_CENTS) / 100:
+        return MAX_CENTS
+    return cents_from_amount(amount, field=field)
+
+
+def _date(value: str | None, field: str) -> dt.date | None:
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise DomainError(f"{field} must be a date such as 2027-01-31.", field=field) from None
 
 
 def on_sale_clause(now: dt.datetime) -> Any:

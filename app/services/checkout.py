@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -31,10 +31,10 @@ from app.models import (
     OrderStatus,
     Payment,
     PaymentStatus,
-    SpotStatus,
     Ticket,
 )
 from app.models.base import utcnow
+from app.services.holds import hold_duration, spots_of_hold
 from app.services.locking import busy_on_lock_failure
 from app.services.payments import ChargeStatus, PaymentGateway
 
@@ -42,8 +42,10 @@ log = logging.getLogger(__name__)
 
 # A hold entering payment is extended so a slow card does not lose it mid-charge.
 PAYMENT_GRACE = dt.timedelta(minutes=2)
-# How long a retry waits for the first attempt under the same key to finish.
-IN_FLIGHT_WAIT_SECONDS = 15.0
+# How long a retry waits for the first attempt under the same key before finishing it itself.
+IN_FLIGHT_WAIT_SECONDS = 6.0
+# A pending payment this old is finished by the reconcile task.
+STALE_PAYMENT = dt.timedelta(minutes=2)
 
 
 class CardDeclined(DomainError):
@@ -97,7 +99,7 @@ def checkout(
     wanted = fingerprint(hold_id, card_token)
     previous = _payment_for_key(session, key)
     if previous is not None:
-        return _replay(session, previous, customer_id, wanted)
+        return _replay(session, gateway, previous, customer_id, wanted)
     try:
         payment = _record_attempt(session, gateway, customer_id, hold_id, card_token, key, wanted)
     except IntegrityError:
@@ -106,16 +108,39 @@ def checkout(
         previous = _payment_for_key(session, key)
         if previous is None:
             raise
-        return _replay(session, previous, customer_id, wanted)
-    result = gateway.charge(card_token, payment.amount_cents, payment.currency, key)
-    return _confirm(session, gateway, payment.id, result.status, result.reference, result.reason)
+        return _replay(session, gateway, previous, customer_id, wanted)
+    return complete_payment(session, gateway, payment.id)
+
+
+def complete_payment(session: Session, gateway: PaymentGateway, payment_id: int) -> CheckoutResult:
+    """Charge a recorded attempt and confirm it. The gateway answers a repeated charge under the
+    same key with the first outcome, so an unfinished attempt (a crash, a timeout, a busy lock)
+    is finished by calling this again: from a retry, or from the reconcile task."""
+    payment = session.get(Payment, payment_id)
+    try:
+        result = gateway.charge(
+            payment.gateway_token or "",
+            payment.amount_cents,
+            payment.currency,
+            payment.idempotency_key,
+        )
+    except Exception as exc:  # noqa: BLE001 - the network to the processor, whatever failed
+        session.rollback()
+        log.exception("payment processor call failed", extra={"payment_id": payment_id})
+        raise CheckoutInProgress(
+            "The payment processor did not answer; this payment will be finished shortly. "
+            "Try again in a minute.",
+        ) from exc
+    return _confirm(session, gateway, payment_id, result.status, result.reference, result.reason)
 
 
 def _payment_for_key(session: Session, key: str) -> Payment | None:
     return session.scalar(select(Payment).where(Payment.idempotency_key == key))
 
 
-def _replay(session: Session, payment: Payment, customer_id: int, wanted: str) -> CheckoutResult:
+def _replay(
+    session: Session, gateway: PaymentGateway, payment: Payment, customer_id: int, wanted: str
+) -> CheckoutResult:
     if payment.order.customer_id != customer_id or payment.request_fingerprint != wanted:
         raise IdempotencyKeyReused(
             "This Idempotency-Key was used for a different request.", field="Idempotency-Key"
@@ -128,7 +153,8 @@ def _replay(session: Session, payment: Payment, customer_id: int, wanted: str) -
     session.expire_all()
     payment = session.get(Payment, payment.id)
     if payment.status == PaymentStatus.PENDING:
-        raise CheckoutInProgress("This payment is still being processed: try again shortly.")
+        # The first attempt did not finish (or is slow): finish it, charging at most once.
+        return replace(complete_payment(session, gateway, payment.id), replayed=True)
     _raise_for_failure(payment)
     return CheckoutResult(payment.order, payment, replayed=True)
 
@@ -185,9 +211,10 @@ def _record_attempt(
         if hold.status == HoldStatus.CONVERTED:
             order = session.scalar(select(Order).where(Order.hold_id == hold.id))
             raise Conflict("This hold is already paid for.", order_id=order.id if order else None)
-        spots = _spots_of(session, hold)
+        spots = spots_of_hold(session, hold.id, lock=True)
         if not hold.is_live(now) or not spots:
             raise HoldExpired("Your hold has expired: choose your seats again.")
+        hold.event.require_on_sale(now)
         card = gateway.card(card_token)
         if card is None:
             raise DomainError("The card token is unknown.", field="card_token")
@@ -196,6 +223,8 @@ def _record_attempt(
             order = _new_order(session, hold, spots)
         elif order.status != OrderStatus.PENDING:
             raise Conflict(f"Order {order.id} is {order.status}.")
+        elif any(p.status == PaymentStatus.PENDING for p in order.payments):
+            raise CheckoutInProgress("A payment for these seats is being processed.")
         partner = hold.event.partner
         fee = partner.platform_fee_cents(order.total_cents, len(order.tickets))
         payment = Payment(
@@ -212,26 +241,18 @@ def _record_attempt(
             card_exp_month=card.exp_month,
             card_exp_year=card.exp_year,
             status=PaymentStatus.PENDING.value,
+            gateway_token=card_token,
             created_at=now,
         )
         session.add(payment)
-        hold.expires_at = max(hold.expires_at, now + PAYMENT_GRACE)
+        # Cover the payment, but never beyond one grace period past the hold's own length:
+        # repeated attempts must not keep seats forever.
+        longest = hold.created_at + hold_duration() + PAYMENT_GRACE
+        hold.expires_at = max(hold.expires_at, min(now + PAYMENT_GRACE, longest))
         for spot in spots:
             spot.held_until = hold.expires_at
         session.commit()
     return payment
-
-
-def _spots_of(session: Session, hold: Hold) -> list[EventSpot]:
-    return list(
-        session.scalars(
-            select(EventSpot)
-            .where(EventSpot.hold_id == hold.id, EventSpot.status == SpotStatus.HELD)
-            .options(joinedload(EventSpot.section))
-            .order_by(EventSpot.id)
-            .with_for_update(of=EventSpot)
-        )
-    )
 
 
 def _new_order(session: Session, hold: Hold, spots: list[EventSpot]) -> Order:
@@ -272,6 +293,7 @@ def _confirm(
 ) -> CheckoutResult:
     now = utcnow()
     lost = False
+    session.expire_all()  # what other requests committed while the card was charged
     with busy_on_lock_failure(session):
         payment = session.scalars(
             select(Payment)
@@ -279,7 +301,7 @@ def _confirm(
             .options(joinedload(Payment.order))
             .with_for_update(of=Payment)
         ).one()
-        if payment.status != PaymentStatus.PENDING:  # another process finished it
+        if payment.status != PaymentStatus.PENDING:  # a retry or the reconcile task finished it
             session.commit()
             _raise_for_failure(payment)
             return CheckoutResult(payment.order, payment, replayed=True)
@@ -290,9 +312,10 @@ def _confirm(
         payment.capture(reference or "", now)
         order = payment.order
         hold = session.get(Hold, order.hold_id, with_for_update=True) if order.hold_id else None
-        spots = _spots_of(session, hold) if hold else []
+        spots = spots_of_hold(session, hold.id, lock=True) if hold else []
         wanted = {ticket.spot_id for ticket in order.tickets}
-        if hold is not None and hold.is_live(now) and {s.id for s in spots} == wanted:
+        kept = hold is not None and hold.is_live(now) and {s.id for s in spots} == wanted
+        if kept and order.status == OrderStatus.PENDING and order.event.is_on_sale(now):
             order.mark_paid(now)
             hold.status = HoldStatus.CONVERTED.value
             try:
@@ -322,6 +345,7 @@ def _confirm(
 
 
 def _cancel_lost(session: Session, payment_id: int, reference: str, now: dt.datetime) -> None:
+    session.expire_all()
     payment = session.get(Payment, payment_id, with_for_update=True)
     if payment.status == PaymentStatus.PENDING:
         payment.capture(reference, now)
@@ -330,7 +354,7 @@ def _cancel_lost(session: Session, payment_id: int, reference: str, now: dt.date
         order.cancel("hold_lost")
     hold = session.get(Hold, order.hold_id, with_for_update=True) if order.hold_id else None
     if hold is not None:
-        for spot in _spots_of(session, hold):
+        for spot in spots_of_hold(session, hold.id, lock=True):
             spot.release()
         if hold.status == HoldStatus.ACTIVE:
             hold.status = HoldStatus.EXPIRED.value
@@ -338,10 +362,45 @@ def _cancel_lost(session: Session, payment_id: int, reference: str, now: dt.date
 
 
 def _refund_lost(session: Session, gateway: PaymentGateway, payment_id: int) -> None:
+    """Refund a charge whose order was cancelled; on failure the reconcile task tries again."""
     payment = session.get(Payment, payment_id)
-    if gateway.refund(payment.gateway_ref or "", payment.amount_cents):
+    try:
+        refunded = gateway.refund(payment.gateway_ref or "", payment.amount_cents)
+    except Exception:  # noqa: BLE001 - the network to the processor, whatever failed
+        log.exception("refund call failed", extra={"payment_id": payment_id})
+        refunded = False
+    if refunded:
         payment = session.get(Payment, payment_id, with_for_update=True)
-        payment.mark_refunded(utcnow())
+        if payment.status == PaymentStatus.CAPTURED:
+            payment.mark_refunded(utcnow())
         session.commit()
     else:
-        log.error("refund of a lost hold failed", extra={"payment_id": payment_id})
+        log.error("refund of a cancelled order failed", extra={"payment_id": payment_id})
+
+
+def reconcile_payments(
+    session: Session, gateway: PaymentGateway, now: dt.datetime
+) -> dict[str, int]:
+    """Finish what crashed or timed out: pending payments older than STALE_PAYMENT are charged
+    (at most once, by their key) and confirmed; captured charges of cancelled orders are
+    refunded. Returns how many of each were handled."""
+    stale = session.scalars(
+        select(Payment.id).where(
+            Payment.status == PaymentStatus.PENDING, Payment.created_at < now - STALE_PAYMENT
+        )
+    ).all()
+    finished = 0
+    for payment_id in stale:
+        try:
+            complete_payment(session, gateway, payment_id)
+        except DomainError:
+            session.rollback()
+        finished += 1
+    unrefunded = session.scalars(
+        select(Payment.id)
+        .join(Order, Order.id == Payment.order_id)
+        .where(Payment.status == PaymentStatus.CAPTURED, Order.status == OrderStatus.CANCELLED)
+    ).all()
+    for payment_id in unrefunded:
+        _refund_lost(session, gateway, payment_id)
+    return {"finished": finished, "refunds_retried": len(unrefunded)}

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from app.models import Customer, DomainError, NotFound, Order, OrderStatus
+from app.models import Customer, DomainError, NotFound, Order, Payment, PaymentStatus
 from app.models.errors import Conflict
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -60,11 +60,13 @@ def customer_of(session: Session, user: Any) -> Customer:
 
 
 def orders_of(session: Session, customer_id: int) -> list[Order]:
-    """The customer's purchase history, newest first (failed attempts left out)."""
+    """The customer's purchase history, newest first: orders that were charged (paid, or
+    cancelled and refunded); unpaid attempts are left out."""
+    charged = Payment.status.in_([PaymentStatus.CAPTURED, PaymentStatus.REFUNDED])
     return list(
         session.scalars(
             select(Order)
-            .where(Order.customer_id == customer_id, Order.status != OrderStatus.PENDING)
+            .where(Order.customer_id == customer_id, Order.payments.any(charged))
             .order_by(Order.created_at.desc(), Order.id.desc())
             .options(selectinload(Order.tickets), selectinload(Order.payments))
         )

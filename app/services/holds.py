@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, joinedload
 from app.models import (
     Busy,
     Conflict,
+    Customer,
     DomainError,
     Event,
     EventSection,
@@ -23,6 +24,9 @@ from app.models import (
     Hold,
     HoldStatus,
     NotFound,
+    Order,
+    OrderStatus,
+    PaymentStatus,
     SpotStatus,
 )
 from app.models.base import utcnow
@@ -95,6 +99,8 @@ def reserve_spots(
     if wanted < 1:
         raise DomainError("Choose at least one spot.", field="spot_ids" if spot_ids else "quantity")
     limit = current_app.config["MAX_SPOTS_PER_EVENT"]
+    # One customer's holds are counted one at a time: parallel requests cannot pass the limit.
+    session.execute(select(Customer.id).where(Customer.id == customer_id).with_for_update())
     already = held_by_customer(session, customer_id, event_id, now)
     if already + wanted > limit:
         raise HoldLimitExceeded(
@@ -186,16 +192,22 @@ def best_block(candidates: Sequence[EventSpot], quantity: int) -> list[EventSpot
     return list(candidates[:quantity])
 
 
-def spots_of_hold(session: Session, hold_id: int) -> list[EventSpot]:
-    """The spots a hold holds now, with their sections (one query)."""
-    return list(
-        session.scalars(
-            select(EventSpot)
-            .where(EventSpot.hold_id == hold_id, EventSpot.status == SpotStatus.HELD)
-            .options(joinedload(EventSpot.section))
-            .order_by(EventSpot.id)
-        )
+def spots_of_hold(session: Session, hold_id: int, *, lock: bool = False) -> list[EventSpot]:
+    """The spots a hold holds now, with their sections (one query), locked in id order when
+    ``lock``."""
+    query = (
+        select(EventSpot)
+        .where(EventSpot.hold_id == hold_id, EventSpot.status == SpotStatus.HELD)
+        .options(joinedload(EventSpot.section))
+        .order_by(EventSpot.id)
     )
+    if lock:
+        query = query.with_for_update(of=EventSpot)
+    return list(session.scalars(query))
+
+
+def hold_total(spots: list[EventSpot]) -> int:
+    return sum(spot.section.price_cents for spot in spots)
 
 
 def get_customer_hold(session: Session, customer_id: int, hold_id: int) -> Hold:
@@ -241,13 +253,15 @@ def release_expired_holds(
 
 
 def _free(session: Session, hold: Hold, status: HoldStatus) -> None:
-    spots = session.scalars(
-        select(EventSpot)
-        .where(EventSpot.hold_id == hold.id, EventSpot.status == SpotStatus.HELD)
-        .order_by(EventSpot.id)
-        .with_for_update()
-    ).all()
-    for spot in spots:
+    """Give the hold's spots back; its unpaid order (priced at a checkout attempt) is void."""
+    for spot in spots_of_hold(session, hold.id, lock=True):
         spot.release()
     if hold.status == HoldStatus.ACTIVE:
         hold.status = status.value
+    order = session.scalar(select(Order).where(Order.hold_id == hold.id))
+    if (
+        order is not None
+        and order.status == OrderStatus.PENDING
+        and not any(p.status == PaymentStatus.PENDING for p in order.payments)
+    ):
+        order.cancel(f"hold_{status.value}")

@@ -38,10 +38,6 @@ def is_platform_staff(actor: Actor | None) -> bool:
     return bool(role_names(actor) & PLATFORM_ROLES)
 
 
-def is_admin(actor: Actor | None) -> bool:
-    return "Admin" in role_names(actor)
-
-
 def scope_clause(model: type, actor: Actor | None) -> ColumnElement[bool] | None:
     """The condition limiting ``model`` to what ``actor`` may see; None means no limit."""
     if is_platform_staff(actor):

@@ -197,6 +197,8 @@ def refund(charge_id: str, amount_cents: int) -> bool:
         row = session.get(SimCharge, charge_id, with_for_update=True)
         if row is None or row.status != "succeeded":
             return False
+        if row.refunded_cents >= row.amount_cents:
+            return True  # already refunded in full: a retried refund changes nothing
         if row.refunded_cents + amount_cents > row.amount_cents:
             return False
         row.refunded_cents += amount_cents

@@ -37,4 +37,5 @@ def create_token() -> Any:
 
 def _same_site(url: str) -> bool:
     parts = urlsplit(url)
-    return not parts.scheme and not parts.netloc and url.startswith("/")
+    # Browsers read "/\\host" as "//host": no backslash, so the token stays on our site.
+    return not parts.scheme and not parts.netloc and url.startswith("/") and "\\" not in url

@@ -37,6 +37,7 @@ def init_celery(app: Flask) -> Celery:
         timezone="UTC",
         beat_schedule={
             "release-expired-holds": {"task": "holds.release_expired", "schedule": 60.0},
+            "reconcile-payments": {"task": "payments.reconcile", "schedule": 60.0},
         },
     )
     app.extensions["celery"] = celery

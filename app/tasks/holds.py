@@ -1,10 +1,17 @@
-"""Hold expiry: a periodic task giving expired holds' spots back to sale."""
+"""Periodic purchase-path chores: free expired holds, finish or refund unfinished payments."""
 
 from app.extensions import db
-from app.services import holds
+from app.models.base import utcnow
+from app.services import checkout, holds
+from app.services.payments import gateway
 from app.tasks import celery
 
 
 @celery.task(name="holds.release_expired")
 def release_expired_holds() -> int:
     return holds.release_expired_holds(db.session)
+
+
+@celery.task(name="payments.reconcile")
+def reconcile_payments() -> dict[str, int]:
+    return checkout.reconcile_payments(db.session, gateway(), utcnow())

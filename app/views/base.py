@@ -35,7 +35,7 @@ from flask_appbuilder.urltools import (
 )
 from flask_appbuilder.widgets import FormWidget
 from flask_babel import lazy_gettext
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from wtforms import Form
 
 from app.extensions import db
@@ -209,11 +209,11 @@ class ScopedModelView(ScopedMixin, ModelView):
     def action(self, name: str, pk: Any) -> Any:
         if request.method != "POST":
             abort(405)
+        action = self.actions.get(name) or abort(404)
         if not self.appbuilder.sm.has_access(
             self.get_action_permission_name(name), self.class_permission_name
         ):
             abort(403)
-        action = self.actions.get(name) or abort(404)
         item = self.datamodel.get(self._deserialize_pk_if_composite(pk), self._base_filters)
         if item is None:
             abort(404)
@@ -222,11 +222,11 @@ class ScopedModelView(ScopedMixin, ModelView):
     @expose("/action_post", methods=["POST"])
     def action_post(self) -> Any:
         name = request.form.get("action", "")
+        action = self.actions.get(name) or abort(404)
         if not self.appbuilder.sm.has_access(
             self.get_action_permission_name(name), self.class_permission_name
         ):
             abort(403)
-        action = self.actions.get(name) or abort(404)
         items = []
         for pk in request.form.getlist("rowid"):
             item = self.datamodel.get(self._deserialize_pk_if_composite(pk), self._base_filters)
@@ -410,7 +410,12 @@ class ScopedModelRestApi(ScopedMixin, ModelRestApi):
             return self.response(err.status, **err.to_json())
         except IntegrityError:
             db.session.rollback()
-            return self.response(409, message="This conflicts with an existing row.")
+            return self.response(
+                409, error="conflict", message="This conflicts with an existing row."
+            )
+        except DataError:
+            db.session.rollback()
+            return self.response(422, error="invalid", message="A value is out of range.")
 
     def post_headless(self) -> Any:
         return self._domain_guard(super().post_headless)

@@ -30,7 +30,6 @@ from app.models.base import utcnow
 from app.services import catalog, checkout, customers, holds
 from app.services.payments import gateway
 from app.views.base import current_user
-from app.views.shop_api import search_from_args
 
 bp = Blueprint("shop", __name__, template_folder="../templates")
 
@@ -76,7 +75,7 @@ def _login_redirect(back_to: str | None = None) -> Any:
 @bp.get("/")
 def home() -> Any:
     try:
-        search = search_from_args(request.args)
+        search = catalog.search_from_args(request.args)
     except DomainError as err:
         flash(err.message, "error")
         search = catalog.Search()
@@ -92,7 +91,7 @@ def home() -> Any:
     )
 
 
-@bp.get("/events/<int:event_id>")
+@bp.get("/events/<int(max=2147483647):event_id>")
 def event(event_id: int) -> Any:
     try:
         event = holds.public_event(db.session, event_id)
@@ -107,12 +106,12 @@ def event(event_id: int) -> Any:
     )
 
 
-@bp.post("/events/<int:event_id>/hold")
+@bp.post("/events/<int(max=2147483647):event_id>/hold")
 def hold(event_id: int) -> Any:
     customer = _customer()
     if customer is None:
         return _login_redirect(url_for(".event", event_id=event_id))
-    spot_ids = [int(s) for s in request.form.getlist("spot_ids") if s.isdigit()]
+    spot_ids = [int(s) for s in request.form.getlist("spot_ids") if s.isdigit() and len(s) < 10]
     try:
         hold = holds.reserve_spots(
             db.session,
@@ -129,7 +128,7 @@ def hold(event_id: int) -> Any:
     return redirect(url_for(".hold_page", hold_id=hold.id))
 
 
-@bp.get("/holds/<int:hold_id>")
+@bp.get("/holds/<int(max=2147483647):hold_id>")
 def hold_page(hold_id: int) -> Any:
     customer = _customer()
     if customer is None:
@@ -143,12 +142,14 @@ def hold_page(hold_id: int) -> Any:
     token = request.args.get("card_token")
     if token:
         card = gateway().card(token)
+    spots = holds.spots_of_hold(db.session, hold.id)
     return render_template(
         "shop/hold.html",
         hold=hold,
+        spots=spots,
         event=hold.event,
         seconds_left=hold.seconds_left(now),
-        total=sum(spot.section.price_cents for spot in hold.spots),
+        total=holds.hold_total(spots),
         card=card,
         card_error=request.args.get("card_error"),
         card_field=request.args.get("card_field"),
@@ -157,7 +158,7 @@ def hold_page(hold_id: int) -> Any:
     )
 
 
-@bp.post("/holds/<int:hold_id>/checkout")
+@bp.post("/holds/<int(max=2147483647):hold_id>/checkout")
 def pay(hold_id: int) -> Any:
     customer = _customer()
     if customer is None:
@@ -187,7 +188,7 @@ def pay(hold_id: int) -> Any:
     return redirect(url_for(".order", order_id=result.order.id))
 
 
-@bp.post("/holds/<int:hold_id>/release")
+@bp.post("/holds/<int(max=2147483647):hold_id>/release")
 def release(hold_id: int) -> Any:
     customer = _customer()
     if customer is None:
@@ -210,7 +211,7 @@ def orders() -> Any:
     return render_template("shop/orders.html", orders=customers.orders_of(db.session, customer.id))
 
 
-@bp.get("/orders/<int:order_id>")
+@bp.get("/orders/<int(max=2147483647):order_id>")
 def order(order_id: int) -> Any:
     customer = _customer()
     if customer is None:
@@ -247,4 +248,5 @@ def signup() -> Any:
 
 
 def _safe_next(target: str | None) -> str:
-    return target if target and target.startswith("/") and not target.startswith("//") else "/"
+    safe = target and target.startswith("/") and not target.startswith("//") and "\\" not in target
+    return target if safe else "/"

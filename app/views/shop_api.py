@@ -7,7 +7,6 @@ Thin: parse, call a service, serialise. Domain errors answer with their status a
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from flask import current_app, request
@@ -59,7 +58,7 @@ def hold_json(hold: Hold, now: dt.datetime) -> dict[str, Any]:
             }
             for spot in spots
         ],
-        "total_cents": sum(spot.section.price_cents for spot in spots),
+        "total_cents": holds.hold_total(spots),
     }
 
 
@@ -113,45 +112,6 @@ def _json_body(api: BaseApi) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-def _cents(value: str | None, field: str) -> int | None:
-    if value in (None, ""):
-        return None
-    try:
-        amount = Decimal(value)
-    except InvalidOperation:
-        raise DomainError(f"{field} must be a number such as 100.00.", field=field) from None
-    if not amount.is_finite() or amount < 0:
-        raise DomainError(f"{field} must be a positive amount.", field=field)
-    return int(amount * 100)
-
-
-def _date(value: str | None, field: str) -> dt.date | None:
-    if not value:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise DomainError(f"{field} must be a date such as 2027-01-31.", field=field) from None
-
-
-def search_from_args(args: Any) -> catalog.Search:
-    """Catalogue search filters from query arguments (shared by the API and the pages)."""
-    try:
-        page = int(args.get("page") or 1)
-    except ValueError:
-        raise DomainError("page must be a whole number.", field="page") from None
-    return catalog.Search(
-        text=(args.get("q") or "")[:200],
-        city=args.get("city") or "",
-        category=args.get("category") or "",
-        date_from=_date(args.get("date_from"), "date_from"),
-        date_to=_date(args.get("date_to"), "date_to"),
-        price_min_cents=_cents(args.get("price_min"), "price_min"),
-        price_max_cents=_cents(args.get("price_max"), "price_max"),
-        page=page,
-    )
-
-
 class CatalogApi(BaseApi):
     """Public: no login needed."""
 
@@ -181,7 +141,7 @@ class CatalogApi(BaseApi):
               description: A filter is invalid
         """
         try:
-            page = catalog.search_events(db.session, search_from_args(request.args))
+            page = catalog.search_events(db.session, catalog.search_from_args(request.args))
         except DomainError as err:
             return _error(self, err)
         return self.response(
@@ -192,7 +152,7 @@ class CatalogApi(BaseApi):
             pages=page.pages,
         )
 
-    @expose("/events/<int:event_id>", methods=["GET"])
+    @expose("/events/<int(max=2147483647):event_id>", methods=["GET"])
     @safe
     def event(self, event_id: int) -> Any:
         """One event with its sections, prices and availability counts.
@@ -216,7 +176,7 @@ class CatalogApi(BaseApi):
         body["sections"] = catalog.section_availability(db.session, event.id)
         return self.response(200, result=body)
 
-    @expose("/events/<int:event_id>/spots", methods=["GET"])
+    @expose("/events/<int(max=2147483647):event_id>/spots", methods=["GET"])
     @safe
     def spots(self, event_id: int) -> Any:
         """Compact availability of every spot (optionally one section).
@@ -341,7 +301,7 @@ class HoldApi(BaseApi):
             return _error(self, err)
         return self.response(201, result=hold_json(hold, utcnow()))
 
-    @expose("/<int:pk>", methods=["GET"])
+    @expose("/<int(max=2147483647):pk>", methods=["GET"])
     @protect(allow_browser_login=True)
     @safe
     @permission_name("get")
@@ -365,7 +325,7 @@ class HoldApi(BaseApi):
             return _error(self, err)
         return self.response(200, result=hold_json(hold, utcnow()))
 
-    @expose("/<int:pk>", methods=["DELETE"])
+    @expose("/<int(max=2147483647):pk>", methods=["DELETE"])
     @protect(allow_browser_login=True)
     @safe
     @permission_name("delete")
@@ -391,7 +351,7 @@ class HoldApi(BaseApi):
             return _error(self, err)
         return self.response(200, result={"id": hold.id, "status": hold.status})
 
-    @expose("/<int:pk>/checkout", methods=["POST"])
+    @expose("/<int(max=2147483647):pk>/checkout", methods=["POST"])
     @protect(allow_browser_login=True)
     @safe
     @permission_name("checkout")
@@ -467,7 +427,7 @@ class OrderApi(BaseApi):
         orders = customers.orders_of(db.session, customer_id)
         return self.response(200, result=[order_json(o) for o in orders], count=len(orders))
 
-    @expose("/<int:pk>", methods=["GET"])
+    @expose("/<int(max=2147483647):pk>", methods=["GET"])
     @protect(allow_browser_login=True)
     @safe
     @permission_name("get")
@@ -503,9 +463,12 @@ def _customer_id() -> int:
     return customers.customer_of(db.session, current_user()).id
 
 
+MAX_ID = 2**31 - 1
+
+
 def _int(value: Any, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise DomainError(f"{field} must be an integer.", field=field)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID:
+        raise DomainError(f"{field} must be a positive integer id.", field=field)
     return value
 
 

@@ -85,3 +85,19 @@ def test_postgres_urls_use_psycopg_and_redis_enables_the_broker():
 def test_a_bad_integer_setting_is_a_clear_error():
     with pytest.raises(ConfigError, match="HOLD_MINUTES"):
         load_config({"HOLD_MINUTES": "ten"})
+
+
+def test_a_long_accented_seat_label_is_cut_at_a_character_and_still_verifies():
+    from app.models.codes import (
+        TicketClaim,
+        new_private_key,
+        public_key_of,
+        sign_ticket,
+        verify_ticket,
+    )
+
+    key = new_private_key()
+    label = "Camarote Área Norte " + "Ç" * 40 + " A-1"
+    claim = verify_ticket(public_key_of(key), sign_ticket(key, TicketClaim(7, 99, label)))
+    assert (claim.event_id, claim.ticket_id) == (7, 99)
+    assert label.startswith(claim.label) and len(claim.label.encode()) <= 60
