@@ -19,6 +19,9 @@ from app.extensions import db
 from tests.support import make_event, make_partner, make_user
 
 DOMAIN_TABLES = [
+    "ledger_entry",
+    "ledger_transaction",
+    "ledger_account",
     "sim_acquirer_charge",
     "sim_acquirer_token",
     "checkin",
@@ -120,6 +123,7 @@ class IsolatedClient(FlaskClient):
             response = super().open(*args, **kwargs)
         if has_app_context():
             db.session.rollback()
+            db.session.expire_all()  # rollback expires nothing when no transaction was open
         return response
 
 

@@ -12,6 +12,14 @@ from app.models.event import (
     SpotStatus,
     format_money,
 )
+from app.models.ledger import (
+    AccountKind,
+    LedgerAccount,
+    LedgerEntry,
+    LedgerError,
+    LedgerTransaction,
+    TransactionKind,
+)
 from app.models.order import (
     Hold,
     HoldStatus,
@@ -25,6 +33,12 @@ from app.models.order import (
 from app.models.partner import Partner, PartnerStatus, PartnerUser
 
 __all__ = [
+    "AccountKind",
+    "LedgerAccount",
+    "LedgerEntry",
+    "LedgerError",
+    "LedgerTransaction",
+    "TransactionKind",
     "Busy",
     "CheckIn",
     "Conflict",

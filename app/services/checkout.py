@@ -34,6 +34,7 @@ from app.models import (
     Ticket,
 )
 from app.models.base import utcnow
+from app.services import ledger
 from app.services.holds import hold_duration, spots_of_hold
 from app.services.locking import busy_on_lock_failure
 from app.services.payments import ChargeStatus, PaymentGateway
@@ -318,6 +319,7 @@ def _confirm(
         if kept and order.status == OrderStatus.PENDING and order.event.is_on_sale(now):
             order.mark_paid(now)
             hold.status = HoldStatus.CONVERTED.value
+            ledger.post_sale(session, payment)
             try:
                 session.commit()
             except IntegrityError:
@@ -349,6 +351,8 @@ def _cancel_lost(session: Session, payment_id: int, reference: str, now: dt.date
     payment = session.get(Payment, payment_id, with_for_update=True)
     if payment.status == PaymentStatus.PENDING:
         payment.capture(reference, now)
+    if payment.status == PaymentStatus.CAPTURED:
+        ledger.post_unsold_capture(session, payment)  # once: posting is idempotent by cause
     order = payment.order
     if order.status == OrderStatus.PENDING:
         order.cancel("hold_lost")
@@ -373,6 +377,7 @@ def _refund_lost(session: Session, gateway: PaymentGateway, payment_id: int) -> 
         payment = session.get(Payment, payment_id, with_for_update=True)
         if payment.status == PaymentStatus.CAPTURED:
             payment.mark_refunded(utcnow())
+            ledger.post_unsold_refund(session, payment)
         session.commit()
     else:
         log.error("refund of a cancelled order failed", extra={"payment_id": payment_id})

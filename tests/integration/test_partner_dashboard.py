@@ -166,7 +166,8 @@ def test_an_event_with_sales_cannot_be_deleted_only_cancelled(alice):
 
 def test_an_event_without_sales_can_be_deleted(alice):
     event_id = make_event(alice["partner"]).id
-    alice["client"].post(f"/eventview/delete/{event_id}")
+    page = alice["client"].post(f"/eventview/delete/{event_id}", follow_redirects=True)
+    assert "Deleted Row" in page.get_data(as_text=True), page.get_data(as_text=True)[-3000:]
     assert db.session.get(Event, event_id) is None
     assert db.session.query(EventSpot).count() == 0
 

@@ -1,0 +1,157 @@
+"""Postings to the double-entry ledger (DESIGN.md, "Money"): what each money event moves.
+
+Accounts: gateway clearing (money the acquirer owes us), platform bank, platform fee revenue,
+gateway fee expense, refunds payable, and one payable per partner. Debits positive, credits
+negative; every transaction sums to zero per currency and is posted once per cause.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.models import Partner, Payment
+from app.models.ledger import (
+    AccountKind,
+    LedgerAccount,
+    LedgerEntry,
+    LedgerTransaction,
+    TransactionKind,
+    check_balanced,
+)
+
+CLEARING = "gateway_clearing"
+BANK = "platform_bank"
+FEE_REVENUE = "platform_fee_revenue"
+GATEWAY_FEES = "gateway_fee_expense"
+REFUNDS_PAYABLE = "refunds_payable"
+
+PLATFORM_ACCOUNTS = {
+    CLEARING: ("Gateway clearing", AccountKind.ASSET),
+    BANK: ("Platform bank", AccountKind.ASSET),
+    FEE_REVENUE: ("Platform fee revenue", AccountKind.REVENUE),
+    GATEWAY_FEES: ("Gateway fee expense", AccountKind.EXPENSE),
+    REFUNDS_PAYABLE: ("Refunds payable", AccountKind.LIABILITY),
+}
+
+
+def account(session: Session, code: str) -> LedgerAccount:
+    """A platform account, created on first use."""
+    row = session.scalar(select(LedgerAccount).where(LedgerAccount.code == code))
+    if row is None:
+        name, kind = PLATFORM_ACCOUNTS[code]
+        row = LedgerAccount(code=code, name=name, kind=kind.value)
+        session.add(row)
+        session.flush()
+    return row
+
+
+def partner_account(session: Session, partner: Partner) -> LedgerAccount:
+    row = session.scalar(select(LedgerAccount).where(LedgerAccount.partner_id == partner.id))
+    if row is None:
+        row = LedgerAccount(
+            code=f"partner_payable:{partner.id}",
+            name=f"Payable to {partner.name}",
+            kind=AccountKind.LIABILITY.value,
+            partner_id=partner.id,
+        )
+        session.add(row)
+        session.flush()
+    return row
+
+
+def post(
+    session: Session,
+    kind: TransactionKind,
+    cause_key: str,
+    lines: list[tuple[LedgerAccount, int, str]],
+    *,
+    payment: Payment | None = None,
+    memo: str | None = None,
+) -> LedgerTransaction:
+    """Post one balanced transaction in the caller's database transaction; a cause already
+    posted returns its transaction and posts nothing."""
+    existing = session.scalar(
+        select(LedgerTransaction).where(LedgerTransaction.cause_key == cause_key)
+    )
+    if existing is not None:
+        return existing
+    lines = [line for line in lines if line[1] != 0]
+    check_balanced(lines)
+    transaction = LedgerTransaction(
+        kind=kind.value, cause_key=cause_key, payment_id=payment.id if payment else None, memo=memo
+    )
+    for account_row, amount, currency in lines:
+        transaction.entries.append(
+            LedgerEntry(account=account_row, amount_cents=amount, currency=currency)
+        )
+    session.add(transaction)
+    session.flush()
+    return transaction
+
+
+def post_sale(session: Session, payment: Payment) -> LedgerTransaction:
+    """A captured payment for a paid order: the gross is owed to us by the acquirer, split into
+    the platform's fee and what we owe the partner."""
+    partner = payment.order.event.partner
+    currency = payment.currency
+    return post(
+        session,
+        TransactionKind.CAPTURE,
+        f"capture:payment:{payment.id}",
+        [
+            (account(session, CLEARING), payment.amount_cents, currency),
+            (account(session, FEE_REVENUE), -payment.fee_cents, currency),
+            (partner_account(session, partner), -payment.net_cents, currency),
+        ],
+        payment=payment,
+        memo=f"Order {payment.order_id}",
+    )
+
+
+def post_unsold_capture(session: Session, payment: Payment) -> LedgerTransaction:
+    """Money captured for an order that could not be fulfilled (its hold was lost): it is owed
+    back to the customer, not to the partner."""
+    return post(
+        session,
+        TransactionKind.CAPTURE,
+        f"capture:payment:{payment.id}",
+        [
+            (account(session, CLEARING), payment.amount_cents, payment.currency),
+            (account(session, REFUNDS_PAYABLE), -payment.amount_cents, payment.currency),
+        ],
+        payment=payment,
+        memo=f"Order {payment.order_id} not fulfilled",
+    )
+
+
+def post_unsold_refund(session: Session, payment: Payment) -> LedgerTransaction:
+    """The refund of an unfulfilled order's capture."""
+    return post(
+        session,
+        TransactionKind.REFUND,
+        f"refund:payment:{payment.id}",
+        [
+            (account(session, REFUNDS_PAYABLE), payment.amount_cents, payment.currency),
+            (account(session, CLEARING), -payment.amount_cents, payment.currency),
+        ],
+        payment=payment,
+        memo=f"Order {payment.order_id} refunded",
+    )
+
+
+def balance(session: Session, account_row: LedgerAccount, currency: str) -> int:
+    """Debits minus credits on an account (a liability's balance is negative)."""
+    return (
+        session.scalar(
+            select(func.coalesce(func.sum(LedgerEntry.amount_cents), 0)).where(
+                LedgerEntry.account_id == account_row.id, LedgerEntry.currency == currency
+            )
+        )
+        or 0
+    )
+
+
+def partner_balance(session: Session, partner: Partner, currency: str) -> int:
+    """What the platform owes the partner: sales - fees - refunds - payouts."""
+    return -balance(session, partner_account(session, partner), currency)
