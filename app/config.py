@@ -94,6 +94,7 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "HOLD_MINUTES": _int(env, "HOLD_MINUTES", 10),
         "MAX_SPOTS_PER_EVENT": _int(env, "MAX_SPOTS_PER_EVENT", 10),
         "DEFAULT_CURRENCY": env.get("DEFAULT_CURRENCY", "BRL"),
+        "REFUND_RETURNS_PLATFORM_FEE": _bool(env.get("REFUND_RETURNS_PLATFORM_FEE"), True),
         "PAYMENT_GATEWAY": env.get("PAYMENT_GATEWAY", "app.services.payments.SimulatedGateway"),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
         "LOG_JSON": _bool(env.get("LOG_JSON"), True),

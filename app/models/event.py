@@ -386,6 +386,12 @@ class EventSpot(Model):
         self.hold_id = None
         self.held_until = None
 
+    def unsell(self, *, resell: bool) -> None:
+        """A refunded spot: back on sale, or blocked when it must not be sold again."""
+        if self.status != SpotStatus.SOLD:
+            raise Conflict(f"Spot {self.label} is {self.status}, not sold.")
+        self.status = (SpotStatus.AVAILABLE if resell else SpotStatus.BLOCKED).value
+
     def is_free(self, now: dt.datetime) -> bool:
         """Available, or held by a hold that has expired (expired holds are free at once)."""
         return self.status == SpotStatus.AVAILABLE or (

@@ -11,8 +11,10 @@ from collections.abc import Iterable
 from flask_appbuilder import Model
 from sqlalchemy import DateTime, ForeignKey, Integer, String, event
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.sql.elements import ColumnElement
 
 from app.models.base import enum_check, utcnow
+from app.models.event import format_money
 
 
 class AccountKind(enum.StrEnum):
@@ -73,6 +75,17 @@ class LedgerTransaction(Model):
     entries: Mapped[list[LedgerEntry]] = relationship(
         back_populates="transaction", order_by="LedgerEntry.id"
     )
+
+    @classmethod
+    def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:
+        """A partner sees the transactions touching its own payable account."""
+        return cls.entries.any(LedgerEntry.account.has(LedgerAccount.partner_id == partner_id))
+
+    @property
+    def summary(self) -> str:
+        return "; ".join(
+            f"{e.account.code} {format_money(e.amount_cents, e.currency)}" for e in self.entries
+        )
 
 
 class LedgerEntry(Model):

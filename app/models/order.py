@@ -23,7 +23,7 @@ from app.models.base import enum_check, utcnow
 from app.models.codes import TicketClaim
 from app.models.customer import Customer
 from app.models.errors import Conflict
-from app.models.event import Event, EventSection, EventSpot, owned_event_ids
+from app.models.event import Event, EventSection, EventSpot, format_money, owned_event_ids
 
 
 class HoldStatus(enum.StrEnum):
@@ -131,6 +131,25 @@ class Order(Model):
         return cls.event_id.in_(owned_event_ids(partner_id))
 
     @property
+    def total(self) -> str:
+        return format_money(self.total_cents, self.currency)
+
+    @property
+    def ticket_summary(self) -> str:
+        return ", ".join(f"{t.seat_label} ({t.status})" for t in self.tickets) or "-"
+
+    @property
+    def payment_summary(self) -> str:
+        return (
+            ", ".join(
+                f"{format_money(p.amount_cents, p.currency)} {p.status}"
+                f" (fee {format_money(p.fee_cents, p.currency)})"
+                for p in self.payments
+            )
+            or "-"
+        )
+
+    @property
     def live_tickets(self) -> list[Ticket]:
         return [t for t in self.tickets if t.status == TicketStatus.VALID]
 
@@ -142,6 +161,14 @@ class Order(Model):
             ticket.issue(self.event, now)
         self.status = OrderStatus.PAID.value
         self.paid_at = now
+
+    def refund(self, now: dt.datetime, *, event_cancelled: bool) -> None:
+        """Revoke every ticket; their spots return to sale unless the event is cancelled."""
+        if self.status != OrderStatus.PAID:
+            raise Conflict(f"Order {self.id} is {self.status}: only a paid order is refunded.")
+        for ticket in self.live_tickets:
+            ticket.revoke(now, resell=not event_cancelled)
+        self.status = OrderStatus.REFUNDED.value
 
     def cancel(self, reason: str) -> None:
         if self.status != OrderStatus.PENDING:
@@ -203,6 +230,14 @@ class Ticket(Model):
     @property
     def seat_label(self) -> str:
         return f"{self.section.name} {self.spot.label}"
+
+    def revoke(self, now: dt.datetime, *, resell: bool) -> None:
+        """The ticket no longer admits anyone (the check-in answers ``revoked``)."""
+        if self.status != TicketStatus.VALID:
+            raise Conflict(f"Ticket {self.id} is {self.status}, not valid.")
+        self.status = TicketStatus.REVOKED.value
+        self.revoked_at = now
+        self.spot.unsell(resell=resell)
 
     def issue(self, event: Event, now: dt.datetime) -> None:
         """Sell the spot to this ticket and sign its code with the event's key."""

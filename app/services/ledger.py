@@ -155,3 +155,23 @@ def balance(session: Session, account_row: LedgerAccount, currency: str) -> int:
 def partner_balance(session: Session, partner: Partner, currency: str) -> int:
     """What the platform owes the partner: sales - fees - refunds - payouts."""
     return -balance(session, partner_account(session, partner), currency)
+
+
+def post_refund(session: Session, payment: Payment, *, return_platform_fee: bool) -> None:
+    """A paid order refunded in full: the gross goes back out through the acquirer. The partner
+    gives back its net; the platform gives back its fee, or (by platform setting) keeps it and
+    the partner bears it."""
+    partner = partner_account(session, payment.order.event.partner)
+    fee_back = payment.fee_cents if return_platform_fee else 0
+    post(
+        session,
+        TransactionKind.REFUND,
+        f"refund:payment:{payment.id}",
+        [
+            (partner, payment.amount_cents - fee_back, payment.currency),
+            (account(session, FEE_REVENUE), fee_back, payment.currency),
+            (account(session, CLEARING), -payment.amount_cents, payment.currency),
+        ],
+        payment=payment,
+        memo=f"Order {payment.order_id} refunded",
+    )

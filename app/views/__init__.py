@@ -14,6 +14,7 @@ from app.views.catalog import (
     EventSpotView,
     EventView,
 )
+from app.views.money import LedgerTransactionView, OrderView
 from app.views.platform import CustomerView, PartnerView
 from app.views.shop_api import CatalogApi, CustomerApi, HoldApi, OrderApi
 
@@ -22,6 +23,8 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_view(EventView, "Events", icon="fa-calendar", category="Catalog")
     appbuilder.add_view(EventSectionView, "Sections", icon="fa-th-large", category="Catalog")
     appbuilder.add_view(EventSpotView, "Spots", icon="fa-th", category="Catalog")
+    appbuilder.add_view(OrderView, "Orders", icon="fa-shopping-cart", category="Money")
+    appbuilder.add_view(LedgerTransactionView, "Ledger", icon="fa-book", category="Money")
     appbuilder.add_view(PartnerView, "Partners", icon="fa-handshake-o", category="Platform")
     appbuilder.add_view(CustomerView, "Customers", icon="fa-users", category="Platform")
     appbuilder.add_api(EventApi)

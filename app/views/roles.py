@@ -19,7 +19,9 @@ SELF_SERVICE = [
 # Action permissions are the bare action names (publish, block, generate ...); FAB's file
 # download route is not used by these views.
 PARTNER_CATALOG = [
-    ("(EventView|EventSectionView|EventSpotView)", "(?!can_download$).*"),
+    ("(EventView|EventSectionView|EventSpotView|OrderView)", "(?!can_download$).*"),
+    ("LedgerTransactionView", "can_(list|show)"),
+    ("(Money|Orders|Ledger)", "menu_access"),
     ("(EventApi|EventSectionApi|EventSpotApi)", "can_.*"),
     ("(Events|Sections|Spots|Catalog)", "menu_access"),
 ]
@@ -29,7 +31,9 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     "Partner": [*SELF_SERVICE, *PARTNER_CATALOG],
     "Finance": [
         *SELF_SERVICE,
-        ("(EventView|EventSectionView|PartnerView|CustomerView)", "can_(list|show)"),
+        ("(EventView|EventSectionView|PartnerView|CustomerView|OrderView)", "can_(list|show)"),
+        ("LedgerTransactionView", "can_(list|show)"),
+        ("(Money|Orders|Ledger)", "menu_access"),
         ("(EventApi|EventSectionApi)", "can_(get|info)"),
         ("(Events|Sections|Partners|Customers|Catalog|Platform)", "menu_access"),
     ],

@@ -1,0 +1,79 @@
+"""Refunds of paid orders, by the partner or the platform (DESIGN.md, "Money")."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import current_app
+from sqlalchemy.orm import Session
+
+from app.models import (
+    Conflict,
+    EventStatus,
+    NotFound,
+    Order,
+    OrderStatus,
+    Payment,
+    PaymentStatus,
+)
+from app.models.base import utcnow
+from app.services import ledger
+from app.services.locking import busy_on_lock_failure
+from app.services.payments import PaymentGateway
+from app.services.scoping import Actor, owned_query
+
+log = logging.getLogger(__name__)
+
+
+class RefundFailed(Conflict):
+    code = "refund_failed"
+    status = 502
+
+
+def refund_order(session: Session, gateway: PaymentGateway, order_id: int, actor: Actor) -> Order:
+    """Refund a paid order in full: the card is refunded first (asking twice refunds once), then
+    in one transaction the tickets are revoked, their spots return to sale (unless the event is
+    cancelled) and the ledger records the refund."""
+    order = _locked_order(session, order_id, actor)
+    if order.status == OrderStatus.REFUNDED:
+        session.rollback()
+        return order
+    if order.status != OrderStatus.PAID:
+        raise Conflict(f"Order {order.id} is {order.status}: only a paid order is refunded.")
+    payment = _captured(order)
+    reference, amount = payment.gateway_ref or "", payment.amount_cents
+    session.rollback()  # no lock is held while the processor is called
+    if not gateway.refund(reference, amount):
+        raise RefundFailed(f"The payment processor refused to refund order {order_id}.")
+    with busy_on_lock_failure(session):
+        order = _locked_order(session, order_id, actor)
+        if order.status == OrderStatus.REFUNDED:  # someone else finished it meanwhile
+            session.rollback()
+            return order
+        now = utcnow()
+        payment = _captured(order)
+        order.refund(now, event_cancelled=order.event.status == EventStatus.CANCELLED)
+        payment.mark_refunded(now)
+        ledger.post_refund(
+            session, payment, return_platform_fee=current_app.config["REFUND_RETURNS_PLATFORM_FEE"]
+        )
+        session.commit()
+    log.info("order refunded", extra={"order_id": order_id, "amount": amount})
+    return order
+
+
+def _locked_order(session: Session, order_id: int, actor: Actor) -> Order:
+    session.expire_all()  # read what others committed, not what this session remembers
+    order = session.scalars(
+        owned_query(Order, actor).where(Order.id == order_id).with_for_update(of=Order)
+    ).first()
+    if order is None:
+        raise NotFound("Order not found.")
+    return order
+
+
+def _captured(order: Order) -> Payment:
+    captured = [p for p in order.payments if p.status == PaymentStatus.CAPTURED]
+    if len(captured) != 1:
+        raise Conflict(f"Order {order.id} has no single captured payment to refund.")
+    return captured[0]
