@@ -60,10 +60,20 @@ def unpublish_event(session: Session, event_id: int, actor: Actor | None) -> Eve
 
 
 def cancel_event(session: Session, event_id: int, actor: Actor | None, reason: str) -> Event:
+    """Cancel the event (sales stop at once) and, after the commit, start refunding its paid
+    orders in the background."""
     event = get_owned(session, Event, event_id, actor)
     event.cancel(reason)
     session.commit()
+    enqueue("refunds.cancelled_event", event.id)
     return event
+
+
+def enqueue(task_name: str, *args: object) -> None:
+    """Send a task by name (services do not import the task modules that import them)."""
+    from app.tasks import celery
+
+    celery.tasks[task_name].delay(*args)
 
 
 def seat_block_labels(

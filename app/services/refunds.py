@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import current_app
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import (
@@ -20,7 +21,7 @@ from app.models.base import utcnow
 from app.services import ledger
 from app.services.locking import busy_on_lock_failure
 from app.services.payments import PaymentGateway
-from app.services.scoping import Actor, owned_query
+from app.services.scoping import SYSTEM, Actor, owned_query
 
 log = logging.getLogger(__name__)
 
@@ -77,3 +78,25 @@ def _captured(order: Order) -> Payment:
     if len(captured) != 1:
         raise Conflict(f"Order {order.id} has no single captured payment to refund.")
     return captured[0]
+
+
+def refund_event_orders(
+    session: Session, gateway: PaymentGateway, event_id: int, *, batch: int = 50
+) -> int:
+    """Refund every paid order of a (cancelled) event, a batch at a time. Each order is refunded
+    in its own transaction and a refunded order is skipped, so an interrupted run resumes where
+    it stopped and nothing is refunded twice. Returns how many orders this run refunded."""
+    refunded = 0
+    while True:
+        order_ids = session.scalars(
+            select(Order.id)
+            .where(Order.event_id == event_id, Order.status == OrderStatus.PAID)
+            .order_by(Order.id)
+            .limit(batch)
+        ).all()
+        session.rollback()
+        if not order_ids:
+            return refunded
+        for order_id in order_ids:
+            refund_order(session, gateway, order_id, SYSTEM)
+            refunded += 1

@@ -28,6 +28,22 @@ class Actor(Protocol):
     partner_id: int | None
 
 
+class _Role:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class SystemActor:
+    """The platform itself, acting in background tasks (refunding a cancelled event, ...)."""
+
+    roles = (_Role("Admin"),)
+    partner_id = None
+    is_authenticated = True
+
+
+SYSTEM = SystemActor()
+
+
 def role_names(actor: Actor | None) -> set[str]:
     if actor is None or not getattr(actor, "is_authenticated", True):
         return set()

@@ -41,6 +41,6 @@ def init_celery(app: Flask) -> Celery:
         },
     )
     app.extensions["celery"] = celery
-    from app.tasks import holds  # noqa: F401 - registers the tasks
+    from app.tasks import holds, refunds  # noqa: F401 - registers the tasks
 
     return celery

@@ -1,0 +1,11 @@
+"""Refunding a cancelled event's orders in the background (resumable, never twice)."""
+
+from app.extensions import db
+from app.services import refunds
+from app.services.payments import gateway
+from app.tasks import celery
+
+
+@celery.task(name="refunds.cancelled_event", acks_late=True, reject_on_worker_lost=True)
+def refund_cancelled_event(event_id: int) -> int:
+    return refunds.refund_event_orders(db.session, gateway(), event_id)

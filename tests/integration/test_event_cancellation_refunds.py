@@ -1,0 +1,72 @@
+"""Cancelling an event refunds every paid order in a background task that works in batches,
+can be interrupted and resumed, and never refunds twice."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select, text
+
+from app.extensions import db
+from app.models import Order, OrderStatus
+from app.services import payments
+from app.tasks import celery
+from tests.integration.test_purchase_api import card_token, hold_seats, on_sale, pay, sign_up  # noqa: F401
+from tests.support import login, make_user
+
+
+@pytest.fixture
+def three_paid_orders(client, on_sale):  # noqa: F811
+    for n in range(3):
+        headers = sign_up(client, f"buyer{n}@example.com", f"Buyer {n}")
+        spot_ids = [on_sale.sections[0].spots[n].id]
+        hold = client.post(
+            "/api/v1/holds/", json={"event_id": on_sale.id, "spot_ids": spot_ids}, headers=headers
+        ).get_json()["result"]
+        assert pay(client, headers, hold["id"], card_token(client)).status_code == 201
+    make_user("alice", "Partner", on_sale.partner)
+    return on_sale
+
+
+def _refunded_total() -> int:
+    return db.session.scalar(
+        text("SELECT COALESCE(SUM(refunded_cents), 0) FROM sim_acquirer_charge")
+    )
+
+
+def _statuses() -> list[str]:
+    return [o.status for o in db.session.scalars(select(Order).order_by(Order.id))]
+
+
+def test_cancelling_an_event_refunds_every_paid_order_once(client, three_paid_orders):
+    login(client, "alice")
+    client.post(f"/eventview/cancel/{three_paid_orders.id}", data={"reason": "Storm"})
+    celery.tasks["refunds.cancelled_event"].apply(args=[three_paid_orders.id])  # as a worker
+    assert _statuses() == [OrderStatus.REFUNDED] * 3
+    assert _refunded_total() == 3 * 10000
+    again = celery.tasks["refunds.cancelled_event"].apply(args=[three_paid_orders.id]).get()
+    assert again == 0 and _refunded_total() == 3 * 10000
+
+
+def test_an_interrupted_refund_run_resumes_without_refunding_twice(
+    client, three_paid_orders, monkeypatch
+):
+    three_paid_orders.cancel("Storm")
+    db.session.commit()
+    real_refund = payments.SimulatedGateway.refund
+    calls = []
+
+    def processor_down_after_the_first(self, reference, amount):
+        calls.append(reference)
+        if len(calls) == 2:
+            raise ConnectionError("the worker lost the processor mid-batch")
+        return real_refund(self, reference, amount)
+
+    monkeypatch.setattr(payments.SimulatedGateway, "refund", processor_down_after_the_first)
+    with pytest.raises(ConnectionError):
+        celery.tasks["refunds.cancelled_event"].apply(args=[three_paid_orders.id]).get()
+    assert _statuses() == [OrderStatus.REFUNDED, OrderStatus.PAID, OrderStatus.PAID]
+    monkeypatch.undo()
+    done = celery.tasks["refunds.cancelled_event"].apply(args=[three_paid_orders.id]).get()
+    assert done == 2
+    assert _statuses() == [OrderStatus.REFUNDED] * 3
+    assert _refunded_total() == 3 * 10000
