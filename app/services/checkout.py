@@ -317,10 +317,10 @@ def _confirm(
         wanted = {ticket.spot_id for ticket in order.tickets}
         kept = hold is not None and hold.is_live(now) and {s.id for s in spots} == wanted
         if kept and order.status == OrderStatus.PENDING and order.event.is_on_sale(now):
-            order.mark_paid(now)
-            hold.status = HoldStatus.CONVERTED.value
-            ledger.post_sale(session, payment)
             try:
+                order.mark_paid(now)
+                hold.status = HoldStatus.CONVERTED.value
+                ledger.post_sale(session, payment)  # flushes: the ticket index checks here
                 session.commit()
             except IntegrityError:
                 # The unique live-ticket index refused: treat as lost (never sell twice).

@@ -8,6 +8,8 @@ negative; every transaction sums to zero per currency and is posted once per cau
 from __future__ import annotations
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.models import Partner, Payment
@@ -37,27 +39,35 @@ PLATFORM_ACCOUNTS = {
 
 def account(session: Session, code: str) -> LedgerAccount:
     """A platform account, created on first use."""
-    row = session.scalar(select(LedgerAccount).where(LedgerAccount.code == code))
-    if row is None:
-        name, kind = PLATFORM_ACCOUNTS[code]
-        row = LedgerAccount(code=code, name=name, kind=kind.value)
-        session.add(row)
-        session.flush()
-    return row
+    name, kind = PLATFORM_ACCOUNTS[code]
+    return _ensure_account(session, code=code, name=name, kind=kind, partner_id=None)
 
 
 def partner_account(session: Session, partner: Partner) -> LedgerAccount:
-    row = session.scalar(select(LedgerAccount).where(LedgerAccount.partner_id == partner.id))
-    if row is None:
-        row = LedgerAccount(
-            code=f"partner_payable:{partner.id}",
-            name=f"Payable to {partner.name}",
-            kind=AccountKind.LIABILITY.value,
-            partner_id=partner.id,
-        )
-        session.add(row)
-        session.flush()
-    return row
+    return _ensure_account(
+        session,
+        code=f"partner_payable:{partner.id}",
+        name=f"Payable to {partner.name}",
+        kind=AccountKind.LIABILITY,
+        partner_id=partner.id,
+    )
+
+
+def _ensure_account(
+    session: Session, *, code: str, name: str, kind: AccountKind, partner_id: int | None
+) -> LedgerAccount:
+    """Find or create an account. Concurrent first sales may both create it: the insert skips
+    an existing code instead of failing the sale (INSERT ... ON CONFLICT DO NOTHING)."""
+    row = session.scalar(select(LedgerAccount).where(LedgerAccount.code == code))
+    if row is not None:
+        return row
+    dialect_insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(
+        dialect_insert(LedgerAccount)
+        .values(code=code, name=name, kind=kind.value, partner_id=partner_id)
+        .on_conflict_do_nothing()
+    )
+    return session.scalars(select(LedgerAccount).where(LedgerAccount.code == code)).one()
 
 
 def post(
