@@ -37,7 +37,7 @@ from app.models.base import utcnow
 from app.services import ledger
 from app.services.holds import hold_duration, spots_of_hold
 from app.services.locking import busy_on_lock_failure
-from app.services.payments import ChargeStatus, PaymentGateway
+from app.services.payments import ChargeResult, ChargeStatus, PaymentGateway
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def complete_payment(session: Session, gateway: PaymentGateway, payment_id: int)
             "The payment processor did not answer; this payment will be finished shortly. "
             "Try again in a minute.",
         ) from exc
-    return _confirm(session, gateway, payment_id, result.status, result.reference, result.reason)
+    return _confirm(session, gateway, payment_id, result)
 
 
 def _payment_for_key(session: Session, key: str) -> Payment | None:
@@ -216,9 +216,6 @@ def _record_attempt(
         if not hold.is_live(now) or not spots:
             raise HoldExpired("Your hold has expired: choose your seats again.")
         hold.event.require_on_sale(now)
-        card = gateway.card(card_token)
-        if card is None:
-            raise DomainError("The card token is unknown.", field="card_token")
         order = session.scalar(select(Order).where(Order.hold_id == hold.id))
         if order is None:
             order = _new_order(session, hold, spots)
@@ -237,10 +234,6 @@ def _record_attempt(
             fee_cents=fee,
             net_cents=order.total_cents - fee,
             gateway=gateway.name,
-            card_brand=card.brand,
-            card_last4=card.last4,
-            card_exp_month=card.exp_month,
-            card_exp_year=card.exp_year,
             status=PaymentStatus.PENDING.value,
             gateway_token=card_token,
             created_at=now,
@@ -285,13 +278,9 @@ def _new_order(session: Session, hold: Hold, spots: list[EventSpot]) -> Order:
 
 
 def _confirm(
-    session: Session,
-    gateway: PaymentGateway,
-    payment_id: int,
-    status: ChargeStatus,
-    reference: str | None,
-    reason: str | None,
+    session: Session, gateway: PaymentGateway, payment_id: int, result: ChargeResult
 ) -> CheckoutResult:
+    status, reference, reason = result.status, result.reference, result.reason
     now = utcnow()
     lost = False
     session.expire_all()  # what other requests committed while the card was charged
@@ -306,13 +295,27 @@ def _confirm(
             session.commit()
             _raise_for_failure(payment)
             return CheckoutResult(payment.order, payment, replayed=True)
+        if result.card is not None:  # what the gateway says of the card: never the number
+            payment.card_brand = result.card.brand
+            payment.card_last4 = result.card.last4
+            payment.card_exp_month = result.card.exp_month
+            payment.card_exp_year = result.card.exp_year
         if status != ChargeStatus.APPROVED:
             payment.decline(reason or "card_declined", failed=status == ChargeStatus.ERROR)
             session.commit()
             _raise_for_failure(payment)
         payment.capture(reference or "", now)
         order = payment.order
-        hold = session.get(Hold, order.hold_id, with_for_update=True) if order.hold_id else None
+        hold = (
+            session.scalars(
+                select(Hold)
+                .where(Hold.id == order.hold_id)
+                .options(joinedload(Hold.event).joinedload(Event.partner))
+                .with_for_update(of=Hold)
+            ).first()
+            if order.hold_id
+            else None
+        )
         spots = spots_of_hold(session, hold.id, lock=True) if hold else []
         wanted = {ticket.spot_id for ticket in order.tickets}
         kept = hold is not None and hold.is_live(now) and {s.id for s in spots} == wanted

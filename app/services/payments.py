@@ -36,6 +36,7 @@ class ChargeResult:
     status: ChargeStatus
     reference: str | None = None
     reason: str | None = None
+    card: Card | None = None  # what the gateway tells of the card charged
 
 
 class PaymentGateway(Protocol):
@@ -74,7 +75,8 @@ class SimulatedGateway:
             "succeeded": ChargeStatus.APPROVED,
             "declined": ChargeStatus.DECLINED,
         }.get(outcome.status, ChargeStatus.ERROR)
-        return ChargeResult(status, outcome.charge_id, outcome.decline_code)
+        card = Card(token=token, **outcome.card) if outcome.card else None
+        return ChargeResult(status, outcome.charge_id, outcome.decline_code, card)
 
     def refund(self, reference: str, amount_cents: int) -> bool:
         from app import sim_acquirer

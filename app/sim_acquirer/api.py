@@ -40,6 +40,7 @@ class ChargeOutcome:
     charge_id: str
     status: str  # "succeeded" | "declined" | "error"
     decline_code: str | None = None
+    card: dict[str, Any] | None = None  # brand, last4, exp_month, exp_year of the token
 
 
 def _now() -> dt.datetime:
@@ -122,15 +123,19 @@ def tokenize(payload: dict[str, Any]) -> dict[str, Any]:
 
 def card_of(token: str) -> dict[str, Any] | None:
     with Session(db.engine) as session:
-        row = session.get(SimToken, token)
-        if row is None:
-            return None
-        return {
-            "brand": row.brand,
-            "last4": row.last4,
-            "exp_month": row.exp_month,
-            "exp_year": row.exp_year,
-        }
+        return _card(session, token)
+
+
+def _card(session: Session, token: str) -> dict[str, Any] | None:
+    row = session.get(SimToken, token)
+    if row is None:
+        return None
+    return {
+        "brand": row.brand,
+        "last4": row.last4,
+        "exp_month": row.exp_month,
+        "exp_year": row.exp_year,
+    }
 
 
 def charge(token: str, amount_cents: int, currency: str, idempotency_key: str) -> ChargeOutcome:
@@ -140,8 +145,11 @@ def charge(token: str, amount_cents: int, currency: str, idempotency_key: str) -
             select(SimCharge).where(SimCharge.idempotency_key == idempotency_key)
         )
         if existing is not None:
-            return ChargeOutcome(existing.id, existing.status, existing.decline_code)
+            return ChargeOutcome(
+                existing.id, existing.status, existing.decline_code, _card(session, existing.token)
+            )
         card = session.get(SimToken, token)
+        card_details = _card(session, token)
         behaviour = card.behaviour if card else "invalid_token"
         if card is not None and card.used_at is not None:
             behaviour = "token_already_used"
@@ -156,7 +164,7 @@ def charge(token: str, amount_cents: int, currency: str, idempotency_key: str) -
             "processing_error": ("error", "processing_error"),
             "invalid_token": ("declined", "invalid_token"),
         }.get(behaviour, ("declined", behaviour))
-        outcome = ChargeOutcome("ch_" + secrets.token_urlsafe(18), status, code)
+        outcome = ChargeOutcome("ch_" + secrets.token_urlsafe(18), status, code, card_details)
         session.add(
             SimCharge(
                 id=outcome.charge_id,
@@ -187,7 +195,7 @@ def charge(token: str, amount_cents: int, currency: str, idempotency_key: str) -
             first = session.scalar(
                 select(SimCharge).where(SimCharge.idempotency_key == idempotency_key)
             )
-            return ChargeOutcome(first.id, first.status, first.decline_code)
+            return ChargeOutcome(first.id, first.status, first.decline_code, card_details)
     return outcome
 
 
