@@ -185,3 +185,58 @@ def post_refund(session: Session, payment: Payment, *, return_platform_fee: bool
         payment=payment,
         memo=f"Order {payment.order_id} refunded",
     )
+
+
+def partner_statements(session: Session, partner_ids: list[int] | None = None) -> list[dict]:
+    """Per partner and currency: sales, platform fees, refunds, fees returned, payouts and the
+    balance the platform owes, all from the ledger. The balance always equals
+    sales - fees - refunds + fees returned - payouts."""
+    partner_accounts = select(LedgerAccount).where(LedgerAccount.partner_id.is_not(None))
+    if partner_ids is not None:
+        partner_accounts = partner_accounts.where(LedgerAccount.partner_id.in_(partner_ids))
+    clearing = account(session, CLEARING).id
+    fee_revenue = account(session, FEE_REVENUE).id
+    statements = []
+    for row in session.scalars(partner_accounts.order_by(LedgerAccount.partner_id)):
+        touched = select(LedgerEntry.transaction_id).where(LedgerEntry.account_id == row.id)
+        totals = session.execute(
+            select(
+                LedgerEntry.currency,
+                LedgerTransaction.kind,
+                LedgerEntry.account_id,
+                func.sum(LedgerEntry.amount_cents),
+            )
+            .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+            .where(LedgerEntry.transaction_id.in_(touched))
+            .group_by(LedgerEntry.currency, LedgerTransaction.kind, LedgerEntry.account_id)
+        ).all()
+        by_currency: dict[str, dict[str, int]] = {}
+        for currency, kind, account_id, amount in totals:
+            line = by_currency.setdefault(
+                currency,
+                {
+                    "sales": 0,
+                    "fees": 0,
+                    "refunds": 0,
+                    "fees_returned": 0,
+                    "payouts": 0,
+                    "balance": 0,
+                },
+            )
+            if account_id == row.id:
+                line["balance"] -= amount
+                if kind == TransactionKind.PAYOUT:
+                    line["payouts"] += amount
+            elif kind == TransactionKind.CAPTURE and account_id == clearing:
+                line["sales"] += amount
+            elif kind == TransactionKind.CAPTURE and account_id == fee_revenue:
+                line["fees"] -= amount
+            elif kind == TransactionKind.REFUND and account_id == clearing:
+                line["refunds"] -= amount
+            elif kind == TransactionKind.REFUND and account_id == fee_revenue:
+                line["fees_returned"] += amount
+        for currency, line in sorted(by_currency.items()):
+            statements.append(
+                {"partner_id": row.partner_id, "partner": row.name, "currency": currency, **line}
+            )
+    return statements

@@ -6,6 +6,7 @@ from flask import Flask
 from flask_appbuilder import AppBuilder
 from flask_limiter.util import get_remote_address
 
+from app.views.balances import BalanceView
 from app.views.catalog import (
     EventApi,
     EventSectionApi,
@@ -25,6 +26,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_view(EventSpotView, "Spots", icon="fa-th", category="Catalog")
     appbuilder.add_view(OrderView, "Orders", icon="fa-shopping-cart", category="Money")
     appbuilder.add_view(LedgerTransactionView, "Ledger", icon="fa-book", category="Money")
+    appbuilder.add_view(BalanceView, "Balances", icon="fa-balance-scale", category="Money")
     appbuilder.add_view(PartnerView, "Partners", icon="fa-handshake-o", category="Platform")
     appbuilder.add_view(CustomerView, "Customers", icon="fa-users", category="Platform")
     appbuilder.add_api(EventApi)

@@ -21,7 +21,8 @@ SELF_SERVICE = [
 PARTNER_CATALOG = [
     ("(EventView|EventSectionView|EventSpotView|OrderView)", "(?!can_download$).*"),
     ("LedgerTransactionView", "can_(list|show)"),
-    ("(Money|Orders|Ledger)", "menu_access"),
+    ("BalanceView", "can_index"),
+    ("(Money|Orders|Ledger|Balances)", "menu_access"),
     ("(EventApi|EventSectionApi|EventSpotApi)", "can_.*"),
     ("(Events|Sections|Spots|Catalog)", "menu_access"),
 ]
@@ -33,7 +34,8 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *SELF_SERVICE,
         ("(EventView|EventSectionView|PartnerView|CustomerView|OrderView)", "can_(list|show)"),
         ("LedgerTransactionView", "can_(list|show)"),
-        ("(Money|Orders|Ledger)", "menu_access"),
+        ("BalanceView", "can_index"),
+        ("(Money|Orders|Ledger|Balances)", "menu_access"),
         ("(EventApi|EventSectionApi)", "can_(get|info)"),
         ("(Events|Sections|Partners|Customers|Catalog|Platform)", "menu_access"),
     ],

@@ -127,3 +127,42 @@ def test_a_partner_sees_only_its_own_ledger_transactions(client, paid_order):
     assert "capture:payment:" not in client.get("/ledgertransactionview/list/").get_data(
         as_text=True
     )
+
+
+def _balance_row(page: str, partner_id: int) -> list[str]:
+    import re
+
+    row = re.search(rf'<tr data-partner="{partner_id}">(.*?)</tr>', page, re.S)
+    assert row is not None, page[-2000:]
+    return re.findall(r"<td>(?:<strong>)?([^<]*)", row.group(1))
+
+
+def test_balances_show_sales_fees_refunds_and_the_balance(client, paid_order):
+    partner = paid_order["event"].partner
+    login(client, "alice")
+    page = client.get("/balances/").get_data(as_text=True)
+    assert _balance_row(page, partner.id)[2:] == [
+        "BRL 200.00", "BRL 22.00", "BRL 0.00", "BRL 0.00", "BRL 0.00", "BRL 178.00",
+    ]  # fmt: skip
+    client.post(f"/orderview/action/refund/{paid_order['order_id']}")
+    page = client.get("/balances/").get_data(as_text=True)
+    assert _balance_row(page, partner.id)[2:] == [
+        "BRL 200.00", "BRL 22.00", "BRL 200.00", "BRL 22.00", "BRL 0.00", "BRL 0.00",
+    ]  # fmt: skip
+    statement = ledger.partner_statements(db.session, [partner.id])[0]
+    assert statement["balance"] == (
+        statement["sales"] - statement["fees"] - statement["refunds"]
+        + statement["fees_returned"] - statement["payouts"]
+    )  # fmt: skip
+
+
+def test_a_partner_sees_only_its_own_balance_and_finance_sees_all(client, paid_order):
+    other = make_partner("Other")
+    make_user("bob", "Partner", other)
+    make_user("fiona", "Finance")
+    partner_id = paid_order["event"].partner.id
+    login(client, "bob")
+    assert f'data-partner="{partner_id}"' not in client.get("/balances/").get_data(as_text=True)
+    client.get("/logout/")
+    login(client, "fiona")
+    assert f'data-partner="{partner_id}"' in client.get("/balances/").get_data(as_text=True)
