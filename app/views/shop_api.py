@@ -7,6 +7,8 @@ Thin: parse, call a service, serialise. Domain errors answer with their status a
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from flask import current_app, request
@@ -102,14 +104,32 @@ def order_json(order: Order) -> dict[str, Any]:
     }
 
 
-def _error(api: BaseApi, err: DomainError) -> Any:
-    db.session.rollback()
-    return api.response(err.status, **err.to_json())
+class InvalidRequest(DomainError):
+    status = 400
+    code = "invalid_request"
 
 
-def _json_body(api: BaseApi) -> dict[str, Any] | None:
+def domain_errors(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Answer a refused business rule with its status and ``{"error", "message", ...}``,
+    rolling back whatever the request had begun (inside FAB's ``@safe``, which would make
+    any exception a 500)."""
+
+    @functools.wraps(view)
+    def wrapper(self: BaseApi, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return view(self, *args, **kwargs)
+        except DomainError as err:
+            db.session.rollback()
+            return self.response(err.status, **err.to_json())
+
+    return wrapper
+
+
+def _json_body() -> dict[str, Any]:
     body = request.get_json(silent=True)
-    return body if isinstance(body, dict) else None
+    if not isinstance(body, dict):
+        raise InvalidRequest("Send a JSON object.")
+    return body
 
 
 class CatalogApi(BaseApi):
@@ -120,6 +140,7 @@ class CatalogApi(BaseApi):
 
     @expose("/events", methods=["GET"])
     @safe
+    @domain_errors
     def events(self) -> Any:
         """Search events on sale.
         ---
@@ -140,10 +161,7 @@ class CatalogApi(BaseApi):
             422:
               description: A filter is invalid
         """
-        try:
-            page = catalog.search_events(db.session, catalog.search_from_args(request.args))
-        except DomainError as err:
-            return _error(self, err)
+        page = catalog.search_events(db.session, catalog.search_from_args(request.args))
         return self.response(
             200,
             result=[event_json(e) for e in page.events],
@@ -154,6 +172,7 @@ class CatalogApi(BaseApi):
 
     @expose("/events/<int(max=2147483647):event_id>", methods=["GET"])
     @safe
+    @domain_errors
     def event(self, event_id: int) -> Any:
         """One event with its sections, prices and availability counts.
         ---
@@ -167,10 +186,7 @@ class CatalogApi(BaseApi):
             404:
               description: No such public event
         """
-        try:
-            event = holds.public_event(db.session, event_id)
-        except DomainError as err:
-            return _error(self, err)
+        event = holds.public_event(db.session, event_id)
         body = event_json(event)
         body["on_sale"] = event.is_on_sale(utcnow())
         body["sections"] = catalog.section_availability(db.session, event.id)
@@ -178,6 +194,7 @@ class CatalogApi(BaseApi):
 
     @expose("/events/<int(max=2147483647):event_id>/spots", methods=["GET"])
     @safe
+    @domain_errors
     def spots(self, event_id: int) -> Any:
         """Compact availability of every spot (optionally one section).
         ---
@@ -194,11 +211,8 @@ class CatalogApi(BaseApi):
             404:
               description: No such public event
         """
-        try:
-            section_id = request.args.get("section_id", type=int)
-            return self.response(200, **catalog.spot_map(db.session, event_id, section_id))
-        except DomainError as err:
-            return _error(self, err)
+        section_id = request.args.get("section_id", type=int)
+        return self.response(200, **catalog.spot_map(db.session, event_id, section_id))
 
 
 class CustomerApi(BaseApi):
@@ -207,6 +221,7 @@ class CustomerApi(BaseApi):
 
     @expose("/", methods=["POST"])
     @safe
+    @domain_errors
     def sign_up(self) -> Any:
         """Create a customer account; the email is the login.
         ---
@@ -231,19 +246,14 @@ class CustomerApi(BaseApi):
             422:
               description: A field is invalid
         """
-        body = _json_body(self)
-        if body is None:
-            return self.response(400, error="invalid_request", message="Send a JSON object.")
-        try:
-            customer = customers.sign_up(
-                db.session,
-                current_app.appbuilder.sm,
-                str(body.get("name") or ""),
-                str(body.get("email") or ""),
-                str(body.get("password") or ""),
-            )
-        except DomainError as err:
-            return _error(self, err)
+        body = _json_body()
+        customer = customers.sign_up(
+            db.session,
+            current_app.appbuilder.sm,
+            str(body.get("name") or ""),
+            str(body.get("email") or ""),
+            str(body.get("password") or ""),
+        )
         return self.response(201, id=customer.id, name=customer.name, email=customer.email)
 
 
@@ -255,6 +265,7 @@ class HoldApi(BaseApi):
     @expose("/", methods=["POST"])
     @protect(allow_browser_login=True)
     @safe
+    @domain_errors
     @permission_name("post")
     def post(self) -> Any:
         """Hold chosen spots, or the best N available in a section.
@@ -283,27 +294,23 @@ class HoldApi(BaseApi):
             503:
               description: Busy, try again
         """
-        body = _json_body(self)
-        if body is None:
-            return self.response(400, error="invalid_request", message="Send a JSON object.")
-        try:
-            customer_id = _customer_id()
-            spot_ids, section_id, quantity = _hold_request(body)
-            hold = holds.reserve_spots(
-                db.session,
-                customer_id,
-                _int(body.get("event_id"), "event_id"),
-                spot_ids=spot_ids,
-                section_id=section_id,
-                quantity=quantity,
-            )
-        except DomainError as err:
-            return _error(self, err)
+        body = _json_body()
+        customer_id = _customer_id()
+        spot_ids, section_id, quantity = _hold_request(body)
+        hold = holds.reserve_spots(
+            db.session,
+            customer_id,
+            _int(body.get("event_id"), "event_id"),
+            spot_ids=spot_ids,
+            section_id=section_id,
+            quantity=quantity,
+        )
         return self.response(201, result=hold_json(hold, utcnow()))
 
     @expose("/<int(max=2147483647):pk>", methods=["GET"])
     @protect(allow_browser_login=True)
     @safe
+    @domain_errors
     @permission_name("get")
     def get(self, pk: int) -> Any:
         """A hold of the current customer.
@@ -318,16 +325,14 @@ class HoldApi(BaseApi):
             404:
               description: Not found (or another customer's)
         """
-        try:
-            customer_id = _customer_id()
-            hold = holds.get_customer_hold(db.session, customer_id, pk)
-        except DomainError as err:
-            return _error(self, err)
+        customer_id = _customer_id()
+        hold = holds.get_customer_hold(db.session, customer_id, pk)
         return self.response(200, result=hold_json(hold, utcnow()))
 
     @expose("/<int(max=2147483647):pk>", methods=["DELETE"])
     @protect(allow_browser_login=True)
     @safe
+    @domain_errors
     @permission_name("delete")
     def delete(self, pk: int) -> Any:
         """Release a hold.
@@ -344,16 +349,14 @@ class HoldApi(BaseApi):
             409:
               description: Already paid
         """
-        try:
-            customer_id = _customer_id()
-            hold = holds.release_hold(db.session, customer_id, pk)
-        except DomainError as err:
-            return _error(self, err)
+        customer_id = _customer_id()
+        hold = holds.release_hold(db.session, customer_id, pk)
         return self.response(200, result={"id": hold.id, "status": hold.status})
 
     @expose("/<int(max=2147483647):pk>/checkout", methods=["POST"])
     @protect(allow_browser_login=True)
     @safe
+    @domain_errors
     @permission_name("checkout")
     def checkout(self, pk: int) -> Any:
         """Pay for a hold by card token; send an Idempotency-Key header.
@@ -384,21 +387,16 @@ class HoldApi(BaseApi):
             422:
               description: Missing key, or the key was used with a different body
         """
-        body = _json_body(self)
-        if body is None:
-            return self.response(400, error="invalid_request", message="Send a JSON object.")
-        try:
-            customer_id = _customer_id()
-            result = checkout.checkout(
-                db.session,
-                gateway(),
-                customer_id,
-                pk,
-                str(body.get("card_token") or ""),
-                request.headers.get("Idempotency-Key", ""),
-            )
-        except DomainError as err:
-            return _error(self, err)
+        body = _json_body()
+        customer_id = _customer_id()
+        result = checkout.checkout(
+            db.session,
+            gateway(),
+            customer_id,
+            pk,
+            str(body.get("card_token") or ""),
+            request.headers.get("Idempotency-Key", ""),
+        )
         return self.response(200 if result.replayed else 201, result=order_json(result.order))
 
 
@@ -410,6 +408,7 @@ class OrderApi(BaseApi):
     @expose("/", methods=["GET"])
     @protect(allow_browser_login=True)
     @safe
+    @domain_errors
     @permission_name("get")
     def list(self) -> Any:
         """The current customer's orders, newest first.
@@ -420,16 +419,14 @@ class OrderApi(BaseApi):
             200:
               description: Orders with their tickets
         """
-        try:
-            customer_id = _customer_id()
-        except DomainError as err:
-            return _error(self, err)
+        customer_id = _customer_id()
         orders = customers.orders_of(db.session, customer_id)
         return self.response(200, result=[order_json(o) for o in orders], count=len(orders))
 
     @expose("/<int(max=2147483647):pk>", methods=["GET"])
     @protect(allow_browser_login=True)
     @safe
+    @domain_errors
     @permission_name("get")
     def get(self, pk: int) -> Any:
         """One of the current customer's orders.
@@ -444,11 +441,8 @@ class OrderApi(BaseApi):
             404:
               description: Not found (or another customer's)
         """
-        try:
-            customer_id = _customer_id()
-            order = customers.order_of(db.session, customer_id, pk)
-        except DomainError as err:
-            return _error(self, err)
+        customer_id = _customer_id()
+        order = customers.order_of(db.session, customer_id, pk)
         return self.response(200, result=order_json(order))
 
 
