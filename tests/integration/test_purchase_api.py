@@ -361,3 +361,13 @@ def test_a_card_token_pays_once(client, on_sale):
     ).get_json()["result"]
     reused = pay(client, headers, second["id"], token)
     assert reused.status_code == 402 and reused.get_json()["reason"] == "token_already_used"
+
+
+def test_a_body_that_is_not_a_json_object_answers_400(client, on_sale):
+    headers = sign_up(client)
+    for path in ("/api/v1/holds/", "/api/v1/customers/"):
+        response = client.post(path, data="not json", headers=headers)
+        assert response.status_code == 400
+        assert response.get_json()["error"] == "invalid_request"
+    listed = client.post("/api/v1/holds/", json=[1, 2], headers=headers)
+    assert listed.status_code == 400
