@@ -77,6 +77,7 @@ def prepare(database_url: str, buyers: int, rows: int, seats: int, sections: int
     from app.models.base import utcnow
     from app.services import customers
     from app.services.events import generate_spots
+    from app.services.scoping import SYSTEM
     from app.views.roles import sync_permissions
 
     app = create_app({"LOG_LEVEL": "WARNING"})
@@ -97,13 +98,9 @@ def prepare(database_url: str, buyers: int, rows: int, seats: int, sections: int
         db.session.add(event)
         db.session.commit()
 
-        class System:
-            roles = [type("R", (), {"name": "Admin"})()]
-            partner_id = None
-
         for section in event.sections:
             last = chr(ord("A") + rows - 1)
-            generate_spots(db.session, section.id, System(), first_row="A", last_row=last,
+            generate_spots(db.session, section.id, SYSTEM, first_row="A", last_row=last,
                            seats_per_row=seats)  # fmt: skip
         event.publish()
         db.session.commit()

@@ -7,11 +7,13 @@ from typing import Any
 
 from flask import current_app
 from flask.testing import FlaskClient
+from flask_appbuilder.security.sqla.models import Role
 
 from app.extensions import db
 from app.models import Event, EventSection, Partner, PartnerStatus
 from app.models.base import utcnow
 from app.services import events as event_service
+from app.services.scoping import SYSTEM
 
 PASSWORD = "Test-1234"
 
@@ -68,30 +70,18 @@ def make_event(
         )
     db.session.add(event)
     db.session.commit()
-    admin = Admin()
     for section in event.sections:
         event_service.generate_spots(
-            db.session, section.id, admin, first_row=rows[0], last_row=rows[1], seats_per_row=seats
+            db.session, section.id, SYSTEM, first_row=rows[0], last_row=rows[1], seats_per_row=seats
         )
     return event
 
 
-class _Role:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-
-class Admin:
-    """A platform admin actor for calling services directly in tests."""
-
-    roles = [_Role("Admin")]
-    partner_id = None
-    is_authenticated = True
-
-
 class PartnerActor:
+    """A partner's user, for calling services directly in tests."""
+
     def __init__(self, partner: Partner) -> None:
-        self.roles = [_Role("Partner")]
+        self.roles = [Role(name="Partner")]
         self.partner_id = partner.id
         self.is_authenticated = True
 

@@ -24,6 +24,7 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.services.events import generate_spots
+from app.services.scoping import SYSTEM
 
 DEMO_PASSWORD = "Demo-1234"  # noqa: S105 - documented demo credential
 LOGINS_BANNER = f"""
@@ -198,7 +199,6 @@ def load(session: Session, sm: Any) -> str:
         partners[name] = partner
     session.commit()
 
-    users: dict[str, Any] = {}
     for username, first, last, role_name, partner_name in USERS:
         user = sm.find_user(username=username)
         if user is None:
@@ -216,10 +216,8 @@ def load(session: Session, sm: Any) -> str:
         user.partner_id = partners[partner_name].id if partner_name else None
         if role_name == "Customer" and user.id not in _customer_user_ids(session):
             session.add(Customer(user_id=user.id, name=f"{first} {last}", email=user.email))
-        users[username] = user
     session.commit()
 
-    system = users["admin"]
     now = utcnow().replace(minute=0, second=0, microsecond=0)
     for spec in EVENTS:
         partner = partners[spec.partner]
@@ -256,7 +254,7 @@ def load(session: Session, sm: Any) -> str:
             generate_spots(
                 session,
                 section.id,
-                system,
+                SYSTEM,
                 first_row=section_spec.rows[0] if section_spec.rows else None,
                 last_row=section_spec.rows[1] if section_spec.rows else None,
                 seats_per_row=section_spec.seats_per_row or None,
