@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.extensions import db
+from app.services import ledger
 from tests.support import make_event, make_partner, make_user
 
 DOMAIN_TABLES = [
@@ -112,6 +113,7 @@ def db_context(app: Flask) -> Iterator[None]:
         with db.engine.begin() as conn:
             for table in DOMAIN_TABLES:
                 conn.execute(text(f"DELETE FROM {table}"))
+        ledger.forget_account_ids()
 
 
 class IsolatedClient(FlaskClient):

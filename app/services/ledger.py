@@ -7,12 +7,14 @@ negative; every transaction sums to zero per currency and is posted once per cau
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import event as sa_event
+from sqlalchemy import func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.models import Partner, Payment
+from app.models.base import utcnow
 from app.models.ledger import (
     AccountKind,
     LedgerAccount,
@@ -37,70 +39,124 @@ PLATFORM_ACCOUNTS = {
 }
 
 
+# Account ids by (database, code), learnt from committed transactions only: accounts are never
+# deleted, so a sale need not look its three accounts up again (DESIGN.md, "Money").
+_ACCOUNT_IDS: dict[tuple[str, str], int] = {}
+_PENDING_KEY = "ledger_account_ids"
+
+AccountRef = LedgerAccount | int
+
+
 def account(session: Session, code: str) -> LedgerAccount:
     """A platform account, created on first use."""
+    return session.get(LedgerAccount, account_id(session, code))
+
+
+def account_id(session: Session, code: str) -> int:
     name, kind = PLATFORM_ACCOUNTS[code]
     return _ensure_account(session, code=code, name=name, kind=kind, partner_id=None)
 
 
 def partner_account(session: Session, partner: Partner) -> LedgerAccount:
+    return session.get(LedgerAccount, partner_account_id(session, partner.id, partner.name))
+
+
+def partner_account_id(session: Session, partner_id: int, partner_name: str) -> int:
     return _ensure_account(
         session,
-        code=f"partner_payable:{partner.id}",
-        name=f"Payable to {partner.name}",
+        code=f"partner_payable:{partner_id}",
+        name=f"Payable to {partner_name}",
         kind=AccountKind.LIABILITY,
-        partner_id=partner.id,
+        partner_id=partner_id,
     )
+
+
+def forget_account_ids() -> None:
+    """Drop the account id cache (tests that empty the ledger tables call this)."""
+    _ACCOUNT_IDS.clear()
 
 
 def _ensure_account(
     session: Session, *, code: str, name: str, kind: AccountKind, partner_id: int | None
-) -> LedgerAccount:
+) -> int:
     """Find or create an account. Concurrent first sales may both create it: the insert skips
     an existing code instead of failing the sale (INSERT ... ON CONFLICT DO NOTHING)."""
-    row = session.scalar(select(LedgerAccount).where(LedgerAccount.code == code))
-    if row is not None:
-        return row
-    dialect_insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(
-        dialect_insert(LedgerAccount)
-        .values(code=code, name=name, kind=kind.value, partner_id=partner_id)
-        .on_conflict_do_nothing()
-    )
-    return session.scalars(select(LedgerAccount).where(LedgerAccount.code == code)).one()
+    bind = session.get_bind()
+    key = (str(bind.url), code)
+    found = _ACCOUNT_IDS.get(key)
+    if found is not None:
+        return found
+    found = session.scalar(select(LedgerAccount.id).where(LedgerAccount.code == code))
+    if found is None:
+        dialect_insert = pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
+        session.execute(
+            dialect_insert(LedgerAccount)
+            .values(code=code, name=name, kind=kind.value, partner_id=partner_id)
+            .on_conflict_do_nothing()
+        )
+        found = session.scalars(select(LedgerAccount.id).where(LedgerAccount.code == code)).one()
+    # Remembered once this transaction commits: a rolled-back insert must not be cached.
+    session.info.setdefault(_PENDING_KEY, {})[key] = found
+    return found
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _remember_accounts(session: Session) -> None:
+    _ACCOUNT_IDS.update(session.info.pop(_PENDING_KEY, {}))
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget_pending_accounts(session: Session) -> None:
+    session.info.pop(_PENDING_KEY, None)
 
 
 def post(
     session: Session,
     kind: TransactionKind,
     cause_key: str,
-    lines: list[tuple[LedgerAccount, int, str]],
+    lines: list[tuple[AccountRef, int, str]],
     *,
     payment: Payment | None = None,
     memo: str | None = None,
-) -> LedgerTransaction:
-    """Post one balanced transaction in the caller's database transaction; a cause already
-    posted returns its transaction and posts nothing."""
+) -> int:
+    """Post one balanced transaction in the caller's database transaction and return its id; a
+    cause already posted returns that transaction's id and posts nothing. Two statements: the
+    transaction row, then its entries (this is on the checkout's hot path)."""
     existing = session.scalar(
-        select(LedgerTransaction).where(LedgerTransaction.cause_key == cause_key)
+        select(LedgerTransaction.id).where(LedgerTransaction.cause_key == cause_key)
     )
     if existing is not None:
         return existing
     lines = [line for line in lines if line[1] != 0]
     check_balanced(lines)
-    transaction = LedgerTransaction(
-        kind=kind.value, cause_key=cause_key, payment_id=payment.id if payment else None, memo=memo
-    )
-    for account_row, amount, currency in lines:
-        transaction.entries.append(
-            LedgerEntry(account=account_row, amount_cents=amount, currency=currency)
+    session.flush()  # the payment and whatever else the entries refer to
+    transaction_id = session.execute(
+        insert(LedgerTransaction)
+        .values(
+            kind=kind.value,
+            cause_key=cause_key,
+            payment_id=payment.id if payment else None,
+            memo=memo,
+            created_at=utcnow(),
         )
-    session.add(transaction)
-    session.flush()
-    return transaction
+        .returning(LedgerTransaction.id)
+    ).scalar_one()
+    session.execute(
+        insert(LedgerEntry),
+        [
+            {
+                "transaction_id": transaction_id,
+                "account_id": ref if isinstance(ref, int) else ref.id,
+                "amount_cents": amount,
+                "currency": currency,
+            }
+            for ref, amount, currency in lines
+        ],
+    )
+    return transaction_id
 
 
-def post_sale(session: Session, payment: Payment) -> LedgerTransaction:
+def post_sale(session: Session, payment: Payment) -> int:
     """A captured payment for a paid order: the gross is owed to us by the acquirer, split into
     the platform's fee and what we owe the partner."""
     partner = payment.order.event.partner
@@ -110,16 +166,16 @@ def post_sale(session: Session, payment: Payment) -> LedgerTransaction:
         TransactionKind.CAPTURE,
         f"capture:payment:{payment.id}",
         [
-            (account(session, CLEARING), payment.amount_cents, currency),
-            (account(session, FEE_REVENUE), -payment.fee_cents, currency),
-            (partner_account(session, partner), -payment.net_cents, currency),
+            (account_id(session, CLEARING), payment.amount_cents, currency),
+            (account_id(session, FEE_REVENUE), -payment.fee_cents, currency),
+            (partner_account_id(session, partner.id, partner.name), -payment.net_cents, currency),
         ],
         payment=payment,
         memo=f"Order {payment.order_id}",
     )
 
 
-def post_unsold_capture(session: Session, payment: Payment) -> LedgerTransaction:
+def post_unsold_capture(session: Session, payment: Payment) -> int:
     """Money captured for an order that could not be fulfilled (its hold was lost): it is owed
     back to the customer, not to the partner."""
     return post(
@@ -127,35 +183,36 @@ def post_unsold_capture(session: Session, payment: Payment) -> LedgerTransaction
         TransactionKind.CAPTURE,
         f"capture:payment:{payment.id}",
         [
-            (account(session, CLEARING), payment.amount_cents, payment.currency),
-            (account(session, REFUNDS_PAYABLE), -payment.amount_cents, payment.currency),
+            (account_id(session, CLEARING), payment.amount_cents, payment.currency),
+            (account_id(session, REFUNDS_PAYABLE), -payment.amount_cents, payment.currency),
         ],
         payment=payment,
         memo=f"Order {payment.order_id} not fulfilled",
     )
 
 
-def post_unsold_refund(session: Session, payment: Payment) -> LedgerTransaction:
+def post_unsold_refund(session: Session, payment: Payment) -> int:
     """The refund of an unfulfilled order's capture."""
     return post(
         session,
         TransactionKind.REFUND,
         f"refund:payment:{payment.id}",
         [
-            (account(session, REFUNDS_PAYABLE), payment.amount_cents, payment.currency),
-            (account(session, CLEARING), -payment.amount_cents, payment.currency),
+            (account_id(session, REFUNDS_PAYABLE), payment.amount_cents, payment.currency),
+            (account_id(session, CLEARING), -payment.amount_cents, payment.currency),
         ],
         payment=payment,
         memo=f"Order {payment.order_id} refunded",
     )
 
 
-def balance(session: Session, account_row: LedgerAccount, currency: str) -> int:
+def balance(session: Session, account_ref: AccountRef, currency: str) -> int:
     """Debits minus credits on an account (a liability's balance is negative)."""
+    wanted = account_ref if isinstance(account_ref, int) else account_ref.id
     return (
         session.scalar(
             select(func.coalesce(func.sum(LedgerEntry.amount_cents), 0)).where(
-                LedgerEntry.account_id == account_row.id, LedgerEntry.currency == currency
+                LedgerEntry.account_id == wanted, LedgerEntry.currency == currency
             )
         )
         or 0
@@ -164,14 +221,15 @@ def balance(session: Session, account_row: LedgerAccount, currency: str) -> int:
 
 def partner_balance(session: Session, partner: Partner, currency: str) -> int:
     """What the platform owes the partner: sales - fees - refunds - payouts."""
-    return -balance(session, partner_account(session, partner), currency)
+    return -balance(session, partner_account_id(session, partner.id, partner.name), currency)
 
 
 def post_refund(session: Session, payment: Payment, *, return_platform_fee: bool) -> None:
     """A paid order refunded in full: the gross goes back out through the acquirer. The partner
     gives back its net; the platform gives back its fee, or (by platform setting) keeps it and
     the partner bears it."""
-    partner = partner_account(session, payment.order.event.partner)
+    event_partner = payment.order.event.partner
+    partner = partner_account_id(session, event_partner.id, event_partner.name)
     fee_back = payment.fee_cents if return_platform_fee else 0
     post(
         session,
@@ -179,8 +237,8 @@ def post_refund(session: Session, payment: Payment, *, return_platform_fee: bool
         f"refund:payment:{payment.id}",
         [
             (partner, payment.amount_cents - fee_back, payment.currency),
-            (account(session, FEE_REVENUE), fee_back, payment.currency),
-            (account(session, CLEARING), -payment.amount_cents, payment.currency),
+            (account_id(session, FEE_REVENUE), fee_back, payment.currency),
+            (account_id(session, CLEARING), -payment.amount_cents, payment.currency),
         ],
         payment=payment,
         memo=f"Order {payment.order_id} refunded",
@@ -194,8 +252,8 @@ def partner_statements(session: Session, partner_ids: list[int] | None = None) -
     partner_accounts = select(LedgerAccount).where(LedgerAccount.partner_id.is_not(None))
     if partner_ids is not None:
         partner_accounts = partner_accounts.where(LedgerAccount.partner_id.in_(partner_ids))
-    clearing = account(session, CLEARING).id
-    fee_revenue = account(session, FEE_REVENUE).id
+    clearing = account_id(session, CLEARING)
+    fee_revenue = account_id(session, FEE_REVENUE)
     statements = []
     for row in session.scalars(partner_accounts.order_by(LedgerAccount.partner_id)):
         touched = select(LedgerEntry.transaction_id).where(LedgerEntry.account_id == row.id)
@@ -211,7 +269,7 @@ def partner_statements(session: Session, partner_ids: list[int] | None = None) -
             .group_by(LedgerEntry.currency, LedgerTransaction.kind, LedgerEntry.account_id)
         ).all()
         by_currency: dict[str, dict[str, int]] = {}
-        for currency, kind, account_id, amount in totals:
+        for currency, kind, entry_account, amount in totals:
             line = by_currency.setdefault(
                 currency,
                 {
@@ -223,17 +281,17 @@ def partner_statements(session: Session, partner_ids: list[int] | None = None) -
                     "balance": 0,
                 },
             )
-            if account_id == row.id:
+            if entry_account == row.id:
                 line["balance"] -= amount
                 if kind == TransactionKind.PAYOUT:
                     line["payouts"] += amount
-            elif kind == TransactionKind.CAPTURE and account_id == clearing:
+            elif kind == TransactionKind.CAPTURE and entry_account == clearing:
                 line["sales"] += amount
-            elif kind == TransactionKind.CAPTURE and account_id == fee_revenue:
+            elif kind == TransactionKind.CAPTURE and entry_account == fee_revenue:
                 line["fees"] -= amount
-            elif kind == TransactionKind.REFUND and account_id == clearing:
+            elif kind == TransactionKind.REFUND and entry_account == clearing:
                 line["refunds"] -= amount
-            elif kind == TransactionKind.REFUND and account_id == fee_revenue:
+            elif kind == TransactionKind.REFUND and entry_account == fee_revenue:
                 line["fees_returned"] += amount
         for currency, line in sorted(by_currency.items()):
             statements.append(

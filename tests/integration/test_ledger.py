@@ -9,7 +9,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from app.extensions import db
-from app.models import LedgerEntry, LedgerError, LedgerTransaction, Payment
+from app.models import LedgerAccount, LedgerEntry, LedgerError, LedgerTransaction, Payment
 from app.models.base import utcnow
 from app.services import ledger, payments
 from tests.integration.test_purchase_api import card_token, hold_seats, on_sale, pay, sign_up  # noqa: F401
@@ -51,7 +51,7 @@ def test_posting_the_same_cause_twice_posts_once(client, on_sale):  # noqa: F811
     again = ledger.post_sale(db.session, payment)
     db.session.commit()
     assert db.session.scalar(select(func.count()).select_from(LedgerTransaction)) == 1
-    assert again.cause_key == f"capture:payment:{payment.id}"
+    assert db.session.get(LedgerTransaction, again).cause_key == f"capture:payment:{payment.id}"
 
 
 def test_a_lost_hold_charge_goes_through_refunds_payable_and_back(client, on_sale, monkeypatch):  # noqa: F811
@@ -117,3 +117,17 @@ def test_the_database_refuses_an_unbalanced_transaction_at_commit(client, on_sal
         db.session.commit()
     db.session.rollback()
     assert db.session.scalar(select(func.count()).select_from(LedgerTransaction)) == 0
+
+
+def test_an_account_created_in_a_rolled_back_transaction_is_not_remembered(client, on_sale):  # noqa: F811
+    """Account ids are cached per process, but only once their creation committed: a sale that
+    rolls back after creating an account must not leave later sales pointing at a missing row."""
+    ledger.account_id(db.session, ledger.CLEARING)
+    db.session.rollback()
+    bank = ledger.account_id(db.session, ledger.BANK)  # may take the rolled-back id
+    db.session.commit()
+    clearing = ledger.account_id(db.session, ledger.CLEARING)
+    db.session.commit()
+    assert clearing != bank
+    assert db.session.get(LedgerAccount, clearing).code == ledger.CLEARING
+    assert ledger.account_id(db.session, ledger.CLEARING) == clearing  # cached, same row

@@ -264,6 +264,7 @@ def _wipe() -> None:
                 conn.execute(text(f"DELETE FROM {table}"))
         conn.execute(text("DELETE FROM ab_user_role"))
         conn.execute(text("DELETE FROM ab_user"))
+    ledger.forget_account_ids()
 
 
 PurchaseMachine.TestCase.settings = settings(
