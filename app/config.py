@@ -92,6 +92,9 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         # Without a broker the embedded default runs tasks in-process.
         "CELERY_TASK_ALWAYS_EAGER": _bool(env.get("CELERY_TASK_ALWAYS_EAGER"), redis_url is None),
         "HOLD_MINUTES": _int(env, "HOLD_MINUTES", 10),
+        # Gate check-in: events are armed (validation data copied to Redis) this long before
+        # their check-in window opens.
+        "CHECKIN_ARM_AHEAD_HOURS": _int(env, "CHECKIN_ARM_AHEAD_HOURS", 6),
         "MAX_SPOTS_PER_EVENT": _int(env, "MAX_SPOTS_PER_EVENT", 10),
         "DEFAULT_CURRENCY": env.get("DEFAULT_CURRENCY", "BRL"),
         "REFUND_RETURNS_PLATFORM_FEE": _bool(env.get("REFUND_RETURNS_PLATFORM_FEE"), True),

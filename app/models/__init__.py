@@ -12,6 +12,7 @@ from app.models.event import (
     SpotStatus,
     format_money,
 )
+from app.models.gate import CheckinEntry, GateAssignment, GateDevice, token_hash
 from app.models.ledger import (
     AccountKind,
     LedgerAccount,
@@ -41,6 +42,10 @@ __all__ = [
     "TransactionKind",
     "Busy",
     "CheckIn",
+    "CheckinEntry",
+    "GateAssignment",
+    "GateDevice",
+    "token_hash",
     "Conflict",
     "Customer",
     "DomainError",

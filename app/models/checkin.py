@@ -6,12 +6,13 @@ import datetime as dt
 import enum
 
 from flask_appbuilder import Model
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.models.base import enum_check, utcnow
 from app.models.event import Event, owned_event_ids
+from app.models.gate import GateDevice
 from app.models.order import Ticket
 
 
@@ -51,9 +52,26 @@ class CheckIn(Model):
     nonce: Mapped[str | None] = mapped_column(String(64), unique=True)
     scanned_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
     recorded_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    device_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("gate_device.id", ondelete="SET NULL"), index=True
+    )
+    user_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("ab_user.id", ondelete="SET NULL")
+    )
+    # Scanned by a device without network and uploaded later; ``device_verdict`` is what the
+    # device showed, ``conflict`` marks a scan the device admitted that another gate had admitted
+    # first.
+    offline: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    device_verdict: Mapped[str | None] = mapped_column(String(20))
+    conflict: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
     event: Mapped[Event] = relationship()
     ticket: Mapped[Ticket | None] = relationship()
+    device: Mapped[GateDevice | None] = relationship()
+
+    @property
+    def seat(self) -> str:
+        return self.ticket.seat_label if self.ticket else "-"
 
     @classmethod
     def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:

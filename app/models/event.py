@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from flask_appbuilder import Model
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -54,6 +55,10 @@ class SpotStatus(enum.StrEnum):
 MAX_INT = 2**31 - 1  # integer columns are 32-bit on PostgreSQL
 
 
+CHECKIN_OPENS_BEFORE = dt.timedelta(hours=6)
+CHECKIN_DEFAULT_LENGTH = dt.timedelta(hours=12)
+
+
 def owned_event_ids(partner_id: int):  # noqa: ANN201 - a SQLAlchemy Select
     return select(Event.id).where(Event.partner_id == partner_id).scalar_subquery()
 
@@ -63,6 +68,11 @@ class Event(Model):
     __table_args__ = (
         enum_check("status", EventStatus, "ck_event_status"),
         CheckConstraint("ends_at IS NULL OR ends_at > starts_at", name="ck_event_ends_after_start"),
+        CheckConstraint(
+            "checkin_opens_at IS NULL OR checkin_closes_at IS NULL "
+            "OR checkin_closes_at > checkin_opens_at",
+            name="ck_event_checkin_window",
+        ),
         CheckConstraint(
             "sales_start IS NULL OR sales_end IS NULL OR sales_end > sales_start",
             name="ck_event_sales_window",
@@ -97,6 +107,12 @@ class Event(Model):
         default=lambda ctx: public_key_of(ctx.get_current_parameters()["signing_key"]),
     )
     cancel_reason: Mapped[str | None] = mapped_column(Text)
+    # Gate check-in (DESIGN.md, "Ticket validation"): the window defaults to CHECKIN_OPENS_BEFORE
+    # before the start until the end (or CHECKIN_DEFAULT_LENGTH after the start).
+    checkin_opens_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    checkin_closes_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    allow_reentry: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    armed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     published_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
@@ -121,6 +137,12 @@ class Event(Model):
     @property
     def is_cancelled(self) -> bool:
         return self.status == EventStatus.CANCELLED
+
+    def checkin_window(self) -> tuple[dt.datetime, dt.datetime]:
+        """When tickets are let in: (opens, closes)."""
+        opens = self.checkin_opens_at or self.starts_at - CHECKIN_OPENS_BEFORE
+        closes = self.checkin_closes_at or self.ends_at or self.starts_at + CHECKIN_DEFAULT_LENGTH
+        return opens, closes
 
     def is_on_sale(self, now: dt.datetime) -> bool:
         """Published, its partner may sell, and ``now`` is inside the sales window (which closes

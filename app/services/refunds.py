@@ -16,9 +16,10 @@ from app.models import (
     OrderStatus,
     Payment,
     PaymentStatus,
+    TicketStatus,
 )
 from app.models.base import utcnow
-from app.services import ledger
+from app.services import checkin, ledger
 from app.services.locking import busy_on_lock_failure
 from app.services.payments import PaymentGateway
 from app.services.scoping import SYSTEM, Actor, owned_query
@@ -59,6 +60,8 @@ def refund_order(session: Session, gateway: PaymentGateway, order_id: int, actor
             session, payment, return_platform_fee=current_app.config["REFUND_RETURNS_PLATFORM_FEE"]
         )
         session.commit()
+    revoked = [t.id for t in order.tickets if t.status == TicketStatus.REVOKED]
+    checkin.note_revoked(order.event_id, revoked)  # an armed event's gates learn it at once
     log.info("order refunded", extra={"order_id": order_id, "amount": amount})
     return order
 

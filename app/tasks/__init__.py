@@ -38,9 +38,11 @@ def init_celery(app: Flask) -> Celery:
         beat_schedule={
             "release-expired-holds": {"task": "holds.release_expired", "schedule": 60.0},
             "reconcile-payments": {"task": "payments.reconcile", "schedule": 60.0},
+            "checkin-flush-log": {"task": "checkin.flush_log", "schedule": 5.0},
+            "checkin-arm-due": {"task": "checkin.arm_due", "schedule": 300.0},
         },
     )
     app.extensions["celery"] = celery
-    from app.tasks import holds, refunds  # noqa: F401 - registers the tasks
+    from app.tasks import checkin, holds, refunds  # noqa: F401 - registers the tasks
 
     return celery

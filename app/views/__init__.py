@@ -15,6 +15,7 @@ from app.views.catalog import (
     EventSpotView,
     EventView,
 )
+from app.views.checkin_api import CheckinApi
 from app.views.money import LedgerTransactionView, OrderView
 from app.views.platform import CustomerView, PartnerView
 from app.views.shop_api import CatalogApi, CustomerApi, HoldApi, OrderApi
@@ -32,7 +33,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_api(EventApi)
     appbuilder.add_api(EventSectionApi)
     appbuilder.add_api(EventSpotApi)
-    for api in (CatalogApi, CustomerApi, HoldApi, OrderApi):
+    for api in (CatalogApi, CustomerApi, HoldApi, OrderApi, CheckinApi):
         appbuilder.add_api(api)
 
 
