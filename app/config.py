@@ -7,6 +7,7 @@ application factory and tests can override single keys.
 from __future__ import annotations
 
 import os
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,21 @@ def _int(env: dict[str, str], key: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ConfigError(f"{key} must be an integer, got {raw!r}") from exc
+
+
+def _decimal(env: dict[str, str], key: str, default: str) -> Decimal:
+    raw = env.get(key) or default
+    try:
+        return Decimal(raw)
+    except InvalidOperation as exc:
+        raise ConfigError(f"{key} must be a decimal number, got {raw!r}") from exc
+
+
+def _crontab(env: dict[str, str], key: str, default: str) -> str:
+    raw = env.get(key) or default
+    if len(raw.split()) != 5:
+        raise ConfigError(f"{key} must be a crontab (minute hour day month weekday), got {raw!r}")
+    return raw
 
 
 def rate_limit_key() -> str:
@@ -99,6 +115,11 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "DEFAULT_CURRENCY": env.get("DEFAULT_CURRENCY", "BRL"),
         "REFUND_RETURNS_PLATFORM_FEE": _bool(env.get("REFUND_RETURNS_PLATFORM_FEE"), True),
         "PAYMENT_GATEWAY": env.get("PAYMENT_GATEWAY", "app.services.payments.SimulatedGateway"),
+        # The simulated acquirer's fee on each captured charge (its settlement report).
+        "SIM_ACQUIRER_FEE_PERCENT": _decimal(env, "SIM_ACQUIRER_FEE_PERCENT", "2.5"),
+        "SIM_ACQUIRER_FEE_FIXED_CENTS": _int(env, "SIM_ACQUIRER_FEE_FIXED_CENTS", 30),
+        # When the payout task runs (UTC crontab): weekly, Monday 06:00, by default.
+        "PAYOUT_SCHEDULE": _crontab(env, "PAYOUT_SCHEDULE", "0 6 * * mon"),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
         "LOG_JSON": _bool(env.get("LOG_JSON"), True),
         "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), app_env != "test"),

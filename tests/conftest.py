@@ -20,9 +20,17 @@ from app.services import ledger
 from tests.support import make_event, make_partner, make_user
 
 DOMAIN_TABLES = [
+    "payout_item",
+    "payout",
+    "settlement_mismatch",
+    "settlement_line",
+    "settlement",
+    "settlement_day",
     "ledger_entry",
     "ledger_transaction",
     "ledger_account",
+    "sim_acquirer_chargeback",
+    "sim_acquirer_refund",
     "sim_acquirer_charge",
     "sim_acquirer_token",
     "checkin",

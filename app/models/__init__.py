@@ -32,6 +32,15 @@ from app.models.order import (
     TicketStatus,
 )
 from app.models.partner import Partner, PartnerStatus, PartnerUser
+from app.models.payout import Payout, PayoutItem, PayoutStatus
+from app.models.settlement import (
+    LineKind,
+    MismatchKind,
+    Settlement,
+    SettlementDay,
+    SettlementLine,
+    SettlementMismatch,
+)
 
 __all__ = [
     "AccountKind",
@@ -56,6 +65,8 @@ __all__ = [
     "Forbidden",
     "Hold",
     "HoldStatus",
+    "LineKind",
+    "MismatchKind",
     "NotFound",
     "Order",
     "OrderStatus",
@@ -64,9 +75,16 @@ __all__ = [
     "PartnerUser",
     "Payment",
     "PaymentStatus",
+    "Payout",
+    "PayoutItem",
+    "PayoutStatus",
     "ScanDirection",
     "ScanResult",
     "SectionKind",
+    "Settlement",
+    "SettlementDay",
+    "SettlementLine",
+    "SettlementMismatch",
     "SpotStatus",
     "Ticket",
     "TicketStatus",

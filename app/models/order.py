@@ -53,6 +53,7 @@ class PaymentStatus(enum.StrEnum):
     DECLINED = "declined"
     FAILED = "failed"
     REFUNDED = "refunded"
+    CHARGED_BACK = "charged_back"  # the cardholder disputed it and the acquirer took it back
 
 
 class Hold(Model):
@@ -288,6 +289,7 @@ class Payment(Model):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
     captured_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     refunded_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    charged_back_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     order: Mapped[Order] = relationship(back_populates="payments")
 
@@ -309,6 +311,12 @@ class Payment(Model):
             raise Conflict(f"Payment {self.id} is {self.status}, not captured.")
         self.status = PaymentStatus.REFUNDED.value
         self.refunded_at = now
+
+    def mark_charged_back(self, now: dt.datetime) -> None:
+        if self.status != PaymentStatus.CAPTURED:
+            raise Conflict(f"Payment {self.id} is {self.status}, not captured.")
+        self.status = PaymentStatus.CHARGED_BACK.value
+        self.charged_back_at = now
 
     @classmethod
     def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import redis
 from flask import current_app
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -927,6 +928,25 @@ def note_revoked(event_id: int, ticket_ids: Iterable[int]) -> None:
             cache.sadd(_revoked_key(event_id), *ids)
     except redis.RedisError:
         log.error("could not push revocations to Redis; re-arm event %s", event_id)
+
+
+_PENDING_REVOCATIONS = "checkin_pending_revocations"
+
+
+def note_revoked_after_commit(session: Session, event_id: int, ticket_ids: Iterable[int]) -> None:
+    """``note_revoked`` once the caller's transaction commits (nothing if it rolls back)."""
+    session.info.setdefault(_PENDING_REVOCATIONS, []).append((event_id, list(ticket_ids)))
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _push_revocations(session: Session) -> None:
+    for event_id, ticket_ids in session.info.pop(_PENDING_REVOCATIONS, []):
+        note_revoked(event_id, ticket_ids)
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _drop_revocations(session: Session) -> None:
+    session.info.pop(_PENDING_REVOCATIONS, None)
 
 
 def scannable_events(session: Session, scanner: Scanner) -> list[dict[str, Any]]:

@@ -61,8 +61,10 @@ def customer_of(session: Session, user: Any) -> Customer:
 
 def orders_of(session: Session, customer_id: int) -> list[Order]:
     """The customer's purchase history, newest first: orders that were charged (paid, or
-    cancelled and refunded); unpaid attempts are left out."""
-    charged = Payment.status.in_([PaymentStatus.CAPTURED, PaymentStatus.REFUNDED])
+    cancelled and refunded, or charged back); unpaid attempts are left out."""
+    charged = Payment.status.in_(
+        [PaymentStatus.CAPTURED, PaymentStatus.REFUNDED, PaymentStatus.CHARGED_BACK]
+    )
     return list(
         session.scalars(
             select(Order)

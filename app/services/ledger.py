@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from app.models import Partner, Payment
+from app.models import Partner, Payment, Payout, Settlement
 from app.models.base import utcnow
 from app.models.ledger import (
     AccountKind,
@@ -37,6 +37,9 @@ PLATFORM_ACCOUNTS = {
     GATEWAY_FEES: ("Gateway fee expense", AccountKind.EXPENSE),
     REFUNDS_PAYABLE: ("Refunds payable", AccountKind.LIABILITY),
 }
+
+# Transactions that give a sale back, in full: a refund, or a chargeback after a dispute.
+REVERSES_SALE = (TransactionKind.REFUND, TransactionKind.CHARGEBACK)
 
 
 # Account ids by (database, code), learnt from committed transactions only: accounts are never
@@ -246,9 +249,9 @@ def post_refund(session: Session, payment: Payment, *, return_platform_fee: bool
 
 
 def partner_statements(session: Session, partner_ids: list[int] | None = None) -> list[dict]:
-    """Per partner and currency: sales, platform fees, refunds, fees returned, payouts and the
-    balance the platform owes, all from the ledger. The balance always equals
-    sales - fees - refunds + fees returned - payouts."""
+    """Per partner and currency: sales, platform fees, refunds, chargebacks, fees returned,
+    payouts and the balance the platform owes, all from the ledger. The balance always equals
+    sales - fees - refunds - chargebacks + fees returned - payouts."""
     partner_accounts = select(LedgerAccount).where(LedgerAccount.partner_id.is_not(None))
     if partner_ids is not None:
         partner_accounts = partner_accounts.where(LedgerAccount.partner_id.in_(partner_ids))
@@ -276,6 +279,7 @@ def partner_statements(session: Session, partner_ids: list[int] | None = None) -
                     "sales": 0,
                     "fees": 0,
                     "refunds": 0,
+                    "chargebacks": 0,
                     "fees_returned": 0,
                     "payouts": 0,
                     "balance": 0,
@@ -291,10 +295,67 @@ def partner_statements(session: Session, partner_ids: list[int] | None = None) -
                 line["fees"] -= amount
             elif kind == TransactionKind.REFUND and entry_account == clearing:
                 line["refunds"] -= amount
-            elif kind == TransactionKind.REFUND and entry_account == fee_revenue:
+            elif kind == TransactionKind.CHARGEBACK and entry_account == clearing:
+                line["chargebacks"] -= amount
+            elif kind in REVERSES_SALE and entry_account == fee_revenue:
                 line["fees_returned"] += amount
         for currency, line in sorted(by_currency.items()):
             statements.append(
                 {"partner_id": row.partner_id, "partner": row.name, "currency": currency, **line}
             )
     return statements
+
+
+def post_chargeback(session: Session, payment: Payment, *, reason: str | None = None) -> int:
+    """A disputed payment the acquirer took back: the sale is reversed entry by entry (the
+    partner gives back its net, the platform its fee, clearing loses the gross) and recorded as
+    a chargeback, whatever the refund setting: nobody chose to give this money back."""
+    sale = session.execute(
+        select(LedgerEntry.account_id, LedgerEntry.amount_cents, LedgerEntry.currency)
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .where(LedgerTransaction.cause_key == f"capture:payment:{payment.id}")
+    ).all()
+    return post(
+        session,
+        TransactionKind.CHARGEBACK,
+        f"chargeback:payment:{payment.id}",
+        [(account, -amount, currency) for account, amount, currency in sale],
+        payment=payment,
+        memo=f"Order {payment.order_id} charged back" + (f": {reason}" if reason else ""),
+    )
+
+
+def post_settlement(session: Session, settlement: Settlement) -> int | None:
+    """The acquirer paid out a day: what it cleared leaves gateway clearing, its fee is an
+    expense, the net reaches the platform's bank. None when nothing moved."""
+    currency = settlement.currency
+    lines = [
+        (account_id(session, BANK), settlement.net_cents, currency),
+        (account_id(session, GATEWAY_FEES), settlement.fee_cents, currency),
+        (account_id(session, CLEARING), -settlement.cleared_cents, currency),
+    ]
+    if not any(amount for _, amount, _ in lines):
+        return None
+    return post(
+        session,
+        TransactionKind.SETTLEMENT,
+        f"settlement:{settlement.gateway}:{settlement.day.isoformat()}:{currency}",
+        lines,
+        memo=f"Settlement {settlement}",
+    )
+
+
+def post_payout(session: Session, payout: Payout) -> int:
+    """A payout transferred to the partner: its payable drops, so does the platform's bank."""
+    partner = payout.partner
+    return post(
+        session,
+        TransactionKind.PAYOUT,
+        f"payout:{payout.id}",
+        [
+            (partner_account_id(session, partner.id, partner.name), payout.amount_cents,
+             payout.currency),
+            (account_id(session, BANK), -payout.amount_cents, payout.currency),
+        ],
+        memo=f"Payout {payout.id} to {partner.name}, bank reference {payout.bank_reference}",
+    )  # fmt: skip

@@ -6,12 +6,15 @@ adapter implementing ``PaymentGateway``; nothing in the purchase path changes.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Protocol
 
 from flask import current_app
+
+from app.models import LineKind
 
 
 class ChargeStatus(enum.StrEnum):
@@ -39,6 +42,32 @@ class ChargeResult:
     card: Card | None = None  # what the gateway tells of the card charged
 
 
+@dataclass(frozen=True)
+class ReportLine:
+    """One line of an acquirer's settlement report. Amounts are positive; the kind says which
+    way the money went."""
+
+    kind: LineKind
+    line_ref: str  # the acquirer's id of this line
+    charge_ref: str  # the charge it concerns: our Payment.gateway_ref
+    amount_cents: int
+    currency: str
+    fee_cents: int = 0
+    reason: str | None = None  # a chargeback's dispute reason
+
+
+@dataclass(frozen=True)
+class SettlementReport:
+    """What the acquirer settled for one UTC day: every charge, refund and chargeback."""
+
+    day: dt.date
+    lines: tuple[ReportLine, ...]
+
+    @property
+    def currencies(self) -> set[str]:
+        return {line.currency for line in self.lines}
+
+
 class PaymentGateway(Protocol):
     name: str
 
@@ -52,6 +81,9 @@ class PaymentGateway(Protocol):
 
     def refund(self, reference: str, amount_cents: int) -> bool:
         """Refund (part of) a captured charge."""
+
+    def settlement_report(self, day: dt.date) -> SettlementReport:
+        """The acquirer's settlement report of a UTC day that is over."""
 
 
 class SimulatedGateway:
@@ -82,6 +114,26 @@ class SimulatedGateway:
         from app import sim_acquirer
 
         return sim_acquirer.refund(reference, amount_cents)
+
+    def settlement_report(self, day: dt.date) -> SettlementReport:
+        from app import sim_acquirer
+
+        report = sim_acquirer.settlement_report(day)
+        return SettlementReport(
+            day=dt.date.fromisoformat(report["date"]),
+            lines=tuple(
+                ReportLine(
+                    kind=LineKind(line["type"]),
+                    line_ref=line["id"],
+                    charge_ref=line["charge_id"],
+                    amount_cents=line["amount_cents"],
+                    currency=line["currency"],
+                    fee_cents=line["fee_cents"],
+                    reason=line["reason"],
+                )
+                for line in report["lines"]
+            ),
+        )
 
 
 def gateway() -> PaymentGateway:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from flask import current_app
@@ -81,6 +82,30 @@ def _captured(order: Order) -> Payment:
     if len(captured) != 1:
         raise Conflict(f"Order {order.id} has no single captured payment to refund.")
     return captured[0]
+
+
+def record_chargeback(
+    session: Session, payment_id: int, reason: str | None, now: dt.datetime
+) -> Order:
+    """The acquirer took a disputed payment back: as for a refund, the tickets are revoked, their
+    spots return to sale (unless the event is cancelled) and the ledger reverses the sale, here
+    as a chargeback. Runs in the caller's transaction (the reconciliation of the report that
+    said so); Conflict when the payment is not the captured payment of a paid order."""
+    session.flush()  # _locked_order expires what the session holds
+    order_id = session.scalar(select(Payment.order_id).where(Payment.id == payment_id))
+    order = _locked_order(session, order_id, SYSTEM)
+    if order.status != OrderStatus.PAID:
+        raise Conflict(f"Order {order.id} is {order.status}: only a paid order is charged back.")
+    payment = _captured(order)
+    if payment.id != payment_id:
+        raise Conflict(f"Payment {payment_id} is not the captured payment of order {order.id}.")
+    order.refund(now, event_cancelled=order.event.status == EventStatus.CANCELLED)
+    payment.mark_charged_back(now)
+    ledger.post_chargeback(session, payment, reason=reason)
+    revoked = [t.id for t in order.tickets if t.status == TicketStatus.REVOKED]
+    checkin.note_revoked_after_commit(session, order.event_id, revoked)
+    log.info("order charged back", extra={"order_id": order.id, "payment_id": payment_id})
+    return order
 
 
 def refund_event_orders(

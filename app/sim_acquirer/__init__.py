@@ -18,9 +18,22 @@ Test cards (any future expiry, any CVC):
 | 4000000000000259 | approved after a 5 s delay |
 
 Any other number passing the Luhn check is approved.
+
+``chargeback(charge_id, reason)`` simulates a dispute lost by the merchant.
+``settlement_report(day)`` is the daily report: each charge captured that UTC day (with the
+acquirer's fee, ``SIM_ACQUIRER_FEE_PERCENT`` of the amount rounded half up to the cent plus
+``SIM_ACQUIRER_FEE_FIXED_CENTS``), each refund and chargeback (no fee), the net of each line and
+the totals per currency.
 """
 
-from app.sim_acquirer.api import CardError, charge, refund, tokenize
+from app.sim_acquirer.api import (
+    CardError,
+    charge,
+    chargeback,
+    refund,
+    settlement_report,
+    tokenize,
+)
 from app.sim_acquirer.http import bp
 
-__all__ = ["CardError", "bp", "charge", "refund", "tokenize"]
+__all__ = ["CardError", "bp", "charge", "chargeback", "refund", "settlement_report", "tokenize"]

@@ -1,4 +1,5 @@
-"""The simulated acquirer's operations: tokenize a card, charge a token, refund a charge."""
+"""The simulated acquirer's operations: tokenize a card, charge a token, refund a charge,
+lose a dispute (chargeback), and publish the daily settlement report."""
 
 from __future__ import annotations
 
@@ -6,14 +7,16 @@ import datetime as dt
 import secrets
 import time
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.extensions import db
-from app.sim_acquirer.models import SimCharge, SimToken
+from app.sim_acquirer.models import SimCharge, SimChargeback, SimRefund, SimToken
 
 TEST_CARDS = {
     "4242424242424242": "approve",
@@ -203,12 +206,133 @@ def refund(charge_id: str, amount_cents: int) -> bool:
     """Refund (part of) a succeeded charge; False if there is nothing left to refund."""
     with Session(db.engine) as session:
         row = session.get(SimCharge, charge_id, with_for_update=True)
-        if row is None or row.status != "succeeded":
+        if row is None or row.status != "succeeded" or _disputed(session, charge_id):
             return False
         if row.refunded_cents >= row.amount_cents:
             return True  # already refunded in full: a retried refund changes nothing
         if row.refunded_cents + amount_cents > row.amount_cents:
             return False
         row.refunded_cents += amount_cents
+        session.add(
+            SimRefund(
+                id="re_" + secrets.token_urlsafe(18),
+                charge_id=charge_id,
+                amount_cents=amount_cents,
+                created_at=_now(),
+            )
+        )
         session.commit()
         return True
+
+
+def _disputed(session: Session, charge_id: str) -> bool:
+    found = select(SimChargeback.id).where(SimChargeback.charge_id == charge_id)
+    return session.scalar(found) is not None
+
+
+def chargeback(charge_id: str, reason: str) -> dict[str, Any] | None:
+    """Simulate a dispute the merchant lost: the card network takes back what was not refunded.
+    None when there is nothing to take (no such succeeded charge, already disputed, or refunded
+    in full)."""
+    with Session(db.engine) as session:
+        row = session.get(SimCharge, charge_id, with_for_update=True)
+        if row is None or row.status != "succeeded" or _disputed(session, charge_id):
+            return None
+        amount = row.amount_cents - row.refunded_cents
+        if amount <= 0:
+            return None
+        dispute = SimChargeback(
+            id="dp_" + secrets.token_urlsafe(18),
+            charge_id=charge_id,
+            amount_cents=amount,
+            reason=reason[:60],
+            created_at=_now(),
+        )
+        session.add(dispute)
+        session.commit()
+        return {"id": dispute.id, "charge_id": charge_id, "amount_cents": amount, "reason": reason}
+
+
+def acquirer_fee(amount_cents: int, percent: Decimal, fixed_cents: int) -> int:
+    """The acquirer's fee on one captured charge: ``percent`` of the amount, rounded half up to
+    the cent (Decimal arithmetic, never float), plus ``fixed_cents``. Refunds and chargebacks
+    carry no fee and give none back."""
+    share = (Decimal(amount_cents) * percent / 100).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    return int(share) + fixed_cents
+
+
+def settlement_report(day: dt.date) -> dict[str, Any]:
+    """The report of one UTC day, as a provider publishes it: every charge captured, every
+    refund and every chargeback of the day, each with the acquirer's fee and the net it pays
+    (negative for money going back), and the totals per currency."""
+    percent = Decimal(current_app.config["SIM_ACQUIRER_FEE_PERCENT"])
+    fixed = int(current_app.config["SIM_ACQUIRER_FEE_FIXED_CENTS"])
+    start = dt.datetime.combine(day, dt.time.min)
+    end = start + dt.timedelta(days=1)
+    with Session(db.engine) as session:
+        charges = session.scalars(
+            select(SimCharge)
+            .where(
+                SimCharge.status == "succeeded",
+                SimCharge.created_at >= start,
+                SimCharge.created_at < end,
+            )
+            .order_by(SimCharge.created_at, SimCharge.id)
+        ).all()
+        lines = [
+            _line(c.id, "charge", c.id, c.amount_cents, c.currency, c.created_at,
+                  acquirer_fee(c.amount_cents, percent, fixed))
+            for c in charges
+        ]  # fmt: skip
+        for model, kind in ((SimRefund, "refund"), (SimChargeback, "chargeback")):
+            rows = session.execute(
+                select(model, SimCharge.currency)
+                .join(SimCharge, SimCharge.id == model.charge_id)
+                .where(model.created_at >= start, model.created_at < end)
+                .order_by(model.created_at, model.id)
+            ).all()
+            lines += [
+                _line(row.id, kind, row.charge_id, row.amount_cents, currency, row.created_at, 0,
+                      getattr(row, "reason", None))
+                for row, currency in rows
+            ]  # fmt: skip
+    totals: dict[str, dict[str, int]] = {}
+    for line in lines:
+        total = totals.setdefault(
+            line["currency"],
+            {"charges_cents": 0, "refunds_cents": 0, "chargebacks_cents": 0,
+             "fees_cents": 0, "net_cents": 0},
+        )  # fmt: skip
+        total[f"{line['type']}s_cents"] += line["amount_cents"]
+        total["fees_cents"] += line["fee_cents"]
+        total["net_cents"] += line["net_cents"]
+    return {
+        "date": day.isoformat(),
+        "fee_terms": {"percent": str(percent), "fixed_cents": fixed},
+        "lines": lines,
+        "totals": totals,
+    }
+
+
+def _line(
+    line_id: str,
+    kind: str,
+    charge_id: str,
+    amount: int,
+    currency: str,
+    at: dt.datetime,
+    fee: int,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    money_in = amount if kind == "charge" else -amount
+    return {
+        "id": line_id,
+        "type": kind,
+        "charge_id": charge_id,
+        "amount_cents": amount,
+        "currency": currency,
+        "fee_cents": fee,
+        "net_cents": money_in - fee,
+        "created_at": at.isoformat(),
+        "reason": reason,
+    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from flask_appbuilder import Model
-from sqlalchemy import DateTime, Integer, String
+from sqlalchemy import DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 
@@ -35,4 +35,30 @@ class SimCharge(Model):
     status: Mapped[str] = mapped_column(String(20), nullable=False)
     decline_code: Mapped[str | None] = mapped_column(String(40))
     refunded_cents: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, index=True)
+
+
+class SimRefund(Model):
+    __tablename__ = "sim_acquirer_refund"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    charge_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("sim_acquirer_charge.id"), nullable=False, index=True
+    )
+    amount_cents: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, index=True)
+
+
+class SimChargeback(Model):
+    """A cardholder's dispute the card network decided against the merchant: the money is
+    taken back, at most once per charge."""
+
+    __tablename__ = "sim_acquirer_chargeback"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    charge_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("sim_acquirer_charge.id"), nullable=False, unique=True
+    )
+    amount_cents: Mapped[int] = mapped_column(Integer, nullable=False)
+    reason: Mapped[str] = mapped_column(String(60), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, index=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery, Task
+from celery.schedules import crontab
 from flask import Flask
 
 celery = Celery("bilheteria")
@@ -40,9 +41,15 @@ def init_celery(app: Flask) -> Celery:
             "reconcile-payments": {"task": "payments.reconcile", "schedule": 60.0},
             "checkin-flush-log": {"task": "checkin.flush_log", "schedule": 5.0},
             "checkin-arm-due": {"task": "checkin.arm_due", "schedule": 300.0},
+            # Each day is reconciled once, after it is over: hourly only catches up sooner.
+            "reconcile-settlements": {"task": "money.reconcile_settlements", "schedule": 3600.0},
+            "create-payouts": {
+                "task": "money.create_payouts",
+                "schedule": crontab.from_string(app.config["PAYOUT_SCHEDULE"]),
+            },
         },
     )
     app.extensions["celery"] = celery
-    from app.tasks import checkin, holds, refunds  # noqa: F401 - registers the tasks
+    from app.tasks import checkin, holds, money, refunds  # noqa: F401 - registers the tasks
 
     return celery

@@ -18,6 +18,13 @@ from app.views.catalog import (
 from app.views.checkin_api import CheckinApi
 from app.views.money import LedgerTransactionView, OrderView
 from app.views.platform import CustomerView, PartnerView
+from app.views.settlement import (
+    PayoutItemView,
+    PayoutView,
+    SettlementLineView,
+    SettlementMismatchView,
+    SettlementView,
+)
 from app.views.shop_api import CatalogApi, CustomerApi, HoldApi, OrderApi
 
 
@@ -28,6 +35,13 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_view(OrderView, "Orders", icon="fa-shopping-cart", category="Money")
     appbuilder.add_view(LedgerTransactionView, "Ledger", icon="fa-book", category="Money")
     appbuilder.add_view(BalanceView, "Balances", icon="fa-balance-scale", category="Money")
+    appbuilder.add_view(PayoutView, "Payouts", icon="fa-bank", category="Money")
+    appbuilder.add_view(SettlementView, "Settlements", icon="fa-exchange", category="Money")
+    appbuilder.add_view(
+        SettlementMismatchView, "Mismatches", icon="fa-exclamation-triangle", category="Money"
+    )
+    appbuilder.add_view_no_menu(PayoutItemView)
+    appbuilder.add_view_no_menu(SettlementLineView)
     appbuilder.add_view(PartnerView, "Partners", icon="fa-handshake-o", category="Platform")
     appbuilder.add_view(CustomerView, "Customers", icon="fa-users", category="Platform")
     appbuilder.add_api(EventApi)

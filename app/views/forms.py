@@ -101,3 +101,12 @@ class GenerateSpotsForm(DynamicForm):
         description="Optional, e.g. 'N' gives seats NA-1, NA-2 ...",
         widget=BS3TextFieldWidget(),
     )
+
+
+class PayoutPaidForm(DynamicForm):
+    bank_reference = StringField(
+        "Bank reference",
+        validators=[DataRequired(message="Give the bank transfer's reference."), Length(max=100)],
+        description="The reference of the transfer to the partner, as the bank shows it.",
+        widget=BS3TextFieldWidget(),
+    )

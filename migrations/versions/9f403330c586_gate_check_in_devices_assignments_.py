@@ -1,7 +1,7 @@
 """gate check-in: devices, gate assignments, entries, scan log details, event check-in window
 
 Revision ID: 9f403330c586
-Revises: cedb5514a93c
+Revises: 0d200b28cb57
 Create Date: 2026-11-29 11:46:01.059345
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '9f403330c586'
-down_revision = 'cedb5514a93c'
+down_revision = '0d200b28cb57'
 branch_labels = None
 depends_on = None
 

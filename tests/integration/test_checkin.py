@@ -366,3 +366,22 @@ def test_two_gates_scanning_the_same_ticket_at_once_admit_it_once(
     checkin.flush_scan_log(db.session)
     db.session.expire_all()
     assert db.session.scalar(select(func.count()).select_from(CheckIn)) == 16
+
+
+def test_a_charged_back_ticket_answers_revoked_once_the_chargeback_commits(
+    client, store, partner, event
+):
+    from app.models import Payment
+
+    kept = buy(client, event)
+    disputed = buy(client, event, "bia@example.com")
+    auth = device(partner, event)
+    assert result(scan(client, auth, kept["tickets"][0]["code"]))["result"] == "valid"
+    payment_id = db.session.scalar(select(Payment.id).where(Payment.order_id == disputed["id"]))
+    refunds.record_chargeback(db.session, payment_id, "fraudulent", utcnow())
+    db.session.rollback()  # a reconciliation that failed: nothing changes at the gate
+    assert result(scan(client, auth, disputed["tickets"][0]["code"]))["result"] == "valid"
+    refunds.record_chargeback(db.session, payment_id, "fraudulent", utcnow())
+    db.session.commit()
+    answer = result(scan(client, auth, disputed["tickets"][1]["code"]))
+    assert answer["result"] == "revoked"

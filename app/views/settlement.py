@@ -1,0 +1,116 @@
+"""Settlements with their lines and mismatches (finance), and payouts with their statements:
+finance sees every payout, approves it and marks it paid; a partner reads its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import flash, redirect, url_for
+from flask_appbuilder import ModelView, action, expose, has_access
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+
+from app.extensions import db
+from app.models import Payout, PayoutItem, Settlement, SettlementLine, SettlementMismatch
+from app.models.base import utcnow
+from app.services import payouts
+from app.views.base import ScopedModelView, current_user
+from app.views.forms import PayoutPaidForm
+
+
+class SettlementLineView(ModelView):
+    datamodel = SQLAInterface(SettlementLine)
+    list_title = "Settlement lines"
+    base_permissions = ["can_list", "can_show"]
+    list_columns = ["kind", "line_ref", "charge_ref", "payment_id", "amount", "fee"]
+    show_columns = ["settlement", *list_columns]
+    search_columns = ["kind", "line_ref", "charge_ref"]
+    label_columns = {"line_ref": "Acquirer's id", "charge_ref": "Charge", "payment_id": "Payment"}
+
+
+class SettlementMismatchView(ModelView):
+    datamodel = SQLAInterface(SettlementMismatch)
+    list_title = "Settlement mismatches"
+    base_permissions = ["can_list", "can_show"]
+    list_columns = [
+        "settlement", "kind", "line_kind", "reference", "expected", "reported", "detail",
+    ]  # fmt: skip
+    show_columns = [*list_columns, "payment_id", "created_at"]
+    search_columns = ["kind", "line_kind", "reference", "settlement"]
+    base_order = ("id", "desc")
+    label_columns = {"line_kind": "Line", "expected": "Ours", "reported": "Acquirer's"}
+
+
+class SettlementView(ModelView):
+    datamodel = SQLAInterface(Settlement)
+    list_title = "Settlements"
+    base_permissions = ["can_list", "can_show"]
+    list_columns = [
+        "day", "gateway", "currency", "captured", "refunded", "charged_back", "fees", "net",
+        "line_count", "mismatch_count",
+    ]  # fmt: skip
+    show_columns = [*list_columns, "ledger_transaction", "created_at"]
+    search_columns = ["day", "gateway", "currency"]
+    order_columns = ["day", "gateway", "currency"]
+    base_order = ("day", "desc")
+    label_columns = {
+        "fees": "Acquirer's fee",
+        "line_count": "Lines",
+        "mismatch_count": "Mismatches",
+        "ledger_transaction": "Posting",
+    }
+    related_views = [SettlementMismatchView, SettlementLineView]
+
+
+class PayoutItemView(ScopedModelView):
+    """A payout's statement: the ledger transactions it covers."""
+
+    datamodel = SQLAInterface(PayoutItem)
+    list_title = "Payout statement"
+    base_permissions = ["can_list", "can_show"]
+    list_columns = ["payout", "posted_at", "kind", "memo", "amount"]
+    show_columns = list_columns
+    search_columns = ["payout"]
+    label_columns = {"posted_at": "Posted", "memo": "Transaction", "amount": "Partner's share"}
+
+
+class PayoutView(ScopedModelView):
+    datamodel = SQLAInterface(Payout)
+    list_title = "Payouts"
+    base_permissions = ["can_list", "can_show", "can_mark_paid"]
+    list_columns = ["id", "partner", "amount", "status", "created_at", "paid_at", "bank_reference"]
+    show_columns = [*list_columns, "approved_at", "approved_by", "paid_by"]
+    search_columns = ["partner", "status", "currency", "created_at"]
+    order_columns = ["id", "status", "created_at", "paid_at"]
+    base_order = ("id", "desc")
+    related_views = [PayoutItemView]
+
+    @action("approve", "Approve", "Approve the selected payouts?", "fa-check")
+    def approve(self, items: Any) -> Any:
+        self.run_each(
+            items,
+            lambda p: payouts.approve_payout(db.session, p.id, current_user(), utcnow()),
+            "{count} payout(s) approved.",
+        )
+        return redirect(self.get_redirect())
+
+    @action("mark_paid", "Mark paid", None, "fa-bank", multiple=False)
+    def mark_paid_action(self, item: Payout) -> Any:
+        return redirect(url_for(".mark_paid", pk=item.id))
+
+    @expose("/paid/<int:pk>", methods=["GET", "POST"])
+    @has_access
+    def mark_paid(self, pk: int) -> Any:
+        def submit(payout: Payout, form: PayoutPaidForm) -> Any:
+            payouts.mark_payout_paid(
+                db.session, payout.id, form.bank_reference.data, current_user(), utcnow()
+            )
+            flash(f"Payout {payout.id} is paid.", "success")
+            return redirect(url_for(".show", pk=payout.id))
+
+        return self.row_form(
+            pk,
+            PayoutPaidForm,
+            submit,
+            title=lambda payout: f"Mark payout {payout.id} ({payout.amount}) paid",
+            columns=lambda _: ["bank_reference"],
+        )

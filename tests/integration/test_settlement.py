@@ -1,0 +1,249 @@
+"""The acquirer's daily settlement report is reconciled against our payments and the ledger: one
+settlement per day and currency, posted once, chargebacks recorded, mismatches flagged."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app import sim_acquirer
+from app.extensions import db
+from app.models import (
+    Conflict,
+    EventSpot,
+    LedgerEntry,
+    LedgerTransaction,
+    Order,
+    OrderStatus,
+    Payment,
+    PaymentStatus,
+    Settlement,
+    SettlementMismatch,
+    SpotStatus,
+    TicketStatus,
+)
+from app.models.base import utcnow
+from app.services import ledger, payouts, refunds, settlement
+from app.services.payments import gateway
+from app.services.scoping import SYSTEM
+from app.sim_acquirer.api import acquirer_fee
+from app.sim_acquirer.models import SimCharge, SimChargeback, SimRefund
+from app.tasks import celery
+from tests.integration.test_purchase_api import card_token, on_sale, pay, sign_up  # noqa: F401
+from tests.support import login, make_user
+
+
+@pytest.fixture(autouse=True)
+def acquirer_fees(app):
+    """The acquirer keeps 2.5 % (rounded half up to the cent) + BRL 0.30 of each charge."""
+    saved = {
+        key: app.config[key] for key in ("SIM_ACQUIRER_FEE_PERCENT", "SIM_ACQUIRER_FEE_FIXED_CENTS")
+    }
+    app.config.update(SIM_ACQUIRER_FEE_PERCENT=Decimal("2.5"), SIM_ACQUIRER_FEE_FIXED_CENTS=30)
+    yield
+    app.config.update(saved)
+
+
+def buy(client, event, seats: int = 2) -> Payment:
+    """A customer buys the next ``seats`` free spots of the event's first section by card."""
+    headers = sign_up(client, f"{uuid.uuid4().hex[:10]}@example.com", "Buyer")
+    free = db.session.scalars(
+        select(EventSpot.id)
+        .where(
+            EventSpot.section_id == event.sections[0].id,
+            EventSpot.status == SpotStatus.AVAILABLE,
+        )
+        .order_by(EventSpot.id)
+        .limit(seats)
+    ).all()
+    db.session.rollback()
+    hold = client.post(
+        "/api/v1/holds/", json={"event_id": event.id, "spot_ids": free}, headers=headers
+    ).get_json()["result"]
+    response = pay(client, headers, hold["id"], card_token(client))
+    assert response.status_code == 201, response.get_json()
+    return db.session.get(Payment, response.get_json()["result"]["payments"][0]["id"])
+
+
+def refund(payment: Payment) -> None:
+    refunds.refund_order(db.session, gateway(), payment.order_id, SYSTEM)
+
+
+def happened_days_ago(days: int = 1) -> dt.date:
+    """What happened today, at the acquirer and here, happened ``days`` earlier: that day is
+    over, so its report can be reconciled. Returns that day."""
+    today = dt.datetime.combine(utcnow().date(), dt.time.min)
+    shift = dt.timedelta(days=days)
+    with Session(db.engine) as session:
+        for model, columns in (
+            (SimCharge, ["created_at"]),
+            (SimRefund, ["created_at"]),
+            (SimChargeback, ["created_at"]),
+            (Payment, ["created_at", "captured_at", "refunded_at", "charged_back_at"]),
+        ):
+            for row in session.scalars(select(model)):
+                for column in columns:
+                    value = getattr(row, column)
+                    if value is not None and value >= today:
+                        setattr(row, column, value - shift)
+        session.commit()
+    db.session.expire_all()
+    return today.date() - shift
+
+
+def reconcile(day: dt.date | None = None) -> list[dict]:
+    """The task: each day due (or ``day``), with what the run added."""
+    kwargs = {"day": day.isoformat()} if day else {}
+    return celery.tasks["money.reconcile_settlements"].apply(kwargs=kwargs).get()
+
+
+def added(day: dt.date, *, settlements=0, lines=0, chargebacks=0, mismatches=0, postings=0):
+    return {"day": day.isoformat(), "settlements": settlements, "lines": lines,
+            "chargebacks": chargebacks, "mismatches": mismatches, "postings": postings}  # fmt: skip
+
+
+def balance(code: str) -> int:
+    return ledger.balance(db.session, ledger.account_id(db.session, code), "BRL")
+
+
+def transaction_sums() -> set[int]:
+    rows = db.session.execute(
+        select(func.sum(LedgerEntry.amount_cents)).group_by(
+            LedgerEntry.transaction_id, LedgerEntry.currency
+        )
+    ).scalars()
+    return set(rows)
+
+
+def test_the_acquirer_fee_is_a_percentage_rounded_half_up_plus_a_fixed_amount():
+    assert acquirer_fee(20000, Decimal("2.5"), 30) == 500 + 30
+    assert acquirer_fee(20100, Decimal("2.5"), 30) == 503 + 30  # 502.5 rounds up
+    assert acquirer_fee(1219, Decimal("2.5"), 0) == 30  # 30.475 rounds down
+    assert acquirer_fee(1234, Decimal("3.99"), 39) == 49 + 39  # 49.2366
+
+
+def test_a_day_of_sales_a_refund_and_a_chargeback_settles_once(client, on_sale):  # noqa: F811
+    buy(client, on_sale)
+    refunded, disputed = buy(client, on_sale), buy(client, on_sale)
+    refund(refunded)
+    assert sim_acquirer.chargeback(disputed.gateway_ref, "fraudulent") is not None
+    day = happened_days_ago()
+
+    report = sim_acquirer.settlement_report(day)
+    assert report["totals"] == {
+        "BRL": {
+            "charges_cents": 60000,
+            "refunds_cents": 20000,
+            "chargebacks_cents": 20000,
+            "fees_cents": 3 * 530,
+            "net_cents": 60000 - 40000 - 1590,
+        }
+    }
+    # The day before the first sale is due too (the acquirer's clock may run ahead of ours).
+    assert reconcile() == [
+        added(day - dt.timedelta(days=1)),
+        added(day, settlements=1, lines=5, chargebacks=1, postings=1),
+    ]
+
+    row = db.session.scalars(select(Settlement)).one()
+    assert (row.day, row.currency, row.line_count) == (day, "BRL", 5)
+    assert (row.captured_cents, row.refunded_cents, row.charged_back_cents) == (60000, 20000, 20000)
+    assert (row.fee_cents, row.net_cents) == (1590, 18410)
+    posting = db.session.get(LedgerTransaction, row.ledger_transaction_id)
+    assert posting.cause_key == f"settlement:simulated:{day.isoformat()}:BRL"
+    # Clearing is empty: everything captured was refunded, charged back or settled.
+    assert balance(ledger.CLEARING) == 0
+    assert balance(ledger.BANK) == 18410
+    assert balance(ledger.GATEWAY_FEES) == 1590
+    assert balance(ledger.FEE_REVENUE) == -2200  # the kept sale's fee only
+    assert ledger.partner_balance(db.session, on_sale.partner, "BRL") == 17800
+    assert transaction_sums() == {0}
+
+    # The chargeback reversed the sale, is recorded as such, and freed the seats.
+    db.session.expire_all()
+    disputed = db.session.get(Payment, disputed.id)
+    assert disputed.status == PaymentStatus.CHARGED_BACK and disputed.charged_back_at
+    order = db.session.get(Order, disputed.order_id)
+    assert order.status == OrderStatus.REFUNDED
+    assert {t.status for t in order.tickets} == {TicketStatus.REVOKED}
+    assert {t.spot.status for t in order.tickets} == {SpotStatus.AVAILABLE}
+    chargeback = db.session.scalars(
+        select(LedgerTransaction).where(LedgerTransaction.kind == "chargeback")
+    ).one()
+    assert chargeback.cause_key == f"chargeback:payment:{disputed.id}"
+    assert "fraudulent" in chargeback.memo
+    statement = ledger.partner_statements(db.session, [on_sale.partner_id])[0]
+    assert (statement["sales"], statement["refunds"], statement["chargebacks"]) == (
+        60000, 20000, 20000,
+    )  # fmt: skip
+    assert statement["balance"] == (
+        statement["sales"] - statement["fees"] - statement["refunds"] - statement["chargebacks"]
+        + statement["fees_returned"] - statement["payouts"]
+    ) == 17800  # fmt: skip
+
+    # Replaying the day, by the periodic task or on demand, posts nothing twice.
+    transactions = db.session.scalar(select(func.count()).select_from(LedgerTransaction))
+    assert reconcile() == []
+    assert reconcile(day) == [added(day)]
+    assert db.session.scalar(select(func.count()).select_from(LedgerTransaction)) == transactions
+    assert db.session.scalar(select(func.count()).select_from(Settlement)) == 1
+    assert balance(ledger.BANK) == 18410
+
+
+def test_a_day_is_reconciled_only_once_it_is_over(client, on_sale):  # noqa: F811
+    buy(client, on_sale)
+    with pytest.raises(Conflict, match="not over yet"):
+        settlement.reconcile_day(db.session, gateway(), utcnow().date(), utcnow())
+    yesterday = utcnow().date() - dt.timedelta(days=1)
+    assert reconcile() == [added(yesterday)]  # today is not due: its sale waits
+    assert db.session.scalar(select(func.count()).select_from(Settlement)) == 0
+
+
+def test_mismatches_are_flagged_for_finance(client, on_sale):  # noqa: F811
+    tampered, missing, matching = buy(client, on_sale), buy(client, on_sale), buy(client, on_sale)
+    with Session(db.engine) as session:
+        session.get(SimCharge, tampered.gateway_ref).amount_cents += 100
+        session.delete(session.get(SimCharge, missing.gateway_ref))
+        session.commit()
+    stranger = sim_acquirer.charge(card_token(client), 5000, "BRL", "not-ours")
+    assert stranger.status == "succeeded"
+    day = happened_days_ago()
+
+    assert reconcile()[-1] == added(day, settlements=1, lines=3, mismatches=3, postings=1)
+    flagged = {
+        (m.kind, m.line_kind, m.reference, m.expected_cents, m.reported_cents)
+        for m in db.session.scalars(select(SettlementMismatch))
+    }
+    assert flagged == {
+        ("amount_differs", "charge", tampered.gateway_ref, 20000, 20100),
+        ("missing_from_report", "charge", missing.gateway_ref, 20000, None),
+        ("unknown_to_us", "charge", stranger.charge_id, None, 5000),
+    }
+    row = db.session.scalars(select(Settlement)).one()
+    assert row.captured_cents == 20100 + 20000 + 5000
+    assert row.fee_cents == 533 + 530 + 155
+    # What the acquirer did not settle as we booked it stays in clearing for finance to see.
+    assert balance(ledger.CLEARING) == 60000 - (20100 + 20000 + 5000)
+    # Only the payment that matched is settled: the others are not paid out.
+    assert payouts.settled_balance(db.session, on_sale.partner_id, "BRL") == matching.net_cents
+    assert reconcile(day)[0]["mismatches"] == 0  # flagged once
+
+    make_user("fiona", "Finance")
+    login(client, "fiona")
+    page = client.get("/settlementmismatchview/list/").get_data(as_text=True)
+    assert "amount_differs" in page and "missing_from_report" in page
+    assert stranger.charge_id in page
+    listing = client.get("/settlementview/list/").get_data(as_text=True)
+    assert "BRL 451.00" in listing and "Settlements" in listing
+    shown = client.get(f"/settlementview/show/{row.id}").get_data(as_text=True)
+    assert "unknown_to_us" in shown and "BRL 451.00" in shown
+    client.get("/logout/")
+    make_user("alice", "Partner", on_sale.partner)
+    login(client, "alice")
+    assert client.get("/settlementview/list/").status_code == 403
+    assert client.get("/settlementmismatchview/list/").status_code == 403
