@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask, has_app_context
 from flask.testing import FlaskClient
 from sqlalchemy import text
@@ -126,6 +127,17 @@ def db_context(app: Flask) -> Iterator[None]:
             for table in DOMAIN_TABLES:
                 conn.execute(text(f"DELETE FROM {table}"))
         ledger.forget_account_ids()
+        forget_checkin_state(app)
+
+
+def forget_checkin_state(app: Flask) -> None:
+    """Gate check-in keeps armed events in Redis, keyed by ids the next test reuses: drop them."""
+    url = app.config.get("REDIS_URL")
+    if url:
+        client = redis.Redis.from_url(url)
+        keys = list(client.scan_iter("ck:*"))
+        if keys:
+            client.delete(*keys)
 
 
 class IsolatedClient(FlaskClient):

@@ -138,6 +138,14 @@ class Event(Model):
     def is_cancelled(self) -> bool:
         return self.status == EventStatus.CANCELLED
 
+    def check_checkin_window(self) -> None:
+        if (
+            self.checkin_opens_at is not None
+            and self.checkin_closes_at is not None
+            and self.checkin_closes_at <= self.checkin_opens_at
+        ):
+            raise DomainError("Check-in must close after it opens.", field="checkin_closes_at")
+
     def checkin_window(self) -> tuple[dt.datetime, dt.datetime]:
         """When tickets are let in: (opens, closes)."""
         opens = self.checkin_opens_at or self.starts_at - CHECKIN_OPENS_BEFORE

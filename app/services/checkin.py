@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session, joinedload
 from app.models import (
     CheckIn,
     CheckinEntry,
+    Conflict,
     DomainError,
     Event,
     EventStatus,
@@ -219,26 +220,37 @@ def register_device(
     session: Session, actor: Actor, name: str, event_ids: Sequence[int]
 ) -> tuple[GateDevice, str]:
     """A new gate device for the actor's partner; returns it and its token (shown once)."""
-    name = (name or "").strip()
-    if not name:
-        raise DomainError("Name the device (for example 'North gate phone 1').", field="name")
-    events = get_owned_many(session, Event, event_ids, actor)
-    if not events:
-        raise DomainError("Choose at least one event for this device.", field="events")
-    partners = {event.partner_id for event in events}
-    if len(partners) != 1:
-        raise DomainError("A device scans the events of one partner.", field="events")
-    token = secrets.token_urlsafe(32)
-    device = GateDevice(
-        partner_id=partners.pop(),
-        name=name,
-        token_hash=token_hash(token),
-        token_hint=token[:6],
-        events=list(events),
-    )
+    device = GateDevice(name=name, events=list(get_owned_many(session, Event, event_ids, actor)))
+    token = prepare_device(session, actor, device)
     session.add(device)
     session.commit()
     return device, token
+
+
+def prepare_device(session: Session, actor: Actor, device: GateDevice) -> str:
+    """Check a new device (a name, events of one partner the actor owns), tie it to that partner
+    and give it a fresh token; returns the token, which is kept only as a hash."""
+    check_device(session, actor, device)
+    token = secrets.token_urlsafe(32)
+    device.token_hash = token_hash(token)
+    device.token_hint = token[:6]
+    return token
+
+
+def check_device(session: Session, actor: Actor, device: GateDevice) -> None:
+    device.name = (device.name or "").strip()
+    if not device.name:
+        raise DomainError("Name the device (for example 'North gate phone 1').", field="name")
+    if not device.events:
+        raise DomainError("Choose at least one event for this device.", field="events")
+    owned = get_owned_many(session, Event, [e.id for e in device.events], actor)
+    partners = {event.partner_id for event in owned}
+    if len(partners) != 1:
+        raise DomainError("A device scans the events of one partner.", field="events")
+    partner_id = partners.pop()
+    if device.partner_id is not None and device.partner_id != partner_id:
+        raise DomainError("A device keeps the partner it was registered for.", field="events")
+    device.partner_id = partner_id
 
 
 def revoke_device(session: Session, actor: Actor, device_id: int) -> GateDevice:
@@ -254,6 +266,15 @@ def revoke_device(session: Session, actor: Actor, device_id: int) -> GateDevice:
 def device_changed(device: GateDevice) -> None:
     """Drop the cached credentials of an edited device (its events may have changed)."""
     _forget_scanner(_device_key(device.token_hash))
+
+
+def arm_owned_event(session: Session, actor: Actor, event_id: int) -> Event:
+    """Arm an event by hand (its partner's staff or the platform)."""
+    event = get_owned(session, Event, event_id, actor)
+    if event.status != EventStatus.PUBLISHED:
+        raise Conflict(f"{event.name} is {event.status}: only a published event is armed.")
+    arm_event(session, event.id)
+    return event
 
 
 def assign_gate_user(session: Session, actor: Actor, user_id: int, event_id: int) -> None:
@@ -414,7 +435,11 @@ def evaluate(store: Store, scanner: Scanner, request: ScanRequest, now: dt.datet
         verify_ticket(info.public_key, request.code)
     except InvalidCode:
         return Outcome(ScanResult.INVALID.value, details={"reason": "bad_signature"})
-    if claim.event_id not in scanner.event_ids:
+    gate_event = request.event_id
+    if claim.event_id not in scanner.event_ids or (
+        gate_event is not None and claim.event_id != gate_event
+    ):
+        # Not an event of this gate, or another of this device's events than the one it works.
         return Outcome(ScanResult.WRONG_EVENT.value, claim, claim.event_id)
     moment = request.scanned_at if request.offline else now
     if info.cancelled or not info.opens_at <= moment <= info.closes_at:
@@ -441,7 +466,7 @@ def scan(session: Session, scanner: Scanner, request: ScanRequest) -> dict[str, 
     store = _store_for(session, request)
     try:
         return _scan_with(store, scanner, request)
-    except redis.ConnectionError:
+    except (redis.ConnectionError, redis.TimeoutError):
         if isinstance(store, DbStore):
             raise
         log.error("Redis is unreachable: validating from the database")
@@ -1055,12 +1080,32 @@ def flush_scan_log(session: Session, batch: int = 1000) -> int:
         try:
             _write_scans(session, records)
             session.commit()
+        except IntegrityError:
+            # One record the database refuses must not hold back every later scan.
+            session.rollback()
+            _write_one_by_one(session, cache, records)
         except SQLAlchemyError:
             session.rollback()
             log.warning("scan log not flushed: the database is unreachable", exc_info=True)
             return written
         cache.ltrim(LOG_KEY, len(raw), -1)
         written += len(raw)
+
+
+DEAD_LETTER_KEY = "ck:log:refused"
+
+
+def _write_one_by_one(session: Session, cache: redis.Redis, records: list[dict[str, Any]]) -> None:
+    """Write a batch record by record; one the database refuses goes to a dead-letter list
+    (kept for inspection) instead of blocking the queue."""
+    for record in records:
+        try:
+            _write_scans(session, [record])
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            log.error("scan log record refused by the database", extra={"nonce": record["nonce"]})
+            cache.rpush(DEAD_LETTER_KEY, json.dumps(record))
 
 
 def _write_scans(session: Session, records: list[dict[str, Any]]) -> None:

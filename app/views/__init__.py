@@ -16,6 +16,7 @@ from app.views.catalog import (
     EventView,
 )
 from app.views.checkin_api import CheckinApi
+from app.views.gate_admin import CheckInView, GateAssignmentView, GateDeviceView
 from app.views.money import LedgerTransactionView, OrderView
 from app.views.platform import CustomerView, PartnerView
 from app.views.settlement import (
@@ -42,6 +43,9 @@ def register_views(appbuilder: AppBuilder) -> None:
     )
     appbuilder.add_view_no_menu(PayoutItemView)
     appbuilder.add_view_no_menu(SettlementLineView)
+    appbuilder.add_view(GateDeviceView, "Gate devices", icon="fa-mobile", category="Check-in")
+    appbuilder.add_view(GateAssignmentView, "Gate staff", icon="fa-id-badge", category="Check-in")
+    appbuilder.add_view(CheckInView, "Scan log", icon="fa-qrcode", category="Check-in")
     appbuilder.add_view(PartnerView, "Partners", icon="fa-handshake-o", category="Platform")
     appbuilder.add_view(CustomerView, "Customers", icon="fa-users", category="Platform")
     appbuilder.add_api(EventApi)

@@ -7,10 +7,12 @@ from typing import Any
 from flask import current_app, flash, redirect, url_for
 from flask_appbuilder import action, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
+from wtforms import BooleanField
 from wtforms.validators import URL, Optional
 
 from app.extensions import db
 from app.models import DomainError, Event, EventSection, EventSpot
+from app.services import checkin
 from app.services import events as event_service
 from app.views.base import ScopedModelRestApi, ScopedModelView, current_user
 from app.views.forms import (
@@ -37,22 +39,30 @@ EVENT_FORM_COLUMNS = [
     "sales_end",
     "image_url",
     "currency",
+    "checkin_opens_at",
+    "checkin_closes_at",
+    "allow_reentry",
 ]
 EVENT_DESCRIPTIONS = {
     "starts_at": "UTC.",
     "sales_start": "When tickets go on sale (UTC). Empty: as soon as the event is published.",
     "sales_end": "When sales close (UTC). Empty: when the event starts.",
     "currency": "ISO 4217 code; default BRL. Fixed once the event has sales.",
+    "checkin_opens_at": "When the gates start letting people in (UTC). Empty: 6 h before start.",
+    "checkin_closes_at": "When the gates stop (UTC). Empty: the end, or 12 hours after the start.",
+    "allow_reentry": "An exit scan lets the holder in once more.",
 }
 
 
 class EventRules:
     def on_add(self, item: Event) -> None:
+        item.check_checkin_window()
         event_service.claim_new_event(
             db.session, item, current_user(), current_app.config["DEFAULT_CURRENCY"]
         )
 
     def on_update(self, item: Event) -> None:
+        item.check_checkin_window()
         item.check_changes()
 
     def on_delete(self, item: Event) -> None:
@@ -202,6 +212,14 @@ class EventSectionView(SectionRules, ScopedModelView):
         )
 
 
+# FAB makes every NOT NULL column required, and a required checkbox must be ticked.
+REENTRY_FIELD = {
+    "allow_reentry": BooleanField(
+        "Allow re-entry", description=EVENT_DESCRIPTIONS["allow_reentry"], default=False
+    )
+}
+
+
 class EventView(EventRules, ScopedModelView):
     datamodel = SQLAInterface(Event)
     list_title = "Events"
@@ -222,6 +240,9 @@ class EventView(EventRules, ScopedModelView):
         "ends_at": datetime_field("Ends"),
         "sales_start": datetime_field("Sales start"),
         "sales_end": datetime_field("Sales end"),
+        "checkin_opens_at": datetime_field("Check-in opens"),
+        "checkin_closes_at": datetime_field("Check-in closes"),
+        **REENTRY_FIELD,
     }
     edit_form_extra_fields = add_form_extra_fields
     related_views = [EventSectionView]
@@ -243,6 +264,24 @@ class EventView(EventRules, ScopedModelView):
             "{count} event(s) unpublished.",
         )
         return redirect(self.get_redirect())
+
+    @action(
+        "arm_checkin",
+        "Arm for check-in",
+        "Copy what the gates need into Redis now? (Done automatically before doors open.)",
+        "fa-shield",
+    )
+    def arm_checkin(self, items: Any) -> Any:
+        self.run_each(
+            items,
+            lambda event: checkin.arm_owned_event(db.session, current_user(), event.id),
+            "{count} event(s) armed for check-in.",
+        )
+        return redirect(self.get_redirect())
+
+    @action("checkin", "Check-in live", None, "fa-qrcode", multiple=False)
+    def checkin_live(self, item: Event) -> Any:
+        return redirect(url_for("CheckInView.live", event_id=item.id))
 
     @action("cancel_event", "Cancel event", None, "fa-times-circle", multiple=False)
     def cancel_action(self, item: Event) -> Any:

@@ -26,6 +26,8 @@ PARTNER_CATALOG = [
     ("(Money|Orders|Ledger|Balances|Payouts)", "menu_access"),
     ("(EventApi|EventSectionApi|EventSpotApi)", "can_.*"),
     ("(Events|Sections|Spots|Catalog)", "menu_access"),
+    ("(GateDeviceView|GateAssignmentView|CheckInView)", "(?!can_download$).*"),
+    ("(Check-in|Gate devices|Gate staff|Scan log)", "menu_access"),
 ]
 
 ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
@@ -48,6 +50,8 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         ("EventView", "can_(list|show)"),
         ("EventApi", "can_(get|info)"),
         ("(Events|Catalog)", "menu_access"),
+        ("CheckInView", "can_(list|show|live)"),
+        ("(Check-in|Scan log)", "menu_access"),
     ],
     "Customer": [*SELF_SERVICE, ("(HoldApi|OrderApi)", ".*")],
 }

@@ -385,3 +385,34 @@ def test_a_charged_back_ticket_answers_revoked_once_the_chargeback_commits(
     db.session.commit()
     answer = result(scan(client, auth, disputed["tickets"][1]["code"]))
     assert answer["result"] == "revoked"
+
+
+def test_a_log_record_the_database_refuses_does_not_block_the_others(client, store, partner, event):
+    if store != "redis":
+        pytest.skip("the scan log queue exists with Redis only")
+    import json
+
+    code = buy(client, event)["tickets"][0]["code"]
+    auth = device(partner, event)
+    cache = checkin.redis_client()
+    bad = {
+        "event_id": event.id, "ticket_id": None, "gate": "X", "direction": "in",
+        "result": "invalid", "nonce": "refused-0001", "scanned_at": utcnow().isoformat(),
+        "recorded_at": utcnow().isoformat(), "device_id": 999_999, "user_id": None,
+        "offline": False, "device_verdict": None, "conflict": False, "entry_state": None,
+    }  # fmt: skip
+    cache.rpush(checkin.LOG_KEY, json.dumps(bad))
+    assert result(scan(client, auth, code))["result"] == "valid"
+    rows = logged()
+    assert [r.result for r in rows] == ["valid"]
+    assert cache.llen(checkin.LOG_KEY) == 0
+    assert json.loads(cache.lpop(checkin.DEAD_LETTER_KEY))["nonce"] == "refused-0001"
+
+
+def test_a_gate_working_one_event_refuses_the_other_events_tickets(client, store, partner, event):
+    other = open_event(partner, "Matinee")
+    ticket = buy(client, other)["tickets"][0]
+    auth = device(partner, event, other)  # the device may scan both events
+    answer = result(scan(client, auth, ticket["code"], event_id=event.id))
+    assert answer["result"] == "wrong_event"
+    assert result(scan(client, auth, ticket["code"], event_id=other.id))["result"] == "valid"

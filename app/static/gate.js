@@ -1,0 +1,618 @@
+// The gate page: sign in (device token or gate staff), pick the event, download its manifest,
+// then validate codes from the camera, a keyboard-wedge scanner or the keyboard with no network.
+// Every scan is kept in IndexedDB and uploaded when the network is back.
+import { Entries, bench, judge } from "./gate-core.js";
+import { openStore } from "./gate-store.js";
+
+const $ = (id) => document.getElementById(id);
+const KEYS = { credential: "gate.credential", event: "gate.event", gate: "gate.name", direction: "gate.direction" };
+const VERDICT_MS = 1500;
+const RETRY_MS = 10_000;
+const MANIFEST_MAX_AGE_MS = 120_000; // refreshed in the background when older, while online
+const LOG_LENGTH = 20;
+const CAMERA_REPEAT_MS = 2500; // a code held in front of the camera is one scan
+
+let store;
+let manifest = null; // the selected event's manifest
+let entries = new Entries();
+let scans = []; // this event's scans, oldest first
+const keys = new Map(); // event id -> public key, from every manifest this device holds
+let queue = Promise.resolve(); // scans and manifest swaps run one at a time
+
+class ApiError extends Error {
+  constructor(status, body, fallback) {
+    super(body?.message || body?.msg || fallback);
+    this.status = status;
+    this.field = body?.field;
+  }
+}
+
+/** Run `job` after every job queued before it: a scan sees the entries the previous one left. */
+function serial(job) {
+  const run = queue.then(job);
+  queue = run.catch(() => {});
+  return run;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Credentials and API
+
+function credential() {
+  try {
+    return JSON.parse(localStorage.getItem(KEYS.credential));
+  } catch {
+    return null;
+  }
+}
+
+async function api(path, { method = "GET", body, token = credential()?.token } = {}) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const answer = await response.json().catch(() => null);
+  if (!response.ok) {
+    throw new ApiError(response.status, answer, `${response.status} ${response.statusText}`);
+  }
+  return answer;
+}
+
+function explain(err) {
+  if (err instanceof ApiError) return err.status === 401 ? `Not signed in: ${err.message}` : err.message;
+  return "No connection to the server.";
+}
+
+async function signIn(kind, token, who) {
+  await api("/api/v1/checkin/events", { token }); // refuses a bad token before it is kept
+  localStorage.setItem(KEYS.credential, JSON.stringify({ kind, token, who }));
+}
+
+function signOut() {
+  const pending = Number($("count-pending").textContent);
+  if (pending && !confirm(`${pending} scans are not uploaded yet. They stay on this device. Sign out?`)) return;
+  localStorage.removeItem(KEYS.credential);
+  localStorage.removeItem(KEYS.event);
+  stopCamera();
+  manifest = null;
+  show("signin");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Screens
+
+function show(screen) {
+  for (const id of ["signin", "events", "scan"]) $(id).hidden = id !== screen;
+  const who = credential();
+  $("who").textContent = who ? (who.kind === "device" ? "device token" : who.who) : "";
+  $("sign-out").hidden = !who;
+  if (screen === "scan") focusScanner();
+}
+
+async function showEvents() {
+  show("events");
+  const list = $("event-list");
+  list.textContent = "Loading…";
+  $("events-error").textContent = "";
+  let events;
+  try {
+    events = (await api("/api/v1/checkin/events")).events;
+  } catch (err) {
+    // Offline: the events whose manifests this device already holds can still be scanned.
+    events = (await store.manifests()).map((m) => ({ id: m.event_id, name: m.name, stored: true }));
+    $("events-error").textContent = `${explain(err)} ${events.length ? "Showing the events downloaded earlier." : ""}`;
+    if (err instanceof ApiError && err.status === 401) return show("signin");
+  }
+  list.textContent = events.length ? "" : "No events to check in.";
+  for (const event of events) {
+    const item = document.createElement("li");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "event";
+    const name = document.createElement("strong");
+    name.textContent = event.name;
+    const details = document.createElement("span");
+    details.className = "muted";
+    details.textContent = event.stored
+      ? "manifest on this device"
+      : [event.venue, formatDateTime(event.starts_at), event.armed ? "armed" : ""].filter(Boolean).join(" · ");
+    button.append(name, details);
+    button.addEventListener("click", () => chooseEvent(event.id, event.stored));
+    item.append(button);
+    list.append(item);
+  }
+}
+
+async function chooseEvent(eventId, stored) {
+  $("events-error").textContent = "";
+  try {
+    const chosen = stored ? await store.manifest(eventId) : await downloadManifest(eventId);
+    await serial(() => selectManifest(chosen));
+    show("scan");
+    upload();
+  } catch (err) {
+    $("events-error").textContent = explain(err);
+  }
+}
+
+async function downloadManifest(eventId) {
+  const requestedAt = new Date().toISOString();
+  const fresh = await api(`/api/v1/checkin/events/${eventId}/manifest`);
+  // The request time, not the answer's: a scan uploaded before it is surely in the manifest.
+  fresh.downloaded_at = requestedAt;
+  fresh.clock_skew_ms = Date.now() - Date.parse(fresh.generated_at);
+  await store.saveManifest(fresh);
+  keys.set(fresh.event_id, fresh.public_key);
+  return fresh;
+}
+
+/** Make `chosen` the event being scanned: its entries are the manifest's plus this device's
+ * admitted scans the manifest may not include yet. */
+async function selectManifest(chosen) {
+  const own = await store.scansOf(chosen.event_id);
+  const known = new Entries(chosen.entries);
+  for (const scan of own) {
+    const maybeMissing = !scan.uploaded || scan.uploaded_at > chosen.downloaded_at;
+    if (scan.verdict === "valid" && maybeMissing) known.apply(scan.ticket_id, scan.direction, scan.scanned_at, scan.gate);
+  }
+  manifest = chosen;
+  entries = known;
+  scans = own;
+  localStorage.setItem(KEYS.event, String(chosen.event_id));
+  renderManifest();
+  renderScans();
+}
+
+async function refreshManifest({ quiet = false } = {}) {
+  if (!manifest) return;
+  const button = $("refresh-manifest");
+  button.disabled = true;
+  try {
+    await upload(); // first, so the new manifest includes this device's scans
+    const fresh = await downloadManifest(manifest.event_id);
+    await serial(() => selectManifest(fresh));
+  } catch (err) {
+    if (!quiet) $("scan-error").textContent = `Manifest not refreshed: ${explain(err)}`;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function renderManifest() {
+  $("event-name").textContent = manifest.name;
+  const at = $("manifest-at");
+  at.dateTime = manifest.downloaded_at;
+  at.textContent = formatDateTime(manifest.downloaded_at);
+  const window_ = [manifest.opens_at, manifest.closes_at].map((t) => (t ? formatDateTime(t) : "…")).join(" – ");
+  $("manifest-stats").textContent =
+    `${manifest.revoked.length} revoked · ${manifest.entries.length} entries · check-in ${window_}` +
+    (manifest.allow_reentry ? " · re-entry allowed" : "");
+  // Verdicts and upload times come from this device's clock: a wrong one must be seen.
+  const minutes = Math.round((manifest.clock_skew_ms ?? 0) / 60_000);
+  $("scan-error").textContent = Math.abs(minutes) >= 2
+    ? `This device's clock is ${Math.abs(minutes)} min ${minutes > 0 ? "ahead of" : "behind"} the server: set it right.`
+    : "";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scanning
+
+function gateName() {
+  return $("gate-name").value.trim() || "Gate";
+}
+
+function direction() {
+  return document.querySelector('input[name="direction"]:checked').value;
+}
+
+function scan(code) {
+  code = code.trim();
+  if (!code || !manifest) return Promise.resolve(null);
+  return serial(async () => {
+    const now = new Date();
+    const gate = gateName();
+    const way = direction();
+    let result;
+    try {
+      result = await judge(code, { manifest, entries, direction: way, now, keys });
+    } catch (err) {
+      $("scan-error").textContent = `Could not check codes (${err.message}): refresh the manifest.`;
+      return null;
+    }
+    const scannedAt = now.toISOString();
+    if (result.verdict === "valid") entries.apply(result.claim.ticketId, way, scannedAt, gate);
+    const record = {
+      nonce: crypto.randomUUID(),
+      seq: performance.timeOrigin + performance.now(),
+      event_id: manifest.event_id,
+      code,
+      gate,
+      direction: way,
+      scanned_at: scannedAt,
+      verdict: result.verdict,
+      uploaded: 0,
+      ticket_id: result.claim?.ticketId ?? null,
+      label: result.verified ? result.claim.label : "", // a forger's label is not shown
+      reason: reasonFor(result, way),
+    };
+    showVerdict(record);
+    scans.push(record);
+    await store.addScan(record);
+    renderScans();
+    upload();
+    return record;
+  });
+}
+
+function reasonFor({ verdict, reason, claim, entry }, way) {
+  switch (verdict) {
+    case "valid":
+      return way === "in" ? "Welcome" : "Exit recorded";
+    case "invalid":
+      return reason === "not_checked_in" ? "Not inside: no entry to exit" : "Not a genuine ticket code";
+    case "wrong_event":
+      return `Ticket for another event (#${claim.eventId})`;
+    case "not_valid_now": {
+      const opens = manifest.opens_at && Date.parse(manifest.opens_at);
+      return opens && Date.now() < opens
+        ? `Check-in opens ${formatDateTime(manifest.opens_at)}`
+        : `Check-in closed ${formatDateTime(manifest.closes_at)}`;
+    }
+    case "revoked":
+      return "Ticket cancelled or refunded";
+    case "already_used":
+      return `Entered ${formatDateTime(entry.at)} at ${entry.gate}`;
+    default:
+      return verdict;
+  }
+}
+
+const TITLES = {
+  valid: "Valid", invalid: "Invalid", wrong_event: "Wrong event", not_valid_now: "Not valid now",
+  revoked: "Revoked", already_used: "Already used",
+};
+
+let verdictTimer = 0;
+
+function showVerdict(record) {
+  const overlay = $("verdict");
+  overlay.className = `verdict ${record.verdict === "valid" ? "ok" : "bad"}`;
+  overlay.dataset.verdict = record.verdict;
+  $("verdict-title").textContent = TITLES[record.verdict];
+  $("verdict-seat").textContent = record.label;
+  $("verdict-reason").textContent = record.reason;
+  overlay.hidden = false;
+  clearTimeout(verdictTimer);
+  verdictTimer = setTimeout(hideVerdict, VERDICT_MS);
+  signal(record.verdict === "valid");
+}
+
+function hideVerdict() {
+  clearTimeout(verdictTimer);
+  $("verdict").hidden = true;
+  focusScanner();
+}
+
+let audio;
+
+/** A short high beep for valid, a low double one otherwise, and a buzz on phones. */
+function signal(ok) {
+  try {
+    audio ??= new AudioContext();
+    const tones = ok ? [[1320, 0]] : [[330, 0], [330, 0.18]];
+    for (const [frequency, delay] of tones) {
+      const oscillator = audio.createOscillator();
+      const gain = audio.createGain();
+      gain.gain.value = 0.15;
+      oscillator.frequency.value = frequency;
+      oscillator.connect(gain).connect(audio.destination);
+      oscillator.start(audio.currentTime + delay);
+      oscillator.stop(audio.currentTime + delay + 0.12);
+    }
+  } catch {
+    // No audio: the screen still says it.
+  }
+  if (!ok) navigator.vibrate?.([120, 60, 120]);
+}
+
+// On a phone the soft keyboard would cover the screen: there the code input is kept focused only
+// once the user chose it (a Bluetooth scanner); on a laptop always.
+let keepFocus = !matchMedia("(pointer: coarse)").matches;
+
+/** Keep the code input focused for a keyboard-wedge scanner, without stealing focus from the
+ * other fields. */
+function focusScanner() {
+  if ($("scan").hidden || cameraRunning() || !keepFocus) return;
+  const active = document.activeElement;
+  if (active && active !== document.body && active.id !== "code-input" && active.matches("input, select, textarea")) return;
+  $("code-input").focus({ preventScroll: true });
+}
+
+function renderScans() {
+  const admitted = scans.filter((s) => s.verdict === "valid" && s.direction === "in").length;
+  $("count-scanned").textContent = scans.length;
+  $("count-admitted").textContent = admitted;
+  const log = $("scan-log");
+  log.textContent = "";
+  for (const record of scans.slice(-LOG_LENGTH).reverse()) {
+    const item = document.createElement("li");
+    item.className = record.verdict === "valid" ? "ok" : "bad";
+    item.dataset.nonce = record.nonce;
+    const time = document.createElement("time");
+    time.dateTime = record.scanned_at;
+    time.textContent = formatTime(record.scanned_at);
+    const what = document.createElement("span");
+    what.className = "what";
+    what.textContent = `${TITLES[record.verdict]}${record.label ? ` · ${record.label}` : ""} · ${record.gate} ${record.direction}`;
+    const sync = document.createElement("span");
+    sync.className = "sync";
+    sync.textContent = !record.uploaded ? "pending" : record.conflict ? "conflict"
+      : record.server_result === "refused" ? "refused by the server" : "uploaded";
+    item.append(time, what, sync);
+    log.append(item);
+  }
+  store.pendingCount().then((count) => {
+    $("count-pending").textContent = count;
+    const waiting = navigator.onLine ? syncProblem || "Uploading…" : "Offline: they upload when the network is back.";
+    $("sync-status").textContent = count ? `${count} scans kept on this device. ${waiting}` : "All scans uploaded.";
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Camera: BarcodeDetector where the browser has it, the vendored jsQR otherwise
+
+let stream = null;
+let cameraTimer = 0;
+let lastCamera = { code: "", at: 0 };
+let jsqrLoading = null;
+
+function loadJsQR() {
+  jsqrLoading ??= new Promise((resolve, reject) => {
+    const script = document.createElement("script");
+    script.src = document.body.dataset.jsqr;
+    script.onload = () => resolve(window.jsQR);
+    script.onerror = () => { jsqrLoading = null; reject(new Error("QR decoder not loaded")); };
+    document.head.append(script);
+  });
+  return jsqrLoading;
+}
+
+async function qrReader() {
+  if ("BarcodeDetector" in window) {
+    const formats = await BarcodeDetector.getSupportedFormats().catch(() => []);
+    if (formats.includes("qr_code")) {
+      const detector = new BarcodeDetector({ formats: ["qr_code"] });
+      return async (video) => (await detector.detect(video))[0]?.rawValue;
+    }
+  }
+  const jsQR = await loadJsQR();
+  const canvas = document.createElement("canvas");
+  const context = canvas.getContext("2d", { willReadFrequently: true });
+  return async (video) => {
+    const scale = Math.min(1, 800 / Math.max(video.videoWidth, video.videoHeight));
+    canvas.width = Math.round(video.videoWidth * scale);
+    canvas.height = Math.round(video.videoHeight * scale);
+    if (!canvas.width || !canvas.height) return undefined;
+    context.drawImage(video, 0, 0, canvas.width, canvas.height);
+    const image = context.getImageData(0, 0, canvas.width, canvas.height);
+    return jsQR(image.data, image.width, image.height, { inversionAttempts: "attemptBoth" })?.data;
+  };
+}
+
+function cameraRunning() {
+  return stream !== null;
+}
+
+async function startCamera() {
+  const video = $("camera-video");
+  $("camera-status").textContent = "Starting…";
+  try {
+    const read = await qrReader();
+    stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" }, audio: false });
+    video.srcObject = stream;
+    video.hidden = false;
+    await video.play();
+    $("camera-toggle").textContent = "Stop camera";
+    $("camera-status").textContent = "Point the camera at the ticket";
+    const tick = async () => {
+      if (!stream) return;
+      try {
+        const code = video.readyState >= 2 ? await read(video) : undefined;
+        const now = Date.now();
+        if (code) {
+          const repeated = code === lastCamera.code && now - lastCamera.at < CAMERA_REPEAT_MS;
+          lastCamera = { code, at: now };
+          if (!repeated) scan(code);
+        }
+      } catch {
+        // A frame that could not be read: try the next one.
+      }
+      cameraTimer = setTimeout(tick, 120);
+    };
+    tick();
+  } catch (err) {
+    stopCamera();
+    $("camera-status").textContent = `Camera unavailable: ${err.message}`;
+  }
+}
+
+function stopCamera() {
+  clearTimeout(cameraTimer);
+  stream?.getTracks().forEach((track) => track.stop());
+  stream = null;
+  const video = $("camera-video");
+  video.srcObject = null;
+  video.hidden = true;
+  $("camera-toggle").textContent = "Start camera";
+  $("camera-status").textContent = "";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upload: whenever a scan is made, the network returns, and every RETRY_MS
+
+let uploading = null;
+let syncProblem = ""; // why the last upload failed
+
+function upload() {
+  uploading ??= uploadPending().finally(() => { uploading = null; });
+  return uploading;
+}
+
+async function uploadPending() {
+  if (!credential() || !navigator.onLine) return;
+  try {
+    for (;;) {
+      const batch = await store.pending(200);
+      if (!batch.length) break;
+      const body = {
+        scans: batch.map(({ code, gate, direction: way, nonce, scanned_at, verdict, event_id }) =>
+          ({ code, gate, direction: way, nonce, scanned_at, verdict, event_id })),
+      };
+      let results;
+      try {
+        ({ results } = await api("/api/v1/checkin/offline-scans", { method: "POST", body }));
+      } catch (err) {
+        // One scan the server will never take (a clock far ahead...) must not hold back the rest.
+        const refused = err instanceof ApiError && err.status === 422 && /^scans\[(\d+)\]/.exec(err.field ?? "");
+        if (!refused || !batch[refused[1]]) throw err;
+        results = [{ nonce: batch[refused[1]].nonce, result: "refused", conflict: false, message: err.message }];
+      }
+      const uploadedAt = new Date().toISOString();
+      await store.markUploaded(results, uploadedAt);
+      const answered = new Map(results.map((r) => [r.nonce, r]));
+      for (const record of scans) {
+        const answer = answered.get(record.nonce);
+        if (answer) {
+          Object.assign(record, {
+            uploaded: 1, uploaded_at: uploadedAt, server_result: answer.result, conflict: !!answer.conflict,
+          });
+        }
+      }
+      if (!batch.some((record) => answered.has(record.nonce))) break; // no progress: retry later
+    }
+    syncProblem = "";
+  } catch (err) {
+    syncProblem = err instanceof ApiError && err.status === 401
+      ? "Upload refused: sign in again to upload them."
+      : `Not uploaded yet: ${explain(err)}`;
+  } finally {
+    if (manifest) renderScans();
+  }
+}
+
+function background() {
+  if (!navigator.onLine || !manifest) return;
+  if (Date.now() - Date.parse(manifest.downloaded_at) > MANIFEST_MAX_AGE_MS) refreshManifest({ quiet: true });
+  else upload();
+}
+
+function renderNetwork() {
+  const net = $("net");
+  net.textContent = navigator.onLine ? "online" : "offline";
+  net.className = `pill ${navigator.onLine ? "online" : "offline"}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function formatDateTime(iso) {
+  return new Date(iso).toLocaleString([], { dateStyle: "short", timeStyle: "medium" });
+}
+
+function formatTime(iso) {
+  return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+
+async function registerServiceWorker() {
+  if (!("serviceWorker" in navigator)) return;
+  try {
+    await navigator.serviceWorker.register(document.body.dataset.serviceWorker, { scope: "./" });
+    await navigator.serviceWorker.ready;
+    $("offline-ready").hidden = false;
+  } catch {
+    // The page still works offline once loaded; only a reload would need the network.
+  }
+}
+
+function wire() {
+  $("device-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    $("signin-error").textContent = "";
+    try {
+      await signIn("device", $("device-token").value.trim(), "device");
+      $("device-token").value = "";
+      await start();
+    } catch (err) {
+      $("signin-error").textContent = explain(err);
+    }
+  });
+  $("staff-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    $("signin-error").textContent = "";
+    const username = $("staff-email").value.trim();
+    try {
+      const { access_token: token } = await api("/api/v1/security/login", {
+        method: "POST", body: { username, password: $("staff-password").value, provider: "db" }, token: null,
+      });
+      await signIn("staff", token, username);
+      $("staff-password").value = "";
+      await start();
+    } catch (err) {
+      $("signin-error").textContent = err instanceof ApiError && err.status === 401 ? "Wrong email or password." : explain(err);
+    }
+  });
+  $("sign-out").addEventListener("click", signOut);
+  $("change-event").addEventListener("click", () => { stopCamera(); localStorage.removeItem(KEYS.event); showEvents(); });
+  $("refresh-manifest").addEventListener("click", () => refreshManifest());
+  $("code-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = $("code-input");
+    scan(input.value);
+    input.value = "";
+  });
+  $("camera-toggle").addEventListener("click", () => (cameraRunning() ? stopCamera() : startCamera()));
+  $("verdict").addEventListener("click", hideVerdict);
+
+  const gate = $("gate-name");
+  gate.value = localStorage.getItem(KEYS.gate) || "Gate 1";
+  gate.addEventListener("change", () => localStorage.setItem(KEYS.gate, gateName()));
+  const saved = localStorage.getItem(KEYS.direction);
+  for (const radio of document.querySelectorAll('input[name="direction"]')) {
+    radio.checked = radio.value === (saved || "in");
+    radio.addEventListener("change", () => { localStorage.setItem(KEYS.direction, direction()); focusScanner(); });
+  }
+  $("code-input").addEventListener("focus", () => { keepFocus = true; });
+  $("code-input").addEventListener("blur", () => setTimeout(focusScanner, 0));
+  document.addEventListener("click", (event) => {
+    if (!event.target.closest("input, select, textarea, label")) focusScanner();
+  });
+
+  window.addEventListener("online", () => { renderNetwork(); background(); });
+  window.addEventListener("offline", () => { renderNetwork(); if (manifest) renderScans(); });
+  setInterval(background, RETRY_MS);
+  renderNetwork();
+}
+
+async function start() {
+  if (!credential()) return show("signin");
+  const eventId = Number(localStorage.getItem(KEYS.event));
+  const saved = eventId && (await store.manifest(eventId));
+  if (!saved) return showEvents();
+  await serial(() => selectManifest(saved));
+  show("scan");
+  background();
+}
+
+/** Verifications per second of this page's decode-and-verify path, over n fresh codes. */
+window.gateBench = (n = 1000) => bench(n);
+
+async function main() {
+  store = await openStore();
+  for (const stored of await store.manifests()) keys.set(stored.event_id, stored.public_key);
+  wire();
+  // Loaded now, while there is network: the camera may be started offline.
+  if (!("BarcodeDetector" in window)) loadJsQR().catch(() => {});
+  registerServiceWorker();
+  await start();
+  document.body.dataset.ready = "true";
+}
+
+main();

@@ -1,0 +1,34 @@
+// Service worker of the gate page: keeps the page and its scripts in a cache so the page opens
+// (and reopens after a reload) with no network. The API is never cached: the page keeps its
+// manifests and scans in IndexedDB. A new deploy changes VERSION, so the browser installs this
+// worker again and the new files replace the old ones.
+const VERSION = {{ version | tojson }};
+const SHELL = {{ shell | tojson }};
+const CACHE = `gate-${VERSION}`;
+
+self.addEventListener("install", (event) => {
+  event.waitUntil((async () => {
+    const cache = await caches.open(CACHE);
+    await cache.addAll(SHELL.map((url) => new Request(url, { cache: "reload" })));
+    await self.skipWaiting();
+  })());
+});
+
+self.addEventListener("activate", (event) => {
+  event.waitUntil((async () => {
+    for (const name of await caches.keys()) {
+      if (name.startsWith("gate-") && name !== CACHE) await caches.delete(name);
+    }
+    await self.clients.claim();
+  })());
+});
+
+self.addEventListener("fetch", (event) => {
+  const url = new URL(event.request.url);
+  if (event.request.method !== "GET" || url.origin !== self.location.origin) return;
+  if (!SHELL.includes(url.pathname)) return;
+  event.respondWith((async () => {
+    const cached = await caches.match(url.pathname, { cacheName: CACHE });
+    return cached || fetch(event.request);
+  })());
+});

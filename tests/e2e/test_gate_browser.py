@@ -1,0 +1,433 @@
+"""The offline gate page in real Chromium: it reads codes exactly as app/models/codes.py signs
+them, verifies them with WebCrypto, judges them against the manifest with the network cut, and
+the server gets every scan once the network is back."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from playwright.sync_api import Page, expect
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import CheckIn, Partner
+from app.models.base import utcnow
+from app.models.codes import TicketClaim, new_private_key, public_key_of, sign_ticket
+from app.services import checkin
+from tests.integration.test_purchase_api import card_token, hold_seats, pay, sign_up
+from tests.support import PASSWORD, PartnerActor, make_event, make_partner, make_user
+
+# Judges each [code, direction, now] in turn as the page does, admitted scans updating the entries.
+JUDGE_SCANS = """
+async ({manifest, keys, scans}) => {
+  const core = await import("/static/gate-core.js");
+  const entries = new core.Entries(manifest.entries);
+  const known = new Map(keys);
+  const answers = [];
+  for (const [code, direction, now] of scans) {
+    const at = new Date(now);
+    const result = await core.judge(code, {manifest, entries, direction, now: at, keys: known});
+    if (result.verdict === "valid") entries.apply(result.claim.ticketId, direction, now, "Here");
+    answers.push({verdict: result.verdict, label: result.claim?.label ?? null,
+                  ticket: result.claim?.ticketId ?? null, gate: result.entry?.gate ?? null});
+  }
+  return answers;
+}
+"""
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _forged(code: str) -> str:
+    """The code with one byte of its signature flipped."""
+    raw = bytearray(base64.urlsafe_b64decode(code + "=" * (-len(code) % 4)))
+    raw[-1] ^= 0x01
+    return base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+
+
+def _manifest(key: str, event_id: int, **fields: Any) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "event_id": event_id,
+        "name": "Samba de Roda",
+        "public_key": public_key_of(key),
+        "opens_at": _iso(now - dt.timedelta(hours=1)),
+        "closes_at": _iso(now + dt.timedelta(hours=5)),
+        "allow_reentry": False,
+        "revoked": [],
+        "entries": [],
+        "generated_at": _iso(now),
+        **fields,
+    }
+
+
+def _judge(
+    page: Page, manifest: dict[str, Any], scans: list[tuple[str, str, str]], keys: Any = ()
+) -> list[dict[str, Any]]:
+    return page.evaluate(
+        JUDGE_SCANS, {"manifest": manifest, "keys": list(keys), "scans": [list(s) for s in scans]}
+    )
+
+
+@pytest.fixture(autouse=True)
+def _no_stale_gate_state(db_context: None) -> Iterator[None]:
+    """With Redis, armed events live there too, keyed by ids that restart with the database."""
+
+    def forget() -> None:
+        cache = checkin.redis_client()
+        if cache is not None and (keys := list(cache.scan_iter("ck:*"))):
+            cache.delete(*keys)
+
+    forget()
+    yield
+    forget()
+
+
+@pytest.fixture
+def gate_page(live_server: str, browser_page: Page) -> Page:
+    browser_page.goto(live_server + "/gate/")
+    browser_page.wait_for_selector("body[data-ready=true]", state="attached")
+    return browser_page
+
+
+@pytest.mark.browser
+def test_the_page_reads_codes_as_the_server_signs_them_and_gives_each_verdict(gate_page: Page):
+    key, other_key, unknown_key = new_private_key(), new_private_key(), new_private_key()
+    now = utcnow()
+    manifest = _manifest(
+        key,
+        7,
+        revoked=[3],
+        entries=[{"ticket_id": 2, "at": _iso(now), "gate": "North", "state": "in"}],
+    )
+    valid = sign_ticket(key, TicketClaim(7, 1, "Camarote Ñ-5"))
+    huge_id = sign_ticket(key, TicketClaim(7, 2**63 + 5, "B-2"))
+    other_event = sign_ticket(other_key, TicketClaim(8, 1, "A-1"))
+    scans = [
+        (valid, "in", _iso(now)),
+        (valid, "in", _iso(now)),
+        (_forged(sign_ticket(key, TicketClaim(7, 10, "A-10"))), "in", _iso(now)),
+        ("not a code", "in", _iso(now)),
+        (valid[:-3], "in", _iso(now)),
+        (other_event, "in", _iso(now)),
+        (_forged(other_event), "in", _iso(now)),  # its event's key is known: a forgery reads so
+        (sign_ticket(unknown_key, TicketClaim(9, 1, "C-1")), "in", _iso(now)),
+        (sign_ticket(key, TicketClaim(7, 4, "A-4")), "in", _iso(now + dt.timedelta(days=1))),
+        (sign_ticket(key, TicketClaim(7, 5, "A-5")), "in", _iso(now - dt.timedelta(hours=2))),
+        (sign_ticket(key, TicketClaim(7, 3, "A-3")), "in", _iso(now)),
+        (sign_ticket(key, TicketClaim(7, 2, "A-2")), "in", _iso(now)),
+        (huge_id, "in", _iso(now)),
+    ]
+    answers = _judge(gate_page, manifest, scans, keys=[(8, public_key_of(other_key))])
+    assert [a["verdict"] for a in answers] == [
+        "valid",
+        "already_used",
+        "invalid",
+        "invalid",
+        "invalid",
+        "wrong_event",
+        "invalid",
+        "wrong_event",
+        "not_valid_now",
+        "not_valid_now",
+        "revoked",
+        "already_used",
+        "valid",
+    ]
+    assert answers[0] == {"verdict": "valid", "label": "Camarote Ñ-5", "ticket": "1", "gate": None}
+    assert answers[1]["gate"] == "Here" and answers[11]["gate"] == "North"
+    assert answers[12]["ticket"] == str(2**63 + 5)
+    cancelled = _judge(gate_page, _manifest(key, 7, cancelled=True), [(valid, "in", _iso(now))])
+    assert cancelled[0]["verdict"] == "not_valid_now"
+
+
+@pytest.mark.browser
+def test_with_reentry_an_exit_allows_one_more_entry(gate_page: Page):
+    key = new_private_key()
+    code = sign_ticket(key, TicketClaim(7, 1, "A-1"))
+    now = _iso(utcnow())
+    walk = [(code, "out", now), (code, "in", now), (code, "in", now), (code, "out", now)]
+    walk += [(code, "out", now), (code, "in", now), (code, "in", now)]
+    with_reentry = _judge(gate_page, _manifest(key, 7, allow_reentry=True), walk)
+    assert [a["verdict"] for a in with_reentry] == [
+        "invalid",  # not inside: nothing to exit (the server's reason: not_checked_in)
+        "valid",
+        "already_used",
+        "valid",
+        "invalid",
+        "valid",
+        "already_used",
+    ]
+    without = _judge(gate_page, _manifest(key, 7), walk)
+    assert [a["verdict"] for a in without] == [
+        "invalid",
+        "valid",
+        "already_used",
+        "valid",
+        "invalid",
+        "already_used",  # out, but no re-entry
+        "already_used",
+    ]
+
+
+@pytest.mark.browser
+def test_chromium_verifies_signatures_fast(gate_page: Page):
+    per_second = gate_page.evaluate("window.gateBench(2000)")
+    print(f"\ngate page: {per_second:,.0f} Ed25519 verifications/s in Chromium")
+    assert per_second > 0
+
+
+# ------------------------------------------------------------------------------- the real server
+
+
+@dataclass
+class Door:
+    """An event whose check-in is open, with one ticket sold and a gate device registered."""
+
+    event_id: int
+    partner: Partner
+    ticket_id: int
+    seat: str
+    code: str
+    device_id: int
+    token: str
+
+
+@pytest.fixture
+def door(client: FlaskClient) -> Door:
+    partner = make_partner("Aurora")
+    event = make_event(partner, "Samba de Roda", rows=("A", "B"), seats=5)
+    event.publish()
+    event.checkin_opens_at = utcnow() - dt.timedelta(hours=1)
+    event.checkin_closes_at = utcnow() + dt.timedelta(hours=6)
+    db.session.commit()
+    headers = sign_up(client)
+    hold = hold_seats(client, headers, event, count=1)
+    response = pay(client, headers, hold["id"], card_token(client))
+    assert response.status_code == 201, response.get_json()
+    ticket = response.get_json()["result"]["tickets"][0]
+    device, token = checkin.register_device(
+        db.session, PartnerActor(partner), "North gate phone", [event.id]
+    )
+    return Door(
+        event_id=event.id,
+        partner=partner,
+        ticket_id=ticket["id"],
+        seat=f"{ticket['section']} {ticket['spot']}",
+        code=ticket["code"],
+        device_id=device.id,
+        token=token,
+    )
+
+
+def _open_gate(page: Page, base: str) -> None:
+    page.goto(base + "/gate/")
+    # The service worker has cached the page: it would reopen offline too.
+    expect(page.locator("#offline-ready")).to_be_visible()
+
+
+def _sign_in_as_device(page: Page, token: str) -> None:
+    page.get_by_label("Device token").fill(token)
+    page.get_by_role("button", name="Use device token").click()
+
+
+def _pick_event(page: Page, gate: str) -> None:
+    page.get_by_role("button", name=re.compile("Samba de Roda")).click()
+    expect(page.locator("#event-name")).to_have_text("Samba de Roda")
+    page.get_by_label("Gate", exact=True).fill(gate)
+
+
+def _scan(page: Page, code: str) -> None:
+    field = page.get_by_label("Scan or type a ticket code")
+    field.focus()  # after the gate name; from here on the page keeps it focused
+    field.press_sequentially(code)  # as a keyboard-wedge scanner types
+    field.press("Enter")
+
+
+def _expect_verdict(page: Page, verdict: str, title: str, seat: str, reason: str) -> None:
+    overlay = page.locator("#verdict")
+    expect(overlay).to_be_visible()
+    expect(overlay).to_have_attribute("data-verdict", verdict)
+    expect(overlay).to_have_class(re.compile("ok" if verdict == "valid" else "bad"))
+    expect(page.locator("#verdict-title")).to_have_text(title)
+    expect(page.locator("#verdict-seat")).to_have_text(seat)
+    expect(page.locator("#verdict-reason")).to_contain_text(reason)
+    expect(overlay).to_be_hidden()  # after about 1.5 s
+    expect(page.get_by_label("Scan or type a ticket code")).to_be_focused()
+
+
+def _logged(nonces: list[str]) -> list[CheckIn]:
+    db.session.rollback()
+    checkin.flush_scan_log(db.session)  # with Redis, scans queue there first (a beat task's job)
+    rows = db.session.scalars(select(CheckIn).where(CheckIn.nonce.in_(nonces)))
+    return sorted(rows, key=lambda row: row.scanned_at)
+
+
+def _uploaded(nonces: list[str], timeout: float = 15) -> list[CheckIn]:
+    deadline = time.monotonic() + timeout
+    while len(rows := _logged(nonces)) < len(nonces) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return rows
+
+
+def _nonces(page: Page) -> list[str]:
+    return page.locator("#scan-log li").evaluate_all("items => items.map(i => i.dataset.nonce)")
+
+
+@pytest.mark.browser
+def test_with_the_network_cut_the_gate_validates_and_uploads_every_scan_when_back(
+    live_server: str, browser_page: Page, door: Door
+):
+    page = browser_page
+    _open_gate(page, live_server)
+    _sign_in_as_device(page, door.token)
+    _pick_event(page, "North 1")
+    expect(page.locator("#manifest-stats")).to_contain_text("0 revoked · 0 entries")
+
+    page.context.set_offline(True)
+    expect(page.locator("#net")).to_have_text("offline")
+    _scan(page, door.code)
+    _expect_verdict(page, "valid", "Valid", door.seat, "Welcome")
+    _scan(page, door.code)
+    _expect_verdict(page, "already_used", "Already used", door.seat, "at North 1")
+    _scan(page, _forged(door.code))
+    _expect_verdict(page, "invalid", "Invalid", "", "Not a genuine ticket")
+    expect(page.locator("#count-scanned")).to_have_text("3")
+    expect(page.locator("#count-pending")).to_have_text("3")
+
+    # Reopened with no network: the page from the service worker, the scans from IndexedDB.
+    page.reload()
+    expect(page.locator("#event-name")).to_have_text("Samba de Roda")
+    expect(page.locator("#count-pending")).to_have_text("3")
+    _scan(page, door.code)
+    _expect_verdict(page, "already_used", "Already used", door.seat, "at North 1")
+    nonces = _nonces(page)
+    assert len(nonces) == 4
+    assert _logged(nonces) == []  # nothing reached the server while offline
+
+    page.context.set_offline(False)
+    rows = _uploaded(nonces)
+    assert [row.result for row in rows] == ["valid", "already_used", "invalid", "already_used"]
+    assert [row.device_verdict for row in rows] == [row.result for row in rows]
+    assert rows[0].ticket_id == door.ticket_id and rows[0].gate == "North 1"
+    assert all(row.offline and row.device_id == door.device_id for row in rows)
+    assert not any(row.conflict for row in rows)
+    assert {row.event_id for row in rows} == {door.event_id}
+    expect(page.locator("#count-pending")).to_have_text("0")
+    expect(page.locator("#scan-log li .sync").first).to_have_text("uploaded")
+
+
+@pytest.mark.browser
+def test_a_ticket_another_gate_admitted_meanwhile_is_reported_as_a_conflict(
+    live_server: str, browser_page: Page, door: Door, client: FlaskClient
+):
+    page = browser_page
+    _open_gate(page, live_server)
+    _sign_in_as_device(page, door.token)
+    _pick_event(page, "South 2")
+    page.context.set_offline(True)
+    expect(page.locator("#net")).to_have_text("offline")
+    _, east = checkin.register_device(
+        db.session, PartnerActor(door.partner), "East gate", [door.event_id]
+    )
+    first = client.post(
+        "/api/v1/checkin/scan",
+        json={"code": door.code, "gate": "East", "nonce": "east-scan-0001"},
+        headers={"Authorization": f"Bearer {east}"},
+    )
+    assert first.get_json()["result"] == "valid"
+    _scan(page, door.code)  # this gate cannot know: its manifest says nobody came in
+    _expect_verdict(page, "valid", "Valid", door.seat, "Welcome")
+    [nonce] = _nonces(page)
+
+    page.context.set_offline(False)
+    [row] = _uploaded([nonce])
+    assert (row.result, row.device_verdict, row.conflict) == ("already_used", "valid", True)
+    expect(page.locator("#scan-log li .sync").first).to_have_text("conflict")
+
+
+@pytest.mark.browser
+def test_gate_staff_log_in_with_their_email_and_scans_go_up_at_once_online(
+    live_server: str, browser_page: Page, door: Door
+):
+    gina = make_user("gina", "Gate", door.partner)
+    checkin.assign_gate_user(db.session, PartnerActor(door.partner), gina.id, door.event_id)
+    page = browser_page
+    _open_gate(page, live_server)
+    page.get_by_label("Email").fill("gina@example.com")
+    page.get_by_label("Password").fill("wrong-password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#signin-error")).to_have_text("Wrong email or password.")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#who")).to_have_text("gina@example.com")
+    _pick_event(page, "West")
+    _scan(page, door.code)
+    _expect_verdict(page, "valid", "Valid", door.seat, "Welcome")
+    [nonce] = _nonces(page)
+    [row] = _uploaded([nonce])
+    assert (row.result, row.user_id, row.gate, row.offline) == ("valid", gina.id, "West", True)
+
+
+def _qr_video(code: str, path: str, width: int = 640, height: int = 480) -> None:
+    """A one-frame Y4M video of the code's QR, for Chromium's fake camera (it loops the file)."""
+    import segno
+
+    qr = segno.make(code, error="m")
+    scale = min(width, height) * 9 // 10 // qr.symbol_size(scale=1, border=4)[0]
+    rows = [bytes(16 if dark else 235 for dark in row) for row in qr.matrix_iter(scale, border=4)]
+    top, left = (height - len(rows)) // 2, (width - len(rows[0])) // 2
+    luma = bytearray([235]) * (width * height)
+    for y, row in enumerate(rows):
+        start = (top + y) * width + left
+        luma[start : start + len(row)] = row
+    chroma = bytes([128]) * (width * height // 4)
+    with open(path, "wb") as video:
+        video.write(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode())
+        video.write(b"FRAME\n" + bytes(luma) + chroma + chroma)
+
+
+@pytest.mark.browser
+def test_the_camera_reads_a_ticket_with_the_vendored_decoder_offline(
+    live_server: str, _browser: Any, door: Door, tmp_path: Any
+):
+    from tests.e2e.conftest import BROWSER_TIMEOUT_MS, CHROMIUM, CHROMIUM_ARGS
+
+    video = str(tmp_path / "ticket.y4m")
+    _qr_video(door.code, video)
+    camera_args = [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={video}",
+    ]
+    browser = _browser.browser_type.launch(
+        executable_path=CHROMIUM, args=CHROMIUM_ARGS + camera_args, headless=True
+    )
+    try:
+        context = browser.new_context(viewport={"width": 412, "height": 915})  # a phone
+        context.set_default_timeout(BROWSER_TIMEOUT_MS)
+        page = context.new_page()
+        _open_gate(page, live_server)
+        _sign_in_as_device(page, door.token)
+        _pick_event(page, "Camera lane")
+        context.set_offline(True)
+        page.get_by_role("button", name="Start camera").click()
+        _expect_verdict(page, "valid", "Valid", door.seat, "Welcome")
+        # Without BarcodeDetector (Chromium on Linux) the page read it with the vendored jsQR.
+        assert page.evaluate("!('BarcodeDetector' in window) && typeof window.jsQR") == "function"
+        # The ticket still in front of the camera is one scan, not a stream of "already used".
+        expect(page.locator("#count-scanned")).to_have_text("1")
+        page.get_by_role("button", name="Stop camera").click()
+        expect(page.locator("#camera-video")).to_be_hidden()
+    finally:
+        browser.close()
