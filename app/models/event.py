@@ -74,6 +74,10 @@ class Event(Model):
             name="ck_event_checkin_window",
         ),
         CheckConstraint(
+            "refund_window_hours IS NULL OR refund_window_hours >= 0",
+            name="ck_event_refund_window",
+        ),
+        CheckConstraint(
             "sales_start IS NULL OR sales_end IS NULL OR sales_end > sales_start",
             name="ck_event_sales_window",
         ),
@@ -112,6 +116,9 @@ class Event(Model):
     checkin_opens_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     checkin_closes_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     allow_reentry: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # Customers may cancel a paid order themselves (full refund) until this many hours before the
+    # start; None: only the partner or the platform refunds.
+    refund_window_hours: Mapped[int | None] = mapped_column(Integer)
     armed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     published_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
@@ -137,6 +144,12 @@ class Event(Model):
     @property
     def is_cancelled(self) -> bool:
         return self.status == EventStatus.CANCELLED
+
+    def customer_cancel_deadline(self) -> dt.datetime | None:
+        """Until when a customer may cancel an order for a refund (None: never)."""
+        if self.refund_window_hours is None:
+            return None
+        return self.starts_at - dt.timedelta(hours=self.refund_window_hours)
 
     def check_checkin_window(self) -> None:
         if (

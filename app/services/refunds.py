@@ -67,6 +67,41 @@ def refund_order(session: Session, gateway: PaymentGateway, order_id: int, actor
     return order
 
 
+class RefundWindowClosed(Conflict):
+    code = "refund_window_closed"
+
+
+def cancel_by_customer(
+    session: Session,
+    gateway: PaymentGateway,
+    customer_id: int,
+    order_id: int,
+    now: dt.datetime | None = None,
+) -> Order:
+    """A customer cancels their own paid order for a full refund, while the event's refund
+    window is open. Another customer's order does not exist for them (NotFound)."""
+    now = now or utcnow()
+    order = session.get(Order, order_id)
+    if order is None or order.customer_id != customer_id:
+        raise NotFound("Order not found.")
+    if order.status == OrderStatus.REFUNDED:
+        return order
+    if order.status != OrderStatus.PAID:
+        raise Conflict(f"Order {order.id} is {order.status}: only a paid order is cancelled.")
+    deadline = order.event.customer_cancel_deadline()
+    if deadline is None:
+        raise RefundWindowClosed(
+            "This event does not take cancellations: contact the organiser.", deadline=None
+        )
+    if now > deadline:
+        raise RefundWindowClosed(
+            f"Cancellations closed on {deadline:%d %b %Y, %H:%M} UTC.",
+            deadline=deadline.isoformat() + "Z",
+        )
+    session.rollback()
+    return refund_order(session, gateway, order_id, SYSTEM)
+
+
 def _locked_order(session: Session, order_id: int, actor: Actor) -> Order:
     session.expire_all()  # read what others committed, not what this session remembers
     order = session.scalars(

@@ -42,6 +42,7 @@ EVENT_FORM_COLUMNS = [
     "checkin_opens_at",
     "checkin_closes_at",
     "allow_reentry",
+    "refund_window_hours",
 ]
 EVENT_DESCRIPTIONS = {
     "starts_at": "UTC.",
@@ -51,6 +52,8 @@ EVENT_DESCRIPTIONS = {
     "checkin_opens_at": "When the gates start letting people in (UTC). Empty: 6 h before start.",
     "checkin_closes_at": "When the gates stop (UTC). Empty: the end, or 12 hours after the start.",
     "allow_reentry": "An exit scan lets the holder in once more.",
+    "refund_window_hours": "Customers may cancel for a full refund until this many hours before "
+    "the start. Empty: no self-service cancellation.",
 }
 
 

@@ -27,7 +27,7 @@ from markupsafe import Markup
 from app.extensions import db
 from app.models import DomainError, NotFound, format_money
 from app.models.base import utcnow
-from app.services import catalog, checkout, customers, holds
+from app.services import catalog, checkout, customers, holds, refunds
 from app.services.payments import gateway
 from app.views.base import current_user
 
@@ -220,7 +220,24 @@ def order(order_id: int) -> Any:
         order = customers.order_of(db.session, customer.id, order_id)
     except NotFound:
         abort(404)
-    return render_template("shop/order.html", order=order)
+    return render_template("shop/order.html", order=order, now=utcnow())
+
+
+@bp.post("/orders/<int(max=2147483647):order_id>/cancel")
+def cancel_order(order_id: int) -> Any:
+    customer = _customer()
+    if customer is None:
+        return _login_redirect()
+    try:
+        refunds.cancel_by_customer(db.session, gateway(), customer.id, order_id)
+    except NotFound:
+        abort(404)
+    except DomainError as err:
+        db.session.rollback()
+        flash(err.message, "error")
+        return redirect(url_for(".order", order_id=order_id))
+    flash("Your order is cancelled: the full amount goes back to your card.", "success")
+    return redirect(url_for(".order", order_id=order_id))
 
 
 @bp.route("/signup", methods=["GET", "POST"])

@@ -19,7 +19,7 @@ from flask_jwt_extended import get_jwt
 from app.extensions import db
 from app.models import DomainError, Hold, Order, format_money
 from app.models.base import utcnow
-from app.services import catalog, checkout, customers, holds
+from app.services import catalog, checkout, customers, holds, refunds
 from app.services.payments import gateway
 from app.views.base import current_user
 
@@ -443,6 +443,29 @@ class OrderApi(BaseApi):
         """
         customer_id = _customer_id()
         order = customers.order_of(db.session, customer_id, pk)
+        return self.response(200, result=order_json(order))
+
+    @expose("/<int(max=2147483647):pk>/cancel", methods=["POST"])
+    @protect(allow_browser_login=True)
+    @safe
+    @domain_errors
+    @permission_name("cancel")
+    def cancel(self, pk: int) -> Any:
+        """Cancel one of my paid orders for a full refund, within the event's refund window.
+        ---
+        post:
+          summary: Cancel an order (full refund to the card)
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer}}
+          responses:
+            200:
+              description: The refunded order; its tickets are revoked
+            404:
+              description: Not found (or another customer's)
+            409:
+              description: '{"error": "refund_window_closed", "deadline"} or the order is not paid'
+        """
+        order = refunds.cancel_by_customer(db.session, gateway(), _customer_id(), pk)
         return self.response(200, result=order_json(order))
 
 

@@ -1,0 +1,105 @@
+"""A customer cancels their own paid order for a full refund while the event's refund window is
+open; after it closes, or where the event takes no cancellations, the answer says why."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import LedgerTransaction, Order, Payment, Ticket
+from tests.integration.test_purchase_api import card_token, hold_seats, pay, sign_up
+from tests.support import make_event, make_partner
+
+
+@pytest.fixture
+def event():
+    event = make_event(make_partner("Aurora"), rows=("A", "B"), seats=5, refund_window_hours=48)
+    event.publish()
+    db.session.commit()
+    return event
+
+
+def _bought(client, event, email="ana@example.com"):
+    headers = sign_up(client, email, "Ana")
+    hold = hold_seats(client, headers, event)
+    order = pay(client, headers, hold["id"], card_token(client)).get_json()["result"]
+    return headers, order
+
+
+def test_a_customer_cancels_within_the_window_and_is_refunded_in_full(client, event):
+    headers, order = _bought(client, event)
+    response = client.post(f"/api/v1/orders/{order['id']}/cancel", headers=headers)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["result"]["status"] == "refunded"
+    db.session.expire_all()
+    assert db.session.get(Order, order["id"]).status == "refunded"
+    payment = db.session.scalars(select(Payment).where(Payment.order_id == order["id"])).one()
+    assert payment.status == "refunded"
+    assert {t.status for t in db.session.scalars(select(Ticket))} == {"revoked"}
+    kinds = db.session.scalars(select(LedgerTransaction.kind).order_by(LedgerTransaction.id))
+    assert list(kinds) == ["capture", "refund"]
+    # Asking twice refunds once.
+    again = client.post(f"/api/v1/orders/{order['id']}/cancel", headers=headers)
+    assert again.status_code == 200
+    refunds = (
+        select(func.count())
+        .select_from(LedgerTransaction)
+        .where(LedgerTransaction.kind == "refund")
+    )
+    assert db.session.scalar(refunds) == 1
+
+
+def test_after_the_window_closes_the_order_stays_paid(client, event):
+    headers, order = _bought(client, event)
+    event = db.session.get(type(event), event.id)
+    event.refund_window_hours = 24 * 60  # the deadline is now in the past
+    db.session.commit()
+    response = client.post(f"/api/v1/orders/{order['id']}/cancel", headers=headers)
+    assert response.status_code == 409
+    body = response.get_json()
+    assert body["error"] == "refund_window_closed" and body["deadline"].endswith("Z")
+    db.session.expire_all()
+    assert db.session.get(Order, order["id"]).status == "paid"
+
+
+def test_an_event_without_a_window_takes_no_cancellations(client, event):
+    headers, order = _bought(client, event)
+    event = db.session.get(type(event), event.id)
+    event.refund_window_hours = None
+    db.session.commit()
+    response = client.post(f"/api/v1/orders/{order['id']}/cancel", headers=headers)
+    assert response.status_code == 409
+    assert response.get_json()["error"] == "refund_window_closed"
+
+
+def test_another_customers_order_cannot_be_cancelled(client, event):
+    _, order = _bought(client, event)
+    other = sign_up(client, "bia@example.com", "Bia")
+    response = client.post(f"/api/v1/orders/{order['id']}/cancel", headers=other)
+    assert response.status_code == 404
+    db.session.expire_all()
+    assert db.session.get(Order, order["id"]).status == "paid"
+
+
+def test_the_order_page_offers_cancellation_only_while_the_window_is_open(client, event):
+    _, order = _bought(client, event)
+    client.post("/login/", data={"username": "ana@example.com", "password": "s3cret-pass"})
+    page = client.get(f"/orders/{order['id']}").get_data(as_text=True)
+    assert "Cancel this order for a full refund" in page
+    done = client.post(f"/orders/{order['id']}/cancel", follow_redirects=True)
+    assert "Your order is cancelled" in done.get_data(as_text=True)
+    page = client.get(f"/orders/{order['id']}").get_data(as_text=True)
+    assert "Cancel this order" not in page and "refunded" in page
+
+
+def test_the_order_page_hides_cancellation_once_the_window_closed(client, event):
+    _, order = _bought(client, event)
+    event = db.session.get(type(event), event.id)
+    event.refund_window_hours = 24 * 60
+    db.session.commit()
+    client.post("/login/", data={"username": "ana@example.com", "password": "s3cret-pass"})
+    page = client.get(f"/orders/{order['id']}").get_data(as_text=True)
+    assert "Cancel this order" not in page
+    refused = client.post(f"/orders/{order['id']}/cancel", follow_redirects=True)
+    assert "Cancellations closed on" in refused.get_data(as_text=True)
