@@ -18,6 +18,8 @@ from app.models import (
     Customer,
     Event,
     EventSection,
+    EventStatus,
+    GateAssignment,
     Partner,
     PartnerStatus,
     SectionKind,
@@ -33,7 +35,7 @@ Demo logins (password {DEMO_PASSWORD} for all):
   partner1   partner "Aurora Producoes": its events, sections and spots
   partner2   partner "Bossa Eventos"
   finance    finance: read-mostly views
-  gate1      gate staff of Aurora Producoes
+  gate1      gate staff of Aurora Producoes: scans tickets at /gate/ (the gala's doors are open)
   customer1  customer
   customer2  customer
 """
@@ -61,6 +63,8 @@ class EventSpec:
     sections: list[SectionSpec] = field(default_factory=list)
     publish: bool = True
     description: str = ""
+    # Demo gates can scan this event's tickets today (its check-in window is open now).
+    checkin_open_now: bool = False
 
 
 PARTNERS = {
@@ -93,6 +97,7 @@ EVENTS = [
             SectionSpec("Balcao", SectionKind.SEATED, 9000, ("A", "E"), 16),
         ],
         description="Gala night with the city's symphony orchestra.",
+        checkin_open_now=True,
     ),
     EventSpec(
         "Aurora Producoes",
@@ -238,7 +243,11 @@ def load(session: Session, sm: Any) -> str:
             ends_at=starts + dt.timedelta(hours=4),
             sales_start=now - dt.timedelta(days=1),
             currency="BRL",
+            refund_window_hours=48,
         )
+        if spec.checkin_open_now:
+            event.checkin_opens_at = now - dt.timedelta(hours=1)
+            event.checkin_closes_at = starts + dt.timedelta(hours=4)
         session.add(event)
         for position, section_spec in enumerate(spec.sections, start=1):
             event.sections.append(
@@ -265,10 +274,38 @@ def load(session: Session, sm: Any) -> str:
             event.publish()
         session.commit()
         created["events"] += 1
+    _assign_gate_staff(session, sm)
     return (
         f"Demo data: {created['partners']} partners, {created['users']} users, "
         f"{created['events']} events created."
     )
+
+
+def _assign_gate_staff(session: Session, sm: Any) -> None:
+    """Demo gate staff may scan every published event of their partner."""
+    for username, _, _, role_name, partner_name in USERS:
+        if role_name != "Gate" or partner_name is None:
+            continue
+        user = sm.find_user(username=username)
+        events = session.scalars(
+            select(Event.id).where(
+                Event.partner_id == _partner_ids(session)[partner_name],
+                Event.status == EventStatus.PUBLISHED,
+            )
+        ).all()
+        assigned = set(
+            session.scalars(
+                select(GateAssignment.event_id).where(GateAssignment.user_id == user.id)
+            )
+        )
+        for event_id in events:
+            if event_id not in assigned:
+                session.add(GateAssignment(user_id=user.id, event_id=event_id))
+    session.commit()
+
+
+def _partner_ids(session: Session) -> dict[str, int]:
+    return {name: pid for pid, name in session.execute(select(Partner.id, Partner.name))}
 
 
 def _customer_user_ids(session: Session) -> set[int]:

@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Customer, Event, EventSection, EventSpot, EventStatus, Partner
+from app.models.base import utcnow
 from tests.support import login
 
 
@@ -66,6 +67,17 @@ def test_demo_load_creates_every_role_and_a_realistic_catalogue(app, client):
     login(client, "partner1", "Demo-1234")
     page = client.get("/eventview/list/").get_data(as_text=True)
     assert "Final do Campeonato" in page and "Bossa Nova" not in page
+
+    # The demo gate can scan today: gate1 works Aurora's published events, one of them open now.
+    from app.services import checkin
+
+    scanner = checkin.staff_scanner(db.session, gate1.id)
+    aurora = {e.id for e in published if e.partner_id == partner1.partner_id}
+    assert scanner.event_ids == aurora
+    now = utcnow()
+    assert any(
+        e.checkin_window()[0] <= now <= e.checkin_window()[1] for e in published if e.id in aurora
+    )
 
 
 def test_demo_load_if_empty_leaves_an_existing_catalogue_alone(app, two_partners):
