@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, joinedload
 
 from app.models import (
@@ -59,6 +60,8 @@ from app.services.scoping import Actor, get_owned, get_owned_many, role_names
 log = logging.getLogger(__name__)
 
 NONCE_TTL_SECONDS = 3 * 24 * 3600
+_NONCE = re.compile(r"[A-Za-z0-9._:-]{8,48}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: How far in the future a device clock may be before its scanned_at is not believed.
 CLOCK_SKEW = dt.timedelta(minutes=5)
 LOG_KEY = "ck:log"
@@ -75,6 +78,11 @@ class Scanner:
     event_ids: frozenset[int]
     device_id: int | None = None
     user_id: int | None = None
+
+    def scoped(self, nonce: str) -> str:
+        """A nonce is the scanner's own: two devices may well count alike."""
+        owner = f"d{self.device_id}" if self.device_id is not None else f"u{self.user_id}"
+        return f"{owner}:{nonce}"
 
     def to_json(self) -> str:
         return json.dumps(
@@ -116,6 +124,12 @@ def redis_client() -> redis.Redis | None:
     return client
 
 
+#: Revoked device tokens (hashes): checked with the cached credentials, in the same round trip.
+REVOKED_DEVICES_KEY = "ck:dev:revoked"
+#: Cached device credentials expire (and are re-cached from the database) after this long.
+DEVICE_CACHE_SECONDS = 12 * 3600
+
+
 def _device_key(digest: str) -> str:
     return f"ck:dev:{digest}"
 
@@ -136,9 +150,14 @@ def scanner_for_token(session: Session, token: str) -> Scanner:
     cache = redis_client()
     if cache is not None:
         try:
-            cached = cache.get(_device_key(digest))
+            pipe = cache.pipeline(transaction=False)
+            pipe.get(_device_key(digest))
+            pipe.sismember(REVOKED_DEVICES_KEY, digest)
+            cached, revoked = pipe.execute()
         except redis.RedisError:
-            cached = None
+            cached, revoked = None, False
+        if revoked:
+            raise NotAuthorized("This device was revoked.", reason="device")
         if cached:
             return Scanner.from_json(cached)
     device = session.scalar(
@@ -153,7 +172,7 @@ def scanner_for_token(session: Session, token: str) -> Scanner:
         event_ids=frozenset(e.id for e in device.events),
         device_id=device.id,
     )
-    _cache_scanner(_device_key(digest), scanner, ttl=None)
+    _cache_scanner(_device_key(digest), scanner, ttl=DEVICE_CACHE_SECONDS)
     return scanner
 
 
@@ -162,6 +181,8 @@ def _scanner_for_jwt(session: Session, token: str) -> Scanner:
 
     try:
         claims = decode_token(token)
+        if claims.get("type") != "access":
+            raise ValueError("not an access token")
         user_id = int(claims["sub"])
     except Exception as exc:  # noqa: BLE001 - expired, forged or malformed: all refused
         raise NotAuthorized("This login has expired or is not valid: log in again.") from exc
@@ -209,8 +230,12 @@ def _cache_scanner(key: str, scanner: Scanner, ttl: int | None) -> None:
 
 def _forget_scanner(key: str) -> None:
     cache = redis_client()
-    if cache is not None:
+    if cache is None:
+        return
+    try:
         cache.delete(key)
+    except redis.RedisError:
+        log.error("could not drop cached gate credentials %s from Redis", key)
 
 
 # --------------------------------------------------------------------------- devices, staff
@@ -259,8 +284,23 @@ def revoke_device(session: Session, actor: Actor, device_id: int) -> GateDevice:
     if device.revoked_at is None:
         device.revoked_at = utcnow()
         session.commit()
-    _forget_scanner(_device_key(device.token_hash))
+    _refuse_device(device.token_hash)
     return device
+
+
+def _refuse_device(digest: str) -> None:
+    """Refuse a device at once in Redis; if Redis is unreachable now, the next arming run (every
+    few minutes) does it, and cached credentials expire within DEVICE_CACHE_SECONDS anyway."""
+    cache = redis_client()
+    if cache is None:
+        return
+    try:
+        pipe = cache.pipeline(transaction=False)
+        pipe.sadd(REVOKED_DEVICES_KEY, digest)
+        pipe.delete(_device_key(digest))
+        pipe.execute()
+    except redis.RedisError:
+        log.error("could not refuse a revoked device in Redis; the next arming run will")
 
 
 def device_changed(device: GateDevice) -> None:
@@ -341,7 +381,7 @@ class Outcome:
 
     def answer(self) -> dict[str, Any]:
         body: dict[str, Any] = {"result": self.result}
-        if self.claim is not None and self.result != ScanResult.INVALID:
+        if self.claim is not None and self.event_id is not None:
             body["ticket_id"] = self.claim.ticket_id
             body["event_id"] = self.claim.event_id
             body["seat"] = self.claim.label
@@ -357,26 +397,31 @@ def parse_scan(
         raise DomainError("Send a JSON object.", code="invalid_request")
     now = now or utcnow()
     code = payload.get("code")
-    if not isinstance(code, str) or not code.strip() or len(code) > 400:
+    if not isinstance(code, str) or not code.strip() or len(code) > 400 or _CONTROL.search(code):
         raise DomainError("Give the scanned code.", field="code")
     gate = payload.get("gate")
-    if not isinstance(gate, str) or not gate.strip() or len(gate) > 100:
-        raise DomainError("Name the gate (up to 100 characters).", field="gate")
+    if not isinstance(gate, str) or not gate.strip() or len(gate) > 100 or _CONTROL.search(gate):
+        raise DomainError("Name the gate (up to 100 printable characters).", field="gate")
     direction = payload.get("direction", "in")
     if direction not in (ScanDirection.IN, ScanDirection.OUT):
         raise DomainError('The direction is "in" or "out".', field="direction")
     nonce = payload.get("nonce")
-    if not isinstance(nonce, str) or not 8 <= len(nonce) <= 64:
-        raise DomainError("Send a nonce of 8 to 64 characters, new for each scan.", field="nonce")
+    if not isinstance(nonce, str) or not _NONCE.fullmatch(nonce):
+        raise DomainError(
+            "Send a nonce of 8 to 48 letters, digits or . _ : -, new for each scan.",
+            field="nonce",
+        )
     scanned_at = now
     raw_time = payload.get("scanned_at")
     if raw_time is not None:
         try:
             scanned_at = _parse_time(raw_time)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise DomainError("scanned_at is an ISO 8601 time.", field="scanned_at") from None
         if scanned_at > now + CLOCK_SKEW:
             raise DomainError("scanned_at is in the future.", field="scanned_at")
+        if scanned_at.year < 2000:
+            raise DomainError("scanned_at is too far in the past.", field="scanned_at")
     verdict = payload.get("verdict")
     if offline and verdict is not None and verdict not in set(ScanResult):
         raise DomainError("Unknown verdict.", field="verdict")
@@ -414,7 +459,7 @@ class Store(Protocol):
     def is_revoked(self, event_id: int, ticket_id: int) -> bool: ...
     def ticket_details(self, event_id: int, ticket_id: int) -> dict[str, Any]: ...
     def enter(
-        self, info: EventInfo, ticket_id: int, request: ScanRequest
+        self, info: EventInfo, ticket_id: int, request: ScanRequest, nonce: str
     ) -> tuple[str, str | None, str | None]: ...
     def record(
         self, scanner: Scanner, request: ScanRequest, outcome: Outcome, answer: dict[str, Any]
@@ -428,6 +473,13 @@ def evaluate(store: Store, scanner: Scanner, request: ScanRequest, now: dt.datet
         claim, _, _ = read_claim(request.code)
     except InvalidCode:
         return Outcome(ScanResult.INVALID.value, details={"reason": "malformed"})
+    gate_event = request.event_id
+    if claim.event_id not in scanner.event_ids or (
+        gate_event is not None and claim.event_id != gate_event
+    ):
+        # Not an event of this gate (nothing is looked up about other partners' events), or
+        # another of this device's events than the one it works.
+        return Outcome(ScanResult.WRONG_EVENT.value, claim, None)
     info = store.event_info(claim.event_id)
     if info is None:
         return Outcome(ScanResult.INVALID.value, details={"reason": "unknown_event"})
@@ -435,12 +487,6 @@ def evaluate(store: Store, scanner: Scanner, request: ScanRequest, now: dt.datet
         verify_ticket(info.public_key, request.code)
     except InvalidCode:
         return Outcome(ScanResult.INVALID.value, details={"reason": "bad_signature"})
-    gate_event = request.event_id
-    if claim.event_id not in scanner.event_ids or (
-        gate_event is not None and claim.event_id != gate_event
-    ):
-        # Not an event of this gate, or another of this device's events than the one it works.
-        return Outcome(ScanResult.WRONG_EVENT.value, claim, claim.event_id)
     moment = request.scanned_at if request.offline else now
     if info.cancelled or not info.opens_at <= moment <= info.closes_at:
         return Outcome(
@@ -452,7 +498,9 @@ def evaluate(store: Store, scanner: Scanner, request: ScanRequest, now: dt.datet
     if store.is_revoked(claim.event_id, claim.ticket_id):
         return Outcome(ScanResult.REVOKED.value, claim, claim.event_id)
     details = store.ticket_details(claim.event_id, claim.ticket_id)
-    result, first_at, first_gate = store.enter(info, claim.ticket_id, request)
+    result, first_at, first_gate = store.enter(
+        info, claim.ticket_id, request, scanner.scoped(request.nonce)
+    )
     if result == ScanResult.ALREADY_USED:
         details["first_scan"] = {"at": first_at, "gate": first_gate}
     elif result == "not_in":
@@ -474,7 +522,7 @@ def scan(session: Session, scanner: Scanner, request: ScanRequest) -> dict[str, 
 
 
 def _scan_with(store: Store, scanner: Scanner, request: ScanRequest) -> dict[str, Any]:
-    answer = store.recall(request.nonce)
+    answer = store.recall(scanner.scoped(request.nonce))
     if answer is not None:
         return answer
     outcome = evaluate(store, scanner, request, utcnow())
@@ -491,7 +539,7 @@ def _log_event(scanner: Scanner, request: ScanRequest, outcome: Outcome) -> int 
     """Every scan is logged under one of the scanner's events, so its partner sees it: the
     ticket's when it is one of them, else the one the gate says it works, else its first."""
     claimed = outcome.claim.event_id if outcome.claim is not None else None
-    for candidate in (claimed, request.event_id):
+    for candidate in (request.event_id, claimed):
         if candidate is not None and candidate in scanner.event_ids:
             return candidate
     return min(scanner.event_ids) if scanner.event_ids else None
@@ -559,7 +607,7 @@ class DbStore:
         return _ticket_details(self.session, [ticket_id]).get(ticket_id, {})
 
     def enter(
-        self, info: EventInfo, ticket_id: int, request: ScanRequest
+        self, info: EventInfo, ticket_id: int, request: ScanRequest, nonce: str
     ) -> tuple[str, str | None, str | None]:
         return enter_in_db(self.session, info, ticket_id, request)
 
@@ -573,7 +621,7 @@ class DbStore:
         except IntegrityError:
             # The same nonce raced us: answer what the first one answered.
             self.session.rollback()
-            return self.recall(request.nonce) or answer
+            return self.recall(scanner.scoped(request.nonce)) or answer
         return answer
 
 
@@ -661,7 +709,7 @@ def _log_row(
         gate=request.gate,
         direction=request.direction,
         result=outcome.result,
-        nonce=request.nonce,
+        nonce=scanner.scoped(request.nonce),
         scanned_at=request.scanned_at,
         recorded_at=recorded_at,
         device_id=scanner.device_id,
@@ -690,23 +738,31 @@ def _answer_of(session: Session, row: CheckIn) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- Redis store
 
-# The entry of a ticket, in one hash per event: "in|<first time>|<first gate>" or "out|...".
-# ARGV: ticket id, direction, time, gate, re-entry allowed ("1"/"0").
+# The entry of a ticket, in one hash per event: "<in|out>|<first time>|<last nonce>|<first gate>".
+# ARGV: ticket id, direction, time, gate, re-entry allowed ("1"/"0"), scoped nonce. The scan that
+# made the last change answers "valid" again if it is retried while its first answer is in flight.
 _ENTER = """
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if ARGV[2] == 'in' then
-  if not cur then
-    redis.call('HSET', KEYS[1], ARGV[1], 'in|' .. ARGV[3] .. '|' .. ARGV[4])
+if cur then
+  local state, at, last, gate = string.match(cur, '^(%a+)|([^|]*)|([^|]*)|(.*)$')
+  if last == ARGV[6] then
     return 'valid'
   end
-  if string.sub(cur, 1, 4) == 'out|' and ARGV[5] == '1' then
-    redis.call('HSET', KEYS[1], ARGV[1], 'in|' .. string.sub(cur, 5))
+  if ARGV[2] == 'in' then
+    if state == 'out' and ARGV[5] == '1' then
+      redis.call('HSET', KEYS[1], ARGV[1], 'in|' .. at .. '|' .. ARGV[6] .. '|' .. gate)
+      return 'valid'
+    end
+    return 'already_used|' .. at .. '|' .. gate
+  end
+  if state == 'in' then
+    redis.call('HSET', KEYS[1], ARGV[1], 'out|' .. at .. '|' .. ARGV[6] .. '|' .. gate)
     return 'valid'
   end
-  return 'already_used|' .. cur
+  return 'not_in'
 end
-if cur and string.sub(cur, 1, 3) == 'in|' then
-  redis.call('HSET', KEYS[1], ARGV[1], 'out|' .. string.sub(cur, 4))
+if ARGV[2] == 'in' then
+  redis.call('HSET', KEYS[1], ARGV[1], 'in|' .. ARGV[3] .. '|' .. ARGV[6] .. '|' .. ARGV[4])
   return 'valid'
 end
 return 'not_in'
@@ -785,7 +841,7 @@ class RedisStore:
         return json.loads(raw) if raw else {}
 
     def enter(
-        self, info: EventInfo, ticket_id: int, request: ScanRequest
+        self, info: EventInfo, ticket_id: int, request: ScanRequest, nonce: str
     ) -> tuple[str, str | None, str | None]:
         answer = self._enter(
             keys=[_entries_key(info.event_id)],
@@ -795,10 +851,11 @@ class RedisStore:
                 iso(request.scanned_at),
                 request.gate,
                 "1" if info.allow_reentry else "0",
+                nonce,
             ],
         )
         if answer.startswith("already_used|"):
-            _, _, first_at, first_gate = answer.split("|", 3)
+            _, first_at, first_gate = answer.split("|", 2)
             return ScanResult.ALREADY_USED.value, first_at, first_gate
         return answer, None, None
 
@@ -811,7 +868,7 @@ class RedisStore:
             "gate": request.gate,
             "direction": request.direction,
             "result": outcome.result,
-            "nonce": request.nonce,
+            "nonce": scanner.scoped(request.nonce),
             "scanned_at": request.scanned_at.isoformat(),
             "recorded_at": utcnow().isoformat(),
             "device_id": scanner.device_id,
@@ -822,7 +879,7 @@ class RedisStore:
             "entry_state": _entry_state(outcome, request),
         }
         earlier = self._record(
-            keys=[_nonce_key(request.nonce), LOG_KEY],
+            keys=[_nonce_key(scanner.scoped(request.nonce)), LOG_KEY],
             args=[json.dumps(answer), json.dumps(entry), NONCE_TTL_SECONDS],
         )
         return json.loads(earlier) if earlier else answer
@@ -875,7 +932,7 @@ def arm_event(session: Session, event_id: int, now: dt.datetime | None = None) -
         },
     )
     pipe.expire(_event_key(event_id), ttl)
-    pipe.delete(_revoked_key(event_id))
+    # Revocations are never undone: add, never replace (a refund may commit while arming).
     if revoked:
         pipe.sadd(_revoked_key(event_id), *revoked)
         pipe.expire(_revoked_key(event_id), ttl)
@@ -884,7 +941,7 @@ def arm_event(session: Session, event_id: int, now: dt.datetime | None = None) -
         pipe.hsetnx(
             _entries_key(event_id),
             entry.ticket_id,
-            f"{entry.state}|{iso(entry.first_at)}|{entry.first_gate}",
+            f"{entry.state}|{iso(entry.first_at)}||{entry.first_gate}",
         )
     pipe.expire(_entries_key(event_id), ttl)
     if details:
@@ -902,16 +959,19 @@ def _cache_credentials(session: Session, event_id: int, ttl: int) -> None:
     devices = session.scalars(
         select(GateDevice)
         .join(GateDevice.events)
-        .where(Event.id == event_id, GateDevice.revoked_at.is_(None))
+        .where(Event.id == event_id)
         .options(joinedload(GateDevice.events))
     ).unique()
     for device in devices:
+        if device.revoked_at is not None:
+            _refuse_device(device.token_hash)
+            continue
         scanner = Scanner(
             partner_id=device.partner_id,
             event_ids=frozenset(e.id for e in device.events),
             device_id=device.id,
         )
-        _cache_scanner(_device_key(device.token_hash), scanner, ttl=None)
+        _cache_scanner(_device_key(device.token_hash), scanner, ttl=DEVICE_CACHE_SECONDS)
     user_ids = session.scalars(
         select(GateAssignment.user_id).where(GateAssignment.event_id == event_id)
     ).all()
@@ -1057,7 +1117,7 @@ def session_safe_name(session: Session, event_id: int) -> str | None:
 
 
 def _entry_json(ticket_id: int, raw: str) -> dict[str, Any]:
-    state, first_at, gate = raw.split("|", 2)
+    state, first_at, _, gate = raw.split("|", 3)
     return {"ticket_id": ticket_id, "state": state, "at": first_at, "gate": gate}
 
 
@@ -1071,6 +1131,20 @@ def flush_scan_log(session: Session, batch: int = 1000) -> int:
     cache = redis_client()
     if cache is None:
         return 0
+    # One flusher at a time: two would trim each other's batches.
+    lock = cache.lock("ck:log:flushing", timeout=300, blocking=False)
+    if not lock.acquire():
+        return 0
+    try:
+        return _flush(session, cache, batch)
+    finally:
+        try:
+            lock.release()
+        except redis.exceptions.LockError:
+            log.warning("the scan log flush outlived its lock")
+
+
+def _flush(session: Session, cache: redis.Redis, batch: int) -> int:
     written = 0
     while True:
         raw = cache.lrange(LOG_KEY, 0, batch - 1)
@@ -1080,7 +1154,7 @@ def flush_scan_log(session: Session, batch: int = 1000) -> int:
         try:
             _write_scans(session, records)
             session.commit()
-        except IntegrityError:
+        except (IntegrityError, DataError):
             # One record the database refuses must not hold back every later scan.
             session.rollback()
             _write_one_by_one(session, cache, records)
@@ -1102,7 +1176,7 @@ def _write_one_by_one(session: Session, cache: redis.Redis, records: list[dict[s
         try:
             _write_scans(session, [record])
             session.commit()
-        except IntegrityError:
+        except (IntegrityError, DataError):
             session.rollback()
             log.error("scan log record refused by the database", extra={"nonce": record["nonce"]})
             cache.rpush(DEAD_LETTER_KEY, json.dumps(record))
@@ -1130,11 +1204,9 @@ def _write_scans(session: Session, records: list[dict[str, Any]]) -> None:
         for r in records
         if r["event_id"] is not None
     ]
-    unknown = [r for r in records if r["event_id"] is None]
-    for record in unknown:
-        log.info(
-            "scan of an unreadable code", extra={"gate": record["gate"], "nonce": record["nonce"]}
-        )
+    for record in records:
+        if record["event_id"] is None:  # a scanner left with no event to log it under
+            log.warning("scan dropped from the log", extra={"nonce": record["nonce"]})
     if rows:
         session.execute(dialect_insert(CheckIn).on_conflict_do_nothing(), rows)
     for record in records:

@@ -227,7 +227,7 @@ def test_an_armed_event_scans_with_the_database_cut_and_the_log_lands_once_it_is
     scanner = proxied.test_client()
     auth = {"Authorization": f"Bearer {token}"}
     nonces = [uuid.uuid4().hex for _ in range(4)]
-    keys.update(f"ck:n:{nonce}" for nonce in nonces)
+    keys.update(f"ck:n:d{device.id}:{nonce}" for nonce in nonces)
 
     def scan(code: str, nonce: str, gate: str) -> dict[str, Any]:
         response = scanner.post(
@@ -277,8 +277,15 @@ def test_an_armed_event_scans_with_the_database_cut_and_the_log_lands_once_it_is
     def logged() -> dict[str, tuple[Any, ...]]:
         db.session.rollback()
         rows = db.session.scalars(select(CheckIn).where(CheckIn.event_id == event.id)).all()
+        # Nonces are logged per scanner ("d<device id>:<nonce>").
         return {
-            row.nonce: (row.result, row.ticket_id, row.gate, row.device_id, row.direction)
+            row.nonce.split(":", 1)[1]: (
+                row.result,
+                row.ticket_id,
+                row.gate,
+                row.device_id,
+                row.direction,
+            )
             for row in rows
         }
 
