@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.models import (
+    Conflict,
     Forbidden,
     LedgerAccount,
     LedgerEntry,
@@ -26,7 +27,9 @@ from app.models import (
     Payout,
     PayoutItem,
     SettlementLine,
+    format_money,
 )
+from app.models.payout import PayoutStatus
 from app.services import ledger
 from app.services.scoping import Actor, get_owned_many, is_platform_staff
 
@@ -100,6 +103,7 @@ def create_payouts(session: Session, now: dt.datetime) -> list[int]:
 
 def approve_payout(session: Session, payout_id: int, actor: Actor, now: dt.datetime) -> Payout:
     payout = _locked(session, payout_id, actor)
+    _require_covered(session, payout)
     payout.approve(getattr(actor, "id", None), now)
     session.commit()
     return payout
@@ -110,11 +114,44 @@ def mark_payout_paid(
 ) -> Payout:
     """The transfer was made: record its bank reference and post partner payable -> bank."""
     payout = _locked(session, payout_id, actor)
+    _require_covered(session, payout)
     payout.mark_paid(bank_reference, getattr(actor, "id", None), now)
     payout.ledger_transaction_id = ledger.post_payout(session, payout)
     session.commit()
     log.info("payout paid", extra={"payout_id": payout.id, "amount": payout.amount_cents})
     return payout
+
+
+def cancel_payout(session: Session, payout_id: int, actor: Actor) -> None:
+    """Drop a payout that was not paid (for example one that refunds or chargebacks have
+    overtaken): nothing was posted, and its transactions are free for the next payout run."""
+    payout = _locked(session, payout_id, actor)
+    if payout.status == PayoutStatus.PAID:
+        raise Conflict(f"Payout {payout.id} is paid: it cannot be cancelled.")
+    log.warning(
+        "payout cancelled",
+        extra={
+            "payout_id": payout.id,
+            "amount": payout.amount_cents,
+            "by": getattr(actor, "id", None),
+        },
+    )
+    for item in payout.items:
+        session.delete(item)
+    session.delete(payout)
+    session.commit()
+
+
+def _require_covered(session: Session, payout: Payout) -> None:
+    """No payout may leave the partner owing the platform: refunds or chargebacks since the
+    payout was made may have eaten into what it covers."""
+    owed = ledger.partner_balance(session, payout.partner, payout.currency)
+    if owed < payout.amount_cents:
+        raise Conflict(
+            f"The partner is now owed {format_money(owed, payout.currency)}, less than this "
+            f"payout of {format_money(payout.amount_cents, payout.currency)} (refunds or "
+            "chargebacks since it was made): cancel it, and the next run pays what is due."
+        )
 
 
 def _locked(session: Session, payout_id: int, actor: Actor) -> Payout:

@@ -40,7 +40,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         ("BalanceView", "can_index"),
         ("(SettlementView|SettlementLineView|SettlementMismatchView)", "can_(list|show)"),
         ("(PayoutView|PayoutItemView)", "can_(list|show)"),
-        ("PayoutView", "can_mark_paid|approve|mark_paid"),
+        ("PayoutView", "can_mark_paid|approve|mark_paid|cancel_payout"),
         ("(Money|Orders|Ledger|Balances|Payouts|Settlements|Mismatches)", "menu_access"),
         ("(EventApi|EventSectionApi)", "can_(get|info)"),
         ("(Events|Sections|Partners|Customers|Catalog|Platform)", "menu_access"),

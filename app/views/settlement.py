@@ -93,6 +93,20 @@ class PayoutView(ScopedModelView):
         )
         return redirect(self.get_redirect())
 
+    @action(
+        "cancel_payout",
+        "Cancel",
+        "Cancel the selected unpaid payouts? Their transactions go to the next payout run.",
+        "fa-times",
+    )
+    def cancel_payout(self, items: Any) -> Any:
+        self.run_each(
+            items,
+            lambda p: payouts.cancel_payout(db.session, p.id, current_user()),
+            "{count} payout(s) cancelled.",
+        )
+        return redirect(self.get_redirect())
+
     @action("mark_paid", "Mark paid", None, "fa-bank", multiple=False)
     def mark_paid_action(self, item: Payout) -> Any:
         return redirect(url_for(".mark_paid", pk=item.id))

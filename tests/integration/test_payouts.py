@@ -152,3 +152,33 @@ def test_a_partner_sees_only_its_own_payouts_and_cannot_move_them(client, settle
     login(client, "fiona")
     listing = client.get("/payoutview/list/").get_data(as_text=True)
     assert f"/payoutview/show/{ours}" in listing and f"/payoutview/show/{theirs}" in listing
+
+
+def test_a_payout_overtaken_by_a_refund_is_refused_then_cancelled(client, settled):
+    partner = settled["partner"]
+    [payout_id] = create_payouts()
+    refund(settled["kept"])  # after the payout was made: the partner now owes it back
+    refund(settled["new"])
+    assert ledger.partner_balance(db.session, partner, "BRL") == 0
+    login(client, "fiona")
+    refused = client.post(f"/payoutview/action/approve/{payout_id}", follow_redirects=True)
+    assert "less than this payout" in refused.get_data(as_text=True)
+    assert db.session.get(Payout, payout_id).status == PayoutStatus.PENDING
+
+    cancelled = client.post(f"/payoutview/action/cancel_payout/{payout_id}", follow_redirects=True)
+    assert "1 payout(s) cancelled." in cancelled.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Payout, payout_id) is None
+    assert db.session.scalar(select(func.count()).select_from(PayoutItem)) == 0
+    assert create_payouts() == []  # sales and refunds net to nothing: nothing to pay
+    assert db.session.scalars(select(LedgerTransaction.kind)).all().count("payout") == 0
+
+
+def test_a_paid_payout_cannot_be_cancelled(client, settled):
+    [payout_id] = create_payouts()
+    login(client, "fiona")
+    client.post(f"/payoutview/action/approve/{payout_id}")
+    client.post(f"/payoutview/paid/{payout_id}", data={"bank_reference": "TED 9"})
+    refused = client.post(f"/payoutview/action/cancel_payout/{payout_id}", follow_redirects=True)
+    assert "is paid: it cannot be cancelled" in refused.get_data(as_text=True)
+    assert db.session.get(Payout, payout_id).status == PayoutStatus.PAID
