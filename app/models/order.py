@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
+from collections.abc import Iterable
 
 from flask_appbuilder import Model
 from sqlalchemy import (
@@ -22,7 +24,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from app.models.base import enum_check, utcnow
 from app.models.codes import TicketClaim
 from app.models.customer import Customer
-from app.models.errors import Conflict
+from app.models.errors import Conflict, DomainError, NotFound
 from app.models.event import Event, EventSection, EventSpot, format_money, owned_event_ids
 
 
@@ -54,6 +56,11 @@ class PaymentStatus(enum.StrEnum):
     FAILED = "failed"
     REFUNDED = "refunded"
     CHARGED_BACK = "charged_back"  # the cardholder disputed it and the acquirer took it back
+
+
+class RefundStatus(enum.StrEnum):
+    PENDING = "pending"  # recorded before the processor is asked: not in the books yet
+    DONE = "done"  # the card got the money back and the books record it
 
 
 class Hold(Model):
@@ -144,7 +151,12 @@ class Order(Model):
         return (
             ", ".join(
                 f"{format_money(p.amount_cents, p.currency)} {p.status}"
-                f" (fee {format_money(p.fee_cents, p.currency)})"
+                f" (fee {format_money(p.fee_cents, p.currency)}"
+                + (
+                    f", refunded {format_money(p.refunded_cents, p.currency)})"
+                    if p.status == PaymentStatus.CAPTURED and p.refunded_cents
+                    else ")"
+                )
                 for p in self.payments
             )
             or "-"
@@ -165,11 +177,43 @@ class Order(Model):
 
     def refund(self, now: dt.datetime, *, event_cancelled: bool) -> None:
         """Revoke every ticket; their spots return to sale unless the event is cancelled."""
+        self.revoke_tickets(self.live_tickets, now, event_cancelled=event_cancelled)
+
+    def revoke_tickets(
+        self, tickets: list[Ticket], now: dt.datetime, *, event_cancelled: bool
+    ) -> None:
+        """Revoke some valid tickets (their spots return to sale unless the event is cancelled);
+        the order is refunded once no valid ticket is left."""
         if self.status != OrderStatus.PAID:
             raise Conflict(f"Order {self.id} is {self.status}: only a paid order is refunded.")
-        for ticket in self.live_tickets:
+        for ticket in tickets:
             ticket.revoke(now, resell=not event_cancelled)
-        self.status = OrderStatus.REFUNDED.value
+        if not self.live_tickets:
+            self.status = OrderStatus.REFUNDED.value
+
+    def tickets_to_refund(self, ticket_ids: Iterable[int]) -> list[Ticket]:
+        """This order's tickets with these ids, every one still valid: NotFound names ids that
+        are not this order's, Conflict names tickets already refunded."""
+        wanted = set(ticket_ids)
+        if not wanted:
+            raise DomainError("Choose at least one ticket to refund.", field="tickets")
+        found = [t for t in self.tickets if t.id in wanted]
+        missing = sorted(wanted - {t.id for t in found})
+        if missing:
+            raise NotFound(f"Order {self.id} has no ticket {_ids(missing)}.", field="tickets")
+        refunded = [t.id for t in found if t.status == TicketStatus.REVOKED]
+        if refunded:
+            raise Conflict(
+                f"Already refunded: ticket {_ids(refunded)}.", field="tickets", tickets=refunded
+            )
+        invalid = [t.id for t in found if t.status != TicketStatus.VALID]
+        if invalid:
+            raise Conflict(
+                f"Not issued: ticket {_ids(invalid)} (only a paid order's tickets are refunded).",
+                field="tickets",
+                tickets=invalid,
+            )
+        return found
 
     def cancel(self, reason: str) -> None:
         if self.status != OrderStatus.PENDING:
@@ -178,6 +222,10 @@ class Order(Model):
             ticket.status = TicketStatus.VOID.value
         self.status = OrderStatus.CANCELLED.value
         self.cancel_reason = reason
+
+
+def _ids(ids: Iterable[int]) -> str:
+    return ", ".join(str(i) for i in ids)
 
 
 class Ticket(Model):
@@ -218,11 +266,17 @@ class Ticket(Model):
     code: Mapped[str | None] = mapped_column(Text, unique=True)
     issued_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # The refund giving this ticket's price back: set while it is pending, so no other refund
+    # claims the ticket meanwhile.
+    refund_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("payment_refund.id", ondelete="RESTRICT"), index=True
+    )
 
     order: Mapped[Order] = relationship(back_populates="tickets")
     event: Mapped[Event] = relationship()
     section: Mapped[EventSection] = relationship()
     spot: Mapped[EventSpot] = relationship()
+    refund: Mapped[PaymentRefund | None] = relationship(back_populates="tickets")
 
     @classmethod
     def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:
@@ -261,6 +315,9 @@ class Payment(Model):
             "fee_cents >= 0 AND net_cents >= 0 AND fee_cents + net_cents = amount_cents",
             name="ck_payment_fee_split",
         ),
+        CheckConstraint(
+            "refunded_cents >= 0 AND refunded_cents <= amount_cents", name="ck_payment_refunded"
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -288,10 +345,15 @@ class Payment(Model):
     request_fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
     captured_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # What went back to the card so far; the payment is refunded (refunded_at) once it is all.
+    refunded_cents: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     refunded_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     charged_back_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     order: Mapped[Order] = relationship(back_populates="payments")
+    refunds: Mapped[list[PaymentRefund]] = relationship(
+        back_populates="payment", order_by="PaymentRefund.id", cascade="all, delete-orphan"
+    )
 
     def capture(self, gateway_ref: str, now: dt.datetime) -> None:
         if self.status != PaymentStatus.PENDING:
@@ -306,11 +368,99 @@ class Payment(Model):
         self.status = (PaymentStatus.FAILED if failed else PaymentStatus.DECLINED).value
         self.failure_reason = reason
 
-    def mark_refunded(self, now: dt.datetime) -> None:
+    @property
+    def refundable_cents(self) -> int:
+        """What a refund or a chargeback can still take back."""
+        return self.amount_cents - self.refunded_cents
+
+    @property
+    def pending_refunds(self) -> list[PaymentRefund]:
+        return [r for r in self.refunds if r.status == RefundStatus.PENDING]
+
+    def refund_key(self, tickets: list[Ticket]) -> str:
+        """A refund's idempotency key at the processor, also its ledger cause key. The whole
+        payment at once keeps the key full refunds always had; some tickets are named by their
+        ids (a ticket is refunded once, so the key is too), or by a digest when too long."""
+        if not self.refunds and sum(t.price_cents for t in tickets) == self.amount_cents:
+            return f"refund:payment:{self.id}"
+        key = f"refund:payment:{self.id}:tickets:" + ",".join(
+            str(i) for i in sorted(t.id for t in tickets)
+        )
+        if len(key) <= REFUND_KEY_LENGTH:
+            return key
+        digest = hashlib.sha256(key.encode()).hexdigest()[:40]
+        return f"refund:payment:{self.id}:tickets:sha256:{digest}"
+
+    def start_refund(self, tickets: list[Ticket], now: dt.datetime) -> PaymentRefund:
+        """Claim these tickets for a refund of their prices, recorded (pending) before the
+        processor is asked; Conflict when another refund has claimed one of them."""
         if self.status != PaymentStatus.CAPTURED:
             raise Conflict(f"Payment {self.id} is {self.status}, not captured.")
-        self.status = PaymentStatus.REFUNDED.value
-        self.refunded_at = now
+        claimed = [t.id for t in tickets if t.refund is not None]
+        if claimed:
+            raise Conflict(
+                f"Being refunded right now: ticket {_ids(claimed)}. Try again in a moment.",
+                field="tickets",
+                tickets=claimed,
+            )
+        amount = sum(t.price_cents for t in tickets)
+        if amount > self.refundable_cents - sum(r.amount_cents for r in self.pending_refunds):
+            left = format_money(self.refundable_cents, self.currency)
+            raise Conflict(f"Payment {self.id} has only {left} left to refund.")
+        refund = PaymentRefund(
+            idempotency_key=self.refund_key(tickets),
+            amount_cents=amount,
+            status=RefundStatus.PENDING.value,
+            created_at=now,
+        )
+        refund.tickets = list(tickets)
+        self.refunds.append(refund)
+        return refund
+
+    def complete_refund(self, refund: PaymentRefund, now: dt.datetime) -> None:
+        """The card got the refund's money back: record it, with the platform fee's share of it.
+        The payment is refunded once nothing is left."""
+        if self.status != PaymentStatus.CAPTURED:
+            raise Conflict(f"Payment {self.id} is {self.status}, not captured.")
+        if refund.status != RefundStatus.PENDING:
+            raise Conflict(f"Refund {refund.id} is {refund.status}, not pending.")
+        refund.fee_share_cents = self.fee_share(refund.amount_cents)
+        refund.status = RefundStatus.DONE.value
+        refund.refunded_at = now
+        self.refunded_cents += refund.amount_cents
+        if self.refunded_cents == self.amount_cents:
+            self.status = PaymentStatus.REFUNDED.value
+            self.refunded_at = now
+
+    def drop_refund(self, refund: PaymentRefund) -> None:
+        """The processor refused a pending refund: it never happened, its tickets are free."""
+        if refund.status != RefundStatus.PENDING:
+            raise Conflict(f"Refund {refund.id} is {refund.status}, not pending.")
+        refund.tickets = []
+        self.refunds.remove(refund)
+
+    def fee_share(self, amount_cents: int) -> int:
+        """The platform fee's share of giving ``amount_cents`` back next: proportional to the
+        gross, rounded down; what takes back all that is left gets the rest of the fee, so the
+        shares add up to the fee exactly."""
+        if amount_cents == self.refundable_cents:
+            done = (r.fee_share_cents for r in self.refunds if r.status == RefundStatus.DONE)
+            return self.fee_cents - sum(done)
+        return self.fee_cents * amount_cents // self.amount_cents
+
+    def mark_refunded(self, now: dt.datetime) -> None:
+        """Everything not refunded yet went back to the card at once (the charge of an order
+        that could not be fulfilled)."""
+        if self.status != PaymentStatus.CAPTURED:
+            raise Conflict(f"Payment {self.id} is {self.status}, not captured.")
+        refund = PaymentRefund(
+            idempotency_key=f"refund:payment:{self.id}",
+            amount_cents=self.refundable_cents,
+            status=RefundStatus.PENDING.value,
+            created_at=now,
+        )
+        self.refunds.append(refund)
+        self.complete_refund(refund, now)
 
     def mark_charged_back(self, now: dt.datetime) -> None:
         if self.status != PaymentStatus.CAPTURED:
@@ -321,3 +471,45 @@ class Payment(Model):
     @classmethod
     def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:
         return cls.order.has(Order.partner_scope(partner_id))
+
+
+REFUND_KEY_LENGTH = 120  # the ledger's cause key and the acquirer's idempotency key hold this
+
+
+class PaymentRefund(Model):
+    """Money given back to a payment's card: the whole payment, or some of its tickets.
+
+    Recorded (pending) before the processor is asked, under the idempotency key it is asked
+    with: a retry after a crash asks again with the same key, so the card is refunded once. Done
+    once the books record it (its ledger transaction has the same key as cause). Settlement
+    matches the acquirer's refund lines against these, amount by amount."""
+
+    __tablename__ = "payment_refund"
+    __table_args__ = (
+        enum_check("status", RefundStatus, "ck_payment_refund_status"),
+        CheckConstraint(
+            "amount_cents >= 0 AND fee_share_cents >= 0", name="ck_payment_refund_amounts"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    payment_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("payment.id", ondelete="RESTRICT"), nullable=False, index=True
+    )
+    idempotency_key: Mapped[str] = mapped_column(
+        String(REFUND_KEY_LENGTH), nullable=False, unique=True
+    )
+    status: Mapped[str] = mapped_column(
+        String(16), nullable=False, default=RefundStatus.PENDING.value
+    )
+    amount_cents: Mapped[int] = mapped_column(Integer, nullable=False)
+    # The platform fee's share of this refund (returned or, by platform setting, kept).
+    fee_share_cents: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    refunded_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    ledger_transaction_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("ledger_transaction.id", ondelete="RESTRICT"), unique=True
+    )
+
+    payment: Mapped[Payment] = relationship(back_populates="refunds")
+    tickets: Mapped[list[Ticket]] = relationship(back_populates="refund", order_by="Ticket.id")

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.models.base import enum_check, utcnow
 from app.models.event import format_money
 from app.models.ledger import LedgerTransaction
-from app.models.order import Payment
+from app.models.order import Payment, PaymentRefund
 
 
 class LineKind(enum.StrEnum):
@@ -113,7 +113,8 @@ class Settlement(Model):
 
 class SettlementLine(Model):
     """One line of a report. ``payment_id`` is set when it matched one of our payments exactly:
-    a payment whose charge line matched is *settled* (its sale may be paid out)."""
+    a payment whose charge line matched is *settled* (its sale may be paid out). A refund line
+    also names the refund of ours it matched, so each of our refunds is matched once."""
 
     __tablename__ = "settlement_line"
     __table_args__ = (enum_check("kind", LineKind, "ck_settlement_line_kind"),)
@@ -129,11 +130,15 @@ class SettlementLine(Model):
     payment_id: Mapped[int | None] = mapped_column(
         Integer, ForeignKey("payment.id", ondelete="RESTRICT"), index=True
     )
+    payment_refund_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("payment_refund.id", ondelete="RESTRICT"), unique=True
+    )
     amount_cents: Mapped[int] = mapped_column(Integer, nullable=False)
     fee_cents: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
     settlement: Mapped[Settlement] = relationship(back_populates="lines")
     payment: Mapped[Payment | None] = relationship()
+    payment_refund: Mapped[PaymentRefund | None] = relationship()
 
     @property
     def amount(self) -> str:

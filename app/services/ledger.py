@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from app.models import Partner, Payment, Payout, Settlement
+from app.models import Partner, Payment, PaymentRefund, Payout, Settlement
 from app.models.base import utcnow
 from app.models.ledger import (
     AccountKind,
@@ -38,7 +38,7 @@ PLATFORM_ACCOUNTS = {
     REFUNDS_PAYABLE: ("Refunds payable", AccountKind.LIABILITY),
 }
 
-# Transactions that give a sale back, in full: a refund, or a chargeback after a dispute.
+# Transactions that give (part of) a sale back: a refund, or a chargeback after a dispute.
 REVERSES_SALE = (TransactionKind.REFUND, TransactionKind.CHARGEBACK)
 
 
@@ -227,24 +227,32 @@ def partner_balance(session: Session, partner: Partner, currency: str) -> int:
     return -balance(session, partner_account_id(session, partner.id, partner.name), currency)
 
 
-def post_refund(session: Session, payment: Payment, *, return_platform_fee: bool) -> None:
-    """A paid order refunded in full: the gross goes back out through the acquirer. The partner
-    gives back its net; the platform gives back its fee, or (by platform setting) keeps it and
-    the partner bears it."""
+def post_refund(
+    session: Session, refund: PaymentRefund, *, return_platform_fee: bool
+) -> int | None:
+    """A paid order refunded, in full or for some tickets: the refund's gross goes back out
+    through the acquirer. The platform gives back the fee's share of it (the refund's
+    ``fee_share_cents``), or (by platform setting) keeps it and the partner bears it; the
+    partner gives back the rest. None when nothing moved (free tickets)."""
+    if not refund.amount_cents:
+        return None
+    payment = refund.payment
     event_partner = payment.order.event.partner
     partner = partner_account_id(session, event_partner.id, event_partner.name)
-    fee_back = payment.fee_cents if return_platform_fee else 0
-    post(
+    fee_back = refund.fee_share_cents if return_platform_fee else 0
+    tickets = ", ".join(str(t.id) for t in refund.tickets)
+    whole = refund.amount_cents == payment.amount_cents
+    return post(
         session,
         TransactionKind.REFUND,
-        f"refund:payment:{payment.id}",
+        refund.idempotency_key,
         [
-            (partner, payment.amount_cents - fee_back, payment.currency),
+            (partner, refund.amount_cents - fee_back, payment.currency),
             (account_id(session, FEE_REVENUE), fee_back, payment.currency),
-            (account_id(session, CLEARING), -payment.amount_cents, payment.currency),
+            (account_id(session, CLEARING), -refund.amount_cents, payment.currency),
         ],
         payment=payment,
-        memo=f"Order {payment.order_id} refunded",
+        memo=f"Order {payment.order_id} refunded" + ("" if whole else f": ticket {tickets}"),
     )
 
 
@@ -307,22 +315,26 @@ def partner_statements(session: Session, partner_ids: list[int] | None = None) -
 
 
 def post_chargeback(session: Session, payment: Payment, *, reason: str | None = None) -> int:
-    """A disputed payment the acquirer took back: the sale is reversed entry by entry (the
-    partner gives back its net, the platform its fee, clearing loses the gross) and recorded as
-    a chargeback, whatever the refund setting: nobody chose to give this money back."""
-    sale = session.execute(
-        select(LedgerEntry.account_id, LedgerEntry.amount_cents, LedgerEntry.currency)
-        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-        .where(LedgerTransaction.cause_key == f"capture:payment:{payment.id}")
-    ).all()
+    """A disputed payment the acquirer took back, all that was not refunded already: clearing
+    loses it, the platform gives back the rest of its fee, the partner the rest of its net (a
+    payment never refunded reverses its sale exactly). Recorded as a chargeback whatever the
+    refund setting: nobody chose to give this money back."""
+    gross = payment.refundable_cents
+    fee = payment.fee_share(gross)
+    event_partner = payment.order.event.partner
     return post(
         session,
         TransactionKind.CHARGEBACK,
         f"chargeback:payment:{payment.id}",
-        [(account, -amount, currency) for account, amount, currency in sale],
+        [
+            (partner_account_id(session, event_partner.id, event_partner.name), gross - fee,
+             payment.currency),
+            (account_id(session, FEE_REVENUE), fee, payment.currency),
+            (account_id(session, CLEARING), -gross, payment.currency),
+        ],
         payment=payment,
         memo=f"Order {payment.order_id} charged back" + (f": {reason}" if reason else ""),
-    )
+    )  # fmt: skip
 
 
 def post_settlement(session: Session, settlement: Settlement) -> int | None:

@@ -79,8 +79,9 @@ class PaymentGateway(Protocol):
     ) -> ChargeResult:
         """Charge once per idempotency key; a retry answers the first result."""
 
-    def refund(self, reference: str, amount_cents: int) -> bool:
-        """Refund (part of) a captured charge."""
+    def refund(self, reference: str, amount_cents: int, key: str | None = None) -> bool:
+        """Refund (part of) a captured charge. With a key, once per key: a retry (after a crash,
+        say) answers as the first call did and gives nothing more back."""
 
     def settlement_report(self, day: dt.date) -> SettlementReport:
         """The acquirer's settlement report of a UTC day that is over."""
@@ -110,10 +111,10 @@ class SimulatedGateway:
         card = Card(token=token, **outcome.card) if outcome.card else None
         return ChargeResult(status, outcome.charge_id, outcome.decline_code, card)
 
-    def refund(self, reference: str, amount_cents: int) -> bool:
+    def refund(self, reference: str, amount_cents: int, key: str | None = None) -> bool:
         from app import sim_acquirer
 
-        return sim_acquirer.refund(reference, amount_cents)
+        return sim_acquirer.refund(reference, amount_cents, key)
 
     def settlement_report(self, day: dt.date) -> SettlementReport:
         from app import sim_acquirer

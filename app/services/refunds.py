@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterable
 
 from flask import current_app
 from sqlalchemy import select
@@ -16,7 +17,9 @@ from app.models import (
     Order,
     OrderStatus,
     Payment,
+    PaymentRefund,
     PaymentStatus,
+    RefundStatus,
     TicketStatus,
 )
 from app.models.base import utcnow
@@ -33,38 +36,110 @@ class RefundFailed(Conflict):
     status = 502
 
 
+def refund_tickets(
+    session: Session,
+    gateway: PaymentGateway,
+    order_id: int,
+    ticket_ids: Iterable[int],
+    actor: Actor,
+) -> Order:
+    """Refund some valid tickets of a paid order (a partner only its own events' orders, the
+    platform any): the card gets exactly their prices back, then in one transaction they are
+    revoked, their spots return to sale (unless the event is cancelled), the payment records
+    what went back and the ledger posts it; the order is refunded once no valid ticket is left.
+    Tickets already refunded: Conflict naming them. The refund is recorded before the processor
+    is asked, under the key it is asked with: asking again after a crash finishes that refund
+    and the card is refunded once."""
+    wanted = sorted({int(ticket_id) for ticket_id in ticket_ids})
+    order, refund_id = _claim(session, order_id, actor, wanted)
+    return order if refund_id is None else _complete(session, gateway, order.id, refund_id)
+
+
 def refund_order(session: Session, gateway: PaymentGateway, order_id: int, actor: Actor) -> Order:
-    """Refund a paid order in full: the card is refunded first (asking twice refunds once), then
-    in one transaction the tickets are revoked, their spots return to sale (unless the event is
-    cancelled) and the ledger records the refund."""
-    order = _locked_order(session, order_id, actor)
-    if order.status == OrderStatus.REFUNDED:
-        session.rollback()
-        return order
-    if order.status != OrderStatus.PAID:
-        raise Conflict(f"Order {order.id} is {order.status}: only a paid order is refunded.")
-    payment = _captured(order)
-    reference, amount = payment.gateway_ref or "", payment.amount_cents
-    session.rollback()  # no lock is held while the processor is called
-    if not gateway.refund(reference, amount):
-        raise RefundFailed(f"The payment processor refused to refund order {order_id}.")
+    """Refund a paid order in full: every ticket still valid, as ``refund_tickets`` does (asking
+    twice refunds once). A refund of the order left unfinished (a crash) is finished first."""
+    while True:
+        order, refund_id = _claim(session, order_id, actor, None)
+        if refund_id is None:
+            return order
+        order = _complete(session, gateway, order_id, refund_id)
+
+
+def _claim(
+    session: Session, order_id: int, actor: Actor, ticket_ids: list[int] | None
+) -> tuple[Order, int | None]:
+    """Record the refund of these tickets (None: a refund left unfinished, else every valid
+    ticket) as pending, or find the pending one a retry asks for again. Returns the order and
+    the refund's id; None when a full refund finds nothing left to refund."""
     with busy_on_lock_failure(session):
         order = _locked_order(session, order_id, actor)
-        if order.status == OrderStatus.REFUNDED:  # someone else finished it meanwhile
+        if order.status not in (OrderStatus.PAID, OrderStatus.REFUNDED):
+            raise Conflict(f"Order {order.id} is {order.status}: only a paid order is refunded.")
+        tickets = order.tickets_to_refund(ticket_ids) if ticket_ids is not None else None
+        if order.status == OrderStatus.REFUNDED:
+            session.rollback()
+            return order, None
+        payment = _captured(order)
+        if tickets is None:
+            unfinished = payment.pending_refunds
+            refund = unfinished[0] if unfinished else None
+            tickets = order.live_tickets
+        else:
+            refund = next(
+                (r for r in payment.pending_refunds if [t.id for t in r.tickets] == ticket_ids),
+                None,
+            )
+        if refund is None:
+            refund = payment.start_refund(tickets, utcnow())
+        session.commit()
+        return order, refund.id
+
+
+def _complete(session: Session, gateway: PaymentGateway, order_id: int, refund_id: int) -> Order:
+    """Ask the processor for a pending refund (no lock held meanwhile), then book it."""
+    refund = session.get(PaymentRefund, refund_id)
+    reference, amount, key = (
+        refund.payment.gateway_ref or "",
+        refund.amount_cents,
+        refund.idempotency_key,
+    )
+    session.rollback()
+    if amount and not gateway.refund(reference, amount, key):
+        _drop(session, order_id, refund_id)
+        raise RefundFailed(f"The payment processor refused to refund order {order_id}.")
+    with busy_on_lock_failure(session):
+        order = _locked_order(session, order_id, SYSTEM)
+        refund = session.get(PaymentRefund, refund_id)
+        if refund is None:  # the processor refused it to a concurrent call
+            raise RefundFailed(f"The payment processor refused to refund order {order_id}.")
+        if refund.status == RefundStatus.DONE:  # someone else finished it meanwhile
             session.rollback()
             return order
         now = utcnow()
-        payment = _captured(order)
-        order.refund(now, event_cancelled=order.event.status == EventStatus.CANCELLED)
-        payment.mark_refunded(now)
-        ledger.post_refund(
-            session, payment, return_platform_fee=current_app.config["REFUND_RETURNS_PLATFORM_FEE"]
+        tickets = list(refund.tickets)
+        order.revoke_tickets(
+            tickets, now, event_cancelled=order.event.status == EventStatus.CANCELLED
+        )
+        refund.payment.complete_refund(refund, now)
+        refund.ledger_transaction_id = ledger.post_refund(
+            session, refund, return_platform_fee=current_app.config["REFUND_RETURNS_PLATFORM_FEE"]
         )
         session.commit()
-    revoked = [t.id for t in order.tickets if t.status == TicketStatus.REVOKED]
-    checkin.note_revoked(order.event_id, revoked)  # an armed event's gates learn it at once
-    log.info("order refunded", extra={"order_id": order_id, "amount": amount})
+    checkin.note_revoked(order.event_id, [t.id for t in tickets])  # armed gates learn it at once
+    log.info(
+        "order refunded",
+        extra={"order_id": order_id, "amount": amount, "tickets": [t.id for t in tickets]},
+    )
     return order
+
+
+def _drop(session: Session, order_id: int, refund_id: int) -> None:
+    with busy_on_lock_failure(session):
+        _locked_order(session, order_id, SYSTEM)
+        refund = session.get(PaymentRefund, refund_id)
+        if refund is not None and refund.status == RefundStatus.PENDING:
+            refund.payment.drop_refund(refund)
+        session.commit()
 
 
 class RefundWindowClosed(Conflict):
@@ -125,7 +200,9 @@ def record_chargeback(
     """The acquirer took a disputed payment back: as for a refund, the tickets are revoked, their
     spots return to sale (unless the event is cancelled) and the ledger reverses the sale, here
     as a chargeback. Runs in the caller's transaction (the reconciliation of the report that
-    said so); Conflict when the payment is not the captured payment of a paid order."""
+    said so); Conflict when the payment is not the captured payment of a paid order. After a
+    partial refund only the tickets still valid are revoked and only what was not refunded is
+    reversed."""
     session.flush()  # _locked_order expires what the session holds
     order_id = session.scalar(select(Payment.order_id).where(Payment.id == payment_id))
     order = _locked_order(session, order_id, SYSTEM)

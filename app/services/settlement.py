@@ -3,8 +3,10 @@
 
 Each UTC day, once it is over, is reconciled per gateway: for every currency a Settlement row
 (unique per gateway, day and currency) with the totals of the report's lines; each line is
-matched by reference against our payments and kept; chargebacks are recorded; the settlement is
-posted (clearing -> bank, less the acquirer's fee); what does not match is flagged for finance.
+matched by reference against our payments (a refund line against one of our refunds of that
+payment, by amount: refunds may be partial, several per payment) and kept; chargebacks are
+recorded; the settlement is posted (clearing -> bank, less the acquirer's fee); what does not
+match is flagged for finance.
 A day is one database transaction and every step is idempotent (lines by the acquirer's id,
 postings by cause key, mismatches by a unique key), so replaying a day posts nothing twice.
 """
@@ -16,7 +18,7 @@ import logging
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,7 +27,9 @@ from app.models import (
     LineKind,
     MismatchKind,
     Payment,
+    PaymentRefund,
     PaymentStatus,
+    RefundStatus,
     Settlement,
     SettlementDay,
     SettlementLine,
@@ -37,12 +41,9 @@ from app.services.payments import PaymentGateway, ReportLine, SettlementReport
 
 log = logging.getLogger(__name__)
 
-# What our payment's status must be for a report line of each kind to match it (a chargeback's
-# own rules are the refund service's).
-MATCHING_STATUSES = {
-    LineKind.CHARGE: {PaymentStatus.CAPTURED, PaymentStatus.REFUNDED, PaymentStatus.CHARGED_BACK},
-    LineKind.REFUND: {PaymentStatus.REFUNDED},
-}
+# What our payment's status must be for a charge line to match it (a refund line matches one of
+# our refunds instead; a chargeback's own rules are the refund service's).
+CHARGED_STATUSES = {PaymentStatus.CAPTURED, PaymentStatus.REFUNDED, PaymentStatus.CHARGED_BACK}
 # What a reconciliation run reports it added (all zero when it replays a day).
 SUMMARY_KEYS = ("settlements", "lines", "chargebacks", "mismatches", "postings")
 
@@ -108,24 +109,35 @@ def _reconcile(
             select(Payment).where(Payment.gateway == gateway_name, Payment.gateway_ref.in_(refs))
         )
     }
-    ours = session.scalars(
+    captured = session.scalars(
         select(Payment).where(
-            Payment.gateway == gateway_name,
-            or_(
-                and_(Payment.captured_at >= start, Payment.captured_at < end),
-                and_(Payment.refunded_at >= start, Payment.refunded_at < end),
-            ),
+            Payment.gateway == gateway_name, Payment.captured_at >= start, Payment.captured_at < end
         )
     ).all()
+    refunded = session.scalars(
+        select(PaymentRefund)
+        .join(Payment, Payment.id == PaymentRefund.payment_id)
+        .where(
+            Payment.gateway == gateway_name,
+            PaymentRefund.status == RefundStatus.DONE,
+            PaymentRefund.refunded_at >= start,
+            PaymentRefund.refunded_at < end,
+        )
+        .order_by(PaymentRefund.id)
+    ).all()
     added: Counter[str] = Counter()
-    for currency in sorted(report.currencies | {payment.currency for payment in ours}):
+    ours = {payment.currency for payment in captured} | {r.payment.currency for r in refunded}
+    for currency in sorted(report.currencies | ours):
         lines = [line for line in report.lines if line.currency == currency]
         settlement = _settlement(session, gateway_name, report.day, currency, lines, added)
         for line in lines:
             _match(session, settlement, line, known.get(line.charge_ref), now, added)
-        for payment in ours:
+        for payment in captured:
             if payment.currency == currency:
-                _flag_if_unreported(session, settlement, payment, start, end, added)
+                _flag_if_unreported(session, settlement, payment, added)
+        _flag_unreported_refunds(
+            session, settlement, [r for r in refunded if r.payment.currency == currency], added
+        )
         if settlement.ledger_transaction_id is None:
             settlement.ledger_transaction_id = ledger.post_settlement(session, settlement)
             added["postings"] += settlement.ledger_transaction_id is not None
@@ -184,17 +196,21 @@ def _match(
     now: dt.datetime,
     added: Counter[str],
 ) -> None:
-    """Keep one report line, matched against our payment; a chargeback is recorded here."""
+    """Keep one report line, matched against our payment (a refund line against one of its
+    refunds); a chargeback is recorded here."""
     seen = select(SettlementLine.id).where(SettlementLine.line_ref == line.line_ref)
     if session.scalar(seen) is not None:
         return  # an earlier run matched it
     problem = _problem(line, payment)
+    refund = None
+    if problem is None and line.kind == LineKind.REFUND:
+        refund, problem = _our_refund(session, line, payment)
     if problem is None and line.kind == LineKind.CHARGEBACK:
         try:
             refunds.record_chargeback(session, payment.id, line.reason, now)
             added["chargebacks"] += 1
         except Conflict as err:
-            problem = (MismatchKind.UNEXPECTED_STATE, err.message)
+            problem = (MismatchKind.UNEXPECTED_STATE, err.message, payment.refundable_cents)
     session.add(
         SettlementLine(
             settlement_id=settlement.id,
@@ -202,13 +218,14 @@ def _match(
             line_ref=line.line_ref,
             charge_ref=line.charge_ref,
             payment_id=payment.id if payment is not None and problem is None else None,
+            payment_refund_id=refund.id if refund is not None else None,
             amount_cents=line.amount_cents,
             fee_cents=line.fee_cents,
         )
     )
     added["lines"] += 1
     if problem is not None:
-        kind, detail = problem
+        kind, detail, expected = problem
         _flag(
             session,
             settlement,
@@ -217,58 +234,133 @@ def _match(
             line.charge_ref,
             payment,
             detail,
+            expected=expected,
             reported=line.amount_cents,
             added=added,
         )
 
 
-def _problem(line: ReportLine, payment: Payment | None) -> tuple[MismatchKind, str] | None:
+Problem = tuple[MismatchKind, str, int | None]  # what, why, what we expected (cents)
+
+
+def _problem(line: ReportLine, payment: Payment | None) -> Problem | None:
     if payment is None:
-        return MismatchKind.UNKNOWN, f"No payment of ours has the reference {line.charge_ref}."
-    if (line.amount_cents, line.currency) != (payment.amount_cents, payment.currency):
-        return MismatchKind.AMOUNT_DIFFERS, (
-            f"The acquirer reports a {line.kind} of"
-            f" {format_money(line.amount_cents, line.currency)}; payment {payment.id} is"
-            f" {format_money(payment.amount_cents, payment.currency)}."
+        return (
+            MismatchKind.UNKNOWN,
+            f"No payment of ours has the reference {line.charge_ref}.",
+            None,
         )
-    statuses = MATCHING_STATUSES.get(line.kind)
-    if statuses is not None and payment.status not in statuses:
-        return MismatchKind.UNEXPECTED_STATE, (
-            f"The acquirer reports a {line.kind}; payment {payment.id} is {payment.status} here."
+    # A chargeback takes back what was not refunded; refund lines are matched refund by refund.
+    expected = {
+        LineKind.CHARGE: payment.amount_cents,
+        LineKind.CHARGEBACK: payment.refundable_cents,
+    }.get(line.kind)
+    if line.currency != payment.currency or expected not in (None, line.amount_cents):
+        ours = (
+            format_money(expected, payment.currency) if expected is not None else payment.currency
+        )
+        return (
+            MismatchKind.AMOUNT_DIFFERS,
+            (
+                f"The acquirer reports a {line.kind} of"
+                f" {format_money(line.amount_cents, line.currency)}; payment {payment.id} expects"
+                f" {ours} ({payment.currency})."
+            ),
+            expected,
+        )
+    if line.kind == LineKind.CHARGE and payment.status not in CHARGED_STATUSES:
+        return (
+            MismatchKind.UNEXPECTED_STATE,
+            (f"The acquirer reports a {line.kind}; payment {payment.id} is {payment.status} here."),
+            expected,
         )
     return None
 
 
-def _flag_if_unreported(
-    session: Session,
-    settlement: Settlement,
-    payment: Payment,
-    start: dt.datetime,
-    end: dt.datetime,
-    added: Counter[str],
-) -> None:
-    """A capture or refund of ours that day that no report (of this day or an earlier one: the
-    acquirer's clock runs a moment ahead of ours) has."""
-    refunded_at = payment.refunded_at if payment.status == PaymentStatus.REFUNDED else None
-    for kind, at in ((LineKind.CHARGE, payment.captured_at), (LineKind.REFUND, refunded_at)):
-        if at is None or not start <= at < end:
-            continue
-        reported = select(SettlementLine.id).where(
-            SettlementLine.kind == kind, SettlementLine.charge_ref == payment.gateway_ref
+def _our_refund(
+    session: Session, line: ReportLine, payment: Payment
+) -> tuple[PaymentRefund | None, Problem | None]:
+    """The refund of ours a refund line reports: one of the payment's refunds of that amount no
+    line matched yet (the oldest), or what is wrong."""
+    unmatched = session.scalars(
+        select(PaymentRefund)
+        .where(
+            PaymentRefund.payment_id == payment.id,
+            PaymentRefund.status == RefundStatus.DONE,
+            ~exists().where(SettlementLine.payment_refund_id == PaymentRefund.id),
         )
-        if session.scalar(reported.limit(1)) is None:
-            _flag(
-                session,
-                settlement,
-                MismatchKind.MISSING,
-                kind,
-                payment.gateway_ref or f"payment:{payment.id}",
-                payment,
-                f"Payment {payment.id} has a {kind} here on {settlement.day.isoformat()};"
-                " the acquirer's report does not.",
-                reported=None,
-                added=added,
-            )
+        .order_by(PaymentRefund.id)
+    ).all()
+    for refund in unmatched:
+        if refund.amount_cents == line.amount_cents:
+            return refund, None
+    reported = format_money(line.amount_cents, line.currency)
+    if not unmatched:
+        return None, (
+            MismatchKind.UNEXPECTED_STATE,
+            f"The acquirer reports a refund of {reported}; payment {payment.id}"
+            f" ({payment.status}) has no refund here it has not reported already.",
+            None,
+        )
+    ours = ", ".join(format_money(r.amount_cents, payment.currency) for r in unmatched)
+    return None, (
+        MismatchKind.AMOUNT_DIFFERS,
+        f"The acquirer reports a refund of {reported}; payment {payment.id}'s refunds not"
+        f" reported yet are {ours}.",
+        sum(r.amount_cents for r in unmatched),
+    )
+
+
+def _flag_if_unreported(
+    session: Session, settlement: Settlement, payment: Payment, added: Counter[str]
+) -> None:
+    """A capture of ours that day that no report (of this day or an earlier one: the acquirer's
+    clock runs a moment ahead of ours) has."""
+    reported = select(SettlementLine.id).where(
+        SettlementLine.kind == LineKind.CHARGE, SettlementLine.charge_ref == payment.gateway_ref
+    )
+    if session.scalar(reported.limit(1)) is None:
+        _flag(
+            session,
+            settlement,
+            MismatchKind.MISSING,
+            LineKind.CHARGE,
+            payment.gateway_ref or f"payment:{payment.id}",
+            payment,
+            f"Payment {payment.id} has a charge here on {settlement.day.isoformat()};"
+            " the acquirer's report does not.",
+            expected=payment.amount_cents,
+            reported=None,
+            added=added,
+        )
+
+
+def _flag_unreported_refunds(
+    session: Session, settlement: Settlement, ours: list[PaymentRefund], added: Counter[str]
+) -> None:
+    """Refunds of ours that day that no report line (of this day or an earlier one) matched:
+    one flag per payment, expecting their total."""
+    missing: dict[int, list[PaymentRefund]] = {}
+    for refund in ours:
+        matched = select(SettlementLine.id).where(SettlementLine.payment_refund_id == refund.id)
+        if session.scalar(matched) is None:
+            missing.setdefault(refund.payment_id, []).append(refund)
+    for group in missing.values():
+        payment = group[0].payment
+        amounts = ", ".join(format_money(r.amount_cents, payment.currency) for r in group)
+        _flag(
+            session,
+            settlement,
+            MismatchKind.MISSING,
+            LineKind.REFUND,
+            payment.gateway_ref or f"payment:{payment.id}",
+            payment,
+            f"Payment {payment.id} has refunds here on {settlement.day.isoformat()} ({amounts});"
+            " the acquirer's report does not.",
+            expected=sum(r.amount_cents for r in group),
+            reported=None,
+            added=added,
+        )
 
 
 def _flag(
@@ -280,6 +372,7 @@ def _flag(
     payment: Payment | None,
     detail: str,
     *,
+    expected: int | None,
     reported: int | None,
     added: Counter[str],
 ) -> None:
@@ -298,7 +391,7 @@ def _flag(
             line_kind=line_kind.value,
             reference=reference,
             payment_id=payment.id if payment is not None else None,
-            expected_cents=payment.amount_cents if payment is not None else None,
+            expected_cents=expected,
             reported_cents=reported,
             detail=detail[:300],
         )

@@ -202,13 +202,19 @@ def charge(token: str, amount_cents: int, currency: str, idempotency_key: str) -
     return outcome
 
 
-def refund(charge_id: str, amount_cents: int) -> bool:
-    """Refund (part of) a succeeded charge; False if there is nothing left to refund."""
+def refund(charge_id: str, amount_cents: int, key: str | None = None) -> bool:
+    """Refund (part of) a succeeded charge; False if there is nothing left to refund. With a
+    key, once per key: asking again answers as the first time did and refunds nothing more."""
     with Session(db.engine) as session:
-        row = session.get(SimCharge, charge_id, with_for_update=True)
-        if row is None or row.status != "succeeded" or _disputed(session, charge_id):
+        row = session.get(SimCharge, charge_id, with_for_update=True)  # one refund at a time
+        if row is None or row.status != "succeeded":
             return False
-        if row.refunded_cents >= row.amount_cents:
+        earlier = _earlier_answer(session, key, charge_id, amount_cents)
+        if earlier is not None:
+            return earlier
+        if _disputed(session, charge_id):
+            return False
+        if key is None and row.refunded_cents >= row.amount_cents:
             return True  # already refunded in full: a retried refund changes nothing
         if row.refunded_cents + amount_cents > row.amount_cents:
             return False
@@ -218,11 +224,29 @@ def refund(charge_id: str, amount_cents: int) -> bool:
                 id="re_" + secrets.token_urlsafe(18),
                 charge_id=charge_id,
                 amount_cents=amount_cents,
+                idempotency_key=key,
                 created_at=_now(),
             )
         )
-        session.commit()
+        try:
+            session.commit()
+        except IntegrityError:  # a concurrent call with the same key refunded first
+            session.rollback()
+            return bool(_earlier_answer(session, key, charge_id, amount_cents))
         return True
+
+
+def _earlier_answer(
+    session: Session, key: str | None, charge_id: str, amount_cents: int
+) -> bool | None:
+    """How a refund made earlier under this key answers a retry (None: there was none): yes, if
+    the retry asks the same."""
+    done = (
+        session.scalar(select(SimRefund).where(SimRefund.idempotency_key == key)) if key else None
+    )
+    if done is None:
+        return None
+    return (done.charge_id, done.amount_cents) == (charge_id, amount_cents)
 
 
 def _disputed(session: Session, charge_id: str) -> bool:

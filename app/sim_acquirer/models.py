@@ -46,6 +46,8 @@ class SimRefund(Model):
         String(40), ForeignKey("sim_acquirer_charge.id"), nullable=False, index=True
     )
     amount_cents: Mapped[int] = mapped_column(Integer, nullable=False)
+    # The merchant's key: a refund asked again with it is not made twice.
+    idempotency_key: Mapped[str | None] = mapped_column(String(120), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, index=True)
 
 

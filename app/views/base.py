@@ -356,14 +356,18 @@ class ScopedModelView(ScopedMixin, ModelView):
         *,
         title: Callable[[Any], str],
         columns: Callable[[Any], list[str]],
+        prepare: Callable[[Any, Any], None] | None = None,
     ) -> Any:
         """A small form acting on one row of this view, found through the scope (404 otherwise).
-        ``submit(row, form)`` returns the response; a DomainError it raises is shown at its field
-        with the input kept."""
+        ``prepare(row, form)`` fills what depends on the row (choices); ``submit(row, form)``
+        returns the response; a DomainError it raises is shown at its field with the input
+        kept."""
         row = self.datamodel.get(pk, self._base_filters)
         if row is None:
             abort(404)
         form = form_class(request.form if request.method == "POST" else None)
+        if prepare is not None:
+            prepare(row, form)
         if request.method == "POST" and form.validate():
             try:
                 return submit(row, form)

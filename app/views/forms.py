@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask_appbuilder.fieldwidgets import BS3TextAreaFieldWidget, BS3TextFieldWidget, Select2Widget
 from flask_appbuilder.forms import DynamicForm
 from wtforms import (
     DateTimeLocalField,
     DecimalField,
+    Field,
+    Form,
     IntegerField,
     SelectField,
+    SelectMultipleField,
     StringField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, Regexp
+from wtforms.validators import (
+    DataRequired,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    Regexp,
+    StopValidation,
+)
+from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.models import SectionKind
 
@@ -109,4 +123,29 @@ class PayoutPaidForm(DynamicForm):
         validators=[DataRequired(message="Give the bank transfer's reference."), Length(max=100)],
         description="The reference of the transfer to the partner, as the bank shows it.",
         widget=BS3TextFieldWidget(),
+    )
+
+
+def at_least_one(message: str) -> Callable[[Form, Field], None]:
+    """DataRequired for a group of checkboxes: it would mark each box required in the browser,
+    asking for all of them."""
+
+    def check(_form: Form, field: Field) -> None:
+        if not field.data:
+            raise StopValidation(message)
+
+    return check
+
+
+class RefundTicketsForm(DynamicForm):
+    """Choices: the order's valid tickets (set per order)."""
+
+    tickets = SelectMultipleField(
+        "Tickets",
+        coerce=int,
+        validators=[at_least_one("Tick at least one ticket to refund.")],
+        widget=ListWidget(prefix_label=False),
+        option_widget=CheckboxInput(),
+        description="Each ticket's price goes back to the card and the ticket no longer admits"
+        " anyone; its seat returns to sale unless the event is cancelled.",
     )

@@ -1,25 +1,26 @@
-"""Orders (partners see their own; finance and admins all) with the refund action, and the
-ledger for finance."""
+"""Orders (partners see their own; finance and admins all) with the refund actions (the whole
+order, or some tickets), and the ledger for finance."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import redirect
-from flask_appbuilder import action
+from flask import flash, redirect, url_for
+from flask_appbuilder import action, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 
 from app.extensions import db
-from app.models import LedgerTransaction, Order
+from app.models import LedgerTransaction, Order, format_money
 from app.services import refunds
 from app.services.payments import gateway
 from app.views.base import ScopedModelView, current_user
+from app.views.forms import RefundTicketsForm
 
 
 class OrderView(ScopedModelView):
     datamodel = SQLAInterface(Order)
     list_title = "Orders"
-    base_permissions = ["can_list", "can_show"]
+    base_permissions = ["can_list", "can_show", "can_refund_tickets"]
     list_columns = ["id", "event", "customer", "status", "total", "created_at", "paid_at"]
     show_columns = [*list_columns, "cancel_reason", "ticket_summary", "payment_summary"]
     search_columns = ["event", "status", "created_at"]
@@ -37,6 +38,35 @@ class OrderView(ScopedModelView):
             "{count} order(s) refunded.",
         )
         return redirect(self.get_redirect())
+
+    @action("refund_tickets", "Refund tickets", None, "fa-ticket", multiple=False)
+    def refund_tickets_action(self, item: Order) -> Any:
+        return redirect(url_for(".refund_tickets", pk=item.id))
+
+    @expose("/refund_tickets/<int:pk>", methods=["GET", "POST"])
+    @has_access
+    def refund_tickets(self, pk: int) -> Any:
+        def choices(order: Order, form: RefundTicketsForm) -> None:
+            form.tickets.choices = [
+                (t.id, f"{t.seat_label}, {format_money(t.price_cents, t.currency)} (ticket {t.id})")
+                for t in order.live_tickets
+            ]
+
+        def submit(order: Order, form: RefundTicketsForm) -> Any:
+            refunds.refund_tickets(
+                db.session, gateway(), order.id, form.tickets.data, current_user()
+            )
+            flash(f"{len(form.tickets.data)} ticket(s) of order {order.id} refunded.", "success")
+            return redirect(url_for(".show", pk=order.id))
+
+        return self.row_form(
+            pk,
+            RefundTicketsForm,
+            submit,
+            title=lambda order: f"Refund tickets of order {order.id} ({order.event})",
+            columns=lambda _: ["tickets"],
+            prepare=choices,
+        )
 
 
 class LedgerTransactionView(ScopedModelView):

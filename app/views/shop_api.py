@@ -82,6 +82,7 @@ def order_json(order: Order) -> dict[str, Any]:
                 "amount_cents": p.amount_cents,
                 "fee_cents": p.fee_cents,
                 "net_cents": p.net_cents,
+                "refunded_cents": p.refunded_cents,
                 "card_brand": p.card_brand,
                 "card_last4": p.card_last4,
                 "failure_reason": p.failure_reason,

@@ -55,11 +55,11 @@ def test_an_interrupted_refund_run_resumes_without_refunding_twice(
     real_refund = payments.SimulatedGateway.refund
     calls = []
 
-    def processor_down_after_the_first(self, reference, amount):
+    def processor_down_after_the_first(self, reference, amount, key=None):
         calls.append(reference)
         if len(calls) == 2:
             raise ConnectionError("the worker lost the processor mid-batch")
-        return real_refund(self, reference, amount)
+        return real_refund(self, reference, amount, key)
 
     monkeypatch.setattr(payments.SimulatedGateway, "refund", processor_down_after_the_first)
     with pytest.raises(ConnectionError):

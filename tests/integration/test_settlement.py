@@ -21,6 +21,7 @@ from app.models import (
     Order,
     OrderStatus,
     Payment,
+    PaymentRefund,
     PaymentStatus,
     Settlement,
     SettlementMismatch,
@@ -85,6 +86,7 @@ def happened_days_ago(days: int = 1) -> dt.date:
             (SimRefund, ["created_at"]),
             (SimChargeback, ["created_at"]),
             (Payment, ["created_at", "captured_at", "refunded_at", "charged_back_at"]),
+            (PaymentRefund, ["created_at", "refunded_at"]),
         ):
             for row in session.scalars(select(model)):
                 for column in columns:
