@@ -51,6 +51,12 @@ def _crontab(env: dict[str, str], key: str, default: str) -> str:
     return raw
 
 
+def _path(env: dict[str, str], key: str, default: Path) -> str:
+    """A directory; a relative one is taken from the project's root."""
+    raw = env.get(key)
+    return str(PROJECT_ROOT / raw if raw else default)
+
+
 def rate_limit_key() -> str:
     """Limits count per logged-in user, else per client address."""
     from flask import g, request
@@ -120,6 +126,8 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "SIM_ACQUIRER_FEE_FIXED_CENTS": _int(env, "SIM_ACQUIRER_FEE_FIXED_CENTS", 30),
         # When the payout task runs (UTC crontab): weekly, Monday 06:00, by default.
         "PAYOUT_SCHEDULE": _crontab(env, "PAYOUT_SCHEDULE", "0 6 * * mon"),
+        # Where report files are written (one file per report, streamed to downloads).
+        "REPORTS_DIR": _path(env, "REPORTS_DIR", PROJECT_ROOT / "var" / "reports"),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
         "LOG_JSON": _bool(env.get("LOG_JSON"), True),
         "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), app_env != "test"),

@@ -33,6 +33,7 @@ from app.models.order import (
 )
 from app.models.partner import Partner, PartnerStatus, PartnerUser
 from app.models.payout import Payout, PayoutItem, PayoutStatus
+from app.models.report import KIND_LABELS, Report, ReportFormat, ReportKind, ReportStatus
 from app.models.settlement import (
     LineKind,
     MismatchKind,
@@ -78,6 +79,11 @@ __all__ = [
     "Payout",
     "PayoutItem",
     "PayoutStatus",
+    "KIND_LABELS",
+    "Report",
+    "ReportFormat",
+    "ReportKind",
+    "ReportStatus",
     "ScanDirection",
     "ScanResult",
     "SectionKind",

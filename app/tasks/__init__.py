@@ -50,6 +50,6 @@ def init_celery(app: Flask) -> Celery:
         },
     )
     app.extensions["celery"] = celery
-    from app.tasks import checkin, holds, money, refunds  # noqa: F401 - registers the tasks
+    from app.tasks import checkin, holds, money, refunds, reports  # noqa: F401 - registers tasks
 
     return celery

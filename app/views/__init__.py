@@ -18,6 +18,7 @@ from app.views.catalog import (
 from app.views.checkin_api import CheckinApi
 from app.views.money import LedgerTransactionView, OrderView
 from app.views.platform import CustomerView, PartnerView
+from app.views.reports import ReportView
 from app.views.settlement import (
     PayoutItemView,
     PayoutView,
@@ -40,6 +41,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_view(
         SettlementMismatchView, "Mismatches", icon="fa-exclamation-triangle", category="Money"
     )
+    appbuilder.add_view(ReportView, "Reports", icon="fa-file-text-o", category="Money")
     appbuilder.add_view_no_menu(PayoutItemView)
     appbuilder.add_view_no_menu(SettlementLineView)
     appbuilder.add_view(PartnerView, "Partners", icon="fa-handshake-o", category="Platform")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask_appbuilder.fieldwidgets import BS3TextAreaFieldWidget, BS3TextFieldWidget, Select2Widget
 from flask_appbuilder.forms import DynamicForm
 from wtforms import (
+    DateField,
     DateTimeLocalField,
     DecimalField,
     IntegerField,
@@ -109,4 +110,32 @@ class PayoutPaidForm(DynamicForm):
         validators=[DataRequired(message="Give the bank transfer's reference."), Length(max=100)],
         description="The reference of the transfer to the partner, as the bank shows it.",
         widget=BS3TextFieldWidget(),
+    )
+
+
+REPORT_FORMAT_CHOICES = [("csv", "CSV"), ("xlsx", "Excel (XLSX)")]
+
+
+def date_field(label: str, description: str) -> DateField:
+    return DateField(
+        label,
+        validators=[Optional()],
+        description=description,
+        render_kw={"class": "form-control"},
+    )
+
+
+class ReportRequestForm(DynamicForm):
+    # The kinds offered depend on the user; the service explains a refused one at the field.
+    kind = SelectField("Report", choices=[], validate_choice=False, widget=Select2Widget())
+    format = SelectField(
+        "Format", choices=REPORT_FORMAT_CHOICES, validators=[DataRequired()], widget=Select2Widget()
+    )
+    start = date_field("First day", "UTC. Needed for statements and revenue; optional for sales.")
+    end = date_field("Last day", "UTC, included.")
+    partner = SelectField(
+        "Partner",
+        choices=[],
+        description="Empty: every partner (platform revenue always covers every partner).",
+        widget=Select2Widget(),
     )

@@ -23,7 +23,9 @@ PARTNER_CATALOG = [
     ("LedgerTransactionView", "can_(list|show)"),
     ("BalanceView", "can_index"),
     ("(PayoutView|PayoutItemView)", "can_(list|show)"),
-    ("(Money|Orders|Ledger|Balances|Payouts)", "menu_access"),
+    # Its own sales and statements (the view and the service hold the partner to them).
+    ("ReportView", "can_(list|show|add|download)"),
+    ("(Money|Orders|Ledger|Balances|Payouts|Reports)", "menu_access"),
     ("(EventApi|EventSectionApi|EventSpotApi)", "can_.*"),
     ("(Events|Sections|Spots|Catalog)", "menu_access"),
 ]
@@ -39,7 +41,8 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         ("(SettlementView|SettlementLineView|SettlementMismatchView)", "can_(list|show)"),
         ("(PayoutView|PayoutItemView)", "can_(list|show)"),
         ("PayoutView", "can_mark_paid|approve|mark_paid"),
-        ("(Money|Orders|Ledger|Balances|Payouts|Settlements|Mismatches)", "menu_access"),
+        ("ReportView", "can_(list|show|add|download)"),
+        ("(Money|Orders|Ledger|Balances|Payouts|Settlements|Mismatches|Reports)", "menu_access"),
         ("(EventApi|EventSectionApi)", "can_(get|info)"),
         ("(Events|Sections|Partners|Customers|Catalog|Platform)", "menu_access"),
     ],
