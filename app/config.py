@@ -113,6 +113,10 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "CELERY_BROKER_URL": redis_url or "memory://",
         # Without a broker the embedded default runs tasks in-process.
         "CELERY_TASK_ALWAYS_EAGER": _bool(env.get("CELERY_TASK_ALWAYS_EAGER"), redis_url is None),
+        # A task taken by a worker that died (acks_late) goes back to the queue after this long.
+        # Longer than the longest task, else a slow one runs twice at once (money tasks are
+        # idempotent, so that costs time, not money).
+        "CELERY_VISIBILITY_TIMEOUT": _int(env, "CELERY_VISIBILITY_TIMEOUT", 1800),
         "HOLD_MINUTES": _int(env, "HOLD_MINUTES", 10),
         # Gate check-in: events are armed (validation data copied to Redis) this long before
         # their check-in window opens.

@@ -383,3 +383,11 @@ def test_the_money_tasks_are_acknowledged_late_and_rejected_when_their_worker_is
         task = celery.tasks[name]
         assert task.acks_late and task.reject_on_worker_lost, name
     assert celery.conf.worker_prefetch_multiplier == 1
+
+
+def test_a_dead_workers_task_is_redelivered_within_the_configured_visibility_timeout(app):
+    """Without it Redis waits an hour before handing a killed worker's task to another."""
+    from app.tasks import celery
+
+    options = celery.conf.broker_transport_options
+    assert options["visibility_timeout"] == app.config["CELERY_VISIBILITY_TIMEOUT"] <= 3600
