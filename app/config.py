@@ -51,6 +51,12 @@ def _crontab(env: dict[str, str], key: str, default: str) -> str:
     return raw
 
 
+def _path(env: dict[str, str], key: str, default: Path) -> str:
+    """A directory; a relative one is taken from the project's root."""
+    raw = env.get(key)
+    return str(PROJECT_ROOT / raw if raw else default)
+
+
 def rate_limit_key() -> str:
     """Limits count per logged-in user, else per client address."""
     from flask import g, request
@@ -107,6 +113,10 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "CELERY_BROKER_URL": redis_url or "memory://",
         # Without a broker the embedded default runs tasks in-process.
         "CELERY_TASK_ALWAYS_EAGER": _bool(env.get("CELERY_TASK_ALWAYS_EAGER"), redis_url is None),
+        # A task taken by a worker that died (acks_late) goes back to the queue after this long.
+        # Longer than the longest task, else a slow one runs twice at once (money tasks are
+        # idempotent, so that costs time, not money).
+        "CELERY_VISIBILITY_TIMEOUT": _int(env, "CELERY_VISIBILITY_TIMEOUT", 1800),
         "HOLD_MINUTES": _int(env, "HOLD_MINUTES", 10),
         # Gate check-in: events are armed (validation data copied to Redis) this long before
         # their check-in window opens.
@@ -120,6 +130,8 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "SIM_ACQUIRER_FEE_FIXED_CENTS": _int(env, "SIM_ACQUIRER_FEE_FIXED_CENTS", 30),
         # When the payout task runs (UTC crontab): weekly, Monday 06:00, by default.
         "PAYOUT_SCHEDULE": _crontab(env, "PAYOUT_SCHEDULE", "0 6 * * mon"),
+        # Where report files are written (one file per report, streamed to downloads).
+        "REPORTS_DIR": _path(env, "REPORTS_DIR", PROJECT_ROOT / "var" / "reports"),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
         "LOG_JSON": _bool(env.get("LOG_JSON"), True),
         "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), app_env != "test"),

@@ -21,6 +21,7 @@ from app.services import ledger
 from tests.support import make_event, make_partner, make_user
 
 DOMAIN_TABLES = [
+    "report",
     "payout_item",
     "payout",
     "settlement_mismatch",

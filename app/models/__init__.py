@@ -35,6 +35,7 @@ from app.models.order import (
 )
 from app.models.partner import Partner, PartnerStatus, PartnerUser
 from app.models.payout import Payout, PayoutItem, PayoutStatus
+from app.models.report import KIND_LABELS, Report, ReportFormat, ReportKind, ReportStatus
 from app.models.settlement import (
     LineKind,
     MismatchKind,
@@ -82,6 +83,11 @@ __all__ = [
     "PayoutItem",
     "PayoutStatus",
     "RefundStatus",
+    "KIND_LABELS",
+    "Report",
+    "ReportFormat",
+    "ReportKind",
+    "ReportStatus",
     "ScanDirection",
     "ScanResult",
     "SectionKind",

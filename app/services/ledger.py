@@ -7,11 +7,14 @@ negative; every transaction sums to zero per currency and is posted once per cau
 
 from __future__ import annotations
 
+import datetime as dt
+
+from sqlalchemy import Select, and_, case, func, insert, select
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from app.models import Partner, Payment, PaymentRefund, Payout, Settlement
 from app.models.base import utcnow
@@ -209,22 +212,27 @@ def post_unsold_refund(session: Session, payment: Payment) -> int:
     )
 
 
-def balance(session: Session, account_ref: AccountRef, currency: str) -> int:
-    """Debits minus credits on an account (a liability's balance is negative)."""
+def balance(
+    session: Session, account_ref: AccountRef, currency: str, *, before: dt.datetime | None = None
+) -> int:
+    """Debits minus credits on an account (a liability's balance is negative); with ``before``,
+    of the transactions posted before that moment only."""
     wanted = account_ref if isinstance(account_ref, int) else account_ref.id
-    return (
-        session.scalar(
-            select(func.coalesce(func.sum(LedgerEntry.amount_cents), 0)).where(
-                LedgerEntry.account_id == wanted, LedgerEntry.currency == currency
-            )
-        )
-        or 0
+    query = select(func.coalesce(func.sum(LedgerEntry.amount_cents), 0)).where(
+        LedgerEntry.account_id == wanted, LedgerEntry.currency == currency
     )
+    if before is not None:
+        query = query.join(LedgerTransaction).where(LedgerTransaction.created_at < before)
+    return session.scalar(query) or 0
 
 
-def partner_balance(session: Session, partner: Partner, currency: str) -> int:
-    """What the platform owes the partner: sales - fees - refunds - payouts."""
-    return -balance(session, partner_account_id(session, partner.id, partner.name), currency)
+def partner_balance(
+    session: Session, partner: Partner, currency: str, *, before: dt.datetime | None = None
+) -> int:
+    """What the platform owes the partner: sales - fees - refunds - payouts (posted before
+    ``before``, when given)."""
+    account = partner_account_id(session, partner.id, partner.name)
+    return -balance(session, account, currency, before=before)
 
 
 def post_refund(
@@ -256,60 +264,65 @@ def post_refund(
     )
 
 
+STATEMENT_KEYS = ("sales", "fees", "refunds", "chargebacks", "fees_returned", "payouts", "balance")
+
+
+def touching(account: int) -> Select[tuple[int]]:
+    """The ids of the transactions with an entry on ``account``."""
+    return select(LedgerEntry.transaction_id).where(LedgerEntry.account_id == account)
+
+
+def entry_sum(*conditions: ColumnElement[bool]) -> ColumnElement[int]:
+    """The sum of the amounts of the entries meeting every condition (0 when none does)."""
+    return func.coalesce(func.sum(case((and_(*conditions), LedgerEntry.amount_cents))), 0)
+
+
+def statement_columns(session: Session, partner_account: int) -> list[ColumnElement[int]]:
+    """A partner statement's figures (STATEMENT_KEYS) as sums over the entries of transactions
+    touching the partner's payable (see ``touching``): sales and refunds at their gross (what
+    moved in gateway clearing), the platform's fee and what of it went back, payouts, and
+    ``balance``, the change of what the platform owes the partner. Always balance = sales - fees
+    - refunds - chargebacks + fees returned - payouts."""
+    clearing = account_id(session, CLEARING)
+    fee_revenue = account_id(session, FEE_REVENUE)
+    kind, entry_account = LedgerTransaction.kind, LedgerEntry.account_id
+    total = entry_sum
+    return [
+        total(kind == TransactionKind.CAPTURE, entry_account == clearing).label("sales"),
+        (-total(kind == TransactionKind.CAPTURE, entry_account == fee_revenue)).label("fees"),
+        (-total(kind == TransactionKind.REFUND, entry_account == clearing)).label("refunds"),
+        (-total(kind == TransactionKind.CHARGEBACK, entry_account == clearing)).label(
+            "chargebacks"
+        ),
+        total(kind.in_(REVERSES_SALE), entry_account == fee_revenue).label("fees_returned"),
+        total(kind == TransactionKind.PAYOUT, entry_account == partner_account).label("payouts"),
+        (-total(entry_account == partner_account)).label("balance"),
+    ]
+
+
 def partner_statements(session: Session, partner_ids: list[int] | None = None) -> list[dict]:
     """Per partner and currency: sales, platform fees, refunds, chargebacks, fees returned,
-    payouts and the balance the platform owes, all from the ledger. The balance always equals
-    sales - fees - refunds - chargebacks + fees returned - payouts."""
+    payouts and the balance the platform owes, all from the ledger (``statement_columns``)."""
     partner_accounts = select(LedgerAccount).where(LedgerAccount.partner_id.is_not(None))
     if partner_ids is not None:
         partner_accounts = partner_accounts.where(LedgerAccount.partner_id.in_(partner_ids))
-    clearing = account_id(session, CLEARING)
-    fee_revenue = account_id(session, FEE_REVENUE)
     statements = []
-    for row in session.scalars(partner_accounts.order_by(LedgerAccount.partner_id)):
-        touched = select(LedgerEntry.transaction_id).where(LedgerEntry.account_id == row.id)
+    for row in session.scalars(partner_accounts.order_by(LedgerAccount.partner_id)).all():
         totals = session.execute(
-            select(
-                LedgerEntry.currency,
-                LedgerTransaction.kind,
-                LedgerEntry.account_id,
-                func.sum(LedgerEntry.amount_cents),
-            )
+            select(LedgerEntry.currency, *statement_columns(session, row.id))
             .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-            .where(LedgerEntry.transaction_id.in_(touched))
-            .group_by(LedgerEntry.currency, LedgerTransaction.kind, LedgerEntry.account_id)
+            .where(LedgerEntry.transaction_id.in_(touching(row.id)))
+            .group_by(LedgerEntry.currency)
+            .order_by(LedgerEntry.currency)
         ).all()
-        by_currency: dict[str, dict[str, int]] = {}
-        for currency, kind, entry_account, amount in totals:
-            line = by_currency.setdefault(
-                currency,
-                {
-                    "sales": 0,
-                    "fees": 0,
-                    "refunds": 0,
-                    "chargebacks": 0,
-                    "fees_returned": 0,
-                    "payouts": 0,
-                    "balance": 0,
-                },
-            )
-            if entry_account == row.id:
-                line["balance"] -= amount
-                if kind == TransactionKind.PAYOUT:
-                    line["payouts"] += amount
-            elif kind == TransactionKind.CAPTURE and entry_account == clearing:
-                line["sales"] += amount
-            elif kind == TransactionKind.CAPTURE and entry_account == fee_revenue:
-                line["fees"] -= amount
-            elif kind == TransactionKind.REFUND and entry_account == clearing:
-                line["refunds"] -= amount
-            elif kind == TransactionKind.CHARGEBACK and entry_account == clearing:
-                line["chargebacks"] -= amount
-            elif kind in REVERSES_SALE and entry_account == fee_revenue:
-                line["fees_returned"] += amount
-        for currency, line in sorted(by_currency.items()):
+        for currency, *figures in totals:
             statements.append(
-                {"partner_id": row.partner_id, "partner": row.name, "currency": currency, **line}
+                {
+                    "partner_id": row.partner_id,
+                    "partner": row.name,
+                    "currency": currency,
+                    **dict(zip(STATEMENT_KEYS, figures, strict=True)),
+                }
             )
     return statements
 

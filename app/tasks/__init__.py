@@ -35,6 +35,10 @@ def init_celery(app: Flask) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": app.config["CELERY_VISIBILITY_TIMEOUT"],
+            "unacked_restore_interval": 10,
+        },
         timezone="UTC",
         beat_schedule={
             "release-expired-holds": {"task": "holds.release_expired", "schedule": 60.0},
@@ -50,6 +54,6 @@ def init_celery(app: Flask) -> Celery:
         },
     )
     app.extensions["celery"] = celery
-    from app.tasks import checkin, holds, money, refunds  # noqa: F401 - registers the tasks
+    from app.tasks import checkin, holds, money, refunds, reports  # noqa: F401 - registers tasks
 
     return celery

@@ -19,6 +19,7 @@ from app.views.checkin_api import CheckinApi
 from app.views.gate_admin import CheckInView, GateAssignmentView, GateDeviceView
 from app.views.money import LedgerTransactionView, OrderView
 from app.views.platform import CustomerView, PartnerView
+from app.views.reports import ReportView
 from app.views.settlement import (
     PayoutItemView,
     PayoutView,
@@ -41,6 +42,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_view(
         SettlementMismatchView, "Mismatches", icon="fa-exclamation-triangle", category="Money"
     )
+    appbuilder.add_view(ReportView, "Reports", icon="fa-file-text-o", category="Money")
     appbuilder.add_view_no_menu(PayoutItemView)
     appbuilder.add_view_no_menu(SettlementLineView)
     appbuilder.add_view(GateDeviceView, "Gate devices", icon="fa-mobile", category="Check-in")

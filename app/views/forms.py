@@ -7,6 +7,7 @@ from collections.abc import Callable
 from flask_appbuilder.fieldwidgets import BS3TextAreaFieldWidget, BS3TextFieldWidget, Select2Widget
 from flask_appbuilder.forms import DynamicForm
 from wtforms import (
+    DateField,
     DateTimeLocalField,
     DecimalField,
     Field,
@@ -148,4 +149,32 @@ class RefundTicketsForm(DynamicForm):
         option_widget=CheckboxInput(),
         description="Each ticket's price goes back to the card and the ticket no longer admits"
         " anyone; its seat returns to sale unless the event is cancelled.",
+    )
+
+
+REPORT_FORMAT_CHOICES = [("csv", "CSV"), ("xlsx", "Excel (XLSX)")]
+
+
+def date_field(label: str, description: str) -> DateField:
+    return DateField(
+        label,
+        validators=[Optional()],
+        description=description,
+        render_kw={"class": "form-control"},
+    )
+
+
+class ReportRequestForm(DynamicForm):
+    # The kinds offered depend on the user; the service explains a refused one at the field.
+    kind = SelectField("Report", choices=[], validate_choice=False, widget=Select2Widget())
+    format = SelectField(
+        "Format", choices=REPORT_FORMAT_CHOICES, validators=[DataRequired()], widget=Select2Widget()
+    )
+    start = date_field("First day", "UTC. Needed for statements and revenue; optional for sales.")
+    end = date_field("Last day", "UTC, included.")
+    partner = SelectField(
+        "Partner",
+        choices=[],
+        description="Empty: every partner (platform revenue always covers every partner).",
+        widget=Select2Widget(),
     )

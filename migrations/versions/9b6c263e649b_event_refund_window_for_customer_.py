@@ -1,7 +1,7 @@
 """event refund window for customer cancellations
 
 Revision ID: 9b6c263e649b
-Revises: 9f403330c586
+Revises: 1069ff7a9d43
 Create Date: 2026-11-29 12:01:33.461765
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '9b6c263e649b'
-down_revision = '9f403330c586'
+down_revision = '1069ff7a9d43'
 branch_labels = None
 depends_on = None
 
