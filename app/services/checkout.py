@@ -372,7 +372,9 @@ def _refund_lost(session: Session, gateway: PaymentGateway, payment_id: int) -> 
     """Refund a charge whose order was cancelled; on failure the reconcile task tries again."""
     payment = session.get(Payment, payment_id)
     try:
-        refunded = gateway.refund(payment.gateway_ref or "", payment.amount_cents)
+        refunded = gateway.refund(
+            payment.gateway_ref or "", payment.amount_cents, key=f"refund:payment:{payment.id}"
+        )
     except Exception:  # noqa: BLE001 - the network to the processor, whatever failed
         log.exception("refund call failed", extra={"payment_id": payment_id})
         refunded = False

@@ -77,6 +77,11 @@ def _claim(
             raise Conflict(f"Order {order.id} is {order.status}: only a paid order is refunded.")
         tickets = order.tickets_to_refund(ticket_ids) if ticket_ids is not None else None
         if order.status == OrderStatus.REFUNDED:
+            if any(p.status == PaymentStatus.CHARGED_BACK for p in order.payments):
+                raise Conflict(
+                    f"Order {order.id} was charged back by the card holder's bank: there is "
+                    "nothing left to refund."
+                )
             session.rollback()
             return order, None
         payment = _captured(order)
@@ -227,16 +232,32 @@ def refund_event_orders(
     in its own transaction and a refunded order is skipped, so an interrupted run resumes where
     it stopped and nothing is refunded twice. Returns how many orders this run refunded."""
     refunded = 0
+    refused: list[int] = []
     while True:
         order_ids = session.scalars(
             select(Order.id)
-            .where(Order.event_id == event_id, Order.status == OrderStatus.PAID)
+            .where(
+                Order.event_id == event_id,
+                Order.status == OrderStatus.PAID,
+                Order.id.not_in(refused),
+            )
             .order_by(Order.id)
             .limit(batch)
         ).all()
         session.rollback()
         if not order_ids:
+            if refused:
+                log.error(
+                    "orders of a cancelled event not refunded: the processor refused them",
+                    extra={"event_id": event_id, "order_ids": refused},
+                )
             return refunded
         for order_id in order_ids:
-            refund_order(session, gateway, order_id, SYSTEM)
+            try:
+                refund_order(session, gateway, order_id, SYSTEM)
+            except RefundFailed:
+                # A disputed charge, say: one refusal must not stop the others' refunds.
+                session.rollback()
+                refused.append(order_id)
+                continue
             refunded += 1

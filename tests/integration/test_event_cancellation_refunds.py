@@ -70,3 +70,29 @@ def test_an_interrupted_refund_run_resumes_without_refunding_twice(
     assert done == 2
     assert _statuses() == [OrderStatus.REFUNDED] * 3
     assert _refunded_total() == 3 * 10000
+
+
+def test_a_disputed_charge_does_not_stop_the_other_refunds(client, three_paid_orders):
+    from app import sim_acquirer
+    from app.models import Payment
+
+    first = db.session.scalars(select(Payment).order_by(Payment.id)).first()
+    assert sim_acquirer.chargeback(first.gateway_ref, "fraudulent") is not None
+    three_paid_orders.cancel("Storm")
+    db.session.commit()
+    done = celery.tasks["refunds.cancelled_event"].apply(args=[three_paid_orders.id]).get()
+    assert done == 2  # the disputed one is left for the chargeback's reconciliation
+    assert _statuses() == [OrderStatus.PAID, OrderStatus.REFUNDED, OrderStatus.REFUNDED]
+
+
+def test_a_charged_back_order_cannot_be_refunded(client, three_paid_orders):
+    from app.models import Conflict, Payment
+    from app.models.base import utcnow
+    from app.services import refunds
+    from app.services.scoping import SYSTEM
+
+    payment = db.session.scalars(select(Payment).order_by(Payment.id)).first()
+    refunds.record_chargeback(db.session, payment.id, "fraudulent", utcnow())
+    db.session.commit()
+    with pytest.raises(Conflict, match="charged back"):
+        refunds.refund_order(db.session, payments.gateway(), payment.order_id, SYSTEM)

@@ -228,10 +228,12 @@ class MoneyMachine(RuleBasedStateMachine):
         except refunds.RefundFailed:
             db.session.rollback()
             assert before == "disputed", "only a disputed charge cannot be refunded"
+        except Conflict:
+            db.session.rollback()
+            assert before == "charged_back", "only a charged-back order refuses a refund"
         else:
             assert who != "other partner", "a partner refunded another partner's order"
-            # A charged-back order is already refunded (by its chargeback): nothing happens.
-            assert before in ("paid", "refunded", "charged_back")
+            assert before in ("paid", "refunded")
             assert order.status == OrderStatus.REFUNDED
             if before == "paid":
                 sale.state = "refunded"
