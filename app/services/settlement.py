@@ -67,11 +67,26 @@ def due_days(session: Session, gateway_name: str, today: dt.date) -> list[dt.dat
 def reconcile_due_days(
     session: Session, gateway: PaymentGateway, now: dt.datetime
 ) -> list[dict[str, Any]]:
-    """Reconcile every day not reconciled yet (the periodic task)."""
+    """Reconcile every day not reconciled yet (the periodic task); a day with payments still
+    being finished waits for the next run."""
     return [
         reconcile_day(session, gateway, day, now)
         for day in due_days(session, gateway.name, now.date())
+        if not _unfinished_payments(session, gateway.name, day)
     ]
+
+
+def _unfinished_payments(session: Session, gateway_name: str, day: dt.date) -> int:
+    """Payments begun by the end of ``day`` and not finished yet (a crash, a slow card): the
+    acquirer may report their charge that day while we do not know its reference yet."""
+    day_end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
+    return session.scalar(
+        select(func.count()).where(
+            Payment.gateway == gateway_name,
+            Payment.status == PaymentStatus.PENDING,
+            Payment.created_at < day_end,
+        )
+    )
 
 
 def reconcile_day(
@@ -82,6 +97,12 @@ def reconcile_day(
     if day >= now.date():
         raise Conflict(
             f"{day.isoformat()} is not over yet (UTC): its report is reconciled from tomorrow."
+        )
+    unfinished = _unfinished_payments(session, gateway.name, day)
+    if unfinished:
+        raise Conflict(
+            f"{unfinished} payment(s) begun by the end of {day.isoformat()} are still being "
+            "finished: reconcile the day once they are (the reconcile task finishes them)."
         )
     session.rollback()  # no transaction stays open while the acquirer is asked
     report = gateway.settlement_report(day)

@@ -249,3 +249,22 @@ def test_mismatches_are_flagged_for_finance(client, on_sale):  # noqa: F811
     login(client, "alice")
     assert client.get("/settlementview/list/").status_code == 403
     assert client.get("/settlementmismatchview/list/").status_code == 403
+
+
+def test_a_day_with_a_payment_still_being_finished_waits(client, on_sale):  # noqa: F811
+    """The acquirer may report a charge we have not confirmed yet (a crash mid-checkout): the day
+    waits for the reconcile task to finish it, instead of calling its line unknown for good."""
+    paid = buy(client, on_sale)
+    day = happened_days_ago()
+    with Session(db.engine) as session:  # as if the checkout had crashed after charging
+        session.get(Payment, paid.id).status = "pending"
+        session.commit()
+    with pytest.raises(Conflict, match="still being finished"):
+        settlement.reconcile_day(db.session, gateway(), day, utcnow())
+    db.session.rollback()
+    assert day.isoformat() not in {r["day"] for r in reconcile()}
+    with Session(db.engine) as session:
+        session.get(Payment, paid.id).status = "captured"
+        session.commit()
+    [summary] = [r for r in reconcile() if r["day"] == day.isoformat()]
+    assert summary["mismatches"] == 0 and summary["lines"] == 1
