@@ -12,7 +12,6 @@ the last line is one JSON object. Not a test: run it by hand.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import random
@@ -23,7 +22,8 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
+
+from common import Client, fresh_schema, percentile, start_gunicorn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -31,45 +31,10 @@ sys.path.insert(0, str(ROOT))
 PASSWORD = "bench-pass-123"  # noqa: S105 - throwaway bench users
 
 
-def percentile(values: list[float], pct: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
-
-
-class Client:
-    """One keep-alive HTTP connection, JSON in and out."""
-
-    def __init__(self, base: str) -> None:
-        parts = urlsplit(base)
-        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
-
-    def call(self, method: str, path: str, body: dict | None = None, headers: dict | None = None):
-        payload = json.dumps(body).encode() if body is not None else None
-        all_headers = {"Content-Type": "application/json", **(headers or {})}
-        started = time.perf_counter()
-        try:
-            self.conn.request(method, path, payload, all_headers)
-            response = self.conn.getresponse()
-            data = response.read()
-        except (ConnectionError, http.client.HTTPException, TimeoutError):
-            self.conn.close()
-            return 599, {}, (time.perf_counter() - started) * 1000
-        elapsed = (time.perf_counter() - started) * 1000
-        try:
-            parsed = json.loads(data) if data else {}
-        except ValueError:
-            parsed = {}
-        return response.status, parsed, elapsed
-
-
 def prepare(database_url: str, buyers: int, rows: int, seats: int, sections: int) -> dict:
     """Fresh schema, one published event of sections x rows x seats, buyers and a card token."""
     os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("PASSWORD_HASH_METHOD", "pbkdf2:sha256:1")
-    from flask_migrate import upgrade
-    from sqlalchemy import text
 
     from app import create_app, sim_acquirer
     from app.extensions import db
@@ -82,10 +47,7 @@ def prepare(database_url: str, buyers: int, rows: int, seats: int, sections: int
 
     app = create_app({"LOG_LEVEL": "WARNING"})
     with app.app_context():
-        with db.engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        upgrade()
+        fresh_schema(db)
         sync_permissions(app.appbuilder)
         partner = Partner(name="Bench", status="approved", fee_percent=10, fee_fixed_cents=100)
         starts = utcnow().replace(microsecond=0) + __import__("datetime").timedelta(days=7)
@@ -138,37 +100,6 @@ def oversold(database_url: str) -> tuple[int, int]:
         sold = conn.execute(text("SELECT count(*) FROM event_spot WHERE status = 'sold'")).scalar()
     engine.dispose()
     return twice, sold
-
-
-def start_gunicorn(database_url: str, port: int, workers: int, threads: int) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "APP_ENV": "production",
-        "SECRET_KEY": "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
-        "RATELIMIT_ENABLED": "false",
-        "LOG_LEVEL": "WARNING",
-        "BIND": f"127.0.0.1:{port}",
-        "WEB_CONCURRENCY": str(workers),
-        "GUNICORN_THREADS": str(threads),
-        "DB_POOL_SIZE": str(max(2, threads)),
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    process = subprocess.Popen(
-        [gunicorn, "-c", "gunicorn.conf.py", "app:create_app()"], cwd=ROOT, env=env
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(150):
-        try:
-            status, _, _ = Client(base).call("GET", "/healthz")
-            if status == 200:
-                return process
-        except OSError:
-            pass
-        time.sleep(0.2)
-    process.terminate()
-    raise SystemExit("gunicorn did not start")
 
 
 def run(base: str, setup: dict, buyers: int, per_order: int) -> dict:
@@ -271,7 +202,9 @@ def main() -> None:
     server = None
     base = args.url
     if base is None:
-        server = start_gunicorn(args.database_url, args.port, args.workers, args.threads)
+        server = start_gunicorn(
+            {"DATABASE_URL": args.database_url}, args.port, args.workers, args.threads
+        )
         base = f"http://127.0.0.1:{args.port}"
     try:
         result = run(base, setup, args.buyers, args.per_order)

@@ -25,6 +25,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
+from common import fresh_schema
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -41,7 +43,6 @@ def app_for(database_url: str, **config: str):  # noqa: ANN201 - a Flask app
 
 def seed(database_url: str, tickets: int, per_order: int, events: int) -> dict:
     """A fresh schema with ``tickets`` sold tickets, by bulk SQL. Returns what was made."""
-    from flask_migrate import upgrade
     from sqlalchemy import text
 
     from app.extensions import db
@@ -52,10 +53,7 @@ def seed(database_url: str, tickets: int, per_order: int, events: int) -> dict:
     app = app_for(database_url)
     started = time.perf_counter()
     with app.app_context():
-        with db.engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        upgrade()
+        fresh_schema(db)
         ledger.forget_account_ids()
         partner = Partner(name="Bench", status="approved", fee_percent=10, fee_fixed_cents=100)
         now = utcnow().replace(microsecond=0)

@@ -1,0 +1,95 @@
+"""What the benchmarks share: a keep-alive JSON client, percentiles, a fresh schema."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
+
+
+class Client:
+    """One keep-alive HTTP connection, JSON in and out."""
+
+    def __init__(self, base: str) -> None:
+        parts = urlsplit(base)
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+
+    def call(
+        self, method: str, path: str, body: dict | None = None, headers: dict | None = None
+    ) -> tuple[int, dict, float]:
+        """(status, parsed JSON body, milliseconds); 599 when the connection failed."""
+        payload = json.dumps(body).encode() if body is not None else None
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        started = time.perf_counter()
+        try:
+            self.conn.request(method, path, payload, all_headers)
+            response = self.conn.getresponse()
+            data = response.read()
+        except (ConnectionError, http.client.HTTPException, TimeoutError):
+            self.conn.close()
+            return 599, {}, (time.perf_counter() - started) * 1000
+        elapsed = (time.perf_counter() - started) * 1000
+        try:
+            parsed = json.loads(data) if data else {}
+        except ValueError:
+            parsed = {}
+        return response.status, parsed, elapsed
+
+
+def fresh_schema(db: Any) -> None:
+    """Drop everything in the bench database and migrate it from scratch (in an app context)."""
+    from flask_migrate import upgrade
+    from sqlalchemy import text
+
+    with db.engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    upgrade()
+
+
+def start_gunicorn(
+    env: dict[str, str], port: int, workers: int, threads: int, wsgi_app: str = "app:create_app()"
+) -> subprocess.Popen:
+    """gunicorn (gunicorn.conf.py) in production mode with rate limits off, serving ``wsgi_app``
+    with ``env`` on top of ours; returns once /healthz answers."""
+    env = {
+        **os.environ,
+        "APP_ENV": "production",
+        "SECRET_KEY": "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
+        "RATELIMIT_ENABLED": "false",
+        "LOG_LEVEL": "WARNING",
+        "BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": str(workers),
+        "GUNICORN_THREADS": str(threads),
+        "DB_POOL_SIZE": str(max(2, threads)),
+        **env,
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    process = subprocess.Popen([gunicorn, "-c", "gunicorn.conf.py", wsgi_app], cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(150):
+        try:
+            status, _, _ = Client(base).call("GET", "/healthz")
+            if status == 200:
+                return process
+        except OSError:
+            pass
+        time.sleep(0.2)
+    process.terminate()
+    raise SystemExit("gunicorn did not start")
