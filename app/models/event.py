@@ -56,6 +56,7 @@ MAX_INT = 2**31 - 1  # integer columns are 32-bit on PostgreSQL
 
 
 CHECKIN_OPENS_BEFORE = dt.timedelta(hours=6)
+MAX_REFUND_WINDOW_HOURS = 24 * 366
 CHECKIN_DEFAULT_LENGTH = dt.timedelta(hours=12)
 
 
@@ -150,6 +151,14 @@ class Event(Model):
         if self.refund_window_hours is None:
             return None
         return self.starts_at - dt.timedelta(hours=self.refund_window_hours)
+
+    def check_refund_window(self) -> None:
+        hours = self.refund_window_hours
+        if hours is not None and not 0 <= hours <= MAX_REFUND_WINDOW_HOURS:
+            raise DomainError(
+                f"The refund window is 0 to {MAX_REFUND_WINDOW_HOURS} hours before the start.",
+                field="refund_window_hours",
+            )
 
     def check_checkin_window(self) -> None:
         if (

@@ -34,7 +34,7 @@ from app.models import (
     Ticket,
 )
 from app.models.base import utcnow
-from app.services import ledger
+from app.services import ledger, refunds
 from app.services.holds import hold_duration, spots_of_hold
 from app.services.locking import busy_on_lock_failure
 from app.services.payments import ChargeResult, ChargeStatus, PaymentGateway
@@ -413,4 +413,9 @@ def reconcile_payments(
     ).all()
     for payment_id in unrefunded:
         _refund_lost(session, gateway, payment_id)
-    return {"finished": finished, "refunds_retried": len(unrefunded)}
+    pending = refunds.finish_pending_refunds(session, gateway, now)
+    return {
+        "finished": finished,
+        "refunds_retried": len(unrefunded),
+        "pending_refunds_finished": pending,
+    }

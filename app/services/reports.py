@@ -253,6 +253,8 @@ def _begin_snapshot(session: Session) -> None:
     totals and the ledger balances they are checked against agree. (SQLite's single writer
     gives a reading transaction that already.)"""
     if session.get_bind().dialect.name == "postgresql":
+        # The isolation level applies only to a transaction not begun yet.
+        session.commit()
         session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 
 
@@ -284,8 +286,11 @@ def _cell(value: Any) -> Any:
         return value.isoformat(sep=" ", timespec="seconds")
     if isinstance(value, dt.date):
         return value.isoformat()
-    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
-        return "'" + value
+    if isinstance(value, str):
+        # Characters a spreadsheet drops go first: "\x01=HYPERLINK(...)" must not become live.
+        value = ILLEGAL_CHARACTERS_RE.sub("", value)
+        if value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
+            return "'" + value
     return value
 
 
@@ -309,10 +314,7 @@ class _XlsxWriter:
         self._sheet = self.book.create_sheet(title[:31])
 
     def writerow(self, values: list[Any]) -> None:
-        cells = [_cell(value) for value in values]
-        self._sheet.append(
-            [ILLEGAL_CHARACTERS_RE.sub("", c) if isinstance(c, str) else c for c in cells]
-        )
+        self._sheet.append([_cell(value) for value in values])
 
 
 @contextmanager

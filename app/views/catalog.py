@@ -60,12 +60,14 @@ EVENT_DESCRIPTIONS = {
 class EventRules:
     def on_add(self, item: Event) -> None:
         item.check_checkin_window()
+        item.check_refund_window()
         event_service.claim_new_event(
             db.session, item, current_user(), current_app.config["DEFAULT_CURRENCY"]
         )
 
     def on_update(self, item: Event) -> None:
         item.check_checkin_window()
+        item.check_refund_window()
         item.check_changes()
 
     def on_delete(self, item: Event) -> None:

@@ -103,3 +103,34 @@ def test_the_order_page_hides_cancellation_once_the_window_closed(client, event)
     assert "Cancel this order" not in page
     refused = client.post(f"/orders/{order['id']}/cancel", follow_redirects=True)
     assert "Cancellations closed on" in refused.get_data(as_text=True)
+
+
+def test_a_charged_back_order_cannot_be_cancelled_for_a_refund(client, event):
+    from app.models.base import utcnow
+    from app.services import refunds
+
+    headers, order = _bought(client, event)
+    payment = db.session.scalars(select(Payment).where(Payment.order_id == order["id"])).one()
+    refunds.record_chargeback(db.session, payment.id, "fraudulent", utcnow())
+    db.session.commit()
+    response = client.post(f"/api/v1/orders/{order['id']}/cancel", headers=headers)
+    assert response.status_code == 409
+    assert "charged back" in response.get_json()["message"]
+
+
+def test_a_refund_window_beyond_a_year_is_refused_at_its_field(client, event):
+    from tests.support import login, make_user
+
+    make_user("alice", "Partner", event.partner)
+    login(client, "alice")
+    response = client.post(
+        f"/eventview/edit/{event.id}",
+        data={
+            "name": event.name, "venue": event.venue, "city": event.city,
+            "starts_at": event.starts_at.strftime("%Y-%m-%dT%H:%M"), "currency": "BRL",
+            "refund_window_hours": "2000000000",
+        },
+    )  # fmt: skip
+    assert "The refund window is 0 to" in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(type(event), event.id).refund_window_hours == 48

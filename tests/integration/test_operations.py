@@ -20,8 +20,11 @@ def test_readyz_checks_the_database(client):
     assert response.get_json()["checks"]["database"] == "ok"
 
 
-def test_readyz_answers_503_naming_redis_when_it_is_unreachable():
+def test_readyz_answers_503_naming_redis_when_it_is_unreachable(app):
+    from app.tasks import init_celery
+
     broken = create_app(config_for_tests(REDIS_URL="redis://127.0.0.1:1/0"))
+    init_celery(app)  # building an app rebinds the shared Celery app: give it back
     response = broken.test_client().get("/readyz")
     assert response.status_code == 503
     body = response.get_json()
@@ -30,9 +33,12 @@ def test_readyz_answers_503_naming_redis_when_it_is_unreachable():
     assert body["checks"]["database"] == "ok"
 
 
-def test_readyz_answers_503_naming_the_database_when_it_is_unreachable(tmp_path):
+def test_readyz_answers_503_naming_the_database_when_it_is_unreachable(app, tmp_path):
+    from app.tasks import init_celery
+
     missing = tmp_path / "no-such-dir" / "db.sqlite"
     broken = create_app(config_for_tests(SQLALCHEMY_DATABASE_URI=f"sqlite:///{missing}?mode=ro"))
+    init_celery(app)  # building an app rebinds the shared Celery app: give it back
     missing.parent.rmdir() if missing.parent.exists() else None
     response = broken.test_client().get("/readyz")
     assert response.status_code == 503

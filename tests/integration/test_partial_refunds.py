@@ -29,6 +29,7 @@ from app.models import (
     SpotStatus,
     TicketStatus,
 )
+from app.models.base import utcnow
 from app.services import ledger, payments, refunds
 from app.services.payments import gateway
 from app.services.scoping import SYSTEM
@@ -442,3 +443,45 @@ def test_concurrent_refunds_of_one_order_give_back_what_was_paid_once(app, order
     assert {r.status for r in ours} == {"done"} and len(acquirer_refunds(order)) == len(ours)
     assert len(refund_postings()) == len(ours) and transaction_sums() == {0}
     assert ledger.partner_balance(db.session, order.event.partner, "BRL") == 0
+
+
+def _crash_mid_refund(order, monkeypatch, tickets):
+    real_refund = payments.SimulatedGateway.refund
+
+    def refunded_but_the_answer_was_lost(self, reference, amount, key=None):
+        real_refund(self, reference, amount, key)
+        raise ConnectionError("the processor refunded, then the connection dropped")
+
+    monkeypatch.setattr(payments.SimulatedGateway, "refund", refunded_but_the_answer_was_lost)
+    with pytest.raises(ConnectionError):
+        refund(order, tickets)
+    monkeypatch.undo()
+    db.session.rollback()
+
+
+def test_the_reconcile_task_finishes_a_refund_a_crash_left_pending(order, monkeypatch):
+    import datetime as dt
+
+    from app.services import checkout
+
+    _crash_mid_refund(order, monkeypatch, order.tickets[:1])
+    assert (
+        checkout.reconcile_payments(db.session, gateway(), utcnow())["pending_refunds_finished"]
+        == 0
+    )  # too fresh: it may still be finishing
+    later = utcnow() + dt.timedelta(minutes=5)
+    assert refunds.finish_pending_refunds(db.session, gateway(), later) == 1
+    order = reload(order)
+    assert acquirer_refunds(order) == [PRICE]  # the card was refunded once
+    assert order.tickets[0].status == TicketStatus.REVOKED
+    assert db.session.scalars(select(PaymentRefund.status)).all() == ["done"]
+
+
+def test_a_chargeback_while_a_refund_is_pending_is_left_for_finance(order, monkeypatch):
+    _crash_mid_refund(order, monkeypatch, order.tickets[:1])
+    payment_id = reload(order).payments[0].id
+    with pytest.raises(Conflict, match="refund in progress"):
+        refunds.record_chargeback(db.session, payment_id, "fraudulent", utcnow())
+    db.session.rollback()
+    order = reload(order)
+    assert order.status == OrderStatus.PAID and order.payments[0].status == "captured"

@@ -434,3 +434,9 @@ def test_a_partner_without_sales_gets_a_statement_at_zero(two_partners):
     assert [(x["line"], x["partner"], x["currency"], x["balance"]) for x in lines] == [
         ("opening", "Partner A", "BRL", "0.00"), ("closing", "Partner A", "BRL", "0.00"),
     ]  # fmt: skip
+
+
+def test_a_control_character_cannot_smuggle_a_formula_into_a_spreadsheet():
+    smuggled = reports._cell('\x01=HYPERLINK("http://x")')
+    assert smuggled == '\'=HYPERLINK("http://x")'
+    assert reports._cell("-12.00") == "-12.00"  # amounts stay numbers
