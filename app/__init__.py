@@ -26,6 +26,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     configure_celery(app)
     configure_cli(app)
     configure_metrics(app)
+    from app.views.checkin_fast import install as install_checkin_fast_path
+
+    install_checkin_fast_path(app)  # outermost: a gate's scan skips the rest when it can
     return app
 
 

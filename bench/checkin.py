@@ -476,7 +476,7 @@ def main() -> None:
     parser.add_argument("--per-order", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=32, help="scanner threads")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--port", type=int, default=8766)
     parser.add_argument(
         "--wsgi-app",

@@ -134,6 +134,9 @@ def db_context(app: Flask) -> Iterator[None]:
 
 def forget_checkin_state(app: Flask) -> None:
     """Gate check-in keeps armed events in Redis, keyed by ids the next test reuses: drop them."""
+    from app.services import checkin
+
+    checkin.forget_fast_keys()
     url = app.config.get("REDIS_URL")
     if url:
         client = redis.Redis.from_url(url)

@@ -38,7 +38,7 @@ def new_private_key() -> str:
 
 
 def public_key_of(private_key: str) -> str:
-    key = Ed25519PrivateKey.from_private_bytes(_unb64(private_key))
+    key = Ed25519PrivateKey.from_private_bytes(unb64(private_key))
     return _b64(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
 
 
@@ -46,14 +46,14 @@ def sign_ticket(private_key: str, claim: TicketClaim) -> str:
     # Cut at a character boundary: half a UTF-8 character would make the code unreadable.
     label = claim.label.encode()[:MAX_LABEL_BYTES].decode("utf-8", "ignore").encode()
     payload = _HEADER.pack(VERSION, claim.event_id, claim.ticket_id, len(label)) + label
-    signature = Ed25519PrivateKey.from_private_bytes(_unb64(private_key)).sign(payload)
+    signature = Ed25519PrivateKey.from_private_bytes(unb64(private_key)).sign(payload)
     return _b64(payload + signature)
 
 
 def read_claim(code: str) -> tuple[TicketClaim, bytes, bytes]:
     """Parse a code without verifying it: (claim, signed payload, signature)."""
     try:
-        raw = _unb64(code.strip())
+        raw = unb64(code.strip())
         version, event_id, ticket_id, label_length = _HEADER.unpack_from(raw)
     except (ValueError, struct.error) as exc:
         raise InvalidCode("malformed code") from exc
@@ -71,7 +71,7 @@ def verify_ticket(public_key: str, code: str) -> TicketClaim:
     """The claim inside ``code`` if the key's owner signed it; InvalidCode otherwise."""
     claim, payload, signature = read_claim(code)
     try:
-        Ed25519PublicKey.from_public_bytes(_unb64(public_key)).verify(signature, payload)
+        Ed25519PublicKey.from_public_bytes(unb64(public_key)).verify(signature, payload)
     except (InvalidSignature, ValueError) as exc:
         raise InvalidCode("bad signature") from exc
     return claim
@@ -81,5 +81,6 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _unb64(text: str) -> bytes:
+def unb64(text: str) -> bytes:
+    """base64url without padding, decoded."""
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

@@ -23,11 +23,14 @@ import json
 import logging
 import re
 import secrets
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import redis
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from flask import current_app
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, update
@@ -54,7 +57,7 @@ from app.models import (
     token_hash,
 )
 from app.models.base import utcnow
-from app.models.codes import InvalidCode, TicketClaim, read_claim, verify_ticket
+from app.models.codes import InvalidCode, TicketClaim, read_claim, unb64, verify_ticket
 from app.services.scoping import Actor, get_owned, get_owned_many, role_names
 
 log = logging.getLogger(__name__)
@@ -1285,3 +1288,171 @@ def entries_by_section_and_gate(session: Session, actor: Actor, event_id: int) -
         "conflicts": conflicts or 0,
         "entered": sum(n for _, n in by_gate),
     }
+
+
+# --------------------------------------------------------------------------- the fast path
+
+# The whole armed-event scan of a device in one Redis call (the rules of ``evaluate`` and of the
+# Redis store, in the same order), for the WSGI fast path: no Flask, one round trip.
+# KEYS: device, revoked devices, event, revoked tickets, ticket details, entries, log
+# ARGV: verdict, event id, ticket id, label, direction, scanned_at (iso Z), gate, now (iso Z),
+#       gate's event id or '', scanned_at (log), recorded_at (log), nonce ttl, nonce, token hash
+_FAST_SCAN = r"""
+-- KEYS: device, revoked devices, event, revoked tickets, ticket details, entries, log
+-- ARGV: verdict, event id, ticket id, label, direction, scanned_at (iso Z), gate, now (iso Z),
+--       gate's event id or '', scanned_at (log), recorded_at (log), nonce ttl, nonce
+local dev = redis.call('GET', KEYS[1])
+if not dev or redis.call('SISMEMBER', KEYS[2], ARGV[14]) == 1 then return {'noauth'} end
+local scanner = cjson.decode(dev)
+local owner = scanner.device_id and ('d' .. scanner.device_id) or ('u' .. scanner.user_id)
+local nonce = owner .. ':' .. ARGV[13]
+local nonce_key = 'ck:n:' .. nonce
+local prev = redis.call('GET', nonce_key)
+if prev then return {'old', prev} end
+local verdict, ev, ticket, label = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local direction, scanned_iso, gate, now = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local gate_event = tonumber(ARGV[9])
+local member, gate_member, min_ev = false, false, nil
+for _, id in ipairs(scanner.event_ids) do
+  if id == ev then member = true end
+  if gate_event and id == gate_event then gate_member = true end
+  if min_ev == nil or id < min_ev then min_ev = id end
+end
+local answer = {}
+local outcome_event, entry_state = nil, cjson.null
+if verdict == 'malformed' then
+  answer = {result = 'invalid', reason = 'malformed'}
+elseif not member or (gate_event and gate_event ~= ev) then
+  answer = {result = 'wrong_event'}
+elseif verdict ~= 'ok' then
+  answer = {result = 'invalid', reason = verdict}
+else
+  outcome_event = ev
+  local result
+  local info = redis.call('HMGET', KEYS[3], 'opens_at', 'closes_at', 'cancelled', 'allow_reentry')
+  if info[3] == '1' or now < info[1] or now > info[2] then
+    result = 'not_valid_now'
+    answer.opens_at = info[1]; answer.closes_at = info[2]
+  elseif redis.call('SISMEMBER', KEYS[4], ticket) == 1 then
+    result = 'revoked'
+  else
+    local details = redis.call('HGET', KEYS[5], ticket)
+    if details then for k, v in pairs(cjson.decode(details)) do answer[k] = v end end
+    local cur = redis.call('HGET', KEYS[6], ticket)
+    if cur then
+      local state, at, last, first_gate = string.match(cur, '^(%a+)|([^|]*)|([^|]*)|(.*)$')
+      if last == nonce then
+        result = 'valid'
+      elseif direction == 'in' then
+        if state == 'out' and info[4] == '1' then
+          redis.call('HSET', KEYS[6], ticket, 'in|' .. at .. '|' .. nonce .. '|' .. first_gate)
+          result = 'valid'
+        else
+          result = 'already_used'; answer.first_scan = {at = at, gate = first_gate}
+        end
+      elseif state == 'in' then
+        redis.call('HSET', KEYS[6], ticket, 'out|' .. at .. '|' .. nonce .. '|' .. first_gate)
+        result = 'valid'
+      else
+        result = 'invalid'; answer.reason = 'not_checked_in'
+      end
+    elseif direction == 'in' then
+      redis.call('HSET', KEYS[6], ticket, 'in|' .. scanned_iso .. '|' .. nonce .. '|' .. gate)
+      result = 'valid'
+    else
+      result = 'invalid'; answer.reason = 'not_checked_in'
+    end
+    if result == 'valid' then entry_state = direction end
+  end
+  answer.result = result
+  answer.ticket_id = ticket; answer.event_id = ev
+  if answer.seat == nil then answer.seat = label end
+end
+local log_event = cjson.null
+if gate_member then
+  log_event = gate_event
+elseif member then
+  log_event = ev
+elseif min_ev then
+  log_event = min_ev
+end
+local log_ticket = cjson.null
+if outcome_event and outcome_event == log_event then log_ticket = ticket end
+local body = cjson.encode(answer)
+redis.call('SET', nonce_key, body, 'EX', ARGV[12])
+redis.call('RPUSH', KEYS[7], cjson.encode({
+  event_id = log_event, ticket_id = log_ticket, gate = gate, direction = direction,
+  result = answer.result, nonce = nonce, scanned_at = ARGV[10], recorded_at = ARGV[11],
+  device_id = scanner.device_id or cjson.null, user_id = scanner.user_id or cjson.null,
+  offline = false, device_verdict = cjson.null, conflict = false, entry_state = entry_state}))
+return {'new', body}
+"""
+
+_FAST_KEYS: dict[int, tuple[Ed25519PublicKey, float]] = {}
+_FAST_KEY_SECONDS = 5.0
+
+
+def forget_fast_keys() -> None:
+    """Drop the cached public keys (tests reuse event ids with new keys)."""
+    _FAST_KEYS.clear()
+
+
+def _fast_public_key(client: redis.Redis, event_id: int) -> Ed25519PublicKey | None:
+    """An armed event's public key (keys never change: cached a few seconds per process, so a
+    disarmed event is noticed soon)."""
+    cached = _FAST_KEYS.get(event_id)
+    now = time.monotonic()
+    if cached and now - cached[1] < _FAST_KEY_SECONDS:
+        return cached[0]
+    raw = client.hget(_event_key(event_id), "public_key")
+    if raw is None:
+        _FAST_KEYS.pop(event_id, None)
+        return None
+    key = Ed25519PublicKey.from_public_bytes(unb64(raw))
+    _FAST_KEYS[event_id] = (key, now)
+    return key
+
+
+def fast_scan(client: redis.Redis, token: str, body: bytes) -> bytes | None:
+    """Answer a device's scan of an armed event in one Redis round trip, or None when the full
+    path must answer (a staff login, a malformed request, an unknown device, an event not armed
+    yet)."""
+    if not token or token.count(".") == 2:
+        return None
+    try:
+        request = parse_scan(json.loads(body))
+    except (ValueError, DomainError):
+        return None
+    event_id = ticket_id = 0
+    label = ""
+    try:
+        claim, signed, signature = read_claim(request.code)
+    except InvalidCode:
+        verdict = "malformed"
+    else:
+        key = _fast_public_key(client, claim.event_id)
+        if key is None:
+            return None
+        event_id, ticket_id, label = claim.event_id, claim.ticket_id, claim.label
+        try:
+            key.verify(signature, signed)
+            verdict = "ok"
+        except InvalidSignature:
+            verdict = "bad_signature"
+    now = utcnow()
+    digest = token_hash(token)
+    script = client.register_script(_FAST_SCAN)
+    reply = script(
+        keys=[
+            _device_key(digest), REVOKED_DEVICES_KEY, _event_key(event_id),
+            _revoked_key(event_id), _tickets_key(event_id), _entries_key(event_id), LOG_KEY,
+        ],
+        args=[
+            verdict, event_id, ticket_id, label, request.direction, iso(request.scanned_at),
+            request.gate, iso(now), request.event_id or "", request.scanned_at.isoformat(),
+            now.isoformat(), NONCE_TTL_SECONDS, request.nonce, digest,
+        ],
+    )  # fmt: skip
+    if reply[0] == "noauth":  # not cached, or revoked: the full path decides
+        return None
+    return reply[1].encode()  # "new" (this scan's answer) or "old" (a retry's first answer)

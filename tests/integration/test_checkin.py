@@ -533,3 +533,39 @@ def test_only_one_flusher_writes_the_scan_log_at_a_time(client, store, partner, 
     finally:
         lock.release()
     assert checkin.flush_scan_log(db.session) == 1
+
+
+def test_the_fast_path_answers_armed_device_scans_in_one_call_and_defers_the_rest(
+    client, store, partner, event
+):
+    if store != "redis":
+        pytest.skip("the fast path serves armed events from Redis")
+    import json
+
+    tickets = buy(client, event)["tickets"]
+    _, token = checkin.register_device(db.session, PartnerActor(partner), "Lane", [event.id])
+    auth = {"Authorization": f"Bearer {token}"}
+    redis_client = checkin.redis_client()
+
+    def body(code: str, nonce: str) -> bytes:
+        return json.dumps({"code": code, "gate": "North", "nonce": nonce}).encode()
+
+    # Not armed yet (and the device not cached): the full path answers, and arms the event.
+    assert checkin.fast_scan(redis_client, token, body(tickets[0]["code"], "fast-0001")) is None
+    first = result(scan(client, auth, tickets[0]["code"], nonce="fast-0001"))
+    assert first["result"] == "valid"
+    # Armed: the fast path answers as the full path would have.
+    answer = json.loads(
+        checkin.fast_scan(redis_client, token, body(tickets[1]["code"], "fast-0002"))
+    )
+    assert answer["result"] == "valid" and answer["holder_name"] == "Ana Souza"
+    assert answer["ticket_id"] == tickets[1]["id"] and answer["section"] == first["section"]
+    again = json.loads(
+        checkin.fast_scan(redis_client, token, body(tickets[1]["code"], "fast-0003"))
+    )
+    assert again["result"] == "already_used" and again["first_scan"]["gate"] == "North"
+    # Staff logins and unknown tokens take the full path.
+    assert checkin.fast_scan(redis_client, "a.b.c", body(tickets[1]["code"], "fast-0004")) is None
+    assert checkin.fast_scan(redis_client, "unknown", body(tickets[1]["code"], "fast-0005")) is None
+    rows = logged()
+    assert [r.result for r in rows] == ["valid", "valid", "already_used"]

@@ -98,8 +98,9 @@ class ModelPayout:
     partner: int
     amount: int
     status: str = PayoutStatus.PENDING.value
-    # (payment id, whether this payout also took its refund or chargeback): undone on cancel
-    covers: list[tuple[int, bool]] = field(default_factory=list)
+    # (payment id, whether this payout took its capture, and its refund or chargeback): what
+    # cancelling the payout gives back to the next run
+    covers: list[tuple[int, bool, bool]] = field(default_factory=list)
 
 
 def _token() -> str:
@@ -327,9 +328,10 @@ class MoneyMachine(RuleBasedStateMachine):
             )
             covers = []
             for sale in self._settled_of(index):
+                took_capture = not sale.capture_paid_out
                 took_reversal = sale.reversed and not sale.reversal_paid_out
-                if not sale.capture_paid_out or took_reversal:
-                    covers.append((sale.payment_id, took_reversal))
+                if took_capture or took_reversal:
+                    covers.append((sale.payment_id, took_capture, took_reversal))
                 sale.capture_paid_out = True
                 if sale.reversed:
                     sale.reversal_paid_out = True
@@ -359,12 +361,11 @@ class MoneyMachine(RuleBasedStateMachine):
             payouts.approve_payout(db.session, payout_id, SYSTEM, utcnow())
         db.session.rollback()
         payouts.cancel_payout(db.session, payout_id, SYSTEM)
-        for payment_id, took_reversal in model.covers:
+        for payment_id, took_capture, took_reversal in model.covers:
             sale = next(s for s in self.model.values() if s.payment_id == payment_id)
-            if took_reversal:
-                sale.reversal_paid_out = False
-            else:
+            if took_capture:
                 sale.capture_paid_out = False
+            if took_reversal:
                 sale.reversal_paid_out = False
         del self.payouts[payout_id]
         return True
