@@ -8,7 +8,7 @@ import enum
 
 from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import User
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -37,7 +37,7 @@ class Payout(Model):
         Integer, ForeignKey("partner.id", ondelete="RESTRICT"), nullable=False, index=True
     )
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
-    amount_cents: Mapped[int] = mapped_column(Integer, nullable=False)
+    amount_cents: Mapped[int] = mapped_column(BigInteger, nullable=False)
     status: Mapped[str] = mapped_column(
         String(16), nullable=False, default=PayoutStatus.PENDING.value
     )

@@ -7,7 +7,7 @@ import datetime as dt
 import enum
 
 from flask_appbuilder import Model
-from sqlalchemy import Date, DateTime, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import enum_check, utcnow
@@ -55,11 +55,11 @@ class Settlement(Model):
     gateway: Mapped[str] = mapped_column(String(32), nullable=False)
     day: Mapped[dt.date] = mapped_column(Date, nullable=False, index=True)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
-    captured_cents: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    refunded_cents: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    charged_back_cents: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    fee_cents: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    net_cents: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    captured_cents: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    refunded_cents: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    charged_back_cents: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    fee_cents: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    net_cents: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     line_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     # The settlement's posting (none when nothing moved that day in this currency).
     ledger_transaction_id: Mapped[int | None] = mapped_column(
@@ -172,8 +172,8 @@ class SettlementMismatch(Model):
     payment_id: Mapped[int | None] = mapped_column(
         Integer, ForeignKey("payment.id", ondelete="RESTRICT"), index=True
     )
-    expected_cents: Mapped[int | None] = mapped_column(Integer)
-    reported_cents: Mapped[int | None] = mapped_column(Integer)
+    expected_cents: Mapped[int | None] = mapped_column(BigInteger)
+    reported_cents: Mapped[int | None] = mapped_column(BigInteger)
     detail: Mapped[str] = mapped_column(String(300), nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
 

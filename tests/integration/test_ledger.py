@@ -131,3 +131,21 @@ def test_an_account_created_in_a_rolled_back_transaction_is_not_remembered(clien
     assert clearing != bank
     assert db.session.get(LedgerAccount, clearing).code == ledger.CLEARING
     assert ledger.account_id(db.session, ledger.CLEARING) == clearing  # cached, same row
+
+
+@pytest.mark.postgres
+def test_a_busy_days_settlement_beyond_two_billion_cents_posts_exactly(client, on_sale):  # noqa: F811
+    from app.models import TransactionKind
+
+    big = 3_000_000_000  # R$30 M: more than a 32-bit column holds
+    clearing = ledger.account_id(db.session, ledger.CLEARING)
+    bank = ledger.account_id(db.session, ledger.BANK)
+    ledger.post(
+        db.session,
+        TransactionKind.SETTLEMENT,
+        "settlement:test:big",
+        [(bank, big, "BRL"), (clearing, -big, "BRL")],
+    )
+    db.session.commit()
+    assert ledger.balance(db.session, bank, "BRL") == big
+    assert ledger.balance(db.session, clearing, "BRL") == -big
