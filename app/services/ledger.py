@@ -8,8 +8,9 @@ negative; every transaction sums to zero per currency and is posted once per cau
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import Select, and_, case, func, insert, select
+from sqlalchemy import BigInteger, Select, and_, case, cast, func, insert, select
 from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -212,13 +213,18 @@ def post_unsold_refund(session: Session, payment: Payment) -> int:
     )
 
 
+def _total(column: Any) -> Any:
+    """SUM of cents as a 64-bit integer (PostgreSQL sums BIGINT into NUMERIC, read as Decimal)."""
+    return cast(func.sum(column), BigInteger)
+
+
 def balance(
     session: Session, account_ref: AccountRef, currency: str, *, before: dt.datetime | None = None
 ) -> int:
     """Debits minus credits on an account (a liability's balance is negative); with ``before``,
     of the transactions posted before that moment only."""
     wanted = account_ref if isinstance(account_ref, int) else account_ref.id
-    query = select(func.coalesce(func.sum(LedgerEntry.amount_cents), 0)).where(
+    query = select(func.coalesce(_total(LedgerEntry.amount_cents), 0)).where(
         LedgerEntry.account_id == wanted, LedgerEntry.currency == currency
     )
     if before is not None:
@@ -274,7 +280,7 @@ def touching(account: int) -> Select[tuple[int]]:
 
 def entry_sum(*conditions: ColumnElement[bool]) -> ColumnElement[int]:
     """The sum of the amounts of the entries meeting every condition (0 when none does)."""
-    return func.coalesce(func.sum(case((and_(*conditions), LedgerEntry.amount_cents))), 0)
+    return func.coalesce(_total(case((and_(*conditions), LedgerEntry.amount_cents))), 0)
 
 
 def statement_columns(session: Session, partner_account: int) -> list[ColumnElement[int]]:

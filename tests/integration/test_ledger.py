@@ -149,3 +149,7 @@ def test_a_busy_days_settlement_beyond_two_billion_cents_posts_exactly(client, o
     db.session.commit()
     assert ledger.balance(db.session, bank, "BRL") == big
     assert ledger.balance(db.session, clearing, "BRL") == -big
+    # Sums come back as integers (PostgreSQL sums BIGINT into NUMERIC): pages format them.
+    assert type(ledger.balance(db.session, bank, "BRL")) is int
+    statement_balances = [s["balance"] for s in ledger.partner_statements(db.session)]
+    assert all(type(b) is int for b in statement_balances)
