@@ -6,10 +6,12 @@ import os
 from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
-# Requests mostly wait on PostgreSQL: a few processes with several threads each serve best
-# (bench/onsale.py on 2 cores: 3 x 8 sold 40 % more per second than 4 x 4 or 6 x 2).
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() + 1))
-threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+# One process per core with a few threads: more threads only fight over the GIL and hold more
+# transactions open at once (bench/onsale.py on 2 cores: 2 x 4 sold 114 tickets/s with 18.5 ms
+# of CPU per ticket, 3 x 8 about 90 with 22 ms; bench/checkin.py: 2 x 4 also best). Threads
+# still cover the wait on a slow card processor.
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 accesslog = None
 timeout = 30
 
