@@ -113,18 +113,25 @@ class NotAuthorized(DomainError):
     code = "not_authorized"
 
 
-def redis_client() -> redis.Redis | None:
-    """The app's Redis connection pool, or None on the embedded default (no Redis)."""
-    url = current_app.config.get("REDIS_URL")
-    if not url:
-        return None
-    client = current_app.extensions.get("checkin_redis")
+_CLIENTS: dict[str, redis.Redis] = {}
+
+
+def redis_for(url: str) -> redis.Redis:
+    """One connection pool per Redis URL and process, with the gate's short timeouts (used by
+    the fast path too, which runs outside an app context)."""
+    client = _CLIENTS.get(url)
     if client is None:
         client = redis.Redis.from_url(
             url, socket_timeout=1.0, socket_connect_timeout=1.0, decode_responses=True
         )
-        current_app.extensions["checkin_redis"] = client
+        _CLIENTS[url] = client
     return client
+
+
+def redis_client() -> redis.Redis | None:
+    """The app's Redis, or None on the embedded default (no Redis)."""
+    url = current_app.config.get("REDIS_URL")
+    return redis_for(url) if url else None
 
 
 #: Revoked device tokens (hashes): checked with the cached credentials, in the same round trip.
@@ -514,7 +521,7 @@ def evaluate(store: Store, scanner: Scanner, request: ScanRequest, now: dt.datet
 
 def scan(session: Session, scanner: Scanner, request: ScanRequest) -> dict[str, Any]:
     """Answer one scan and log it. The armed Redis path first; the database otherwise."""
-    store = _store_for(session, request)
+    store = _store_for(session)
     try:
         return _scan_with(store, scanner, request)
     except (redis.ConnectionError, redis.TimeoutError):
@@ -578,8 +585,9 @@ def record_offline_scans(session: Session, scanner: Scanner, payload: Any) -> li
     return results
 
 
-def _store_for(session: Session, request: ScanRequest) -> Store:  # noqa: ARG001
-    """Redis for an armed event (arming it on first use while the database is there)."""
+def _store_for(session: Session) -> Store:
+    """Redis when configured (an event is armed on its first scan while the database is
+    there), the database otherwise."""
     cache = redis_client()
     if cache is None:
         return DbStore(session)
@@ -1073,7 +1081,6 @@ def manifest(session: Session, scanner: Scanner, event_id: int) -> dict[str, Any
             _entry_json(int(ticket), raw)
             for ticket, raw in cache.hgetall(_entries_key(event_id)).items()
         ]
-        name = session_safe_name(session, event_id)
     else:
         info = event_info_from_db(session, event_id)
         if info is None:
@@ -1095,10 +1102,9 @@ def manifest(session: Session, scanner: Scanner, event_id: int) -> dict[str, Any
             }
             for e in session.scalars(select(CheckinEntry).where(CheckinEntry.event_id == event_id))
         ]
-        name = session_safe_name(session, event_id)
     return {
         "event_id": event_id,
-        "name": name,
+        "name": session_safe_name(session, event_id),
         "public_key": info.public_key,
         "opens_at": iso(info.opens_at),
         "closes_at": iso(info.closes_at),

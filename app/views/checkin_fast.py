@@ -26,20 +26,11 @@ class CheckinFastPath:
     def __init__(self, app: Flask, wsgi_app: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
         self.wsgi_app = wsgi_app
-        self._clients: dict[str, redis.Redis] = {}
 
     def _client(self) -> redis.Redis | None:
         # Read each time: the setting decides (tests switch it between stores).
         url = self.app.config.get("REDIS_URL")
-        if not url:
-            return None
-        client = self._clients.get(url)
-        if client is None:
-            client = redis.Redis.from_url(
-                url, socket_timeout=1.0, socket_connect_timeout=1.0, decode_responses=True
-            )
-            self._clients[url] = client
-        return client
+        return checkin.redis_for(url) if url else None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if environ.get("PATH_INFO") != SCAN_PATH or environ.get("REQUEST_METHOD") != "POST":

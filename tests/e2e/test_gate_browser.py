@@ -8,11 +8,11 @@ import base64
 import datetime as dt
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
@@ -22,6 +22,7 @@ from app.models import CheckIn, Partner
 from app.models.base import utcnow
 from app.models.codes import TicketClaim, new_private_key, public_key_of, sign_ticket
 from app.services import checkin
+from tests.conftest import forget_checkin_state
 from tests.integration.test_purchase_api import card_token, hold_seats, pay, sign_up
 from tests.support import PASSWORD, PartnerActor, make_event, make_partner, make_user
 
@@ -80,17 +81,10 @@ def _judge(
 
 
 @pytest.fixture(autouse=True)
-def _no_stale_gate_state(db_context: None) -> Iterator[None]:
-    """With Redis, armed events live there too, keyed by ids that restart with the database."""
-
-    def forget() -> None:
-        cache = checkin.redis_client()
-        if cache is not None and (keys := list(cache.scan_iter("ck:*"))):
-            cache.delete(*keys)
-
-    forget()
-    yield
-    forget()
+def _no_stale_gate_state(app: Flask, db_context: None) -> None:
+    """With Redis, armed events live there too, keyed by ids that restart with the database:
+    drop what an earlier run left (``db_context`` drops them again after each test)."""
+    forget_checkin_state(app)
 
 
 @pytest.fixture

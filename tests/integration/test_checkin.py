@@ -18,6 +18,7 @@ from app.models.base import utcnow
 from app.services import checkin, refunds
 from app.services.payments import gateway
 from app.services.scoping import SYSTEM
+from tests.conftest import forget_checkin_state
 from tests.integration.test_purchase_api import card_token, pay, sign_up
 from tests.support import PASSWORD, PartnerActor, api_token, make_event, make_partner, make_user
 
@@ -30,16 +31,9 @@ def store(request, app):
         pytest.skip("needs Redis; set REDIS_URL")
     saved = app.config.get("REDIS_URL")
     app.config["REDIS_URL"] = url
-    app.extensions.pop("checkin_redis", None)
     yield request.param
-    if url:
-        with app.app_context():
-            client = checkin.redis_client()
-            keys = list(client.scan_iter("ck:*"))
-            if keys:
-                client.delete(*keys)
+    forget_checkin_state(app)
     app.config["REDIS_URL"] = saved
-    app.extensions.pop("checkin_redis", None)
 
 
 def open_event(partner, name="Concert", **fields):
