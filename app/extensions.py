@@ -24,7 +24,7 @@ _READS = ("SELECT", "SHOW")
 def _note_write(
     conn: Connection, _cursor: Any, statement: str, *_args: Any, **_kwargs: Any
 ) -> None:
-    if not conn.info.get(_WROTE) and not statement.lstrip().upper().startswith(_READS):
+    if not conn.info.get(_WROTE) and not statement.lstrip()[:6].upper().startswith(_READS):
         conn.info[_WROTE] = True
 
 

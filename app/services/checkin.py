@@ -128,6 +128,18 @@ def redis_for(url: str) -> redis.Redis:
     return client
 
 
+_SCRIPTS: dict[tuple[int, str], Any] = {}
+
+
+def _script(client: redis.Redis, text: str) -> Any:
+    """A Lua script bound to a client, hashed once per process rather than on every scan."""
+    key = (id(client), text)
+    script = _SCRIPTS.get(key)
+    if script is None:
+        script = _SCRIPTS[key] = client.register_script(text)
+    return script
+
+
 def redis_client() -> redis.Redis | None:
     """The app's Redis, or None on the embedded default (no Redis)."""
     url = current_app.config.get("REDIS_URL")
@@ -816,8 +828,8 @@ class RedisStore:
     def __init__(self, client: redis.Redis, session: Session) -> None:
         self.client = client
         self.session = session
-        self._enter = client.register_script(_ENTER)
-        self._record = client.register_script(_RECORD)
+        self._enter = _script(client, _ENTER)
+        self._record = _script(client, _RECORD)
 
     def recall(self, nonce: str) -> dict[str, Any] | None:
         raw = self.client.get(_nonce_key(nonce))
@@ -1447,7 +1459,7 @@ def fast_scan(client: redis.Redis, token: str, body: bytes) -> bytes | None:
             verdict = "bad_signature"
     now = utcnow()
     digest = token_hash(token)
-    script = client.register_script(_FAST_SCAN)
+    script = _script(client, _FAST_SCAN)
     reply = script(
         keys=[
             _device_key(digest), REVOKED_DEVICES_KEY, _event_key(event_id),
