@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import Celery, Task
 from celery.schedules import crontab
-from flask import Flask
+from flask import Flask, current_app, has_app_context
 
 celery = Celery("bilheteria")
 
@@ -18,7 +18,10 @@ def init_celery(app: Flask) -> Celery:
 
     class FlaskTask(Task):
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
-            with app.app_context():
+            # A task run eagerly from inside an app (the embedded default) runs in that app, in
+            # a context (and database session) of its own; a worker's task runs in ``app``.
+            runs_in = current_app._get_current_object() if has_app_context() else app
+            with runs_in.app_context():
                 try:
                     return self.run(*args, **kwargs)
                 finally:
