@@ -9,7 +9,7 @@ from flask_appbuilder import AppBuilder
 from werkzeug.exceptions import HTTPException
 
 from app.config import load_config
-from app.extensions import csrf, db, end_read_only_transaction, migrate
+from app.extensions import csrf, db, migrate
 
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
@@ -45,8 +45,6 @@ def configure_database(app: Flask) -> None:
             parents=True, exist_ok=True
         )
     db.init_app(app)
-    # Registered after Flask-SQLAlchemy's own teardown, so it runs before the session is removed.
-    app.teardown_appcontext(end_read_only_transaction)
     from app.models.base import alembic_include_object
 
     migrate.init_app(

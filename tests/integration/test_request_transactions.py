@@ -1,61 +1,77 @@
-"""A request's leftover read-only transaction is committed (psycopg keeps its prepared statements,
-which a ROLLBACK throws away); anything that wrote, or a failed request, is still rolled back."""
+"""A transaction that only read ends with COMMIT instead of ROLLBACK, so psycopg keeps the
+connection's prepared statements (it throws them all away on ROLLBACK); a transaction that wrote,
+or one that failed, is still rolled back."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, insert, select, text
+from sqlalchemy.exc import ProgrammingError
 
-from app.extensions import db, end_read_only_transaction
+from app.extensions import db
 from app.models import Partner
+
+pytestmark = pytest.mark.postgres
+
+# psycopg prepares a statement on the server once it has run this many times.
+PREPARE_THRESHOLD = 5
 
 
 def _partners() -> int:
     return db.session.scalar(select(func.count()).select_from(Partner))
 
 
-def test_a_transaction_that_only_read_is_committed(db_context):
-    db.session.execute(select(Partner.id)).all()
-    assert db.session().in_transaction()
-    end_read_only_transaction(None)
-    assert not db.session().in_transaction()
+def _prepared_on_server() -> int:
+    return db.session.scalar(text("SELECT count(*) FROM pg_prepared_statements"))
 
 
-def test_a_transaction_that_wrote_without_the_orm_is_not_committed(db_context):
+def _run_until_prepared() -> None:
+    for _ in range(PREPARE_THRESHOLD + 1):
+        db.session.execute(select(Partner.id).where(Partner.name == "x")).all()
+    assert _prepared_on_server() > 0
+
+
+def test_rolling_back_what_only_read_keeps_the_prepared_statements(db_context):
+    _run_until_prepared()
+    db.session.execute(select(Partner.id).with_for_update()).all()  # a lock is only a read
+    db.session.rollback()
+    assert _prepared_on_server() > 0
+
+
+def test_a_write_is_still_rolled_back(db_context):
+    _run_until_prepared()
     db.session.execute(insert(Partner).values(name="Left behind", status="approved"))
-    end_read_only_transaction(None)
-    assert db.session().in_transaction()
     db.session.rollback()
     assert _partners() == 0
 
 
-def test_a_raw_write_is_not_committed(db_context):
+def test_a_raw_write_is_still_rolled_back(db_context):
     db.session.execute(
         text("INSERT INTO partner (name, status, fee_percent, fee_fixed_cents, created_at) "
              "VALUES ('Raw', 'approved', 0, 0, CURRENT_TIMESTAMP)")
     )  # fmt: skip
-    end_read_only_transaction(None)
-    assert db.session().in_transaction()
     db.session.rollback()
     assert _partners() == 0
 
 
-def test_a_flushed_orm_change_is_not_committed(db_context):
+def test_a_flushed_orm_change_is_still_rolled_back(db_context):
     db.session.add(Partner(name="Flushed", status="approved"))
     db.session.flush()
-    end_read_only_transaction(None)
     db.session.rollback()
     assert _partners() == 0
 
 
-def test_a_failed_request_is_not_committed(db_context):
-    db.session.execute(select(Partner.id)).all()
-    end_read_only_transaction(RuntimeError("boom"))
-    assert db.session().in_transaction()
+def test_a_failed_transaction_is_rolled_back_and_the_session_goes_on(db_context):
+    with pytest.raises(ProgrammingError):
+        db.session.execute(text("SELECT no_such_column FROM partner")).all()
+    db.session.rollback()
+    assert _partners() == 0
 
 
-def test_after_a_commit_a_new_read_only_transaction_is_committed_again(db_context):
+def test_after_a_write_commits_the_next_read_only_transaction_keeps_its_statements(db_context):
     db.session.add(Partner(name="Committed", status="approved"))
     db.session.commit()
+    _run_until_prepared()
+    db.session.rollback()
+    assert _prepared_on_server() > 0
     assert _partners() == 1
-    end_read_only_transaction(None)
-    assert not db.session().in_transaction()
