@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,7 @@ from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.models.base import enum_check, utcnow
-from app.models.codes import TicketClaim, new_private_key, public_key_of, sign_ticket
+from app.models.codes import new_private_key, public_key_of
 from app.models.errors import Conflict, DomainError
 
 if TYPE_CHECKING:
@@ -62,6 +63,35 @@ CHECKIN_DEFAULT_LENGTH = dt.timedelta(hours=12)
 
 def owned_event_ids(partner_id: int):  # noqa: ANN201 - a SQLAlchemy Select
     return select(Event.id).where(Event.partner_id == partner_id).scalar_subquery()
+
+
+@dataclass(frozen=True)
+class SaleWindow:
+    """What decides whether an event sells now: read from one row on the purchase path (which
+    does not load the Event and its Partner) or from an Event."""
+
+    name: str
+    status: str
+    partner_status: str
+    sales_start: dt.datetime | None
+    sales_end: dt.datetime | None
+    starts_at: dt.datetime
+
+    def is_open(self, now: dt.datetime) -> bool:
+        """Published, its partner may sell (approved), and ``now`` is inside the sales window
+        (which closes at ``sales_end``, or when the event starts)."""
+        return (
+            self.status == EventStatus.PUBLISHED
+            and self.partner_status == "approved"  # PartnerStatus.APPROVED (imports this module)
+            and (self.sales_start is None or self.sales_start <= now)
+            and now < (self.sales_end or self.starts_at)
+        )
+
+    def require_open(self, now: dt.datetime) -> None:
+        if self.status == EventStatus.CANCELLED:
+            raise Conflict(f"{self.name} is cancelled.")
+        if not self.is_open(now):
+            raise Conflict(f"Tickets for {self.name} are not on sale.")
 
 
 class Event(Model):
@@ -174,27 +204,25 @@ class Event(Model):
         closes = self.checkin_closes_at or self.ends_at or self.starts_at + CHECKIN_DEFAULT_LENGTH
         return opens, closes
 
-    def is_on_sale(self, now: dt.datetime) -> bool:
-        """Published, its partner may sell, and ``now`` is inside the sales window (which closes
-        at ``sales_end``, or when the event starts)."""
-        return (
-            self.status == EventStatus.PUBLISHED
-            and self.partner.can_sell
-            and (self.sales_start is None or self.sales_start <= now)
-            and now < (self.sales_end or self.starts_at)
+    @property
+    def sale_window(self) -> SaleWindow:
+        return SaleWindow(
+            self.name,
+            self.status,
+            self.partner.status,
+            self.sales_start,
+            self.sales_end,
+            self.starts_at,
         )
+
+    def is_on_sale(self, now: dt.datetime) -> bool:
+        return self.sale_window.is_open(now)
 
     def sold_count(self) -> int:
         return _count_spots(self, EventSpot.event_id == self.id, SpotStatus.SOLD)
 
     def require_on_sale(self, now: dt.datetime) -> None:
-        if self.status == EventStatus.CANCELLED:
-            raise Conflict(f"{self.name} is cancelled.")
-        if not self.is_on_sale(now):
-            raise Conflict(f"Tickets for {self.name} are not on sale.")
-
-    def sign(self, claim: TicketClaim) -> str:
-        return sign_ticket(self.signing_key, claim)
+        self.sale_window.require_open(now)
 
     def check_changes(self) -> None:
         self.check_times()
@@ -417,40 +445,17 @@ class EventSpot(Model):
     def is_sold(self) -> bool:
         return self.status == SpotStatus.SOLD
 
-    def hold_for(self, hold_id: int, until: dt.datetime, now: dt.datetime) -> None:
-        if not self.is_free(now):
-            raise Conflict(f"Spot {self.label} is not available.")
-        self.status = SpotStatus.HELD.value
-        self.hold_id = hold_id
-        self.held_until = until
-
     def release(self) -> None:
         if self.status == SpotStatus.HELD:
             self.status = SpotStatus.AVAILABLE.value
             self.hold_id = None
             self.held_until = None
 
-    def sell(self, hold_id: int | None) -> None:
-        """Sell the spot to the hold that holds it, and to no other."""
-        if self.status != SpotStatus.HELD or self.hold_id != hold_id:
-            raise Conflict(f"Spot {self.label} is not held by this order: it cannot be sold.")
-        self.status = SpotStatus.SOLD.value
-        self.hold_id = None
-        self.held_until = None
-
     def unsell(self, *, resell: bool) -> None:
         """A refunded spot: back on sale, or blocked when it must not be sold again."""
         if self.status != SpotStatus.SOLD:
             raise Conflict(f"Spot {self.label} is {self.status}, not sold.")
         self.status = (SpotStatus.AVAILABLE if resell else SpotStatus.BLOCKED).value
-
-    def is_free(self, now: dt.datetime) -> bool:
-        """Available, or held by a hold that has expired (expired holds are free at once)."""
-        return self.status == SpotStatus.AVAILABLE or (
-            self.status == SpotStatus.HELD
-            and self.held_until is not None
-            and self.held_until <= now
-        )
 
     @classmethod
     def free_clause(cls, now: dt.datetime) -> ColumnElement[bool]:

@@ -22,7 +22,6 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.models.base import enum_check, utcnow
-from app.models.codes import TicketClaim
 from app.models.customer import Customer
 from app.models.errors import Conflict, DomainError, NotFound
 from app.models.event import Event, EventSection, EventSpot, format_money, owned_event_ids
@@ -166,15 +165,6 @@ class Order(Model):
     def live_tickets(self) -> list[Ticket]:
         return [t for t in self.tickets if t.status == TicketStatus.VALID]
 
-    def mark_paid(self, now: dt.datetime) -> None:
-        """Issue every ticket: the order is paid and has exactly its tickets."""
-        if self.status != OrderStatus.PENDING:
-            raise Conflict(f"Order {self.id} is {self.status}, not pending.")
-        for ticket in self.tickets:
-            ticket.issue(self.event, now)
-        self.status = OrderStatus.PAID.value
-        self.paid_at = now
-
     def refund(self, now: dt.datetime, *, event_cancelled: bool) -> None:
         """Revoke every ticket; their spots return to sale unless the event is cancelled."""
         self.revoke_tickets(self.live_tickets, now, event_cancelled=event_cancelled)
@@ -226,6 +216,11 @@ class Order(Model):
 
 def _ids(ids: Iterable[int]) -> str:
     return ", ".join(str(i) for i in ids)
+
+
+def seat_label(section: str, spot: str) -> str:
+    """How a ticket names its place, on the order page and in its signed code."""
+    return f"{section} {spot}"
 
 
 class Ticket(Model):
@@ -284,7 +279,7 @@ class Ticket(Model):
 
     @property
     def seat_label(self) -> str:
-        return f"{self.section.name} {self.spot.label}"
+        return seat_label(self.section.name, self.spot.label)
 
     def revoke(self, now: dt.datetime, *, resell: bool) -> None:
         """The ticket no longer admits anyone (the check-in answers ``revoked``)."""
@@ -293,15 +288,6 @@ class Ticket(Model):
         self.status = TicketStatus.REVOKED.value
         self.revoked_at = now
         self.spot.unsell(resell=resell)
-
-    def issue(self, event: Event, now: dt.datetime) -> None:
-        """Sell the spot to this ticket and sign its code with the event's key."""
-        if self.status != TicketStatus.PENDING:
-            raise Conflict(f"Ticket {self.id} is {self.status}, not pending.")
-        self.spot.sell(self.order.hold_id)
-        self.status = TicketStatus.VALID.value
-        self.issued_at = now
-        self.code = event.sign(TicketClaim(event.id, self.id, self.seat_label))
 
 
 class Payment(Model):

@@ -94,12 +94,18 @@ class Partner(Model):
         self.suspended_at = utcnow()
 
     def platform_fee_cents(self, gross_cents: int, tickets: int) -> int:
-        """The platform's fee on a sale: percent of gross (half up) plus the fixed part per ticket,
-        never more than the gross itself."""
-        percent_part = (Decimal(gross_cents) * Decimal(self.fee_percent) / 100).quantize(
-            Decimal(1), rounding=ROUND_HALF_UP
-        )
-        return min(gross_cents, int(percent_part) + self.fee_fixed_cents * tickets)
+        return platform_fee_cents(self.fee_percent, self.fee_fixed_cents, gross_cents, tickets)
+
+
+def platform_fee_cents(
+    fee_percent: Decimal | int, fee_fixed_cents: int, gross_cents: int, tickets: int
+) -> int:
+    """The platform's fee on a sale: percent of gross (half up) plus the fixed part per ticket,
+    never more than the gross itself."""
+    percent_part = (Decimal(gross_cents) * Decimal(fee_percent) / 100).quantize(
+        Decimal(1), rounding=ROUND_HALF_UP
+    )
+    return min(gross_cents, int(percent_part) + fee_fixed_cents * tickets)
 
 
 class PartnerUser(User):

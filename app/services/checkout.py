@@ -14,26 +14,36 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from app.models import (
     Conflict,
+    Customer,
     DomainError,
     Event,
+    EventSection,
     EventSpot,
     Hold,
     HoldStatus,
     NotFound,
     Order,
     OrderStatus,
+    Partner,
     Payment,
     PaymentStatus,
+    SpotStatus,
     Ticket,
+    TicketStatus,
 )
 from app.models.base import utcnow
+from app.models.codes import TicketClaim, sign_ticket
+from app.models.event import SaleWindow
+from app.models.order import seat_label
+from app.models.partner import platform_fee_cents
 from app.services import ledger, refunds
 from app.services.holds import hold_duration, spots_of_hold
 from app.services.locking import busy_on_lock_failure
@@ -72,8 +82,8 @@ class CheckoutInProgress(Conflict):
 
 @dataclass(frozen=True)
 class CheckoutResult:
-    order: Order
-    payment: Payment
+    order_id: int
+    payment_id: int
     replayed: bool  # True when a retry returned the first attempt's result
 
 
@@ -98,11 +108,12 @@ def checkout(
     if not card_token:
         raise DomainError("Give the card token.", field="card_token")
     wanted = fingerprint(hold_id, card_token)
-    previous = _payment_for_key(session, key)
+    session.flush()  # Core statements below: nothing of the caller's may wait in the session
+    previous = session.connection().execute(_PAYMENT_FOR_KEY, {"key": key}).scalar()
     if previous is not None:
-        return _replay(session, gateway, previous, customer_id, wanted)
+        return _replay(session, gateway, session.get(Payment, previous), customer_id, wanted)
     try:
-        payment = _record_attempt(session, gateway, customer_id, hold_id, card_token, key, wanted)
+        attempt = _record_attempt(session, gateway, customer_id, hold_id, card_token, key, wanted)
     except IntegrityError:
         # The same key raced us to the database: answer what that attempt answers.
         session.rollback()
@@ -110,7 +121,18 @@ def checkout(
         if previous is None:
             raise
         return _replay(session, gateway, previous, customer_id, wanted)
-    return complete_payment(session, gateway, payment.id)
+    return _charge_and_confirm(session, gateway, attempt)
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """What the gateway is asked to charge for a recorded payment."""
+
+    payment_id: int
+    token: str
+    amount_cents: int
+    currency: str
+    key: str
 
 
 def complete_payment(session: Session, gateway: PaymentGateway, payment_id: int) -> CheckoutResult:
@@ -118,13 +140,23 @@ def complete_payment(session: Session, gateway: PaymentGateway, payment_id: int)
     same key with the first outcome, so an unfinished attempt (a crash, a timeout, a busy lock)
     is finished by calling this again: from a retry, or from the reconcile task."""
     payment = session.get(Payment, payment_id)
+    attempt = _Attempt(
+        payment.id,
+        payment.gateway_token or "",
+        payment.amount_cents,
+        payment.currency,
+        payment.idempotency_key,
+    )
+    return _charge_and_confirm(session, gateway, attempt)
+
+
+def _charge_and_confirm(
+    session: Session, gateway: PaymentGateway, attempt: _Attempt
+) -> CheckoutResult:
+    payment_id = attempt.payment_id
+    session.commit()  # no transaction stays open while the processor is called
     try:
-        result = gateway.charge(
-            payment.gateway_token or "",
-            payment.amount_cents,
-            payment.currency,
-            payment.idempotency_key,
-        )
+        result = gateway.charge(attempt.token, attempt.amount_cents, attempt.currency, attempt.key)
     except Exception as exc:  # noqa: BLE001 - the network to the processor, whatever failed
         session.rollback()
         log.exception("payment processor call failed", extra={"payment_id": payment_id})
@@ -157,7 +189,7 @@ def _replay(
         # The first attempt did not finish (or is slow): finish it, charging at most once.
         return replace(complete_payment(session, gateway, payment.id), replayed=True)
     _raise_for_failure(payment)
-    return CheckoutResult(payment.order, payment, replayed=True)
+    return CheckoutResult(payment.order_id, payment.id, replayed=True)
 
 
 def _raise_for_failure(payment: Payment) -> None:
@@ -190,6 +222,68 @@ def _decline_message(reason: str | None) -> str:
     return DECLINE_MESSAGES.get(reason or "", "Your card was declined.")
 
 
+_payment, _order, _ticket = Payment.__table__, Order.__table__, Ticket.__table__
+_hold, _spot, _section = Hold.__table__, EventSpot.__table__, EventSection.__table__
+_event, _partner, _customer = Event.__table__, Partner.__table__, Customer.__table__
+
+# The purchase path runs as Core statements built once: the ORM's unit of work cost more CPU
+# than the database did (bench/onsale.py).
+_PAYMENT_FOR_KEY = select(_payment.c.id).where(_payment.c.idempotency_key == bindparam("key"))
+_SALE_COLUMNS = (
+    _event.c.name,
+    _event.c.status,
+    _partner.c.status.label("partner_status"),
+    _event.c.sales_start,
+    _event.c.sales_end,
+    _event.c.starts_at,
+)
+_LOCK_HOLD_TO_PAY = (
+    select(
+        *_SALE_COLUMNS,
+        _hold.c.status.label("hold_status"),
+        _hold.c.created_at,
+        _hold.c.expires_at,
+        _hold.c.event_id,
+        _event.c.currency,
+        _partner.c.fee_percent,
+        _partner.c.fee_fixed_cents,
+        _customer.c.name.label("customer_name"),
+        _order.c.id.label("order_id"),
+        _order.c.status.label("order_status"),
+        _order.c.total_cents,
+    )
+    .select_from(
+        _hold.join(_event, _event.c.id == _hold.c.event_id)
+        .join(_partner, _partner.c.id == _event.c.partner_id)
+        .join(_customer, _customer.c.id == _hold.c.customer_id)
+        .outerjoin(_order, _order.c.hold_id == _hold.c.id)
+    )
+    .where(_hold.c.id == bindparam("hold_id"), _hold.c.customer_id == bindparam("customer_id"))
+    .with_for_update(of=_hold)
+)
+_LOCK_HELD_SPOTS = (
+    select(_spot.c.id, _spot.c.section_id, _section.c.price_cents)
+    .select_from(_spot.join(_section, _section.c.id == _spot.c.section_id))
+    .where(_spot.c.hold_id == bindparam("hold_id"), _spot.c.status == SpotStatus.HELD.value)
+    .order_by(_spot.c.id)
+    .with_for_update(of=_spot)
+)
+_INSERT_ORDER = insert(_order).returning(_order.c.id)
+_INSERT_PAYMENT = insert(_payment).returning(_payment.c.id)
+_PENDING_PAYMENT_OF_ORDER = select(_payment.c.id).where(
+    _payment.c.order_id == bindparam("order_id"), _payment.c.status == PaymentStatus.PENDING.value
+)
+_TICKETS_OF_ORDER = select(func.count()).where(_ticket.c.order_id == bindparam("order_id"))
+_EXTEND_HOLD = (
+    update(_hold).where(_hold.c.id == bindparam("hold_id")).values(expires_at=bindparam("until"))
+)
+_EXTEND_SPOTS = (
+    update(_spot)
+    .where(_spot.c.hold_id == bindparam("b_hold_id"), _spot.c.status == SpotStatus.HELD.value)
+    .values(held_until=bindparam("until"))
+)
+
+
 def _record_attempt(
     session: Session,
     gateway: PaymentGateway,
@@ -198,162 +292,303 @@ def _record_attempt(
     card_token: str,
     key: str,
     wanted: str,
-) -> Payment:
+) -> _Attempt:
+    """Step 1: the order (on the first attempt), its pending tickets and the pending payment,
+    under the hold's lock; the hold is extended to cover the charge."""
     now = utcnow()
+    conn = session.connection()
+    ids = {"hold_id": hold_id, "customer_id": customer_id, "now": now}
     with busy_on_lock_failure(session):
-        hold = session.scalars(
-            select(Hold)
-            .where(Hold.id == hold_id, Hold.customer_id == customer_id)
-            .options(joinedload(Hold.event).joinedload(Event.partner), joinedload(Hold.customer))
-            .with_for_update(of=Hold)
-        ).first()
+        hold = conn.execute(_LOCK_HOLD_TO_PAY, ids).first()
         if hold is None:
             raise NotFound("Hold not found.")
-        if hold.status == HoldStatus.CONVERTED:
-            order = session.scalar(select(Order).where(Order.hold_id == hold.id))
-            raise Conflict("This hold is already paid for.", order_id=order.id if order else None)
-        spots = spots_of_hold(session, hold.id, lock=True)
-        if not hold.is_live(now) or not spots:
+        if hold.hold_status == HoldStatus.CONVERTED:
+            raise Conflict("This hold is already paid for.", order_id=hold.order_id)
+        spots = conn.execute(_LOCK_HELD_SPOTS, ids).all()
+        live = hold.hold_status == HoldStatus.ACTIVE and hold.expires_at > now
+        if not live or not spots:
             raise HoldExpired("Your hold has expired: choose your seats again.")
-        hold.event.require_on_sale(now)
-        order = session.scalar(select(Order).where(Order.hold_id == hold.id))
-        if order is None:
-            order = _new_order(session, hold, spots)
-        elif order.status != OrderStatus.PENDING:
-            raise Conflict(f"Order {order.id} is {order.status}.")
-        elif any(p.status == PaymentStatus.PENDING for p in order.payments):
+        SaleWindow(*hold[:6]).require_open(now)
+        order_id = hold.order_id
+        if order_id is None:
+            total, tickets = sum(s.price_cents for s in spots), len(spots)
+            order_id = conn.execute(
+                _INSERT_ORDER,
+                {
+                    "customer_id": customer_id,
+                    "event_id": hold.event_id,
+                    "hold_id": hold_id,
+                    "currency": hold.currency,
+                    "status": OrderStatus.PENDING.value,
+                    "total_cents": total,
+                    "created_at": now,
+                },
+            ).scalar_one()
+            conn.execute(
+                insert(_ticket),
+                [
+                    {
+                        "order_id": order_id,
+                        "event_id": hold.event_id,
+                        "section_id": spot.section_id,
+                        "spot_id": spot.id,
+                        "price_cents": spot.price_cents,
+                        "currency": hold.currency,
+                        "status": TicketStatus.PENDING.value,
+                        "holder_name": hold.customer_name,
+                        "issued_at": now,
+                    }
+                    for spot in spots
+                ],
+            )
+        elif hold.order_status != OrderStatus.PENDING:
+            raise Conflict(f"Order {order_id} is {hold.order_status}.")
+        elif conn.execute(_PENDING_PAYMENT_OF_ORDER, {"order_id": order_id}).first():
             raise CheckoutInProgress("A payment for these seats is being processed.")
-        partner = hold.event.partner
-        fee = partner.platform_fee_cents(order.total_cents, len(order.tickets))
-        payment = Payment(
-            order=order,
-            idempotency_key=key,
-            request_fingerprint=wanted,
-            amount_cents=order.total_cents,
-            currency=order.currency,
-            fee_cents=fee,
-            net_cents=order.total_cents - fee,
-            gateway=gateway.name,
-            status=PaymentStatus.PENDING.value,
-            gateway_token=card_token,
-            created_at=now,
-        )
-        session.add(payment)
+        else:
+            total = hold.total_cents
+            tickets = conn.execute(_TICKETS_OF_ORDER, {"order_id": order_id}).scalar_one()
+        fee = platform_fee_cents(hold.fee_percent, hold.fee_fixed_cents, total, tickets)
+        payment_id = conn.execute(
+            _INSERT_PAYMENT,
+            {
+                "order_id": order_id,
+                "idempotency_key": key,
+                "request_fingerprint": wanted,
+                "amount_cents": total,
+                "currency": hold.currency,
+                "fee_cents": fee,
+                "net_cents": total - fee,
+                "gateway": gateway.name,
+                "status": PaymentStatus.PENDING.value,
+                "gateway_token": card_token,
+                "created_at": now,
+            },
+        ).scalar_one()
         # Cover the payment, but never beyond one grace period past the hold's own length:
         # repeated attempts must not keep seats forever.
         longest = hold.created_at + hold_duration() + PAYMENT_GRACE
-        hold.expires_at = max(hold.expires_at, min(now + PAYMENT_GRACE, longest))
-        for spot in spots:
-            spot.held_until = hold.expires_at
+        until = max(hold.expires_at, min(now + PAYMENT_GRACE, longest))
+        # Only the parameters named: an UPDATE takes any column-named parameter as a new value.
+        conn.execute(_EXTEND_HOLD, {"hold_id": hold_id, "until": until})
+        conn.execute(_EXTEND_SPOTS, {"b_hold_id": hold_id, "until": until})
         session.commit()
-    return payment
+    return _Attempt(payment_id, card_token, total, hold.currency, key)
 
 
-def _new_order(session: Session, hold: Hold, spots: list[EventSpot]) -> Order:
-    """An order for the hold with one pending ticket per spot at today's section price."""
-    event = hold.event
-    order = Order(
-        customer=hold.customer,
-        event=event,
-        hold_id=hold.id,
-        currency=event.currency,
-        status=OrderStatus.PENDING.value,
+_LOCK_PAYMENT = (
+    select(
+        *_SALE_COLUMNS,
+        _payment.c.status.label("payment_status"),
+        _payment.c.order_id,
+        _payment.c.amount_cents,
+        _payment.c.fee_cents,
+        _payment.c.net_cents,
+        _payment.c.currency,
+        _order.c.status.label("order_status"),
+        _order.c.hold_id,
+        _order.c.event_id,
+        _event.c.signing_key,
+        _partner.c.id.label("partner_id"),
+        _partner.c.name.label("partner_name"),
     )
-    session.add(order)
-    holder = hold.customer.name
-    for spot in spots:
-        order.tickets.append(
-            Ticket(
-                event=event,
-                section=spot.section,
-                spot=spot,
-                price_cents=spot.section.price_cents,
-                currency=event.currency,
-                holder_name=holder,
-            )
+    .select_from(
+        _payment.join(_order, _order.c.id == _payment.c.order_id)
+        .join(_event, _event.c.id == _order.c.event_id)
+        .join(_partner, _partner.c.id == _event.c.partner_id)
+    )
+    .where(_payment.c.id == bindparam("payment_id"))
+    .with_for_update(of=_payment)
+)
+_LOCK_HOLD = (
+    select(_hold.c.status, _hold.c.expires_at)
+    .where(_hold.c.id == bindparam("hold_id"))
+    .with_for_update()
+)
+# The order's tickets with their spots, the spots locked in id order.
+_LOCK_TICKET_SPOTS = (
+    select(
+        _ticket.c.id,
+        _ticket.c.status,
+        _spot.c.id.label("spot_id"),
+        _spot.c.status.label("spot_status"),
+        _spot.c.hold_id,
+        _spot.c.label,
+        _section.c.name.label("section"),
+    )
+    .select_from(
+        _ticket.join(_spot, _spot.c.id == _ticket.c.spot_id).join(
+            _section, _section.c.id == _ticket.c.section_id
         )
-    order.total_cents = sum(t.price_cents for t in order.tickets)
-    session.flush()
-    return order
+    )
+    .where(_ticket.c.order_id == bindparam("order_id"))
+    .order_by(_spot.c.id)
+    .with_for_update(of=_spot)
+)
+_SETTLE_PAYMENT = update(_payment).where(
+    _payment.c.id == bindparam("payment_id"), _payment.c.status == PaymentStatus.PENDING.value
+)
+_MARK_ORDER_PAID = (
+    update(_order)
+    .where(_order.c.id == bindparam("order_id"), _order.c.status == OrderStatus.PENDING.value)
+    .values(status=OrderStatus.PAID.value, paid_at=bindparam("now"))
+)
+_ISSUE_TICKET = (
+    update(_ticket)
+    .where(_ticket.c.id == bindparam("ticket_id"), _ticket.c.status == TicketStatus.PENDING.value)
+    .values(status=TicketStatus.VALID.value, code=bindparam("b_code"), issued_at=bindparam("now"))
+)
+_CONVERT_HOLD = (
+    update(_hold)
+    .where(_hold.c.id == bindparam("hold_id"))
+    .values(status=HoldStatus.CONVERTED.value)
+)
+# Sold to the hold that holds them, and to no other.
+_SELL_SPOTS = (
+    update(_spot)
+    .where(
+        _spot.c.id.in_(bindparam("ids", expanding=True)),
+        _spot.c.hold_id == bindparam("b_hold_id"),
+        _spot.c.status == SpotStatus.HELD.value,
+    )
+    .values(status=SpotStatus.SOLD.value, hold_id=None, held_until=None)
+)
+
+
+class _Lost(Exception):
+    """The hold no longer owns every spot of the order: nothing may be sold."""
 
 
 def _confirm(
     session: Session, gateway: PaymentGateway, payment_id: int, result: ChargeResult
 ) -> CheckoutResult:
+    """Step 3, in one transaction: settle the payment and, if the hold still owns every spot,
+    issue the tickets (signed codes), sell the spots, mark the order paid and post the sale."""
     status, reference, reason = result.status, result.reference, result.reason
     now = utcnow()
-    lost = False
     session.expire_all()  # what other requests committed while the card was charged
+    ids = {"payment_id": payment_id, "now": now}
+    card = result.card  # what the gateway says of the card: never the number
+    card_values = (
+        {
+            "card_brand": card.brand,
+            "card_last4": card.last4,
+            "card_exp_month": card.exp_month,
+            "card_exp_year": card.exp_year,
+        }
+        if card is not None
+        else {}
+    )
     with busy_on_lock_failure(session):
-        payment = session.scalars(
-            select(Payment)
-            .where(Payment.id == payment_id)
-            .options(joinedload(Payment.order))
-            .with_for_update(of=Payment)
-        ).one()
-        if payment.status != PaymentStatus.PENDING:  # a retry or the reconcile task finished it
+        conn = session.connection()
+        pay = conn.execute(_LOCK_PAYMENT, ids).one()
+        if pay.payment_status != PaymentStatus.PENDING:  # a retry or the reconcile task did it
             session.commit()
+            payment = session.get(Payment, payment_id)
             _raise_for_failure(payment)
-            return CheckoutResult(payment.order, payment, replayed=True)
-        if result.card is not None:  # what the gateway says of the card: never the number
-            payment.card_brand = result.card.brand
-            payment.card_last4 = result.card.last4
-            payment.card_exp_month = result.card.exp_month
-            payment.card_exp_year = result.card.exp_year
+            return CheckoutResult(payment.order_id, payment_id, replayed=True)
         if status != ChargeStatus.APPROVED:
-            payment.decline(reason or "card_declined", failed=status == ChargeStatus.ERROR)
+            failed = status == ChargeStatus.ERROR
+            declined = (PaymentStatus.FAILED if failed else PaymentStatus.DECLINED).value
+            reason = reason or "card_declined"
+            conn.execute(
+                _SETTLE_PAYMENT.values(status=declined, failure_reason=reason, **card_values), ids
+            )
             session.commit()
-            _raise_for_failure(payment)
-        payment.capture(reference or "", now)
-        order = payment.order
-        hold = (
-            session.scalars(
-                select(Hold)
-                .where(Hold.id == order.hold_id)
-                .options(joinedload(Hold.event).joinedload(Event.partner))
-                .with_for_update(of=Hold)
-            ).first()
-            if order.hold_id
-            else None
+            raise CardDeclined(_decline_message(reason), reason=reason)
+        capture = _SETTLE_PAYMENT.values(
+            status=PaymentStatus.CAPTURED.value,
+            gateway_ref=reference or "",
+            captured_at=now,
+            **card_values,
         )
-        spots = spots_of_hold(session, hold.id, lock=True) if hold else []
-        wanted = {ticket.spot_id for ticket in order.tickets}
-        kept = hold is not None and hold.is_live(now) and {s.id for s in spots} == wanted
-        if kept and order.status == OrderStatus.PENDING and order.event.is_on_sale(now):
-            try:
-                order.mark_paid(now)
-                hold.status = HoldStatus.CONVERTED.value
-                ledger.post_sale(session, payment)  # flushes: the ticket index checks here
-                session.commit()
-            except IntegrityError:
-                # The unique live-ticket index refused: treat as lost (never sell twice).
-                session.rollback()
-                lost = True
-        else:
+        conn.execute(capture, ids)
+        try:
+            _sell(session, payment_id, pay, now)
+            session.commit()
+            lost = False
+        except (_Lost, IntegrityError):
+            # IntegrityError: the unique live-ticket index refused (never sell twice).
+            session.rollback()
             lost = True
         if lost:
-            _cancel_lost(session, payment_id, reference or "", now)
+            _cancel_lost(session, payment_id, reference or "", now, card_values)
     if lost:
         _refund_lost(session, gateway, payment_id)
-        payment = session.get(Payment, payment_id)
-        _raise_for_failure(payment)
-    payment = session.get(Payment, payment_id)
+        _raise_for_failure(session.get(Payment, payment_id))
+    session.expire_all()  # objects the caller loaded before see the sale
     log.info(
         "order paid",
-        extra={
-            "order_id": payment.order_id,
-            "payment_id": payment.id,
-            "amount": payment.amount_cents,
-        },
+        extra={"order_id": pay.order_id, "payment_id": payment_id, "amount": pay.amount_cents},
     )
-    return CheckoutResult(payment.order, payment, replayed=False)
+    return CheckoutResult(pay.order_id, payment_id, replayed=False)
 
 
-def _cancel_lost(session: Session, payment_id: int, reference: str, now: dt.datetime) -> None:
+def _sell(session: Session, payment_id: int, pay: Row, now: dt.datetime) -> None:
+    """Issue the order's tickets if its hold still owns every one of their spots, else _Lost."""
+    conn = session.connection()
+    hold = conn.execute(_LOCK_HOLD, {"hold_id": pay.hold_id}).first() if pay.hold_id else None
+    tickets = conn.execute(_LOCK_TICKET_SPOTS, {"order_id": pay.order_id}).all()
+    kept = (
+        hold is not None
+        and hold.status == HoldStatus.ACTIVE
+        and hold.expires_at > now
+        and pay.order_status == OrderStatus.PENDING
+        and SaleWindow(*pay[:6]).is_open(now)
+        and bool(tickets)
+        and all(
+            t.status == TicketStatus.PENDING
+            and t.spot_status == SpotStatus.HELD
+            and t.hold_id == pay.hold_id
+            for t in tickets
+        )
+    )
+    if not kept:
+        raise _Lost
+    sold = conn.execute(
+        _SELL_SPOTS, {"ids": [t.spot_id for t in tickets], "b_hold_id": pay.hold_id}
+    ).rowcount
+    if sold != len(tickets):
+        raise _Lost
+    conn.execute(
+        _ISSUE_TICKET,
+        [
+            {
+                "ticket_id": t.id,
+                "now": now,
+                "b_code": sign_ticket(
+                    pay.signing_key, TicketClaim(pay.event_id, t.id, seat_label(t.section, t.label))
+                ),
+            }
+            for t in tickets
+        ],
+    )
+    conn.execute(_MARK_ORDER_PAID, {"order_id": pay.order_id, "now": now})
+    conn.execute(_CONVERT_HOLD, {"hold_id": pay.hold_id})
+    ledger.post_sale(
+        session,
+        ledger.Sale(
+            payment_id=payment_id,
+            order_id=pay.order_id,
+            partner_id=pay.partner_id,
+            partner_name=pay.partner_name,
+            amount_cents=pay.amount_cents,
+            fee_cents=pay.fee_cents,
+            net_cents=pay.net_cents,
+            currency=pay.currency,
+        ),
+    )
+
+
+def _cancel_lost(
+    session: Session, payment_id: int, reference: str, now: dt.datetime, card: dict[str, Any]
+) -> None:
     session.expire_all()
     payment = session.get(Payment, payment_id, with_for_update=True)
     if payment.status == PaymentStatus.PENDING:
         payment.capture(reference, now)
+        for column, value in card.items():
+            setattr(payment, column, value)
     if payment.status == PaymentStatus.CAPTURED:
         ledger.post_unsold_capture(session, payment)  # once: posting is idempotent by cause
     order = payment.order

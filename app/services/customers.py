@@ -6,9 +6,9 @@ import re
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
-from app.models import Customer, DomainError, NotFound, Order, Payment, PaymentStatus
+from app.models import Customer, DomainError, NotFound, Order, Payment, PaymentStatus, Ticket
 from app.models.errors import Conflict
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -76,7 +76,18 @@ def orders_of(session: Session, customer_id: int) -> list[Order]:
 
 
 def order_of(session: Session, customer_id: int, order_id: int) -> Order:
-    order = session.get(Order, order_id)
+    """One of the customer's orders, with its event, payments and tickets (three queries)."""
+    order = session.get(
+        Order,
+        order_id,
+        options=[
+            joinedload(Order.event),
+            selectinload(Order.payments),
+            selectinload(Order.tickets).options(
+                joinedload(Ticket.section), joinedload(Ticket.spot)
+            ),
+        ],
+    )
     if order is None or order.customer_id != customer_id:
         raise NotFound("Order not found.")
     return order

@@ -6,10 +6,12 @@ import datetime as dt
 import random
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import groupby
+from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import Row, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from app.models import (
@@ -26,10 +28,12 @@ from app.models import (
     NotFound,
     Order,
     OrderStatus,
+    Partner,
     PaymentStatus,
     SpotStatus,
 )
 from app.models.base import utcnow
+from app.models.event import SaleWindow
 from app.services.locking import busy_on_lock_failure
 
 # How many free rows best-available locks (SKIP LOCKED) to choose adjacent seats among: wide
@@ -59,22 +63,129 @@ def public_event(session: Session, event_id: int) -> Event:
     return event
 
 
-def held_by_customer(session: Session, customer_id: int, event_id: int, now: dt.datetime) -> int:
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(EventSpot)
-            .join(Hold, Hold.id == EventSpot.hold_id)
-            .where(
-                Hold.customer_id == customer_id,
-                Hold.event_id == event_id,
-                Hold.status == HoldStatus.ACTIVE,
-                Hold.expires_at > now,
-                EventSpot.status == SpotStatus.HELD,
-            )
+@dataclass(frozen=True)
+class HeldSpot:
+    id: int
+    label: str
+    section_id: int
+    section: str
+    price_cents: int
+
+
+@dataclass(frozen=True)
+class HoldSummary:
+    """A hold and the spots it holds, as the purchase path answers it (no ORM objects)."""
+
+    id: int
+    customer_id: int
+    event_id: int
+    status: str
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    spots: tuple[HeldSpot, ...]
+
+    @property
+    def total_cents(self) -> int:
+        return sum(spot.price_cents for spot in self.spots)
+
+    def is_live(self, now: dt.datetime) -> bool:
+        return self.status == HoldStatus.ACTIVE and self.expires_at > now
+
+    def seconds_left(self, now: dt.datetime) -> int:
+        return max(0, int((self.expires_at - now).total_seconds())) if self.is_live(now) else 0
+
+    @classmethod
+    def of(cls, session: Session, hold: Hold) -> HoldSummary:
+        spots = spots_of_hold(session, hold.id)
+        return cls(
+            hold.id,
+            hold.customer_id,
+            hold.event_id,
+            hold.status,
+            hold.created_at,
+            hold.expires_at,
+            tuple(
+                HeldSpot(s.id, s.label, s.section_id, s.section.name, s.section.price_cents)
+                for s in spots
+            ),
         )
-        or 0
+
+
+_customer, _event, _partner = Customer.__table__, Event.__table__, Partner.__table__
+_section, _spot, _hold = EventSection.__table__, EventSpot.__table__, Hold.__table__
+
+# The purchase path runs as Core statements built once (the ORM's unit of work cost more CPU
+# than the database did). One customer's holds are counted one at a time: the customer row is
+# locked, in the statement that reads whether the event sells.
+_LOCK_CUSTOMER_READ_EVENT = (
+    select(
+        _event.c.name,
+        _event.c.status,
+        _partner.c.status.label("partner_status"),
+        _event.c.sales_start,
+        _event.c.sales_end,
+        _event.c.starts_at,
     )
+    .select_from(
+        _customer.join(_event, _event.c.id == bindparam("event_id")).join(
+            _partner, _partner.c.id == _event.c.partner_id
+        )
+    )
+    .where(_customer.c.id == bindparam("customer_id"))
+    .with_for_update(of=_customer)
+)
+_HELD_BY_CUSTOMER = (
+    select(func.count())
+    .select_from(_spot.join(_hold, _hold.c.id == _spot.c.hold_id))
+    .where(
+        _hold.c.customer_id == bindparam("customer_id"),
+        _hold.c.event_id == bindparam("event_id"),
+        _hold.c.status == HoldStatus.ACTIVE.value,
+        _hold.c.expires_at > bindparam("now"),
+        _spot.c.status == SpotStatus.HELD.value,
+    )
+)
+_SPOT_COLUMNS = (
+    _spot.c.id,
+    _spot.c.label,
+    _spot.c.section_id,
+    _section.c.name,
+    _section.c.price_cents,
+    _spot.c.row_label,
+    _spot.c.seat_number,
+    _spot.c.status,
+    _spot.c.held_until,
+)
+_FREE = EventSpot.free_clause(bindparam("now"))
+_LOCK_CHOSEN = (
+    select(*_SPOT_COLUMNS)
+    .select_from(_spot.join(_section, _section.c.id == _spot.c.section_id))
+    .where(
+        _spot.c.id.in_(bindparam("ids", expanding=True)), _spot.c.event_id == bindparam("event_id")
+    )
+    .order_by(_spot.c.id)
+    .with_for_update(of=_spot)
+)
+_LOCK_BEST = (
+    select(*_SPOT_COLUMNS)
+    .select_from(_spot.join(_section, _section.c.id == _spot.c.section_id))
+    .where(_spot.c.section_id == bindparam("section_id"), _FREE)
+    .order_by(_spot.c.position)
+    .limit(bindparam("window"))
+    .with_for_update(of=_spot, skip_locked=True)
+)
+_SECTION_OF_EVENT = select(_section.c.name).where(
+    _section.c.id == bindparam("section_id"), _section.c.event_id == bindparam("event_id")
+)
+_FREE_IN_SECTION = select(func.count()).where(_spot.c.section_id == bindparam("section_id"), _FREE)
+_INSERT_HOLD = insert(_hold).returning(_hold.c.id)
+_HOLD_SPOTS = (
+    update(_spot)
+    .where(_spot.c.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        status=SpotStatus.HELD.value, hold_id=bindparam("b_hold_id"), held_until=bindparam("until")
+    )
+)
 
 
 def reserve_spots(
@@ -86,58 +197,77 @@ def reserve_spots(
     section_id: int | None = None,
     quantity: int | None = None,
     now: dt.datetime | None = None,
-) -> Hold:
+) -> HoldSummary:
     """Hold the chosen spots, or the best ``quantity`` in a section, for ``HOLD_MINUTES``.
 
     Locks rows in id order (``SKIP LOCKED`` for best-available); a taken spot raises
     SpotsUnavailable naming it; a lock not had in time raises Busy.
     """
     now = now or utcnow()
-    event = public_event(session, event_id)
-    event.require_on_sale(now)
-    wanted = len(set(spot_ids)) if spot_ids else (quantity or 0)
-    if wanted < 1:
-        raise DomainError("Choose at least one spot.", field="spot_ids" if spot_ids else "quantity")
-    limit = current_app.config["MAX_SPOTS_PER_EVENT"]
-    # One customer's holds are counted one at a time: parallel requests cannot pass the limit.
-    session.execute(select(Customer.id).where(Customer.id == customer_id).with_for_update())
-    already = held_by_customer(session, customer_id, event_id, now)
-    if already + wanted > limit:
-        raise HoldLimitExceeded(
-            f"At most {limit} spots per customer for this event (you hold {already}).",
-            field="quantity" if quantity else "spot_ids",
-        )
+    session.flush()  # Core statements below: nothing of the caller's may wait in the session
+    conn = session.connection()
+    ids = {"customer_id": customer_id, "event_id": event_id, "now": now}
     with busy_on_lock_failure(session):
+        row = conn.execute(_LOCK_CUSTOMER_READ_EVENT, ids).first()
+        if row is None or row.status == EventStatus.DRAFT:
+            raise NotFound("Event not found.")
+        SaleWindow(*row).require_open(now)
+        wanted = len(set(spot_ids)) if spot_ids else (quantity or 0)
+        if wanted < 1:
+            raise DomainError(
+                "Choose at least one spot.", field="spot_ids" if spot_ids else "quantity"
+            )
+        limit = current_app.config["MAX_SPOTS_PER_EVENT"]
+        already = conn.execute(_HELD_BY_CUSTOMER, ids).scalar_one()
+        if already + wanted > limit:
+            raise HoldLimitExceeded(
+                f"At most {limit} spots per customer for this event (you hold {already}).",
+                field="quantity" if quantity else "spot_ids",
+            )
         if spot_ids:
-            spots = _lock_chosen(session, event_id, sorted(set(spot_ids)), now)
+            spots = _lock_chosen(session, sorted(set(spot_ids)), ids)
         else:
-            spots = _lock_best(session, event_id, section_id, wanted, now)
-        hold = Hold(
-            customer_id=customer_id,
-            event_id=event_id,
-            created_at=now,
-            expires_at=now + hold_duration(),
+            spots = _lock_best(session, section_id, wanted, ids)
+        conn = session.connection()  # _lock_best may have begun a new transaction
+        expires_at = now + hold_duration()
+        hold_id = conn.execute(
+            _INSERT_HOLD,
+            {
+                "customer_id": customer_id,
+                "event_id": event_id,
+                "status": HoldStatus.ACTIVE.value,
+                "created_at": now,
+                "expires_at": expires_at,
+            },
+        ).scalar_one()
+        conn.execute(
+            _HOLD_SPOTS, {"ids": [s.id for s in spots], "b_hold_id": hold_id, "until": expires_at}
         )
-        session.add(hold)
-        session.flush()
-        for spot in spots:
-            spot.hold_for(hold.id, hold.expires_at, now)
         session.commit()
-    return hold
+    session.expire_all()  # objects the caller loaded before see the spots held
+    return HoldSummary(
+        hold_id,
+        customer_id,
+        event_id,
+        HoldStatus.ACTIVE.value,
+        now,
+        expires_at,
+        tuple(HeldSpot(s.id, s.label, s.section_id, s.name, s.price_cents) for s in spots),
+    )
 
 
-def _lock_chosen(
-    session: Session, event_id: int, spot_ids: list[int], now: dt.datetime
-) -> list[EventSpot]:
-    spots = session.scalars(
-        select(EventSpot)
-        .where(EventSpot.id.in_(spot_ids), EventSpot.event_id == event_id)
-        .order_by(EventSpot.id)
-        .with_for_update()
-    ).all()
+def _is_free(spot: Row, now: dt.datetime) -> bool:
+    """EventSpot.is_free, of a row."""
+    return spot.status == SpotStatus.AVAILABLE or (
+        spot.status == SpotStatus.HELD and spot.held_until is not None and spot.held_until <= now
+    )
+
+
+def _lock_chosen(session: Session, spot_ids: list[int], ids: dict[str, Any]) -> list[Row]:
+    spots = session.connection().execute(_LOCK_CHOSEN, {**ids, "ids": spot_ids}).all()
     if len(spots) != len(spot_ids):
         raise NotFound("Some of these spots do not exist in this event.", field="spot_ids")
-    taken = [spot for spot in spots if not spot.is_free(now)]
+    taken = [spot for spot in spots if not _is_free(spot, ids["now"])]
     if taken:
         session.rollback()
         raise SpotsUnavailable(
@@ -148,30 +278,22 @@ def _lock_chosen(
 
 
 def _lock_best(
-    session: Session, event_id: int, section_id: int | None, quantity: int, now: dt.datetime
-) -> list[EventSpot]:
+    session: Session, section_id: int | None, quantity: int, ids: dict[str, Any]
+) -> list[Row]:
     """Lock the best free spots nobody else is locking (SKIP LOCKED). When the free spots left
     are all being locked by other buyers, wait briefly and look again: they may release some."""
-    section = session.get(EventSection, section_id) if section_id else None
-    if section is None or section.event_id != event_id:
+    conn = session.connection()
+    params = {**ids, "section_id": section_id, "window": max(BEST_AVAILABLE_WINDOW, quantity * 4)}
+    section = conn.execute(_SECTION_OF_EVENT, params).first() if section_id else None
+    if section is None:
         raise NotFound("Section not found in this event.", field="section_id")
     for attempt in range(BEST_AVAILABLE_ATTEMPTS):
-        candidates = session.scalars(
-            select(EventSpot)
-            .where(EventSpot.section_id == section.id, EventSpot.free_clause(now))
-            .order_by(EventSpot.position)
-            .limit(max(BEST_AVAILABLE_WINDOW, quantity * 4))
-            .with_for_update(skip_locked=True)
-        ).all()
-        chosen = best_block(candidates, quantity)
+        chosen = best_block(conn.execute(_LOCK_BEST, params).all(), quantity)
         if len(chosen) == quantity:
             return chosen
         session.rollback()
-        free = session.scalar(
-            select(func.count()).where(
-                EventSpot.section_id == section.id, EventSpot.free_clause(now)
-            )
-        )
+        conn = session.connection()
+        free = conn.execute(_FREE_IN_SECTION, params).scalar_one()
         if free < quantity:
             raise SpotsUnavailable(
                 f"Not enough spots left in {section.name}: {free} free right now.", spots=[]
@@ -180,7 +302,7 @@ def _lock_best(
     raise Busy("Many people are buying in this section right now: try again.")
 
 
-def best_block(candidates: Sequence[EventSpot], quantity: int) -> list[EventSpot]:
+def best_block(candidates: Sequence[Any], quantity: int) -> list[Any]:
     """The first run of ``quantity`` adjacent seats in one row, else the first free ones."""
     for _, group in groupby(candidates, key=lambda s: s.row_label):
         row = list(group)

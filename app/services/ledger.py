@@ -8,6 +8,7 @@ negative; every transaction sums to zero per currency and is posted once per cau
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import BigInteger, Select, and_, case, cast, func, insert, select
@@ -124,6 +125,7 @@ def post(
     lines: list[tuple[AccountRef, int, str]],
     *,
     payment: Payment | None = None,
+    payment_id: int | None = None,
     memo: str | None = None,
 ) -> int:
     """Post one balanced transaction in the caller's database transaction and return its id; a
@@ -142,7 +144,7 @@ def post(
         .values(
             kind=kind.value,
             cause_key=cause_key,
-            payment_id=payment.id if payment else None,
+            payment_id=payment.id if payment else payment_id,
             memo=memo,
             created_at=utcnow(),
         )
@@ -163,22 +165,53 @@ def post(
     return transaction_id
 
 
-def post_sale(session: Session, payment: Payment) -> int:
+@dataclass(frozen=True)
+class Sale:
+    """A captured payment for a paid order, as the checkout read it (no ORM objects)."""
+
+    payment_id: int
+    order_id: int
+    partner_id: int
+    partner_name: str
+    amount_cents: int
+    fee_cents: int
+    net_cents: int
+    currency: str
+
+    @classmethod
+    def of(cls, payment: Payment) -> Sale:
+        partner = payment.order.event.partner
+        return cls(
+            payment.id,
+            payment.order_id,
+            partner.id,
+            partner.name,
+            payment.amount_cents,
+            payment.fee_cents,
+            payment.net_cents,
+            payment.currency,
+        )
+
+
+def post_sale(session: Session, sale: Sale) -> int:
     """A captured payment for a paid order: the gross is owed to us by the acquirer, split into
     the platform's fee and what we owe the partner."""
-    partner = payment.order.event.partner
-    currency = payment.currency
+    currency = sale.currency
     return post(
         session,
         TransactionKind.CAPTURE,
-        f"capture:payment:{payment.id}",
+        f"capture:payment:{sale.payment_id}",
         [
-            (account_id(session, CLEARING), payment.amount_cents, currency),
-            (account_id(session, FEE_REVENUE), -payment.fee_cents, currency),
-            (partner_account_id(session, partner.id, partner.name), -payment.net_cents, currency),
+            (account_id(session, CLEARING), sale.amount_cents, currency),
+            (account_id(session, FEE_REVENUE), -sale.fee_cents, currency),
+            (
+                partner_account_id(session, sale.partner_id, sale.partner_name),
+                -sale.net_cents,
+                currency,
+            ),
         ],
-        payment=payment,
-        memo=f"Order {payment.order_id}",
+        payment_id=sale.payment_id,
+        memo=f"Order {sale.order_id}",
     )
 
 

@@ -185,7 +185,7 @@ def pay(hold_id: int) -> Any:
             return redirect(url_for(".order", order_id=err.extra["order_id"]))
         return redirect(url_for(".hold_page", hold_id=hold_id))
     flash("Payment approved: here are your tickets.", "success")
-    return redirect(url_for(".order", order_id=result.order.id))
+    return redirect(url_for(".order", order_id=result.order_id))
 
 
 @bp.post("/holds/<int(max=2147483647):hold_id>/release")

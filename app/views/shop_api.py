@@ -17,7 +17,7 @@ from flask_appbuilder.security.decorators import permission_name, protect
 from flask_jwt_extended import get_jwt
 
 from app.extensions import db
-from app.models import DomainError, Hold, Order, format_money
+from app.models import DomainError, Order, format_money
 from app.models.base import utcnow
 from app.services import catalog, checkout, customers, holds, refunds
 from app.services.payments import gateway
@@ -42,8 +42,7 @@ def event_json(event: Any) -> dict[str, Any]:
     }
 
 
-def hold_json(hold: Hold, now: dt.datetime) -> dict[str, Any]:
-    spots = holds.spots_of_hold(db.session, hold.id)
+def hold_json(hold: holds.HoldSummary, now: dt.datetime) -> dict[str, Any]:
     return {
         "id": hold.id,
         "event_id": hold.event_id,
@@ -55,12 +54,12 @@ def hold_json(hold: Hold, now: dt.datetime) -> dict[str, Any]:
                 "id": spot.id,
                 "label": spot.label,
                 "section_id": spot.section_id,
-                "section": spot.section.name,
-                "price_cents": spot.section.price_cents,
+                "section": spot.section,
+                "price_cents": spot.price_cents,
             }
-            for spot in spots
+            for spot in hold.spots
         ],
-        "total_cents": holds.hold_total(spots),
+        "total_cents": hold.total_cents,
     }
 
 
@@ -328,7 +327,8 @@ class HoldApi(BaseApi):
         """
         customer_id = _customer_id()
         hold = holds.get_customer_hold(db.session, customer_id, pk)
-        return self.response(200, result=hold_json(hold, utcnow()))
+        summary = holds.HoldSummary.of(db.session, hold)
+        return self.response(200, result=hold_json(summary, utcnow()))
 
     @expose("/<int(max=2147483647):pk>", methods=["DELETE"])
     @protect(allow_browser_login=True)
@@ -398,7 +398,8 @@ class HoldApi(BaseApi):
             str(body.get("card_token") or ""),
             request.headers.get("Idempotency-Key", ""),
         )
-        return self.response(200 if result.replayed else 201, result=order_json(result.order))
+        order = customers.order_of(db.session, customer_id, result.order_id)
+        return self.response(200 if result.replayed else 201, result=order_json(order))
 
 
 class OrderApi(BaseApi):

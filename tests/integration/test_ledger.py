@@ -48,7 +48,7 @@ def test_posting_the_same_cause_twice_posts_once(client, on_sale):  # noqa: F811
     hold = hold_seats(client, headers, on_sale)
     pay(client, headers, hold["id"], card_token(client))
     payment = db.session.scalars(select(Payment)).one()
-    again = ledger.post_sale(db.session, payment)
+    again = ledger.post_sale(db.session, ledger.Sale.of(payment))
     db.session.commit()
     assert db.session.scalar(select(func.count()).select_from(LedgerTransaction)) == 1
     assert db.session.get(LedgerTransaction, again).cause_key == f"capture:payment:{payment.id}"

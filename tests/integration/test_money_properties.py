@@ -192,7 +192,7 @@ class MoneyMachine(RuleBasedStateMachine):
             _token(),
             uuid.uuid4().hex,
         )
-        payment = result.payment
+        payment = db.session.get(Payment, result.payment_id)
         price = PARTNERS[partner][2]
         assert payment.amount_cents == seats * price
         assert payment.fee_cents + payment.net_cents == payment.amount_cents

@@ -45,8 +45,9 @@ def test_the_beat_task_releases_expired_holds(app):
     fresh = holds.reserve_spots(
         db.session, customer.id, event.id, spot_ids=[event.sections[0].spots[1].id]
     )
-    hold.created_at = utcnow() - dt.timedelta(minutes=20)
-    hold.expires_at = utcnow() - dt.timedelta(minutes=1)
+    stale = db.session.get(Hold, hold.id)
+    stale.created_at = utcnow() - dt.timedelta(minutes=20)
+    stale.expires_at = utcnow() - dt.timedelta(minutes=1)
     db.session.commit()
     assert "release-expired-holds" in celery.conf.beat_schedule
     released = celery.tasks["holds.release_expired"].apply().get()  # run here, as a worker would
