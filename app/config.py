@@ -149,6 +149,8 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "FAB_API_SWAGGER_UI": True,
         "FAB_SECURITY_MANAGER_CLASS": "app.views.security.BilheteriaSecurityManager",
         "PERMISSION_CACHE_SECONDS": _int(env, "PERMISSION_CACHE_SECONDS", 30),
+        # API tokens' users are kept this long per process (a deactivation reaches them after it).
+        "JWT_USER_CACHE_SECONDS": _int(env, "JWT_USER_CACHE_SECONDS", 10),
         "FAB_PASSWORD_HASH_METHOD": env.get("PASSWORD_HASH_METHOD", "scrypt"),
         "FAB_INDEX_VIEW": "app.views.home.HomeView",
         "APP_NAME": "Bilheteria",

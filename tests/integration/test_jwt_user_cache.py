@@ -1,0 +1,72 @@
+"""API tokens' users are kept per process for JWT_USER_CACHE_SECONDS: a request within that time
+asks the database nothing about its user, and a deactivated user is refused once it has passed."""
+
+from __future__ import annotations
+
+from sqlalchemy import event, select
+
+from app.extensions import db
+from app.models import PartnerUser
+from app.views import security
+from tests.integration.test_purchase_api import sign_up
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _user_queries(app, client, headers) -> tuple[int, int]:
+    """(status of GET /api/v1/orders/, how many statements read ab_user meanwhile)."""
+    seen: list[str] = []
+
+    def note(_conn, _cursor, statement, *_args):
+        if "ab_user" in statement:
+            seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        status = client.get("/api/v1/orders/", headers=headers).status_code
+    finally:
+        event.remove(db.engine, "before_cursor_execute", note)
+    return status, len(seen)
+
+
+def test_a_token_user_is_read_once_then_kept_until_the_delay_passes(app, client, monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(security.time, "monotonic", clock)
+    headers = sign_up(client)
+    assert _user_queries(app, client, headers) == (200, 1)
+    assert _user_queries(app, client, headers) == (200, 0)
+    clock.now += app.config["JWT_USER_CACHE_SECONDS"] + 1
+    assert _user_queries(app, client, headers) == (200, 1)
+
+
+def test_a_deactivated_user_is_refused_once_the_delay_has_passed(app, client, monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(security.time, "monotonic", clock)
+    headers = sign_up(client, email="leaving@example.com")
+    assert client.get("/api/v1/orders/", headers=headers).status_code == 200
+    with app.app_context():
+        user = db.session.scalars(
+            select(PartnerUser).where(PartnerUser.email == "leaving@example.com")
+        ).one()
+        user.active = False
+        db.session.commit()
+    clock.now += app.config["JWT_USER_CACHE_SECONDS"] + 1
+    assert client.get("/api/v1/orders/", headers=headers).status_code == 401
+
+
+def test_another_token_of_another_user_never_gets_a_cached_user(app, client, monkeypatch):
+    monkeypatch.setattr(security.time, "monotonic", Clock())
+    cache = app.appbuilder.sm.jwt_users
+    cache.clear()
+    ana = sign_up(client, email="ana@example.com")
+    bia = sign_up(client, email="bia@example.com", name="Bia")
+    assert client.get("/api/v1/orders/", headers=ana).status_code == 200
+    assert client.get("/api/v1/orders/", headers=bia).status_code == 200
+    users = {user.email for _, user in cache._users.values()}
+    assert users == {"ana@example.com", "bia@example.com"}
