@@ -23,6 +23,7 @@ from sqlalchemy import (
     func,
     inspect,
     select,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 from sqlalchemy.sql.elements import ColumnElement
@@ -410,6 +411,15 @@ class EventSpot(Model):
         ),
         Index("ix_event_spot_event_status", "event_id", "status"),
         Index("ix_event_spot_section_position", "section_id", "position"),
+        # Best-available reads a section's spots that may be free in seat order: without sold
+        # and blocked ones in the way, however far the on-sale has gone.
+        Index(
+            "ix_event_spot_open_position",
+            "section_id",
+            "position",
+            postgresql_where=text("status IN ('available', 'held')"),
+            sqlite_where=text("status IN ('available', 'held')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

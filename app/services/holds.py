@@ -169,7 +169,11 @@ _LOCK_CHOSEN = (
 _LOCK_BEST = (
     select(*_SPOT_COLUMNS)
     .select_from(_spot.join(_section, _section.c.id == _spot.c.section_id))
-    .where(_spot.c.section_id == bindparam("section_id"), _FREE)
+    .where(
+        _spot.c.section_id == bindparam("section_id"),
+        _spot.c.status.in_([SpotStatus.AVAILABLE.value, SpotStatus.HELD.value]),  # the index's
+        _FREE,
+    )
     .order_by(_spot.c.position)
     .limit(bindparam("window"))
     .with_for_update(of=_spot, skip_locked=True)
