@@ -11,7 +11,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -130,7 +130,38 @@ def card_of(token: str) -> dict[str, Any] | None:
 
 
 def _card(session: Session, token: str) -> dict[str, Any] | None:
-    row = session.get(SimToken, token)
+    return _card_of_row(session.get(SimToken, token))
+
+
+_tokens, _charges = SimToken.__table__, SimCharge.__table__
+_CHARGE_FOR_KEY = select(
+    _charges.c.id, _charges.c.status, _charges.c.decline_code, _charges.c.token
+)
+_TOKEN = select(
+    _tokens.c.brand,
+    _tokens.c.last4,
+    _tokens.c.exp_month,
+    _tokens.c.exp_year,
+    _tokens.c.behaviour,
+    _tokens.c.created_at,
+    _tokens.c.used_at,
+).where(_tokens.c.token == bindparam("token"))
+_INSERT_CHARGE = insert(_charges)
+# Consumed only if nobody consumed it meanwhile (a concurrent charge, another key).
+_CONSUME_TOKEN = (
+    update(_tokens)
+    .where(_tokens.c.token == bindparam("b_token"), _tokens.c.used_at.is_(None))
+    .values(used_at=bindparam("now"))
+)
+_OUTCOMES = {
+    "approve": ("succeeded", None),
+    "approve_after_delay": ("succeeded", None),
+    "processing_error": ("error", "processing_error"),
+    "invalid_token": ("declined", "invalid_token"),
+}
+
+
+def _card_of_row(row: Any) -> dict[str, Any] | None:
     if row is None:
         return None
     return {
@@ -143,61 +174,51 @@ def _card(session: Session, token: str) -> dict[str, Any] | None:
 
 def charge(token: str, amount_cents: int, currency: str, idempotency_key: str) -> ChargeOutcome:
     """Charge a token once per idempotency key: a retry returns the first outcome."""
-    with Session(db.engine) as session:
-        existing = session.scalar(
-            select(SimCharge).where(SimCharge.idempotency_key == idempotency_key)
-        )
+    with db.engine.connect() as conn:
+        by_key = _CHARGE_FOR_KEY.where(_charges.c.idempotency_key == idempotency_key)
+        existing = conn.execute(by_key).first()
         if existing is not None:
+            card = conn.execute(_TOKEN, {"token": existing.token}).first()
             return ChargeOutcome(
-                existing.id, existing.status, existing.decline_code, _card(session, existing.token)
+                existing.id, existing.status, existing.decline_code, _card_of_row(card)
             )
-        card = session.get(SimToken, token)
-        card_details = _card(session, token)
+        card = conn.execute(_TOKEN, {"token": token}).first()
+        card_details = _card_of_row(card)
         behaviour = card.behaviour if card else "invalid_token"
         if card is not None and card.used_at is not None:
             behaviour = "token_already_used"
         elif card is not None and _now() - card.created_at > TOKEN_LIFETIME:
             behaviour = "token_expired"
-        session.rollback()  # no transaction stays open while the network call is simulated
         if behaviour == "approve_after_delay":
+            conn.commit()  # no transaction stays open while the network call is simulated
             time.sleep(SLOW_APPROVAL_SECONDS)
-        status, code = {
-            "approve": ("succeeded", None),
-            "approve_after_delay": ("succeeded", None),
-            "processing_error": ("error", "processing_error"),
-            "invalid_token": ("declined", "invalid_token"),
-        }.get(behaviour, ("declined", behaviour))
+        status, code = _OUTCOMES.get(behaviour, ("declined", behaviour))
         outcome = ChargeOutcome("ch_" + secrets.token_urlsafe(18), status, code, card_details)
-        session.add(
-            SimCharge(
-                id=outcome.charge_id,
-                idempotency_key=idempotency_key,
-                token=token,
-                amount_cents=amount_cents,
-                currency=currency,
-                status=status,
-                decline_code=code,
-                created_at=_now(),
-            )
-        )
-        if status == "succeeded":
-            # Consumed only if nobody consumed it meanwhile (a concurrent charge, another key).
-            consumed = session.execute(
-                update(SimToken)
-                .where(SimToken.token == token, SimToken.used_at.is_(None))
-                .values(used_at=_now())
-            ).rowcount
-            if not consumed:
-                session.rollback()
-                return charge(token, amount_cents, currency, idempotency_key)
         try:
-            session.commit()
+            conn.execute(
+                _INSERT_CHARGE,
+                {
+                    "id": outcome.charge_id,
+                    "idempotency_key": idempotency_key,
+                    "token": token,
+                    "amount_cents": amount_cents,
+                    "currency": currency,
+                    "status": status,
+                    "decline_code": code,
+                    "refunded_cents": 0,
+                    "created_at": _now(),
+                },
+            )
+            if status == "succeeded":
+                consumed = conn.execute(_CONSUME_TOKEN, {"b_token": token, "now": _now()}).rowcount
+                if not consumed:
+                    conn.rollback()
+                    return charge(token, amount_cents, currency, idempotency_key)
+            conn.commit()
         except IntegrityError:
             # A concurrent retry with the same key won the race: its outcome is the outcome.
-            session.rollback()
-            first = session.scalar(
-                select(SimCharge).where(SimCharge.idempotency_key == idempotency_key)
-            )
+            conn.rollback()
+            first = conn.execute(by_key).first()
             return ChargeOutcome(first.id, first.status, first.decline_code, card_details)
     return outcome
 
