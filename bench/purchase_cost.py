@@ -1,0 +1,125 @@
+"""What one purchase costs: CPU of the app and of PostgreSQL, statements and transactions per order.
+
+Runs N orders one after another (hold the best 2 seats, pay with the approved test card) through
+the Flask test client against its own PostgreSQL database, so that nothing waits on anything else:
+the figures are the work one order takes, the ceiling under load is about (cores x 1000) /
+(app ms + PostgreSQL ms) orders per second. Not a test: run it by hand.
+
+    .venv/bin/python bench/purchase_cost.py           # 300 orders
+    .venv/bin/python bench/purchase_cost.py --orders 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import time
+import uuid
+
+import onsale
+from sqlalchemy import event
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU used so far by every PostgreSQL process of this machine (the bench is alone on it)."""
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if b"postgres" not in cmdline.read():
+                    continue
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--database-url", default="postgresql://postgres@127.0.0.1:5432/bilheteria_bench_cost"
+    )
+    parser.add_argument("--orders", type=int, default=300)
+    args = parser.parse_args()
+    admin_url, db_name = args.database_url.rsplit("/", 1)
+    for sql in (f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)", f"CREATE DATABASE {db_name}"):
+        subprocess.run(["psql", f"{admin_url}/postgres", "-qc", sql], check=True)
+    os.environ["RATELIMIT_ENABLED"] = "false"
+    setup = onsale.prepare(args.database_url, 20, 20, 25, 4)
+
+    from app import create_app
+    from app.extensions import db
+
+    app = create_app({"LOG_LEVEL": "WARNING", "RATELIMIT_ENABLED": False})
+    client = app.test_client()
+    jwts = [
+        client.post(
+            "/api/v1/security/login",
+            json={"username": email, "password": onsale.PASSWORD, "provider": "db"},
+        ).get_json()["access_token"]
+        for email in setup["emails"]
+    ]
+    cards = iter(setup["tokens"])
+
+    def order(n: int) -> None:
+        auth = {"Authorization": f"Bearer {jwts[n % len(jwts)]}"}
+        held = client.post(
+            "/api/v1/holds/",
+            json={"event_id": setup["event_id"], "section_id": setup["sections"][n % 4],
+                  "quantity": 2},
+            headers=auth,
+        )  # fmt: skip
+        assert held.status_code == 201, held.get_json()
+        paid = client.post(
+            f"/api/v1/holds/{held.get_json()['result']['id']}/checkout",
+            json={"card_token": next(cards)},
+            headers={**auth, "Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert paid.status_code == 201, paid.get_json()
+
+    for n in range(20):  # warm up: caches, prepared statements
+        order(n)
+    counts = {"statements": 0, "commits": 0}
+
+    def count_statement(*_args: object) -> None:
+        counts["statements"] += 1
+
+    def count_commit(*_args: object) -> None:
+        counts["commits"] += 1
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", count_statement)
+    event.listen(engine, "commit", count_commit)
+    wall, cpu, pg = time.perf_counter(), time.process_time(), postgres_cpu_seconds()
+    for n in range(20, 20 + args.orders):
+        order(n)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    pg = postgres_cpu_seconds() - pg
+    per = {
+        "orders": args.orders,
+        "wall_ms_per_order": round(wall / args.orders * 1000, 2),
+        "app_cpu_ms_per_order": round(cpu / args.orders * 1000, 2),
+        "postgres_cpu_ms_per_order": round(pg / args.orders * 1000, 2),
+        "statements_per_order": round(counts["statements"] / args.orders, 1),
+        "commits_per_order": round(counts["commits"] / args.orders, 1),
+    }
+    per["ceiling_tickets_per_s_on_2_cores"] = round(
+        2 * 2000 / (per["app_cpu_ms_per_order"] + per["postgres_cpu_ms_per_order"]), 1
+    )
+    print(f"{args.orders} orders of 2 tickets, one at a time: {per['wall_ms_per_order']} ms each; "
+          f"app CPU {per['app_cpu_ms_per_order']} ms, PostgreSQL CPU "
+          f"{per['postgres_cpu_ms_per_order']} ms, {per['statements_per_order']} statements "
+          f"(an executemany counts once), {per['commits_per_order']} commits that wrote; "
+          f"ceiling on 2 cores ~{per['ceiling_tickets_per_s_on_2_cores']} tickets/s")  # fmt: skip
+    print(json.dumps(per))
+
+
+if __name__ == "__main__":
+    main()
