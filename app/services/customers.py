@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy import Row, Select, bindparam, func, select
+from sqlalchemy.orm import Session, selectinload
 
-from app.models import Customer, DomainError, NotFound, Order, Payment, PaymentStatus, Ticket
+from app.models import (
+    Customer,
+    DomainError,
+    Event,
+    EventSection,
+    EventSpot,
+    NotFound,
+    Order,
+    Payment,
+    PaymentStatus,
+    Ticket,
+)
 from app.models.errors import Conflict
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -62,32 +74,96 @@ def customer_of(session: Session, user: Any) -> Customer:
 def orders_of(session: Session, customer_id: int) -> list[Order]:
     """The customer's purchase history, newest first: orders that were charged (paid, or
     cancelled and refunded, or charged back); unpaid attempts are left out."""
-    charged = Payment.status.in_(
-        [PaymentStatus.CAPTURED, PaymentStatus.REFUNDED, PaymentStatus.CHARGED_BACK]
-    )
     return list(
         session.scalars(
-            select(Order)
-            .where(Order.customer_id == customer_id, Order.payments.any(charged))
-            .order_by(Order.created_at.desc(), Order.id.desc())
-            .options(selectinload(Order.tickets), selectinload(Order.payments))
+            _history(customer_id).options(selectinload(Order.tickets), selectinload(Order.payments))
         )
     )
 
 
-def order_of(session: Session, customer_id: int, order_id: int) -> Order:
-    """One of the customer's orders, with its event, payments and tickets (three queries)."""
-    order = session.get(
-        Order,
-        order_id,
-        options=[
-            joinedload(Order.event),
-            selectinload(Order.payments),
-            selectinload(Order.tickets).options(
-                joinedload(Ticket.section), joinedload(Ticket.spot)
-            ),
-        ],
+def _history(customer_id: int) -> Select[tuple[Order]]:
+    charged = Payment.status.in_(
+        [PaymentStatus.CAPTURED, PaymentStatus.REFUNDED, PaymentStatus.CHARGED_BACK]
     )
+    return (
+        select(Order)
+        .where(Order.customer_id == customer_id, Order.payments.any(charged))
+        .order_by(Order.created_at.desc(), Order.id.desc())
+    )
+
+
+def order_of(session: Session, customer_id: int, order_id: int) -> Order:
+    order = session.get(Order, order_id)
     if order is None or order.customer_id != customer_id:
         raise NotFound("Order not found.")
     return order
+
+
+@dataclass(frozen=True)
+class OrderRecord:
+    """An order as the API shows it, read without the ORM: its row (with the event's name), its
+    payments and its tickets (with section name and spot label)."""
+
+    order: Row
+    payments: list[Row]
+    tickets: list[Row]
+
+
+_order, _event, _payment = Order.__table__, Event.__table__, Payment.__table__
+_ticket, _section, _spot = Ticket.__table__, EventSection.__table__, EventSpot.__table__
+_ORDERS = (
+    select(_order, _event.c.name.label("event_name"))
+    .select_from(_order.join(_event, _event.c.id == _order.c.event_id))
+    .where(
+        _order.c.id.in_(bindparam("ids", expanding=True)),
+        _order.c.customer_id == bindparam("customer_id"),
+    )
+)
+_PAYMENTS = (
+    select(_payment)
+    .where(_payment.c.order_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_payment.c.id)
+)
+_TICKETS = (
+    select(_ticket, _section.c.name.label("section_name"), _spot.c.label.label("spot_label"))
+    .select_from(
+        _ticket.join(_section, _section.c.id == _ticket.c.section_id).join(
+            _spot, _spot.c.id == _ticket.c.spot_id
+        )
+    )
+    .where(_ticket.c.order_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_ticket.c.id)
+)
+
+
+def order_records(session: Session, customer_id: int, order_ids: list[int]) -> list[OrderRecord]:
+    """The customer's orders among ``order_ids``, in that order (three queries, however many);
+    another customer's are left out."""
+    if not order_ids:
+        return []
+    conn = session.connection()
+    params = {"ids": order_ids, "customer_id": customer_id}
+    orders = {row.id: row for row in conn.execute(_ORDERS, params)}
+    payments: dict[int, list[Row]] = {}
+    for row in conn.execute(_PAYMENTS, params):
+        payments.setdefault(row.order_id, []).append(row)
+    tickets: dict[int, list[Row]] = {}
+    for row in conn.execute(_TICKETS, params):
+        tickets.setdefault(row.order_id, []).append(row)
+    return [
+        OrderRecord(orders[i], payments.get(i, []), tickets.get(i, []))
+        for i in order_ids
+        if i in orders
+    ]
+
+
+def order_record(session: Session, customer_id: int, order_id: int) -> OrderRecord:
+    found = order_records(session, customer_id, [order_id])
+    if not found:
+        raise NotFound("Order not found.")
+    return found[0]
+
+
+def order_ids_of(session: Session, customer_id: int) -> list[int]:
+    """The ids of the customer's purchase history (orders_of), newest first."""
+    return list(session.scalars(_history(customer_id).with_only_columns(Order.id)))

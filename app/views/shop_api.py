@@ -17,7 +17,7 @@ from flask_appbuilder.security.decorators import permission_name, protect
 from flask_jwt_extended import get_jwt
 
 from app.extensions import db
-from app.models import DomainError, Order, format_money
+from app.models import DomainError, format_money
 from app.models.base import utcnow
 from app.services import catalog, checkout, customers, holds, refunds
 from app.services.payments import gateway
@@ -63,10 +63,11 @@ def hold_json(hold: holds.HoldSummary, now: dt.datetime) -> dict[str, Any]:
     }
 
 
-def order_json(order: Order) -> dict[str, Any]:
+def order_json(record: customers.OrderRecord) -> dict[str, Any]:
+    order = record.order
     return {
         "id": order.id,
-        "event": {"id": order.event_id, "name": order.event.name},
+        "event": {"id": order.event_id, "name": order.event_name},
         "status": order.status,
         "total_cents": order.total_cents,
         "total": format_money(order.total_cents, order.currency),
@@ -86,19 +87,19 @@ def order_json(order: Order) -> dict[str, Any]:
                 "card_last4": p.card_last4,
                 "failure_reason": p.failure_reason,
             }
-            for p in order.payments
+            for p in record.payments
         ],
         "tickets": [
             {
                 "id": t.id,
                 "status": t.status,
-                "section": t.section.name,
-                "spot": t.spot.label,
+                "section": t.section_name,
+                "spot": t.spot_label,
                 "price_cents": t.price_cents,
                 "holder_name": t.holder_name,
                 "code": t.code,
             }
-            for t in order.tickets
+            for t in record.tickets
             if t.status != "void"
         ],
     }
@@ -398,8 +399,8 @@ class HoldApi(BaseApi):
             str(body.get("card_token") or ""),
             request.headers.get("Idempotency-Key", ""),
         )
-        order = customers.order_of(db.session, customer_id, result.order_id)
-        return self.response(200 if result.replayed else 201, result=order_json(order))
+        record = customers.order_record(db.session, customer_id, result.order_id)
+        return self.response(200 if result.replayed else 201, result=order_json(record))
 
 
 class OrderApi(BaseApi):
@@ -422,8 +423,9 @@ class OrderApi(BaseApi):
               description: Orders with their tickets
         """
         customer_id = _customer_id()
-        orders = customers.orders_of(db.session, customer_id)
-        return self.response(200, result=[order_json(o) for o in orders], count=len(orders))
+        ids = customers.order_ids_of(db.session, customer_id)
+        records = customers.order_records(db.session, customer_id, ids)
+        return self.response(200, result=[order_json(r) for r in records], count=len(records))
 
     @expose("/<int(max=2147483647):pk>", methods=["GET"])
     @protect(allow_browser_login=True)
@@ -444,8 +446,8 @@ class OrderApi(BaseApi):
               description: Not found (or another customer's)
         """
         customer_id = _customer_id()
-        order = customers.order_of(db.session, customer_id, pk)
-        return self.response(200, result=order_json(order))
+        record = customers.order_record(db.session, customer_id, pk)
+        return self.response(200, result=order_json(record))
 
     @expose("/<int(max=2147483647):pk>/cancel", methods=["POST"])
     @protect(allow_browser_login=True)
@@ -467,8 +469,11 @@ class OrderApi(BaseApi):
             409:
               description: '{"error": "refund_window_closed", "deadline"} or the order is not paid'
         """
-        order = refunds.cancel_by_customer(db.session, gateway(), _customer_id(), pk)
-        return self.response(200, result=order_json(order))
+        customer_id = _customer_id()
+        order = refunds.cancel_by_customer(db.session, gateway(), customer_id, pk)
+        return self.response(
+            200, result=order_json(customers.order_record(db.session, customer_id, order.id))
+        )
 
 
 def _customer_id() -> int:
