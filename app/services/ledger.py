@@ -129,18 +129,16 @@ def post(
     memo: str | None = None,
 ) -> int:
     """Post one balanced transaction in the caller's database transaction and return its id; a
-    cause already posted returns that transaction's id and posts nothing. Two statements: the
-    transaction row, then its entries (this is on the checkout's hot path)."""
-    existing = session.scalar(
-        select(LedgerTransaction.id).where(LedgerTransaction.cause_key == cause_key)
-    )
-    if existing is not None:
-        return existing
+    cause already posted returns that transaction's id and posts nothing (ON CONFLICT: a
+    concurrent posting of the same cause waits for the first and posts nothing either). Two
+    statements: the transaction row, then its entries (this is on the checkout's hot path)."""
     lines = [line for line in lines if line[1] != 0]
     check_balanced(lines)
     session.flush()  # the payment and whatever else the entries refer to
-    transaction_id = session.execute(
-        insert(LedgerTransaction)
+    conn = session.connection()
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    transaction_id = conn.execute(
+        dialect_insert(LedgerTransaction.__table__)
         .values(
             kind=kind.value,
             cause_key=cause_key,
@@ -148,10 +146,15 @@ def post(
             memo=memo,
             created_at=utcnow(),
         )
-        .returning(LedgerTransaction.id)
-    ).scalar_one()
-    session.execute(
-        insert(LedgerEntry),
+        .on_conflict_do_nothing(index_elements=["cause_key"])
+        .returning(LedgerTransaction.__table__.c.id)
+    ).scalar()
+    if transaction_id is None:  # this cause was posted before: nothing more is posted
+        return session.scalars(
+            select(LedgerTransaction.id).where(LedgerTransaction.cause_key == cause_key)
+        ).one()
+    conn.execute(
+        insert(LedgerEntry.__table__),
         [
             {
                 "transaction_id": transaction_id,
