@@ -125,10 +125,14 @@ _LOCK_CUSTOMER_READ_EVENT = (
         _event.c.sales_start,
         _event.c.sales_end,
         _event.c.starts_at,
+        _section.c.name.label("section_name"),  # best-available's section, if of this event
     )
     .select_from(
-        _customer.join(_event, _event.c.id == bindparam("event_id")).join(
-            _partner, _partner.c.id == _event.c.partner_id
+        _customer.join(_event, _event.c.id == bindparam("event_id"))
+        .join(_partner, _partner.c.id == _event.c.partner_id)
+        .outerjoin(
+            _section,
+            (_section.c.id == bindparam("section_id")) & (_section.c.event_id == _event.c.id),
         )
     )
     .where(_customer.c.id == bindparam("customer_id"))
@@ -178,9 +182,6 @@ _LOCK_BEST = (
     .limit(bindparam("window"))
     .with_for_update(of=_spot, skip_locked=True)
 )
-_SECTION_OF_EVENT = select(_section.c.name).where(
-    _section.c.id == bindparam("section_id"), _section.c.event_id == bindparam("event_id")
-)
 _FREE_IN_SECTION = select(func.count()).where(_spot.c.section_id == bindparam("section_id"), _FREE)
 _INSERT_HOLD = insert(_hold).returning(_hold.c.id)
 _HOLD_SPOTS = (
@@ -209,45 +210,19 @@ def reserve_spots(
     """
     now = now or utcnow()
     session.flush()  # Core statements below: nothing of the caller's may wait in the session
-    conn = session.connection()
-    ids = {"customer_id": customer_id, "event_id": event_id, "now": now}
-    with busy_on_lock_failure(session):
-        row = conn.execute(_LOCK_CUSTOMER_READ_EVENT, ids).first()
-        if row is None or row.status == EventStatus.DRAFT:
-            raise NotFound("Event not found.")
-        SaleWindow(*row).require_open(now)
-        wanted = len(set(spot_ids)) if spot_ids else (quantity or 0)
-        if wanted < 1:
-            raise DomainError(
-                "Choose at least one spot.", field="spot_ids" if spot_ids else "quantity"
-            )
-        limit = current_app.config["MAX_SPOTS_PER_EVENT"]
-        already = conn.execute(_HELD_BY_CUSTOMER, ids).scalar_one()
-        if already + wanted > limit:
-            raise HoldLimitExceeded(
-                f"At most {limit} spots per customer for this event (you hold {already}).",
-                field="quantity" if quantity else "spot_ids",
-            )
-        if spot_ids:
-            spots = _lock_chosen(session, sorted(set(spot_ids)), ids)
-        else:
-            spots = _lock_best(session, section_id, wanted, ids)
-        conn = session.connection()  # _lock_best may have begun a new transaction
-        expires_at = now + hold_duration()
-        hold_id = conn.execute(
-            _INSERT_HOLD,
-            {
-                "customer_id": customer_id,
-                "event_id": event_id,
-                "status": HoldStatus.ACTIVE.value,
-                "created_at": now,
-                "expires_at": expires_at,
-            },
-        ).scalar_one()
-        conn.execute(
-            _HOLD_SPOTS, {"ids": [s.id for s in spots], "b_hold_id": hold_id, "until": expires_at}
-        )
-        session.commit()
+    ids = {"customer_id": customer_id, "event_id": event_id, "now": now, "section_id": section_id}
+    wanted = len(set(spot_ids)) if spot_ids else (quantity or 0)
+    for attempt in range(BEST_AVAILABLE_ATTEMPTS):
+        with busy_on_lock_failure(session):
+            spots = _lock_spots(session, ids, spot_ids, wanted, quantity)
+            if spots is not None:
+                hold_id, expires_at = _place_hold(session, ids, spots)
+                break
+        # Every free spot left in the section is being locked by other buyers: they may
+        # release some. Look again in a new transaction (the limit is counted again too).
+        time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # noqa: S311 - jitter
+    else:
+        raise Busy("Many people are buying in this section right now: try again.")
     session.expire_all()  # objects the caller loaded before see the spots held
     return HoldSummary(
         hold_id,
@@ -258,6 +233,68 @@ def reserve_spots(
         expires_at,
         tuple(HeldSpot(s.id, s.label, s.section_id, s.name, s.price_cents) for s in spots),
     )
+
+
+def _lock_spots(
+    session: Session,
+    ids: dict[str, Any],
+    spot_ids: Sequence[int] | None,
+    wanted: int,
+    quantity: int | None,
+) -> list[Row] | None:
+    """In one transaction: the customer locked (their holds are counted one at a time), the
+    event on sale, the limit kept, the spots locked. None (rolled back) when best-available
+    found every free spot locked by other buyers."""
+    conn = session.connection()
+    now = ids["now"]
+    row = conn.execute(_LOCK_CUSTOMER_READ_EVENT, ids).first()
+    if row is None or row.status == EventStatus.DRAFT:
+        raise NotFound("Event not found.")
+    SaleWindow(*row[:6]).require_open(now)
+    if wanted < 1:
+        raise DomainError("Choose at least one spot.", field="spot_ids" if spot_ids else "quantity")
+    limit = current_app.config["MAX_SPOTS_PER_EVENT"]
+    already = conn.execute(_HELD_BY_CUSTOMER, ids).scalar_one()
+    if already + wanted > limit:
+        raise HoldLimitExceeded(
+            f"At most {limit} spots per customer for this event (you hold {already}).",
+            field="quantity" if quantity else "spot_ids",
+        )
+    if spot_ids:
+        return _lock_chosen(session, sorted(set(spot_ids)), ids)
+    if row.section_name is None:  # no section_id, or not one of this event's
+        raise NotFound("Section not found in this event.", field="section_id")
+    params = {**ids, "window": max(BEST_AVAILABLE_WINDOW, wanted * 4)}
+    chosen = best_block(conn.execute(_LOCK_BEST, params).all(), wanted)
+    if len(chosen) == wanted:
+        return chosen
+    session.rollback()
+    free = session.connection().execute(_FREE_IN_SECTION, params).scalar_one()
+    if free < wanted:
+        raise SpotsUnavailable(
+            f"Not enough spots left in {row.section_name}: {free} free right now.", spots=[]
+        )
+    return None
+
+
+def _place_hold(session: Session, ids: dict[str, Any], spots: list[Row]) -> tuple[int, dt.datetime]:
+    conn = session.connection()
+    expires_at = ids["now"] + hold_duration()
+    hold_id = conn.execute(
+        _INSERT_HOLD,
+        {
+            "customer_id": ids["customer_id"],
+            "event_id": ids["event_id"],
+            "status": HoldStatus.ACTIVE.value,
+            "created_at": ids["now"],
+            "expires_at": expires_at,
+        },
+    ).scalar_one()
+    conn.execute(
+        _HOLD_SPOTS, {"ids": [s.id for s in spots], "b_hold_id": hold_id, "until": expires_at}
+    )
+    session.commit()
+    return hold_id, expires_at
 
 
 def _is_free(spot: Row, now: dt.datetime) -> bool:
@@ -279,31 +316,6 @@ def _lock_chosen(session: Session, spot_ids: list[int], ids: dict[str, Any]) -> 
             spots=[{"id": s.id, "label": s.label} for s in taken],
         )
     return list(spots)
-
-
-def _lock_best(
-    session: Session, section_id: int | None, quantity: int, ids: dict[str, Any]
-) -> list[Row]:
-    """Lock the best free spots nobody else is locking (SKIP LOCKED). When the free spots left
-    are all being locked by other buyers, wait briefly and look again: they may release some."""
-    conn = session.connection()
-    params = {**ids, "section_id": section_id, "window": max(BEST_AVAILABLE_WINDOW, quantity * 4)}
-    section = conn.execute(_SECTION_OF_EVENT, params).first() if section_id else None
-    if section is None:
-        raise NotFound("Section not found in this event.", field="section_id")
-    for attempt in range(BEST_AVAILABLE_ATTEMPTS):
-        chosen = best_block(conn.execute(_LOCK_BEST, params).all(), quantity)
-        if len(chosen) == quantity:
-            return chosen
-        session.rollback()
-        conn = session.connection()
-        free = conn.execute(_FREE_IN_SECTION, params).scalar_one()
-        if free < quantity:
-            raise SpotsUnavailable(
-                f"Not enough spots left in {section.name}: {free} free right now.", spots=[]
-            )
-        time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # noqa: S311 - jitter
-    raise Busy("Many people are buying in this section right now: try again.")
 
 
 def best_block(candidates: Sequence[Any], quantity: int) -> list[Any]:
