@@ -9,7 +9,7 @@ from flask_appbuilder import AppBuilder
 from werkzeug.exceptions import HTTPException
 
 from app.config import load_config
-from app.extensions import csrf, db, migrate
+from app.extensions import csrf, db, migrate, ping_idle_connections
 
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
@@ -55,6 +55,8 @@ def configure_database(app: Flask) -> None:
         render_as_batch=True,
         include_object=alembic_include_object,
     )
+    with app.app_context():
+        ping_idle_connections(db.engine, app.config["DB_PING_IDLE_SECONDS"])
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         from sqlalchemy import event
 

@@ -89,7 +89,9 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
     redis_url = env.get("REDIS_URL") or None
 
-    engine_options: dict[str, Any] = {"pool_pre_ping": True}
+    # Pooled connections are checked only after sitting idle (DB_PING_IDLE_SECONDS,
+    # app.extensions.ping_idle_connections), not on every checkout.
+    engine_options: dict[str, Any] = {"pool_pre_ping": False}
     if database_url.startswith("sqlite"):
         # Single-writer SQLite: wait for the write lock instead of failing at once.
         engine_options["connect_args"] = {"timeout": 15}
@@ -151,6 +153,7 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "PERMISSION_CACHE_SECONDS": _int(env, "PERMISSION_CACHE_SECONDS", 30),
         # API tokens' users are kept this long per process (a deactivation reaches them after it).
         "JWT_USER_CACHE_SECONDS": _int(env, "JWT_USER_CACHE_SECONDS", 10),
+        "DB_PING_IDLE_SECONDS": _int(env, "DB_PING_IDLE_SECONDS", 10),
         "FAB_PASSWORD_HASH_METHOD": env.get("PASSWORD_HASH_METHOD", "scrypt"),
         "FAB_INDEX_VIEW": "app.views.home.HomeView",
         "APP_NAME": "Bilheteria",

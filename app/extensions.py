@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from flask_appbuilder import Model
@@ -11,6 +12,7 @@ from flask_migrate import Migrate
 from flask_wtf.csrf import CSRFProtect
 from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine, Pool, event
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 
 # Requests are short and own their session: objects stay readable after a commit instead of
 # being reloaded attribute by attribute (most of the purchase path's queries otherwise).
@@ -21,6 +23,7 @@ csrf = CSRFProtect()
 log = logging.getLogger(__name__)
 
 _WROTE = "bilheteria_wrote"
+_IDLE_SINCE = "bilheteria_idle_since"
 _READS = ("SELECT", "SHOW")
 
 
@@ -45,10 +48,13 @@ def _commit_what_only_read(conn: Connection) -> None:
     again each time: rolling back after reads (a request's end, a lock conflict, a refused
     hold) cost the database about a third of its CPU on the purchase path. The DBAPI commit
     runs first; SQLAlchemy's rollback then finds no transaction and sends nothing."""
-    wrote = conn.info.pop(_WROTE, False)
-    if wrote or conn.closed or conn.invalidated or conn.engine.dialect.name != "postgresql":
+    try:
+        wrote = conn.info.pop(_WROTE, False)
+        if wrote or conn.closed or conn.engine.dialect.name != "postgresql":
+            return
+        raw = conn.connection.dbapi_connection
+    except SQLAlchemyError:  # the link failed (invalidated): the rollback cleans up as before
         return
-    raw = conn.connection.dbapi_connection
     if raw is not None and raw.info.transaction_status == TransactionStatus.INTRANS:
         try:
             raw.commit()
@@ -60,3 +66,25 @@ def _commit_what_only_read(conn: Connection) -> None:
 def _forget_write_on_checkin(_dbapi_connection: Any, record: Any) -> None:
     if record is not None:
         record.info.pop(_WROTE, None)
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+
+def ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
+    """Check a pooled connection before use only when it sat idle for ``idle_seconds``: one that
+    died meanwhile (a database restart, a firewall's timeout) is replaced before the request
+    uses it. SQLAlchemy's pool_pre_ping checks every checkout, a round trip that cost about a
+    tenth of a purchase's CPU (bench/purchase_cost.py); a connection used moments ago is
+    alive, and if the database went down in between, the request's error invalidates the
+    whole pool at once."""
+
+    @event.listens_for(engine.pool, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since < idle_seconds:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # noqa: BLE001 - whatever the driver raises for a dead link
+            raise DisconnectionError("a pooled connection died while idle") from exc
+        if not alive:
+            raise DisconnectionError("a pooled connection died while idle")
