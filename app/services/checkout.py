@@ -248,18 +248,19 @@ _LOCK_HOLD_TO_PAY = (
         _partner.c.fee_percent,
         _partner.c.fee_fixed_cents,
         _customer.c.name.label("customer_name"),
-        _order.c.id.label("order_id"),
-        _order.c.status.label("order_status"),
-        _order.c.total_cents,
     )
     .select_from(
         _hold.join(_event, _event.c.id == _hold.c.event_id)
         .join(_partner, _partner.c.id == _event.c.partner_id)
         .join(_customer, _customer.c.id == _hold.c.customer_id)
-        .outerjoin(_order, _order.c.hold_id == _hold.c.id)
     )
     .where(_hold.c.id == bindparam("hold_id"), _hold.c.customer_id == bindparam("customer_id"))
     .with_for_update(of=_hold)
+)
+# Read after the hold's lock, in a statement of its own: a statement that waited for a row lock
+# sees only that row anew (READ COMMITTED), not an order another attempt committed meanwhile.
+_ORDER_OF_HOLD = select(_order.c.id, _order.c.status, _order.c.total_cents).where(
+    _order.c.hold_id == bindparam("hold_id")
 )
 _LOCK_HELD_SPOTS = (
     select(_spot.c.id, _spot.c.section_id, _section.c.price_cents)
@@ -302,14 +303,15 @@ def _record_attempt(
         hold = conn.execute(_LOCK_HOLD_TO_PAY, ids).first()
         if hold is None:
             raise NotFound("Hold not found.")
+        order = conn.execute(_ORDER_OF_HOLD, ids).first()
         if hold.hold_status == HoldStatus.CONVERTED:
-            raise Conflict("This hold is already paid for.", order_id=hold.order_id)
+            raise Conflict("This hold is already paid for.", order_id=order.id if order else None)
         spots = conn.execute(_LOCK_HELD_SPOTS, ids).all()
         live = hold.hold_status == HoldStatus.ACTIVE and hold.expires_at > now
         if not live or not spots:
             raise HoldExpired("Your hold has expired: choose your seats again.")
         SaleWindow(*hold[:6]).require_open(now)
-        order_id = hold.order_id
+        order_id = order.id if order else None
         if order_id is None:
             total, tickets = sum(s.price_cents for s in spots), len(spots)
             order_id = conn.execute(
@@ -341,12 +343,12 @@ def _record_attempt(
                     for spot in spots
                 ],
             )
-        elif hold.order_status != OrderStatus.PENDING:
-            raise Conflict(f"Order {order_id} is {hold.order_status}.")
+        elif order.status != OrderStatus.PENDING:
+            raise Conflict(f"Order {order_id} is {order.status}.")
         elif conn.execute(_PENDING_PAYMENT_OF_ORDER, {"order_id": order_id}).first():
             raise CheckoutInProgress("A payment for these seats is being processed.")
         else:
-            total = hold.total_cents
+            total = order.total_cents
             tickets = conn.execute(_TICKETS_OF_ORDER, {"order_id": order_id}).scalar_one()
         fee = platform_fee_cents(hold.fee_percent, hold.fee_fixed_cents, total, tickets)
         payment_id = conn.execute(
@@ -440,7 +442,7 @@ _ISSUE_TICKET = (
 )
 _CONVERT_HOLD = (
     update(_hold)
-    .where(_hold.c.id == bindparam("hold_id"))
+    .where(_hold.c.id == bindparam("hold_id"), _hold.c.status == HoldStatus.ACTIVE.value)
     .values(status=HoldStatus.CONVERTED.value)
 )
 # Sold to the hold that holds them, and to no other.
@@ -563,8 +565,10 @@ def _sell(session: Session, payment_id: int, pay: Row, now: dt.datetime) -> None
             for t in tickets
         ],
     )
-    conn.execute(_MARK_ORDER_PAID, {"order_id": pay.order_id, "now": now})
-    conn.execute(_CONVERT_HOLD, {"hold_id": pay.hold_id})
+    paid = conn.execute(_MARK_ORDER_PAID, {"order_id": pay.order_id, "now": now}).rowcount
+    converted = conn.execute(_CONVERT_HOLD, {"hold_id": pay.hold_id}).rowcount
+    if (paid, converted) != (1, 1):
+        raise _Lost
     ledger.post_sale(
         session,
         ledger.Sale(

@@ -175,6 +175,41 @@ def test_parallel_holds_cannot_pass_the_per_customer_limit(app, on_sale):  # noq
     assert sorted(codes) == [201, 422]
 
 
+@pytest.mark.postgres
+def test_a_double_submit_with_two_keys_charges_once_and_answers_409(app, on_sale, monkeypatch):  # noqa: F811
+    """The second attempt waits for the first one's lock on the hold, then must see the order
+    the first one created (not insert a second one and fail with a 500)."""
+    client_a, client_b = app.test_client(), app.test_client()
+    headers = sign_up(client_a)
+    hold = hold_seats(client_a, headers, on_sale)
+    tokens = [card_token(client_a), card_token(client_a)]
+    first_inside = threading.Event()
+    real_fee = checkout.platform_fee_cents
+
+    def slow_first_fee(*args):
+        if not first_inside.is_set():
+            first_inside.set()  # the first attempt holds the hold's lock, its order inserted
+            threading.Event().wait(0.5)
+        return real_fee(*args)
+
+    monkeypatch.setattr(checkout, "platform_fee_cents", slow_first_fee)
+    codes = {}
+
+    def attempt(name, client, token):
+        codes[name] = pay(client, headers, hold["id"], token).status_code
+
+    first = threading.Thread(target=attempt, args=("first", client_a, tokens[0]))
+    first.start()
+    assert first_inside.wait(5)
+    second = threading.Thread(target=attempt, args=("second", client_b, tokens[1]))
+    second.start()
+    first.join()
+    second.join()
+    assert codes == {"first": 201, "second": 409}
+    assert _sim_charges() == 1
+    assert db.session.scalar(select(func.count()).select_from(Order)) == 1
+
+
 @pytest.mark.parametrize(
     "path",
     ["/?price_min=1e999999", "/api/v1/catalog/events?price_max=1e999999",
