@@ -16,6 +16,7 @@ from typing import Any
 from flask import current_app, g
 from flask_appbuilder.security.sqla.manager import SecurityManager
 from flask_appbuilder.security.sqla.models import (
+    Group,
     Permission,
     PermissionView,
     Role,
@@ -121,6 +122,8 @@ class JwtUserCache:
         if user is not None and ttl > 0:
             if len(self._users) >= self.MAX_USERS:
                 self._users = {k: v for k, v in self._users.items() if v[0] > now}
+                if len(self._users) >= self.MAX_USERS:  # all still fresh: start over
+                    self._users = {}
             self._users[key] = (now + ttl, user)
         return user
 
@@ -174,11 +177,13 @@ class BilheteriaSecurityManager(SecurityManager):
         closed at once: detached objects any request may read, which no request's session
         expires."""
         with Session(self.session.get_bind()) as session:
-            return (
-                session.scalars(self._user_query(pk).options(joinedload(self.user_model.partner)))
-                .unique()
-                .first()
+            query = self._user_query(pk).options(
+                joinedload(self.user_model.partner),
+                # FAB reads the roles of the user's groups too: loaded now, not lazily on a
+                # closed session.
+                joinedload(self.user_model.groups).selectinload(Group.roles),
             )
+            return session.scalars(query).unique().first()
 
     def get_user_by_id(self, pk: int) -> Any:
         return self.session.scalars(self._user_query(pk)).unique().first()

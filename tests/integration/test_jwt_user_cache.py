@@ -3,7 +3,7 @@ asks the database nothing about its user, and a deactivated user is refused once
 
 from __future__ import annotations
 
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 
 from app.extensions import db
 from app.models import PartnerUser
@@ -70,3 +70,34 @@ def test_another_token_of_another_user_never_gets_a_cached_user(app, client, mon
     assert client.get("/api/v1/orders/", headers=bia).status_code == 200
     users = {user.email for _, user in cache._users.values()}
     assert users == {"ana@example.com", "bia@example.com"}
+
+
+def test_a_user_in_a_group_is_served_from_the_cache(app, client, monkeypatch):
+    """FAB reads the roles of a user's groups: the cached user has them loaded."""
+    from flask_appbuilder.security.sqla.models import Group
+
+    monkeypatch.setattr(security.time, "monotonic", Clock())
+    headers = sign_up(client, email="grouped@example.com")
+    with app.app_context():
+        sm = app.appbuilder.sm
+        group = Group(name="vip", label="VIP", roles=[sm.find_role("Customer")])
+        db.session.add(group)
+        db.session.commit()
+        user = sm.find_user(username="grouped@example.com")
+        db.session.execute(
+            text("INSERT INTO ab_user_group (user_id, group_id) VALUES (:u, :g)"),
+            {"u": user.id, "g": group.id},
+        )
+        db.session.commit()
+        group_id = group.id
+    try:
+        for _ in range(2):  # loaded, then from the cache
+            assert client.get("/api/v1/orders/", headers=headers).status_code == 200
+    finally:
+        with app.app_context():
+            for table in ("ab_user_group", "ab_group_role", "ab_group"):
+                column = "id" if table == "ab_group" else "group_id"
+                db.session.execute(
+                    text(f"DELETE FROM {table} WHERE {column} = :g"), {"g": group_id}
+                )  # noqa: S608
+            db.session.commit()
