@@ -47,7 +47,12 @@ def _commit_what_only_read(conn: Connection) -> None:
     statement of a connection on ROLLBACK, and statements that are not prepared are planned
     again each time: rolling back after reads (a request's end, a lock conflict, a refused
     hold) cost the database about a third of its CPU on the purchase path. The DBAPI commit
-    runs first; SQLAlchemy's rollback then finds no transaction and sends nothing."""
+    runs first; SQLAlchemy's rollback then finds no transaction and sends nothing.
+
+    "Only read" means every statement sent through SQLAlchemy began with SELECT or SHOW. A
+    SELECT that writes (set_config, SELECT ... INTO, a function with side effects, several
+    statements in one string) or SQL sent on the raw DBAPI connection would be committed: the
+    application sends none of these."""
     try:
         wrote = conn.info.pop(_WROTE, False)
         if wrote or conn.closed or conn.engine.dialect.name != "postgresql":
@@ -84,7 +89,7 @@ def ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
             return
         try:
             alive = engine.dialect.do_ping(dbapi_connection)
-        except Exception as exc:  # noqa: BLE001 - whatever the driver raises for a dead link
+        except engine.dialect.loaded_dbapi.Error as exc:
             raise DisconnectionError("a pooled connection died while idle") from exc
         if not alive:
             raise DisconnectionError("a pooled connection died while idle")

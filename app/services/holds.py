@@ -136,7 +136,9 @@ _LOCK_CUSTOMER_READ_EVENT = (
         )
     )
     .where(_customer.c.id == bindparam("customer_id"))
-    .with_for_update(of=_customer)
+    # FOR NO KEY UPDATE: serialises the customer's holds without blocking the key-share lock
+    # that inserting the customer's order takes (FOR UPDATE could deadlock with a checkout).
+    .with_for_update(of=_customer, key_share=True)
 )
 _HELD_BY_CUSTOMER = (
     select(func.count())

@@ -209,17 +209,20 @@ def charge(token: str, amount_cents: int, currency: str, idempotency_key: str) -
                     "created_at": _now(),
                 },
             )
-            if status == "succeeded":
-                consumed = conn.execute(_CONSUME_TOKEN, {"b_token": token, "now": _now()}).rowcount
-                if not consumed:
-                    conn.rollback()
-                    return charge(token, amount_cents, currency, idempotency_key)
-            conn.commit()
+            consumed = status != "succeeded" or bool(
+                conn.execute(_CONSUME_TOKEN, {"b_token": token, "now": _now()}).rowcount
+            )
+            if not consumed:
+                conn.rollback()
+            else:
+                conn.commit()
         except IntegrityError:
             # A concurrent retry with the same key won the race: its outcome is the outcome.
             conn.rollback()
             first = conn.execute(by_key).first()
             return ChargeOutcome(first.id, first.status, first.decline_code, card_details)
+    if not consumed:  # another charge took the token meanwhile: answer as that one does
+        return charge(token, amount_cents, currency, idempotency_key)
     return outcome
 
 

@@ -5,7 +5,7 @@ or one that failed, is still rolled back."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import Connection, func, insert, select, text
 from sqlalchemy.exc import ProgrammingError
 
 from app.extensions import db
@@ -21,25 +21,26 @@ def _partners() -> int:
     return db.session.scalar(select(func.count()).select_from(Partner))
 
 
-def _prepared_on_server() -> int:
-    return db.session.scalar(text("SELECT count(*) FROM pg_prepared_statements"))
+def _prepared_on_server(conn: Connection) -> int:
+    """Prepared statements of this connection's server session."""
+    return conn.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar_one()
 
 
-def _run_until_prepared() -> None:
+def _run_until_prepared(conn: Connection) -> None:
     for _ in range(PREPARE_THRESHOLD + 1):
-        db.session.execute(select(Partner.id).where(Partner.name == "x")).all()
-    assert _prepared_on_server() > 0
+        conn.execute(select(Partner.id).where(Partner.name == "x")).all()
+    assert _prepared_on_server(conn) > 0
 
 
 def test_rolling_back_what_only_read_keeps_the_prepared_statements(db_context):
-    _run_until_prepared()
-    db.session.execute(select(Partner.id).with_for_update()).all()  # a lock is only a read
-    db.session.rollback()
-    assert _prepared_on_server() > 0
+    with db.engine.connect() as conn:
+        _run_until_prepared(conn)
+        conn.execute(select(Partner.id).with_for_update()).all()  # a lock is only a read
+        conn.rollback()
+        assert _prepared_on_server(conn) > 0
 
 
 def test_a_write_is_still_rolled_back(db_context):
-    _run_until_prepared()
     db.session.execute(insert(Partner).values(name="Left behind", status="approved"))
     db.session.rollback()
     assert _partners() == 0
@@ -69,9 +70,10 @@ def test_a_failed_transaction_is_rolled_back_and_the_session_goes_on(db_context)
 
 
 def test_after_a_write_commits_the_next_read_only_transaction_keeps_its_statements(db_context):
-    db.session.add(Partner(name="Committed", status="approved"))
-    db.session.commit()
-    _run_until_prepared()
-    db.session.rollback()
-    assert _prepared_on_server() > 0
+    with db.engine.connect() as conn:
+        conn.execute(insert(Partner).values(name="Committed", status="approved"))
+        conn.commit()
+        _run_until_prepared(conn)
+        conn.rollback()
+        assert _prepared_on_server(conn) > 0
     assert _partners() == 1
