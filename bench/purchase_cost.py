@@ -3,7 +3,8 @@
 Runs N orders one after another (hold the best 2 seats, pay with the approved test card) through
 the Flask test client against its own PostgreSQL database, so that nothing waits on anything else:
 the figures are the work one order takes, the ceiling under load is about (cores x 1000) /
-(app ms + PostgreSQL ms) orders per second. Not a test: run it by hand.
+(app ms + PostgreSQL ms) orders per second. A baseline in the same process writes the bare SQL
+of a durable sale on plain psycopg, and the ratio to it is printed. Not a test: run it by hand.
 
     .venv/bin/python bench/purchase_cost.py           # 300 orders
     .venv/bin/python bench/purchase_cost.py --orders 1000
@@ -113,12 +114,65 @@ def main() -> None:
     per["ceiling_tickets_per_s_on_2_cores"] = round(
         2 * 2000 / (per["app_cpu_ms_per_order"] + per["postgres_cpu_ms_per_order"]), 1
     )
+    floor = bare_sale_cost(args.database_url, setup, args.orders)
+    per["baseline_cpu_ms_per_order"] = floor
+    per["ratio_to_baseline"] = round(
+        (per["app_cpu_ms_per_order"] + per["postgres_cpu_ms_per_order"]) / floor, 1
+    )
     print(f"{args.orders} orders of 2 tickets, one at a time: {per['wall_ms_per_order']} ms each; "
           f"app CPU {per['app_cpu_ms_per_order']} ms, PostgreSQL CPU "
           f"{per['postgres_cpu_ms_per_order']} ms, {per['statements_per_order']} statements "
           f"(an executemany counts once), {per['commits_per_order']} commits that wrote; "
           f"ceiling on 2 cores ~{per['ceiling_tickets_per_s_on_2_cores']} tickets/s")  # fmt: skip
+    print(f"baseline, the bare SQL of a durable sale in one transaction: {floor} ms of CPU "
+          f"(client + PostgreSQL) per order; the purchase path costs {per['ratio_to_baseline']}x")  # fmt: skip
     print(json.dumps(per))
+
+
+def bare_sale_cost(database_url: str, setup: dict, orders: int) -> float:
+    """CPU (this process + PostgreSQL) per order of the least a safe sale of 2 seats writes, on
+    plain psycopg in one transaction: lock 2 free seats (SKIP LOCKED), sell them, insert the
+    order, its tickets and its payment. No holds, no card, no ledger, no HTTP: a floor to
+    compare the purchase path with, not a design."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        customer = conn.execute("SELECT id FROM customer ORDER BY id LIMIT 1").fetchone()[0]
+        cpu, pg = time.process_time(), postgres_cpu_seconds()
+        for n in range(orders):
+            section = setup["sections"][n % len(setup["sections"])]
+            with conn.transaction():
+                seats = [
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT id FROM event_spot WHERE section_id = %s AND status = 'available'"
+                        " ORDER BY position LIMIT 2 FOR UPDATE SKIP LOCKED",
+                        (section,),
+                    )
+                ]
+                conn.execute("UPDATE event_spot SET status = 'sold' WHERE id = ANY(%s)", (seats,))
+                order = conn.execute(
+                    'INSERT INTO "order" (customer_id, event_id, status, total_cents, currency,'
+                    " created_at, paid_at) VALUES (%s, %s, 'paid', 20000, 'BRL', now(), now())"
+                    " RETURNING id",
+                    (customer, setup["event_id"]),
+                ).fetchone()[0]
+                with conn.cursor() as cursor:
+                    cursor.executemany(
+                        "INSERT INTO ticket (order_id, event_id, section_id, spot_id, price_cents,"
+                        " currency, status, issued_at) VALUES (%s, %s, %s, %s, 10000, 'BRL',"
+                        " 'valid', now())",
+                        [(order, setup["event_id"], section, seat) for seat in seats],
+                    )
+                conn.execute(
+                    "INSERT INTO payment (order_id, idempotency_key, request_fingerprint, status,"
+                    " amount_cents, currency, fee_cents, net_cents, gateway, refunded_cents,"
+                    " created_at) VALUES (%s, %s, 'x', 'captured', 20000, 'BRL', 2200, 17800,"
+                    " 'baseline', 0, now())",
+                    (order, uuid.uuid4().hex),
+                )
+        cpu, pg = time.process_time() - cpu, postgres_cpu_seconds() - pg
+    return round((cpu + pg) / orders * 1000, 2)
 
 
 if __name__ == "__main__":
