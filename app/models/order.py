@@ -95,10 +95,23 @@ class Hold(Model):
         return cls.event_id.in_(owned_event_ids(partner_id))
 
     def is_live(self, now: dt.datetime) -> bool:
-        return self.status == HoldStatus.ACTIVE and self.expires_at > now
+        return hold_is_live(self.status, self.expires_at, now)
 
     def seconds_left(self, now: dt.datetime) -> int:
-        return max(0, int((self.expires_at - now).total_seconds())) if self.is_live(now) else 0
+        return hold_seconds_left(self.status, self.expires_at, now)
+
+
+def hold_is_live(status: str, expires_at: dt.datetime, now: dt.datetime) -> bool:
+    """A hold owns its spots while active and not expired (for a Hold, or a row read in SQL)."""
+    return status == HoldStatus.ACTIVE and expires_at > now
+
+
+def hold_seconds_left(status: str, expires_at: dt.datetime, now: dt.datetime) -> int:
+    return (
+        max(0, int((expires_at - now).total_seconds()))
+        if hold_is_live(status, expires_at, now)
+        else 0
+    )
 
 
 class Order(Model):

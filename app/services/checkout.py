@@ -41,11 +41,10 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.models.codes import TicketClaim, sign_ticket
-from app.models.event import SaleWindow
-from app.models.order import seat_label
+from app.models.order import hold_is_live, seat_label
 from app.models.partner import platform_fee_cents
 from app.services import ledger, refunds
-from app.services.holds import hold_duration, spots_of_hold
+from app.services.holds import SALE_COLUMNS, hold_duration, sale_window, spots_of_hold
 from app.services.locking import busy_on_lock_failure
 from app.services.payments import ChargeResult, ChargeStatus, PaymentGateway
 
@@ -229,17 +228,9 @@ _event, _partner, _customer = Event.__table__, Partner.__table__, Customer.__tab
 # The purchase path runs as Core statements built once: the ORM's unit of work cost more CPU
 # than the database did (bench/onsale.py).
 _PAYMENT_FOR_KEY = select(_payment.c.id).where(_payment.c.idempotency_key == bindparam("key"))
-_SALE_COLUMNS = (
-    _event.c.name,
-    _event.c.status,
-    _partner.c.status.label("partner_status"),
-    _event.c.sales_start,
-    _event.c.sales_end,
-    _event.c.starts_at,
-)
 _LOCK_HOLD_TO_PAY = (
     select(
-        *_SALE_COLUMNS,
+        *SALE_COLUMNS,
         _hold.c.status.label("hold_status"),
         _hold.c.created_at,
         _hold.c.expires_at,
@@ -307,10 +298,9 @@ def _record_attempt(
         if hold.hold_status == HoldStatus.CONVERTED:
             raise Conflict("This hold is already paid for.", order_id=order.id if order else None)
         spots = conn.execute(_LOCK_HELD_SPOTS, ids).all()
-        live = hold.hold_status == HoldStatus.ACTIVE and hold.expires_at > now
-        if not live or not spots:
+        if not hold_is_live(hold.hold_status, hold.expires_at, now) or not spots:
             raise HoldExpired("Your hold has expired: choose your seats again.")
-        SaleWindow(*hold[:6]).require_open(now)
+        sale_window(hold).require_open(now)
         order_id = order.id if order else None
         if order_id is None:
             total, tickets = sum(s.price_cents for s in spots), len(spots)
@@ -380,7 +370,7 @@ def _record_attempt(
 
 _LOCK_PAYMENT = (
     select(
-        *_SALE_COLUMNS,
+        *SALE_COLUMNS,
         _payment.c.status.label("payment_status"),
         _payment.c.order_id,
         _payment.c.amount_cents,
@@ -533,10 +523,9 @@ def _sell(session: Session, payment_id: int, pay: Row, now: dt.datetime) -> None
     tickets = conn.execute(_LOCK_TICKET_SPOTS, {"order_id": pay.order_id}).all()
     kept = (
         hold is not None
-        and hold.status == HoldStatus.ACTIVE
-        and hold.expires_at > now
+        and hold_is_live(hold.status, hold.expires_at, now)
         and pay.order_status == OrderStatus.PENDING
-        and SaleWindow(*pay[:6]).is_open(now)
+        and sale_window(pay).is_open(now)
         and bool(tickets)
         and all(
             t.status == TicketStatus.PENDING

@@ -34,6 +34,7 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.models.event import SaleWindow
+from app.models.order import hold_is_live, hold_seconds_left
 from app.services.locking import busy_on_lock_failure
 
 # How many free rows best-available locks (SKIP LOCKED) to choose adjacent seats among: wide
@@ -89,10 +90,10 @@ class HoldSummary:
         return sum(spot.price_cents for spot in self.spots)
 
     def is_live(self, now: dt.datetime) -> bool:
-        return self.status == HoldStatus.ACTIVE and self.expires_at > now
+        return hold_is_live(self.status, self.expires_at, now)
 
     def seconds_left(self, now: dt.datetime) -> int:
-        return max(0, int((self.expires_at - now).total_seconds())) if self.is_live(now) else 0
+        return hold_seconds_left(self.status, self.expires_at, now)
 
     @classmethod
     def of(cls, session: Session, hold: Hold) -> HoldSummary:
@@ -117,14 +118,26 @@ _section, _spot, _hold = EventSection.__table__, EventSpot.__table__, Hold.__tab
 # The purchase path runs as Core statements built once (the ORM's unit of work cost more CPU
 # than the database did). One customer's holds are counted one at a time: the customer row is
 # locked, in the statement that reads whether the event sells.
+# What decides whether the event sells (SaleWindow's fields, in order): first in every purchase
+# statement that reads the event, so that sale_window(row) reads them.
+SALE_COLUMNS = (
+    _event.c.name,
+    _event.c.status,
+    _partner.c.status.label("partner_status"),
+    _event.c.sales_start,
+    _event.c.sales_end,
+    _event.c.starts_at,
+)
+
+
+def sale_window(row: Row) -> SaleWindow:
+    """The sale window of a row selected with SALE_COLUMNS first."""
+    return SaleWindow(*row[: len(SALE_COLUMNS)])
+
+
 _LOCK_CUSTOMER_READ_EVENT = (
     select(
-        _event.c.name,
-        _event.c.status,
-        _partner.c.status.label("partner_status"),
-        _event.c.sales_start,
-        _event.c.sales_end,
-        _event.c.starts_at,
+        *SALE_COLUMNS,
         _section.c.name.label("section_name"),  # best-available's section, if of this event
     )
     .select_from(
@@ -252,7 +265,7 @@ def _lock_spots(
     row = conn.execute(_LOCK_CUSTOMER_READ_EVENT, ids).first()
     if row is None or row.status == EventStatus.DRAFT:
         raise NotFound("Event not found.")
-    SaleWindow(*row[:6]).require_open(now)
+    sale_window(row).require_open(now)
     if wanted < 1:
         raise DomainError("Choose at least one spot.", field="spot_ids" if spot_ids else "quantity")
     limit = current_app.config["MAX_SPOTS_PER_EVENT"]
