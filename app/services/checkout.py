@@ -108,9 +108,9 @@ def checkout(
         raise DomainError("Give the card token.", field="card_token")
     wanted = fingerprint(hold_id, card_token)
     session.flush()  # Core statements below: nothing of the caller's may wait in the session
-    previous = session.connection().execute(_PAYMENT_FOR_KEY, {"key": key}).scalar()
+    previous = _payment_for_key(session, key)
     if previous is not None:
-        return _replay(session, gateway, session.get(Payment, previous), customer_id, wanted)
+        return _replay(session, gateway, previous, customer_id, wanted)
     try:
         attempt = _record_attempt(session, gateway, customer_id, hold_id, card_token, key, wanted)
     except IntegrityError:
@@ -167,7 +167,9 @@ def _charge_and_confirm(
 
 
 def _payment_for_key(session: Session, key: str) -> Payment | None:
-    return session.scalar(select(Payment).where(Payment.idempotency_key == key))
+    """The payment recorded under this idempotency key (one indexed read; loaded only if any)."""
+    found = session.connection().execute(_PAYMENT_FOR_KEY, {"key": key}).scalar()
+    return session.get(Payment, found) if found is not None else None
 
 
 def _replay(
