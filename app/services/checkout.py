@@ -43,7 +43,7 @@ from app.models.base import utcnow
 from app.models.codes import TicketClaim, sign_ticket
 from app.models.order import hold_is_live, seat_label
 from app.models.partner import platform_fee_cents
-from app.services import ledger, refunds
+from app.services import customers, ledger, refunds
 from app.services.holds import SALE_COLUMNS, hold_duration, sale_window, spots_of_hold
 from app.services.locking import busy_on_lock_failure
 from app.services.payments import ChargeResult, ChargeStatus, PaymentGateway
@@ -84,6 +84,9 @@ class CheckoutResult:
     order_id: int
     payment_id: int
     replayed: bool  # True when a retry returned the first attempt's result
+    # The paid order as the API shows it, when the confirmation had all of it at hand (it
+    # spares reading it back); None otherwise: read it with customers.order_record.
+    record: customers.OrderRecord | None = None
 
 
 def fingerprint(hold_id: int, card_token: str) -> str:
@@ -370,6 +373,7 @@ def _record_attempt(
     return _Attempt(payment_id, card_token, total, hold.currency, key)
 
 
+_ALL_PAYMENTS = _payment.alias("order_payment")
 _LOCK_PAYMENT = (
     select(
         *SALE_COLUMNS,
@@ -379,9 +383,19 @@ _LOCK_PAYMENT = (
         _payment.c.fee_cents,
         _payment.c.net_cents,
         _payment.c.currency,
+        _payment.c.refunded_cents,
+        _payment.c.card_brand,
+        _payment.c.card_last4,
+        _payment.c.failure_reason,
         _order.c.status.label("order_status"),
         _order.c.hold_id,
         _order.c.event_id,
+        _order.c.total_cents,
+        _order.c.created_at,
+        select(func.count())
+        .where(_ALL_PAYMENTS.c.order_id == _order.c.id)
+        .scalar_subquery()
+        .label("payments_of_order"),
         _event.c.signing_key,
         _partner.c.id.label("partner_id"),
         _partner.c.name.label("partner_name"),
@@ -409,6 +423,8 @@ _LOCK_TICKET_SPOTS = (
         _spot.c.hold_id,
         _spot.c.label,
         _section.c.name.label("section"),
+        _ticket.c.price_cents,
+        _ticket.c.holder_name,
     )
     .select_from(
         _ticket.join(_spot, _spot.c.id == _ticket.c.spot_id).join(
@@ -421,6 +437,17 @@ _LOCK_TICKET_SPOTS = (
 )
 _SETTLE_PAYMENT = update(_payment).where(
     _payment.c.id == bindparam("payment_id"), _payment.c.status == PaymentStatus.PENDING.value
+)
+_CAPTURE = _SETTLE_PAYMENT.values(
+    status=PaymentStatus.CAPTURED.value,
+    gateway_ref=bindparam("b_reference"),
+    captured_at=bindparam("now"),
+)
+_CAPTURE_WITH_CARD = _CAPTURE.values(
+    card_brand=bindparam("b_brand"),
+    card_last4=bindparam("b_last4"),
+    card_exp_month=bindparam("b_exp_month"),
+    card_exp_year=bindparam("b_exp_year"),
 )
 _MARK_ORDER_PAID = (
     update(_order)
@@ -490,15 +517,17 @@ def _confirm(
             )
             session.commit()
             raise CardDeclined(_decline_message(reason), reason=reason)
-        capture = _SETTLE_PAYMENT.values(
-            status=PaymentStatus.CAPTURED.value,
-            gateway_ref=reference or "",
-            captured_at=now,
-            **card_values,
-        )
-        conn.execute(capture, ids)
+        capture = {**ids, "b_reference": reference or ""}
+        if card is not None:
+            capture.update(
+                b_brand=card.brand,
+                b_last4=card.last4,
+                b_exp_month=card.exp_month,
+                b_exp_year=card.exp_year,
+            )
+        conn.execute(_CAPTURE_WITH_CARD if card is not None else _CAPTURE, capture)
         try:
-            _sell(session, payment_id, pay, now)
+            issued = _sell(session, payment_id, pay, now)
             session.commit()
             lost = False
         except (_Lost, IntegrityError):
@@ -515,11 +544,46 @@ def _confirm(
         "order paid",
         extra={"order_id": pay.order_id, "payment_id": payment_id, "amount": pay.amount_cents},
     )
-    return CheckoutResult(pay.order_id, payment_id, replayed=False)
+    alone = pay.payments_of_order == 1  # else earlier attempts are part of the answer
+    record = _paid_record(pay, payment_id, now, card, issued) if alone else None
+    return CheckoutResult(pay.order_id, payment_id, replayed=False, record=record)
 
 
-def _sell(session: Session, payment_id: int, pay: Row, now: dt.datetime) -> None:
-    """Issue the order's tickets if its hold still owns every one of their spots, else _Lost."""
+def _paid_record(
+    pay: Row, payment_id: int, now: dt.datetime, card: Any, issued: list[customers.TicketLine]
+) -> customers.OrderRecord:
+    """The order just paid, as customers.order_record would read it back: from the rows the
+    confirmation locked (an order with earlier, failed payments is read back instead)."""
+    order = customers.OrderLine(
+        id=pay.order_id,
+        event_id=pay.event_id,
+        event_name=pay.name,
+        status=OrderStatus.PAID.value,
+        total_cents=pay.total_cents,
+        currency=pay.currency,
+        created_at=pay.created_at,
+        paid_at=now,
+        cancel_reason=None,
+    )
+    payment = customers.PaymentLine(
+        id=payment_id,
+        status=PaymentStatus.CAPTURED.value,
+        amount_cents=pay.amount_cents,
+        fee_cents=pay.fee_cents,
+        net_cents=pay.net_cents,
+        refunded_cents=pay.refunded_cents,
+        card_brand=card.brand if card is not None else pay.card_brand,
+        card_last4=card.last4 if card is not None else pay.card_last4,
+        failure_reason=pay.failure_reason,
+    )
+    return customers.OrderRecord(order, [payment], issued)
+
+
+def _sell(
+    session: Session, payment_id: int, pay: Row, now: dt.datetime
+) -> list[customers.TicketLine]:
+    """Issue the order's tickets if its hold still owns every one of their spots, else _Lost;
+    returns them as the API shows them."""
     conn = session.connection()
     hold = conn.execute(_LOCK_HOLD, {"hold_id": pay.hold_id}).first() if pay.hold_id else None
     tickets = conn.execute(_LOCK_TICKET_SPOTS, {"order_id": pay.order_id}).all()
@@ -543,19 +607,21 @@ def _sell(session: Session, payment_id: int, pay: Row, now: dt.datetime) -> None
     ).rowcount
     if sold != len(tickets):
         raise _Lost
-    conn.execute(
-        _ISSUE_TICKET,
-        [
-            {
-                "ticket_id": t.id,
-                "now": now,
-                "b_code": sign_ticket(
-                    pay.signing_key, TicketClaim(pay.event_id, t.id, seat_label(t.section, t.label))
-                ),
-            }
-            for t in tickets
-        ],
-    )
+    issued = [
+        customers.TicketLine(
+            id=t.id,
+            status=TicketStatus.VALID.value,
+            section_name=t.section,
+            spot_label=t.label,
+            price_cents=t.price_cents,
+            holder_name=t.holder_name,
+            code=sign_ticket(
+                pay.signing_key, TicketClaim(pay.event_id, t.id, seat_label(t.section, t.label))
+            ),
+        )
+        for t in sorted(tickets, key=lambda t: t.id)
+    ]
+    conn.execute(_ISSUE_TICKET, [{"ticket_id": t.id, "now": now, "b_code": t.code} for t in issued])
     paid = conn.execute(_MARK_ORDER_PAID, {"order_id": pay.order_id, "now": now}).rowcount
     converted = conn.execute(_CONVERT_HOLD, {"hold_id": pay.hold_id}).rowcount
     if (paid, converted) != (1, 1):
@@ -573,6 +639,7 @@ def _sell(session: Session, payment_id: int, pay: Row, now: dt.datetime) -> None
             currency=pay.currency,
         ),
     )
+    return issued
 
 
 def _cancel_lost(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from app.models import (
@@ -100,19 +101,59 @@ def order_of(session: Session, customer_id: int, order_id: int) -> Order:
 
 
 @dataclass(frozen=True)
-class OrderRecord:
-    """An order as the API shows it, read without the ORM: its row (with the event's name), its
-    payments and its tickets (with section name and spot label)."""
+class OrderLine:
+    id: int
+    event_id: int
+    event_name: str
+    status: str
+    total_cents: int
+    currency: str
+    created_at: dt.datetime
+    paid_at: dt.datetime | None
+    cancel_reason: str | None
 
-    order: Row
-    payments: list[Row]
-    tickets: list[Row]
+
+@dataclass(frozen=True)
+class PaymentLine:
+    id: int
+    status: str
+    amount_cents: int
+    fee_cents: int
+    net_cents: int
+    refunded_cents: int
+    card_brand: str | None
+    card_last4: str | None
+    failure_reason: str | None
+
+
+@dataclass(frozen=True)
+class TicketLine:
+    id: int
+    status: str
+    section_name: str
+    spot_label: str
+    price_cents: int
+    holder_name: str | None
+    code: str | None
+
+
+@dataclass(frozen=True)
+class OrderRecord:
+    """An order as the API shows it, read without the ORM: the order (with the event's name),
+    its payments and its tickets (with section name and spot label), each in id order."""
+
+    order: OrderLine
+    payments: list[PaymentLine]
+    tickets: list[TicketLine]
 
 
 _order, _event, _payment = Order.__table__, Event.__table__, Payment.__table__
 _ticket, _section, _spot = Ticket.__table__, EventSection.__table__, EventSpot.__table__
 _ORDERS = (
-    select(_order, _event.c.name.label("event_name"))
+    select(
+        *(_order.c[name] for name in OrderLine.__dataclass_fields__ if name != "event_name"),
+        _event.c.name.label("event_name"),
+    )
     .select_from(_order.join(_event, _event.c.id == _order.c.event_id))
     .where(
         _order.c.id.in_(bindparam("ids", expanding=True)),
@@ -120,12 +161,21 @@ _ORDERS = (
     )
 )
 _PAYMENTS = (
-    select(_payment)
+    select(_payment.c.order_id, *(_payment.c[name] for name in PaymentLine.__dataclass_fields__))
     .where(_payment.c.order_id.in_(bindparam("ids", expanding=True)))
     .order_by(_payment.c.id)
 )
 _TICKETS = (
-    select(_ticket, _section.c.name.label("section_name"), _spot.c.label.label("spot_label"))
+    select(
+        _ticket.c.order_id,
+        _ticket.c.id,
+        _ticket.c.status,
+        _section.c.name.label("section_name"),
+        _spot.c.label.label("spot_label"),
+        _ticket.c.price_cents,
+        _ticket.c.holder_name,
+        _ticket.c.code,
+    )
     .select_from(
         _ticket.join(_section, _section.c.id == _ticket.c.section_id).join(
             _spot, _spot.c.id == _ticket.c.spot_id
@@ -143,13 +193,13 @@ def order_records(session: Session, customer_id: int, order_ids: list[int]) -> l
         return []
     conn = session.connection()
     params = {"ids": order_ids, "customer_id": customer_id}
-    orders = {row.id: row for row in conn.execute(_ORDERS, params)}
-    payments: dict[int, list[Row]] = {}
-    for row in conn.execute(_PAYMENTS, params):
-        payments.setdefault(row.order_id, []).append(row)
-    tickets: dict[int, list[Row]] = {}
-    for row in conn.execute(_TICKETS, params):
-        tickets.setdefault(row.order_id, []).append(row)
+    orders = {row.id: OrderLine(**row._mapping) for row in conn.execute(_ORDERS, params)}
+    payments: dict[int, list[PaymentLine]] = {}
+    for order_id, *line in conn.execute(_PAYMENTS, params):
+        payments.setdefault(order_id, []).append(PaymentLine(*line))
+    tickets: dict[int, list[TicketLine]] = {}
+    for order_id, *line in conn.execute(_TICKETS, params):
+        tickets.setdefault(order_id, []).append(TicketLine(*line))
     return [
         OrderRecord(orders[i], payments.get(i, []), tickets.get(i, []))
         for i in order_ids

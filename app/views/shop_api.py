@@ -399,7 +399,7 @@ class HoldApi(BaseApi):
             str(body.get("card_token") or ""),
             request.headers.get("Idempotency-Key", ""),
         )
-        record = customers.order_record(db.session, customer_id, result.order_id)
+        record = result.record or customers.order_record(db.session, customer_id, result.order_id)
         return self.response(200 if result.replayed else 201, result=order_json(record))
 
 

@@ -117,6 +117,24 @@ def test_a_customer_buys_two_seats_and_gets_signed_tickets(client, on_sale):
     assert [o["id"] for o in history["result"]] == [order["id"]]
 
 
+@pytest.mark.parametrize("declined_first", [False, True])
+def test_the_checkout_answers_the_order_as_reading_it_back_does(client, on_sale, declined_first):
+    """The 201 is built from what the confirmation locked, not read back: it must say exactly
+    what GET /orders/<id> says, earlier failed payments included."""
+    headers = sign_up(client)
+    hold = hold_seats(client, headers, on_sale, count=3)
+    if declined_first:
+        assert pay(client, headers, hold["id"], card_token(client, DECLINED)).status_code == 402
+    paid = pay(client, headers, hold["id"], card_token(client))
+    assert paid.status_code == 201, paid.get_json()
+    answered = paid.get_json()["result"]
+    read_back = client.get(f"/api/v1/orders/{answered['id']}", headers=headers)
+    assert answered == read_back.get_json()["result"]
+    assert len(answered["payments"]) == (2 if declined_first else 1)
+    assert [t["spot"] for t in answered["tickets"]] == ["A-1", "A-2", "A-3"]
+    assert answered["paid_at"] is not None and answered["tickets"][0]["code"]
+
+
 def test_a_retry_with_the_same_key_charges_once_and_returns_the_same_order(client, on_sale):
     headers = sign_up(client)
     hold = hold_seats(client, headers, on_sale)
