@@ -136,7 +136,7 @@ def _card(session: Session, token: str) -> dict[str, Any] | None:
 _tokens, _charges = SimToken.__table__, SimCharge.__table__
 _CHARGE_FOR_KEY = select(
     _charges.c.id, _charges.c.status, _charges.c.decline_code, _charges.c.token
-)
+).where(_charges.c.idempotency_key == bindparam("key"))
 _TOKEN = select(
     _tokens.c.brand,
     _tokens.c.last4,
@@ -152,6 +152,19 @@ _CONSUME_TOKEN = (
     update(_tokens)
     .where(_tokens.c.token == bindparam("b_token"), _tokens.c.used_at.is_(None))
     .values(used_at=bindparam("now"))
+)
+# The common case in one statement: a fresh, unused token of a card that approves is consumed
+# and its card returned; anything else takes the general path below.
+_CONSUME_APPROVING = (
+    update(_tokens)
+    .where(
+        _tokens.c.token == bindparam("b_token"),
+        _tokens.c.used_at.is_(None),
+        _tokens.c.behaviour == "approve",
+        _tokens.c.created_at >= bindparam("fresh_since"),
+    )
+    .values(used_at=bindparam("now"))
+    .returning(_tokens.c.brand, _tokens.c.last4, _tokens.c.exp_month, _tokens.c.exp_year)
 )
 _OUTCOMES = {
     "approve": ("succeeded", None),
@@ -174,9 +187,39 @@ def _card_of_row(row: Any) -> dict[str, Any] | None:
 
 def charge(token: str, amount_cents: int, currency: str, idempotency_key: str) -> ChargeOutcome:
     """Charge a token once per idempotency key: a retry returns the first outcome."""
+    now = _now()
+    charge_row = {
+        "idempotency_key": idempotency_key,
+        "token": token,
+        "amount_cents": amount_cents,
+        "currency": currency,
+        "decline_code": None,
+        "refunded_cents": 0,
+        "created_at": now,
+    }
     with db.engine.connect() as conn:
-        by_key = _CHARGE_FOR_KEY.where(_charges.c.idempotency_key == idempotency_key)
-        existing = conn.execute(by_key).first()
+        fresh = {"b_token": token, "now": now, "fresh_since": now - TOKEN_LIFETIME}
+        card = conn.execute(_CONSUME_APPROVING, fresh).first()
+        if card is not None:
+            charge_id = "ch_" + secrets.token_urlsafe(18)
+            outcome = ChargeOutcome(charge_id, "succeeded", None, _card_of_row(card))
+            try:
+                conn.execute(_INSERT_CHARGE, {**charge_row, "id": charge_id, "status": "succeeded"})
+                conn.commit()
+                return outcome
+            except IntegrityError:  # this key was charged before: that charge answers
+                conn.rollback()
+    return _charge_in_general(token, amount_cents, currency, idempotency_key)
+
+
+def _charge_in_general(
+    token: str, amount_cents: int, currency: str, idempotency_key: str
+) -> ChargeOutcome:
+    """Every case: a retried key, a used, expired or unknown token, a card that declines or
+    approves slowly."""
+    with db.engine.connect() as conn:
+        by_key = {"key": idempotency_key}
+        existing = conn.execute(_CHARGE_FOR_KEY, by_key).first()
         if existing is not None:
             card = conn.execute(_TOKEN, {"token": existing.token}).first()
             return ChargeOutcome(
@@ -219,7 +262,7 @@ def charge(token: str, amount_cents: int, currency: str, idempotency_key: str) -
         except IntegrityError:
             # A concurrent retry with the same key won the race: its outcome is the outcome.
             conn.rollback()
-            first = conn.execute(by_key).first()
+            first = conn.execute(_CHARGE_FOR_KEY, by_key).first()
             return ChargeOutcome(first.id, first.status, first.decline_code, card_details)
     if not consumed:  # another charge took the token meanwhile: answer as that one does
         return charge(token, amount_cents, currency, idempotency_key)
