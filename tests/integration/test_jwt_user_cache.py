@@ -101,3 +101,38 @@ def test_a_user_in_a_group_is_served_from_the_cache(app, client, monkeypatch):
                     text(f"DELETE FROM {table} WHERE {column} = :g"), {"g": group_id}
                 )  # noqa: S608
             db.session.commit()
+
+
+def test_a_token_is_verified_once_and_refused_once_it_has_expired(app, client, monkeypatch):
+    import datetime as dt
+    import time
+
+    from flask_jwt_extended import JWTManager, create_access_token
+
+    verified: list[str] = []
+    original = JWTManager._decode_jwt_from_config
+
+    def counting(self, encoded_token, *args, **kwargs):
+        verified.append(encoded_token)
+        return original(self, encoded_token, *args, **kwargs)
+
+    monkeypatch.setattr(JWTManager, "_decode_jwt_from_config", counting)
+    headers = sign_up(client, email="brief@example.com")
+    verified.clear()
+    assert client.get("/api/v1/orders/", headers=headers).status_code == 200
+    assert client.get("/api/v1/orders/", headers=headers).status_code == 200
+    assert len(verified) == 1
+    forged = headers["Authorization"][:-2] + ("AA" if not headers["Authorization"].endswith("AA")
+                                               else "BB")  # fmt: skip
+    # A bad signature: flask-jwt-extended answers 422, as it did before tokens were kept.
+    assert client.get("/api/v1/orders/", headers={"Authorization": forged}).status_code == 422
+
+    with app.test_request_context():
+        user = db.session.scalars(
+            select(PartnerUser).where(PartnerUser.email == "brief@example.com")
+        ).one()
+        brief = create_access_token(str(user.id), expires_delta=dt.timedelta(seconds=1))
+    short = {"Authorization": f"Bearer {brief}"}
+    assert client.get("/api/v1/orders/", headers=short).status_code == 200
+    time.sleep(1.2)
+    assert client.get("/api/v1/orders/", headers=short).status_code == 401
