@@ -11,8 +11,21 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Select, and_, case, cast, func, insert, select
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Select,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy import event as sa_event
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -118,6 +131,44 @@ def _forget_pending_accounts(session: Session) -> None:
     session.info.pop(_PENDING_KEY, None)
 
 
+_transaction, _entry = LedgerTransaction.__table__, LedgerEntry.__table__
+# A cause is posted once: a second posting of it (even a concurrent one) inserts nothing.
+_NEW_TRANSACTION = {
+    name: dialect_insert(_transaction)
+    .values(
+        kind=bindparam("b_kind"),
+        cause_key=bindparam("b_cause"),
+        payment_id=bindparam("b_payment"),
+        memo=bindparam("b_memo"),
+        created_at=bindparam("b_at"),
+    )
+    .on_conflict_do_nothing(index_elements=["cause_key"])
+    .returning(_transaction.c.id)
+    for name, dialect_insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
+# On PostgreSQL the transaction and its entries (as arrays) in one statement.
+_LINES = (
+    func.unnest(
+        bindparam("b_accounts", type_=ARRAY(Integer)),
+        bindparam("b_amounts", type_=ARRAY(BigInteger)),
+        bindparam("b_currencies", type_=ARRAY(String)),
+    )
+    .table_valued("account_id", "amount_cents", "currency")
+    .render_derived()
+)
+_NEW = _NEW_TRANSACTION["postgresql"].cte("new_transaction")
+_NEW_ENTRIES = (
+    insert(_entry)
+    .from_select(
+        ["transaction_id", "account_id", "amount_cents", "currency"],
+        select(_NEW.c.id, _LINES.c.account_id, _LINES.c.amount_cents, _LINES.c.currency),
+    )
+    .returning(_entry.c.id)
+    .cte("new_entries")
+)
+_POST_AT_ONCE = select(_NEW.c.id).add_cte(_NEW_ENTRIES)  # run, though nothing reads it
+
+
 def post(
     session: Session,
     kind: TransactionKind,
@@ -130,41 +181,47 @@ def post(
 ) -> int:
     """Post one balanced transaction in the caller's database transaction and return its id; a
     cause already posted returns that transaction's id and posts nothing (ON CONFLICT: a
-    concurrent posting of the same cause waits for the first and posts nothing either). Two
-    statements: the transaction row, then its entries (this is on the checkout's hot path)."""
+    concurrent posting of the same cause waits for the first and posts nothing either). One
+    statement on PostgreSQL, two elsewhere: the transaction row, then its entries (this is on
+    the checkout's hot path)."""
     lines = [line for line in lines if line[1] != 0]
     check_balanced(lines)
     session.flush()  # the payment and whatever else the entries refer to
     conn = session.connection()
-    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    transaction_id = conn.execute(
-        dialect_insert(LedgerTransaction.__table__)
-        .values(
-            kind=kind.value,
-            cause_key=cause_key,
-            payment_id=payment.id if payment else payment_id,
-            memo=memo,
-            created_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["cause_key"])
-        .returning(LedgerTransaction.__table__.c.id)
-    ).scalar()
+    posting = {
+        "b_kind": kind.value,
+        "b_cause": cause_key,
+        "b_payment": payment.id if payment else payment_id,
+        "b_memo": memo,
+        "b_at": utcnow(),
+    }
+    accounts = [ref if isinstance(ref, int) else ref.id for ref, _, _ in lines]
+    if conn.dialect.name == "postgresql":
+        entries = {
+            "b_accounts": accounts,
+            "b_amounts": [amount for _, amount, _ in lines],
+            "b_currencies": [currency for _, _, currency in lines],
+        }
+        transaction_id = conn.execute(_POST_AT_ONCE, {**posting, **entries}).scalar()
+    else:
+        transaction_id = conn.execute(_NEW_TRANSACTION["sqlite"], posting).scalar()
+        if transaction_id is not None:
+            conn.execute(
+                insert(_entry),
+                [
+                    {
+                        "transaction_id": transaction_id,
+                        "account_id": account,
+                        "amount_cents": amount,
+                        "currency": currency,
+                    }
+                    for account, (_, amount, currency) in zip(accounts, lines, strict=True)
+                ],
+            )
     if transaction_id is None:  # this cause was posted before: nothing more is posted
         return session.scalars(
             select(LedgerTransaction.id).where(LedgerTransaction.cause_key == cause_key)
         ).one()
-    conn.execute(
-        insert(LedgerEntry.__table__),
-        [
-            {
-                "transaction_id": transaction_id,
-                "account_id": ref if isinstance(ref, int) else ref.id,
-                "amount_cents": amount,
-                "currency": currency,
-            }
-            for ref, amount, currency in lines
-        ],
-    )
     return transaction_id
 
 
