@@ -123,13 +123,12 @@ def checkout(
         raise DomainError("Give the card token.", field="card_token")
     wanted = fingerprint(hold_id, card_token)
     session.flush()  # Core statements below: nothing of the caller's may wait in the session
-    previous = _payment_for_key(session, key)
-    if previous is not None:
-        return _replay(session, gateway, previous, customer_id, wanted)
     try:
         attempt = _record_attempt(session, gateway, customer_id, hold_id, card_token, key, wanted)
-    except IntegrityError:
-        # The same key raced us to the database: answer what that attempt answers.
+    except (IntegrityError, DomainError):
+        # A retry: its key is taken (an attempt raced us to the database, or came before and
+        # was declined), or the first attempt left the hold paid, being paid or expired. The
+        # key is looked up only now: a first attempt, the common case, spares the read.
         session.rollback()
         previous = _payment_for_key(session, key)
         if previous is None:

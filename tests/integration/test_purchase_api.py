@@ -174,6 +174,21 @@ def test_a_declined_card_keeps_the_hold_for_a_retry(client, on_sale, number, rea
                                "processing_error" else PaymentStatus.DECLINED])  # fmt: skip
 
 
+def test_a_retried_key_answers_as_its_first_attempt_even_once_the_hold_is_gone(client, on_sale):
+    """The key is looked up when the attempt cannot be recorded: a retry of a declined attempt
+    whose hold expired meanwhile still answers the decline, not that the hold expired."""
+    headers = sign_up(client)
+    hold = hold_seats(client, headers, on_sale)
+    token, key = card_token(client, DECLINED), uuid.uuid4().hex
+    assert pay(client, headers, hold["id"], token, key).status_code == 402
+    expire(hold["id"])
+    again = pay(client, headers, hold["id"], token, key)
+    assert again.status_code == 402 and again.get_json()["reason"] == "card_declined"
+    fresh_key = pay(client, headers, hold["id"], card_token(client))
+    assert fresh_key.status_code == 409 and fresh_key.get_json()["error"] == "hold_expired"
+    assert db.session.scalar(select(func.count()).select_from(Payment)) == 1
+
+
 def test_a_taken_seat_answers_409_naming_it(client, on_sale):
     first = sign_up(client)
     second = sign_up(client, "bia@example.com", "Bia")
