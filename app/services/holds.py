@@ -280,15 +280,20 @@ def _lock_spots(
     if row.section_name is None:  # no section_id, or not one of this event's
         raise NotFound("Section not found in this event.", field="section_id")
     params = {**ids, "window": max(BEST_AVAILABLE_WINDOW, wanted * 4)}
-    chosen = best_block(conn.execute(_LOCK_BEST, params).all(), wanted)
+    window = conn.execute(_LOCK_BEST, params).all()
+    chosen = best_block(window, wanted)
     if len(chosen) == wanted:
         return chosen
-    session.rollback()
+    if window:
+        session.rollback()  # the free spots seen go back before anyone looks again
+    # Nothing locked but the customer (a sold-out section, which every late buyer asks): counted in
+    # the same transaction, read committed as every statement is.
     free = session.connection().execute(_FREE_IN_SECTION, params).scalar_one()
     if free < wanted:
         raise SpotsUnavailable(
             f"Not enough spots left in {row.section_name}: {free} free right now.", spots=[]
         )
+    session.rollback()  # the customer's lock is let go while waiting to look again
     return None
 
 
