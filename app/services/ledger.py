@@ -22,6 +22,7 @@ from sqlalchemy import (
     cast,
     func,
     insert,
+    literal,
     select,
 )
 from sqlalchemy import event as sa_event
@@ -161,7 +162,9 @@ _NEW_ENTRIES = (
     insert(_entry)
     .from_select(
         ["transaction_id", "account_id", "amount_cents", "currency"],
-        select(_NEW.c.id, _LINES.c.account_id, _LINES.c.amount_cents, _LINES.c.currency),
+        select(
+            _NEW.c.id, _LINES.c.account_id, _LINES.c.amount_cents, _LINES.c.currency
+        ).select_from(_NEW.join(_LINES, literal(True))),  # one row per line
     )
     .returning(_entry.c.id)
     .cte("new_entries")
