@@ -135,10 +135,30 @@ def sale_window(row: Row) -> SaleWindow:
     return SaleWindow(*row[: len(SALE_COLUMNS)])
 
 
+_FREE = EventSpot.free_clause(bindparam("now"))
+# Whether best-available's section still has the spots wanted (counting no further): a sold-out
+# section, which every late buyer asks about, answers without any other statement. Read with the
+# customer's lock, it may miss spots freed while that lock was waited for (the same customer's
+# other request): as if the buyer had asked a moment earlier.
+_FREE_UP_TO_WANTED = (
+    select(func.count())
+    .select_from(
+        select(_spot.c.id)
+        .where(
+            _spot.c.section_id == bindparam("section_id"),
+            _spot.c.status.in_([SpotStatus.AVAILABLE.value, SpotStatus.HELD.value]),  # the index's
+            _FREE,
+        )
+        .limit(bindparam("wanted"))
+        .subquery()
+    )
+    .scalar_subquery()
+)
 _LOCK_CUSTOMER_READ_EVENT = (
     select(
         *SALE_COLUMNS,
         _section.c.name.label("section_name"),  # best-available's section, if of this event
+        _FREE_UP_TO_WANTED.label("free_up_to_wanted"),
     )
     .select_from(
         _customer.join(_event, _event.c.id == bindparam("event_id"))
@@ -175,7 +195,6 @@ _SPOT_COLUMNS = (
     _spot.c.status,
     _spot.c.held_until,
 )
-_FREE = EventSpot.free_clause(bindparam("now"))
 _LOCK_CHOSEN = (
     select(*_SPOT_COLUMNS)
     .select_from(_spot.join(_section, _section.c.id == _spot.c.section_id))
@@ -225,8 +244,14 @@ def reserve_spots(
     """
     now = now or utcnow()
     session.flush()  # Core statements below: nothing of the caller's may wait in the session
-    ids = {"customer_id": customer_id, "event_id": event_id, "now": now, "section_id": section_id}
     wanted = len(set(spot_ids)) if spot_ids else (quantity or 0)
+    ids = {
+        "customer_id": customer_id,
+        "event_id": event_id,
+        "now": now,
+        "section_id": section_id,
+        "wanted": max(wanted, 0),
+    }
     for attempt in range(BEST_AVAILABLE_ATTEMPTS):
         with busy_on_lock_failure(session):
             spots = _lock_spots(session, ids, spot_ids, wanted, quantity)
@@ -268,6 +293,11 @@ def _lock_spots(
     sale_window(row).require_open(now)
     if wanted < 1:
         raise DomainError("Choose at least one spot.", field="spot_ids" if spot_ids else "quantity")
+    if not spot_ids:
+        if row.section_name is None:  # no section_id, or not one of this event's
+            raise NotFound("Section not found in this event.", field="section_id")
+        if row.free_up_to_wanted < wanted:
+            raise _not_enough(row.section_name, row.free_up_to_wanted)
     limit = current_app.config["MAX_SPOTS_PER_EVENT"]
     already = conn.execute(_HELD_BY_CUSTOMER, ids).scalar_one()
     if already + wanted > limit:
@@ -277,8 +307,6 @@ def _lock_spots(
         )
     if spot_ids:
         return _lock_chosen(session, sorted(set(spot_ids)), ids)
-    if row.section_name is None:  # no section_id, or not one of this event's
-        raise NotFound("Section not found in this event.", field="section_id")
     params = {**ids, "window": max(BEST_AVAILABLE_WINDOW, wanted * 4)}
     window = conn.execute(_LOCK_BEST, params).all()
     chosen = best_block(window, wanted)
@@ -290,11 +318,13 @@ def _lock_spots(
     # the same transaction, read committed as every statement is.
     free = session.connection().execute(_FREE_IN_SECTION, params).scalar_one()
     if free < wanted:
-        raise SpotsUnavailable(
-            f"Not enough spots left in {row.section_name}: {free} free right now.", spots=[]
-        )
+        raise _not_enough(row.section_name, free)
     session.rollback()  # the customer's lock is let go while waiting to look again
     return None
+
+
+def _not_enough(section: str, free: int) -> SpotsUnavailable:
+    return SpotsUnavailable(f"Not enough spots left in {section}: {free} free right now.", spots=[])
 
 
 def _place_hold(session: Session, ids: dict[str, Any], spots: list[Row]) -> tuple[int, dt.datetime]:
