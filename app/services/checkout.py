@@ -690,6 +690,7 @@ def _confirm(
     if lost:
         _refund_lost(session, gateway, payment_id)
         _raise_for_failure(session.get(Payment, payment_id))
+        return CheckoutResult(pay.order_id, payment_id, replayed=False)  # read back: not ours
     session.expire_all()  # objects the caller loaded before see the sale
     log.info(
         "order paid",

@@ -110,6 +110,7 @@ class JwtUserCache:
 
     def __init__(self) -> None:
         self._users: dict[tuple[int, str | None], tuple[float, Any]] = {}
+        self._lock = threading.Lock()  # request threads add while another may be pruning
 
     def get(self, key: tuple[int, str | None], load: Any) -> Any:
         """The user of (user id, token id): per token, so that no other user is ever answered
@@ -121,11 +122,12 @@ class JwtUserCache:
         user = load(key)
         ttl = current_app.config.get("JWT_USER_CACHE_SECONDS", 10)
         if user is not None and ttl > 0:
-            if len(self._users) >= self.MAX_USERS:
-                self._users = {k: v for k, v in self._users.items() if v[0] > now}
-                if len(self._users) >= self.MAX_USERS:  # all still fresh: start over
-                    self._users = {}
-            self._users[key] = (now + ttl, user)
+            with self._lock:
+                if len(self._users) >= self.MAX_USERS:
+                    self._users = {k: v for k, v in self._users.items() if v[0] > now}
+                    if len(self._users) >= self.MAX_USERS:  # all still fresh: start over
+                        self._users = {}
+                self._users[key] = (now + ttl, user)
         return user
 
     def clear(self) -> None:
@@ -143,6 +145,7 @@ class CachingJWTManager(JWTManager):
     def __init__(self, app: Any = None, add_context_processor: bool = False) -> None:
         super().__init__(app, add_context_processor)
         self._claims: dict[tuple[str, str | None, bool], tuple[float, dict[str, Any]]] = {}
+        self._lock = threading.Lock()  # request threads add while another may be pruning
 
     def _decode_jwt_from_config(
         self, encoded_token: str, csrf_value: str | None = None, allow_expired: bool = False
@@ -155,11 +158,12 @@ class CachingJWTManager(JWTManager):
         claims = super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired)
         expires = claims.get("exp")
         if isinstance(expires, int | float) and expires > now:
-            if len(self._claims) >= self.MAX_TOKENS:
-                self._claims = {k: v for k, v in self._claims.items() if v[0] > now}
-                if len(self._claims) >= self.MAX_TOKENS:  # all still valid: start over
-                    self._claims = {}
-            self._claims[key] = (float(expires), dict(claims))
+            with self._lock:
+                if len(self._claims) >= self.MAX_TOKENS:
+                    self._claims = {k: v for k, v in self._claims.items() if v[0] > now}
+                    if len(self._claims) >= self.MAX_TOKENS:  # all still valid: start over
+                        self._claims = {}
+                self._claims[key] = (float(expires), dict(claims))
         return claims
 
     def forget_tokens(self) -> None:

@@ -210,6 +210,44 @@ def test_a_double_submit_with_two_keys_charges_once_and_answers_409(app, on_sale
     assert db.session.scalar(select(func.count()).select_from(Order)) == 1
 
 
+@pytest.mark.postgres
+def test_a_double_submit_with_one_key_answers_the_same_order_twice(app, on_sale, monkeypatch):  # noqa: F811
+    """The key is looked up only when the attempt cannot be recorded: the second submit waits
+    for the first one's lock on the hold, finds the first attempt's payment under its key and
+    answers that order (200), charging nothing more."""
+    client_a, client_b = app.test_client(), app.test_client()
+    headers = sign_up(client_a)
+    hold = hold_seats(client_a, headers, on_sale)
+    token, key = card_token(client_a), uuid.uuid4().hex
+    first_inside = threading.Event()
+    real_fee = checkout.platform_fee_cents
+
+    def slow_first_fee(*args):
+        if not first_inside.is_set():
+            first_inside.set()  # the first attempt holds the hold's lock
+            threading.Event().wait(0.5)
+        return real_fee(*args)
+
+    monkeypatch.setattr(checkout, "platform_fee_cents", slow_first_fee)
+    answers = {}
+
+    def attempt(name, client):
+        response = pay(client, headers, hold["id"], token, key)
+        answers[name] = (response.status_code, response.get_json()["result"]["id"])
+
+    first = threading.Thread(target=attempt, args=("first", client_a))
+    first.start()
+    assert first_inside.wait(5)
+    second = threading.Thread(target=attempt, args=("second", client_b))
+    second.start()
+    first.join()
+    second.join()
+    order = db.session.scalars(select(Order)).one()
+    assert answers == {"first": (201, order.id), "second": (200, order.id)}
+    assert order.status == OrderStatus.PAID
+    assert _sim_charges() == 1
+
+
 @pytest.mark.parametrize(
     "path",
     ["/?price_min=1e999999", "/api/v1/catalog/events?price_max=1e999999",
