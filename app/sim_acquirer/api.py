@@ -11,7 +11,18 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Integer,
+    Row,
+    String,
+    bindparam,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -166,6 +177,39 @@ _CONSUME_APPROVING = (
     .values(used_at=bindparam("now"))
     .returning(_tokens.c.brand, _tokens.c.last4, _tokens.c.exp_month, _tokens.c.exp_year)
 )
+# On PostgreSQL the token is consumed and the charge inserted in one statement, outside any
+# transaction (autocommit): one round trip; a key charged before fails it whole.
+_CONSUMED = _CONSUME_APPROVING.cte("consumed")
+_CHARGED = (
+    insert(_charges)
+    .from_select(
+        [
+            "id",
+            "idempotency_key",
+            "token",
+            "amount_cents",
+            "currency",
+            "status",
+            "refunded_cents",
+            "created_at",
+        ],
+        select(
+            bindparam("b_id", type_=String),
+            bindparam("b_key", type_=String),
+            bindparam("b_token", type_=String),
+            bindparam("b_amount", type_=Integer),
+            bindparam("b_currency", type_=String),
+            literal("succeeded", String),
+            literal(0, Integer),
+            bindparam("now", type_=DateTime),
+        ).select_from(_CONSUMED),
+    )
+    .returning(_charges.c.id)
+    .cte("charged")
+)
+_CHARGE_APPROVING_AT_ONCE = select(
+    _CONSUMED.c.brand, _CONSUMED.c.last4, _CONSUMED.c.exp_month, _CONSUMED.c.exp_year
+).select_from(_CONSUMED.join(_CHARGED, literal(True)))
 _OUTCOMES = {
     "approve": ("succeeded", None),
     "approve_after_delay": ("succeeded", None),
@@ -188,28 +232,56 @@ def _card_of_row(row: Any) -> dict[str, Any] | None:
 def charge(token: str, amount_cents: int, currency: str, idempotency_key: str) -> ChargeOutcome:
     """Charge a token once per idempotency key: a retry returns the first outcome."""
     now = _now()
-    charge_row = {
-        "idempotency_key": idempotency_key,
-        "token": token,
-        "amount_cents": amount_cents,
-        "currency": currency,
+    charge_id = "ch_" + secrets.token_urlsafe(18)
+    with db.engine.connect() as conn:
+        card = _charge_approving(
+            conn,
+            {
+                "b_id": charge_id,
+                "b_key": idempotency_key,
+                "b_token": token,
+                "b_amount": amount_cents,
+                "b_currency": currency,
+                "now": now,
+                "fresh_since": now - TOKEN_LIFETIME,
+            },
+        )
+    if card is not None:
+        return ChargeOutcome(charge_id, "succeeded", None, _card_of_row(card))
+    return _charge_in_general(token, amount_cents, currency, idempotency_key)
+
+
+def _charge_approving(conn: Connection, charge: dict[str, Any]) -> Row | None:
+    """The common case: a fresh, unused token of a card that approves, and a key not charged
+    before. Its token is consumed and the charge recorded; the card is returned. None, with
+    nothing changed, in every other case (the general path answers it)."""
+    if conn.dialect.name == "postgresql":
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            return conn.execute(_CHARGE_APPROVING_AT_ONCE, charge).first()
+        except IntegrityError:  # this key was charged before
+            return None
+    card = conn.execute(_CONSUME_APPROVING, charge).first()
+    if card is None:
+        return None
+    row = {
+        "id": charge["b_id"],
+        "idempotency_key": charge["b_key"],
+        "token": charge["b_token"],
+        "amount_cents": charge["b_amount"],
+        "currency": charge["b_currency"],
+        "status": "succeeded",
         "decline_code": None,
         "refunded_cents": 0,
-        "created_at": now,
+        "created_at": charge["now"],
     }
-    with db.engine.connect() as conn:
-        fresh = {"b_token": token, "now": now, "fresh_since": now - TOKEN_LIFETIME}
-        card = conn.execute(_CONSUME_APPROVING, fresh).first()
-        if card is not None:
-            charge_id = "ch_" + secrets.token_urlsafe(18)
-            outcome = ChargeOutcome(charge_id, "succeeded", None, _card_of_row(card))
-            try:
-                conn.execute(_INSERT_CHARGE, {**charge_row, "id": charge_id, "status": "succeeded"})
-                conn.commit()
-                return outcome
-            except IntegrityError:  # this key was charged before: that charge answers
-                conn.rollback()
-    return _charge_in_general(token, amount_cents, currency, idempotency_key)
+    try:
+        conn.execute(_INSERT_CHARGE, row)
+    except IntegrityError:  # this key was charged before
+        conn.rollback()
+        return None
+    conn.commit()
+    return card
 
 
 def _charge_in_general(
