@@ -225,6 +225,28 @@ _HOLD_SPOTS = (
         status=SpotStatus.HELD.value, hold_id=bindparam("b_hold_id"), held_until=bindparam("until")
     )
 )
+# On PostgreSQL the hold and its spots in one statement (data-modifying CTEs), answering the
+# new hold's id and how many spots it took.
+_NEW_HOLD = (
+    insert(_hold)
+    .values(
+        customer_id=bindparam("b_customer_id"),
+        event_id=bindparam("b_event_id"),
+        status=HoldStatus.ACTIVE.value,
+        created_at=bindparam("now"),
+        expires_at=bindparam("until"),
+    )
+    .returning(_hold.c.id)
+    .cte("new_hold")
+)
+_HELD_BY_NEW_HOLD = (
+    _HOLD_SPOTS.values(hold_id=select(_NEW_HOLD.c.id).scalar_subquery())
+    .returning(_spot.c.id)
+    .cte("held")
+)
+_HOLD_AT_ONCE = select(
+    _NEW_HOLD.c.id, select(func.count()).select_from(_HELD_BY_NEW_HOLD).scalar_subquery()
+)
 
 
 def reserve_spots(
@@ -330,6 +352,21 @@ def _not_enough(section: str, free: int) -> SpotsUnavailable:
 def _place_hold(session: Session, ids: dict[str, Any], spots: list[Row]) -> tuple[int, dt.datetime]:
     conn = session.connection()
     expires_at = ids["now"] + hold_duration()
+    if conn.dialect.name == "postgresql":
+        hold_id, held = conn.execute(
+            _HOLD_AT_ONCE,
+            {
+                "b_customer_id": ids["customer_id"],
+                "b_event_id": ids["event_id"],
+                "now": ids["now"],
+                "until": expires_at,
+                "ids": [s.id for s in spots],
+            },
+        ).one()
+        if held != len(spots):  # every one is locked by this transaction
+            raise RuntimeError(f"hold {hold_id} took {held} of {len(spots)} locked spots")
+        session.commit()
+        return hold_id, expires_at
     hold_id = conn.execute(
         _INSERT_HOLD,
         {
