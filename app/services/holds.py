@@ -173,16 +173,21 @@ _LOCK_CUSTOMER_READ_EVENT = (
     # that inserting the customer's order takes (FOR UPDATE could deadlock with a checkout).
     .with_for_update(of=_customer, key_share=True)
 )
+# How many spots the customer holds for the event: a column of the statement that locks the
+# spots to hold, read after the customer's lock (so it sees every hold of theirs before).
+_their_spot, _their_hold = _spot.alias("their_spot"), _hold.alias("their_hold")
 _HELD_BY_CUSTOMER = (
     select(func.count())
-    .select_from(_spot.join(_hold, _hold.c.id == _spot.c.hold_id))
+    .select_from(_their_spot.join(_their_hold, _their_hold.c.id == _their_spot.c.hold_id))
     .where(
-        _hold.c.customer_id == bindparam("customer_id"),
-        _hold.c.event_id == bindparam("event_id"),
-        _hold.c.status == HoldStatus.ACTIVE.value,
-        _hold.c.expires_at > bindparam("now"),
-        _spot.c.status == SpotStatus.HELD.value,
+        _their_hold.c.customer_id == bindparam("customer_id"),
+        _their_hold.c.event_id == bindparam("event_id"),
+        _their_hold.c.status == HoldStatus.ACTIVE.value,
+        _their_hold.c.expires_at > bindparam("now"),
+        _their_spot.c.status == SpotStatus.HELD.value,
     )
+    .scalar_subquery()
+    .label("held_by_customer")
 )
 _SPOT_COLUMNS = (
     _spot.c.id,
@@ -194,6 +199,7 @@ _SPOT_COLUMNS = (
     _spot.c.seat_number,
     _spot.c.status,
     _spot.c.held_until,
+    _HELD_BY_CUSTOMER,
 )
 _LOCK_CHOSEN = (
     select(*_SPOT_COLUMNS)
@@ -276,7 +282,7 @@ def reserve_spots(
     }
     for attempt in range(BEST_AVAILABLE_ATTEMPTS):
         with busy_on_lock_failure(session):
-            spots = _lock_spots(session, ids, spot_ids, wanted, quantity)
+            spots = _lock_spots(session, ids, spot_ids, wanted)
             if spots is not None:
                 hold_id, expires_at = _place_hold(session, ids, spots)
                 break
@@ -302,7 +308,6 @@ def _lock_spots(
     ids: dict[str, Any],
     spot_ids: Sequence[int] | None,
     wanted: int,
-    quantity: int | None,
 ) -> list[Row] | None:
     """In one transaction: the customer locked (their holds are counted one at a time), the
     event on sale, the limit kept, the spots locked. None (rolled back) when best-available
@@ -320,17 +325,13 @@ def _lock_spots(
             raise NotFound("Section not found in this event.", field="section_id")
         if row.free_up_to_wanted < wanted:
             raise _not_enough(row.section_name, row.free_up_to_wanted)
-    limit = current_app.config["MAX_SPOTS_PER_EVENT"]
-    already = conn.execute(_HELD_BY_CUSTOMER, ids).scalar_one()
-    if already + wanted > limit:
-        raise HoldLimitExceeded(
-            f"At most {limit} spots per customer for this event (you hold {already}).",
-            field="quantity" if quantity else "spot_ids",
-        )
     if spot_ids:
-        return _lock_chosen(session, sorted(set(spot_ids)), ids)
+        chosen = conn.execute(_LOCK_CHOSEN, {**ids, "ids": sorted(set(spot_ids))}).all()
+        _keep_limit(chosen, wanted, "spot_ids")
+        return _all_free(session, chosen, set(spot_ids), now)
     params = {**ids, "window": max(BEST_AVAILABLE_WINDOW, wanted * 4)}
     window = conn.execute(_LOCK_BEST, params).all()
+    _keep_limit(window, wanted, "quantity")
     chosen = best_block(window, wanted)
     if len(chosen) == wanted:
         return chosen
@@ -391,11 +392,24 @@ def _is_free(spot: Row, now: dt.datetime) -> bool:
     )
 
 
-def _lock_chosen(session: Session, spot_ids: list[int], ids: dict[str, Any]) -> list[Row]:
-    spots = session.connection().execute(_LOCK_CHOSEN, {**ids, "ids": spot_ids}).all()
+def _keep_limit(locked: Sequence[Row], wanted: int, field: str) -> None:
+    """The per-customer limit, from the count the locking statement read (none locked: nothing
+    will be held either)."""
+    limit = current_app.config["MAX_SPOTS_PER_EVENT"]
+    already = locked[0].held_by_customer if locked else 0
+    if already + wanted > limit:
+        raise HoldLimitExceeded(
+            f"At most {limit} spots per customer for this event (you hold {already}).",
+            field=field,
+        )
+
+
+def _all_free(
+    session: Session, spots: list[Row], spot_ids: set[int], now: dt.datetime
+) -> list[Row]:
     if len(spots) != len(spot_ids):
         raise NotFound("Some of these spots do not exist in this event.", field="spot_ids")
-    taken = [spot for spot in spots if not _is_free(spot, ids["now"])]
+    taken = [spot for spot in spots if not _is_free(spot, now)]
     if taken:
         session.rollback()
         raise SpotsUnavailable(
