@@ -266,14 +266,25 @@ _LOCK_HOLD_TO_PAY = (
     .where(_hold.c.id == bindparam("hold_id"), _hold.c.customer_id == bindparam("customer_id"))
     .with_for_update(of=_hold)
 )
-# Read after the hold's lock, in a statement of its own: a statement that waited for a row lock
-# sees only that row anew (READ COMMITTED), not an order another attempt committed meanwhile.
-_ORDER_OF_HOLD = select(_order.c.id, _order.c.status, _order.c.total_cents).where(
-    _order.c.hold_id == bindparam("hold_id")
-)
+_ORDER_OF_HOLD = select(_order.c.id).where(_order.c.hold_id == bindparam("hold_id"))
+# The hold's spots with their prices, locked, and the hold's order if it has one (an earlier,
+# declined attempt's). Read after the hold's lock, in a statement of its own: a statement that
+# waited for a row lock sees only that row anew (READ COMMITTED), not an order another attempt
+# committed meanwhile; and no order of this hold can appear while its lock is ours.
 _LOCK_HELD_SPOTS = (
-    select(_spot.c.id, _spot.c.section_id, _section.c.price_cents)
-    .select_from(_spot.join(_section, _section.c.id == _spot.c.section_id))
+    select(
+        _spot.c.id,
+        _spot.c.section_id,
+        _section.c.price_cents,
+        _order.c.id.label("order_id"),
+        _order.c.status.label("order_status"),
+        _order.c.total_cents.label("order_total"),
+    )
+    .select_from(
+        _spot.join(_section, _section.c.id == _spot.c.section_id).outerjoin(
+            _order, _order.c.hold_id == bindparam("hold_id")
+        )
+    )
     .where(_spot.c.hold_id == bindparam("hold_id"), _spot.c.status == SpotStatus.HELD.value)
     .order_by(_spot.c.id)
     .with_for_update(of=_spot)
@@ -387,18 +398,19 @@ def _record_attempt(
         hold = conn.execute(_LOCK_HOLD_TO_PAY, ids).first()
         if hold is None:
             raise NotFound("Hold not found.")
-        order = conn.execute(_ORDER_OF_HOLD, ids).first()
-        if hold.hold_status == HoldStatus.CONVERTED:
-            raise Conflict("This hold is already paid for.", order_id=order.id if order else None)
         spots = conn.execute(_LOCK_HELD_SPOTS, ids).all()
+        if hold.hold_status == HoldStatus.CONVERTED:
+            order = conn.execute(_ORDER_OF_HOLD, ids).first()
+            raise Conflict("This hold is already paid for.", order_id=order.id if order else None)
         if not hold_is_live(hold.hold_status, hold.expires_at, now) or not spots:
             raise HoldExpired("Your hold has expired: choose your seats again.")
         sale_window(hold).require_open(now)
+        order = spots[0]  # its order_* columns
         # Cover the payment, but never beyond one grace period past the hold's own length:
         # repeated attempts must not keep seats forever.
         longest = hold.created_at + hold_duration() + PAYMENT_GRACE
         until = max(hold.expires_at, min(now + PAYMENT_GRACE, longest))
-        order_id = order.id if order else None
+        order_id = order.order_id
         if order_id is None and conn.dialect.name == "postgresql":
             total = sum(s.price_cents for s in spots)
             fee = platform_fee_cents(hold.fee_percent, hold.fee_fixed_cents, total, len(spots))
@@ -460,12 +472,12 @@ def _record_attempt(
                     for spot in spots
                 ],
             )
-        elif order.status != OrderStatus.PENDING:
-            raise Conflict(f"Order {order_id} is {order.status}.")
+        elif order.order_status != OrderStatus.PENDING:
+            raise Conflict(f"Order {order_id} is {order.order_status}.")
         elif conn.execute(_PENDING_PAYMENT_OF_ORDER, {"order_id": order_id}).first():
             raise CheckoutInProgress("A payment for these seats is being processed.")
         else:
-            total = order.total_cents
+            total = order.order_total
             tickets = conn.execute(_TICKETS_OF_ORDER, {"order_id": order_id}).scalar_one()
         fee = platform_fee_cents(hold.fee_percent, hold.fee_fixed_cents, total, tickets)
         payment_id = conn.execute(
