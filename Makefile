@@ -28,13 +28,13 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-## Production-like: gunicorn with several workers against DATABASE_URL
+## Production-like: Granian (app/server.py), one process per core, against DATABASE_URL
 serve: $(STAMP)
 	rm -rf var/prometheus && mkdir -p var/prometheus
 	$(BIN)/flask db upgrade
 	$(BIN)/flask perms sync
 	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/var/prometheus APP_ENV=$${APP_ENV:-production} \
-		$(BIN)/gunicorn -c gunicorn.conf.py 'app:create_app()'
+		$(BIN)/python -m app.server
 
 worker: $(STAMP)
 	FAB_UPDATE_PERMS=false $(BIN)/celery -A app.tasks.worker worker --loglevel INFO

@@ -1,4 +1,4 @@
-"""JSON logs carrying a request id, and Prometheus metrics (multiprocess under gunicorn)."""
+"""JSON logs carrying a request id, and Prometheus metrics (multiprocess under the server)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask, Response, g, has_request_context, request
 from prometheus_client import CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
-from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+from prometheus_flask_exporter.multiprocess import MultiprocessInternalPrometheusMetrics
 from pythonjsonlogger.json import JsonFormatter
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -60,12 +60,12 @@ def configure_logging(app: Flask) -> None:
 
 
 def configure_metrics(app: Flask) -> Any:
-    """/metrics: per-process in development and tests; aggregated across gunicorn workers when
-    PROMETHEUS_MULTIPROC_DIR names a directory (set by `make serve`)."""
+    """/metrics: per-process in development and tests; aggregated across the server's worker
+    processes when PROMETHEUS_MULTIPROC_DIR names a directory (set by `make serve`)."""
     options: dict[str, Any] = {"group_by": "endpoint", "default_labels": {}}
     multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if multiproc_dir and os.path.isdir(multiproc_dir):
-        metrics = GunicornInternalPrometheusMetrics(app, **options)
+        metrics = MultiprocessInternalPrometheusMetrics(app, **options)
     else:
         metrics = PrometheusMetrics(app, registry=CollectorRegistry(), **options)
     metrics.info("bilheteria_info", "Bilheteria application", version="0.1.0")

@@ -2,17 +2,17 @@
 
 Prepares its own PostgreSQL database and Redis (one partner, one published event whose check-in
 window is open, N paid tickets with signed codes, one gate device, the event armed), starts
-gunicorn (or targets --url), then 32 scanner threads send (1) the first scan of every ticket,
+the production server (app/server.py; or targets --url), then 32 scanner threads send (1) the first scan of every ticket,
 (2) repeated scans of scanned tickets, (3) forged codes (a valid code with one signature byte
 flipped). Each phase prints scans/s, p50/p95/p99, non-200 answers and wrong results (expected:
 valid / already_used / invalid). A baseline in this process does only the floor of a scan, an
 Ed25519 verify and a Redis ``SET NX``, with the same threads. The scan log is flushed at the
-end and counted. Under each phase, the CPU time per scan of the gunicorn workers, this client
+end and counted. Under each phase, the CPU time per scan of the server's workers, this client
 and redis-server (from /proc), and the scans/s the cores would allow at that cost (the machine
 may be shared). The last line is one JSON object; the exit status is 1 if any answer was wrong
 or missing, or the log does not hold every scan. Not a test: run it by hand.
 
-    .venv/bin/python bench/checkin.py                        # 20,000 tickets, gunicorn 2 x 8
+    .venv/bin/python bench/checkin.py                        # 20,000 tickets, server 2 x 4
     .venv/bin/python bench/checkin.py --workers 3 --threads 4 --tickets 5000
     .venv/bin/python bench/checkin.py --profile var/checkin.raw   # py-spy each worker in phase 1
     PYTHONPATH=/tmp/proto .venv/bin/python bench/checkin.py --wsgi-app fast:app   # a prototype
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from common import Client, fresh_schema, percentile, start_gunicorn
+from common import Client, fresh_schema, percentile, start_server
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -203,7 +203,7 @@ def machine_busy() -> tuple[float, float]:
 
 
 class CpuMeter:
-    """CPU spent by the gunicorn workers, this client, redis-server and the whole machine
+    """CPU spent by the server's workers, this client, redis-server and the whole machine
     while a phase runs: where a scan's CPU goes when the cores are the limit."""
 
     def __init__(self, workers: list[int], redis_pid: int | None) -> None:
@@ -377,7 +377,7 @@ def scan_phase(
 
     def connected() -> Client:
         # Connect one at a time, as gates come online: 32 connections opened in one burst
-        # tend to land on the same gunicorn worker and stay there (keep-alive).
+        # tend to land on the same server worker and stay there (keep-alive).
         client = Client(base)
         client.conn.connect()
         time.sleep(0.005)
@@ -422,7 +422,7 @@ def baseline_phase(
 
 
 def start_profile(pid: int, path: str, seconds: int) -> subprocess.Popen:
-    """py-spy one gunicorn worker (raw collapsed stacks, GIL holder only) during phase 1."""
+    """py-spy one server worker (raw collapsed stacks, GIL holder only) during phase 1."""
     py_spy = str(Path(sys.executable).parent / "py-spy")
     return subprocess.Popen(
         [py_spy, "record", "-p", str(pid), "-d", str(seconds), "-r", "250", "--gil",
@@ -481,7 +481,7 @@ def main() -> None:
     parser.add_argument(
         "--wsgi-app",
         default="app:create_app()",
-        help="what gunicorn serves (to compare a prototype: PYTHONPATH=dir --wsgi-app mod:app)",
+        help="what the server serves (to compare a prototype: PYTHONPATH=dir --wsgi-app mod:app)",
     )
     parser.add_argument("--url", help="target a running server (on the same database and Redis)")
     parser.add_argument(
@@ -514,7 +514,7 @@ def main() -> None:
     server = None
     base = args.url
     if base is None:
-        server = start_gunicorn(
+        server = start_server(
             {"DATABASE_URL": args.database_url, "REDIS_URL": args.redis_url},
             args.port,
             args.workers,
@@ -550,7 +550,7 @@ def main() -> None:
     sent = sum(p.count - p.errors for p in (warm, *phases))
     logged, entries, flush_s = flush_log(app, setup["event_id"])
 
-    where = f"gunicorn {args.workers} workers x {args.threads} threads" if server else base
+    where = f"server {args.workers} processes x {args.threads} threads" if server else base
     print(f"{len(scans)} tickets, {args.concurrency} scanners, {where}")
     for phase in (*phases, baseline):
         print(phase.line())

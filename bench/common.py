@@ -62,26 +62,31 @@ def fresh_schema(db: Any) -> None:
     upgrade()
 
 
-def start_gunicorn(
+def start_server(
     env: dict[str, str], port: int, workers: int, threads: int, wsgi_app: str = "app:create_app()"
 ) -> subprocess.Popen:
-    """gunicorn (gunicorn.conf.py) in production mode with rate limits off, serving ``wsgi_app``
-    with ``env`` on top of ours; returns once /healthz answers."""
+    """The production server (app/server.py: Granian) in production mode with rate limits off,
+    serving ``wsgi_app`` (``module:factory()`` or ``module:app``) with ``env`` on top of ours;
+    returns once /healthz answers."""
+    sys.path.insert(0, str(ROOT))
+    from app.server import command
+
     env = {
         **os.environ,
         "APP_ENV": "production",
         "SECRET_KEY": "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
         "RATELIMIT_ENABLED": "false",
         "LOG_LEVEL": "WARNING",
+        "GRANIAN_LOG_LEVEL": "warning",
         "BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": str(workers),
-        "GUNICORN_THREADS": str(threads),
+        "WEB_THREADS": str(threads),
         "DB_POOL_SIZE": str(max(2, threads)),
         **env,
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    process = subprocess.Popen([gunicorn, "-c", "gunicorn.conf.py", wsgi_app], cwd=ROOT, env=env)
+    argv = command(wsgi_app.removesuffix("()"), factory=wsgi_app.endswith("()"), env=env)
+    process = subprocess.Popen(argv, cwd=ROOT, env=env)
     base = f"http://127.0.0.1:{port}"
     for _ in range(150):
         try:
@@ -92,4 +97,4 @@ def start_gunicorn(
             pass
         time.sleep(0.2)
     process.terminate()
-    raise SystemExit("gunicorn did not start")
+    raise SystemExit("the server did not start")

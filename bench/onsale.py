@@ -1,11 +1,11 @@
 """On-sale benchmark: N concurrent buyers against one event of 2,000 seats until sold out.
 
-Starts gunicorn on PostgreSQL (or targets --url), then every buyer loops: hold the best N
+Starts the production server (app/server.py) on PostgreSQL (or targets --url), then every buyer loops: hold the best N
 available seats in a section, pay with the approved test card. Prints tickets per second,
 p50/p95/p99 of hold and checkout, the 5xx count and how many spots were sold more than once;
 the last line is one JSON object. Not a test: run it by hand.
 
-    .venv/bin/python bench/onsale.py                  # own database bilheteria_bench, gunicorn
+    .venv/bin/python bench/onsale.py                  # own database bilheteria_bench, 2 x 4
     .venv/bin/python bench/onsale.py --buyers 200 --per-order 4 --workers 4
 """
 
@@ -23,7 +23,7 @@ import time
 import uuid
 from pathlib import Path
 
-from common import Client, fresh_schema, percentile, start_gunicorn
+from common import Client, fresh_schema, percentile, start_server
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -202,7 +202,7 @@ def main() -> None:
     server = None
     base = args.url
     if base is None:
-        server = start_gunicorn(
+        server = start_server(
             {"DATABASE_URL": args.database_url}, args.port, args.workers, args.threads
         )
         base = f"http://127.0.0.1:{args.port}"
@@ -217,7 +217,7 @@ def main() -> None:
     tickets_per_s = result["tickets"] / result["elapsed_s"]
     all_ms = result["hold_ms"] + result["checkout_ms"]
     print(f"capacity {setup['capacity']} seats, {args.buyers} buyers, {args.per_order} per order, "
-          f"gunicorn {args.workers} workers x {args.threads} threads")  # fmt: skip
+          f"server {args.workers} processes x {args.threads} threads")  # fmt: skip
     print(f"sold {result['tickets']} tickets ({sold_spots} spots sold) in "
           f"{result['elapsed_s']:.2f} s: {tickets_per_s:.0f} tickets/s")  # fmt: skip
     for name, values in (("hold", result["hold_ms"]), ("checkout", result["checkout_ms"])):

@@ -1,4 +1,5 @@
-"""/metrics under gunicorn sums every worker's counts (prometheus multiprocess mode)."""
+"""/metrics under the production server (app/server.py) sums every worker process's counts
+(prometheus multiprocess mode)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def _get(url: str) -> str:
 
 
 @pytest.fixture
-def gunicorn(tmp_path):
+def server(tmp_path):
     port = _free_port()
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
@@ -41,17 +42,12 @@ def gunicorn(tmp_path):
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "2",
-        "GUNICORN_THREADS": "1",
+        "WEB_THREADS": "1",
         "APP_ENV": "production",
-        "SECRET_KEY": "test-secret-key-for-gunicorn-metrics-0123456789",
+        "SECRET_KEY": "test-secret-key-for-server-metrics-0123456789",
     }
     process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "-c",
-            "gunicorn.conf.py",
-            "app:create_app()",
-        ],
+        [sys.executable, "-m", "app.server"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -66,7 +62,7 @@ def gunicorn(tmp_path):
             except OSError:
                 time.sleep(0.2)
         else:
-            pytest.fail("gunicorn did not start")
+            pytest.fail("the server did not start")
         yield base, metrics_dir
     finally:
         process.terminate()
@@ -82,8 +78,8 @@ def _healthz_count(metrics: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def test_metrics_aggregate_across_gunicorn_workers(gunicorn):
-    base, metrics_dir = gunicorn
+def test_metrics_aggregate_across_the_servers_workers(server):
+    base, metrics_dir = server
     sent = 1  # the readiness probe in the fixture
     with ThreadPoolExecutor(max_workers=8) as pool:
         for _ in range(20):
