@@ -11,7 +11,7 @@ from itertools import groupby
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Row, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from app.models import (
@@ -173,10 +173,11 @@ _LOCK_CUSTOMER_READ_EVENT = (
     # that inserting the customer's order takes (FOR UPDATE could deadlock with a checkout).
     .with_for_update(of=_customer, key_share=True)
 )
-# How many spots the customer holds for the event: a column of the statement that locks the
-# spots to hold, read after the customer's lock (so it sees every hold of theirs before).
+# How many spots the customer holds for the event, read after the customer's lock (so it sees
+# every hold of theirs before). The statements that lock spots lock none past the limit: a
+# customer over it locks nothing (and learns why from a count of its own, on that rare path).
 _their_spot, _their_hold = _spot.alias("their_spot"), _hold.alias("their_hold")
-_HELD_BY_CUSTOMER = (
+_COUNT_HELD = (
     select(func.count())
     .select_from(_their_spot.join(_their_hold, _their_hold.c.id == _their_spot.c.hold_id))
     .where(
@@ -186,9 +187,8 @@ _HELD_BY_CUSTOMER = (
         _their_hold.c.expires_at > bindparam("now"),
         _their_spot.c.status == SpotStatus.HELD.value,
     )
-    .scalar_subquery()
-    .label("held_by_customer")
 )
+_WITHIN_LIMIT = _COUNT_HELD.scalar_subquery() + bindparam("wanted") <= bindparam("spot_limit")
 _SPOT_COLUMNS = (
     _spot.c.id,
     _spot.c.label,
@@ -199,13 +199,14 @@ _SPOT_COLUMNS = (
     _spot.c.seat_number,
     _spot.c.status,
     _spot.c.held_until,
-    _HELD_BY_CUSTOMER,
 )
 _LOCK_CHOSEN = (
     select(*_SPOT_COLUMNS)
     .select_from(_spot.join(_section, _section.c.id == _spot.c.section_id))
     .where(
-        _spot.c.id.in_(bindparam("ids", expanding=True)), _spot.c.event_id == bindparam("event_id")
+        _spot.c.id.in_(bindparam("ids", expanding=True)),
+        _spot.c.event_id == bindparam("event_id"),
+        _WITHIN_LIMIT,
     )
     .order_by(_spot.c.id)
     .with_for_update(of=_spot)
@@ -217,6 +218,7 @@ _LOCK_BEST = (
         _spot.c.section_id == bindparam("section_id"),
         _spot.c.status.in_([SpotStatus.AVAILABLE.value, SpotStatus.HELD.value]),  # the index's
         _FREE,
+        _WITHIN_LIMIT,
     )
     .order_by(_spot.c.position)
     .limit(bindparam("window"))
@@ -320,18 +322,25 @@ def _lock_spots(
     sale_window(row).require_open(now)
     if wanted < 1:
         raise DomainError("Choose at least one spot.", field="spot_ids" if spot_ids else "quantity")
+    limit = current_app.config["MAX_SPOTS_PER_EVENT"]
+    field = "spot_ids" if spot_ids else "quantity"
+    if wanted > limit:
+        _keep_limit(conn, ids, wanted, field)
     if not spot_ids:
         if row.section_name is None:  # no section_id, or not one of this event's
             raise NotFound("Section not found in this event.", field="section_id")
         if row.free_up_to_wanted < wanted:
             raise _not_enough(row.section_name, row.free_up_to_wanted)
+    params = {**ids, "spot_limit": limit}
     if spot_ids:
-        chosen = conn.execute(_LOCK_CHOSEN, {**ids, "ids": sorted(set(spot_ids))}).all()
-        _keep_limit(chosen, wanted, "spot_ids")
+        chosen = conn.execute(_LOCK_CHOSEN, {**params, "ids": sorted(set(spot_ids))}).all()
+        if not chosen:  # none of them, or the customer is at the limit
+            _keep_limit(conn, ids, wanted, field)
         return _all_free(session, chosen, set(spot_ids), now)
-    params = {**ids, "window": max(BEST_AVAILABLE_WINDOW, wanted * 4)}
+    params["window"] = max(BEST_AVAILABLE_WINDOW, wanted * 4)
     window = conn.execute(_LOCK_BEST, params).all()
-    _keep_limit(window, wanted, "quantity")
+    if not window:  # every free spot locked by other buyers, or the customer at the limit
+        _keep_limit(conn, ids, wanted, field)
     chosen = best_block(window, wanted)
     if len(chosen) == wanted:
         return chosen
@@ -392,11 +401,11 @@ def _is_free(spot: Row, now: dt.datetime) -> bool:
     )
 
 
-def _keep_limit(locked: Sequence[Row], wanted: int, field: str) -> None:
-    """The per-customer limit, from the count the locking statement read (none locked: nothing
-    will be held either)."""
+def _keep_limit(conn: Connection, ids: dict[str, Any], wanted: int, field: str) -> None:
+    """HoldLimitExceeded if the customer's held spots and these would pass the limit (counted
+    under the customer's lock)."""
     limit = current_app.config["MAX_SPOTS_PER_EVENT"]
-    already = locked[0].held_by_customer if locked else 0
+    already = conn.execute(_COUNT_HELD, ids).scalar_one()
     if already + wanted > limit:
         raise HoldLimitExceeded(
             f"At most {limit} spots per customer for this event (you hold {already}).",

@@ -288,6 +288,8 @@ class HoldApi(BaseApi):
           responses:
             201:
               description: The hold, with its spots and expiry
+            404:
+              description: No such event on sale, section of it, or spot of it
             409:
               description: '`{"error": "spots_unavailable", "spots": [...]}`'
             422:

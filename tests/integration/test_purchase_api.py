@@ -235,6 +235,40 @@ def test_a_customer_may_hold_at_most_ten_spots_per_event(client, on_sale):
         headers=headers,
     )
     assert too_many.status_code == 422 and too_many.get_json()["error"] == "hold_limit"
+    free = [s.id for s in on_sale.sections[0].spots if s.status == SpotStatus.AVAILABLE][:3]
+    for body in ({"section_id": section, "quantity": 25}, {"spot_ids": free}):
+        refused = client.post("/api/v1/holds/", json={"event_id": on_sale.id, **body},
+                              headers=headers)  # fmt: skip
+        assert refused.status_code == 422 and refused.get_json()["error"] == "hold_limit", body
+
+
+@pytest.mark.postgres
+def test_a_customer_at_the_limit_locks_no_spot(client, on_sale):
+    """Asking past the limit locks nothing before it is refused: not the section's free rows
+    other buyers skip, not chosen spots others may be paying for."""
+    from sqlalchemy import event
+
+    headers = sign_up(client)
+    section = on_sale.sections[0].id
+    hold = {"event_id": on_sale.id, "section_id": section, "quantity": 10}
+    assert client.post("/api/v1/holds/", json=hold, headers=headers).status_code == 201
+    locked: list[int] = []
+
+    def note(_conn, cursor, statement, *_args):
+        if "FOR UPDATE OF event_spot" in statement:
+            locked.append(cursor.rowcount)
+
+    event.listen(db.engine, "after_cursor_execute", note)
+    try:
+        free = [s.id for s in on_sale.sections[0].spots if s.status == SpotStatus.AVAILABLE][:2]
+        for body in ({"section_id": section, "quantity": 1}, {"spot_ids": free},
+                     {"section_id": section, "quantity": 40}):  # fmt: skip
+            refused = client.post("/api/v1/holds/", json={"event_id": on_sale.id, **body},
+                                  headers=headers)  # fmt: skip
+            assert refused.status_code == 422 and refused.get_json()["error"] == "hold_limit"
+    finally:
+        event.remove(db.engine, "after_cursor_execute", note)
+    assert locked and set(locked) == {0}
 
 
 def test_an_expired_hold_frees_its_spots_at_once_and_cannot_be_paid(client, on_sale):
