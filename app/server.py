@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 # transactions open at once (bench/onsale.py: 2 x 4 best, 2 x 8 a sixth slower). Threads
 # still cover the wait on a slow card processor.
 DEFAULT_THREADS = 4
+KILL_TIMEOUT_SECONDS = 30
 
 
 def command(
@@ -33,22 +34,31 @@ def command(
 ) -> list[str]:
     """The Granian command line that serves ``target`` (a factory by default) with the
     settings of ``env``."""
-    host, _, port = env.get("BIND", "127.0.0.1:8000").rpartition(":")
     workers = env.get("WEB_CONCURRENCY") or str(multiprocessing.cpu_count())
     threads = env.get("WEB_THREADS") or str(DEFAULT_THREADS)
     return [
         sys.executable, "-m", "granian",
         "--interface", "wsgi",
         *(["--factory"] if factory else []),
-        "--host", host or "127.0.0.1",
-        "--port", port,
+        *_listen(env.get("BIND", "127.0.0.1:8000")),
         "--workers", workers,
         "--blocking-threads", threads,
         "--runtime-threads", "1",  # the Rust side only does HTTP: one thread is plenty
         "--no-ws",
         "--respawn-failed-workers",
+        # A stop waits this long for requests in flight, then kills the worker (as gunicorn's
+        # 30 s timeout did); a deploy never hangs on one stuck request.
+        "--workers-kill-timeout", str(KILL_TIMEOUT_SECONDS),
         target,
     ]  # fmt: skip
+
+
+def _listen(bind: str) -> list[str]:
+    """Granian's options for a gunicorn-style BIND: host:port, [ipv6]:port or unix:/path."""
+    if bind.startswith("unix:"):
+        return ["--uds", bind.removeprefix("unix:")]
+    host, _, port = bind.rpartition(":")
+    return ["--host", host.strip("[]") or "127.0.0.1", "--port", port]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
