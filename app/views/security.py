@@ -131,7 +131,7 @@ class JwtUserCache:
         return user
 
     def clear(self) -> None:
-        self._users.clear()
+        self._users = {}  # a new dict: a thread reading the old one is not disturbed
 
 
 class CachingJWTManager(JWTManager):
