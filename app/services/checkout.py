@@ -26,11 +26,9 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    literal_column,
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -61,6 +59,7 @@ from app.services import customers, ledger, refunds
 from app.services.holds import SALE_COLUMNS, hold_duration, sale_window, spots_of_hold
 from app.services.locking import busy_on_lock_failure
 from app.services.payments import ChargeResult, ChargeStatus, PaymentGateway
+from app.services.pg_writes import counted, row_count, rows_of_arrays
 
 log = logging.getLogger(__name__)
 
@@ -326,14 +325,10 @@ _NEW_ORDER = (
     .returning(_order.c.id)
     .cte("new_order")
 )
-_HELD = (
-    func.unnest(
-        _typed("b_spot_ids", ARRAY(Integer)),
-        _typed("b_section_ids", ARRAY(Integer)),
-        _typed("b_prices", ARRAY(Integer)),
-    )
-    .table_valued("spot_id", "section_id", "price_cents")
-    .render_derived()
+_HELD = rows_of_arrays(
+    spot_id=("b_spot_ids", Integer),
+    section_id=("b_section_ids", Integer),
+    price_cents=("b_prices", Integer),
 )
 _NEW_TICKETS = (
     insert(_ticket)
@@ -369,14 +364,9 @@ _NEW_PAYMENT = (
 _RECORD_AT_ONCE = select(
     _NEW_ORDER.c.id,
     _NEW_PAYMENT.c.id.label("payment_id"),
-    *(
-        select(func.count()).select_from(cte).scalar_subquery()
-        for cte in (
-            _NEW_TICKETS,
-            _EXTEND_HOLD.returning(literal_column("1")).cte("extended_hold"),
-            _EXTEND_SPOTS.returning(literal_column("1")).cte("extended_spots"),
-        )
-    ),
+    row_count(_NEW_TICKETS),
+    row_count(counted(_EXTEND_HOLD, "extended_hold")),
+    row_count(counted(_EXTEND_SPOTS, "extended_spots")),
 ).select_from(_NEW_ORDER.join(_NEW_PAYMENT, literal(True)))
 
 
@@ -611,13 +601,7 @@ _SELL_SPOTS = (
 # On PostgreSQL the writes of a sale go in one statement of data-modifying CTEs, built from the
 # statements above (the tickets' codes as arrays), answering each one's row count: one round
 # trip instead of five (bench/purchase_cost.py).
-_CODES = (
-    func.unnest(
-        bindparam("b_ticket_ids", type_=ARRAY(Integer)), bindparam("b_codes", type_=ARRAY(String))
-    )
-    .table_valued("id", "code")
-    .render_derived()
-)
+_CODES = rows_of_arrays(id=("b_ticket_ids", Integer), code=("b_codes", String))
 _ISSUE_TICKETS = (
     update(_ticket)
     .where(_ticket.c.id == _CODES.c.id, _ticket.c.status == TicketStatus.PENDING.value)
@@ -633,8 +617,7 @@ def _at_once(capture: Any) -> Any:
         "paid": _MARK_ORDER_PAID,
         "converted": _CONVERT_HOLD,
     }
-    ctes = [step.returning(literal_column("1")).cte(name) for name, step in steps.items()]
-    return select(*(select(func.count()).select_from(cte).scalar_subquery() for cte in ctes))
+    return select(*(row_count(counted(step, name)) for name, step in steps.items()))
 
 
 _SALE_AT_ONCE = {False: _at_once(_CAPTURE), True: _at_once(_CAPTURE_WITH_CARD)}

@@ -36,6 +36,7 @@ from app.models.base import utcnow
 from app.models.event import SaleWindow
 from app.models.order import hold_is_live, hold_seconds_left
 from app.services.locking import busy_on_lock_failure
+from app.services.pg_writes import row_count
 
 # How many free rows best-available locks (SKIP LOCKED) to choose adjacent seats among: wide
 # enough for adjacent seats, narrow enough to leave rows for concurrent buyers.
@@ -252,9 +253,7 @@ _HELD_BY_NEW_HOLD = (
     .returning(_spot.c.id)
     .cte("held")
 )
-_HOLD_AT_ONCE = select(
-    _NEW_HOLD.c.id, select(func.count()).select_from(_HELD_BY_NEW_HOLD).scalar_subquery()
-)
+_HOLD_AT_ONCE = select(_NEW_HOLD.c.id, row_count(_HELD_BY_NEW_HOLD))
 
 
 def reserve_spots(
@@ -320,10 +319,10 @@ def _lock_spots(
     if row is None or row.status == EventStatus.DRAFT:
         raise NotFound("Event not found.")
     sale_window(row).require_open(now)
-    if wanted < 1:
-        raise DomainError("Choose at least one spot.", field="spot_ids" if spot_ids else "quantity")
-    limit = current_app.config["MAX_SPOTS_PER_EVENT"]
     field = "spot_ids" if spot_ids else "quantity"
+    if wanted < 1:
+        raise DomainError("Choose at least one spot.", field=field)
+    limit = current_app.config["MAX_SPOTS_PER_EVENT"]
     if wanted > limit:
         _keep_limit(conn, ids, wanted, field)
     if not spot_ids:

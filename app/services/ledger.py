@@ -26,7 +26,6 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy import event as sa_event
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -42,6 +41,7 @@ from app.models.ledger import (
     TransactionKind,
     check_balanced,
 )
+from app.services.pg_writes import rows_of_arrays
 
 CLEARING = "gateway_clearing"
 BANK = "platform_bank"
@@ -148,14 +148,10 @@ _NEW_TRANSACTION = {
     for name, dialect_insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
 }
 # On PostgreSQL the transaction and its entries (as arrays) in one statement.
-_LINES = (
-    func.unnest(
-        bindparam("b_accounts", type_=ARRAY(Integer)),
-        bindparam("b_amounts", type_=ARRAY(BigInteger)),
-        bindparam("b_currencies", type_=ARRAY(String)),
-    )
-    .table_valued("account_id", "amount_cents", "currency")
-    .render_derived()
+_LINES = rows_of_arrays(
+    account_id=("b_accounts", Integer),
+    amount_cents=("b_amounts", BigInteger),
+    currency=("b_currencies", String),
 )
 _NEW = _NEW_TRANSACTION["postgresql"].cte("new_transaction")
 _NEW_ENTRIES = (
