@@ -31,6 +31,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from app.models.base import enum_check, utcnow
 from app.models.codes import new_private_key, public_key_of
 from app.models.errors import Conflict, DomainError
+from app.models.partner import PartnerStatus
 
 if TYPE_CHECKING:
     from app.models.partner import Partner
@@ -83,7 +84,7 @@ class SaleWindow:
         (which closes at ``sales_end``, or when the event starts)."""
         return (
             self.status == EventStatus.PUBLISHED
-            and self.partner_status == "approved"  # PartnerStatus.APPROVED (imports this module)
+            and self.partner_status == PartnerStatus.APPROVED
             and (self.sales_start is None or self.sales_start <= now)
             and now < (self.sales_end or self.starts_at)
         )

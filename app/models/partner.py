@@ -69,12 +69,8 @@ class Partner(Model):
         if self.events:
             raise Conflict(f"{self.name} has events: suspend it instead of deleting it.")
 
-    @property
-    def can_sell(self) -> bool:
-        """Only approved partners publish events and sell tickets."""
-        return self.status == PartnerStatus.APPROVED
-
     def require_can_sell(self) -> None:
+        """Only approved partners publish events and sell tickets (SaleWindow.is_open)."""
         if self.status == PartnerStatus.SUSPENDED:
             raise Forbidden(f"Partner {self.name} is suspended: it cannot publish or sell.")
         if self.status != PartnerStatus.APPROVED:
