@@ -166,17 +166,9 @@ _CONSUME_TOKEN = (
 )
 # The common case in one statement: a fresh, unused token of a card that approves is consumed
 # and its card returned; anything else takes the general path below.
-_CONSUME_APPROVING = (
-    update(_tokens)
-    .where(
-        _tokens.c.token == bindparam("b_token"),
-        _tokens.c.used_at.is_(None),
-        _tokens.c.behaviour == "approve",
-        _tokens.c.created_at >= bindparam("fresh_since"),
-    )
-    .values(used_at=bindparam("now"))
-    .returning(_tokens.c.brand, _tokens.c.last4, _tokens.c.exp_month, _tokens.c.exp_year)
-)
+_CONSUME_APPROVING = _CONSUME_TOKEN.where(
+    _tokens.c.behaviour == "approve", _tokens.c.created_at >= bindparam("fresh_since")
+).returning(_tokens.c.brand, _tokens.c.last4, _tokens.c.exp_month, _tokens.c.exp_year)
 # On PostgreSQL the token is consumed and the charge inserted in one statement, outside any
 # transaction (autocommit): one round trip; a key charged before fails it whole.
 _CONSUMED = _CONSUME_APPROVING.cte("consumed")
