@@ -124,6 +124,10 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         # their check-in window opens.
         "CHECKIN_ARM_AHEAD_HOURS": _int(env, "CHECKIN_ARM_AHEAD_HOURS", 6),
         "MAX_SPOTS_PER_EVENT": _int(env, "MAX_SPOTS_PER_EVENT", 10),
+        # Waiting rooms (events with waiting_room_per_minute): how long a buyer let in may hold
+        # spots, and how many come in at once after a quiet spell.
+        "WAITING_ROOM_TURN_MINUTES": _int(env, "WAITING_ROOM_TURN_MINUTES", 10),
+        "WAITING_ROOM_BURST": _int(env, "WAITING_ROOM_BURST", 10),
         "DEFAULT_CURRENCY": env.get("DEFAULT_CURRENCY", "BRL"),
         "REFUND_RETURNS_PLATFORM_FEE": _bool(env.get("REFUND_RETURNS_PLATFORM_FEE"), True),
         "PAYMENT_GATEWAY": env.get("PAYMENT_GATEWAY", "app.services.payments.SimulatedGateway"),

@@ -44,8 +44,11 @@ from app.models.settlement import (
     SettlementLine,
     SettlementMismatch,
 )
+from app.models.waiting_room import WaitingEntry, WaitingLine
 
 __all__ = [
+    "WaitingEntry",
+    "WaitingLine",
     "AccountKind",
     "LedgerAccount",
     "LedgerEntry",

@@ -60,6 +60,7 @@ MAX_INT = 2**31 - 1  # integer columns are 32-bit on PostgreSQL
 
 CHECKIN_OPENS_BEFORE = dt.timedelta(hours=6)
 MAX_REFUND_WINDOW_HOURS = 24 * 366
+MAX_WAITING_ROOM_PER_MINUTE = 1_000_000
 CHECKIN_DEFAULT_LENGTH = dt.timedelta(hours=12)
 
 
@@ -115,6 +116,10 @@ class Event(Model):
             name="ck_event_sales_window",
         ),
         CheckConstraint("length(currency) = 3", name="ck_event_currency"),
+        CheckConstraint(
+            "waiting_room_per_minute IS NULL OR waiting_room_per_minute > 0",
+            name="ck_event_waiting_room_rate",
+        ),
         Index("ix_event_status_starts_at", "status", "starts_at"),
     )
 
@@ -152,6 +157,9 @@ class Event(Model):
     # Customers may cancel a paid order themselves (full refund) until this many hours before the
     # start; None: only the partner or the platform refunds.
     refund_window_hours: Mapped[int | None] = mapped_column(Integer)
+    # A waiting room for a high-demand on-sale (app/services/waiting_room.py): buyers are let in
+    # to choose spots at this many per minute, first come first served; None: no waiting room.
+    waiting_room_per_minute: Mapped[int | None] = mapped_column(Integer)
     armed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     published_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
@@ -190,6 +198,15 @@ class Event(Model):
             raise DomainError(
                 f"The refund window is 0 to {MAX_REFUND_WINDOW_HOURS} hours before the start.",
                 field="refund_window_hours",
+            )
+
+    def check_waiting_room(self) -> None:
+        rate = self.waiting_room_per_minute
+        if rate is not None and not 0 < rate <= MAX_WAITING_ROOM_PER_MINUTE:
+            raise DomainError(
+                f"Let in 1 to {MAX_WAITING_ROOM_PER_MINUTE:,} buyers per minute, or leave it empty "
+                "for no waiting room.",
+                field="waiting_room_per_minute",
             )
 
     def check_checkin_window(self) -> None:

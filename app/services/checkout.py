@@ -55,7 +55,7 @@ from app.models.base import utcnow
 from app.models.codes import TicketClaim, sign_ticket
 from app.models.order import hold_is_live, seat_label
 from app.models.partner import platform_fee_cents
-from app.services import customers, ledger, refunds
+from app.services import customers, ledger, refunds, waiting_room
 from app.services.holds import SALE_COLUMNS, hold_duration, sale_window, spots_of_hold
 from app.services.locking import busy_on_lock_failure
 from app.services.payments import ChargeResult, ChargeStatus, PaymentGateway
@@ -517,6 +517,8 @@ _LOCK_PAYMENT = (
         .scalar_subquery()
         .label("payments_of_order"),
         _event.c.signing_key,
+        _event.c.waiting_room_per_minute,
+        _order.c.customer_id,
         _partner.c.id.label("partner_id"),
         _partner.c.name.label("partner_name"),
     )
@@ -772,6 +774,8 @@ def _sell(
     # captured, sold, issued, paid, converted: each exactly once per payment, hold and ticket
     if _write_sale(conn, sale, issued) != (1, len(tickets), len(tickets), 1, 1):
         raise _Lost
+    if pay.waiting_room_per_minute is not None:  # a purchase ends the buyer's turn
+        waiting_room.end_turn(conn, pay.event_id, pay.customer_id)
     ledger.post_sale(
         session,
         ledger.Sale(

@@ -31,10 +31,12 @@ from app.models import (
     Partner,
     PaymentStatus,
     SpotStatus,
+    WaitingEntry,
 )
 from app.models.base import utcnow
 from app.models.event import SaleWindow
 from app.models.order import hold_is_live, hold_seconds_left
+from app.services import waiting_room
 from app.services.locking import busy_on_lock_failure
 from app.services.pg_writes import row_count
 
@@ -155,11 +157,22 @@ _FREE_UP_TO_WANTED = (
     )
     .scalar_subquery()
 )
+# The customer's place in the event's waiting room, if any.
+_entry = WaitingEntry.__table__
+_ADMIT_AT = (
+    select(_entry.c.admit_at)
+    .where(
+        _entry.c.event_id == bindparam("event_id"), _entry.c.customer_id == bindparam("customer_id")
+    )
+    .scalar_subquery()
+)
 _LOCK_CUSTOMER_READ_EVENT = (
     select(
         *SALE_COLUMNS,
         _section.c.name.label("section_name"),  # best-available's section, if of this event
         _FREE_UP_TO_WANTED.label("free_up_to_wanted"),
+        _event.c.waiting_room_per_minute,
+        _ADMIT_AT.label("admit_at"),
     )
     .select_from(
         _customer.join(_event, _event.c.id == bindparam("event_id"))
@@ -319,6 +332,8 @@ def _lock_spots(
     if row is None or row.status == EventStatus.DRAFT:
         raise NotFound("Event not found.")
     sale_window(row).require_open(now)
+    turn = waiting_room.turn_of(ids["event_id"], row.waiting_room_per_minute, row.admit_at, now)
+    waiting_room.require_turn(turn, now)
     field = "spot_ids" if spot_ids else "quantity"
     if wanted < 1:
         raise DomainError("Choose at least one spot.", field=field)

@@ -27,7 +27,7 @@ from app.views.settlement import (
     SettlementMismatchView,
     SettlementView,
 )
-from app.views.shop_api import CatalogApi, CustomerApi, HoldApi, OrderApi
+from app.views.shop_api import CatalogApi, CustomerApi, HoldApi, OrderApi, QueueApi
 
 
 def register_views(appbuilder: AppBuilder) -> None:
@@ -53,7 +53,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_api(EventApi)
     appbuilder.add_api(EventSectionApi)
     appbuilder.add_api(EventSpotApi)
-    for api in (CatalogApi, CustomerApi, HoldApi, OrderApi, CheckinApi):
+    for api in (CatalogApi, CustomerApi, HoldApi, OrderApi, QueueApi, CheckinApi):
         appbuilder.add_api(api)
 
 

@@ -43,6 +43,7 @@ EVENT_FORM_COLUMNS = [
     "checkin_closes_at",
     "allow_reentry",
     "refund_window_hours",
+    "waiting_room_per_minute",
 ]
 EVENT_DESCRIPTIONS = {
     "starts_at": "UTC.",
@@ -54,6 +55,8 @@ EVENT_DESCRIPTIONS = {
     "allow_reentry": "An exit scan lets the holder in once more.",
     "refund_window_hours": "Customers may cancel for a full refund until this many hours before "
     "the start. Empty: no self-service cancellation.",
+    "waiting_room_per_minute": "For a high-demand on-sale: buyers wait in line and come in to "
+    "choose seats at this many per minute, first come, first served. Empty: no waiting room.",
 }
 
 
@@ -61,6 +64,7 @@ class EventRules:
     def on_add(self, item: Event) -> None:
         item.check_checkin_window()
         item.check_refund_window()
+        item.check_waiting_room()
         event_service.claim_new_event(
             db.session, item, current_user(), current_app.config["DEFAULT_CURRENCY"]
         )
@@ -68,6 +72,7 @@ class EventRules:
     def on_update(self, item: Event) -> None:
         item.check_checkin_window()
         item.check_refund_window()
+        item.check_waiting_room()
         item.check_changes()
 
     def on_delete(self, item: Event) -> None:

@@ -56,7 +56,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         ("CheckInView", "can_(list|show|live)"),
         ("(Check-in|Scan log)", "menu_access"),
     ],
-    "Customer": [*SELF_SERVICE, ("(HoldApi|OrderApi)", ".*")],
+    "Customer": [*SELF_SERVICE, ("(HoldApi|OrderApi|QueueApi)", ".*")],
 }
 
 

@@ -27,7 +27,7 @@ from markupsafe import Markup
 from app.extensions import db
 from app.models import DomainError, NotFound, format_money
 from app.models.base import utcnow
-from app.services import catalog, checkout, customers, holds, refunds
+from app.services import catalog, checkout, customers, holds, refunds, waiting_room
 from app.services.payments import gateway
 from app.views.base import current_user
 
@@ -97,12 +97,57 @@ def event(event_id: int) -> Any:
         event = holds.public_event(db.session, event_id)
     except NotFound:
         abort(404)
+    now = utcnow()
+    customer = _customer()
+    if customer is not None:
+        turn = waiting_room.status(db.session, customer.id, event.id, now)
+    else:
+        turn = waiting_room.turn_of(event.id, event.waiting_room_per_minute, None, now)
+    on_sale = event.is_on_sale(now)
     return render_template(
         "shop/event.html",
         event=event,
-        on_sale=event.is_on_sale(utcnow()),
+        on_sale=on_sale,
+        turn=turn,
+        # Visitors see the forms (holding asks them to log in); customers once it is their turn.
+        can_hold=on_sale and (turn.status in (waiting_room.OPEN, waiting_room.ADMITTED)),
+        seconds_left=int((turn.ends_at - now).total_seconds()) if turn.ends_at else None,
         sections=catalog.section_availability(db.session, event.id),
         max_spots=current_app.config["MAX_SPOTS_PER_EVENT"],
+    )
+
+
+@bp.route("/events/<int(max=2147483647):event_id>/queue", methods=["GET", "POST"])
+def queue(event_id: int) -> Any:
+    """The waiting room: join it (POST), then this page counts down to the customer's turn."""
+    customer = _customer()
+    if customer is None:
+        return _login_redirect(url_for(".queue", event_id=event_id))
+    now = utcnow()
+    try:
+        if request.method == "POST":
+            turn = waiting_room.join(db.session, customer.id, event_id, now)
+        else:
+            turn = waiting_room.status(db.session, customer.id, event_id, now)
+    except NotFound:
+        abort(404)
+    except DomainError as err:
+        db.session.rollback()
+        flash(err.message, "error")
+        return redirect(url_for(".event", event_id=event_id))
+    if turn.status in (waiting_room.OPEN, waiting_room.ADMITTED):
+        if turn.status == waiting_room.ADMITTED and request.method == "GET":
+            flash("It is your turn: choose your seats.", "success")
+        return redirect(url_for(".event", event_id=event_id))
+    event = holds.public_event(db.session, event_id)
+    return render_template(
+        "shop/queue.html",
+        event=event,
+        turn=turn,
+        wait_seconds=int(turn.wait(now).total_seconds()),
+        ahead=turn.ahead(now),
+        # Come back when the turn is due, and at least every half minute to show progress.
+        refresh=min(turn.retry_after(now), 30),
     )
 
 

@@ -19,7 +19,7 @@ from flask_jwt_extended import get_jwt
 from app.extensions import db
 from app.models import DomainError, format_money
 from app.models.base import utcnow
-from app.services import catalog, checkout, customers, holds, refunds
+from app.services import catalog, checkout, customers, holds, refunds, waiting_room
 from app.services.payments import gateway
 from app.views.base import current_user
 
@@ -190,6 +190,7 @@ class CatalogApi(BaseApi):
         event = holds.public_event(db.session, event_id)
         body = event_json(event)
         body["on_sale"] = event.is_on_sale(utcnow())
+        body["waiting_room"] = event.waiting_room_per_minute is not None
         body["sections"] = catalog.section_availability(db.session, event.id)
         return self.response(200, result=body)
 
@@ -290,6 +291,9 @@ class HoldApi(BaseApi):
               description: The hold, with its spots and expiry
             404:
               description: No such event on sale, section of it, or spot of it
+            403:
+              description: error waiting_room, the event has a waiting room and it is not the
+                customer's turn (join the line at /api/v1/queue/event_id)
             409:
               description: '`{"error": "spots_unavailable", "spots": [...]}`'
             422:
@@ -403,6 +407,100 @@ class HoldApi(BaseApi):
         )
         record = result.record or customers.order_record(db.session, customer_id, result.order_id)
         return self.response(200 if result.replayed else 201, result=order_json(record))
+
+
+def turn_json(turn: waiting_room.Turn, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "event_id": turn.event_id,
+        "waiting_room": turn.status != waiting_room.OPEN,
+        "status": turn.status,
+        "admit_at": turn.admit_at.isoformat() if turn.admit_at else None,
+        "turn_ends_at": turn.ends_at.isoformat() if turn.ends_at else None,
+        "wait_ms": int(turn.wait(now).total_seconds() * 1000),
+        "ahead": turn.ahead(now),
+    }
+
+
+class QueueApi(BaseApi):
+    """The waiting room of a high-demand on-sale (app/services/waiting_room.py)."""
+
+    resource_name = "queue"
+    openapi_spec_tag = "Purchase"
+    allow_browser_login = True
+
+    def _answer(self, turn: waiting_room.Turn) -> Any:
+        now = utcnow()
+        response = self.response(200, result=turn_json(turn, now))
+        if turn.status == waiting_room.WAITING:
+            response.headers["Retry-After"] = str(turn.retry_after(now))
+        return response
+
+    @expose("/<int(max=2147483647):event_id>", methods=["POST"])
+    @protect(allow_browser_login=True)
+    @safe
+    @domain_errors
+    @permission_name("post")
+    def join(self, event_id: int) -> Any:
+        """Join the event's waiting room (keeping one's place if already in it).
+        ---
+        post:
+          summary: Join the waiting room
+          description: '`status` is `open` (no waiting room: hold at will), `waiting` (come back
+            at `admit_at`; `Retry-After` says in how many seconds) or `admitted` (hold spots until
+            `turn_ends_at`; a purchase ends the turn).'
+          parameters:
+          - {in: path, name: event_id, required: true, schema: {type: integer}}
+          responses:
+            200:
+              description: The customer's turn
+            404:
+              description: No such public event
+            409:
+              description: The event is not on sale
+        """
+        return self._answer(waiting_room.join(db.session, _customer_id(), event_id))
+
+    @expose("/<int(max=2147483647):event_id>", methods=["GET"])
+    @protect(allow_browser_login=True)
+    @safe
+    @domain_errors
+    @permission_name("get")
+    def status(self, event_id: int) -> Any:
+        """Where the customer stands in the event's waiting room.
+        ---
+        get:
+          summary: My turn
+          parameters:
+          - {in: path, name: event_id, required: true, schema: {type: integer}}
+          responses:
+            200:
+              description: The customer's turn (`not_in_line` if they have none)
+            404:
+              description: No such public event
+        """
+        return self._answer(waiting_room.status(db.session, _customer_id(), event_id))
+
+    @expose("/<int(max=2147483647):event_id>", methods=["DELETE"])
+    @protect(allow_browser_login=True)
+    @safe
+    @domain_errors
+    @permission_name("delete")
+    def leave(self, event_id: int) -> Any:
+        """Leave the waiting room, or end one's turn.
+        ---
+        delete:
+          summary: Leave the waiting room
+          parameters:
+          - {in: path, name: event_id, required: true, schema: {type: integer}}
+          responses:
+            200:
+              description: Left
+            404:
+              description: No such public event
+        """
+        customer_id = _customer_id()
+        waiting_room.leave(db.session, customer_id, event_id)
+        return self._answer(waiting_room.status(db.session, customer_id, event_id))
 
 
 class OrderApi(BaseApi):

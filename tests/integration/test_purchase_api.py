@@ -384,6 +384,9 @@ def test_the_openapi_spec_describes_the_purchase_api(client):
         ("/api/v1/holds/{pk}/checkout", "post"),
         ("/api/v1/orders/", "get"),
         ("/api/v1/orders/{pk}", "get"),
+        ("/api/v1/queue/{event_id}", "post"),
+        ("/api/v1/queue/{event_id}", "get"),
+        ("/api/v1/queue/{event_id}", "delete"),
     ]:
         assert method in paths.get(path, {}), (path, method)
     checkout_doc = paths["/api/v1/holds/{pk}/checkout"]["post"]
