@@ -5,8 +5,15 @@ available seats in a section, pay with the approved test card. Prints tickets pe
 p50/p95/p99 of hold and checkout, the 5xx count and how many spots were sold more than once;
 the last line is one JSON object. Not a test: run it by hand.
 
+With ``--waiting-room R`` the event has a waiting room letting in R buyers per minute: each
+buyer joins the line, comes back when told (polling again if still early), then holds and
+pays; a purchase ends the turn, so the buyer joins again for the next order. The line's own
+figures (join and poll requests, time spent in line, time from joining to tickets) are
+printed apart from the purchase path's.
+
     .venv/bin/python bench/onsale.py                  # own database bilheteria_bench, 2 x 4
     .venv/bin/python bench/onsale.py --buyers 200 --per-order 4 --workers 4
+    .venv/bin/python bench/onsale.py --waiting-room 8400
 """
 
 from __future__ import annotations
@@ -31,7 +38,9 @@ sys.path.insert(0, str(ROOT))
 PASSWORD = "bench-pass-123"  # noqa: S105 - throwaway bench users
 
 
-def prepare(database_url: str, buyers: int, rows: int, seats: int, sections: int) -> dict:
+def prepare(
+    database_url: str, buyers: int, rows: int, seats: int, sections: int, waiting_room: int
+) -> dict:
     """Fresh schema, one published event of sections x rows x seats, buyers and a card token."""
     os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("PASSWORD_HASH_METHOD", "pbkdf2:sha256:1")
@@ -52,7 +61,8 @@ def prepare(database_url: str, buyers: int, rows: int, seats: int, sections: int
         partner = Partner(name="Bench", status="approved", fee_percent=10, fee_fixed_cents=100)
         starts = utcnow().replace(microsecond=0) + __import__("datetime").timedelta(days=7)
         event = Event(partner=partner, name="Bench Night", venue="Arena", city="Sao Paulo",
-                      starts_at=starts, currency="BRL")  # fmt: skip
+                      starts_at=starts, currency="BRL",
+                      waiting_room_per_minute=waiting_room or None)  # fmt: skip
         for n in range(sections):
             event.sections.append(
                 EventSection(name=f"Sector {n + 1}", kind="seated", price_cents=10000)
@@ -116,6 +126,9 @@ def run(base: str, setup: dict, buyers: int, per_order: int) -> dict:
     lock = threading.Lock()
     hold_ms: list[float] = []
     checkout_ms: list[float] = []
+    queue_ms: list[float] = []  # join and poll requests
+    in_line_s: list[float] = []  # joining to being let in
+    to_tickets_s: list[float] = []  # joining to a paid order
     codes: dict[int, int] = {}
     sold = [0]
     card_tokens = iter(setup["tokens"])
@@ -125,12 +138,33 @@ def run(base: str, setup: dict, buyers: int, per_order: int) -> dict:
         with lock:
             return next(card_tokens)
 
+    def queue(client: Client, auth: dict[str, str], method: str) -> dict:
+        status, body, ms = client.call(method, f"/api/v1/queue/{setup['event_id']}", None, auth)
+        with lock:
+            queue_ms.append(ms)
+            codes[status] = codes.get(status, 0) + 1
+        if status != 200:
+            raise SystemExit(f"waiting room answered {status}: {body}")
+        return body["result"]
+
+    def wait_turn(client: Client, auth: dict[str, str]) -> float:
+        """Join the line and come back when told until let in; returns when joined."""
+        joined = time.perf_counter()
+        turn = queue(client, auth, "POST")
+        while turn["status"] == "waiting":
+            time.sleep(turn["wait_ms"] / 1000)
+            turn = queue(client, auth, "GET")
+        with lock:
+            in_line_s.append(time.perf_counter() - joined)
+        return joined
+
     def buyer(jwt: str) -> None:
         client = Client(base)
         auth = {"Authorization": f"Bearer {jwt}"}
         sections = list(setup["sections"])
         random.shuffle(sections)
         start_gate.wait()
+        joined = wait_turn(client, auth) if setup["waiting_room"] else 0.0
         while sections:
             section = sections[0]
             status, body, ms = client.call(
@@ -144,6 +178,9 @@ def run(base: str, setup: dict, buyers: int, per_order: int) -> dict:
             if status == 409 or (status == 422 and body.get("error") == "hold_limit"):
                 sections.pop(0)
                 continue
+            if status == 403 and body.get("error") == "waiting_room":
+                joined = wait_turn(client, auth)  # the turn ran out
+                continue
             if status != 201:
                 continue
             hold_id = body["result"]["id"]
@@ -156,8 +193,12 @@ def run(base: str, setup: dict, buyers: int, per_order: int) -> dict:
                 codes[status] = codes.get(status, 0) + 1
                 if status == 201:
                     sold[0] += len(body["result"]["tickets"])
+                    if setup["waiting_room"]:
+                        to_tickets_s.append(time.perf_counter() - joined)
             if sold[0] >= setup["capacity"]:
                 return
+            if status == 201 and setup["waiting_room"]:
+                joined = wait_turn(client, auth)  # a purchase ends the turn: in line again
             # The per-customer limit counts holds, not purchases: a buyer keeps buying.
 
     threads = [threading.Thread(target=buyer, args=(jwt,)) for jwt in tokens]
@@ -173,6 +214,9 @@ def run(base: str, setup: dict, buyers: int, per_order: int) -> dict:
         "tickets": sold[0],
         "hold_ms": hold_ms,
         "checkout_ms": checkout_ms,
+        "queue_ms": queue_ms,
+        "in_line_s": in_line_s,
+        "to_tickets_s": to_tickets_s,
         "codes": codes,
     }
 
@@ -190,6 +234,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument(
+        "--waiting-room", type=int, default=0, metavar="PER_MINUTE",
+        help="give the event a waiting room letting in this many buyers per minute",
+    )  # fmt: skip
     parser.add_argument("--url", help="target a running server (its database must be prepared)")
     args = parser.parse_args()
 
@@ -198,7 +246,10 @@ def main() -> None:
     subprocess.run(["psql", admin_url, "-qc", f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"],
                    check=True)  # fmt: skip
     subprocess.run(["psql", admin_url, "-qc", f"CREATE DATABASE {db_name}"], check=True)
-    setup = prepare(args.database_url, args.buyers, args.rows, args.seats, args.sections)
+    setup = prepare(
+        args.database_url, args.buyers, args.rows, args.seats, args.sections, args.waiting_room
+    )
+    setup["waiting_room"] = args.waiting_room
     server = None
     base = args.url
     if base is None:
@@ -217,13 +268,25 @@ def main() -> None:
     tickets_per_s = result["tickets"] / result["elapsed_s"]
     all_ms = result["hold_ms"] + result["checkout_ms"]
     print(f"capacity {setup['capacity']} seats, {args.buyers} buyers, {args.per_order} per order, "
-          f"server {args.workers} processes x {args.threads} threads")  # fmt: skip
+          f"server {args.workers} processes x {args.threads} threads, waiting room "
+          f"{f'{args.waiting_room} buyers/min' if args.waiting_room else 'none'}")  # fmt: skip
     print(f"sold {result['tickets']} tickets ({sold_spots} spots sold) in "
           f"{result['elapsed_s']:.2f} s: {tickets_per_s:.0f} tickets/s")  # fmt: skip
     for name, values in (("hold", result["hold_ms"]), ("checkout", result["checkout_ms"])):
         print(f"{name:9s} n={len(values):5d} p50={percentile(values, 50):6.1f} ms "
               f"p95={percentile(values, 95):6.1f} ms p99={percentile(values, 99):6.1f} ms "
               f"mean={statistics.fmean(values) if values else 0:6.1f} ms")  # fmt: skip
+    if args.waiting_room:
+        queue_ms = result["queue_ms"]
+        print(f"line      n={len(queue_ms):5d} p50={percentile(queue_ms, 50):6.1f} ms "
+              f"p95={percentile(queue_ms, 95):6.1f} ms p99={percentile(queue_ms, 99):6.1f} ms "
+              f"(join and poll requests; {len(queue_ms) / max(len(result['in_line_s']), 1):.2f} "
+              "per turn)")  # fmt: skip
+        for name, values in (("in line", result["in_line_s"]),
+                             ("to tickets", result["to_tickets_s"])):  # fmt: skip
+            print(f"{name:10s} n={len(values):4d} p50={percentile(values, 50):5.2f} s "
+                  f"p99={percentile(values, 99):5.2f} s (joining the line to "
+                  f"{'being let in' if name == 'in line' else 'a paid order'})")  # fmt: skip
     print(f"status codes {dict(sorted(result['codes'].items()))}; 5xx: {errors_5xx}; "
           f"spots sold more than once: {twice}")  # fmt: skip
     print(json.dumps({
@@ -231,6 +294,11 @@ def main() -> None:
         "p99_ms": round(percentile(all_ms, 99), 1),
         "hold_p99_ms": round(percentile(result["hold_ms"], 99), 1),
         "checkout_p99_ms": round(percentile(result["checkout_ms"], 99), 1),
+        "waiting_room_per_minute": args.waiting_room or None,
+        "line_p99_ms": round(percentile(result["queue_ms"], 99), 1) if args.waiting_room else None,
+        "to_tickets_p99_s": (
+            round(percentile(result["to_tickets_s"], 99), 2) if args.waiting_room else None
+        ),
         "errors_5xx": errors_5xx,
         "oversold": twice,
         "tickets": result["tickets"],

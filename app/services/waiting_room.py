@@ -19,7 +19,20 @@ import math
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Integer,
+    Interval,
+    Row,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -113,115 +126,170 @@ def _duration(span: dt.timedelta) -> str:
     return f"{math.ceil(seconds / 60)} minutes"
 
 
-def _event_row(session: Session, event_id: int) -> tuple[Event | None, str | None]:
-    row = session.execute(
-        select(Event, Partner.status)
-        .join(Partner, Partner.id == Event.partner_id)
-        .where(Event.id == event_id)
-    ).first()
-    if row is None or row[0].status == EventStatus.DRAFT:
-        raise NotFound("Event not found.")
-    return row[0], row[1]
+_event, _partner = Event.__table__, Partner.__table__
+_line, _entry = WaitingLine.__table__, WaitingEntry.__table__
 
-
-def _admit_at(session: Session, event_id: int, customer_id: int) -> dt.datetime | None:
-    return session.scalar(
-        select(WaitingEntry.admit_at).where(
-            WaitingEntry.event_id == event_id, WaitingEntry.customer_id == customer_id
+# The event's sale window and rate, and the customer's place in its line: one read.
+_READ = (
+    select(
+        _event.c.name,
+        _event.c.status,
+        _partner.c.status.label("partner_status"),
+        _event.c.sales_start,
+        _event.c.sales_end,
+        _event.c.starts_at,
+        _event.c.waiting_room_per_minute,
+        _entry.c.admit_at,
+    )
+    .select_from(
+        _event.join(_partner, _partner.c.id == _event.c.partner_id).outerjoin(
+            _entry,
+            (_entry.c.event_id == _event.c.id) & (_entry.c.customer_id == bindparam("customer_id")),
         )
     )
+    .where(_event.c.id == bindparam("event_id"))
+)
+
+# On PostgreSQL a place is taken in one statement, in autocommit: the line's row is locked only
+# while the statement runs (a flash crowd joins through this one row; a lock held across round
+# trips, and a thread waiting for the GIL in between, would make every joiner wait in turn).
+_OPENING = bindparam("opening", type_=DateTime)
+_STEP, _BURST = bindparam("step", type_=Interval), bindparam("burst", type_=Interval)
+_NEXT_SLOT = (
+    pg_insert(_line)
+    .values(event_id=bindparam("b_event_id"), next_slot=_OPENING + _STEP)
+    .on_conflict_do_update(
+        index_elements=[_line.c.event_id],
+        set_={"next_slot": func.greatest(_line.c.next_slot, _OPENING) + _STEP},
+    )
+    .returning(_line.c.next_slot)
+    .cte("line")
+)
+_new_entry = pg_insert(_entry).from_select(
+    ["event_id", "customer_id", "joined_at", "admit_at"],
+    select(
+        bindparam("b_event_id", type_=Integer),
+        bindparam("b_customer_id", type_=Integer),
+        bindparam("now", type_=DateTime),
+        func.greatest(_OPENING, _NEXT_SLOT.c.next_slot - _STEP - _BURST),
+    ),
+)
+_JOIN_AT_ONCE = (
+    _new_entry.on_conflict_do_update(
+        index_elements=[_entry.c.event_id, _entry.c.customer_id],
+        set_={"joined_at": _new_entry.excluded.joined_at, "admit_at": _new_entry.excluded.admit_at},
+        where=_entry.c.admit_at <= bindparam("over_if_admitted_before", type_=DateTime),
+    )
+    .returning(_entry.c.admit_at)
+    .add_cte(_NEXT_SLOT)
+)
+
+
+def _read(conn: Connection, event_id: int, customer_id: int) -> Row:
+    row = conn.execute(_READ, {"event_id": event_id, "customer_id": customer_id}).first()
+    if row is None or row.status == EventStatus.DRAFT:
+        raise NotFound("Event not found.")
+    return row
 
 
 def status(
     session: Session, customer_id: int, event_id: int, now: dt.datetime | None = None
 ) -> Turn:
-    """The customer's turn for the event (reads; changes nothing)."""
+    """The customer's turn for the event (one read; changes nothing)."""
     now = now or utcnow()
-    event, _ = _event_row(session, event_id)
-    admit_at = _admit_at(session, event_id, customer_id) if event.waiting_room_per_minute else None
-    return turn_of(event_id, event.waiting_room_per_minute, admit_at, now)
+    row = _read(session.connection(), event_id, customer_id)
+    return turn_of(event_id, row.waiting_room_per_minute, row.admit_at, now)
 
 
 def join(session: Session, customer_id: int, event_id: int, now: dt.datetime | None = None) -> Turn:
-    """Take a place in the event's line (keeping the one the customer has); commits.
+    """Take a place in the event's line (keeping the one the customer has).
 
     The line may form before the sales open: places are then given out from the opening."""
     now = now or utcnow()
-    event, partner_status = _event_row(session, event_id)
-    rate = event.waiting_room_per_minute
-    window = SaleWindow(
-        event.name,
-        event.status,
-        partner_status or "",
-        event.sales_start,
-        event.sales_end,
-        event.starts_at,
-    )
+    if session.get_bind().dialect.name == "postgresql":
+        with session.get_bind().connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            return _join(conn, customer_id, event_id, now)
+    for _ in range(2):  # the first two buyers of an event may both create its line
+        try:
+            turn = _join(session.connection(), customer_id, event_id, now)
+            session.commit()
+            return turn
+        except IntegrityError:
+            session.rollback()
+    raise Conflict("The line is busy: try again.")
+
+
+def _join(conn: Connection, customer_id: int, event_id: int, now: dt.datetime) -> Turn:
+    row = _read(conn, event_id, customer_id)
+    window = SaleWindow(*row[:6])
     before_opening = (
-        event.status == EventStatus.PUBLISHED
-        and event.sales_start is not None
-        and now < event.sales_start
+        row.status == EventStatus.PUBLISHED
+        and row.sales_start is not None
+        and now < row.sales_start
     )
     if not before_opening:
         window.require_open(now)
-    if rate is None:
-        session.rollback()
-        return Turn(event_id, OPEN)
-    current = turn_of(event_id, rate, _admit_at(session, event_id, customer_id), now)
+    rate = row.waiting_room_per_minute
+    current = turn_of(event_id, rate, row.admit_at, now)
     if current.status != NOT_IN_LINE:
-        session.rollback()
         return current
-    opening = max(now, event.sales_start or now)
-    for _ in range(2):  # the first two buyers of an event may both create its line
-        try:
-            admit_at = _take_place(session, event_id, customer_id, rate, opening, now)
-            session.commit()
-            break
-        except IntegrityError:
-            session.rollback()
-            existing = _admit_at(session, event_id, customer_id)
-            if existing is not None:  # the same customer joined twice at once
-                return turn_of(event_id, rate, existing, now)
-    else:
-        raise Conflict("The line is busy: try again.")
+    opening = max(now, row.sales_start or now)
+    step = interval_of(rate)
+    burst = step * current_app.config["WAITING_ROOM_BURST"]
+    if conn.dialect.name == "postgresql":
+        admit_at = conn.execute(
+            _JOIN_AT_ONCE,
+            {
+                "b_event_id": event_id,
+                "b_customer_id": customer_id,
+                "now": now,
+                "opening": opening,
+                "step": step,
+                "burst": burst,
+                "over_if_admitted_before": now - turn_length(),
+            },
+        ).scalar()
+        if admit_at is None:  # the same customer joined a moment ago, in another request
+            admit_at = _read(conn, event_id, customer_id).admit_at
+    else:  # SQLite: one writer at a time, so the line's row is read, then written
+        admit_at = _take_place(conn, event_id, customer_id, opening, step, burst, now)
     return turn_of(event_id, rate, admit_at, now)
 
 
 def _take_place(
-    session: Session,
+    conn: Connection,
     event_id: int,
     customer_id: int,
-    per_minute: int,
     opening: dt.datetime,
+    step: dt.timedelta,
+    burst: dt.timedelta,
     now: dt.datetime,
 ) -> dt.datetime:
-    """GCRA: the line's next slot (locked) gives the newcomer's admission time and moves on."""
-    step = interval_of(per_minute)
-    burst = step * current_app.config["WAITING_ROOM_BURST"]
-    line = session.scalars(
-        select(WaitingLine).where(WaitingLine.event_id == event_id).with_for_update()
-    ).first()
-    if line is None:
-        line = WaitingLine(event_id=event_id, next_slot=opening)
-        session.add(line)
-    slot = max(line.next_slot, opening)
+    """GCRA: the line's next slot gives the newcomer's admission time and moves on."""
+    next_slot = conn.execute(select(_line.c.next_slot).where(_line.c.event_id == event_id)).scalar()
+    slot = max(next_slot or opening, opening)
     admit_at = max(opening, slot - burst)
-    line.next_slot = slot + step
-    session.execute(
-        delete(WaitingEntry).where(
-            WaitingEntry.event_id == event_id, WaitingEntry.customer_id == customer_id
+    if next_slot is None:
+        conn.execute(insert(_line).values(event_id=event_id, next_slot=slot + step))
+    else:
+        conn.execute(
+            update(_line).where(_line.c.event_id == event_id).values(next_slot=slot + step)
         )
+    conn.execute(
+        delete(_entry).where(_entry.c.event_id == event_id, _entry.c.customer_id == customer_id)
     )  # a turn that ran out
-    session.add(
-        WaitingEntry(event_id=event_id, customer_id=customer_id, joined_at=now, admit_at=admit_at)
+    conn.execute(
+        insert(_entry).values(
+            event_id=event_id, customer_id=customer_id, joined_at=now, admit_at=admit_at
+        )
     )
-    session.flush()
     return admit_at
 
 
 def leave(session: Session, customer_id: int, event_id: int) -> None:
     """Give up one's place (or the rest of one's turn); commits."""
-    _event_row(session, event_id)
+    _read(session.connection(), event_id, customer_id)
     end_turn(session.connection(), event_id, customer_id)
     session.commit()
 
