@@ -65,6 +65,7 @@ class EventSpec:
     description: str = ""
     # Demo gates can scan this event's tickets today (its check-in window is open now).
     checkin_open_now: bool = False
+    waiting_room_per_minute: int | None = None
 
 
 PARTNERS = {
@@ -107,7 +108,9 @@ EVENTS = [
         "sports",
         45,
         STADIUM_SECTIONS,
-        description="The season's final: 20,800 numbered seats.",
+        description="The season's final: 20,800 numbered seats. A waiting room lets buyers in "
+        "at 600 a minute, first come, first served.",
+        waiting_room_per_minute=600,
     ),
     EventSpec(
         "Aurora Producoes",
@@ -244,6 +247,7 @@ def load(session: Session, sm: Any) -> str:
             sales_start=now - dt.timedelta(days=1),
             currency="BRL",
             refund_window_hours=48,
+            waiting_room_per_minute=spec.waiting_room_per_minute,
         )
         if spec.checkin_open_now:
             event.checkin_opens_at = now - dt.timedelta(hours=1)

@@ -59,6 +59,9 @@ def test_demo_load_creates_every_role_and_a_realistic_catalogue(app, client):
         .order_by(func.count().desc())
     ).first()
     assert biggest[1] >= 20_000
+    # The big on-sale has a waiting room; the others sell at will.
+    rates = {e.id: e.waiting_room_per_minute for e in published}
+    assert rates.pop(biggest[0]) == 600 and set(rates.values()) == {None}
 
     again = runner.invoke(args=["demo", "load"])
     assert again.exit_code == 0, again.output
