@@ -115,6 +115,7 @@ def require_turn(turn: Turn, now: dt.datetime) -> None:
             f"You are in the waiting room: your turn comes in about {_duration(turn.wait(now))}.",
             admit_at=turn.admit_at.isoformat() if turn.admit_at else None,
             retry_after=turn.retry_after(now),
+            wait_ms=int(turn.wait(now).total_seconds() * 1000),
         )
     raise NotYourTurn("This on-sale has a waiting room: join the line to buy.")
 

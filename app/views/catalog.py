@@ -242,7 +242,12 @@ class EventView(EventRules, ScopedModelView):
     base_order = ("starts_at", "asc")
     partner_only_hidden = ("partner",)
     description_columns = EVENT_DESCRIPTIONS
-    label_columns = {"starts_at": "Starts", "ends_at": "Ends", "image_url": "Image URL"}
+    label_columns = {
+        "starts_at": "Starts",
+        "ends_at": "Ends",
+        "image_url": "Image URL",
+        "waiting_room_per_minute": "Waiting room (buyers let in per minute)",
+    }
     validators_columns = {"image_url": [Optional(), URL(message="Give a full http(s) URL.")]}
     add_form_extra_fields = {
         "currency": currency_field(),

@@ -99,9 +99,9 @@ def event(event_id: int) -> Any:
         abort(404)
     now = utcnow()
     customer = _customer()
-    if customer is not None:
+    if customer is not None and event.waiting_room_per_minute is not None:
         turn = waiting_room.status(db.session, customer.id, event.id, now)
-    else:
+    else:  # no waiting room (open), or a visitor (not in line)
         turn = waiting_room.turn_of(event.id, event.waiting_room_per_minute, None, now)
     on_sale = event.is_on_sale(now)
     return render_template(
