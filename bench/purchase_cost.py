@@ -52,7 +52,7 @@ def main() -> None:
     for sql in (f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)", f"CREATE DATABASE {db_name}"):
         subprocess.run(["psql", f"{admin_url}/postgres", "-qc", sql], check=True)
     os.environ["RATELIMIT_ENABLED"] = "false"
-    setup = onsale.prepare(args.database_url, 20, 20, 25, 4)
+    setup = onsale.prepare(args.database_url, 20, 20, 25, 4, waiting_room=0)
 
     from app import create_app
     from app.extensions import db
