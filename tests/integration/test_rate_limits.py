@@ -173,6 +173,18 @@ def test_the_limited_app_counts_in_its_own_storage(app, limited_app, limited):
     assert sign_up_json(limited, "caio@example.com").status_code == 201
 
 
+def test_limits_wrap_the_views_only_when_enabled(app, limited_app):
+    """A disabled limiter still runs its bookkeeping in every wrapped view: load tests
+    (RATELIMIT_ENABLED=false) measure the views without it."""
+    import inspect
+
+    for endpoint in ("HoldApi.post", "HoldApi.checkout", "shop.hold", "CustomerApi.sign_up"):
+        bare, wrapped = app.view_functions[endpoint], limited_app.view_functions[endpoint]
+        assert bare.__name__ == wrapped.__name__
+        assert inspect.unwrap(wrapped) is not wrapped  # the limiter's wrapper
+        assert inspect.unwrap(bare) is bare or inspect.ismethod(bare)
+
+
 def test_the_default_test_app_never_answers_429(client, on_sale):
     assert client.application.config["RATELIMIT_ENABLED"] is False
     statuses = [sign_up_json(client, f"user{i}@example.com").status_code for i in range(3)]
