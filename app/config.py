@@ -11,6 +11,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from app import ratelimit
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEV_SECRET_KEY = "dev-only-secret-key-never-use-in-production"  # noqa: S105 - refused outside development/test
 DEFAULT_SQLITE_PATH = PROJECT_ROOT / "var" / "bilheteria.db"
@@ -141,7 +143,8 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
         "LOG_JSON": _bool(env.get("LOG_JSON"), True),
         "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), app_env != "test"),
-        "RATELIMIT_STORAGE_URI": redis_url or "memory://",
+        # Redis through app/ratelimit.py (one round trip per limited request).
+        "RATELIMIT_STORAGE_URI": ratelimit.storage_uri(redis_url) if redis_url else "memory://",
         "RATELIMIT_HEADERS_ENABLED": True,
         "RATELIMIT_KEY_FUNC": rate_limit_key,
         "RATELIMIT_LOGIN": env.get("RATELIMIT_LOGIN", "10 per minute"),

@@ -8,6 +8,8 @@ memory storage, emptied before each test.
 from __future__ import annotations
 
 import logging
+import os
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -237,3 +239,35 @@ def test_the_pay_form_is_limited_too(limited, on_sale):
     data = {"card_token": card_token(limited), "idempotency_key": uuid.uuid4().hex}
     statuses = [limited.post(f"{hold_path}/checkout", data=data).status_code for _ in range(3)]
     assert statuses == [302, 302, 429]
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs Redis; set REDIS_URL")
+def test_a_limited_request_costs_one_redis_round_trip_and_its_headers_are_right(
+    limited_app, limited, on_sale, monkeypatch
+):
+    """app/ratelimit.py: the increment answers the count and the expiry the headers show;
+    the stock storage asked Redis twice more per request."""
+    storage = limited_app.appbuilder.sm.limiter.storage
+    client = storage.storage  # the redis client
+    commands: list[str] = []
+    execute = client.execute_command
+
+    def counted(*args, **kwargs):
+        commands.append(str(args[0]).upper())
+        return execute(*args, **kwargs)
+
+    headers = sign_up(limited)  # counted by its own limit (sign-up), before the spy
+    monkeypatch.setattr(client, "execute_command", counted)
+    first = hold_one(limited, on_sale, headers)
+    assert first.status_code == 201
+    assert commands == ["EVALSHA"]
+    assert first.headers["X-RateLimit-Limit"] == "2"
+    assert first.headers["X-RateLimit-Remaining"] == "1"
+    assert 0 < int(first.headers["X-RateLimit-Reset"]) - time.time() <= 61
+    commands.clear()
+    assert hold_one(limited, on_sale, headers).headers["X-RateLimit-Remaining"] == "0"
+    assert_limited(hold_one(limited, on_sale, headers), "2 per 1 minute")
+    assert commands == ["EVALSHA", "EVALSHA"]
+    # Outside a request the stock calls answer, from Redis.
+    key = next(iter(storage.storage.scan_iter(storage.prefixed_key("*HoldApi*"))))
+    assert storage.get(key.decode().removeprefix(storage.prefixed_key(""))) == 3
