@@ -151,6 +151,7 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "RATELIMIT_SIGNUP": env.get("RATELIMIT_SIGNUP", "5 per minute"),
         "RATELIMIT_HOLD": env.get("RATELIMIT_HOLD", "30 per minute"),
         "RATELIMIT_CHECKOUT": env.get("RATELIMIT_CHECKOUT", "20 per minute"),
+        "RATELIMIT_QUEUE": env.get("RATELIMIT_QUEUE", "10 per minute"),
         # Flask-AppBuilder: Alembic owns the tables and `flask perms sync` owns permissions.
         "FAB_CREATE_DB": False,
         "FAB_UPDATE_PERMS": False,

@@ -21,6 +21,8 @@ from app.services import ledger
 from tests.support import make_event, make_partner, make_user
 
 DOMAIN_TABLES = [
+    "waiting_entry",
+    "waiting_line",
     "report",
     "payout_item",
     "payout",

@@ -531,7 +531,7 @@ _LOCK_PAYMENT = (
     .with_for_update(of=_payment)
 )
 _LOCK_HOLD = (
-    select(_hold.c.status, _hold.c.expires_at)
+    select(_hold.c.status, _hold.c.expires_at, _hold.c.created_at)
     .where(_hold.c.id == bindparam("hold_id"))
     .with_for_update()
 )
@@ -775,7 +775,7 @@ def _sell(
     if _write_sale(conn, sale, issued) != (1, len(tickets), len(tickets), 1, 1):
         raise _Lost
     if pay.waiting_room_per_minute is not None:  # a purchase ends the buyer's turn
-        waiting_room.end_turn(conn, pay.event_id, pay.customer_id)
+        waiting_room.end_turn(conn, pay.event_id, pay.customer_id, began_by=hold.created_at)
     ledger.post_sale(
         session,
         ledger.Sale(

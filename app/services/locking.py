@@ -16,8 +16,11 @@ from app.models.errors import Busy
 _RETRYABLE_SQLSTATES = {"55P03", "40P01", "40001"}
 
 
+SEATS_BUSY = "These seats are being changed by someone else right now: try again."
+
+
 @contextmanager
-def busy_on_lock_failure(session: Session) -> Iterator[None]:
+def busy_on_lock_failure(session: Session, message: str = SEATS_BUSY) -> Iterator[None]:
     """Roll back and raise Busy when a lock cannot be had in time (or SQLite is locked)."""
     try:
         yield
@@ -25,7 +28,5 @@ def busy_on_lock_failure(session: Session) -> Iterator[None]:
         sqlstate = getattr(exc.orig, "sqlstate", None)
         if sqlstate in _RETRYABLE_SQLSTATES or "database is locked" in str(exc.orig):
             session.rollback()
-            raise Busy(
-                "These seats are being changed by someone else right now: try again."
-            ) from exc
+            raise Busy(message) from exc
         raise

@@ -40,11 +40,15 @@ from app.models import Conflict, DomainError, Event, EventStatus, NotFound, Part
 from app.models.base import utcnow
 from app.models.event import SaleWindow
 from app.models.waiting_room import WaitingEntry, WaitingLine
+from app.services.locking import busy_on_lock_failure
 
 OPEN = "open"  # the event has no waiting room: hold at will
 WAITING = "waiting"
 ADMITTED = "admitted"
 NOT_IN_LINE = "not_in_line"  # never joined, turn over, or a purchase ended it
+
+
+LINE_BUSY = "Many people are joining the line right now: try again."
 
 
 class NotYourTurn(DomainError):
@@ -78,6 +82,12 @@ class Turn:
     def retry_after(self, now: dt.datetime) -> int:
         """Whole seconds to wait before asking again (HTTP Retry-After)."""
         return max(1, math.ceil(self.wait(now).total_seconds()))
+
+
+def line_is_open(event: Event, now: dt.datetime) -> bool:
+    """Whether buyers may join the event's line: its sales are open, or will be at their
+    opening (the line forms before it)."""
+    return event.is_on_sale(max(now, event.sales_start or now))
 
 
 def interval_of(per_minute: int) -> dt.timedelta:
@@ -207,35 +217,30 @@ def join(session: Session, customer_id: int, event_id: int, now: dt.datetime | N
 
     The line may form before the sales open: places are then given out from the opening."""
     now = now or utcnow()
-    if session.get_bind().dialect.name == "postgresql":
-        with session.get_bind().connect() as conn:
-            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            return _join(conn, customer_id, event_id, now)
-    for _ in range(2):  # the first two buyers of an event may both create its line
-        try:
-            turn = _join(session.connection(), customer_id, event_id, now)
-            session.commit()
-            return turn
-        except IntegrityError:
-            session.rollback()
-    raise Conflict("The line is busy: try again.")
+    with busy_on_lock_failure(session, LINE_BUSY):
+        if session.get_bind().dialect.name == "postgresql":
+            with session.get_bind().connect() as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                return _join(conn, customer_id, event_id, now)
+        for _ in range(2):  # the first two buyers of an event may both create its line
+            try:
+                turn = _join(session.connection(), customer_id, event_id, now)
+                session.commit()
+                return turn
+            except IntegrityError:
+                session.rollback()
+    raise Conflict(LINE_BUSY)
 
 
 def _join(conn: Connection, customer_id: int, event_id: int, now: dt.datetime) -> Turn:
     row = _read(conn, event_id, customer_id)
-    window = SaleWindow(*row[:6])
-    before_opening = (
-        row.status == EventStatus.PUBLISHED
-        and row.sales_start is not None
-        and now < row.sales_start
-    )
-    if not before_opening:
-        window.require_open(now)
+    # The line forms before the sales open: it must be open then (or now, if already open).
+    opening = max(now, row.sales_start or now)
+    SaleWindow(*row[:6]).require_open(opening)
     rate = row.waiting_room_per_minute
     current = turn_of(event_id, rate, row.admit_at, now)
     if current.status != NOT_IN_LINE:
         return current
-    opening = max(now, row.sales_start or now)
     step = interval_of(rate)
     burst = step * current_app.config["WAITING_ROOM_BURST"]
     if conn.dialect.name == "postgresql":
@@ -295,10 +300,12 @@ def leave(session: Session, customer_id: int, event_id: int) -> None:
     session.commit()
 
 
-def end_turn(conn: Connection, event_id: int, customer_id: int) -> None:
-    """The customer's turn is over (in the caller's transaction): a purchase ends it."""
-    conn.execute(
-        delete(WaitingEntry).where(
-            WaitingEntry.event_id == event_id, WaitingEntry.customer_id == customer_id
-        )
-    )
+def end_turn(
+    conn: Connection, event_id: int, customer_id: int, began_by: dt.datetime | None = None
+) -> None:
+    """The customer's turn is over (in the caller's transaction): a purchase ends the turn its
+    hold was made in (one that ``began_by`` the hold), not a place taken since."""
+    query = delete(_entry).where(_entry.c.event_id == event_id, _entry.c.customer_id == customer_id)
+    if began_by is not None:
+        query = query.where(_entry.c.admit_at <= began_by)
+    conn.execute(query)

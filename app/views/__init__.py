@@ -58,9 +58,10 @@ def register_views(appbuilder: AppBuilder) -> None:
 
 
 def apply_rate_limits(app: Flask) -> None:
-    """Abuse limits on login, sign-up, hold and checkout, API and pages alike (429 with
-    Retry-After). Runs once every view and blueprint is registered. With RATELIMIT_ENABLED off
-    (load tests) the views are left unwrapped: a disabled limit still costs its bookkeeping."""
+    """Abuse limits on login, sign-up, hold, checkout and joining a line, API and pages alike
+    (429 with Retry-After). Runs once every view and blueprint is registered. With
+    RATELIMIT_ENABLED off (load tests) the views are left unwrapped: a disabled limit still
+    costs its bookkeeping."""
     if not app.config.get("RATELIMIT_ENABLED", True):
         return
     limiter = app.appbuilder.sm.limiter
@@ -74,6 +75,9 @@ def apply_rate_limits(app: Flask) -> None:
         ("shop.hold", "RATELIMIT_HOLD", None),
         ("HoldApi.checkout", "RATELIMIT_CHECKOUT", None),
         ("shop.pay", "RATELIMIT_CHECKOUT", None),
+        # Every join takes a place: joining and leaving in a loop would push the line back.
+        ("QueueApi.join", "RATELIMIT_QUEUE", None),
+        ("shop.queue", "RATELIMIT_QUEUE", None),
     ):
         view = app.view_functions[endpoint]
         limit = limiter.limit(app.config[key], key_func=key_func, methods=["POST"])

@@ -108,6 +108,7 @@ def event(event_id: int) -> Any:
         "shop/event.html",
         event=event,
         on_sale=on_sale,
+        line_open=waiting_room.line_is_open(event, now),
         turn=turn,
         # Visitors see the forms (holding asks them to log in); customers once it is their turn.
         can_hold=on_sale and (turn.status in (waiting_room.OPEN, waiting_room.ADMITTED)),
@@ -135,11 +136,14 @@ def queue(event_id: int) -> Any:
         db.session.rollback()
         flash(err.message, "error")
         return redirect(url_for(".event", event_id=event_id))
+    event = holds.public_event(db.session, event_id)
+    if not waiting_room.line_is_open(event, now):
+        flash(f"Tickets for {event.name} are not on sale.", "error")
+        return redirect(url_for(".event", event_id=event_id))
     if turn.status in (waiting_room.OPEN, waiting_room.ADMITTED):
         if turn.status == waiting_room.ADMITTED and request.method == "GET":
             flash("It is your turn: choose your seats.", "success")
         return redirect(url_for(".event", event_id=event_id))
-    event = holds.public_event(db.session, event_id)
     return render_template(
         "shop/queue.html",
         event=event,

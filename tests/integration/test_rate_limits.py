@@ -31,6 +31,7 @@ LIMITS = {
     "RATELIMIT_LOGIN": "3 per minute",
     "RATELIMIT_HOLD": "2 per minute",
     "RATELIMIT_CHECKOUT": "2 per minute",
+    "RATELIMIT_QUEUE": "2 per minute",
 }
 PASSWORD = "s3cret-pass"
 
@@ -185,6 +186,26 @@ def test_limits_wrap_the_views_only_when_enabled(app, limited_app):
         assert bare.__name__ == wrapped.__name__
         assert inspect.unwrap(wrapped) is not wrapped  # the limiter's wrapper
         assert inspect.unwrap(bare) is bare or inspect.ismethod(bare)
+
+
+def test_joining_a_waiting_room_is_limited_api_and_page(limited, on_sale):
+    """Each join takes a place in line: joining and leaving in a loop would push everyone
+    behind back, so joins are counted per customer."""
+    on_sale.waiting_room_per_minute = 60
+    db.session.commit()
+    headers = sign_up(limited)
+    url = f"/api/v1/queue/{on_sale.id}"
+    for _ in range(2):
+        assert limited.post(url, headers=headers).status_code == 200
+        assert limited.delete(url, headers=headers).status_code == 200
+    assert_limited(limited.post(url, headers=headers), "2 per 1 minute")
+    assert limited.get(url, headers=headers).status_code == 200  # asking is not joining
+
+    page = limited.application.test_client()
+    page.post("/signup", data={"name": "Bia", "email": "bia@example.com", "password": PASSWORD})
+    for _ in range(2):
+        assert page.post(f"/events/{on_sale.id}/queue").status_code == 302
+    assert page.post(f"/events/{on_sale.id}/queue").status_code == 429
 
 
 def test_the_default_test_app_never_answers_429(client, on_sale):

@@ -274,3 +274,52 @@ def test_a_visitor_is_asked_to_log_in_before_joining(client, queued):
 
     response = client.post(f"/events/{queued.id}/queue")
     assert response.status_code == 302 and "/login" in path_of(response)
+
+
+def test_paying_for_a_hold_of_an_earlier_turn_keeps_the_place_taken_since(client, queued):
+    """A hold lasts as long as a turn: its buyer may pay after the turn ran out and they joined
+    again. The purchase ends the turn the hold was made in, not the new place."""
+    headers = sign_up(client)
+    client.post(f"/api/v1/queue/{queued.id}", headers=headers)
+    hold = _hold(client, headers, queued).get_json()["result"]
+    turn = current_app.config["WAITING_ROOM_TURN_MINUTES"]
+    _admit(queued.id, "ana@example.com", utcnow() - dt.timedelta(minutes=turn, seconds=1))
+    rejoined = client.post(f"/api/v1/queue/{queued.id}", headers=headers).get_json()["result"]
+    assert rejoined["status"] == "admitted"
+
+    assert pay(client, headers, hold["id"], card_token(client)).status_code == 201
+    after = client.get(f"/api/v1/queue/{queued.id}", headers=headers).get_json()["result"]
+    assert after["status"] == "admitted" and after["admit_at"] == rejoined["admit_at"]
+
+
+def test_the_line_before_the_opening_is_on_the_event_page_and_only_for_a_sale_to_come(
+    client, queued
+):
+    from tests.integration.test_shop_pages import page_sign_up, text
+
+    queued.sales_start = utcnow() + dt.timedelta(hours=2)
+    db.session.commit()
+    page_sign_up(client)
+    page = text(client.get(f"/events/{queued.id}"))
+    assert "the line is open now" in page and "Join the line" in page
+    assert 'name="quantity"' not in page
+
+    queued.partner.status = "suspended"
+    db.session.commit()
+    headers = sign_up(client, email="bia@example.com")
+    refused = client.post(f"/api/v1/queue/{queued.id}", headers=headers)
+    assert refused.status_code == 409
+    assert "Join the line" not in text(client.get(f"/events/{queued.id}"))
+
+
+def test_the_waiting_page_of_a_cancelled_event_says_so(client, queued):
+    from tests.integration.test_shop_pages import alerts, page_sign_up, path_of
+
+    page_sign_up(client)
+    client.post(f"/events/{queued.id}/queue")
+    _admit(queued.id, "ana@example.com", utcnow() + dt.timedelta(seconds=60))
+    queued.cancel("storm")
+    db.session.commit()
+    response = client.get(f"/events/{queued.id}/queue")
+    assert path_of(response) == f"/events/{queued.id}"
+    assert "Tickets for Big Night are not on sale." in alerts(client.get(path_of(response)))
