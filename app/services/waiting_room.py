@@ -272,16 +272,18 @@ def _take_place(
     burst: dt.timedelta,
     now: dt.datetime,
 ) -> dt.datetime:
-    """GCRA: the line's next slot gives the newcomer's admission time and moves on."""
-    next_slot = conn.execute(select(_line.c.next_slot).where(_line.c.event_id == event_id)).scalar()
+    """GCRA: the line's next slot gives the newcomer's admission time and moves on. SQLite reads
+    outside a transaction until the first write: a write comes first, so that the transaction
+    holds the database's write lock before it reads the slot (else two joiners read the same)."""
+    this_line = _line.c.event_id == event_id
+    conn.execute(update(_line).where(this_line).values(next_slot=_line.c.next_slot))
+    next_slot = conn.execute(select(_line.c.next_slot).where(this_line)).scalar()
     slot = max(next_slot or opening, opening)
     admit_at = max(opening, slot - burst)
     if next_slot is None:
         conn.execute(insert(_line).values(event_id=event_id, next_slot=slot + step))
     else:
-        conn.execute(
-            update(_line).where(_line.c.event_id == event_id).values(next_slot=slot + step)
-        )
+        conn.execute(update(_line).where(this_line).values(next_slot=slot + step))
     conn.execute(
         delete(_entry).where(_entry.c.event_id == event_id, _entry.c.customer_id == customer_id)
     )  # a turn that ran out
