@@ -110,7 +110,8 @@ def event(event_id: int) -> Any:
         on_sale=on_sale,
         line_open=waiting_room.line_is_open(event, now),
         turn=turn,
-        # Visitors see the forms (holding asks them to log in); customers once it is their turn.
+        # The forms: of an event without a waiting room (a visitor holding is asked to log
+        # in), or for the customer whose turn it is.
         can_hold=on_sale and (turn.status in (waiting_room.OPEN, waiting_room.ADMITTED)),
         seconds_left=int((turn.ends_at - now).total_seconds()) if turn.ends_at else None,
         sections=catalog.section_availability(db.session, event.id),
