@@ -187,6 +187,12 @@ _LOCK_CUSTOMER_READ_EVENT = (
     # that inserting the customer's order takes (FOR UPDATE could deadlock with a checkout).
     .with_for_update(of=_customer, key_share=True)
 )
+# SQLite ignores FOR UPDATE and reads outside a transaction until its first write: a hold there
+# writes first (the customer row, unchanged), taking the database's write lock before it reads
+# the spots, so that two buyers never both read the same spots free (the demo's threads).
+_SQLITE_WRITE_LOCK = (
+    update(_customer).where(_customer.c.id == bindparam("customer_id")).values(id=_customer.c.id)
+)
 # How many spots the customer holds for the event, read after the customer's lock (so it sees
 # every hold of theirs before). The statements that lock spots lock none past the limit: a
 # customer over it locks nothing (and learns why from a count of its own, on that rare path).
@@ -328,6 +334,8 @@ def _lock_spots(
     found every free spot locked by other buyers."""
     conn = session.connection()
     now = ids["now"]
+    if conn.dialect.name == "sqlite":
+        conn.execute(_SQLITE_WRITE_LOCK, {"customer_id": ids["customer_id"]})
     row = conn.execute(_LOCK_CUSTOMER_READ_EVENT, ids).first()
     if row is None or row.status == EventStatus.DRAFT:
         raise NotFound("Event not found.")

@@ -175,6 +175,43 @@ def test_parallel_holds_cannot_pass_the_per_customer_limit(app, on_sale):  # noq
     assert sorted(codes) == [201, 422]
 
 
+def test_buyers_racing_for_the_same_seats_get_one_hold_on_either_database(app, on_sale):  # noqa: F811
+    """On SQLite too (the demo serves threads): the hold takes the write lock before it reads
+    the spots, so only one of the racers finds them free."""
+    from app.services import customers as customer_service
+
+    sm = app.appbuilder.sm
+    racers = []
+    for n in range(10):
+        email = f"racer{n}@example.com"
+        customer_service.sign_up(db.session, sm, f"Racer {n}", email, "s3cret-pass")
+        client = app.test_client()
+        token = client.post(
+            "/api/v1/security/login",
+            json={"username": email, "password": "s3cret-pass", "provider": "db"},
+        ).get_json()["access_token"]
+        racers.append((client, {"Authorization": f"Bearer {token}"}))
+    spot_ids = [s.id for s in on_sale.sections[0].spots[:2]]
+    start = threading.Barrier(len(racers))
+    codes = []
+
+    def race(client, headers):
+        start.wait(10)
+        response = client.post(
+            "/api/v1/holds/", json={"event_id": on_sale.id, "spot_ids": spot_ids}, headers=headers
+        )
+        codes.append(response.status_code)
+
+    threads = [threading.Thread(target=race, args=racer) for racer in racers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(codes) == [201] + [409] * (len(racers) - 1), codes
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(Hold)) == 1
+
+
 @pytest.mark.postgres
 def test_a_double_submit_with_two_keys_charges_once_and_answers_409(app, on_sale, monkeypatch):  # noqa: F811
     """The second attempt waits for the first one's lock on the hold, then must see the order
