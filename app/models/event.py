@@ -6,7 +6,6 @@ import datetime as dt
 import enum
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING
 
 from flask_appbuilder import Model
 from sqlalchemy import (
@@ -17,6 +16,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    Row,
     String,
     Text,
     UniqueConstraint,
@@ -31,10 +31,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from app.models.base import enum_check, utcnow
 from app.models.codes import new_private_key, public_key_of
 from app.models.errors import Conflict, DomainError
-from app.models.partner import PartnerStatus
-
-if TYPE_CHECKING:
-    from app.models.partner import Partner
+from app.models.partner import Partner, PartnerStatus
 
 
 class EventStatus(enum.StrEnum):
@@ -567,3 +564,21 @@ def format_money(cents: int, currency: str) -> str:
     sign = "-" if cents < 0 else ""
     whole, frac = divmod(abs(cents), 100)
     return f"{currency} {sign}{whole:,}.{frac:02d}".strip()
+
+
+# What decides whether an event sells (SaleWindow's fields, in order), for the Core statements of
+# the purchase path that read the event without loading it: first in each of them, so that
+# sale_window(row) reads them.
+SALE_COLUMNS = (
+    Event.__table__.c.name,
+    Event.__table__.c.status,
+    Partner.__table__.c.status.label("partner_status"),
+    Event.__table__.c.sales_start,
+    Event.__table__.c.sales_end,
+    Event.__table__.c.starts_at,
+)
+
+
+def sale_window(row: Row) -> SaleWindow:
+    """The sale window of a row selected with SALE_COLUMNS first."""
+    return SaleWindow(*row[: len(SALE_COLUMNS)])

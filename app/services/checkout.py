@@ -53,10 +53,11 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.models.codes import TicketClaim, sign_ticket
+from app.models.event import SALE_COLUMNS, sale_window
 from app.models.order import hold_is_live, seat_label
 from app.models.partner import platform_fee_cents
 from app.services import customers, ledger, refunds, waiting_room
-from app.services.holds import SALE_COLUMNS, hold_duration, sale_window, spots_of_hold
+from app.services.holds import hold_duration, spots_of_hold
 from app.services.locking import busy_on_lock_failure
 from app.services.payments import ChargeResult, ChargeStatus, PaymentGateway
 from app.services.pg_writes import counted, row_count, rows_of_arrays

@@ -34,7 +34,7 @@ from app.models import (
     WaitingEntry,
 )
 from app.models.base import utcnow
-from app.models.event import SaleWindow
+from app.models.event import SALE_COLUMNS, sale_window
 from app.models.order import hold_is_live, hold_seconds_left
 from app.services import waiting_room
 from app.services.locking import busy_on_lock_failure
@@ -121,23 +121,6 @@ _section, _spot, _hold = EventSection.__table__, EventSpot.__table__, Hold.__tab
 # The purchase path runs as Core statements built once (the ORM's unit of work cost more CPU
 # than the database did). One customer's holds are counted one at a time: the customer row is
 # locked, in the statement that reads whether the event sells.
-# What decides whether the event sells (SaleWindow's fields, in order): first in every purchase
-# statement that reads the event, so that sale_window(row) reads them.
-SALE_COLUMNS = (
-    _event.c.name,
-    _event.c.status,
-    _partner.c.status.label("partner_status"),
-    _event.c.sales_start,
-    _event.c.sales_end,
-    _event.c.starts_at,
-)
-
-
-def sale_window(row: Row) -> SaleWindow:
-    """The sale window of a row selected with SALE_COLUMNS first."""
-    return SaleWindow(*row[: len(SALE_COLUMNS)])
-
-
 _FREE = EventSpot.free_clause(bindparam("now"))
 # Whether best-available's section still has the spots wanted (counting no further): a sold-out
 # section, which every late buyer asks about, answers without any other statement. Read with the

@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Conflict, DomainError, Event, EventStatus, NotFound, Partner
 from app.models.base import utcnow
-from app.models.event import SaleWindow
+from app.models.event import SALE_COLUMNS, sale_window
 from app.models.waiting_room import WaitingEntry, WaitingLine
 from app.services.locking import busy_on_lock_failure
 
@@ -143,12 +143,7 @@ _line, _entry = WaitingLine.__table__, WaitingEntry.__table__
 # The event's sale window and rate, and the customer's place in its line: one read.
 _READ = (
     select(
-        _event.c.name,
-        _event.c.status,
-        _partner.c.status.label("partner_status"),
-        _event.c.sales_start,
-        _event.c.sales_end,
-        _event.c.starts_at,
+        *SALE_COLUMNS,
         _event.c.waiting_room_per_minute,
         _entry.c.admit_at,
     )
@@ -236,7 +231,7 @@ def _join(conn: Connection, customer_id: int, event_id: int, now: dt.datetime) -
     row = _read(conn, event_id, customer_id)
     # The line forms before the sales open: it must be open then (or now, if already open).
     opening = max(now, row.sales_start or now)
-    SaleWindow(*row[:6]).require_open(opening)
+    sale_window(row).require_open(opening)
     rate = row.waiting_room_per_minute
     current = turn_of(event_id, rate, row.admit_at, now)
     if current.status != NOT_IN_LINE:

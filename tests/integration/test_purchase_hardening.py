@@ -186,11 +186,7 @@ def test_buyers_racing_for_the_same_seats_get_one_hold_on_either_database(app, o
         email = f"racer{n}@example.com"
         customer_service.sign_up(db.session, sm, f"Racer {n}", email, "s3cret-pass")
         client = app.test_client()
-        token = client.post(
-            "/api/v1/security/login",
-            json={"username": email, "password": "s3cret-pass", "provider": "db"},
-        ).get_json()["access_token"]
-        racers.append((client, {"Authorization": f"Bearer {token}"}))
+        racers.append((client, api_token(client, email, "s3cret-pass")))
     spot_ids = [s.id for s in on_sale.sections[0].spots[:2]]
     start = threading.Barrier(len(racers))
     codes = []
