@@ -232,7 +232,10 @@ def main() -> None:
     parser.add_argument("--buyers", type=int, default=200)
     parser.add_argument("--per-order", type=int, default=2)
     parser.add_argument("--sections", type=int, default=4)
-    parser.add_argument("--rows", type=int, default=20)
+    parser.add_argument(
+        "--rows", type=int, default=20, choices=range(1, 27), metavar="1..26",
+        help="rows A.. per section (lettered rows: at most 26)",
+    )  # fmt: skip
     parser.add_argument("--seats", type=int, default=25)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
