@@ -58,7 +58,7 @@ from app.models.order import hold_is_live, seat_label
 from app.models.partner import platform_fee_cents
 from app.services import customers, ledger, refunds, waiting_room
 from app.services.holds import hold_duration, spots_of_hold
-from app.services.locking import busy_on_lock_failure
+from app.services.locking import busy_on_lock_failure, sqlite_write_lock
 from app.services.payments import ChargeResult, ChargeStatus, PaymentGateway
 from app.services.pg_writes import counted, row_count, rows_of_arrays
 
@@ -386,6 +386,7 @@ def _record_attempt(
     conn = session.connection()
     ids = {"hold_id": hold_id, "customer_id": customer_id, "now": now}
     with busy_on_lock_failure(session):
+        sqlite_write_lock(conn)  # a second attempt must see this one's order
         hold = conn.execute(_LOCK_HOLD_TO_PAY, ids).first()
         if hold is None:
             raise NotFound("Hold not found.")

@@ -37,7 +37,7 @@ from app.models.base import utcnow
 from app.models.event import SALE_COLUMNS, sale_window
 from app.models.order import hold_is_live, hold_seconds_left
 from app.services import waiting_room
-from app.services.locking import busy_on_lock_failure
+from app.services.locking import busy_on_lock_failure, sqlite_write_lock
 from app.services.pg_writes import row_count
 
 # How many free rows best-available locks (SKIP LOCKED) to choose adjacent seats among: wide
@@ -169,12 +169,6 @@ _LOCK_CUSTOMER_READ_EVENT = (
     # FOR NO KEY UPDATE: serialises the customer's holds without blocking the key-share lock
     # that inserting the customer's order takes (FOR UPDATE could deadlock with a checkout).
     .with_for_update(of=_customer, key_share=True)
-)
-# SQLite ignores FOR UPDATE and reads outside a transaction until its first write: a hold there
-# writes first (the customer row, unchanged), taking the database's write lock before it reads
-# the spots, so that two buyers never both read the same spots free (the demo's threads).
-_SQLITE_WRITE_LOCK = (
-    update(_customer).where(_customer.c.id == bindparam("customer_id")).values(id=_customer.c.id)
 )
 # How many spots the customer holds for the event, read after the customer's lock (so it sees
 # every hold of theirs before). The statements that lock spots lock none past the limit: a
@@ -317,8 +311,7 @@ def _lock_spots(
     found every free spot locked by other buyers."""
     conn = session.connection()
     now = ids["now"]
-    if conn.dialect.name == "sqlite":
-        conn.execute(_SQLITE_WRITE_LOCK, {"customer_id": ids["customer_id"]})
+    sqlite_write_lock(conn)  # the spots are read, then held
     row = conn.execute(_LOCK_CUSTOMER_READ_EVENT, ids).first()
     if row is None or row.status == EventStatus.DRAFT:
         raise NotFound("Event not found.")
@@ -473,6 +466,7 @@ def get_customer_hold(session: Session, customer_id: int, hold_id: int) -> Hold:
 def release_hold(session: Session, customer_id: int, hold_id: int) -> Hold:
     """The customer gives the spots back."""
     with busy_on_lock_failure(session):
+        sqlite_write_lock(session.connection())  # a confirmation must not sell them meanwhile
         hold = session.scalars(
             select(Hold)
             .where(Hold.id == hold_id, Hold.customer_id == customer_id)
@@ -492,6 +486,7 @@ def release_expired_holds(
 ) -> int:
     """Give the spots of expired holds back to sale; returns how many holds were expired."""
     now = now or utcnow()
+    sqlite_write_lock(session.connection())
     holds = session.scalars(
         select(Hold)
         .where(Hold.status == HoldStatus.ACTIVE, Hold.expires_at <= now)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -30,3 +31,16 @@ def busy_on_lock_failure(session: Session, message: str = SEATS_BUSY) -> Iterato
             session.rollback()
             raise Busy(message) from exc
         raise
+
+
+# A write that changes nothing (no hold has id -1), yet takes SQLite's write lock.
+_NO_OP_WRITE = text("UPDATE hold SET id = id WHERE id = -1")
+
+
+def sqlite_write_lock(conn: Connection) -> None:
+    """On SQLite (the demo), take the database's write lock before reading what is about to be
+    written: SQLite ignores FOR UPDATE and pysqlite reads outside a transaction until the first
+    write, so two such transactions could both read the same rows free. Nothing elsewhere (the
+    rows are locked by FOR UPDATE)."""
+    if conn.dialect.name == "sqlite":
+        conn.execute(_NO_OP_WRITE)

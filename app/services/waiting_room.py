@@ -40,7 +40,7 @@ from app.models import Conflict, DomainError, Event, EventStatus, NotFound, Part
 from app.models.base import utcnow
 from app.models.event import SALE_COLUMNS, sale_window
 from app.models.waiting_room import WaitingEntry, WaitingLine
-from app.services.locking import busy_on_lock_failure
+from app.services.locking import busy_on_lock_failure, sqlite_write_lock
 
 OPEN = "open"  # the event has no waiting room: hold at will
 WAITING = "waiting"
@@ -219,6 +219,7 @@ def join(session: Session, customer_id: int, event_id: int, now: dt.datetime | N
                 return _join(conn, customer_id, event_id, now)
         for _ in range(2):  # the first two buyers of an event may both create its line
             try:
+                sqlite_write_lock(session.connection())  # the place is read, then taken
                 turn = _join(session.connection(), customer_id, event_id, now)
                 session.commit()
                 return turn
@@ -267,11 +268,9 @@ def _take_place(
     burst: dt.timedelta,
     now: dt.datetime,
 ) -> dt.datetime:
-    """GCRA: the line's next slot gives the newcomer's admission time and moves on. SQLite reads
-    outside a transaction until the first write: a write comes first, so that the transaction
-    holds the database's write lock before it reads the slot (else two joiners read the same)."""
+    """GCRA: the line's next slot gives the newcomer's admission time and moves on (SQLite: under
+    the write lock join took)."""
     this_line = _line.c.event_id == event_id
-    conn.execute(update(_line).where(this_line).values(next_slot=_line.c.next_slot))
     next_slot = conn.execute(select(_line.c.next_slot).where(this_line)).scalar()
     slot = max(next_slot or opening, opening)
     admit_at = max(opening, slot - burst)

@@ -208,10 +208,10 @@ def test_buyers_racing_for_the_same_seats_get_one_hold_on_either_database(app, o
     assert db.session.scalar(select(func.count()).select_from(Hold)) == 1
 
 
-@pytest.mark.postgres
 def test_a_double_submit_with_two_keys_charges_once_and_answers_409(app, on_sale, monkeypatch):  # noqa: F811
-    """The second attempt waits for the first one's lock on the hold, then must see the order
-    the first one created (not insert a second one and fail with a 500)."""
+    """The second attempt waits for the first one's lock on the hold (on SQLite, the database's
+    write lock), then must see the order the first one created (not insert a second one and fail
+    with a 500)."""
     client_a, client_b = app.test_client(), app.test_client()
     headers = sign_up(client_a)
     hold = hold_seats(client_a, headers, on_sale)
@@ -243,7 +243,6 @@ def test_a_double_submit_with_two_keys_charges_once_and_answers_409(app, on_sale
     assert db.session.scalar(select(func.count()).select_from(Order)) == 1
 
 
-@pytest.mark.postgres
 def test_a_double_submit_with_one_key_answers_the_same_order_twice(app, on_sale, monkeypatch):  # noqa: F811
     """The key is looked up only when the attempt cannot be recorded: the second submit waits
     for the first one's lock on the hold, finds the first attempt's payment under its key and
@@ -368,3 +367,48 @@ def test_expired_holds_void_their_unpaid_order(client, on_sale):  # noqa: F811
     assert order.status == OrderStatus.CANCELLED and order.cancel_reason == "hold_expired"
     assert db.session.scalar(select(func.count()).where(Order.status == "pending")) == 0
     assert client.get("/api/v1/orders/", headers=headers).get_json()["count"] == 0
+
+
+def test_a_release_racing_a_payment_never_leaves_a_paid_order_without_its_seats(
+    app,
+    on_sale,  # noqa: F811
+    monkeypatch,
+):
+    """The customer releases the hold in one tab while paying in another: the release locks the
+    hold and its spots first (on SQLite, the database's write lock), so the payment finds the
+    hold released and is refunded; the seats are free and no order is paid."""
+    from app.models import EventSpot, SpotStatus
+    from app.services import holds as hold_service
+
+    client_a, client_b = app.test_client(), app.test_client()
+    headers = sign_up(client_a)
+    hold = hold_seats(client_a, headers, on_sale)
+    token = card_token(client_a)
+    read = threading.Event()
+    real_spots = hold_service.spots_of_hold
+
+    def slow_locked_read(session, hold_id, *, lock=False):
+        spots = real_spots(session, hold_id, lock=lock)
+        if lock and threading.current_thread().name == "release":
+            read.set()
+            threading.Event().wait(0.8)  # the payment comes now
+        return spots
+
+    monkeypatch.setattr(hold_service, "spots_of_hold", slow_locked_read)
+    codes = {}
+
+    def release():
+        codes["release"] = client_b.delete(f"/api/v1/holds/{hold['id']}", headers=headers)
+
+    releasing = threading.Thread(target=release, name="release")
+    releasing.start()
+    assert read.wait(5)
+    paid = pay(client_a, headers, hold["id"], token)
+    releasing.join()
+    assert codes["release"].status_code == 200
+    assert paid.status_code == 409, paid.get_json()
+    db.session.rollback()
+    spot_ids = [s["id"] for s in hold["spots"]]
+    statuses = db.session.scalars(select(EventSpot.status).where(EventSpot.id.in_(spot_ids)))
+    assert set(statuses) == {SpotStatus.AVAILABLE}
+    assert db.session.scalars(select(Order.status)).all() in ([], [OrderStatus.CANCELLED])
