@@ -145,6 +145,10 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), app_env != "test"),
         # Redis through app/ratelimit.py (one round trip per limited request).
         "RATELIMIT_STORAGE_URI": ratelimit.storage_uri(redis_url) if redis_url else "memory://",
+        # Redis down or slow: count in each process's memory meanwhile (Flask-Limiter looks for
+        # Redis again, backing off) rather than fail login, hold and checkout with a 500.
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+        "RATELIMIT_STORAGE_OPTIONS": {"socket_timeout": 0.5, "socket_connect_timeout": 0.5},
         "RATELIMIT_HEADERS_ENABLED": True,
         "RATELIMIT_KEY_FUNC": rate_limit_key,
         "RATELIMIT_LOGIN": env.get("RATELIMIT_LOGIN", "10 per minute"),

@@ -292,3 +292,29 @@ def test_a_limited_request_costs_one_redis_round_trip_and_its_headers_are_right(
     # Outside a request the stock calls answer, from Redis.
     key = next(iter(storage.storage.scan_iter(storage.prefixed_key("*HoldApi*"))))
     assert storage.get(key.decode().removeprefix(storage.prefixed_key(""))) == 3
+
+
+def test_limits_keep_working_in_memory_while_redis_is_down(app):
+    """A rate-limit store that cannot be reached (nothing listens on port 1): sign-up still
+    answers, and its limit is still kept, counted in the process's memory meanwhile."""
+    from app import ratelimit
+    from app.tasks import init_celery
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    down = create_app(
+        config_for_tests(
+            **LIMITS, RATELIMIT_STORAGE_URI=ratelimit.storage_uri("redis://127.0.0.1:1/0")
+        )
+    )
+    try:
+        client = down.test_client()
+        codes = [sign_up_json(client, f"fan{n}@example.com").status_code for n in range(3)]
+        assert codes == [201, 201, 429]
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        init_celery(app)
+        with down.app_context():
+            db.session.remove()
+            db.engine.dispose()
