@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import time
 
-from flask import g, has_request_context
+from flask import has_request_context, request
 from limits.storage import RedisStorage
 
 # The storage URI is ``one-trip+`` followed by the Redis URL.
 PREFIX = "one-trip+"
+# Where a request keeps what it counted (its WSGI environ: the request's own, where flask.g
+# belongs to an app context that a request may share).
+_COUNTED = "bilheteria.ratelimit_counted"
 
 _INCR_WITH_TTL = """
 local amount = tonumber(ARGV[2])
@@ -47,7 +50,7 @@ class OneTripRedisStorage(RedisStorage):
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         count, ttl = self.lua_incr_with_ttl([self.prefixed_key(key)], [expiry, amount])
         if has_request_context():
-            seen = g.setdefault("_ratelimit_counted", {})
+            seen = request.environ.setdefault(_COUNTED, {})
             seen[key] = (int(count), max(int(ttl), 0) + time.time())
         return int(count)
 
@@ -64,4 +67,4 @@ def _counted(key: str) -> tuple[int, float] | None:
     """This request's own count and expiry of ``key``, if it counted it."""
     if not has_request_context():
         return None
-    return g.get("_ratelimit_counted", {}).get(key)
+    return request.environ.get(_COUNTED, {}).get(key)
