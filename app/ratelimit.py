@@ -33,12 +33,18 @@ return {current, redis.call("ttl", KEYS[1])}
 """
 
 
+_SCHEMES = ("redis", "rediss", "redis+unix")
+
+
 def storage_uri(redis_url: str) -> str:
-    return PREFIX + redis_url
+    """The rate-limit storage for a Redis URL: this one-round-trip storage for plain Redis,
+    limits' own for any other scheme (valkey, sentinel, cluster)."""
+    scheme = redis_url.partition("://")[0]
+    return PREFIX + redis_url if scheme in _SCHEMES else redis_url
 
 
 class OneTripRedisStorage(RedisStorage):
-    STORAGE_SCHEME = [PREFIX + scheme for scheme in ("redis", "rediss", "redis+unix")]
+    STORAGE_SCHEME = [PREFIX + scheme for scheme in _SCHEMES]
 
     def __init__(self, uri: str, **options: object) -> None:
         super().__init__(uri.removeprefix(PREFIX), **options)  # type: ignore[arg-type]
