@@ -93,6 +93,24 @@ def test_the_event_form_shows_the_field_at_fault_and_keeps_the_input(alice):
     assert db.session.query(Event).count() == 0
 
 
+def test_the_event_form_sets_a_waiting_room_and_names_a_bad_rate(alice):
+    event = make_event(alice["partner"])
+    client = alice["client"]
+    refused = client.post(
+        f"/eventview/edit/{event.id}", data=_event_form(waiting_room_per_minute="0")
+    )
+    assert refused.status_code == 200
+    assert "buyers per minute" in refused.get_data(as_text=True)
+    saved = client.post(
+        f"/eventview/edit/{event.id}", data=_event_form(waiting_room_per_minute="1200")
+    )
+    assert saved.status_code == 302
+    db.session.refresh(event)
+    assert event.waiting_room_per_minute == 1200
+    page = client.get(f"/eventview/show/{event.id}").get_data(as_text=True)
+    assert "Waiting room (buyers let in per minute)" in page
+
+
 def test_a_partner_edits_its_event(alice):
     event = make_event(alice["partner"])
     response = alice["client"].post(
