@@ -4,18 +4,26 @@
   "use strict";
   document.documentElement.classList.add("has-js");
 
-  // Countdown on the hold page.
-  var countdown = document.getElementById("countdown");
-  if (countdown) {
-    var left = parseInt(countdown.dataset.seconds, 10);
+  // Countdowns: a hold's (or a turn's) time left, where the page is loaded again at zero, and
+  // the wait for one's turn in a waiting room, whose page reloads itself (meta refresh).
+  var countDown = function (element, done, reload) {
+    var left = parseInt(element.dataset.seconds, 10);
     var tick = function () {
-      if (left <= 0) { countdown.textContent = "expired"; window.location.reload(); return; }
-      countdown.textContent = Math.floor(left / 60) + " min " + String(left % 60).padStart(2, "0") + " s";
+      if (left <= 0) {
+        element.textContent = done;
+        if (reload) { window.location.reload(); }
+        return;
+      }
+      element.textContent = Math.floor(left / 60) + " min " + String(left % 60).padStart(2, "0") + " s";
       left -= 1;
       setTimeout(tick, 1000);
     };
     tick();
-  }
+  };
+  var countdown = document.getElementById("countdown");
+  if (countdown) { countDown(countdown, "expired", true); }
+  var wait = document.getElementById("wait");
+  if (wait) { countDown(wait, "any moment now", false); }
 
   // Card form: tokenize with the processor, then pay with the token only.
   var cardForm = document.getElementById("card-form");
