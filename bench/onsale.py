@@ -7,13 +7,13 @@ the last line is one JSON object. Not a test: run it by hand.
 
 With ``--waiting-room R`` the event has a waiting room letting in R buyers per minute: each
 buyer joins the line, sleeps until the turn it was given, then holds and pays; a purchase ends
-the turn, so the buyer joins again for the next order. The line's own
-figures (join and poll requests, time spent in line, time from joining to tickets) are
-printed apart from the purchase path's.
+the turn, so the buyer joins again for the next order. The line's own figures (the join
+requests, time spent in line, time from joining to tickets) are printed apart from the
+purchase path's. A rate above what the server sells cannot keep the purchase path fast.
 
     .venv/bin/python bench/onsale.py                  # own database bilheteria_bench, 2 x 4
     .venv/bin/python bench/onsale.py --buyers 200 --per-order 4 --workers 4
-    .venv/bin/python bench/onsale.py --waiting-room 8400
+    .venv/bin/python bench/onsale.py --waiting-room 7200
 """
 
 from __future__ import annotations
