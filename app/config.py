@@ -140,6 +140,8 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "PAYOUT_SCHEDULE": _crontab(env, "PAYOUT_SCHEDULE", "0 6 * * mon"),
         # Where report files are written (one file per report, streamed to downloads).
         "REPORTS_DIR": _path(env, "REPORTS_DIR", PROJECT_ROOT / "var" / "reports"),
+        # A report's file is deleted this long after it was written (the report stays listed).
+        "REPORT_RETENTION_DAYS": _int(env, "REPORT_RETENTION_DAYS", 30),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
         "LOG_JSON": _bool(env.get("LOG_JSON"), True),
         "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), app_env != "test"),

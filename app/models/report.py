@@ -44,6 +44,7 @@ class ReportStatus(enum.StrEnum):
     RUNNING = "running"  # the task is writing the file
     DONE = "done"  # the file is ready to download
     FAILED = "failed"  # the task gave up: see the error
+    EXPIRED = "expired"  # the file was deleted after REPORT_RETENTION_DAYS: request it again
 
 
 class Report(Model):
@@ -123,6 +124,12 @@ class Report(Model):
         self.file_name = file_name
         self.row_count = row_count
         self.finished_at = now
+
+    def expire(self) -> None:
+        """Its file is deleted (kept REPORT_RETENTION_DAYS); the request stays listed."""
+        if self.status != ReportStatus.DONE:
+            raise Conflict(f"Report {self.id} is {self.status}: it has no file.")
+        self.status = ReportStatus.EXPIRED.value
 
     def fail(self, error: str, now: dt.datetime) -> None:
         self.status = ReportStatus.FAILED.value

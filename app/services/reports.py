@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from flask import current_app
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from sqlalchemy import Select, and_, case, func, select
@@ -190,12 +191,48 @@ def _partner_of_request(
 
 def report_file(report: Report, directory: Path) -> Path:
     """The written file of a report (found through the caller's scope); NotFound until then."""
+    if report.status == ReportStatus.EXPIRED:
+        raise NotFound(
+            f"The report's file was deleted after {current_app.config['REPORT_RETENTION_DAYS']} "
+            "days: request the report again."
+        )
     if report.status != ReportStatus.DONE or not report.file_name:
         raise NotFound("The report's file is not ready.")
     path = directory / Path(report.file_name).name
     if not path.is_file():
         raise NotFound("The report's file is gone.")
     return path
+
+
+# A partial file older than this was left by a worker that died writing it.
+PARTIAL_FILE_MAX_AGE = dt.timedelta(days=1)
+
+
+def delete_old_files(session: Session, directory: Path, now: dt.datetime | None = None) -> int:
+    """Delete the files of reports written more than REPORT_RETENTION_DAYS ago (the reports stay
+    listed as expired; a new request writes a fresh file) and partial files that dead workers
+    left; returns how many reports expired. The reports are marked first: a file that outlives
+    a crash in between is an orphan, never a listed report without its file."""
+    now = now or utcnow()
+    kept_since = now - dt.timedelta(days=current_app.config["REPORT_RETENTION_DAYS"])
+    old = session.scalars(
+        select(Report).where(Report.status == ReportStatus.DONE, Report.finished_at < kept_since)
+    ).all()
+    for report in old:
+        report.expire()
+    session.commit()
+    for report in old:
+        if report.file_name:
+            (directory / Path(report.file_name).name).unlink(missing_ok=True)
+    if directory.is_dir():
+        stale = now - PARTIAL_FILE_MAX_AGE
+        for partial in directory.glob(".report-*.part"):
+            written = dt.datetime.fromtimestamp(partial.stat().st_mtime, dt.UTC)
+            if written.replace(tzinfo=None) < stale:
+                partial.unlink(missing_ok=True)
+    if old:
+        log.info("report files deleted", extra={"reports": len(old)})
+    return len(old)
 
 
 # -- generation ----------------------------------------------------------------------------------

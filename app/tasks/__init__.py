@@ -50,6 +50,10 @@ def init_celery(app: Flask) -> Celery:
             "checkin-arm-due": {"task": "checkin.arm_due", "schedule": 300.0},
             # Each day is reconciled once, after it is over: hourly only catches up sooner.
             "reconcile-settlements": {"task": "money.reconcile_settlements", "schedule": 3600.0},
+            "delete-old-report-files": {
+                "task": "reports.delete_old_files",
+                "schedule": crontab(hour=3, minute=30),
+            },
             "create-payouts": {
                 "task": "money.create_payouts",
                 "schedule": crontab.from_string(app.config["PAYOUT_SCHEDULE"]),

@@ -16,3 +16,9 @@ from app.tasks import celery
 def generate(report_id: int) -> str:
     directory = Path(current_app.config["REPORTS_DIR"])
     return reports.generate_report(db.session, report_id, directory).status
+
+
+@celery.task(name="reports.delete_old_files")
+def delete_old_files() -> int:
+    directory = Path(current_app.config["REPORTS_DIR"])
+    return reports.delete_old_files(db.session, directory)

@@ -440,3 +440,43 @@ def test_a_control_character_cannot_smuggle_a_formula_into_a_spreadsheet():
     smuggled = reports._cell('\x01=HYPERLINK("http://x")')
     assert smuggled == '\'=HYPERLINK("http://x")'
     assert reports._cell("-12.00") == "-12.00"  # amounts stay numbers
+
+
+def test_old_report_files_are_deleted_and_the_reports_stay_listed_as_expired(
+    client, books, reports_dir
+):
+    import datetime as dt
+    import os
+
+    period = {"start": books["day"], "end": utcnow().date()}
+    old = run(books["fiona"], "platform_revenue", **period)
+    recent = run(books["fiona"], "platform_revenue", **period)
+    days = current_app.config["REPORT_RETENTION_DAYS"]
+    old.finished_at = utcnow() - dt.timedelta(days=days, minutes=1)
+    db.session.commit()
+    old_file = reports.report_file(old, reports_dir)
+    # Partial files: one a worker died writing two days ago, one being written now.
+    dead, live = reports_dir / ".report-998.csv.part", reports_dir / ".report-999.csv.part"
+    dead.write_text("half")
+    live.write_text("half")
+    two_days_ago = (utcnow() - dt.timedelta(days=2)).replace(tzinfo=dt.UTC).timestamp()
+    os.utime(dead, (two_days_ago, two_days_ago))
+
+    assert celery.tasks["reports.delete_old_files"].delay().get() == 1
+    db.session.expire_all()
+    assert (old.status, recent.status) == (ReportStatus.EXPIRED, ReportStatus.DONE)
+    assert not old_file.exists() and reports.report_file(recent, reports_dir).exists()
+    assert not dead.exists() and live.exists()
+    with pytest.raises(NotFound, match=f"deleted after {days} days: request the report again"):
+        reports.report_file(old, reports_dir)
+    login(client, "fiona")
+    assert client.get(f"/reportview/download/{old.id}").status_code == 404
+    listing = client.get("/reportview/list/").get_data(as_text=True)
+    assert "expired" in listing and f"/reportview/download/{old.id}" not in listing
+    assert reports.delete_old_files(db.session, reports_dir) == 0  # nothing more to do
+
+
+def test_old_report_files_are_deleted_every_night():
+    schedule = celery.conf.beat_schedule["delete-old-report-files"]
+    assert schedule["task"] == "reports.delete_old_files"
+    assert schedule["schedule"].hour == {3} and schedule["schedule"].minute == {30}
