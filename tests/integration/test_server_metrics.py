@@ -81,8 +81,12 @@ def _healthz_count(metrics: str) -> float:
 def test_metrics_aggregate_across_the_servers_workers(server):
     base, metrics_dir = server
     sent = 1  # the readiness probe in the fixture
+    # The fixture's probe proves one worker up; the other may still be importing the app (slower
+    # on a busy machine): keep asking until both have served, for up to half a minute.
+    deadline = time.monotonic() + 30
+    pids: set[str] = set()
     with ThreadPoolExecutor(max_workers=8) as pool:
-        for _ in range(20):
+        while len(pids) < 2 and time.monotonic() < deadline:
             list(pool.map(lambda _: _get(base + "/healthz"), range(20)))
             sent += 20
             pids = {
@@ -90,8 +94,7 @@ def test_metrics_aggregate_across_the_servers_workers(server):
                 for f in metrics_dir.iterdir()
                 if (m := re.search(r"_(\d+)\.db$", f.name))
             }
-            if len(pids) >= 2:
-                break
+            time.sleep(0.1)
     assert len(pids) >= 2, "only one worker served requests"
     # Whichever worker answers, it reports every worker's requests.
     for _ in range(6):
