@@ -198,10 +198,15 @@ def report_file(report: Report, directory: Path) -> Path:
         )
     if report.status != ReportStatus.DONE or not report.file_name:
         raise NotFound("The report's file is not ready.")
-    path = directory / Path(report.file_name).name
+    path = _path_of(report.file_name, directory)
     if not path.is_file():
         raise NotFound("The report's file is gone.")
     return path
+
+
+def _path_of(file_name: str, directory: Path) -> Path:
+    """Where a report's file is: its bare name under the directory (never elsewhere)."""
+    return directory / Path(file_name).name
 
 
 # A partial file older than this was left by a worker that died writing it.
@@ -218,12 +223,12 @@ def delete_old_files(session: Session, directory: Path, now: dt.datetime | None 
     old = session.scalars(
         select(Report).where(Report.status == ReportStatus.DONE, Report.finished_at < kept_since)
     ).all()
+    files = [_path_of(report.file_name, directory) for report in old if report.file_name]
     for report in old:
         report.expire()
     session.commit()
-    for report in old:
-        if report.file_name:
-            (directory / Path(report.file_name).name).unlink(missing_ok=True)
+    for path in files:
+        path.unlink(missing_ok=True)
     if directory.is_dir():
         stale = now - PARTIAL_FILE_MAX_AGE
         for partial in directory.glob(".report-*.part"):
