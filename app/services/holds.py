@@ -31,7 +31,6 @@ from app.models import (
     Partner,
     PaymentStatus,
     SpotStatus,
-    WaitingEntry,
 )
 from app.models.base import utcnow
 from app.models.event import SALE_COLUMNS, sale_window
@@ -140,22 +139,13 @@ _FREE_UP_TO_WANTED = (
     )
     .scalar_subquery()
 )
-# The customer's place in the event's waiting room, if any.
-_entry = WaitingEntry.__table__
-_ADMIT_AT = (
-    select(_entry.c.admit_at)
-    .where(
-        _entry.c.event_id == bindparam("event_id"), _entry.c.customer_id == bindparam("customer_id")
-    )
-    .scalar_subquery()
-)
 _LOCK_CUSTOMER_READ_EVENT = (
     select(
         *SALE_COLUMNS,
         _section.c.name.label("section_name"),  # best-available's section, if of this event
         _FREE_UP_TO_WANTED.label("free_up_to_wanted"),
         _event.c.waiting_room_per_minute,
-        _ADMIT_AT.label("admit_at"),
+        waiting_room.ADMIT_AT.scalar_subquery().label("admit_at"),
     )
     .select_from(
         _customer.join(_event, _event.c.id == bindparam("event_id"))

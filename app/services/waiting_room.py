@@ -191,6 +191,12 @@ _JOIN_AT_ONCE = (
 )
 
 
+# The customer's place in the event's line, if any (the hold reads it in its first statement).
+ADMIT_AT = select(_entry.c.admit_at).where(
+    _entry.c.event_id == bindparam("event_id"), _entry.c.customer_id == bindparam("customer_id")
+)
+
+
 def _read(conn: Connection, event_id: int, customer_id: int) -> Row:
     row = conn.execute(_READ, {"event_id": event_id, "customer_id": customer_id}).first()
     if row is None or row.status == EventStatus.DRAFT:
@@ -205,6 +211,16 @@ def status(
     now = now or utcnow()
     row = _read(session.connection(), event_id, customer_id)
     return turn_of(event_id, row.waiting_room_per_minute, row.admit_at, now)
+
+
+def turn_at(session: Session, event: Event, customer_id: int, now: dt.datetime) -> Turn:
+    """The customer's turn at an event already loaded: their place is read only if it has a
+    line."""
+    rate = event.waiting_room_per_minute
+    if rate is None:
+        return Turn(event.id, OPEN)
+    ids = {"event_id": event.id, "customer_id": customer_id}
+    return turn_of(event.id, rate, session.scalar(ADMIT_AT, ids), now)
 
 
 def join(session: Session, customer_id: int, event_id: int, now: dt.datetime | None = None) -> Turn:

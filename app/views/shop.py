@@ -99,9 +99,9 @@ def event(event_id: int) -> Any:
         abort(404)
     now = utcnow()
     customer = _customer()
-    if customer is not None and event.waiting_room_per_minute is not None:
-        turn = waiting_room.status(db.session, customer.id, event.id, now)
-    else:  # no waiting room (open), or a visitor (not in line)
+    if customer is not None:
+        turn = waiting_room.turn_at(db.session, event, customer.id, now)
+    else:  # a visitor: not in line
         turn = waiting_room.turn_of(event.id, event.waiting_room_per_minute, None, now)
     on_sale = event.is_on_sale(now)
     return render_template(
@@ -127,17 +127,17 @@ def queue(event_id: int) -> Any:
         return _login_redirect(url_for(".queue", event_id=event_id))
     now = utcnow()
     try:
+        event = holds.public_event(db.session, event_id)
         if request.method == "POST":
             turn = waiting_room.join(db.session, customer.id, event_id, now)
         else:
-            turn = waiting_room.status(db.session, customer.id, event_id, now)
+            turn = waiting_room.turn_at(db.session, event, customer.id, now)
     except NotFound:
         abort(404)
     except DomainError as err:
         db.session.rollback()
         flash(err.message, "error")
         return redirect(url_for(".event", event_id=event_id))
-    event = holds.public_event(db.session, event_id)
     if not waiting_room.line_is_open(event, now):
         flash(f"Tickets for {event.name} are not on sale.", "error")
         return redirect(url_for(".event", event_id=event_id))
