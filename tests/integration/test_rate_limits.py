@@ -7,11 +7,13 @@ memory storage, emptied before each test.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -36,22 +38,31 @@ LIMITS = {
 PASSWORD = "s3cret-pass"
 
 
-@pytest.fixture(scope="module")
-def limited_app(app: Flask) -> Iterator[Flask]:
-    """An app with small limits on the same database. Building an app replaces the root log
-    handler and rebinds Celery's task class: both are put back for the session app afterwards."""
+@contextlib.contextmanager
+def another_app(app: Flask, **config: Any) -> Iterator[Flask]:
+    """An app with small limits (and ``config``) on the same database. Building an app replaces
+    the root log handler and rebinds Celery's task class: both are put back for the session app
+    afterwards."""
     from app.tasks import init_celery
 
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    limited = create_app(config_for_tests(**LIMITS))
-    yield limited
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    init_celery(app)
-    with limited.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    other = create_app(config_for_tests(**LIMITS, **config))
+    try:
+        yield other
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        init_celery(app)
+        with other.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def limited_app(app: Flask) -> Iterator[Flask]:
+    with another_app(app) as limited:
+        yield limited
 
 
 @pytest.fixture
@@ -298,23 +309,9 @@ def test_limits_keep_working_in_memory_while_redis_is_down(app):
     """A rate-limit store that cannot be reached (nothing listens on port 1): sign-up still
     answers, and its limit is still kept, counted in the process's memory meanwhile."""
     from app import ratelimit
-    from app.tasks import init_celery
 
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    down = create_app(
-        config_for_tests(
-            **LIMITS, RATELIMIT_STORAGE_URI=ratelimit.storage_uri("redis://127.0.0.1:1/0")
-        )
-    )
-    try:
-        client = down.test_client()
+    down = ratelimit.storage_uri("redis://127.0.0.1:1/0")
+    with another_app(app, RATELIMIT_STORAGE_URI=down) as unreachable:
+        client = unreachable.test_client()
         codes = [sign_up_json(client, f"fan{n}@example.com").status_code for n in range(3)]
         assert codes == [201, 201, 429]
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        init_celery(app)
-        with down.app_context():
-            db.session.remove()
-            db.engine.dispose()

@@ -17,6 +17,7 @@ from app.models import Customer, WaitingEntry
 from app.models.base import utcnow
 from app.services import customers, waiting_room
 from tests.integration.test_purchase_api import card_token, pay, sign_up
+from tests.integration.test_shop_pages import alerts, page_sign_up, path_of, text
 from tests.support import make_event, make_partner
 
 RATE = 60  # buyers let in per minute: one a second
@@ -229,8 +230,6 @@ def test_a_crowd_joining_at_once_gets_one_slot_each(app, queued, burst):
 
 
 def test_the_event_page_sends_a_buyer_through_the_line_to_the_seats(client, queued):
-    from tests.integration.test_shop_pages import page_sign_up, path_of, text
-
     page_sign_up(client)
     page = text(client.get(f"/events/{queued.id}"))
     assert "Join the line" in page and 'name="quantity"' not in page
@@ -251,8 +250,6 @@ def test_the_event_page_sends_a_buyer_through_the_line_to_the_seats(client, queu
 
 
 def test_the_waiting_page_shows_the_place_and_moves_on_by_itself(client, queued):
-    from tests.integration.test_shop_pages import page_sign_up, path_of, text
-
     page_sign_up(client)
     client.post(f"/events/{queued.id}/queue")
     _admit(queued.id, "ana@example.com", utcnow() + dt.timedelta(seconds=75))
@@ -270,8 +267,6 @@ def test_the_waiting_page_shows_the_place_and_moves_on_by_itself(client, queued)
 
 
 def test_a_visitor_is_asked_to_log_in_before_joining(client, queued):
-    from tests.integration.test_shop_pages import path_of
-
     response = client.post(f"/events/{queued.id}/queue")
     assert response.status_code == 302 and "/login" in path_of(response)
 
@@ -295,8 +290,6 @@ def test_paying_for_a_hold_of_an_earlier_turn_keeps_the_place_taken_since(client
 def test_the_line_before_the_opening_is_on_the_event_page_and_only_for_a_sale_to_come(
     client, queued
 ):
-    from tests.integration.test_shop_pages import page_sign_up, text
-
     queued.sales_start = utcnow() + dt.timedelta(hours=2)
     db.session.commit()
     page_sign_up(client)
@@ -313,8 +306,6 @@ def test_the_line_before_the_opening_is_on_the_event_page_and_only_for_a_sale_to
 
 
 def test_the_waiting_page_of_a_cancelled_event_says_so(client, queued):
-    from tests.integration.test_shop_pages import alerts, page_sign_up, path_of
-
     page_sign_up(client)
     client.post(f"/events/{queued.id}/queue")
     _admit(queued.id, "ana@example.com", utcnow() + dt.timedelta(seconds=60))
