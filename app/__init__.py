@@ -19,6 +19,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     configure_logging(app)
     configure_database(app)
+    from app.views.guards import install as install_id_guards
+
+    install_id_guards(app)  # before any route: ids in URLs are checked as they are matched
     configure_appbuilder(app)
     configure_blueprints(app)
     configure_rate_limits(app)

@@ -4,13 +4,40 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from typing import Any
 
-from sqlalchemy import CheckConstraint
+from sqlalchemy import CheckConstraint, DateTime, event
+from sqlalchemy.orm import Mapper
+
+MAX_INT = 2**31 - 1  # integer columns, ids among them, are 32-bit on PostgreSQL
 
 
 def utcnow() -> dt.datetime:
     """Naive UTC: every timestamp column stores UTC without an offset (SQLite has none)."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def as_naive_utc(value: Any) -> Any:
+    """A datetime with an offset (an API's "2027-03-01T20:00:00-03:00") as the naive UTC the
+    columns store; anything else unchanged."""
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value
+
+
+def _naive_utc_on_set(_target: Any, value: Any, _old: Any, _initiator: Any) -> Any:
+    return as_naive_utc(value)
+
+
+@event.listens_for(Mapper, "mapper_configured")
+def _store_naive_utc(mapper: Mapper, class_: type) -> None:
+    """Every timestamp column of every model takes an aware datetime as naive UTC when it is
+    set, so the rules compare like with like (comparing naive and aware raises TypeError)."""
+    for prop in mapper.column_attrs:
+        if prop.parent is mapper and any(
+            isinstance(c.type, DateTime) and not c.type.timezone for c in prop.columns
+        ):
+            event.listen(getattr(class_, prop.key), "set", _naive_utc_on_set, retval=True)
 
 
 def enum_check(column: str, values: type[enum.StrEnum], name: str) -> CheckConstraint:

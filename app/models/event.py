@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.models.base import enum_check, utcnow
+from app.models.base import MAX_INT, enum_check, utcnow
 from app.models.codes import new_private_key, public_key_of
 from app.models.errors import Conflict, DomainError
 from app.models.partner import Partner, PartnerStatus
@@ -50,9 +50,6 @@ class SpotStatus(enum.StrEnum):
     HELD = "held"
     SOLD = "sold"
     BLOCKED = "blocked"
-
-
-MAX_INT = 2**31 - 1  # integer columns are 32-bit on PostgreSQL
 
 
 CHECKIN_OPENS_BEFORE = dt.timedelta(hours=6)

@@ -35,10 +35,13 @@ from flask_appbuilder.urltools import (
 )
 from flask_appbuilder.widgets import FormWidget
 from flask_babel import lazy_gettext
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import DataError, IntegrityError
+from werkzeug.exceptions import BadRequest
 from wtforms import Form
 
 from app.extensions import db
+from app.models.base import MAX_INT
 from app.models.errors import DomainError, NotFound
 from app.services.scoping import is_platform_staff, scope_clause
 
@@ -62,6 +65,10 @@ def _cell(item: Any, column: str) -> str:
     for part in column.split("."):
         value = getattr(value, part, None)
     return "" if value is None else str(value)
+
+
+def _label(column: str) -> str:
+    return column.replace("_", " ").capitalize()
 
 
 def partner_owned(model: type | None) -> bool:
@@ -101,12 +108,18 @@ class ScopedMixin:
             setattr(self, attr, {**scoped, **(getattr(self, attr, None) or {})})
 
     def check_related_scope(self, item: Any) -> None:
-        """A related row chosen by id must be one the user may see: a tampered picker or an API
-        body naming another partner's row answers as if the row did not exist."""
+        """A related row chosen by id must exist and be one the user may see: a tampered picker
+        or an API body naming a missing row or another partner's answers 404 at its field."""
         actor = current_user()
-        for name in self.scoped_relations(list(self.datamodel.get_columns_list())):
+        for name in self.datamodel.get_columns_list():
+            if not self.datamodel.is_relation_many_to_one(name):
+                continue
             related = getattr(item, name, None)
             if related is None:
+                continue
+            if sa_inspect(related).transient:  # the API's loader makes one for an unknown id
+                raise NotFound(f"{_label(name)} not found.", field=name)
+            if not partner_owned(type(related)):
                 continue
             model = type(related)
             clause = scope_clause(model, actor)
@@ -116,7 +129,7 @@ class ScopedMixin:
                 db.select(model.id).where(model.id == related.id, clause).limit(1)
             )
             if found is None:
-                raise NotFound(f"{name.replace('_', ' ').capitalize()} not found.", field=name)
+                raise NotFound(f"{_label(name)} not found.", field=name)
 
     # The rules compare changed attributes with their loaded values: no autoflush may write
     # (and so forget) the changes before they have looked.
@@ -422,10 +435,34 @@ class ScopedModelRestApi(ScopedMixin, ModelRestApi):
             return self.response(422, error="invalid", message="A value is out of range.")
 
     def post_headless(self) -> Any:
-        return self._domain_guard(super().post_headless)
+        return self._domain_guard(self._with_relation_ids, self.add_columns, super().post_headless)
 
     def put_headless(self, pk: Any) -> Any:
-        return self._domain_guard(super().put_headless, pk)
+        return self._domain_guard(
+            self._with_relation_ids, self.edit_columns, super().put_headless, pk
+        )
+
+    def _with_relation_ids(self, columns: list[str], call: Any, *args: Any) -> Any:
+        """A relation in a JSON body is a row's id (an integer) or null: FAB's loader would take
+        a boolean, a text or an object too, and end in a database error or a TypeError."""
+        body = request.get_json(silent=True)
+        if isinstance(body, dict):
+            for name in columns:
+                value = body.get(name)
+                if value is None or not self.datamodel.is_relation_many_to_one(name):
+                    continue
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise DomainError(f"{_label(name)} must be an id (an integer).", field=name)
+                if not 0 < value <= MAX_INT:
+                    raise NotFound(f"{_label(name)} not found.", field=name)
+        return call(*args)
+
+    def _sanitize_page_args(self, page: int | None, page_size: int | None) -> Any:
+        """FAB passed any page number to the database: a negative one or one past the last
+        possible row was a database error (500)."""
+        if page is not None and not 0 <= page <= MAX_INT:
+            raise BadRequest(f"page must be between 0 and {MAX_INT}.")
+        return super()._sanitize_page_args(page, page_size)
 
     def delete_headless(self, pk: Any) -> Any:
         return self._domain_guard(super().delete_headless, pk)

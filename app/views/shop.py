@@ -91,7 +91,7 @@ def home() -> Any:
     )
 
 
-@bp.get("/events/<int(max=2147483647):event_id>")
+@bp.get("/events/<int:event_id>")
 def event(event_id: int) -> Any:
     try:
         event = holds.public_event(db.session, event_id)
@@ -119,7 +119,7 @@ def event(event_id: int) -> Any:
     )
 
 
-@bp.route("/events/<int(max=2147483647):event_id>/queue", methods=["GET", "POST"])
+@bp.route("/events/<int:event_id>/queue", methods=["GET", "POST"])
 def queue(event_id: int) -> Any:
     """The waiting room: join it (POST), then this page counts down to the customer's turn."""
     customer = _customer()
@@ -156,7 +156,7 @@ def queue(event_id: int) -> Any:
     )
 
 
-@bp.post("/events/<int(max=2147483647):event_id>/hold")
+@bp.post("/events/<int:event_id>/hold")
 def hold(event_id: int) -> Any:
     customer = _customer()
     if customer is None:
@@ -178,7 +178,7 @@ def hold(event_id: int) -> Any:
     return redirect(url_for(".hold_page", hold_id=hold.id))
 
 
-@bp.get("/holds/<int(max=2147483647):hold_id>")
+@bp.get("/holds/<int:hold_id>")
 def hold_page(hold_id: int) -> Any:
     customer = _customer()
     if customer is None:
@@ -208,7 +208,7 @@ def hold_page(hold_id: int) -> Any:
     )
 
 
-@bp.post("/holds/<int(max=2147483647):hold_id>/checkout")
+@bp.post("/holds/<int:hold_id>/checkout")
 def pay(hold_id: int) -> Any:
     customer = _customer()
     if customer is None:
@@ -238,7 +238,7 @@ def pay(hold_id: int) -> Any:
     return redirect(url_for(".order", order_id=result.order_id))
 
 
-@bp.post("/holds/<int(max=2147483647):hold_id>/release")
+@bp.post("/holds/<int:hold_id>/release")
 def release(hold_id: int) -> Any:
     customer = _customer()
     if customer is None:
@@ -261,7 +261,7 @@ def orders() -> Any:
     return render_template("shop/orders.html", orders=customers.orders_of(db.session, customer.id))
 
 
-@bp.get("/orders/<int(max=2147483647):order_id>")
+@bp.get("/orders/<int:order_id>")
 def order(order_id: int) -> Any:
     customer = _customer()
     if customer is None:
@@ -273,7 +273,7 @@ def order(order_id: int) -> Any:
     return render_template("shop/order.html", order=order, now=utcnow())
 
 
-@bp.post("/orders/<int(max=2147483647):order_id>/cancel")
+@bp.post("/orders/<int:order_id>/cancel")
 def cancel_order(order_id: int) -> Any:
     customer = _customer()
     if customer is None:

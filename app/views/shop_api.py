@@ -18,10 +18,11 @@ from flask_jwt_extended import get_jwt
 
 from app.extensions import db
 from app.models import DomainError, format_money
-from app.models.base import utcnow
+from app.models.base import MAX_INT, utcnow
 from app.services import catalog, checkout, customers, holds, refunds, waiting_room
 from app.services.payments import gateway
 from app.views.base import current_user
+from app.views.guards import is_id
 
 
 def event_json(event: Any) -> dict[str, Any]:
@@ -171,7 +172,7 @@ class CatalogApi(BaseApi):
             pages=page.pages,
         )
 
-    @expose("/events/<int(max=2147483647):event_id>", methods=["GET"])
+    @expose("/events/<int:event_id>", methods=["GET"])
     @safe
     @domain_errors
     def event(self, event_id: int) -> Any:
@@ -194,7 +195,7 @@ class CatalogApi(BaseApi):
         body["sections"] = catalog.section_availability(db.session, event.id)
         return self.response(200, result=body)
 
-    @expose("/events/<int(max=2147483647):event_id>/spots", methods=["GET"])
+    @expose("/events/<int:event_id>/spots", methods=["GET"])
     @safe
     @domain_errors
     def spots(self, event_id: int) -> Any:
@@ -213,8 +214,11 @@ class CatalogApi(BaseApi):
             404:
               description: No such public event
         """
-        section_id = request.args.get("section_id", type=int)
-        return self.response(200, **catalog.spot_map(db.session, event_id, section_id))
+        section_id = request.args.get("section_id")
+        if section_id is not None and not is_id(section_id):
+            raise InvalidRequest("section_id must be a section's id.", field="section_id")
+        section = int(section_id) if section_id is not None else None
+        return self.response(200, **catalog.spot_map(db.session, event_id, section))
 
 
 class CustomerApi(BaseApi):
@@ -314,7 +318,7 @@ class HoldApi(BaseApi):
         )
         return self.response(201, result=hold_json(hold, utcnow()))
 
-    @expose("/<int(max=2147483647):pk>", methods=["GET"])
+    @expose("/<int:pk>", methods=["GET"])
     @protect(allow_browser_login=True)
     @safe
     @domain_errors
@@ -337,7 +341,7 @@ class HoldApi(BaseApi):
         summary = holds.HoldSummary.of(db.session, hold)
         return self.response(200, result=hold_json(summary, utcnow()))
 
-    @expose("/<int(max=2147483647):pk>", methods=["DELETE"])
+    @expose("/<int:pk>", methods=["DELETE"])
     @protect(allow_browser_login=True)
     @safe
     @domain_errors
@@ -361,7 +365,7 @@ class HoldApi(BaseApi):
         hold = holds.release_hold(db.session, customer_id, pk)
         return self.response(200, result={"id": hold.id, "status": hold.status})
 
-    @expose("/<int(max=2147483647):pk>/checkout", methods=["POST"])
+    @expose("/<int:pk>/checkout", methods=["POST"])
     @protect(allow_browser_login=True)
     @safe
     @domain_errors
@@ -435,7 +439,7 @@ class QueueApi(BaseApi):
             response.headers["Retry-After"] = str(turn.retry_after(now))
         return response
 
-    @expose("/<int(max=2147483647):event_id>", methods=["POST"])
+    @expose("/<int:event_id>", methods=["POST"])
     @protect(allow_browser_login=True)
     @safe
     @domain_errors
@@ -460,7 +464,7 @@ class QueueApi(BaseApi):
         """
         return self._answer(waiting_room.join(db.session, _customer_id(), event_id))
 
-    @expose("/<int(max=2147483647):event_id>", methods=["GET"])
+    @expose("/<int:event_id>", methods=["GET"])
     @protect(allow_browser_login=True)
     @safe
     @domain_errors
@@ -480,7 +484,7 @@ class QueueApi(BaseApi):
         """
         return self._answer(waiting_room.status(db.session, _customer_id(), event_id))
 
-    @expose("/<int(max=2147483647):event_id>", methods=["DELETE"])
+    @expose("/<int:event_id>", methods=["DELETE"])
     @protect(allow_browser_login=True)
     @safe
     @domain_errors
@@ -527,7 +531,7 @@ class OrderApi(BaseApi):
         records = customers.order_records(db.session, customer_id, ids)
         return self.response(200, result=[order_json(r) for r in records], count=len(records))
 
-    @expose("/<int(max=2147483647):pk>", methods=["GET"])
+    @expose("/<int:pk>", methods=["GET"])
     @protect(allow_browser_login=True)
     @safe
     @domain_errors
@@ -549,7 +553,7 @@ class OrderApi(BaseApi):
         record = customers.order_record(db.session, customer_id, pk)
         return self.response(200, result=order_json(record))
 
-    @expose("/<int(max=2147483647):pk>/cancel", methods=["POST"])
+    @expose("/<int:pk>/cancel", methods=["POST"])
     @protect(allow_browser_login=True)
     @safe
     @domain_errors
@@ -587,11 +591,8 @@ def _customer_id() -> int:
     return customers.customer_of(db.session, current_user()).id
 
 
-MAX_ID = 2**31 - 1
-
-
 def _int(value: Any, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_INT:
         raise DomainError(f"{field} must be a positive integer id.", field=field)
     return value
 
