@@ -254,7 +254,8 @@ def _join(conn: Connection, customer_id: int, event_id: int, now: dt.datetime) -
     if current.status != NOT_IN_LINE:
         return current
     step = interval_of(rate)
-    burst = step * current_app.config["WAITING_ROOM_BURST"]
+    # GCRA's tolerance: the first buyer after a quiet spell and BURST - 1 more come in at once.
+    burst = step * (max(1, current_app.config["WAITING_ROOM_BURST"]) - 1)
     if conn.dialect.name == "postgresql":
         admit_at = conn.execute(
             _JOIN_AT_ONCE,

@@ -68,17 +68,17 @@ def test_buyers_come_in_first_come_first_served_at_the_events_rate(queued, burst
     now = utcnow().replace(microsecond=0)
     fans = _customers(6)
     turns = [waiting_room.join(db.session, fan, queued.id, now) for fan in fans]
-    # The first one and a burst of two come in at once, then one a second, in joining order.
+    # A burst of two come in at once, then one a second, in joining order.
     seconds = [(t.admit_at - now).total_seconds() for t in turns]
-    assert seconds == [0, 0, 0, 1, 2, 3]
-    assert [t.status for t in turns] == ["admitted"] * 3 + ["waiting"] * 3
-    assert [t.ahead(now) for t in turns] == [0, 0, 0, 1, 2, 3]
-    assert turns[-1].retry_after(now) == 3
+    assert seconds == [0, 0, 1, 2, 3, 4]
+    assert [t.status for t in turns] == ["admitted"] * 2 + ["waiting"] * 4
+    assert [t.ahead(now) for t in turns] == [0, 0, 1, 2, 3, 4]
+    assert turns[-1].retry_after(now) == 4
     # Asking again keeps one's place and takes nobody else's.
     again = waiting_room.join(db.session, fans[4], queued.id, now + dt.timedelta(seconds=1))
     assert again.admit_at == turns[4].admit_at and again.status == "waiting"
     late = waiting_room.join(db.session, _customers(1, first=6)[0], queued.id, now)
-    assert late.admit_at - now == dt.timedelta(seconds=4)
+    assert late.admit_at - now == dt.timedelta(seconds=5)
     # After a quiet spell the line is empty: a newcomer comes straight in.
     later = now + dt.timedelta(minutes=11)
     first = waiting_room.join(db.session, _customers(1, first=7)[0], queued.id, later)
@@ -217,10 +217,10 @@ def test_a_crowd_joining_at_once_gets_one_slot_each(app, queued, burst):
         admitted = sorted(pool.map(join, fans))
     db.session.rollback()
     step = dt.timedelta(seconds=60 / RATE)
-    # The first one and the burst at once, then one per interval.
-    assert sum(1 for at in admitted if at < admitted[0] + step) == burst + 1
-    gaps = [b - a for a, b in zip(admitted[burst + 1 :], admitted[burst + 2 :], strict=False)]
-    assert gaps == [step] * (len(fans) - burst - 2)
+    # The burst at once, then one per interval.
+    assert sum(1 for at in admitted if at < admitted[0] + step) == burst
+    gaps = [b - a for a, b in zip(admitted[burst:], admitted[burst + 1 :], strict=False)]
+    assert gaps == [step] * (len(fans) - burst - 1)
     entries = db.session.scalars(select(WaitingEntry).where(WaitingEntry.event_id == event_id))
     assert sorted(e.customer_id for e in entries) == sorted(fans)
 
