@@ -246,6 +246,10 @@ class Event(Model):
             raise Conflict("An event with sales keeps its currency.", field="currency")
 
     def check_times(self) -> None:
+        """Also the texts a listing needs (the API took blank ones the form refused)."""
+        for field, what in (("name", "a name"), ("venue", "its venue"), ("city", "its city")):
+            if not (getattr(self, field) or "").strip():
+                raise DomainError(f"Give the event {what}.", field=field)
         if self.ends_at is not None and self.ends_at <= self.starts_at:
             raise DomainError("The event must end after it starts.", field="ends_at")
         if self.sales_start and self.sales_end and self.sales_end <= self.sales_start:
@@ -500,6 +504,10 @@ class EventSpot(Model):
     def check_changes(self) -> None:
         """Rules for an edited spot: a sold spot keeps its name and place; a spot moves only to
         another section of the same event."""
+        if not (self.label or "").strip():
+            raise DomainError("Give the spot a label.", field="label")
+        if self.seat_number is not None and not 0 < self.seat_number <= MAX_INT:
+            raise DomainError("A seat number is a positive number.", field="seat_number")
         changed = _changed_attributes(self)
         if self.is_sold and changed & {
             "label",

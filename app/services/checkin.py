@@ -56,7 +56,7 @@ from app.models import (
     TicketStatus,
     token_hash,
 )
-from app.models.base import utcnow
+from app.models.base import MAX_INT, utcnow
 from app.models.codes import InvalidCode, TicketClaim, read_claim, unb64, verify_ticket
 from app.services.scoping import Actor, get_owned, get_owned_many, role_names
 
@@ -445,11 +445,17 @@ def parse_scan(
         if scanned_at.year < 2000:
             raise DomainError("scanned_at is too far in the past.", field="scanned_at")
     verdict = payload.get("verdict")
-    if offline and verdict is not None and verdict not in set(ScanResult):
+    if (
+        offline
+        and verdict is not None
+        and (not isinstance(verdict, str) or verdict not in set(ScanResult))
+    ):
         raise DomainError("Unknown verdict.", field="verdict")
     event_id = payload.get("event_id")
-    if event_id is not None and (isinstance(event_id, bool) or not isinstance(event_id, int)):
-        raise DomainError("event_id is a number.", field="event_id")
+    if event_id is not None and (
+        isinstance(event_id, bool) or not isinstance(event_id, int) or not 0 < event_id <= MAX_INT
+    ):
+        raise DomainError("event_id is an event's id.", field="event_id")
     return ScanRequest(
         code=code.strip(),
         gate=gate.strip(),

@@ -108,6 +108,8 @@ class Period:
             raise DomainError("Give the period's last day.", field="end")
         if end < start:
             raise DomainError("The period ends before it starts.", field="end")
+        if end >= dt.date.max:  # the first moment after it would not be a date
+            raise DomainError("The period's last day is too far away.", field="end")
         return cls(start, end)
 
     @classmethod
@@ -319,7 +321,7 @@ _NUMBER = re.compile(r"-?\d+(\.\d+)?")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _cell(value: Any) -> Any:
+def spreadsheet_cell(value: Any) -> Any:
     """A value as the files show it. Text that a spreadsheet would run as a formula (an event
     named '=HYPERLINK(...)') is quoted; amounts such as '-12.00' are left as they are."""
     if value is None:
@@ -345,7 +347,7 @@ class _CsvWriter:
         self._writer = csv.writer(file)
 
     def writerow(self, values: list[Any]) -> None:
-        self._writer.writerow([_cell(value) for value in values])
+        self._writer.writerow([spreadsheet_cell(value) for value in values])
 
 
 class _XlsxWriter:
@@ -356,7 +358,7 @@ class _XlsxWriter:
         self._sheet = self.book.create_sheet(title[:31])
 
     def writerow(self, values: list[Any]) -> None:
-        self._sheet.append([_cell(value) for value in values])
+        self._sheet.append([spreadsheet_cell(value) for value in values])
 
 
 @contextmanager

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,6 +25,7 @@ from flask import (
 )
 from flask_appbuilder import ModelRestApi, ModelView, has_access
 from flask_appbuilder.baseviews import expose
+from flask_appbuilder.exceptions import FABException
 from flask_appbuilder.forms import GeneralModelConverter
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
@@ -36,14 +38,22 @@ from flask_appbuilder.urltools import (
 from flask_appbuilder.widgets import FormWidget
 from flask_babel import lazy_gettext
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import CompileError, DataError, IntegrityError, ProgrammingError
 from werkzeug.exceptions import BadRequest
 from wtforms import Form
 
 from app.extensions import db
 from app.models.base import MAX_INT
 from app.models.errors import DomainError, NotFound
+from app.services.reports import spreadsheet_cell
 from app.services.scoping import is_platform_staff, scope_clause
+
+log = logging.getLogger(__name__)
+
+# What a list's address can hold that FAB does not check: a page that is not a number (FAB's
+# int()), an order column it does not know (CompileError), a filter value of the wrong type for
+# the column (the database's DataError or, comparing types, ProgrammingError).
+BAD_LIST_ARGUMENTS = (FABException, ValueError, CompileError, DataError, ProgrammingError)
 
 
 def current_user() -> Any:
@@ -61,10 +71,12 @@ class PartnerScopeFilter(BaseFilter):
 
 
 def _cell(item: Any, column: str) -> str:
+    """A list column as the CSV shows it; text a spreadsheet would run as a formula (a partner's
+    event named '=HYPERLINK(...)') is quoted as in the reports."""
     value = item
     for part in column.split("."):
         value = getattr(value, part, None)
-    return "" if value is None else str(value)
+    return "" if value is None else str(spreadsheet_cell(str(value)))
 
 
 def _label(column: str) -> str:
@@ -190,13 +202,55 @@ class ScopedModelView(ScopedMixin, ModelView):
 
     list_template = "dashboard/list.html"
 
+    @expose("/list/")
+    @has_access
+    def list(self) -> Any:
+        """FAB's list, with its address checked: a filter value of the wrong type, an unknown
+        order column or a page that is not a number was a 500 (FAB parses them with ``int()``
+        and hands the rest to the database)."""
+        self.update_redirect()
+        try:
+            widgets = self._list()
+        except BAD_LIST_ARGUMENTS as exc:
+            return self._refuse_list_arguments(exc)
+        return self.render_template(
+            self.list_template,
+            title=self.list_title,
+            widgets=widgets,
+            can_export=self.appbuilder.sm.has_access("can_export_csv", self.class_permission_name),
+        )
+
+    def render_template(self, template: str, **kwargs: Any) -> Any:
+        """FAB shows a row's related lists (an event's sections, with prices and sales) without
+        asking whether the user may list them: tabs the user may not list are left out."""
+        related = kwargs.get("related_views")
+        widgets = kwargs.get("widgets")
+        if related and isinstance(widgets, dict) and "related_views" in widgets:
+            allowed = [
+                (view, widget)
+                for view, widget in zip(related, widgets["related_views"], strict=True)
+                if self.appbuilder.sm.has_access("can_list", view.class_permission_name)
+            ]
+            kwargs["related_views"] = [view for view, _ in allowed]
+            widgets["related_views"] = [widget for _, widget in allowed]
+        return super().render_template(template, **kwargs)
+
+    def _refuse_list_arguments(self, exc: Exception) -> Any:
+        db.session.rollback()
+        log.info("list arguments refused: %s", exc)
+        flash("A filter, order or page in the address is not valid: the whole list.", "warning")
+        return redirect(url_for(".list"))
+
     @expose("/export.csv")
     @has_access
     def export_csv(self) -> Response:
         """The list as CSV: same scope, same search filters, every page."""
-        get_filter_args(self._filters)
-        filters = self._filters.get_joined_filters(self._base_filters)
-        _, items = self.datamodel.query(filters, *(self.base_order or (None, None)))
+        try:
+            get_filter_args(self._filters)
+            filters = self._filters.get_joined_filters(self._base_filters)
+            _, items = self.datamodel.query(filters, *(self.base_order or (None, None)))
+        except BAD_LIST_ARGUMENTS as exc:
+            return self._refuse_list_arguments(exc)
         columns = list(self.list_columns)
 
         def rows() -> Iterator[str]:
@@ -281,6 +335,10 @@ class ScopedModelView(ScopedMixin, ModelView):
         except IntegrityError:
             db.session.rollback()
             self._show_error(form, self.integrity_message, None)
+            return False
+        except DataError:
+            db.session.rollback()
+            self._show_error(form, "A value is out of range.", None)
             return False
         g.saved_pk = self.datamodel.get_pk_value(item)
         if created:
@@ -456,6 +514,15 @@ class ScopedModelRestApi(ScopedMixin, ModelRestApi):
                 if not 0 < value <= MAX_INT:
                     raise NotFound(f"{_label(name)} not found.", field=name)
         return call(*args)
+
+    def get_list_headless(self, **kwargs: Any) -> Any:
+        """FAB's list; a filter value the column's type cannot hold (text for an id, on
+        PostgreSQL) answers 400 instead of a database error's 500."""
+        try:
+            return super().get_list_headless(**kwargs)
+        except BAD_LIST_ARGUMENTS:
+            db.session.rollback()
+            return self.response_400(message="A filter value does not fit its column.")
 
     def _sanitize_page_args(self, page: int | None, page_size: int | None) -> Any:
         """FAB passed any page number to the database: a negative one or one past the last

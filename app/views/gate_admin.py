@@ -111,7 +111,7 @@ class GateAssignmentView(ScopedModelView):
 class CheckInView(ScopedModelView):
     datamodel = SQLAInterface(CheckIn)
     list_title = "Scan log"
-    base_permissions = ["can_list", "can_show", "can_live"]
+    base_permissions = ["can_list", "can_show", "can_live", "can_export_csv"]
     list_columns = [
         "scanned_at", "event", "gate", "direction", "result", "seat", "device", "offline",
         "conflict",

@@ -1,11 +1,15 @@
-"""What every route shares about ids: an id in a URL or a row selection is a positive integer in
-the id columns' range (32-bit), and anything else names a row that does not exist: 404, never
-the database's "integer out of range" or "invalid input syntax" as a 500.
+"""What every route shares about its input.
 
-``<int:...>`` routes get it from the converter; Flask-AppBuilder's own routes take ``<pk>`` as
-text (show, edit, delete, the REST API's PUT and DELETE, actions), so a guard checks those
-before the view runs, with the other route arguments FAB trusts: an action's name and the
-file name of its upload download (this application uploads no files).
+Ids: an id in a URL or a row selection is a positive integer in the id columns' range
+(32-bit), and anything else names a row that does not exist: 404, never the database's
+"integer out of range" or "invalid input syntax" as a 500. ``<int:...>`` routes get it from
+the converter; Flask-AppBuilder's own routes take ``<pk>`` as text (show, edit, delete, the
+REST API's PUT and DELETE, actions), so a guard checks those before the view runs, with the
+other route arguments FAB trusts: an action's name and the file name of its upload download
+(this application uploads no files).
+
+Text: no field may hold a NUL character (PostgreSQL text cannot), and no query key may be one
+of url_for's own arguments: 400.
 """
 
 from __future__ import annotations
@@ -51,7 +55,41 @@ def refuse_malformed_ids() -> None:
             abort(404)
 
 
+# Gate devices' scans: the check-in API refuses every control character at its field itself.
+FIELD_CHECKED_JSON = ("/api/v1/checkin/",)
+NUL_REFUSED = "The request holds a NUL character (\\0), which no field may contain."
+
+
+def refuse_nul_characters() -> None:
+    """Before any view: 400 for a NUL character in the query, a form or a JSON body. PostgreSQL
+    text cannot hold one, so a search, a login or a sign-up carrying it was a 500."""
+    values = [*request.args.values(), *request.args.keys()]
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        values += [*request.form.values(), *request.form.keys()]
+    if any("\0" in value for value in values):
+        abort(400, description=NUL_REFUSED)
+    if (
+        request.is_json
+        and not request.path.startswith(FIELD_CHECKED_JSON)
+        and b"\\u0000" in request.get_data(cache=True)
+    ):
+        abort(400, description=NUL_REFUSED)
+
+
+# Query keys that flask.url_for takes as its own arguments: FAB's list links (sort, page, page
+# size) and the shop's pager pass the query on to url_for, so "?endpoint=x" was a 500 and
+# "?_external=1" made links to whatever host the request named.
+URL_FOR_KEYWORDS = frozenset({"endpoint", "_anchor", "_method", "_scheme", "_external"})
+
+
+def refuse_url_for_keywords() -> None:
+    if not URL_FOR_KEYWORDS.isdisjoint(request.args.keys()):
+        abort(400, description="Unknown query parameter.")
+
+
 def install(app: Flask) -> None:
-    """Before any route is added: the capped converter; then the guard."""
+    """Before any route is added: the capped converter; then the guards."""
     app.url_map.converters["int"] = IdConverter
     app.before_request(refuse_malformed_ids)
+    app.before_request(refuse_nul_characters)
+    app.before_request(refuse_url_for_keywords)

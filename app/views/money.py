@@ -20,7 +20,7 @@ from app.views.forms import RefundTicketsForm
 class OrderView(ScopedModelView):
     datamodel = SQLAInterface(Order)
     list_title = "Orders"
-    base_permissions = ["can_list", "can_show", "can_refund_tickets"]
+    base_permissions = ["can_list", "can_show", "can_refund_tickets", "can_export_csv"]
     list_columns = ["id", "event", "customer", "status", "total", "created_at", "paid_at"]
     show_columns = [*list_columns, "cancel_reason", "ticket_summary", "payment_summary"]
     search_columns = ["event", "status", "created_at"]
@@ -74,7 +74,7 @@ class LedgerTransactionView(ScopedModelView):
 
     datamodel = SQLAInterface(LedgerTransaction)
     list_title = "Ledger"
-    base_permissions = ["can_list", "can_show"]
+    base_permissions = ["can_list", "can_show", "can_export_csv"]
     list_columns = ["id", "created_at", "kind", "cause_key", "memo", "summary"]
     show_columns = list_columns
     search_columns = ["kind", "cause_key", "created_at"]

@@ -11,7 +11,8 @@ import re
 from typing import Any
 
 SELF_SERVICE = [
-    ("UserDBModelView", "can_userinfo"),
+    # The user view is registered as PartnerUserDBModelView (security.py).
+    ("(Partner)?UserDBModelView", "can_userinfo|userinfoedit"),
     ("ResetMyPasswordView", "can_this_form_(get|post)"),
     ("UserInfoEditView", "can_this_form_(get|post)"),
 ]
@@ -20,9 +21,9 @@ SELF_SERVICE = [
 # download route is not used by these views.
 PARTNER_CATALOG = [
     ("(EventView|EventSectionView|EventSpotView|OrderView)", "(?!can_download$).*"),
-    ("LedgerTransactionView", "can_(list|show)"),
+    ("LedgerTransactionView", "can_(list|show|export_csv)"),
     ("BalanceView", "can_index"),
-    ("(PayoutView|PayoutItemView)", "can_(list|show)"),
+    ("(PayoutView|PayoutItemView)", "can_(list|show|export_csv)"),
     # Its own sales and statements (the view and the service hold the partner to them).
     ("ReportView", "can_(list|show|add|download)"),
     ("(Money|Orders|Ledger|Balances|Payouts|Reports)", "menu_access"),
@@ -37,11 +38,11 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     "Partner": [*SELF_SERVICE, *PARTNER_CATALOG],
     "Finance": [
         *SELF_SERVICE,
-        ("(EventView|EventSectionView|PartnerView|CustomerView|OrderView)", "can_(list|show)"),
-        ("LedgerTransactionView", "can_(list|show)"),
+        ("(EventView|EventSectionView|PartnerView|CustomerView)", "can_(list|show)"),
+        ("(OrderView|LedgerTransactionView)", "can_(list|show|export_csv)"),
         ("BalanceView", "can_index"),
         ("(SettlementView|SettlementLineView|SettlementMismatchView)", "can_(list|show)"),
-        ("(PayoutView|PayoutItemView)", "can_(list|show)"),
+        ("(PayoutView|PayoutItemView)", "can_(list|show|export_csv)"),
         ("PayoutView", "can_mark_paid|approve|mark_paid|cancel_payout"),
         ("ReportView", "can_(list|show|add|download)"),
         ("(Money|Orders|Ledger|Balances|Payouts|Settlements|Mismatches|Reports)", "menu_access"),
@@ -53,7 +54,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         ("EventView", "can_(list|show)"),
         ("EventApi", "can_(get|info)"),
         ("(Events|Catalog)", "menu_access"),
-        ("CheckInView", "can_(list|show|live)"),
+        ("CheckInView", "can_(list|show|live|export_csv)"),
         ("(Check-in|Scan log)", "menu_access"),
     ],
     "Customer": [*SELF_SERVICE, ("(HoldApi|OrderApi|QueueApi)", ".*")],

@@ -66,7 +66,7 @@ class PayoutItemView(ScopedModelView):
 
     datamodel = SQLAInterface(PayoutItem)
     list_title = "Payout statement"
-    base_permissions = ["can_list", "can_show"]
+    base_permissions = ["can_list", "can_show", "can_export_csv"]
     list_columns = ["payout", "posted_at", "kind", "memo", "amount"]
     show_columns = list_columns
     search_columns = ["payout"]
@@ -76,7 +76,7 @@ class PayoutItemView(ScopedModelView):
 class PayoutView(ScopedModelView):
     datamodel = SQLAInterface(Payout)
     list_title = "Payouts"
-    base_permissions = ["can_list", "can_show", "can_mark_paid"]
+    base_permissions = ["can_list", "can_show", "can_mark_paid", "can_export_csv"]
     list_columns = ["id", "partner", "amount", "status", "created_at", "paid_at", "bank_reference"]
     show_columns = [*list_columns, "approved_at", "approved_by", "paid_by"]
     search_columns = ["partner", "status", "currency", "created_at"]

@@ -437,9 +437,9 @@ def test_a_partner_without_sales_gets_a_statement_at_zero(two_partners):
 
 
 def test_a_control_character_cannot_smuggle_a_formula_into_a_spreadsheet():
-    smuggled = reports._cell('\x01=HYPERLINK("http://x")')
+    smuggled = reports.spreadsheet_cell('\x01=HYPERLINK("http://x")')
     assert smuggled == '\'=HYPERLINK("http://x")'
-    assert reports._cell("-12.00") == "-12.00"  # amounts stay numbers
+    assert reports.spreadsheet_cell("-12.00") == "-12.00"  # amounts stay numbers
 
 
 def test_old_report_files_are_deleted_and_the_reports_stay_listed_as_expired(

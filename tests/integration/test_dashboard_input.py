@@ -1,0 +1,203 @@
+"""Dashboards and the partner API under bad or hostile input, and the permissions their
+buttons need (found by a review of the role dashboards)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+
+import pytest
+
+from app.extensions import db
+from app.models import Event
+from tests.integration.test_checkin import device, open_event
+from tests.support import api_token, login, make_user
+
+pytestmark = pytest.mark.usefixtures("db_context")
+
+
+def test_the_csv_export_quotes_text_a_spreadsheet_would_run(client, two_partners):
+    event = two_partners["event_b"]
+    event.name = '=HYPERLINK("http://evil.example","Click")'
+    db.session.commit()
+    login(client, "root")
+    response = client.get("/eventview/export.csv")
+    assert response.status_code == 200
+    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    names = [row[0] for row in rows[1:]]
+    assert '\'=HYPERLINK("http://evil.example","Click")' in names
+    assert not any(name.startswith("=") for name in names)
+
+
+@pytest.mark.parametrize(
+    ("username", "view"),
+    [("root", "orderview"), ("fiona", "orderview"), ("fiona", "ledgertransactionview"),
+     ("alice", "payoutview"), ("gina", "checkinview")],
+)  # fmt: skip
+def test_the_export_button_works_for_whoever_sees_it(client, two_partners, username, view):
+    login(client, username)
+    listing = client.get(f"/{view}/list/")
+    assert listing.status_code == 200
+    assert "Export CSV" in listing.get_data(as_text=True)
+    assert client.get(f"/{view}/export.csv").status_code == 200
+
+
+def test_no_export_button_without_the_permission(client, two_partners):
+    login(client, "alice")
+    listing = client.get("/gatedeviceview/list/")
+    assert listing.status_code == 200
+    assert "Export CSV" not in listing.get_data(as_text=True)
+    assert client.get("/gatedeviceview/export.csv").status_code == 403
+
+
+@pytest.mark.parametrize("username", ["alice", "fiona", "gina", "root"])
+def test_every_dashboard_user_sees_their_profile(client, two_partners, username):
+    login(client, username)
+    response = client.get("/users/userinfo/")
+    assert response.status_code == 200
+    assert f"{username}@example.com" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/eventview/list/?_psize_EventView=abc",
+        "/eventview/list/?page_EventView=abc",
+        "/eventview/list/?_oc_EventView=nope&_od_EventView=asc",
+        "/eventview/list/?psize_EventView=-1",
+        "/eventview/list/?page_EventView=-1",
+        "/eventview/list/?_flt_0_partner=abc",
+        "/checkinview/list/?_flt_0_offline=x",
+        "/eventview/export.csv?_flt_0_partner=abc",
+        "/eventspotview/export.csv?_flt_0_event=abc",
+    ],
+)
+def test_a_bad_list_address_shows_the_whole_list_with_a_warning(client, two_partners, path):
+    login(client, "root")
+    response = client.get(path)
+    assert response.status_code in (200, 302), (path, response.status_code)
+    if response.status_code == 302:
+        assert response.headers["Location"].endswith("/list/")
+        assert "not valid" in client.get(response.headers["Location"]).get_data(as_text=True)
+
+
+@pytest.mark.parametrize("query", ["endpoint=x", "_external=1", "_scheme=https", "_method=POST"])
+def test_query_keys_that_links_would_take_as_url_for_arguments_are_refused(
+    client, two_partners, query
+):
+    login(client, "root")
+    assert client.get(f"/eventview/list/?{query}").status_code == 400
+    assert client.get(f"/?{query}").status_code == 400
+
+
+def test_the_export_link_keeps_the_lists_filters(client, two_partners):
+    login(client, "root")
+    response = client.get("/eventview/list/?_flt_0_name=A&_oc_EventView=name&_od_EventView=asc")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert (
+        "/eventview/export.csv?_flt_0_name=A&amp;_oc_EventView=name&amp;_od_EventView=asc" in page
+    )
+    exported = client.get("/eventview/export.csv?_flt_0_name=A").get_data(as_text=True)
+    assert "A Concert" in exported and "B Concert" not in exported
+
+
+def test_the_api_refuses_blank_names_the_form_refuses(client, two_partners):
+    headers = api_token(client, "alice")
+    event = two_partners["event_a"]
+    for field in ("name", "venue", "city"):
+        response = client.put(f"/api/v1/events/{event.id}", json={field: "  "}, headers=headers)
+        assert response.status_code == 422, (field, response.get_json())
+        assert response.get_json()["field"] == field
+    db.session.expire_all()
+    assert db.session.get(Event, event.id).name == "A Concert"
+    spot = client.post(
+        "/api/v1/spots/", json={"section": event.sections[0].id, "label": ""}, headers=headers
+    )
+    assert spot.status_code == 422 and spot.get_json()["field"] == "label"
+
+
+@pytest.mark.parametrize("seat", ["99999999999", "-7", "0"])
+def test_the_spot_form_refuses_a_seat_number_out_of_range(client, two_partners, seat):
+    login(client, "alice")
+    section = two_partners["event_a"].sections[0]
+    response = client.post(
+        "/eventspotview/add",
+        data={"section": str(section.id), "label": "Z-1", "row_label": "Z", "seat_number": seat},
+    )
+    assert response.status_code == 200, response.status_code  # the form again, with the error
+    assert "Z-1" in response.get_data(as_text=True)
+
+
+def test_an_api_filter_value_of_the_wrong_type_answers_400(client, two_partners):
+    headers = api_token(client, "alice")
+    for resource in ("spots", "sections"):
+        response = client.get(
+            f"/api/v1/{resource}/",
+            query_string={"q": "(filters:!((col:event,opr:rel_o_m,value:abc)))"},
+            headers=headers,
+        )
+        assert response.status_code in (200, 400), (resource, response.get_data())
+        assert response.is_json
+
+
+def test_an_offline_scan_with_a_malformed_verdict_is_refused(client, two_partners):
+    event = open_event(two_partners["a"], "Gate night")
+    auth = device(two_partners["a"], event)
+    scan = {"code": "x", "gate": "North", "direction": "in", "nonce": uuid.uuid4().hex}
+    for verdict in ({}, [], 1):
+        response = client.post(
+            "/api/v1/checkin/offline-scans",
+            json={"scans": [{**scan, "verdict": verdict}]},
+            headers=auth,
+        )
+        assert response.status_code in (200, 422), response.get_data()
+        assert "verdict" in response.get_data(as_text=True)
+
+
+def test_a_report_period_ending_at_the_last_date_is_refused_at_its_field(client, two_partners):
+    make_user("fin2", "Finance")
+    login(client, "fin2")
+    response = client.post(
+        "/reportview/add",
+        data={
+            "kind": "sales_by_event",
+            "format": "csv",
+            "partner": "",
+            "start": "2024-01-01",
+            "end": "9999-12-31",
+        },
+    )
+    assert response.status_code == 200
+    assert "too far away" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs"),
+    [
+        ("GET", "/?q=a%00b", {}),
+        ("GET", "/?city=%00", {}),
+        ("GET", "/api/v1/catalog/events?q=%00", {}),
+        ("POST", "/api/v1/security/login",
+         {"json": {"username": "a\x00b", "password": "x", "provider": "db"}}),
+        ("POST", "/api/v1/customers/",
+         {"json": {"name": "A\x00B", "email": "ab@example.com", "password": "Secret-123"}}),
+    ],
+)  # fmt: skip
+def test_a_nul_character_is_refused_with_400(client, method, path, kwargs):
+    response = client.open(path, method=method, **kwargs)
+    assert response.status_code == 400, response.get_data()
+    if path.startswith("/api/"):
+        assert "NUL" in response.get_json()["message"]
+
+
+def test_a_row_page_shows_only_the_related_lists_the_user_may_see(app, client, two_partners):
+    event = two_partners["event_a"]
+    gate = login(client, "gina")  # gate staff: events yes, sections and prices no
+    page = gate.get(f"/eventview/show/{event.id}").get_data(as_text=True)
+    assert "A Concert" in page
+    assert "Section 1" not in page and "100.00" not in page
+    partner = login(app.test_client(), "alice")
+    page = partner.get(f"/eventview/show/{event.id}").get_data(as_text=True)
+    assert "Section 1" in page and "100.00" in page
