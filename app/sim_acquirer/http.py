@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from flask import Blueprint, jsonify, redirect, request
 
+from app.local_urls import is_local_path
 from app.sim_acquirer.api import CardError, tokenize
 
 bp = Blueprint("sim_acquirer", __name__, url_prefix="/sim-acquirer/v1")
@@ -20,7 +21,7 @@ def create_token() -> Any:
     if not isinstance(payload, dict):
         return jsonify(error="invalid_request", message="Send a JSON object."), 400
     return_url = request.form.get("return_url") if not request.is_json else None
-    if return_url is not None and not _same_site(return_url):
+    if return_url is not None and not is_local_path(return_url):
         return jsonify(error="invalid_request", field="return_url"), 400
     try:
         token = tokenize(payload)
@@ -33,9 +34,3 @@ def create_token() -> Any:
         query = urlencode({f"card_{key}": value for key, value in token.items()})
         return redirect(f"{return_url}{'&' if '?' in return_url else '?'}{query}", 303)
     return jsonify(token), 201
-
-
-def _same_site(url: str) -> bool:
-    parts = urlsplit(url)
-    # Browsers read "/\\host" as "//host": no backslash, so the token stays on our site.
-    return not parts.scheme and not parts.netloc and url.startswith("/") and "\\" not in url

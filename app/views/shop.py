@@ -25,6 +25,7 @@ from flask_login import login_user
 from markupsafe import Markup
 
 from app.extensions import db
+from app.local_urls import is_local_path
 from app.models import DomainError, NotFound, format_money
 from app.models.base import utcnow
 from app.services import catalog, checkout, customers, holds, refunds, waiting_room
@@ -315,5 +316,4 @@ def signup() -> Any:
 
 
 def _safe_next(target: str | None) -> str:
-    safe = target and target.startswith("/") and not target.startswith("//") and "\\" not in target
-    return target if safe else "/"
+    return target if target and is_local_path(target) else "/"

@@ -1,0 +1,86 @@
+"""What customers (or anyone) type into the shop's addresses and forms: a return address goes
+to this site only, the pager carries the search filters only, a bad filter is refused alone, a
+hold form's numbers are whole numbers in range, a missing or another customer's hold or event is
+404 for POSTs too, and the simulated acquirer takes ASCII digits only."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pytest
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Customer
+from app.models.base import utcnow
+from app.sim_acquirer.models import SimToken
+from tests.integration.test_purchase_api import APPROVED
+from tests.integration.test_shop_pages import (
+    PASSWORD,
+    count,
+)
+from tests.support import make_event, make_partner
+
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+CARD = {"number": APPROVED, "exp_month": "12", "exp_year": str(utcnow().year + 2),
+        "cvc": "123", "holder_name": "Ana Souza"}  # fmt: skip
+
+
+@pytest.fixture
+def for_sale():
+    event = make_event(make_partner("Aurora"), "Aurora Live", rows=("A", "B"), seats=5)
+    event.publish()
+    db.session.commit()
+    return event
+
+
+# ---------------------------------------------------------------------------------------------
+# Sign-up and the acquirer's card form: back to a page of this site only
+
+
+def sign_up_then(client, next_page: str):
+    return client.post(
+        "/signup?" + urlencode({"next": next_page}),
+        data={"name": "Ana", "email": "ana@example.com", "password": PASSWORD},
+    )
+
+
+@pytest.mark.parametrize(
+    "next_page",
+    [
+        "/\t/evil.example",  # browsers drop tabs and newlines: "//evil.example"
+        "/\n/evil.example",
+        "/\r/evil.example",
+        "/\\evil.example",
+        "\\/evil.example",
+        "//evil.example",
+        "///evil.example",
+        "https://evil.example/",
+        "https:/evil.example",
+        "javascript:alert(1)",
+        "evil.example",
+        " /\t/evil.example",
+        "/\u2028/evil.example",
+        "",
+    ],
+)
+def test_sign_up_goes_back_to_a_path_of_this_site_only(client, next_page):
+    response = sign_up_then(client, next_page)
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+    assert count(Customer) == 1
+
+
+@pytest.mark.parametrize("next_page", ["/events/7", "/events/7?from=mail#seats", "/"])
+def test_sign_up_goes_back_to_a_local_page(client, next_page):
+    response = sign_up_then(client, next_page)
+    assert response.status_code == 302 and response.headers["Location"] == next_page
+
+
+@pytest.mark.parametrize(
+    "return_url", ["/holds/1\n", "/holds/1\r\nSet-Cookie: a=b", "/\t/evil.example", "/\\evil"]
+)
+def test_the_acquirer_refuses_a_return_address_a_browser_would_misread(client, return_url):
+    response = client.post("/sim-acquirer/v1/tokens", data=CARD | {"return_url": return_url})
+    assert response.status_code == 400 and "Location" not in response.headers
+    assert db.session.scalars(select(SimToken)).all() == []
