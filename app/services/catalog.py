@@ -32,6 +32,8 @@ STATUS_CODES = {
 }
 PAGE_SIZE = 12
 MAX_CENTS = 2**31 - 1
+# The query arguments a search is made of (besides "page").
+FILTER_ARGS = ("q", "city", "category", "date_from", "date_to", "price_min", "price_max")
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,12 @@ def search_from_args(args: Any) -> Search:
         price_max_cents=_cents(args.get("price_max"), "price_max"),
         page=page,
     )
+
+
+def filter_args(args: Any) -> dict[str, str]:
+    """The search filters given in query arguments, as given (for links to other pages of the
+    same search); nothing else the arguments carry."""
+    return {name: args[name] for name in FILTER_ARGS if args.get(name)}
 
 
 def _cents(value: str | None, field: str) -> int | None:

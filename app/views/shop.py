@@ -86,7 +86,7 @@ def home() -> Any:
         "shop/home.html",
         page=page,
         search=search,
-        args=request.args,
+        filters=catalog.filter_args(request.args),
         facets=catalog.facets(db.session),
         lowest=lowest,
     )

@@ -5,6 +5,8 @@ hold form's numbers are whole numbers in range, a missing or another customer's 
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from urllib.parse import urlencode
 
 import pytest
@@ -13,11 +15,13 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Customer
 from app.models.base import utcnow
+from app.services.catalog import PAGE_SIZE
 from app.sim_acquirer.models import SimToken
 from tests.integration.test_purchase_api import APPROVED
 from tests.integration.test_shop_pages import (
     PASSWORD,
     count,
+    text,
 )
 from tests.support import make_event, make_partner
 
@@ -84,3 +88,46 @@ def test_the_acquirer_refuses_a_return_address_a_browser_would_misread(client, r
     response = client.post("/sim-acquirer/v1/tokens", data=CARD | {"return_url": return_url})
     assert response.status_code == 400 and "Location" not in response.headers
     assert db.session.scalars(select(SimToken)).all() == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Home: the pager carries the search filters, nothing else
+
+
+@pytest.fixture
+def two_pages():
+    partner = make_partner("Aurora")
+    now = utcnow()
+    for index in range(PAGE_SIZE + 2):
+        event = make_event(partner, f"Show {index:02d}", rows=("A", "A"), seats=1)
+        event.starts_at = now + dt.timedelta(days=10 + index)
+        event.ends_at = event.starts_at + dt.timedelta(hours=2)
+        event.publish()
+    db.session.commit()
+
+
+def pager_links(response) -> list[str]:
+    nav = text(response).split('<nav class="pager">', 1)[1].split("</nav>", 1)[0]
+    return re.findall(r'href="([^"]*)"', nav)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "endpoint=x",
+        "_method=POST",
+        "_external=1",
+        "_scheme=javascript",
+        "_anchor=x",
+        "values=1",
+        "shop.home=1",
+    ],
+)
+def test_the_pager_links_carry_only_the_search_filters(client, two_pages, query):
+    response = client.get(f"/?{query}", headers={"Host": "evil.example"})
+    assert response.status_code == 200
+    assert pager_links(response) == ["/?page=2"]
+    with_filter = client.get(f"/?q=show&{query}&city=&page=2", headers={"Host": "evil.example"})
+    assert with_filter.status_code == 200
+    assert pager_links(with_filter) == ["/?q=show&amp;page=1"]
+    assert "evil.example" not in text(response) + text(with_filter)
