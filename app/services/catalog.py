@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -57,28 +58,50 @@ class Page:
 
 
 def search_from_args(args: Any) -> Search:
-    """Search filters from query arguments (the API and the pages alike); DomainError names a
-    bad one."""
-    try:
-        page = int(args.get("page") or 1)
-    except ValueError:
-        raise DomainError("page must be a whole number.", field="page") from None
-    return Search(
+    """Search filters from query arguments (the API); DomainError names the first bad one."""
+    search, errors = search_and_errors(args)
+    if errors:
+        field, message = next(iter(errors.items()))
+        raise DomainError(message, field=field)
+    return search
+
+
+def search_and_errors(args: Any) -> tuple[Search, dict[str, str]]:
+    """Search filters from query arguments (the pages): a bad one is left out of the search and
+    its message returned by its name, so that the others still apply."""
+    errors: dict[str, str] = {}
+
+    def parsed(parse: Callable[[str | None, str], Any], field: str) -> Any:
+        try:
+            return parse(args.get(field), field)
+        except DomainError as err:
+            errors[field] = err.message
+            return None
+
+    search = Search(
         text=(args.get("q") or "")[:200],
         city=args.get("city") or "",
         category=args.get("category") or "",
-        date_from=_date(args.get("date_from"), "date_from"),
-        date_to=_date(args.get("date_to"), "date_to"),
-        price_min_cents=_cents(args.get("price_min"), "price_min"),
-        price_max_cents=_cents(args.get("price_max"), "price_max"),
-        page=page,
+        date_from=parsed(_date, "date_from"),
+        date_to=parsed(_date, "date_to"),
+        price_min_cents=parsed(_cents, "price_min"),
+        price_max_cents=parsed(_cents, "price_max"),
+        page=parsed(_page, "page") or 1,
     )
+    return search, errors
 
 
 def filter_args(args: Any) -> dict[str, str]:
     """The search filters given in query arguments, as given (for links to other pages of the
     same search); nothing else the arguments carry."""
     return {name: args[name] for name in FILTER_ARGS if args.get(name)}
+
+
+def _page(value: str | None, field: str) -> int:
+    try:
+        return int(value or 1)
+    except ValueError:
+        raise DomainError(f"{field} must be a whole number.", field=field) from None
 
 
 def _cents(value: str | None, field: str) -> int | None:
@@ -93,7 +116,12 @@ def _cents(value: str | None, field: str) -> int | None:
         raise DomainError(f"{field} must be a positive amount.", field=field)
     if amount >= Decimal(MAX_CENTS) / 100:
         return MAX_CENTS
-    return cents_from_amount(amount, field=field)
+    try:
+        return cents_from_amount(amount, field=field)
+    except DomainError:  # its message is about "the price": say which
+        raise DomainError(
+            f"{field} takes at most two decimal places, such as 100.50.", field=field
+        ) from None
 
 
 def _date(value: str | None, field: str) -> dt.date | None:

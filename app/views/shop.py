@@ -75,11 +75,9 @@ def _login_redirect(back_to: str | None = None) -> Any:
 
 @bp.get("/")
 def home() -> Any:
-    try:
-        search = catalog.search_from_args(request.args)
-    except DomainError as err:
-        flash(err.message, "error")
-        search = catalog.Search()
+    search, errors = catalog.search_and_errors(request.args)
+    for message in errors.values():
+        flash(message, "error")
     page = catalog.search_events(db.session, search)
     lowest = catalog.lowest_prices(db.session, [e.id for e in page.events])
     return render_template(
@@ -87,6 +85,7 @@ def home() -> Any:
         page=page,
         search=search,
         filters=catalog.filter_args(request.args),
+        errors=errors,
         facets=catalog.facets(db.session),
         lowest=lowest,
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 import pytest
 from sqlalchemy import select
@@ -20,7 +20,10 @@ from app.sim_acquirer.models import SimToken
 from tests.integration.test_purchase_api import APPROVED
 from tests.integration.test_shop_pages import (
     PASSWORD,
+    alerts,
     count,
+    field_value,
+    listed,
     text,
 )
 from tests.support import make_event, make_partner
@@ -131,3 +134,70 @@ def test_the_pager_links_carry_only_the_search_filters(client, two_pages, query)
     assert with_filter.status_code == 200
     assert pager_links(with_filter) == ["/?q=show&amp;page=1"]
     assert "evil.example" not in text(response) + text(with_filter)
+
+
+# ---------------------------------------------------------------------------------------------
+# Home: a bad filter is refused alone, the others stay applied
+
+
+@pytest.fixture
+def bossa():
+    partner = make_partner("Aurora")
+    now = utcnow()
+
+    def event(name, city, days, price):
+        event = make_event(partner, name, city=city, category="music", rows=("A", "A"), seats=2)
+        event.starts_at = now + dt.timedelta(days=days)
+        event.ends_at = event.starts_at + dt.timedelta(hours=3)
+        event.sections[0].price_cents = price
+        event.publish()
+        db.session.commit()
+        return event.id
+
+    return {
+        "early": event("Bossa Nova Early", "Recife", 10, 5000),
+        "rock": event("Rock Night", "Recife", 20, 5000),
+        "late": event("Bossa Nova Late", "Olinda", 30, 15000),
+    }
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "message", "expected"),
+    [
+        ("q=Bossa&date_from=31/12/2026", "date_from",
+         "date_from must be a date such as 2027-01-31.", ["early", "late"]),
+        ("q=Bossa&date_to=tomorrow&city=Recife", "date_to",
+         "date_to must be a date such as 2027-01-31.", ["early"]),
+        ("q=Bossa&price_max=abc", "price_max",
+         "price_max must be a number such as 100.00.", ["early", "late"]),
+        ("city=Recife&price_min=-1", "price_min",
+         "price_min must be a positive amount.", ["early", "rock"]),
+        ("price_max=0.001&q=Bossa", "price_max",
+         "price_max takes at most two decimal places, such as 100.50.", ["early", "late"]),
+        ("q=Bossa&price_max=100&page=two", "page",
+         "page must be a whole number.", ["early"]),
+    ],
+)  # fmt: skip
+def test_a_bad_filter_is_flagged_and_the_others_are_kept(
+    client, bossa, query, field, message, expected
+):
+    response = client.get(f"/?{query}")
+    assert response.status_code == 200
+    assert listed(response) == [bossa[name] for name in expected]
+    assert alerts(response) == [message]
+    page = text(response)
+    typed = parse_qs(query)
+    for name in ("q", "date_from", "date_to", "price_min", "price_max"):
+        if name in typed:  # the form keeps what was typed, the bad value too
+            assert field_value(page, name) == typed[name][0], name
+    assert re.search(rf'name="{field}"[^>]*aria-invalid="true"', page) or field == "page"
+    assert len(re.findall('aria-invalid="true"', page)) == (0 if field == "page" else 1)
+
+
+def test_two_bad_filters_are_both_flagged(client, bossa):
+    response = client.get("/?q=Bossa&date_from=x&price_min=y&city=Olinda")
+    assert listed(response) == [bossa["late"]]
+    assert alerts(response) == [
+        "date_from must be a date such as 2027-01-31.",
+        "price_min must be a number such as 100.00.",
+    ]
