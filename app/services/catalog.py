@@ -196,16 +196,16 @@ def search_document() -> Any:
 def _text_match(session: Session, text: str) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         return search_document().op("@@")(func.websearch_to_tsquery("simple", text))
-    # SQLite fallback: every word must appear in one of the searched columns.
+    # SQLite fallback: every word must appear in one of the searched columns, as typed ("%" and
+    # "_" are escaped, not wildcards).
     clauses = []
     for word in text.lower().split()[:8]:
-        pattern = f"%{word}%"
         clauses.append(
             or_(
-                func.lower(Event.name).like(pattern),
-                func.lower(func.coalesce(Event.description, "")).like(pattern),
-                func.lower(Event.venue).like(pattern),
-                func.lower(Event.city).like(pattern),
+                func.lower(Event.name).contains(word, autoescape=True),
+                func.lower(func.coalesce(Event.description, "")).contains(word, autoescape=True),
+                func.lower(Event.venue).contains(word, autoescape=True),
+                func.lower(Event.city).contains(word, autoescape=True),
             )
         )
     return and_(*clauses)

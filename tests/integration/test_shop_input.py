@@ -201,3 +201,11 @@ def test_two_bad_filters_are_both_flagged(client, bossa):
         "date_from must be a date such as 2027-01-31.",
         "price_min must be a number such as 100.00.",
     ]
+
+
+@pytest.mark.parametrize("word", ["%", "_", "%%", "_o_k", "%ossa", "\\"])
+def test_wildcards_in_the_search_words_match_themselves(client, bossa, word):
+    response = client.get("/?" + urlencode({"q": word}))
+    assert response.status_code == 200
+    assert listed(response) == []
+    assert alerts(response) == []
