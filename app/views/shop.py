@@ -27,10 +27,11 @@ from markupsafe import Markup
 from app.extensions import db
 from app.local_urls import is_local_path
 from app.models import DomainError, NotFound, format_money
-from app.models.base import utcnow
+from app.models.base import MAX_INT, utcnow
 from app.services import catalog, checkout, customers, holds, refunds, waiting_room
 from app.services.payments import gateway
 from app.views.base import current_user
+from app.views.guards import is_id
 
 bp = Blueprint("shop", __name__, template_folder="../templates")
 
@@ -161,21 +162,33 @@ def hold(event_id: int) -> Any:
     customer = _customer()
     if customer is None:
         return _login_redirect(url_for(".event", event_id=event_id))
-    spot_ids = [int(s) for s in request.form.getlist("spot_ids") if s.isdigit() and len(s) < 10]
     try:
+        spot_ids = [_whole_number(text, "spot_ids") for text in request.form.getlist("spot_ids")]
         hold = holds.reserve_spots(
             db.session,
             customer.id,
             event_id,
             spot_ids=spot_ids or None,
-            section_id=request.form.get("section_id", type=int),
-            quantity=request.form.get("quantity", type=int),
+            section_id=_optional_whole_number("section_id"),
+            quantity=_optional_whole_number("quantity"),
         )
     except DomainError as err:
         db.session.rollback()
         flash(err.message, "error")
         return redirect(url_for(".event", event_id=event_id))
     return redirect(url_for(".hold_page", hold_id=hold.id))
+
+
+def _whole_number(text: str, field: str) -> int:
+    """An id or a count typed in a form: ASCII digits, 1 to MAX_INT (the id columns' range)."""
+    if not is_id(text):
+        raise DomainError(f"{field} must be a whole number from 1 to {MAX_INT}.", field=field)
+    return int(text)
+
+
+def _optional_whole_number(field: str) -> int | None:
+    text = request.form.get(field, "")
+    return _whole_number(text, field) if text else None
 
 
 @bp.get("/holds/<int:hold_id>")

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Customer
-from app.models.base import utcnow
+from app.models import Customer, Hold
+from app.models.base import MAX_INT, utcnow
 from app.services.catalog import PAGE_SIZE
 from app.sim_acquirer.models import SimToken
 from tests.integration.test_purchase_api import APPROVED
@@ -24,6 +24,8 @@ from tests.integration.test_shop_pages import (
     count,
     field_value,
     listed,
+    page_sign_up,
+    path_of,
     text,
 )
 from tests.support import make_event, make_partner
@@ -209,3 +211,48 @@ def test_wildcards_in_the_search_words_match_themselves(client, bossa, word):
     assert response.status_code == 200
     assert listed(response) == []
     assert alerts(response) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The hold form: whole numbers in the id columns' range
+
+
+@pytest.mark.parametrize(
+    ("form", "field"),
+    [
+        ({"quantity": "99999999999999999999"}, "quantity"),
+        ({"quantity": "²"}, "quantity"),
+        ({"quantity": "٢"}, "quantity"),  # an Arabic-Indic 2
+        ({"quantity": "-1"}, "quantity"),
+        ({"quantity": "1.5"}, "quantity"),
+        ({"quantity": "0"}, "quantity"),
+        ({"section_id": str(MAX_INT + 1)}, "section_id"),
+        ({"section_id": "99999999999999999999"}, "section_id"),
+        ({"section_id": "²"}, "section_id"),
+        ({"section_id": "x"}, "section_id"),
+        ({"spot_ids": "²"}, "spot_ids"),
+        ({"spot_ids": str(MAX_INT + 1)}, "spot_ids"),
+        ({"spot_ids": ["1", "٣"]}, "spot_ids"),
+        ({"spot_ids": ["1", ""]}, "spot_ids"),
+    ],
+)
+def test_a_bad_number_in_the_hold_form_is_refused_naming_its_field(client, for_sale, form, field):
+    page_sign_up(client)
+    client.get("/")  # the welcome message
+    data = {"section_id": str(for_sale.sections[0].id), "quantity": "1"} | form
+    response = client.post(f"/events/{for_sale.id}/hold", data=data)
+    assert response.status_code == 302
+    assert path_of(response) == f"/events/{for_sale.id}"
+    messages = alerts(client.get(path_of(response)))
+    assert len(messages) == 1 and messages[0].startswith(f"{field} "), messages
+    assert count(Hold) == 0
+
+
+def test_a_section_of_another_event_is_a_form_error(client, for_sale):
+    other = make_event(make_partner("Boreal"), "Boreal Live")
+    page_sign_up(client)
+    client.get("/")
+    data = {"section_id": str(other.sections[0].id), "quantity": "1"}
+    response = client.post(f"/events/{for_sale.id}/hold", data=data)
+    assert path_of(response) == f"/events/{for_sale.id}"
+    assert alerts(client.get(path_of(response))) == ["Section not found in this event."]
