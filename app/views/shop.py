@@ -174,6 +174,8 @@ def hold(event_id: int) -> Any:
         )
     except DomainError as err:
         db.session.rollback()
+        if isinstance(err, NotFound) and err.field is None:  # the event, not a section or spot
+            abort(404)
         flash(err.message, "error")
         return redirect(url_for(".event", event_id=event_id))
     return redirect(url_for(".hold_page", hold_id=hold.id))
@@ -241,6 +243,8 @@ def pay(hold_id: int) -> Any:
     except checkout.HoldLost as err:
         flash(err.message, "error")
         return redirect(url_for(".orders"))
+    except NotFound:
+        abort(404)
     except DomainError as err:
         db.session.rollback()
         flash(err.message, "error")
@@ -258,6 +262,8 @@ def release(hold_id: int) -> Any:
         return _login_redirect(url_for(".hold_page", hold_id=hold_id))
     try:
         hold = holds.release_hold(db.session, customer.id, hold_id)
+    except NotFound:
+        abort(404)
     except DomainError as err:
         db.session.rollback()
         flash(err.message, "error")

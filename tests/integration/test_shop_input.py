@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from urllib.parse import parse_qs, urlencode
+import uuid
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Customer, Hold
+from app.models import Customer, Hold, HoldStatus, Payment
 from app.models.base import MAX_INT, utcnow
 from app.services.catalog import PAGE_SIZE
 from app.sim_acquirer.models import SimToken
@@ -21,8 +22,11 @@ from tests.integration.test_purchase_api import APPROVED
 from tests.integration.test_shop_pages import (
     PASSWORD,
     alerts,
+    another_client,
+    card_form,
     count,
     field_value,
+    hold_form,
     listed,
     page_sign_up,
     path_of,
@@ -256,3 +260,56 @@ def test_a_section_of_another_event_is_a_form_error(client, for_sale):
     response = client.post(f"/events/{for_sale.id}/hold", data=data)
     assert path_of(response) == f"/events/{for_sale.id}"
     assert alerts(client.get(path_of(response))) == ["Section not found in this event."]
+
+
+# ---------------------------------------------------------------------------------------------
+# POSTs on a missing or another customer's hold, or on an event not on sale: 404
+
+
+def assert_not_found_and_nothing_left_to_show(client, response) -> None:
+    assert response.status_code == 404
+    assert alerts(client.get("/orders")) == []  # no message waits for the next page
+
+
+@pytest.fixture
+def anas_hold(client, for_sale) -> int:
+    page_sign_up(client)
+    hold_id = hold_form(client, for_sale, quantity=1)
+    client.get("/")  # the messages so far
+    return hold_id
+
+
+def test_releasing_another_customers_or_a_missing_hold_answers_404(client, anas_hold):
+    bia = another_client(client)
+    page_sign_up(bia, "bia@example.com", "Bia")
+    bia.get("/")
+    for hold_id in (anas_hold, anas_hold + 1000, MAX_INT):
+        assert_not_found_and_nothing_left_to_show(bia, bia.post(f"/holds/{hold_id}/release"))
+    assert db.session.get(Hold, anas_hold).status == HoldStatus.ACTIVE
+
+
+def test_paying_another_customers_or_a_missing_hold_answers_404(client, anas_hold):
+    bia = another_client(client)
+    page_sign_up(bia, "bia@example.com", "Bia")
+    bia.get("/")
+    for hold_id in (anas_hold, anas_hold + 1000):
+        back = card_form(bia, hold_id)
+        token = parse_qs(urlsplit(back.headers["Location"]).query)["card_token"][0]
+        form = {"card_token": token, "idempotency_key": uuid.uuid4().hex}
+        assert_not_found_and_nothing_left_to_show(
+            bia, bia.post(f"/holds/{hold_id}/checkout", data=form)
+        )
+    assert count(Payment) == 0
+    assert db.session.get(Hold, anas_hold).status == HoldStatus.ACTIVE
+
+
+def test_holding_spots_of_a_draft_or_missing_event_answers_404(client, for_sale):
+    draft = make_event(make_partner("Boreal"), "Secret Show")
+    page_sign_up(client)
+    client.get("/")
+    for event_id, section_id in ((draft.id, draft.sections[0].id), (for_sale.id + 1000, 1)):
+        response = client.post(
+            f"/events/{event_id}/hold", data={"section_id": str(section_id), "quantity": "1"}
+        )
+        assert_not_found_and_nothing_left_to_show(client, response)
+    assert count(Hold) == 0
