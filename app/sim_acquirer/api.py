@@ -81,22 +81,29 @@ def brand_of(number: str) -> str:
     return "unknown"
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() and int() also take "²" and other scripts' digits."""
+    return text.isascii() and text.isdigit()
+
+
+def _number(value: Any, most: int) -> int | None:
+    """A month or year as typed (or a JSON integer): up to ``most`` ASCII digits, else None."""
+    text = "" if isinstance(value, bool) else str(value).strip()
+    return int(text) if _digits(text) and len(text) <= most else None
+
+
 def _validated(payload: dict[str, Any], today: dt.date) -> dict[str, Any]:
     number = "".join(str(payload.get("number") or "").split()).replace("-", "")
-    if not number.isdigit() or not 12 <= len(number) <= 19:
+    if not _digits(number) or not 12 <= len(number) <= 19:
         raise CardError("number", "The card number must have 12 to 19 digits.")
     if not luhn_ok(number):
         raise CardError("number", "The card number is not valid.")
-    try:
-        month = int(payload.get("exp_month"))
-    except (TypeError, ValueError):
-        raise CardError("exp_month", "Give the expiry month (1-12).") from None
-    if not 1 <= month <= 12:
+    month = _number(payload.get("exp_month"), 2)
+    if month is None or not 1 <= month <= 12:
         raise CardError("exp_month", "Give the expiry month (1-12).")
-    try:
-        year = int(payload.get("exp_year"))
-    except (TypeError, ValueError):
-        raise CardError("exp_year", "Give the expiry year.") from None
+    year = _number(payload.get("exp_year"), 4)
+    if year is None:
+        raise CardError("exp_year", "Give the expiry year.")
     year = year + 2000 if year < 100 else year
     if (year, month) < (today.year, today.month):
         raise CardError("exp_year", "The card has expired.")
@@ -104,7 +111,7 @@ def _validated(payload: dict[str, Any], today: dt.date) -> dict[str, Any]:
         raise CardError("exp_year", "The expiry year is too far ahead.")
     brand = brand_of(number)
     cvc = str(payload.get("cvc") or "").strip()
-    if not cvc.isdigit() or len(cvc) != (4 if brand == "amex" else 3):
+    if not _digits(cvc) or len(cvc) != (4 if brand == "amex" else 3):
         raise CardError("cvc", f"The CVC has {4 if brand == 'amex' else 3} digits.")
     holder = str(payload.get("holder_name") or "").strip()
     if not holder:

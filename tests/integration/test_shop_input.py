@@ -313,3 +313,33 @@ def test_holding_spots_of_a_draft_or_missing_event_answers_404(client, for_sale)
         )
         assert_not_found_and_nothing_left_to_show(client, response)
     assert count(Hold) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The simulated acquirer: ASCII digits only
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"number": "²" * 16}, "number"),
+        ({"number": "²" * 12}, "number"),
+        ({"number": APPROVED.translate(ARABIC_INDIC)}, "number"),
+        ({"number": "4242424242424242²"}, "number"),
+        ({"cvc": "²²²"}, "cvc"),
+        ({"cvc": "123".translate(ARABIC_INDIC)}, "cvc"),
+        ({"exp_month": "12".translate(ARABIC_INDIC)}, "exp_month"),
+        ({"exp_month": "1_2"}, "exp_month"),
+        ({"exp_month": "9" * 5000}, "exp_month"),
+        ({"exp_year": CARD["exp_year"].translate(ARABIC_INDIC)}, "exp_year"),
+        ({"exp_year": "²⁰²⁹"}, "exp_year"),
+    ],
+)
+def test_the_acquirer_takes_ascii_digits_only(client, fields, field):
+    response = client.post("/sim-acquirer/v1/tokens", json=CARD | fields)
+    assert response.status_code == 422, response.get_data(as_text=True)[:300]
+    assert response.get_json()["field"] == field
+    back = client.post("/sim-acquirer/v1/tokens", data=CARD | fields | {"return_url": "/holds/1"})
+    assert back.status_code == 303
+    assert parse_qs(urlsplit(back.headers["Location"]).query)["card_field"] == [field]
+    assert db.session.scalars(select(SimToken)).all() == []
