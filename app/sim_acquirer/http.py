@@ -11,6 +11,9 @@ from app.local_urls import is_local_path
 from app.sim_acquirer.api import CardError, tokenize
 
 bp = Blueprint("sim_acquirer", __name__, url_prefix="/sim-acquirer/v1")
+# Sent back to the card form with an error, so that they need not be typed again; the number and
+# the CVC never are.
+KEPT_ON_ERROR = ("exp_month", "exp_year", "holder_name")
 
 
 @bp.post("/tokens")
@@ -27,7 +30,10 @@ def create_token() -> Any:
         token = tokenize(payload)
     except CardError as err:
         if return_url is not None:
-            query = urlencode({"card_error": err.message, "card_field": err.field})
+            kept = {
+                f"card_{name}": payload[name][:150] for name in KEPT_ON_ERROR if payload.get(name)
+            }
+            query = urlencode({"card_error": err.message, "card_field": err.field} | kept)
             return redirect(f"{return_url}{'&' if '?' in return_url else '?'}{query}", 303)
         return jsonify(error="invalid_card", field=err.field, message=err.message), 422
     if return_url is not None:

@@ -34,6 +34,9 @@ from app.views.base import current_user
 from app.views.guards import is_id
 
 bp = Blueprint("shop", __name__, template_folder="../templates")
+# The card form's fields the acquirer sends back after a card error, to be shown again (never the
+# number or the CVC).
+CARD_TYPED = ("exp_month", "exp_year", "holder_name")
 
 
 @bp.context_processor
@@ -218,6 +221,7 @@ def hold_page(hold_id: int) -> Any:
         card=card,
         card_error=request.args.get("card_error"),
         card_field=request.args.get("card_field"),
+        card_typed={name: request.args.get(f"card_{name}", "") for name in CARD_TYPED},
         idempotency_key=uuid.uuid4().hex,
         this_year=now.year,
     )

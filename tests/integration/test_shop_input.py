@@ -25,6 +25,7 @@ from tests.integration.test_shop_pages import (
     another_client,
     card_form,
     count,
+    field_error,
     field_value,
     hold_form,
     listed,
@@ -343,3 +344,20 @@ def test_the_acquirer_takes_ascii_digits_only(client, fields, field):
     assert back.status_code == 303
     assert parse_qs(urlsplit(back.headers["Location"]).query)["card_field"] == [field]
     assert db.session.scalars(select(SimToken)).all() == []
+
+
+def test_a_card_error_keeps_the_name_and_expiry_but_never_the_number_or_cvc(client, anas_hold):
+    typed = {"number": "4242424242424241", "cvc": "987", "holder_name": "Ana <b>Souza</b>",
+             "exp_month": "11"}  # fmt: skip
+    back = card_form(client, anas_hold, **typed)
+    assert back.status_code == 303
+    location = back.headers["Location"]
+    query = parse_qs(urlsplit(location).query)
+    assert "4242424242424241" not in location and ["987"] not in query.values()
+    page = text(client.get(path_of(back)))
+    assert field_error(page, "number") == "The card number is not valid."
+    assert field_value(page, "holder_name") == "Ana <b>Souza</b>"
+    assert field_value(page, "exp_month") == "11"
+    assert field_value(page, "exp_year") == CARD["exp_year"]
+    assert field_value(page, "number") in (None, "") and field_value(page, "cvc") in (None, "")
+    assert "4242424242424241" not in page and 'value="987"' not in page

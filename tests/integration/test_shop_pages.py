@@ -507,7 +507,9 @@ def test_a_bad_card_comes_back_to_the_hold_page_with_the_field_error(
     back = card_form(client, hold_id, **fields)
     assert back.status_code == 303
     query = parse_qs(urlsplit(back.headers["Location"]).query)
-    assert query == {"card_error": [message], "card_field": [field]}
+    assert (query.pop("card_error"), query.pop("card_field")) == ([message], [field])
+    # The name and expiry come back to be shown again; never the number or the CVC.
+    assert set(query) == {"card_exp_month", "card_exp_year", "card_holder_name"}
     page = text(client.get(path_of(back)))
     assert field_error(page, field) == message
     assert re.search(rf'name="{field}"[^>]*aria-invalid="true"', page)
