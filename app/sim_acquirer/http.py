@@ -11,9 +11,10 @@ from app.local_urls import is_local_path
 from app.sim_acquirer.api import CardError, tokenize
 
 bp = Blueprint("sim_acquirer", __name__, url_prefix="/sim-acquirer/v1")
-# Sent back to the card form with an error, so that they need not be typed again; the number and
-# the CVC never are.
-KEPT_ON_ERROR = ("exp_month", "exp_year", "holder_name")
+# Sent back to the card form with an error, so that they need not be typed again. The number and
+# the CVC never are, nor the name on the card: the redirect's address lands in access logs and
+# the browser's history, and a name is personal data.
+KEPT_ON_ERROR = ("exp_month", "exp_year")
 
 
 @bp.post("/tokens")

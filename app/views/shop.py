@@ -36,7 +36,7 @@ from app.views.guards import is_id
 bp = Blueprint("shop", __name__, template_folder="../templates")
 # The card form's fields the acquirer sends back after a card error, to be shown again (never the
 # number or the CVC).
-CARD_TYPED = ("exp_month", "exp_year", "holder_name")
+CARD_TYPED = ("exp_month", "exp_year")
 
 
 @bp.context_processor

@@ -508,8 +508,8 @@ def test_a_bad_card_comes_back_to_the_hold_page_with_the_field_error(
     assert back.status_code == 303
     query = parse_qs(urlsplit(back.headers["Location"]).query)
     assert (query.pop("card_error"), query.pop("card_field")) == ([message], [field])
-    # The name and expiry come back to be shown again; never the number or the CVC.
-    assert set(query) == {"card_exp_month", "card_exp_year", "card_holder_name"}
+    # The expiry comes back to be shown again; never the number, the CVC or the name.
+    assert set(query) == {"card_exp_month", "card_exp_year"}
     page = text(client.get(path_of(back)))
     assert field_error(page, field) == message
     assert re.search(rf'name="{field}"[^>]*aria-invalid="true"', page)
