@@ -125,13 +125,18 @@ def db_context(app: Flask) -> Iterator[None]:
     """An app context for the test; every domain row is deleted afterwards."""
     with app.app_context():
         yield
-        db.session.rollback()
-        db.session.remove()
-        with db.engine.begin() as conn:
-            for table in DOMAIN_TABLES:
-                conn.execute(text(f"DELETE FROM {table}"))
-        ledger.forget_account_ids()
-        forget_checkin_state(app)
+        empty_domain_tables(app)
+
+
+def empty_domain_tables(app: Flask) -> None:
+    """Delete every domain row and what caches them (in an app context)."""
+    db.session.rollback()
+    db.session.remove()
+    with db.engine.begin() as conn:
+        for table in DOMAIN_TABLES:
+            conn.execute(text(f"DELETE FROM {table}"))
+    ledger.forget_account_ids()
+    forget_checkin_state(app)
 
 
 def forget_checkin_state(app: Flask) -> None:
