@@ -28,6 +28,9 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD = 8
 
 
+MAX_EMAIL = 128  # FAB's ab_user.username
+
+
 class EmailTaken(Conflict):
     code = "email_taken"
 
@@ -40,8 +43,10 @@ def sign_up(session: Session, sm: Any, name: str, email: str, password: str) -> 
         raise DomainError("Give your name.", field="name")
     if len(name) > 150:
         raise DomainError("The name is too long (150 characters at most).", field="name")
-    if not EMAIL.match(email) or len(email) > 320:
+    if not EMAIL.match(email):
         raise DomainError("Give a valid email address.", field="email")
+    if len(email) > MAX_EMAIL:  # it is the login's username too, a shorter column
+        raise DomainError(f"The email is too long ({MAX_EMAIL} characters at most).", field="email")
     if len(password or "") < MIN_PASSWORD:
         raise DomainError(
             f"The password needs at least {MIN_PASSWORD} characters.", field="password"
