@@ -168,39 +168,14 @@ class ScopedMixin:
         """The model's rules for deleting a row; raise DomainError to refuse."""
 
 
-class ScopedModelView(ScopedMixin, ModelView):
-    """A FAB ModelView whose every route, actions included, honours the partner scope, and whose
-    forms keep the user's input and show which field a business rule refused."""
+class CheckedListMixin:
+    """FAB's list, with its address checked, and row pages showing only the related lists the
+    user may list; for every dashboard view, scoped or not."""
 
-    #: form fields removed for users tied to one partner (the partner is implied)
-    partner_only_hidden: tuple[str, ...] = ()
-
-    def __init__(self, **kwargs: Any) -> None:
-        self.scope_pickers()  # before FAB builds the forms from these
-        super().__init__(**kwargs)
-        # Users tied to one partner get forms without the hidden columns at all.
-        converter = GeneralModelConverter(self.datamodel)
-        self._partner_forms = {
-            created: converter.create_form(
-                self.label_columns,
-                self._visible(columns),
-                self.description_columns,
-                self.validators_columns,
-                extra,
-                rel_fields,
-            )
-            for created, columns, extra, rel_fields in (
-                (True, self.add_columns, self.add_form_extra_fields,
-                 self.add_form_query_rel_fields),
-                (False, self.edit_columns, self.edit_form_extra_fields,
-                 self.edit_form_query_rel_fields),
-            )
-        }  # fmt: skip
-
-    def _visible(self, columns: list[str]) -> list[str]:
-        return [c for c in columns if c not in self.partner_only_hidden]
-
-    list_template = "dashboard/list.html"
+    list_template: str
+    list_title: str
+    class_permission_name: str
+    appbuilder: Any
 
     @expose("/list/")
     @has_access
@@ -233,13 +208,48 @@ class ScopedModelView(ScopedMixin, ModelView):
             ]
             kwargs["related_views"] = [view for view, _ in allowed]
             widgets["related_views"] = [widget for _, widget in allowed]
-        return super().render_template(template, **kwargs)
+        return super().render_template(template, **kwargs)  # type: ignore[misc]
 
     def _refuse_list_arguments(self, exc: Exception) -> Any:
         db.session.rollback()
         log.info("list arguments refused: %s", exc)
         flash("A filter, order or page in the address is not valid: the whole list.", "warning")
         return redirect(url_for(".list"))
+
+
+class ScopedModelView(ScopedMixin, CheckedListMixin, ModelView):
+    """A FAB ModelView whose every route, actions included, honours the partner scope, and whose
+    forms keep the user's input and show which field a business rule refused."""
+
+    #: form fields removed for users tied to one partner (the partner is implied)
+    partner_only_hidden: tuple[str, ...] = ()
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.scope_pickers()  # before FAB builds the forms from these
+        super().__init__(**kwargs)
+        # Users tied to one partner get forms without the hidden columns at all.
+        converter = GeneralModelConverter(self.datamodel)
+        self._partner_forms = {
+            created: converter.create_form(
+                self.label_columns,
+                self._visible(columns),
+                self.description_columns,
+                self.validators_columns,
+                extra,
+                rel_fields,
+            )
+            for created, columns, extra, rel_fields in (
+                (True, self.add_columns, self.add_form_extra_fields,
+                 self.add_form_query_rel_fields),
+                (False, self.edit_columns, self.edit_form_extra_fields,
+                 self.edit_form_query_rel_fields),
+            )
+        }  # fmt: skip
+
+    def _visible(self, columns: list[str]) -> list[str]:
+        return [c for c in columns if c not in self.partner_only_hidden]
+
+    list_template = "dashboard/list.html"
 
     @expose("/export.csv")
     @has_access

@@ -11,7 +11,7 @@ from flask_appbuilder.models.sqla.interface import SQLAInterface
 from app.extensions import db
 from app.models import Customer, Partner
 from app.services import partners as partner_service
-from app.views.base import ScopedModelView, current_user
+from app.views.base import CheckedListMixin, ScopedModelView, current_user
 
 
 class PartnerView(ScopedModelView):
@@ -63,7 +63,7 @@ class PartnerView(ScopedModelView):
         return redirect(self.get_redirect())
 
 
-class CustomerView(ModelView):
+class CustomerView(CheckedListMixin, ModelView):
     datamodel = SQLAInterface(Customer)
     list_title = "Customers"
     list_columns = ["name", "email", "created_at"]

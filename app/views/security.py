@@ -32,9 +32,10 @@ from sqlalchemy.orm import Session, joinedload
 
 from app.models.customer import Customer
 from app.models.partner import PartnerUser
+from app.views.base import CheckedListMixin
 
 
-class PartnerUserDBModelView(UserDBModelView):
+class PartnerUserDBModelView(CheckedListMixin, UserDBModelView):
     """Admins attach a user to (at most) one partner here."""
 
     list_columns = ["first_name", "last_name", "username", "email", "partner", "active", "roles"]

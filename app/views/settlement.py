@@ -13,11 +13,11 @@ from app.extensions import db
 from app.models import Payout, PayoutItem, Settlement, SettlementLine, SettlementMismatch
 from app.models.base import utcnow
 from app.services import payouts
-from app.views.base import ScopedModelView, current_user
+from app.views.base import CheckedListMixin, ScopedModelView, current_user
 from app.views.forms import PayoutPaidForm
 
 
-class SettlementLineView(ModelView):
+class SettlementLineView(CheckedListMixin, ModelView):
     datamodel = SQLAInterface(SettlementLine)
     list_title = "Settlement lines"
     base_permissions = ["can_list", "can_show"]
@@ -27,7 +27,7 @@ class SettlementLineView(ModelView):
     label_columns = {"line_ref": "Acquirer's id", "charge_ref": "Charge", "payment_id": "Payment"}
 
 
-class SettlementMismatchView(ModelView):
+class SettlementMismatchView(CheckedListMixin, ModelView):
     datamodel = SQLAInterface(SettlementMismatch)
     list_title = "Settlement mismatches"
     base_permissions = ["can_list", "can_show"]
@@ -40,7 +40,7 @@ class SettlementMismatchView(ModelView):
     label_columns = {"line_kind": "Line", "expected": "Ours", "reported": "Acquirer's"}
 
 
-class SettlementView(ModelView):
+class SettlementView(CheckedListMixin, ModelView):
     datamodel = SQLAInterface(Settlement)
     list_title = "Settlements"
     base_permissions = ["can_list", "can_show"]

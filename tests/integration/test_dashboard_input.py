@@ -71,6 +71,11 @@ def test_every_dashboard_user_sees_their_profile(client, two_partners, username)
         "/checkinview/list/?_flt_0_offline=x",
         "/eventview/export.csv?_flt_0_partner=abc",
         "/eventspotview/export.csv?_flt_0_event=abc",
+        # Platform views that are not partner-scoped, and the users view.
+        "/customerview/list/?page_CustomerView=abc",
+        "/settlementview/list/?_oc_SettlementView=nope&_od_SettlementView=asc",
+        "/settlementlineview/list/?psize_SettlementLineView=-1",
+        "/users/list/?page_PartnerUserDBModelView=x",
     ],
 )
 def test_a_bad_list_address_shows_the_whole_list_with_a_warning(client, two_partners, path):
