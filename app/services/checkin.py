@@ -32,14 +32,16 @@ import redis
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from flask import current_app
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, joinedload
 
 from app.models import (
+    Busy,
     CheckIn,
     CheckinEntry,
     Conflict,
@@ -67,6 +69,9 @@ _NONCE = re.compile(r"[A-Za-z0-9._:-]{8,48}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: How far in the future a device clock may be before its scanned_at is not believed.
 CLOCK_SKEW = dt.timedelta(minutes=5)
+UNREACHABLE = "Check-in cannot reach its database: judge the ticket offline and upload it later."
+# Revocations of an event that is not armed yet are kept this long (arming reads the rest).
+UNARMED_REVOCATIONS_SECONDS = 7 * 24 * 3600
 LOG_KEY = "ck:log"
 
 
@@ -106,6 +111,13 @@ class Scanner:
             device_id=data.get("device_id"),
             user_id=data.get("user_id"),
         )
+
+
+class Unavailable(Busy):
+    """The database (or Redis) is unreachable and what the scan needs is not cached: no verdict
+    on the ticket. The gate judges it offline and uploads it later."""
+
+    code = "unavailable"
 
 
 class NotAuthorized(DomainError):
@@ -182,11 +194,15 @@ def scanner_for_token(session: Session, token: str) -> Scanner:
             raise NotAuthorized("This device was revoked.", reason="device")
         if cached:
             return Scanner.from_json(cached)
-    device = session.scalar(
-        select(GateDevice)
-        .where(GateDevice.token_hash == digest)
-        .options(joinedload(GateDevice.events))
-    )
+    try:
+        device = session.scalar(
+            select(GateDevice)
+            .where(GateDevice.token_hash == digest)
+            .options(joinedload(GateDevice.events))
+        )
+    except OperationalError as exc:
+        session.rollback()
+        raise Unavailable(UNREACHABLE) from exc
     if device is None or not device.is_active:
         raise NotAuthorized("This device is not registered or was revoked.", reason="device")
     scanner = Scanner(
@@ -216,7 +232,11 @@ def _scanner_for_jwt(session: Session, token: str) -> Scanner:
             cached = None
         if cached:
             return Scanner.from_json(cached)
-    scanner = staff_scanner(session, user_id)
+    try:
+        scanner = staff_scanner(session, user_id)
+    except OperationalError as exc:
+        session.rollback()
+        raise Unavailable(UNREACHABLE) from exc
     _cache_scanner(_user_key(user_id), scanner, ttl=12 * 3600)
     return scanner
 
@@ -541,12 +561,16 @@ def scan(session: Session, scanner: Scanner, request: ScanRequest) -> dict[str, 
     """Answer one scan and log it. The armed Redis path first; the database otherwise."""
     store = _store_for(session)
     try:
-        return _scan_with(store, scanner, request)
-    except (redis.ConnectionError, redis.TimeoutError):
-        if isinstance(store, DbStore):
-            raise
-        log.error("Redis is unreachable: validating from the database")
-        return _scan_with(DbStore(session), scanner, request)
+        try:
+            return _scan_with(store, scanner, request)
+        except (redis.ConnectionError, redis.TimeoutError):
+            if isinstance(store, DbStore):
+                raise
+            log.error("Redis is unreachable: validating from the database")
+            return _scan_with(DbStore(session), scanner, request)
+    except OperationalError as exc:
+        session.rollback()
+        raise Unavailable(UNREACHABLE) from exc
 
 
 def _scan_with(store: Store, scanner: Scanner, request: ScanRequest) -> dict[str, Any]:
@@ -847,10 +871,10 @@ class RedisStore:
             try:
                 if not arm_event(self.session, event_id):
                     return None
-            except SQLAlchemyError:
+            except OperationalError as exc:
                 log.warning("event %s is not armed and the database is unreachable", event_id)
                 self.session.rollback()
-                return None
+                raise Unavailable(UNREACHABLE) from exc
             raw = self.client.hgetall(_event_key(event_id))
         return EventInfo(
             event_id=event_id,
@@ -964,7 +988,7 @@ def arm_event(session: Session, event_id: int, now: dt.datetime | None = None) -
     # Revocations are never undone: add, never replace (a refund may commit while arming).
     if revoked:
         pipe.sadd(_revoked_key(event_id), *revoked)
-        pipe.expire(_revoked_key(event_id), ttl)
+    pipe.expire(_revoked_key(event_id), ttl)  # also those a refund added before arming
     for entry in entries:
         # Redis may know newer scans than the database (the log is not flushed yet): keep them.
         pipe.hsetnx(
@@ -1013,22 +1037,82 @@ def _cache_credentials(session: Session, event_id: int, ttl: int) -> None:
 
 def arm_due_events(session: Session, now: dt.datetime | None = None) -> list[int]:
     """Arm every published event whose check-in opens within ``CHECKIN_ARM_AHEAD_HOURS`` and has
-    not closed; re-arming refreshes what changed in the database."""
+    not closed; re-arming refreshes what changed in the database. An event armed in the last
+    days is refreshed whatever it became (cancelled, its doors moved or closed early), so the
+    gates never keep an old window or miss a cancellation that Redis did not hear of."""
     now = now or utcnow()
     ahead = dt.timedelta(hours=current_app.config["CHECKIN_ARM_AHEAD_HOURS"])
-    candidates = session.scalars(
-        select(Event).where(
-            Event.status == EventStatus.PUBLISHED,
-            Event.starts_at <= now + ahead + dt.timedelta(days=1),
-            Event.starts_at >= now - dt.timedelta(days=3),
-        )
-    ).all()
+    due = and_(
+        Event.status == EventStatus.PUBLISHED,
+        Event.starts_at <= now + ahead + dt.timedelta(days=1),
+        Event.starts_at >= now - dt.timedelta(days=3),
+    )
+    recently_armed = Event.armed_at >= now - dt.timedelta(days=3)
+    candidates = session.scalars(select(Event).where(or_(due, recently_armed))).all()
     armed = []
     for event in candidates:
         opens, closes = event.checkin_window()
-        if opens - ahead <= now <= closes and arm_event(session, event.id, now):
+        in_window = event.status == EventStatus.PUBLISHED and opens - ahead <= now <= closes
+        was_armed = event.armed_at is not None and event.armed_at >= now - dt.timedelta(days=3)
+        if (in_window or was_armed) and arm_event(session, event.id, now):
             armed.append(event.id)
     return armed
+
+
+# What the gates hold of an event, refreshed in Redis when one of these changes.
+_GATE_FIELDS = frozenset(
+    {"status", "starts_at", "ends_at", "checkin_opens_at", "checkin_closes_at", "allow_reentry"}
+)
+_PENDING_EVENT_CHANGES = "checkin_pending_event_changes"
+_PENDING_STAFF_CHANGES = "checkin_pending_staff_changes"
+
+
+@sa_event.listens_for(Session, "after_flush")
+def _note_gate_changes(session: Session, _context: Any) -> None:
+    """Events whose doors, re-entry or status changed, and users whose account or roles
+    changed: their cached gate state is refreshed once the transaction commits."""
+    for row in (*session.dirty, *session.deleted):
+        state = sa_inspect(row)
+        if isinstance(row, Event) and state.persistent:
+            if any(state.attrs[key].history.has_changes() for key in _GATE_FIELDS):
+                opens, closes = row.checkin_window()
+                session.info.setdefault(_PENDING_EVENT_CHANGES, {})[row.id] = {
+                    "opens_at": iso(opens),
+                    "closes_at": iso(closes),
+                    "allow_reentry": "1" if row.allow_reentry else "0",
+                    "cancelled": "1" if row.status == EventStatus.CANCELLED else "0",
+                }
+        elif isinstance(row, PartnerUser):
+            history = [state.attrs[key].history for key in ("active", "roles", "partner_id")]
+            if row in session.deleted or any(h.has_changes() for h in history):
+                session.info.setdefault(_PENDING_STAFF_CHANGES, set()).add(row.id)
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _push_gate_changes(session: Session) -> None:
+    for event_id, fields in session.info.pop(_PENDING_EVENT_CHANGES, {}).items():
+        refresh_armed_event(event_id, fields)
+    for user_id in session.info.pop(_PENDING_STAFF_CHANGES, set()):
+        staff_changed(user_id)
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _drop_gate_changes(session: Session) -> None:
+    session.info.pop(_PENDING_EVENT_CHANGES, None)
+    session.info.pop(_PENDING_STAFF_CHANGES, None)
+
+
+def refresh_armed_event(event_id: int, fields: dict[str, str]) -> None:
+    """Tell an armed event's gates at once of its new doors, re-entry rule or cancellation (an
+    event not armed reads them when it is)."""
+    cache = redis_client()
+    if cache is None:
+        return
+    try:
+        if cache.exists(_event_key(event_id)):
+            cache.hset(_event_key(event_id), mapping=fields)
+    except redis.RedisError:
+        log.error("could not refresh armed event %s in Redis; the next arming run will", event_id)
 
 
 def note_revoked(event_id: int, ticket_ids: Iterable[int]) -> None:
@@ -1038,8 +1122,13 @@ def note_revoked(event_id: int, ticket_ids: Iterable[int]) -> None:
     if cache is None or not ids:
         return
     try:
-        if cache.exists(_event_key(event_id)):
-            cache.sadd(_revoked_key(event_id), *ids)
+        # Added whether the event is armed or not: arming may have read the revoked tickets
+        # before this refund committed, and would never learn of it.
+        ttl = cache.ttl(_event_key(event_id))
+        pipe = cache.pipeline()
+        pipe.sadd(_revoked_key(event_id), *ids)
+        pipe.expire(_revoked_key(event_id), ttl if ttl > 0 else UNARMED_REVOCATIONS_SECONDS)
+        pipe.execute()
     except redis.RedisError:
         log.error("could not push revocations to Redis; re-arm event %s", event_id)
 
@@ -1089,40 +1178,61 @@ def manifest(session: Session, scanner: Scanner, event_id: int) -> dict[str, Any
     if event_id not in scanner.event_ids:
         raise NotFound("Event not found.")
     cache = redis_client()
-    if cache is not None:
-        store = RedisStore(cache, session)
-        info = store.event_info(event_id)
-        if info is None:
-            raise NotFound("Event not found.")
-        revoked = sorted(int(t) for t in cache.smembers(_revoked_key(event_id)))
-        entries = [
-            _entry_json(int(ticket), raw)
-            for ticket, raw in cache.hgetall(_entries_key(event_id)).items()
-        ]
-    else:
-        info = event_info_from_db(session, event_id)
-        if info is None:
-            raise NotFound("Event not found.")
-        revoked = list(
-            session.scalars(
-                select(Ticket.id).where(
-                    Ticket.event_id == event_id,
-                    Ticket.status.in_([TicketStatus.REVOKED, TicketStatus.VOID]),
-                )
+    try:
+        if cache is None:
+            return _manifest_from_db(session, event_id)
+        try:
+            return _manifest_from_redis(session, cache, event_id)
+        except (redis.ConnectionError, redis.TimeoutError):
+            log.error("Redis is unreachable: the manifest comes from the database")
+            return _manifest_from_db(session, event_id)
+    except OperationalError as exc:
+        session.rollback()
+        raise Unavailable(UNREACHABLE) from exc
+
+
+def _manifest_from_redis(session: Session, cache: redis.Redis, event_id: int) -> dict[str, Any]:
+    info = RedisStore(cache, session).event_info(event_id)
+    if info is None:
+        raise NotFound("Event not found.")
+    revoked = sorted(int(t) for t in cache.smembers(_revoked_key(event_id)))
+    entries = [
+        _entry_json(int(ticket), raw)
+        for ticket, raw in cache.hgetall(_entries_key(event_id)).items()
+    ]
+    return _manifest_json(session, info, revoked, entries)
+
+
+def _manifest_from_db(session: Session, event_id: int) -> dict[str, Any]:
+    info = event_info_from_db(session, event_id)
+    if info is None:
+        raise NotFound("Event not found.")
+    revoked = list(
+        session.scalars(
+            select(Ticket.id).where(
+                Ticket.event_id == event_id,
+                Ticket.status.in_([TicketStatus.REVOKED, TicketStatus.VOID]),
             )
         )
-        entries = [
-            {
-                "ticket_id": e.ticket_id,
-                "state": e.state,
-                "at": iso(e.first_at),
-                "gate": e.first_gate,
-            }
-            for e in session.scalars(select(CheckinEntry).where(CheckinEntry.event_id == event_id))
-        ]
+    )
+    entries = [
+        {
+            "ticket_id": e.ticket_id,
+            "state": e.state,
+            "at": iso(e.first_at),
+            "gate": e.first_gate,
+        }
+        for e in session.scalars(select(CheckinEntry).where(CheckinEntry.event_id == event_id))
+    ]
+    return _manifest_json(session, info, revoked, entries)
+
+
+def _manifest_json(
+    session: Session, info: EventInfo, revoked: list[int], entries: list[dict[str, Any]]
+) -> dict[str, Any]:
     return {
-        "event_id": event_id,
-        "name": session_safe_name(session, event_id),
+        "event_id": info.event_id,
+        "name": session_safe_name(session, info.event_id),
         "public_key": info.public_key,
         "opens_at": iso(info.opens_at),
         "closes_at": iso(info.closes_at),
