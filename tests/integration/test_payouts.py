@@ -3,11 +3,24 @@ bank reference, which posts partner payable -> bank; a partner reads only its ow
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from app.extensions import db
-from app.models import LedgerTransaction, Payout, PayoutItem, PayoutStatus
+from app.models import (
+    Conflict,
+    LedgerTransaction,
+    Partner,
+    PartnerUser,
+    Payout,
+    PayoutItem,
+    PayoutStatus,
+)
+from app.models.base import utcnow
 from app.services import ledger, payouts
 from app.tasks import celery
 from tests.integration.test_purchase_api import on_sale  # noqa: F401
@@ -182,3 +195,55 @@ def test_a_paid_payout_cannot_be_cancelled(client, settled):
     refused = client.post(f"/payoutview/action/cancel_payout/{payout_id}", follow_redirects=True)
     assert "is paid: it cannot be cancelled" in refused.get_data(as_text=True)
     assert db.session.get(Payout, payout_id).status == PayoutStatus.PAID
+
+
+@pytest.mark.postgres
+def test_two_payouts_marked_paid_at_once_never_pay_more_than_is_owed(
+    app,
+    client,
+    on_sale,  # noqa: F811
+    monkeypatch,
+):
+    """Two finance clerks mark two approved payouts paid at the same moment, when the partner is
+    owed only one of them: one is paid, the other refused (each read the balance before the
+    other posted, and both were paid)."""
+    first = buy(client, on_sale)
+    reconcile(happened_days_ago(3))
+    [a] = create_payouts()
+    buy(client, on_sale)
+    reconcile(happened_days_ago(1))
+    [b] = create_payouts()
+    fiona = make_user("fiona", "Finance")
+    for payout_id in (a, b):
+        payouts.approve_payout(db.session, payout_id, fiona, utcnow())
+    refund(first)  # the partner is now owed only the second sale's share
+    partner_id, fiona_id = on_sale.partner.id, fiona.id
+    db.session.rollback()
+    read_balance = ledger.partner_balance
+
+    def slow_balance(*args, **kwargs):
+        value = read_balance(*args, **kwargs)
+        time.sleep(0.5)  # the other clerk's click lands while this one decides
+        return value
+
+    monkeypatch.setattr(ledger, "partner_balance", slow_balance)
+
+    def mark_paid(payout_id: int) -> str:
+        with app.app_context():
+            session = Session(db.engine)
+            try:
+                actor = session.get(PartnerUser, fiona_id)
+                payouts.mark_payout_paid(session, payout_id, f"TED {payout_id}", actor, utcnow())
+                return "paid"
+            except Conflict:
+                return "refused"
+            finally:
+                session.close()
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = sorted(pool.map(mark_paid, (a, b)))
+    monkeypatch.undo()
+    assert outcomes == ["paid", "refused"]
+    db.session.expire_all()
+    partner = db.session.get(Partner, partner_id)
+    assert ledger.partner_balance(db.session, partner, "BRL") >= 0
