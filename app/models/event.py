@@ -242,8 +242,10 @@ class Event(Model):
         if not self.currency:
             raise DomainError("Give the event's currency (e.g. BRL).", field="currency")
         self.currency = self.currency.upper()
-        if "currency" in _changed_attributes(self) and self.has_sales():
-            raise Conflict("An event with sales keeps its currency.", field="currency")
+        if "currency" in _changed_attributes(self) and (self.has_sales() or self.has_live_holds()):
+            raise Conflict(
+                "An event with sales or seats on hold keeps its currency.", field="currency"
+            )
 
     def check_times(self) -> None:
         """Also the texts a listing needs (the API took blank ones the form refused)."""
@@ -291,6 +293,20 @@ class Event(Model):
             session
             and session.scalar(select(func.count()).where(Order.event_id == self.id).limit(1))
         )
+
+    def has_live_holds(self) -> bool:
+        """Seats held now: their holds were quoted in the event's currency."""
+        session = object_session(self)
+        held = (
+            select(func.count())
+            .where(
+                EventSpot.event_id == self.id,
+                EventSpot.status == SpotStatus.HELD,
+                EventSpot.held_until > utcnow(),
+            )
+            .limit(1)
+        )
+        return bool(session and session.scalar(held))
 
     def check_deletable(self) -> None:
         if self.has_sales() or self.sold_count():
@@ -391,6 +407,12 @@ class EventSection(Model):
             raise DomainError("Kind is 'seated' or 'general'.", field="kind")
         if not isinstance(self.price_cents, int) or self.price_cents < 0:
             raise DomainError("The price cannot be negative.", field="price_cents")
+        if self.price_cents == 0:
+            # Tickets are sold by card: a charge of nothing has no capture to post, no
+            # settlement line to match, and its payment would stay pending.
+            raise DomainError(
+                "Tickets are paid by card: the price is at least 0.01.", field="price_cents"
+            )
         if self.price_cents > MAX_INT or not 0 <= self.position <= MAX_INT:
             raise DomainError("The number is too large.", field="price_cents")
         if not (self.name or "").strip():

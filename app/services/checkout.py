@@ -873,6 +873,10 @@ def reconcile_payments(
             complete_payment(session, gateway, payment_id)
         except DomainError:
             session.rollback()
+        except Exception:  # one payment that cannot be finished must not stop the others
+            session.rollback()
+            log.exception("payment %s could not be finished", payment_id)
+            continue
         finished += 1
     unrefunded = session.scalars(
         select(Payment.id)

@@ -11,6 +11,7 @@ import pytest
 
 from app.extensions import db
 from app.models import Event
+from app.models.base import utcnow
 from tests.integration.test_checkin import device, open_event
 from tests.support import api_token, login, make_user
 
@@ -206,3 +207,64 @@ def test_a_row_page_shows_only_the_related_lists_the_user_may_see(app, client, t
     partner = login(app.test_client(), "alice")
     page = partner.get(f"/eventview/show/{event.id}").get_data(as_text=True)
     assert "Section 1" in page and "100.00" in page
+
+
+def test_a_section_cannot_be_free(client, two_partners):
+    """Tickets are paid by card: a price of 0 had no capture to post and left its payment
+    pending, which held back the settlement of every later day (found by a review)."""
+    headers = api_token(client, "alice")
+    event_id = two_partners["event_a"].id
+    response = client.post(
+        "/api/v1/sections/",
+        json={"event": event_id, "name": "Free", "kind": "general", "price_cents": 0},
+        headers=headers,
+    )
+    assert response.status_code == 422, response.get_json()
+    assert response.get_json()["field"] == "price_cents"
+    assert "at least 0.01" in response.get_json()["message"]
+
+
+def test_one_payment_that_cannot_be_finished_does_not_stop_the_others(monkeypatch):
+    from app.services import checkout
+    from app.services.payments import gateway
+
+    finished = []
+
+    def complete(session, gateway, payment_id):
+        if payment_id == 1:
+            raise RuntimeError("this one is broken")
+        finished.append(payment_id)
+
+    class Stale:
+        def all(self):
+            return [1, 2]
+
+    class FakeSession:
+        def scalars(self, _query):
+            return Stale()
+
+        def rollback(self):
+            pass
+
+    monkeypatch.setattr(checkout, "complete_payment", complete)
+    monkeypatch.setattr(checkout, "_refund_lost", lambda *args: None)
+    monkeypatch.setattr(checkout.refunds, "finish_pending_refunds", lambda *args: 0)
+    counts = checkout.reconcile_payments(FakeSession(), gateway(), utcnow())
+    assert finished == [2] and counts["finished"] == 1
+
+
+def test_an_event_keeps_its_currency_while_seats_are_held(client, two_partners):
+    """A hold quoted its total in the event's currency: changing it before the customer paid
+    charged another currency than the one quoted (found by a review)."""
+    from tests.integration.test_purchase_api import hold_seats, sign_up
+
+    event = two_partners["event_a"]
+    event.publish()
+    db.session.commit()
+    hold_seats(client, sign_up(client), event, count=2)
+    headers = api_token(client, "alice")
+    response = client.put(f"/api/v1/events/{event.id}", json={"currency": "USD"}, headers=headers)
+    assert response.status_code == 409, response.get_json()
+    assert response.get_json()["field"] == "currency"
+    db.session.expire_all()
+    assert db.session.get(Event, event.id).currency == "BRL"
