@@ -390,10 +390,15 @@ def sales_query(session: Session, partner_id: int | None, period: Period | None)
     clearing = ledger.account_id(session, ledger.CLEARING)
     fee_revenue = ledger.account_id(session, ledger.FEE_REVENUE)
     kind, account = LedgerTransaction.kind, LedgerEntry.account_id
+    # Refunded tickets count in the period they were revoked in (an order refunded ticket by
+    # ticket over several days counted all of them in each of those days).
+    revoked = Ticket.status == TicketStatus.REVOKED
+    if period is not None:
+        revoked = and_(revoked, period.covers(Ticket.revoked_at))
     tickets = select(
         Ticket.order_id,
         func.count().label("issued"),
-        func.count(case((Ticket.status == TicketStatus.REVOKED, 1))).label("revoked"),
+        func.count(case((revoked, 1))).label("revoked"),
     ).where(Ticket.status.in_((TicketStatus.VALID, TicketStatus.REVOKED)))
     if partner_id is not None:
         tickets = tickets.where(Ticket.event_id.in_(owned_event_ids(partner_id)))

@@ -480,3 +480,37 @@ def test_old_report_files_are_deleted_every_night():
     schedule = celery.conf.beat_schedule["delete-old-report-files"]
     assert schedule["task"] == "reports.delete_old_files"
     assert schedule["schedule"].hour == {3} and schedule["schedule"].minute == {30}
+
+
+def test_tickets_refunded_count_in_the_period_they_were_refunded_in(
+    client,
+    on_sale,  # noqa: F811
+):
+    """An order refunded ticket by ticket on two days shows one refunded ticket on each day,
+    not two on both (found by a review)."""
+    from app.models import Order, Ticket
+    from app.services import refunds
+    from app.services.payments import gateway
+    from app.services.scoping import SYSTEM
+
+    order = db.session.get(Order, buy(client, on_sale, seats=2).order_id)
+    first, second = sorted(t.id for t in order.tickets)
+    refunds.refund_tickets(db.session, gateway(), order.id, [first], SYSTEM)
+    posted_days_ago(2)
+    with Session(db.engine) as session:  # the first ticket went back two days ago too
+        revoked_at = session.get(Ticket, first).revoked_at
+        session.execute(
+            update(Ticket)
+            .where(Ticket.id == first)
+            .values(revoked_at=revoked_at - dt.timedelta(days=2))
+        )
+        session.commit()
+    refunds.refund_tickets(db.session, gateway(), order.id, [second], SYSTEM)
+    today = utcnow().date()
+    counted = {}
+    for days in (2, 0):
+        day = today - dt.timedelta(days=days)
+        columns, rows = reports.sales_rows(db.session, on_sale.partner_id, reports.Period(day, day))
+        [row] = [dict(zip(columns, r, strict=False)) for r in rows if r[0] == "order"]
+        counted[days] = row["tickets_refunded"]
+    assert counted == {2: 1, 0: 1}
