@@ -415,6 +415,12 @@ class EventSection(Model):
             )
         if self.price_cents > MAX_INT or not 0 <= self.position <= MAX_INT:
             raise DomainError("The number is too large.", field="price_cents")
+        partner = self.event.partner if self.event is not None else None
+        if partner is not None and not partner.leaves_something(self.price_cents):
+            raise DomainError(
+                "The platform's fee would take the whole price: set a higher price.",
+                field="price_cents",
+            )
         if not (self.name or "").strip():
             raise DomainError("Give the section a name.", field="name")
 

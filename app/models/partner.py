@@ -64,6 +64,36 @@ class Partner(Model):
             raise DomainError("The fee percentage is between 0 and 100.", field="fee_percent")
         if self.fee_fixed_cents is None or self.fee_fixed_cents < 0:
             raise DomainError("The fixed fee cannot be negative.", field="fee_fixed_cents")
+        for price in self.section_prices():
+            if not self.leaves_something(price):
+                raise Conflict(
+                    f"These fees would take the whole price of its {price / 100:.2f} tickets: "
+                    "a sale must leave the partner something.",
+                    field="fee_percent" if percent >= 100 else "fee_fixed_cents",
+                )
+
+    def leaves_something(self, price_cents: int) -> bool:
+        """Whether a ticket at this price leaves the partner a share after the platform's fee.
+        A sale the fee takes whole posts nothing to the partner, whose statement, balance and
+        sales report would then not show it."""
+        return self.platform_fee_cents(price_cents, 1) < price_cents
+
+    def section_prices(self) -> set[int]:
+        """The prices of the sections of this partner's events that still sell."""
+        from sqlalchemy import select
+        from sqlalchemy.orm import object_session
+
+        from app.models.event import Event, EventSection, EventStatus
+
+        session = object_session(self)
+        if session is None or self.id is None:
+            return set()
+        prices = (
+            select(EventSection.price_cents)
+            .join(Event)
+            .where(Event.partner_id == self.id, Event.status != EventStatus.CANCELLED)
+        )
+        return set(session.scalars(prices.distinct()))
 
     def check_deletable(self) -> None:
         if self.events:

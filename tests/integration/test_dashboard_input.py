@@ -268,3 +268,30 @@ def test_an_event_keeps_its_currency_while_seats_are_held(client, two_partners):
     assert response.get_json()["field"] == "currency"
     db.session.expire_all()
     assert db.session.get(Event, event.id).currency == "BRL"
+
+
+def test_no_price_or_fee_may_leave_the_partner_nothing(client, two_partners):
+    """A sale whose fee took the whole price posted nothing to the partner, so it vanished from
+    their balance, statement and sales report (found by a review). Partner A charges 10 % +
+    1.00 a ticket."""
+    headers = api_token(client, "alice")
+    event_id = two_partners["event_a"].id
+    section = {"event": event_id, "name": "Cheap", "kind": "general"}
+    refused = client.post(
+        "/api/v1/sections/", json={**section, "price_cents": 100}, headers=headers
+    )
+    assert refused.status_code == 422, refused.get_json()
+    assert refused.get_json()["field"] == "price_cents"
+    kept = client.post("/api/v1/sections/", json={**section, "price_cents": 112}, headers=headers)
+    assert kept.status_code == 201, kept.get_json()  # 11 + 100 in fees: 1 cent is left
+    login(client, "root")
+    partner_id = two_partners["a"].id
+    form = {"name": "Partner A", "status": "approved", "contact_email": "p@example.com"}
+    response = client.post(
+        f"/partnerview/edit/{partner_id}",
+        data={**form, "fee_percent": "10", "fee_fixed_cents": "101"},
+    )
+    assert response.status_code == 200  # the form again, with the error
+    assert "take the whole price of its 1.12 tickets" in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(type(two_partners["a"]), partner_id).fee_fixed_cents == 100

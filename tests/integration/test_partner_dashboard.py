@@ -247,7 +247,7 @@ def test_a_section_with_spots_keeps_its_kind(alice):
     section = event.sections[0]
     response = alice["client"].post(
         f"/eventsectionview/edit/{section.id}",
-        data={"name": section.name, "kind": "general", "price_amount": "1", "position": "0"},
+        data={"name": section.name, "kind": "general", "price_amount": "50", "position": "0"},
     )
     assert "cannot change its kind" in response.get_data(as_text=True)
     db.session.refresh(section)
