@@ -224,6 +224,8 @@ def _match(
         return  # an earlier run matched it
     problem = _problem(line, payment)
     refund = None
+    if problem is None and line.kind == LineKind.CHARGE:
+        problem = _charged_again(session, line, payment)
     if problem is None and line.kind == LineKind.REFUND:
         refund, problem = _our_refund(session, line, payment)
     if problem is None and line.kind == LineKind.CHARGEBACK:
@@ -296,6 +298,24 @@ def _problem(line: ReportLine, payment: Payment | None) -> Problem | None:
             expected,
         )
     return None
+
+
+def _charged_again(session: Session, line: ReportLine, payment: Payment) -> Problem | None:
+    """A charge line whose payment a line (of this report or an earlier day's) settled already:
+    the acquirer reports the charge twice. Only the first one settles the payment."""
+    first = session.scalar(
+        select(SettlementLine.line_ref)
+        .where(SettlementLine.kind == LineKind.CHARGE, SettlementLine.payment_id == payment.id)
+        .limit(1)
+    )
+    if first is None:
+        return None
+    return (
+        MismatchKind.UNEXPECTED_STATE,
+        f"The acquirer reports the charge of payment {payment.id} again: its line {first}"
+        " settled it already.",
+        None,
+    )
 
 
 def _our_refund(

@@ -3,6 +3,7 @@ settlement per day and currency, posted once, chargebacks recorded, mismatches f
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from decimal import Decimal
@@ -18,19 +19,21 @@ from app.models import (
     EventSpot,
     LedgerEntry,
     LedgerTransaction,
+    LineKind,
     Order,
     OrderStatus,
     Payment,
     PaymentRefund,
     PaymentStatus,
     Settlement,
+    SettlementLine,
     SettlementMismatch,
     SpotStatus,
     TicketStatus,
 )
 from app.models.base import utcnow
-from app.services import ledger, payouts, refunds, settlement
-from app.services.payments import gateway
+from app.services import ledger, payments, payouts, refunds, settlement
+from app.services.payments import ReportLine, gateway
 from app.services.scoping import SYSTEM
 from app.sim_acquirer.api import acquirer_fee
 from app.sim_acquirer.models import SimCharge, SimChargeback, SimRefund
@@ -268,3 +271,71 @@ def test_a_day_with_a_payment_still_being_finished_waits(client, on_sale):  # no
         session.commit()
     [summary] = [r for r in reconcile() if r["day"] == day.isoformat()]
     assert summary["mismatches"] == 0 and summary["lines"] == 1
+
+
+def reported_again(monkeypatch, payment: Payment, day: dt.date) -> str:
+    """The acquirer's report of ``day`` has the payment's charge once more, as a line of its own
+    (its own id, its own fee). Returns that line's id."""
+    real = payments.SimulatedGateway.settlement_report
+    again = ReportLine(
+        kind=LineKind.CHARGE,
+        line_ref=f"{payment.gateway_ref}-again",
+        charge_ref=payment.gateway_ref,
+        amount_cents=payment.amount_cents,
+        currency=payment.currency,
+        fee_cents=acquirer_fee(payment.amount_cents, Decimal("2.5"), 30),
+    )
+
+    def with_the_charge_again(self, wanted: dt.date):
+        report = real(self, wanted)
+        if wanted != day:
+            return report
+        return dataclasses.replace(report, lines=(*report.lines, again))
+
+    monkeypatch.setattr(payments.SimulatedGateway, "settlement_report", with_the_charge_again)
+    return again.line_ref
+
+
+def test_a_charge_reported_twice_settles_its_payment_once(client, on_sale, monkeypatch):  # noqa: F811
+    """The second line is flagged and settles nothing: the sale is paid out once. The posting
+    still follows the report, as for any line flagged (the acquirer paid both lines): clearing
+    shows what it paid too much, for finance to claim back."""
+    paid = buy(client, on_sale)
+    day = happened_days_ago()
+    duplicate = reported_again(monkeypatch, paid, day)
+
+    assert reconcile(day) == [added(day, settlements=1, lines=2, mismatches=1, postings=1)]
+    lines = db.session.scalars(select(SettlementLine).order_by(SettlementLine.id)).all()
+    assert [(line.line_ref, line.payment_id) for line in lines] == [
+        (paid.gateway_ref, paid.id),
+        (duplicate, None),
+    ]
+    flag = db.session.scalars(select(SettlementMismatch)).one()
+    assert (flag.kind, flag.line_kind, flag.reference, flag.payment_id) == (
+        "unexpected_state", "charge", paid.gateway_ref, paid.id,
+    )  # fmt: skip
+    assert (flag.expected_cents, flag.reported_cents) == (None, 20000)
+    assert paid.gateway_ref in flag.detail and "again" in flag.detail
+    assert payouts.settled_balance(db.session, on_sale.partner_id, "BRL") == paid.net_cents
+    assert balance(ledger.BANK) == 2 * (20000 - 530)
+    assert balance(ledger.CLEARING) == -20000
+    assert reconcile(day) == [added(day)]  # flagged once
+
+
+def test_a_charge_reported_again_on_a_later_day_is_flagged_that_day(client, on_sale, monkeypatch):  # noqa: F811
+    paid = buy(client, on_sale)
+    day = happened_days_ago(2)
+    next_day = day + dt.timedelta(days=1)
+    reported_again(monkeypatch, paid, next_day)
+
+    assert reconcile() == [
+        added(day - dt.timedelta(days=1)),
+        added(day, settlements=1, lines=1, postings=1),
+        added(next_day, settlements=1, lines=1, mismatches=1, postings=1),
+    ]
+    flag = db.session.scalars(select(SettlementMismatch)).one()
+    assert (flag.settlement.day, flag.kind, flag.reference) == (
+        next_day, "unexpected_state", paid.gateway_ref,
+    )  # fmt: skip
+    settling = select(SettlementLine.line_ref).where(SettlementLine.payment_id == paid.id)
+    assert db.session.scalars(settling).all() == [paid.gateway_ref]  # not the duplicate
