@@ -67,26 +67,37 @@ def due_days(session: Session, gateway_name: str, today: dt.date) -> list[dt.dat
 def reconcile_due_days(
     session: Session, gateway: PaymentGateway, now: dt.datetime
 ) -> list[dict[str, Any]]:
-    """Reconcile every day not reconciled yet (the periodic task); a day with payments still
-    being finished waits for the next run."""
+    """Reconcile every day not reconciled yet (the periodic task); a day with payments or
+    refunds still being finished waits for the next run."""
     return [
         reconcile_day(session, gateway, day, now)
         for day in due_days(session, gateway.name, now.date())
-        if not _unfinished_payments(session, gateway.name, day)
+        if not _unfinished(session, gateway.name, day)
     ]
 
 
-def _unfinished_payments(session: Session, gateway_name: str, day: dt.date) -> int:
-    """Payments begun by the end of ``day`` and not finished yet (a crash, a slow card): the
-    acquirer may report their charge that day while we do not know its reference yet."""
+def _unfinished(session: Session, gateway_name: str, day: dt.date) -> int:
+    """Payments and refunds begun by the end of ``day`` and not finished yet (a crash, a slow
+    card, an answer lost): the acquirer may report them that day while we do not know the
+    payment's reference or have not booked the refund yet. Reconciling then would flag their
+    lines for good (a line is matched once), and our refund again the day it is finished."""
     day_end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
-    return session.scalar(
-        select(func.count()).where(
+    pending_payments = select(func.count()).where(
+        Payment.gateway == gateway_name,
+        Payment.status == PaymentStatus.PENDING,
+        Payment.created_at < day_end,
+    )
+    pending_refunds = (
+        select(func.count())
+        .select_from(PaymentRefund)
+        .join(Payment, Payment.id == PaymentRefund.payment_id)
+        .where(
             Payment.gateway == gateway_name,
-            Payment.status == PaymentStatus.PENDING,
-            Payment.created_at < day_end,
+            PaymentRefund.status == RefundStatus.PENDING,
+            PaymentRefund.created_at < day_end,
         )
     )
+    return session.scalar(pending_payments) + session.scalar(pending_refunds)
 
 
 def reconcile_day(
@@ -98,11 +109,12 @@ def reconcile_day(
         raise Conflict(
             f"{day.isoformat()} is not over yet (UTC): its report is reconciled from tomorrow."
         )
-    unfinished = _unfinished_payments(session, gateway.name, day)
+    unfinished = _unfinished(session, gateway.name, day)
     if unfinished:
         raise Conflict(
-            f"{unfinished} payment(s) begun by the end of {day.isoformat()} are still being "
-            "finished: reconcile the day once they are (the reconcile task finishes them)."
+            f"{unfinished} payment(s) or refund(s) begun by the end of {day.isoformat()} are"
+            " still being finished: reconcile the day once they are (the reconcile task"
+            " finishes them)."
         )
     session.rollback()  # no transaction stays open while the acquirer is asked
     report = gateway.settlement_report(day)

@@ -339,3 +339,41 @@ def test_a_charge_reported_again_on_a_later_day_is_flagged_that_day(client, on_s
     )  # fmt: skip
     settling = select(SettlementLine.line_ref).where(SettlementLine.payment_id == paid.id)
     assert db.session.scalars(settling).all() == [paid.gateway_ref]  # not the duplicate
+
+
+def test_a_day_with_a_refund_still_being_finished_waits(client, on_sale, monkeypatch):  # noqa: F811
+    """The acquirer refunded but its answer was lost: our refund stays pending until the reconcile
+    task finishes it, the next day say. The day waits for it, as for a payment being finished,
+    instead of flagging the acquirer's refund line then (unexpected), and our refund on the day
+    it is finished (missing), and never matching them."""
+    paid = buy(client, on_sale)
+    refund_at_the_acquirer = payments.SimulatedGateway.refund
+
+    def answer_lost(self, reference, amount, key=None):
+        refund_at_the_acquirer(self, reference, amount, key)
+        raise ConnectionError("the acquirer refunded, then the connection dropped")
+
+    monkeypatch.setattr(payments.SimulatedGateway, "refund", answer_lost)
+    with pytest.raises(ConnectionError):
+        refund(paid)
+    monkeypatch.undo()
+    db.session.rollback()
+    day = happened_days_ago(2)
+
+    with pytest.raises(Conflict, match="still being finished"):
+        settlement.reconcile_day(db.session, gateway(), day, utcnow())
+    db.session.rollback()
+    assert reconcile() == [added(day - dt.timedelta(days=1))]  # the day and the next one wait
+    assert refunds.finish_pending_refunds(db.session, gateway(), utcnow() + dt.timedelta(minutes=5))
+    next_day = happened_days_ago(1)  # it was finished the next day
+
+    assert reconcile() == [
+        added(day, settlements=1, lines=2, postings=1),
+        added(next_day, settlements=1),  # our refund that day: reported already, nothing moved
+    ]
+    assert db.session.scalars(select(SettlementMismatch)).all() == []
+    ours = db.session.scalars(select(PaymentRefund)).one()
+    line = db.session.scalars(select(SettlementLine).where(SettlementLine.kind == "refund")).one()
+    assert (line.payment_refund_id, line.payment_id) == (ours.id, paid.id)
+    assert balance(ledger.CLEARING) == 0
+    assert transaction_sums() == {0}
