@@ -7,7 +7,17 @@ import datetime as dt
 import enum
 
 from flask_appbuilder import Model
-from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import enum_check, utcnow
@@ -117,7 +127,18 @@ class SettlementLine(Model):
     also names the refund of ours it matched, so each of our refunds is matched once."""
 
     __tablename__ = "settlement_line"
-    __table_args__ = (enum_check("kind", LineKind, "ck_settlement_line_kind"),)
+    __table_args__ = (
+        enum_check("kind", LineKind, "ck_settlement_line_kind"),
+        # A payment is settled by one charge line: when two days whose reports both have the
+        # charge are reconciled at once, the later run replays and flags its line instead.
+        Index(
+            "uq_settlement_line_charge_payment",
+            "payment_id",
+            unique=True,
+            sqlite_where=text("kind = 'charge'"),
+            postgresql_where=text("kind = 'charge'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     settlement_id: Mapped[int] = mapped_column(

@@ -122,7 +122,9 @@ def reconcile_day(
         summary = _reconcile(session, gateway.name, report, now)
         session.commit()
     except IntegrityError:
-        # A concurrent run reconciled the day first: replaying over its rows adds what is left.
+        # A concurrent run reconciled the day first, or settled a payment this day's report
+        # charges too (uq_settlement_line_charge_payment): replaying over its rows adds what is
+        # left and flags the charge reported twice.
         session.rollback()
         summary = _reconcile(session, gateway.name, report, now)
         session.commit()

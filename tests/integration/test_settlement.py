@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import sim_acquirer
@@ -377,3 +381,59 @@ def test_a_day_with_a_refund_still_being_finished_waits(client, on_sale, monkeyp
     assert (line.payment_refund_id, line.payment_id) == (ours.id, paid.id)
     assert balance(ledger.CLEARING) == 0
     assert transaction_sums() == {0}
+
+
+def test_the_database_refuses_a_second_charge_line_settling_a_payment(client, on_sale):  # noqa: F811
+    paid = buy(client, on_sale)
+    day = happened_days_ago()
+    reconcile(day)
+    first = db.session.scalars(select(SettlementLine)).one()
+    again = SettlementLine(
+        settlement_id=first.settlement_id,
+        kind="charge",
+        line_ref=f"{first.line_ref}-again",
+        charge_ref=first.charge_ref,
+        payment_id=paid.id,
+        amount_cents=first.amount_cents,
+    )
+    db.session.add(again)
+    with pytest.raises(IntegrityError):
+        db.session.flush()
+    db.session.rollback()
+
+
+@pytest.mark.postgres
+def test_two_days_reconciled_at_once_settle_a_charge_once(app, client, on_sale, monkeypatch):  # noqa: F811
+    """Two days reconciled at the same moment (the periodic task and finance asking), each report
+    with the charge: however they interleave, one line settles the payment, the other is
+    flagged."""
+    paid = buy(client, on_sale)
+    day = happened_days_ago(2)
+    next_day = day + dt.timedelta(days=1)
+    reported_again(monkeypatch, paid, next_day)
+    checked, calls = threading.Barrier(2), itertools.count()
+    check = settlement._charged_again
+
+    def both_check_before_either_records(session, line, payment):
+        problem = check(session, line, payment)
+        if next(calls) < 2:  # the first check of each run, not a replay's
+            checked.wait(5)
+        return problem
+
+    monkeypatch.setattr(settlement, "_charged_again", both_check_before_either_records)
+
+    def run(wanted: dt.date) -> dict:
+        with app.app_context():
+            session = Session(db.engine)
+            try:
+                return settlement.reconcile_day(session, gateway(), wanted, utcnow())
+            finally:
+                session.close()
+
+    with ThreadPoolExecutor(2) as pool:
+        summaries = list(pool.map(run, [day, next_day]))
+    assert sum(s["lines"] for s in summaries) == 2
+    settling = select(SettlementLine.line_ref).where(SettlementLine.payment_id == paid.id)
+    assert len(db.session.scalars(settling).all()) == 1
+    flag = db.session.scalars(select(SettlementMismatch)).one()
+    assert (flag.kind, flag.reference) == ("unexpected_state", paid.gateway_ref)
