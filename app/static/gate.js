@@ -1,6 +1,7 @@
 // The gate page: sign in (device token or gate staff), pick the event, download its manifest,
-// then validate codes from the camera, a keyboard-wedge scanner or the keyboard with no network.
-// Every scan is kept in IndexedDB and uploaded when the network is back.
+// then validate codes from the camera, a keyboard-wedge scanner or the keyboard. Online, the
+// check-in API's atomic first scan gives the verdict; without an answer in time the manifest
+// does, and the scan is kept in IndexedDB and uploaded when the network is back.
 import { Entries, bench, judge } from "./gate-core.js";
 import { openStore } from "./gate-store.js";
 
@@ -8,6 +9,7 @@ const $ = (id) => document.getElementById(id);
 const KEYS = { credential: "gate.credential", event: "gate.event", gate: "gate.name", direction: "gate.direction" };
 const VERDICT_MS = 1500;
 const RETRY_MS = 10_000;
+const SERVER_WAIT_MS = 1800; // an online scan waits this long for the server's verdict
 const MANIFEST_MAX_AGE_MS = 120_000; // refreshed in the background when older, while online
 const LOG_LENGTH = 20;
 const CAMERA_REPEAT_MS = 2500; // a code held in front of the camera is one scan
@@ -18,6 +20,7 @@ let entries = new Entries();
 let scans = []; // this event's scans, oldest first
 const keys = new Map(); // event id -> public key, from every manifest this device holds
 let queue = Promise.resolve(); // scans and manifest swaps run one at a time
+let serverDownUntil = 0; // after no answer, scans are judged here without waiting until then
 
 class ApiError extends Error {
   constructor(status, body, fallback) {
@@ -45,12 +48,22 @@ function credential() {
   }
 }
 
-async function api(path, { method = "GET", body, token = credential()?.token } = {}) {
+async function api(path, { method = "GET", body, token = credential()?.token, timeout } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
-  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const answer = await response.json().catch(() => null);
+  let response, answer;
+  try {
+    response = await fetch(path, {
+      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+      signal: timeout ? AbortSignal.timeout(timeout) : undefined,
+    });
+    answer = await response.json().catch(() => null);
+  } catch (err) {
+    serverDownUntil = Date.now() + RETRY_MS;
+    throw err;
+  }
+  serverDownUntil = response.status >= 500 ? Date.now() + RETRY_MS : 0;
   if (!response.ok) {
     throw new ApiError(response.status, answer, `${response.status} ${response.statusText}`);
   }
@@ -211,15 +224,13 @@ function scan(code) {
     const now = new Date();
     const gate = gateName();
     const way = direction();
-    let result;
+    let local;
     try {
-      result = await judge(code, { manifest, entries, direction: way, now, keys });
+      local = await judge(code, { manifest, entries, direction: way, now, keys });
     } catch (err) {
       $("scan-error").textContent = `Could not check codes (${err.message}): refresh the manifest.`;
       return null;
     }
-    const scannedAt = now.toISOString();
-    if (result.verdict === "valid") entries.apply(result.claim.ticketId, way, scannedAt, gate);
     const record = {
       nonce: crypto.randomUUID(),
       seq: performance.timeOrigin + performance.now(),
@@ -227,20 +238,53 @@ function scan(code) {
       code,
       gate,
       direction: way,
-      scanned_at: scannedAt,
-      verdict: result.verdict,
+      scanned_at: now.toISOString(),
       uploaded: 0,
-      ticket_id: result.claim?.ticketId ?? null,
-      label: result.verified ? result.claim.label : "", // a forger's label is not shown
-      reason: reasonFor(result, way),
+      ticket_id: local.claim?.ticketId ?? null,
+      label: local.verified ? local.claim.label : "", // a forger's label is not shown
     };
+    const answer = await askServer(record);
+    if (answer) {
+      // Answered: the server logged it, it is never uploaded again.
+      Object.assign(record, {
+        verdict: answer.result, online: true, uploaded: 1, uploaded_at: new Date().toISOString(),
+        server_result: answer.result, conflict: false,
+      });
+      const { claim } = local;
+      const entry = answer.first_scan;
+      record.reason = reasonFor({ verdict: answer.result, reason: answer.reason, claim, entry }, way);
+      // The entries the manifest's verdict uses, should the network go: the server's.
+      if (answer.result === "valid") entries.apply(claim.ticketId, way, record.scanned_at, gate);
+      if (answer.result === "already_used" && claim && entry) entries.apply(claim.ticketId, "in", entry.at, entry.gate);
+    } else {
+      record.verdict = local.verdict;
+      record.reason = reasonFor(local, way);
+      if (local.verdict === "valid") entries.apply(local.claim.ticketId, way, record.scanned_at, gate);
+    }
     showVerdict(record);
     scans.push(record);
     await store.addScan(record);
     renderScans();
-    upload();
+    if (!answer) upload();
     return record;
   });
+}
+
+/** The check-in API's verdict on a scan (its atomic first scan, so two gates never admit the same
+ * ticket), or null when it gives none in time: then the manifest's verdict stands and the scan is
+ * uploaded later with the same nonce (a late answer to this request is not logged twice). */
+async function askServer({ code, gate, direction: way, nonce, event_id }) {
+  if (!navigator.onLine || Date.now() < serverDownUntil || !credential()) return null;
+  try {
+    return await api("/api/v1/checkin/scan", {
+      method: "POST", body: { code, gate, direction: way, nonce, event_id }, timeout: SERVER_WAIT_MS,
+    });
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) {
+      $("scan-error").textContent = `${explain(err)} Scans are checked on this device until you sign in again.`;
+    }
+    return null;
+  }
 }
 
 function reasonFor({ verdict, reason, claim, entry }, way) {
@@ -250,7 +294,7 @@ function reasonFor({ verdict, reason, claim, entry }, way) {
     case "invalid":
       return reason === "not_checked_in" ? "Not inside: no entry to exit" : "Not a genuine ticket code";
     case "wrong_event":
-      return `Ticket for another event (#${claim.eventId})`;
+      return claim ? `Ticket for another event (#${claim.eventId})` : "Ticket for another event";
     case "not_valid_now": {
       const opens = manifest.opens_at && Date.parse(manifest.opens_at);
       return opens && Date.now() < opens
@@ -260,7 +304,7 @@ function reasonFor({ verdict, reason, claim, entry }, way) {
     case "revoked":
       return "Ticket cancelled or refunded";
     case "already_used":
-      return `Entered ${formatDateTime(entry.at)} at ${entry.gate}`;
+      return entry ? `Entered ${formatDateTime(entry.at)} at ${entry.gate}` : "Already entered";
     default:
       return verdict;
   }
@@ -277,7 +321,7 @@ function showVerdict(record) {
   const overlay = $("verdict");
   overlay.className = `verdict ${record.verdict === "valid" ? "ok" : "bad"}`;
   overlay.dataset.verdict = record.verdict;
-  $("verdict-title").textContent = TITLES[record.verdict];
+  $("verdict-title").textContent = TITLES[record.verdict] ?? record.verdict;
   $("verdict-seat").textContent = record.label;
   $("verdict-reason").textContent = record.reason;
   overlay.hidden = false;
@@ -342,7 +386,7 @@ function renderScans() {
     time.textContent = formatTime(record.scanned_at);
     const what = document.createElement("span");
     what.className = "what";
-    what.textContent = `${TITLES[record.verdict]}${record.label ? ` · ${record.label}` : ""} · ${record.gate} ${record.direction}`;
+    what.textContent = `${TITLES[record.verdict] ?? record.verdict}${record.label ? ` · ${record.label}` : ""} · ${record.gate} ${record.direction}`;
     const sync = document.createElement("span");
     sync.className = "sync";
     sync.textContent = !record.uploaded ? "pending" : record.conflict ? "conflict"
@@ -475,6 +519,12 @@ async function uploadPending() {
         const refused = err instanceof ApiError && err.status === 422 && /^scans\[(\d+)\]/.exec(err.field ?? "");
         if (!refused || !batch[refused[1]]) throw err;
         results = [{ nonce: batch[refused[1]].nonce, result: "refused", conflict: false, message: err.message }];
+      }
+      // A scan whose online request timed out after the server logged it gets that request's
+      // answer back, without the conflict flag the server sets on offline scans: the same rule here.
+      const shown = new Map(batch.map((record) => [record.nonce, record.verdict]));
+      for (const answer of results) {
+        answer.conflict ||= shown.get(answer.nonce) === "valid" && answer.result === "already_used";
       }
       const uploadedAt = new Date().toISOString();
       await store.markUploaded(results, uploadedAt);

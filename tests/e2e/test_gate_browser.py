@@ -1,6 +1,7 @@
-"""The offline gate page in real Chromium: it reads codes exactly as app/models/codes.py signs
-them, verifies them with WebCrypto, judges them against the manifest with the network cut, and
-the server gets every scan once the network is back."""
+"""The gate page in real Chromium: online, the check-in API judges each scan (one entry per
+ticket across gates); offline, the page reads codes exactly as app/models/codes.py signs them,
+verifies them with WebCrypto, judges them against the manifest, and the server gets every scan
+once the network is back."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import base64
 import datetime as dt
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -374,7 +376,79 @@ def test_gate_staff_log_in_with_their_email_and_scans_go_up_at_once_online(
     _expect_verdict(page, "valid", "Valid", door.seat, "Welcome")
     [nonce] = _nonces(page)
     [row] = _uploaded([nonce])
-    assert (row.result, row.user_id, row.gate, row.offline) == ("valid", gina.id, "West", True)
+    assert (row.result, row.user_id, row.gate, row.offline) == ("valid", gina.id, "West", False)
+
+
+@pytest.fixture
+def second_page(_browser: Any) -> Iterator[Page]:
+    """Another gate: a page in a browser context of its own."""
+    from tests.e2e.conftest import BROWSER_TIMEOUT_MS
+
+    context = _browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(BROWSER_TIMEOUT_MS)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+@pytest.mark.browser
+def test_two_online_gates_admit_a_ticket_once_as_the_server_judges_every_scan(
+    live_server: str, browser_page: Page, second_page: Page, door: Door
+):
+    _, east_token = checkin.register_device(
+        db.session, PartnerActor(door.partner), "East gate phone", [door.event_id]
+    )
+    north, east = browser_page, second_page
+    for page, token, gate in ((north, door.token, "North"), (east, east_token, "East")):
+        _open_gate(page, live_server)
+        _sign_in_as_device(page, token)
+        _pick_event(page, gate)  # both manifests: nobody came in yet
+
+    _scan(north, door.code)
+    _expect_verdict(north, "valid", "Valid", door.seat, "Welcome")
+    _scan(east, door.code)
+    _expect_verdict(east, "already_used", "Already used", door.seat, "at North")
+
+    rows = _logged(_nonces(north) + _nonces(east))
+    assert [(row.gate, row.result, row.offline) for row in rows] == [
+        ("North", "valid", False),
+        ("East", "already_used", False),
+    ]
+    # The server answered them: nothing left to upload, nothing uploaded twice.
+    for page in (north, east):
+        expect(page.locator("#count-pending")).to_have_text("0")
+        expect(page.locator("#scan-log li .sync").first).to_have_text("uploaded")
+    assert len(_logged(_nonces(north) + _nonces(east))) == 2
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("failure", ["no answer", "503"])
+def test_when_the_server_does_not_answer_a_scan_the_manifest_judges_it_and_it_is_uploaded(
+    live_server: str, browser_page: Page, door: Door, failure: str
+):
+    page = browser_page
+    _open_gate(page, live_server)
+    _sign_in_as_device(page, door.token)
+    _pick_event(page, "North")
+    if failure == "503":
+        page.route("**/api/v1/checkin/scan", lambda route: route.fulfill(status=503, json={}))
+    else:
+        page.route("**/api/v1/checkin/scan", lambda route: None)  # never answered
+    started = time.monotonic()
+    _scan(page, door.code)
+    _expect_verdict(page, "valid", "Valid", door.seat, "Welcome")
+    assert time.monotonic() - started < 6  # the page waits about 2 s for the server at most
+    _scan(page, door.code)  # judged here at once while the server is down
+    _expect_verdict(page, "already_used", "Already used", door.seat, "at North")
+
+    nonces = _nonces(page)
+    rows = _uploaded(nonces)  # through the offline upload, which still works
+    assert [(row.result, row.device_verdict, row.offline) for row in rows] == [
+        ("valid", "valid", True),
+        ("already_used", "already_used", True),
+    ]
+    expect(page.locator("#count-pending")).to_have_text("0")
 
 
 def _qr_video(code: str, path: str, width: int = 640, height: int = 480) -> None:
