@@ -72,6 +72,16 @@ class Store {
     return done(tx);
   }
 
+  /** Change some fields of a kept scan. */
+  async updateScan(nonce, changes) {
+    const tx = this.db.transaction("scans", "readwrite");
+    const scans = tx.objectStore("scans");
+    scans.get(nonce).onsuccess = (event) => {
+      if (event.target.result) scans.put({ ...event.target.result, ...changes });
+    };
+    return done(tx);
+  }
+
   /** Mark scans uploaded with the server's answers ({nonce, result, conflict}). */
   async markUploaded(results, uploadedAt) {
     const tx = this.db.transaction("scans", "readwrite");

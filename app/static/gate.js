@@ -6,13 +6,17 @@ import { Entries, bench, judge } from "./gate-core.js";
 import { openStore } from "./gate-store.js";
 
 const $ = (id) => document.getElementById(id);
-const KEYS = { credential: "gate.credential", event: "gate.event", gate: "gate.name", direction: "gate.direction" };
+const KEYS = {
+  credential: "gate.credential", event: "gate.event", gate: "gate.name", direction: "gate.direction",
+  clock: "gate.clockOffset",
+};
 const VERDICT_MS = 1500;
 const RETRY_MS = 10_000;
 const SERVER_WAIT_MS = 1800; // an online scan waits this long for the server's verdict
 const MANIFEST_MAX_AGE_MS = 120_000; // refreshed in the background when older, while online
 const LOG_LENGTH = 20;
 const CAMERA_REPEAT_MS = 2500; // a code held in front of the camera is one scan
+const CLOCK_NOISE_MS = 2000; // the Date header's whole seconds and the trip: less is no news
 
 let store;
 let manifest = null; // the selected event's manifest
@@ -21,6 +25,10 @@ let scans = []; // this event's scans, oldest first
 const keys = new Map(); // event id -> public key, from every manifest this device holds
 let queue = Promise.resolve(); // scans and manifest swaps run one at a time
 let serverDownUntil = 0; // after no answer, scans are judged here without waiting until then
+// How far this device's clock is ahead of the server's, in ms (null until the server answered
+// once), kept so a page reopened offline still knows it.
+let clockOffset = Number(localStorage.getItem(KEYS.clock) ?? NaN);
+if (!Number.isFinite(clockOffset)) clockOffset = null;
 
 class ApiError extends Error {
   constructor(status, body, fallback) {
@@ -64,10 +72,28 @@ async function api(path, { method = "GET", body, token = credential()?.token, ti
     throw err;
   }
   serverDownUntil = response.status >= 500 ? Date.now() + RETRY_MS : 0;
+  noteServerClock(response);
   if (!response.ok) {
     throw new ApiError(response.status, answer, `${response.status} ${response.statusText}`);
   }
   return answer;
+}
+
+/** The server's time now, as well as this device can tell: scans are timed by it (the server
+ * refuses a time more than 5 minutes ahead of its own) and the manifest's window is in it. */
+function serverNow() {
+  return new Date(Date.now() - (clockOffset ?? 0));
+}
+
+function noteServerClock(response) {
+  const date = Date.parse(response.headers.get("Date") ?? "");
+  if (Number.isNaN(date)) return;
+  const offset = Date.now() - (date + 500); // the server read its clock within [date, date + 1 s)
+  // Only a real change moves it, so scans a moment apart keep their order.
+  if (clockOffset !== null && Math.abs(offset - clockOffset) < CLOCK_NOISE_MS) return;
+  clockOffset = offset;
+  localStorage.setItem(KEYS.clock, String(offset));
+  if (manifest) renderClock();
 }
 
 function explain(err) {
@@ -152,7 +178,6 @@ async function downloadManifest(eventId) {
   const fresh = await api(`/api/v1/checkin/events/${eventId}/manifest`);
   // The request time, not the answer's: a scan uploaded before it is surely in the manifest.
   fresh.downloaded_at = requestedAt;
-  fresh.clock_skew_ms = Date.now() - Date.parse(fresh.generated_at);
   await store.saveManifest(fresh);
   keys.set(fresh.event_id, fresh.public_key);
   return fresh;
@@ -199,8 +224,12 @@ function renderManifest() {
   $("manifest-stats").textContent =
     `${manifest.revoked.length} revoked · ${manifest.entries.length} entries · check-in ${window_}` +
     (manifest.allow_reentry ? " · re-entry allowed" : "");
-  // Verdicts and upload times come from this device's clock: a wrong one must be seen.
-  const minutes = Math.round((manifest.clock_skew_ms ?? 0) / 60_000);
+  renderClock();
+}
+
+function renderClock() {
+  // Scans are timed by the server's clock, but a wrong device clock still misleads whoever reads it.
+  const minutes = Math.round((clockOffset ?? 0) / 60_000);
   $("scan-error").textContent = Math.abs(minutes) >= 2
     ? `This device's clock is ${Math.abs(minutes)} min ${minutes > 0 ? "ahead of" : "behind"} the server: set it right.`
     : "";
@@ -221,7 +250,7 @@ function scan(code) {
   code = code.trim();
   if (!code || !manifest) return Promise.resolve(null);
   return serial(async () => {
-    const now = new Date();
+    const now = serverNow();
     const gate = gateName();
     const way = direction();
     let local;
@@ -239,6 +268,7 @@ function scan(code) {
       gate,
       direction: way,
       scanned_at: now.toISOString(),
+      clock_offset_ms: clockOffset ?? 0, // what scanned_at was corrected by
       uploaded: 0,
       ticket_id: local.claim?.ticketId ?? null,
       label: local.verified ? local.claim.label : "", // a forger's label is not shown
@@ -297,7 +327,7 @@ function reasonFor({ verdict, reason, claim, entry }, way) {
       return claim ? `Ticket for another event (#${claim.eventId})` : "Ticket for another event";
     case "not_valid_now": {
       const opens = manifest.opens_at && Date.parse(manifest.opens_at);
-      return opens && Date.now() < opens
+      return opens && serverNow() < opens
         ? `Check-in opens ${formatDateTime(manifest.opens_at)}`
         : `Check-in closed ${formatDateTime(manifest.closes_at)}`;
     }
@@ -379,7 +409,8 @@ function renderScans() {
   log.textContent = "";
   for (const record of scans.slice(-LOG_LENGTH).reverse()) {
     const item = document.createElement("li");
-    item.className = record.verdict === "valid" ? "ok" : "bad";
+    const refused = record.server_result === "refused";
+    item.className = `${record.verdict === "valid" ? "ok" : "bad"}${refused ? " attention" : ""}`;
     item.dataset.nonce = record.nonce;
     const time = document.createElement("time");
     time.dateTime = record.scanned_at;
@@ -390,14 +421,18 @@ function renderScans() {
     const sync = document.createElement("span");
     sync.className = "sync";
     sync.textContent = !record.uploaded ? "pending" : record.conflict ? "conflict"
-      : record.server_result === "refused" ? "refused by the server" : "uploaded";
+      : refused ? `needs attention: refused by the server${record.server_message ? ` (${record.server_message})` : ""}`
+      : "uploaded";
     item.append(time, what, sync);
     log.append(item);
   }
+  const refused = scans.filter((record) => record.server_result === "refused").length;
+  const attention = refused ? ` ${refused} refused by the server: not recorded, see the scans below.` : "";
   store.pendingCount().then((count) => {
     $("count-pending").textContent = count;
     const waiting = navigator.onLine ? syncProblem || "Uploading…" : "Offline: they upload when the network is back.";
-    $("sync-status").textContent = count ? `${count} scans kept on this device. ${waiting}` : "All scans uploaded.";
+    $("sync-status").textContent =
+      (count ? `${count} scans kept on this device. ${waiting}` : "All scans uploaded.") + attention;
   });
 }
 
@@ -515,10 +550,12 @@ async function uploadPending() {
       try {
         ({ results } = await api("/api/v1/checkin/offline-scans", { method: "POST", body }));
       } catch (err) {
-        // One scan the server will never take (a clock far ahead...) must not hold back the rest.
-        const refused = err instanceof ApiError && err.status === 422 && /^scans\[(\d+)\]/.exec(err.field ?? "");
-        if (!refused || !batch[refused[1]]) throw err;
-        results = [{ nonce: batch[refused[1]].nonce, result: "refused", conflict: false, message: err.message }];
+        // One scan the server will never take must not hold back the rest.
+        const refused = err instanceof ApiError && err.status === 422 && /^scans\[(\d+)\]\.(\w+)/.exec(err.field ?? "");
+        const record = refused && batch[refused[1]];
+        if (!record) throw err;
+        if (refused[2] === "scanned_at" && (await retime(record))) continue;
+        results = [{ nonce: record.nonce, result: "refused", conflict: false, message: err.message }];
       }
       // A scan whose online request timed out after the server logged it gets that request's
       // answer back, without the conflict flag the server sets on offline scans: the same rule here.
@@ -534,6 +571,7 @@ async function uploadPending() {
         if (answer) {
           Object.assign(record, {
             uploaded: 1, uploaded_at: uploadedAt, server_result: answer.result, conflict: !!answer.conflict,
+            server_message: answer.message,
           });
         }
       }
@@ -547,6 +585,23 @@ async function uploadPending() {
   } finally {
     if (manifest) renderScans();
   }
+}
+
+/** A scan refused for its time was timed by a clock offset that no longer holds (the device's
+ * clock was changed since the page last heard the server): time it by the offset known now, and
+ * send it again. False when that offset is the one it was timed by. */
+async function retime(record) {
+  const offset = clockOffset ?? 0;
+  const timedBy = record.clock_offset_ms ?? 0;
+  if (offset === timedBy) return false;
+  const changes = {
+    scanned_at: new Date(Date.parse(record.scanned_at) + timedBy - offset).toISOString(),
+    clock_offset_ms: offset,
+  };
+  await store.updateScan(record.nonce, changes);
+  const shown = scans.find((s) => s.nonce === record.nonce);
+  if (shown) Object.assign(shown, changes);
+  return true;
 }
 
 function background() {

@@ -503,3 +503,83 @@ def test_the_camera_reads_a_ticket_with_the_vendored_decoder_offline(
         expect(page.locator("#camera-video")).to_be_hidden()
     finally:
         browser.close()
+
+
+def _scanned_offline(page: Page, door: Door, gate: str) -> str:
+    """Sign in, pick the event, cut the network and admit the door's ticket: its nonce."""
+    _sign_in_as_device(page, door.token)
+    _pick_event(page, gate)
+    page.context.set_offline(True)
+    expect(page.locator("#net")).to_have_text("offline")
+    _scan(page, door.code)
+    _expect_verdict(page, "valid", "Valid", door.seat, "Welcome")
+    [nonce] = _nonces(page)
+    return nonce
+
+
+@pytest.mark.browser
+def test_a_device_whose_clock_is_fast_times_its_offline_scans_by_the_servers_clock(
+    live_server: str, browser_page: Page, door: Door
+):
+    page = browser_page
+    page.clock.install(time=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=7))
+    _open_gate(page, live_server)
+    nonce = _scanned_offline(page, door, "North")
+    expect(page.locator("#scan-error")).to_have_text(re.compile("clock is 7 min ahead"))
+
+    page.context.set_offline(False)
+    [row] = _uploaded([nonce])
+    # More than 5 minutes ahead, the server would have refused it: the entry would be lost.
+    assert (row.result, row.offline, row.ticket_id) == ("valid", True, door.ticket_id)
+    assert abs(row.scanned_at - utcnow()) < dt.timedelta(seconds=30)
+    expect(page.locator("#scan-log li .sync").first).to_have_text("uploaded")
+
+
+@pytest.mark.browser
+def test_a_scan_timed_before_the_clock_was_set_ahead_is_timed_again_and_uploaded(
+    live_server: str, browser_page: Page, door: Door
+):
+    page = browser_page
+    page.clock.install(time=dt.datetime.now(dt.UTC))
+    _open_gate(page, live_server)
+    _sign_in_as_device(page, door.token)
+    _pick_event(page, "North")
+    page.context.set_offline(True)
+    expect(page.locator("#net")).to_have_text("offline")
+    # Offline, someone sets the clock 7 minutes ahead: the page cannot know until it is back.
+    page.clock.set_system_time(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=7))
+    _scan(page, door.code)
+    _expect_verdict(page, "valid", "Valid", door.seat, "Welcome")
+    [nonce] = _nonces(page)
+    uploads: list[int] = []
+    page.on(
+        "response",
+        lambda r: uploads.append(r.status) if r.url.endswith("/checkin/offline-scans") else None,
+    )
+
+    page.context.set_offline(False)
+    [row] = _uploaded([nonce])
+    assert (row.result, row.offline) == ("valid", True)
+    assert abs(row.scanned_at - utcnow()) < dt.timedelta(seconds=30)
+    expect(page.locator("#scan-log li .sync").first).to_have_text("uploaded")
+    assert uploads == [422, 200]  # refused in the future, then timed by the server's Date
+
+
+@pytest.mark.browser
+def test_a_scan_the_server_keeps_refusing_for_its_time_is_shown_as_needing_attention(
+    live_server: str, browser_page: Page, door: Door
+):
+    page = browser_page
+    _open_gate(page, live_server)
+    nonce = _scanned_offline(page, door, "North")
+    refusal = {"message": "Scan 1: scanned_at is in the future.", "field": "scans[0].scanned_at"}
+    page.route(
+        "**/api/v1/checkin/offline-scans", lambda route: route.fulfill(status=422, json=refusal)
+    )
+    page.context.set_offline(False)
+    entry = page.locator("#scan-log li").first
+    expect(entry.locator(".sync")).to_contain_text("needs attention")
+    expect(entry.locator(".sync")).to_contain_text("scanned_at is in the future")
+    expect(entry).to_have_class(re.compile("attention"))
+    expect(page.locator("#sync-status")).to_contain_text("1 refused by the server")
+    assert _logged([nonce]) == []
