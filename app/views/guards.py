@@ -8,6 +8,9 @@ REST API's PUT and DELETE, actions), so a guard checks those before the view run
 other route arguments FAB trusts: an action's name and the file name of its upload download
 (this application uploads no files).
 
+Sessions: an API call that changes something with a browser's session cookie needs the CSRF
+token.
+
 Text: no field may hold a NUL character (PostgreSQL text cannot), and no query key may be one
 of url_for's own arguments: 400.
 """
@@ -16,9 +19,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, abort, current_app, request
+from flask import Flask, abort, current_app, request, session
 from werkzeug.routing import IntegerConverter, Map
 
+from app.extensions import csrf
 from app.models.base import MAX_INT
 
 
@@ -87,9 +91,28 @@ def refuse_url_for_keywords() -> None:
         abort(400, description="Unknown query parameter.")
 
 
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def protect_api_sessions() -> None:
+    """The REST API also takes a browser's session cookie (FAB's allow_browser_login): a call
+    that changes something made that way needs the CSRF token, as the pages' forms do, or a
+    form on another site could cancel a customer's order. A call with a bearer token carries
+    no cookie to forge and needs none."""
+    if (
+        request.method in UNSAFE_METHODS
+        and request.path.startswith("/api/")
+        and "Authorization" not in request.headers
+        and current_app.config.get("WTF_CSRF_ENABLED", True)
+        and session.get("_user_id") is not None
+    ):
+        csrf.protect()
+
+
 def install(app: Flask) -> None:
     """Before any route is added: the capped converter; then the guards."""
     app.url_map.converters["int"] = IdConverter
     app.before_request(refuse_malformed_ids)
     app.before_request(refuse_nul_characters)
     app.before_request(refuse_url_for_keywords)
+    app.before_request(protect_api_sessions)

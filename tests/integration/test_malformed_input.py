@@ -14,6 +14,13 @@ import pytest
 
 from app.extensions import db
 from app.models import Event
+from tests.integration.test_purchase_api import (  # noqa: F401 - on_sale is a fixture
+    card_token,
+    hold_seats,
+    on_sale,
+    pay,
+    sign_up,
+)
 from tests.support import api_token, login
 
 pytestmark = pytest.mark.usefixtures("db_context")
@@ -188,3 +195,35 @@ def test_sign_up_refuses_an_email_longer_than_the_login_name_column(client):
     assert response.status_code == 422, response.get_json()
     assert response.get_json()["field"] == "email"
     assert "too long" in response.get_json()["message"]
+
+
+def test_an_api_call_made_with_the_session_cookie_needs_the_csrf_token(
+    app,
+    client,
+    on_sale,  # noqa: F811
+):
+    """A form on another site posting to the API rode the customer's session cookie: it
+    cancelled and refunded their paid order (found by a security review)."""
+    event = on_sale
+    event.refund_window_hours = 24  # customers may cancel up to a day before it starts
+    db.session.commit()
+    headers = sign_up(client)
+    hold = hold_seats(client, headers, event)
+    order_id = pay(client, headers, hold["id"], card_token(client)).get_json()["result"]["id"]
+    client.post("/login/", data={"username": "ana@example.com", "password": "s3cret-pass"})
+    app.config["WTF_CSRF_ENABLED"] = True
+    try:
+        forged = client.post(
+            f"/api/v1/orders/{order_id}/cancel",
+            data="x=1",
+            headers={"Content-Type": "text/plain", "Origin": "https://evil.example"},
+        )
+        assert forged.status_code == 400, forged.get_data(as_text=True)[:300]
+        assert (
+            client.get(f"/api/v1/orders/{order_id}", headers=headers).get_json()["result"]["status"]
+            == "paid"
+        )
+        with_token = client.post(f"/api/v1/orders/{order_id}/cancel", headers=headers)
+        assert with_token.status_code == 200, with_token.get_json()  # a bearer token: no cookie
+    finally:
+        app.config["WTF_CSRF_ENABLED"] = False
