@@ -3,6 +3,8 @@ bank reference, which posts partner payable -> bank; a partner reads only its ow
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -247,3 +249,19 @@ def test_two_payouts_marked_paid_at_once_never_pay_more_than_is_owed(
     db.session.expire_all()
     partner = db.session.get(Partner, partner_id)
     assert ledger.partner_balance(db.session, partner, "BRL") >= 0
+
+
+def test_payout_statements_and_orders_export_with_their_relations(client, settled):
+    """The payout statement's export answered 500 (a view without a default order), and the
+    exports read relations (an order's event) after the request could load them (a review)."""
+    [payout_id] = create_payouts()
+    login(client, "fiona")
+    statement = client.get("/payoutitemview/export.csv")
+    assert statement.status_code == 200
+    rows = list(csv.reader(io.StringIO(statement.get_data(as_text=True))))
+    assert rows[0] == ["Payout", "Posted", "Kind", "Transaction", "Partner's share"]
+    items = db.session.scalars(select(PayoutItem).where(PayoutItem.payout_id == payout_id)).all()
+    assert len(rows) == 1 + len(items) > 1
+    orders = client.get("/orderview/export.csv").get_data(as_text=True)
+    assert orders.count("\n") == 4  # the header and the three orders
+    assert settled["partner"].events[0].name in orders
