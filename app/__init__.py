@@ -32,7 +32,18 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from app.views.checkin_fast import install as install_checkin_fast_path
 
     install_checkin_fast_path(app)  # outermost: a gate's scan skips the rest when it can
+    configure_proxy(app)
     return app
+
+
+def configure_proxy(app: Flask) -> None:
+    """Behind PROXY_HOPS reverse proxies, take the client's address and scheme from their
+    X-Forwarded-* headers (rate limits count per client, not per proxy)."""
+    hops = app.config["PROXY_HOPS"]
+    if hops > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
 
 def configure_config(app: Flask, overrides: dict[str, Any] | None) -> None:
@@ -112,6 +123,18 @@ def configure_rate_limits(app: Flask) -> None:
 
 def configure_errors(app: Flask) -> None:
     """API clients get JSON errors; pages keep Flask's (FAB renders its own)."""
+
+    @app.after_request
+    def security_headers(response: Any) -> Any:
+        """No page is framed by another site (the card form, the dashboards), no type is
+        guessed, and no address (a no-JavaScript card token) goes to another site as a
+        referrer."""
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+        headers.setdefault("Content-Security-Policy", "frame-ancestors 'self'")
+        headers.setdefault("Referrer-Policy", "same-origin")
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:

@@ -59,6 +59,19 @@ def _path(env: dict[str, str], key: str, default: Path) -> str:
     return str(PROJECT_ROOT / raw if raw else default)
 
 
+MIN_PASSWORD = 8
+
+
+def password_rule(password: str) -> None:
+    """The password rule everywhere a password is set (sign-up checks the same length)."""
+    from flask_appbuilder.exceptions import PasswordComplexityValidationError
+
+    if len(password or "") < MIN_PASSWORD:
+        raise PasswordComplexityValidationError(
+            f"The password needs at least {MIN_PASSWORD} characters."
+        )
+
+
 def rate_limit_key() -> str:
     """Limits count per logged-in user, else per client address."""
     from flask import g, request
@@ -176,5 +189,17 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "AUTH_ROLE_PUBLIC": "Public",
         "AUTH_USER_REGISTRATION": False,
         "WTF_CSRF_ENABLED": _bool(env.get("WTF_CSRF_ENABLED"), True),
+        # The session cookie: never sent by a cross-site POST, and only over HTTPS in production
+        # (SESSION_COOKIE_SECURE=false for a production-like run on plain HTTP).
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": _bool(env.get("SESSION_COOKIE_SECURE"), app_env == "production"),
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": _bool(env.get("SESSION_COOKIE_SECURE"), app_env == "production"),
+        # Behind this many reverse proxies, the client's address (rate limits, logs) and scheme
+        # come from X-Forwarded-For / -Proto; 0 trusts no such header.
+        "PROXY_HOPS": _int(env, "PROXY_HOPS", 0),
+        # Passwords set in the dashboard (reset my password, a user's form) follow sign-up's rule.
+        "FAB_PASSWORD_COMPLEXITY_ENABLED": True,
+        "FAB_PASSWORD_COMPLEXITY_VALIDATOR": password_rule,
         "JWT_ACCESS_TOKEN_EXPIRES": _int(env, "JWT_ACCESS_TOKEN_MINUTES", 60) * 60,
     }

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session, selectinload
 
+from app.config import MIN_PASSWORD
 from app.models import (
     Customer,
     DomainError,
@@ -25,7 +26,6 @@ from app.models import (
 from app.models.errors import Conflict
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-MIN_PASSWORD = 8
 
 
 MAX_EMAIL = 128  # FAB's ab_user.username
