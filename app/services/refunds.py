@@ -202,6 +202,9 @@ def finish_pending_refunds(session: Session, gateway: PaymentGateway, now: dt.da
         except DomainError as err:
             session.rollback()
             log.error("pending refund not finished: %s", err.message, extra={"order_id": order_id})
+        except Exception:  # the processor down, say: the others are still tried, this one next run
+            session.rollback()
+            log.exception("pending refund not finished", extra={"order_id": order_id})
     return len(stale)
 
 
@@ -254,6 +257,15 @@ def record_chargeback(
     return order
 
 
+class RefundsUnfinished(Exception):
+    """Some orders of a cancelled event could not be refunded for a reason that may pass (the
+    processor unreachable): the task is run again later, and refunds only what is still paid."""
+
+    def __init__(self, event_id: int, order_ids: list[int]) -> None:
+        super().__init__(f"event {event_id}: orders {order_ids} not refunded yet")
+        self.event_id, self.order_ids = event_id, order_ids
+
+
 def refund_event_orders(
     session: Session, gateway: PaymentGateway, event_id: int, *, batch: int = 50
 ) -> int:
@@ -262,6 +274,7 @@ def refund_event_orders(
     it stopped and nothing is refunded twice. Returns how many orders this run refunded."""
     refunded = 0
     refused: list[int] = []
+    unfinished: list[int] = []  # failed for a reason that may pass: the task runs again
     while True:
         order_ids = session.scalars(
             select(Order.id)
@@ -280,6 +293,8 @@ def refund_event_orders(
                     "orders of a cancelled event not refunded: the processor refused them",
                     extra={"event_id": event_id, "order_ids": refused},
                 )
+            if unfinished:
+                raise RefundsUnfinished(event_id, unfinished)
             return refunded
         for order_id in order_ids:
             try:
@@ -288,5 +303,13 @@ def refund_event_orders(
                 # A disputed charge, say: one refusal must not stop the others' refunds.
                 session.rollback()
                 refused.append(order_id)
+                continue
+            except Exception:  # the processor unreachable: the others go on, this one is retried
+                session.rollback()
+                log.exception(
+                    "order of a cancelled event not refunded yet", extra={"order_id": order_id}
+                )
+                refused.append(order_id)
+                unfinished.append(order_id)
                 continue
             refunded += 1

@@ -69,11 +69,16 @@ def reconcile_due_days(
 ) -> list[dict[str, Any]]:
     """Reconcile every day not reconciled yet (the periodic task); a day with payments or
     refunds still being finished waits for the next run."""
-    return [
-        reconcile_day(session, gateway, day, now)
-        for day in due_days(session, gateway.name, now.date())
-        if not _unfinished(session, gateway.name, day)
-    ]
+    summaries = []
+    for day in due_days(session, gateway.name, now.date()):
+        if _unfinished(session, gateway.name, day):
+            continue
+        try:
+            summaries.append(reconcile_day(session, gateway, day, now))
+        except Exception:  # one day's report failing (the acquirer down) must not stop the rest
+            session.rollback()
+            log.exception("settlement of %s not reconciled: tried again next run", day)
+    return summaries
 
 
 def _unfinished(session: Session, gateway_name: str, day: dt.date) -> int:

@@ -1,0 +1,127 @@
+"""One failure in a periodic or background task does not stop the rest of its work, and work a
+transient failure left undone is done again (found by a review of the tasks)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select, update
+
+from app.extensions import db
+from app.models import Order, OrderStatus, Payment, SettlementDay
+from app.models.base import utcnow
+from app.services import payments, refunds
+from app.tasks import celery
+from tests.integration.test_purchase_api import card_token, on_sale, pay, sign_up  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("db_context")
+
+
+def buy_one_each(client, event, buyers: int) -> None:
+    for n in range(buyers):
+        headers = sign_up(client, f"b{n}@example.com", f"Buyer {n}")
+        hold = client.post(
+            "/api/v1/holds/",
+            json={"event_id": event.id, "spot_ids": [event.sections[0].spots[n].id]},
+            headers=headers,
+        ).get_json()["result"]
+        assert pay(client, headers, hold["id"], card_token(client)).status_code == 201
+
+
+def statuses() -> list[str]:
+    db.session.expire_all()
+    return [o.status for o in db.session.scalars(select(Order).order_by(Order.id))]
+
+
+def test_a_processor_hiccup_refunding_a_cancelled_event_is_retried(
+    client,
+    on_sale,  # noqa: F811
+    monkeypatch,
+):
+    buy_one_each(client, on_sale, 4)
+    on_sale.cancel("Storm")
+    db.session.commit()
+    real_refund = payments.SimulatedGateway.refund
+    calls = []
+
+    def flaky(self, reference, amount, key=None):
+        calls.append(reference)
+        if len(calls) == 2:
+            raise ConnectionError("processor hiccup")
+        return real_refund(self, reference, amount, key)
+
+    monkeypatch.setattr(payments.SimulatedGateway, "refund", flaky)
+    with pytest.raises(refunds.RefundsUnfinished) as unfinished:
+        refunds.refund_event_orders(db.session, payments.gateway(), on_sale.id)
+    assert len(unfinished.value.order_ids) == 1
+    # The others were refunded in that run, despite the one failure.
+    assert sorted(statuses()) == [OrderStatus.PAID] + [OrderStatus.REFUNDED] * 3
+    task = celery.tasks["refunds.cancelled_event"]
+    assert refunds.RefundsUnfinished in task.autoretry_for and task.max_retries >= 10
+    assert task.apply(args=[on_sale.id]).get() == 1  # the retry refunds what is still paid
+    assert statuses() == [OrderStatus.REFUNDED] * 4
+
+
+def test_one_pending_refund_that_fails_does_not_hold_back_the_others(
+    client,
+    on_sale,  # noqa: F811
+    monkeypatch,
+):
+    from app.models import PaymentRefund, RefundStatus
+
+    buy_one_each(client, on_sale, 3)
+    real_refund = payments.SimulatedGateway.refund
+    monkeypatch.setattr(  # the answers are lost: every refund stays pending
+        payments.SimulatedGateway,
+        "refund",
+        lambda *args, **kwargs: (_ for _ in ()).throw(TimeoutError("no answer")),
+    )
+    for order_id in [o.id for o in db.session.scalars(select(Order).order_by(Order.id))]:
+        with pytest.raises(Exception):  # noqa: B017 - the customer's request fails, the refund waits
+            refunds.refund_order(db.session, payments.gateway(), order_id, refunds.SYSTEM)
+        db.session.rollback()
+    first = db.session.scalars(select(PaymentRefund.id).order_by(PaymentRefund.id)).first()
+    poisoned = []
+
+    def only_the_first_fails(self, reference, amount, key=None):
+        if not poisoned:
+            poisoned.append(reference)
+            raise ConnectionError("still down for this one")
+        return real_refund(self, reference, amount, key)
+
+    monkeypatch.setattr(payments.SimulatedGateway, "refund", only_the_first_fails)
+    later = utcnow() + dt.timedelta(minutes=10)
+    refunds.finish_pending_refunds(db.session, payments.gateway(), later)
+    db.session.expire_all()
+    states = dict(db.session.execute(select(PaymentRefund.id, PaymentRefund.status)).all())
+    assert states.pop(first) == RefundStatus.PENDING
+    assert set(states.values()) == {RefundStatus.DONE}
+
+
+def test_one_days_report_failing_does_not_stop_the_later_days(
+    client,
+    on_sale,  # noqa: F811
+    monkeypatch,
+):
+    buy_one_each(client, on_sale, 1)
+    today = utcnow().date()
+    db.session.execute(
+        update(Payment).values(
+            captured_at=dt.datetime.combine(today - dt.timedelta(days=3), dt.time(12))
+        )
+    )
+    db.session.commit()
+    bad_day = today - dt.timedelta(days=4)
+    real_report = payments.SimulatedGateway.settlement_report
+
+    def report(self, day):
+        if day == bad_day:
+            raise RuntimeError("acquirer: this day's report is unavailable")
+        return real_report(self, day)
+
+    monkeypatch.setattr(payments.SimulatedGateway, "settlement_report", report)
+    celery.tasks["money.reconcile_settlements"].apply().get()
+    done = set(db.session.scalars(select(SettlementDay.day)))
+    assert {today - dt.timedelta(days=n) for n in (1, 2, 3)} <= done
+    assert bad_day not in done
