@@ -116,7 +116,12 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
             max_overflow=20,
             # No statement waits longer than this for a row lock: a busy seat answers "try
             # again" (Busy) instead of piling up requests.
-            connect_args={"options": f"-c lock_timeout={_int(env, 'LOCK_TIMEOUT_MS', 2000)}"},
+            connect_args={
+                "options": f"-c lock_timeout={_int(env, 'LOCK_TIMEOUT_MS', 2000)}",
+                # A server that accepts the connection and never answers fails it (readiness
+                # and every request would hang on it).
+                "connect_timeout": _int(env, "DB_CONNECT_TIMEOUT_SECONDS", 5),
+            },
         )
 
     return {

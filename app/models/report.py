@@ -132,6 +132,8 @@ class Report(Model):
         self.status = ReportStatus.EXPIRED.value
 
     def fail(self, error: str, now: dt.datetime) -> None:
+        if self.status == ReportStatus.DONE:
+            return  # a second delivery of the task failed: the first one wrote the file
         self.status = ReportStatus.FAILED.value
         self.error = error[:300]
         self.finished_at = now

@@ -257,6 +257,22 @@ def record_chargeback(
     return order
 
 
+def cancelled_events_with_paid_orders(session: Session) -> list[int]:
+    """Cancelled events some of whose orders are still paid: their refund task was lost (the
+    broker down when the event was cancelled, or a message lost on a restart) or gave up."""
+    from app.models import Event, EventStatus
+
+    return list(
+        session.scalars(
+            select(Order.event_id)
+            .join(Event, Event.id == Order.event_id)
+            .where(Event.status == EventStatus.CANCELLED, Order.status == OrderStatus.PAID)
+            .distinct()
+            .order_by(Order.event_id)
+        )
+    )
+
+
 class RefundsUnfinished(Exception):
     """Some orders of a cancelled event could not be refunded for a reason that may pass (the
     processor unreachable): the task is run again later, and refunds only what is still paid."""

@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 import os
 import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -275,7 +276,9 @@ def _write(session: Session, report: Report, directory: Path) -> tuple[str, int]
     period = Period.from_params(report.params)
     directory.mkdir(parents=True, exist_ok=True)
     name = f"report-{report.id}.{report.format}"
-    partial = directory / f".{name}.part"
+    # One partial file per run: a second delivery of the task running at the same time must
+    # not write into (or rename away) this one's.
+    partial = directory / f".{name}.{uuid.uuid4().hex[:12]}.part"
     _begin_snapshot(session)
     try:
         columns, rows = BUILDERS[kind](session, report.partner_id, period)

@@ -37,6 +37,8 @@ def init_celery(app: Flask) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # Keep the app's logging (JSON lines with their extra fields) in the worker too.
+        worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             "visibility_timeout": app.config["CELERY_VISIBILITY_TIMEOUT"],
@@ -50,6 +52,11 @@ def init_celery(app: Flask) -> Celery:
             "checkin-arm-due": {"task": "checkin.arm_due", "schedule": 300.0},
             # Each day is reconciled once, after it is over: hourly only catches up sooner.
             "reconcile-settlements": {"task": "money.reconcile_settlements", "schedule": 3600.0},
+            # A cancelled event's refund task lost or given up: sent again.
+            "sweep-cancelled-events": {
+                "task": "refunds.sweep_cancelled_events",
+                "schedule": 3600.0,
+            },
             "delete-old-report-files": {
                 "task": "reports.delete_old_files",
                 "schedule": crontab(hour=3, minute=30),

@@ -19,3 +19,14 @@ from app.tasks import celery
 )
 def refund_cancelled_event(event_id: int) -> int:
     return refunds.refund_event_orders(db.session, gateway(), event_id)
+
+
+@celery.task(name="refunds.sweep_cancelled_events")
+def sweep_cancelled_events() -> list[int]:
+    """Hourly: send the refund task again for every cancelled event with orders still paid
+    (a run refunds only what is still paid, so a task that was not lost costs nothing)."""
+    event_ids = refunds.cancelled_events_with_paid_orders(db.session)
+    db.session.rollback()
+    for event_id in event_ids:
+        refund_cancelled_event.delay(event_id)
+    return event_ids

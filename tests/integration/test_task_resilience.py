@@ -125,3 +125,41 @@ def test_one_days_report_failing_does_not_stop_the_later_days(
     done = set(db.session.scalars(select(SettlementDay.day)))
     assert {today - dt.timedelta(days=n) for n in (1, 2, 3)} <= done
     assert bad_day not in done
+
+
+def test_a_second_delivery_failing_leaves_a_written_report_done():
+    from app.models import Report, ReportStatus
+
+    report = Report(kind="sales_by_event", format="csv", status=ReportStatus.DONE.value)
+    report.fail("the second run lost the race for the file", utcnow())
+    assert report.status == ReportStatus.DONE and report.error is None
+
+
+def test_workers_log_as_the_app_does_and_the_database_connection_times_out():
+    from app.config import load_config
+
+    assert celery.conf.worker_hijack_root_logger is False  # JSON lines with their fields
+    options = load_config({"DATABASE_URL": "postgresql://db.example/x"})[
+        "SQLALCHEMY_ENGINE_OPTIONS"
+    ]
+    assert options["connect_args"]["connect_timeout"] == 5  # a silent server fails, not hangs
+
+
+def test_a_lost_refund_task_is_sent_again_by_the_hourly_sweep(
+    client,
+    on_sale,  # noqa: F811
+    monkeypatch,
+):
+    """The event was cancelled while the broker was down: its refund task never ran."""
+    from app.services import events as event_service
+    from app.services.scoping import SYSTEM
+
+    buy_one_each(client, on_sale, 2)
+    monkeypatch.setattr(event_service, "enqueue", lambda *args: None)  # the message is lost
+    event_service.cancel_event(db.session, on_sale.id, SYSTEM, "Storm")
+    assert statuses() == [OrderStatus.PAID] * 2
+    monkeypatch.undo()
+    assert celery.conf.beat_schedule["sweep-cancelled-events"]["schedule"] == 3600.0
+    assert celery.tasks["refunds.sweep_cancelled_events"].apply().get() == [on_sale.id]
+    assert statuses() == [OrderStatus.REFUNDED] * 2  # tasks run in-process here
+    assert celery.tasks["refunds.sweep_cancelled_events"].apply().get() == []
