@@ -160,6 +160,13 @@ def test_a_lost_refund_task_is_sent_again_by_the_hourly_sweep(
     assert statuses() == [OrderStatus.PAID] * 2
     monkeypatch.undo()
     assert celery.conf.beat_schedule["sweep-cancelled-events"]["schedule"] == 3600.0
+    refund_task = celery.tasks["refunds.cancelled_event"]
+    sent = []
+    # What a worker would do with the message (with Redis configured, .delay only sends it).
+    monkeypatch.setattr(
+        refund_task, "delay", lambda event_id: sent.append(refund_task.apply(args=[event_id]))
+    )
     assert celery.tasks["refunds.sweep_cancelled_events"].apply().get() == [on_sale.id]
-    assert statuses() == [OrderStatus.REFUNDED] * 2  # tasks run in-process here
+    assert [result.get() for result in sent] == [2]
+    assert statuses() == [OrderStatus.REFUNDED] * 2
     assert celery.tasks["refunds.sweep_cancelled_events"].apply().get() == []
