@@ -15,6 +15,9 @@ from app.extensions import csrf, db, migrate, ping_idle_connections
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     configure_config(app, overrides)
+    from app.services.payments import gateway_class
+
+    gateway_class(app.config["PAYMENT_GATEWAY"])  # a typo fails here, not at the first payment
     from app.observability import configure_logging, configure_metrics
 
     configure_logging(app)

@@ -7,6 +7,7 @@ application factory and tests can override single keys.
 from __future__ import annotations
 
 import os
+import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -28,14 +29,39 @@ def _bool(value: str | None, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _int(env: dict[str, str], key: str, default: int) -> int:
+def _int(env: dict[str, str], key: str, default: int, minimum: int = 0) -> int:
+    """An integer setting, at least ``minimum`` (0 unless said): a negative retention or hold
+    length was accepted and failed late (the nightly job would delete every report file)."""
     raw = env.get(key)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as exc:
         raise ConfigError(f"{key} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigError(f"{key} must be at least {minimum}, got {value}")
+    return value
+
+
+def _rate_limit(env: dict[str, str], key: str, default: str) -> str:
+    """A Flask-Limiter limit such as "10 per minute": an unparsable one silently limited
+    nothing."""
+    from limits import parse_many
+
+    value = env.get(key) or default
+    try:
+        parse_many(value)
+    except ValueError as exc:
+        raise ConfigError(f"{key} must be a limit such as '10 per minute', got {value!r}") from exc
+    return value
+
+
+def _currency(env: dict[str, str], key: str, default: str) -> str:
+    value = (env.get(key) or default).strip().upper()
+    if not re.fullmatch(r"[A-Z]{3}", value):
+        raise ConfigError(f"{key} must be a three-letter currency code (BRL), got {value!r}")
+    return value
 
 
 def _decimal(env: dict[str, str], key: str, default: str) -> Decimal:
@@ -112,15 +138,15 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         engine_options["connect_args"] = {"timeout": 15}
     else:
         engine_options.update(
-            pool_size=_int(env, "DB_POOL_SIZE", 10),
+            pool_size=_int(env, "DB_POOL_SIZE", 10, minimum=1),
             max_overflow=20,
             # No statement waits longer than this for a row lock: a busy seat answers "try
             # again" (Busy) instead of piling up requests.
             connect_args={
-                "options": f"-c lock_timeout={_int(env, 'LOCK_TIMEOUT_MS', 2000)}",
+                "options": f"-c lock_timeout={_int(env, 'LOCK_TIMEOUT_MS', 2000, minimum=1)}",
                 # A server that accepts the connection and never answers fails it (readiness
                 # and every request would hang on it).
-                "connect_timeout": _int(env, "DB_CONNECT_TIMEOUT_SECONDS", 5),
+                "connect_timeout": _int(env, "DB_CONNECT_TIMEOUT_SECONDS", 5, minimum=1),
             },
         )
 
@@ -138,17 +164,17 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         # A task taken by a worker that died (acks_late) goes back to the queue after this long.
         # Longer than the longest task, else a slow one runs twice at once (money tasks are
         # idempotent, so that costs time, not money).
-        "CELERY_VISIBILITY_TIMEOUT": _int(env, "CELERY_VISIBILITY_TIMEOUT", 1800),
-        "HOLD_MINUTES": _int(env, "HOLD_MINUTES", 10),
+        "CELERY_VISIBILITY_TIMEOUT": _int(env, "CELERY_VISIBILITY_TIMEOUT", 1800, minimum=60),
+        "HOLD_MINUTES": _int(env, "HOLD_MINUTES", 10, minimum=1),
         # Gate check-in: events are armed (validation data copied to Redis) this long before
         # their check-in window opens.
         "CHECKIN_ARM_AHEAD_HOURS": _int(env, "CHECKIN_ARM_AHEAD_HOURS", 6),
-        "MAX_SPOTS_PER_EVENT": _int(env, "MAX_SPOTS_PER_EVENT", 10),
+        "MAX_SPOTS_PER_EVENT": _int(env, "MAX_SPOTS_PER_EVENT", 10, minimum=1),
         # Waiting rooms (events with waiting_room_per_minute): how long a buyer let in may hold
         # spots, and how many come in at once after a quiet spell.
-        "WAITING_ROOM_TURN_MINUTES": _int(env, "WAITING_ROOM_TURN_MINUTES", 10),
-        "WAITING_ROOM_BURST": _int(env, "WAITING_ROOM_BURST", 10),
-        "DEFAULT_CURRENCY": env.get("DEFAULT_CURRENCY", "BRL"),
+        "WAITING_ROOM_TURN_MINUTES": _int(env, "WAITING_ROOM_TURN_MINUTES", 10, minimum=1),
+        "WAITING_ROOM_BURST": _int(env, "WAITING_ROOM_BURST", 10, minimum=1),
+        "DEFAULT_CURRENCY": _currency(env, "DEFAULT_CURRENCY", "BRL"),
         "REFUND_RETURNS_PLATFORM_FEE": _bool(env.get("REFUND_RETURNS_PLATFORM_FEE"), True),
         "PAYMENT_GATEWAY": env.get("PAYMENT_GATEWAY", "app.services.payments.SimulatedGateway"),
         # The simulated acquirer's fee on each captured charge (its settlement report).
@@ -159,7 +185,7 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         # Where report files are written (one file per report, streamed to downloads).
         "REPORTS_DIR": _path(env, "REPORTS_DIR", PROJECT_ROOT / "var" / "reports"),
         # A report's file is deleted this long after it was written (the report stays listed).
-        "REPORT_RETENTION_DAYS": _int(env, "REPORT_RETENTION_DAYS", 30),
+        "REPORT_RETENTION_DAYS": _int(env, "REPORT_RETENTION_DAYS", 30, minimum=1),
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
         "LOG_JSON": _bool(env.get("LOG_JSON"), True),
         "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), app_env != "test"),
@@ -171,11 +197,11 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "RATELIMIT_STORAGE_OPTIONS": {"socket_timeout": 0.5, "socket_connect_timeout": 0.5},
         "RATELIMIT_HEADERS_ENABLED": True,
         "RATELIMIT_KEY_FUNC": rate_limit_key,
-        "RATELIMIT_LOGIN": env.get("RATELIMIT_LOGIN", "10 per minute"),
-        "RATELIMIT_SIGNUP": env.get("RATELIMIT_SIGNUP", "5 per minute"),
-        "RATELIMIT_HOLD": env.get("RATELIMIT_HOLD", "30 per minute"),
-        "RATELIMIT_CHECKOUT": env.get("RATELIMIT_CHECKOUT", "20 per minute"),
-        "RATELIMIT_QUEUE": env.get("RATELIMIT_QUEUE", "10 per minute"),
+        "RATELIMIT_LOGIN": _rate_limit(env, "RATELIMIT_LOGIN", "10 per minute"),
+        "RATELIMIT_SIGNUP": _rate_limit(env, "RATELIMIT_SIGNUP", "5 per minute"),
+        "RATELIMIT_HOLD": _rate_limit(env, "RATELIMIT_HOLD", "30 per minute"),
+        "RATELIMIT_CHECKOUT": _rate_limit(env, "RATELIMIT_CHECKOUT", "20 per minute"),
+        "RATELIMIT_QUEUE": _rate_limit(env, "RATELIMIT_QUEUE", "10 per minute"),
         # Flask-AppBuilder: Alembic owns the tables and `flask perms sync` owns permissions.
         "FAB_CREATE_DB": False,
         "FAB_UPDATE_PERMS": False,
@@ -206,5 +232,5 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         # Passwords set in the dashboard (reset my password, a user's form) follow sign-up's rule.
         "FAB_PASSWORD_COMPLEXITY_ENABLED": True,
         "FAB_PASSWORD_COMPLEXITY_VALIDATOR": password_rule,
-        "JWT_ACCESS_TOKEN_EXPIRES": _int(env, "JWT_ACCESS_TOKEN_MINUTES", 60) * 60,
+        "JWT_ACCESS_TOKEN_EXPIRES": _int(env, "JWT_ACCESS_TOKEN_MINUTES", 60, minimum=1) * 60,
     }

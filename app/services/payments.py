@@ -141,7 +141,21 @@ def gateway() -> PaymentGateway:
     """The configured gateway (one instance per app)."""
     cached = current_app.extensions.get("payment_gateway")
     if cached is None:
-        module_name, _, class_name = current_app.config["PAYMENT_GATEWAY"].rpartition(".")
-        cached = getattr(import_module(module_name), class_name)()
+        cached = gateway_class(current_app.config["PAYMENT_GATEWAY"])()
         current_app.extensions["payment_gateway"] = cached
     return cached
+
+
+def gateway_class(path: str) -> type:
+    """The class a PAYMENT_GATEWAY setting names (``module.Class``); checked at start, so a typo
+    fails the deploy instead of the first payment."""
+    from app.config import ConfigError
+
+    module_name, _, class_name = path.rpartition(".")
+    try:
+        found = getattr(import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"PAYMENT_GATEWAY names no class: {path!r} ({exc})") from exc
+    if not isinstance(found, type):
+        raise ConfigError(f"PAYMENT_GATEWAY must name a class, got {path!r}")
+    return found

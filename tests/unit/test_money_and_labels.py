@@ -101,3 +101,29 @@ def test_a_long_accented_seat_label_is_cut_at_a_character_and_still_verifies():
     claim = verify_ticket(public_key_of(key), sign_ticket(key, TicketClaim(7, 99, label)))
     assert (claim.event_id, claim.ticket_id) == (7, 99)
     assert label.startswith(claim.label) and len(claim.label.encode()) <= 60
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("HOLD_MINUTES", "-5", "at least 1"),
+        ("REPORT_RETENTION_DAYS", "-1", "at least 1"),
+        ("CELERY_VISIBILITY_TIMEOUT", "0", "at least 60"),
+        ("WAITING_ROOM_BURST", "0", "at least 1"),
+        ("RATELIMIT_LOGIN", "two per minute", "10 per minute"),
+        ("DEFAULT_CURRENCY", "reais", "three-letter"),
+    ],
+)
+def test_a_setting_out_of_its_range_fails_at_start(key, value, message):
+    """They were accepted and failed late, or never (a bad rate limit limited nothing, a
+    negative retention would have deleted every report file)."""
+    with pytest.raises(ConfigError, match=message):
+        load_config({key: value})
+
+
+def test_an_unknown_payment_gateway_fails_at_start():
+    from app import create_app
+
+    with pytest.raises(ConfigError, match="PAYMENT_GATEWAY"):
+        create_app({"PAYMENT_GATEWAY": "app.services.payments.NoSuchGateway"})
+    assert load_config({"DEFAULT_CURRENCY": "usd"})["DEFAULT_CURRENCY"] == "USD"
