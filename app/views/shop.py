@@ -233,6 +233,9 @@ def pay(hold_id: int) -> Any:
     if customer is None:
         return _login_redirect(url_for(".hold_page", hold_id=hold_id))
     try:
+        # Another customer's hold is not found before the form is looked at (its messages
+        # would show on whatever page that customer opens next).
+        holds.get_customer_hold(db.session, customer.id, hold_id)
         result = checkout.checkout(
             db.session,
             gateway(),

@@ -304,6 +304,17 @@ def test_paying_another_customers_or_a_missing_hold_answers_404(client, anas_hol
     assert db.session.get(Hold, anas_hold).status == HoldStatus.ACTIVE
 
 
+def test_paying_another_customers_hold_with_an_empty_form_answers_404_too(client, anas_hold):
+    """The form was checked before the hold: its message waited for Bia's next page."""
+    bia = another_client(client)
+    page_sign_up(bia, "bia@example.com", "Bia")
+    bia.get("/")
+    response = bia.post(
+        f"/holds/{anas_hold}/checkout", data={"card_token": "", "idempotency_key": ""}
+    )
+    assert_not_found_and_nothing_left_to_show(bia, response)
+
+
 def test_holding_spots_of_a_draft_or_missing_event_answers_404(client, for_sale):
     draft = make_event(make_partner("Boreal"), "Secret Show")
     page_sign_up(client)
