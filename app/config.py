@@ -150,6 +150,7 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
             },
         )
 
+    secure_cookies = _bool(env.get("SESSION_COOKIE_SECURE"), app_env == "production")
     return {
         "APP_ENV": app_env,
         "TESTING": app_env == "test",
@@ -223,9 +224,9 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         # The session cookie: never sent by a cross-site POST, and only over HTTPS in production
         # (SESSION_COOKIE_SECURE=false for a production-like run on plain HTTP).
         "SESSION_COOKIE_SAMESITE": "Lax",
-        "SESSION_COOKIE_SECURE": _bool(env.get("SESSION_COOKIE_SECURE"), app_env == "production"),
+        "SESSION_COOKIE_SECURE": secure_cookies,
         "REMEMBER_COOKIE_SAMESITE": "Lax",
-        "REMEMBER_COOKIE_SECURE": _bool(env.get("SESSION_COOKIE_SECURE"), app_env == "production"),
+        "REMEMBER_COOKIE_SECURE": secure_cookies,
         # Behind this many reverse proxies, the client's address (rate limits, logs) and scheme
         # come from X-Forwarded-For / -Proto; 0 trusts no such header.
         "PROXY_HOPS": _int(env, "PROXY_HOPS", 0),

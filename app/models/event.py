@@ -296,17 +296,8 @@ class Event(Model):
 
     def has_live_holds(self) -> bool:
         """Seats held now: their holds were quoted in the event's currency."""
-        session = object_session(self)
-        held = (
-            select(func.count())
-            .where(
-                EventSpot.event_id == self.id,
-                EventSpot.status == SpotStatus.HELD,
-                EventSpot.held_until > utcnow(),
-            )
-            .limit(1)
-        )
-        return bool(session and session.scalar(held))
+        live = (EventSpot.event_id == self.id) & (EventSpot.held_until > utcnow())
+        return _count_spots(self, live, SpotStatus.HELD) > 0
 
     def check_deletable(self) -> None:
         if self.has_sales() or self.sold_count():

@@ -24,7 +24,8 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -120,6 +121,17 @@ class Unavailable(Busy):
     code = "unavailable"
 
 
+@contextmanager
+def _unavailable_without_database(session: Session) -> Iterator[None]:
+    """The database unreachable where a scan needs it: roll back and answer Unavailable (503),
+    never a verdict on the ticket."""
+    try:
+        yield
+    except OperationalError as exc:
+        session.rollback()
+        raise Unavailable(UNREACHABLE) from exc
+
+
 class NotAuthorized(DomainError):
     status = 401
     code = "not_authorized"
@@ -194,15 +206,12 @@ def scanner_for_token(session: Session, token: str) -> Scanner:
             raise NotAuthorized("This device was revoked.", reason="device")
         if cached:
             return Scanner.from_json(cached)
-    try:
+    with _unavailable_without_database(session):
         device = session.scalar(
             select(GateDevice)
             .where(GateDevice.token_hash == digest)
             .options(joinedload(GateDevice.events))
         )
-    except OperationalError as exc:
-        session.rollback()
-        raise Unavailable(UNREACHABLE) from exc
     if device is None or not device.is_active:
         raise NotAuthorized("This device is not registered or was revoked.", reason="device")
     scanner = Scanner(
@@ -232,11 +241,8 @@ def _scanner_for_jwt(session: Session, token: str) -> Scanner:
             cached = None
         if cached:
             return Scanner.from_json(cached)
-    try:
+    with _unavailable_without_database(session):
         scanner = staff_scanner(session, user_id)
-    except OperationalError as exc:
-        session.rollback()
-        raise Unavailable(UNREACHABLE) from exc
     _cache_scanner(_user_key(user_id), scanner, ttl=12 * 3600)
     return scanner
 
@@ -560,7 +566,7 @@ def evaluate(store: Store, scanner: Scanner, request: ScanRequest, now: dt.datet
 def scan(session: Session, scanner: Scanner, request: ScanRequest) -> dict[str, Any]:
     """Answer one scan and log it. The armed Redis path first; the database otherwise."""
     store = _store_for(session)
-    try:
+    with _unavailable_without_database(session):
         try:
             return _scan_with(store, scanner, request)
         except (redis.ConnectionError, redis.TimeoutError):
@@ -568,9 +574,6 @@ def scan(session: Session, scanner: Scanner, request: ScanRequest) -> dict[str, 
                 raise
             log.error("Redis is unreachable: validating from the database")
             return _scan_with(DbStore(session), scanner, request)
-    except OperationalError as exc:
-        session.rollback()
-        raise Unavailable(UNREACHABLE) from exc
 
 
 def _scan_with(store: Store, scanner: Scanner, request: ScanRequest) -> dict[str, Any]:
@@ -682,6 +685,10 @@ def event_info_from_db(session: Session, event_id: int) -> EventInfo | None:
     event = session.get(Event, event_id)
     if event is None or event.status == EventStatus.DRAFT:
         return None
+    return event_info_of(event)
+
+
+def event_info_of(event: Event) -> EventInfo:
     opens, closes = event.checkin_window()
     return EventInfo(
         event_id=event.id,
@@ -975,14 +982,7 @@ def arm_event(session: Session, event_id: int, now: dt.datetime | None = None) -
     pipe = cache.pipeline()
     pipe.hset(
         _event_key(event_id),
-        mapping={
-            "partner_id": info.partner_id,
-            "public_key": info.public_key,
-            "opens_at": iso(info.opens_at),
-            "closes_at": iso(info.closes_at),
-            "allow_reentry": "1" if info.allow_reentry else "0",
-            "cancelled": "1" if info.cancelled else "0",
-        },
+        mapping={"partner_id": info.partner_id, "public_key": info.public_key, **_doors(info)},
     )
     pipe.expire(_event_key(event_id), ttl)
     # Revocations are never undone: add, never replace (a refund may commit while arming).
@@ -1006,6 +1006,17 @@ def arm_event(session: Session, event_id: int, now: dt.datetime | None = None) -
     event.armed_at = now
     session.commit()
     return True
+
+
+def _doors(info: EventInfo) -> dict[str, str]:
+    """What of an armed event's hash can change after arming: its window, re-entry rule and
+    whether it is cancelled."""
+    return {
+        "opens_at": iso(info.opens_at),
+        "closes_at": iso(info.closes_at),
+        "allow_reentry": "1" if info.allow_reentry else "0",
+        "cancelled": "1" if info.cancelled else "0",
+    }
 
 
 def _cache_credentials(session: Session, event_id: int, ttl: int) -> None:
@@ -1047,13 +1058,13 @@ def arm_due_events(session: Session, now: dt.datetime | None = None) -> list[int
         Event.starts_at <= now + ahead + dt.timedelta(days=1),
         Event.starts_at >= now - dt.timedelta(days=3),
     )
-    recently_armed = Event.armed_at >= now - dt.timedelta(days=3)
-    candidates = session.scalars(select(Event).where(or_(due, recently_armed))).all()
+    armed_since = now - dt.timedelta(days=3)
+    candidates = session.scalars(select(Event).where(or_(due, Event.armed_at >= armed_since)))
     armed = []
-    for event in candidates:
+    for event in candidates.all():
         opens, closes = event.checkin_window()
         in_window = event.status == EventStatus.PUBLISHED and opens - ahead <= now <= closes
-        was_armed = event.armed_at is not None and event.armed_at >= now - dt.timedelta(days=3)
+        was_armed = event.armed_at is not None and event.armed_at >= armed_since
         if (in_window or was_armed) and arm_event(session, event.id, now):
             armed.append(event.id)
     return armed
@@ -1075,13 +1086,9 @@ def _note_gate_changes(session: Session, _context: Any) -> None:
         state = sa_inspect(row)
         if isinstance(row, Event) and state.persistent:
             if any(state.attrs[key].history.has_changes() for key in _GATE_FIELDS):
-                opens, closes = row.checkin_window()
-                session.info.setdefault(_PENDING_EVENT_CHANGES, {})[row.id] = {
-                    "opens_at": iso(opens),
-                    "closes_at": iso(closes),
-                    "allow_reentry": "1" if row.allow_reentry else "0",
-                    "cancelled": "1" if row.status == EventStatus.CANCELLED else "0",
-                }
+                session.info.setdefault(_PENDING_EVENT_CHANGES, {})[row.id] = _doors(
+                    event_info_of(row)
+                )
         elif isinstance(row, PartnerUser):
             history = [state.attrs[key].history for key in ("active", "roles", "partner_id")]
             if row in session.deleted or any(h.has_changes() for h in history):
@@ -1178,7 +1185,7 @@ def manifest(session: Session, scanner: Scanner, event_id: int) -> dict[str, Any
     if event_id not in scanner.event_ids:
         raise NotFound("Event not found.")
     cache = redis_client()
-    try:
+    with _unavailable_without_database(session):
         if cache is None:
             return _manifest_from_db(session, event_id)
         try:
@@ -1186,9 +1193,6 @@ def manifest(session: Session, scanner: Scanner, event_id: int) -> dict[str, Any
         except (redis.ConnectionError, redis.TimeoutError):
             log.error("Redis is unreachable: the manifest comes from the database")
             return _manifest_from_db(session, event_id)
-    except OperationalError as exc:
-        session.rollback()
-        raise Unavailable(UNREACHABLE) from exc
 
 
 def _manifest_from_redis(session: Session, cache: redis.Redis, event_id: int) -> dict[str, Any]:

@@ -24,11 +24,11 @@ from app.models import (
     Ticket,
 )
 from app.models.errors import Conflict
+from app.models.partner import PartnerUser
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-
-MAX_EMAIL = 128  # FAB's ab_user.username
+# The email is the login's username too, the shorter column.
+MAX_EMAIL: int = PartnerUser.__table__.c.username.type.length
 
 
 class EmailTaken(Conflict):
@@ -45,7 +45,7 @@ def sign_up(session: Session, sm: Any, name: str, email: str, password: str) -> 
         raise DomainError("The name is too long (150 characters at most).", field="name")
     if not EMAIL.match(email):
         raise DomainError("Give a valid email address.", field="email")
-    if len(email) > MAX_EMAIL:  # it is the login's username too, a shorter column
+    if len(email) > MAX_EMAIL:
         raise DomainError(f"The email is too long ({MAX_EMAIL} characters at most).", field="email")
     if len(password or "") < MIN_PASSWORD:
         raise DomainError(
