@@ -278,8 +278,11 @@ class RefundsUnfinished(Exception):
     processor unreachable): the task is run again later, and refunds only what is still paid."""
 
     def __init__(self, event_id: int, order_ids: list[int]) -> None:
-        super().__init__(f"event {event_id}: orders {order_ids} not refunded yet")
+        super().__init__(event_id, order_ids)  # its arguments: Celery pickles it whole
         self.event_id, self.order_ids = event_id, order_ids
+
+    def __str__(self) -> str:
+        return f"event {self.event_id}: orders {self.order_ids} not refunded yet"
 
 
 def refund_event_orders(
@@ -297,7 +300,7 @@ def refund_event_orders(
             .where(
                 Order.event_id == event_id,
                 Order.status == OrderStatus.PAID,
-                Order.id.not_in(refused),
+                Order.id.not_in([*refused, *unfinished]),  # tried in this run already
             )
             .order_by(Order.id)
             .limit(batch)
@@ -325,7 +328,6 @@ def refund_event_orders(
                 log.exception(
                     "order of a cancelled event not refunded yet", extra={"order_id": order_id}
                 )
-                refused.append(order_id)
                 unfinished.append(order_id)
                 continue
             refunded += 1

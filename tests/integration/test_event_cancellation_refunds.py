@@ -9,7 +9,7 @@ from sqlalchemy import select, text
 
 from app.extensions import db
 from app.models import Order, OrderStatus
-from app.services import payments
+from app.services import payments, refunds
 from app.tasks import celery
 from tests.integration.test_purchase_api import card_token, hold_seats, on_sale, pay, sign_up  # noqa: F401
 from tests.support import login, make_user
@@ -64,8 +64,11 @@ def test_an_interrupted_refund_run_resumes_without_refunding_twice(
 
     monkeypatch.setattr(payments.SimulatedGateway, "refund", processor_down_after_the_first)
     # The run goes on past the failure, then asks to be run again for what it left.
-    with pytest.raises(Retry):
-        celery.tasks["refunds.cancelled_event"].apply(args=[three_paid_orders.id]).get()
+    task = celery.tasks["refunds.cancelled_event"]
+    assert refunds.RefundsUnfinished in task.autoretry_for and task.max_retries >= 10
+    with pytest.raises(Retry) as retry:
+        task.apply(args=[three_paid_orders.id]).get()
+    assert len(retry.value.exc.order_ids) == 1
     assert _statuses() == [OrderStatus.REFUNDED, OrderStatus.PAID, OrderStatus.REFUNDED]
     monkeypatch.undo()
     done = celery.tasks["refunds.cancelled_event"].apply(args=[three_paid_orders.id]).get()

@@ -34,35 +34,6 @@ def statuses() -> list[str]:
     return [o.status for o in db.session.scalars(select(Order).order_by(Order.id))]
 
 
-def test_a_processor_hiccup_refunding_a_cancelled_event_is_retried(
-    client,
-    on_sale,  # noqa: F811
-    monkeypatch,
-):
-    buy_one_each(client, on_sale, 4)
-    on_sale.cancel("Storm")
-    db.session.commit()
-    real_refund = payments.SimulatedGateway.refund
-    calls = []
-
-    def flaky(self, reference, amount, key=None):
-        calls.append(reference)
-        if len(calls) == 2:
-            raise ConnectionError("processor hiccup")
-        return real_refund(self, reference, amount, key)
-
-    monkeypatch.setattr(payments.SimulatedGateway, "refund", flaky)
-    with pytest.raises(refunds.RefundsUnfinished) as unfinished:
-        refunds.refund_event_orders(db.session, payments.gateway(), on_sale.id)
-    assert len(unfinished.value.order_ids) == 1
-    # The others were refunded in that run, despite the one failure.
-    assert sorted(statuses()) == [OrderStatus.PAID] + [OrderStatus.REFUNDED] * 3
-    task = celery.tasks["refunds.cancelled_event"]
-    assert refunds.RefundsUnfinished in task.autoretry_for and task.max_retries >= 10
-    assert task.apply(args=[on_sale.id]).get() == 1  # the retry refunds what is still paid
-    assert statuses() == [OrderStatus.REFUNDED] * 4
-
-
 def test_one_pending_refund_that_fails_does_not_hold_back_the_others(
     client,
     on_sale,  # noqa: F811
@@ -81,7 +52,6 @@ def test_one_pending_refund_that_fails_does_not_hold_back_the_others(
         with pytest.raises(Exception):  # noqa: B017 - the customer's request fails, the refund waits
             refunds.refund_order(db.session, payments.gateway(), order_id, refunds.SYSTEM)
         db.session.rollback()
-    first = db.session.scalars(select(PaymentRefund.id).order_by(PaymentRefund.id)).first()
     poisoned = []
 
     def only_the_first_fails(self, reference, amount, key=None):
@@ -94,8 +64,16 @@ def test_one_pending_refund_that_fails_does_not_hold_back_the_others(
     later = utcnow() + dt.timedelta(minutes=10)
     refunds.finish_pending_refunds(db.session, payments.gateway(), later)
     db.session.expire_all()
-    states = dict(db.session.execute(select(PaymentRefund.id, PaymentRefund.status)).all())
-    assert states.pop(first) == RefundStatus.PENDING
+    # The one asked first (in whatever order the task took them) failed; the others went on.
+    states = dict(
+        db.session.execute(
+            select(Payment.gateway_ref, PaymentRefund.status).join(
+                Payment, Payment.id == PaymentRefund.payment_id
+            )
+        ).all()
+    )
+    assert len(states) == 3 and len(poisoned) == 1
+    assert states.pop(poisoned[0]) == RefundStatus.PENDING
     assert set(states.values()) == {RefundStatus.DONE}
 
 
