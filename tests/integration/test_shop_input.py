@@ -29,6 +29,7 @@ from tests.integration.test_shop_pages import (
     field_value,
     hold_form,
     listed,
+    on_sale,  # noqa: F401 - a fixture
     page_sign_up,
     path_of,
     text,
@@ -41,11 +42,8 @@ CARD = {"number": APPROVED, "exp_month": "12", "exp_year": str(utcnow().year + 2
 
 
 @pytest.fixture
-def for_sale():
-    event = make_event(make_partner("Aurora"), "Aurora Live", rows=("A", "B"), seats=5)
-    event.publish()
-    db.session.commit()
-    return event
+def for_sale(on_sale):  # noqa: F811 - the shop pages' event on sale
+    return on_sale
 
 
 # ---------------------------------------------------------------------------------------------
