@@ -1,4 +1,5 @@
-# Bilheteria: `make run` (demo on SQLite) and `make test` (whole suite) work on a fresh machine.
+# Bilheteria: `make run` (demo on an embedded PostgreSQL) and `make test` (whole suite) work on a
+# fresh machine with only Python 3.11 and make.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -15,14 +16,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Demo on the embedded default: SQLite, tasks in-process, demo data, http://127.0.0.1:5000
-run: $(STAMP)
-	$(BIN)/flask db upgrade
-	$(BIN)/flask perms sync
-	$(BIN)/flask demo load --if-empty
-	$(BIN)/flask run --host 127.0.0.1 --port 5000
+PORT ?= 5000
 
-## Whole suite; DATABASE_URL / REDIS_URL select PostgreSQL and Redis (see .ci/run)
+## Demo: an embedded PostgreSQL (data in var/postgres, unless DATABASE_URL names a server), tasks
+## in-process, demo data, http://127.0.0.1:$(PORT)
+run: $(STAMP)
+	$(BIN)/flask demo serve --host 127.0.0.1 --port $(PORT)
+
+## Whole suite, on DATABASE_URL's PostgreSQL or a throwaway embedded one; REDIS_URL's Redis or a
+## redis-server on PATH (see tests/conftest.py and .ci/run)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -55,11 +55,12 @@ def configure_config(app: Flask, overrides: dict[str, Any] | None) -> None:
 
 
 def configure_database(app: Flask) -> None:
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
-        from pathlib import Path
+    if app.config["SQLALCHEMY_DATABASE_URI"] is None:  # DATABASE_URL unset: the embedded server
+        from app import local_postgres
+        from app.config import EMBEDDED_DATABASE, EMBEDDED_POSTGRES_DIR
 
-        Path(app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")).parent.mkdir(
-            parents=True, exist_ok=True
+        app.config["SQLALCHEMY_DATABASE_URI"] = local_postgres.start(
+            EMBEDDED_POSTGRES_DIR, EMBEDDED_DATABASE
         )
     db.init_app(app)
     from app.models.base import alembic_include_object
@@ -69,22 +70,10 @@ def configure_database(app: Flask) -> None:
         db,
         directory=str(_migrations_dir()),
         compare_type=True,
-        render_as_batch=True,
         include_object=alembic_include_object,
     )
     with app.app_context():
         ping_idle_connections(db.engine, app.config["DB_PING_IDLE_SECONDS"])
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        from sqlalchemy import event
-
-        with app.app_context():
-
-            @event.listens_for(db.engine, "connect")
-            def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-                cursor = dbapi_connection.cursor()
-                cursor.execute("PRAGMA foreign_keys=ON")
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.close()
 
 
 def _migrations_dir() -> Any:

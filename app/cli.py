@@ -1,4 +1,5 @@
-"""Operator commands: `flask perms sync` (at deploy) and `flask demo load` (demo data)."""
+"""Operator commands: `flask perms sync` (at deploy), `flask demo load` (demo data) and
+`flask demo serve` (what `make run` runs)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,30 @@ def demo_load(if_empty: bool) -> None:
         summary = demo.load(db.session, current_app.appbuilder.sm)
         click.echo(summary)
     click.echo(demo.LOGINS_BANNER)
+
+
+@demo_cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+def demo_serve(host: str, port: int) -> None:
+    """Migrate, sync permissions, load the demo into an empty database and serve it, in one
+    process: with DATABASE_URL unset, the embedded PostgreSQL it started stops when it exits."""
+    from flask_migrate import upgrade
+    from werkzeug.serving import run_simple
+
+    from app.services import demo
+    from app.views.roles import sync_permissions
+
+    upgrade()
+    sync_permissions(current_app.appbuilder)
+    if demo.has_events(db.session):
+        click.echo("Database already has events: demo data not loaded.")
+    else:
+        click.echo(demo.load(db.session, current_app.appbuilder.sm))
+    db.session.remove()
+    click.echo(demo.LOGINS_BANNER)
+    click.echo(f"Shop: http://{host}:{port}/   Dashboard: http://{host}:{port}/dashboard/")
+    run_simple(host, port, current_app._get_current_object(), threaded=True)  # type: ignore[attr-defined]
 
 
 def register_cli(app: Flask) -> None:

@@ -16,7 +16,9 @@ from app import ratelimit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEV_SECRET_KEY = "dev-only-secret-key-never-use-in-production"  # noqa: S105 - refused outside development/test
-DEFAULT_SQLITE_PATH = PROJECT_ROOT / "var" / "bilheteria.db"
+# The embedded PostgreSQL (app/local_postgres.py) of `make run`, when DATABASE_URL is unset.
+EMBEDDED_POSTGRES_DIR = PROJECT_ROOT / "var" / "postgres"
+EMBEDDED_DATABASE = "bilheteria"
 
 
 class ConfigError(RuntimeError):
@@ -124,37 +126,38 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
     if app_env == "production" and secret_key == DEV_SECRET_KEY:
         raise ConfigError("SECRET_KEY must be set outside development and test")
 
-    database_url = env.get("DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_PATH}"
-    if database_url.startswith("postgresql://"):
+    database_url = env.get("DATABASE_URL") or None
+    if database_url is None and app_env == "production":
+        raise ConfigError("DATABASE_URL must name the PostgreSQL server in production")
+    if database_url is not None:
+        if not database_url.startswith(("postgresql://", "postgresql+psycopg://")):
+            raise ConfigError(f"DATABASE_URL must be a postgresql:// URL, got {database_url!r}")
         # psycopg 3 is the driver we ship.
-        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
+        database_url = database_url.replace("postgresql://", "postgresql+psycopg://", 1)
     redis_url = env.get("REDIS_URL") or None
 
-    # Pooled connections are checked only after sitting idle (DB_PING_IDLE_SECONDS,
-    # app.extensions.ping_idle_connections), not on every checkout.
-    engine_options: dict[str, Any] = {"pool_pre_ping": False}
-    if database_url.startswith("sqlite"):
-        # Single-writer SQLite: wait for the write lock instead of failing at once.
-        engine_options["connect_args"] = {"timeout": 15}
-    else:
-        engine_options.update(
-            pool_size=_int(env, "DB_POOL_SIZE", 10, minimum=1),
-            max_overflow=20,
+    engine_options: dict[str, Any] = {
+        # Pooled connections are checked only after sitting idle (DB_PING_IDLE_SECONDS,
+        # app.extensions.ping_idle_connections), not on every checkout.
+        "pool_pre_ping": False,
+        "pool_size": _int(env, "DB_POOL_SIZE", 10, minimum=1),
+        "max_overflow": 20,
+        "connect_args": {
             # No statement waits longer than this for a row lock: a busy seat answers "try
             # again" (Busy) instead of piling up requests.
-            connect_args={
-                "options": f"-c lock_timeout={_int(env, 'LOCK_TIMEOUT_MS', 2000, minimum=1)}",
-                # A server that accepts the connection and never answers fails it (readiness
-                # and every request would hang on it).
-                "connect_timeout": _int(env, "DB_CONNECT_TIMEOUT_SECONDS", 5, minimum=1),
-            },
-        )
+            "options": f"-c lock_timeout={_int(env, 'LOCK_TIMEOUT_MS', 2000, minimum=1)}",
+            # A server that accepts the connection and never answers fails it (readiness and
+            # every request would hang on it).
+            "connect_timeout": _int(env, "DB_CONNECT_TIMEOUT_SECONDS", 5, minimum=1),
+        },
+    }
 
     secure_cookies = _bool(env.get("SESSION_COOKIE_SECURE"), app_env == "production")
     return {
         "APP_ENV": app_env,
         "TESTING": app_env == "test",
         "SECRET_KEY": secret_key,
+        # None: the embedded PostgreSQL under EMBEDDED_POSTGRES_DIR, started by create_app.
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
         "SQLALCHEMY_TRACK_MODIFICATIONS": False,

@@ -55,7 +55,7 @@ def _commit_what_only_read(conn: Connection) -> None:
     application sends none of these."""
     try:
         wrote = conn.info.pop(_WROTE, False)
-        if wrote or conn.closed or conn.engine.dialect.name != "postgresql":
+        if wrote or conn.closed:
             return
         raw = conn.connection.dbapi_connection
     except SQLAlchemyError:  # the link failed (invalidated): the rollback cleans up as before

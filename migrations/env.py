@@ -93,22 +93,10 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
-        sqlite = connection.dialect.name == "sqlite"
-        if sqlite:
-            # Batch migrations rebuild SQLite tables; foreign keys are checked once at the end
-            # instead of refusing the rebuild of a referenced table.
-            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            connection.commit()
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
         with context.begin_transaction():
             context.run_migrations()
-        if sqlite:
-            problems = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
-            connection.commit()
-            if problems:
-                raise RuntimeError(f"foreign key violations after migration: {problems[:5]}")
 
 
 if context.is_offline_mode():

@@ -1,11 +1,24 @@
-"""Shared fixtures: one migrated database per run (SQLite by default, PostgreSQL when
-DATABASE_URL says so), emptied after every test; logged-in clients for each role."""
+"""Shared fixtures: one migrated PostgreSQL database per run, emptied after every test;
+logged-in clients for each role.
+
+The database is DATABASE_URL's (CI names its server) or, when that is unset, a throwaway
+embedded PostgreSQL started for the session (app/local_postgres.py): every test, the locking and
+concurrency ones included, runs on the dialect production runs. Redis is REDIS_URL's or, when
+that is unset, a redis-server on PATH started on a free port for the session; tests that need it
+skip with the reason otherwise.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
+import socket
+import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,7 +70,9 @@ DOMAIN_TABLES = [
 ]
 
 
-def _database_url() -> str:
+@functools.cache
+def database_url_for_tests() -> str:
+    """The test database's SQLAlchemy URL (a server is started on first use when none is named)."""
     url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
     if url:
         name = make_url(url).database or ""
@@ -65,39 +80,58 @@ def _database_url() -> str:
             raise pytest.UsageError(
                 f"Refusing to run tests on database {name!r}: its name must contain 'test'."
             )
-        return url
-    return "sqlite:///" + os.path.join(tempfile.mkdtemp(prefix="bilheteria-test-"), "test.db")
+        return url.replace("postgresql://", "postgresql+psycopg://", 1)
+    from app import local_postgres
+
+    data_dir = Path(tempfile.mkdtemp(prefix="bilheteria-test-")) / "pg"
+    return local_postgres.start(data_dir, "bilheteria_test", throwaway=True)
 
 
-TEST_DATABASE_URL = _database_url()
-IS_POSTGRES = TEST_DATABASE_URL.startswith("postgresql")
+_redis_server: subprocess.Popen[bytes] | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Without REDIS_URL, a redis-server on PATH is started for the session (nothing on disk)."""
+    global _redis_server
+    server = shutil.which("redis-server")
+    if os.environ.get("REDIS_URL") or server is None:
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    _redis_server = subprocess.Popen(
+        [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    os.environ["REDIS_URL"] = url
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _redis_server is not None:
+        _redis_server.terminate()
+        _redis_server.wait(timeout=10)
 
 
 def config_for_tests(**extra: Any) -> dict[str, Any]:
     return {
         "APP_ENV": "test",
         "TESTING": True,
-        "SQLALCHEMY_DATABASE_URI": TEST_DATABASE_URL.replace(
-            "postgresql://", "postgresql+psycopg://"
-        ),
+        "SQLALCHEMY_DATABASE_URI": database_url_for_tests(),
         "WTF_CSRF_ENABLED": False,
         "FAB_PASSWORD_HASH_METHOD": "pbkdf2:sha256:1",
         "RATELIMIT_ENABLED": False,
         **extra,
     }
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if IS_POSTGRES:
-        return
-    if os.environ.get("REQUIRE_POSTGRES"):
-        raise pytest.UsageError("REQUIRE_POSTGRES is set but the tests run on SQLite")
-    skip = pytest.mark.skip(
-        reason="needs PostgreSQL (row locks, real concurrency); set DATABASE_URL"
-    )
-    for item in items:
-        if "postgres" in item.keywords:
-            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -108,10 +142,9 @@ def app() -> Iterator[Flask]:
 
     app = create_app(config_for_tests())
     with app.app_context():
-        if IS_POSTGRES:
-            with db.engine.begin() as conn:
-                conn.execute(text("DROP SCHEMA public CASCADE"))
-                conn.execute(text("CREATE SCHEMA public"))
+        with db.engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
         upgrade()
         sync_permissions(app.appbuilder)
     yield app

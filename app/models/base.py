@@ -9,11 +9,21 @@ from typing import Any
 from sqlalchemy import CheckConstraint, DateTime, event
 from sqlalchemy.orm import Mapper
 
+from app.models.errors import DomainError
+
+
+class OutOfRange(DomainError):
+    """A value the column cannot hold (a time that leaves the calendar once in UTC)."""
+
+    status = 400
+    code = "out_of_range"
+
+
 MAX_INT = 2**31 - 1  # integer columns, ids among them, are 32-bit on PostgreSQL
 
 
 def utcnow() -> dt.datetime:
-    """Naive UTC: every timestamp column stores UTC without an offset (SQLite has none)."""
+    """Naive UTC: every timestamp column stores UTC without an offset."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
@@ -25,8 +35,13 @@ def as_naive_utc(value: Any) -> Any:
     return value
 
 
-def _naive_utc_on_set(_target: Any, value: Any, _old: Any, _initiator: Any) -> Any:
-    return as_naive_utc(value)
+def _naive_utc_on_set(_target: Any, value: Any, _old: Any, initiator: Any) -> Any:
+    try:
+        return as_naive_utc(value)
+    except OverflowError as exc:  # 0001-01-01T00:00+02:00 is before year 1 in UTC
+        raise OutOfRange(
+            f"{initiator.key} is outside the years 1 to 9999 in UTC.", field=initiator.key
+        ) from exc
 
 
 @event.listens_for(Mapper, "mapper_configured")

@@ -453,7 +453,6 @@ class EventSpot(Model):
             "section_id",
             "position",
             postgresql_where=text("status IN ('available', 'held')"),
-            sqlite_where=text("status IN ('available', 'held')"),
         ),
     )
 

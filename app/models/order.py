@@ -246,7 +246,6 @@ class Ticket(Model):
             "uq_ticket_live_spot",
             "spot_id",
             unique=True,
-            sqlite_where=text("status = 'valid'"),
             postgresql_where=text("status = 'valid'"),
         ),
     )

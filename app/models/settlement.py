@@ -135,7 +135,6 @@ class SettlementLine(Model):
             "uq_settlement_line_charge_payment",
             "payment_id",
             unique=True,
-            sqlite_where=text("kind = 'charge'"),
             postgresql_where=text("kind = 'charge'"),
         ),
     )

@@ -148,7 +148,7 @@ def search_events(session: Session, search: Search, now: dt.datetime | None = No
     now = now or utcnow()
     query: Select[Any] = select(Event).where(on_sale_clause(now))
     if search.text.strip():
-        query = query.where(_text_match(session, search.text.strip()))
+        query = query.where(_text_match(search.text.strip()))
     if search.city.strip():
         query = query.where(func.lower(Event.city) == search.city.strip().lower())
     if search.category.strip():
@@ -193,22 +193,8 @@ def search_document() -> Any:
     return literal_column(SEARCH_DOCUMENT_SQL)
 
 
-def _text_match(session: Session, text: str) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        return search_document().op("@@")(func.websearch_to_tsquery("simple", text))
-    # SQLite fallback: every word must appear in one of the searched columns, as typed ("%" and
-    # "_" are escaped, not wildcards).
-    clauses = []
-    for word in text.lower().split()[:8]:
-        clauses.append(
-            or_(
-                func.lower(Event.name).contains(word, autoescape=True),
-                func.lower(func.coalesce(Event.description, "")).contains(word, autoescape=True),
-                func.lower(Event.venue).contains(word, autoescape=True),
-                func.lower(Event.city).contains(word, autoescape=True),
-            )
-        )
-    return and_(*clauses)
+def _text_match(text: str) -> Any:
+    return search_document().op("@@")(func.websearch_to_tsquery("simple", text))
 
 
 def facets(session: Session, now: dt.datetime | None = None) -> dict[str, list[str]]:

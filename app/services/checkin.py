@@ -37,7 +37,6 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy import event as sa_event
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, joinedload
 
@@ -707,11 +706,8 @@ def enter_in_db(
     """Take the ticket's entry with the unique key of ``checkin_entry`` (or move it in/out)."""
     at = request.scanned_at
     if request.direction == ScanDirection.IN:
-        dialect_insert = (
-            pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        )
         taken = session.execute(
-            dialect_insert(CheckinEntry)
+            pg_insert(CheckinEntry)
             .values(
                 ticket_id=ticket_id,
                 event_id=info.event_id,
@@ -1324,8 +1320,6 @@ def _write_one_by_one(session: Session, cache: redis.Redis, records: list[dict[s
 
 
 def _write_scans(session: Session, records: list[dict[str, Any]]) -> None:
-    postgres = session.get_bind().dialect.name == "postgresql"
-    dialect_insert = pg_insert if postgres else sqlite_insert
     rows = [
         {
             "event_id": r["event_id"],
@@ -1349,14 +1343,14 @@ def _write_scans(session: Session, records: list[dict[str, Any]]) -> None:
         if record["event_id"] is None:  # a scanner left with no event to log it under
             log.warning("scan dropped from the log", extra={"nonce": record["nonce"]})
     if rows:
-        session.execute(dialect_insert(CheckIn).on_conflict_do_nothing(), rows)
+        session.execute(pg_insert(CheckIn).on_conflict_do_nothing(), rows)
     for record in records:
         state = record.get("entry_state")
         if state is None:
             continue
         at = _parse_time(record["scanned_at"])
         session.execute(
-            dialect_insert(CheckinEntry)
+            pg_insert(CheckinEntry)
             .values(
                 ticket_id=record["ticket_id"],
                 event_id=record["event_id"],

@@ -58,7 +58,7 @@ from app.models.order import hold_is_live, seat_label
 from app.models.partner import platform_fee_cents
 from app.services import customers, ledger, refunds, waiting_room
 from app.services.holds import hold_duration, spots_of_hold
-from app.services.locking import busy_on_lock_failure, sqlite_write_lock
+from app.services.locking import busy_on_lock_failure
 from app.services.payments import ChargeResult, ChargeStatus, PaymentGateway
 from app.services.pg_writes import counted, row_count, rows_of_arrays
 
@@ -289,7 +289,6 @@ _LOCK_HELD_SPOTS = (
     .order_by(_spot.c.id)
     .with_for_update(of=_spot)
 )
-_INSERT_ORDER = insert(_order).returning(_order.c.id)
 _INSERT_PAYMENT = insert(_payment).returning(_payment.c.id)
 _PENDING_PAYMENT_OF_ORDER = select(_payment.c.id).where(
     _payment.c.order_id == bindparam("order_id"), _payment.c.status == PaymentStatus.PENDING.value
@@ -305,7 +304,7 @@ _EXTEND_SPOTS = (
 )
 
 
-# On PostgreSQL a first attempt is recorded in one statement of data-modifying CTEs: the order,
+# A first attempt is recorded in one statement of data-modifying CTEs: the order,
 # its tickets (the spots as arrays), the payment and the hold's extension; one round trip
 # instead of five (bench/purchase_cost.py).
 def _typed(name: str, type_: Any) -> Any:
@@ -386,7 +385,6 @@ def _record_attempt(
     conn = session.connection()
     ids = {"hold_id": hold_id, "customer_id": customer_id, "now": now}
     with busy_on_lock_failure(session):
-        sqlite_write_lock(conn)  # a second attempt must see this one's order
         hold = conn.execute(_LOCK_HOLD_TO_PAY, ids).first()
         if hold is None:
             raise NotFound("Hold not found.")
@@ -403,7 +401,7 @@ def _record_attempt(
         longest = hold.created_at + hold_duration() + PAYMENT_GRACE
         until = max(hold.expires_at, min(now + PAYMENT_GRACE, longest))
         order_id = order.order_id
-        if order_id is None and conn.dialect.name == "postgresql":
+        if order_id is None:
             total = sum(s.price_cents for s in spots)
             fee = platform_fee_cents(hold.fee_percent, hold.fee_fixed_cents, total, len(spots))
             recorded = conn.execute(
@@ -433,44 +431,13 @@ def _record_attempt(
                 raise RuntimeError(f"recording hold {hold_id}'s attempt wrote {recorded}")
             session.commit()
             return _Attempt(recorded.payment_id, card_token, total, hold.currency, key)
-        if order_id is None:
-            total, tickets = sum(s.price_cents for s in spots), len(spots)
-            order_id = conn.execute(
-                _INSERT_ORDER,
-                {
-                    "customer_id": customer_id,
-                    "event_id": hold.event_id,
-                    "hold_id": hold_id,
-                    "currency": hold.currency,
-                    "status": OrderStatus.PENDING.value,
-                    "total_cents": total,
-                    "created_at": now,
-                },
-            ).scalar_one()
-            conn.execute(
-                insert(_ticket),
-                [
-                    {
-                        "order_id": order_id,
-                        "event_id": hold.event_id,
-                        "section_id": spot.section_id,
-                        "spot_id": spot.id,
-                        "price_cents": spot.price_cents,
-                        "currency": hold.currency,
-                        "status": TicketStatus.PENDING.value,
-                        "holder_name": hold.customer_name,
-                        "issued_at": now,
-                    }
-                    for spot in spots
-                ],
-            )
-        elif order.order_status != OrderStatus.PENDING:
+        # A retry after a declined attempt: the order and its tickets exist, a new payment.
+        if order.order_status != OrderStatus.PENDING:
             raise Conflict(f"Order {order_id} is {order.order_status}.")
-        elif conn.execute(_PENDING_PAYMENT_OF_ORDER, {"order_id": order_id}).first():
+        if conn.execute(_PENDING_PAYMENT_OF_ORDER, {"order_id": order_id}).first():
             raise CheckoutInProgress("A payment for these seats is being processed.")
-        else:
-            total = order.order_total
-            tickets = conn.execute(_TICKETS_OF_ORDER, {"order_id": order_id}).scalar_one()
+        total = order.order_total
+        tickets = conn.execute(_TICKETS_OF_ORDER, {"order_id": order_id}).scalar_one()
         fee = platform_fee_cents(hold.fee_percent, hold.fee_fixed_cents, total, tickets)
         payment_id = conn.execute(
             _INSERT_PAYMENT,
@@ -580,11 +547,6 @@ _MARK_ORDER_PAID = (
     .where(_order.c.id == bindparam("b_order_id"), _order.c.status == OrderStatus.PENDING.value)
     .values(status=OrderStatus.PAID.value, paid_at=bindparam("now"))
 )
-_ISSUE_TICKET = (
-    update(_ticket)
-    .where(_ticket.c.id == bindparam("b_ticket_id"), _ticket.c.status == TicketStatus.PENDING.value)
-    .values(status=TicketStatus.VALID.value, code=bindparam("b_code"), issued_at=bindparam("now"))
-)
 _CONVERT_HOLD = (
     update(_hold)
     .where(_hold.c.id == bindparam("b_hold_id"), _hold.c.status == HoldStatus.ACTIVE.value)
@@ -602,7 +564,7 @@ _SELL_SPOTS = (
 )
 
 
-# On PostgreSQL the writes of a sale go in one statement of data-modifying CTEs, built from the
+# The writes of a sale go in one statement of data-modifying CTEs, built from the
 # statements above (the tickets' codes as arrays), answering each one's row count: one round
 # trip instead of five (bench/purchase_cost.py).
 _CODES = rows_of_arrays(id=("b_ticket_ids", Integer), code=("b_codes", String))
@@ -798,19 +760,10 @@ def _write_sale(
     conn: Connection, sale: dict[str, Any], issued: list[customers.TicketLine]
 ) -> tuple[int, ...]:
     """Capture the payment, sell the spots, issue the tickets, mark the order paid and convert
-    the hold; the row count of each. One statement on PostgreSQL, one each elsewhere."""
+    the hold, in one statement; the row count of each."""
     with_card = "b_brand" in sale
-    if conn.dialect.name == "postgresql":
-        codes = {"b_ticket_ids": [t.id for t in issued], "b_codes": [t.code for t in issued]}
-        return tuple(conn.execute(_SALE_AT_ONCE[with_card], {**sale, **codes}).one())
-    codes = [{"b_ticket_id": t.id, "now": sale["now"], "b_code": t.code} for t in issued]
-    return (
-        conn.execute(_CAPTURE_WITH_CARD if with_card else _CAPTURE, sale).rowcount,
-        conn.execute(_SELL_SPOTS, sale).rowcount,
-        sum(conn.execute(_ISSUE_TICKET, [code]).rowcount for code in codes),
-        conn.execute(_MARK_ORDER_PAID, sale).rowcount,
-        conn.execute(_CONVERT_HOLD, sale).rowcount,
-    )
+    codes = {"b_ticket_ids": [t.id for t in issued], "b_codes": [t.code for t in issued]}
+    return tuple(conn.execute(_SALE_AT_ONCE[with_card], {**sale, **codes}).one())
 
 
 def _cancel_lost(

@@ -36,7 +36,7 @@ from app.models.base import utcnow
 from app.models.event import SALE_COLUMNS, sale_window
 from app.models.order import hold_is_live, hold_seconds_left
 from app.services import waiting_room
-from app.services.locking import busy_on_lock_failure, sqlite_write_lock
+from app.services.locking import busy_on_lock_failure
 from app.services.pg_writes import row_count
 
 # How many free rows best-available locks (SKIP LOCKED) to choose adjacent seats among: wide
@@ -212,7 +212,6 @@ _LOCK_BEST = (
     .with_for_update(of=_spot, skip_locked=True)
 )
 _FREE_IN_SECTION = select(func.count()).where(_spot.c.section_id == bindparam("section_id"), _FREE)
-_INSERT_HOLD = insert(_hold).returning(_hold.c.id)
 _HOLD_SPOTS = (
     update(_spot)
     .where(_spot.c.id.in_(bindparam("ids", expanding=True)))
@@ -220,7 +219,7 @@ _HOLD_SPOTS = (
         status=SpotStatus.HELD.value, hold_id=bindparam("b_hold_id"), held_until=bindparam("until")
     )
 )
-# On PostgreSQL the hold and its spots in one statement (data-modifying CTEs), answering the
+# The hold and its spots in one statement (data-modifying CTEs), answering the
 # new hold's id and how many spots it took.
 _NEW_HOLD = (
     insert(_hold)
@@ -301,7 +300,6 @@ def _lock_spots(
     found every free spot locked by other buyers."""
     conn = session.connection()
     now = ids["now"]
-    sqlite_write_lock(conn)  # the spots are read, then held
     row = conn.execute(_LOCK_CUSTOMER_READ_EVENT, ids).first()
     if row is None or row.status == EventStatus.DRAFT:
         raise NotFound("Event not found.")
@@ -350,34 +348,18 @@ def _not_enough(section: str, free: int) -> SpotsUnavailable:
 def _place_hold(session: Session, ids: dict[str, Any], spots: list[Row]) -> tuple[int, dt.datetime]:
     conn = session.connection()
     expires_at = ids["now"] + hold_duration()
-    if conn.dialect.name == "postgresql":
-        hold_id, held = conn.execute(
-            _HOLD_AT_ONCE,
-            {
-                "b_customer_id": ids["customer_id"],
-                "b_event_id": ids["event_id"],
-                "now": ids["now"],
-                "until": expires_at,
-                "ids": [s.id for s in spots],
-            },
-        ).one()
-        if held != len(spots):  # every one is locked by this transaction
-            raise RuntimeError(f"hold {hold_id} took {held} of {len(spots)} locked spots")
-        session.commit()
-        return hold_id, expires_at
-    hold_id = conn.execute(
-        _INSERT_HOLD,
+    hold_id, held = conn.execute(
+        _HOLD_AT_ONCE,
         {
-            "customer_id": ids["customer_id"],
-            "event_id": ids["event_id"],
-            "status": HoldStatus.ACTIVE.value,
-            "created_at": ids["now"],
-            "expires_at": expires_at,
+            "b_customer_id": ids["customer_id"],
+            "b_event_id": ids["event_id"],
+            "now": ids["now"],
+            "until": expires_at,
+            "ids": [s.id for s in spots],
         },
-    ).scalar_one()
-    conn.execute(
-        _HOLD_SPOTS, {"ids": [s.id for s in spots], "b_hold_id": hold_id, "until": expires_at}
-    )
+    ).one()
+    if held != len(spots):  # every one is locked by this transaction
+        raise RuntimeError(f"hold {hold_id} took {held} of {len(spots)} locked spots")
     session.commit()
     return hold_id, expires_at
 
@@ -456,7 +438,6 @@ def get_customer_hold(session: Session, customer_id: int, hold_id: int) -> Hold:
 def release_hold(session: Session, customer_id: int, hold_id: int) -> Hold:
     """The customer gives the spots back."""
     with busy_on_lock_failure(session):
-        sqlite_write_lock(session.connection())  # a confirmation must not sell them meanwhile
         hold = session.scalars(
             select(Hold)
             .where(Hold.id == hold_id, Hold.customer_id == customer_id)
@@ -476,7 +457,6 @@ def release_expired_holds(
 ) -> int:
     """Give the spots of expired holds back to sale; returns how many holds were expired."""
     now = now or utcnow()
-    sqlite_write_lock(session.connection())
     holds = session.scalars(
         select(Hold)
         .where(Hold.status == HoldStatus.ACTIVE, Hold.expires_at <= now)

@@ -27,7 +27,6 @@ from sqlalchemy import (
 )
 from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -110,9 +109,8 @@ def _ensure_account(
         return found
     found = session.scalar(select(LedgerAccount.id).where(LedgerAccount.code == code))
     if found is None:
-        dialect_insert = pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
         session.execute(
-            dialect_insert(LedgerAccount)
+            pg_insert(LedgerAccount)
             .values(code=code, name=name, kind=kind.value, partner_id=partner_id)
             .on_conflict_do_nothing()
         )
@@ -134,8 +132,8 @@ def _forget_pending_accounts(session: Session) -> None:
 
 _transaction, _entry = LedgerTransaction.__table__, LedgerEntry.__table__
 # A cause is posted once: a second posting of it (even a concurrent one) inserts nothing.
-_NEW_TRANSACTION = {
-    name: dialect_insert(_transaction)
+_NEW_TRANSACTION = (
+    pg_insert(_transaction)
     .values(
         kind=bindparam("b_kind"),
         cause_key=bindparam("b_cause"),
@@ -145,15 +143,14 @@ _NEW_TRANSACTION = {
     )
     .on_conflict_do_nothing(index_elements=["cause_key"])
     .returning(_transaction.c.id)
-    for name, dialect_insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
-}
-# On PostgreSQL the transaction and its entries (as arrays) in one statement.
+)
+# The transaction and its entries (as arrays) in one statement.
 _LINES = rows_of_arrays(
     account_id=("b_accounts", Integer),
     amount_cents=("b_amounts", BigInteger),
     currency=("b_currencies", String),
 )
-_NEW = _NEW_TRANSACTION["postgresql"].cte("new_transaction")
+_NEW = _NEW_TRANSACTION.cte("new_transaction")
 _NEW_ENTRIES = (
     insert(_entry)
     .from_select(
@@ -181,8 +178,7 @@ def post(
     """Post one balanced transaction in the caller's database transaction and return its id; a
     cause already posted returns that transaction's id and posts nothing (ON CONFLICT: a
     concurrent posting of the same cause waits for the first and posts nothing either). One
-    statement on PostgreSQL, two elsewhere: the transaction row, then its entries (this is on
-    the checkout's hot path)."""
+    statement writes the transaction row and its entries (this is on the checkout's hot path)."""
     lines = [line for line in lines if line[1] != 0]
     check_balanced(lines)
     session.flush()  # the payment and whatever else the entries refer to
@@ -195,28 +191,12 @@ def post(
         "b_at": utcnow(),
     }
     accounts = [ref if isinstance(ref, int) else ref.id for ref, _, _ in lines]
-    if conn.dialect.name == "postgresql":
-        entries = {
-            "b_accounts": accounts,
-            "b_amounts": [amount for _, amount, _ in lines],
-            "b_currencies": [currency for _, _, currency in lines],
-        }
-        transaction_id = conn.execute(_POST_AT_ONCE, {**posting, **entries}).scalar()
-    else:
-        transaction_id = conn.execute(_NEW_TRANSACTION["sqlite"], posting).scalar()
-        if transaction_id is not None:
-            conn.execute(
-                insert(_entry),
-                [
-                    {
-                        "transaction_id": transaction_id,
-                        "account_id": account,
-                        "amount_cents": amount,
-                        "currency": currency,
-                    }
-                    for account, (_, amount, currency) in zip(accounts, lines, strict=True)
-                ],
-            )
+    entries = {
+        "b_accounts": accounts,
+        "b_amounts": [amount for _, amount, _ in lines],
+        "b_currencies": [currency for _, _, currency in lines],
+    }
+    transaction_id = conn.execute(_POST_AT_ONCE, {**posting, **entries}).scalar()
     if transaction_id is None:  # this cause was posted before: nothing more is posted
         return session.scalars(
             select(LedgerTransaction.id).where(LedgerTransaction.cause_key == cause_key)

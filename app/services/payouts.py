@@ -32,7 +32,6 @@ from app.models import (
 )
 from app.models.payout import PayoutStatus
 from app.services import ledger
-from app.services.locking import sqlite_write_lock
 from app.services.scoping import Actor, get_owned_many, is_platform_staff
 
 log = logging.getLogger(__name__)
@@ -149,7 +148,6 @@ def _require_covered(session: Session, payout: Payout) -> None:
     payout was made may have eaten into what it covers. The partner's row is locked first, so
     two payouts of one partner are checked and paid one after the other (each read the balance
     before the other posted, and both were paid)."""
-    sqlite_write_lock(session.connection())
     session.execute(select(Partner.id).where(Partner.id == payout.partner_id).with_for_update())
     owed = ledger.partner_balance(session, payout.partner, payout.currency)
     if owed < payout.amount_cents:

@@ -297,16 +297,13 @@ def _write(session: Session, report: Report, directory: Path) -> tuple[str, int]
 
 def _begin_snapshot(session: Session) -> None:
     """Every query of a report sees the same committed state, even while others post: its
-    totals and the ledger balances they are checked against agree. (SQLite's single writer
-    gives a reading transaction that already.)"""
-    if session.get_bind().dialect.name == "postgresql":
-        # The isolation level applies only to a transaction not begun yet.
-        session.commit()
-        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    totals and the ledger balances they are checked against agree."""
+    session.commit()  # the isolation level applies only to a transaction not begun yet
+    session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 
 
 def _stream(session: Session, query: Select[Any]) -> Iterator[Any]:
-    """The query's rows, fetched CHUNK at a time (a server-side cursor on PostgreSQL)."""
+    """The query's rows, fetched CHUNK at a time (a server-side cursor)."""
     yield from session.execute(query.execution_options(yield_per=CHUNK))
 
 

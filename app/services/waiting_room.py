@@ -28,19 +28,16 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
-    insert,
     select,
-    update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.models import Conflict, DomainError, Event, EventStatus, NotFound, Partner
+from app.models import DomainError, Event, EventStatus, NotFound, Partner
 from app.models.base import utcnow
 from app.models.event import SALE_COLUMNS, sale_window
 from app.models.waiting_room import WaitingEntry, WaitingLine
-from app.services.locking import busy_on_lock_failure, sqlite_write_lock
+from app.services.locking import busy_on_lock_failure
 
 OPEN = "open"  # the event has no waiting room: hold at will
 WAITING = "waiting"
@@ -156,7 +153,7 @@ _READ = (
     .where(_event.c.id == bindparam("event_id"))
 )
 
-# On PostgreSQL a place is taken in one statement, in autocommit: the line's row is locked only
+# A place is taken in one statement, in autocommit: the line's row is locked only
 # while the statement runs (a flash crowd joins through this one row; a lock held across round
 # trips, and a thread waiting for the GIL in between, would make every joiner wait in turn).
 _OPENING = bindparam("opening", type_=DateTime)
@@ -228,20 +225,9 @@ def join(session: Session, customer_id: int, event_id: int, now: dt.datetime | N
 
     The line may form before the sales open: places are then given out from the opening."""
     now = now or utcnow()
-    with busy_on_lock_failure(session, LINE_BUSY):
-        if session.get_bind().dialect.name == "postgresql":
-            with session.get_bind().connect() as conn:
-                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-                return _join(conn, customer_id, event_id, now)
-        for _ in range(2):  # the first two buyers of an event may both create its line
-            try:
-                sqlite_write_lock(session.connection())  # the place is read, then taken
-                turn = _join(session.connection(), customer_id, event_id, now)
-                session.commit()
-                return turn
-            except IntegrityError:
-                session.rollback()
-    raise Conflict(LINE_BUSY)
+    with busy_on_lock_failure(session, LINE_BUSY), session.get_bind().connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        return _join(conn, customer_id, event_id, now)
 
 
 def _join(conn: Connection, customer_id: int, event_id: int, now: dt.datetime) -> Turn:
@@ -256,54 +242,21 @@ def _join(conn: Connection, customer_id: int, event_id: int, now: dt.datetime) -
     step = interval_of(rate)
     # GCRA's tolerance: the first buyer after a quiet spell and BURST - 1 more come in at once.
     burst = step * (max(1, current_app.config["WAITING_ROOM_BURST"]) - 1)
-    if conn.dialect.name == "postgresql":
-        admit_at = conn.execute(
-            _JOIN_AT_ONCE,
-            {
-                "b_event_id": event_id,
-                "b_customer_id": customer_id,
-                "now": now,
-                "opening": opening,
-                "step": step,
-                "burst": burst,
-                "over_if_admitted_before": now - turn_length(),
-            },
-        ).scalar()
-        if admit_at is None:  # the same customer joined a moment ago, in another request
-            admit_at = _read(conn, event_id, customer_id).admit_at
-    else:  # SQLite: one writer at a time, so the line's row is read, then written
-        admit_at = _take_place(conn, event_id, customer_id, opening, step, burst, now)
+    admit_at = conn.execute(
+        _JOIN_AT_ONCE,
+        {
+            "b_event_id": event_id,
+            "b_customer_id": customer_id,
+            "now": now,
+            "opening": opening,
+            "step": step,
+            "burst": burst,
+            "over_if_admitted_before": now - turn_length(),
+        },
+    ).scalar()
+    if admit_at is None:  # the same customer joined a moment ago, in another request
+        admit_at = _read(conn, event_id, customer_id).admit_at
     return turn_of(event_id, rate, admit_at, now)
-
-
-def _take_place(
-    conn: Connection,
-    event_id: int,
-    customer_id: int,
-    opening: dt.datetime,
-    step: dt.timedelta,
-    burst: dt.timedelta,
-    now: dt.datetime,
-) -> dt.datetime:
-    """GCRA: the line's next slot gives the newcomer's admission time and moves on (SQLite: under
-    the write lock join took)."""
-    this_line = _line.c.event_id == event_id
-    next_slot = conn.execute(select(_line.c.next_slot).where(this_line)).scalar()
-    slot = max(next_slot or opening, opening)
-    admit_at = max(opening, slot - burst)
-    if next_slot is None:
-        conn.execute(insert(_line).values(event_id=event_id, next_slot=slot + step))
-    else:
-        conn.execute(update(_line).where(this_line).values(next_slot=slot + step))
-    conn.execute(
-        delete(_entry).where(_entry.c.event_id == event_id, _entry.c.customer_id == customer_id)
-    )  # a turn that ran out
-    conn.execute(
-        insert(_entry).values(
-            event_id=event_id, customer_id=customer_id, joined_at=now, admit_at=admit_at
-        )
-    )
-    return admit_at
 
 
 def leave(session: Session, customer_id: int, event_id: int) -> None:

@@ -176,7 +176,7 @@ _CONSUME_TOKEN = (
 _CONSUME_APPROVING = _CONSUME_TOKEN.where(
     _tokens.c.behaviour == "approve", _tokens.c.created_at >= bindparam("fresh_since")
 ).returning(_tokens.c.brand, _tokens.c.last4, _tokens.c.exp_month, _tokens.c.exp_year)
-# On PostgreSQL the token is consumed and the charge inserted in one statement, outside any
+# The token is consumed and the charge inserted in one statement, outside any
 # transaction (autocommit): one round trip; a key charged before fails it whole.
 _CONSUMED = _CONSUME_APPROVING.cte("consumed")
 _CHARGED = (
@@ -254,33 +254,11 @@ def _charge_approving(conn: Connection, charge: dict[str, Any]) -> Row | None:
     """The common case: a fresh, unused token of a card that approves, and a key not charged
     before. Its token is consumed and the charge recorded; the card is returned. None, with
     nothing changed, in every other case (the general path answers it)."""
-    if conn.dialect.name == "postgresql":
-        conn.execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            return conn.execute(_CHARGE_APPROVING_AT_ONCE, charge).first()
-        except IntegrityError:  # this key was charged before
-            return None
-    card = conn.execute(_CONSUME_APPROVING, charge).first()
-    if card is None:
-        return None
-    row = {
-        "id": charge["b_id"],
-        "idempotency_key": charge["b_key"],
-        "token": charge["b_token"],
-        "amount_cents": charge["b_amount"],
-        "currency": charge["b_currency"],
-        "status": "succeeded",
-        "decline_code": None,
-        "refunded_cents": 0,
-        "created_at": charge["now"],
-    }
+    conn.execution_options(isolation_level="AUTOCOMMIT")
     try:
-        conn.execute(_INSERT_CHARGE, row)
+        return conn.execute(_CHARGE_APPROVING_AT_ONCE, charge).first()
     except IntegrityError:  # this key was charged before
-        conn.rollback()
         return None
-    conn.commit()
-    return card
 
 
 def _charge_in_general(

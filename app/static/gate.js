@@ -652,7 +652,7 @@ function wire() {
   $("staff-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     $("signin-error").textContent = "";
-    const username = $("staff-email").value.trim();
+    const username = $("staff-login").value.trim();
     try {
       const { access_token: token } = await api("/api/v1/security/login", {
         method: "POST", body: { username, password: $("staff-password").value, provider: "db" }, token: null,
@@ -661,7 +661,7 @@ function wire() {
       $("staff-password").value = "";
       await start();
     } catch (err) {
-      $("signin-error").textContent = err instanceof ApiError && err.status === 401 ? "Wrong email or password." : explain(err);
+      $("signin-error").textContent = err instanceof ApiError && err.status === 401 ? "Wrong login or password." : explain(err);
     }
   });
   $("sign-out").addEventListener("click", signOut);

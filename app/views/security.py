@@ -117,7 +117,7 @@ class JwtUserCache:
 
     def get(self, key: tuple[int, str | None], load: Any) -> Any:
         """The user of (user id, token id): per token, so that no other user is ever answered
-        for a token, even where ids are reused (SQLite)."""
+        for a token, even where ids are reused (a test database emptied between tests)."""
         now = time.monotonic()
         hit = self._users.get(key)
         if hit is not None and hit[0] > now:

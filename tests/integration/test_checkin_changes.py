@@ -151,7 +151,6 @@ def test_with_redis_down_the_manifest_comes_from_the_database(client, app, redis
         checkin.forget_fast_keys()
 
 
-@pytest.mark.postgres
 @needs_redis
 def test_with_the_database_down_an_unknown_device_or_unarmed_event_gets_503(
     client,

@@ -23,7 +23,7 @@ import pytest
 import redis
 from flask import Flask
 from sqlalchemy import func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 
 from app import create_app
@@ -39,7 +39,6 @@ from tests.support import PartnerActor, make_event, make_partner
 REDIS_URL = os.environ.get("REDIS_URL")
 
 pytestmark = [
-    pytest.mark.postgres,
     pytest.mark.skipif(not REDIS_URL, reason="needs Redis (REDIS_URL) for armed events"),
 ]
 
@@ -48,7 +47,8 @@ class PgProxy:
     """Forwards 127.0.0.1:<port> to PostgreSQL; ``cut`` closes the listener and every forwarded
     connection (connections are then refused at once), ``restore`` listens on the port again."""
 
-    def __init__(self, upstream: tuple[str, int]) -> None:
+    def __init__(self, upstream: tuple[str, int] | str) -> None:
+        """``upstream``: PostgreSQL's (host, port), or the path of its Unix socket."""
         self.upstream = upstream
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -94,7 +94,7 @@ class PgProxy:
             except OSError:
                 return
             try:
-                upstream = socket.create_connection(self.upstream, timeout=2)
+                upstream = _connect(self.upstream)
             except OSError:
                 downstream.close()
                 continue
@@ -123,10 +123,27 @@ class PgProxy:
         sock.close()
 
 
+def _connect(upstream: tuple[str, int] | str) -> socket.socket:
+    if isinstance(upstream, tuple):
+        return socket.create_connection(upstream, timeout=2)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(2)
+    sock.connect(upstream)
+    return sock
+
+
+def upstream_of(url: URL) -> tuple[str, int] | str:
+    """Where the database listens: a TCP address, or the Unix socket of a server named by a
+    ``host`` directory in the query (the embedded PostgreSQL)."""
+    socket_dir = url.query.get("host")
+    if isinstance(socket_dir, str) and socket_dir.startswith("/"):
+        return f"{socket_dir}/.s.PGSQL.{url.query.get('port', url.port or 5432)}"
+    return (url.host or "127.0.0.1", url.port or 5432)
+
+
 @pytest.fixture
 def proxy(app: Flask) -> Iterator[PgProxy]:
-    url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
-    pg = PgProxy((url.host or "127.0.0.1", url.port or 5432))
+    pg = PgProxy(upstream_of(make_url(app.config["SQLALCHEMY_DATABASE_URI"])))
     pg.restore()
     yield pg
     pg.cut()
@@ -136,8 +153,10 @@ def proxy(app: Flask) -> Iterator[PgProxy]:
 def proxied(app: Flask, proxy: PgProxy) -> Iterator[Flask]:
     """A second app on the same database, through the proxy, sharing the suite's Redis."""
     url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
-    through_proxy = url.set(host="127.0.0.1", port=proxy.port).update_query_dict(
-        {"connect_timeout": "2"}
+    through_proxy = (
+        url.difference_update_query(["host", "port"])
+        .set(host="127.0.0.1", port=proxy.port)
+        .update_query_dict({"connect_timeout": "2"})
     )
     options = dict(app.config["SQLALCHEMY_ENGINE_OPTIONS"])  # the pool as configured
     second = create_app(

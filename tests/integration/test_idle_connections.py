@@ -10,8 +10,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app import extensions
 
-pytestmark = pytest.mark.postgres
-
 
 class Clock:
     def __init__(self) -> None:

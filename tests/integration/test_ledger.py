@@ -98,7 +98,6 @@ def test_the_ledger_is_append_only(client, on_sale):  # noqa: F811
     db.session.rollback()
 
 
-@pytest.mark.postgres
 def test_the_database_refuses_an_unbalanced_transaction_at_commit(client, on_sale):  # noqa: F811
     clearing = ledger.account(db.session, ledger.CLEARING)
     bank = ledger.account(db.session, ledger.BANK)
@@ -133,7 +132,6 @@ def test_an_account_created_in_a_rolled_back_transaction_is_not_remembered(clien
     assert ledger.account_id(db.session, ledger.CLEARING) == clearing  # cached, same row
 
 
-@pytest.mark.postgres
 def test_a_busy_days_settlement_beyond_two_billion_cents_posts_exactly(client, on_sale):  # noqa: F811
     from app.models import TransactionKind
 

@@ -142,6 +142,17 @@ def test_times_with_an_offset_are_stored_as_utc(client, two_partners):
     assert bad.status_code == 422 and bad.get_json()["field"] == "ends_at"
 
 
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+02:00", "9999-12-31T23:00-03:00"])
+def test_a_time_that_leaves_the_calendar_in_utc_is_a_400_naming_its_field(
+    client, two_partners, when
+):
+    headers = api_token(client, "alice")
+    event = two_partners["event_a"]
+    response = client.put(f"/api/v1/events/{event.id}", json={"starts_at": when}, headers=headers)
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["field"] == "starts_at"
+
+
 @pytest.mark.parametrize(
     "query",
     [

@@ -145,7 +145,6 @@ def download(client, report_id: int, file_format: str, name: str) -> list[dict[s
     return records(parse(response.data, file_format))
 
 
-@pytest.mark.postgres
 @needs_redis
 def test_a_day_of_sales_goes_through_a_real_worker_to_a_paid_payout_and_matching_statements(
     client, worker

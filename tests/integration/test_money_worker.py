@@ -44,7 +44,7 @@ from app.models.base import utcnow
 from app.services import checkout, customers, holds, ledger
 from app.services.payments import SimulatedGateway
 from app.sim_acquirer.models import SimCharge, SimRefund
-from tests.conftest import TEST_DATABASE_URL
+from tests.conftest import database_url_for_tests
 from tests.support import make_event, make_partner
 
 REDIS_URL = os.environ.get("REDIS_URL")
@@ -89,7 +89,7 @@ class Worker:
         self.log = log
         env = {
             **os.environ,
-            "DATABASE_URL": TEST_DATABASE_URL,
+            "DATABASE_URL": database_url_for_tests(),
             "REDIS_URL": REDIS_URL or "",
             "FAB_UPDATE_PERMS": "false",
             "CELERY_TASK_ALWAYS_EAGER": "false",
@@ -299,7 +299,6 @@ def kill_mid_batch(event_id: int, kill, *workers: Worker) -> None:
     kill()
 
 
-@pytest.mark.postgres
 @needs_redis
 def test_a_killed_worker_leaves_the_task_to_a_new_worker_which_posts_nothing_twice(
     cancelled_event, broker, tmp_path
@@ -338,7 +337,6 @@ def test_a_killed_worker_leaves_the_task_to_a_new_worker_which_posts_nothing_twi
                 worker.stop()
 
 
-@pytest.mark.postgres
 @needs_redis
 def test_a_killed_pool_process_has_its_task_requeued_at_once_and_posts_nothing_twice(
     cancelled_event, broker, tmp_path

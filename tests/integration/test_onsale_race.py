@@ -20,8 +20,6 @@ from app.models.base import utcnow
 from app.services import customers
 from tests.support import make_event, make_partner
 
-pytestmark = pytest.mark.postgres
-
 CLIENTS = 60
 
 

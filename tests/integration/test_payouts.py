@@ -199,7 +199,6 @@ def test_a_paid_payout_cannot_be_cancelled(client, settled):
     assert db.session.get(Payout, payout_id).status == PayoutStatus.PAID
 
 
-@pytest.mark.postgres
 def test_two_payouts_marked_paid_at_once_never_pay_more_than_is_owed(
     app,
     client,

@@ -242,7 +242,6 @@ def test_a_customer_may_hold_at_most_ten_spots_per_event(client, on_sale):
         assert refused.status_code == 422 and refused.get_json()["error"] == "hold_limit", body
 
 
-@pytest.mark.postgres
 def test_a_customer_at_the_limit_locks_no_spot(client, on_sale):
     """Asking past the limit locks nothing before it is refused: not the section's free rows
     other buyers skip, not chosen spots others may be paying for."""

@@ -150,7 +150,6 @@ def test_repeated_declines_cannot_keep_a_hold_alive(client, on_sale):  # noqa: F
         assert db.session.get(Hold, hold["id"]).expires_at <= limit
 
 
-@pytest.mark.postgres
 def test_parallel_holds_cannot_pass_the_per_customer_limit(app, on_sale):  # noqa: F811
     client_a, client_b = app.test_client(), app.test_client()
     headers = sign_up(client_a)

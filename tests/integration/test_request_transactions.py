@@ -11,8 +11,6 @@ from sqlalchemy.exc import ProgrammingError
 from app.extensions import db
 from app.models import Partner
 
-pytestmark = pytest.mark.postgres
-
 # psycopg prepares a statement on the server once it has run this many times.
 PREPARE_THRESHOLD = 5
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pytest
 from sqlalchemy import select, text
 
 from app.extensions import db
@@ -15,7 +14,6 @@ from app.tasks import celery
 from tests.support import make_event, make_partner
 
 
-@pytest.mark.postgres
 def test_text_search_is_served_by_the_gin_index():
     event = make_event(make_partner("Aurora"), "Samba de Roda", description="Pandeiro e viola")
     event.publish()

@@ -22,12 +22,15 @@ def test_no_page_can_be_framed_by_another_site_or_leak_its_address(client, path)
 
 
 def test_the_session_cookie_is_lax_and_secure_in_production():
-    production = load_config({"APP_ENV": "production", "SECRET_KEY": "x" * 64})
+    settings = {
+        "APP_ENV": "production",
+        "SECRET_KEY": "x" * 64,
+        "DATABASE_URL": "postgresql://h/db",
+    }
+    production = load_config(settings)
     assert production["SESSION_COOKIE_SAMESITE"] == "Lax"
     assert production["SESSION_COOKIE_SECURE"] is True
-    plain_http = load_config(
-        {"APP_ENV": "production", "SECRET_KEY": "x" * 64, "SESSION_COOKIE_SECURE": "false"}
-    )
+    plain_http = load_config({**settings, "SESSION_COOKIE_SECURE": "false"})
     assert plain_http["SESSION_COOKIE_SECURE"] is False
     assert load_config({"APP_ENV": "development"})["SESSION_COOKIE_SECURE"] is False
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_DATABASE_URL
+from tests.conftest import database_url_for_tests
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +38,7 @@ def server(tmp_path):
     metrics_dir.mkdir()
     env = {
         **os.environ,
-        "DATABASE_URL": TEST_DATABASE_URL,
+        "DATABASE_URL": database_url_for_tests(),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "2",

@@ -8,7 +8,6 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 from sqlalchemy.orm import Session
 
 from app.extensions import db
@@ -16,8 +15,6 @@ from app.models import Conflict, EventSpot, SpotStatus
 from app.services import events as event_service
 from app.services.scoping import get_owned_many
 from tests.support import PartnerActor, make_event, make_partner
-
-pytestmark = pytest.mark.postgres
 
 
 def test_a_change_waits_for_the_lock_and_then_sees_the_committed_state():

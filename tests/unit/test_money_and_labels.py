@@ -64,13 +64,17 @@ def test_platform_fee_is_percent_half_up_plus_fixed_per_ticket_capped_at_gross()
 def test_production_refuses_the_development_secret_key():
     with pytest.raises(ConfigError, match="SECRET_KEY"):
         load_config({"APP_ENV": "production"})
-    config = load_config({"APP_ENV": "production", "SECRET_KEY": "s3cret"})
+    with pytest.raises(ConfigError, match="DATABASE_URL"):
+        load_config({"APP_ENV": "production", "SECRET_KEY": "s3cret"})
+    config = load_config(
+        {"APP_ENV": "production", "SECRET_KEY": "s3cret", "DATABASE_URL": "postgresql://h/db"}
+    )
     assert config["SECRET_KEY"] == "s3cret"
 
 
-def test_development_defaults_to_embedded_sqlite_and_in_process_tasks():
+def test_development_defaults_to_the_embedded_postgres_and_in_process_tasks():
     config = load_config({})
-    assert config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
+    assert config["SQLALCHEMY_DATABASE_URI"] is None  # create_app starts the embedded server
     assert config["CELERY_TASK_ALWAYS_EAGER"] is True
     assert config["HOLD_MINUTES"] == 10
 
@@ -80,6 +84,11 @@ def test_postgres_urls_use_psycopg_and_redis_enables_the_broker():
     assert config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u@h/db"
     assert config["CELERY_BROKER_URL"] == "redis://h:6379/0"
     assert config["CELERY_TASK_ALWAYS_EAGER"] is False
+
+
+def test_a_database_url_that_is_not_postgresql_is_refused():
+    with pytest.raises(ConfigError, match="DATABASE_URL"):
+        load_config({"DATABASE_URL": "sqlite:///var/x.db"})
 
 
 def test_a_bad_integer_setting_is_a_clear_error():
