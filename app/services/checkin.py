@@ -19,6 +19,7 @@ A retry with the same nonce returns the first answer and records nothing new.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import re
@@ -60,6 +61,7 @@ from app.models import (
 )
 from app.models.base import MAX_INT, utcnow
 from app.models.codes import InvalidCode, TicketClaim, read_claim, unb64, verify_ticket
+from app.services.after_commit import after_commit
 from app.services.scoping import Actor, get_owned, get_owned_many, role_names
 
 log = logging.getLogger(__name__)
@@ -1070,8 +1072,6 @@ def arm_due_events(session: Session, now: dt.datetime | None = None) -> list[int
 _GATE_FIELDS = frozenset(
     {"status", "starts_at", "ends_at", "checkin_opens_at", "checkin_closes_at", "allow_reentry"}
 )
-_PENDING_EVENT_CHANGES = "checkin_pending_event_changes"
-_PENDING_STAFF_CHANGES = "checkin_pending_staff_changes"
 
 
 @sa_event.listens_for(Session, "after_flush")
@@ -1082,27 +1082,12 @@ def _note_gate_changes(session: Session, _context: Any) -> None:
         state = sa_inspect(row)
         if isinstance(row, Event) and state.persistent:
             if any(state.attrs[key].history.has_changes() for key in _GATE_FIELDS):
-                session.info.setdefault(_PENDING_EVENT_CHANGES, {})[row.id] = _doors(
-                    event_info_of(row)
-                )
+                fields = _doors(event_info_of(row))
+                after_commit(session, functools.partial(refresh_armed_event, row.id, fields))
         elif isinstance(row, PartnerUser):
             history = [state.attrs[key].history for key in ("active", "roles", "partner_id")]
             if row in session.deleted or any(h.has_changes() for h in history):
-                session.info.setdefault(_PENDING_STAFF_CHANGES, set()).add(row.id)
-
-
-@sa_event.listens_for(Session, "after_commit")
-def _push_gate_changes(session: Session) -> None:
-    for event_id, fields in session.info.pop(_PENDING_EVENT_CHANGES, {}).items():
-        refresh_armed_event(event_id, fields)
-    for user_id in session.info.pop(_PENDING_STAFF_CHANGES, set()):
-        staff_changed(user_id)
-
-
-@sa_event.listens_for(Session, "after_rollback")
-def _drop_gate_changes(session: Session) -> None:
-    session.info.pop(_PENDING_EVENT_CHANGES, None)
-    session.info.pop(_PENDING_STAFF_CHANGES, None)
+                after_commit(session, functools.partial(staff_changed, row.id))
 
 
 def refresh_armed_event(event_id: int, fields: dict[str, str]) -> None:
@@ -1136,23 +1121,10 @@ def note_revoked(event_id: int, ticket_ids: Iterable[int]) -> None:
         log.error("could not push revocations to Redis; re-arm event %s", event_id)
 
 
-_PENDING_REVOCATIONS = "checkin_pending_revocations"
-
-
 def note_revoked_after_commit(session: Session, event_id: int, ticket_ids: Iterable[int]) -> None:
     """``note_revoked`` once the caller's transaction commits (nothing if it rolls back)."""
-    session.info.setdefault(_PENDING_REVOCATIONS, []).append((event_id, list(ticket_ids)))
-
-
-@sa_event.listens_for(Session, "after_commit")
-def _push_revocations(session: Session) -> None:
-    for event_id, ticket_ids in session.info.pop(_PENDING_REVOCATIONS, []):
-        note_revoked(event_id, ticket_ids)
-
-
-@sa_event.listens_for(Session, "after_rollback")
-def _drop_revocations(session: Session) -> None:
-    session.info.pop(_PENDING_REVOCATIONS, None)
+    ids = list(ticket_ids)
+    after_commit(session, lambda: note_revoked(event_id, ids))
 
 
 def scannable_events(session: Session, scanner: Scanner) -> list[dict[str, Any]]:

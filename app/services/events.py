@@ -20,6 +20,7 @@ from app.models import (
     SectionKind,
     SpotStatus,
 )
+from app.services.after_commit import enqueue
 from app.services.scoping import Actor, get_owned, get_owned_many, is_platform_staff
 
 ROW_LETTERS = string.ascii_uppercase
@@ -64,16 +65,9 @@ def cancel_event(session: Session, event_id: int, actor: Actor | None, reason: s
     orders in the background."""
     event = get_owned(session, Event, event_id, actor)
     event.cancel(reason)
+    enqueue(session, "refunds.cancelled_event", event.id)
     session.commit()
-    enqueue("refunds.cancelled_event", event.id)
     return event
-
-
-def enqueue(task_name: str, *args: object) -> None:
-    """Send a task by name (services do not import the task modules that import them)."""
-    from app.tasks import celery
-
-    celery.tasks[task_name].delay(*args)
 
 
 def seat_block_labels(

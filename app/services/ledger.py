@@ -25,7 +25,6 @@ from sqlalchemy import (
     literal,
     select,
 )
-from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -40,6 +39,7 @@ from app.models.ledger import (
     TransactionKind,
     check_balanced,
 )
+from app.services.after_commit import after_commit
 from app.services.pg_writes import rows_of_arrays
 
 CLEARING = "gateway_clearing"
@@ -63,7 +63,6 @@ REVERSES_SALE = (TransactionKind.REFUND, TransactionKind.CHARGEBACK)
 # Account ids by (database, code), learnt from committed transactions only: accounts are never
 # deleted, so a sale need not look its three accounts up again (DESIGN.md, "Money").
 _ACCOUNT_IDS: dict[tuple[str, str], int] = {}
-_PENDING_KEY = "ledger_account_ids"
 
 AccountRef = LedgerAccount | int
 
@@ -116,18 +115,8 @@ def _ensure_account(
         )
         found = session.scalars(select(LedgerAccount.id).where(LedgerAccount.code == code)).one()
     # Remembered once this transaction commits: a rolled-back insert must not be cached.
-    session.info.setdefault(_PENDING_KEY, {})[key] = found
+    after_commit(session, lambda: _ACCOUNT_IDS.__setitem__(key, found))
     return found
-
-
-@sa_event.listens_for(Session, "after_commit")
-def _remember_accounts(session: Session) -> None:
-    _ACCOUNT_IDS.update(session.info.pop(_PENDING_KEY, {}))
-
-
-@sa_event.listens_for(Session, "after_rollback")
-def _forget_pending_accounts(session: Session) -> None:
-    session.info.pop(_PENDING_KEY, None)
 
 
 _transaction, _entry = LedgerTransaction.__table__, LedgerEntry.__table__

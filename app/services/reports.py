@@ -55,7 +55,7 @@ from app.models import (
 from app.models.base import utcnow
 from app.models.event import owned_event_ids
 from app.services import ledger
-from app.services.events import enqueue
+from app.services.after_commit import enqueue
 from app.services.ledger import entry_sum
 from app.services.scoping import Actor, get_owned, is_platform_staff
 
@@ -165,8 +165,9 @@ def request_report(
         created_at=now,
     )
     session.add(report)
+    session.flush()  # its id, for the task sent once this commits
+    enqueue(session, "reports.generate", report.id)
     session.commit()
-    enqueue("reports.generate", report.id)
     session.refresh(report)  # the task may have written it already
     return report
 

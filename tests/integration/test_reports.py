@@ -404,7 +404,7 @@ def test_finance_requests_platform_revenue_and_downloads_it(client, books):
 
 def test_with_a_broker_the_report_waits_for_a_worker(client, books, monkeypatch):
     sent = []
-    monkeypatch.setattr(reports, "enqueue", lambda *task: sent.append(task))
+    monkeypatch.setattr(reports, "enqueue", lambda _session, *task: sent.append(task))
     login(client, "bob")
     response = client.post("/reportview/add", data={"kind": "sales_by_event", "format": "csv"})
     assert response.status_code == 302
