@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Any
 
+from celery import Celery
 from flask_appbuilder import Model
 from flask_appbuilder.models.sqla.base import SQLA
 from flask_migrate import Migrate
@@ -19,6 +20,9 @@ from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 db = SQLA(model_class=Model, session_options={"expire_on_commit": False})
 migrate = Migrate()
 csrf = CSRFProtect()
+# The Celery app: services send tasks through it by name, app/tasks binds it to Flask and
+# registers the tasks (which call the services), so imports point one way.
+celery = Celery("bilheteria")
 
 log = logging.getLogger(__name__)
 

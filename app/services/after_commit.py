@@ -15,6 +15,8 @@ from collections.abc import Callable
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
+from app.extensions import celery
+
 log = logging.getLogger(__name__)
 
 _PENDING = "after_commit"
@@ -30,13 +32,7 @@ def after_commit(session: Session, callback: Callable[[], object]) -> None:
 def enqueue(session: Session, task_name: str, *args: object) -> None:
     """Send the Celery task ``task_name`` with ``args`` once the transaction commits. By name:
     services do not import the task modules, which import the services."""
-
-    def send() -> None:
-        from app.tasks import celery
-
-        celery.tasks[task_name].delay(*args)
-
-    after_commit(session, send)
+    after_commit(session, lambda: celery.tasks[task_name].delay(*args))
 
 
 @event.listens_for(Session, "after_commit")

@@ -8,7 +8,7 @@ from celery import Celery, Task
 from celery.schedules import crontab
 from flask import Flask, current_app, has_app_context
 
-celery = Celery("bilheteria")
+from app.extensions import celery
 
 
 def init_celery(app: Flask) -> Celery:
