@@ -44,7 +44,7 @@ from wtforms import Form
 from app.extensions import db
 from app.models.base import MAX_INT
 from app.models.errors import DomainError, NotFound
-from app.services.reports import spreadsheet_cell
+from app.services.reports.files import spreadsheet_cell
 from app.services.scoping import is_platform_staff, scope_clause
 
 log = logging.getLogger(__name__)

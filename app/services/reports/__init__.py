@@ -1,0 +1,246 @@
+"""Reports finance and partners export (docs/ARCHITECTURE.md, "Money"): sales per event, a partner's
+statement for a period, platform revenue per day, and the batch file of approved payouts.
+
+A request is a Report row; a Celery task writes its file. Rows come from the database in chunks
+(``yield_per``: a server-side cursor on PostgreSQL) and go to the CSV file or the write-only XLSX
+workbook one by one, so memory stays flat whatever the number of rows; the file is written under
+REPORTS_DIR and renamed into place once complete. Money is written as decimal strings made from
+integer cents. Every figure comes from the ledger, read in one snapshot; a statement's closing
+balance is checked against ``ledger.partner_balance`` at the period's end before the file is kept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import uuid
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import (
+    KIND_LABELS,
+    DomainError,
+    Forbidden,
+    NotFound,
+    Partner,
+    Report,
+    ReportFormat,
+    ReportKind,
+    ReportStatus,
+)
+from app.models.base import utcnow
+from app.services.after_commit import enqueue
+from app.services.reports.contents import (
+    BUILDERS,
+    NEEDS_PERIOD,
+    PARTNER_KINDS,
+    PLATFORM_WIDE,
+    Period,
+    ReportMismatch,
+    sales_rows,
+)
+from app.services.reports.files import money, open_writer, spreadsheet_cell
+from app.services.scoping import Actor, get_owned, is_platform_staff
+
+__all__ = [
+    "BUILDERS",
+    "Period",
+    "ReportKind",
+    "ReportMismatch",
+    "delete_old_files",
+    "generate_report",
+    "kinds_for",
+    "money",
+    "report_file",
+    "request_report",
+    "sales_rows",
+    "spreadsheet_cell",
+]
+
+log = logging.getLogger(__name__)
+
+
+# -- requests ------------------------------------------------------------------------------------
+
+
+def kinds_for(actor: Actor | None) -> list[ReportKind]:
+    """The kinds of report the actor may request."""
+    return list(ReportKind) if is_platform_staff(actor) else list(PARTNER_KINDS)
+
+
+def request_report(
+    session: Session,
+    actor: Actor | None,
+    kind: str,
+    file_format: str,
+    *,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    partner_id: int | None = None,
+    now: dt.datetime,
+) -> Report:
+    """Record the request and, after the commit, have the task write the file (at once in the
+    embedded default, where tasks run in-process)."""
+    try:
+        wanted = ReportKind(kind)
+    except ValueError:
+        raise DomainError("Choose a kind of report.", field="kind") from None
+    try:
+        fmt = ReportFormat(file_format)
+    except ValueError:
+        raise DomainError("Choose CSV or XLSX.", field="format") from None
+    if wanted not in kinds_for(actor):
+        raise Forbidden(
+            f"Only finance requests {KIND_LABELS[wanted].lower()} reports.", field="kind"
+        )
+    period = Period.of(start, end, required=wanted in NEEDS_PERIOD)
+    report = Report(
+        kind=wanted.value,
+        format=fmt.value,
+        params=period.params() if period else {},
+        partner_id=_partner_of_request(session, actor, wanted, partner_id),
+        requested_by_id=getattr(actor, "id", None),
+        status=ReportStatus.PENDING.value,
+        created_at=now,
+    )
+    session.add(report)
+    session.flush()  # its id, for the task sent once this commits
+    enqueue(session, "reports.generate", report.id)
+    session.commit()
+    session.refresh(report)  # the task may have written it already
+    return report
+
+
+def _partner_of_request(
+    session: Session, actor: Actor | None, kind: ReportKind, partner_id: int | None
+) -> int | None:
+    """A partner's user reports on its own partner; platform staff on the partner they choose,
+    or on every partner."""
+    if not is_platform_staff(actor):
+        own = getattr(actor, "partner_id", None)
+        if own is None:
+            raise Forbidden("Your user belongs to no partner.")
+        if partner_id not in (None, own):
+            raise NotFound("Partner not found.", field="partner")
+        return own
+    if partner_id is None:
+        return None
+    if kind in PLATFORM_WIDE:
+        raise DomainError(
+            f"{KIND_LABELS[kind]} covers every partner: leave the partner empty.", field="partner"
+        )
+    return get_owned(session, Partner, partner_id, actor).id
+
+
+def report_file(report: Report, directory: Path) -> Path:
+    """The written file of a report (found through the caller's scope); NotFound until then."""
+    if report.status == ReportStatus.EXPIRED:
+        raise NotFound(
+            f"The report's file was deleted after {current_app.config['REPORT_RETENTION_DAYS']} "
+            "days: request the report again."
+        )
+    if report.status != ReportStatus.DONE or not report.file_name:
+        raise NotFound("The report's file is not ready.")
+    path = _path_of(report.file_name, directory)
+    if not path.is_file():
+        raise NotFound("The report's file is gone.")
+    return path
+
+
+def _path_of(file_name: str, directory: Path) -> Path:
+    """Where a report's file is: its bare name under the directory (never elsewhere)."""
+    return directory / Path(file_name).name
+
+
+# A partial file older than this was left by a worker that died writing it.
+PARTIAL_FILE_MAX_AGE = dt.timedelta(days=1)
+
+
+def delete_old_files(session: Session, directory: Path, now: dt.datetime | None = None) -> int:
+    """Delete the files of reports written more than REPORT_RETENTION_DAYS ago (the reports stay
+    listed as expired; a new request writes a fresh file) and partial files that dead workers
+    left; returns how many reports expired. The reports are marked first: a file that outlives
+    a crash in between is an orphan, never a listed report without its file."""
+    now = now or utcnow()
+    kept_since = now - dt.timedelta(days=current_app.config["REPORT_RETENTION_DAYS"])
+    old = session.scalars(
+        select(Report).where(Report.status == ReportStatus.DONE, Report.finished_at < kept_since)
+    ).all()
+    files = [_path_of(report.file_name, directory) for report in old if report.file_name]
+    for report in old:
+        report.expire()
+    session.commit()
+    for path in files:
+        path.unlink(missing_ok=True)
+    if directory.is_dir():
+        stale = now - PARTIAL_FILE_MAX_AGE
+        for partial in directory.glob(".report-*.part"):
+            written = dt.datetime.fromtimestamp(partial.stat().st_mtime, dt.UTC)
+            if written.replace(tzinfo=None) < stale:
+                partial.unlink(missing_ok=True)
+    if old:
+        log.info("report files deleted", extra={"reports": len(old)})
+    return len(old)
+
+
+# -- generation ----------------------------------------------------------------------------------
+
+
+def generate_report(session: Session, report_id: int, directory: Path) -> Report:
+    """Write the report's file (the task). A written report is left alone; one a dead worker left
+    running is written again. A failure is recorded on the report for its reader to see."""
+    report = session.get(Report, report_id)
+    if report is None:
+        raise NotFound(f"Report {report_id} not found.")
+    if report.status == ReportStatus.DONE:
+        return report
+    report.start(utcnow())
+    session.commit()
+    try:
+        file_name, rows = _write(session, report, directory)
+    except Exception as exc:
+        session.rollback()
+        log.exception("report failed", extra={"report_id": report_id})
+        message = exc.message if isinstance(exc, DomainError) else "The file could not be written."
+        report.fail(message, utcnow())
+        session.commit()
+        return report
+    report.finish(file_name, rows, utcnow())
+    session.commit()
+    log.info("report written", extra={"report_id": report_id, "rows": rows})
+    return report
+
+
+def _write(session: Session, report: Report, directory: Path) -> tuple[str, int]:
+    kind = ReportKind(report.kind)
+    period = Period.from_params(report.params)
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"report-{report.id}.{report.format}"
+    # One partial file per run: a second delivery of the task running at the same time must
+    # not write into (or rename away) this one's.
+    partial = directory / f".{name}.{uuid.uuid4().hex[:12]}.part"
+    _begin_snapshot(session)
+    try:
+        columns, rows = BUILDERS[kind](session, report.partner_id, period)
+        count = 0
+        with open_writer(partial, ReportFormat(report.format), KIND_LABELS[kind]) as writer:
+            writer.writerow(columns)
+            for row in rows:
+                writer.writerow(row)
+                count += 1
+        os.replace(partial, directory / name)
+    finally:
+        partial.unlink(missing_ok=True)
+    session.commit()  # ends the snapshot (and keeps ledger accounts created on first look)
+    return name, count
+
+
+def _begin_snapshot(session: Session) -> None:
+    """Every query of a report sees the same committed state, even while others post: its
+    totals and the ledger balances they are checked against agree."""
+    session.commit()  # the isolation level applies only to a transaction not begun yet
+    session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
