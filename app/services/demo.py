@@ -38,6 +38,7 @@ Demo logins (password {DEMO_PASSWORD} for all):
   gate1      gate staff of Aurora Producoes: scans tickets at /gate/ (the gala's doors are open)
   customer1  customer
   customer2  customer
+The stadium final has a waiting room: press "Join the line" on its page before choosing seats.
 """
 
 
