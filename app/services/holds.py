@@ -58,14 +58,6 @@ def hold_duration() -> dt.timedelta:
     return dt.timedelta(minutes=current_app.config["HOLD_MINUTES"])
 
 
-def public_event(session: Session, event_id: int) -> Event:
-    """A published or cancelled event (drafts do not exist for the public)."""
-    event = session.get(Event, event_id, options=[joinedload(Event.partner)])
-    if event is None or event.status == EventStatus.DRAFT:
-        raise NotFound("Event not found.")
-    return event
-
-
 @dataclass(frozen=True)
 class HeldSpot:
     id: int

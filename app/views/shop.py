@@ -98,7 +98,7 @@ def home() -> Any:
 @bp.get("/events/<int:event_id>")
 def event(event_id: int) -> Any:
     try:
-        event = holds.public_event(db.session, event_id)
+        event = catalog.public_event(db.session, event_id)
     except NotFound:
         abort(404)
     now = utcnow()
@@ -131,7 +131,7 @@ def queue(event_id: int) -> Any:
         return _login_redirect(url_for(".queue", event_id=event_id))
     now = utcnow()
     try:
-        event = holds.public_event(db.session, event_id)
+        event = catalog.public_event(db.session, event_id)
         if request.method == "POST":
             turn = waiting_room.join(db.session, customer.id, event_id, now)
         else:

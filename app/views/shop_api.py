@@ -188,7 +188,7 @@ class CatalogApi(BaseApi):
             404:
               description: No such public event
         """
-        event = holds.public_event(db.session, event_id)
+        event = catalog.public_event(db.session, event_id)
         body = event_json(event)
         body["on_sale"] = event.is_on_sale(utcnow())
         body["waiting_room"] = event.waiting_room_per_minute is not None
