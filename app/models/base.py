@@ -1,15 +1,17 @@
-"""Shared column helpers for the domain models."""
+"""Shared helpers for the domain models: columns, and status changes (Transition)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, event
+from sqlalchemy import CheckConstraint, DateTime, Table, Update, event, update
 from sqlalchemy.orm import Mapper
+from sqlalchemy.sql.elements import ColumnElement
 
-from app.models.errors import DomainError
+from app.models.errors import Conflict, DomainError
 
 
 class OutOfRange(DomainError):
@@ -59,6 +61,60 @@ def enum_check(column: str, values: type[enum.StrEnum], name: str) -> CheckConst
     """A CHECK constraint limiting a string column to an enum's values."""
     allowed = ", ".join(f"'{v.value}'" for v in values)
     return CheckConstraint(f"{column} IN ({allowed})", name=name)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A status change of a model's rows, defined once on the model: the statuses it leaves
+    from, the one it enters, the columns it writes (a value each) and those it empties. The
+    model's method applies it to a loaded row (``apply``); the purchase path's Core statements
+    are built from it (``update``): both leave from the same statuses and write the same columns.
+    """
+
+    sources: tuple[str, ...]
+    target: str
+    sets: tuple[str, ...] = ()
+    clears: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Plain strings (not the enum members): what the status columns hold and the SQL binds.
+        object.__setattr__(self, "sources", tuple(str(s) for s in self.sources))
+        object.__setattr__(self, "target", str(self.target))
+
+    def allows(self, status: str) -> bool:
+        return status in self.sources
+
+    def require(self, status: str, name: str) -> None:
+        """Conflict unless a row in ``status`` may change so (``name`` says which row)."""
+        if not self.allows(status):
+            raise Conflict(f"{name} is {status}, not {' or '.join(self.sources)}.")
+
+    def apply(self, row: Any, name: str, **values: Any) -> None:
+        """Change a loaded row (``name`` for the Conflict when its status forbids it)."""
+        self.require(row.status, name)
+        self._check_written(values)
+        row.status = self.target
+        for column in self.clears:
+            setattr(row, column, None)
+        for column, value in values.items():
+            setattr(row, column, value)
+
+    def update(self, table: Table, *where: ColumnElement[bool], **values: Any) -> Update:
+        """The change as one UPDATE of the rows ``where`` selects that are in a source status
+        (others are left alone: the caller checks the row count); ``values`` are what the
+        written columns take (bound parameters or expressions)."""
+        self._check_written(values)
+        status = table.c.status
+        leaves = status == self.sources[0] if len(self.sources) == 1 else status.in_(self.sources)
+        return (
+            update(table)
+            .where(*where, leaves)
+            .values(status=self.target, **dict.fromkeys(self.clears), **values)
+        )
+
+    def _check_written(self, values: dict[str, Any]) -> None:
+        if set(values) != set(self.sets):
+            raise TypeError(f"this change writes {sorted(self.sets)}, not {sorted(values)}")
 
 
 # Indexes the migrations create that SQLAlchemy cannot describe (PostgreSQL expression indexes):

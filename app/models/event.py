@@ -6,6 +6,7 @@ import datetime as dt
 import enum
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from flask_appbuilder import Model
 from sqlalchemy import (
@@ -20,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
     func,
     inspect,
     select,
@@ -28,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.models.base import MAX_INT, enum_check, utcnow
+from app.models.base import MAX_INT, Transition, enum_check, utcnow
 from app.models.codes import new_private_key, public_key_of
 from app.models.errors import Conflict, DomainError
 from app.models.partner import Partner, PartnerStatus
@@ -65,7 +67,8 @@ def owned_event_ids(partner_id: int):  # noqa: ANN201 - a SQLAlchemy Select
 @dataclass(frozen=True)
 class SaleWindow:
     """What decides whether an event sells now: read from one row on the purchase path (which
-    does not load the Event and its Partner) or from an Event."""
+    does not load the Event and its Partner) or from an Event; or, as SQL columns, in a query
+    of events (Event.on_sale_clause). The rule itself is written once (``_open``) for both."""
 
     name: str
     status: str
@@ -75,13 +78,22 @@ class SaleWindow:
     starts_at: dt.datetime
 
     def is_open(self, now: dt.datetime) -> bool:
-        """Published, its partner may sell (approved), and ``now`` is inside the sales window
-        (which closes at ``sales_end``, or when the event starts)."""
-        return (
-            self.status == EventStatus.PUBLISHED
-            and self.partner_status == PartnerStatus.APPROVED
-            and (self.sales_start is None or self.sales_start <= now)
-            and now < (self.sales_end or self.starts_at)
+        return self._open(now, all_of=lambda *held: all(held), first_given=_first_given)
+
+    def open_clause(self, now: dt.datetime) -> ColumnElement[bool]:
+        """is_open as SQL, of a window whose fields are columns."""
+        return self._open(now, all_of=and_, first_given=func.coalesce)
+
+    def _open(self, now: dt.datetime, *, all_of: Any, first_given: Any) -> Any:
+        """Published, its partner may sell (approved), and ``now`` inside the sales window, which
+        opens at ``sales_start`` (none: at once) and closes at ``sales_end`` (none: when the event
+        starts). Only operators that Python values and SQL columns share, so that both the
+        Python check and the SQL clause are this one expression."""
+        return all_of(
+            self.status == EventStatus.PUBLISHED,
+            self.partner_status == PartnerStatus.APPROVED,
+            first_given(self.sales_start, now) <= now,
+            first_given(self.sales_end, self.starts_at) > now,
         )
 
     def require_open(self, now: dt.datetime) -> None:
@@ -89,6 +101,11 @@ class SaleWindow:
             raise Conflict(f"{self.name} is cancelled.")
         if not self.is_open(now):
             raise Conflict(f"Tickets for {self.name} are not on sale.")
+
+
+def _first_given(value: Any, otherwise: Any) -> Any:
+    """SQL's coalesce of two Python values."""
+    return otherwise if value is None else value
 
 
 class Event(Model):
@@ -231,11 +248,21 @@ class Event(Model):
     def is_on_sale(self, now: dt.datetime) -> bool:
         return self.sale_window.is_open(now)
 
+    @classmethod
+    def on_sale_clause(cls, now: dt.datetime) -> ColumnElement[bool]:
+        """is_on_sale as a condition of a query of events (the catalogue's)."""
+        partner_status = select(Partner.status).where(Partner.id == cls.partner_id)
+        return SaleWindow(
+            cls.name,
+            cls.status,
+            partner_status.scalar_subquery(),
+            cls.sales_start,
+            cls.sales_end,
+            cls.starts_at,
+        ).open_clause(now)
+
     def sold_count(self) -> int:
         return _count_spots(self, EventSpot.event_id == self.id, SpotStatus.SOLD)
-
-    def require_on_sale(self, now: dt.datetime) -> None:
-        self.sale_window.require_open(now)
 
     def check_changes(self) -> None:
         self.check_times()
@@ -478,6 +505,16 @@ class EventSpot(Model):
     section: Mapped[EventSection] = relationship(back_populates="spots", overlaps="event")
     event: Mapped[Event] = relationship(overlaps="section,spots")
 
+    # The purchase path's changes (a held spot is free again once its hold's time is over);
+    # a refunded spot goes back on sale, or is withdrawn when it must not be sold again.
+    HOLD = Transition(
+        (SpotStatus.AVAILABLE, SpotStatus.HELD), SpotStatus.HELD, sets=("hold_id", "held_until")
+    )
+    SELL = Transition((SpotStatus.HELD,), SpotStatus.SOLD, clears=("hold_id", "held_until"))
+    RELEASE = Transition((SpotStatus.HELD,), SpotStatus.AVAILABLE, clears=("hold_id", "held_until"))
+    RESELL = Transition((SpotStatus.SOLD,), SpotStatus.AVAILABLE)
+    WITHDRAW = Transition((SpotStatus.SOLD,), SpotStatus.BLOCKED)
+
     def __repr__(self) -> str:
         return self.label
 
@@ -490,21 +527,24 @@ class EventSpot(Model):
         return self.status == SpotStatus.SOLD
 
     def release(self) -> None:
-        if self.status == SpotStatus.HELD:
-            self.status = SpotStatus.AVAILABLE.value
-            self.hold_id = None
-            self.held_until = None
+        EventSpot.RELEASE.apply(self, f"Spot {self.label}")
 
     def unsell(self, *, resell: bool) -> None:
         """A refunded spot: back on sale, or blocked when it must not be sold again."""
-        if self.status != SpotStatus.SOLD:
-            raise Conflict(f"Spot {self.label} is {self.status}, not sold.")
-        self.status = (SpotStatus.AVAILABLE if resell else SpotStatus.BLOCKED).value
+        (EventSpot.RESELL if resell else EventSpot.WITHDRAW).apply(self, f"Spot {self.label}")
 
     @classmethod
     def free_clause(cls, now: dt.datetime) -> ColumnElement[bool]:
+        """Available, or held by a hold whose time is over."""
         return (cls.status == SpotStatus.AVAILABLE) | (
             (cls.status == SpotStatus.HELD) & (cls.held_until <= now)
+        )
+
+    @staticmethod
+    def is_free(status: str, held_until: dt.datetime | None, now: dt.datetime) -> bool:
+        """free_clause, of a spot's values (read in SQL without loading the spot)."""
+        return status == SpotStatus.AVAILABLE or (
+            status == SpotStatus.HELD and held_until is not None and held_until <= now
         )
 
     def block(self) -> None:

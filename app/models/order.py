@@ -1,4 +1,8 @@
-"""Purchase aggregates: a Hold claims spots briefly; an Order holds Tickets paid by Payments."""
+"""Purchase aggregates: a Hold claims spots briefly; an Order holds Tickets paid by Payments.
+
+Each status change is a Transition defined once on its model (``Payment.CAPTURE``,
+``Order.PAY`` ...): the methods here apply it to loaded rows, and the purchase path's Core
+statements (app/services/purchase/) are built from the same definition."""
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.models.base import enum_check, utcnow
+from app.models.base import Transition, enum_check, utcnow
 from app.models.customer import Customer
 from app.models.errors import Conflict, DomainError, NotFound
 from app.models.event import Event, EventSection, EventSpot, format_money, owned_event_ids
@@ -90,6 +94,12 @@ class Hold(Model):
         viewonly=True,
     )
 
+    # A paid hold's spots became its tickets; the customer gave them back; its time ran out
+    # (or its spots were lost to another buyer while the card was charged).
+    CONVERT = Transition((HoldStatus.ACTIVE,), HoldStatus.CONVERTED)
+    RELEASE = Transition((HoldStatus.ACTIVE,), HoldStatus.RELEASED)
+    EXPIRE = Transition((HoldStatus.ACTIVE,), HoldStatus.EXPIRED)
+
     @classmethod
     def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:
         return cls.event_id.in_(owned_event_ids(partner_id))
@@ -146,6 +156,10 @@ class Order(Model):
     tickets: Mapped[list[Ticket]] = relationship(back_populates="order", order_by="Ticket.id")
     payments: Mapped[list[Payment]] = relationship(back_populates="order", order_by="Payment.id")
 
+    PAY = Transition((OrderStatus.PENDING,), OrderStatus.PAID, sets=("paid_at",))
+    CANCEL = Transition((OrderStatus.PENDING,), OrderStatus.CANCELLED, sets=("cancel_reason",))
+    REFUND = Transition((OrderStatus.PAID,), OrderStatus.REFUNDED)  # once no ticket is valid
+
     @classmethod
     def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:
         return cls.event_id.in_(owned_event_ids(partner_id))
@@ -187,12 +201,12 @@ class Order(Model):
     ) -> None:
         """Revoke some valid tickets (their spots return to sale unless the event is cancelled);
         the order is refunded once no valid ticket is left."""
-        if self.status != OrderStatus.PAID:
+        if not Order.REFUND.allows(self.status):
             raise Conflict(f"Order {self.id} is {self.status}: only a paid order is refunded.")
         for ticket in tickets:
             ticket.revoke(now, resell=not event_cancelled)
         if not self.live_tickets:
-            self.status = OrderStatus.REFUNDED.value
+            Order.REFUND.apply(self, f"Order {self.id}")
 
     def tickets_to_refund(self, ticket_ids: Iterable[int]) -> list[Ticket]:
         """This order's tickets with these ids, every one still valid: NotFound names ids that
@@ -219,12 +233,10 @@ class Order(Model):
         return found
 
     def cancel(self, reason: str) -> None:
-        if self.status != OrderStatus.PENDING:
-            raise Conflict(f"Order {self.id} is {self.status}, not pending.")
+        """An unpaid order: its tickets will never be issued."""
+        Order.CANCEL.apply(self, f"Order {self.id}", cancel_reason=reason)
         for ticket in self.tickets:
-            ticket.status = TicketStatus.VOID.value
-        self.status = OrderStatus.CANCELLED.value
-        self.cancel_reason = reason
+            Ticket.VOID.apply(ticket, f"Ticket {ticket.id}")
 
 
 def _ids(ids: Iterable[int]) -> str:
@@ -285,6 +297,10 @@ class Ticket(Model):
     spot: Mapped[EventSpot] = relationship()
     refund: Mapped[PaymentRefund | None] = relationship(back_populates="tickets")
 
+    ISSUE = Transition((TicketStatus.PENDING,), TicketStatus.VALID, sets=("code", "issued_at"))
+    VOID = Transition((TicketStatus.PENDING,), TicketStatus.VOID)
+    REVOKE = Transition((TicketStatus.VALID,), TicketStatus.REVOKED, sets=("revoked_at",))
+
     @classmethod
     def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:
         return cls.event_id.in_(owned_event_ids(partner_id))
@@ -295,10 +311,7 @@ class Ticket(Model):
 
     def revoke(self, now: dt.datetime, *, resell: bool) -> None:
         """The ticket no longer admits anyone (the check-in answers ``revoked``)."""
-        if self.status != TicketStatus.VALID:
-            raise Conflict(f"Ticket {self.id} is {self.status}, not valid.")
-        self.status = TicketStatus.REVOKED.value
-        self.revoked_at = now
+        Ticket.REVOKE.apply(self, f"Ticket {self.id}", revoked_at=now)
         self.spot.unsell(resell=resell)
 
 
@@ -353,18 +366,20 @@ class Payment(Model):
         back_populates="payment", order_by="PaymentRefund.id", cascade="all, delete-orphan"
     )
 
-    def capture(self, gateway_ref: str, now: dt.datetime) -> None:
-        if self.status != PaymentStatus.PENDING:
-            raise Conflict(f"Payment {self.id} is {self.status}, not pending.")
-        self.status = PaymentStatus.CAPTURED.value
-        self.gateway_ref = gateway_ref
-        self.captured_at = now
+    CAPTURE = Transition(
+        (PaymentStatus.PENDING,), PaymentStatus.CAPTURED, sets=("gateway_ref", "captured_at")
+    )
+    DECLINE = Transition((PaymentStatus.PENDING,), PaymentStatus.DECLINED, sets=("failure_reason",))
+    # The processor could not charge (an error on its side): nothing was charged.
+    FAIL = Transition((PaymentStatus.PENDING,), PaymentStatus.FAILED, sets=("failure_reason",))
+    # Refunds (whole or in part) leave from captured; the payment is refunded once all is back.
+    REFUND = Transition((PaymentStatus.CAPTURED,), PaymentStatus.REFUNDED, sets=("refunded_at",))
+    CHARGE_BACK = Transition(
+        (PaymentStatus.CAPTURED,), PaymentStatus.CHARGED_BACK, sets=("charged_back_at",)
+    )
 
-    def decline(self, reason: str, *, failed: bool = False) -> None:
-        if self.status != PaymentStatus.PENDING:
-            raise Conflict(f"Payment {self.id} is {self.status}, not pending.")
-        self.status = (PaymentStatus.FAILED if failed else PaymentStatus.DECLINED).value
-        self.failure_reason = reason
+    def capture(self, gateway_ref: str, now: dt.datetime) -> None:
+        Payment.CAPTURE.apply(self, f"Payment {self.id}", gateway_ref=gateway_ref, captured_at=now)
 
     @property
     def refundable_cents(self) -> int:
@@ -392,8 +407,7 @@ class Payment(Model):
     def start_refund(self, tickets: list[Ticket], now: dt.datetime) -> PaymentRefund:
         """Claim these tickets for a refund of their prices, recorded (pending) before the
         processor is asked; Conflict when another refund has claimed one of them."""
-        if self.status != PaymentStatus.CAPTURED:
-            raise Conflict(f"Payment {self.id} is {self.status}, not captured.")
+        Payment.REFUND.require(self.status, f"Payment {self.id}")
         claimed = [t.id for t in tickets if t.refund is not None]
         if claimed:
             raise Conflict(
@@ -418,8 +432,7 @@ class Payment(Model):
     def complete_refund(self, refund: PaymentRefund, now: dt.datetime) -> None:
         """The card got the refund's money back: record it, with the platform fee's share of it.
         The payment is refunded once nothing is left."""
-        if self.status != PaymentStatus.CAPTURED:
-            raise Conflict(f"Payment {self.id} is {self.status}, not captured.")
+        Payment.REFUND.require(self.status, f"Payment {self.id}")
         if refund.status != RefundStatus.PENDING:
             raise Conflict(f"Refund {refund.id} is {refund.status}, not pending.")
         refund.fee_share_cents = self.fee_share(refund.amount_cents)
@@ -427,8 +440,7 @@ class Payment(Model):
         refund.refunded_at = now
         self.refunded_cents += refund.amount_cents
         if self.refunded_cents == self.amount_cents:
-            self.status = PaymentStatus.REFUNDED.value
-            self.refunded_at = now
+            Payment.REFUND.apply(self, f"Payment {self.id}", refunded_at=now)
 
     def drop_refund(self, refund: PaymentRefund) -> None:
         """The processor refused a pending refund: it never happened, its tickets are free."""
@@ -449,8 +461,7 @@ class Payment(Model):
     def mark_refunded(self, now: dt.datetime) -> None:
         """Everything not refunded yet went back to the card at once (the charge of an order
         that could not be fulfilled)."""
-        if self.status != PaymentStatus.CAPTURED:
-            raise Conflict(f"Payment {self.id} is {self.status}, not captured.")
+        Payment.REFUND.require(self.status, f"Payment {self.id}")
         refund = PaymentRefund(
             idempotency_key=f"refund:payment:{self.id}",
             amount_cents=self.refundable_cents,
@@ -461,10 +472,7 @@ class Payment(Model):
         self.complete_refund(refund, now)
 
     def mark_charged_back(self, now: dt.datetime) -> None:
-        if self.status != PaymentStatus.CAPTURED:
-            raise Conflict(f"Payment {self.id} is {self.status}, not captured.")
-        self.status = PaymentStatus.CHARGED_BACK.value
-        self.charged_back_at = now
+        Payment.CHARGE_BACK.apply(self, f"Payment {self.id}", charged_back_at=now)
 
     @classmethod
     def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:

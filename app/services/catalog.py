@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, literal_column, or_, select
+from sqlalchemy import Select, and_, exists, func, literal_column, select
 from sqlalchemy.orm import Session, joinedload
 
 from app.models import (
@@ -17,13 +17,11 @@ from app.models import (
     EventSection,
     EventSpot,
     EventStatus,
-    Partner,
-    PartnerStatus,
+    NotFound,
     SpotStatus,
 )
 from app.models.base import utcnow
 from app.models.event import cents_from_amount
-from app.services.holds import public_event
 
 STATUS_CODES = {
     SpotStatus.AVAILABLE: "0",
@@ -133,20 +131,18 @@ def _date(value: str | None, field: str) -> dt.date | None:
         raise DomainError(f"{field} must be a date such as 2027-01-31.", field=field) from None
 
 
-def on_sale_clause(now: dt.datetime) -> Any:
-    return and_(
-        Event.status == EventStatus.PUBLISHED,
-        Event.partner.has(Partner.status == PartnerStatus.APPROVED),
-        or_(Event.sales_start.is_(None), Event.sales_start <= now),
-        # Sales close at sales_end, or when the event starts (Event.is_on_sale).
-        or_(and_(Event.sales_end.is_(None), Event.starts_at > now), Event.sales_end > now),
-    )
+def public_event(session: Session, event_id: int) -> Event:
+    """A published or cancelled event (drafts do not exist for the public)."""
+    event = session.get(Event, event_id, options=[joinedload(Event.partner)])
+    if event is None or event.status == EventStatus.DRAFT:
+        raise NotFound("Event not found.")
+    return event
 
 
 def search_events(session: Session, search: Search, now: dt.datetime | None = None) -> Page:
     """Published events whose sales are open, filtered, earliest first, a page at a time."""
     now = now or utcnow()
-    query: Select[Any] = select(Event).where(on_sale_clause(now))
+    query: Select[Any] = select(Event).where(Event.on_sale_clause(now))
     if search.text.strip():
         query = query.where(_text_match(search.text.strip()))
     if search.city.strip():
@@ -201,11 +197,11 @@ def facets(session: Session, now: dt.datetime | None = None) -> dict[str, list[s
     """Cities and categories that have events on sale, for the search filters."""
     now = now or utcnow()
     cities = session.scalars(
-        select(Event.city).where(on_sale_clause(now)).distinct().order_by(Event.city)
+        select(Event.city).where(Event.on_sale_clause(now)).distinct().order_by(Event.city)
     ).all()
     categories = session.scalars(
         select(Event.category)
-        .where(on_sale_clause(now), Event.category.is_not(None))
+        .where(Event.on_sale_clause(now), Event.category.is_not(None))
         .distinct()
         .order_by(Event.category)
     ).all()
@@ -284,8 +280,8 @@ def spot_map(
         entry["ids"].append(spot_id)
         entry["rows"].append(row)
         entry["seats"].append(seat if seat is not None else label)
-        expired = status == SpotStatus.HELD and held_until is not None and held_until <= now
-        entry["status"].append("0" if expired else STATUS_CODES[SpotStatus(status)])
+        free = EventSpot.is_free(status, held_until, now)  # an expired hold's spots too
+        entry["status"].append("0" if free else STATUS_CODES[SpotStatus(status)])
     for entry in sections.values():
         entry["status"] = "".join(entry["status"])
     return {"event_id": event.id, "sections": list(sections.values())}

@@ -2,16 +2,16 @@
 
 from app.extensions import db
 from app.models.base import utcnow
-from app.services import checkout, holds
+from app.services import purchase
 from app.services.payments import gateway
 from app.tasks import celery
 
 
 @celery.task(name="holds.release_expired")
 def release_expired_holds() -> int:
-    return holds.release_expired_holds(db.session)
+    return purchase.hold.release_expired_holds(db.session)
 
 
 @celery.task(name="payments.reconcile")
 def reconcile_payments() -> dict[str, int]:
-    return checkout.reconcile_payments(db.session, gateway(), utcnow())
+    return purchase.reconcile.reconcile_payments(db.session, gateway(), utcnow())

@@ -28,7 +28,7 @@ from app.extensions import db
 from app.local_urls import is_local_path
 from app.models import DomainError, NotFound, format_money
 from app.models.base import MAX_INT, utcnow
-from app.services import catalog, checkout, customers, holds, refunds, waiting_room
+from app.services import catalog, customers, purchase, refunds, waiting_room
 from app.services.payments import gateway
 from app.views.base import current_user
 from app.views.guards import is_id
@@ -98,7 +98,7 @@ def home() -> Any:
 @bp.get("/events/<int:event_id>")
 def event(event_id: int) -> Any:
     try:
-        event = holds.public_event(db.session, event_id)
+        event = catalog.public_event(db.session, event_id)
     except NotFound:
         abort(404)
     now = utcnow()
@@ -131,7 +131,7 @@ def queue(event_id: int) -> Any:
         return _login_redirect(url_for(".queue", event_id=event_id))
     now = utcnow()
     try:
-        event = holds.public_event(db.session, event_id)
+        event = catalog.public_event(db.session, event_id)
         if request.method == "POST":
             turn = waiting_room.join(db.session, customer.id, event_id, now)
         else:
@@ -167,7 +167,7 @@ def hold(event_id: int) -> Any:
         return _login_redirect(url_for(".event", event_id=event_id))
     try:
         spot_ids = [_whole_number(text, "spot_ids") for text in request.form.getlist("spot_ids")]
-        hold = holds.reserve_spots(
+        hold = purchase.hold.reserve_spots(
             db.session,
             customer.id,
             event_id,
@@ -202,7 +202,7 @@ def hold_page(hold_id: int) -> Any:
     if customer is None:
         return _login_redirect()
     try:
-        hold = holds.get_customer_hold(db.session, customer.id, hold_id)
+        hold = purchase.hold.get_customer_hold(db.session, customer.id, hold_id)
     except NotFound:
         abort(404)
     now = utcnow()
@@ -210,14 +210,14 @@ def hold_page(hold_id: int) -> Any:
     token = request.args.get("card_token")
     if token:
         card = gateway().card(token)
-    spots = holds.spots_of_hold(db.session, hold.id)
+    spots = purchase.hold.spots_of_hold(db.session, hold.id)
     return render_template(
         "shop/hold.html",
         hold=hold,
         spots=spots,
         event=hold.event,
         seconds_left=hold.seconds_left(now),
-        total=holds.hold_total(spots),
+        total=purchase.hold.hold_total(spots),
         card=card,
         card_error=request.args.get("card_error"),
         card_field=request.args.get("card_field"),
@@ -235,8 +235,8 @@ def pay(hold_id: int) -> Any:
     try:
         # Another customer's hold is not found before the form is looked at (its messages
         # would show on whatever page that customer opens next).
-        holds.get_customer_hold(db.session, customer.id, hold_id)
-        result = checkout.checkout(
+        purchase.hold.get_customer_hold(db.session, customer.id, hold_id)
+        result = purchase.checkout.checkout(
             db.session,
             gateway(),
             customer.id,
@@ -244,10 +244,10 @@ def pay(hold_id: int) -> Any:
             request.form.get("card_token", ""),
             request.form.get("idempotency_key", ""),
         )
-    except checkout.CardDeclined as err:
+    except purchase.confirm.CardDeclined as err:
         flash(err.message, "error")
         return redirect(url_for(".hold_page", hold_id=hold_id))
-    except checkout.HoldLost as err:
+    except purchase.confirm.HoldLost as err:
         flash(err.message, "error")
         return redirect(url_for(".orders"))
     except NotFound:
@@ -268,7 +268,7 @@ def release(hold_id: int) -> Any:
     if customer is None:
         return _login_redirect(url_for(".hold_page", hold_id=hold_id))
     try:
-        hold = holds.release_hold(db.session, customer.id, hold_id)
+        hold = purchase.hold.release_hold(db.session, customer.id, hold_id)
     except NotFound:
         abort(404)
     except DomainError as err:

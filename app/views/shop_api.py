@@ -19,7 +19,7 @@ from flask_jwt_extended import get_jwt
 from app.extensions import db
 from app.models import DomainError, format_money
 from app.models.base import MAX_INT, utcnow
-from app.services import catalog, checkout, customers, holds, refunds, waiting_room
+from app.services import catalog, customers, purchase, refunds, waiting_room
 from app.services.payments import gateway
 from app.views.base import current_user
 from app.views.guards import is_id
@@ -43,7 +43,7 @@ def event_json(event: Any) -> dict[str, Any]:
     }
 
 
-def hold_json(hold: holds.HoldSummary, now: dt.datetime) -> dict[str, Any]:
+def hold_json(hold: purchase.hold.HoldSummary, now: dt.datetime) -> dict[str, Any]:
     return {
         "id": hold.id,
         "event_id": hold.event_id,
@@ -188,7 +188,7 @@ class CatalogApi(BaseApi):
             404:
               description: No such public event
         """
-        event = holds.public_event(db.session, event_id)
+        event = catalog.public_event(db.session, event_id)
         body = event_json(event)
         body["on_sale"] = event.is_on_sale(utcnow())
         body["waiting_room"] = event.waiting_room_per_minute is not None
@@ -308,7 +308,7 @@ class HoldApi(BaseApi):
         body = _json_body()
         customer_id = _customer_id()
         spot_ids, section_id, quantity = _hold_request(body)
-        hold = holds.reserve_spots(
+        hold = purchase.hold.reserve_spots(
             db.session,
             customer_id,
             _int(body.get("event_id"), "event_id"),
@@ -337,8 +337,8 @@ class HoldApi(BaseApi):
               description: Not found (or another customer's)
         """
         customer_id = _customer_id()
-        hold = holds.get_customer_hold(db.session, customer_id, pk)
-        summary = holds.HoldSummary.of(db.session, hold)
+        hold = purchase.hold.get_customer_hold(db.session, customer_id, pk)
+        summary = purchase.hold.HoldSummary.of(db.session, hold)
         return self.response(200, result=hold_json(summary, utcnow()))
 
     @expose("/<int:pk>", methods=["DELETE"])
@@ -362,7 +362,7 @@ class HoldApi(BaseApi):
               description: Already paid
         """
         customer_id = _customer_id()
-        hold = holds.release_hold(db.session, customer_id, pk)
+        hold = purchase.hold.release_hold(db.session, customer_id, pk)
         return self.response(200, result={"id": hold.id, "status": hold.status})
 
     @expose("/<int:pk>/checkout", methods=["POST"])
@@ -401,7 +401,7 @@ class HoldApi(BaseApi):
         """
         body = _json_body()
         customer_id = _customer_id()
-        result = checkout.checkout(
+        result = purchase.checkout.checkout(
             db.session,
             gateway(),
             customer_id,

@@ -225,7 +225,7 @@ def test_a_section_cannot_be_free(client, two_partners):
 
 
 def test_one_payment_that_cannot_be_finished_does_not_stop_the_others(monkeypatch):
-    from app.services import checkout
+    from app.services import purchase
     from app.services.payments import gateway
 
     finished = []
@@ -246,10 +246,10 @@ def test_one_payment_that_cannot_be_finished_does_not_stop_the_others(monkeypatc
         def rollback(self):
             pass
 
-    monkeypatch.setattr(checkout, "complete_payment", complete)
-    monkeypatch.setattr(checkout, "_refund_lost", lambda *args: None)
-    monkeypatch.setattr(checkout.refunds, "finish_pending_refunds", lambda *args: 0)
-    counts = checkout.reconcile_payments(FakeSession(), gateway(), utcnow())
+    monkeypatch.setattr(purchase.checkout, "complete_payment", complete)
+    monkeypatch.setattr(purchase.confirm, "refund_lost", lambda *args: None)
+    monkeypatch.setattr(purchase.reconcile.refunds, "finish_pending_refunds", lambda *args: 0)
+    counts = purchase.reconcile.reconcile_payments(FakeSession(), gateway(), utcnow())
     assert finished == [2] and counts["finished"] == 1
 
 

@@ -47,7 +47,7 @@ from app.models import (
     SettlementLine,
 )
 from app.models.base import utcnow
-from app.services import checkout, customers, holds, ledger, payouts, refunds, settlement
+from app.services import customers, ledger, payouts, purchase, refunds, settlement
 from app.services.payments import SimulatedGateway
 from app.services.scoping import SYSTEM
 from app.sim_acquirer.api import acquirer_fee
@@ -174,7 +174,7 @@ class MoneyMachine(RuleBasedStateMachine):
 
     def _buy(self, partner: int, customer: int, seats: int) -> int | None:
         try:
-            hold = holds.reserve_spots(
+            hold = purchase.hold.reserve_spots(
                 db.session,
                 self.customer_ids[customer],
                 self.event_ids[partner],
@@ -184,7 +184,7 @@ class MoneyMachine(RuleBasedStateMachine):
         except DomainError:  # sold out
             db.session.rollback()
             return None
-        result = checkout.checkout(
+        result = purchase.checkout.checkout(
             db.session,
             SimulatedGateway(),
             self.customer_ids[customer],

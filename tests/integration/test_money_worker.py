@@ -41,7 +41,7 @@ from app.models import (
     TicketStatus,
 )
 from app.models.base import utcnow
-from app.services import checkout, customers, holds, ledger
+from app.services import customers, ledger, purchase
 from app.services.payments import SimulatedGateway
 from app.sim_acquirer.models import SimCharge, SimRefund
 from tests.conftest import database_url_for_tests
@@ -232,12 +232,12 @@ def cancelled_event():
     ).id
     gateway = SimulatedGateway()
     for spot in event.sections[0].spots[:ORDERS]:
-        hold = holds.reserve_spots(db.session, customer, event.id, spot_ids=[spot.id])
+        hold = purchase.hold.reserve_spots(db.session, customer, event.id, spot_ids=[spot.id])
         token = sim_acquirer.tokenize(
             {"number": "4242424242424242", "exp_month": 12, "exp_year": utcnow().year + 1,
              "cvc": "123", "holder_name": "Buyer"}
         )["token"]  # fmt: skip
-        checkout.checkout(db.session, gateway, customer, hold.id, token, uuid.uuid4().hex)
+        purchase.checkout.checkout(db.session, gateway, customer, hold.id, token, uuid.uuid4().hex)
     event = db.session.get(Event, event.id)
     event.cancel("Storm")  # without the service: its own refund task must not run meanwhile
     db.session.commit()

@@ -461,11 +461,11 @@ def _crash_mid_refund(order, monkeypatch, tickets):
 def test_the_reconcile_task_finishes_a_refund_a_crash_left_pending(order, monkeypatch):
     import datetime as dt
 
-    from app.services import checkout
+    from app.services.purchase import reconcile
 
     _crash_mid_refund(order, monkeypatch, order.tickets[:1])
     assert (
-        checkout.reconcile_payments(db.session, gateway(), utcnow())["pending_refunds_finished"]
+        reconcile.reconcile_payments(db.session, gateway(), utcnow())["pending_refunds_finished"]
         == 0
     )  # too fresh: it may still be finishing
     later = utcnow() + dt.timedelta(minutes=5)

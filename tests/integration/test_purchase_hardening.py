@@ -14,7 +14,7 @@ from sqlalchemy import func, select, text
 from app.extensions import db
 from app.models import Event, Hold, Order, OrderStatus, Payment, PaymentStatus
 from app.models.base import utcnow
-from app.services import checkout, payments
+from app.services import payments, purchase
 from tests.integration.test_purchase_api import card_token, hold_seats, on_sale, pay, sign_up  # noqa: F401
 from tests.support import api_token, make_event, make_partner, make_user
 
@@ -93,7 +93,7 @@ def test_a_processor_failure_leaves_the_payment_to_be_finished_once(client, on_s
     lost = pay(client, headers, hold["id"], token, key)
     assert lost.status_code == 409 and lost.get_json()["error"] == "checkout_in_progress"
     assert db.session.scalars(select(Payment)).one().status == PaymentStatus.PENDING
-    monkeypatch.setattr(checkout, "IN_FLIGHT_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(purchase.checkout, "IN_FLIGHT_WAIT_SECONDS", 0.2)
     retried = pay(client, headers, hold["id"], token, key)
     assert retried.status_code == 200, retried.get_json()
     assert retried.get_json()["result"]["status"] == "paid"
@@ -216,7 +216,7 @@ def test_a_double_submit_with_two_keys_charges_once_and_answers_409(app, on_sale
     hold = hold_seats(client_a, headers, on_sale)
     tokens = [card_token(client_a), card_token(client_a)]
     first_inside = threading.Event()
-    real_fee = checkout.platform_fee_cents
+    real_fee = purchase.checkout.platform_fee_cents
 
     def slow_first_fee(*args):
         if not first_inside.is_set():
@@ -224,7 +224,7 @@ def test_a_double_submit_with_two_keys_charges_once_and_answers_409(app, on_sale
             threading.Event().wait(0.5)
         return real_fee(*args)
 
-    monkeypatch.setattr(checkout, "platform_fee_cents", slow_first_fee)
+    monkeypatch.setattr(purchase.checkout, "platform_fee_cents", slow_first_fee)
     codes = {}
 
     def attempt(name, client, token):
@@ -251,7 +251,7 @@ def test_a_double_submit_with_one_key_answers_the_same_order_twice(app, on_sale,
     hold = hold_seats(client_a, headers, on_sale)
     token, key = card_token(client_a), uuid.uuid4().hex
     first_inside = threading.Event()
-    real_fee = checkout.platform_fee_cents
+    real_fee = purchase.checkout.platform_fee_cents
 
     def slow_first_fee(*args):
         if not first_inside.is_set():
@@ -259,7 +259,7 @@ def test_a_double_submit_with_one_key_answers_the_same_order_twice(app, on_sale,
             threading.Event().wait(0.5)
         return real_fee(*args)
 
-    monkeypatch.setattr(checkout, "platform_fee_cents", slow_first_fee)
+    monkeypatch.setattr(purchase.checkout, "platform_fee_cents", slow_first_fee)
     answers = {}
 
     def attempt(name, client):
@@ -350,7 +350,7 @@ def test_the_acquirer_form_refuses_a_return_url_off_site(client):
 
 
 def test_expired_holds_void_their_unpaid_order(client, on_sale):  # noqa: F811
-    from app.services.holds import release_expired_holds
+    from app.services.purchase.hold import release_expired_holds
 
     headers = sign_up(client)
     hold = hold_seats(client, headers, on_sale)
@@ -377,14 +377,13 @@ def test_a_release_racing_a_payment_never_leaves_a_paid_order_without_its_seats(
     hold and its spots first (on SQLite, the database's write lock), so the payment finds the
     hold released and is refunded; the seats are free and no order is paid."""
     from app.models import EventSpot, SpotStatus
-    from app.services import holds as hold_service
 
     client_a, client_b = app.test_client(), app.test_client()
     headers = sign_up(client_a)
     hold = hold_seats(client_a, headers, on_sale)
     token = card_token(client_a)
     read = threading.Event()
-    real_spots = hold_service.spots_of_hold
+    real_spots = purchase.hold.spots_of_hold
 
     def slow_locked_read(session, hold_id, *, lock=False):
         spots = real_spots(session, hold_id, lock=lock)
@@ -393,7 +392,7 @@ def test_a_release_racing_a_payment_never_leaves_a_paid_order_without_its_seats(
             threading.Event().wait(0.8)  # the payment comes now
         return spots
 
-    monkeypatch.setattr(hold_service, "spots_of_hold", slow_locked_read)
+    monkeypatch.setattr(purchase.hold, "spots_of_hold", slow_locked_read)
     codes = {}
 
     def release():

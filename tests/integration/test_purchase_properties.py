@@ -30,7 +30,7 @@ from app.models import (
     TicketStatus,
 )
 from app.models.base import utcnow
-from app.services import checkout, customers, holds, ledger
+from app.services import customers, ledger, purchase
 from app.services.payments import SimulatedGateway
 from tests.conftest import DOMAIN_TABLES
 from tests.support import make_event, make_partner
@@ -50,8 +50,8 @@ class LosingGateway(SimulatedGateway):
         hold = db.session.get(Hold, self.hold_id)
         spot_ids = [s.id for s in hold.spots]
         _expire(hold)
-        holds.release_expired_holds(db.session)
-        holds.reserve_spots(db.session, self.thief_id, hold.event_id, spot_ids=spot_ids)
+        purchase.hold.release_expired_holds(db.session)
+        purchase.hold.reserve_spots(db.session, self.thief_id, hold.event_id, spot_ids=spot_ids)
         return super().charge(token, amount_cents, currency, idempotency_key)
 
 
@@ -100,7 +100,7 @@ class PurchaseMachine(RuleBasedStateMachine):
     )
     def hold_chosen(self, customer, picks):
         try:
-            hold = holds.reserve_spots(
+            hold = purchase.hold.reserve_spots(
                 db.session,
                 self.customers[customer],
                 self.event_id,
@@ -118,7 +118,7 @@ class PurchaseMachine(RuleBasedStateMachine):
     @rule(target=held, customer=st.integers(0, 1), quantity=st.integers(1, 3))
     def hold_best(self, customer, quantity):
         try:
-            hold = holds.reserve_spots(
+            hold = purchase.hold.reserve_spots(
                 db.session,
                 self.customers[customer],
                 self.event_id,
@@ -135,7 +135,7 @@ class PurchaseMachine(RuleBasedStateMachine):
         if entry is None:
             return
         try:
-            holds.release_hold(db.session, *entry)
+            purchase.hold.release_hold(db.session, *entry)
         except DomainError:
             db.session.rollback()
 
@@ -147,7 +147,7 @@ class PurchaseMachine(RuleBasedStateMachine):
         if hold.status == HoldStatus.ACTIVE:
             _expire(hold)
         if sweep:
-            holds.release_expired_holds(db.session)
+            purchase.hold.release_expired_holds(db.session)
 
     @rule(entry=held, card=st.sampled_from(sorted(CARDS)), retry=st.booleans())
     def pay(self, entry, card, retry):
@@ -156,7 +156,9 @@ class PurchaseMachine(RuleBasedStateMachine):
         key, token = uuid.uuid4().hex, _token(card)
         for _ in range(2 if retry else 1):
             try:
-                checkout.checkout(db.session, SimulatedGateway(), entry[0], entry[1], token, key)
+                purchase.checkout.checkout(
+                    db.session, SimulatedGateway(), entry[0], entry[1], token, key
+                )
             except DomainError:
                 db.session.rollback()
 
@@ -170,7 +172,7 @@ class PurchaseMachine(RuleBasedStateMachine):
         if hold.status != HoldStatus.ACTIVE or not hold.is_live(utcnow()):
             return
         try:
-            checkout.checkout(
+            purchase.checkout.checkout(
                 db.session, gateway, entry[0], entry[1], _token("approve"), uuid.uuid4().hex
             )
         except DomainError:

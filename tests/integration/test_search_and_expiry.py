@@ -9,7 +9,7 @@ from sqlalchemy import select, text
 from app.extensions import db
 from app.models import EventSpot, Hold, HoldStatus, SpotStatus
 from app.models.base import utcnow
-from app.services import catalog, customers, holds
+from app.services import catalog, customers, purchase
 from app.tasks import celery
 from tests.support import make_event, make_partner
 
@@ -39,8 +39,8 @@ def test_the_beat_task_releases_expired_holds(app):
         db.session, app.appbuilder.sm, "Ana", "ana@example.com", "s3cret-pass"
     )
     spot_id = event.sections[0].spots[0].id
-    hold = holds.reserve_spots(db.session, customer.id, event.id, spot_ids=[spot_id])
-    fresh = holds.reserve_spots(
+    hold = purchase.hold.reserve_spots(db.session, customer.id, event.id, spot_ids=[spot_id])
+    fresh = purchase.hold.reserve_spots(
         db.session, customer.id, event.id, spot_ids=[event.sections[0].spots[1].id]
     )
     stale = db.session.get(Hold, hold.id)

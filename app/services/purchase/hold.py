@@ -1,4 +1,14 @@
-"""Holds: a customer's short claim on spots before paying (DESIGN.md, "Purchase path", step 1)."""
+"""Holds: a customer's short claim on spots before paying (DESIGN.md, "Purchase path", step 1).
+
+Placing a hold is one transaction: the customer's row is locked (their holds are counted one at
+a time against MAX_SPOTS_PER_EVENT), the event must sell and the waiting room let the customer
+in, then the spots are locked in id order (``SKIP LOCKED`` for best-available, which picks
+adjacent seats among a window of free ones) under the short lock timeout: a taken spot is
+SpotsUnavailable naming it (409), a lock not had in time Busy (503). The hold and its spots are
+written in one statement. A hold's spots are free again the moment it expires
+(EventSpot.free_clause); the customer may release it before, and a beat task releases expired
+ones (release_expired_holds), voiding their unpaid orders.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +21,7 @@ from itertools import groupby
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, func, insert, select
 from sqlalchemy.orm import Session, joinedload
 
 from app.models import (
@@ -27,12 +37,11 @@ from app.models import (
     HoldStatus,
     NotFound,
     Order,
-    OrderStatus,
     Partner,
     PaymentStatus,
     SpotStatus,
 )
-from app.models.base import utcnow
+from app.models.base import Transition, utcnow
 from app.models.event import SALE_COLUMNS, sale_window
 from app.models.order import hold_is_live, hold_seconds_left
 from app.services import waiting_room
@@ -56,14 +65,6 @@ class HoldLimitExceeded(DomainError):
 
 def hold_duration() -> dt.timedelta:
     return dt.timedelta(minutes=current_app.config["HOLD_MINUTES"])
-
-
-def public_event(session: Session, event_id: int) -> Event:
-    """A published or cancelled event (drafts do not exist for the public)."""
-    event = session.get(Event, event_id, options=[joinedload(Event.partner)])
-    if event is None or event.status == EventStatus.DRAFT:
-        raise NotFound("Event not found.")
-    return event
 
 
 @dataclass(frozen=True)
@@ -212,13 +213,6 @@ _LOCK_BEST = (
     .with_for_update(of=_spot, skip_locked=True)
 )
 _FREE_IN_SECTION = select(func.count()).where(_spot.c.section_id == bindparam("section_id"), _FREE)
-_HOLD_SPOTS = (
-    update(_spot)
-    .where(_spot.c.id.in_(bindparam("ids", expanding=True)))
-    .values(
-        status=SpotStatus.HELD.value, hold_id=bindparam("b_hold_id"), held_until=bindparam("until")
-    )
-)
 # The hold and its spots in one statement (data-modifying CTEs), answering the
 # new hold's id and how many spots it took.
 _NEW_HOLD = (
@@ -234,7 +228,12 @@ _NEW_HOLD = (
     .cte("new_hold")
 )
 _HELD_BY_NEW_HOLD = (
-    _HOLD_SPOTS.values(hold_id=select(_NEW_HOLD.c.id).scalar_subquery())
+    EventSpot.HOLD.update(
+        _spot,
+        _spot.c.id.in_(bindparam("ids", expanding=True)),
+        hold_id=select(_NEW_HOLD.c.id).scalar_subquery(),
+        held_until=bindparam("until"),
+    )
     .returning(_spot.c.id)
     .cte("held")
 )
@@ -364,13 +363,6 @@ def _place_hold(session: Session, ids: dict[str, Any], spots: list[Row]) -> tupl
     return hold_id, expires_at
 
 
-def _is_free(spot: Row, now: dt.datetime) -> bool:
-    """EventSpot.is_free, of a row."""
-    return spot.status == SpotStatus.AVAILABLE or (
-        spot.status == SpotStatus.HELD and spot.held_until is not None and spot.held_until <= now
-    )
-
-
 def _keep_limit(conn: Connection, ids: dict[str, Any], wanted: int, field: str) -> None:
     """HoldLimitExceeded if the customer's held spots and these would pass the limit (counted
     under the customer's lock)."""
@@ -388,7 +380,7 @@ def _all_free(
 ) -> list[Row]:
     if len(spots) != len(spot_ids):
         raise NotFound("Some of these spots do not exist in this event.", field="spot_ids")
-    taken = [spot for spot in spots if not _is_free(spot, now)]
+    taken = [s for s in spots if not EventSpot.is_free(s.status, s.held_until, now)]
     if taken:
         session.rollback()
         raise SpotsUnavailable(
@@ -447,7 +439,7 @@ def release_hold(session: Session, customer_id: int, hold_id: int) -> Hold:
             raise NotFound("Hold not found.")
         if hold.status == HoldStatus.CONVERTED:
             raise Conflict("This hold was paid for: its tickets are in your orders.")
-        _free(session, hold, HoldStatus.RELEASED)
+        _free(session, hold, Hold.RELEASE)
         session.commit()
     return hold
 
@@ -465,21 +457,27 @@ def release_expired_holds(
         .with_for_update(skip_locked=True)
     ).all()
     for hold in holds:
-        _free(session, hold, HoldStatus.EXPIRED)
+        _free(session, hold, Hold.EXPIRE)
     session.commit()
     return len(holds)
 
 
-def _free(session: Session, hold: Hold, status: HoldStatus) -> None:
-    """Give the hold's spots back; its unpaid order (priced at a checkout attempt) is void."""
+def give_back(session: Session, hold: Hold, end: Transition) -> None:
+    """The hold's spots back on sale (locked in id order), and the hold ended by ``end`` (one
+    of Hold's transitions) if it is still active."""
     for spot in spots_of_hold(session, hold.id, lock=True):
         spot.release()
-    if hold.status == HoldStatus.ACTIVE:
-        hold.status = status.value
+    if end.allows(hold.status):
+        end.apply(hold, f"Hold {hold.id}")
+
+
+def _free(session: Session, hold: Hold, end: Transition) -> None:
+    """Give the hold's spots back; its unpaid order (priced at a checkout attempt) is void."""
+    give_back(session, hold, end)
     order = session.scalar(select(Order).where(Order.hold_id == hold.id))
     if (
         order is not None
-        and order.status == OrderStatus.PENDING
+        and Order.CANCEL.allows(order.status)
         and not any(p.status == PaymentStatus.PENDING for p in order.payments)
     ):
-        order.cancel(f"hold_{status.value}")
+        order.cancel(f"hold_{end.target}")
