@@ -22,7 +22,7 @@ def _partner_alice() -> int:
     """An approved partner with its Partner-role user alice; returns the partner id.
 
     Commits, so that the test's session holds no transaction while the browser drives the
-    live server (SQLite shares one file between both threads)."""
+    live server (the server's threads would wait for its locks)."""
     partner = make_partner("Acme Shows")
     make_user("alice", "Partner", partner)
     partner_id = partner.id

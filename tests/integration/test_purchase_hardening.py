@@ -174,9 +174,9 @@ def test_parallel_holds_cannot_pass_the_per_customer_limit(app, on_sale):  # noq
     assert sorted(codes) == [201, 422]
 
 
-def test_buyers_racing_for_the_same_seats_get_one_hold_on_either_database(app, on_sale):  # noqa: F811
-    """On SQLite too (the demo serves threads): the hold takes the write lock before it reads
-    the spots, so only one of the racers finds them free."""
+def test_buyers_racing_for_the_same_seats_get_one_hold(app, on_sale):  # noqa: F811
+    """The hold locks the spots before it reads them, so only one of the racers finds them
+    free."""
     from app.services import customers as customer_service
 
     sm = app.appbuilder.sm
@@ -208,9 +208,8 @@ def test_buyers_racing_for_the_same_seats_get_one_hold_on_either_database(app, o
 
 
 def test_a_double_submit_with_two_keys_charges_once_and_answers_409(app, on_sale, monkeypatch):  # noqa: F811
-    """The second attempt waits for the first one's lock on the hold (on SQLite, the database's
-    write lock), then must see the order the first one created (not insert a second one and fail
-    with a 500)."""
+    """The second attempt waits for the first one's lock on the hold, then must see the order
+    the first one created (not insert a second one and fail with a 500)."""
     client_a, client_b = app.test_client(), app.test_client()
     headers = sign_up(client_a)
     hold = hold_seats(client_a, headers, on_sale)
@@ -374,7 +373,7 @@ def test_a_release_racing_a_payment_never_leaves_a_paid_order_without_its_seats(
     monkeypatch,
 ):
     """The customer releases the hold in one tab while paying in another: the release locks the
-    hold and its spots first (on SQLite, the database's write lock), so the payment finds the
+    hold and its spots first, so the payment finds the
     hold released and is refunded; the seats are free and no order is paid."""
     from app.models import EventSpot, SpotStatus
 

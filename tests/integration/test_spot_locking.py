@@ -1,6 +1,6 @@
 """Spot state changes lock their rows: concurrent changes never overwrite each other.
 
-PostgreSQL only: real connections from several threads (SQLite serialises writers anyway).
+Real connections from several threads.
 """
 
 from __future__ import annotations

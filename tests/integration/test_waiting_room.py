@@ -200,8 +200,8 @@ def test_the_partner_sets_the_rate_and_a_bad_one_names_the_field(client, queued)
 
 def test_a_crowd_joining_at_once_gets_one_slot_each(app, queued, burst):
     """Forty customers join at the same moment on real connections: each gets a place of
-    their own, one interval apart after the burst. PostgreSQL takes a place in one statement,
-    SQLite in a write transaction; both must give every slot once."""
+    their own, one interval apart after the burst: a place is taken in one statement, and
+    every slot is given once."""
     fans = _customers(40)
     event_id = queued.id
     start = threading.Barrier(len(fans))
