@@ -1,10 +1,10 @@
 """The database store: a scan judged and logged from PostgreSQL alone (the embedded default, and
 the fallback while Redis is unreachable).
 
-A ticket's entry is its row of ``checkin_entry``: the table's unique ticket key admits a ticket
-once (of two gates scanning it at once one wins), and a conditional update moves it in or out.
-The scan is logged in the same transaction, and a retry with the same nonce gets the first
-answer back from the log.
+A ticket's entry is its row of ``checkin_entry``; ``rules.decide_entry`` decides each scan on
+that row, locked. The table's unique ticket key takes a first entry, so of two gates scanning a
+ticket at once one wins. The scan is logged in the same transaction, and a retry with the same
+nonce gets the first answer back from the log.
 """
 
 from __future__ import annotations
@@ -13,23 +13,14 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
-from app.models import (
-    CheckIn,
-    CheckinEntry,
-    Event,
-    EventStatus,
-    ScanDirection,
-    ScanResult,
-    Ticket,
-    TicketStatus,
-)
+from app.models import CheckIn, CheckinEntry, Event, EventStatus, ScanResult, Ticket, TicketStatus
 from app.models.base import utcnow
-from app.services.checkin.rules import NOT_IN, EventInfo, Outcome, ScanRequest, iso
+from app.services.checkin.rules import EventInfo, Outcome, ScanRequest, decide_entry, iso
 from app.services.checkin.scanners import Scanner
 
 
@@ -95,15 +86,20 @@ def event_info_of(event: Event) -> EventInfo:
 def enter_in_db(
     session: Session, info: EventInfo, ticket_id: int, request: ScanRequest
 ) -> tuple[str, str | None, str | None]:
-    """Take the ticket's entry with the unique key of ``checkin_entry`` (or move it in/out)."""
+    """The scan's effect on the ticket's entry: (result, first entry's time and gate when
+    already used)."""
+    entry = session.get(CheckinEntry, ticket_id, with_for_update=True, populate_existing=True)
+    decision = decide_entry(
+        entry.state if entry is not None else None, request.direction, info.allow_reentry
+    )
     at = request.scanned_at
-    if request.direction == ScanDirection.IN:
+    if entry is None and decision.state is not None:
         taken = session.execute(
             pg_insert(CheckinEntry)
             .values(
                 ticket_id=ticket_id,
                 event_id=info.event_id,
-                state="in",
+                state=decision.state,
                 first_at=at,
                 first_gate=request.gate,
                 last_at=at,
@@ -111,25 +107,13 @@ def enter_in_db(
             .on_conflict_do_nothing()
             .returning(CheckinEntry.ticket_id)
         ).scalar()
-        if taken is not None:
-            return ScanResult.VALID.value, None, None
-        if info.allow_reentry and _move(session, ticket_id, "out", "in", at):
-            return ScanResult.VALID.value, None, None
-        entry = session.get(CheckinEntry, ticket_id, populate_existing=True)
-        return ScanResult.ALREADY_USED.value, iso(entry.first_at), entry.first_gate
-    if _move(session, ticket_id, "in", "out", at):
-        return ScanResult.VALID.value, None, None
-    return NOT_IN, None, None
-
-
-def _move(session: Session, ticket_id: int, old: str, new: str, at: dt.datetime) -> bool:
-    moved = session.execute(
-        update(CheckinEntry)
-        .where(CheckinEntry.ticket_id == ticket_id, CheckinEntry.state == old)
-        .values(state=new, last_at=at)
-        .returning(CheckinEntry.ticket_id)
-    ).scalar()
-    return moved is not None
+        if taken is None:  # another gate's first entry won: decide again on its row
+            return enter_in_db(session, info, ticket_id, request)
+    elif entry is not None and decision.state != entry.state:
+        entry.state, entry.last_at = decision.state, at
+    if decision.result == ScanResult.ALREADY_USED:
+        return decision.result, iso(entry.first_at), entry.first_gate
+    return decision.result, None, None
 
 
 def ticket_details(session: Session, ticket_ids: Iterable[int]) -> dict[int, dict[str, Any]]:

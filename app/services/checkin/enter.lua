@@ -1,4 +1,5 @@
--- A ticket's entry taken or moved in/out atomically in Redis (redis_store.RedisStore.enter).
+-- The entry rule of rules.decide_entry, atomic in Redis (redis_store.RedisStore.enter); tested
+-- against tests/cases/scan_rules.json.
 -- KEYS: the event's entries (a hash of ticket id -> "<in|out>|<first time>|<last nonce>|<first gate>")
 -- ARGV: ticket id, direction, time, gate, re-entry allowed ("1"/"0"), scoped nonce
 -- The scan that made the last change answers "valid" again if it is retried while its first

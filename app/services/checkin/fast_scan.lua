@@ -1,6 +1,7 @@
 -- A device's whole scan of an armed event in one Redis call, for the WSGI fast path
 -- (fast_path.fast_scan): no Flask, one round trip. The same checks as scanning.evaluate with the
--- Redis store, in the same order, and the entry rule of enter.lua.
+-- Redis store, in the same order, and the entry rule of rules.decide_entry (as in enter.lua);
+-- tested against tests/cases/scan_rules.json.
 -- KEYS: device, revoked devices, event, revoked tickets, ticket details, entries, log
 -- ARGV: verdict, event id, ticket id, label, direction, scanned_at (iso Z), gate, now (iso Z),
 --       gate's event id or '', scanned_at (log), recorded_at (log), nonce ttl, nonce, token hash

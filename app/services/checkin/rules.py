@@ -1,5 +1,18 @@
-"""The scan rule's pure parts: what a scan request is (parsed from JSON, with field errors), what
-the stores know of an event, and a scan's outcome. No database, no Redis, no Flask.
+"""The scan rule, pure: what a scan request is, when the doors are open, and what a scan does to
+a ticket's entry. No database, no Redis, no Flask.
+
+A ticket admits one entry. Its entry is in one of three states: none (never scanned in), ``in``
+or ``out``. An ``in`` scan takes the entry when there is none; with re-entry allowed, an ``out``
+allows one later ``in``; any other ``in`` answers "already used" with the first entry's time and
+gate. Only someone inside goes out: an ``out`` scan of a ticket that is not in changes nothing
+and answers "invalid" (reason ``not_checked_in``). The doors are open between the event's
+check-in opening and closing times, both included, unless the event is cancelled; a revoked
+ticket is refused after the doors and before the entry (``scanning.evaluate`` holds that order).
+
+The database store applies ``decide_entry`` itself. The rule also exists where Python cannot
+run: two Lua scripts in Redis (``enter.lua``, ``fast_scan.lua``) and the gate page's offline
+judge (``app/static/gate-core.js``). Every copy is tested against one table of cases,
+``tests/cases/scan_rules.json``.
 """
 
 from __future__ import annotations
@@ -7,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from app.models import DomainError, ScanDirection, ScanResult
 from app.models.base import MAX_INT, utcnow
@@ -67,6 +80,27 @@ class Outcome:
             body["seat"] = self.claim.label
         body.update(self.details)
         return body
+
+
+class EntryDecision(NamedTuple):
+    result: str  # valid, already_used or NOT_IN
+    state: str | None  # the entry's state after the scan (None: still never scanned in)
+
+
+def decide_entry(state: str | None, direction: str, allow_reentry: bool) -> EntryDecision:
+    """What a scan in ``direction`` does to an entry in ``state`` (None: no entry yet)."""
+    if direction == ScanDirection.IN:
+        if state is None or (allow_reentry and state == ScanDirection.OUT):
+            return EntryDecision(ScanResult.VALID.value, ScanDirection.IN.value)
+        return EntryDecision(ScanResult.ALREADY_USED.value, state)
+    if state == ScanDirection.IN:
+        return EntryDecision(ScanResult.VALID.value, ScanDirection.OUT.value)
+    return EntryDecision(NOT_IN, state)
+
+
+def doors_open(info: EventInfo, moment: dt.datetime) -> bool:
+    """Whether the event admits anyone at ``moment``: not cancelled, within its window."""
+    return not info.cancelled and info.opens_at <= moment <= info.closes_at
 
 
 def parse_scan(

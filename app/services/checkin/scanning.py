@@ -2,7 +2,7 @@
 
 A scan verifies the code's Ed25519 signature with the event's public key before anything else,
 then checks the gate's events, the doors (window, cancellation) and revocations, and records the
-entry atomically (``evaluate``). Two stores
+entry atomically (``evaluate``; the entry rule itself is ``rules.decide_entry``). Two stores
 answer the same questions: ``RedisStore`` when Redis is configured (the event armed, no
 database on the scan path), ``DbStore`` otherwise, and while Redis is unreachable. A retry with
 the same nonce returns the first answer and records nothing new. Offline scans uploaded later
@@ -31,6 +31,7 @@ from app.services.checkin.rules import (
     EventInfo,
     Outcome,
     ScanRequest,
+    doors_open,
     iso,
     parse_scan,
 )
@@ -73,8 +74,7 @@ def evaluate(store: Store, scanner: Scanner, request: ScanRequest, now: dt.datet
         verify_ticket(info.public_key, request.code)
     except InvalidCode:
         return Outcome(ScanResult.INVALID.value, details={"reason": "bad_signature"})
-    moment = request.scanned_at if request.offline else now
-    if info.cancelled or not info.opens_at <= moment <= info.closes_at:
+    if not doors_open(info, request.scanned_at if request.offline else now):
         return Outcome(
             ScanResult.NOT_VALID_NOW.value,
             claim,
