@@ -76,7 +76,9 @@ def prepare(
     from app.models import Customer, Event, EventSection, EventSpot, Order, Partner, Ticket
     from app.models.base import utcnow
     from app.models.codes import TicketClaim, sign_ticket, verify_ticket
-    from app.services import checkin
+    from app.services.checkin.arming import arm_event
+    from app.services.checkin.devices import register_device
+    from app.services.checkin.redis_keys import redis_client
     from app.services.scoping import SYSTEM
     from app.views.roles import sync_permissions
 
@@ -85,7 +87,7 @@ def prepare(
     with app.app_context():
         fresh_schema(db)
         sync_permissions(app.appbuilder)
-        cache = checkin.redis_client()
+        cache = redis_client()
         stale = list(cache.scan_iter("ck:*", count=10_000))
         for chunk in range(0, len(stale), 10_000):
             cache.delete(*stale[chunk : chunk + 10_000])
@@ -162,9 +164,9 @@ def prepare(
         assert issued == tickets, issued
         prepared_s = time.perf_counter() - started
 
-        _, token = checkin.register_device(db.session, SYSTEM, "Bench gate", [event.id])
+        _, token = register_device(db.session, SYSTEM, "Bench gate", [event.id])
         armed_started = time.perf_counter()
-        assert checkin.arm_event(db.session, event.id)
+        assert arm_event(db.session, event.id)
         arm_s = time.perf_counter() - armed_started
         return app, {
             "event_id": event.id,
@@ -452,11 +454,11 @@ def flush_log(app: Any, event_id: int) -> tuple[int, int, float]:
 
     from app.extensions import db
     from app.models import CheckIn, CheckinEntry
-    from app.services import checkin
+    from app.services.checkin.scan_log import flush_scan_log
 
     with app.app_context():
         started = time.perf_counter()
-        checkin.flush_scan_log(db.session)
+        flush_scan_log(db.session)
         flush_s = time.perf_counter() - started
         logged = db.session.scalar(select(func.count()).where(CheckIn.event_id == event_id))
         entries = db.session.scalar(select(func.count()).where(CheckinEntry.event_id == event_id))

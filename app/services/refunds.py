@@ -24,7 +24,8 @@ from app.models import (
     TicketStatus,
 )
 from app.models.base import utcnow
-from app.services import checkin, ledger
+from app.services import ledger
+from app.services.checkin import arming
 from app.services.locking import busy_on_lock_failure
 from app.services.payments import PaymentGateway
 from app.services.scoping import SYSTEM, Actor, owned_query
@@ -131,7 +132,7 @@ def _complete(session: Session, gateway: PaymentGateway, order_id: int, refund_i
             session, refund, return_platform_fee=current_app.config["REFUND_RETURNS_PLATFORM_FEE"]
         )
         session.commit()
-    checkin.note_revoked(order.event_id, [t.id for t in tickets])  # armed gates learn it at once
+    arming.note_revoked(order.event_id, [t.id for t in tickets])  # armed gates learn it at once
     log.info(
         "order refunded",
         extra={"order_id": order_id, "amount": amount, "tickets": [t.id for t in tickets]},
@@ -252,7 +253,7 @@ def record_chargeback(
     payment.mark_charged_back(now)
     ledger.post_chargeback(session, payment, reason=reason)
     revoked = [t.id for t in order.tickets if t.status == TicketStatus.REVOKED]
-    checkin.note_revoked_after_commit(session, order.event_id, revoked)
+    arming.note_revoked_after_commit(session, order.event_id, revoked)
     log.info("order charged back", extra={"order_id": order.id, "payment_id": payment_id})
     return order
 

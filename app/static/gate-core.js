@@ -124,6 +124,7 @@ export async function judge(code, { manifest, entries, direction, now, keys }) {
   }
   if (revokedSet(manifest).has(claim.ticketId)) return { verdict: "revoked", verified, claim };
   // One entry; with re-entry an `out` scan allows one later `in`. Only someone inside goes out.
+  // The rule of app/services/checkin/rules.py, tested against tests/cases/scan_rules.json.
   const entry = entries.get(claim.ticketId);
   if (direction === "out") {
     return entry?.state === "in"

@@ -12,8 +12,8 @@ from wtforms.validators import URL, Optional
 
 from app.extensions import db
 from app.models import DomainError, Event, EventSection, EventSpot
-from app.services import checkin
 from app.services import events as event_service
+from app.services.checkin.arming import arm_owned_event
 from app.views.base import ScopedModelRestApi, ScopedModelView, current_user
 from app.views.forms import (
     CancelEventForm,
@@ -289,7 +289,7 @@ class EventView(EventRules, ScopedModelView):
     def arm_checkin(self, items: Any) -> Any:
         self.run_each(
             items,
-            lambda event: checkin.arm_owned_event(db.session, current_user(), event.id),
+            lambda event: arm_owned_event(db.session, current_user(), event.id),
             "{count} event(s) armed for check-in.",
         )
         return redirect(self.get_redirect())

@@ -15,7 +15,9 @@ from flask import g, request
 from flask_appbuilder.api import BaseApi, expose, safe
 
 from app.extensions import db
-from app.services import checkin
+from app.services.checkin import manifest, scanning
+from app.services.checkin.rules import parse_scan
+from app.services.checkin.scanners import scanner_for_token
 from app.views.shop_api import _json_body, domain_errors
 
 
@@ -26,7 +28,7 @@ def scanner_required(view: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(self: BaseApi, *args: Any, **kwargs: Any) -> Any:
         header = request.headers.get("Authorization", "")
         token = header[7:] if header[:7].lower() == "bearer " else ""
-        g.scanner = checkin.scanner_for_token(db.session, token)
+        g.scanner = scanner_for_token(db.session, token)
         return view(self, *args, **kwargs)
 
     return wrapper
@@ -73,8 +75,8 @@ class CheckinApi(BaseApi):
             422:
               description: A field is missing or malformed
         """
-        scan_request = checkin.parse_scan(_json_body())
-        return self.response(200, **checkin.scan(db.session, g.scanner, scan_request))
+        scan_request = parse_scan(_json_body())
+        return self.response(200, **scanning.scan(db.session, g.scanner, scan_request))
 
     @expose("/offline-scans", methods=["POST"])
     @safe
@@ -116,7 +118,7 @@ class CheckinApi(BaseApi):
             422:
               description: A scan is malformed (the field names which)
         """
-        results = checkin.record_offline_scans(db.session, g.scanner, _json_body())
+        results = scanning.record_offline_scans(db.session, g.scanner, _json_body())
         return self.response(200, results=results)
 
     @expose("/events", methods=["GET"])
@@ -134,7 +136,7 @@ class CheckinApi(BaseApi):
             401:
               description: Missing, unknown or revoked device token or login
         """
-        return self.response(200, events=checkin.scannable_events(db.session, g.scanner))
+        return self.response(200, events=manifest.scannable_events(db.session, g.scanner))
 
     @expose("/events/<int:event_id>/manifest", methods=["GET"])
     @safe
@@ -155,4 +157,4 @@ class CheckinApi(BaseApi):
             404:
               description: Not one of this scanner's events
         """
-        return self.response(200, **checkin.manifest(db.session, g.scanner, event_id))
+        return self.response(200, **manifest.manifest(db.session, g.scanner, event_id))

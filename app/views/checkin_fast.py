@@ -1,8 +1,8 @@
 """The gate's fast path: a WSGI layer in front of the app that answers a device's scan of an
-armed event in one Redis round trip (``checkin.fast_scan``), without Flask's per-request work.
-Anything else, staff logins, malformed requests, unknown devices, events not armed yet, goes to
-the app unchanged, which answers it (and arms the event) the full way. Scans answered here skip
-the Prometheus request metrics and the request-id header."""
+armed event in one Redis round trip (``services/checkin/fast_path.py``), without Flask's
+per-request work. Anything else, staff logins, malformed requests, unknown devices, events not
+armed yet, goes to the app unchanged, which answers it (and arms the event) the full way. Scans
+answered here skip the Prometheus request metrics and the request-id header."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from typing import Any
 import redis
 from flask import Flask
 
-from app.services import checkin
+from app.services.checkin.fast_path import fast_scan
+from app.services.checkin.redis_keys import redis_for
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class CheckinFastPath:
     def _client(self) -> redis.Redis | None:
         # Read each time: the setting decides (tests switch it between stores).
         url = self.app.config.get("REDIS_URL")
-        return checkin.redis_for(url) if url else None
+        return redis_for(url) if url else None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if environ.get("PATH_INFO") != SCAN_PATH or environ.get("REQUEST_METHOD") != "POST":
@@ -47,7 +48,7 @@ class CheckinFastPath:
         body = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(body)  # the app reads it again if it answers
         try:
-            answer = checkin.fast_scan(client, token, body)
+            answer = fast_scan(client, token, body)
         except redis.RedisError:
             log.warning("check-in fast path unavailable: Redis error", exc_info=True)
             answer = None

@@ -15,7 +15,8 @@ from flask_babel import lazy_gettext
 
 from app.extensions import db
 from app.models import CheckIn, DomainError, GateAssignment, GateDevice, PartnerUser
-from app.services import checkin
+from app.services.checkin import devices, scanners
+from app.services.checkin.stats import entries_by_section_and_gate
 from app.services.scoping import is_platform_staff
 from app.views.base import PartnerScopeFilter, ScopedModelView, current_user
 
@@ -54,12 +55,12 @@ class GateDeviceView(ScopedModelView):
     edit_form_query_rel_fields = {"events": [["id", PartnerScopeFilter, None]]}
 
     def on_add(self, item: GateDevice) -> None:
-        g.device_token = checkin.prepare_device(db.session, current_user(), item)
+        g.device_token = devices.prepare_device(db.session, current_user(), item)
 
     def on_update(self, item: GateDevice) -> None:
         if item.revoked_at is not None:
             raise DomainError("A revoked device cannot be changed: register a new one.")
-        checkin.check_device(db.session, current_user(), item)
+        devices.check_device(db.session, current_user(), item)
 
     def post_add(self, item: GateDevice) -> None:
         flash(
@@ -69,13 +70,13 @@ class GateDeviceView(ScopedModelView):
         )
 
     def post_update(self, item: GateDevice) -> None:
-        checkin.device_changed(item)
+        scanners.device_changed(item)
 
     @action("revoke", "Revoke", "Revoke the selected devices? They are refused at once.", "fa-ban")
     def revoke(self, items: Any) -> Any:
         self.run_each(
             items,
-            lambda device: checkin.revoke_device(db.session, current_user(), device.id),
+            lambda device: devices.revoke_device(db.session, current_user(), device.id),
             "{count} device(s) revoked.",
         )
         return redirect(self.get_redirect())
@@ -102,10 +103,10 @@ class GateAssignmentView(ScopedModelView):
             raise DomainError("Choose a gate user of this event's partner.", field="user")
 
     def post_add(self, item: GateAssignment) -> None:
-        checkin.staff_changed(item.user_id)
+        scanners.staff_changed(item.user_id)
 
     def post_delete(self, item: GateAssignment) -> None:
-        checkin.staff_changed(item.user_id)
+        scanners.staff_changed(item.user_id)
 
 
 class CheckInView(ScopedModelView):
@@ -127,7 +128,7 @@ class CheckInView(ScopedModelView):
     def live(self, event_id: int) -> Any:
         """Entries so far by section and by gate, rejected scans by result, conflicts."""
         try:
-            stats = checkin.entries_by_section_and_gate(db.session, current_user(), event_id)
+            stats = entries_by_section_and_gate(db.session, current_user(), event_id)
         except DomainError:
             abort(404)
         return self.render_template("checkin/live.html", stats=stats)

@@ -18,6 +18,7 @@ from app.models import Event
 from app.models.base import utcnow
 from app.services import checkin, refunds
 from app.services import events as event_service
+from app.services.checkin import arming
 from app.services.payments import gateway
 from app.services.scoping import SYSTEM
 from tests.conftest import forget_checkin_state
@@ -89,7 +90,7 @@ def test_the_arming_run_refreshes_an_armed_event_whatever_it_became(
     first, second = (t["code"] for t in buy(client, event, quantity=2)["tickets"])
     auth = device(partner, event)
     assert result(scan(client, auth, first))["result"] == "valid"
-    monkeypatch.setattr(checkin, "refresh_armed_event", lambda *args: None)  # Redis missed it
+    monkeypatch.setattr(arming, "refresh_armed_event", lambda *args: None)  # Redis missed it
     db.session.get(Event, event.id).checkin_closes_at = utcnow() - dt.timedelta(minutes=1)
     db.session.commit()
     assert result(scan(client, auth, second))["result"] == "valid"  # stale until the run
@@ -120,16 +121,16 @@ def test_a_refund_committing_while_the_event_is_armed_reaches_the_gates(
     event = doors_open(partner)
     order = buy(client, event, quantity=1)
     auth = device(partner, event)
-    read_details = checkin._ticket_details
+    read_details = arming.ticket_details
 
     def refund_meanwhile(session, ids):  # arming has read the revoked tickets already
-        monkeypatch.setattr(checkin, "_ticket_details", read_details)
+        monkeypatch.setattr(arming, "ticket_details", read_details)
         with app.app_context():
             refunds.refund_order(db.session, gateway(), order["id"], SYSTEM)
             db.session.remove()
         return read_details(session, ids)
 
-    monkeypatch.setattr(checkin, "_ticket_details", refund_meanwhile)
+    monkeypatch.setattr(arming, "ticket_details", refund_meanwhile)
     checkin.arm_event(db.session, event.id)
     assert result(scan(client, auth, order["tickets"][0]["code"]))["result"] == "revoked"
 

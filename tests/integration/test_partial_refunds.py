@@ -31,6 +31,7 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.services import ledger, payments, refunds
+from app.services.checkin import arming
 from app.services.payments import gateway
 from app.services.scoping import SYSTEM
 from app.sim_acquirer.models import SimRefund
@@ -68,7 +69,7 @@ def revocations(monkeypatch):
     """What the armed gates were told, (event id, ticket ids) per push."""
     pushed = []
     monkeypatch.setattr(
-        refunds.checkin, "note_revoked", lambda event_id, ids: pushed.append((event_id, ids))
+        arming, "note_revoked", lambda event_id, ids: pushed.append((event_id, ids))
     )
     return pushed
 

@@ -1,0 +1,185 @@
+"""The database store: a scan judged and logged from PostgreSQL alone (the embedded default, and
+the fallback while Redis is unreachable).
+
+A ticket's entry is its row of ``checkin_entry``; ``rules.decide_entry`` decides each scan on
+that row, locked. The table's unique ticket key takes a first entry, so of two gates scanning a
+ticket at once one wins. The scan is logged in the same transaction, and a retry with the same
+nonce gets the first answer back from the log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, joinedload
+
+from app.models import CheckIn, CheckinEntry, Event, EventStatus, ScanResult, Ticket, TicketStatus
+from app.models.base import utcnow
+from app.services.checkin.rules import EventInfo, Outcome, ScanRequest, decide_entry, iso
+from app.services.checkin.scanners import Scanner
+
+
+class DbStore:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def recall(self, nonce: str) -> dict[str, Any] | None:
+        row = self.session.scalar(select(CheckIn).where(CheckIn.nonce == nonce))
+        return _answer_of(self.session, row) if row is not None else None
+
+    def event_info(self, event_id: int) -> EventInfo | None:
+        return event_info_from_db(self.session, event_id)
+
+    def is_revoked(self, event_id: int, ticket_id: int) -> bool:
+        status = self.session.scalar(
+            select(Ticket.status).where(Ticket.id == ticket_id, Ticket.event_id == event_id)
+        )
+        return status != TicketStatus.VALID
+
+    def ticket_details(self, event_id: int, ticket_id: int) -> dict[str, Any]:
+        return ticket_details(self.session, [ticket_id]).get(ticket_id, {})
+
+    def enter(
+        self, info: EventInfo, ticket_id: int, request: ScanRequest, nonce: str
+    ) -> tuple[str, str | None, str | None]:
+        return enter_in_db(self.session, info, ticket_id, request)
+
+    def record(
+        self, scanner: Scanner, request: ScanRequest, outcome: Outcome, answer: dict[str, Any]
+    ) -> dict[str, Any]:
+        if outcome.log_event_id is not None:
+            self.session.add(_log_row(scanner, request, outcome, answer, utcnow()))
+        try:
+            self.session.commit()
+        except IntegrityError:
+            # The same nonce raced us: answer what the first one answered.
+            self.session.rollback()
+            return self.recall(scanner.scoped(request.nonce)) or answer
+        return answer
+
+
+def event_info_from_db(session: Session, event_id: int) -> EventInfo | None:
+    event = session.get(Event, event_id)
+    if event is None or event.status == EventStatus.DRAFT:
+        return None
+    return event_info_of(event)
+
+
+def event_info_of(event: Event) -> EventInfo:
+    opens, closes = event.checkin_window()
+    return EventInfo(
+        event_id=event.id,
+        partner_id=event.partner_id,
+        public_key=event.public_key,
+        opens_at=opens,
+        closes_at=closes,
+        allow_reentry=bool(event.allow_reentry),
+        cancelled=event.status == EventStatus.CANCELLED,
+    )
+
+
+def enter_in_db(
+    session: Session, info: EventInfo, ticket_id: int, request: ScanRequest
+) -> tuple[str, str | None, str | None]:
+    """The scan's effect on the ticket's entry: (result, first entry's time and gate when
+    already used)."""
+    entry = session.get(CheckinEntry, ticket_id, with_for_update=True, populate_existing=True)
+    decision = decide_entry(
+        entry.state if entry is not None else None, request.direction, info.allow_reentry
+    )
+    at = request.scanned_at
+    if entry is None and decision.state is not None:
+        taken = session.execute(
+            pg_insert(CheckinEntry)
+            .values(
+                ticket_id=ticket_id,
+                event_id=info.event_id,
+                state=decision.state,
+                first_at=at,
+                first_gate=request.gate,
+                last_at=at,
+            )
+            .on_conflict_do_nothing()
+            .returning(CheckinEntry.ticket_id)
+        ).scalar()
+        if taken is None:  # another gate's first entry won: decide again on its row
+            return enter_in_db(session, info, ticket_id, request)
+    elif entry is not None and decision.state != entry.state:
+        entry.state, entry.last_at = decision.state, at
+    if decision.result == ScanResult.ALREADY_USED:
+        return decision.result, iso(entry.first_at), entry.first_gate
+    return decision.result, None, None
+
+
+def ticket_details(session: Session, ticket_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """What a gate shows of each ticket: section, seat and holder."""
+    rows = session.scalars(
+        select(Ticket)
+        .where(Ticket.id.in_(list(ticket_ids)))
+        .options(joinedload(Ticket.section), joinedload(Ticket.spot))
+    )
+    return {
+        t.id: {"section": t.section.name, "seat": t.seat_label, "holder_name": t.holder_name}
+        for t in rows
+    }
+
+
+def revoked_ticket_ids(session: Session, event_id: int) -> list[int]:
+    """The event's tickets that admit nobody (refunded, cancelled or never issued)."""
+    return list(
+        session.scalars(
+            select(Ticket.id).where(
+                Ticket.event_id == event_id,
+                Ticket.status.in_([TicketStatus.REVOKED, TicketStatus.VOID]),
+            )
+        )
+    )
+
+
+def entries_of(session: Session, event_id: int) -> list[CheckinEntry]:
+    return list(session.scalars(select(CheckinEntry).where(CheckinEntry.event_id == event_id)))
+
+
+def _log_row(
+    scanner: Scanner,
+    request: ScanRequest,
+    outcome: Outcome,
+    answer: dict[str, Any],
+    recorded_at: dt.datetime,
+) -> CheckIn:
+    return CheckIn(
+        event_id=outcome.log_event_id,
+        ticket_id=outcome.ticket_id,
+        gate=request.gate,
+        direction=request.direction,
+        result=outcome.result,
+        nonce=scanner.scoped(request.nonce),
+        scanned_at=request.scanned_at,
+        recorded_at=recorded_at,
+        device_id=scanner.device_id,
+        user_id=scanner.user_id,
+        offline=request.offline,
+        device_verdict=request.device_verdict,
+        conflict=bool(answer.get("conflict")),
+    )
+
+
+def _answer_of(session: Session, row: CheckIn) -> dict[str, Any]:
+    """The answer a logged scan got, rebuilt for a retry with the same nonce."""
+    answer: dict[str, Any] = {"result": row.result}
+    if row.ticket_id is not None:
+        answer["ticket_id"] = row.ticket_id
+        answer["event_id"] = row.event_id
+        answer.update(ticket_details(session, [row.ticket_id]).get(row.ticket_id, {}))
+    if row.result == ScanResult.ALREADY_USED and row.ticket_id is not None:
+        entry = session.get(CheckinEntry, row.ticket_id)
+        if entry is not None:
+            answer["first_scan"] = {"at": iso(entry.first_at), "gate": entry.first_gate}
+    if row.offline:
+        answer["conflict"] = row.conflict
+    return answer

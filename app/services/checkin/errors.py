@@ -1,0 +1,38 @@
+"""What check-in answers when it cannot judge a scan: the scanner is not allowed (401), or what
+the scan needs is out of reach (503, no verdict: the gate judges the ticket offline and uploads
+it later)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from app.models import Busy, DomainError
+
+UNREACHABLE = "Check-in cannot reach its database: judge the ticket offline and upload it later."
+
+
+class Unavailable(Busy):
+    """The database (or Redis) is unreachable and what the scan needs is not cached: no verdict
+    on the ticket. The gate judges it offline and uploads it later."""
+
+    code = "unavailable"
+
+
+class NotAuthorized(DomainError):
+    status = 401
+    code = "not_authorized"
+
+
+@contextmanager
+def unavailable_without_database(session: Session) -> Iterator[None]:
+    """The database unreachable where a scan needs it: roll back and answer Unavailable (503),
+    never a verdict on the ticket."""
+    try:
+        yield
+    except OperationalError as exc:
+        session.rollback()
+        raise Unavailable(UNREACHABLE) from exc

@@ -1,0 +1,102 @@
+"""The fast path: a device's scan of an armed event answered in one Redis round trip, for the
+WSGI layer in front of the app (``app/views/checkin_fast.py``), without Flask.
+
+Python parses the request and verifies the code's signature (with the armed event's public key,
+cached a few seconds per process); one Lua script (``fast_scan.lua``) does the rest of
+``scanning.evaluate`` with the Redis store, in the same order, answers, keeps the answer under
+its nonce and queues the scan log. Anything it cannot answer (a staff login, a malformed
+request, an unknown or revoked device, an event not armed yet) goes to the full path.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import redis
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from app.models import DomainError, token_hash
+from app.models.base import utcnow
+from app.models.codes import InvalidCode, read_claim, unb64
+from app.services.checkin.redis_keys import (
+    LOG_KEY,
+    NONCE_TTL_SECONDS,
+    REVOKED_DEVICES_KEY,
+    device_key,
+    entries_key,
+    event_key,
+    revoked_key,
+    script,
+    tickets_key,
+)
+from app.services.checkin.rules import iso, parse_scan
+
+_FAST_KEYS: dict[int, tuple[Ed25519PublicKey, float]] = {}
+_FAST_KEY_SECONDS = 5.0
+
+
+def forget_fast_keys() -> None:
+    """Drop the cached public keys (tests reuse event ids with new keys)."""
+    _FAST_KEYS.clear()
+
+
+def _fast_public_key(client: redis.Redis, event_id: int) -> Ed25519PublicKey | None:
+    """An armed event's public key (keys never change: cached a few seconds per process, so a
+    disarmed event is noticed soon)."""
+    cached = _FAST_KEYS.get(event_id)
+    now = time.monotonic()
+    if cached and now - cached[1] < _FAST_KEY_SECONDS:
+        return cached[0]
+    raw = client.hget(event_key(event_id), "public_key")
+    if raw is None:
+        _FAST_KEYS.pop(event_id, None)
+        return None
+    key = Ed25519PublicKey.from_public_bytes(unb64(raw))
+    _FAST_KEYS[event_id] = (key, now)
+    return key
+
+
+def fast_scan(client: redis.Redis, token: str, body: bytes) -> bytes | None:
+    """Answer a device's scan of an armed event in one Redis round trip, or None when the full
+    path must answer (a staff login, a malformed request, an unknown device, an event not armed
+    yet)."""
+    if not token or token.count(".") == 2:
+        return None
+    try:
+        request = parse_scan(json.loads(body))
+    except (ValueError, DomainError):
+        return None
+    event_id = ticket_id = 0
+    label = ""
+    try:
+        claim, signed, signature = read_claim(request.code)
+    except InvalidCode:
+        verdict = "malformed"
+    else:
+        key = _fast_public_key(client, claim.event_id)
+        if key is None:
+            return None
+        event_id, ticket_id, label = claim.event_id, claim.ticket_id, claim.label
+        try:
+            key.verify(signature, signed)
+            verdict = "ok"
+        except InvalidSignature:
+            verdict = "bad_signature"
+    now = utcnow()
+    digest = token_hash(token)
+    reply = script(client, "fast_scan")(
+        keys=[
+            device_key(digest), REVOKED_DEVICES_KEY, event_key(event_id),
+            revoked_key(event_id), tickets_key(event_id), entries_key(event_id), LOG_KEY,
+        ],
+        args=[
+            verdict, event_id, ticket_id, label, request.direction, iso(request.scanned_at),
+            request.gate, iso(now), request.event_id or "", request.scanned_at.isoformat(),
+            now.isoformat(), NONCE_TTL_SECONDS, request.nonce, digest,
+        ],
+    )  # fmt: skip
+    if reply[0] == "noauth":  # not cached, or revoked: the full path decides
+        return None
+    return reply[1].encode()  # "new" (this scan's answer) or "old" (a retry's first answer)
