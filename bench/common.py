@@ -1,4 +1,5 @@
-"""What the benchmarks share: a keep-alive JSON client, percentiles, a fresh schema."""
+"""What the benchmarks share: a keep-alive JSON client, percentiles, a fresh database and schema,
+the production server."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
+# The embedded PostgreSQL the benchmarks start when given no server (apart from make run's).
+EMBEDDED_DIR = ROOT / "var" / "bench-postgres"
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -49,6 +52,26 @@ class Client:
         except ValueError:
             parsed = {}
         return response.status, parsed, elapsed
+
+
+def fresh_database(server_url: str | None, name: str) -> str:
+    """The URL of database ``name``, dropped and created empty, on the PostgreSQL server of
+    ``server_url`` (whatever database it names is left alone), or with None on an embedded server
+    in var/bench-postgres (app/local_postgres.py), which stops when this process exits."""
+    from sqlalchemy import create_engine, make_url, text
+
+    if server_url is None:
+        sys.path.insert(0, str(ROOT))
+        from app import local_postgres
+
+        server_url = local_postgres.start(EMBEDDED_DIR, "postgres")
+    url = make_url(server_url).set(drivername="postgresql+psycopg")
+    engine = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:  # a name of ours, never user input
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
 
 
 def fresh_schema(db: Any) -> None:

@@ -1,314 +1,492 @@
-"""On-sale benchmark: N concurrent buyers against one event of 2,000 seats until sold out.
+"""On-sale benchmark: the purchase path (hold, then pay) measured three ways. Not a test: run
+it by hand.
 
-Starts the production server (app/server.py) on PostgreSQL (or targets --url), then every buyer loops: hold the best N
-available seats in a section, pay with the approved test card. Prints tickets per second,
-p50/p95/p99 of hold and checkout, the 5xx count and how many spots were sold more than once;
-the last line is one JSON object. Not a test: run it by hand.
+Closed loop (the default), the throughput measure: N buyers with no think time buy against one
+event of 2,000 seats until it is sold out: each holds the best N available seats in a section
+and pays with the approved test card, and buys again. By Little's law each request then waits
+about N / throughput, so its latencies show queueing, not what one buyer feels. Prints tickets
+per second, p50/p95/p99 of hold and checkout, the 5xx count and spots sold more than once.
+With ``--waiting-room R`` the event lets in R buyers a minute: each buyer joins the line, sleeps
+until its turn, then holds and pays; a purchase ends the turn, so it joins again for the next
+order. The line's own figures (joining, time in line, joining to tickets) are printed apart.
+A rate above what the server sells cannot keep the purchase path fast.
 
-With ``--waiting-room R`` the event has a waiting room letting in R buyers per minute: each
-buyer joins the line, sleeps until the turn it was given, then holds and pays; a purchase ends
-the turn, so the buyer joins again for the next order. The line's own figures (the join
-requests, time spent in line, time from joining to tickets) are printed apart from the
-purchase path's. A rate above what the server sells cannot keep the purchase path fast.
+Open loop (``--rate R``), the latency a buyer feels at a given load: orders arrive at R a second
+as a Poisson process for ``--duration`` seconds, each a hold and a checkout, against an event
+with a seat for every order. Arrival times are drawn up front and each order runs in its own
+thread, however slow the ones before it (no coordinated omission); an order's time runs from its
+scheduled arrival to its checkout's answer. Two seconds at 50 orders/s warm the server up
+first, unmeasured. ``--find-max-rate`` steps the rate up from ``--rate`` (50 unless given) by
+``--rate-step`` and reports the highest rate whose p99 stays under ``--p99-target-ms`` with no
+5xx and no failed order; each step has an event of its own.
 
-    .venv/bin/python bench/onsale.py                  # own database bilheteria_bench, 2 x 4
+Burst (``--burst``), a flash crowd meeting a small event: 500 buyers released at once (a
+barrier) for one general-admission section of 100 places; each tokenizes its card at the
+acquirer, holds 1 place and pays (``--card-after-hold``: holds first and tokenizes only once
+holding, as the shop's pages ask for the card). Prints the time from release until sold out,
+and what the winners and the refused buyers waited (a refused buyer's until its refusal).
+The simulated acquirer is served by the same server, a third party's work in real life.
+
+The last line of every mode is one JSON object, with the machine's load average before and
+after (figures taken on a busy machine are not comparable). With no ``--database-url`` and no
+DATABASE_URL the database is on an embedded PostgreSQL in var/bench-postgres
+(app/local_postgres.py); with either, the bench uses its own database ``bilheteria_bench`` on
+that URL's server, dropped and created again each run. The server (app/server.py: 2 processes
+x 4 threads) is started on it.
+
+    .venv/bin/python bench/onsale.py                  # closed loop, 200 buyers, 2 per order
     .venv/bin/python bench/onsale.py --buyers 200 --per-order 4 --workers 4
     .venv/bin/python bench/onsale.py --waiting-room 7200
+    .venv/bin/python bench/onsale.py --rate 100       # 100 orders/s of 2 tickets for 20 s
+    .venv/bin/python bench/onsale.py --find-max-rate
+    .venv/bin/python bench/onsale.py --burst
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import queue
 import random
 import statistics
-import subprocess
-import sys
 import threading
 import time
-import uuid
-from pathlib import Path
+from typing import Any
 
-from common import Client, fresh_schema, percentile, start_server
+from common import Client, fresh_database, percentile, start_server
+from shop import Buyer, Tally, add_event, card_tokens, log_in, prepare, seed, sold_twice
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-PASSWORD = "bench-pass-123"  # noqa: S105 - throwaway bench users
-
-
-def prepare(
-    database_url: str, buyers: int, rows: int, seats: int, sections: int, waiting_room: int
-) -> dict:
-    """Fresh schema, one published event of sections x rows x seats, buyers and a card token."""
-    os.environ["DATABASE_URL"] = database_url
-    os.environ.setdefault("PASSWORD_HASH_METHOD", "pbkdf2:sha256:1")
-
-    from app import create_app, sim_acquirer
-    from app.extensions import db
-    from app.models import Event, EventSection, Partner
-    from app.models.base import utcnow
-    from app.services import customers
-    from app.services.events import generate_spots
-    from app.services.scoping import SYSTEM
-    from app.views.roles import sync_permissions
-
-    app = create_app({"LOG_LEVEL": "WARNING"})
-    with app.app_context():
-        fresh_schema(db)
-        sync_permissions(app.appbuilder)
-        partner = Partner(name="Bench", status="approved", fee_percent=10, fee_fixed_cents=100)
-        starts = utcnow().replace(microsecond=0) + __import__("datetime").timedelta(days=7)
-        event = Event(partner=partner, name="Bench Night", venue="Arena", city="Sao Paulo",
-                      starts_at=starts, currency="BRL",
-                      waiting_room_per_minute=waiting_room or None)  # fmt: skip
-        for n in range(sections):
-            event.sections.append(
-                EventSection(name=f"Sector {n + 1}", kind="seated", price_cents=10000)
-            )
-        db.session.add(event)
-        db.session.commit()
-
-        for section in event.sections:
-            last = chr(ord("A") + rows - 1)
-            generate_spots(db.session, section.id, SYSTEM, first_row="A", last_row=last,
-                           seats_per_row=seats)  # fmt: skip
-        event.publish()
-        db.session.commit()
-        emails = []
-        for n in range(buyers):
-            email = f"buyer{n}@bench.example"
-            customers.sign_up(db.session, app.appbuilder.sm, f"Buyer {n}", email, PASSWORD)
-            emails.append(email)
-        # Card tokens are single-use: one per possible order.
-        tokens = [
-            sim_acquirer.tokenize(
-                {"number": "4242424242424242", "exp_month": 12, "exp_year": utcnow().year + 2,
-                 "cvc": "123", "holder_name": "Bench"}
-            )["token"]
-            for _ in range(sections * rows * seats)
-        ]  # fmt: skip
-        return {
-            "event_id": event.id,
-            "sections": [s.id for s in event.sections],
-            "capacity": sections * rows * seats,
-            "emails": emails,
-            "tokens": tokens,
-        }
+DATABASE = "bilheteria_bench"
+# The open loop's arrival times are the same on every run at a given rate.
+SCHEDULE_SEED = 20260101
+WARM_UP_RATE, WARM_UP_SECONDS = 50, 2
 
 
-def oversold(database_url: str) -> tuple[int, int]:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
-    with engine.connect() as conn:
-        twice = conn.execute(
-            text("SELECT count(*) FROM (SELECT spot_id FROM ticket WHERE status = 'valid' "
-                 "GROUP BY spot_id HAVING count(*) > 1) t")
-        ).scalar()  # fmt: skip
-        sold = conn.execute(text("SELECT count(*) FROM event_spot WHERE status = 'sold'")).scalar()
-    engine.dispose()
-    return twice, sold
-
-
-def run(base: str, setup: dict, buyers: int, per_order: int) -> dict:
-    tokens: list[str] = []
-    for email in setup["emails"][:buyers]:
-        status, body, _ = Client(base).call(
-            "POST", "/api/v1/security/login",
-            {"username": email, "password": PASSWORD, "provider": "db"},
-        )  # fmt: skip
-        if status != 200:
-            raise SystemExit(f"login failed for {email}: {status} {body}")
-        tokens.append(body["access_token"])
-
-    lock = threading.Lock()
-    hold_ms: list[float] = []
-    checkout_ms: list[float] = []
-    queue_ms: list[float] = []  # joining the line
+def run_closed(base: str, setup: dict, jwts: list[str], per_order: int) -> dict[str, Any]:
+    """Every buyer buys, with no think time, until every section refused it."""
+    tally = Tally()
     in_line_s: list[float] = []  # joining to being let in
     to_tickets_s: list[float] = []  # joining to a paid order
-    codes: dict[int, int] = {}
-    sold = [0]
     card_tokens = iter(setup["tokens"])
-    start_gate = threading.Barrier(buyers + 1)
+    start_gate = threading.Barrier(len(jwts) + 1)
 
     def next_token() -> str:
-        with lock:
+        with tally.lock:
             return next(card_tokens)
 
-    def join_line(client: Client, auth: dict[str, str]) -> dict:
-        status, body, ms = client.call("POST", f"/api/v1/queue/{setup['event_id']}", None, auth)
-        with lock:
-            queue_ms.append(ms)
-            codes[status] = codes.get(status, 0) + 1
-        if status != 200:
-            raise SystemExit(f"waiting room answered {status}: {body}")
-        return body["result"]
-
-    def wait_turn(client: Client, auth: dict[str, str]) -> float:
+    def wait_turn(buyer: Buyer) -> float:
         """Join the line and sleep until the turn it gives (the hold is the gate: a buyer
         early by a hair is told again how long to wait); returns when joined."""
         joined = time.perf_counter()
-        turn = join_line(client, auth)
-        if turn["status"] == "waiting":
-            time.sleep(turn["wait_ms"] / 1000)
-        with lock:
+        status, answer = buyer.call("line", f"/api/v1/queue/{setup['event_id']}", None)
+        if status != 200:
+            raise SystemExit(f"waiting room answered {status}: {answer}")
+        if answer["result"]["status"] == "waiting":
+            time.sleep(answer["result"]["wait_ms"] / 1000)
+        with tally.lock:
             in_line_s.append(time.perf_counter() - joined)
         return joined
 
     def buyer(jwt: str) -> None:
-        client = Client(base)
-        auth = {"Authorization": f"Bearer {jwt}"}
-        sections = list(setup["sections"])
-        random.shuffle(sections)
+        me = Buyer(Client(base), jwt, tally)
+        sections = random.sample(setup["sections"], len(setup["sections"]))
         start_gate.wait()
-        joined = wait_turn(client, auth) if setup["waiting_room"] else 0.0
-        while sections:
-            section = sections[0]
-            status, body, ms = client.call(
-                "POST", "/api/v1/holds/",
-                {"event_id": setup["event_id"], "section_id": section, "quantity": per_order},
-                auth,
-            )  # fmt: skip
-            with lock:
-                hold_ms.append(ms)
-                codes[status] = codes.get(status, 0) + 1
-            if status == 409 or (status == 422 and body.get("error") == "hold_limit"):
-                sections.pop(0)
-                continue
-            if status == 403 and body.get("error") == "waiting_room":
-                if "wait_ms" in body:  # early
-                    time.sleep(body["wait_ms"] / 1000)
+        joined = wait_turn(me) if setup["waiting_room"] else 0.0
+        while sections and tally.tickets < setup["capacity"]:
+            status, answer = me.buy(setup["event_id"], sections, per_order, next_token)
+            if status == 403 and answer.get("error") == "waiting_room":
+                if "wait_ms" in answer:  # early
+                    time.sleep(answer["wait_ms"] / 1000)
                 else:  # the turn ran out
-                    joined = wait_turn(client, auth)
-                continue
-            if status != 201:
-                continue
-            hold_id = body["result"]["id"]
-            status, body, ms = client.call(
-                "POST", f"/api/v1/holds/{hold_id}/checkout", {"card_token": next_token()},
-                {**auth, "Idempotency-Key": uuid.uuid4().hex},
-            )  # fmt: skip
-            with lock:
-                checkout_ms.append(ms)
-                codes[status] = codes.get(status, 0) + 1
-                if status == 201:
-                    sold[0] += len(body["result"]["tickets"])
-                    if setup["waiting_room"]:
-                        to_tickets_s.append(time.perf_counter() - joined)
-            if sold[0] >= setup["capacity"]:
-                return
-            if status == 201 and setup["waiting_room"]:
-                joined = wait_turn(client, auth)  # a purchase ends the turn: in line again
+                    joined = wait_turn(me)
+            elif status == 201 and setup["waiting_room"]:
+                with tally.lock:
+                    to_tickets_s.append(time.perf_counter() - joined)
+                joined = wait_turn(me)  # a purchase ends the turn: in line again
             # The per-customer limit counts holds, not purchases: a buyer keeps buying.
 
-    threads = [threading.Thread(target=buyer, args=(jwt,)) for jwt in tokens]
+    threads = [threading.Thread(target=buyer, args=(jwt,)) for jwt in jwts]
     for thread in threads:
         thread.start()
     start_gate.wait()
     started = time.perf_counter()
     for thread in threads:
         thread.join()
-    elapsed = time.perf_counter() - started
     return {
-        "elapsed_s": elapsed,
-        "tickets": sold[0],
-        "hold_ms": hold_ms,
-        "checkout_ms": checkout_ms,
-        "queue_ms": queue_ms,
+        "elapsed_s": time.perf_counter() - started,
+        "tally": tally,
         "in_line_s": in_line_s,
         "to_tickets_s": to_tickets_s,
-        "codes": codes,
+    }
+
+
+def arrivals(rate: float, duration: float) -> list[float]:
+    """Seconds from the start at which orders arrive: a Poisson process of ``rate`` a second."""
+    draw = random.Random(SCHEDULE_SEED + int(rate * 1000))
+    offsets: list[float] = []
+    at = draw.expovariate(rate)
+    while at < duration:
+        offsets.append(at)
+        at += draw.expovariate(rate)
+    return offsets
+
+
+def run_open(
+    base: str, setup: dict, jwts: list[str], schedule: list[float], per_order: int
+) -> dict[str, Any]:
+    """One order per scheduled arrival, each in its own thread started on time; customers take
+    turns. Connections are reused when one is idle and opened when none is."""
+    tally = Tally()
+    idle: queue.LifoQueue[Client] = queue.LifoQueue()
+    # (scheduled, started, answered) in perf_counter() seconds, and the order's last status
+    orders: list[tuple[float, float, float, int]] = [(0.0, 0.0, 0.0, 0)] * len(schedule)
+
+    def order(n: int, due: float) -> None:
+        started = time.perf_counter()
+        try:
+            client = idle.get_nowait()
+        except queue.Empty:
+            client = Client(base)
+        sections = random.sample(setup["sections"], len(setup["sections"]))
+        status, _ = Buyer(client, jwts[n % len(jwts)], tally).buy(
+            setup["event_id"], sections, per_order, lambda: setup["tokens"][n]
+        )
+        orders[n] = (due, started, time.perf_counter(), status)
+        idle.put(client)
+
+    threads = []
+    start = time.perf_counter() + 0.05
+    for n, offset in enumerate(schedule):
+        due = start + offset
+        time.sleep(max(0.0, due - time.perf_counter()))
+        thread = threading.Thread(target=order, args=(n, due))
+        thread.start()
+        threads.append(thread)
+    for thread in threads:
+        thread.join()
+    elapsed = max(answered for _, _, answered, _ in orders) - start
+    bought = sum(1 for *_, status in orders if status == 201)
+    return {
+        "orders": len(schedule),
+        "elapsed_s": elapsed,
+        "bought": bought,
+        "achieved_rate": bought / elapsed,
+        "purchase_ms": [(answered - due) * 1000 for due, _, answered, _ in orders],
+        "lag_ms": [(started - due) * 1000 for due, started, _, _ in orders],
+        "tally": tally,
+    }
+
+
+def open_loop_step(
+    base: str, app: Any, jwts: list[str], args: argparse.Namespace, rate: float, duration: float
+) -> dict[str, Any]:
+    """An event with a seat for every order of the schedule, then the open loop at ``rate``."""
+    schedule = arrivals(rate, duration)
+    # A quarter more seats than orders: buyers pick sections at random, and an order that finds
+    # its section full tries another, which would lengthen the last orders.
+    wanted = len(schedule) * args.per_order * 5 // 4
+    seats = math.ceil(wanted / (args.sections * args.rows))
+    setup = add_event(app, args.sections, rows=args.rows, seats=seats)
+    setup["tokens"] = card_tokens(app, len(schedule))
+    result = run_open(base, setup, jwts, schedule, args.per_order)
+    result["rate"] = rate
+    return result
+
+
+def burst(
+    base: str, app: Any, jwts: list[str], places: int, card_after_hold: bool
+) -> dict[str, Any]:
+    """Every buyer waits at a barrier, then tokenizes, holds 1 place and pays (or, with
+    ``card_after_hold``, tokenizes only once holding, as the shop's pages ask for the card)."""
+    setup = add_event(app, 1, places=places)
+    tally = Tally()
+    released = [0.0]
+    gate = threading.Barrier(len(jwts), action=lambda: released.__setitem__(0, time.perf_counter()))
+    # (status of the purchase, seconds from release to its answer, to its hold, to its first
+    # request)
+    outcomes: list[tuple[int, float, float, float]] = [(0, 0.0, 0.0, 0.0)] * len(jwts)
+
+    def buyer(n: int) -> None:
+        client = Client(base)
+        client.conn.connect()  # the crowd is on the page already
+        me = Buyer(client, jwts[n], tally)
+        gate.wait()
+        sent = time.perf_counter()
+        if card_after_hold:
+            status, _ = me.buy(
+                setup["event_id"], list(setup["sections"]), 1, lambda: me.tokenize()[1]
+            )
+        else:
+            status, token = me.tokenize()
+            if status == 201:
+                status, _ = me.buy(setup["event_id"], list(setup["sections"]), 1, lambda: token)
+        outcomes[n] = (
+            status,
+            time.perf_counter() - released[0],
+            me.held_at - released[0] if me.held_at else 0.0,
+            sent - released[0],
+        )
+
+    threads = [threading.Thread(target=buyer, args=(n,)) for n in range(len(jwts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    won = [at for status, at, _, _ in outcomes if status == 201]
+    return {
+        "capacity": setup["capacity"],
+        "steps": "hold, tokenize, checkout" if card_after_hold else "tokenize, hold, checkout",
+        "tally": tally,
+        "sold_out_s": max(won) if tally.tickets >= setup["capacity"] else None,
+        "all_held_s": max(held for *_, held, _ in outcomes) if won else None,
+        "won_ms": [at * 1000 for at in won],
+        "refused_ms": [at * 1000 for status, at, _, _ in outcomes if status == 409],
+        "other": sum(1 for status, *_ in outcomes if status not in (201, 409)),
+        "lag_ms": [sent * 1000 for *_, sent in outcomes],
+    }
+
+
+def spread(name: str, values: list[float], unit: str = "ms") -> str:
+    return (
+        f"{name:10s} n={len(values):5d} p50={percentile(values, 50):7.1f} {unit} "
+        f"p95={percentile(values, 95):7.1f} {unit} p99={percentile(values, 99):7.1f} {unit} "
+        f"max={max(values, default=0):7.1f} {unit}"
+    )
+
+
+def report_closed(
+    args: argparse.Namespace, setup: dict, result: dict, twice: int
+) -> dict[str, Any]:
+    tally = result["tally"]
+    tickets_per_s = tally.tickets / result["elapsed_s"]
+    print(f"closed loop: capacity {setup['capacity']} seats, {args.buyers} buyers, "
+          f"{args.per_order} per order, waiting room "
+          f"{f'{args.waiting_room} buyers/min' if args.waiting_room else 'none'}")  # fmt: skip
+    print(f"sold {tally.tickets} tickets ({result['sold_spots']} spots sold) in "
+          f"{result['elapsed_s']:.2f} s: {tickets_per_s:.0f} tickets/s")  # fmt: skip
+    for name in ("hold", "checkout"):
+        values = tally.ms[name]
+        print(f"{spread(name, values)} mean={statistics.fmean(values) if values else 0:6.1f} ms")
+    if args.waiting_room:
+        print(spread("line", tally.ms["line"]) + " (joining)")
+        print(spread("in line", result["in_line_s"], "s") + " (joining to being let in)")
+        print(spread("to tickets", result["to_tickets_s"], "s") + " (joining to a paid order)")
+    print(f"status codes {dict(sorted(tally.codes.items()))}; 5xx: {tally.errors_5xx}; "
+          f"spots sold more than once: {twice}")  # fmt: skip
+    return {
+        "mode": "closed",
+        "tickets_per_s": round(tickets_per_s, 1),
+        "p99_ms": round(percentile(tally.ms["hold"] + tally.ms["checkout"], 99), 1),
+        "hold_p99_ms": round(percentile(tally.ms["hold"], 99), 1),
+        "checkout_p99_ms": round(percentile(tally.ms["checkout"], 99), 1),
+        "waiting_room_per_minute": args.waiting_room or None,
+        "line_p99_ms": round(percentile(tally.ms["line"], 99), 1) if args.waiting_room else None,
+        "to_tickets_p99_s": (
+            round(percentile(result["to_tickets_s"], 99), 2) if args.waiting_room else None
+        ),
+        "errors_5xx": tally.errors_5xx,
+        "oversold": twice,
+        "tickets": tally.tickets,
+        "capacity": setup["capacity"],
+    }
+
+
+def open_figures(result: dict) -> dict[str, Any]:
+    tally = result["tally"]
+    return {
+        "rate": result["rate"],
+        "achieved_rate": round(result["achieved_rate"], 1),
+        "tickets_per_s": round(tally.tickets / result["elapsed_s"], 1),
+        "p50_ms": round(percentile(result["purchase_ms"], 50), 1),
+        "p95_ms": round(percentile(result["purchase_ms"], 95), 1),
+        "p99_ms": round(percentile(result["purchase_ms"], 99), 1),
+        "orders": result["orders"],
+        "failed_orders": result["orders"] - result["bought"],
+        "errors_5xx": tally.errors_5xx,
+    }
+
+
+def print_open(result: dict, per_order: int) -> dict[str, Any]:
+    tally, figures = result["tally"], open_figures(result)
+    print(f"open loop: {result['rate']:g} orders/s of {per_order} (Poisson), {result['orders']} "
+          f"orders in {result['elapsed_s']:.1f} s; achieved {figures['achieved_rate']} orders/s, "
+          f"{figures['tickets_per_s']} tickets/s, {figures['failed_orders']} failed")  # fmt: skip
+    print(spread("purchase", result["purchase_ms"]) + " (scheduled arrival to tickets)")
+    print(spread("hold", tally.ms["hold"]))
+    print(spread("checkout", tally.ms["checkout"]))
+    print(spread("late start", result["lag_ms"]) + " (the load generator's own delay)")
+    print(f"status codes {dict(sorted(tally.codes.items()))}; 5xx: {tally.errors_5xx}")
+    return figures
+
+
+def passes(figures: dict, target_ms: float) -> bool:
+    return (
+        figures["p99_ms"] < target_ms
+        and figures["errors_5xx"] == 0
+        and figures["failed_orders"] == 0
+    )
+
+
+def find_max_rate(
+    base: str, app: Any, jwts: list[str], args: argparse.Namespace
+) -> tuple[dict | None, list[dict]]:
+    """Steps up the rate until one fails the target: (the last step that passed, every step)."""
+    best, steps, rate = None, [], args.rate or 50
+    while True:
+        figures = print_open(
+            open_loop_step(base, app, jwts, args, rate, args.duration), args.per_order
+        )
+        steps.append(figures)
+        verdict = "passes" if passes(figures, args.p99_target_ms) else "fails"
+        print(f"-> {rate:g} orders/s {verdict} (p99 < {args.p99_target_ms:g} ms, no 5xx, no "
+              f"failed order)\n", flush=True)  # fmt: skip
+        if verdict == "fails":
+            return best, steps
+        best, rate = figures, rate + args.rate_step
+        time.sleep(1)  # let the last step's stragglers settle
+
+
+def report_burst(result: dict, buyers: int, twice: int) -> dict[str, Any]:
+    tally = result["tally"]
+    sold_out = result["sold_out_s"]
+    print(f"burst: {buyers} buyers released at once for {result['capacity']} places, 1 each "
+          f"({result['steps']})")  # fmt: skip
+    print(f"sold {tally.tickets} tickets; every place held after "
+          f"{result['all_held_s'] or 0:.2f} s, sold out after "
+          f"{f'{sold_out:.2f} s' if sold_out else 'never'}")  # fmt: skip
+    print(spread("winners", result["won_ms"]) + " (release to tickets)")
+    print(spread("refused", result["refused_ms"]) + " (release to the refusal)")
+    for name in ("tokenize", "hold", "checkout"):
+        print(spread(name, tally.ms[name]))
+    print(spread("late start", result["lag_ms"]) + " (release to the first request sent)")
+    print(f"status codes {dict(sorted(tally.codes.items()))}; 5xx: {tally.errors_5xx}; "
+          f"buyers neither served nor refused: {result['other']}; "
+          f"spots sold more than once: {twice}")  # fmt: skip
+    return {
+        "mode": "burst",
+        "steps": result["steps"],
+        "buyers": buyers,
+        "places": result["capacity"],
+        "sold_out_s": round(sold_out, 3) if sold_out else None,
+        "all_held_s": round(result["all_held_s"], 3) if result["all_held_s"] else None,
+        "tickets_per_s": round(tally.tickets / sold_out, 1) if sold_out else 0,
+        "rejected_p50_ms": round(percentile(result["refused_ms"], 50), 1),
+        "rejected_p99_ms": round(percentile(result["refused_ms"], 99), 1),
+        "winners_p50_ms": round(percentile(result["won_ms"], 50), 1),
+        "winners_p99_ms": round(percentile(result["won_ms"], 99), 1),
+        "tickets": tally.tickets,
+        "errors_5xx": tally.errors_5xx,
+        "oversold": twice,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--database-url", default="postgresql://postgres@127.0.0.1:5432/bilheteria_bench"
-    )
-    parser.add_argument("--buyers", type=int, default=200)
+        "--database-url", default=os.environ.get("DATABASE_URL") or None,
+        help="a PostgreSQL server to use (default DATABASE_URL, else an embedded one)",
+    )  # fmt: skip
+    parser.add_argument("--buyers", type=int, default=200, help="customers (closed, open loop)")
     parser.add_argument("--per-order", type=int, default=2)
     parser.add_argument("--sections", type=int, default=4)
     parser.add_argument(
         "--rows", type=int, default=20, choices=range(1, 27), metavar="1..26",
         help="rows A.. per section (lettered rows: at most 26)",
     )  # fmt: skip
-    parser.add_argument("--seats", type=int, default=25)
+    parser.add_argument("--seats", type=int, default=25, help="per row (closed loop)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument(
         "--waiting-room", type=int, default=0, metavar="PER_MINUTE",
-        help="give the event a waiting room letting in this many buyers per minute",
+        help="closed loop: give the event a waiting room letting in this many buyers per minute",
     )  # fmt: skip
-    parser.add_argument("--url", help="target a running server (its database must be prepared)")
+    parser.add_argument("--url", help="target a running server (on the database prepared here)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--rate", type=float, help="open loop: orders arriving per second")
+    mode.add_argument("--burst", action="store_true", help="a flash crowd for a small event")
+    parser.add_argument("--find-max-rate", action="store_true",
+                        help="open loop stepping the rate up from --rate (50)")  # fmt: skip
+    parser.add_argument("--rate-step", type=float, default=25)
+    parser.add_argument("--p99-target-ms", type=float, default=500)
+    parser.add_argument("--duration", type=float, default=20, help="open loop, per rate (s)")
+    parser.add_argument("--burst-buyers", type=int, default=500)
+    parser.add_argument("--burst-places", type=int, default=100)
+    parser.add_argument(
+        "--card-after-hold", action="store_true",
+        help="burst: tokenize only once holding, as the shop's pages do",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.burst and args.find_max_rate:
+        parser.error("--burst and --find-max-rate are different modes")
 
-    admin_url = args.database_url.rsplit("/", 1)[0] + "/postgres"
-    db_name = args.database_url.rsplit("/", 1)[1]
-    subprocess.run(["psql", admin_url, "-qc", f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"],
-                   check=True)  # fmt: skip
-    subprocess.run(["psql", admin_url, "-qc", f"CREATE DATABASE {db_name}"], check=True)
-    setup = prepare(
-        args.database_url, args.buyers, args.rows, args.seats, args.sections, args.waiting_room
-    )
-    setup["waiting_room"] = args.waiting_room
+    database_url = fresh_database(args.database_url, DATABASE)
+    closed = not (args.rate or args.find_max_rate or args.burst)
+    customers = args.burst_buyers if args.burst else args.buyers
+    if closed:
+        setup = prepare(database_url, customers, args.rows, args.seats, args.sections,
+                        args.waiting_room)  # fmt: skip
+        setup["waiting_room"] = args.waiting_room
+    else:
+        app, emails = seed(database_url, customers)
     server = None
     base = args.url
     if base is None:
-        server = start_server(
-            {"DATABASE_URL": args.database_url}, args.port, args.workers, args.threads
-        )
+        server = start_server({"DATABASE_URL": database_url}, args.port, args.workers, args.threads)
         base = f"http://127.0.0.1:{args.port}"
+    print(f"server {args.workers} processes x {args.threads} threads; database "
+          f"{'embedded' if args.database_url is None else 'at the given URL'}", flush=True)  # fmt: skip
     try:
-        result = run(base, setup, args.buyers, args.per_order)
+        jwts = log_in(base, setup["emails"] if closed else emails)
+        if args.rate or args.find_max_rate:
+            # Not measured: each server process's first purchases (caches, prepared statements).
+            open_loop_step(base, app, jwts, args, WARM_UP_RATE, WARM_UP_SECONDS)
+        cpu, wall = time.process_time(), time.perf_counter()
+        load_before = os.getloadavg()[0]
+        if closed:
+            result = run_closed(base, setup, jwts, args.per_order)
+        elif args.burst:
+            result = burst(base, app, jwts, args.burst_places, args.card_after_hold)
+        elif args.find_max_rate:
+            best, steps = find_max_rate(base, app, jwts, args)
+        else:
+            figures = print_open(
+                open_loop_step(base, app, jwts, args, args.rate, args.duration), args.per_order
+            )
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        print(
+            f"load generator (this process): {cpu:.1f} s of CPU in {wall:.1f} s, seeding included"
+        )
     finally:
         if server is not None:
             server.terminate()
             server.wait(30)
-    twice, sold_spots = oversold(args.database_url)
-    errors_5xx = sum(n for code, n in result["codes"].items() if code >= 500)
-    tickets_per_s = result["tickets"] / result["elapsed_s"]
-    all_ms = result["hold_ms"] + result["checkout_ms"]
-    print(f"capacity {setup['capacity']} seats, {args.buyers} buyers, {args.per_order} per order, "
-          f"server {args.workers} processes x {args.threads} threads, waiting room "
-          f"{f'{args.waiting_room} buyers/min' if args.waiting_room else 'none'}")  # fmt: skip
-    print(f"sold {result['tickets']} tickets ({sold_spots} spots sold) in "
-          f"{result['elapsed_s']:.2f} s: {tickets_per_s:.0f} tickets/s")  # fmt: skip
-    for name, values in (("hold", result["hold_ms"]), ("checkout", result["checkout_ms"])):
-        print(f"{name:9s} n={len(values):5d} p50={percentile(values, 50):6.1f} ms "
-              f"p95={percentile(values, 95):6.1f} ms p99={percentile(values, 99):6.1f} ms "
-              f"mean={statistics.fmean(values) if values else 0:6.1f} ms")  # fmt: skip
-    if args.waiting_room:
-        queue_ms = result["queue_ms"]
-        print(f"line      n={len(queue_ms):5d} p50={percentile(queue_ms, 50):6.1f} ms "
-              f"p95={percentile(queue_ms, 95):6.1f} ms p99={percentile(queue_ms, 99):6.1f} ms "
-              "(joining)")  # fmt: skip
-        for name, values in (("in line", result["in_line_s"]),
-                             ("to tickets", result["to_tickets_s"])):  # fmt: skip
-            print(f"{name:10s} n={len(values):4d} p50={percentile(values, 50):5.2f} s "
-                  f"p99={percentile(values, 99):5.2f} s (joining the line to "
-                  f"{'being let in' if name == 'in line' else 'a paid order'})")  # fmt: skip
-    print(f"status codes {dict(sorted(result['codes'].items()))}; 5xx: {errors_5xx}; "
-          f"spots sold more than once: {twice}")  # fmt: skip
-    print(json.dumps({
-        "tickets_per_s": round(tickets_per_s, 1),
-        "p99_ms": round(percentile(all_ms, 99), 1),
-        "hold_p99_ms": round(percentile(result["hold_ms"], 99), 1),
-        "checkout_p99_ms": round(percentile(result["checkout_ms"], 99), 1),
-        "waiting_room_per_minute": args.waiting_room or None,
-        "line_p99_ms": round(percentile(result["queue_ms"], 99), 1) if args.waiting_room else None,
-        "to_tickets_p99_s": (
-            round(percentile(result["to_tickets_s"], 99), 2) if args.waiting_room else None
-        ),
-        "errors_5xx": errors_5xx,
-        "oversold": twice,
-        "tickets": result["tickets"],
-        "capacity": setup["capacity"],
-    }))  # fmt: skip
+    twice, sold_spots = sold_twice(database_url)
+    if closed:
+        result["sold_spots"] = sold_spots
+        summary = report_closed(args, setup, result, twice)
+    elif args.burst:
+        summary = report_burst(result, customers, twice)
+    elif args.find_max_rate:
+        summary = {
+            "mode": "find-max-rate",
+            "max_rate": best["rate"] if best else None,
+            **(best or {"rate": None, "p99_ms": None, "tickets_per_s": 0}),
+            "errors_5xx": sum(step["errors_5xx"] for step in steps),
+            "oversold": twice,
+            "p99_target_ms": args.p99_target_ms,
+            "steps": [{key: step[key] for key in ("rate", "p99_ms", "achieved_rate")}
+                      for step in steps],
+        }  # fmt: skip
+    else:
+        print(f"spots sold more than once: {twice}")
+        summary = {"mode": "open", **figures, "oversold": twice}
+    # The machine may be shared: figures taken under load are not comparable.
+    summary["load_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    print(f"load average (1 min) {summary['load_1m'][0]} before, {summary['load_1m'][1]} after")
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

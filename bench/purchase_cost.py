@@ -19,7 +19,7 @@ import subprocess
 import time
 import uuid
 
-import onsale
+import shop
 from sqlalchemy import event
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -52,7 +52,7 @@ def main() -> None:
     for sql in (f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)", f"CREATE DATABASE {db_name}"):
         subprocess.run(["psql", f"{admin_url}/postgres", "-qc", sql], check=True)
     os.environ["RATELIMIT_ENABLED"] = "false"
-    setup = onsale.prepare(args.database_url, 20, 20, 25, 4, waiting_room=0)
+    setup = shop.prepare(args.database_url, 20, 20, 25, 4, waiting_room=0)
 
     from app import create_app
     from app.extensions import db
@@ -62,7 +62,7 @@ def main() -> None:
     jwts = [
         client.post(
             "/api/v1/security/login",
-            json={"username": email, "password": onsale.PASSWORD, "provider": "db"},
+            json={"username": email, "password": shop.PASSWORD, "provider": "db"},
         ).get_json()["access_token"]
         for email in setup["emails"]
     ]
