@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.extensions import db
-from app.services import ledger
+from app.services import ledger, purchase
 from tests.support import make_event, make_partner, make_user
 
 DOMAIN_TABLES = [
@@ -169,6 +169,7 @@ def empty_domain_tables(app: Flask) -> None:
         for table in DOMAIN_TABLES:
             conn.execute(text(f"DELETE FROM {table}"))
     ledger.forget_account_ids()
+    purchase.sold_out.forget()
     forget_checkin_state(app)
 
 

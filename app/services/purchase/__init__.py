@@ -5,6 +5,8 @@
   charge the card outside any row lock (step 2), replay it for a retry under the same key.
 - confirm.py: step 3, in one transaction: sell (tickets issued, order paid), or cancel the
   order and refund the charge when the hold was lost; what a finished payment answers.
+- sold_out.py: sections a process found sold out in the last second, refused from memory by
+  the shop's fast path (app/views/holds_fast.py) while a flash crowd keeps asking.
 - reconcile.py: a periodic task's work: finish payments a crash or a timeout left pending,
   retry refunds that failed (releasing expired holds, step 4, is hold.py's).
 
@@ -19,6 +21,6 @@ Callers import the modules (``from app.services import purchase``, then
 ``purchase.hold.reserve_spots``, ``purchase.checkout.checkout``): the module names the step.
 """
 
-from app.services.purchase import checkout, confirm, hold, reconcile
+from app.services.purchase import checkout, confirm, hold, reconcile, sold_out
 
-__all__ = ["checkout", "confirm", "hold", "reconcile"]
+__all__ = ["checkout", "confirm", "hold", "reconcile", "sold_out"]

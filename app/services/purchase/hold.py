@@ -21,7 +21,7 @@ from itertools import groupby
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Connection, Row, bindparam, func, insert, select
+from sqlalchemy import Connection, Integer, Row, bindparam, func, insert, select
 from sqlalchemy.orm import Session, joinedload
 
 from app.models import (
@@ -47,6 +47,7 @@ from app.models.order import hold_is_live, hold_seconds_left
 from app.services import waiting_room
 from app.services.locking import busy_on_lock_failure
 from app.services.pg_writes import row_count
+from app.services.purchase import sold_out
 
 # How many free rows best-available locks (SKIP LOCKED) to choose adjacent seats among: wide
 # enough for adjacent seats, narrow enough to leave rows for concurrent buyers.
@@ -140,6 +141,21 @@ _FREE_UP_TO_WANTED = (
     )
     .scalar_subquery()
 )
+# The customer is locked only when the request may take spots: a sold-out section (which every
+# late buyer asks about) is refused by a statement that locks nothing, so its transaction writes
+# nothing and its commit waits for no WAL flush (chosen spots are checked once locked).
+_LOCKED_CUSTOMER = (
+    select(_customer.c.id)
+    .where(
+        _customer.c.id == bindparam("customer_id"),
+        bindparam("section_id", type_=Integer).is_(None)
+        | (bindparam("wanted") <= _FREE_UP_TO_WANTED),
+    )
+    # FOR NO KEY UPDATE: serialises the customer's holds without blocking the key-share lock
+    # that inserting the customer's order takes (FOR UPDATE could deadlock with a checkout).
+    .with_for_update(key_share=True)
+    .cte("locked_customer")
+)
 _LOCK_CUSTOMER_READ_EVENT = (
     select(
         *SALE_COLUMNS,
@@ -147,6 +163,8 @@ _LOCK_CUSTOMER_READ_EVENT = (
         _FREE_UP_TO_WANTED.label("free_up_to_wanted"),
         _event.c.waiting_room_per_minute,
         waiting_room.ADMIT_AT.scalar_subquery().label("admit_at"),
+        # read so that the CTE runs (and locks, when its condition holds)
+        select(_LOCKED_CUSTOMER.c.id).scalar_subquery().label("locked_customer"),
     )
     .select_from(
         _customer.join(_event, _event.c.id == bindparam("event_id"))
@@ -157,9 +175,6 @@ _LOCK_CUSTOMER_READ_EVENT = (
         )
     )
     .where(_customer.c.id == bindparam("customer_id"))
-    # FOR NO KEY UPDATE: serialises the customer's holds without blocking the key-share lock
-    # that inserting the customer's order takes (FOR UPDATE could deadlock with a checkout).
-    .with_for_update(of=_customer, key_share=True)
 )
 # How many spots the customer holds for the event, read after the customer's lock (so it sees
 # every hold of theirs before). The statements that lock spots lock none past the limit: a
@@ -315,7 +330,7 @@ def _lock_spots(
         if row.section_name is None:  # no section_id, or not one of this event's
             raise NotFound("Section not found in this event.", field="section_id")
         if row.free_up_to_wanted < wanted:
-            raise _not_enough(row.section_name, row.free_up_to_wanted)
+            raise _not_enough(ids, row.section_name, row.free_up_to_wanted)
     params = {**ids, "spot_limit": limit}
     if spot_ids:
         chosen = conn.execute(_LOCK_CHOSEN, {**params, "ids": sorted(set(spot_ids))}).all()
@@ -335,12 +350,19 @@ def _lock_spots(
     # the same transaction, read committed as every statement is.
     free = session.connection().execute(_FREE_IN_SECTION, params).scalar_one()
     if free < wanted:
-        raise _not_enough(row.section_name, free)
+        raise _not_enough(ids, row.section_name, free)
     session.rollback()  # the customer's lock is let go while waiting to look again
     return None
 
 
-def _not_enough(section: str, free: int) -> SpotsUnavailable:
+def _not_enough(ids: dict[str, Any], section: str, free: int) -> SpotsUnavailable:
+    if free == 0:
+        sold_out.remember(ids["event_id"], ids["section_id"], section)
+    return not_enough(section, free)
+
+
+def not_enough(section: str, free: int) -> SpotsUnavailable:
+    """The refusal of a best-available hold in a section with fewer free spots than wanted."""
     return SpotsUnavailable(f"Not enough spots left in {section}: {free} free right now.", spots=[])
 
 

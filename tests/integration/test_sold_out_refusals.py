@@ -1,0 +1,122 @@
+"""A section with no free spot is refused cheaply: without locking the customer (nothing to
+flush to disk), then, within a second, from the process's memory without the database."""
+
+from __future__ import annotations
+
+import pytest
+from flask import current_app
+from sqlalchemy import event, text
+
+from app.extensions import db
+from app.services import customers, purchase
+from app.services.purchase import sold_out
+from tests.integration.test_purchase_api import sign_up
+from tests.support import make_event, make_partner
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def one_seat() -> dict[str, int]:
+    """Ids of an event on sale with one seat (read once: a request expires the test's objects)."""
+    event = make_event(make_partner("Aurora"), rows=("A", "A"), seats=1)
+    event.publish()
+    db.session.commit()
+    section = event.sections[0]
+    return {"event_id": event.id, "section_id": section.id, "spot_id": section.spots[0].id}
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(sold_out, "_clock", clock)
+    return clock
+
+
+def best(client, headers, seat):
+    body = {"event_id": seat["event_id"], "section_id": seat["section_id"], "quantity": 1}
+    return client.post("/api/v1/holds/", json=body, headers=headers)
+
+
+def sign_up_customer(email: str) -> int:
+    return customers.sign_up(
+        db.session, current_app.appbuilder.sm, "Ana Souza", email, "s3cret-pass"
+    ).id
+
+
+def statements_during(call):
+    seen: list[str] = []
+
+    def note(_conn, _cursor, statement, *_args):
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        response = call()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", note)
+    return response, seen
+
+
+def test_refusing_a_sold_out_section_takes_no_lock_and_so_no_transaction_id(one_seat):
+    ana, bia = (sign_up_customer(f"{n}@example.com") for n in ("ana", "bia"))
+    event, section = one_seat["event_id"], one_seat["section_id"]
+    purchase.hold.reserve_spots(db.session, ana, event, section_id=section, quantity=1)
+    with pytest.raises(purchase.hold.SpotsUnavailable):
+        purchase.hold.reserve_spots(db.session, bia, event, section_id=section, quantity=1)
+    # Still in the refused request's transaction: a row lock would have given it an id.
+    assert db.session.scalar(text("SELECT pg_current_xact_id_if_assigned()")) is None
+
+
+def test_a_sold_out_section_refuses_the_next_buyers_without_the_database(client, one_seat, clock):
+    ana = sign_up(client, "ana@example.com")
+    bia = sign_up(client, "bia@example.com")
+    cid = sign_up(client, "cid@example.com")
+    assert best(client, ana, one_seat).status_code == 201
+    first = best(client, bia, one_seat)
+    second, statements = statements_during(lambda: best(client, cid, one_seat))
+    assert first.status_code == second.status_code == 409
+    assert second.get_json() == first.get_json()
+    assert second.get_json()["error"] == "spots_unavailable"
+    assert statements == []
+
+
+def test_a_spot_freed_is_offered_again_once_the_second_has_passed(client, one_seat, clock):
+    ana = sign_up(client, "ana@example.com")
+    bia = sign_up(client, "bia@example.com")
+    hold = best(client, ana, one_seat).get_json()["result"]
+    assert best(client, bia, one_seat).status_code == 409
+    assert client.delete(f"/api/v1/holds/{hold['id']}", headers=ana).status_code == 200
+    assert best(client, bia, one_seat).status_code == 409  # remembered: as if asked a moment ago
+    clock.now += sold_out.SOLD_OUT_MEMORY_SECONDS
+    assert best(client, bia, one_seat).status_code == 201
+
+
+def test_a_token_that_does_not_verify_is_refused_as_the_app_refuses_it_even_when_sold_out(
+    client, one_seat, clock
+):
+    ana = sign_up(client, "ana@example.com")
+    bia = sign_up(client, "bia@example.com")
+    assert best(client, ana, one_seat).status_code == 201
+    assert best(client, bia, one_seat).status_code == 409
+    forged = {"Authorization": bia["Authorization"][:-4] + "AAAA"}
+    refused = client.get("/api/v1/orders/", headers=forged).status_code
+    assert refused in (401, 422)
+    assert best(client, forged, one_seat).status_code == refused
+
+
+def test_chosen_spots_in_a_sold_out_section_are_answered_by_name(client, one_seat, clock):
+    ana = sign_up(client, "ana@example.com")
+    bia = sign_up(client, "bia@example.com")
+    assert best(client, ana, one_seat).status_code == 201
+    assert best(client, bia, one_seat).status_code == 409
+    body = {"event_id": one_seat["event_id"], "spot_ids": [one_seat["spot_id"]]}
+    answer = client.post("/api/v1/holds/", json=body, headers=bia)
+    assert answer.status_code == 409
+    assert [spot["id"] for spot in answer.get_json()["spots"]] == [one_seat["spot_id"]]
