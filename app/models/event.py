@@ -160,7 +160,7 @@ class Event(Model):
         default=lambda ctx: public_key_of(ctx.get_current_parameters()["signing_key"]),
     )
     cancel_reason: Mapped[str | None] = mapped_column(Text)
-    # Gate check-in (DESIGN.md, "Ticket validation"): the window defaults to CHECKIN_OPENS_BEFORE
+    # Gate check-in (ARCHITECTURE.md, "The scan path"): the window defaults to CHECKIN_OPENS_BEFORE
     # before the start until the end (or CHECKIN_DEFAULT_LENGTH after the start).
     checkin_opens_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     checkin_closes_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

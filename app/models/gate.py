@@ -1,4 +1,4 @@
-"""Gate staff and devices: who may scan tickets for which events (DESIGN.md, "Ticket validation").
+"""Gate staff and devices: who may scan tickets for which events (ARCHITECTURE.md, "The scan path").
 
 A partner assigns its gate users to events, and registers gate devices (a phone or a turnstile)
 that authenticate with their own token. Only a hash of the token is kept; a revoked device is

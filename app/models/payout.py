@@ -1,5 +1,5 @@
 """Payouts: what the platform transfers to a partner, and the statement of ledger transactions
-each one covers (DESIGN.md, "Money")."""
+each one covers (ARCHITECTURE.md, "Money")."""
 
 from __future__ import annotations
 

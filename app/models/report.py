@@ -1,5 +1,6 @@
 """Report requests: what finance or a partner asked to export, and where the file is once written
-(DESIGN.md, "Money"). The rows themselves come from the ledger when a Celery task writes the file.
+(ARCHITECTURE.md, "Money"). The rows themselves come from the ledger when a Celery task writes
+the file.
 """
 
 from __future__ import annotations

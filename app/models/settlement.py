@@ -1,5 +1,5 @@
 """Settlement: what the acquirer reports it paid us for a day, line by line, and what did not
-match our payments (DESIGN.md, "Money")."""
+match our payments (ARCHITECTURE.md, "Money")."""
 
 from __future__ import annotations
 

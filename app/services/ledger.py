@@ -1,4 +1,4 @@
-"""Postings to the double-entry ledger (DESIGN.md, "Money"): what each money event moves.
+"""Postings to the double-entry ledger (ARCHITECTURE.md, "Money"): what each money event moves.
 
 Accounts: gateway clearing (money the acquirer owes us), platform bank, platform fee revenue,
 gateway fee expense, refunds payable, and one payable per partner. Debits positive, credits
@@ -61,7 +61,7 @@ REVERSES_SALE = (TransactionKind.REFUND, TransactionKind.CHARGEBACK)
 
 
 # Account ids by (database, code), learnt from committed transactions only: accounts are never
-# deleted, so a sale need not look its three accounts up again (DESIGN.md, "Money").
+# deleted, so a sale need not look its three accounts up again (ARCHITECTURE.md, "Money").
 _ACCOUNT_IDS: dict[tuple[str, str], int] = {}
 
 AccountRef = LedgerAccount | int

@@ -1,4 +1,4 @@
-"""Payouts to partners (DESIGN.md, "Money").
+"""Payouts to partners (ARCHITECTURE.md, "Money").
 
 Only *settled* money is paid out: the ledger transactions touching a partner's payable whose
 payment's charge matched a reconciled settlement line (its sale, and its refund or chargeback if

@@ -1,4 +1,4 @@
-"""Refunds of paid orders, by the partner or the platform (DESIGN.md, "Money")."""
+"""Refunds of paid orders, by the partner or the platform (ARCHITECTURE.md, "Money")."""
 
 from __future__ import annotations
 

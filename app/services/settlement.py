@@ -1,5 +1,5 @@
 """Reconciling the acquirer's daily settlement report with our payments and the ledger
-(DESIGN.md, "Money").
+(ARCHITECTURE.md, "Money").
 
 Each UTC day, once it is over, is reconciled per gateway: for every currency a Settlement row
 (unique per gateway, day and currency) with the totals of the report's lines; each line is

@@ -1,4 +1,4 @@
-"""Check-in API for gate devices and gate staff (DESIGN.md, "Ticket validation").
+"""Check-in API for gate devices and gate staff (ARCHITECTURE.md, "The scan path").
 
 Authenticated by a device token or a gate user's JWT (``Authorization: Bearer ...``), checked by
 the check-in service itself so that, for an armed event, a scan touches Redis only and keeps

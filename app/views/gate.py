@@ -1,4 +1,4 @@
-"""The offline gate page (DESIGN.md, "Ticket validation"): gate staff or a gate device sign in,
+"""The offline gate page (ARCHITECTURE.md, "The scan path"): gate staff or a gate device sign in,
 download an event's manifest, then validate ticket codes in the browser with no network.
 
 The page is public: it asks for credentials itself and talks only to the check-in API. Its

@@ -1,5 +1,5 @@
 """Partner dashboard for the gates: devices, gate staff per event, the scan log and live entries
-(DESIGN.md, "Ticket validation"). Every list is limited to the user's partner."""
+(ARCHITECTURE.md, "The scan path"). Every list is limited to the user's partner."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Ticket validation at the gate (DESIGN.md, "Ticket validation"), one module per part:
+"""Ticket validation at the gate (ARCHITECTURE.md, "The scan path"), one module per part:
 
 - ``rules``: the scan rule, pure (a scan request, the doors, what a scan does to an entry).
 - ``scanning``: one scan from request to logged answer, on either store.

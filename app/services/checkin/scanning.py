@@ -1,4 +1,4 @@
-"""One scan, from request to logged answer (DESIGN.md, "Ticket validation").
+"""One scan, from request to logged answer (ARCHITECTURE.md, "The scan path").
 
 A scan verifies the code's Ed25519 signature with the event's public key before anything else,
 then checks the gate's events, the doors (window, cancellation) and revocations, and records the

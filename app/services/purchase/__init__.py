@@ -1,4 +1,4 @@
-"""The purchase path (DESIGN.md, "Purchase path"), one module per step:
+"""The purchase path (ARCHITECTURE.md, "The purchase path"), one module per step:
 
 - hold.py: step 1, a customer's short claim on spots (reserve, release, expire).
 - checkout.py: the attempt: record it under the client's idempotency key (step 1 of paying),

@@ -1,4 +1,5 @@
-"""Checkout: pay for a hold by card, at most once per attempt (DESIGN.md, "Purchase path" 2-3).
+"""Checkout: pay for a hold by card, at most once per attempt (ARCHITECTURE.md, "The purchase
+path", steps 2 and 3).
 
 1. Record the attempt (order with priced pending tickets, pending payment under the client's
    idempotency key, unique in the database) and extend the hold to cover the payment.

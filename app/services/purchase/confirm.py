@@ -1,4 +1,5 @@
-"""Confirm a charged attempt (DESIGN.md, "Purchase path", step 3): sell, or cancel and refund.
+"""Confirm a charged attempt (ARCHITECTURE.md, "The purchase path", step 3): sell, or cancel and
+refund.
 
 In one transaction the payment is locked and settled with the gateway's answer. A declined
 charge is recorded (CardDeclined, 402; the hold is kept for another card). An approved one is

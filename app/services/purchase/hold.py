@@ -1,4 +1,5 @@
-"""Holds: a customer's short claim on spots before paying (DESIGN.md, "Purchase path", step 1).
+"""Holds: a customer's short claim on spots before paying (ARCHITECTURE.md, "The purchase path",
+step 1).
 
 Placing a hold is one transaction: the customer's row is locked (their holds are counted one at
 a time against MAX_SPOTS_PER_EVENT), the event must sell and the waiting room let the customer
