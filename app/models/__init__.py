@@ -3,15 +3,7 @@
 from app.models.checkin import CheckIn, ScanDirection, ScanResult
 from app.models.customer import Customer
 from app.models.errors import Busy, Conflict, DomainError, Forbidden, NotFound
-from app.models.event import (
-    Event,
-    EventSection,
-    EventSpot,
-    EventStatus,
-    SectionKind,
-    SpotStatus,
-    format_money,
-)
+from app.models.event import Event, EventSection, EventStatus, SectionKind
 from app.models.gate import CheckinEntry, GateAssignment, GateDevice, token_hash
 from app.models.ledger import (
     AccountKind,
@@ -21,6 +13,7 @@ from app.models.ledger import (
     LedgerTransaction,
     TransactionKind,
 )
+from app.models.money import format_money
 from app.models.order import (
     Hold,
     HoldStatus,
@@ -44,6 +37,7 @@ from app.models.settlement import (
     SettlementLine,
     SettlementMismatch,
 )
+from app.models.spot import EventSpot, SpotStatus
 from app.models.waiting_room import WaitingEntry, WaitingLine
 
 __all__ = [

@@ -7,7 +7,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, Table, Update, event, update
+from sqlalchemy import CheckConstraint, DateTime, Table, Update, event, inspect, update
 from sqlalchemy.orm import Mapper
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -124,3 +124,11 @@ UNMANAGED_INDEXES = frozenset({"ix_event_search"})
 
 def alembic_include_object(obj: object, name: str | None, type_: str, *_: object) -> bool:
     return not (type_ == "index" and name in UNMANAGED_INDEXES)
+
+
+def changed_attributes(instance: Any) -> set[str]:
+    """Names of the attributes changed on a persistent instance since it was loaded."""
+    state = inspect(instance)
+    if not state.persistent:
+        return set()
+    return {attr.key for attr in state.attrs if attr.history.has_changes()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from flask_appbuilder import Model
@@ -14,7 +14,6 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
-    ForeignKeyConstraint,
     Index,
     Integer,
     Row,
@@ -23,17 +22,17 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     func,
-    inspect,
     select,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.models.base import MAX_INT, Transition, enum_check, utcnow
+from app.models.base import MAX_INT, changed_attributes, enum_check, utcnow
 from app.models.codes import new_private_key, public_key_of
 from app.models.errors import Conflict, DomainError
+from app.models.money import cents_from_amount, format_money
 from app.models.partner import Partner, PartnerStatus
+from app.models.spot import EventSpot, SpotStatus
 
 
 class EventStatus(enum.StrEnum):
@@ -45,13 +44,6 @@ class EventStatus(enum.StrEnum):
 class SectionKind(enum.StrEnum):
     SEATED = "seated"
     GENERAL = "general"
-
-
-class SpotStatus(enum.StrEnum):
-    AVAILABLE = "available"
-    HELD = "held"
-    SOLD = "sold"
-    BLOCKED = "blocked"
 
 
 CHECKIN_OPENS_BEFORE = dt.timedelta(hours=6)
@@ -269,7 +261,7 @@ class Event(Model):
         if not self.currency:
             raise DomainError("Give the event's currency (e.g. BRL).", field="currency")
         self.currency = self.currency.upper()
-        if "currency" in _changed_attributes(self) and (self.has_sales() or self.has_live_holds()):
+        if "currency" in changed_attributes(self) and (self.has_sales() or self.has_live_holds()):
             raise Conflict(
                 "An event with sales or seats on hold keeps its currency.", field="currency"
             )
@@ -444,7 +436,7 @@ class EventSection(Model):
 
     def check_changes(self) -> None:
         self.validate()
-        changed = _changed_attributes(self)
+        changed = changed_attributes(self)
         if changed & {"event", "event_id"} and self.spots_total():
             raise Conflict("A section with spots cannot move to another event.", field="event")
         if "kind" in changed and self.spots_total():
@@ -455,178 +447,11 @@ class EventSection(Model):
             raise Conflict(f"Section {self.name} has sold or held spots and cannot be deleted.")
 
 
-class EventSpot(Model):
-    """One unit of capacity: a numbered seat, or an anonymous general-admission place."""
-
-    __tablename__ = "event_spot"
-    __table_args__ = (
-        UniqueConstraint("section_id", "label", name="uq_event_spot_label"),
-        ForeignKeyConstraint(
-            ["section_id", "event_id"],
-            ["event_section.id", "event_section.event_id"],
-            name="fk_event_spot_section_event",
-            ondelete="CASCADE",
-        ),
-        enum_check("status", SpotStatus, "ck_event_spot_status"),
-        CheckConstraint(
-            "(status = 'held') = (hold_id IS NOT NULL)", name="ck_event_spot_held_has_hold"
-        ),
-        Index("ix_event_spot_event_status", "event_id", "status"),
-        Index("ix_event_spot_section_position", "section_id", "position"),
-        # Best-available reads a section's spots that may be free in seat order: without sold
-        # and blocked ones in the way, however far the on-sale has gone.
-        Index(
-            "ix_event_spot_open_position",
-            "section_id",
-            "position",
-            postgresql_where=text("status IN ('available', 'held')"),
-        ),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    section_id: Mapped[int] = mapped_column(Integer, nullable=False)
-    # Denormalised from the section (kept equal by the composite foreign key) so that
-    # availability and locking work per event without a join.
-    event_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("event.id", ondelete="CASCADE"), nullable=False
-    )
-    label: Mapped[str] = mapped_column(String(40), nullable=False)
-    row_label: Mapped[str | None] = mapped_column(String(20))
-    seat_number: Mapped[int | None] = mapped_column(Integer)
-    position: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    status: Mapped[str] = mapped_column(
-        String(16), nullable=False, default=SpotStatus.AVAILABLE.value
-    )
-    hold_id: Mapped[int | None] = mapped_column(
-        Integer, ForeignKey("hold.id", ondelete="SET NULL"), index=True
-    )
-    held_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
-
-    section: Mapped[EventSection] = relationship(back_populates="spots", overlaps="event")
-    event: Mapped[Event] = relationship(overlaps="section,spots")
-
-    # The purchase path's changes (a held spot is free again once its hold's time is over);
-    # a refunded spot goes back on sale, or is withdrawn when it must not be sold again.
-    HOLD = Transition(
-        (SpotStatus.AVAILABLE, SpotStatus.HELD), SpotStatus.HELD, sets=("hold_id", "held_until")
-    )
-    SELL = Transition((SpotStatus.HELD,), SpotStatus.SOLD, clears=("hold_id", "held_until"))
-    RELEASE = Transition((SpotStatus.HELD,), SpotStatus.AVAILABLE, clears=("hold_id", "held_until"))
-    RESELL = Transition((SpotStatus.SOLD,), SpotStatus.AVAILABLE)
-    WITHDRAW = Transition((SpotStatus.SOLD,), SpotStatus.BLOCKED)
-
-    def __repr__(self) -> str:
-        return self.label
-
-    @classmethod
-    def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:
-        return cls.event_id.in_(owned_event_ids(partner_id))
-
-    @property
-    def is_sold(self) -> bool:
-        return self.status == SpotStatus.SOLD
-
-    def release(self) -> None:
-        EventSpot.RELEASE.apply(self, f"Spot {self.label}")
-
-    def unsell(self, *, resell: bool) -> None:
-        """A refunded spot: back on sale, or blocked when it must not be sold again."""
-        (EventSpot.RESELL if resell else EventSpot.WITHDRAW).apply(self, f"Spot {self.label}")
-
-    @classmethod
-    def free_clause(cls, now: dt.datetime) -> ColumnElement[bool]:
-        """Available, or held by a hold whose time is over."""
-        return (cls.status == SpotStatus.AVAILABLE) | (
-            (cls.status == SpotStatus.HELD) & (cls.held_until <= now)
-        )
-
-    @staticmethod
-    def is_free(status: str, held_until: dt.datetime | None, now: dt.datetime) -> bool:
-        """free_clause, of a spot's values (read in SQL without loading the spot)."""
-        return status == SpotStatus.AVAILABLE or (
-            status == SpotStatus.HELD and held_until is not None and held_until <= now
-        )
-
-    def block(self) -> None:
-        if self.status == SpotStatus.BLOCKED:
-            raise Conflict(f"Spot {self.label} is already blocked.")
-        if self.status != SpotStatus.AVAILABLE:
-            raise Conflict(f"Spot {self.label} is {self.status} and cannot be blocked.")
-        self.status = SpotStatus.BLOCKED.value
-
-    def unblock(self) -> None:
-        if self.status != SpotStatus.BLOCKED:
-            raise Conflict(f"Spot {self.label} is not blocked.")
-        self.status = SpotStatus.AVAILABLE.value
-
-    def check_changes(self) -> None:
-        """Rules for an edited spot: a sold spot keeps its name and place; a spot moves only to
-        another section of the same event."""
-        if not (self.label or "").strip():
-            raise DomainError("Give the spot a label.", field="label")
-        if self.seat_number is not None and not 0 < self.seat_number <= MAX_INT:
-            raise DomainError("A seat number is a positive number.", field="seat_number")
-        changed = _changed_attributes(self)
-        if self.is_sold and changed & {
-            "label",
-            "row_label",
-            "seat_number",
-            "section",
-            "section_id",
-        }:
-            raise Conflict(
-                f"Spot {self.label} is sold: it cannot be renamed or moved.", field="label"
-            )
-        if self.section is not None:
-            if self.event_id is not None and self.section.event_id != self.event_id:
-                raise DomainError(
-                    "A spot can only move to another section of the same event.", field="section"
-                )
-            self.event_id = self.section.event_id
-
-    def check_deletable(self) -> None:
-        if self.status in (SpotStatus.SOLD, SpotStatus.HELD):
-            raise Conflict(f"Spot {self.label} is {self.status} and cannot be deleted.")
-
-
-def _changed_attributes(instance: Model) -> set[str]:
-    """Names of the attributes changed on a persistent instance since it was loaded."""
-    state = inspect(instance)
-    if not state.persistent:
-        return set()
-    return {attr.key for attr in state.attrs if attr.history.has_changes()}
-
-
 def _count_spots(anchor: Model, where: ColumnElement[bool], status: SpotStatus) -> int:
     session = object_session(anchor)
     if session is None:
         return 0
     return session.scalar(select(func.count()).where(where, EventSpot.status == status)) or 0
-
-
-def cents_from_amount(value: Decimal | str | int | None, *, field: str) -> int:
-    """Decimal('150.5') -> 15050 exactly; refuses negatives, fractions of a cent and floats."""
-    if value is None or value == "":
-        raise DomainError("Give a price.", field=field)
-    if isinstance(value, float):
-        raise TypeError("money is never a float")
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        raise DomainError("Give a price such as 150.00.", field=field) from None
-    if not amount.is_finite() or amount < 0:
-        raise DomainError("The price cannot be negative.", field=field)
-    cents = amount.scaleb(2)
-    if cents != cents.to_integral_value():
-        raise DomainError("The price has at most two decimal places.", field=field)
-    return int(cents)
-
-
-def format_money(cents: int, currency: str) -> str:
-    """12345, 'BRL' -> 'BRL 123.45' (integer arithmetic, no float)."""
-    sign = "-" if cents < 0 else ""
-    whole, frac = divmod(abs(cents), 100)
-    return f"{currency} {sign}{whole:,}.{frac:02d}".strip()
 
 
 # What decides whether an event sells (SaleWindow's fields, in order), for the Core statements of

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.models.base import enum_check, utcnow
-from app.models.event import format_money
+from app.models.money import format_money
 
 
 class AccountKind(enum.StrEnum):

@@ -28,7 +28,9 @@ from sqlalchemy.sql.elements import ColumnElement
 from app.models.base import Transition, enum_check, utcnow
 from app.models.customer import Customer
 from app.models.errors import Conflict, DomainError, NotFound
-from app.models.event import Event, EventSection, EventSpot, format_money, owned_event_ids
+from app.models.event import Event, EventSection, owned_event_ids
+from app.models.money import format_money
+from app.models.spot import EventSpot
 
 
 class HoldStatus(enum.StrEnum):

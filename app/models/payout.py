@@ -14,8 +14,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from app.models.base import enum_check, utcnow
 from app.models.errors import Conflict, DomainError
-from app.models.event import format_money
 from app.models.ledger import LedgerTransaction
+from app.models.money import format_money
 from app.models.partner import Partner
 
 

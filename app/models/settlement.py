@@ -21,8 +21,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import enum_check, utcnow
-from app.models.event import format_money
 from app.models.ledger import LedgerTransaction
+from app.models.money import format_money
 from app.models.order import Payment, PaymentRefund
 
 

@@ -21,7 +21,7 @@ from app.models import (
     SpotStatus,
 )
 from app.models.base import utcnow
-from app.models.event import cents_from_amount
+from app.models.money import cents_from_amount
 
 STATUS_CODES = {
     SpotStatus.AVAILABLE: "0",

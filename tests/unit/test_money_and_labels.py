@@ -4,7 +4,7 @@ import pytest
 
 from app.config import ConfigError, load_config
 from app.models import DomainError, Partner, format_money
-from app.models.event import cents_from_amount
+from app.models.money import cents_from_amount
 from app.services.events import seat_block_labels
 
 

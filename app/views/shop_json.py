@@ -1,0 +1,103 @@
+"""How the customer API shows events, holds, orders and waiting-room turns (JSON): the same
+shapes for every route that answers them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from app.models import format_money
+from app.services import customers, purchase, waiting_room
+
+
+def event_json(event: Any) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "name": event.name,
+        "description": event.description,
+        "venue": event.venue,
+        "city": event.city,
+        "address": event.address,
+        "category": event.category,
+        "starts_at": event.starts_at.isoformat(),
+        "ends_at": event.ends_at.isoformat() if event.ends_at else None,
+        "image_url": event.image_url,
+        "currency": event.currency,
+        "status": event.status,
+        "partner": event.partner.name,
+    }
+
+
+def hold_json(hold: purchase.hold.HoldSummary, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "id": hold.id,
+        "event_id": hold.event_id,
+        "status": hold.status,
+        "expires_at": hold.expires_at.isoformat(),
+        "seconds_left": hold.seconds_left(now),
+        "spots": [
+            {
+                "id": spot.id,
+                "label": spot.label,
+                "section_id": spot.section_id,
+                "section": spot.section,
+                "price_cents": spot.price_cents,
+            }
+            for spot in hold.spots
+        ],
+        "total_cents": hold.total_cents,
+    }
+
+
+def order_json(record: customers.OrderRecord) -> dict[str, Any]:
+    order = record.order
+    return {
+        "id": order.id,
+        "event": {"id": order.event_id, "name": order.event_name},
+        "status": order.status,
+        "total_cents": order.total_cents,
+        "total": format_money(order.total_cents, order.currency),
+        "currency": order.currency,
+        "created_at": order.created_at.isoformat(),
+        "paid_at": order.paid_at.isoformat() if order.paid_at else None,
+        "cancel_reason": order.cancel_reason,
+        "payments": [
+            {
+                "id": p.id,
+                "status": p.status,
+                "amount_cents": p.amount_cents,
+                "fee_cents": p.fee_cents,
+                "net_cents": p.net_cents,
+                "refunded_cents": p.refunded_cents,
+                "card_brand": p.card_brand,
+                "card_last4": p.card_last4,
+                "failure_reason": p.failure_reason,
+            }
+            for p in record.payments
+        ],
+        "tickets": [
+            {
+                "id": t.id,
+                "status": t.status,
+                "section": t.section_name,
+                "spot": t.spot_label,
+                "price_cents": t.price_cents,
+                "holder_name": t.holder_name,
+                "code": t.code,
+            }
+            for t in record.tickets
+            if t.status != "void"
+        ],
+    }
+
+
+def turn_json(turn: waiting_room.Turn, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "event_id": turn.event_id,
+        "waiting_room": turn.status != waiting_room.OPEN,
+        "status": turn.status,
+        "admit_at": turn.admit_at.isoformat() if turn.admit_at else None,
+        "turn_ends_at": turn.ends_at.isoformat() if turn.ends_at else None,
+        "wait_ms": int(turn.wait(now).total_seconds() * 1000),
+        "ahead": turn.ahead(now),
+    }
