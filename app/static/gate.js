@@ -3,7 +3,9 @@
 // check-in API's atomic first scan gives the verdict; without an answer in time the manifest
 // does, and the scan is kept in IndexedDB and uploaded when the network is back.
 import { Entries, bench, judge } from "./gate-core.js";
+import { cameraRunning, loadJsQR, signal, startCamera, stopCamera } from "./gate-hardware.js";
 import { openStore } from "./gate-store.js";
+import { TITLES, explainVerdict } from "./gate-verdict.js";
 
 const $ = (id) => document.getElementById(id);
 const KEYS = {
@@ -15,7 +17,6 @@ const RETRY_MS = 10_000;
 const SERVER_WAIT_MS = 1800; // an online scan waits this long for the server's verdict
 const MANIFEST_MAX_AGE_MS = 120_000; // refreshed in the background when older, while online
 const LOG_LENGTH = 20;
-const CAMERA_REPEAT_MS = 2500; // a code held in front of the camera is one scan
 const CLOCK_NOISE_MS = 2000; // the Date header's whole seconds and the trip: less is no news
 
 let store;
@@ -317,33 +318,12 @@ async function askServer({ code, gate, direction: way, nonce, event_id }) {
   }
 }
 
-function reasonFor({ verdict, reason, claim, entry }, way) {
-  switch (verdict) {
-    case "valid":
-      return way === "in" ? "Welcome" : "Exit recorded";
-    case "invalid":
-      return reason === "not_checked_in" ? "Not inside: no entry to exit" : "Not a genuine ticket code";
-    case "wrong_event":
-      return claim ? `Ticket for another event (#${claim.eventId})` : "Ticket for another event";
-    case "not_valid_now": {
-      const opens = manifest.opens_at && Date.parse(manifest.opens_at);
-      return opens && serverNow() < opens
-        ? `Check-in opens ${formatDateTime(manifest.opens_at)}`
-        : `Check-in closed ${formatDateTime(manifest.closes_at)}`;
-    }
-    case "revoked":
-      return "Ticket cancelled or refunded";
-    case "already_used":
-      return entry ? `Entered ${formatDateTime(entry.at)} at ${entry.gate}` : "Already entered";
-    default:
-      return verdict;
-  }
+/** Why a scan got its verdict, in the gate's words. */
+function reasonFor(result, way) {
+  return explainVerdict(result, way, {
+    opensAt: manifest.opens_at, closesAt: manifest.closes_at, now: serverNow(), formatDateTime,
+  });
 }
-
-const TITLES = {
-  valid: "Valid", invalid: "Invalid", wrong_event: "Wrong event", not_valid_now: "Not valid now",
-  revoked: "Revoked", already_used: "Already used",
-};
 
 let verdictTimer = 0;
 
@@ -364,28 +344,6 @@ function hideVerdict() {
   clearTimeout(verdictTimer);
   $("verdict").hidden = true;
   focusScanner();
-}
-
-let audio;
-
-/** A short high beep for valid, a low double one otherwise, and a buzz on phones. */
-function signal(ok) {
-  try {
-    audio ??= new AudioContext();
-    const tones = ok ? [[1320, 0]] : [[330, 0], [330, 0.18]];
-    for (const [frequency, delay] of tones) {
-      const oscillator = audio.createOscillator();
-      const gain = audio.createGain();
-      gain.gain.value = 0.15;
-      oscillator.frequency.value = frequency;
-      oscillator.connect(gain).connect(audio.destination);
-      oscillator.start(audio.currentTime + delay);
-      oscillator.stop(audio.currentTime + delay + 0.12);
-    }
-  } catch {
-    // No audio: the screen still says it.
-  }
-  if (!ok) navigator.vibrate?.([120, 60, 120]);
 }
 
 // On a phone the soft keyboard would cover the screen: there the code input is kept focused only
@@ -434,95 +392,6 @@ function renderScans() {
     $("sync-status").textContent =
       (count ? `${count} scans kept on this device. ${waiting}` : "All scans uploaded.") + attention;
   });
-}
-
-// ---------------------------------------------------------------------------------------------
-// Camera: BarcodeDetector where the browser has it, the vendored jsQR otherwise
-
-let stream = null;
-let cameraTimer = 0;
-let lastCamera = { code: "", at: 0 };
-let jsqrLoading = null;
-
-function loadJsQR() {
-  jsqrLoading ??= new Promise((resolve, reject) => {
-    const script = document.createElement("script");
-    script.src = document.body.dataset.jsqr;
-    script.onload = () => resolve(window.jsQR);
-    script.onerror = () => { jsqrLoading = null; reject(new Error("QR decoder not loaded")); };
-    document.head.append(script);
-  });
-  return jsqrLoading;
-}
-
-async function qrReader() {
-  if ("BarcodeDetector" in window) {
-    const formats = await BarcodeDetector.getSupportedFormats().catch(() => []);
-    if (formats.includes("qr_code")) {
-      const detector = new BarcodeDetector({ formats: ["qr_code"] });
-      return async (video) => (await detector.detect(video))[0]?.rawValue;
-    }
-  }
-  const jsQR = await loadJsQR();
-  const canvas = document.createElement("canvas");
-  const context = canvas.getContext("2d", { willReadFrequently: true });
-  return async (video) => {
-    const scale = Math.min(1, 800 / Math.max(video.videoWidth, video.videoHeight));
-    canvas.width = Math.round(video.videoWidth * scale);
-    canvas.height = Math.round(video.videoHeight * scale);
-    if (!canvas.width || !canvas.height) return undefined;
-    context.drawImage(video, 0, 0, canvas.width, canvas.height);
-    const image = context.getImageData(0, 0, canvas.width, canvas.height);
-    return jsQR(image.data, image.width, image.height, { inversionAttempts: "attemptBoth" })?.data;
-  };
-}
-
-function cameraRunning() {
-  return stream !== null;
-}
-
-async function startCamera() {
-  const video = $("camera-video");
-  $("camera-status").textContent = "Starting…";
-  try {
-    const read = await qrReader();
-    stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" }, audio: false });
-    video.srcObject = stream;
-    video.hidden = false;
-    await video.play();
-    $("camera-toggle").textContent = "Stop camera";
-    $("camera-status").textContent = "Point the camera at the ticket";
-    const tick = async () => {
-      if (!stream) return;
-      try {
-        const code = video.readyState >= 2 ? await read(video) : undefined;
-        const now = Date.now();
-        if (code) {
-          const repeated = code === lastCamera.code && now - lastCamera.at < CAMERA_REPEAT_MS;
-          lastCamera = { code, at: now };
-          if (!repeated) scan(code);
-        }
-      } catch {
-        // A frame that could not be read: try the next one.
-      }
-      cameraTimer = setTimeout(tick, 120);
-    };
-    tick();
-  } catch (err) {
-    stopCamera();
-    $("camera-status").textContent = `Camera unavailable: ${err.message}`;
-  }
-}
-
-function stopCamera() {
-  clearTimeout(cameraTimer);
-  stream?.getTracks().forEach((track) => track.stop());
-  stream = null;
-  const video = $("camera-video");
-  video.srcObject = null;
-  video.hidden = true;
-  $("camera-toggle").textContent = "Start camera";
-  $("camera-status").textContent = "";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -673,7 +542,7 @@ function wire() {
     scan(input.value);
     input.value = "";
   });
-  $("camera-toggle").addEventListener("click", () => (cameraRunning() ? stopCamera() : startCamera()));
+  $("camera-toggle").addEventListener("click", () => (cameraRunning() ? stopCamera() : startCamera(scan)));
   $("verdict").addEventListener("click", hideVerdict);
 
   const gate = $("gate-name");

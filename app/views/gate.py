@@ -15,7 +15,15 @@ from flask import Blueprint, current_app, make_response, render_template, url_fo
 
 bp = Blueprint("gate", __name__, template_folder="../templates", url_prefix="/gate")
 
-_STATIC_FILES = ("gate.js", "gate-core.js", "gate-store.js", "gate.css", "vendor/jsQR-1.4.0.js")
+_STATIC_FILES = (
+    "gate.js",
+    "gate-core.js",
+    "gate-store.js",
+    "gate-verdict.js",
+    "gate-hardware.js",
+    "gate.css",
+    "vendor/jsQR-1.4.0.js",
+)
 _TEMPLATES = ("gate/index.html", "gate/sw.js")
 
 
