@@ -24,6 +24,8 @@ from tests.support.builders import api_token, make_event, make_partner, make_use
 from tests.support.database import empty_domain_tables
 from tests.support.gate import device, open_event
 
+pytestmark = pytest.mark.slow
+
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))
 
 

@@ -55,6 +55,9 @@ from app.sim_acquirer.models import SimCharge, SimChargeback, SimRefund
 from tests.support.builders import PartnerActor, make_event, make_partner
 from tests.support.database import empty_domain_tables
 
+pytestmark = pytest.mark.slow
+
+
 CURRENCY = "BRL"
 # Days back of the first settlement; each settlement moves what happened today to the next day.
 FIRST_DAY_BACK = 60

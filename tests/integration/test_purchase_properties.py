@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import pytest
 from flask import current_app
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -34,6 +35,9 @@ from app.services import customers, ledger, purchase
 from app.services.payments import SimulatedGateway
 from tests.support.builders import make_event, make_partner
 from tests.support.database import empty_domain_tables
+
+pytestmark = pytest.mark.slow
+
 
 CARDS = {"approve": "4242424242424242", "decline": "4000000000000002"}
 
