@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export FLASK_APP := app
 
-.PHONY: run test test-js install serve worker beat lint format migrate perms demo clean
+.PHONY: run test test-fast test-js test-js-if-node install serve worker beat lint format migrate perms \
+	demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,13 +29,22 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	@if command -v node >/dev/null 2>&1; then $(MAKE) --no-print-directory test-js; \
-	else echo "SKIPPED test-js: node is not on PATH, so gate-core.js is not checked against tests/cases/"; fi
+	@$(MAKE) --no-print-directory test-js-if-node
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## The fast layer, in seconds: the unit tests and the rules against tests/cases/ (no database,
+## no browser, no server started), and the JavaScript tests when node is on PATH
+test-fast: $(STAMP)
+	@$(MAKE) --no-print-directory test-js-if-node
+	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
 
 ## The gate page's JavaScript (gate-core.js) against the shared tables of tests/cases/ (Node 20+)
 test-js:
 	node --test tests/js/
+
+test-js-if-node:
+	@if command -v node >/dev/null 2>&1; then $(MAKE) --no-print-directory test-js; \
+	else echo "SKIPPED test-js: node is not on PATH, so gate-core.js is not checked against tests/cases/"; fi
 
 ## Production-like: Granian (app/server.py), one process per core, against DATABASE_URL
 serve: $(STAMP)

@@ -19,19 +19,8 @@ from flask import Flask
 
 from app import create_app
 from app.extensions import db
-from tests.conftest import config_for_tests
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-gpu",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-#: Playwright's timeout for each action and each expect(), in milliseconds.
-BROWSER_TIMEOUT_MS = 15_000
+from tests.support.apps import config_for_tests
+from tests.support.browser import BROWSER_TIMEOUT_MS, CHROMIUM, CHROMIUM_ARGS
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,6 @@ once the network is back."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import re
 import time
@@ -24,9 +23,11 @@ from app.models import CheckIn, Partner
 from app.models.base import utcnow
 from app.models.codes import TicketClaim, new_private_key, public_key_of, sign_ticket
 from app.services import checkin
-from tests.conftest import forget_checkin_state
-from tests.integration.test_purchase_api import card_token, hold_seats, pay, sign_up
-from tests.support import PASSWORD, PartnerActor, make_event, make_partner, make_user
+from tests.support.browser import BROWSER_TIMEOUT_MS, CHROMIUM, CHROMIUM_ARGS
+from tests.support.builders import PASSWORD, PartnerActor, make_event, make_partner, make_user
+from tests.support.database import forget_checkin_state
+from tests.support.gate import forged
+from tests.support.shop import buy
 
 # Judges each [code, direction, now] in turn as the page does, admitted scans updating the entries.
 JUDGE_SCANS = """
@@ -49,13 +50,6 @@ async ({manifest, keys, scans}) => {
 
 def _iso(moment: dt.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _forged(code: str) -> str:
-    """The code with one byte of its signature flipped."""
-    raw = bytearray(base64.urlsafe_b64decode(code + "=" * (-len(code) % 4)))
-    raw[-1] ^= 0x01
-    return base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
 
 
 def _manifest(key: str, event_id: int, **fields: Any) -> dict[str, Any]:
@@ -112,11 +106,11 @@ def test_the_page_reads_codes_as_the_server_signs_them_and_gives_each_verdict(ga
     scans = [
         (valid, "in", _iso(now)),
         (valid, "in", _iso(now)),
-        (_forged(sign_ticket(key, TicketClaim(7, 10, "A-10"))), "in", _iso(now)),
+        (forged(sign_ticket(key, TicketClaim(7, 10, "A-10"))), "in", _iso(now)),
         ("not a code", "in", _iso(now)),
         (valid[:-3], "in", _iso(now)),
         (other_event, "in", _iso(now)),
-        (_forged(other_event), "in", _iso(now)),  # its event's key is known: a forgery reads so
+        (forged(other_event), "in", _iso(now)),  # its event's key is known: a forgery reads so
         (sign_ticket(unknown_key, TicketClaim(9, 1, "C-1")), "in", _iso(now)),
         (sign_ticket(key, TicketClaim(7, 4, "A-4")), "in", _iso(now + dt.timedelta(days=1))),
         (sign_ticket(key, TicketClaim(7, 5, "A-5")), "in", _iso(now - dt.timedelta(hours=2))),
@@ -207,11 +201,7 @@ def door(client: FlaskClient) -> Door:
     event.checkin_opens_at = utcnow() - dt.timedelta(hours=1)
     event.checkin_closes_at = utcnow() + dt.timedelta(hours=6)
     db.session.commit()
-    headers = sign_up(client)
-    hold = hold_seats(client, headers, event, count=1)
-    response = pay(client, headers, hold["id"], card_token(client))
-    assert response.status_code == 201, response.get_json()
-    ticket = response.get_json()["result"]["tickets"][0]
+    [ticket] = buy(client, event, 1)["tickets"]
     device, token = checkin.register_device(
         db.session, PartnerActor(partner), "North gate phone", [event.id]
     )
@@ -300,7 +290,7 @@ def test_with_the_network_cut_the_gate_validates_and_uploads_every_scan_when_bac
     _expect_verdict(page, "valid", "Valid", door.seat, "Welcome")
     _scan(page, door.code)
     _expect_verdict(page, "already_used", "Already used", door.seat, "at North 1")
-    _scan(page, _forged(door.code))
+    _scan(page, forged(door.code))
     _expect_verdict(page, "invalid", "Invalid", "", "Not a genuine ticket")
     expect(page.locator("#count-scanned")).to_have_text("3")
     expect(page.locator("#count-pending")).to_have_text("3")
@@ -382,8 +372,6 @@ def test_gate_staff_log_in_with_their_login_name_and_scans_go_up_at_once_online(
 @pytest.fixture
 def second_page(_browser: Any) -> Iterator[Page]:
     """Another gate: a page in a browser context of its own."""
-    from tests.e2e.conftest import BROWSER_TIMEOUT_MS
-
     context = _browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(BROWSER_TIMEOUT_MS)
     try:
@@ -473,8 +461,6 @@ def _qr_video(code: str, path: str, width: int = 640, height: int = 480) -> None
 def test_the_camera_reads_a_ticket_with_the_vendored_decoder_offline(
     live_server: str, _browser: Any, door: Door, tmp_path: Any
 ):
-    from tests.e2e.conftest import BROWSER_TIMEOUT_MS, CHROMIUM, CHROMIUM_ARGS
-
     video = str(tmp_path / "ticket.y4m")
     _qr_video(door.code, video)
     camera_args = [

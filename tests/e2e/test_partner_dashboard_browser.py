@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Event, EventSection, EventSpot
-from tests.support import PASSWORD, make_partner, make_user
+from tests.support.builders import PASSWORD, make_partner, make_user
 
 SCREENSHOT = "/tmp/e2e_spots.png"  # noqa: S108 - a fixed place to look at the spots list
 DATETIME = "%Y-%m-%dT%H:%M"

@@ -12,7 +12,8 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import EventSpot, Hold, HoldStatus, Payment, SpotStatus
 from app.models.base import utcnow
-from tests.support import make_event, make_partner
+from tests.support.browser import sign_up_in_browser
+from tests.support.builders import make_event, make_partner
 
 SCREENSHOT = "/tmp/e2e_tickets.png"  # noqa: S108 - for a person to look at
 
@@ -24,15 +25,6 @@ def _event_on_sale() -> int:
     event_id = event.id
     db.session.remove()
     return event_id
-
-
-def _sign_up(page: Page, base: str, email: str) -> None:
-    page.goto(base + "/signup")
-    page.get_by_label("Name").fill("Ana Souza")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password (8+ characters)").fill("s3cret-pass")
-    page.get_by_role("button", name="Sign up").click()
-    expect(page.locator(".flash-success")).to_contain_text("Welcome, Ana Souza!")
 
 
 def _pick_two_seats(page: Page, base: str) -> None:
@@ -62,7 +54,7 @@ def _pay(page: Page, number: str) -> None:
 def test_a_customer_buys_two_seats_and_sees_qr_tickets(live_server: str, browser_page: Page):
     _event_on_sale()
     page = browser_page
-    _sign_up(page, live_server, "ana@example.com")
+    sign_up_in_browser(page, live_server, "ana@example.com")
     _pick_two_seats(page, live_server)
     _pay(page, "4242 4242 4242 4242")
     expect(page.locator(".flash-success")).to_contain_text("Payment approved")
@@ -84,7 +76,7 @@ def test_a_customer_buys_two_seats_and_sees_qr_tickets(live_server: str, browser
 def test_a_declined_card_shows_the_reason_and_keeps_the_hold(live_server: str, browser_page):
     _event_on_sale()
     page = browser_page
-    _sign_up(page, live_server, "bia@example.com")
+    sign_up_in_browser(page, live_server, "bia@example.com")
     _pick_two_seats(page, live_server)
     _pay(page, "4000000000000002")
     expect(page.locator(".flash-error")).to_contain_text("Your card was declined.")

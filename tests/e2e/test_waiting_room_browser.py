@@ -14,8 +14,8 @@ from app.extensions import db
 from app.models import WaitingLine
 from app.models.base import utcnow
 from app.services import waiting_room
-from tests.e2e.test_purchase_browser import _sign_up
-from tests.support import make_event, make_partner
+from tests.support.browser import sign_up_in_browser
+from tests.support.builders import make_event, make_partner
 
 PER_MINUTE = 60
 
@@ -39,7 +39,7 @@ def test_the_waiting_page_lets_the_buyer_in_when_their_turn_comes(
     db.session.remove()
 
     page = browser_page
-    _sign_up(page, live_server, "ana@example.com")
+    sign_up_in_browser(page, live_server, "ana@example.com")
     page.goto(f"{live_server}/events/{event_id}")
     expect(page.locator(".waiting-room")).to_contain_text("waiting room")
     expect(page.get_by_role("button", name="Hold")).to_have_count(0)

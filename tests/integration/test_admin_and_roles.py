@@ -9,7 +9,7 @@ from flask import current_app
 from app.extensions import db
 from app.models import Event, EventStatus, Partner, PartnerStatus
 from app.views.roles import ROLE_PERMISSIONS, sync_permissions
-from tests.support import login, make_event, make_partner, make_user
+from tests.support.builders import login, make_event, make_partner, make_user
 
 
 def test_admin_creates_a_partner_awaiting_approval_with_fees(client):

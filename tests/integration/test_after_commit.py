@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import Partner
 from app.services.after_commit import after_commit
-from tests.support import make_partner
+from tests.support.builders import make_partner
 
 
 def test_a_callback_runs_once_the_transaction_commits_and_sees_its_rows():

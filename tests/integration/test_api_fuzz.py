@@ -20,9 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from app.extensions import db
-from tests.conftest import empty_domain_tables
-from tests.integration.test_checkin import device, open_event
-from tests.support import api_token, make_event, make_partner, make_user
+from tests.support.builders import api_token, make_event, make_partner, make_user
+from tests.support.database import empty_domain_tables
+from tests.support.gate import device, open_event
+
+pytestmark = pytest.mark.slow
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))
 

@@ -27,7 +27,7 @@ from sqlalchemy import MetaData, Table, inspect, select
 
 from app.extensions import db
 from app.models.base import utcnow
-from tests.integration.test_purchase_api import (
+from tests.support.shop import (
     APPROVED,
     DECLINED,
     NO_FUNDS,
@@ -36,7 +36,6 @@ from tests.integration.test_purchase_api import (
     pay,
     sign_up,
 )
-from tests.support import make_event, make_partner
 
 CVC = "987"
 HOLDER = "Ana Souza"
@@ -194,14 +193,6 @@ def logs(caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) ->
 
 # ---------------------------------------------------------------------------------------------
 # Buying
-
-
-@pytest.fixture
-def on_sale():
-    event = make_event(make_partner("Aurora"), rows=("A", "B"), seats=5)
-    event.publish()
-    db.session.commit()
-    return event
 
 
 def tokenize_json(client, typed_number: str) -> Any:

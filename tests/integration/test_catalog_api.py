@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from app.extensions import db
 from app.models import Event, EventSection, EventSpot, SpotStatus
-from tests.integration.test_partner_dashboard import _sell
-from tests.support import api_token, make_event, make_partner, make_user
+from tests.support.builders import api_token, make_event, make_partner, make_user, record_sale
 
 
 def _alice(client):
@@ -86,7 +85,7 @@ def test_api_conflicts_answer_409(client):
     partner, headers = _alice(client)
     event = make_event(partner)
     spot = event.sections[0].spots[0]
-    _sell(spot)
+    record_sale(spot)
     rename = client.put(f"/api/v1/spots/{spot.id}", json={"label": "Z-1"}, headers=headers)
     assert rename.status_code == 409
     assert "sold" in rename.get_json()["message"]

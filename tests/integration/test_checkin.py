@@ -5,7 +5,6 @@ and gate staff see only their partner's events. Each test runs on both stores: t
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 import uuid
 
@@ -18,32 +17,9 @@ from app.models.base import utcnow
 from app.services import checkin, refunds
 from app.services.payments import gateway
 from app.services.scoping import SYSTEM
-from tests.conftest import forget_checkin_state
-from tests.integration.test_purchase_api import card_token, pay, sign_up
-from tests.support import PASSWORD, PartnerActor, api_token, make_event, make_partner, make_user
-
-
-@pytest.fixture(params=["database", "redis"])
-def store(request, app):
-    """Run the test with check-in validating from the database, then from Redis."""
-    url = os.environ.get("REDIS_URL") if request.param == "redis" else None
-    if request.param == "redis" and not url:
-        pytest.skip("needs Redis; set REDIS_URL")
-    saved = app.config.get("REDIS_URL")
-    app.config["REDIS_URL"] = url
-    yield request.param
-    forget_checkin_state(app)
-    app.config["REDIS_URL"] = saved
-
-
-def open_event(partner, name="Concert", **fields):
-    now = utcnow()
-    fields.setdefault("checkin_opens_at", now - dt.timedelta(hours=1))
-    fields.setdefault("checkin_closes_at", now + dt.timedelta(days=1))
-    event = make_event(partner, name, rows=("A", "C"), seats=10, **fields)
-    event.publish()
-    db.session.commit()
-    return event
+from tests.support.builders import PASSWORD, PartnerActor, api_token, make_partner, make_user
+from tests.support.gate import device, forged, logged, open_event, result, scan
+from tests.support.shop import buy, sign_up
 
 
 @pytest.fixture
@@ -54,49 +30,6 @@ def partner():
 @pytest.fixture
 def event(partner):
     return open_event(partner)
-
-
-def buy(client, event, email="ana@example.com", quantity=2):
-    """A real purchase through the API; returns the order JSON (tickets with their codes)."""
-    headers = sign_up(client, email, email.split("@")[0].capitalize() + " Souza")
-    hold = client.post(
-        "/api/v1/holds/",
-        json={"event_id": event.id, "section_id": event.sections[0].id, "quantity": quantity},
-        headers=headers,
-    )
-    assert hold.status_code == 201, hold.get_json()
-    paid = pay(client, headers, hold.get_json()["result"]["id"], card_token(client))
-    assert paid.status_code == 201, paid.get_json()
-    return paid.get_json()["result"]
-
-
-def device(partner, *events, name="North 1"):
-    _, token = checkin.register_device(
-        db.session, PartnerActor(partner), name, [e.id for e in events]
-    )
-    return {"Authorization": f"Bearer {token}"}
-
-
-def scan(client, auth, code, gate="North", direction="in", nonce=None, **extra):
-    body = {"code": code, "gate": gate, "direction": direction, "nonce": nonce or uuid.uuid4().hex}
-    return client.post("/api/v1/checkin/scan", json={**body, **extra}, headers=auth)
-
-
-def result(response):
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
-
-
-def logged() -> list[CheckIn]:
-    """The scan log as the database has it (Redis-queued scans flushed first)."""
-    checkin.flush_scan_log(db.session)
-    db.session.expire_all()
-    return list(db.session.scalars(select(CheckIn).order_by(CheckIn.id)))
-
-
-def forged(code: str) -> str:
-    flipped = "A" if code[-5] != "A" else "B"
-    return code[:-5] + flipped + code[-4:]
 
 
 def test_a_ticket_is_admitted_once_then_answers_already_used(client, store, partner, event):
@@ -156,7 +89,7 @@ def test_a_retry_with_the_same_nonce_answers_the_same_and_records_once(
 
 def test_a_refunded_ticket_answers_revoked(client, store, partner, event):
     kept = buy(client, event)
-    refunded = buy(client, event, "bia@example.com")
+    refunded = buy(client, event)
     auth = device(partner, event)
     # The first scan arms the event (Redis): the refund must reach an armed gate too.
     assert result(scan(client, auth, kept["tickets"][0]["code"]))["result"] == "valid"
@@ -366,7 +299,7 @@ def test_a_charged_back_ticket_answers_revoked_once_the_chargeback_commits(
     from app.models import Payment
 
     kept = buy(client, event)
-    disputed = buy(client, event, "bia@example.com")
+    disputed = buy(client, event)
     auth = device(partner, event)
     assert result(scan(client, auth, kept["tickets"][0]["code"]))["result"] == "valid"
     payment_id = db.session.scalar(select(Payment.id).where(Payment.order_id == disputed["id"]))

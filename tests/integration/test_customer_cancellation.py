@@ -8,8 +8,8 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import LedgerTransaction, Order, Payment, Ticket
-from tests.integration.test_purchase_api import card_token, hold_seats, pay, sign_up
-from tests.support import make_event, make_partner
+from tests.support.builders import login, make_event, make_partner, make_user
+from tests.support.shop import buy, sign_up
 
 
 @pytest.fixture
@@ -20,15 +20,9 @@ def event():
     return event
 
 
-def _bought(client, event, email="ana@example.com"):
-    headers = sign_up(client, email, "Ana")
-    hold = hold_seats(client, headers, event)
-    order = pay(client, headers, hold["id"], card_token(client)).get_json()["result"]
-    return headers, order
-
-
 def test_a_customer_cancels_within_the_window_and_is_refunded_in_full(client, event):
-    headers, order = _bought(client, event)
+    headers = sign_up(client)
+    order = buy(client, event, buyer=headers)
     response = client.post(f"/api/v1/orders/{order['id']}/cancel", headers=headers)
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["result"]["status"] == "refunded"
@@ -51,7 +45,8 @@ def test_a_customer_cancels_within_the_window_and_is_refunded_in_full(client, ev
 
 
 def test_after_the_window_closes_the_order_stays_paid(client, event):
-    headers, order = _bought(client, event)
+    headers = sign_up(client)
+    order = buy(client, event, buyer=headers)
     event = db.session.get(type(event), event.id)
     event.refund_window_hours = 24 * 60  # the deadline is now in the past
     db.session.commit()
@@ -64,7 +59,8 @@ def test_after_the_window_closes_the_order_stays_paid(client, event):
 
 
 def test_an_event_without_a_window_takes_no_cancellations(client, event):
-    headers, order = _bought(client, event)
+    headers = sign_up(client)
+    order = buy(client, event, buyer=headers)
     event = db.session.get(type(event), event.id)
     event.refund_window_hours = None
     db.session.commit()
@@ -74,7 +70,7 @@ def test_an_event_without_a_window_takes_no_cancellations(client, event):
 
 
 def test_another_customers_order_cannot_be_cancelled(client, event):
-    _, order = _bought(client, event)
+    order = buy(client, event)
     other = sign_up(client, "bia@example.com", "Bia")
     response = client.post(f"/api/v1/orders/{order['id']}/cancel", headers=other)
     assert response.status_code == 404
@@ -83,7 +79,7 @@ def test_another_customers_order_cannot_be_cancelled(client, event):
 
 
 def test_the_order_page_offers_cancellation_only_while_the_window_is_open(client, event):
-    _, order = _bought(client, event)
+    order = buy(client, event, buyer=sign_up(client))
     client.post("/login/", data={"username": "ana@example.com", "password": "s3cret-pass"})
     page = client.get(f"/orders/{order['id']}").get_data(as_text=True)
     assert "Cancel this order for a full refund" in page
@@ -94,7 +90,7 @@ def test_the_order_page_offers_cancellation_only_while_the_window_is_open(client
 
 
 def test_the_order_page_hides_cancellation_once_the_window_closed(client, event):
-    _, order = _bought(client, event)
+    order = buy(client, event, buyer=sign_up(client))
     event = db.session.get(type(event), event.id)
     event.refund_window_hours = 24 * 60
     db.session.commit()
@@ -109,7 +105,8 @@ def test_a_charged_back_order_cannot_be_cancelled_for_a_refund(client, event):
     from app.models.base import utcnow
     from app.services import refunds
 
-    headers, order = _bought(client, event)
+    headers = sign_up(client)
+    order = buy(client, event, buyer=headers)
     payment = db.session.scalars(select(Payment).where(Payment.order_id == order["id"])).one()
     refunds.record_chargeback(db.session, payment.id, "fraudulent", utcnow())
     db.session.commit()
@@ -119,8 +116,6 @@ def test_a_charged_back_order_cannot_be_cancelled_for_a_refund(client, event):
 
 
 def test_a_refund_window_beyond_a_year_is_refused_at_its_field(client, event):
-    from tests.support import login, make_user
-
     make_user("alice", "Partner", event.partner)
     login(client, "alice")
     response = client.post(

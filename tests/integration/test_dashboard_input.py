@@ -12,8 +12,9 @@ import pytest
 from app.extensions import db
 from app.models import Event
 from app.models.base import utcnow
-from tests.integration.test_checkin import device, open_event
-from tests.support import api_token, login, make_user
+from tests.support.builders import api_token, login, make_user
+from tests.support.gate import device, open_event
+from tests.support.shop import hold_seats, sign_up
 
 pytestmark = pytest.mark.usefixtures("db_context")
 
@@ -256,8 +257,6 @@ def test_one_payment_that_cannot_be_finished_does_not_stop_the_others(monkeypatc
 def test_an_event_keeps_its_currency_while_seats_are_held(client, two_partners):
     """A hold quoted its total in the event's currency: changing it before the customer paid
     charged another currency than the one quoted (found by a review)."""
-    from tests.integration.test_purchase_api import hold_seats, sign_up
-
     event = two_partners["event_a"]
     event.publish()
     db.session.commit()

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import Customer, Event, EventSection, EventSpot, EventStatus, Partner
 from app.models.base import utcnow
-from tests.support import login
+from tests.support.builders import login
 
 
 def _counts() -> tuple[int, int, int, int]:

@@ -11,19 +11,14 @@ from app.extensions import db
 from app.models import Order, OrderStatus
 from app.services import payments, refunds
 from app.tasks import celery
-from tests.integration.test_purchase_api import card_token, hold_seats, on_sale, pay, sign_up  # noqa: F401
-from tests.support import login, make_user
+from tests.support.builders import login, make_user
+from tests.support.shop import buy
 
 
 @pytest.fixture
-def three_paid_orders(client, on_sale):  # noqa: F811
-    for n in range(3):
-        headers = sign_up(client, f"buyer{n}@example.com", f"Buyer {n}")
-        spot_ids = [on_sale.sections[0].spots[n].id]
-        hold = client.post(
-            "/api/v1/holds/", json={"event_id": on_sale.id, "spot_ids": spot_ids}, headers=headers
-        ).get_json()["result"]
-        assert pay(client, headers, hold["id"], card_token(client)).status_code == 201
+def three_paid_orders(client, on_sale):
+    for _ in range(3):
+        buy(client, on_sale, 1)
     make_user("alice", "Partner", on_sale.partner)
     return on_sale
 

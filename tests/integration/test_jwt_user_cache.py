@@ -8,7 +8,7 @@ from sqlalchemy import event, select, text
 from app.extensions import db
 from app.models import PartnerUser
 from app.views import security
-from tests.integration.test_purchase_api import sign_up
+from tests.support.shop import sign_up
 
 
 class Clock:

@@ -12,22 +12,12 @@ from app.extensions import db
 from app.models import LedgerAccount, LedgerEntry, LedgerError, LedgerTransaction, Payment
 from app.models.base import utcnow
 from app.services import ledger, payments
-from tests.integration.test_purchase_api import card_token, hold_seats, on_sale, pay, sign_up  # noqa: F401
+from tests.support.money import transaction_sums
+from tests.support.shop import buy, card_token, hold_seats, pay, sign_up
 
 
-def _sums_by_transaction() -> set[int]:
-    rows = db.session.execute(
-        select(
-            LedgerEntry.transaction_id, LedgerEntry.currency, func.sum(LedgerEntry.amount_cents)
-        ).group_by(LedgerEntry.transaction_id, LedgerEntry.currency)
-    ).all()
-    return {total for _, _, total in rows}
-
-
-def test_a_sale_posts_gross_fee_and_partner_payable(client, on_sale):  # noqa: F811
-    headers = sign_up(client)
-    hold = hold_seats(client, headers, on_sale)
-    assert pay(client, headers, hold["id"], card_token(client)).status_code == 201
+def test_a_sale_posts_gross_fee_and_partner_payable(client, on_sale):
+    buy(client, on_sale)
     payment = db.session.scalars(select(Payment)).one()
     transaction = db.session.scalars(select(LedgerTransaction)).one()
     assert transaction.kind == "capture" and transaction.payment_id == payment.id
@@ -38,15 +28,13 @@ def test_a_sale_posts_gross_fee_and_partner_payable(client, on_sale):  # noqa: F
         ledger.FEE_REVENUE: -2200,
         partner_code: -17800,
     }
-    assert _sums_by_transaction() == {0}
+    assert transaction_sums() == {0}
     partner = on_sale.partner
     assert ledger.partner_balance(db.session, partner, "BRL") == payment.net_cents == 17800
 
 
-def test_posting_the_same_cause_twice_posts_once(client, on_sale):  # noqa: F811
-    headers = sign_up(client)
-    hold = hold_seats(client, headers, on_sale)
-    pay(client, headers, hold["id"], card_token(client))
+def test_posting_the_same_cause_twice_posts_once(client, on_sale):
+    buy(client, on_sale)
     payment = db.session.scalars(select(Payment)).one()
     again = ledger.post_sale(db.session, ledger.Sale.of(payment))
     db.session.commit()
@@ -54,7 +42,7 @@ def test_posting_the_same_cause_twice_posts_once(client, on_sale):  # noqa: F811
     assert db.session.get(LedgerTransaction, again).cause_key == f"capture:payment:{payment.id}"
 
 
-def test_a_lost_hold_charge_goes_through_refunds_payable_and_back(client, on_sale, monkeypatch):  # noqa: F811
+def test_a_lost_hold_charge_goes_through_refunds_payable_and_back(client, on_sale, monkeypatch):
     from app.services.purchase.hold import release_expired_holds
 
     headers = sign_up(client)
@@ -80,13 +68,11 @@ def test_a_lost_hold_charge_goes_through_refunds_payable_and_back(client, on_sal
         ledger.balance(db.session, ledger.account(db.session, ledger.REFUNDS_PAYABLE), "BRL") == 0
     )
     assert ledger.partner_balance(db.session, on_sale.partner, "BRL") == 0
-    assert _sums_by_transaction() == {0}
+    assert transaction_sums() == {0}
 
 
-def test_the_ledger_is_append_only(client, on_sale):  # noqa: F811
-    headers = sign_up(client)
-    hold = hold_seats(client, headers, on_sale)
-    pay(client, headers, hold["id"], card_token(client))
+def test_the_ledger_is_append_only(client, on_sale):
+    buy(client, on_sale)
     entry = db.session.scalars(select(LedgerEntry)).first()
     entry.amount_cents += 1
     with pytest.raises(LedgerError):
@@ -98,7 +84,7 @@ def test_the_ledger_is_append_only(client, on_sale):  # noqa: F811
     db.session.rollback()
 
 
-def test_the_database_refuses_an_unbalanced_transaction_at_commit(client, on_sale):  # noqa: F811
+def test_the_database_refuses_an_unbalanced_transaction_at_commit(client, on_sale):
     clearing = ledger.account(db.session, ledger.CLEARING)
     bank = ledger.account(db.session, ledger.BANK)
     db.session.commit()
@@ -118,7 +104,7 @@ def test_the_database_refuses_an_unbalanced_transaction_at_commit(client, on_sal
     assert db.session.scalar(select(func.count()).select_from(LedgerTransaction)) == 0
 
 
-def test_an_account_created_in_a_rolled_back_transaction_is_not_remembered(client, on_sale):  # noqa: F811
+def test_an_account_created_in_a_rolled_back_transaction_is_not_remembered(client, on_sale):
     """Account ids are cached per process, but only once their creation committed: a sale that
     rolls back after creating an account must not leave later sales pointing at a missing row."""
     ledger.account_id(db.session, ledger.CLEARING)
@@ -132,7 +118,7 @@ def test_an_account_created_in_a_rolled_back_transaction_is_not_remembered(clien
     assert ledger.account_id(db.session, ledger.CLEARING) == clearing  # cached, same row
 
 
-def test_a_busy_days_settlement_beyond_two_billion_cents_posts_exactly(client, on_sale):  # noqa: F811
+def test_a_busy_days_settlement_beyond_two_billion_cents_posts_exactly(client, on_sale):
     from app.models import TransactionKind
 
     big = 3_000_000_000  # R$30 M: more than a 32-bit column holds

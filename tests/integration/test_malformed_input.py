@@ -14,14 +14,8 @@ import pytest
 
 from app.extensions import db
 from app.models import Event
-from tests.integration.test_purchase_api import (  # noqa: F401 - on_sale is a fixture
-    card_token,
-    hold_seats,
-    on_sale,
-    pay,
-    sign_up,
-)
-from tests.support import api_token, login
+from tests.support.builders import api_token, login
+from tests.support.shop import buy, sign_up
 
 pytestmark = pytest.mark.usefixtures("db_context")
 
@@ -208,19 +202,14 @@ def test_sign_up_refuses_an_email_longer_than_the_login_name_column(client):
     assert "too long" in response.get_json()["message"]
 
 
-def test_an_api_call_made_with_the_session_cookie_needs_the_csrf_token(
-    app,
-    client,
-    on_sale,  # noqa: F811
-):
+def test_an_api_call_made_with_the_session_cookie_needs_the_csrf_token(app, client, on_sale):
     """A form on another site posting to the API rode the customer's session cookie: it
     cancelled and refunded their paid order (found by a security review)."""
     event = on_sale
     event.refund_window_hours = 24  # customers may cancel up to a day before it starts
     db.session.commit()
     headers = sign_up(client)
-    hold = hold_seats(client, headers, event)
-    order_id = pay(client, headers, hold["id"], card_token(client)).get_json()["result"]["id"]
+    order_id = buy(client, event, buyer=headers)["id"]
     client.post("/login/", data={"username": "ana@example.com", "password": "s3cret-pass"})
     app.config["WTF_CSRF_ENABLED"] = True
     try:

@@ -5,15 +5,15 @@ Customers buy through the API and one cancels; that day is then over (``happened
 The worker reconciles the acquirer's report and creates the payout (both sent by name, as beat
 would); finance approves it and marks it paid in the dashboard; the partner requests its
 statements in the dashboard, the web app enqueues them on Redis, the worker writes them, and the
-partner downloads them. The worker has a queue of its own (``Worker`` from test_money_worker).
+partner downloads them. The worker has a queue of its own (``Worker`` from tests/support/worker.py).
 """
 
 from __future__ import annotations
 
 import ast
 import datetime as dt
+import os
 import re
-import uuid
 from decimal import Decimal
 
 import pytest
@@ -33,26 +33,25 @@ from app.models.base import utcnow
 from app.services import ledger
 from app.sim_acquirer.api import acquirer_fee
 from app.tasks import celery
-from tests.integration.test_money_worker import (  # noqa: F401 - broker is a fixture
-    REDIS_URL,
-    Worker,
-    broker,
-    needs_redis,
-    wait_for,
+from tests.support.builders import login, make_event, make_partner, make_user
+from tests.support.money import (
+    balance,
+    cents,
+    happened_days_ago,
+    parse,
+    posted_days_ago,
+    records,
 )
-from tests.integration.test_purchase_api import card_token, pay, sign_up
-from tests.integration.test_reports import cents, parse, posted_days_ago, records
-from tests.integration.test_settlement import balance, happened_days_ago
-from tests.support import login, make_event, make_partner, make_user
+from tests.support.shop import buy, sign_up
+from tests.support.worker import Worker, needs_redis, wait_for
 
-PRICE = 10000  # each seat (make_event); the partner's fee is 10 % + BRL 1.00 per ticket
 ACQUIRER_FEE = (Decimal("2.5"), 30)  # the worker's simulated acquirer: 2.5 % + BRL 0.30
 TIMEOUT = 30  # seconds for the worker to start or finish one task
 BANK_REFERENCE = "TED E2E-0001"
 
 
 @pytest.fixture
-def worker(app, broker, tmp_path, monkeypatch):  # noqa: F811
+def worker(app, broker, tmp_path, monkeypatch):
     """A real worker on the test's own queue, started at once (it boots while the test buys),
     and the web app set to enqueue on that queue in Redis instead of running tasks in-process;
     both write and read report files in one directory. The worker is stopped (SIGTERM, then
@@ -70,7 +69,11 @@ def worker(app, broker, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.setitem(app.config, "REFUND_RETURNS_PLATFORM_FEE", True)
     # The Celery app is shared with the suite's Flask app (which may run tasks eagerly); its
     # settings are put back afterwards (monkeypatch cannot restore a default Celery setting).
-    routing = {"task_always_eager": False, "broker_url": REDIS_URL, "task_default_queue": queue}
+    routing = {
+        "task_always_eager": False,
+        "broker_url": os.environ["REDIS_URL"],
+        "task_default_queue": queue,
+    }
     saved = {key: getattr(celery.conf, key) for key in routing}
     celery.conf.update(routing)
     process = Worker(queue, "solo", tmp_path / "worker.log")
@@ -89,25 +92,6 @@ def worker(app, broker, tmp_path, monkeypatch):  # noqa: F811
             name = table.decode()
             if not client.exists(f"_kombu.binding.{name}", f"_kombu.binding_permanent.{name}"):
                 client.zrem("_kombu.binding_deadlines", table)
-
-
-def buy(client, event_id: int, section_id: int, seats: int) -> tuple[dict, dict]:
-    """A new customer buys ``seats`` seats by card through the API: its headers and order."""
-    headers = sign_up(client, f"{uuid.uuid4().hex[:10]}@example.com", "Buyer")
-    hold = client.post(
-        "/api/v1/holds/",
-        json={"event_id": event_id, "section_id": section_id, "quantity": seats},
-        headers=headers,
-    )
-    assert hold.status_code == 201, hold.get_json()
-    response = pay(client, headers, hold.get_json()["result"]["id"], card_token(client))
-    assert response.status_code == 201, response.get_json()
-    order = response.get_json()["result"]
-    [payment] = order["payments"]
-    assert order["status"] == "paid" and payment["amount_cents"] == seats * PRICE
-    assert payment["fee_cents"] == seats * (PRICE // 10 + 100)
-    assert payment["net_cents"] == payment["amount_cents"] - payment["fee_cents"]
-    return headers, order
 
 
 def finished(process: Worker, task: str, task_id: str) -> object:
@@ -154,16 +138,20 @@ def test_a_day_of_sales_goes_through_a_real_worker_to_a_paid_payout_and_matching
     event = make_event(partner, rows=("A", "C"), seats=10, refund_window_hours=48)
     event.publish()
     db.session.commit()
-    partner_id, event_id, section_id = partner.id, event.id, event.sections[0].id
+    partner_id = partner.id
     make_user("fiona", "Finance")
     make_user("alice", "Partner", partner)
 
     # Yesterday: three orders by card, the second cancelled by its customer.
-    orders = [buy(client, event_id, section_id, seats) for seats in (2, 3, 1)]
-    headers, cancelled = orders[1]
-    response = client.post(f"/api/v1/orders/{cancelled['id']}/cancel", headers=headers)
+    bia = sign_up(client, "bia@example.com", "Bia")
+    orders = [buy(client, event, 2), buy(client, event, 3, buyer=bia), buy(client, event, 1)]
+    response = client.post(f"/api/v1/orders/{orders[1]['id']}/cancel", headers=bia)
     assert response.status_code == 200 and response.get_json()["result"]["status"] == "refunded"
-    payments = [order["payments"][0] for _, order in orders]
+    payments = [order["payments"][0] for order in orders]
+    # BRL 100.00 a seat (make_event); the partner's fee is 10 % + BRL 1.00 per ticket.
+    assert [(p["amount_cents"], p["fee_cents"], p["net_cents"]) for p in payments] == [
+        (20000, 2200, 17800), (30000, 3300, 26700), (10000, 1100, 8900),
+    ]  # fmt: skip
     kept = [payments[0], payments[2]]
     sales = sum(p["amount_cents"] for p in payments)
     fees = sum(p["fee_cents"] for p in payments)
@@ -224,8 +212,7 @@ def test_a_day_of_sales_goes_through_a_real_worker_to_a_paid_payout_and_matching
     assert balance(ledger.BANK) == 28410 - settled
 
     # Today: one more sale, not settled yet.
-    _, later = buy(client, event_id, section_id, 2)
-    new = later["payments"][0]
+    new = buy(client, event, 2)["payments"][0]
 
     # The partner requests its statements; the worker writes them; the partner downloads them.
     login(client, "alice")

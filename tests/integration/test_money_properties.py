@@ -52,8 +52,11 @@ from app.services.payments import SimulatedGateway
 from app.services.scoping import SYSTEM
 from app.sim_acquirer.api import acquirer_fee
 from app.sim_acquirer.models import SimCharge, SimChargeback, SimRefund
-from tests.integration.test_purchase_properties import _wipe
-from tests.support import PartnerActor, make_event, make_partner
+from tests.support.builders import PartnerActor, make_event, make_partner
+from tests.support.database import empty_domain_tables
+
+pytestmark = pytest.mark.slow
+
 
 CURRENCY = "BRL"
 # Days back of the first settlement; each settlement moves what happened today to the next day.
@@ -120,7 +123,7 @@ class MoneyMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        _wipe()
+        empty_domain_tables(current_app)
         self.saved_fee_setting = current_app.config["REFUND_RETURNS_PLATFORM_FEE"]
         self.saved_acquirer_fees = (
             current_app.config["SIM_ACQUIRER_FEE_PERCENT"],

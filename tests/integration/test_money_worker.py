@@ -18,11 +18,8 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from celery import Celery
@@ -32,7 +29,6 @@ from app import sim_acquirer
 from app.extensions import db
 from app.models import (
     Event,
-    LedgerEntry,
     LedgerTransaction,
     Order,
     OrderStatus,
@@ -44,14 +40,11 @@ from app.models.base import utcnow
 from app.services import customers, ledger, purchase
 from app.services.payments import SimulatedGateway
 from app.sim_acquirer.models import SimCharge, SimRefund
-from tests.conftest import database_url_for_tests
-from tests.support import make_event, make_partner
+from tests.support.builders import make_event, make_partner
+from tests.support.money import transaction_sums
+from tests.support.worker import Worker, needs_redis, wait_for
 
 REDIS_URL = os.environ.get("REDIS_URL")
-
-needs_redis = pytest.mark.skipif(not REDIS_URL, reason="needs Redis; set REDIS_URL")
-
-ROOT = Path(__file__).resolve().parents[2]
 TASK = "refunds.cancelled_event"
 ORDERS = 120  # paid orders of the cancelled event: the task refunds them 50 at a time
 # The Redis transport hands an unacknowledged message to another worker once it is older than
@@ -65,105 +58,7 @@ REDELIVERY = {
     "unacked_restore_throttle": 1,
     "unacked_mutex_expire": 10,
 }
-# ``python -c LAUNCHER <celery arguments>``: the ``celery`` command on ``app.tasks.worker``, the
-# test's broker transport options (if any) over the app's, printed for the test to read.
-LAUNCHER = """
-import json, os, sys
-from celery.bin.celery import main
-from app.tasks.worker import celery
-options = dict(celery.conf.broker_transport_options or {})
-options.update(json.loads(os.environ["TEST_BROKER_TRANSPORT_OPTIONS"]))
-celery.conf.broker_transport_options = options
-print("broker_transport_options:", json.dumps(options), file=sys.stderr, flush=True)
-sys.exit(main())
-"""
 DONE = re.compile(rf"Task {re.escape(TASK)}\[(?P<id>[^\]]+)\] succeeded in \S+: (?P<result>\d+)")
-
-
-class Worker:
-    """One ``celery worker`` process on the test's own queue, its log in a file."""
-
-    def __init__(
-        self, queue: str, pool: str, log: Path, transport_options: dict | None = None
-    ) -> None:
-        self.log = log
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url_for_tests(),
-            "REDIS_URL": REDIS_URL or "",
-            "FAB_UPDATE_PERMS": "false",
-            "CELERY_TASK_ALWAYS_EAGER": "false",
-            "LOG_JSON": "false",
-            "TEST_BROKER_TRANSPORT_OPTIONS": json.dumps(transport_options or {}),
-        }
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable, "-c", LAUNCHER,
-                    "-A", "app.tasks.worker", "worker",
-                    "--concurrency", "1", "--pool", pool, "-Q", queue,
-                    "--loglevel", "INFO", "-n", f"{queue}-{log.stem}@%h",
-                    "--without-mingle", "--without-gossip", "--without-heartbeat",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def transport_options(self) -> dict:
-        """The broker transport options the worker runs with (the launcher prints them)."""
-        line = re.search(r"^broker_transport_options: (.*)$", self.text(), re.MULTILINE)
-        assert line, self.text()[-3000:]
-        return json.loads(line[1])
-
-    def wait_until_ready(self, timeout: float = 30) -> None:
-        wait_for(lambda: " ready." in self.text(), timeout, "the worker to start", self)
-
-    def pool_process(self) -> int:
-        """The pid of the (single) prefork pool process."""
-        children = [
-            int(stat.split()[0])
-            for stat in _proc_stats()
-            if int(stat.rsplit(")", 1)[1].split()[1]) == self.process.pid
-        ]
-        assert len(children) == 1, children
-        return children[0]
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()  # warm shutdown
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-def _proc_stats() -> list[str]:
-    stats = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stats.append((entry / "stat").read_text())
-            except OSError:  # gone meanwhile
-                continue
-    return stats
-
-
-def wait_for(condition, timeout: float, what: str, *workers: Worker) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            logs = "\n".join(f"--- {w.log.name}\n{w.text()[-3000:]}" for w in workers)
-            pytest.fail(f"timed out waiting for {what}\n{logs}")
-        time.sleep(0.02)
 
 
 def refunded_orders(event_id: int) -> int:
@@ -182,25 +77,6 @@ def acquirer_refunds(event_id: int) -> int:
         .join(Order, Order.id == Payment.order_id)
         .where(Order.event_id == event_id)
     )
-
-
-@pytest.fixture
-def broker(request):
-    """A Redis client on the test's broker database, and a queue of the test's own, removed
-    afterwards with anything of it the broker still holds."""
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    queue = f"money-test-{uuid.uuid4().hex[:10]}"
-    yield client, queue
-    for pattern in (f"{queue}*", f"_kombu.binding*.{queue}"):  # its lists and bindings
-        for key in client.scan_iter(match=pattern):
-            client.delete(key)
-    for tag, raw in client.hgetall("unacked").items():
-        if queue in json.loads(raw)[1:]:
-            client.hdel("unacked", tag)
-            client.zrem("unacked_index", tag)
-    client.close()
 
 
 def unacked(client, queue: str) -> list[str]:
@@ -276,12 +152,7 @@ def assert_every_posting_once(event_id: int) -> None:
     assert len(charges) == ORDERS
     assert all(refunded == amount and count == 1 for amount, refunded, count in charges)
     # Every transaction balances; the refunds gave the sales back entirely.
-    sums = db.session.execute(
-        select(func.sum(LedgerEntry.amount_cents)).group_by(
-            LedgerEntry.transaction_id, LedgerEntry.currency
-        )
-    ).scalars()
-    assert set(sums) == {0}
+    assert transaction_sums() == {0}
     partner = db.session.get(Event, event_id).partner
     assert ledger.partner_balance(db.session, partner, "BRL") == 0
     assert ledger.balance(db.session, ledger.account_id(db.session, ledger.CLEARING), "BRL") == 0

@@ -18,7 +18,7 @@ from app.extensions import db
 from app.models import EventSpot, Order, OrderStatus, Payment, PaymentStatus, SpotStatus, Ticket
 from app.models.base import utcnow
 from app.services import customers
-from tests.support import make_event, make_partner
+from tests.support.builders import make_event, make_partner
 
 CLIENTS = 60
 

@@ -6,7 +6,7 @@ import json
 import logging
 
 from app import create_app
-from tests.conftest import config_for_tests
+from tests.support.apps import config_for_tests
 
 
 def test_healthz_answers_while_the_process_is_up(client):

@@ -35,9 +35,9 @@ from app.services.checkin import arming
 from app.services.payments import gateway
 from app.services.scoping import SYSTEM
 from app.sim_acquirer.models import SimRefund
-from tests.integration.test_purchase_api import card_token, hold_seats, on_sale, pay, sign_up  # noqa: F401
-from tests.integration.test_settlement import added, happened_days_ago, reconcile, transaction_sums
-from tests.support import PartnerActor, login, make_partner, make_user
+from tests.support.builders import PartnerActor, login, make_partner, make_user
+from tests.support.money import added, happened_days_ago, reconcile, transaction_sums
+from tests.support.shop import buy, sign_up
 
 PRICE = 10005
 # 10 % of BRL 300.15 rounded half up (30.02) plus BRL 1.00 a ticket: BRL 33.02, which three
@@ -52,14 +52,11 @@ def buyer(client) -> dict[str, str]:
 
 
 @pytest.fixture
-def order(client, on_sale, buyer):  # noqa: F811
+def order(client, on_sale, buyer):
     """A paid order of three seats at BRL 100.05 each."""
     on_sale.sections[0].price_cents = PRICE
     db.session.commit()
-    hold = hold_seats(client, buyer, on_sale, count=3)
-    response = pay(client, buyer, hold["id"], card_token(client))
-    assert response.status_code == 201, response.get_json()
-    paid = db.session.get(Order, response.get_json()["result"]["id"])
+    paid = db.session.get(Order, buy(client, on_sale, 3, buyer=buyer)["id"])
     assert paid.payments[0].fee_cents == FEE
     return paid
 

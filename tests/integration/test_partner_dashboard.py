@@ -9,17 +9,14 @@ import pytest
 
 from app.extensions import db
 from app.models import (
-    Customer,
     Event,
     EventSection,
     EventSpot,
     EventStatus,
-    Order,
     SpotStatus,
-    Ticket,
 )
 from app.models.base import utcnow
-from tests.support import login, make_event, make_partner, make_user
+from tests.support.builders import login, make_event, make_partner, make_user, record_sale
 
 
 @pytest.fixture
@@ -48,30 +45,6 @@ def _event_form(**overrides):
     }
     form.update(overrides)
     return form
-
-
-def _sell(spot: EventSpot, price: int = 10000) -> Ticket:
-    customer = Customer(name="Buyer", email=f"buyer{spot.id}@example.com")
-    db.session.add(customer)
-    db.session.flush()
-    order = Order(
-        customer_id=customer.id, event_id=spot.event_id, currency="BRL", total_cents=price
-    )
-    db.session.add(order)
-    db.session.flush()
-    ticket = Ticket(
-        order_id=order.id,
-        event_id=spot.event_id,
-        section_id=spot.section_id,
-        spot_id=spot.id,
-        price_cents=price,
-        currency="BRL",
-        status="valid",
-    )
-    spot.status = SpotStatus.SOLD.value
-    db.session.add(ticket)
-    db.session.commit()
-    return ticket
 
 
 def test_a_partner_creates_an_event_for_its_own_partner(alice):
@@ -176,7 +149,7 @@ def test_cancel_needs_a_reason_and_stops_sales(alice):
 
 def test_an_event_with_sales_cannot_be_deleted_only_cancelled(alice):
     event = make_event(alice["partner"])
-    _sell(event.sections[0].spots[0])
+    record_sale(event.sections[0].spots[0])
     response = alice["client"].post(f"/eventview/delete/{event.id}", follow_redirects=True)
     assert "has sales: cancel it instead" in response.get_data(as_text=True)
     assert db.session.get(Event, event.id) is not None
@@ -217,7 +190,7 @@ def test_the_section_list_counts_spots_by_status(alice):
     spots = event.sections[0].spots
     spots[0].status = SpotStatus.BLOCKED.value
     db.session.commit()
-    _sell(spots[1])
+    record_sale(spots[1])
     page = alice["client"].get(f"/eventsectionview/show/{event.sections[0].id}")
     text = page.get_data(as_text=True)
     for label, count in (("Available", 2), ("Held", 0), ("Sold", 1), ("Blocked", 1)):
@@ -230,7 +203,7 @@ def test_the_section_list_counts_spots_by_status(alice):
 def test_a_sold_ticket_keeps_its_price_when_the_section_price_changes(alice):
     event = make_event(alice["partner"])
     section = event.sections[0]
-    ticket = _sell(section.spots[0], price=section.price_cents)
+    ticket = record_sale(section.spots[0], price=section.price_cents)
     response = alice["client"].post(
         f"/eventsectionview/edit/{section.id}",
         data={"name": section.name, "kind": "seated", "price_amount": "300.00", "position": "0"},
@@ -317,7 +290,7 @@ def test_block_and_unblock_spots_in_bulk(alice):
 def test_a_sold_spot_cannot_be_blocked_renamed_moved_or_deleted(alice):
     event = make_event(alice["partner"], sections=2)
     spot = event.sections[0].spots[0]
-    _sell(spot)
+    record_sale(spot)
     client = alice["client"]
     page = client.post(
         "/eventspotview/action_post",

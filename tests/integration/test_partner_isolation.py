@@ -6,7 +6,7 @@ import pytest
 
 from app.extensions import db
 from app.models import Event, EventSection, EventSpot, EventStatus, SpotStatus
-from tests.support import api_token, login
+from tests.support.builders import api_token, login
 
 
 @pytest.fixture

@@ -24,30 +24,20 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.services import ledger, payouts
-from app.tasks import celery
-from tests.integration.test_purchase_api import on_sale  # noqa: F401
-from tests.integration.test_settlement import (  # noqa: F401
-    acquirer_fees,
-    balance,
-    buy,
-    happened_days_ago,
-    reconcile,
-    refund,
-)
-from tests.support import login, make_event, make_partner, make_user
+from tests.support.builders import login, make_event, make_partner, make_user
+from tests.support.money import balance, create_payouts, happened_days_ago, reconcile, refund
+from tests.support.shop import buy, payment_of
 
-
-def create_payouts() -> list[int]:
-    return celery.tasks["money.create_payouts"].apply().get()
+pytestmark = pytest.mark.usefixtures("acquirer_fees")
 
 
 @pytest.fixture
-def settled(client, on_sale):  # noqa: F811
+def settled(client, on_sale):
     """Two days ago: two sales, one refunded, reconciled. Today: one more sale, not settled."""
-    kept, refunded = buy(client, on_sale), buy(client, on_sale)
+    kept, refunded = payment_of(buy(client, on_sale)), payment_of(buy(client, on_sale))
     refund(refunded)
     reconcile(happened_days_ago(2))
-    unsettled = buy(client, on_sale)
+    unsettled = payment_of(buy(client, on_sale))
     make_user("fiona", "Finance")
     make_user("alice", "Partner", on_sale.partner)
     return {"partner": on_sale.partner, "kept": kept, "refunded": refunded, "new": unsettled}
@@ -200,15 +190,12 @@ def test_a_paid_payout_cannot_be_cancelled(client, settled):
 
 
 def test_two_payouts_marked_paid_at_once_never_pay_more_than_is_owed(
-    app,
-    client,
-    on_sale,  # noqa: F811
-    monkeypatch,
+    app, client, on_sale, monkeypatch
 ):
     """Two finance clerks mark two approved payouts paid at the same moment, when the partner is
     owed only one of them: one is paid, the other refused (each read the balance before the
     other posted, and both were paid)."""
-    first = buy(client, on_sale)
+    first = payment_of(buy(client, on_sale))
     reconcile(happened_days_ago(3))
     [a] = create_payouts()
     buy(client, on_sale)

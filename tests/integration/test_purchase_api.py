@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 import uuid
 
@@ -22,76 +21,18 @@ from app.models import (
     Ticket,
     TicketStatus,
 )
-from app.models.base import utcnow
 from app.models.codes import verify_ticket
-from tests.support import api_token, make_event, make_partner, make_user
-
-APPROVED = "4242424242424242"
-DECLINED = "4000000000000002"
-NO_FUNDS = "4000000000009995"
-PROCESSING_ERROR = "4000000000000119"
-
-
-def sign_up(client, email="ana@example.com", name="Ana Souza"):
-    response = client.post(
-        "/api/v1/customers/", json={"name": name, "email": email, "password": "s3cret-pass"}
-    )
-    assert response.status_code == 201, response.get_json()
-    token = client.post(
-        "/api/v1/security/login",
-        json={"username": email, "password": "s3cret-pass", "provider": "db"},
-    ).get_json()["access_token"]
-    return {"Authorization": f"Bearer {token}"}
-
-
-def card_token(client, number=APPROVED):
-    response = client.post(
-        "/sim-acquirer/v1/tokens",
-        json={
-            "number": number,
-            "exp_month": 12,
-            "exp_year": utcnow().year + 2,
-            "cvc": "123",
-            "holder_name": "Ana Souza",
-        },
-    )
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()["token"]
-
-
-def pay(client, headers, hold_id, token, key=None):
-    return client.post(
-        f"/api/v1/holds/{hold_id}/checkout",
-        json={"card_token": token},
-        headers={**headers, "Idempotency-Key": key or uuid.uuid4().hex},
-    )
-
-
-@pytest.fixture
-def on_sale():
-    event = make_event(make_partner("Aurora"), rows=("A", "C"), seats=10)
-    event.publish()
-    db.session.commit()
-    return event
-
-
-def expire(hold_id: int) -> None:
-    """Move a hold's clock so that it expired a second ago."""
-    row = db.session.get(Hold, hold_id)
-    row.created_at = utcnow() - dt.timedelta(minutes=11)
-    row.expires_at = utcnow() - dt.timedelta(seconds=1)
-    for spot in row.spots:
-        spot.held_until = row.expires_at
-    db.session.commit()
-
-
-def hold_seats(client, headers, event, count=2):
-    spot_ids = [s.id for s in event.sections[0].spots[:count]]
-    response = client.post(
-        "/api/v1/holds/", json={"event_id": event.id, "spot_ids": spot_ids}, headers=headers
-    )
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()["result"]
+from tests.support.builders import api_token, make_user
+from tests.support.shop import (
+    DECLINED,
+    NO_FUNDS,
+    PROCESSING_ERROR,
+    card_token,
+    expire,
+    hold_seats,
+    pay,
+    sign_up,
+)
 
 
 def test_a_customer_buys_two_seats_and_gets_signed_tickets(client, on_sale):

@@ -15,15 +15,15 @@ from app.extensions import db
 from app.models import Event, Hold, Order, OrderStatus, Payment, PaymentStatus
 from app.models.base import utcnow
 from app.services import payments, purchase
-from tests.integration.test_purchase_api import card_token, hold_seats, on_sale, pay, sign_up  # noqa: F401
-from tests.support import api_token, make_event, make_partner, make_user
+from tests.support.builders import api_token, login, make_event, make_partner, make_user
+from tests.support.shop import card_token, hold_seats, pay, sign_up
 
 
 def _sim_charges() -> int:
     return db.session.scalar(text("SELECT count(*) FROM sim_acquirer_charge"))
 
 
-def test_a_second_checkout_while_the_first_is_charging_is_refused(client, on_sale, monkeypatch):  # noqa: F811
+def test_a_second_checkout_while_the_first_is_charging_is_refused(client, on_sale, monkeypatch):
     headers = sign_up(client)
     hold = hold_seats(client, headers, on_sale)
     real_charge = payments.SimulatedGateway.charge
@@ -45,7 +45,7 @@ def test_a_second_checkout_while_the_first_is_charging_is_refused(client, on_sal
     assert _sim_charges() == 1
 
 
-def test_no_payment_once_the_event_stopped_selling(client, on_sale):  # noqa: F811
+def test_no_payment_once_the_event_stopped_selling(client, on_sale):
     headers = sign_up(client)
     hold = hold_seats(client, headers, on_sale)
     event = db.session.get(Event, on_sale.id)
@@ -57,7 +57,7 @@ def test_no_payment_once_the_event_stopped_selling(client, on_sale):  # noqa: F8
     assert _sim_charges() == 0
 
 
-def test_an_event_cancelled_during_the_charge_refunds_it(client, on_sale, monkeypatch):  # noqa: F811
+def test_an_event_cancelled_during_the_charge_refunds_it(client, on_sale, monkeypatch):
     headers = sign_up(client)
     hold = hold_seats(client, headers, on_sale)
     real_charge = payments.SimulatedGateway.charge
@@ -75,7 +75,7 @@ def test_an_event_cancelled_during_the_charge_refunds_it(client, on_sale, monkey
     assert payment.status == PaymentStatus.REFUNDED
 
 
-def test_a_processor_failure_leaves_the_payment_to_be_finished_once(client, on_sale, monkeypatch):  # noqa: F811
+def test_a_processor_failure_leaves_the_payment_to_be_finished_once(client, on_sale, monkeypatch):
     headers = sign_up(client)
     hold = hold_seats(client, headers, on_sale)
     real_charge = payments.SimulatedGateway.charge
@@ -101,10 +101,7 @@ def test_a_processor_failure_leaves_the_payment_to_be_finished_once(client, on_s
 
 
 def test_the_reconcile_task_finishes_stale_payments_and_retries_refunds(
-    app,
-    client,
-    on_sale,  # noqa: F811
-    monkeypatch,
+    app, client, on_sale, monkeypatch
 ):
     headers = sign_up(client)
     hold = hold_seats(client, headers, on_sale)
@@ -136,7 +133,7 @@ def test_the_reconcile_task_finishes_stale_payments_and_retries_refunds(
     assert db.session.scalars(select(Payment)).one().status == PaymentStatus.REFUNDED
 
 
-def test_repeated_declines_cannot_keep_a_hold_alive(client, on_sale):  # noqa: F811
+def test_repeated_declines_cannot_keep_a_hold_alive(client, on_sale):
     headers = sign_up(client)
     hold = hold_seats(client, headers, on_sale)
     row = db.session.get(Hold, hold["id"])
@@ -150,7 +147,7 @@ def test_repeated_declines_cannot_keep_a_hold_alive(client, on_sale):  # noqa: F
         assert db.session.get(Hold, hold["id"]).expires_at <= limit
 
 
-def test_parallel_holds_cannot_pass_the_per_customer_limit(app, on_sale):  # noqa: F811
+def test_parallel_holds_cannot_pass_the_per_customer_limit(app, on_sale):
     client_a, client_b = app.test_client(), app.test_client()
     headers = sign_up(client_a)
     section = on_sale.sections[0].id
@@ -174,7 +171,7 @@ def test_parallel_holds_cannot_pass_the_per_customer_limit(app, on_sale):  # noq
     assert sorted(codes) == [201, 422]
 
 
-def test_buyers_racing_for_the_same_seats_get_one_hold(app, on_sale):  # noqa: F811
+def test_buyers_racing_for_the_same_seats_get_one_hold(app, on_sale):
     """The hold locks the spots before it reads them, so only one of the racers finds them
     free."""
     from app.services import customers as customer_service
@@ -207,7 +204,7 @@ def test_buyers_racing_for_the_same_seats_get_one_hold(app, on_sale):  # noqa: F
     assert db.session.scalar(select(func.count()).select_from(Hold)) == 1
 
 
-def test_a_double_submit_with_two_keys_charges_once_and_answers_409(app, on_sale, monkeypatch):  # noqa: F811
+def test_a_double_submit_with_two_keys_charges_once_and_answers_409(app, on_sale, monkeypatch):
     """The second attempt waits for the first one's lock on the hold, then must see the order
     the first one created (not insert a second one and fail with a 500)."""
     client_a, client_b = app.test_client(), app.test_client()
@@ -241,7 +238,7 @@ def test_a_double_submit_with_two_keys_charges_once_and_answers_409(app, on_sale
     assert db.session.scalar(select(func.count()).select_from(Order)) == 1
 
 
-def test_a_double_submit_with_one_key_answers_the_same_order_twice(app, on_sale, monkeypatch):  # noqa: F811
+def test_a_double_submit_with_one_key_answers_the_same_order_twice(app, on_sale, monkeypatch):
     """The key is looked up only when the attempt cannot be recorded: the second submit waits
     for the first one's lock on the hold, finds the first attempt's payment under its key and
     answers that order (200), charging nothing more."""
@@ -298,7 +295,7 @@ def test_huge_ids_answer_4xx_not_500(client, method, path):
     assert client.open(path, method=method).status_code in (404, 405)
 
 
-def test_a_huge_id_in_a_hold_body_is_a_clear_error(client, on_sale):  # noqa: F811
+def test_a_huge_id_in_a_hold_body_is_a_clear_error(client, on_sale):
     headers = sign_up(client)
     response = client.post(
         "/api/v1/holds/", json={"event_id": 2**70, "spot_ids": [2**70]}, headers=headers
@@ -311,8 +308,6 @@ def test_unknown_dashboard_actions_answer_404(client):
     partner = make_partner("P")
     make_user("alice", "Partner", partner)
     event = make_event(partner)
-    from tests.support import login
-
     login(client, "alice")
     assert client.post("/eventview/action_post", data={"action": "nope"}).status_code == 404
     assert client.post(f"/eventview/action/nope/{event.id}").status_code == 404
@@ -348,7 +343,7 @@ def test_the_acquirer_form_refuses_a_return_url_off_site(client):
     assert response.status_code == 400
 
 
-def test_expired_holds_void_their_unpaid_order(client, on_sale):  # noqa: F811
+def test_expired_holds_void_their_unpaid_order(client, on_sale):
     from app.services.purchase.hold import release_expired_holds
 
     headers = sign_up(client)
@@ -368,9 +363,7 @@ def test_expired_holds_void_their_unpaid_order(client, on_sale):  # noqa: F811
 
 
 def test_a_release_racing_a_payment_never_leaves_a_paid_order_without_its_seats(
-    app,
-    on_sale,  # noqa: F811
-    monkeypatch,
+    app, on_sale, monkeypatch
 ):
     """The customer releases the hold in one tab while paying in another: the release locks the
     hold and its spots first, so the payment finds the

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import pytest
 from flask import current_app
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -32,8 +33,11 @@ from app.models import (
 from app.models.base import utcnow
 from app.services import customers, ledger, purchase
 from app.services.payments import SimulatedGateway
-from tests.conftest import DOMAIN_TABLES
-from tests.support import make_event, make_partner
+from tests.support.builders import make_event, make_partner
+from tests.support.database import empty_domain_tables
+
+pytestmark = pytest.mark.slow
+
 
 CARDS = {"approve": "4242424242424242", "decline": "4000000000000002"}
 
@@ -76,7 +80,7 @@ class PurchaseMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        _wipe()
+        empty_domain_tables(current_app)
         event = make_event(make_partner("Props"), "Props Night", rows=("A", "B"), seats=4)
         event.publish()
         db.session.commit()
@@ -256,17 +260,6 @@ class PurchaseMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         db.session.rollback()
-
-
-def _wipe() -> None:
-    db.session.rollback()
-    with db.engine.begin() as conn:
-        for table in DOMAIN_TABLES:
-            if table not in ("ab_user_role", "ab_user"):
-                conn.execute(text(f"DELETE FROM {table}"))
-        conn.execute(text("DELETE FROM ab_user_role"))
-        conn.execute(text("DELETE FROM ab_user"))
-    ledger.forget_account_ids()
 
 
 PurchaseMachine.TestCase.settings = settings(

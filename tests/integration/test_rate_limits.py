@@ -7,25 +7,20 @@ memory storage, emptied before each test.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from app import create_app
 from app.extensions import db
 from app.models import Customer, Hold, Payment
-from tests.conftest import config_for_tests
-from tests.integration.test_purchase_api import card_token, sign_up
-from tests.support import make_event, make_partner
+from tests.support.apps import another_app
+from tests.support.shop import CUSTOMER_PASSWORD, card_token, sign_up
 
 LIMITS = {
     "RATELIMIT_ENABLED": True,
@@ -35,33 +30,11 @@ LIMITS = {
     "RATELIMIT_CHECKOUT": "2 per minute",
     "RATELIMIT_QUEUE": "2 per minute",
 }
-PASSWORD = "s3cret-pass"
-
-
-@contextlib.contextmanager
-def another_app(app: Flask, **config: Any) -> Iterator[Flask]:
-    """An app with small limits (and ``config``) on the same database. Building an app replaces
-    the root log handler and rebinds Celery's task class: both are put back for the session app
-    afterwards."""
-    from app.tasks import init_celery
-
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    other = create_app(config_for_tests(**LIMITS, **config))
-    try:
-        yield other
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        init_celery(app)
-        with other.app_context():
-            db.session.remove()
-            db.engine.dispose()
 
 
 @pytest.fixture(scope="module")
 def limited_app(app: Flask) -> Iterator[Flask]:
-    with another_app(app) as limited:
+    with another_app(app, **LIMITS) as limited:
         yield limited
 
 
@@ -72,21 +45,14 @@ def limited(limited_app: Flask) -> FlaskClient:
     return limited_app.test_client()
 
 
-@pytest.fixture
-def on_sale():
-    event = make_event(make_partner("Aurora"), rows=("A", "C"), seats=10)
-    event.publish()
-    db.session.commit()
-    return event
-
-
 def sign_up_json(client: FlaskClient, email: str):
     return client.post(
-        "/api/v1/customers/", json={"name": "Ana Souza", "email": email, "password": PASSWORD}
+        "/api/v1/customers/",
+        json={"name": "Ana Souza", "email": email, "password": CUSTOMER_PASSWORD},
     )
 
 
-def api_login(client: FlaskClient, email: str, password: str = PASSWORD):
+def api_login(client: FlaskClient, email: str, password: str = CUSTOMER_PASSWORD):
     return client.post(
         "/api/v1/security/login",
         json={"username": email, "password": password, "provider": "db"},
@@ -147,7 +113,9 @@ def test_the_fourth_login_form_post_within_a_minute_answers_429(limited):
     for _ in range(3):
         wrong = limited.post("/login/", data={"username": "ana@example.com", "password": "nope"})
         assert wrong.status_code == 302  # FAB sends a failed login back to the form
-    fourth = limited.post("/login/", data={"username": "ana@example.com", "password": PASSWORD})
+    fourth = limited.post(
+        "/login/", data={"username": "ana@example.com", "password": CUSTOMER_PASSWORD}
+    )
     assert fourth.status_code == 429
     assert fourth.headers.get("Retry-After", "").isdigit()
 
@@ -213,7 +181,9 @@ def test_joining_a_waiting_room_is_limited_api_and_page(limited, on_sale):
     assert limited.get(url, headers=headers).status_code == 200  # asking is not joining
 
     page = limited.application.test_client()
-    page.post("/signup", data={"name": "Bia", "email": "bia@example.com", "password": PASSWORD})
+    page.post(
+        "/signup", data={"name": "Bia", "email": "bia@example.com", "password": CUSTOMER_PASSWORD}
+    )
     for _ in range(2):
         assert page.post(f"/events/{on_sale.id}/queue").status_code == 302
     assert page.post(f"/events/{on_sale.id}/queue").status_code == 429
@@ -246,7 +216,8 @@ def test_hold_limits_count_per_customer_for_api_tokens(limited, on_sale):
 def test_the_sign_up_page_is_limited_too(limited):
     statuses = [
         limited.post(
-            "/signup", data={"name": "Ana", "email": f"u{i}@example.com", "password": PASSWORD}
+            "/signup",
+            data={"name": "Ana", "email": f"u{i}@example.com", "password": CUSTOMER_PASSWORD},
         ).status_code
         for i in range(3)
     ]
@@ -254,7 +225,7 @@ def test_the_sign_up_page_is_limited_too(limited):
 
 
 def test_the_hold_form_is_limited_too(limited, on_sale):
-    form = {"name": "Ana", "email": "ana@example.com", "password": PASSWORD}
+    form = {"name": "Ana", "email": "ana@example.com", "password": CUSTOMER_PASSWORD}
     assert limited.post("/signup", data=form).status_code == 302
     data = {"section_id": on_sale.sections[0].id, "quantity": 1}
     statuses = [limited.post(f"/events/{on_sale.id}/hold", data=data).status_code for _ in range(3)]
@@ -262,7 +233,7 @@ def test_the_hold_form_is_limited_too(limited, on_sale):
 
 
 def test_the_pay_form_is_limited_too(limited, on_sale):
-    form = {"name": "Ana", "email": "ana@example.com", "password": PASSWORD}
+    form = {"name": "Ana", "email": "ana@example.com", "password": CUSTOMER_PASSWORD}
     assert limited.post("/signup", data=form).status_code == 302
     hold = limited.post(
         f"/events/{on_sale.id}/hold", data={"section_id": on_sale.sections[0].id, "quantity": 1}
@@ -311,7 +282,7 @@ def test_limits_keep_working_in_memory_while_redis_is_down(app):
     from app import ratelimit
 
     down = ratelimit.storage_uri("redis://127.0.0.1:1/0")
-    with another_app(app, RATELIMIT_STORAGE_URI=down) as unreachable:
+    with another_app(app, **LIMITS, RATELIMIT_STORAGE_URI=down) as unreachable:
         client = unreachable.test_client()
         codes = [sign_up_json(client, f"fan{n}@example.com").status_code for n in range(3)]
         assert codes == [201, 201, 429]

@@ -9,15 +9,14 @@ from sqlalchemy import func, select, text
 from app.extensions import db
 from app.models import EventSpot, Order, OrderStatus, Payment, PaymentStatus, SpotStatus, Ticket
 from app.services import ledger
-from tests.integration.test_purchase_api import card_token, hold_seats, on_sale, pay, sign_up  # noqa: F401
-from tests.support import login, make_partner, make_user
+from tests.support.builders import login, make_partner, make_user
+from tests.support.shop import buy, sign_up
 
 
 @pytest.fixture
-def paid_order(client, on_sale):  # noqa: F811
+def paid_order(client, on_sale):
     headers = sign_up(client)
-    hold = hold_seats(client, headers, on_sale)
-    order = pay(client, headers, hold["id"], card_token(client)).get_json()["result"]
+    order = buy(client, on_sale, buyer=headers)
     client.get("/logout/")
     make_user("alice", "Partner", on_sale.partner)
     return {"order_id": order["id"], "event": on_sale, "customer": headers}

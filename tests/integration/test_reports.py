@@ -4,10 +4,7 @@ cent; a partner requests and reads only its own sales and statements."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
-import re
 from pathlib import Path
 
 import pytest
@@ -18,21 +15,25 @@ from sqlalchemy.orm import Session
 
 from app import sim_acquirer
 from app.extensions import db
-from app.models import LedgerTransaction, NotFound, PartnerUser, Payout, Report, ReportStatus
+from app.models import NotFound, PartnerUser, Payout, Report, ReportStatus
 from app.models.base import utcnow
 from app.services import ledger, payouts, reports
 from app.tasks import celery
-from tests.integration.test_payouts import create_payouts
-from tests.integration.test_purchase_api import on_sale  # noqa: F401
-from tests.integration.test_settlement import (  # noqa: F401
-    acquirer_fees,
+from tests.support.builders import login, make_event, make_partner, make_user
+from tests.support.money import (
     balance,
-    buy,
+    cents,
+    create_payouts,
     happened_days_ago,
+    parse,
+    posted_days_ago,
     reconcile,
+    records,
     refund,
 )
-from tests.support import login, make_event, make_partner, make_user
+from tests.support.shop import buy, payment_of
+
+pytestmark = pytest.mark.usefixtures("acquirer_fees")
 
 
 @pytest.fixture(autouse=True)
@@ -53,27 +54,8 @@ def tasks_in_process():
     celery.conf.task_always_eager = saved
 
 
-def posted_days_ago(days: int) -> None:
-    """What the ledger posted today, it posted ``days`` earlier (the same time of day)."""
-    today = dt.datetime.combine(utcnow().date(), dt.time.min)
-    with Session(db.engine) as session:
-        rows = session.execute(
-            select(LedgerTransaction.id, LedgerTransaction.created_at).where(
-                LedgerTransaction.created_at >= today
-            )
-        ).all()
-        for transaction_id, created_at in rows:
-            session.execute(
-                update(LedgerTransaction)
-                .where(LedgerTransaction.id == transaction_id)
-                .values(created_at=created_at - dt.timedelta(days=days))
-            )
-        session.commit()
-    db.session.expire_all()
-
-
 @pytest.fixture
-def books(client, on_sale):  # noqa: F811
+def books(client, on_sale):
     """Two days ago: Aurora sells four seats three times over (one order refunded, one charged
     back), Bossa once; the day is settled. Today: Aurora's payout is paid, Bossa's approved, and
     Aurora sells once more (not settled yet)."""
@@ -82,8 +64,8 @@ def books(client, on_sale):  # noqa: F811
     bossa_event = make_event(bossa, '=HYPERLINK("http://x")')  # a name a spreadsheet would run
     bossa_event.publish()
     db.session.commit()
-    kept, refunded, disputed = buy(client, on_sale), buy(client, on_sale), buy(client, on_sale)
-    bossa_sale = buy(client, bossa_event)
+    kept, refunded, disputed = (payment_of(buy(client, on_sale)) for _ in range(3))
+    bossa_sale = payment_of(buy(client, bossa_event))
     refund(refunded)
     assert sim_acquirer.chargeback(disputed.gateway_ref, "fraudulent") is not None
     day = happened_days_ago(2)
@@ -96,7 +78,7 @@ def books(client, on_sale):  # noqa: F811
     for payout_id in (ours, theirs):
         payouts.approve_payout(db.session, payout_id, fiona, utcnow())
     payouts.mark_payout_paid(db.session, ours, "TED 2026-1", fiona, utcnow())
-    new = buy(client, on_sale)
+    new = payment_of(buy(client, on_sale))
     return {
         "aurora": aurora, "bossa": bossa, "event": on_sale, "bossa_event": bossa_event,
         "fiona": fiona, "alice": alice, "bob": bob, "day": day, "paid": ours, "approved": theirs,
@@ -114,30 +96,6 @@ def read(report: Report) -> list[list[str]]:
     """The file's rows as text, header first, whatever its format."""
     path = reports.report_file(report, Path(current_app.config["REPORTS_DIR"]))
     return parse(path.read_bytes(), report.format)
-
-
-def parse(content: bytes, file_format: str) -> list[list[str]]:
-    if file_format == "csv":
-        return list(csv.reader(io.StringIO(content.decode("utf-8"), newline="")))
-    book = load_workbook(io.BytesIO(content), read_only=True)
-    try:
-        return [
-            ["" if value is None else str(value) for value in row]
-            for row in book.active.iter_rows(values_only=True)
-        ]
-    finally:
-        book.close()
-
-
-def records(rows: list[list[str]]) -> list[dict[str, str]]:
-    header, *body = rows
-    return [dict(zip(header, row, strict=True)) for row in body]
-
-
-def cents(text: str) -> int:
-    """'178.00' -> 17800: money is a decimal string with two places, never a float."""
-    assert re.fullmatch(r"-?\d+\.\d{2}", text), text
-    return int(text.replace(".", ""))
 
 
 def only(lines: list[dict[str, str]], **match: str) -> dict[str, str]:
@@ -482,10 +440,7 @@ def test_old_report_files_are_deleted_every_night():
     assert schedule["schedule"].hour == {3} and schedule["schedule"].minute == {30}
 
 
-def test_tickets_refunded_count_in_the_period_they_were_refunded_in(
-    client,
-    on_sale,  # noqa: F811
-):
+def test_tickets_refunded_count_in_the_period_they_were_refunded_in(client, on_sale):
     """An order refunded ticket by ticket on two days shows one refunded ticket on each day,
     not two on both (found by a review)."""
     from app.models import Order, Ticket
@@ -493,7 +448,7 @@ def test_tickets_refunded_count_in_the_period_they_were_refunded_in(
     from app.services.payments import gateway
     from app.services.scoping import SYSTEM
 
-    order = db.session.get(Order, buy(client, on_sale, seats=2).order_id)
+    order = db.session.get(Order, buy(client, on_sale)["id"])
     first, second = sorted(t.id for t in order.tickets)
     refunds.refund_tickets(db.session, gateway(), order.id, [first], SYSTEM)
     posted_days_ago(2)

@@ -13,7 +13,7 @@ from app.extensions import db
 from app.models import Event
 from app.models.event import SALE_COLUMNS, sale_window
 from app.models.partner import Partner
-from tests.support import make_partner
+from tests.support.builders import make_partner
 
 STARTS = dt.datetime(2031, 6, 1, 20, 0)
 HOUR = dt.timedelta(hours=1)

@@ -34,9 +34,9 @@ from app.services.checkin.rules import EventInfo, iso, parse_scan
 from app.services.checkin.scanners import Scanner
 from app.services.checkin.scanning import evaluate
 from tests.cases import check_in_window, scan_rule_cases
-from tests.conftest import forget_checkin_state
-from tests.integration.test_checkin import buy
-from tests.support import make_event, make_partner
+from tests.support.builders import make_event, make_partner
+from tests.support.database import forget_checkin_state
+from tests.support.shop import buy
 
 CASES = scan_rule_cases()
 

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from app.extensions import db
 from app.models import Customer, EventSpot, Hold, Order, Ticket
 from app.models.base import alembic_include_object, utcnow
-from tests.support import make_event, make_partner
+from tests.support.builders import make_event, make_partner
 
 
 def test_migrations_create_every_table_fab_ones_included():

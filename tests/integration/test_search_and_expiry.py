@@ -11,7 +11,7 @@ from app.models import EventSpot, Hold, HoldStatus, SpotStatus
 from app.models.base import utcnow
 from app.services import catalog, customers, purchase
 from app.tasks import celery
-from tests.support import make_event, make_partner
+from tests.support.builders import make_event, make_partner
 
 
 def test_text_search_is_served_by_the_gin_index():

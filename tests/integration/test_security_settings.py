@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from app.config import load_config
-from tests.integration.test_rate_limits import another_app
-from tests.support import PASSWORD, login, make_user
+from tests.support.apps import another_app
+from tests.support.builders import PASSWORD, login, make_user
 
 pytestmark = pytest.mark.usefixtures("db_context")
 

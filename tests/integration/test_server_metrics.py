@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import database_url_for_tests
+from tests.support.database import database_url_for_tests
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,6 @@ import dataclasses
 import datetime as dt
 import itertools
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
@@ -20,8 +19,6 @@ from app import sim_acquirer
 from app.extensions import db
 from app.models import (
     Conflict,
-    EventSpot,
-    LedgerEntry,
     LedgerTransaction,
     LineKind,
     Order,
@@ -38,95 +35,20 @@ from app.models import (
 from app.models.base import utcnow
 from app.services import ledger, payments, payouts, refunds, settlement
 from app.services.payments import ReportLine, gateway
-from app.services.scoping import SYSTEM
 from app.sim_acquirer.api import acquirer_fee
-from app.sim_acquirer.models import SimCharge, SimChargeback, SimRefund
-from app.tasks import celery
-from tests.integration.test_purchase_api import card_token, on_sale, pay, sign_up  # noqa: F401
-from tests.support import login, make_user
+from app.sim_acquirer.models import SimCharge
+from tests.support.builders import login, make_user
+from tests.support.money import (
+    added,
+    balance,
+    happened_days_ago,
+    reconcile,
+    refund,
+    transaction_sums,
+)
+from tests.support.shop import buy, card_token, payment_of
 
-
-@pytest.fixture(autouse=True)
-def acquirer_fees(app):
-    """The acquirer keeps 2.5 % (rounded half up to the cent) + BRL 0.30 of each charge."""
-    saved = {
-        key: app.config[key] for key in ("SIM_ACQUIRER_FEE_PERCENT", "SIM_ACQUIRER_FEE_FIXED_CENTS")
-    }
-    app.config.update(SIM_ACQUIRER_FEE_PERCENT=Decimal("2.5"), SIM_ACQUIRER_FEE_FIXED_CENTS=30)
-    yield
-    app.config.update(saved)
-
-
-def buy(client, event, seats: int = 2) -> Payment:
-    """A customer buys the next ``seats`` free spots of the event's first section by card."""
-    headers = sign_up(client, f"{uuid.uuid4().hex[:10]}@example.com", "Buyer")
-    free = db.session.scalars(
-        select(EventSpot.id)
-        .where(
-            EventSpot.section_id == event.sections[0].id,
-            EventSpot.status == SpotStatus.AVAILABLE,
-        )
-        .order_by(EventSpot.id)
-        .limit(seats)
-    ).all()
-    db.session.rollback()
-    hold = client.post(
-        "/api/v1/holds/", json={"event_id": event.id, "spot_ids": free}, headers=headers
-    ).get_json()["result"]
-    response = pay(client, headers, hold["id"], card_token(client))
-    assert response.status_code == 201, response.get_json()
-    return db.session.get(Payment, response.get_json()["result"]["payments"][0]["id"])
-
-
-def refund(payment: Payment) -> None:
-    refunds.refund_order(db.session, gateway(), payment.order_id, SYSTEM)
-
-
-def happened_days_ago(days: int = 1) -> dt.date:
-    """What happened today, at the acquirer and here, happened ``days`` earlier: that day is
-    over, so its report can be reconciled. Returns that day."""
-    today = dt.datetime.combine(utcnow().date(), dt.time.min)
-    shift = dt.timedelta(days=days)
-    with Session(db.engine) as session:
-        for model, columns in (
-            (SimCharge, ["created_at"]),
-            (SimRefund, ["created_at"]),
-            (SimChargeback, ["created_at"]),
-            (Payment, ["created_at", "captured_at", "refunded_at", "charged_back_at"]),
-            (PaymentRefund, ["created_at", "refunded_at"]),
-        ):
-            for row in session.scalars(select(model)):
-                for column in columns:
-                    value = getattr(row, column)
-                    if value is not None and value >= today:
-                        setattr(row, column, value - shift)
-        session.commit()
-    db.session.expire_all()
-    return today.date() - shift
-
-
-def reconcile(day: dt.date | None = None) -> list[dict]:
-    """The task: each day due (or ``day``), with what the run added."""
-    kwargs = {"day": day.isoformat()} if day else {}
-    return celery.tasks["money.reconcile_settlements"].apply(kwargs=kwargs).get()
-
-
-def added(day: dt.date, *, settlements=0, lines=0, chargebacks=0, mismatches=0, postings=0):
-    return {"day": day.isoformat(), "settlements": settlements, "lines": lines,
-            "chargebacks": chargebacks, "mismatches": mismatches, "postings": postings}  # fmt: skip
-
-
-def balance(code: str) -> int:
-    return ledger.balance(db.session, ledger.account_id(db.session, code), "BRL")
-
-
-def transaction_sums() -> set[int]:
-    rows = db.session.execute(
-        select(func.sum(LedgerEntry.amount_cents)).group_by(
-            LedgerEntry.transaction_id, LedgerEntry.currency
-        )
-    ).scalars()
-    return set(rows)
+pytestmark = pytest.mark.usefixtures("acquirer_fees")
 
 
 def test_the_acquirer_fee_is_a_percentage_rounded_half_up_plus_a_fixed_amount():
@@ -136,9 +58,9 @@ def test_the_acquirer_fee_is_a_percentage_rounded_half_up_plus_a_fixed_amount():
     assert acquirer_fee(1234, Decimal("3.99"), 39) == 49 + 39  # 49.2366
 
 
-def test_a_day_of_sales_a_refund_and_a_chargeback_settles_once(client, on_sale):  # noqa: F811
+def test_a_day_of_sales_a_refund_and_a_chargeback_settles_once(client, on_sale):
     buy(client, on_sale)
-    refunded, disputed = buy(client, on_sale), buy(client, on_sale)
+    refunded, disputed = payment_of(buy(client, on_sale)), payment_of(buy(client, on_sale))
     refund(refunded)
     assert sim_acquirer.chargeback(disputed.gateway_ref, "fraudulent") is not None
     day = happened_days_ago()
@@ -204,7 +126,7 @@ def test_a_day_of_sales_a_refund_and_a_chargeback_settles_once(client, on_sale):
     assert balance(ledger.BANK) == 18410
 
 
-def test_a_day_is_reconciled_only_once_it_is_over(client, on_sale):  # noqa: F811
+def test_a_day_is_reconciled_only_once_it_is_over(client, on_sale):
     buy(client, on_sale)
     with pytest.raises(Conflict, match="not over yet"):
         settlement.reconcile_day(db.session, gateway(), utcnow().date(), utcnow())
@@ -213,8 +135,8 @@ def test_a_day_is_reconciled_only_once_it_is_over(client, on_sale):  # noqa: F81
     assert db.session.scalar(select(func.count()).select_from(Settlement)) == 0
 
 
-def test_mismatches_are_flagged_for_finance(client, on_sale):  # noqa: F811
-    tampered, missing, matching = buy(client, on_sale), buy(client, on_sale), buy(client, on_sale)
+def test_mismatches_are_flagged_for_finance(client, on_sale):
+    tampered, missing, matching = (payment_of(buy(client, on_sale)) for _ in range(3))
     with Session(db.engine) as session:
         session.get(SimCharge, tampered.gateway_ref).amount_cents += 100
         session.delete(session.get(SimCharge, missing.gateway_ref))
@@ -258,10 +180,10 @@ def test_mismatches_are_flagged_for_finance(client, on_sale):  # noqa: F811
     assert client.get("/settlementmismatchview/list/").status_code == 403
 
 
-def test_a_day_with_a_payment_still_being_finished_waits(client, on_sale):  # noqa: F811
+def test_a_day_with_a_payment_still_being_finished_waits(client, on_sale):
     """The acquirer may report a charge we have not confirmed yet (a crash mid-checkout): the day
     waits for the reconcile task to finish it, instead of calling its line unknown for good."""
-    paid = buy(client, on_sale)
+    paid = payment_of(buy(client, on_sale))
     day = happened_days_ago()
     with Session(db.engine) as session:  # as if the checkout had crashed after charging
         session.get(Payment, paid.id).status = "pending"
@@ -300,11 +222,11 @@ def reported_again(monkeypatch, payment: Payment, day: dt.date) -> str:
     return again.line_ref
 
 
-def test_a_charge_reported_twice_settles_its_payment_once(client, on_sale, monkeypatch):  # noqa: F811
+def test_a_charge_reported_twice_settles_its_payment_once(client, on_sale, monkeypatch):
     """The second line is flagged and settles nothing: the sale is paid out once. The posting
     still follows the report, as for any line flagged (the acquirer paid both lines): clearing
     shows what it paid too much, for finance to claim back."""
-    paid = buy(client, on_sale)
+    paid = payment_of(buy(client, on_sale))
     day = happened_days_ago()
     duplicate = reported_again(monkeypatch, paid, day)
 
@@ -326,8 +248,8 @@ def test_a_charge_reported_twice_settles_its_payment_once(client, on_sale, monke
     assert reconcile(day) == [added(day)]  # flagged once
 
 
-def test_a_charge_reported_again_on_a_later_day_is_flagged_that_day(client, on_sale, monkeypatch):  # noqa: F811
-    paid = buy(client, on_sale)
+def test_a_charge_reported_again_on_a_later_day_is_flagged_that_day(client, on_sale, monkeypatch):
+    paid = payment_of(buy(client, on_sale))
     day = happened_days_ago(2)
     next_day = day + dt.timedelta(days=1)
     reported_again(monkeypatch, paid, next_day)
@@ -345,12 +267,12 @@ def test_a_charge_reported_again_on_a_later_day_is_flagged_that_day(client, on_s
     assert db.session.scalars(settling).all() == [paid.gateway_ref]  # not the duplicate
 
 
-def test_a_day_with_a_refund_still_being_finished_waits(client, on_sale, monkeypatch):  # noqa: F811
+def test_a_day_with_a_refund_still_being_finished_waits(client, on_sale, monkeypatch):
     """The acquirer refunded but its answer was lost: our refund stays pending until the reconcile
     task finishes it, the next day say. The day waits for it, as for a payment being finished,
     instead of flagging the acquirer's refund line then (unexpected), and our refund on the day
     it is finished (missing), and never matching them."""
-    paid = buy(client, on_sale)
+    paid = payment_of(buy(client, on_sale))
     refund_at_the_acquirer = payments.SimulatedGateway.refund
 
     def answer_lost(self, reference, amount, key=None):
@@ -383,8 +305,8 @@ def test_a_day_with_a_refund_still_being_finished_waits(client, on_sale, monkeyp
     assert transaction_sums() == {0}
 
 
-def test_the_database_refuses_a_second_charge_line_settling_a_payment(client, on_sale):  # noqa: F811
-    paid = buy(client, on_sale)
+def test_the_database_refuses_a_second_charge_line_settling_a_payment(client, on_sale):
+    paid = payment_of(buy(client, on_sale))
     day = happened_days_ago()
     reconcile(day)
     first = db.session.scalars(select(SettlementLine)).one()
@@ -402,11 +324,11 @@ def test_the_database_refuses_a_second_charge_line_settling_a_payment(client, on
     db.session.rollback()
 
 
-def test_two_days_reconciled_at_once_settle_a_charge_once(app, client, on_sale, monkeypatch):  # noqa: F811
+def test_two_days_reconciled_at_once_settle_a_charge_once(app, client, on_sale, monkeypatch):
     """Two days reconciled at the same moment (the periodic task and finance asking), each report
     with the charge: however they interleave, one line settles the payment, the other is
     flagged."""
-    paid = buy(client, on_sale)
+    paid = payment_of(buy(client, on_sale))
     day = happened_days_ago(2)
     next_day = day + dt.timedelta(days=1)
     reported_again(monkeypatch, paid, next_day)

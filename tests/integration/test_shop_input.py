@@ -18,32 +18,25 @@ from app.models import Customer, Hold, HoldStatus, Payment
 from app.models.base import MAX_INT, utcnow
 from app.services.catalog import PAGE_SIZE
 from app.sim_acquirer.models import SimToken
-from tests.integration.test_purchase_api import APPROVED
-from tests.integration.test_shop_pages import (
-    PASSWORD,
+from tests.support.builders import make_event, make_partner
+from tests.support.database import count
+from tests.support.pages import (
     alerts,
     another_client,
     card_form,
-    count,
     field_error,
     field_value,
     hold_form,
     listed,
-    on_sale,  # noqa: F401 - a fixture
     page_sign_up,
     path_of,
     text,
 )
-from tests.support import make_event, make_partner
+from tests.support.shop import APPROVED, CUSTOMER_PASSWORD
 
 ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 CARD = {"number": APPROVED, "exp_month": "12", "exp_year": str(utcnow().year + 2),
         "cvc": "123", "holder_name": "Ana Souza"}  # fmt: skip
-
-
-@pytest.fixture
-def for_sale(on_sale):  # noqa: F811 - the shop pages' event on sale
-    return on_sale
 
 
 # ---------------------------------------------------------------------------------------------
@@ -53,7 +46,7 @@ def for_sale(on_sale):  # noqa: F811 - the shop pages' event on sale
 def sign_up_then(client, next_page: str):
     return client.post(
         "/signup?" + urlencode({"next": next_page}),
-        data={"name": "Ana", "email": "ana@example.com", "password": PASSWORD},
+        data={"name": "Ana", "email": "ana@example.com", "password": CUSTOMER_PASSWORD},
     )
 
 
@@ -239,25 +232,25 @@ def test_wildcards_in_the_search_words_match_themselves(client, bossa, word):
         ({"spot_ids": ["1", ""]}, "spot_ids"),
     ],
 )
-def test_a_bad_number_in_the_hold_form_is_refused_naming_its_field(client, for_sale, form, field):
+def test_a_bad_number_in_the_hold_form_is_refused_naming_its_field(client, on_sale, form, field):
     page_sign_up(client)
     client.get("/")  # the welcome message
-    data = {"section_id": str(for_sale.sections[0].id), "quantity": "1"} | form
-    response = client.post(f"/events/{for_sale.id}/hold", data=data)
+    data = {"section_id": str(on_sale.sections[0].id), "quantity": "1"} | form
+    response = client.post(f"/events/{on_sale.id}/hold", data=data)
     assert response.status_code == 302
-    assert path_of(response) == f"/events/{for_sale.id}"
+    assert path_of(response) == f"/events/{on_sale.id}"
     messages = alerts(client.get(path_of(response)))
     assert len(messages) == 1 and messages[0].startswith(f"{field} "), messages
     assert count(Hold) == 0
 
 
-def test_a_section_of_another_event_is_a_form_error(client, for_sale):
+def test_a_section_of_another_event_is_a_form_error(client, on_sale):
     other = make_event(make_partner("Boreal"), "Boreal Live")
     page_sign_up(client)
     client.get("/")
     data = {"section_id": str(other.sections[0].id), "quantity": "1"}
-    response = client.post(f"/events/{for_sale.id}/hold", data=data)
-    assert path_of(response) == f"/events/{for_sale.id}"
+    response = client.post(f"/events/{on_sale.id}/hold", data=data)
+    assert path_of(response) == f"/events/{on_sale.id}"
     assert alerts(client.get(path_of(response))) == ["Section not found in this event."]
 
 
@@ -271,9 +264,9 @@ def assert_not_found_and_nothing_left_to_show(client, response) -> None:
 
 
 @pytest.fixture
-def anas_hold(client, for_sale) -> int:
+def anas_hold(client, on_sale) -> int:
     page_sign_up(client)
-    hold_id = hold_form(client, for_sale, quantity=1)
+    hold_id = hold_form(client, on_sale, quantity=1)
     client.get("/")  # the messages so far
     return hold_id
 
@@ -313,11 +306,11 @@ def test_paying_another_customers_hold_with_an_empty_form_answers_404_too(client
     assert_not_found_and_nothing_left_to_show(bia, response)
 
 
-def test_holding_spots_of_a_draft_or_missing_event_answers_404(client, for_sale):
+def test_holding_spots_of_a_draft_or_missing_event_answers_404(client, on_sale):
     draft = make_event(make_partner("Boreal"), "Secret Show")
     page_sign_up(client)
     client.get("/")
-    for event_id, section_id in ((draft.id, draft.sections[0].id), (for_sale.id + 1000, 1)):
+    for event_id, section_id in ((draft.id, draft.sections[0].id), (on_sale.id + 1000, 1)):
         response = client.post(
             f"/events/{event_id}/hold", data={"section_id": str(section_id), "quantity": "1"}
         )

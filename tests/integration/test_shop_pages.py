@@ -5,13 +5,12 @@ a return URL, the pay form, the order with its QR codes)."""
 from __future__ import annotations
 
 import datetime as dt
-import html
 import re
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.extensions import db
 from app.models import (
@@ -28,115 +27,29 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.services.catalog import PAGE_SIZE
-from tests.integration.test_purchase_api import (
-    APPROVED,
-    DECLINED,
-    expire,
-    hold_seats,
-    sign_up,
+from tests.support.builders import make_event, make_partner
+from tests.support.database import count
+from tests.support.pages import (
+    alerts,
+    another_client,
+    buy_through_pages,
+    card_form,
+    field_error,
+    field_value,
+    hold_form,
+    listed,
+    page_sign_up,
+    path_of,
+    pay_form,
+    text,
 )
-from tests.support import make_event, make_partner
-
-PASSWORD = "s3cret-pass"
-
-
-# ---------------------------------------------------------------------------------------------
-# Helpers: read pages, fill forms
-
-
-def text(response) -> str:
-    return response.get_data(as_text=True)
-
-
-def listed(response) -> list[int]:
-    """Ids of the event cards on a listing page, in page order."""
-    return [int(i) for i in re.findall(r'class="card" href="/events/(\d+)"', text(response))]
-
-
-def alerts(response) -> list[str]:
-    return [html.unescape(m) for m in re.findall(r'role="alert">([^<]*)<', text(response))]
-
-
-def field_value(page: str, name: str) -> str | None:
-    match = re.search(rf'<input[^>]*name="{name}"[^>]*value="([^"]*)"', page)
-    return html.unescape(match.group(1)) if match else None
-
-
-def field_error(page: str, name: str) -> str | None:
-    """The error shown under an input of the sign-up or card form."""
-    match = re.search(
-        rf'<input[^>]*name="{name}"[^>]*>\s*<span class="field-error"[^>]*>([^<]*)</span>', page
-    )
-    return html.unescape(match.group(1)).strip() if match else None
-
-
-def count(model, *where) -> int:
-    return db.session.scalar(select(func.count()).select_from(model).where(*where))
-
-
-def path_of(response) -> str:
-    """Where a redirect goes, without the host."""
-    location = urlsplit(response.headers["Location"])
-    return location.path + (f"?{location.query}" if location.query else "")
-
-
-def page_sign_up(client, email="ana@example.com", name="Ana Souza"):
-    response = client.post("/signup", data={"name": name, "email": email, "password": PASSWORD})
-    assert response.status_code == 302, text(response)[:500]
-    return response
-
-
-def another_client(client):
-    """A second browser (its own cookies) on the same app."""
-    return client.application.test_client()
-
-
-def hold_form(client, event, quantity=2, section=0) -> int:
-    """The best-available form of the event page; returns the new hold's id."""
-    response = client.post(
-        f"/events/{event.id}/hold",
-        data={"section_id": event.sections[section].id, "quantity": quantity},
-    )
-    assert response.status_code == 302, text(response)[:500]
-    match = re.fullmatch(r"/holds/(\d+)", path_of(response))
-    assert match, response.headers["Location"]
-    return int(match.group(1))
-
-
-def card_form(client, hold_id: int, number=APPROVED, **fields):
-    """The card form of the hold page, posted to the acquirer as a browser would."""
-    data = {
-        "number": number,
-        "exp_month": "12",
-        "exp_year": str(utcnow().year + 2),
-        "cvc": "123",
-        "holder_name": "Ana Souza",
-        "return_url": f"/holds/{hold_id}",
-    } | fields
-    return client.post("/sim-acquirer/v1/tokens", data=data)
-
-
-def pay_form(page: str) -> dict[str, str]:
-    """The hidden fields of the "Pay now" form."""
-    form = page[page.index('id="pay-form"') :]
-    form = form[: form.index("</form>")]
-    return {name: field_value(form, name) or "" for name in ("card_token", "idempotency_key")}
-
-
-def buy(client, event, quantity=2, number=APPROVED) -> tuple[int, int]:
-    """The whole no-JS purchase; returns (hold id, order id)."""
-    hold_id = hold_form(client, event, quantity)
-    back = card_form(client, hold_id, number)
-    confirm = client.get(path_of(back))
-    paid = client.post(f"/holds/{hold_id}/checkout", data=pay_form(text(confirm)))
-    assert paid.status_code == 302
-    match = re.fullmatch(r"/orders/(\d+)", path_of(paid))
-    assert match, paid.headers["Location"]
-    return hold_id, int(match.group(1))
+from tests.support.shop import APPROVED, CUSTOMER_PASSWORD, DECLINED, expire, hold_seats, sign_up
 
 
 @pytest.fixture
 def on_sale():
+    """Aurora Live, of 10 seats (rows A and B), whose counts the pages show: the suite's
+    ``on_sale`` is replaced here."""
     event = make_event(make_partner("Aurora"), "Aurora Live", rows=("A", "B"), seats=5)
     event.publish()
     db.session.commit()
@@ -290,7 +203,8 @@ def test_the_sign_up_page_creates_the_customer_and_logs_in(client):
     form = client.get("/signup")
     assert form.status_code == 200 and 'name="email"' in text(form)
     response = client.post(
-        "/signup", data={"name": "Ana Souza", "email": " Ana@Example.com ", "password": PASSWORD}
+        "/signup",
+        data={"name": "Ana Souza", "email": " Ana@Example.com ", "password": CUSTOMER_PASSWORD},
     )
     assert response.status_code == 302 and path_of(response) == "/"
     customer = db.session.scalars(select(Customer)).one()
@@ -304,12 +218,12 @@ def test_the_sign_up_page_creates_the_customer_and_logs_in(client):
 def test_sign_up_goes_back_to_a_local_next_page_only(client):
     back = client.post(
         "/signup?next=/events/7",
-        data={"name": "Ana", "email": "ana@example.com", "password": PASSWORD},
+        data={"name": "Ana", "email": "ana@example.com", "password": CUSTOMER_PASSWORD},
     )
     assert path_of(back) == "/events/7"
     away = another_client(client).post(
         "/signup?next=//evil.example/x",
-        data={"name": "Bia", "email": "bia@example.com", "password": PASSWORD},
+        data={"name": "Bia", "email": "bia@example.com", "password": CUSTOMER_PASSWORD},
     )
     assert path_of(away) == "/" and "evil" not in away.headers["Location"]
 
@@ -323,7 +237,7 @@ def test_sign_up_goes_back_to_a_local_next_page_only(client):
     ],
 )
 def test_a_bad_sign_up_field_is_shown_with_the_typed_values_kept(client, form, field, message):
-    data = {"name": "Ana Souza", "email": "ana@example.com", "password": PASSWORD} | form
+    data = {"name": "Ana Souza", "email": "ana@example.com", "password": CUSTOMER_PASSWORD} | form
     response = client.post("/signup", data=data)
     assert response.status_code == 422
     page = text(response)
@@ -339,7 +253,9 @@ def test_a_bad_sign_up_field_is_shown_with_the_typed_values_kept(client, form, f
 
 def test_typed_values_are_escaped_when_shown_again(client):
     name = '"><script>alert(1)</script>'
-    response = client.post("/signup", data={"name": name, "email": "x", "password": PASSWORD})
+    response = client.post(
+        "/signup", data={"name": name, "email": "x", "password": CUSTOMER_PASSWORD}
+    )
     assert response.status_code == 422
     assert "<script>alert(1)" not in text(response)
     assert field_value(text(response), "name") == name
@@ -348,7 +264,7 @@ def test_typed_values_are_escaped_when_shown_again(client):
 def test_a_taken_email_is_refused(client):
     page_sign_up(client)
     again = another_client(client).post(
-        "/signup", data={"name": "Other", "email": "ANA@example.com", "password": PASSWORD}
+        "/signup", data={"name": "Other", "email": "ANA@example.com", "password": CUSTOMER_PASSWORD}
     )
     assert again.status_code == 422
     assert field_error(text(again), "email") == "An account with this email already exists: log in."
@@ -570,14 +486,14 @@ def test_a_visitor_is_sent_to_log_in_and_back(client, on_sale):
     # Logging in from there comes back to the event.
     sign_up(another_client(client))
     login = client.post(
-        path_of(response), data={"username": "ana@example.com", "password": PASSWORD}
+        path_of(response), data={"username": "ana@example.com", "password": CUSTOMER_PASSWORD}
     )
     assert path_of(login) == f"/events/{on_sale.id}"
 
 
 def test_another_customers_hold_and_order_answer_404(client, on_sale):
     page_sign_up(client)
-    hold_id, order_id = buy(client, on_sale)
+    hold_id, order_id = buy_through_pages(client, on_sale)
     other_hold = hold_form(client, on_sale, quantity=1)
     bia = another_client(client)
     page_sign_up(bia, "bia@example.com", "Bia")
@@ -619,7 +535,7 @@ def test_logging_in_from_the_pay_form_comes_back_to_a_page(client, on_sale):
     visitor = another_client(client)  # e.g. Ana's session ended on the hold page
     to_login = visitor.post(f"/holds/{hold_id}/checkout")
     logged_in = visitor.post(
-        path_of(to_login), data={"username": "ana@example.com", "password": PASSWORD}
+        path_of(to_login), data={"username": "ana@example.com", "password": CUSTOMER_PASSWORD}
     )
     assert logged_in.status_code == 302
     assert visitor.get(path_of(logged_in)).status_code == 200

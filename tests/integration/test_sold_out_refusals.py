@@ -10,8 +10,8 @@ from sqlalchemy import event, text
 from app.extensions import db
 from app.services import customers, purchase
 from app.services.purchase import sold_out
-from tests.integration.test_purchase_api import sign_up
-from tests.support import make_event, make_partner
+from tests.support.builders import make_event, make_partner
+from tests.support.shop import sign_up
 
 
 class Clock:

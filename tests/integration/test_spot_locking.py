@@ -14,7 +14,7 @@ from app.extensions import db
 from app.models import Conflict, EventSpot, SpotStatus
 from app.services import events as event_service
 from app.services.scoping import get_owned_many
-from tests.support import PartnerActor, make_event, make_partner
+from tests.support.builders import PartnerActor, make_event, make_partner
 
 
 def test_a_change_waits_for_the_lock_and_then_sees_the_committed_state():

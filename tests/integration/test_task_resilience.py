@@ -13,20 +13,9 @@ from app.models import Order, OrderStatus, Payment, SettlementDay
 from app.models.base import utcnow
 from app.services import payments, refunds
 from app.tasks import celery
-from tests.integration.test_purchase_api import card_token, on_sale, pay, sign_up  # noqa: F401
+from tests.support.shop import buy
 
 pytestmark = pytest.mark.usefixtures("db_context")
-
-
-def buy_one_each(client, event, buyers: int) -> None:
-    for n in range(buyers):
-        headers = sign_up(client, f"b{n}@example.com", f"Buyer {n}")
-        hold = client.post(
-            "/api/v1/holds/",
-            json={"event_id": event.id, "spot_ids": [event.sections[0].spots[n].id]},
-            headers=headers,
-        ).get_json()["result"]
-        assert pay(client, headers, hold["id"], card_token(client)).status_code == 201
 
 
 def statuses() -> list[str]:
@@ -34,14 +23,11 @@ def statuses() -> list[str]:
     return [o.status for o in db.session.scalars(select(Order).order_by(Order.id))]
 
 
-def test_one_pending_refund_that_fails_does_not_hold_back_the_others(
-    client,
-    on_sale,  # noqa: F811
-    monkeypatch,
-):
+def test_one_pending_refund_that_fails_does_not_hold_back_the_others(client, on_sale, monkeypatch):
     from app.models import PaymentRefund, RefundStatus
 
-    buy_one_each(client, on_sale, 3)
+    for _ in range(3):
+        buy(client, on_sale, 1)
     real_refund = payments.SimulatedGateway.refund
     monkeypatch.setattr(  # the answers are lost: every refund stays pending
         payments.SimulatedGateway,
@@ -77,12 +63,8 @@ def test_one_pending_refund_that_fails_does_not_hold_back_the_others(
     assert set(states.values()) == {RefundStatus.DONE}
 
 
-def test_one_days_report_failing_does_not_stop_the_later_days(
-    client,
-    on_sale,  # noqa: F811
-    monkeypatch,
-):
-    buy_one_each(client, on_sale, 1)
+def test_one_days_report_failing_does_not_stop_the_later_days(client, on_sale, monkeypatch):
+    buy(client, on_sale, 1)
     today = utcnow().date()
     db.session.execute(
         update(Payment).values(
@@ -123,16 +105,13 @@ def test_workers_log_as_the_app_does_and_the_database_connection_times_out():
     assert options["connect_args"]["connect_timeout"] == 5  # a silent server fails, not hangs
 
 
-def test_a_lost_refund_task_is_sent_again_by_the_hourly_sweep(
-    client,
-    on_sale,  # noqa: F811
-    monkeypatch,
-):
+def test_a_lost_refund_task_is_sent_again_by_the_hourly_sweep(client, on_sale, monkeypatch):
     """The event was cancelled while the broker was down: its refund task never ran."""
     from app.services import events as event_service
     from app.services.scoping import SYSTEM
 
-    buy_one_each(client, on_sale, 2)
+    for _ in range(2):
+        buy(client, on_sale, 1)
     monkeypatch.setattr(event_service, "enqueue", lambda *args: None)  # the message is lost
     event_service.cancel_event(db.session, on_sale.id, SYSTEM, "Storm")
     assert statuses() == [OrderStatus.PAID] * 2

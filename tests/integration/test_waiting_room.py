@@ -16,9 +16,9 @@ from app.extensions import db
 from app.models import Customer, WaitingEntry
 from app.models.base import utcnow
 from app.services import customers, waiting_room
-from tests.integration.test_purchase_api import card_token, pay, sign_up
-from tests.integration.test_shop_pages import alerts, page_sign_up, path_of, text
-from tests.support import make_event, make_partner
+from tests.support.builders import api_token, make_event, make_partner, make_user
+from tests.support.pages import alerts, page_sign_up, path_of, text
+from tests.support.shop import card_token, pay, sign_up
 
 RATE = 60  # buyers let in per minute: one a second
 
@@ -179,8 +179,6 @@ def test_the_line_refuses_what_is_not_on_sale(client, queued):
 
 
 def test_the_partner_sets_the_rate_and_a_bad_one_names_the_field(client, queued):
-    from tests.support import api_token, make_user
-
     make_user("organiser", "Partner", queued.partner)
     db.session.commit()
     headers = api_token(client, "organiser")

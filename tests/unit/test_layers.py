@@ -3,12 +3,13 @@ module that imports a layer above it fails here, before it makes an import circl
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
-APP = Path(__file__).resolve().parents[2] / "app"
+from tests.support.imports import ROOT, imported_modules
+
+APP = ROOT / "app"
 
 # What each layer may not import.
 FORBIDDEN = {
@@ -16,17 +17,6 @@ FORBIDDEN = {
     "services": ("app.tasks", "app.views"),
     "tasks": ("app.views",),
 }
-
-
-def imported_modules(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return names
 
 
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))

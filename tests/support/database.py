@@ -1,0 +1,103 @@
+"""The tests' PostgreSQL: DATABASE_URL's (CI names its server) or, when that is unset, a throwaway
+embedded server started on first use (app/local_postgres.py), so a run that never asks for the
+database (the unit tests) never starts one; the domain tables, emptied after every test."""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
+
+from app.extensions import db
+from app.services import ledger, purchase
+
+DOMAIN_TABLES = [
+    "waiting_entry",
+    "waiting_line",
+    "report",
+    "payout_item",
+    "payout",
+    "settlement_mismatch",
+    "settlement_line",
+    "settlement",
+    "settlement_day",
+    "sim_acquirer_chargeback",
+    "sim_acquirer_refund",
+    "sim_acquirer_charge",
+    "sim_acquirer_token",
+    "checkin",
+    "checkin_entry",
+    "gate_device_event",
+    "gate_device",
+    "gate_assignment",
+    "ticket",
+    "payment_refund",
+    "ledger_entry",
+    "ledger_transaction",
+    "ledger_account",
+    "payment",
+    '"order"',
+    "event_spot",
+    "hold",
+    "event_section",
+    "event",
+    "customer",
+    "ab_user_role",
+    "ab_user",
+    "partner",
+]
+
+
+@functools.cache
+def database_url_for_tests() -> str:
+    """The test database's SQLAlchemy URL (a server is started on first use when none is named)."""
+    url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if url:
+        name = make_url(url).database or ""
+        if "test" not in name:
+            raise pytest.UsageError(
+                f"Refusing to run tests on database {name!r}: its name must contain 'test'."
+            )
+        return url.replace("postgresql://", "postgresql+psycopg://", 1)
+    from app import local_postgres
+
+    data_dir = Path(tempfile.mkdtemp(prefix="bilheteria-test-")) / "pg"
+    return local_postgres.start(data_dir, "bilheteria_test", throwaway=True)
+
+
+def empty_domain_tables(app: Flask) -> None:
+    """Delete every domain row and what caches them (in an app context)."""
+    db.session.rollback()
+    db.session.remove()
+    with db.engine.begin() as conn:
+        for table in DOMAIN_TABLES:
+            conn.execute(text(f"DELETE FROM {table}"))
+    ledger.forget_account_ids()
+    purchase.sold_out.forget()
+    forget_checkin_state(app)
+
+
+def forget_checkin_state(app: Flask) -> None:
+    """Gate check-in keeps armed events in Redis, keyed by ids the next test reuses: drop them."""
+    from app.services import checkin
+
+    checkin.forget_fast_keys()
+    url = app.config.get("REDIS_URL")
+    if url:
+        client = redis.Redis.from_url(url)
+        keys = list(client.scan_iter("ck:*"))
+        if keys:
+            client.delete(*keys)
+
+
+def count(model: Any, *where: Any) -> int:
+    """How many rows of ``model`` (matching ``where``) the test's session sees."""
+    return db.session.scalar(select(func.count()).select_from(model).where(*where))

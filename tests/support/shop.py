@@ -1,0 +1,110 @@
+"""A customer's purchase through the JSON API, step by step (``sign_up``, ``card_token``,
+``hold_seats``, ``pay``) or whole (``buy``), with the simulated acquirer's test cards."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from flask.testing import FlaskClient
+
+from app.extensions import db
+from app.models import Event, Hold, Payment
+from app.models.base import utcnow
+
+APPROVED = "4242424242424242"
+DECLINED = "4000000000000002"
+NO_FUNDS = "4000000000009995"
+PROCESSING_ERROR = "4000000000000119"
+CUSTOMER_PASSWORD = "s3cret-pass"
+
+
+def sign_up(
+    client: FlaskClient, email: str = "ana@example.com", name: str = "Ana Souza"
+) -> dict[str, str]:
+    """A new customer account; returns its API headers (a bearer token)."""
+    response = client.post(
+        "/api/v1/customers/", json={"name": name, "email": email, "password": CUSTOMER_PASSWORD}
+    )
+    assert response.status_code == 201, response.get_json()
+    token = client.post(
+        "/api/v1/security/login",
+        json={"username": email, "password": CUSTOMER_PASSWORD, "provider": "db"},
+    ).get_json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def card_token(client: FlaskClient, number: str = APPROVED) -> str:
+    """A single-use token of the card ``number`` from the simulated acquirer."""
+    response = client.post(
+        "/sim-acquirer/v1/tokens",
+        json={
+            "number": number,
+            "exp_month": 12,
+            "exp_year": utcnow().year + 2,
+            "cvc": "123",
+            "holder_name": "Ana Souza",
+        },
+    )
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["token"]
+
+
+def hold_seats(
+    client: FlaskClient, headers: dict[str, str], event: Event, count: int = 2
+) -> dict[str, Any]:
+    """Holds the first ``count`` spots of the event's first section; returns the hold."""
+    spot_ids = [s.id for s in event.sections[0].spots[:count]]
+    response = client.post(
+        "/api/v1/holds/", json={"event_id": event.id, "spot_ids": spot_ids}, headers=headers
+    )
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["result"]
+
+
+def pay(
+    client: FlaskClient, headers: dict[str, str], hold_id: int, token: str, key: str | None = None
+) -> Any:
+    """The checkout of a hold with a card token (a new idempotency key unless ``key``); returns
+    the response, whatever it answered."""
+    return client.post(
+        f"/api/v1/holds/{hold_id}/checkout",
+        json={"card_token": token},
+        headers={**headers, "Idempotency-Key": key or uuid.uuid4().hex},
+    )
+
+
+def buy(
+    client: FlaskClient, event: Event, quantity: int = 2, *, buyer: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A customer holds the best ``quantity`` places of the event's first section and pays
+    with the approved card; returns the paid order as the checkout answered it (its tickets
+    carry their codes). ``buyer``: the customer's API headers; by default a new customer, Ana
+    Souza at an address of her own, so every call is another buyer."""
+    headers = buyer or sign_up(client, f"{uuid.uuid4().hex[:12]}@example.com")
+    hold = client.post(
+        "/api/v1/holds/",
+        json={"event_id": event.id, "section_id": event.sections[0].id, "quantity": quantity},
+        headers=headers,
+    )
+    assert hold.status_code == 201, hold.get_json()
+    paid = pay(client, headers, hold.get_json()["result"]["id"], card_token(client))
+    assert paid.status_code == 201, paid.get_json()
+    return paid.get_json()["result"]
+
+
+def payment_of(order: dict[str, Any]) -> Payment:
+    """The payment of an order ``buy`` returned (it pays once)."""
+    [payment] = order["payments"]
+    return db.session.get(Payment, payment["id"])
+
+
+def expire(hold_id: int) -> None:
+    """Move a hold's clock so that it expired a second ago."""
+    row = db.session.get(Hold, hold_id)
+    row.created_at = utcnow() - dt.timedelta(minutes=11)
+    row.expires_at = utcnow() - dt.timedelta(seconds=1)
+    for spot in row.spots:
+        spot.held_until = row.expires_at
+    db.session.commit()
