@@ -9,47 +9,23 @@ limit, and come before the waiting room's 403: the section is gone for everyone.
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Callable, Iterable
-from typing import Any
 
 from flask import Flask
 from flask_jwt_extended import decode_token
 
 from app.models.base import MAX_INT
 from app.services.purchase import hold, sold_out
-
-HOLDS_PATH = "/api/v1/holds/"
-MAX_BODY = 1024
+from app.views.fast_path import FastPath
 
 
-class SoldOutFastPath:
-    def __init__(self, app: Flask, wsgi_app: Callable[..., Iterable[bytes]]) -> None:
-        self.app = app
-        self.wsgi_app = wsgi_app
+class SoldOutFastPath(FastPath):
+    path = "/api/v1/holds/"
+    max_body = 1024
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if environ.get("PATH_INFO") != HOLDS_PATH or environ.get("REQUEST_METHOD") != "POST":
-            return self.wsgi_app(environ, start_response)
-        header = environ.get("HTTP_AUTHORIZATION", "")
-        token = header[7:].strip() if header[:7].lower() == "bearer " else ""
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = -1
-        if not token or not 0 < length <= MAX_BODY:
-            return self.wsgi_app(environ, start_response)
-        body = environ["wsgi.input"].read(length)
-        environ["wsgi.input"] = io.BytesIO(body)  # the app reads it again if it answers
-        answer = self._refusal(token, body)
-        if answer is None:
-            return self.wsgi_app(environ, start_response)
-        start_response(
-            "409 CONFLICT",
-            [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))],
-        )
-        return [answer]
+    def answer(self, token: str, body: bytes) -> tuple[str, bytes] | None:
+        refusal = self._refusal(token, body)
+        return ("409 CONFLICT", refusal) if refusal is not None else None
 
     def _refusal(self, token: str, body: bytes) -> bytes | None:
         """The app's answer to a best-available hold in a section remembered sold out, if this
@@ -78,4 +54,4 @@ class SoldOutFastPath:
 
 
 def install(app: Flask) -> None:
-    app.wsgi_app = SoldOutFastPath(app, app.wsgi_app)  # type: ignore[method-assign]
+    SoldOutFastPath.install(app)

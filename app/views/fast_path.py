@@ -1,0 +1,53 @@
+"""What the WSGI fast paths share (checkin_fast.py, holds_fast.py): a layer in front of the app
+that may answer one route's POST itself, from a bearer token and a small JSON body, before
+Flask's per-request work; anything it does not answer goes to the app unchanged, with its body
+intact. Answers given here skip the Prometheus request metrics and the request-id header."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask
+
+
+class FastPath:
+    """Answers POST ``path`` when ``answer(token, body)`` returns (status line, JSON bytes);
+    bodies over ``max_body`` bytes and requests without a bearer token go to the app."""
+
+    path: str
+    max_body: int
+
+    def __init__(self, app: Flask, wsgi_app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self.wsgi_app = wsgi_app
+
+    def answer(self, token: str, body: bytes) -> tuple[str, bytes] | None:
+        raise NotImplementedError
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("PATH_INFO") != self.path or environ.get("REQUEST_METHOD") != "POST":
+            return self.wsgi_app(environ, start_response)
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if not token or not 0 < length <= self.max_body:
+            return self.wsgi_app(environ, start_response)
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)  # the app reads it again if it answers
+        answered = self.answer(token, body)
+        if answered is None:
+            return self.wsgi_app(environ, start_response)
+        status, payload = answered
+        start_response(
+            status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+        )
+        return [payload]
+
+    @classmethod
+    def install(cls, app: Flask) -> None:
+        app.wsgi_app = cls(app, app.wsgi_app)  # type: ignore[method-assign]
