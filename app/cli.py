@@ -25,17 +25,8 @@ def perms_sync() -> None:
 @demo_cli.command("load")
 @click.option("--if-empty", is_flag=True, help="Only load into a database without events.")
 def demo_load(if_empty: bool) -> None:
-    """Create the demo users, partners and events (idempotent)."""
-    from app.services import demo
-    from app.views.roles import sync_permissions
-
-    if if_empty and demo.has_events(db.session):
-        click.echo("Database already has events: demo data not loaded.")
-    else:
-        sync_permissions(current_app.appbuilder)
-        summary = demo.load(db.session, current_app.appbuilder.sm)
-        click.echo(summary)
-    click.echo(demo.LOGINS_BANNER)
+    """Sync permissions and create the demo users, partners and events (idempotent)."""
+    _load_demo(if_empty)
 
 
 @demo_cli.command("serve")
@@ -47,19 +38,25 @@ def demo_serve(host: str, port: int) -> None:
     from flask_migrate import upgrade
     from werkzeug.serving import run_simple
 
+    upgrade()
+    _load_demo(if_empty=True)
+    db.session.remove()
+    click.echo(f"Shop: http://{host}:{port}/   Dashboard: http://{host}:{port}/dashboard/")
+    run_simple(host, port, current_app._get_current_object(), threaded=True)  # type: ignore[attr-defined]
+
+
+def _load_demo(if_empty: bool) -> None:
+    """Sync the roles' permissions, load the demo (with ``if_empty``, only into a database
+    without events) and print the logins."""
     from app.services import demo
     from app.views.roles import sync_permissions
 
-    upgrade()
     sync_permissions(current_app.appbuilder)
-    if demo.has_events(db.session):
+    if if_empty and demo.has_events(db.session):
         click.echo("Database already has events: demo data not loaded.")
     else:
         click.echo(demo.load(db.session, current_app.appbuilder.sm))
-    db.session.remove()
     click.echo(demo.LOGINS_BANNER)
-    click.echo(f"Shop: http://{host}:{port}/   Dashboard: http://{host}:{port}/dashboard/")
-    run_simple(host, port, current_app._get_current_object(), threaded=True)  # type: ignore[attr-defined]
 
 
 def register_cli(app: Flask) -> None:

@@ -8,15 +8,8 @@ from sqlalchemy import event, select, text
 from app.extensions import db
 from app.models import PartnerUser
 from app.views import security
+from tests.support.clock import Clock
 from tests.support.shop import sign_up
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _user_queries(app, client, headers) -> tuple[int, int]:

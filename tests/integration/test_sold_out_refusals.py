@@ -11,15 +11,8 @@ from app.extensions import db
 from app.services import customers, purchase
 from app.services.purchase import sold_out
 from tests.support.builders import make_event, make_partner
+from tests.support.clock import Clock
 from tests.support.shop import sign_up
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

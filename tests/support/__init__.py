@@ -15,6 +15,7 @@ Helpers (imported by the tests):
 - ``pg_proxy``: a TCP proxy in front of PostgreSQL that a test can cut;
 - ``worker``: a real Celery worker process;
 - ``browser``: Debian's Chromium and steps shared by the browser tests;
+- ``clock``: a clock a test moves by hand;
 - ``imports``: what a file imports, for the unit tests that keep imports pointing the right way.
 
 Fixtures (pytest plugins listed in ``tests/conftest.py``; tests ask for them by name):
