@@ -120,11 +120,12 @@ class OrderLine:
 
 @dataclass(frozen=True)
 class PaymentLine:
+    """A payment as its customer sees it: what was charged and given back, never the platform's
+    fee or the partner's net (a partner's negotiated terms)."""
+
     id: int
     status: str
     amount_cents: int
-    fee_cents: int
-    net_cents: int
     refunded_cents: int
     card_brand: str | None
     card_last4: str | None

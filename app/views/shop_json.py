@@ -66,8 +66,6 @@ def order_json(record: customers.OrderRecord) -> dict[str, Any]:
                 "id": p.id,
                 "status": p.status,
                 "amount_cents": p.amount_cents,
-                "fee_cents": p.fee_cents,
-                "net_cents": p.net_cents,
                 "refunded_cents": p.refunded_cents,
                 "card_brand": p.card_brand,
                 "card_last4": p.card_last4,

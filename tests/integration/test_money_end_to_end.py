@@ -42,7 +42,7 @@ from tests.support.money import (
     posted_days_ago,
     records,
 )
-from tests.support.shop import buy, sign_up
+from tests.support.shop import buy, payment_figures, sign_up
 from tests.support.worker import Worker, needs_redis, wait_for
 
 ACQUIRER_FEE = (Decimal("2.5"), 30)  # the worker's simulated acquirer: 2.5 % + BRL 0.30
@@ -147,7 +147,7 @@ def test_a_day_of_sales_goes_through_a_real_worker_to_a_paid_payout_and_matching
     orders = [buy(client, event, 2), buy(client, event, 3, buyer=bia), buy(client, event, 1)]
     response = client.post(f"/api/v1/orders/{orders[1]['id']}/cancel", headers=bia)
     assert response.status_code == 200 and response.get_json()["result"]["status"] == "refunded"
-    payments = [order["payments"][0] for order in orders]
+    payments = [payment_figures(order) for order in orders]
     # BRL 100.00 a seat (make_event); the partner's fee is 10 % + BRL 1.00 per ticket.
     assert [(p["amount_cents"], p["fee_cents"], p["net_cents"]) for p in payments] == [
         (20000, 2200, 17800), (30000, 3300, 26700), (10000, 1100, 8900),
@@ -212,7 +212,7 @@ def test_a_day_of_sales_goes_through_a_real_worker_to_a_paid_payout_and_matching
     assert balance(ledger.BANK) == 28410 - settled
 
     # Today: one more sale, not settled yet.
-    new = buy(client, event, 2)["payments"][0]
+    new = payment_figures(buy(client, event, 2))
 
     # The partner requests its statements; the worker writes them; the partner downloads them.
     login(client, "alice")

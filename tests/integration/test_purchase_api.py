@@ -31,6 +31,7 @@ from tests.support.shop import (
     expire,
     hold_seats,
     pay,
+    payment_of,
     sign_up,
 )
 
@@ -48,8 +49,6 @@ def test_a_customer_buys_two_seats_and_gets_signed_tickets(client, on_sale):
         claim = verify_ticket(on_sale.public_key, ticket["code"])
         assert claim.event_id == on_sale.id and claim.ticket_id == ticket["id"]
     payment = order["payments"][0]
-    # Partner fee: 10 % + BRL 1.00 per ticket.
-    assert (payment["fee_cents"], payment["net_cents"]) == (2000 + 200, 20000 - 2200)
     assert payment["card_last4"] == "4242" and payment["card_brand"] == "visa"
     spots = db.session.scalars(select(EventSpot).where(EventSpot.id.in_(
         [s["id"] for s in hold["spots"]]))).all()  # fmt: skip
@@ -381,3 +380,24 @@ def test_a_body_that_is_not_a_json_object_answers_400(client, on_sale):
         assert response.get_json()["error"] == "invalid_request"
     listed = client.post("/api/v1/holds/", json=[1, 2], headers=headers)
     assert listed.status_code == 400
+
+
+def test_the_customer_sees_what_they_paid_and_got_back_never_the_platform_fee(client, on_sale):
+    """The partner's negotiated fee is between the partner and the platform: the customer API
+    answers each payment's amount and refunds, not its fee or the partner's net."""
+    headers = sign_up(client)
+    paid = pay(client, headers, hold_seats(client, headers, on_sale)["id"], card_token(client))
+    order = paid.get_json()["result"]
+    # The books have the split (10 % + BRL 1.00 per ticket)...
+    payment = payment_of(order)
+    assert (payment.fee_cents, payment.net_cents) == (2000 + 200, 20000 - 2200)
+    # ...the customer never sees it: not in the checkout's answer nor in the orders read back.
+    listed = client.get("/api/v1/orders/", headers=headers).get_json()["result"]
+    shown = client.get(f"/api/v1/orders/{order['id']}", headers=headers).get_json()["result"]
+    for answer in (order, listed[0], shown):
+        [line] = answer["payments"]
+        assert set(line) == {
+            "id", "status", "amount_cents", "refunded_cents", "card_brand", "card_last4",
+            "failure_reason",
+        }  # fmt: skip
+        assert line["amount_cents"] == 20000 and line["refunded_cents"] == 0

@@ -100,6 +100,17 @@ def payment_of(order: dict[str, Any]) -> Payment:
     return db.session.get(Payment, payment["id"])
 
 
+def payment_figures(order: dict[str, Any]) -> dict[str, int]:
+    """What the books say the payment of an order ``buy`` returned was: its amount, the
+    platform's fee and the partner's net (the customer API shows the amount only)."""
+    payment = payment_of(order)
+    return {
+        "amount_cents": payment.amount_cents,
+        "fee_cents": payment.fee_cents,
+        "net_cents": payment.net_cents,
+    }
+
+
 def expire(hold_id: int) -> None:
     """Move a hold's clock so that it expired a second ago."""
     row = db.session.get(Hold, hold_id)

@@ -313,8 +313,6 @@ def _paid_record(
         id=payment_id,
         status=Payment.CAPTURE.target,
         amount_cents=pay.amount_cents,
-        fee_cents=pay.fee_cents,
-        net_cents=pay.net_cents,
         refunded_cents=pay.refunded_cents,
         card_brand=card.brand if card is not None else pay.card_brand,
         card_last4=card.last4 if card is not None else pay.card_last4,
