@@ -52,6 +52,10 @@ class EventSpot(Model):
         CheckConstraint(
             "(status = 'held') = (hold_id IS NOT NULL)", name="ck_event_spot_held_has_hold"
         ),
+        CheckConstraint(
+            "(status = 'held') = (held_price_cents IS NOT NULL) AND held_price_cents >= 0",
+            name="ck_event_spot_held_price",
+        ),
         Index("ix_event_spot_event_status", "event_id", "status"),
         Index("ix_event_spot_section_position", "section_id", "position"),
         # Best-available reads a section's spots that may be free in seat order: without sold
@@ -82,6 +86,9 @@ class EventSpot(Model):
         Integer, ForeignKey("hold.id", ondelete="SET NULL"), index=True
     )
     held_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # The price the hold quoted for this spot (its section's price when it was held): the
+    # checkout charges it, whatever the section's price became meanwhile.
+    held_price_cents: Mapped[int | None] = mapped_column(Integer)
 
     section: Mapped[EventSection] = relationship(back_populates="spots", overlaps="event")
     event: Mapped[Event] = relationship(overlaps="section,spots")
@@ -89,10 +96,18 @@ class EventSpot(Model):
     # The purchase path's changes (a held spot is free again once its hold's time is over);
     # a refunded spot goes back on sale, or is withdrawn when it must not be sold again.
     HOLD = Transition(
-        (SpotStatus.AVAILABLE, SpotStatus.HELD), SpotStatus.HELD, sets=("hold_id", "held_until")
+        (SpotStatus.AVAILABLE, SpotStatus.HELD),
+        SpotStatus.HELD,
+        sets=("hold_id", "held_until", "held_price_cents"),
     )
-    SELL = Transition((SpotStatus.HELD,), SpotStatus.SOLD, clears=("hold_id", "held_until"))
-    RELEASE = Transition((SpotStatus.HELD,), SpotStatus.AVAILABLE, clears=("hold_id", "held_until"))
+    SELL = Transition(
+        (SpotStatus.HELD,), SpotStatus.SOLD, clears=("hold_id", "held_until", "held_price_cents")
+    )
+    RELEASE = Transition(
+        (SpotStatus.HELD,),
+        SpotStatus.AVAILABLE,
+        clears=("hold_id", "held_until", "held_price_cents"),
+    )
     RESELL = Transition((SpotStatus.SOLD,), SpotStatus.AVAILABLE)
     WITHDRAW = Transition((SpotStatus.SOLD,), SpotStatus.BLOCKED)
 

@@ -243,6 +243,8 @@ def pay(hold_id: int) -> Any:
             hold_id,
             request.form.get("card_token", ""),
             request.form.get("idempotency_key", ""),
+            # the total the page showed
+            purchase.checkout.expected_total(request.form.get("expected_total_cents"), form=True),
         )
     except purchase.confirm.CardDeclined as err:
         flash(err.message, "error")

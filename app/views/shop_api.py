@@ -306,17 +306,26 @@ class HoldApi(BaseApi):
                   required: [card_token]
                   properties:
                     card_token: {type: string}
+                    expected_total_cents:
+                      type: integer
+                      minimum: 0
+                      description: The total the client showed; if the hold costs anything
+                        else, nothing is charged (409 `price_changed`)
           responses:
             201:
-              description: The paid order with its tickets (200 for a replayed retry)
+              description: The paid order with its tickets (200 for a replayed retry), charged
+                the prices the hold quoted
             402:
               description: '`{"error": "card_declined", "reason": ...}`; the hold is kept'
             404:
               description: Not found (or another customer's)
             409:
-              description: Hold expired, or lost while paying (the charge is refunded)
+              description: 'Hold expired, or lost while paying (the charge is refunded); or
+                `{"error": "price_changed", "held_total_cents", "expected_total_cents"}`:
+                nothing charged, the hold kept'
             422:
-              description: Missing key, or the key was used with a different body
+              description: Missing key, the key was used with a different body, or
+                expected_total_cents is not a whole number of cents
         """
         body = _json_body()
         customer_id = _customer_id()
@@ -327,6 +336,7 @@ class HoldApi(BaseApi):
             pk,
             str(body.get("card_token") or ""),
             request.headers.get("Idempotency-Key", ""),
+            body.get("expected_total_cents"),
         )
         record = result.record or customers.order_record(db.session, customer_id, result.order_id)
         return self.response(200 if result.replayed else 201, result=order_json(record))

@@ -121,7 +121,7 @@ def test_a_spot_cannot_claim_another_events_id_than_its_sections():
     db.session.rollback()
 
 
-def test_a_held_spot_must_name_its_hold_and_only_a_held_one_may():
+def test_a_held_spot_must_name_its_hold_and_price_and_only_a_held_one_may():
     event = make_event(make_partner("P"))
     spot = _spot(event)
     with pytest.raises(IntegrityError):
@@ -138,9 +138,18 @@ def test_a_held_spot_must_name_its_hold_and_only_a_held_one_may():
         expires_at=utcnow().replace(year=utcnow().year + 1),
     )
     db.session.add(hold)
-    db.session.flush()
+    db.session.commit()
+    with pytest.raises(IntegrityError):  # nor without the price its hold quoted
+        db.session.execute(
+            text(f"UPDATE event_spot SET status = 'held', hold_id = {hold.id} WHERE id = {spot.id}")
+        )
+        db.session.commit()
+    db.session.rollback()
     db.session.execute(
-        text(f"UPDATE event_spot SET status = 'held', hold_id = {hold.id} WHERE id = {spot.id}")
+        text(
+            "UPDATE event_spot SET status = 'held', held_price_cents = 100,"
+            f" hold_id = {hold.id} WHERE id = {spot.id}"
+        )
     )
     db.session.commit()
     with pytest.raises(IntegrityError):

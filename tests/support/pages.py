@@ -92,7 +92,8 @@ def pay_form(page: str) -> dict[str, str]:
     """The hidden fields of the "Pay now" form."""
     form = page[page.index('id="pay-form"') :]
     form = form[: form.index("</form>")]
-    return {name: field_value(form, name) or "" for name in ("card_token", "idempotency_key")}
+    fields = ("card_token", "idempotency_key", "expected_total_cents")
+    return {name: field_value(form, name) or "" for name in fields}
 
 
 def buy_through_pages(

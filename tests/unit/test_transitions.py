@@ -34,9 +34,11 @@ def test_a_row_in_another_status_is_refused_and_left_as_it_was():
 
 
 def test_a_change_empties_the_columns_it_clears():
-    spot = EventSpot(label="A-1", status="held", hold_id=3, held_until=NOW)
+    spot = EventSpot(label="A-1", status="held", hold_id=3, held_until=NOW, held_price_cents=9)
     spot.release()
-    assert (spot.status, spot.hold_id, spot.held_until) == ("available", None, None)
+    assert (spot.status, spot.hold_id, spot.held_until, spot.held_price_cents) == (
+        "available", None, None, None,
+    )  # fmt: skip
 
 
 def test_the_update_leaves_from_the_same_status_and_writes_the_same_columns():
@@ -51,7 +53,9 @@ def test_the_update_leaves_from_the_same_status_and_writes_the_same_columns():
 
 def test_the_update_of_a_change_from_several_statuses_names_them_all():
     table = EventSpot.__table__
-    statement = EventSpot.HOLD.update(table, table.c.id == 1, hold_id=3, held_until=NOW)
+    statement = EventSpot.HOLD.update(
+        table, table.c.id == 1, hold_id=3, held_until=NOW, held_price_cents=22000
+    )
     assert "WHERE event_spot.id = 1 AND event_spot.status IN ('available', 'held')" in sql(
         statement
     )
@@ -60,9 +64,8 @@ def test_the_update_of_a_change_from_several_statuses_names_them_all():
 def test_the_update_empties_the_columns_the_change_clears():
     table = EventSpot.__table__
     statement = EventSpot.SELL.update(table, table.c.id == 1)
-    assert sql(statement).startswith(
-        "UPDATE event_spot SET status='sold', hold_id=NULL, held_until=NULL "
-    )
+    emptied = "hold_id=NULL, held_until=NULL, held_price_cents=NULL"
+    assert sql(statement).startswith(f"UPDATE event_spot SET status='sold', {emptied} ")
 
 
 @pytest.mark.parametrize("given", [{}, {"paid_at": NOW, "cancel_reason": "x"}])

@@ -1,8 +1,10 @@
 """Checkout: pay for a hold by card, at most once per attempt (ARCHITECTURE.md, "The purchase
 path", steps 2 and 3).
 
-1. Record the attempt (order with priced pending tickets, pending payment under the client's
-   idempotency key, unique in the database) and extend the hold to cover the payment.
+1. Record the attempt (order with pending tickets at the prices the hold quoted, pending payment
+   under the client's idempotency key, unique in the database) and extend the hold to cover the
+   payment. A client that sends the total it showed (``expected_total_cents``) is refused
+   (PriceChanged, 409) rather than charged when that is not what the hold costs.
 2. Charge the card through the gateway, outside any row lock.
 3. Confirm in one transaction (confirm.py): if the hold still owns its spots, issue the tickets
    and mark the order paid; if the hold was lost meanwhile, cancel the order and refund the
@@ -41,7 +43,6 @@ from app.models import (
     Customer,
     DomainError,
     Event,
-    EventSection,
     EventSpot,
     Hold,
     HoldStatus,
@@ -55,8 +56,9 @@ from app.models import (
     Ticket,
     TicketStatus,
 )
-from app.models.base import utcnow
+from app.models.base import MAX_INT, utcnow
 from app.models.event import SALE_COLUMNS, sale_window
+from app.models.money import format_money
 from app.models.order import hold_is_live
 from app.models.partner import platform_fee_cents
 from app.services.locking import busy_on_lock_failure
@@ -85,8 +87,15 @@ class CheckoutInProgress(Conflict):
     code = "checkout_in_progress"
 
 
-def fingerprint(hold_id: int, card_token: str) -> str:
-    return hashlib.sha256(f"{hold_id}|{card_token}".encode()).hexdigest()
+class PriceChanged(Conflict):
+    code = "price_changed"
+
+
+def fingerprint(hold_id: int, card_token: str, expected_total_cents: int | None = None) -> str:
+    request = f"{hold_id}|{card_token}"
+    if expected_total_cents is not None:  # without it, the fingerprint attempts always had
+        request += f"|{expected_total_cents}"
+    return hashlib.sha256(request.encode()).hexdigest()
 
 
 def checkout(
@@ -96,8 +105,12 @@ def checkout(
     hold_id: int,
     card_token: str,
     idempotency_key: str,
+    expected_total_cents: Any = None,
 ) -> CheckoutResult:
-    """Pay for ``hold_id``; a retry with the same key and body returns the same order."""
+    """Pay for ``hold_id`` the prices its hold quoted; a retry with the same key and body
+    returns the same order. ``expected_total_cents``: the total the client showed, if it sent
+    one (expected_total); PriceChanged (nothing charged, the hold kept) when the hold costs
+    anything else."""
     key = (idempotency_key or "").strip()
     if not 8 <= len(key) <= 100:
         raise DomainError(
@@ -105,10 +118,13 @@ def checkout(
         )
     if not card_token:
         raise DomainError("Give the card token.", field="card_token")
-    wanted = fingerprint(hold_id, card_token)
+    expected_total_cents = expected_total(expected_total_cents)
+    wanted = fingerprint(hold_id, card_token, expected_total_cents)
     session.flush()  # Core statements below: nothing of the caller's may wait in the session
     try:
-        attempt = _record_attempt(session, gateway, customer_id, hold_id, card_token, key, wanted)
+        attempt = _record_attempt(
+            session, gateway, customer_id, hold_id, card_token, key, wanted, expected_total_cents
+        )
     except (IntegrityError, DomainError):
         # A retry: its key is taken (an attempt raced us to the database, or came before and
         # was declined), or the first attempt left the hold paid, being paid or expired. The
@@ -119,6 +135,22 @@ def checkout(
             raise
         return _replay(session, gateway, previous, customer_id, wanted)
     return _charge_and_confirm(session, gateway, attempt)
+
+
+def expected_total(value: Any, *, form: bool = False) -> int | None:
+    """The total a client says it showed: None when it sent none, else a whole number of cents
+    (an integer; a form's field, ``form``, as its digits); DomainError naming the field
+    otherwise."""
+    if value is None or (form and value == ""):
+        return None
+    if form and isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 12:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+        raise DomainError(
+            f"expected_total_cents must be a whole number of cents from 0 to {MAX_INT}.",
+            field="expected_total_cents",
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -192,7 +224,7 @@ def _replay(
 
 
 _payment, _order, _ticket = Payment.__table__, Order.__table__, Ticket.__table__
-_hold, _spot, _section = Hold.__table__, EventSpot.__table__, EventSection.__table__
+_hold, _spot = Hold.__table__, EventSpot.__table__
 _event, _partner, _customer = Event.__table__, Partner.__table__, Customer.__table__
 
 # The purchase path runs as Core statements built once: the ORM's unit of work cost more CPU
@@ -219,24 +251,21 @@ _LOCK_HOLD_TO_PAY = (
     .with_for_update(of=_hold)
 )
 _ORDER_OF_HOLD = select(_order.c.id).where(_order.c.hold_id == bindparam("hold_id"))
-# The hold's spots with their prices, locked, and the hold's order if it has one (an earlier,
-# declined attempt's). Read after the hold's lock, in a statement of its own: a statement that
-# waited for a row lock sees only that row anew (READ COMMITTED), not an order another attempt
-# committed meanwhile; and no order of this hold can appear while its lock is ours.
+# The hold's spots with the prices it quoted, locked, and the hold's order if it has one (an
+# earlier, declined attempt's). Read after the hold's lock, in a statement of its own: a
+# statement that waited for a row lock sees only that row anew (READ COMMITTED), not an order
+# another attempt committed meanwhile; and no order of this hold can appear while its lock is
+# ours.
 _LOCK_HELD_SPOTS = (
     select(
         _spot.c.id,
         _spot.c.section_id,
-        _section.c.price_cents,
+        _spot.c.held_price_cents.label("price_cents"),
         _order.c.id.label("order_id"),
         _order.c.status.label("order_status"),
         _order.c.total_cents.label("order_total"),
     )
-    .select_from(
-        _spot.join(_section, _section.c.id == _spot.c.section_id).outerjoin(
-            _order, _order.c.hold_id == bindparam("hold_id")
-        )
-    )
+    .select_from(_spot.outerjoin(_order, _order.c.hold_id == bindparam("hold_id")))
     .where(_spot.c.hold_id == bindparam("hold_id"), _spot.c.status == SpotStatus.HELD.value)
     .order_by(_spot.c.id)
     .with_for_update(of=_spot)
@@ -330,9 +359,11 @@ def _record_attempt(
     card_token: str,
     key: str,
     wanted: str,
+    expected_total_cents: int | None,
 ) -> _Attempt:
     """Step 1: the order (on the first attempt), its pending tickets and the pending payment,
-    under the hold's lock; the hold is extended to cover the charge."""
+    under the hold's lock; the hold is extended to cover the charge. The total is what the hold
+    quoted (an earlier attempt's order has the same)."""
     now = utcnow()
     conn = session.connection()
     ids = {"hold_id": hold_id, "customer_id": customer_id, "now": now}
@@ -353,8 +384,10 @@ def _record_attempt(
         longest = hold.created_at + hold_duration() + PAYMENT_GRACE
         until = max(hold.expires_at, min(now + PAYMENT_GRACE, longest))
         order_id = order.order_id
+        total = sum(s.price_cents for s in spots) if order_id is None else order.order_total
+        if expected_total_cents is not None and expected_total_cents != total:
+            raise _price_changed(total, expected_total_cents, hold.currency)
         if order_id is None:
-            total = sum(s.price_cents for s in spots)
             fee = platform_fee_cents(hold.fee_percent, hold.fee_fixed_cents, total, len(spots))
             recorded = conn.execute(
                 _RECORD_AT_ONCE,
@@ -388,7 +421,6 @@ def _record_attempt(
             raise Conflict(f"Order {order_id} is {order.order_status}.")
         if conn.execute(_PENDING_PAYMENT_OF_ORDER, {"order_id": order_id}).first():
             raise CheckoutInProgress("A payment for these seats is being processed.")
-        total = order.order_total
         tickets = conn.execute(_TICKETS_OF_ORDER, {"order_id": order_id}).scalar_one()
         fee = platform_fee_cents(hold.fee_percent, hold.fee_fixed_cents, total, tickets)
         payment_id = conn.execute(
@@ -412,3 +444,14 @@ def _record_attempt(
         conn.execute(_EXTEND_SPOTS, {"b_hold_id": hold_id, "until": until})
         session.commit()
     return _Attempt(payment_id, card_token, total, hold.currency, key)
+
+
+def _price_changed(held: int, expected: int, currency: str) -> PriceChanged:
+    return PriceChanged(
+        f"These seats cost {format_money(held, currency)}, not the "
+        f"{format_money(expected, currency)} shown: nothing was charged. Check the total and "
+        "pay again.",
+        field="expected_total_cents",
+        held_total_cents=held,
+        expected_total_cents=expected,
+    )

@@ -6,9 +6,11 @@ a time against MAX_SPOTS_PER_EVENT), the event must sell and the waiting room le
 in, then the spots are locked in id order (``SKIP LOCKED`` for best-available, which picks
 adjacent seats among a window of free ones) under the short lock timeout: a taken spot is
 SpotsUnavailable naming it (409), a lock not had in time Busy (503). The hold and its spots are
-written in one statement. A hold's spots are free again the moment it expires
-(EventSpot.free_clause); the customer may release it before, and a beat task releases expired
-ones (release_expired_holds), voiding their unpaid orders.
+written in one statement, each spot with the price the hold quotes for it (its section's price
+as read with the spot's lock): checkout charges that price, whatever the section's becomes. A
+hold's spots are free again the moment it expires (EventSpot.free_clause); the customer may
+release it before, and a beat task releases expired ones (release_expired_holds), voiding their
+unpaid orders.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from app.models.event import SALE_COLUMNS, sale_window
 from app.models.order import hold_is_live, hold_seconds_left
 from app.services import waiting_room
 from app.services.locking import busy_on_lock_failure
-from app.services.pg_writes import row_count
+from app.services.pg_writes import row_count, rows_of_arrays
 from app.services.purchase import sold_out
 
 # How many free rows best-available locks (SKIP LOCKED) to choose adjacent seats among: wide
@@ -75,7 +77,7 @@ class HeldSpot:
     label: str
     section_id: int
     section: str
-    price_cents: int
+    price_cents: int  # quoted when held: what checkout charges
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ class HoldSummary:
             hold.created_at,
             hold.expires_at,
             tuple(
-                HeldSpot(s.id, s.label, s.section_id, s.section.name, s.section.price_cents)
+                HeldSpot(s.id, s.label, s.section_id, s.section.name, s.held_price_cents)
                 for s in spots
             ),
         )
@@ -243,12 +245,16 @@ _NEW_HOLD = (
     .returning(_hold.c.id)
     .cte("new_hold")
 )
+# Each spot keeps the price quoted to the customer: the one read with its lock (a section's
+# price the partner changes meanwhile is not this hold's).
+_QUOTED = rows_of_arrays(spot_id=("b_spot_ids", Integer), price_cents=("b_prices", Integer))
 _HELD_BY_NEW_HOLD = (
     EventSpot.HOLD.update(
         _spot,
-        _spot.c.id.in_(bindparam("ids", expanding=True)),
+        _spot.c.id == _QUOTED.c.spot_id,
         hold_id=select(_NEW_HOLD.c.id).scalar_subquery(),
         held_until=bindparam("until"),
+        held_price_cents=_QUOTED.c.price_cents,
     )
     .returning(_spot.c.id)
     .cte("held")
@@ -377,7 +383,8 @@ def _place_hold(session: Session, ids: dict[str, Any], spots: list[Row]) -> tupl
             "b_event_id": ids["event_id"],
             "now": ids["now"],
             "until": expires_at,
-            "ids": [s.id for s in spots],
+            "b_spot_ids": [s.id for s in spots],
+            "b_prices": [s.price_cents for s in spots],
         },
     ).one()
     if held != len(spots):  # every one is locked by this transaction
@@ -440,7 +447,8 @@ def spots_of_hold(session: Session, hold_id: int, *, lock: bool = False) -> list
 
 
 def hold_total(spots: list[EventSpot]) -> int:
-    return sum(spot.section.price_cents for spot in spots)
+    """What paying for these held spots costs: the prices their hold quoted."""
+    return sum(spot.held_price_cents for spot in spots)  # set on every held spot
 
 
 def get_customer_hold(session: Session, customer_id: int, hold_id: int) -> Hold:
