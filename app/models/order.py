@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from flask_appbuilder import Model
 from sqlalchemy import (
@@ -199,14 +199,20 @@ class Order(Model):
         self.revoke_tickets(self.live_tickets, now, event_cancelled=event_cancelled)
 
     def revoke_tickets(
-        self, tickets: list[Ticket], now: dt.datetime, *, event_cancelled: bool
+        self,
+        tickets: list[Ticket],
+        now: dt.datetime,
+        *,
+        event_cancelled: bool,
+        occupied: Collection[int] = (),
     ) -> None:
-        """Revoke some valid tickets (their spots return to sale unless the event is cancelled);
-        the order is refunded once no valid ticket is left."""
+        """Revoke some valid tickets (their spots return to sale unless the event is cancelled,
+        or the ticket is among ``occupied``, admitted at a gate: its holder is inside); the
+        order is refunded once no valid ticket is left."""
         if not Order.REFUND.allows(self.status):
             raise Conflict(f"Order {self.id} is {self.status}: only a paid order is refunded.")
         for ticket in tickets:
-            ticket.revoke(now, resell=not event_cancelled)
+            ticket.revoke(now, resell=not event_cancelled and ticket.id not in occupied)
         if not self.live_tickets:
             Order.REFUND.apply(self, f"Order {self.id}")
 

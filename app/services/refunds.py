@@ -1,10 +1,16 @@
-"""Refunds of paid orders, by the partner or the platform (ARCHITECTURE.md, "Money")."""
+"""Refunds of paid orders, by the partner or the platform (ARCHITECTURE.md, "Money"), and by
+the customer while the event's refund window is open.
+
+A used ticket (admitted at a gate: checkin/entries.py) is never refunded by the customer's
+self-service; the partner and the platform may refund it, and are shown its entry
+(used_tickets). Its spot is then withdrawn from sale rather than resold: its holder is inside."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy import select
@@ -21,11 +27,13 @@ from app.models import (
     PaymentRefund,
     PaymentStatus,
     RefundStatus,
+    Ticket,
     TicketStatus,
 )
 from app.models.base import utcnow
 from app.services import ledger
 from app.services.checkin import arming
+from app.services.checkin.entries import first_entries
 from app.services.locking import busy_on_lock_failure
 from app.services.payments import PaymentGateway
 from app.services.scoping import SYSTEM, Actor, owned_query
@@ -124,9 +132,11 @@ def _complete(session: Session, gateway: PaymentGateway, order_id: int, refund_i
             return order
         now = utcnow()
         tickets = list(refund.tickets)
-        order.revoke_tickets(
-            tickets, now, event_cancelled=order.event.status == EventStatus.CANCELLED
-        )
+        cancelled = order.event.status == EventStatus.CANCELLED
+        # A used ticket's holder is inside: its seat is withdrawn, not sold again.
+        ids = [t.id for t in tickets]
+        inside = {} if cancelled else first_entries(session, order.event_id, ids)
+        order.revoke_tickets(tickets, now, event_cancelled=cancelled, occupied=inside.keys())
         refund.payment.complete_refund(refund, now)
         refund.ledger_transaction_id = ledger.post_refund(
             session, refund, return_platform_fee=current_app.config["REFUND_RETURNS_PLATFORM_FEE"]
@@ -153,6 +163,48 @@ class RefundWindowClosed(Conflict):
     code = "refund_window_closed"
 
 
+class TicketUsed(Conflict):
+    code = "ticket_used"
+
+
+@dataclass(frozen=True)
+class UsedTicket:
+    """A ticket of an order that was admitted at a gate, with its first entry."""
+
+    ticket_id: int
+    seat: str
+    entered_at: dt.datetime
+    gate: str
+
+    def describe(self) -> str:
+        return (
+            f"ticket {self.ticket_id} ({self.seat}), entered {self.entered_at:%d %b %Y, %H:%M} "
+            f"UTC at {self.gate}"
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.ticket_id,
+            "seat": self.seat,
+            "entered_at": self.entered_at.isoformat() + "Z",
+            "gate": self.gate,
+        }
+
+
+def used_tickets(
+    session: Session, order: Order, tickets: Iterable[Ticket] | None = None
+) -> list[UsedTicket]:
+    """Which of these tickets of ``order`` (by default its valid ones) were admitted at a gate,
+    in id order: the database's entries and an armed event's not flushed from Redis yet."""
+    tickets = sorted(order.live_tickets if tickets is None else tickets, key=lambda t: t.id)
+    entries = first_entries(session, order.event_id, [t.id for t in tickets])
+    return [
+        UsedTicket(t.id, t.seat_label, entry.at, entry.gate)
+        for t in tickets
+        if (entry := entries.get(t.id)) is not None
+    ]
+
+
 def cancel_by_customer(
     session: Session,
     gateway: PaymentGateway,
@@ -161,7 +213,9 @@ def cancel_by_customer(
     now: dt.datetime | None = None,
 ) -> Order:
     """A customer cancels their own paid order for a full refund, while the event's refund
-    window is open. Another customer's order does not exist for them (NotFound)."""
+    window is open and none of its tickets was used at a gate (TicketUsed naming them: the
+    whole order or nothing, as the customer refunds no single ticket). Another customer's order
+    does not exist for them (NotFound)."""
     now = now or utcnow()
     order = session.get(Order, order_id)
     if order is None or order.customer_id != customer_id:
@@ -177,6 +231,13 @@ def cancel_by_customer(
         raise RefundWindowClosed(
             f"Cancellations closed on {deadline:%d %b %Y, %H:%M} UTC.",
             deadline=deadline.isoformat() + "Z",
+        )
+    used = used_tickets(session, order)
+    if used:
+        raise TicketUsed(
+            "Used at the gate: " + "; ".join(u.describe() for u in used) + ". An order with a "
+            "used ticket is not cancelled here: contact the organiser.",
+            tickets=[u.to_json() for u in used],
         )
     session.rollback()
     return refund_order(session, gateway, order_id, SYSTEM)

@@ -1,11 +1,12 @@
 """Orders (partners see their own; finance and admins all) with the refund actions (the whole
-order, or some tickets), and the ledger for finance."""
+order, or some tickets), and the ledger for finance. A ticket already used at a gate may be
+refunded here, with a warning naming its entry."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, redirect, url_for
+from flask import flash, redirect, request, url_for
 from flask_appbuilder import action, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 
@@ -32,11 +33,12 @@ class OrderView(ScopedModelView):
         "refund", "Refund", "Refund the selected orders in full? Tickets are revoked.", "fa-undo"
     )
     def refund(self, items: Any) -> Any:
-        self.run_each(
-            items,
-            lambda order: refunds.refund_order(db.session, gateway(), order.id, current_user()),
-            "{count} order(s) refunded.",
-        )
+        def refund_order(order: Order) -> None:
+            used = refunds.used_tickets(db.session, order)
+            refunds.refund_order(db.session, gateway(), order.id, current_user())
+            _warn_used(f"Order {order.id} refunded", used)
+
+        self.run_each(items, refund_order, "{count} order(s) refunded.")
         return redirect(self.get_redirect())
 
     @action("refund_tickets", "Refund tickets", None, "fa-ticket", multiple=False)
@@ -47,16 +49,26 @@ class OrderView(ScopedModelView):
     @has_access
     def refund_tickets(self, pk: int) -> Any:
         def choices(order: Order, form: RefundTicketsForm) -> None:
+            used = {u.ticket_id: u for u in refunds.used_tickets(db.session, order)}
             form.tickets.choices = [
-                (t.id, f"{t.seat_label}, {format_money(t.price_cents, t.currency)} (ticket {t.id})")
+                (
+                    t.id,
+                    f"{t.seat_label}, {format_money(t.price_cents, t.currency)} (ticket {t.id})"
+                    + (f", USED: {used[t.id].describe()}" if t.id in used else ""),
+                )
                 for t in order.live_tickets
             ]
+            if request.method == "GET":
+                _warn_used("Before refunding", list(used.values()))
 
         def submit(order: Order, form: RefundTicketsForm) -> Any:
+            chosen = [t for t in order.live_tickets if t.id in set(form.tickets.data)]
+            used = refunds.used_tickets(db.session, order, chosen)
             refunds.refund_tickets(
                 db.session, gateway(), order.id, form.tickets.data, current_user()
             )
             flash(f"{len(form.tickets.data)} ticket(s) of order {order.id} refunded.", "success")
+            _warn_used(f"Order {order.id}", used)
             return redirect(url_for(".show", pk=order.id))
 
         return self.row_form(
@@ -66,6 +78,18 @@ class OrderView(ScopedModelView):
             title=lambda order: f"Refund tickets of order {order.id} ({order.event})",
             columns=lambda _: ["tickets"],
             prepare=choices,
+        )
+
+
+def _warn_used(context: str, used: list[refunds.UsedTicket]) -> None:
+    """A warning naming tickets used at a gate that a refund takes (or would take) back."""
+    if used:
+        flash(
+            f"{context}: already used at the gate: "
+            + "; ".join(u.describe() for u in used)
+            + ". The holder may be inside: a refunded used ticket's seat is withdrawn from sale"
+            " (unblock the spot to sell it again).",
+            "warning",
         )
 
 

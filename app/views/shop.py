@@ -298,7 +298,9 @@ def order(order_id: int) -> Any:
         order = customers.order_of(db.session, customer.id, order_id)
     except NotFound:
         abort(404)
-    return render_template("shop/order.html", order=order, now=utcnow())
+    # A used ticket: the order is not cancelled here (refunds.cancel_by_customer).
+    used = refunds.used_tickets(db.session, order) if order.status == "paid" else []
+    return render_template("shop/order.html", order=order, now=utcnow(), used=used)
 
 
 @bp.post("/orders/<int:order_id>/cancel")
