@@ -148,7 +148,8 @@ class RefundTicketsForm(DynamicForm):
         widget=ListWidget(prefix_label=False),
         option_widget=CheckboxInput(),
         description="Each ticket's price goes back to the card and the ticket no longer admits"
-        " anyone; its seat returns to sale unless the event is cancelled.",
+        " anyone; its seat returns to sale unless the event is cancelled or the ticket was used"
+        " at the gate.",
     )
 
 

@@ -476,7 +476,8 @@ class OrderApi(BaseApi):
     @domain_errors
     @permission_name("cancel")
     def cancel(self, pk: int) -> Any:
-        """Cancel one of my paid orders for a full refund, within the event's refund window.
+        """Cancel one of my paid orders for a full refund, within the event's refund window and
+        while none of its tickets was used at the gate.
         ---
         post:
           summary: Cancel an order (full refund to the card)
@@ -488,7 +489,9 @@ class OrderApi(BaseApi):
             404:
               description: Not found (or another customer's)
             409:
-              description: '{"error": "refund_window_closed", "deadline"} or the order is not paid'
+              description: '{"error": "refund_window_closed", "deadline"}; {"error":
+                "ticket_used", "tickets": [{"id", "seat", "entered_at", "gate"}]}; or the order
+                is not paid'
         """
         customer_id = _customer_id()
         order = refunds.cancel_by_customer(db.session, gateway(), customer_id, pk)
