@@ -18,7 +18,7 @@ from app.models import AuditEntry, EventSection, EventSpot, Payout, PayoutStatus
 from app.services import events as event_service
 from app.services.scoping import SYSTEM
 from app.tasks import celery
-from tests.support.builders import api_token, login, make_event, make_partner, make_user
+from tests.support.builders import api_token, login, make_event, make_user
 from tests.support.database import count
 from tests.support.money import create_payouts, happened_days_ago, reconcile
 from tests.support.shop import buy, payment_of, sign_up
