@@ -252,9 +252,10 @@ def test_an_entry_is_written_in_the_transaction_of_its_change(staff):
     assert len(entries(object_type="section")) == 1  # visible inside the transaction
     db.session.rollback()
     assert entries() == []
-    # A change whose transaction fails leaves no entry either.
+    # A change written (its entry too) in a transaction that then fails leaves no entry either.
     section = db.session.get(EventSection, staff["event_a"].sections[0].id)
     section.price_cents = 67234
+    db.session.flush()
     db.session.add(EventSection(event_id=section.event_id, name=section.name, price_cents=1))
     with pytest.raises(IntegrityError):
         db.session.commit()
