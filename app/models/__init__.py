@@ -1,5 +1,6 @@
 """Domain models, one module per aggregate, re-exported here."""
 
+from app.models.audit import AuditEntry
 from app.models.checkin import CheckIn, ScanDirection, ScanResult
 from app.models.customer import Customer
 from app.models.errors import Busy, Conflict, DomainError, Forbidden, NotFound
@@ -41,6 +42,7 @@ from app.models.spot import EventSpot, SpotStatus
 from app.models.waiting_room import WaitingEntry, WaitingLine
 
 __all__ = [
+    "AuditEntry",
     "WaitingEntry",
     "WaitingLine",
     "AccountKind",

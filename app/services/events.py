@@ -20,6 +20,7 @@ from app.models import (
     SectionKind,
     SpotStatus,
 )
+from app.services import audit
 from app.services.after_commit import enqueue
 from app.services.scoping import Actor, get_owned, get_owned_many, is_platform_staff
 
@@ -142,6 +143,7 @@ def generate_spots(
             for i, (row, seat, label) in enumerate(rows, start=1)
         ],
     )
+    audit.record_generated_spots(session, section, [label for _, _, label in rows])
     session.commit()
     return len(rows)
 

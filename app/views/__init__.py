@@ -6,6 +6,7 @@ from flask import Flask
 from flask_appbuilder import AppBuilder
 from flask_limiter.util import get_remote_address
 
+from app.views.audit import AuditEntryView
 from app.views.balances import BalanceView
 from app.views.catalog import (
     EventApi,
@@ -50,6 +51,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_view(CheckInView, "Scan log", icon="fa-qrcode", category="Check-in")
     appbuilder.add_view(PartnerView, "Partners", icon="fa-handshake-o", category="Platform")
     appbuilder.add_view(CustomerView, "Customers", icon="fa-users", category="Platform")
+    appbuilder.add_view(AuditEntryView, "Audit log", icon="fa-history", category="Platform")
     appbuilder.add_api(EventApi)
     appbuilder.add_api(EventSectionApi)
     appbuilder.add_api(EventSpotApi)

@@ -31,6 +31,9 @@ PARTNER_CATALOG = [
     ("(Events|Sections|Spots|Catalog)", "menu_access"),
     ("(GateDeviceView|GateAssignmentView|CheckInView)", "(?!can_download$).*"),
     ("(Check-in|Gate devices|Gate staff|Scan log)", "menu_access"),
+    # Changes to its own rows (the view's base filter holds it to them).
+    ("AuditEntryView", "can_(list|show|export_csv)"),
+    ("(Platform|Audit log)", "menu_access"),
 ]
 
 ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {

@@ -20,6 +20,7 @@ from app.extensions import db
 from app.services import ledger, purchase
 
 DOMAIN_TABLES = [
+    "audit_entry",
     "waiting_entry",
     "waiting_line",
     "report",
