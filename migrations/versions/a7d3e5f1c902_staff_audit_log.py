@@ -1,7 +1,7 @@
 """audit_entry: the staff audit log (who changed what, before and after)
 
 Revision ID: a7d3e5f1c902
-Revises: 494965c4b9ee
+Revises: 7c3e51a0d9f4
 Create Date: 2026-12-02 10:00:00.000000
 
 """
@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
 revision = 'a7d3e5f1c902'
-down_revision = '494965c4b9ee'
+down_revision = '7c3e51a0d9f4'
 branch_labels = None
 depends_on = None
 
