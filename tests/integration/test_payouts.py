@@ -372,6 +372,49 @@ def test_two_payouts_marked_paid_at_once_never_pay_more_than_is_owed(
     assert ledger.partner_balance(db.session, partner, "BRL") >= 0
 
 
+@pytest.mark.parametrize("with_items", [True, False], ids=["new sales", "reserve released"])
+def test_two_payout_runs_at_once_create_one_payout(app, settled, monkeypatch, with_items):
+    """The beat task and a retry run at the same moment, each reading the partner's funds before
+    the other wrote its payout: the partner's row lock makes the second read them again and find
+    nothing more to pay (a released reserve lists no transaction a unique item could catch)."""
+    partner_id = settled["partner"].id
+    now = utcnow()
+    if not with_items:
+        settled["partner"].set_reserve(Decimal("10"))
+        db.session.commit()
+        fiona = db.session.scalars(select(PartnerUser).filter_by(username="fiona")).one()
+        [first] = create_payouts()
+        payouts.approve_payout(db.session, first, fiona, now)
+        payouts.mark_payout_paid(db.session, first, "TED 1", fiona, now)
+        now += dt.timedelta(days=Partner.RESERVE_DAYS, minutes=1)
+    expected = available(partner_id, now)
+    assert expected == (17800 if with_items else 1780)
+    db.session.rollback()
+    read_funds = payouts.partner_funds
+
+    def slow_funds(*args, **kwargs):
+        value = read_funds(*args, **kwargs)
+        time.sleep(0.5)  # the other run reads the same funds meanwhile
+        return value
+
+    monkeypatch.setattr(payouts, "partner_funds", slow_funds)
+
+    def run(_: int) -> list[int]:
+        with app.app_context():
+            session = Session(db.engine)
+            try:
+                return payouts.create_payouts(session, now)
+            finally:
+                session.close()
+
+    with ThreadPoolExecutor(2) as pool:
+        created = [p for ids in pool.map(run, range(2)) for p in ids]
+    monkeypatch.undo()
+    assert len(created) == 1
+    assert db.session.get(Payout, created[0]).amount_cents == expected
+    assert available(partner_id, now) == 0
+
+
 def test_payout_statements_and_orders_export_with_their_relations(client, settled):
     """The payout statement's export answered 500 (a view without a default order), and the
     exports read relations (an order's event) after the request could load them (a review)."""
