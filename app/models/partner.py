@@ -92,7 +92,9 @@ class Partner(Model):
         self.validate_reserve()
 
     def validate_reserve(self) -> None:
-        percent = Decimal(self.reserve_percent if self.reserve_percent is not None else 0)
+        if self.reserve_percent is None:
+            self.reserve_percent = Decimal(0)  # left empty in the partner form: no reserve
+        percent = Decimal(self.reserve_percent)
         if not percent.is_finite() or not Decimal(0) <= percent <= Decimal(100):
             raise DomainError(
                 "The reserve is a percentage between 0 and 100.", field="reserve_percent"
@@ -101,7 +103,6 @@ class Partner(Model):
             raise DomainError(
                 "The reserve has at most two decimal places.", field="reserve_percent"
             )
-        self.reserve_percent = percent
 
     def reserve_cents(self, settled_net_cents: int) -> int:
         """What the reserve holds back of the partner's settled net of the last RESERVE_DAYS
