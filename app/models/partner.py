@@ -32,7 +32,12 @@ class Partner(Model):
         enum_check("status", PartnerStatus, "ck_partner_status"),
         CheckConstraint("fee_percent >= 0 AND fee_percent <= 100", name="ck_partner_fee_percent"),
         CheckConstraint("fee_fixed_cents >= 0", name="ck_partner_fee_fixed"),
+        CheckConstraint(
+            "reserve_percent >= 0 AND reserve_percent <= 100", name="ck_partner_reserve_percent"
+        ),
     )
+    # How long each settled sale's reserve is held back from payouts (services/payouts.py).
+    RESERVE_DAYS = 30
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(150), unique=True, nullable=False)
@@ -45,6 +50,11 @@ class Partner(Model):
         Numeric(5, 2), nullable=False, default=Decimal("0.00")
     )
     fee_fixed_cents: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # Payout reserve for refunds and chargebacks: this percentage of the partner's settled net
+    # of the last RESERVE_DAYS days is not paid out yet.
+    reserve_percent: Mapped[Decimal] = mapped_column(
+        Numeric(5, 2), nullable=False, default=Decimal("0.00"), server_default="0"
+    )
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
     approved_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     suspended_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
@@ -71,6 +81,36 @@ class Partner(Model):
                     "a sale must leave the partner something.",
                     field="fee_percent" if percent >= 100 else "fee_fixed_cents",
                 )
+
+    def set_reserve(self, percent: Decimal | None) -> None:
+        """The payout reserve: a percentage, 0 (none) to 100, to the cent of a percent."""
+        if percent is None:
+            raise DomainError(
+                "Give the reserve as a percentage, 0 to 100.", field="reserve_percent"
+            )
+        self.reserve_percent = percent
+        self.validate_reserve()
+
+    def validate_reserve(self) -> None:
+        if self.reserve_percent is None:
+            self.reserve_percent = Decimal(0)  # left empty in the partner form: no reserve
+        percent = Decimal(self.reserve_percent)
+        if not percent.is_finite() or not Decimal(0) <= percent <= Decimal(100):
+            raise DomainError(
+                "The reserve is a percentage between 0 and 100.", field="reserve_percent"
+            )
+        if percent != percent.quantize(Decimal("0.01")):
+            raise DomainError(
+                "The reserve has at most two decimal places.", field="reserve_percent"
+            )
+
+    def reserve_cents(self, settled_net_cents: int) -> int:
+        """What the reserve holds back of the partner's settled net of the last RESERVE_DAYS
+        days (rounded half up to the cent; nothing when that net is not positive)."""
+        if settled_net_cents <= 0:
+            return 0
+        held = Decimal(settled_net_cents) * Decimal(self.reserve_percent or 0) / 100
+        return int(held.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
     def leaves_something(self, price_cents: int) -> bool:
         """Whether a ticket at this price leaves the partner a share after the platform's fee.

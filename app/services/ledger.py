@@ -274,7 +274,7 @@ def post_unsold_refund(session: Session, payment: Payment) -> int:
     )
 
 
-def _total(column: Any) -> Any:
+def sum_cents(column: Any) -> Any:
     """SUM of cents as a 64-bit integer (PostgreSQL sums BIGINT into NUMERIC, read as Decimal)."""
     return cast(func.sum(column), BigInteger)
 
@@ -285,7 +285,7 @@ def balance(
     """Debits minus credits on an account (a liability's balance is negative); with ``before``,
     of the transactions posted before that moment only."""
     wanted = account_ref if isinstance(account_ref, int) else account_ref.id
-    query = select(func.coalesce(_total(LedgerEntry.amount_cents), 0)).where(
+    query = select(func.coalesce(sum_cents(LedgerEntry.amount_cents), 0)).where(
         LedgerEntry.account_id == wanted, LedgerEntry.currency == currency
     )
     if before is not None:
@@ -341,7 +341,7 @@ def touching(account: int) -> Select[tuple[int]]:
 
 def entry_sum(*conditions: ColumnElement[bool]) -> ColumnElement[int]:
     """The sum of the amounts of the entries meeting every condition (0 when none does)."""
-    return func.coalesce(_total(case((and_(*conditions), LedgerEntry.amount_cents))), 0)
+    return func.coalesce(sum_cents(case((and_(*conditions), LedgerEntry.amount_cents))), 0)
 
 
 def statement_columns(session: Session, partner_account: int) -> list[ColumnElement[int]]:
@@ -417,24 +417,27 @@ def post_chargeback(session: Session, payment: Payment, *, reason: str | None = 
     )  # fmt: skip
 
 
-def post_settlement(session: Session, settlement: Settlement) -> int | None:
-    """The acquirer paid out a day: what it cleared leaves gateway clearing, its fee is an
-    expense, the net reaches the platform's bank. None when nothing moved."""
+def post_settlement(
+    session: Session, settlement: Settlement, cleared_cents: int, fee_cents: int
+) -> int | None:
+    """The acquirer paid out (more of) a day: what it cleared leaves gateway clearing, its fee
+    is an expense, the net reaches the platform's bank. A settlement's first posting is keyed by
+    its day; one for lines a corrected report added also by the settlement's line count then
+    (lines are only ever added, so each count is posted once). None when nothing moved."""
     currency = settlement.currency
     lines = [
-        (account_id(session, BANK), settlement.net_cents, currency),
-        (account_id(session, GATEWAY_FEES), settlement.fee_cents, currency),
-        (account_id(session, CLEARING), -settlement.cleared_cents, currency),
+        (account_id(session, BANK), cleared_cents - fee_cents, currency),
+        (account_id(session, GATEWAY_FEES), fee_cents, currency),
+        (account_id(session, CLEARING), -cleared_cents, currency),
     ]
     if not any(amount for _, amount, _ in lines):
         return None
-    return post(
-        session,
-        TransactionKind.SETTLEMENT,
-        f"settlement:{settlement.gateway}:{settlement.day.isoformat()}:{currency}",
-        lines,
-        memo=f"Settlement {settlement}",
-    )
+    cause = f"settlement:{settlement.gateway}:{settlement.day.isoformat()}:{currency}"
+    memo = f"Settlement {settlement}"
+    if settlement.ledger_transaction_id is not None:
+        cause += f":{settlement.line_count}"
+        memo += f": lines the acquirer added, {settlement.line_count} in all"
+    return post(session, TransactionKind.SETTLEMENT, cause, lines, memo=memo)
 
 
 def post_payout(session: Session, payout: Payout) -> int:

@@ -1,9 +1,32 @@
 """Payouts to partners (ARCHITECTURE.md, "Money").
 
-Only *settled* money is paid out: the ledger transactions touching a partner's payable whose
-payment's charge matched a reconciled settlement line (its sale, and its refund or chargeback if
-any), and that no payout covers yet. Each payout lists those transactions as its items; an item's
-ledger transaction is unique, so nothing is paid twice and no payout exceeds the settled balance.
+Only *settled* money is paid out. A payment is settled once its charge matched a line of a
+reconciled settlement, which posts that line's money from gateway clearing to the bank in the
+same database transaction (services/settlement.py). From the ledger, per partner and currency:
+
+- balance: what the platform owes the partner (its payable: sales - fees - refunds -
+  chargebacks - payouts paid);
+- pending: of it, the partner's share of payments not settled yet (their sales less their
+  refunds and chargebacks; never below zero: a partner owing on unsettled payments owes it out
+  of its settled money);
+- reserve: the partner's ``reserve_percent`` of its settled net of the last RESERVE_DAYS days
+  (its share of the sales, refunds and chargebacks of settled payments posted in that window),
+  held back for the refunds and chargebacks to come: a rolling reserve, each sale's part of it
+  released RESERVE_DAYS after the sale;
+- in payouts: payouts made and not paid yet;
+- available = balance - pending - reserve - in payouts, never below zero: what the next payout
+  pays.
+
+A refund or chargeback after a payout takes its share from the partner's balance, which may go
+below zero: the partner then owes the platform, nothing is paid out until later sales, once
+settled, have paid it back (the balance is carried forward). A payout made before such a
+refund is paid only if the balance less pending and reserve still covers it when finance
+approves it and when it is marked paid; otherwise finance cancels it and the next run pays what
+is due.
+
+Each payout lists, as its items, the settled ledger transactions touching the partner's
+payable that no payout listed before (its statement: an item's transaction is unique); without
+a reserve and with nothing owed on unsettled payments, the items add up to the payout.
 Finance approves a payout, then marks it paid with the bank reference, which posts it.
 """
 
@@ -11,11 +34,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from itertools import groupby
+from dataclasses import dataclass
 
-from sqlalchemy import Select, exists, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Select, and_, exists, func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from app.models import (
     Conflict,
@@ -36,67 +59,162 @@ from app.services.scoping import Actor, get_owned_many, is_platform_staff
 
 log = logging.getLogger(__name__)
 
+UNPAID = (PayoutStatus.PENDING, PayoutStatus.APPROVED)
 
-def _unpaid_settled_shares() -> Select[tuple[int, str, int, int]]:
-    """(partner id, currency, ledger transaction id, the partner's share) of every settled
-    transaction no payout covers yet; a share is positive when the platform owes more."""
+
+@dataclass(frozen=True)
+class Funds:
+    """What the platform owes one partner in one currency, and how much of it may be paid out
+    (see the module's docstring)."""
+
+    partner_id: int
+    currency: str
+    balance: int
+    pending: int
+    reserve: int
+    in_payouts: int
+
+    @property
+    def payable(self) -> int:
+        """What the payouts paid from now on may take in all: the settled balance less the
+        reserve."""
+        return self.balance - self.pending - self.reserve
+
+    @property
+    def available(self) -> int:
+        """What the next payout pays."""
+        return max(0, self.payable - self.in_payouts)
+
+
+def _settled() -> ColumnElement[bool]:
+    """The ledger transaction is of a settled payment."""
     settled_payments = select(SettlementLine.payment_id).where(
         SettlementLine.kind == LineKind.CHARGE, SettlementLine.payment_id.is_not(None)
     )
-    paid_out = exists().where(PayoutItem.ledger_transaction_id == LedgerTransaction.id)
-    return (
+    return LedgerTransaction.payment_id.in_(settled_payments)
+
+
+def partner_funds(
+    session: Session, now: dt.datetime, partner_ids: list[int] | None = None
+) -> list[Funds]:
+    """Every partner's funds (or those of ``partner_ids``), per currency, by partner."""
+    reserve_since = now - dt.timedelta(days=Partner.RESERVE_DAYS)
+    unsettled = and_(LedgerTransaction.payment_id.is_not(None), ~_settled())
+    recent = and_(_settled(), LedgerTransaction.created_at >= reserve_since)
+    totals = (
         select(
             LedgerAccount.partner_id,
             LedgerEntry.currency,
-            LedgerTransaction.id,
-            -LedgerEntry.amount_cents,
+            -func.coalesce(ledger.sum_cents(LedgerEntry.amount_cents), 0),
+            -ledger.entry_sum(unsettled),
+            -ledger.entry_sum(recent),
         )
         .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
         .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-        .where(
-            LedgerAccount.partner_id.is_not(None),
-            LedgerTransaction.payment_id.in_(settled_payments),
-            ~paid_out,
+        .where(LedgerAccount.partner_id.is_not(None))
+        .group_by(LedgerAccount.partner_id, LedgerEntry.currency)
+        .order_by(LedgerAccount.partner_id, LedgerEntry.currency)
+    )
+    unpaid = (
+        select(Payout.partner_id, Payout.currency, ledger.sum_cents(Payout.amount_cents))
+        .where(Payout.status.in_(UNPAID))
+        .group_by(Payout.partner_id, Payout.currency)
+    )
+    if partner_ids is not None:
+        totals = totals.where(LedgerAccount.partner_id.in_(partner_ids))
+        unpaid = unpaid.where(Payout.partner_id.in_(partner_ids))
+    in_payouts = {(p, c): amount for p, c, amount in session.execute(unpaid)}
+    rows = session.execute(totals).all()
+    partners = {
+        partner.id: partner
+        for partner in session.scalars(select(Partner).where(Partner.id.in_({r[0] for r in rows})))
+    }
+    return [
+        Funds(
+            partner_id=partner_id,
+            currency=currency,
+            balance=balance,
+            pending=max(0, unsettled_share),
+            reserve=partners[partner_id].reserve_cents(recent_share),
+            in_payouts=in_payouts.get((partner_id, currency), 0),
         )
-        .order_by(LedgerAccount.partner_id, LedgerEntry.currency, LedgerTransaction.id)
+        for partner_id, currency, balance, unsettled_share, recent_share in rows
+    ]
+
+
+def funds(session: Session, partner_id: int, currency: str, now: dt.datetime) -> Funds:
+    """One partner's funds in one currency (all zero before its first sale)."""
+    for found in partner_funds(session, now, [partner_id]):
+        if found.currency == currency:
+            return found
+    return Funds(partner_id, currency, 0, 0, 0, 0)
+
+
+def partner_balances(
+    session: Session, now: dt.datetime, partner_ids: list[int] | None = None
+) -> list[dict]:
+    """The partners' statements (``ledger.partner_statements``), each with its funds: pending,
+    reserve, in payouts and available."""
+    found = {(f.partner_id, f.currency): f for f in partner_funds(session, now, partner_ids)}
+    balances = []
+    for statement in ledger.partner_statements(session, partner_ids):
+        key = (statement["partner_id"], statement["currency"])
+        its = found.get(key) or Funds(*key, statement["balance"], 0, 0, 0)
+        balances.append(
+            {
+                **statement,
+                "pending": its.pending,
+                "reserve": its.reserve,
+                "in_payouts": its.in_payouts,
+                "available": its.available,
+            }
+        )
+    return balances
+
+
+def _unlisted_settled_shares(partner_id: int, currency: str) -> Select[tuple[int, int]]:
+    """(ledger transaction id, the partner's share) of the partner's settled transactions no
+    payout lists yet; a share is positive when the platform owes more."""
+    listed = exists().where(PayoutItem.ledger_transaction_id == LedgerTransaction.id)
+    return (
+        select(LedgerTransaction.id, -LedgerEntry.amount_cents)
+        .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+        .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
+        .where(
+            LedgerAccount.partner_id == partner_id,
+            LedgerEntry.currency == currency,
+            _settled(),
+            ~listed,
+        )
+        .order_by(LedgerTransaction.id)
     )
 
 
-def settled_balance(session: Session, partner_id: int, currency: str) -> int:
-    """What a payout for the partner could pay now."""
-    rows = session.execute(
-        _unpaid_settled_shares().where(
-            LedgerAccount.partner_id == partner_id, LedgerEntry.currency == currency
-        )
-    ).all()
-    return sum(share for *_, share in rows)
-
-
 def create_payouts(session: Session, now: dt.datetime) -> list[int]:
-    """One pending payout per partner and currency whose settled balance is positive, each in
-    its own transaction. A transaction a concurrent run claimed first makes this one's insert
-    fail on the unique item: that payout is skipped. Returns the ids created."""
-    rows = session.execute(_unpaid_settled_shares()).all()
+    """One pending payout per partner and currency with money available, of all of it, each in
+    its own transaction. The partner's row is locked and its funds read again under the lock,
+    so a concurrent run (or finance paying a payout) waits and then finds nothing more to pay.
+    Returns the ids created."""
+    due = [(f.partner_id, f.currency) for f in partner_funds(session, now) if f.available > 0]
     session.rollback()
     created = []
-    for (partner_id, currency), group in groupby(rows, key=lambda row: (row[0], row[1])):
-        shares = [(transaction_id, share) for _, _, transaction_id, share in group]
-        amount = sum(share for _, share in shares)
+    for partner_id, currency in due:
+        _lock_partner(session, partner_id)
+        amount = funds(session, partner_id, currency, now).available
         if amount <= 0:
-            continue  # carried over: later sales pay it back first
+            session.rollback()
+            continue
         payout = Payout(
             partner_id=partner_id, currency=currency, amount_cents=amount, created_at=now
         )
         payout.items = [
             PayoutItem(ledger_transaction_id=transaction_id, amount_cents=share)
-            for transaction_id, share in shares
+            for transaction_id, share in session.execute(
+                _unlisted_settled_shares(partner_id, currency)
+            )
         ]
         session.add(payout)
-        try:
-            session.commit()
-        except IntegrityError:
-            session.rollback()
-            continue
+        session.commit()
         created.append(payout.id)
         log.info("payout created", extra={"payout_id": payout.id, "amount": amount})
     return created
@@ -104,8 +222,8 @@ def create_payouts(session: Session, now: dt.datetime) -> list[int]:
 
 def approve_payout(session: Session, payout_id: int, actor: Actor, now: dt.datetime) -> Payout:
     payout = _locked(session, payout_id, actor)
-    _require_covered(session, payout)
     payout.approve(getattr(actor, "id", None), now)
+    _require_covered(session, payout, now)
     session.commit()
     return payout
 
@@ -115,8 +233,8 @@ def mark_payout_paid(
 ) -> Payout:
     """The transfer was made: record its bank reference and post partner payable -> bank."""
     payout = _locked(session, payout_id, actor)
-    _require_covered(session, payout)
     payout.mark_paid(bank_reference, getattr(actor, "id", None), now)
+    _require_covered(session, payout, now)
     payout.ledger_transaction_id = ledger.post_payout(session, payout)
     session.commit()
     log.info("payout paid", extra={"payout_id": payout.id, "amount": payout.amount_cents})
@@ -143,19 +261,27 @@ def cancel_payout(session: Session, payout_id: int, actor: Actor) -> None:
     session.commit()
 
 
-def _require_covered(session: Session, payout: Payout) -> None:
-    """No payout may leave the partner owing the platform: refunds or chargebacks since the
-    payout was made may have eaten into what it covers. The partner's row is locked first, so
-    two payouts of one partner are checked and paid one after the other (each read the balance
-    before the other posted, and both were paid)."""
-    session.execute(select(Partner.id).where(Partner.id == payout.partner_id).with_for_update())
-    owed = ledger.partner_balance(session, payout.partner, payout.currency)
-    if owed < payout.amount_cents:
-        raise Conflict(
-            f"The partner is now owed {format_money(owed, payout.currency)}, less than this "
-            f"payout of {format_money(payout.amount_cents, payout.currency)} (refunds or "
-            "chargebacks since it was made): cancel it, and the next run pays what is due."
+def _require_covered(session: Session, payout: Payout, now: dt.datetime) -> None:
+    """No payout may pay money the acquirer has not settled, the reserve, or leave the partner
+    owing the platform: refunds or chargebacks since the payout was made may have eaten into
+    what covers it. The partner's row is locked first, so two payouts of one partner are
+    checked and paid one after the other (each read the funds before the other posted, and
+    both were paid)."""
+    _lock_partner(session, payout.partner_id)
+    covering = funds(session, payout.partner_id, payout.currency, now).payable
+    if covering < payout.amount_cents:
+        refusal = Conflict(
+            f"The partner's settled balance less its reserve is now"
+            f" {format_money(max(covering, 0), payout.currency)}, less than this payout of"
+            f" {format_money(payout.amount_cents, payout.currency)} (refunds or chargebacks"
+            " since it was made): cancel it, and the next run pays what is due."
         )
+        session.rollback()  # the payout's new status is not kept
+        raise refusal
+
+
+def _lock_partner(session: Session, partner_id: int) -> None:
+    session.execute(select(Partner.id).where(Partner.id == partner_id).with_for_update())
 
 
 def _locked(session: Session, payout_id: int, actor: Actor) -> Payout:

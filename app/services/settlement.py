@@ -9,6 +9,8 @@ recorded; the settlement is posted (clearing -> bank, less the acquirer's fee); 
 match is flagged for finance.
 A day is one database transaction and every step is idempotent (lines by the acquirer's id,
 postings by cause key, mismatches by a unique key), so replaying a day posts nothing twice.
+A day reconciled again after the acquirer corrected its report keeps the lines it gained and
+posts exactly what they moved: a settlement's totals are always those of the lines it posted.
 """
 
 from __future__ import annotations
@@ -169,7 +171,7 @@ def _reconcile(
     ours = {payment.currency for payment in captured} | {r.payment.currency for r in refunded}
     for currency in sorted(report.currencies | ours):
         lines = [line for line in report.lines if line.currency == currency]
-        settlement = _settlement(session, gateway_name, report.day, currency, lines, added)
+        settlement = _settlement(session, gateway_name, report.day, currency, added)
         for line in lines:
             _match(session, settlement, line, known.get(line.charge_ref), now, added)
         for payment in captured:
@@ -178,9 +180,7 @@ def _reconcile(
         _flag_unreported_refunds(
             session, settlement, [r for r in refunded if r.payment.currency == currency], added
         )
-        if settlement.ledger_transaction_id is None:
-            settlement.ledger_transaction_id = ledger.post_settlement(session, settlement)
-            added["postings"] += settlement.ledger_transaction_id is not None
+        added["postings"] += _post_new_lines(session, settlement)
     reconciled = select(SettlementDay.id).where(
         SettlementDay.gateway == gateway_name, SettlementDay.day == report.day
     )
@@ -195,9 +195,10 @@ def _settlement(
     gateway_name: str,
     day: dt.date,
     currency: str,
-    lines: list[ReportLine],
     added: Counter[str],
 ) -> Settlement:
+    """The day's settlement in the currency, created empty: its totals are those of the lines
+    it posted (``_post_new_lines``)."""
     found = session.scalar(
         select(Settlement).where(
             Settlement.gateway == gateway_name,
@@ -207,25 +208,48 @@ def _settlement(
     )
     if found is not None:
         return found
-
-    def total(kind: LineKind) -> int:
-        return sum(line.amount_cents for line in lines if line.kind == kind)
-
-    settlement = Settlement(
-        gateway=gateway_name,
-        day=day,
-        currency=currency,
-        captured_cents=total(LineKind.CHARGE),
-        refunded_cents=total(LineKind.REFUND),
-        charged_back_cents=total(LineKind.CHARGEBACK),
-        fee_cents=sum(line.fee_cents for line in lines),
-        line_count=len(lines),
-    )
-    settlement.net_cents = settlement.cleared_cents - settlement.fee_cents
+    settlement = Settlement(gateway=gateway_name, day=day, currency=currency)
     session.add(settlement)
     session.flush()
     added["settlements"] += 1
     return settlement
+
+
+def _post_new_lines(session: Session, settlement: Settlement) -> int:
+    """Post what the settlement's lines moved and it has not posted yet: all of them the first
+    time, then the lines a corrected report added when the day is reconciled again. The
+    settlement's totals are always what it posted, so the difference is exactly the new
+    lines'; a payment is settled (its line kept) and its money reaches the bank in the same
+    database transaction. Returns how many postings it made (0 or 1)."""
+    session.flush()
+    totals = dict.fromkeys(LineKind, 0)
+    fees = count = 0
+    for kind, amount, fee, lines in session.execute(
+        select(
+            SettlementLine.kind,
+            func.sum(SettlementLine.amount_cents),
+            func.sum(SettlementLine.fee_cents),
+            func.count(),
+        )
+        .where(SettlementLine.settlement_id == settlement.id)
+        .group_by(SettlementLine.kind)
+    ):
+        totals[LineKind(kind)], fees, count = int(amount), fees + int(fee), count + lines
+    if count == settlement.line_count:
+        return 0  # no new line
+    before = (settlement.cleared_cents, settlement.fee_cents)
+    settlement.captured_cents = totals[LineKind.CHARGE]
+    settlement.refunded_cents = totals[LineKind.REFUND]
+    settlement.charged_back_cents = totals[LineKind.CHARGEBACK]
+    settlement.fee_cents = fees
+    settlement.net_cents = settlement.cleared_cents - settlement.fee_cents
+    settlement.line_count = count
+    posting = ledger.post_settlement(
+        session, settlement, settlement.cleared_cents - before[0], settlement.fee_cents - before[1]
+    )
+    if posting is not None and settlement.ledger_transaction_id is None:
+        settlement.ledger_transaction_id = posting
+    return int(posting is not None)
 
 
 def _match(

@@ -1,5 +1,6 @@
-"""Balances: a partner sees its own (sales, fees, refunds, payouts, balance); finance and admins
-see every partner's."""
+"""Balances: a partner sees its own (sales, fees, refunds, payouts, balance, and what of it is
+not settled yet, held in reserve, in payouts, available); finance and admins see every
+partner's."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 from flask_appbuilder import BaseView, expose, has_access
 
 from app.extensions import db
-from app.services import ledger
+from app.models.base import utcnow
+from app.services import payouts
 from app.services.scoping import is_platform_staff
 from app.views.base import current_user
 
@@ -22,6 +24,6 @@ class BalanceView(BaseView):
     def index(self) -> Any:
         user = current_user()
         partner_ids = None if is_platform_staff(user) else [getattr(user, "partner_id", None) or 0]
-        statements = ledger.partner_statements(db.session, partner_ids)
+        statements = payouts.partner_balances(db.session, utcnow(), partner_ids)
         db.session.commit()  # accounts created on first look
         return self.render_template("balances.html", statements=statements)

@@ -37,6 +37,21 @@ SECTION_KIND_CHOICES = [
 ]
 
 
+def reserve_field(*, required: bool) -> DecimalField:
+    """A partner's payout reserve (optional in the partner form: none, 0 %, when left empty)."""
+    message = "Give the reserve as a percentage, 0 to 100."
+    return DecimalField(
+        "Payout reserve (%)",
+        places=2,
+        validators=[InputRequired(message=message) if required else Optional()],
+        description=(
+            "Held back from payouts for refunds and chargebacks: this percentage of the"
+            " partner's settled net of the last 30 days, 0 to 100."
+        ),
+        widget=BS3TextFieldWidget(),
+    )
+
+
 def price_field() -> DecimalField:
     return DecimalField(
         "Price",
@@ -136,6 +151,10 @@ def at_least_one(message: str) -> Callable[[Form, Field], None]:
             raise StopValidation(message)
 
     return check
+
+
+class PartnerReserveForm(DynamicForm):
+    reserve_percent = reserve_field(required=True)
 
 
 class RefundTicketsForm(DynamicForm):

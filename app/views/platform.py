@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import redirect
-from flask_appbuilder import ModelView, action
+from flask import flash, redirect, request, url_for
+from flask_appbuilder import ModelView, action, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 
 from app.extensions import db
 from app.models import Customer, Partner
 from app.services import partners as partner_service
 from app.views.base import CheckedListMixin, ScopedModelView, current_user
+from app.views.forms import PartnerReserveForm, reserve_field
 
 
 class PartnerView(ScopedModelView):
@@ -22,24 +23,62 @@ class PartnerView(ScopedModelView):
         "status",
         "fee_percent",
         "fee_fixed_cents",
+        "reserve_percent",
         "contact_email",
         "created_at",
     ]
     show_columns = [*list_columns, "approved_at", "suspended_at"]
-    add_columns = ["name", "contact_email", "fee_percent", "fee_fixed_cents"]
+    add_columns = ["name", "contact_email", "fee_percent", "fee_fixed_cents", "reserve_percent"]
     edit_columns = add_columns
     search_columns = ["name", "status", "contact_email"]
-    label_columns = {"fee_percent": "Fee (%)", "fee_fixed_cents": "Fee per ticket (cents)"}
+    label_columns = {
+        "fee_percent": "Fee (%)",
+        "fee_fixed_cents": "Fee per ticket (cents)",
+        "reserve_percent": "Payout reserve (%)",
+    }
     description_columns = {
         "fee_percent": "Platform fee as a percentage of the gross, 0 to 100.",
         "fee_fixed_cents": "Fixed platform fee per ticket, in cents.",
     }
+    add_form_extra_fields = {"reserve_percent": reserve_field(required=False)}
+    edit_form_extra_fields = add_form_extra_fields
 
     def on_add(self, item: Partner) -> None:
         item.validate_fees()
+        item.validate_reserve()
 
     def on_update(self, item: Partner) -> None:
         item.validate_fees()
+        item.validate_reserve()
+
+    @action("reserve", "Payout reserve", None, "fa-shield", multiple=False)
+    def reserve_action(self, item: Partner) -> Any:
+        return redirect(url_for(".reserve", pk=item.id))
+
+    @expose("/reserve/<int:pk>", methods=["GET", "POST"])
+    @has_access
+    def reserve(self, pk: int) -> Any:
+        """Finance sets the reserve here (the partner form, fees included, is the admins')."""
+
+        def prepare(partner: Partner, form: PartnerReserveForm) -> None:
+            if request.method == "GET":
+                form.reserve_percent.data = partner.reserve_percent
+
+        def submit(partner: Partner, form: PartnerReserveForm) -> Any:
+            partner_service.set_reserve(
+                db.session, partner.id, form.reserve_percent.data, current_user()
+            )
+            flash(f"{partner.name}'s payout reserve is {form.reserve_percent.data} %.", "success")
+            return redirect(url_for(".show", pk=partner.id))
+
+        return self.row_form(
+            pk,
+            PartnerReserveForm,
+            submit,
+            title=lambda partner: f"Payout reserve of {partner.name}",
+            columns=lambda _: ["reserve_percent"],
+            prepare=prepare,
+        )
 
     def on_delete(self, item: Partner) -> None:
         item.check_deletable()

@@ -42,6 +42,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     "Finance": [
         *SELF_SERVICE,
         ("(EventView|EventSectionView|PartnerView|CustomerView)", "can_(list|show)"),
+        ("PartnerView", "can_reserve|reserve"),
         ("(OrderView|LedgerTransactionView)", "can_(list|show|export_csv)"),
         ("BalanceView", "can_index"),
         ("(SettlementView|SettlementLineView|SettlementMismatchView)", "can_(list|show)"),

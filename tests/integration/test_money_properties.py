@@ -1,6 +1,9 @@
-"""Hypothesis drives random sequences of purchases, refunds, chargebacks, settlements and payouts
-across two partners through the money services, keeps its own model of where every cent should
-be, and checks the ledger against it after every step (issue 4, point 7)."""
+"""Hypothesis drives random sequences of purchases, refunds, chargebacks, settlements (days
+reconciled again once their report gained lines included) and payouts across two partners
+through the money services, keeps its own model of where every cent should be, and checks the
+ledger against it after every step (issue 4, point 7; issue 14, point 12): the ledger balances,
+the bank holds exactly what settlements cleared less what was paid out, and no payout pays more
+than the partner's settled money less its reserve."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import datetime as dt
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from flask import current_app
@@ -44,6 +47,7 @@ from app.models import (
     Payout,
     PayoutItem,
     PayoutStatus,
+    Settlement,
     SettlementLine,
 )
 from app.models.base import utcnow
@@ -63,6 +67,9 @@ CURRENCY = "BRL"
 FIRST_DAY_BACK = 60
 # Two partners with different fees and prices: (fee percent, fixed fee per ticket, price).
 PARTNERS = ((Decimal("10"), 100, 10000), (Decimal("7.5"), 35, 4990))
+# Payout reserves a run may give each partner (percent of the settled net of the last 30 days,
+# here all of it: the run's postings are all of today).
+RESERVES = (Decimal(0), Decimal("10"), Decimal("33.33"))
 
 
 @dataclass
@@ -104,6 +111,7 @@ class ModelPayout:
     # (payment id, whether this payout took its capture, and its refund or chargeback): what
     # cancelling the payout gives back to the next run
     covers: list[tuple[int, bool, bool]] = field(default_factory=list)
+    exact: bool = True  # its amount is its items' sum
 
 
 def _token() -> str:
@@ -155,16 +163,27 @@ class MoneyMachine(RuleBasedStateMachine):
         self.midnight = dt.datetime.combine(utcnow().date(), dt.time.min)
         self.days_back = FIRST_DAY_BACK
         self.reconciled: list[dt.date] = []
+        self.settled_days: set[dt.date] = set()  # days with a settlement row
+        self.reserves = [Decimal(0)] * len(PARTNERS)
         self.model: dict[int, Sale] = {}  # payment id -> sale
         self.payouts: dict[int, ModelPayout] = {}
         self.fee_back_setting = True
 
-    @initialize(target=sales, returns_fee=st.booleans(), seats=st.tuples(*[st.integers(1, 3)] * 2))
-    def first_sales(self, returns_fee, seats):
-        """Whether a refund gives the platform fee back (a platform setting) for this run, and
-        a first sale for each partner."""
+    @initialize(
+        target=sales,
+        returns_fee=st.booleans(),
+        seats=st.tuples(*[st.integers(1, 3)] * 2),
+        reserves=st.tuples(*[st.sampled_from(RESERVES)] * 2),
+    )
+    def first_sales(self, returns_fee, seats, reserves):
+        """Whether a refund gives the platform fee back (a platform setting) for this run, each
+        partner's payout reserve, and a first sale for each partner."""
         self.fee_back_setting = returns_fee
         current_app.config["REFUND_RETURNS_PLATFORM_FEE"] = returns_fee
+        for partner_id, percent in zip(self.partner_ids, reserves, strict=True):
+            db.session.get(Partner, partner_id).set_reserve(percent)
+        db.session.commit()
+        self.reserves = list(reserves)
         return multiple(*[self._buy(p, p, n) for p, n in enumerate(seats)])
 
     # ----------------------------------------------------------------------------- rules
@@ -261,11 +280,22 @@ class MoneyMachine(RuleBasedStateMachine):
     @rule()
     def settle(self):
         """Today's activity becomes the next unsettled past day, whose report is reconciled."""
-        day = self._move_today_back()
+        self._settle(self._move_today_back())
+
+    @precondition(lambda self: self.reconciled)
+    @rule()
+    def settle_late_lines(self):
+        """Today's activity reaches the acquirer's report of the last day reconciled (a report
+        corrected after the fact), and that day is reconciled again: exactly the lines it
+        gained are settled and posted."""
+        self._settle(self._move_today_back(self.reconciled[-1]))
+
+    def _settle(self, day: dt.date) -> None:
         disputed = [s for s in self.model.values() if s.state == "disputed"]
         transactions = self._transaction_count()
         summary = settlement.reconcile_day(db.session, SimulatedGateway(), day, utcnow())
-        self.reconciled.append(day)
+        if day not in self.reconciled:
+            self.reconciled.append(day)
         charges = [s for s in self.model.values() if not s.charge_settled]
         refunded = [s for s in self.model.values() if s.state == "refunded"]
         refunds_today = [s for s in refunded if not s.refund_settled]
@@ -273,7 +303,9 @@ class MoneyMachine(RuleBasedStateMachine):
         assert summary["lines"] == lines
         assert summary["chargebacks"] == len(disputed)
         assert summary["mismatches"] == 0
-        assert summary["settlements"] == (1 if lines else 0)
+        assert summary["settlements"] == (1 if lines and day not in self.settled_days else 0)
+        if lines:
+            self.settled_days.add(day)
         cleared = (
             sum(s.amount for s in charges)
             - sum(s.amount for s in refunds_today)
@@ -307,9 +339,7 @@ class MoneyMachine(RuleBasedStateMachine):
 
     @rule(target=payouts_made)
     def create_payouts(self):
-        expected = {p: self._settled_balance(p) for p in range(len(self.partner_ids))}
-        for index, partner_id in enumerate(self.partner_ids):
-            assert payouts.settled_balance(db.session, partner_id, CURRENCY) == expected[index]
+        expected = {p: self._available(p) for p in range(len(self.partner_ids))}
         db.session.rollback()
         created = payouts.create_payouts(db.session, utcnow())
         by_partner = {}
@@ -323,8 +353,16 @@ class MoneyMachine(RuleBasedStateMachine):
                 assert index not in by_partner, "nothing to pay, or a negative balance carried"
                 continue
             payout = by_partner[index]
-            # Exactly the settled balance at its creation: never more.
+            # Exactly what was available at its creation: never more.
             assert payout.amount_cents == expected[index]
+            listed = sum(i.amount_cents for i in payout.items)
+            if (
+                not self.reserves[index]
+                and self._pending(index) == self._unsettled_share(index)
+                and all(p.exact for p in self.payouts.values() if p.partner == index)
+            ):
+                # No reserve, nothing owed on unsettled payments: its statement adds up to it.
+                assert payout.amount_cents == listed
             assert payout.status == PayoutStatus.PENDING and payout.currency == CURRENCY
             assert {i.ledger_transaction.cause_key for i in payout.items} == self._unpaid_keys(
                 index
@@ -339,8 +377,15 @@ class MoneyMachine(RuleBasedStateMachine):
                 if sale.reversed:
                     sale.reversal_paid_out = True
             self.payouts[payout.id] = ModelPayout(
-                payout.id, index, payout.amount_cents, covers=covers
+                payout.id,
+                index,
+                payout.amount_cents,
+                covers=covers,
+                exact=payout.amount_cents == listed,
             )
+            # Payouts made and paid never take more than the settled money less the reserve.
+            assert self._available(index) == 0
+            assert self._payable(index) >= self._in_payouts(index)
         db.session.rollback()
         return multiple(*created)
 
@@ -353,12 +398,13 @@ class MoneyMachine(RuleBasedStateMachine):
             self.mark_paid(payout_id)
 
     def _overtaken(self, payout_id) -> bool:
-        """A refund or chargeback since the payout was made left the partner owed less than it:
-        finance is refused, cancels it, and its transactions go back to the next run."""
+        """A refund or chargeback since the payout was made left the partner's settled balance
+        less its reserve short of it: finance is refused, cancels it, and its transactions go
+        back to the next run."""
         model = self.payouts.get(payout_id)
         if model is None or model.status == PayoutStatus.PAID:
             return False
-        if self._model_balance(model.partner) >= model.amount:
+        if self._payable(model.partner) >= model.amount:
             return False
         with pytest.raises(Conflict, match="less than this payout"):
             payouts.approve_payout(db.session, payout_id, SYSTEM, utcnow())
@@ -408,6 +454,8 @@ class MoneyMachine(RuleBasedStateMachine):
         else:
             assert model.status == PayoutStatus.APPROVED
             model.status = PayoutStatus.PAID.value
+            # Paid out of settled money, the reserve kept: never what the acquirer still owes.
+            assert self._payable(model.partner) >= 0
 
     # -------------------------------------------------------------------------- invariants
 
@@ -497,7 +545,6 @@ class MoneyMachine(RuleBasedStateMachine):
             model = self.payouts[payout.id]
             assert (payout.amount_cents, payout.status) == (model.amount, model.status)
             assert payout.amount_cents > 0
-            assert payout.amount_cents == sum(i.amount_cents for i in payout.items)
             payable = f"partner_payable:{payout.partner_id}"
             for item in payout.items:
                 transaction = item.ledger_transaction
@@ -505,8 +552,12 @@ class MoneyMachine(RuleBasedStateMachine):
                 shares = [-e.amount_cents for e in transaction.entries if e.account.code == payable]
                 assert shares == [item.amount_cents]
         for index, partner_id in enumerate(self.partner_ids):
-            # What payouts took plus what is left to pay is every settled share of the partner's
-            # sales, refunds and chargebacks in the ledger: no payout took more than was settled.
+            funds = payouts.funds(db.session, partner_id, CURRENCY, utcnow())
+            assert (funds.balance, funds.pending, funds.reserve, funds.in_payouts) == (
+                self._model_balance(index), self._pending(index), self._reserve(index),
+                self._in_payouts(index),
+            )  # fmt: skip
+            assert funds.available == self._available(index)
             settled_shares = _sum(
                 select(func.sum(-LedgerEntry.amount_cents))
                 .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
@@ -516,12 +567,37 @@ class MoneyMachine(RuleBasedStateMachine):
                     LedgerTransaction.payment_id.in_(settled_payments),
                 )
             )
-            taken = _sum(
-                select(func.sum(Payout.amount_cents)).where(Payout.partner_id == partner_id)
-            )
-            left = payouts.settled_balance(db.session, partner_id, CURRENCY)
-            assert settled_shares == taken + left
-            assert left == self._settled_balance(index)
+            assert settled_shares == self._settled_share(index)
+
+    @invariant()
+    def each_settlement_posted_exactly_its_lines(self):
+        """A settlement's totals are its lines', and its postings moved exactly them from
+        clearing to the bank: no settled payment's money is left in clearing."""
+        for row in db.session.scalars(select(Settlement)):
+            lines = row.lines
+            assert row.line_count == len(lines)
+            signed = {"charge": 1, "refund": -1, "chargeback": -1}
+            cleared = sum(signed[line.kind] * line.amount_cents for line in lines)
+            fees = sum(line.fee_cents for line in lines)
+            assert (row.cleared_cents, row.fee_cents) == (cleared, fees)
+            assert row.net_cents == cleared - fees
+            cause = f"settlement:{row.gateway}:{row.day.isoformat()}:{row.currency}"
+            postings = db.session.scalars(
+                select(LedgerTransaction).where(
+                    LedgerTransaction.kind == "settlement",
+                    (LedgerTransaction.cause_key == cause)
+                    | LedgerTransaction.cause_key.startswith(cause + ":"),
+                )
+            ).all()
+            moved = Counter()
+            for posting in postings:
+                for entry in posting.entries:
+                    moved[entry.account.code] += entry.amount_cents
+            assert moved[ledger.CLEARING] == -cleared
+            assert moved[ledger.BANK] == cleared - fees
+            assert moved[ledger.GATEWAY_FEES] == fees
+            if postings:
+                assert row.ledger_transaction_id == min(p.id for p in postings)
 
     @invariant()
     def the_money_customers_paid_is_in_clearing_bank_and_fees_or_was_paid_out(self):
@@ -627,15 +703,46 @@ class MoneyMachine(RuleBasedStateMachine):
         )
         return total
 
-    def _settled_balance(self, partner: int) -> int:
-        """The partner's share of every settled transaction no payout covers yet."""
-        total = 0
-        for sale in self._settled_of(partner):
-            if not sale.capture_paid_out:
-                total += sale.net
-            if sale.reversed and not sale.reversal_paid_out:
-                total -= sale.reversal_share
-        return total
+    @staticmethod
+    def _share(sale: Sale) -> int:
+        """The sale's share in the partner's payable, its refund or chargeback taken off."""
+        return sale.net - (sale.reversal_share if sale.reversed else 0)
+
+    def _settled_share(self, partner: int) -> int:
+        return sum(self._share(s) for s in self._settled_of(partner))
+
+    def _unsettled_share(self, partner: int) -> int:
+        return sum(
+            self._share(s)
+            for s in self.model.values()
+            if s.partner == partner and not s.charge_settled
+        )
+
+    def _pending(self, partner: int) -> int:
+        """Owed on payments the acquirer has not settled: not paid out yet."""
+        return max(0, self._unsettled_share(partner))
+
+    def _reserve(self, partner: int) -> int:
+        """The reserve's percentage of the settled net (all of the run's postings are recent)."""
+        net = self._settled_share(partner)
+        if net <= 0:
+            return 0
+        held = Decimal(net) * self.reserves[partner] / 100
+        return int(held.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+    def _payable(self, partner: int) -> int:
+        """What payouts paid from now on may take: the settled balance less the reserve."""
+        return self._model_balance(partner) - self._pending(partner) - self._reserve(partner)
+
+    def _in_payouts(self, partner: int) -> int:
+        return sum(
+            p.amount
+            for p in self.payouts.values()
+            if p.partner == partner and p.status != PayoutStatus.PAID
+        )
+
+    def _available(self, partner: int) -> int:
+        return max(0, self._payable(partner) - self._in_payouts(partner))
 
     def _unpaid_keys(self, partner: int) -> set[str]:
         keys = set()
@@ -647,12 +754,14 @@ class MoneyMachine(RuleBasedStateMachine):
                 keys.add(f"{kind}:payment:{sale.payment_id}")
         return keys
 
-    def _move_today_back(self) -> dt.date:
-        """What happened since the run began (at the acquirer and here) happened on the next
-        unsettled past day, which is over: its report can be reconciled (as test_settlement's
-        happened_days_ago, but each settlement gets a day of its own, in order)."""
-        day = self.midnight.date() - dt.timedelta(days=self.days_back)
-        self.days_back -= 1
+    def _move_today_back(self, day: dt.date | None = None) -> dt.date:
+        """What happened since the run began (at the acquirer and here) happened on ``day`` or
+        the next unsettled past day, which is over: its report can be reconciled (as
+        test_settlement's happened_days_ago, but each settlement gets a day of its own, in
+        order)."""
+        if day is None:
+            day = self.midnight.date() - dt.timedelta(days=self.days_back)
+            self.days_back -= 1
         shift = dt.timedelta(days=(self.midnight.date() - day).days)
         db.session.rollback()
         with Session(db.engine) as session:

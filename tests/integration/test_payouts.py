@@ -4,9 +4,11 @@ bank reference, which posts partner payable -> bank; a partner reads only its ow
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import time
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
@@ -15,6 +17,7 @@ from sqlalchemy.orm import Session
 from app.extensions import db
 from app.models import (
     Conflict,
+    Forbidden,
     LedgerTransaction,
     Partner,
     PartnerUser,
@@ -23,9 +26,16 @@ from app.models import (
     PayoutStatus,
 )
 from app.models.base import utcnow
-from app.services import ledger, payouts
-from tests.support.builders import login, make_event, make_partner, make_user
-from tests.support.money import balance, create_payouts, happened_days_ago, reconcile, refund
+from app.services import ledger, partners, payouts
+from tests.support.builders import PartnerActor, login, make_event, make_partner, make_user
+from tests.support.money import (
+    available,
+    balance,
+    create_payouts,
+    happened_days_ago,
+    reconcile,
+    refund,
+)
 from tests.support.shop import buy, payment_of
 
 pytestmark = pytest.mark.usefixtures("acquirer_fees")
@@ -46,7 +56,10 @@ def settled(client, on_sale):
 def test_a_payout_covers_the_settled_balance_only_and_is_created_once(settled):
     partner = settled["partner"]
     assert ledger.partner_balance(db.session, partner, "BRL") == 2 * 17800
-    assert payouts.settled_balance(db.session, partner.id, "BRL") == 17800
+    funds = payouts.funds(db.session, partner.id, "BRL", utcnow())
+    assert (funds.balance, funds.pending, funds.reserve, funds.available) == (
+        2 * 17800, 17800, 0, 17800,
+    )  # fmt: skip
 
     [payout_id] = create_payouts()
     payout = db.session.get(Payout, payout_id)
@@ -61,7 +74,8 @@ def test_a_payout_covers_the_settled_balance_only_and_is_created_once(settled):
     assert sum(item.amount_cents for item in payout.items) == payout.amount_cents
 
     assert create_payouts() == []  # nothing new is settled: nothing new is paid
-    assert payouts.settled_balance(db.session, partner.id, "BRL") == 0
+    funds = payouts.funds(db.session, partner.id, "BRL", utcnow())
+    assert (funds.in_payouts, funds.available) == (17800, 0)
 
     # Once today's sale is settled, the next payout covers it alone.
     happened_days_ago()
@@ -179,6 +193,127 @@ def test_a_payout_overtaken_by_a_refund_is_refused_then_cancelled(client, settle
     assert db.session.scalars(select(LedgerTransaction.kind)).all().count("payout") == 0
 
 
+def test_unsettled_sales_never_cover_a_payout(client, settled):
+    """A refund of the settled sale the pending payout pays leaves the partner owed only its
+    unsettled sale: money the acquirer has not paid us yet. Finance is refused (before, the
+    whole balance covered the payout and the platform paid out money it had not received)."""
+    partner = settled["partner"]
+    [payout_id] = create_payouts()
+    fiona = db.session.scalars(select(PartnerUser).filter_by(username="fiona")).one()
+    payouts.approve_payout(db.session, payout_id, fiona, utcnow())
+    refund(settled["kept"])
+    assert ledger.partner_balance(db.session, partner, "BRL") == settled["new"].net_cents == 17800
+    funds = payouts.funds(db.session, partner.id, "BRL", utcnow())
+    assert (funds.balance, funds.pending, funds.reserve, funds.available) == (17800, 17800, 0, 0)
+    with pytest.raises(Conflict, match="less than this payout"):
+        payouts.mark_payout_paid(db.session, payout_id, "TED 1", fiona, utcnow())
+    db.session.rollback()
+    assert db.session.get(Payout, payout_id).status == PayoutStatus.APPROVED
+    assert db.session.scalars(select(LedgerTransaction.kind)).all().count("payout") == 0
+
+    # Once that sale is settled, it pays the payout back: the payout is covered again.
+    happened_days_ago()
+    reconcile()
+    assert payouts.funds(db.session, partner.id, "BRL", utcnow()).available == 0  # all in it
+    payouts.mark_payout_paid(db.session, payout_id, "TED 1", fiona, utcnow())
+    assert ledger.partner_balance(db.session, partner, "BRL") == 0
+
+
+def test_the_reserve_holds_back_a_percent_of_the_recent_settled_net_for_30_days(settled):
+    """10 % of the partner's settled net of the last 30 days stays unpaid: the kept sale (the
+    refunded one nets to nothing); the unsettled sale is pending, held whole. The reserve is
+    released 30 days after the sales it covers, in a payout of its own."""
+    partner = settled["partner"]
+    partner.set_reserve(Decimal("10"))
+    db.session.commit()
+    funds = payouts.funds(db.session, partner.id, "BRL", utcnow())
+    assert (funds.balance, funds.pending, funds.reserve, funds.available) == (
+        2 * 17800, 17800, 1780, 17800 - 1780,
+    )  # fmt: skip
+
+    [payout_id] = create_payouts()
+    payout = db.session.get(Payout, payout_id)
+    assert payout.amount_cents == 16020
+    assert sum(item.amount_cents for item in payout.items) == 17800  # its statement, whole
+    fiona = db.session.scalars(select(PartnerUser).filter_by(username="fiona")).one()
+    payouts.approve_payout(db.session, payout_id, fiona, utcnow())
+    payouts.mark_payout_paid(db.session, payout_id, "TED 1", fiona, utcnow())
+    assert available(partner.id) == 0
+    assert create_payouts() == []
+
+    later = utcnow() + dt.timedelta(days=Partner.RESERVE_DAYS, minutes=1)
+    assert available(partner.id, later) == 1780
+    [released] = payouts.create_payouts(db.session, later)
+    released = db.session.get(Payout, released)
+    assert (released.amount_cents, released.items) == (1780, [])
+    payouts.approve_payout(db.session, released.id, fiona, later)
+    payouts.mark_payout_paid(db.session, released.id, "TED 2", fiona, later)
+    # All that was settled is paid; the sale not settled yet is all the partner is owed.
+    assert ledger.partner_balance(db.session, partner, "BRL") == settled["new"].net_cents
+
+
+def test_a_raised_reserve_refuses_a_payout_it_no_longer_leaves_room_for(settled):
+    partner = settled["partner"]
+    [payout_id] = create_payouts()
+    fiona = db.session.scalars(select(PartnerUser).filter_by(username="fiona")).one()
+    payouts.approve_payout(db.session, payout_id, fiona, utcnow())
+    partners.set_reserve(db.session, partner.id, Decimal("25.5"), fiona)
+    with pytest.raises(Conflict, match="less than this payout"):
+        payouts.mark_payout_paid(db.session, payout_id, "TED 1", fiona, utcnow())
+    assert db.session.get(Payout, payout_id).status == PayoutStatus.APPROVED
+    payouts.cancel_payout(db.session, payout_id, fiona)
+    [again] = create_payouts()
+    assert db.session.get(Payout, again).amount_cents == 17800 - 4539  # 25.5 % of 178.00
+
+
+def test_finance_sets_a_partners_reserve_and_a_partner_cannot(client, settled):
+    partner = settled["partner"]
+    login(client, "fiona")
+    form = client.get(f"/partnerview/reserve/{partner.id}")
+    assert form.status_code == 200 and "Payout reserve (%)" in form.get_data(as_text=True)
+    for bad, reason in (
+        ("101", "between 0 and 100"), ("-1", "between 0 and 100"), ("NaN", "between 0 and 100"),
+        ("2.555", "two decimal places"), ("", "Give the reserve"), ("abc", "Not a valid decimal"),
+    ):  # fmt: skip
+        refused = client.post(f"/partnerview/reserve/{partner.id}", data={"reserve_percent": bad})
+        assert refused.status_code == 200, bad
+        assert reason in refused.get_data(as_text=True), bad
+    saved = client.post(f"/partnerview/reserve/{partner.id}", data={"reserve_percent": "12.5"})
+    assert saved.status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Partner, partner.id).reserve_percent == Decimal("12.50")
+    # Finance sets the reserve only: the partner form, fees included, is the admins'.
+    assert client.get(f"/partnerview/edit/{partner.id}").status_code == 403
+    page = client.get("/balances/").get_data(as_text=True)
+    assert "Available" in page and "Pending" in page and "Reserve" in page
+    client.get("/logout/")
+
+    login(client, "alice")
+    assert client.post(
+        f"/partnerview/reserve/{partner.id}", data={"reserve_percent": "0"}
+    ).status_code == 403  # fmt: skip
+    with pytest.raises(Forbidden):
+        partners.set_reserve(db.session, partner.id, Decimal(0), PartnerActor(partner))
+    db.session.expire_all()
+    assert db.session.get(Partner, partner.id).reserve_percent == Decimal("12.50")
+
+
+def test_an_admin_sets_the_reserve_in_the_partner_form(client, settled):
+    partner = settled["partner"]
+    make_user("root", "Admin")
+    login(client, "root")
+    form = {"name": partner.name, "fee_percent": "10", "fee_fixed_cents": "100"}
+    refused = client.post(
+        f"/partnerview/edit/{partner.id}", data={**form, "reserve_percent": "150"}
+    )
+    assert refused.status_code == 200 and "between 0 and 100" in refused.get_data(as_text=True)
+    saved = client.post(f"/partnerview/edit/{partner.id}", data={**form, "reserve_percent": "5"})
+    assert saved.status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Partner, partner.id).reserve_percent == Decimal("5.00")
+    assert available(partner.id) == 17800 - 890
+
+
 def test_a_paid_payout_cannot_be_cancelled(client, settled):
     [payout_id] = create_payouts()
     login(client, "fiona")
@@ -207,14 +342,14 @@ def test_two_payouts_marked_paid_at_once_never_pay_more_than_is_owed(
     refund(first)  # the partner is now owed only the second sale's share
     partner_id, fiona_id = on_sale.partner.id, fiona.id
     db.session.rollback()
-    read_balance = ledger.partner_balance
+    read_funds = payouts.funds
 
-    def slow_balance(*args, **kwargs):
-        value = read_balance(*args, **kwargs)
+    def slow_funds(*args, **kwargs):
+        value = read_funds(*args, **kwargs)
         time.sleep(0.5)  # the other clerk's click lands while this one decides
         return value
 
-    monkeypatch.setattr(ledger, "partner_balance", slow_balance)
+    monkeypatch.setattr(payouts, "funds", slow_funds)
 
     def mark_paid(payout_id: int) -> str:
         with app.app_context():
@@ -235,6 +370,49 @@ def test_two_payouts_marked_paid_at_once_never_pay_more_than_is_owed(
     db.session.expire_all()
     partner = db.session.get(Partner, partner_id)
     assert ledger.partner_balance(db.session, partner, "BRL") >= 0
+
+
+@pytest.mark.parametrize("with_items", [True, False], ids=["new sales", "reserve released"])
+def test_two_payout_runs_at_once_create_one_payout(app, settled, monkeypatch, with_items):
+    """The beat task and a retry run at the same moment, each reading the partner's funds before
+    the other wrote its payout: the partner's row lock makes the second read them again and find
+    nothing more to pay (a released reserve lists no transaction a unique item could catch)."""
+    partner_id = settled["partner"].id
+    now = utcnow()
+    if not with_items:
+        settled["partner"].set_reserve(Decimal("10"))
+        db.session.commit()
+        fiona = db.session.scalars(select(PartnerUser).filter_by(username="fiona")).one()
+        [first] = create_payouts()
+        payouts.approve_payout(db.session, first, fiona, now)
+        payouts.mark_payout_paid(db.session, first, "TED 1", fiona, now)
+        now += dt.timedelta(days=Partner.RESERVE_DAYS, minutes=1)
+    expected = available(partner_id, now)
+    assert expected == (17800 if with_items else 1780)
+    db.session.rollback()
+    read_funds = payouts.partner_funds
+
+    def slow_funds(*args, **kwargs):
+        value = read_funds(*args, **kwargs)
+        time.sleep(0.5)  # the other run reads the same funds meanwhile
+        return value
+
+    monkeypatch.setattr(payouts, "partner_funds", slow_funds)
+
+    def run(_: int) -> list[int]:
+        with app.app_context():
+            session = Session(db.engine)
+            try:
+                return payouts.create_payouts(session, now)
+            finally:
+                session.close()
+
+    with ThreadPoolExecutor(2) as pool:
+        created = [p for ids in pool.map(run, range(2)) for p in ids]
+    monkeypatch.undo()
+    assert len(created) == 1
+    assert db.session.get(Payout, created[0]).amount_cents == expected
+    assert available(partner_id, now) == 0
 
 
 def test_payout_statements_and_orders_export_with_their_relations(client, settled):

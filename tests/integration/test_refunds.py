@@ -142,11 +142,13 @@ def test_balances_show_sales_fees_refunds_and_the_balance(client, paid_order):
     page = client.get("/balances/").get_data(as_text=True)
     assert _balance_row(page, partner.id)[2:] == [
         "BRL 200.00", "BRL 22.00", "BRL 0.00", "BRL 0.00", "BRL 0.00", "BRL 0.00", "BRL 178.00",
+        "BRL 178.00", "BRL 0.00", "BRL 0.00", "BRL 0.00",  # pending: not settled, not available
     ]  # fmt: skip
     client.post(f"/orderview/action/refund/{paid_order['order_id']}")
     page = client.get("/balances/").get_data(as_text=True)
     assert _balance_row(page, partner.id)[2:] == [
         "BRL 200.00", "BRL 22.00", "BRL 200.00", "BRL 0.00", "BRL 22.00", "BRL 0.00", "BRL 0.00",
+        "BRL 0.00", "BRL 0.00", "BRL 0.00", "BRL 0.00",
     ]  # fmt: skip
     statement = ledger.partner_statements(db.session, [partner.id])[0]
     assert statement["balance"] == (

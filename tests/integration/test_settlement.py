@@ -19,6 +19,7 @@ from app import sim_acquirer
 from app.extensions import db
 from app.models import (
     Conflict,
+    LedgerEntry,
     LedgerTransaction,
     LineKind,
     Order,
@@ -33,13 +34,14 @@ from app.models import (
     TicketStatus,
 )
 from app.models.base import utcnow
-from app.services import ledger, payments, payouts, refunds, settlement
+from app.services import ledger, payments, refunds, settlement
 from app.services.payments import ReportLine, gateway
 from app.sim_acquirer.api import acquirer_fee
 from app.sim_acquirer.models import SimCharge
 from tests.support.builders import login, make_user
 from tests.support.money import (
     added,
+    available,
     balance,
     happened_days_ago,
     reconcile,
@@ -161,7 +163,7 @@ def test_mismatches_are_flagged_for_finance(client, on_sale):
     # What the acquirer did not settle as we booked it stays in clearing for finance to see.
     assert balance(ledger.CLEARING) == 60000 - (20100 + 20000 + 5000)
     # Only the payment that matched is settled: the others are not paid out.
-    assert payouts.settled_balance(db.session, on_sale.partner_id, "BRL") == matching.net_cents
+    assert available(on_sale.partner_id) == matching.net_cents
     assert reconcile(day)[0]["mismatches"] == 0  # flagged once
 
     make_user("fiona", "Finance")
@@ -242,7 +244,7 @@ def test_a_charge_reported_twice_settles_its_payment_once(client, on_sale, monke
     )  # fmt: skip
     assert (flag.expected_cents, flag.reported_cents) == (None, 20000)
     assert paid.gateway_ref in flag.detail and "again" in flag.detail
-    assert payouts.settled_balance(db.session, on_sale.partner_id, "BRL") == paid.net_cents
+    assert available(on_sale.partner_id) == paid.net_cents
     assert balance(ledger.BANK) == 2 * (20000 - 530)
     assert balance(ledger.CLEARING) == -20000
     assert reconcile(day) == [added(day)]  # flagged once
@@ -358,3 +360,67 @@ def test_two_days_reconciled_at_once_settle_a_charge_once(app, client, on_sale, 
     assert len(db.session.scalars(settling).all()) == 1
     flag = db.session.scalars(select(SettlementMismatch)).one()
     assert (flag.kind, flag.reference) == ("unexpected_state", paid.gateway_ref)
+
+
+def posted_by_settlements() -> dict[str, int]:
+    """What every settlement posting moved, by account: clearing -> bank and the acquirer's fee."""
+    rows = db.session.execute(
+        select(LedgerEntry.account_id, func.sum(LedgerEntry.amount_cents))
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .where(LedgerTransaction.kind == "settlement")
+        .group_by(LedgerEntry.account_id)
+    ).all()
+    codes = {ledger.account_id(db.session, code): code for code in ledger.PLATFORM_ACCOUNTS}
+    return {codes[account]: int(total) for account, total in rows}
+
+
+def test_a_day_reconciled_again_after_its_report_gained_lines_posts_exactly_the_difference(
+    client, on_sale
+):
+    """The acquirer's report of a day reconciled already gains a line (a charge it had not
+    reported yet): reconciling the day again settles that payment and moves exactly its money
+    from clearing to the bank, less its fee. Before, the line settled its payment (so a payout
+    could pay it) while its money stayed in clearing."""
+    first = payment_of(buy(client, on_sale))
+    day = happened_days_ago()
+    assert reconcile(day) == [added(day, settlements=1, lines=1, postings=1)]
+    row = db.session.scalars(select(Settlement)).one()
+    first_posting = row.ledger_transaction_id
+    late = payment_of(buy(client, on_sale))
+    assert happened_days_ago() == day  # the acquirer now reports it on that day
+
+    assert reconcile(day) == [added(day, lines=1, postings=1)]
+    db.session.expire_all()
+    row = db.session.scalars(select(Settlement)).one()
+    assert row.ledger_transaction_id == first_posting
+    fee = acquirer_fee(20000, Decimal("2.5"), 30)
+    assert (row.captured_cents, row.fee_cents, row.net_cents, row.line_count) == (
+        40000, 2 * fee, 40000 - 2 * fee, 2,
+    )  # fmt: skip
+    correction = db.session.scalars(
+        select(LedgerTransaction).where(
+            LedgerTransaction.kind == "settlement", LedgerTransaction.id != first_posting
+        )
+    ).one()
+    assert correction.cause_key == f"settlement:simulated:{day.isoformat()}:BRL:2"
+    assert {e.account.code: e.amount_cents for e in correction.entries} == {
+        ledger.BANK: 20000 - fee,
+        ledger.GATEWAY_FEES: fee,
+        ledger.CLEARING: -20000,
+    }
+    # Every settled payment's money left clearing: the settlements posted their lines, exactly.
+    settled = db.session.scalars(
+        select(SettlementLine.payment_id).where(SettlementLine.payment_id.is_not(None))
+    ).all()
+    assert sorted(settled) == sorted([first.id, late.id])
+    assert balance(ledger.CLEARING) == 0
+    assert balance(ledger.BANK) == 2 * (20000 - fee)
+    assert posted_by_settlements() == {
+        ledger.BANK: row.net_cents, ledger.GATEWAY_FEES: row.fee_cents, ledger.CLEARING: -40000,
+    }  # fmt: skip
+    assert transaction_sums() == {0}
+
+    # Replaying it again posts nothing; the payout pays what reached the bank, no more.
+    assert reconcile(day) == [added(day)]
+    assert available(on_sale.partner_id) == 2 * 17800
+    assert balance(ledger.BANK) >= 2 * 17800

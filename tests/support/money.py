@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from app.extensions import db
 from app.models import LedgerEntry, LedgerTransaction, Payment, PaymentRefund
 from app.models.base import utcnow
-from app.services import ledger, refunds
+from app.services import ledger, payouts, refunds
 from app.services.payments import gateway
 from app.services.scoping import SYSTEM
 from app.sim_acquirer.models import SimCharge, SimChargeback, SimRefund
@@ -93,6 +93,11 @@ def added(
 def create_payouts() -> list[int]:
     """The task: ids of the payouts it created."""
     return celery.tasks["money.create_payouts"].apply().get()
+
+
+def available(partner_id: int, now: dt.datetime | None = None) -> int:
+    """What the next payout would pay the partner in BRL (at ``now``, by default now)."""
+    return payouts.funds(db.session, partner_id, "BRL", now or utcnow()).available
 
 
 def balance(code: str) -> int:

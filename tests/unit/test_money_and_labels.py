@@ -136,3 +136,26 @@ def test_an_unknown_payment_gateway_fails_at_start():
     with pytest.raises(ConfigError, match="PAYMENT_GATEWAY"):
         create_app({"PAYMENT_GATEWAY": "app.services.payments.NoSuchGateway"})
     assert load_config({"DEFAULT_CURRENCY": "usd"})["DEFAULT_CURRENCY"] == "USD"
+
+
+def test_the_payout_reserve_is_a_percent_of_the_recent_settled_net_rounded_half_up():
+    partner = Partner(name="P", reserve_percent=Decimal("2.5"))
+    assert partner.reserve_cents(1019) == 25  # 25.475
+    assert partner.reserve_cents(1020) == 26  # 25.5 rounds up
+    assert partner.reserve_cents(0) == partner.reserve_cents(-5000) == 0
+    assert Partner(name="Q", reserve_percent=Decimal(0)).reserve_cents(10**12) == 0
+
+
+@pytest.mark.parametrize(
+    ("percent", "reason"),
+    [(Decimal("100.01"), "between"), (Decimal("-0.01"), "between"), (Decimal("NaN"), "between"),
+     (Decimal("Infinity"), "between"), (Decimal("1.005"), "two decimal places"),
+     (None, "Give the reserve")],
+)  # fmt: skip
+def test_a_bad_payout_reserve_is_refused_at_its_field(percent, reason):
+    partner = Partner(name="P", reserve_percent=Decimal(0))
+    with pytest.raises(DomainError, match=reason) as err:
+        partner.set_reserve(percent)
+    assert err.value.field == "reserve_percent"
+    partner.set_reserve(Decimal("100"))
+    assert partner.reserve_percent == 100
