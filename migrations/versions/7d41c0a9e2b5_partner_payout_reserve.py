@@ -1,7 +1,7 @@
 """partner payout reserve: a percentage of the settled net of the last 30 days held back
 
 Revision ID: 7d41c0a9e2b5
-Revises: 494965c4b9ee
+Revises: a7d3e5f1c902
 Create Date: 2026-12-06 10:00:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '7d41c0a9e2b5'
-down_revision = '494965c4b9ee'
+down_revision = 'a7d3e5f1c902'
 branch_labels = None
 depends_on = None
 
