@@ -130,9 +130,11 @@ def configure_errors(app: Flask) -> None:
         headers.setdefault("Referrer-Policy", "same-origin")
         return response
 
+    from app.views.guards import JSON_PATHS
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
-        if request.path.startswith("/api/"):
+        if request.path.startswith(JSON_PATHS):
             code = (exc.name or "error").lower().replace(" ", "_")
             return jsonify(error=code, message=exc.description, status=exc.code), exc.code
         return exc

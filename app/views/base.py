@@ -505,9 +505,12 @@ class ScopedModelRestApi(ScopedMixin, ModelRestApi):
         )
 
     def _with_relation_ids(self, columns: list[str], call: Any, *args: Any) -> Any:
-        """A relation in a JSON body is a row's id (an integer) or null: FAB's loader would take
-        a boolean, a text or an object too, and end in a database error or a TypeError."""
+        """The body is a JSON object (FAB merged a list, a text or null into the row: a
+        TypeError); a relation in it is a row's id (an integer) or null: FAB's loader would
+        take a boolean, a text or an object too, and end in a database error or a TypeError."""
         body = request.get_json(silent=True)
+        if request.is_json and not isinstance(body, dict):
+            return self.response_400(message="Send a JSON object of the fields to set.")
         if isinstance(body, dict):
             for name in columns:
                 value = body.get(name)
