@@ -18,15 +18,29 @@ Sessions: an API call that changes something with a browser's session cookie nee
 token.
 
 Text: no field or header may hold a NUL character (PostgreSQL text cannot), and no query key
-may be one of url_for's own arguments: 400.
+may be one of url_for's own arguments: 400. A dashboard list's page, page size and filter in
+the address are checked against the view before FAB reads them with ``int()`` and indexes.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from flask import Flask, Request, abort, current_app, jsonify, request, session
+from flask import (
+    Flask,
+    Request,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    request,
+    session,
+    url_for,
+)
 from flask.json.provider import DefaultJSONProvider
+from flask_appbuilder.baseviews import BaseCRUDView
 from werkzeug.exceptions import BadRequest
 from werkzeug.routing import IntegerConverter, Map
 
@@ -191,6 +205,47 @@ def refuse_url_for_keywords() -> None:
         abort(400, description="Unknown query parameter.")
 
 
+# FAB reads a list's address with int() (page, page size), indexes a column's filters by the
+# digit after _flt_, and hands the order column to the database (urltools, anywhere in a key).
+_PAGE_ARG = re.compile("p(?:age|size)_")
+_FILTER_ARG = re.compile(r"_flt_(\d)_(.*)")
+_ORDER_ARG = re.compile("_oc_(.*)")
+_PAGE_NUMBER = re.compile("[0-9]{1,9}")
+
+
+def refuse_bad_list_arguments() -> Any:
+    """Before a dashboard view (FAB's own too: roles, permissions): a page or page size that is
+    not a number from 0, a filter past the column's last or an order column the list does not
+    offer shows the whole list with a warning, instead of FAB's 500."""
+    if not request.args:
+        return None
+    view = getattr(current_app.view_functions.get(request.endpoint or ""), "__self__", None)
+    if not isinstance(view, BaseCRUDView):
+        return None
+    if not any(_bad_list_argument(view, key, value) for key, value in request.args.items()):
+        return None
+    flash("A filter, order or page in the address is not valid: the whole list.", "warning")
+    if (request.endpoint or "").endswith(".export_csv"):
+        return redirect(url_for(f"{view.endpoint}.list"))
+    return redirect(request.path)
+
+
+def _bad_list_argument(view: BaseCRUDView, key: str, value: str) -> bool:
+    if _PAGE_ARG.search(key):
+        return not _PAGE_NUMBER.fullmatch(value)
+    if flt := _FILTER_ARG.search(key):
+        column = flt[2]
+        return column in view._filters.get_search_filters() and int(flt[1]) >= len(
+            view._filters._all_filters.get(column, ())
+        )
+    if order := _ORDER_ARG.search(key):
+        # The list's own view, or one of a row page's related lists, by class name.
+        named = {type(v).__name__: v for v in (view, *(view._related_views or ()))}
+        listed = named.get(order[1])
+        return listed is not None and value not in listed.order_columns
+    return False
+
+
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -220,4 +275,5 @@ def install(app: Flask) -> None:
     app.before_request(refuse_unreadable_json)
     app.before_request(refuse_nul_characters)
     app.before_request(refuse_url_for_keywords)
+    app.before_request(refuse_bad_list_arguments)
     app.before_request(protect_api_sessions)
