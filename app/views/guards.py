@@ -4,7 +4,7 @@ Size: each route family reads at most so many bytes of body (``BODY_LIMITS``); m
 before anything is parsed.
 
 Ids: an id in a URL or a row selection is a positive integer in the id columns' range
-(32-bit), and anything else names a row that does not exist: 404,
+(32-bit), written in ASCII digits, and anything else names a row that does not exist: 404,
 never the database's "integer out of range" or "invalid input syntax" as a 500. ``<int:...>``
 routes get it from the converter; Flask-AppBuilder's own routes take ``<pk>`` as text (show,
 edit, delete, the REST API's PUT and DELETE, actions), so a guard checks those before the view
@@ -15,7 +15,7 @@ JSON: a body is parsed once, here, by the app's JSON provider (``app/json_body.p
 too deep for the parser or a lone surrogate answers 400 ``invalid_json`` naming the field.
 
 Sessions: an API call that changes something with a browser's session cookie needs the CSRF
-token.
+token, unless it carries a bearer token that verifies, of the same user.
 
 Text: no field or header may hold a NUL character (PostgreSQL text cannot), and no query key
 may be one of url_for's own arguments: 400. A dashboard list's page, page size and filter in
@@ -41,6 +41,7 @@ from flask import (
 )
 from flask.json.provider import DefaultJSONProvider
 from flask_appbuilder.baseviews import BaseCRUDView
+from flask_jwt_extended import get_jwt_identity, verify_jwt_in_request
 from werkzeug.exceptions import BadRequest
 from werkzeug.routing import IntegerConverter, Map
 
@@ -103,8 +104,11 @@ def limit_body_size() -> None:
 
 
 class IdConverter(IntegerConverter):
-    """Flask's ``int`` converter, capped at the id columns' largest value: a larger number
-    matches no route (404)."""
+    """Flask's ``int`` converter in ASCII digits (Python's ``\\d`` and ``int()`` also take
+    "\uff11", a full-width 1), capped at the id columns' largest value: anything else matches
+    no route (404)."""
+
+    regex = r"[0-9]+"
 
     def __init__(self, map: Map, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("max", MAX_INT)
@@ -247,21 +251,37 @@ def _bad_list_argument(view: BaseCRUDView, key: str, value: str) -> bool:
 
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Authenticated by their bearer token only (device tokens included), never by the session.
+BEARER_ONLY_PATHS = ("/api/v1/checkin/", "/api/v1/security/")
 
 
 def protect_api_sessions() -> None:
     """The REST API also takes a browser's session cookie (FAB's allow_browser_login): a call
     that changes something made that way needs the CSRF token, as the pages' forms do, or a
-    form on another site could cancel a customer's order. A call with a bearer token carries
-    no cookie to forge and needs none."""
+    form on another site could cancel a customer's order. Only a bearer token that verifies,
+    of the session's own user, stands in for it: any Authorization header did ("x", "Basic
+    ...", empty), and FAB then acted as the cookie's user."""
     if (
         request.method in UNSAFE_METHODS
         and request.path.startswith("/api/")
-        and "Authorization" not in request.headers
+        and not request.path.startswith(BEARER_ONLY_PATHS)
         and current_app.config.get("WTF_CSRF_ENABLED", True)
         and session.get("_user_id") is not None
+        and not _bearer_of(session["_user_id"])
     ):
         csrf.protect()
+
+
+def _bearer_of(user_id: Any) -> bool:
+    """Whether the request carries a valid access token of ``user_id``."""
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() != "bearer ":
+        return False
+    try:
+        verify_jwt_in_request()
+    except Exception:  # noqa: BLE001 - any token that does not verify stands for nothing
+        return False
+    return str(get_jwt_identity()) == str(user_id)
 
 
 def install(app: Flask) -> None:

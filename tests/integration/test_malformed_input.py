@@ -7,6 +7,7 @@ syntax", both 500; FAB's action and download routes trusted their names.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
@@ -488,3 +489,69 @@ def test_a_body_without_a_length_is_cut_at_the_limit(client):
             environ_overrides={"wsgi.input_terminated": True},
         )
         assert response.status_code == 413, (path, response.get_data(as_text=True)[:200])
+
+
+@contextlib.contextmanager
+def csrf_checked(app):
+    """The CSRF check on, as in production (logins before it: the login form needs a token)."""
+    app.config["WTF_CSRF_ENABLED"] = True
+    try:
+        yield
+    finally:
+        app.config["WTF_CSRF_ENABLED"] = False
+
+
+@pytest.mark.parametrize(
+    "authorization", ["x", "", "Basic YWxpY2U6VGVzdC0xMjM0", "Bearer not-a-token", "Bearer "]
+)
+def test_only_a_bearer_token_that_verifies_stands_in_for_the_csrf_token(
+    app, client, two_partners, authorization
+):
+    """Any Authorization header skipped the check, and FAB then acted as the cookie's user: a
+    cookie-authenticated PUT with "Authorization: x" renamed the event."""
+    event = two_partners["event_a"]
+    login(client, "alice")
+    with csrf_checked(app):
+        response = client.put(
+            f"/api/v1/events/{event.id}",
+            json={"name": "Renamed"},
+            headers={"Authorization": authorization},
+        )
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    db.session.expire_all()
+    assert db.session.get(Event, event.id).name == "A Concert"
+
+
+def test_a_bearer_token_of_another_user_does_not_stand_in_for_it(app, client, two_partners):
+    event = two_partners["event_a"]
+    bobs = api_token(client, "bob")
+    alices = api_token(client, "alice")
+    login(client, "alice")
+    with csrf_checked(app):
+        refused = client.put(f"/api/v1/events/{event.id}", json={"name": "X"}, headers=bobs)
+        assert refused.status_code == 400
+        done = client.put(f"/api/v1/events/{event.id}", json={"name": "X"}, headers=alices)
+        assert done.status_code == 200, done.get_json()
+
+
+def test_a_gate_device_scans_in_a_browser_with_a_dashboard_session(app, client, two_partners):
+    """The check-in API reads no session: a device token is all it takes, cookie or not."""
+    from tests.support.gate import device, open_event, scan
+
+    auth = device(two_partners["a"], open_event(two_partners["a"], "Door"))
+    login(client, "gina")
+    with csrf_checked(app):
+        assert scan(client, auth, "not-a-code").status_code == 200
+
+
+# Digits of other scripts: full-width (U+FF10...) and Arabic-Indic (U+0660...).
+FULL_WIDTH = str.maketrans("0123456789", "".join(map(chr, range(0xFF10, 0xFF1A))))
+ARABIC_INDIC = str.maketrans("0123456789", "".join(map(chr, range(0x0660, 0x066A))))
+
+
+@pytest.mark.parametrize("digits", [FULL_WIDTH, ARABIC_INDIC])
+@pytest.mark.parametrize("path", ["/events/{}", "/api/v1/catalog/events/{}"])
+def test_an_id_written_in_other_digits_than_ascii_names_nothing(client, on_sale, path, digits):
+    """Python's \\d and int() read "\\uff11" as 1: /events/\\uff11 showed event 1."""
+    assert client.get(path.format(on_sale.id)).status_code == 200
+    assert client.get(path.format(str(on_sale.id).translate(digits))).status_code == 404
