@@ -7,6 +7,7 @@ import enum
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask_appbuilder import Model
 from sqlalchemy import (
@@ -24,7 +25,7 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
+from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship, validates
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.models.base import MAX_INT, OutOfRange, changed_attributes, enum_check, utcnow
@@ -61,6 +62,29 @@ EVENT_TIMES = (
     "checkin_opens_at",
     "checkin_closes_at",
 )
+
+
+def checked_image_url(value: str | None) -> str | None:
+    """An event's picture: the full address of an http(s) image, or None. The public catalogue
+    hands it to every browser and app as is, so a "javascript:" or "data:" address never gets
+    in, whichever way it comes (the form, the REST API, a service)."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        parts = urlsplit(text)
+        hostname = parts.hostname  # "http://[::1" raises
+    except ValueError:
+        hostname = None
+    if (
+        not hostname
+        or parts.scheme.lower() not in ("http", "https")
+        or len(text) > 500
+        or not text.isprintable()
+        or " " in text
+    ):
+        raise DomainError("Give the full http(s) address of the image.", field="image_url")
+    return text
 
 
 def owned_event_ids(partner_id: int):  # noqa: ANN201 - a SQLAlchemy Select
@@ -195,6 +219,10 @@ class Event(Model):
     @classmethod
     def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:
         return cls.partner_id == partner_id
+
+    @validates("image_url")
+    def _checked_image_url(self, _key: str, value: str | None) -> str | None:
+        return checked_image_url(value)
 
     @property
     def is_cancelled(self) -> bool:

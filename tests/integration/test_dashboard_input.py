@@ -433,3 +433,56 @@ def test_a_fee_that_is_not_a_number_is_refused_at_its_field(client, two_partners
     assert "between 0 and 100" in response.get_data(as_text=True)
     db.session.expire_all()
     assert db.session.get(type(partner), partner.id).fee_percent == 10
+
+
+SCRIPT_URLS = [
+    "javascript:alert(document.cookie)",
+    "JavaScript://example.com/%0Aalert(1)",
+    "data:text/html;base64,PHNjcmlwdD4=",
+    "//evil.example/x.png",
+    "http:///x.png",
+    "ftp://example.com/x.png",
+]
+
+
+@pytest.mark.parametrize("url", SCRIPT_URLS)
+def test_an_image_address_is_http_or_https_whichever_way_it_comes(client, two_partners, url):
+    """The REST API stored "javascript:..." (the form refused it) and the public catalogue
+    served it."""
+    event = two_partners["event_a"]
+    headers = api_token(client, "alice")
+    changed = client.put(f"/api/v1/events/{event.id}", json={"image_url": url}, headers=headers)
+    assert changed.status_code == 422, changed.get_json()
+    assert changed.get_json()["field"] == "image_url"
+    created = client.post(
+        "/api/v1/events/",
+        json={"name": "N", "venue": "V", "city": "C", "starts_at": "2031-01-01T20:00:00",
+              "image_url": url},
+        headers=headers,
+    )  # fmt: skip
+    assert created.status_code == 422 and created.get_json()["field"] == "image_url"
+    login(client, "alice")
+    form = {"name": "A Concert", "venue": "Hall", "city": "Sao Paulo", "currency": "BRL",
+            "starts_at": event.starts_at.strftime("%Y-%m-%dT%H:%M"), "image_url": url}  # fmt: skip
+    page = client.post(f"/eventview/edit/{event.id}", data=form)
+    assert page.status_code == 200 and "http(s) address" in page.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Event, event.id).image_url is None
+    assert db.session.query(Event).count() == 2
+
+
+def test_an_http_image_address_is_kept_and_served(client, two_partners):
+    event = two_partners["event_a"]
+    event.publish()
+    db.session.commit()
+    url = "https://cdn.example.com/a%20concert.jpg"
+    headers = api_token(client, "alice")
+    changed = client.put(
+        f"/api/v1/events/{event.id}", json={"image_url": f"  {url} "}, headers=headers
+    )
+    assert changed.status_code == 200, changed.get_json()
+    assert client.get(f"/api/v1/catalog/events/{event.id}").get_json()["result"]["image_url"] == url
+    cleared = client.put(f"/api/v1/events/{event.id}", json={"image_url": ""}, headers=headers)
+    assert cleared.status_code == 200
+    db.session.expire_all()
+    assert db.session.get(Event, event.id).image_url is None
