@@ -30,14 +30,18 @@ class UnreadableJson(ValueError):
         self.field = field
 
 
-def loads(data: bytes | str, **kwargs: Any) -> Any:
+def loads(data: bytes | bytearray | str, **kwargs: Any) -> Any:
     """``json.loads``, raising UnreadableJson (a ValueError, as malformed JSON raises) for what
     the module docstring lists."""
     try:
         value = json.loads(data, **kwargs)
     except RecursionError:
         raise UnreadableJson("The JSON body nests too deeply.") from None
-    if _may_hold_surrogates(data):
+    # Cheap, on the raw body (the scan fast path parses here): a surrogate comes from an
+    # escape, or from bytes that are not ASCII (json.loads decodes with "surrogatepass").
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    if b"\\" in data or not data.isascii():
         where = lone_surrogate_at(value)
         if where is not None:
             raise UnreadableJson(
@@ -46,13 +50,6 @@ def loads(data: bytes | str, **kwargs: Any) -> Any:
                 field=where or None,
             )
     return value
-
-
-def _may_hold_surrogates(data: bytes | str) -> bool:
-    """Cheap, on the raw body: a surrogate comes from a \\u escape, or (json.loads decodes
-    bytes with "surrogatepass") from UTF-8 bytes starting with 0xED."""
-    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
-    return b"\\u" in raw or b"\xed" in raw
 
 
 def lone_surrogate_at(value: Any) -> str | None:
