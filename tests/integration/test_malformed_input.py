@@ -491,6 +491,15 @@ def test_a_body_without_a_length_is_cut_at_the_limit(client):
             environ_overrides={"wsgi.input_terminated": True},
         )
         assert response.status_code == 413, (path, response.get_data(as_text=True)[:200])
+    card = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2040, "cvc": "123",
+            "holder_name": "Ana"}  # fmt: skip
+    whole = client.post(
+        "/sim-acquirer/v1/tokens",
+        input_stream=io.BytesIO(_padded(card, 4 * 1024).encode()),
+        headers={**RAW, "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert whole.status_code == 201, whole.get_json()  # up to the limit, read whole
 
 
 @contextlib.contextmanager
