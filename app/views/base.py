@@ -46,6 +46,7 @@ from app.models.base import MAX_INT
 from app.models.errors import DomainError, NotFound
 from app.services.reports.files import spreadsheet_cell
 from app.services.scoping import is_platform_staff, scope_clause
+from app.views.guards import LIST_ADDRESS_REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ class CheckedListMixin:
     def _refuse_list_arguments(self, exc: Exception) -> Any:
         db.session.rollback()
         log.info("list arguments refused: %s", exc)
-        flash("A filter, order or page in the address is not valid: the whole list.", "warning")
+        flash(LIST_ADDRESS_REFUSED, "warning")
         return redirect(url_for(".list"))
 
 

@@ -153,12 +153,17 @@ class CheckedJSONProvider(DefaultJSONProvider):
 
 
 class UnreadableBody(BadRequest):
+    """A 400 for JSON that ``json_body`` refused, with the field it names."""
+
     def __init__(self, error: json_body.UnreadableJson) -> None:
         super().__init__(error.message)
         self.field = error.field
 
 
 class CheckedRequest(Request):
+    """Flask's request, failing ``get_json()`` with UnreadableBody for what ``json_body``
+    refused (a plain 400 for malformed JSON, as before)."""
+
     def on_json_loading_failed(self, e: ValueError | None) -> Any:
         if isinstance(e, json_body.UnreadableJson):
             raise UnreadableBody(e)
@@ -215,6 +220,7 @@ _PAGE_ARG = re.compile("p(?:age|size)_")
 _FILTER_ARG = re.compile(r"_flt_(\d)_(.*)")
 _ORDER_ARG = re.compile("_oc_(.*)")
 _PAGE_NUMBER = re.compile("[0-9]{1,9}")
+LIST_ADDRESS_REFUSED = "A filter, order or page in the address is not valid: the whole list."
 
 
 def refuse_bad_list_arguments() -> Any:
@@ -228,7 +234,7 @@ def refuse_bad_list_arguments() -> Any:
         return None
     if not any(_bad_list_argument(view, key, value) for key, value in request.args.items()):
         return None
-    flash("A filter, order or page in the address is not valid: the whole list.", "warning")
+    flash(LIST_ADDRESS_REFUSED, "warning")
     if (request.endpoint or "").endswith(".export_csv"):
         return redirect(url_for(f"{view.endpoint}.list"))
     return redirect(request.path)
