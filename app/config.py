@@ -230,6 +230,14 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "SESSION_COOKIE_SECURE": secure_cookies,
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": secure_cookies,
+        # The most bytes of body a request may send, where its route family has no smaller
+        # limit (app/views/guards.py, BODY_LIMITS): the dashboards' forms.
+        "MAX_CONTENT_LENGTH": 1024 * 1024,
+        # Browsers keep to HTTPS for this long after a visit (Strict-Transport-Security); 0
+        # sends no such header (development and tests, on plain HTTP).
+        "HSTS_SECONDS": _int(
+            env, "HSTS_SECONDS", 365 * 24 * 3600 if app_env == "production" else 0
+        ),
         # Behind this many reverse proxies, the client's address (rate limits, logs) and scheme
         # come from X-Forwarded-For / -Proto; 0 trusts no such header.
         "PROXY_HOPS": _int(env, "PROXY_HOPS", 0),

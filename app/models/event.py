@@ -7,6 +7,7 @@ import enum
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask_appbuilder import Model
 from sqlalchemy import (
@@ -24,10 +25,10 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
+from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship, validates
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.models.base import MAX_INT, changed_attributes, enum_check, utcnow
+from app.models.base import MAX_INT, OutOfRange, changed_attributes, enum_check, utcnow
 from app.models.codes import new_private_key, public_key_of
 from app.models.errors import Conflict, DomainError
 from app.models.money import cents_from_amount, format_money
@@ -50,6 +51,40 @@ CHECKIN_OPENS_BEFORE = dt.timedelta(hours=6)
 MAX_REFUND_WINDOW_HOURS = 24 * 366
 MAX_WAITING_ROOM_PER_MINUTE = 1_000_000
 CHECKIN_DEFAULT_LENGTH = dt.timedelta(hours=12)
+# An event's times lie in these years: its doors, refund deadline and arming are worked out
+# from them hours or days away, which leaves the calendar from year 1 or 9999 (OverflowError).
+EVENT_YEARS = (2000, 2999)
+EVENT_TIMES = (
+    "starts_at",
+    "ends_at",
+    "sales_start",
+    "sales_end",
+    "checkin_opens_at",
+    "checkin_closes_at",
+)
+
+
+def checked_image_url(value: str | None) -> str | None:
+    """An event's picture: the full address of an http(s) image, or None. The public catalogue
+    hands it to every browser and app as is, so a "javascript:" or "data:" address never gets
+    in, whichever way it comes (the form, the REST API, a service)."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        parts = urlsplit(text)
+        hostname = parts.hostname  # "http://[::1" raises
+    except ValueError:
+        hostname = None
+    if (
+        not hostname
+        or parts.scheme.lower() not in ("http", "https")
+        or len(text) > 500
+        or not text.isprintable()
+        or " " in text
+    ):
+        raise DomainError("Give the full http(s) address of the image.", field="image_url")
+    return text
 
 
 def owned_event_ids(partner_id: int):  # noqa: ANN201 - a SQLAlchemy Select
@@ -185,6 +220,10 @@ class Event(Model):
     def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:
         return cls.partner_id == partner_id
 
+    @validates("image_url")
+    def _checked_image_url(self, _key: str, value: str | None) -> str | None:
+        return checked_image_url(value)
+
     @property
     def is_cancelled(self) -> bool:
         return self.status == EventStatus.CANCELLED
@@ -271,6 +310,11 @@ class Event(Model):
         for field, what in (("name", "a name"), ("venue", "its venue"), ("city", "its city")):
             if not (getattr(self, field) or "").strip():
                 raise DomainError(f"Give the event {what}.", field=field)
+        first, last = EVENT_YEARS
+        for field in EVENT_TIMES:
+            value = getattr(self, field)
+            if value is not None and not first <= value.year <= last:
+                raise OutOfRange(f"{field} is a time in the years {first} to {last}.", field=field)
         if self.ends_at is not None and self.ends_at <= self.starts_at:
             raise DomainError("The event must end after it starts.", field="ends_at")
         if self.sales_start and self.sales_end and self.sales_end <= self.sales_start:
@@ -280,6 +324,7 @@ class Event(Model):
 
     def publish(self) -> None:
         self.partner.require_can_sell()
+        self.check_times()
         if self.status == EventStatus.CANCELLED:
             raise Conflict("A cancelled event cannot be published again.")
         if self.status == EventStatus.PUBLISHED:

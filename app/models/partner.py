@@ -70,7 +70,8 @@ class Partner(Model):
 
     def validate_fees(self) -> None:
         percent = Decimal(self.fee_percent if self.fee_percent is not None else 0)
-        if not Decimal(0) <= percent <= Decimal(100):
+        # NaN compares with nothing (Decimal raises InvalidOperation), infinity is no percent.
+        if not percent.is_finite() or not Decimal(0) <= percent <= Decimal(100):
             raise DomainError("The fee percentage is between 0 and 100.", field="fee_percent")
         if self.fee_fixed_cents is None or self.fee_fixed_cents < 0:
             raise DomainError("The fixed fee cannot be negative.", field="fee_fixed_cents")

@@ -46,6 +46,7 @@ from app.models.base import MAX_INT
 from app.models.errors import DomainError, NotFound
 from app.services.reports.files import spreadsheet_cell
 from app.services.scoping import is_platform_staff, scope_clause
+from app.views.guards import LIST_ADDRESS_REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ class CheckedListMixin:
     def _refuse_list_arguments(self, exc: Exception) -> Any:
         db.session.rollback()
         log.info("list arguments refused: %s", exc)
-        flash("A filter, order or page in the address is not valid: the whole list.", "warning")
+        flash(LIST_ADDRESS_REFUSED, "warning")
         return redirect(url_for(".list"))
 
 
@@ -505,9 +506,12 @@ class ScopedModelRestApi(ScopedMixin, ModelRestApi):
         )
 
     def _with_relation_ids(self, columns: list[str], call: Any, *args: Any) -> Any:
-        """A relation in a JSON body is a row's id (an integer) or null: FAB's loader would take
-        a boolean, a text or an object too, and end in a database error or a TypeError."""
+        """The body is a JSON object (FAB merged a list, a text or null into the row: a
+        TypeError); a relation in it is a row's id (an integer) or null: FAB's loader would
+        take a boolean, a text or an object too, and end in a database error or a TypeError."""
         body = request.get_json(silent=True)
+        if request.is_json and not isinstance(body, dict):
+            return self.response_400(message="Send a JSON object of the fields to set.")
         if isinstance(body, dict):
             for name in columns:
                 value = body.get(name)

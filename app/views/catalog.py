@@ -8,7 +8,6 @@ from flask import current_app, flash, redirect, url_for
 from flask_appbuilder import action, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from wtforms import BooleanField
-from wtforms.validators import URL, Optional
 
 from app.extensions import db
 from app.models import DomainError, Event, EventSection, EventSpot
@@ -248,7 +247,6 @@ class EventView(EventRules, ScopedModelView):
         "image_url": "Image URL",
         "waiting_room_per_minute": "Waiting room (buyers let in per minute)",
     }
-    validators_columns = {"image_url": [Optional(), URL(message="Give a full http(s) URL.")]}
     add_form_extra_fields = {
         "currency": currency_field(),
         "starts_at": datetime_field("Starts", required=True),

@@ -14,13 +14,14 @@ from flask import Flask
 from app.services.checkin.fast_path import fast_scan
 from app.services.checkin.redis_keys import redis_for
 from app.views.fast_path import FastPath
+from app.views.guards import SCAN_BODY_LIMIT
 
 log = logging.getLogger(__name__)
 
 
 class CheckinFastPath(FastPath):
     path = "/api/v1/checkin/scan"
-    max_body = 4096
+    max_body = SCAN_BODY_LIMIT  # a larger scan goes to the app, which answers 413
 
     def answer(self, token: str, body: bytes) -> tuple[str, bytes] | None:
         # Read each time: the setting decides (tests switch it between stores).

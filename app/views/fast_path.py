@@ -14,7 +14,8 @@ from flask import Flask
 
 class FastPath:
     """Answers POST ``path`` when ``answer(token, body)`` returns (status line, JSON bytes);
-    bodies over ``max_body`` bytes and requests without a bearer token go to the app."""
+    bodies over ``max_body`` bytes or without a length (chunked), and requests without a
+    bearer token, go to the app, which holds each route to its size limit (413)."""
 
     path: str
     max_body: int

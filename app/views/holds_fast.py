@@ -14,6 +14,7 @@ import json
 from flask import Flask
 from flask_jwt_extended import decode_token
 
+from app import json_body
 from app.models.base import MAX_INT
 from app.services.purchase import hold, sold_out
 from app.views.fast_path import FastPath
@@ -31,7 +32,7 @@ class SoldOutFastPath(FastPath):
         """The app's answer to a best-available hold in a section remembered sold out, if this
         is one from a customer's valid token; else None."""
         try:
-            wanted = json.loads(body)
+            wanted = json_body.loads(body)
         except ValueError:
             return None
         if not isinstance(wanted, dict) or set(wanted) != {"event_id", "section_id", "quantity"}:

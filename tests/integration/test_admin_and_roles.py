@@ -9,7 +9,7 @@ from flask import current_app
 from app.extensions import db
 from app.models import Event, EventStatus, Partner, PartnerStatus
 from app.views.roles import ROLE_PERMISSIONS, sync_permissions
-from tests.support.builders import login, make_event, make_partner, make_user
+from tests.support.builders import api_token, login, make_event, make_partner, make_user
 
 
 def test_admin_creates_a_partner_awaiting_approval_with_fees(client):
@@ -143,6 +143,17 @@ def test_each_role_reaches_only_its_views(client, two_partners):
         login(client, username)
         for route, status in routes.items():
             assert client.get(route).status_code == status, (username, route)
+
+
+def test_gate_staff_read_nothing_of_the_partner_api(client, two_partners):
+    """The gate page needs the check-in API only; gate staff read the partner's events, with
+    their sections, through the partner REST API (found by a hostile probe)."""
+    event = two_partners["event_a"]
+    headers = api_token(client, "gina")
+    for path in ("/api/v1/events/", f"/api/v1/events/{event.id}", "/api/v1/events/_info",
+                 "/api/v1/sections/", "/api/v1/spots/"):  # fmt: skip
+        assert client.get(path, headers=headers).status_code in (401, 403), path
+    assert client.get("/api/v1/checkin/events", headers=headers).status_code == 200
 
 
 def test_a_user_tied_to_no_partner_cannot_create_partner_rows(client):

@@ -4,10 +4,13 @@ buttons need (found by a review of the role dashboards)."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import uuid
 
 import pytest
+import sqlalchemy as sa
+from flask import url_for
 
 from app.extensions import db
 from app.models import Event
@@ -294,3 +297,192 @@ def test_no_price_or_fee_may_leave_the_partner_nothing(client, two_partners):
     assert "take the whole price of its 1.12 tickets" in response.get_data(as_text=True)
     db.session.expire_all()
     assert db.session.get(type(two_partners["a"]), partner_id).fee_fixed_cents == 100
+
+
+def _lists(app):
+    """(path of the list, view) of every dashboard list, FAB's own (roles, permissions) too."""
+    from flask_appbuilder.baseviews import BaseCRUDView
+
+    for view in app.appbuilder.baseviews:
+        endpoint = f"{view.endpoint}.list"
+        if isinstance(view, BaseCRUDView) and endpoint in app.view_functions:
+            with app.test_request_context():
+                yield url_for(endpoint), view
+
+
+def _bad_list_addresses(view):
+    name = type(view).__name__
+    yield {f"page_{name}": "abc"}
+    yield {f"page_{name}": "-1"}
+    yield {f"psize_{name}": "-1"}
+    yield {f"psize_{name}": "1e3"}
+    yield {f"_oc_{name}": "nope", f"_od_{name}": "asc"}
+    for column in view._filters.get_search_filters():
+        past = len(view._filters._all_filters[column])
+        if past < 10:  # the index is one digit
+            yield {f"_flt_{past}_{column}": "1"}
+
+
+def test_every_dashboard_list_shows_itself_whole_for_an_address_it_cannot_read(app, two_partners):
+    """FAB read a list's page with int(), indexed a column's filters by the digit after _flt_
+    and handed any order column to the database: each was a 500 (the filter index even for
+    gate staff, /eventspotview/list/?_flt_2_event=1)."""
+    client = login(app.test_client(), "root")
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    failures = []
+    try:
+        for path, view in _lists(app):
+            for query in _bad_list_addresses(view):
+                response = client.get(path, query_string=query)
+                if response.status_code != 302 or response.headers["Location"] != path:
+                    failures.append(f"{path} {query}: {response.status_code}")
+    finally:
+        app.config["PROPAGATE_EXCEPTIONS"] = None
+    assert not failures, "\n".join(failures)
+    assert "not valid" in client.get(path).get_data(as_text=True)  # the warning, once
+
+
+FILTER_VALUES = ("abc", "99999999999999999999", "\uff11", "0000-01-01")
+
+
+def test_every_filter_of_every_list_takes_any_text(app, two_partners):
+    client = login(app.test_client(), "root")
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    failures = []
+    try:
+        for path, view in _lists(app):
+            for column in view._filters.get_search_filters():
+                for index in range(len(view._filters._all_filters[column])):
+                    for value in FILTER_VALUES if index == 0 else FILTER_VALUES[:1]:
+                        query = {f"_flt_{index}_{column}": value}
+                        response = client.get(path, query_string=query)
+                        if response.status_code >= 500:
+                            failures.append(f"{path} {query}: {response.status_code}")
+    finally:
+        app.config["PROPAGATE_EXCEPTIONS"] = None
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/eventspotview/list/", "/eventview/list/", "/checkinview/list/", "/checkinview/export.csv"],
+)
+def test_gate_staff_with_a_filter_past_the_last_get_the_whole_list(app, client, two_partners, path):
+    view = app.view_functions[app.url_map.bind("").match(path)[0]].__self__
+    column, filters = next(
+        (column, filters)
+        for column, filters in view._filters._all_filters.items()
+        if column in view._filters.get_search_filters() and len(filters) < 10
+    )
+    login(client, "gina")
+    response = client.get(path, query_string={f"_flt_{len(filters)}_{column}": "x"})
+    assert response.status_code == 302
+    assert response.headers["Location"] == path.replace("export.csv", "list/")
+
+
+@pytest.mark.parametrize(
+    ("field", "when"),
+    [("starts_at", "0001-01-01T00:00"), ("starts_at", "9999-12-31T23:00"),
+     ("ends_at", "9999-12-31T23:59"), ("checkin_opens_at", "0001-01-01T06:00"),
+     ("checkin_closes_at", "9999-12-31T23:59")],
+)  # fmt: skip
+def test_an_event_time_in_year_1_or_9999_is_refused_at_its_field(client, two_partners, field, when):
+    """The doors are worked out hours from these times: years 1 and 9999 left the calendar
+    (OverflowError) when the edit was saved."""
+    event = two_partners["event_a"]
+    login(client, "alice")
+    form = {
+        "name": "A Concert",
+        "venue": "Hall",
+        "city": "Sao Paulo",
+        "currency": "BRL",
+        "starts_at": event.starts_at.strftime("%Y-%m-%dT%H:%M"),
+        "ends_at": "",
+        field: when,
+    }
+    response = client.post(f"/eventview/edit/{event.id}", data=form)
+    assert response.status_code == 200, response.status_code  # the form again
+    assert "in the years 2000 to 2999" in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Event, event.id).starts_at == event.starts_at
+
+
+def test_an_event_stored_with_a_time_in_year_1_is_not_published(client, two_partners):
+    event = two_partners["event_a"]
+    db.session.execute(
+        sa.update(Event)
+        .where(Event.id == event.id)
+        .values(starts_at=dt.datetime(1, 1, 1, 3), ends_at=None)
+    )
+    db.session.commit()
+    login(client, "alice")
+    response = client.post(f"/eventview/action/publish/{event.id}", follow_redirects=True)
+    assert response.status_code == 200
+    assert "in the years 2000 to 2999" in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Event, event.id).status == "draft"
+
+
+@pytest.mark.parametrize("fee", ["NaN", "sNaN", "Infinity", "-Infinity"])
+def test_a_fee_that_is_not_a_number_is_refused_at_its_field(client, two_partners, fee):
+    login(client, "root")
+    partner = two_partners["a"]
+    form = {"name": "Partner A", "contact_email": "p@example.com", "fee_fixed_cents": "100"}
+    response = client.post(f"/partnerview/edit/{partner.id}", data={**form, "fee_percent": fee})
+    assert response.status_code == 200, response.status_code  # the form again
+    assert "between 0 and 100" in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(type(partner), partner.id).fee_percent == 10
+
+
+SCRIPT_URLS = [
+    "javascript:alert(document.cookie)",
+    "JavaScript://example.com/%0Aalert(1)",
+    "data:text/html;base64,PHNjcmlwdD4=",
+    "//evil.example/x.png",
+    "http:///x.png",
+    "ftp://example.com/x.png",
+]
+
+
+@pytest.mark.parametrize("url", SCRIPT_URLS)
+def test_an_image_address_is_http_or_https_whichever_way_it_comes(client, two_partners, url):
+    """The REST API stored "javascript:..." (the form refused it) and the public catalogue
+    served it."""
+    event = two_partners["event_a"]
+    headers = api_token(client, "alice")
+    changed = client.put(f"/api/v1/events/{event.id}", json={"image_url": url}, headers=headers)
+    assert changed.status_code == 422, changed.get_json()
+    assert changed.get_json()["field"] == "image_url"
+    created = client.post(
+        "/api/v1/events/",
+        json={"name": "N", "venue": "V", "city": "C", "starts_at": "2031-01-01T20:00:00",
+              "image_url": url},
+        headers=headers,
+    )  # fmt: skip
+    assert created.status_code == 422 and created.get_json()["field"] == "image_url"
+    login(client, "alice")
+    form = {"name": "A Concert", "venue": "Hall", "city": "Sao Paulo", "currency": "BRL",
+            "starts_at": event.starts_at.strftime("%Y-%m-%dT%H:%M"), "image_url": url}  # fmt: skip
+    page = client.post(f"/eventview/edit/{event.id}", data=form)
+    assert page.status_code == 200 and "http(s) address" in page.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Event, event.id).image_url is None
+    assert db.session.query(Event).count() == 2
+
+
+def test_an_http_image_address_is_kept_and_served(client, two_partners):
+    event = two_partners["event_a"]
+    event.publish()
+    db.session.commit()
+    url = "https://cdn.example.com/a%20concert.jpg"
+    headers = api_token(client, "alice")
+    changed = client.put(
+        f"/api/v1/events/{event.id}", json={"image_url": f"  {url} "}, headers=headers
+    )
+    assert changed.status_code == 200, changed.get_json()
+    assert client.get(f"/api/v1/catalog/events/{event.id}").get_json()["result"]["image_url"] == url
+    cleared = client.put(f"/api/v1/events/{event.id}", json={"image_url": ""}, headers=headers)
+    assert cleared.status_code == 200
+    db.session.expire_all()
+    assert db.session.get(Event, event.id).image_url is None
