@@ -1,5 +1,6 @@
 """Domain models, one module per aggregate, re-exported here."""
 
+from app.models.account import LoginSession
 from app.models.checkin import CheckIn, ScanDirection, ScanResult
 from app.models.customer import Customer
 from app.models.errors import Busy, Conflict, DomainError, Forbidden, NotFound
@@ -66,6 +67,7 @@ __all__ = [
     "Hold",
     "HoldStatus",
     "LineKind",
+    "LoginSession",
     "MismatchKind",
     "NotFound",
     "Order",

@@ -210,7 +210,7 @@ def test_an_api_call_made_with_the_session_cookie_needs_the_csrf_token(app, clie
     db.session.commit()
     headers = sign_up(client)
     order_id = buy(client, event, buyer=headers)["id"]
-    client.post("/login/", data={"username": "ana@example.com", "password": "s3cret-pass"})
+    client.post("/login/", data={"username": "ana@example.com", "password": "Ingresso-Azul-77"})
     app.config["WTF_CSRF_ENABLED"] = True
     try:
         forged = client.post(
