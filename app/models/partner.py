@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     Numeric,
     String,
+    event,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
@@ -170,5 +171,13 @@ class PartnerUser(User):
         return {role.name for role in self.roles}
 
     def end_sessions(self) -> None:
-        """Refuse every API token issued so far (their epoch is now behind)."""
+        """End every session and API token issued so far (their epoch is now behind)."""
         self.session_epoch = (self.session_epoch or 0) + 1
+
+
+@event.listens_for(PartnerUser.active, "set", active_history=True)
+def _deactivation_ends_sessions(user: PartnerUser, value: bool, old: object, _: object) -> None:
+    """However a user is deactivated (the dashboard, a script), its sessions and tokens end,
+    and stay ended if it is activated again."""
+    if old is True and not value:
+        user.end_sessions()

@@ -115,12 +115,13 @@ def end_sessions(session: Session, user: PartnerUser) -> None:
     user.end_sessions()
     session.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
     user_id = user.id
-    after_commit(session, lambda: _forget(user_id))
+    after_commit(session, lambda: forget_cached(user_id))
 
 
-def _forget(user_id: int) -> None:
-    """What is kept about the user's tokens: a gate user's cached scanner (Redis), and each
-    process's cached user (the signal)."""
+def forget_cached(user_id: int) -> None:
+    """Drop what is kept about a changed user's tokens: a gate user's scanner (Redis) and this
+    process's cached user (the signal; other processes' expire within
+    JWT_USER_CACHE_SECONDS)."""
     scanners.staff_changed(user_id)
     sessions_ended.send(None, user_id=user_id)
 

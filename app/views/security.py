@@ -32,7 +32,7 @@ from flask_appbuilder.security.views import UserDBModelView
 from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token
 from flask_login import current_user, login_user, user_logged_in, user_logged_out
 from marshmallow import ValidationError
-from sqlalchemy import inspect, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from app.extensions import db
@@ -43,8 +43,10 @@ from app.services import accounts, two_factor
 from app.views.base import CheckedListMixin
 from app.views.two_factor import AuthDBView
 
-# The session cookie's key naming its LoginSession row (app/services/accounts.py).
+# The session cookie's keys: its LoginSession row (app/services/accounts.py) and the user's
+# session epoch when it signed in.
 SESSION_ID = "session_id"
+SESSION_EPOCH = "session_epoch"
 
 
 class PartnerUserDBModelView(CheckedListMixin, UserDBModelView):
@@ -62,12 +64,10 @@ class PartnerUserDBModelView(CheckedListMixin, UserDBModelView):
         "partner": "Partner and gate staff belong to exactly one partner; platform staff to none."
     }
 
-    def pre_update(self, item: Any) -> None:
-        super().pre_update(item)
-        was_active = inspect(item).attrs.active.history.deleted
-        if was_active and was_active[0] and not item.active:
-            # Deactivated: its sessions and tokens end now, and stay ended if it comes back.
-            accounts.end_sessions(db.session, item)
+    def post_update(self, item: Any) -> None:
+        # Roles, partner or activity changed: cached gate credentials and API users are
+        # read again (a deactivation has ended the user's sessions: PartnerUser).
+        accounts.forget_cached(item.id)
 
     @action(
         "reset_two_factor",
@@ -308,8 +308,10 @@ class BilheteriaSecurityManager(SecurityManager):
     def _signed_in(self, _app: Any, user: Any, **_: Any) -> None:
         """Every sign-in (form, code step, sign-up) starts a session the server can end."""
         cookie_session[SESSION_ID] = accounts.start_session(self.session, user.id)
+        cookie_session[SESSION_EPOCH] = user.session_epoch
 
     def _signed_out(self, _app: Any, user: Any = None, **_: Any) -> None:
+        cookie_session.pop(SESSION_EPOCH, None)
         session_id = cookie_session.pop(SESSION_ID, None)
         if isinstance(session_id, str):
             accounts.end_session(self.session, session_id)
@@ -318,14 +320,16 @@ class BilheteriaSecurityManager(SecurityManager):
         self.jwt_users.forget_user(user_id)
 
     def load_user(self, pk: Any) -> Any:
-        """The user of a session cookie, while its session lives (accounts.is_live), in the
-        one query that loads the user."""
+        """The user of a session cookie, while its session lives (accounts.is_live, in the
+        one query that loads the user) and the user's sessions have not been ended since."""
         session_id = cookie_session.get(SESSION_ID)
         if not isinstance(session_id, str) or not str(pk).isdigit():
             return None
         query = self._user_query(int(pk)).where(accounts.is_live(session_id, int(pk)))
         user = self.session.scalars(query).unique().first()
-        return user if user is not None and user.is_active else None
+        if user is None or not user.is_active:
+            return None
+        return user if user.session_epoch == cookie_session.get(SESSION_EPOCH) else None
 
     def add_user(  # noqa: PLR0913 - FAB's signature
         self,
