@@ -11,8 +11,16 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import LoginSession, PartnerUser
-from app.services import accounts
-from tests.support.builders import PASSWORD, login, make_user
+from app.services import accounts, checkin
+from tests.support.builders import (
+    PASSWORD,
+    PartnerActor,
+    api_token,
+    login,
+    make_partner,
+    make_user,
+)
+from tests.support.gate import open_event
 from tests.support.pages import another_client, page_sign_up
 from tests.support.shop import CUSTOMER_PASSWORD
 
@@ -170,6 +178,21 @@ def test_ending_sessions_is_a_service_a_password_reset_can_call(app, client):
     assert not _signed_in(browser)
     assert client.get("/api/v1/events/", headers=_bearer(access)).status_code == 401
     assert db.session.scalar(select(func.count()).select_from(LoginSession)) == 0
+
+
+def test_a_gate_users_token_stops_scanning_when_the_password_changes(client, store):
+    """The check-in API keeps a gate user's credentials (in Redis when configured): the token's
+    epoch is checked against them, and they are dropped when the sessions end."""
+    partner = make_partner("Aurora")
+    event = open_event(partner)
+    gina = make_user("gina", "Gate", partner)
+    checkin.assign_gate_user(db.session, PartnerActor(partner), gina.id, event.id)
+    headers = api_token(client, "gina")
+    assert client.get("/api/v1/checkin/events", headers=headers).status_code == 200
+    accounts.set_password(db.session, _user("gina"), NEW_PASSWORD)
+    assert client.get("/api/v1/checkin/events", headers=headers).status_code == 401
+    again = api_token(client, "gina", NEW_PASSWORD)
+    assert client.get("/api/v1/checkin/events", headers=again).status_code == 200
 
 
 def test_a_session_older_than_the_session_lifetime_is_over(app, client, monkeypatch):
