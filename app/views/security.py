@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from flask import abort, current_app, flash, g, redirect, request
+from flask import abort, current_app, flash, g, has_request_context, redirect, request
 from flask import session as cookie_session
 from flask_appbuilder.actions import action
 from flask_appbuilder.api import expose, safe
@@ -357,7 +357,8 @@ class BilheteriaSecurityManager(SecurityManager):
         if user is None:
             abort(404)
         accounts.set_password(self.session, user, password)
-        if current_user.is_authenticated and current_user.id == user.id:
+        signed_in = has_request_context() and getattr(current_user, "is_authenticated", False)
+        if signed_in and current_user.id == user.id:
             login_user(user)
 
     def create_jwt_manager(self, app: Any) -> Any:
