@@ -55,9 +55,7 @@ def password_problem(password: str, user_inputs: Iterable[str] = ()) -> str | No
         return f"The password needs at least {MIN_PASSWORD} characters."
     if len(password) > MAX_PASSWORD:
         return f"The password is too long ({MAX_PASSWORD} characters at most)."
-    try:
-        password.encode("utf-8")
-    except UnicodeEncodeError:
+    if not storable(password):
         return "The password has characters that cannot be stored."
     guessable = [word for value in user_inputs for word in _words(value)]
     result = zxcvbn(password[:_SCORED_LENGTH], user_inputs=guessable)
@@ -70,6 +68,17 @@ def password_problem(password: str, user_inputs: Iterable[str] = ()) -> str | No
         f"This password is too easy to guess.{reason} "
         "Use a longer one: a few unrelated words make a good password."
     )
+
+
+def storable(*values: str) -> bool:
+    """Whether each value is text the database can hold (no lone surrogate such as a JSON
+    "\\ud800"): sign-in refuses others before it looks anything up."""
+    try:
+        for value in values:
+            value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_password(password: str, user_inputs: Iterable[str] = ()) -> None:

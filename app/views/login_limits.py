@@ -21,6 +21,7 @@ from sqlalchemy import func, or_, select
 
 from app.extensions import db
 from app.models import PartnerUser
+from app.services import accounts
 from app.views import two_factor
 
 # The form login, its code step and the API login (page endpoints answer with the form).
@@ -38,8 +39,8 @@ def account_key() -> str:
     if pending:
         return f"user:{pending.id}"
     name = _attempted_login()
-    if not name:
-        return "name:"
+    if not name or not accounts.storable(name):
+        return "name:" + hashlib.sha256(name.encode("utf-8", "replace")).hexdigest()[:32]
     user_id = db.session.scalar(
         select(PartnerUser.id)
         .where(or_(func.lower(PartnerUser.username) == name, func.lower(PartnerUser.email) == name))

@@ -254,6 +254,9 @@ class SecurityApi(FabSecurityApi):
         code = body.pop("totp", None)
         if code is not None and not isinstance(code, str):
             return self.response_400(message={"totp": ["A string of six digits."]})
+        credentials = [body.get(key) for key in ("username", "password")]
+        if not accounts.storable(*(value for value in credentials if isinstance(value, str))):
+            return self.response_400(message="The username and password must be valid text.")
         try:
             payload = login_post.load(body)
         except ValidationError as error:

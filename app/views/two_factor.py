@@ -34,7 +34,7 @@ from flask_login import current_user, login_user
 
 from app.extensions import db
 from app.models import DomainError
-from app.services import two_factor
+from app.services import accounts, two_factor
 
 PENDING_LOGIN = "two_factor_pending"
 PENDING_SECONDS = 300
@@ -56,7 +56,10 @@ class AuthDBView(FabAuthDBView):
         form = LoginForm_db()
         if form.validate_on_submit():
             next_url = get_safe_redirect(request.args.get("next", ""))
-            user = self.appbuilder.sm.auth_user_db(form.username.data, form.password.data)
+            username, password = form.username.data, form.password.data
+            user = accounts.storable(username, password) and self.appbuilder.sm.auth_user_db(
+                username, password
+            )
             if not user:
                 flash(as_unicode(self.invalid_login_message), "warning")
                 return redirect(self.appbuilder.get_url_for_login_with(next_url))

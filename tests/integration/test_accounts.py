@@ -290,3 +290,16 @@ def test_users_created_with_a_password_in_clear_follow_the_rule(app):
     assert sm.add_user(
         "cli", "Cli", "User", "cli@example.com", [sm.find_role("Admin")], password=NEW_PASSWORD
     )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"username": "alice", "password": "x\\ud800", "provider": "db"}',
+        '{"username": "al\\ud800ice", "password": "x", "provider": "db"}',
+    ],
+)
+def test_a_login_that_is_not_valid_text_is_a_400_not_a_500(client, body):
+    make_user("alice", "Partner")
+    response = client.post("/api/v1/security/login", data=body, content_type="application/json")
+    assert response.status_code == 400, response.get_data(as_text=True)

@@ -347,3 +347,12 @@ def test_a_refused_form_login_shows_the_form_with_the_reason(limited):
     assert refused.headers.get("Retry-After", "").isdigit()
     page = refused.get_data(as_text=True)
     assert "Too many sign-in attempts" in page and 'name="password"' in page
+
+
+def test_a_login_name_that_is_not_valid_text_is_counted_not_a_500(limited):
+    body = '{"username": "al\\ud800ice", "password": "x", "provider": "db"}'
+    for _ in range(3):
+        answer = limited.post("/api/v1/security/login", data=body, content_type="application/json")
+        assert answer.status_code == 400
+    answer = limited.post("/api/v1/security/login", data=body, content_type="application/json")
+    assert answer.status_code == 429
