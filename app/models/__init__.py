@@ -1,7 +1,7 @@
 """Domain models, one module per aggregate, re-exported here."""
 
-from app.models.audit import AuditEntry
 from app.models.account import LoginSession
+from app.models.audit import AuditEntry
 from app.models.checkin import CheckIn, ScanDirection, ScanResult
 from app.models.customer import Customer
 from app.models.errors import Busy, Conflict, DomainError, Forbidden, NotFound

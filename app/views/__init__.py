@@ -6,8 +6,8 @@ from flask import Flask, current_app
 from flask_appbuilder import AppBuilder
 from flask_limiter.util import get_remote_address
 
-from app.views.audit import AuditEntryView
 from app.views import login_limits
+from app.views.audit import AuditEntryView
 from app.views.balances import BalanceView
 from app.views.catalog import (
     EventApi,
