@@ -87,17 +87,25 @@ def _path(env: dict[str, str], key: str, default: Path) -> str:
     return str(PROJECT_ROOT / raw if raw else default)
 
 
-MIN_PASSWORD = 8
-
-
 def password_rule(password: str) -> None:
-    """The password rule everywhere a password is set (sign-up checks the same length)."""
+    """The dashboard's password forms (a user's, reset my password) follow the one password
+    rule (app.services.accounts)."""
     from flask_appbuilder.exceptions import PasswordComplexityValidationError
+    from flask_login import current_user
 
-    if len(password or "") < MIN_PASSWORD:
-        raise PasswordComplexityValidationError(
-            f"The password needs at least {MIN_PASSWORD} characters."
-        )
+    from app.services.accounts import password_problem
+
+    inputs = []
+    if getattr(current_user, "is_authenticated", False):  # reset my password: its own names
+        inputs = [current_user.username, current_user.email]
+    problem = password_problem(password, inputs)
+    if problem is not None:
+        raise PasswordComplexityValidationError(problem)
+
+
+def _roles(env: dict[str, str], key: str, default: str) -> list[str]:
+    raw = env.get(key)
+    return [name.strip() for name in (default if raw is None else raw).split(",") if name.strip()]
 
 
 def rate_limit_key() -> str:
@@ -153,6 +161,11 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
     }
 
     secure_cookies = _bool(env.get("SESSION_COOKIE_SECURE"), app_env == "production")
+    password_strength = _int(env, "PASSWORD_MIN_STRENGTH", 3)
+    if password_strength > 4:
+        raise ConfigError(
+            f"PASSWORD_MIN_STRENGTH is a zxcvbn score, 0 to 4: got {password_strength}"
+        )
     return {
         "APP_ENV": app_env,
         "TESTING": app_env == "test",
@@ -245,4 +258,14 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "FAB_PASSWORD_COMPLEXITY_ENABLED": True,
         "FAB_PASSWORD_COMPLEXITY_VALIDATOR": password_rule,
         "JWT_ACCESS_TOKEN_EXPIRES": _int(env, "JWT_ACCESS_TOKEN_MINUTES", 60, minimum=1) * 60,
+        # A password must score at least this (zxcvbn, 0 to 4) besides 8 characters or more.
+        "PASSWORD_MIN_STRENGTH": password_strength,
+        # Users with one of these roles must sign in with a TOTP code (two-factor); other staff
+        # may turn it on. Comma-separated; empty for none.
+        "TOTP_REQUIRED_ROLES": _roles(
+            env, "TOTP_REQUIRED_ROLES", "Admin,Finance" if app_env == "production" else ""
+        ),
+        # The key two-factor secrets are encrypted with (derived from SECRET_KEY when unset:
+        # set it to change SECRET_KEY without staff enrolling again).
+        "TOTP_KEY": env.get("TOTP_KEY") or None,
     }

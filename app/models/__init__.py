@@ -1,5 +1,6 @@
 """Domain models, one module per aggregate, re-exported here."""
 
+from app.models.account import LoginSession
 from app.models.audit import AuditEntry
 from app.models.checkin import CheckIn, ScanDirection, ScanResult
 from app.models.customer import Customer
@@ -68,6 +69,7 @@ __all__ = [
     "Hold",
     "HoldStatus",
     "LineKind",
+    "LoginSession",
     "MismatchKind",
     "NotFound",
     "Order",

@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING
 
 from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import User
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, Numeric, String
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    Numeric,
+    String,
+    event,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -184,3 +193,32 @@ class PartnerUser(User):
         Integer, ForeignKey("partner.id", ondelete="RESTRICT"), index=True
     )
     partner: Mapped[Partner | None] = relationship(Partner, foreign_keys=[partner_id])
+    # Every API token carries the epoch it was issued in; a password change, a reset or a
+    # deactivation bumps it (end_sessions), and older tokens, refresh tokens included, are
+    # refused. Dashboard and shop sessions end with their login_session rows.
+    session_epoch: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
+    # Two-factor sign-in (app/services/two_factor.py): the TOTP secret, encrypted, and the time
+    # step of the last code accepted, so that a code signs in once.
+    totp_secret: Mapped[str | None] = mapped_column(String(255))
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+
+    @property
+    def has_two_factor(self) -> bool:
+        return self.totp_secret is not None
+
+    def role_names(self) -> set[str]:
+        return {role.name for role in self.roles}
+
+    def end_sessions(self) -> None:
+        """End every session and API token issued so far (their epoch is now behind)."""
+        self.session_epoch = (self.session_epoch or 0) + 1
+
+
+@event.listens_for(PartnerUser.active, "set", active_history=True)
+def _deactivation_ends_sessions(user: PartnerUser, value: bool, old: object, _: object) -> None:
+    """However a user is deactivated (the dashboard, a script), its sessions and tokens end,
+    and stay ended if it is activated again."""
+    if old is True and not value:
+        user.end_sessions()

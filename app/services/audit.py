@@ -149,6 +149,8 @@ AUDITED: dict[type, Audited] = {
         ignored=frozenset(
             {"last_login", "login_count", "fail_login_count", "created_on", "changed_on"}
             | {"created_by_fk", "changed_by_fk"}
+            # Sign-in bookkeeping: sessions ended and the last TOTP step used.
+            | {"session_epoch", "totp_last_step"}
         ),
         collections=("roles", "groups"),
     ),

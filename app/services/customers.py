@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from app.config import MIN_PASSWORD
 from app.models import (
     Customer,
     DomainError,
@@ -25,6 +24,7 @@ from app.models import (
 )
 from app.models.errors import Conflict
 from app.models.partner import PartnerUser
+from app.services import accounts
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # The email is the login's username too, the shorter column.
@@ -47,10 +47,7 @@ def sign_up(session: Session, sm: Any, name: str, email: str, password: str) -> 
         raise DomainError("Give a valid email address.", field="email")
     if len(email) > MAX_EMAIL:
         raise DomainError(f"The email is too long ({MAX_EMAIL} characters at most).", field="email")
-    if len(password or "") < MIN_PASSWORD:
-        raise DomainError(
-            f"The password needs at least {MIN_PASSWORD} characters.", field="password"
-        )
+    accounts.check_password(password, [email, name])
     taken = session.scalar(select(func.count()).where(func.lower(Customer.email) == email))
     if taken or sm.find_user(username=email) or sm.find_user(email=email):
         raise EmailTaken("An account with this email already exists: log in.", field="email")

@@ -28,7 +28,7 @@ from app.models.base import utcnow
 from app.services.events import generate_spots
 from app.services.scoping import SYSTEM
 
-DEMO_PASSWORD = "Demo-1234"  # noqa: S105 - documented demo credential
+DEMO_PASSWORD = "Ingresso-Demo-42"  # noqa: S105 - documented demo credential
 LOGINS_BANNER = f"""
 Demo logins (password {DEMO_PASSWORD} for all):
   admin      platform admin: partners, fees, every event

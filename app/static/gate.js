@@ -36,6 +36,7 @@ class ApiError extends Error {
     super(body?.message || body?.msg || fallback);
     this.status = status;
     this.field = body?.field;
+    this.code = body?.error;
   }
 }
 
@@ -523,14 +524,18 @@ function wire() {
     $("signin-error").textContent = "";
     const username = $("staff-login").value.trim();
     try {
-      const { access_token: token } = await api("/api/v1/security/login", {
-        method: "POST", body: { username, password: $("staff-password").value, provider: "db" }, token: null,
-      });
+      const body = { username, password: $("staff-password").value, provider: "db" };
+      const code = $("staff-totp").value.trim();
+      if (code) body.totp = code; // staff with two-factor sign-in on
+      const { access_token: token } = await api("/api/v1/security/login", { method: "POST", body, token: null });
       await signIn("staff", token, username);
       $("staff-password").value = "";
+      $("staff-totp").value = "";
       await start();
     } catch (err) {
-      $("signin-error").textContent = err instanceof ApiError && err.status === 401 ? "Wrong login or password." : explain(err);
+      const refused = err instanceof ApiError && (err.status === 401 || err.status === 403);
+      // A refusal with a code (totp_required, totp_invalid...) says why; a bare 401 is the password.
+      $("signin-error").textContent = refused ? (err.code ? err.message : "Wrong login or password.") : explain(err);
     }
   });
   $("sign-out").addEventListener("click", signOut);

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, current_app
 from flask_appbuilder import AppBuilder
 from flask_limiter.util import get_remote_address
 
+from app.views import login_limits
 from app.views.audit import AuditEntryView
 from app.views.balances import BalanceView
 from app.views.catalog import (
@@ -29,6 +30,7 @@ from app.views.settlement import (
     SettlementView,
 )
 from app.views.shop_api import CatalogApi, CustomerApi, HoldApi, OrderApi, QueueApi
+from app.views.two_factor import TwoFactorView, require_enrolment
 
 
 def register_views(appbuilder: AppBuilder) -> None:
@@ -52,6 +54,8 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_view(PartnerView, "Partners", icon="fa-handshake-o", category="Platform")
     appbuilder.add_view(CustomerView, "Customers", icon="fa-users", category="Platform")
     appbuilder.add_view(AuditEntryView, "Audit log", icon="fa-history", category="Platform")
+    appbuilder.add_view(TwoFactorView, "Two-factor sign-in", icon="fa-key", category="Security")
+    current_app.before_request(require_enrolment)
     appbuilder.add_api(EventApi)
     appbuilder.add_api(EventSectionApi)
     appbuilder.add_api(EventSpotApi)
@@ -67,10 +71,9 @@ def apply_rate_limits(app: Flask) -> None:
     if not app.config.get("RATELIMIT_ENABLED", True):
         return
     limiter = app.appbuilder.sm.limiter
-    per_address = get_remote_address  # sign-up and login: whoever the caller claims to be
+    login_limits.apply(app)  # one budget for every sign-in endpoint, per address and account
+    per_address = get_remote_address  # sign-up: whoever the caller claims to be
     for endpoint, key, key_func in (
-        ("SecurityApi.login", "RATELIMIT_LOGIN", per_address),
-        ("AuthDBView.login", "RATELIMIT_LOGIN", per_address),
         ("CustomerApi.sign_up", "RATELIMIT_SIGNUP", per_address),
         ("shop.signup", "RATELIMIT_SIGNUP", per_address),
         ("HoldApi.post", "RATELIMIT_HOLD", None),

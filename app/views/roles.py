@@ -17,6 +17,13 @@ SELF_SERVICE = [
     ("UserInfoEditView", "can_this_form_(get|post)"),
 ]
 
+# Staff may turn two-factor sign-in on (customers sign in to the shop without it).
+STAFF_SELF_SERVICE = [
+    *SELF_SERVICE,
+    ("TwoFactorView", "can_(index|enrol|disable)"),
+    ("(Security|Two-factor sign-in)", "menu_access"),
+]
+
 # Action permissions are the bare action names (publish, block, generate ...); FAB's file
 # download route is not used by these views.
 PARTNER_CATALOG = [
@@ -38,9 +45,9 @@ PARTNER_CATALOG = [
 
 ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     "Admin": [(".*", ".*")],
-    "Partner": [*SELF_SERVICE, *PARTNER_CATALOG],
+    "Partner": [*STAFF_SELF_SERVICE, *PARTNER_CATALOG],
     "Finance": [
-        *SELF_SERVICE,
+        *STAFF_SELF_SERVICE,
         ("(EventView|EventSectionView|PartnerView|CustomerView)", "can_(list|show)"),
         ("PartnerView", "can_reserve|reserve"),
         ("(OrderView|LedgerTransactionView)", "can_(list|show|export_csv)"),
@@ -56,7 +63,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     "Gate": [
         # The gate page talks only to the check-in API (its own token checks); the dashboard
         # shows the partner's events and the scan log, nothing of the partner REST API.
-        *SELF_SERVICE,
+        *STAFF_SELF_SERVICE,
         ("EventView", "can_(list|show)"),
         ("(Events|Catalog)", "menu_access"),
         ("CheckInView", "can_(list|show|live|export_csv)"),

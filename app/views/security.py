@@ -13,9 +13,12 @@ import threading
 import time
 from typing import Any
 
-from flask import current_app, g, request
+from flask import abort, current_app, flash, g, has_request_context, redirect, request
+from flask import session as cookie_session
+from flask_appbuilder.actions import action
 from flask_appbuilder.api import expose, safe
 from flask_appbuilder.security.api import SecurityApi as FabSecurityApi
+from flask_appbuilder.security.schemas import login_post
 from flask_appbuilder.security.sqla.manager import SecurityManager
 from flask_appbuilder.security.sqla.models import (
     Group,
@@ -26,13 +29,24 @@ from flask_appbuilder.security.sqla.models import (
     assoc_permissionview_role,
 )
 from flask_appbuilder.security.views import UserDBModelView
-from flask_jwt_extended import JWTManager
+from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token
+from flask_login import current_user, login_user, user_logged_in, user_logged_out
+from marshmallow import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
+from app.extensions import db
+from app.models import DomainError
 from app.models.customer import Customer
 from app.models.partner import PartnerUser
+from app.services import accounts, two_factor
 from app.views.base import CheckedListMixin
+from app.views.two_factor import AuthDBView
+
+# The session cookie's keys: its LoginSession row (app/services/accounts.py) and the user's
+# session epoch when it signed in.
+SESSION_ID = "session_id"
+SESSION_EPOCH = "session_epoch"
 
 
 class PartnerUserDBModelView(CheckedListMixin, UserDBModelView):
@@ -49,6 +63,23 @@ class PartnerUserDBModelView(CheckedListMixin, UserDBModelView):
     description_columns = {
         "partner": "Partner and gate staff belong to exactly one partner; platform staff to none."
     }
+
+    def post_update(self, item: Any) -> None:
+        # Roles, partner or activity changed: cached gate credentials and API users are
+        # read again (a deactivation has ended the user's sessions: PartnerUser).
+        accounts.forget_cached(item.id)
+
+    @action(
+        "reset_two_factor",
+        "Reset two-factor sign-in",
+        "Forget this user's two-factor secret (a lost phone)? The user enrols again.",
+        "fa-key",
+        multiple=False,
+    )
+    def reset_two_factor(self, item: Any) -> Any:
+        two_factor.reset(db.session, item)
+        flash(f"Two-factor sign-in of {item.username} is reset.", "info")
+        return redirect(self.get_redirect())
 
 
 class RolePermissionCache:
@@ -136,6 +167,10 @@ class JwtUserCache:
     def clear(self) -> None:
         self._users = {}  # a new dict: a thread reading the old one is not disturbed
 
+    def forget_user(self, user_id: int) -> None:
+        """Drop ``user_id``'s entries (its sessions ended: its new epoch is read at once)."""
+        self._users = {key: hit for key, hit in self._users.items() if key[0] != user_id}
+
 
 class CachingJWTManager(JWTManager):
     """Verifies each API token once per process, then answers its claims from memory until the
@@ -174,22 +209,92 @@ class CachingJWTManager(JWTManager):
 
 
 class SecurityApi(FabSecurityApi):
-    """FAB's token login, which answered 500 (KeyError) to a body without ``provider``. Same
-    class name: the endpoint (``SecurityApi.login``, rate-limited) and the spec are FAB's."""
+    """FAB's token login with the two-factor code (``totp``) for users who have it on, and a
+    400, not FAB's 500, for a body without ``provider``. Same class name: the endpoint
+    (``SecurityApi.login``, rate-limited) and the spec are FAB's."""
 
     @expose("/login", methods=["POST"])
     @safe
     def login(self) -> Any:
+        """Sign in for an API token (and a refresh token with ``refresh``).
+        ---
+        post:
+          summary: Sign in
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema:
+                  type: object
+                  required: [username, password, provider]
+                  properties:
+                    username: {type: string}
+                    password: {type: string}
+                    provider: {type: string, enum: [db]}
+                    refresh: {type: boolean}
+                    totp:
+                      type: string
+                      description: The six-digit code of the user's authenticator app, for
+                        users with two-factor sign-in on (401 totp_required without it)
+          responses:
+            200:
+              description: access_token (and refresh_token)
+            400:
+              $ref: '#/components/responses/400'
+            401:
+              description: Wrong login or password, or a missing or wrong two-factor code
+            403:
+              description: The user's role requires two-factor sign-in, not yet turned on
+        """
         body = request.get_json(silent=True)
-        if isinstance(body, dict) and "provider" not in body:
+        if not isinstance(body, dict):
+            return self.response_400(message="Request payload is not a JSON object")
+        if "provider" not in body:
             return self.response_400(message={"provider": ['Missing data: "db".']})
-        return super().login()
+        code = body.pop("totp", None)
+        if code is not None and not isinstance(code, str):
+            return self.response_400(message={"totp": ["A string of six digits."]})
+        credentials = [body.get(key) for key in ("username", "password")]
+        if not accounts.storable(*(value for value in credentials if isinstance(value, str))):
+            return self.response_400(message="The username and password must be valid text.")
+        try:
+            payload = login_post.load(body)
+        except ValidationError as error:
+            return self.response_400(message=error.messages)
+        sm = self.appbuilder.sm
+        user = sm.auth_user_db(payload["username"], payload["password"])
+        if not user:
+            return self.response_401()
+        refused = self._second_factor(user, code)
+        if refused is not None:
+            return refused
+        tokens = {"access_token": create_access_token(identity=str(user.id), fresh=True)}
+        if payload.get("refresh"):
+            tokens["refresh_token"] = create_refresh_token(identity=str(user.id))
+        return self.response(200, **tokens)
+
+    def _second_factor(self, user: Any, code: str | None) -> Any:
+        """None when ``user`` may have tokens; else the refusal."""
+        if user.has_two_factor:
+            if not code:
+                message = "Enter the code of your authenticator app (totp)."
+                return self.response(401, error="totp_required", message=message)
+            try:
+                two_factor.verify(db.session, user, code)
+            except DomainError as err:
+                db.session.rollback()
+                return self.response(err.status, error=err.code, message=err.message)
+        elif two_factor.must_enrol(user):
+            message = "Your role requires two-factor sign-in: turn it on in the dashboard first."
+            return self.response(403, error="two_factor_required", message=message)
+        return None
 
 
 class BilheteriaSecurityManager(SecurityManager):
     user_model = PartnerUser
     userdbmodelview = PartnerUserDBModelView
     security_api = SecurityApi
+    authdbview = AuthDBView
     # FAB's "User's Statistics" chart answered 500 to an unknown grouping in its URL, and
     # counts users by role, which the user list already shows: not registered.
     userstatschartview = None
@@ -198,21 +303,87 @@ class BilheteriaSecurityManager(SecurityManager):
         super().__init__(appbuilder)
         self.permission_cache = RolePermissionCache()
         self.jwt_users = JwtUserCache()
+        app = current_app._get_current_object()
+        user_logged_in.connect(self._signed_in, app)
+        user_logged_out.connect(self._signed_out, app)
+        accounts.sessions_ended.connect(self._sessions_ended)
+
+    def _signed_in(self, _app: Any, user: Any, **_: Any) -> None:
+        """Every sign-in (form, code step, sign-up) starts a session the server can end."""
+        cookie_session[SESSION_ID] = accounts.start_session(self.session, user.id)
+        cookie_session[SESSION_EPOCH] = user.session_epoch
+
+    def _signed_out(self, _app: Any, user: Any = None, **_: Any) -> None:
+        cookie_session.pop(SESSION_EPOCH, None)
+        session_id = cookie_session.pop(SESSION_ID, None)
+        if isinstance(session_id, str):
+            accounts.end_session(self.session, session_id)
+
+    def _sessions_ended(self, _sender: Any, user_id: int, **_: Any) -> None:
+        self.jwt_users.forget_user(user_id)
+
+    def load_user(self, pk: Any) -> Any:
+        """The user of a session cookie, while its session lives (accounts.is_live, in the
+        one query that loads the user) and the user's sessions have not been ended since."""
+        session_id = cookie_session.get(SESSION_ID)
+        if not isinstance(session_id, str) or not str(pk).isdigit():
+            return None
+        query = self._user_query(int(pk)).where(accounts.is_live(session_id, int(pk)))
+        user = self.session.scalars(query).unique().first()
+        if user is None or not user.is_active:
+            return None
+        return user if user.session_epoch == cookie_session.get(SESSION_EPOCH) else None
+
+    def add_user(  # noqa: PLR0913 - FAB's signature
+        self,
+        username: str,
+        first_name: str,
+        last_name: str,
+        email: str,
+        role: Any = None,
+        password: str = "",
+        hashed_password: str = "",
+        groups: Any = None,
+        commit: bool = True,
+    ) -> Any:
+        """FAB's, with the password rule for a password given in clear (CLI, demo, sign-up)."""
+        if password and not hashed_password:
+            accounts.check_password(password, [username, email, first_name, last_name])
+        return super().add_user(
+            username, first_name, last_name, email, role, password, hashed_password, groups, commit
+        )
+
+    def reset_password(self, userid: Any, password: str) -> None:
+        """A changed or reset password ends every session and token of the user. Changing
+        one's own, this browser goes on in a new session (copies of its cookie do not)."""
+        user = self.get_user_by_id(int(userid)) if str(userid).isdigit() else None
+        if user is None:
+            abort(404)
+        accounts.set_password(self.session, user, password)
+        signed_in = has_request_context() and getattr(current_user, "is_authenticated", False)
+        if signed_in and current_user.id == user.id:
+            login_user(user)
 
     def create_jwt_manager(self, app: Any) -> Any:
         # As FAB's, with tokens verified once per process (CachingJWTManager).
         jwt_manager = CachingJWTManager()
         jwt_manager.init_app(app)
         jwt_manager.user_lookup_loader(self.load_user_jwt)
-        jwt_manager.additional_claims_loader(self._customer_claim)
+        jwt_manager.additional_claims_loader(self._token_claims)
         return jwt_manager
 
-    def _customer_claim(self, identity: Any) -> dict[str, int]:
-        """API tokens of customers carry their customer id: no lookup on every request."""
-        customer_id = self.session.scalar(
-            select(Customer.id).where(Customer.user_id == int(identity))
-        )
-        return {"customer_id": customer_id} if customer_id else {}
+    def _token_claims(self, identity: Any) -> dict[str, int]:
+        """Every API token carries the user's session epoch (a token of an older epoch is
+        refused); customers' tokens their customer id (no lookup on every request)."""
+        row = self.session.execute(
+            select(PartnerUser.session_epoch, Customer.id)
+            .outerjoin(Customer, Customer.user_id == PartnerUser.id)
+            .where(PartnerUser.id == int(identity))
+        ).first()
+        if row is None:
+            return {}
+        epoch, customer_id = row
+        return {"epoch": epoch, "customer_id": customer_id} if customer_id else {"epoch": epoch}
 
     def exist_permission_on_roles(
         self, view_name: str, permission_name: str, role_ids: list[int]
@@ -225,14 +396,20 @@ class BilheteriaSecurityManager(SecurityManager):
         )
 
     def load_user_jwt(self, _jwt_header: Any, jwt_data: dict[str, Any]) -> Any:
-        """The user of an API token, from this process's short-lived cache (JwtUserCache)."""
-        user = self.jwt_users.get(
-            (int(jwt_data["sub"]), jwt_data.get("jti")), lambda key: self._detached_user(key[0])
-        )
-        if user is not None and user.is_active:
-            g.user = user
-            return user
-        return None
+        """The user of an API token, from this process's short-lived cache (JwtUserCache), if
+        the token is of the user's current session epoch. A refresh token (rare, and good for
+        days) reads the user afresh."""
+        pk = int(jwt_data["sub"])
+        if jwt_data.get("type") == "refresh":
+            user = self._detached_user(pk)
+        else:
+            user = self.jwt_users.get((pk, jwt_data.get("jti")), lambda k: self._detached_user(pk))
+        if user is None or not user.is_active:
+            return None
+        if jwt_data.get("epoch", 0) != user.session_epoch:
+            return None  # issued before a password change, a reset or a deactivation
+        g.user = user
+        return user
 
     def _detached_user(self, pk: int) -> Any:
         """The user, its roles, groups and partner, loaded in a session of their own that is

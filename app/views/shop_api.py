@@ -162,7 +162,12 @@ class CustomerApi(BaseApi):
                   properties:
                     name: {type: string}
                     email: {type: string}
-                    password: {type: string, minLength: 8}
+                    password:
+                      type: string
+                      minLength: 8
+                      maxLength: 128
+                      description: Not easy to guess (common passwords, words, names,
+                        repeats and keyboard runs are refused with 422 weak_password)
           responses:
             201:
               description: Created

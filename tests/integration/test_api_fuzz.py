@@ -23,6 +23,7 @@ from app.extensions import db
 from tests.support.builders import api_token, make_event, make_partner, make_user
 from tests.support.database import empty_domain_tables
 from tests.support.gate import device, open_event
+from tests.support.shop import CUSTOMER_PASSWORD
 
 pytestmark = pytest.mark.slow
 
@@ -49,10 +50,10 @@ def world(app: Flask) -> Iterator[dict[str, Any]]:
         }
         signed_up = client.post(
             "/api/v1/customers/",
-            json={"name": "Ana Souza", "email": "ana@example.com", "password": "Secret-1234"},
+            json={"name": "Ana Souza", "email": "ana@example.com", "password": CUSTOMER_PASSWORD},
         )
         assert signed_up.status_code == 201, signed_up.get_json()
-        tokens["customer"] = api_token(client, "ana@example.com", "Secret-1234")
+        tokens["customer"] = api_token(client, "ana@example.com", CUSTOMER_PASSWORD)
         db.session.remove()
     yield tokens
     app.config["PROPAGATE_EXCEPTIONS"] = None

@@ -254,7 +254,7 @@ def test_an_api_purchase_keeps_no_card_number_or_cvc(client, on_sale, logs, numb
 
 
 def test_a_purchase_through_the_pages_keeps_no_card_number_or_cvc(client, on_sale, logs):
-    password = "s3cret-pass"
+    password = "Ingresso-Azul-77"
     client.post("/signup", data={"name": HOLDER, "email": "ana@example.com", "password": password})
     hold = client.post(
         f"/events/{on_sale.id}/hold", data={"section_id": on_sale.sections[0].id, "quantity": 2}

@@ -80,7 +80,7 @@ def test_another_customers_order_cannot_be_cancelled(client, event):
 
 def test_the_order_page_offers_cancellation_only_while_the_window_is_open(client, event):
     order = buy(client, event, buyer=sign_up(client))
-    client.post("/login/", data={"username": "ana@example.com", "password": "s3cret-pass"})
+    client.post("/login/", data={"username": "ana@example.com", "password": "Ingresso-Azul-77"})
     page = client.get(f"/orders/{order['id']}").get_data(as_text=True)
     assert "Cancel this order for a full refund" in page
     done = client.post(f"/orders/{order['id']}/cancel", follow_redirects=True)
@@ -94,7 +94,7 @@ def test_the_order_page_hides_cancellation_once_the_window_closed(client, event)
     event = db.session.get(type(event), event.id)
     event.refund_window_hours = 24 * 60
     db.session.commit()
-    client.post("/login/", data={"username": "ana@example.com", "password": "s3cret-pass"})
+    client.post("/login/", data={"username": "ana@example.com", "password": "Ingresso-Azul-77"})
     page = client.get(f"/orders/{order['id']}").get_data(as_text=True)
     assert "Cancel this order" not in page
     refused = client.post(f"/orders/{order['id']}/cancel", follow_redirects=True)

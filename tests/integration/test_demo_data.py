@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import Customer, Event, EventSection, EventSpot, EventStatus, Partner
 from app.models.base import utcnow
+from app.services.demo import DEMO_PASSWORD
 from tests.support.builders import login
 
 
@@ -23,7 +24,7 @@ def test_demo_load_creates_every_role_and_a_realistic_catalogue(app, client):
     runner = app.test_cli_runner()
     result = runner.invoke(args=["demo", "load"])
     assert result.exit_code == 0, result.output
-    assert "partner1" in result.output and "Demo-1234" in result.output
+    assert "partner1" in result.output and DEMO_PASSWORD in result.output
     first = _counts()
     assert first[0] == 2 and first[3] == 2
 
@@ -67,7 +68,7 @@ def test_demo_load_creates_every_role_and_a_realistic_catalogue(app, client):
     assert again.exit_code == 0, again.output
     assert _counts() == first
 
-    login(client, "partner1", "Demo-1234")
+    login(client, "partner1", DEMO_PASSWORD)
     page = client.get("/eventview/list/").get_data(as_text=True)
     assert "Final do Campeonato" in page and "Bossa Nova" not in page
 

@@ -199,7 +199,7 @@ def test_catalog_spot_map_refuses_a_section_id_out_of_range(client, two_partners
 def test_sign_up_refuses_an_email_longer_than_the_login_name_column(client):
     email = "a" * 120 + "@example.com"  # 132 characters: a valid address, too long a login
     response = client.post(
-        "/api/v1/customers/", json={"name": "Ana", "email": email, "password": "Secret-1234"}
+        "/api/v1/customers/", json={"name": "Ana", "email": email, "password": "Ingresso-Azul-77"}
     )
     assert response.status_code == 422, response.get_json()
     assert response.get_json()["field"] == "email"
@@ -214,7 +214,7 @@ def test_an_api_call_made_with_the_session_cookie_needs_the_csrf_token(app, clie
     db.session.commit()
     headers = sign_up(client)
     order_id = buy(client, event, buyer=headers)["id"]
-    client.post("/login/", data={"username": "ana@example.com", "password": "s3cret-pass"})
+    client.post("/login/", data={"username": "ana@example.com", "password": "Ingresso-Azul-77"})
     app.config["WTF_CSRF_ENABLED"] = True
     try:
         forged = client.post(

@@ -157,7 +157,7 @@ class MoneyMachine(RuleBasedStateMachine):
         sm = current_app.appbuilder.sm
         self.customer_ids = [
             customers.sign_up(db.session, sm, f"M{n}", f"m{n}-{uuid.uuid4().hex[:6]}@ex.com",
-                              "s3cret-pass").id
+                              "Ingresso-Azul-77").id
             for n in range(2)
         ]  # fmt: skip
         self.midnight = dt.datetime.combine(utcnow().date(), dt.time.min)

@@ -104,7 +104,7 @@ def cancelled_event():
     event.publish()
     db.session.commit()
     customer = customers.sign_up(
-        db.session, _sm(), "Buyer", f"{uuid.uuid4().hex[:8]}@example.com", "s3cret-pass"
+        db.session, _sm(), "Buyer", f"{uuid.uuid4().hex[:8]}@example.com", "Ingresso-Azul-77"
     ).id
     gateway = SimulatedGateway()
     for spot in event.sections[0].spots[:ORDERS]:

@@ -32,14 +32,14 @@ def crowd(app):
     buyers = []
     for n in range(CLIENTS):
         email = f"buyer{n}@example.com"
-        customers.sign_up(db.session, sm, f"Buyer {n}", email, "s3cret-pass")
+        customers.sign_up(db.session, sm, f"Buyer {n}", email, "Ingresso-Azul-77")
         buyers.append(email)
     clients = []
     for email in buyers:
         client = app.test_client()
         jwt = client.post(
             "/api/v1/security/login",
-            json={"username": email, "password": "s3cret-pass", "provider": "db"},
+            json={"username": email, "password": "Ingresso-Azul-77", "provider": "db"},
         ).get_json()["access_token"]
         clients.append((client, {"Authorization": f"Bearer {jwt}"}))
     return {"event": event, "section": event.sections[0], "clients": clients}

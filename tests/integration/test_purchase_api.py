@@ -24,6 +24,7 @@ from app.models import (
 from app.models.codes import verify_ticket
 from tests.support.builders import api_token, make_user
 from tests.support.shop import (
+    CUSTOMER_PASSWORD,
     DECLINED,
     NO_FUNDS,
     PROCESSING_ERROR,
@@ -300,7 +301,8 @@ def test_bad_hold_requests_get_a_json_reason(client, on_sale):
 def test_sign_up_refuses_a_taken_email_and_bad_fields(client):
     sign_up(client)
     again = client.post(
-        "/api/v1/customers/", json={"name": "A", "email": "ANA@example.com", "password": "x" * 9}
+        "/api/v1/customers/",
+        json={"name": "A", "email": "ANA@example.com", "password": CUSTOMER_PASSWORD},
     )
     assert again.status_code == 409 and again.get_json()["field"] == "email"
     short = client.post(

@@ -180,9 +180,9 @@ def test_buyers_racing_for_the_same_seats_get_one_hold(app, on_sale):
     racers = []
     for n in range(10):
         email = f"racer{n}@example.com"
-        customer_service.sign_up(db.session, sm, f"Racer {n}", email, "s3cret-pass")
+        customer_service.sign_up(db.session, sm, f"Racer {n}", email, "Ingresso-Azul-77")
         client = app.test_client()
-        racers.append((client, api_token(client, email, "s3cret-pass")))
+        racers.append((client, api_token(client, email, "Ingresso-Azul-77")))
     spot_ids = [s.id for s in on_sale.sections[0].spots[:2]]
     start = threading.Barrier(len(racers))
     codes = []
@@ -329,7 +329,7 @@ def test_out_of_range_numbers_in_the_partner_api_answer_422(client):
 def test_sign_up_never_redirects_off_site(client):
     response = client.post(
         "/signup?next=/%5Cevil.example",
-        data={"name": "Ana", "email": "ana@example.com", "password": "s3cret-pass"},
+        data={"name": "Ana", "email": "ana@example.com", "password": "Ingresso-Azul-77"},
     )
     assert response.status_code == 302 and response.headers["Location"] == "/"
 

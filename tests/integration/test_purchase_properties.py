@@ -90,7 +90,7 @@ class PurchaseMachine(RuleBasedStateMachine):
         sm = current_app.appbuilder.sm
         self.customers = [
             customers.sign_up(db.session, sm, f"P{n}", f"p{n}-{uuid.uuid4().hex[:6]}@ex.com",
-                              "s3cret-pass").id
+                              "Ingresso-Azul-77").id
             for n in range(3)
         ]  # fmt: skip
         self.thief = self.customers[-1]

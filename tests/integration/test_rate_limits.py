@@ -286,3 +286,73 @@ def test_limits_keep_working_in_memory_while_redis_is_down(app):
         client = unreachable.test_client()
         codes = [sign_up_json(client, f"fan{n}@example.com").status_code for n in range(3)]
         assert codes == [201, 201, 429]
+
+
+WRONG = "wrong-password"  # noqa: S105 - a guess
+
+
+def form_login(client: FlaskClient, username: str, password: str = WRONG, address: str = ""):
+    environ = {"REMOTE_ADDR": address} if address else {}
+    return client.post(
+        "/login/", data={"username": username, "password": password}, environ_base=environ
+    )
+
+
+def api_login_from(client: FlaskClient, username: str, address: str, password: str = WRONG):
+    return client.post(
+        "/api/v1/security/login",
+        json={"username": username, "password": password, "provider": "db"},
+        environ_base={"REMOTE_ADDR": address},
+    )
+
+
+def test_the_form_and_the_api_login_draw_on_one_budget(limited):
+    """Apart, each allowed the limit: alternating doubled the guesses."""
+    assert sign_up_json(limited, "ana@example.com").status_code == 201
+    assert api_login(limited, "ana@example.com", "wrong-password").status_code == 401
+    assert form_login(limited, "ana@example.com").status_code == 302
+    assert api_login(limited, "ana@example.com", "wrong-password").status_code == 401
+    assert form_login(limited, "ana@example.com", CUSTOMER_PASSWORD).status_code == 429
+    assert_limited(api_login(limited, "ana@example.com"), "3 per 1 minute")
+
+
+def test_guesses_at_one_account_from_many_addresses_are_limited(limited):
+    assert sign_up_json(limited, "ana@example.com").status_code == 201
+    for n in range(3):
+        guess = api_login_from(limited, "ana@example.com", f"203.0.113.{n + 1}")
+        assert guess.status_code == 401
+    fourth = api_login_from(limited, "ana@example.com", "203.0.113.9", CUSTOMER_PASSWORD)
+    assert_limited(fourth, "3 per 1 minute")
+    # The account is what is limited, not the new address: another account signs in from it.
+    assert sign_up_json(limited, "bia@example.com").status_code == 201
+    bia = api_login_from(limited, "bia@example.com", "203.0.113.9", CUSTOMER_PASSWORD)
+    assert bia.status_code == 200
+
+
+def test_a_username_and_its_email_count_as_one_account(limited):
+    from tests.support.builders import make_user
+
+    make_user("alice", "Partner")
+    assert form_login(limited, "alice", address="198.51.100.1").status_code == 302
+    assert form_login(limited, "ALICE@example.com", address="198.51.100.2").status_code == 302
+    assert api_login_from(limited, "Alice", "198.51.100.3").status_code == 401
+    assert form_login(limited, "alice@example.com", address="198.51.100.4").status_code == 429
+
+
+def test_a_refused_form_login_shows_the_form_with_the_reason(limited):
+    for _ in range(3):
+        form_login(limited, "nobody@example.com")
+    refused = form_login(limited, "nobody@example.com")
+    assert refused.status_code == 429
+    assert refused.headers.get("Retry-After", "").isdigit()
+    page = refused.get_data(as_text=True)
+    assert "Too many sign-in attempts" in page and 'name="password"' in page
+
+
+def test_a_login_name_that_is_not_valid_text_is_counted_not_a_500(limited):
+    body = '{"username": "al\\ud800ice", "password": "x", "provider": "db"}'
+    for _ in range(3):
+        answer = limited.post("/api/v1/security/login", data=body, content_type="application/json")
+        assert answer.status_code == 400
+    answer = limited.post("/api/v1/security/login", data=body, content_type="application/json")
+    assert answer.status_code == 429

@@ -36,7 +36,7 @@ def test_the_beat_task_releases_expired_holds(app):
     event.publish()
     db.session.commit()
     customer = customers.sign_up(
-        db.session, app.appbuilder.sm, "Ana", "ana@example.com", "s3cret-pass"
+        db.session, app.appbuilder.sm, "Ana", "ana@example.com", "Ingresso-Azul-77"
     )
     spot_id = event.sections[0].spots[0].id
     hold = purchase.hold.reserve_spots(db.session, customer.id, event.id, spot_ids=[spot_id])

@@ -39,7 +39,7 @@ def best(client, headers, seat):
 
 def sign_up_customer(email: str) -> int:
     return customers.sign_up(
-        db.session, current_app.appbuilder.sm, "Ana Souza", email, "s3cret-pass"
+        db.session, current_app.appbuilder.sm, "Ana Souza", email, "Ingresso-Azul-77"
     ).id
 
 

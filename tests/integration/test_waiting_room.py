@@ -44,7 +44,7 @@ def burst(app):
 def _customers(count: int, first: int = 0) -> list[int]:
     sm = current_app.appbuilder.sm
     return [
-        customers.sign_up(db.session, sm, f"Fan {n}", f"fan{n}@example.com", "s3cret-pass").id
+        customers.sign_up(db.session, sm, f"Fan {n}", f"fan{n}@example.com", "Ingresso-Azul-77").id
         for n in range(first, first + count)
     ]
 

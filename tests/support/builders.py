@@ -26,7 +26,7 @@ from app.models.base import utcnow
 from app.services import events as event_service
 from app.services.scoping import SYSTEM
 
-PASSWORD = "Test-1234"
+PASSWORD = "Painel-Teste-2024"
 
 
 def make_user(username: str, role: str, partner: Partner | None = None) -> Any:

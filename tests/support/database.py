@@ -51,6 +51,7 @@ DOMAIN_TABLES = [
     "event_section",
     "event",
     "customer",
+    "login_session",
     "ab_user_role",
     "ab_user",
     "partner",

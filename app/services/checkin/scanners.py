@@ -42,6 +42,8 @@ class Scanner:
     event_ids: frozenset[int]
     device_id: int | None = None
     user_id: int | None = None
+    # A gate user's session epoch: its tokens of an older one are refused (accounts.py).
+    epoch: int = 0
 
     def scoped(self, nonce: str) -> str:
         """A nonce is the scanner's own: two devices may well count alike."""
@@ -55,6 +57,7 @@ class Scanner:
                 "event_ids": sorted(self.event_ids),
                 "device_id": self.device_id,
                 "user_id": self.user_id,
+                "epoch": self.epoch,
             }
         )
 
@@ -66,6 +69,7 @@ class Scanner:
             event_ids=frozenset(data["event_ids"]),
             device_id=data.get("device_id"),
             user_id=data.get("user_id"),
+            epoch=data.get("epoch", 0),
         )
 
 
@@ -114,6 +118,13 @@ def _scanner_for_jwt(session: Session, token: str) -> Scanner:
         user_id = int(claims["sub"])
     except Exception as exc:  # noqa: BLE001 - expired, forged or malformed: all refused
         raise NotAuthorized("This login has expired or is not valid: log in again.") from exc
+    scanner = _staff_scanner_cached(session, user_id)
+    if claims.get("epoch", 0) != scanner.epoch:
+        raise NotAuthorized("This login has ended (password changed?): log in again.")
+    return scanner
+
+
+def _staff_scanner_cached(session: Session, user_id: int) -> Scanner:
     cache = redis_client()
     if cache is not None:
         try:
@@ -152,7 +163,12 @@ def staff_scanner(session: Session, user_id: int) -> Scanner:
         )
     else:
         raise NotAuthorized("Only a partner's gate staff can scan tickets.")
-    return Scanner(partner_id=user.partner_id, event_ids=frozenset(event_ids), user_id=user_id)
+    return Scanner(
+        partner_id=user.partner_id,
+        event_ids=frozenset(event_ids),
+        user_id=user_id,
+        epoch=user.session_epoch,
+    )
 
 
 def cache_scanner(key: str, scanner: Scanner, ttl: int | None) -> None:
