@@ -238,12 +238,12 @@ def test_a_strong_password_is_taken(client):
     assert response.status_code == 201
 
 
-def test_a_password_that_cannot_be_stored_is_a_422_not_a_500(client):
+def test_a_password_that_cannot_be_stored_is_a_400_not_a_500(client):
     response = client.post(
         "/api/v1/customers/",
         json={"name": "Ana", "email": "ana@example.com", "password": "Ingresso-\ud800-Azul-77"},
     )
-    assert response.status_code == 422 and response.get_json()["field"] == "password"
+    assert response.status_code == 400 and response.get_json()["field"] == "password"
 
 
 def test_staff_passwords_follow_the_same_rule_in_the_dashboard(client):
