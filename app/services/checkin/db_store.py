@@ -20,7 +20,14 @@ from sqlalchemy.orm import Session, joinedload
 
 from app.models import CheckIn, CheckinEntry, Event, EventStatus, ScanResult, Ticket, TicketStatus
 from app.models.base import utcnow
-from app.services.checkin.rules import EventInfo, Outcome, ScanRequest, decide_entry, iso
+from app.services.checkin.rules import (
+    EventInfo,
+    FirstAnswer,
+    Outcome,
+    ScanRequest,
+    decide_entry,
+    iso,
+)
 from app.services.checkin.scanners import Scanner
 
 
@@ -28,9 +35,11 @@ class DbStore:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def recall(self, nonce: str) -> dict[str, Any] | None:
+    def recall(self, nonce: str) -> FirstAnswer | None:
         row = self.session.scalar(select(CheckIn).where(CheckIn.nonce == nonce))
-        return _answer_of(self.session, row) if row is not None else None
+        if row is None:
+            return None
+        return FirstAnswer(row.request_fingerprint, _answer_of(self.session, row))
 
     def event_info(self, event_id: int) -> EventInfo | None:
         return event_info_from_db(self.session, event_id)
@@ -50,17 +59,23 @@ class DbStore:
         return enter_in_db(self.session, info, ticket_id, request)
 
     def record(
-        self, scanner: Scanner, request: ScanRequest, outcome: Outcome, answer: dict[str, Any]
-    ) -> dict[str, Any]:
+        self,
+        scanner: Scanner,
+        request: ScanRequest,
+        fingerprint: str,
+        outcome: Outcome,
+        answer: dict[str, Any],
+    ) -> FirstAnswer:
         if outcome.log_event_id is not None:
-            self.session.add(_log_row(scanner, request, outcome, answer, utcnow()))
+            self.session.add(_log_row(scanner, request, fingerprint, outcome, answer, utcnow()))
+        mine = FirstAnswer(fingerprint, answer)
         try:
             self.session.commit()
         except IntegrityError:
-            # The same nonce raced us: answer what the first one answered.
+            # The same nonce raced us: the first one's answer is the nonce's.
             self.session.rollback()
-            return self.recall(scanner.scoped(request.nonce)) or answer
-        return answer
+            return self.recall(scanner.scoped(request.nonce)) or mine
+        return mine
 
 
 def event_info_from_db(session: Session, event_id: int) -> EventInfo | None:
@@ -148,6 +163,7 @@ def entries_of(session: Session, event_id: int) -> list[CheckinEntry]:
 def _log_row(
     scanner: Scanner,
     request: ScanRequest,
+    fingerprint: str,
     outcome: Outcome,
     answer: dict[str, Any],
     recorded_at: dt.datetime,
@@ -159,6 +175,7 @@ def _log_row(
         direction=request.direction,
         result=outcome.result,
         nonce=scanner.scoped(request.nonce),
+        request_fingerprint=fingerprint,
         scanned_at=request.scanned_at,
         recorded_at=recorded_at,
         device_id=scanner.device_id,
