@@ -36,6 +36,7 @@ from app.models import (
     SettlementMismatch,
     format_money,
 )
+from app.models.base import any_of
 from app.services import ledger, refunds
 from app.services.payments import PaymentGateway, ReportLine, SettlementReport
 
@@ -146,7 +147,9 @@ def _reconcile(
     known = {
         payment.gateway_ref: payment
         for payment in session.scalars(
-            select(Payment).where(Payment.gateway == gateway_name, Payment.gateway_ref.in_(refs))
+            select(Payment).where(
+                Payment.gateway == gateway_name, any_of(Payment.gateway_ref, refs)
+            )
         )
     }
     captured = session.scalars(
