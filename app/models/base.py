@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, Table, Update, event, inspect, update
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    Table,
+    Update,
+    any_,
+    event,
+    inspect,
+    literal,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapper
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -61,6 +73,12 @@ def enum_check(column: str, values: type[enum.StrEnum], name: str) -> CheckConst
     """A CHECK constraint limiting a string column to an enum's values."""
     allowed = ", ".join(f"'{v.value}'" for v in values)
     return CheckConstraint(f"{column} IN ({allowed})", name=name)
+
+
+def any_of(column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:
+    """``column = ANY(:values)``, the values bound as one array: ``IN (...)`` binds one parameter
+    per value, and a statement binds at most 65,535 (fewer than a stadium has tickets)."""
+    return column == any_(literal(list(values), ARRAY(column.type)))
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,9 @@ class CheckIn(Model):
     direction: Mapped[str] = mapped_column(String(3), nullable=False, default=ScanDirection.IN)
     result: Mapped[str] = mapped_column(String(20), nullable=False)
     nonce: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # What a retry under the nonce must send again (services/checkin/rules.fingerprint); null
+    # for scans logged before it was kept.
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
     scanned_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
     recorded_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
     device_id: Mapped[int | None] = mapped_column(

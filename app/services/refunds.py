@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from app.models import (
     Conflict,
@@ -131,7 +131,7 @@ def _complete(session: Session, gateway: PaymentGateway, order_id: int, refund_i
             session.rollback()
             return order
         now = utcnow()
-        tickets = list(refund.tickets)
+        tickets = _tickets_with_spots(session, refund_id)
         cancelled = order.event.status == EventStatus.CANCELLED
         # A used ticket's holder is inside: its seat is withdrawn, not sold again.
         ids = [t.id for t in tickets]
@@ -148,6 +148,19 @@ def _complete(session: Session, gateway: PaymentGateway, order_id: int, refund_i
         extra={"order_id": order_id, "amount": amount, "tickets": [t.id for t in tickets]},
     )
     return order
+
+
+def _tickets_with_spots(session: Session, refund_id: int) -> list[Ticket]:
+    """A refund's tickets and their spots, which revoking changes, loaded in one query rather
+    than a spot at a time."""
+    return list(
+        session.scalars(
+            select(Ticket)
+            .where(Ticket.refund_id == refund_id)
+            .options(joinedload(Ticket.spot))
+            .order_by(Ticket.id)
+        )
+    )
 
 
 def _drop(session: Session, order_id: int, refund_id: int) -> None:
@@ -356,13 +369,15 @@ def refund_event_orders(
     refunded = 0
     refused: list[int] = []
     unfinished: list[int] = []  # failed for a reason that may pass: the task runs again
+    tried = 0  # orders are taken in id order, past the last one tried (a stadium's orders are
+    # too many to name those tried in the query)
     while True:
         order_ids = session.scalars(
             select(Order.id)
             .where(
                 Order.event_id == event_id,
                 Order.status == OrderStatus.PAID,
-                Order.id.not_in([*refused, *unfinished]),  # tried in this run already
+                Order.id > tried,
             )
             .order_by(Order.id)
             .limit(batch)
@@ -377,6 +392,7 @@ def refund_event_orders(
             if unfinished:
                 raise RefundsUnfinished(event_id, unfinished)
             return refunded
+        tried = order_ids[-1]
         for order_id in order_ids:
             try:
                 refund_order(session, gateway, order_id, SYSTEM)

@@ -14,6 +14,7 @@ from sqlalchemy import Select, false, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.models.base import any_of
 from app.models.errors import NotFound
 
 PLATFORM_ROLES = frozenset({"Admin", "Finance"})
@@ -83,7 +84,7 @@ def get_owned_many(
     """All rows ``pks`` of ``model`` the actor may see, locked in id order when ``lock``; NotFound
     if any is missing or foreign."""
     wanted = sorted({_pk(model, pk) for pk in pks})
-    query = owned_query(model, actor).where(model.id.in_(wanted)).order_by(model.id)
+    query = owned_query(model, actor).where(any_of(model.id, wanted)).order_by(model.id)
     if lock:
         query = query.with_for_update()
     rows = list(session.scalars(query))

@@ -38,6 +38,7 @@ from app.models import (
     SettlementMismatch,
     format_money,
 )
+from app.models.base import any_of
 from app.services import ledger, refunds
 from app.services.payments import PaymentGateway, ReportLine, SettlementReport
 
@@ -148,7 +149,9 @@ def _reconcile(
     known = {
         payment.gateway_ref: payment
         for payment in session.scalars(
-            select(Payment).where(Payment.gateway == gateway_name, Payment.gateway_ref.in_(refs))
+            select(Payment).where(
+                Payment.gateway == gateway_name, any_of(Payment.gateway_ref, refs)
+            )
         )
     }
     captured = session.scalars(

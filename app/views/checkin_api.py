@@ -50,7 +50,8 @@ class CheckinApi(BaseApi):
           description: >
             The code's signature is verified with the event's public key before any lookup;
             the first entry is recorded atomically; a retry with the same nonce answers the
-            same and records nothing new.
+            same and records nothing new; the nonce sent with another code, gate, direction
+            or event_id answers 422 nonce_reused.
           requestBody:
             required: true
             content:
@@ -73,7 +74,7 @@ class CheckinApi(BaseApi):
             401:
               description: Missing, unknown or revoked device token or login
             422:
-              description: A field is missing or malformed
+              description: A field is missing or malformed, or the nonce is another scan's
         """
         scan_request = parse_scan(_json_body())
         return self.response(200, **scanning.scan(db.session, g.scanner, scan_request))
@@ -89,7 +90,8 @@ class CheckinApi(BaseApi):
           summary: Record offline scans in the order they were made
           description: >
             The first entry of a ticket is admitted; a later scan that the device also
-            admitted is reported as a conflict. Idempotent by nonce.
+            admitted is reported as a conflict. Idempotent by nonce; a nonce sent with
+            another scan answers 422 nonce_reused, naming the scan.
           requestBody:
             required: true
             content:
@@ -116,7 +118,7 @@ class CheckinApi(BaseApi):
             401:
               description: Missing, unknown or revoked device token or login
             422:
-              description: A scan is malformed (the field names which)
+              description: A scan is malformed or reuses a nonce (the field names which)
         """
         results = scanning.record_offline_scans(db.session, g.scanner, _json_body())
         return self.response(200, results=results)

@@ -121,16 +121,16 @@ def test_a_refund_committing_while_the_event_is_armed_reaches_the_gates(
     event = doors_open(partner)
     order = buy(client, event, quantity=1)
     auth = device(partner, event)
-    read_details = arming.ticket_details
+    read_details = arming.valid_ticket_details
 
-    def refund_meanwhile(session, ids):  # arming has read the revoked tickets already
-        monkeypatch.setattr(arming, "ticket_details", read_details)
+    def refund_meanwhile(session, event_id, batch):  # arming has read the revoked tickets
+        monkeypatch.setattr(arming, "valid_ticket_details", read_details)
         with app.app_context():
             refunds.refund_order(db.session, gateway(), order["id"], SYSTEM)
             db.session.remove()
-        return read_details(session, ids)
+        yield from read_details(session, event_id, batch)
 
-    monkeypatch.setattr(arming, "ticket_details", refund_meanwhile)
+    monkeypatch.setattr(arming, "valid_ticket_details", refund_meanwhile)
     checkin.arm_event(db.session, event.id)
     assert result(scan(client, auth, order["tickets"][0]["code"]))["result"] == "revoked"
 

@@ -34,8 +34,6 @@ from app.models import (
     GateAssignment,
     GateDevice,
     PartnerUser,
-    Ticket,
-    TicketStatus,
 )
 from app.models.base import utcnow
 from app.services.after_commit import after_commit
@@ -44,7 +42,7 @@ from app.services.checkin.db_store import (
     event_info_from_db,
     event_info_of,
     revoked_ticket_ids,
-    ticket_details,
+    valid_ticket_details,
 )
 from app.services.checkin.errors import NotAuthorized
 from app.services.checkin.redis_keys import (
@@ -73,6 +71,8 @@ log = logging.getLogger(__name__)
 
 # Revocations of an event that is not armed yet are kept this long (arming reads the rest).
 UNARMED_REVOCATIONS_SECONDS = 7 * 24 * 3600
+# Tickets read from the database and written to Redis at a time when arming.
+ARM_BATCH = 5000
 
 
 def arm_event(session: Session, event_id: int, now: dt.datetime | None = None) -> bool:
@@ -88,39 +88,47 @@ def arm_event(session: Session, event_id: int, now: dt.datetime | None = None) -
     now = now or utcnow()
     expire_at = info.closes_at + dt.timedelta(days=2)
     ttl = max(3600, int((expire_at - now).total_seconds()))
-    revoked = revoked_ticket_ids(session, event_id)
-    entries = entries_of(session, event_id)
-    valid = session.scalars(
-        select(Ticket.id).where(Ticket.event_id == event_id, Ticket.status == TicketStatus.VALID)
-    ).all()
-    details = ticket_details(session, valid) if valid else {}
+    # Scans take an event whose hash is in Redis as armed: its tickets are copied first.
+    _copy_tickets(session, cache, event_id, ttl)
     pipe = cache.pipeline()
     pipe.hset(
         event_key(event_id),
         mapping={"partner_id": info.partner_id, "public_key": info.public_key, **door_fields(info)},
     )
     pipe.expire(event_key(event_id), ttl)
-    # Revocations are never undone: add, never replace (a refund may commit while arming).
-    if revoked:
-        pipe.sadd(revoked_key(event_id), *revoked)
-    pipe.expire(revoked_key(event_id), ttl)  # also those a refund added before arming
-    for entry in entries:
-        # Redis may know newer scans than the database (the log is not flushed yet): keep them.
-        pipe.hsetnx(
-            entries_key(event_id),
-            entry.ticket_id,
-            entry_value(entry.state, iso(entry.first_at), entry.first_gate),
-        )
-    pipe.expire(entries_key(event_id), ttl)
-    if details:
-        pipe.hset(tickets_key(event_id), mapping={k: json.dumps(v) for k, v in details.items()})
-        pipe.expire(tickets_key(event_id), ttl)
     pipe.execute()
     _cache_credentials(session, event_id, ttl)
     event = session.get(Event, event_id)
     event.armed_at = now
     session.commit()
     return True
+
+
+def _copy_tickets(session: Session, cache: redis.Redis, event_id: int, ttl: int) -> None:
+    """Copy the event's revoked tickets, entries so far and ticket details into Redis, a batch
+    at a time: a stadium has more tickets than a statement may bind parameters (65,535), or a
+    Redis command should carry."""
+    revoked = revoked_ticket_ids(session, event_id)
+    for start in range(0, len(revoked), ARM_BATCH):
+        # Revocations are never undone: add, never replace (a refund may commit while arming).
+        cache.sadd(revoked_key(event_id), *revoked[start : start + ARM_BATCH])
+    cache.expire(revoked_key(event_id), ttl)  # also those a refund added before arming
+    entries = entries_of(session, event_id)
+    for start in range(0, len(entries), ARM_BATCH):
+        pipe = cache.pipeline(transaction=False)
+        for entry in entries[start : start + ARM_BATCH]:
+            # Redis may know newer scans than the database (the log is not flushed yet): keep
+            # them.
+            pipe.hsetnx(
+                entries_key(event_id),
+                entry.ticket_id,
+                entry_value(entry.state, iso(entry.first_at), entry.first_gate),
+            )
+        pipe.execute()
+    cache.expire(entries_key(event_id), ttl)
+    for details in valid_ticket_details(session, event_id, ARM_BATCH):
+        cache.hset(tickets_key(event_id), mapping={k: json.dumps(v) for k, v in details.items()})
+    cache.expire(tickets_key(event_id), ttl)
 
 
 def arm_owned_event(session: Session, actor: Actor, event_id: int) -> Event:

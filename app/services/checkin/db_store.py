@@ -10,17 +10,35 @@ nonce gets the first answer back from the log.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, Select, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
-from app.models import CheckIn, CheckinEntry, Event, EventStatus, ScanResult, Ticket, TicketStatus
+from app.models import (
+    CheckIn,
+    CheckinEntry,
+    Event,
+    EventSection,
+    EventSpot,
+    EventStatus,
+    ScanResult,
+    Ticket,
+    TicketStatus,
+)
 from app.models.base import utcnow
-from app.services.checkin.rules import EventInfo, Outcome, ScanRequest, decide_entry, iso
+from app.models.order import seat_label
+from app.services.checkin.rules import (
+    EventInfo,
+    FirstAnswer,
+    Outcome,
+    ScanRequest,
+    decide_entry,
+    iso,
+)
 from app.services.checkin.scanners import Scanner
 
 
@@ -28,9 +46,11 @@ class DbStore:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def recall(self, nonce: str) -> dict[str, Any] | None:
+    def recall(self, nonce: str) -> FirstAnswer | None:
         row = self.session.scalar(select(CheckIn).where(CheckIn.nonce == nonce))
-        return _answer_of(self.session, row) if row is not None else None
+        if row is None:
+            return None
+        return FirstAnswer(row.request_fingerprint, _answer_of(self.session, row))
 
     def event_info(self, event_id: int) -> EventInfo | None:
         return event_info_from_db(self.session, event_id)
@@ -42,7 +62,7 @@ class DbStore:
         return status != TicketStatus.VALID
 
     def ticket_details(self, event_id: int, ticket_id: int) -> dict[str, Any]:
-        return ticket_details(self.session, [ticket_id]).get(ticket_id, {})
+        return ticket_details(self.session, ticket_id)
 
     def enter(
         self, info: EventInfo, ticket_id: int, request: ScanRequest, nonce: str
@@ -50,17 +70,23 @@ class DbStore:
         return enter_in_db(self.session, info, ticket_id, request)
 
     def record(
-        self, scanner: Scanner, request: ScanRequest, outcome: Outcome, answer: dict[str, Any]
-    ) -> dict[str, Any]:
+        self,
+        scanner: Scanner,
+        request: ScanRequest,
+        fingerprint: str,
+        outcome: Outcome,
+        answer: dict[str, Any],
+    ) -> FirstAnswer:
         if outcome.log_event_id is not None:
-            self.session.add(_log_row(scanner, request, outcome, answer, utcnow()))
+            self.session.add(_log_row(scanner, request, fingerprint, outcome, answer, utcnow()))
+        mine = FirstAnswer(fingerprint, answer)
         try:
             self.session.commit()
         except IntegrityError:
-            # The same nonce raced us: answer what the first one answered.
+            # The same nonce raced us: the first one's answer is the nonce's.
             self.session.rollback()
-            return self.recall(scanner.scoped(request.nonce)) or answer
-        return answer
+            return self.recall(scanner.scoped(request.nonce)) or mine
+        return mine
 
 
 def event_info_from_db(session: Session, event_id: int) -> EventInfo | None:
@@ -116,17 +142,36 @@ def enter_in_db(
     return decision.result, None, None
 
 
-def ticket_details(session: Session, ticket_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
-    """What a gate shows of each ticket: section, seat and holder."""
-    rows = session.scalars(
-        select(Ticket)
-        .where(Ticket.id.in_(list(ticket_ids)))
-        .options(joinedload(Ticket.section), joinedload(Ticket.spot))
+def _details() -> Select[Any]:
+    return (
+        select(Ticket.id, EventSection.name, EventSpot.label, Ticket.holder_name)
+        .join(EventSection, EventSection.id == Ticket.section_id)
+        .join(EventSpot, EventSpot.id == Ticket.spot_id)
     )
+
+
+def _detail(row: Row[Any]) -> dict[str, Any]:
+    """What a gate shows of a ticket: section, seat and holder."""
     return {
-        t.id: {"section": t.section.name, "seat": t.seat_label, "holder_name": t.holder_name}
-        for t in rows
+        "section": row.name,
+        "seat": seat_label(row.name, row.label),
+        "holder_name": row.holder_name,
     }
+
+
+def ticket_details(session: Session, ticket_id: int) -> dict[str, Any]:
+    row = session.execute(_details().where(Ticket.id == ticket_id)).first()
+    return _detail(row) if row is not None else {}
+
+
+def valid_ticket_details(
+    session: Session, event_id: int, batch: int
+) -> Iterator[dict[int, dict[str, Any]]]:
+    """The details of the event's valid tickets, ``batch`` tickets at a time (a server-side
+    cursor: a stadium's tickets are neither held in memory nor named one by one)."""
+    query = _details().where(Ticket.event_id == event_id, Ticket.status == TicketStatus.VALID)
+    for rows in session.execute(query.execution_options(yield_per=batch)).partitions():
+        yield {row.id: _detail(row) for row in rows}
 
 
 def revoked_ticket_ids(session: Session, event_id: int) -> list[int]:
@@ -141,13 +186,22 @@ def revoked_ticket_ids(session: Session, event_id: int) -> list[int]:
     )
 
 
-def entries_of(session: Session, event_id: int) -> list[CheckinEntry]:
-    return list(session.scalars(select(CheckinEntry).where(CheckinEntry.event_id == event_id)))
+def entries_of(session: Session, event_id: int) -> list[Row[Any]]:
+    """The event's entries: (ticket_id, state, first_at, first_gate) rows."""
+    entry = CheckinEntry
+    return list(
+        session.execute(
+            select(entry.ticket_id, entry.state, entry.first_at, entry.first_gate).where(
+                entry.event_id == event_id
+            )
+        )
+    )
 
 
 def _log_row(
     scanner: Scanner,
     request: ScanRequest,
+    fingerprint: str,
     outcome: Outcome,
     answer: dict[str, Any],
     recorded_at: dt.datetime,
@@ -159,6 +213,7 @@ def _log_row(
         direction=request.direction,
         result=outcome.result,
         nonce=scanner.scoped(request.nonce),
+        request_fingerprint=fingerprint,
         scanned_at=request.scanned_at,
         recorded_at=recorded_at,
         device_id=scanner.device_id,
@@ -175,7 +230,7 @@ def _answer_of(session: Session, row: CheckIn) -> dict[str, Any]:
     if row.ticket_id is not None:
         answer["ticket_id"] = row.ticket_id
         answer["event_id"] = row.event_id
-        answer.update(ticket_details(session, [row.ticket_id]).get(row.ticket_id, {}))
+        answer.update(ticket_details(session, row.ticket_id))
     if row.result == ScanResult.ALREADY_USED and row.ticket_id is not None:
         entry = session.get(CheckinEntry, row.ticket_id)
         if entry is not None:

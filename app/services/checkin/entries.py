@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import CheckinEntry
+from app.models.base import any_of
 from app.services.checkin.redis_keys import entries_key, read_entry, redis_client
 from app.services.checkin.rules import parse_time
 
@@ -42,7 +43,7 @@ def first_entries(session: Session, event_id: int, ticket_ids: Iterable[int]) ->
         row.ticket_id: Entry(row.ticket_id, row.first_at, row.first_gate)
         for row in session.execute(
             select(CheckinEntry.ticket_id, CheckinEntry.first_at, CheckinEntry.first_gate).where(
-                CheckinEntry.ticket_id.in_(wanted)
+                any_of(CheckinEntry.ticket_id, wanted)
             )
         )
     }

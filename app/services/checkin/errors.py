@@ -1,6 +1,6 @@
-"""What check-in answers when it cannot judge a scan: the scanner is not allowed (401), or what
-the scan needs is out of reach (503, no verdict: the gate judges the ticket offline and uploads
-it later)."""
+"""What check-in answers when it cannot judge a scan: the scanner is not allowed (401), the
+nonce names another scan (422), or what the scan needs is out of reach (503, no verdict: the gate
+judges the ticket offline and uploads it later)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,15 @@ class Unavailable(Busy):
 class NotAuthorized(DomainError):
     status = 401
     code = "not_authorized"
+
+
+class NonceReused(DomainError):
+    """A nonce sent again with another scan (as ``idempotency_key_reused`` for payments)."""
+
+    code = "nonce_reused"
+
+
+NONCE_REUSED = "This nonce was sent with another scan: send a new nonce for each scan."
 
 
 @contextmanager

@@ -5,7 +5,8 @@ Python parses the request and verifies the code's signature (with the armed even
 cached a few seconds per process); one Lua script (``fast_scan.lua``) does the rest of
 ``scanning.evaluate`` with the Redis store, in the same order, answers, keeps the answer under
 its nonce and queues the scan log. Anything it cannot answer (a staff login, a malformed
-request, an unknown or revoked device, an event not armed yet) goes to the full path.
+request, an unknown or revoked device, an event not armed yet, a nonce sent with another scan)
+goes to the full path.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from app.services.checkin.redis_keys import (
     script,
     tickets_key,
 )
-from app.services.checkin.rules import iso, parse_scan
+from app.services.checkin.rules import fingerprint, iso, parse_scan
 
 _FAST_KEYS: dict[int, tuple[Ed25519PublicKey, float]] = {}
 _FAST_KEY_SECONDS = 5.0
@@ -61,7 +62,7 @@ def _fast_public_key(client: redis.Redis, event_id: int) -> Ed25519PublicKey | N
 def fast_scan(client: redis.Redis, token: str, body: bytes) -> bytes | None:
     """Answer a device's scan of an armed event in one Redis round trip, or None when the full
     path must answer (a staff login, a malformed request, an unknown device, an event not armed
-    yet)."""
+    yet, a nonce sent with another scan)."""
     if not token or token.count(".") == 2:
         return None
     try:
@@ -94,9 +95,9 @@ def fast_scan(client: redis.Redis, token: str, body: bytes) -> bytes | None:
         args=[
             verdict, event_id, ticket_id, label, request.direction, iso(request.scanned_at),
             request.gate, iso(now), request.event_id or "", request.scanned_at.isoformat(),
-            now.isoformat(), NONCE_TTL_SECONDS, request.nonce, digest,
+            now.isoformat(), NONCE_TTL_SECONDS, request.nonce, digest, fingerprint(request),
         ],
     )  # fmt: skip
-    if reply[0] == "noauth":  # not cached, or revoked: the full path decides
+    if reply[0] in ("noauth", "reused"):  # not cached or revoked; another scan's nonce
         return None
     return reply[1].encode()  # "new" (this scan's answer) or "old" (a retry's first answer)

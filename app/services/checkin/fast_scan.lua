@@ -4,7 +4,11 @@
 -- tested against tests/cases/scan_rules.json.
 -- KEYS: device, revoked devices, event, revoked tickets, ticket details, entries, log
 -- ARGV: verdict, event id, ticket id, label, direction, scanned_at (iso Z), gate, now (iso Z),
---       gate's event id or '', scanned_at (log), recorded_at (log), nonce ttl, nonce, token hash
+--       gate's event id or '', scanned_at (log), recorded_at (log), nonce ttl, nonce, token hash,
+--       the request's fingerprint (rules.fingerprint: 64 hex digits)
+-- A nonce's value is the fingerprint of its first scan, then that scan's answer
+-- (redis_keys.nonce_value). The nonce sent with another scan is left to the full path ('reused'),
+-- which refuses it.
 local dev = redis.call('GET', KEYS[1])
 if not dev or redis.call('SISMEMBER', KEYS[2], ARGV[14]) == 1 then return {'noauth'} end
 local scanner = cjson.decode(dev)
@@ -12,7 +16,10 @@ local owner = scanner.device_id and ('d' .. scanner.device_id) or ('u' .. scanne
 local nonce = owner .. ':' .. ARGV[13]
 local nonce_key = 'ck:n:' .. nonce
 local prev = redis.call('GET', nonce_key)
-if prev then return {'old', prev} end
+if prev then
+  if string.sub(prev, 1, 64) == ARGV[15] then return {'old', string.sub(prev, 65)} end
+  return {'reused'}
+end
 local verdict, ev, ticket, label = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local direction, scanned_iso, gate, now = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local gate_event = tonumber(ARGV[9])
@@ -83,10 +90,10 @@ end
 local log_ticket = cjson.null
 if outcome_event and outcome_event == log_event then log_ticket = ticket end
 local body = cjson.encode(answer)
-redis.call('SET', nonce_key, body, 'EX', ARGV[12])
+redis.call('SET', nonce_key, ARGV[15] .. body, 'EX', ARGV[12])
 redis.call('RPUSH', KEYS[7], cjson.encode({
   event_id = log_event, ticket_id = log_ticket, gate = gate, direction = direction,
-  result = answer.result, nonce = nonce, scanned_at = ARGV[10], recorded_at = ARGV[11],
+  result = answer.result, nonce = nonce, request_fingerprint = ARGV[15], scanned_at = ARGV[10], recorded_at = ARGV[11],
   device_id = scanner.device_id or cjson.null, user_id = scanner.user_id or cjson.null,
   offline = false, device_verdict = cjson.null, conflict = false, entry_state = entry_state}))
 return {'new', body}

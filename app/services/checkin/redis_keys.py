@@ -4,18 +4,21 @@ Everything lives under ``ck:``. Per armed event: its doors and public key (``ck:
 hash), revoked tickets (``ck:rv:<id>``, a set), ticket details (``ck:tk:<id>``, a hash) and
 entries (``ck:en:<id>``, a hash of ticket id to ``entry_value``). Per scanner: cached
 credentials (``ck:dev:<token hash>``, ``ck:usr:<user id>``) and the revoked devices
-(``ck:dev:revoked``). Per scan: its answer under its scoped nonce (``ck:n:<nonce>``), and the
-scan log queued for the database (``ck:log``). The Lua scripts (``*.lua`` beside this module)
-use the same layout.
+(``ck:dev:revoked``). Per scan: its request's fingerprint and answer under its scoped nonce
+(``ck:n:<nonce>``, ``nonce_value``), and the scan log queued for the database (``ck:log``).
+The Lua scripts (``*.lua`` beside this module) use the same layout.
 """
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from typing import Any
 
 import redis
 from flask import current_app
+
+from app.services.checkin.rules import FirstAnswer
 
 #: A scan's answer is kept this long under its nonce, so a retry gets the same answer.
 NONCE_TTL_SECONDS = 3 * 24 * 3600
@@ -75,6 +78,18 @@ def tickets_key(event_id: int) -> str:
 
 def nonce_key(nonce: str) -> str:
     return f"ck:n:{nonce}"
+
+
+def nonce_value(fingerprint: str, answer: str) -> str:
+    """A scan's first answer as kept under its nonce: the request's fingerprint (64 hex digits,
+    ``rules.fingerprint``) followed by the answer's JSON."""
+    return fingerprint + answer
+
+
+def read_nonce_value(raw: str) -> FirstAnswer:
+    if raw.startswith("{"):  # an answer kept before fingerprints were
+        return FirstAnswer(None, json.loads(raw))
+    return FirstAnswer(raw[:64], json.loads(raw[64:]))
 
 
 def device_key(digest: str) -> str:

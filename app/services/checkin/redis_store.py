@@ -4,11 +4,11 @@ with PostgreSQL down.
 An event is *armed* when its public key, doors, revocations, entries and gate credentials are
 copied into Redis (``arming``); an event not armed yet is armed from the database on its first
 scan. Entries are taken by one atomic script (``enter.lua``: the first ``in`` of a ticket wins,
-like ``SET NX``; with re-entry an ``out`` allows one later ``in``). A scan's answer is kept under
-its nonce and the scan queued for the database log by a second script (``record.lua``), in one
-step, so a retry gets the first answer and is logged once; ``scan_log.flush_scan_log`` writes
-the queue to the database, idempotent by nonce, so nothing is lost or doubled when the database
-comes back.
+like ``SET NX``; with re-entry an ``out`` allows one later ``in``). A scan's answer (with its
+request's fingerprint) is kept under its nonce and the scan queued for the database log by a
+second script (``record.lua``), in one step, so a retry gets the first answer and is logged
+once; ``scan_log.flush_scan_log`` writes the queue to the database, idempotent by nonce, so
+nothing is lost or doubled when the database comes back.
 """
 
 from __future__ import annotations
@@ -31,11 +31,20 @@ from app.services.checkin.redis_keys import (
     entries_key,
     event_key,
     nonce_key,
+    nonce_value,
+    read_nonce_value,
     revoked_key,
     script,
     tickets_key,
 )
-from app.services.checkin.rules import EventInfo, Outcome, ScanRequest, iso, parse_time
+from app.services.checkin.rules import (
+    EventInfo,
+    FirstAnswer,
+    Outcome,
+    ScanRequest,
+    iso,
+    parse_time,
+)
 from app.services.checkin.scanners import Scanner
 
 log = logging.getLogger(__name__)
@@ -51,9 +60,9 @@ class RedisStore:
         self._enter = script(client, "enter")
         self._record = script(client, "record")
 
-    def recall(self, nonce: str) -> dict[str, Any] | None:
+    def recall(self, nonce: str) -> FirstAnswer | None:
         raw = self.client.get(nonce_key(nonce))
-        return json.loads(raw) if raw else None
+        return read_nonce_value(raw) if raw else None
 
     def event_info(self, event_id: int) -> EventInfo | None:
         raw = self.client.hgetall(event_key(event_id))
@@ -103,8 +112,13 @@ class RedisStore:
         return answer, None, None
 
     def record(
-        self, scanner: Scanner, request: ScanRequest, outcome: Outcome, answer: dict[str, Any]
-    ) -> dict[str, Any]:
+        self,
+        scanner: Scanner,
+        request: ScanRequest,
+        fingerprint: str,
+        outcome: Outcome,
+        answer: dict[str, Any],
+    ) -> FirstAnswer:
         entry = {
             "event_id": outcome.log_event_id,
             "ticket_id": outcome.ticket_id,
@@ -112,6 +126,7 @@ class RedisStore:
             "direction": request.direction,
             "result": outcome.result,
             "nonce": scanner.scoped(request.nonce),
+            "request_fingerprint": fingerprint,
             "scanned_at": request.scanned_at.isoformat(),
             "recorded_at": utcnow().isoformat(),
             "device_id": scanner.device_id,
@@ -123,9 +138,13 @@ class RedisStore:
         }
         earlier = self._record(
             keys=[nonce_key(scanner.scoped(request.nonce)), LOG_KEY],
-            args=[json.dumps(answer), json.dumps(entry), NONCE_TTL_SECONDS],
+            args=[
+                nonce_value(fingerprint, json.dumps(answer)),
+                json.dumps(entry),
+                NONCE_TTL_SECONDS,
+            ],
         )
-        return json.loads(earlier) if earlier else answer
+        return read_nonce_value(earlier) if earlier else FirstAnswer(fingerprint, answer)
 
 
 def _entry_state(outcome: Outcome, request: ScanRequest) -> str | None:

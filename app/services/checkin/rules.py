@@ -18,6 +18,8 @@ judge (``app/static/gate-core.js``). Every copy is tested against one table of c
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -80,6 +82,21 @@ class Outcome:
             body["seat"] = self.claim.label
         body.update(self.details)
         return body
+
+
+class FirstAnswer(NamedTuple):
+    """What a nonce answered first, kept for a retry of the same scan."""
+
+    fingerprint: str | None  # the scan's ``fingerprint`` (None: kept before there were any)
+    answer: dict[str, Any]
+
+
+def fingerprint(request: ScanRequest) -> str:
+    """What a retry under the same nonce must send again: the code, gate, direction and the
+    event the gate works. Not the time nor the device's verdict: the gate page uploads a scan
+    whose online answer did not come in time under the same nonce, timed and judged by itself."""
+    scan = json.dumps([request.code, request.gate, request.direction, request.event_id])
+    return hashlib.sha256(scan.encode()).hexdigest()
 
 
 class EntryDecision(NamedTuple):

@@ -90,6 +90,7 @@ def _write_scans(session: Session, records: list[dict[str, Any]]) -> None:
             "direction": r["direction"],
             "result": r["result"],
             "nonce": r["nonce"],
+            "request_fingerprint": r.get("request_fingerprint"),  # absent: queued before it was
             "scanned_at": parse_time(r["scanned_at"]),
             "recorded_at": parse_time(r["recorded_at"]),
             "device_id": r["device_id"],

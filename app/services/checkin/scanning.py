@@ -5,9 +5,10 @@ then checks the gate's events, the doors (window, cancellation) and revocations,
 entry atomically (``evaluate``; the entry rule itself is ``rules.decide_entry``). Two stores
 answer the same questions: ``RedisStore`` when Redis is configured (the event armed, no
 database on the scan path), ``DbStore`` otherwise, and while Redis is unreachable. A retry with
-the same nonce returns the first answer and records nothing new. Offline scans uploaded later
-go through the same path in the order they were made; a ticket the device admitted that was
-already used is a conflict.
+the same nonce returns the first answer and records nothing new; the nonce sent with another
+scan (``rules.fingerprint``) is refused, 422 ``nonce_reused``, so a nonce that answered "valid"
+never vouches for another code. Offline scans uploaded later go through the same path in the
+order they were made; a ticket the device admitted that was already used is a conflict.
 """
 
 from __future__ import annotations
@@ -23,15 +24,21 @@ from app.models import DomainError, ScanResult
 from app.models.base import utcnow
 from app.models.codes import InvalidCode, read_claim, verify_ticket
 from app.services.checkin.db_store import DbStore
-from app.services.checkin.errors import unavailable_without_database
+from app.services.checkin.errors import (
+    NONCE_REUSED,
+    NonceReused,
+    unavailable_without_database,
+)
 from app.services.checkin.redis_keys import redis_client
 from app.services.checkin.redis_store import RedisStore
 from app.services.checkin.rules import (
     NOT_IN,
     EventInfo,
+    FirstAnswer,
     Outcome,
     ScanRequest,
     doors_open,
+    fingerprint,
     iso,
     parse_scan,
 )
@@ -41,7 +48,7 @@ log = logging.getLogger(__name__)
 
 
 class Store(Protocol):
-    def recall(self, nonce: str) -> dict[str, Any] | None: ...
+    def recall(self, nonce: str) -> FirstAnswer | None: ...
     def event_info(self, event_id: int) -> EventInfo | None: ...
     def is_revoked(self, event_id: int, ticket_id: int) -> bool: ...
     def ticket_details(self, event_id: int, ticket_id: int) -> dict[str, Any]: ...
@@ -49,8 +56,13 @@ class Store(Protocol):
         self, info: EventInfo, ticket_id: int, request: ScanRequest, nonce: str
     ) -> tuple[str, str | None, str | None]: ...
     def record(
-        self, scanner: Scanner, request: ScanRequest, outcome: Outcome, answer: dict[str, Any]
-    ) -> dict[str, Any]: ...
+        self,
+        scanner: Scanner,
+        request: ScanRequest,
+        fingerprint: str,
+        outcome: Outcome,
+        answer: dict[str, Any],
+    ) -> FirstAnswer: ...
 
 
 def evaluate(store: Store, scanner: Scanner, request: ScanRequest, now: dt.datetime) -> Outcome:
@@ -109,9 +121,10 @@ def scan(session: Session, scanner: Scanner, request: ScanRequest) -> dict[str, 
 
 
 def _scan_with(store: Store, scanner: Scanner, request: ScanRequest) -> dict[str, Any]:
-    answer = store.recall(scanner.scoped(request.nonce))
-    if answer is not None:
-        return answer
+    wanted = fingerprint(request)
+    first = store.recall(scanner.scoped(request.nonce))
+    if first is not None:
+        return _replay(first, wanted)
     outcome = evaluate(store, scanner, request, utcnow())
     outcome.log_event_id = _log_event(scanner, request, outcome)
     answer = outcome.answer()
@@ -119,7 +132,15 @@ def _scan_with(store: Store, scanner: Scanner, request: ScanRequest) -> dict[str
         answer["conflict"] = bool(
             request.device_verdict == ScanResult.VALID and outcome.result == ScanResult.ALREADY_USED
         )
-    return store.record(scanner, request, outcome, answer)
+    # The first answer under the nonce: this one's, or a racing request's.
+    return _replay(store.record(scanner, request, wanted, outcome, answer), wanted)
+
+
+def _replay(first: FirstAnswer, wanted: str) -> dict[str, Any]:
+    """The nonce's first answer for a retry of the same scan; NonceReused for another scan."""
+    if first.fingerprint is not None and first.fingerprint != wanted:
+        raise NonceReused(NONCE_REUSED, field="nonce")
+    return first.answer
 
 
 def _log_event(scanner: Scanner, request: ScanRequest, outcome: Outcome) -> int | None:
@@ -143,15 +164,16 @@ def record_offline_scans(session: Session, scanner: Scanner, payload: Any) -> li
     requests = []
     for index, item in enumerate(scans):
         try:
-            requests.append(parse_scan(item, offline=True))
+            requests.append((index, parse_scan(item, offline=True)))
         except DomainError as exc:
-            raise DomainError(
-                f"Scan {index + 1}: {exc.message}", field=f"scans[{index}].{exc.field}"
-            ) from exc
-    requests.sort(key=lambda r: r.scanned_at)
+            raise _in_upload(exc, index) from exc
+    requests.sort(key=lambda pair: pair[1].scanned_at)
     results = []
-    for request in requests:
-        answer = scan(session, scanner, request)
+    for index, request in requests:
+        try:
+            answer = scan(session, scanner, request)
+        except NonceReused as exc:  # those before it are recorded: a retry replays them
+            raise _in_upload(exc, index) from exc
         results.append(
             {
                 "nonce": request.nonce,
@@ -160,6 +182,11 @@ def record_offline_scans(session: Session, scanner: Scanner, payload: Any) -> li
             }
         )
     return results
+
+
+def _in_upload(error: DomainError, index: int) -> DomainError:
+    """A scan's error as its upload answers it: the scan named by its place in the upload."""
+    return type(error)(f"Scan {index + 1}: {error.message}", field=f"scans[{index}].{error.field}")
 
 
 def _store_for(session: Session) -> Store:
