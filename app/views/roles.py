@@ -56,7 +56,12 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         ("(PayoutView|PayoutItemView)", "can_(list|show|export_csv)"),
         ("PayoutView", "can_mark_paid|approve|mark_paid|cancel_payout"),
         ("ReportView", "can_(list|show|add|download)"),
-        ("(Money|Orders|Ledger|Balances|Payouts|Settlements|Mismatches|Reports)", "menu_access"),
+        # The settlement of a day and the payout run, now (after a confirmation page).
+        ("MoneyRunsView", "can_(index|settle|payouts)"),
+        (
+            "(Money|Orders|Ledger|Balances|Payouts|Settlements|Mismatches|Reports|Money runs)",
+            "menu_access",
+        ),
         ("(EventApi|EventSectionApi)", "can_(get|info)"),
         ("(Events|Sections|Partners|Customers|Catalog|Platform)", "menu_access"),
     ],
