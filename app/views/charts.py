@@ -34,7 +34,7 @@ def bar_chart(
     slot = (width - left) / max(len(bars), 1)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="sales-chart {escape(css)}" role="img"'
-        f' width="100%" viewBox="0 0 {width} {height}" preserveAspectRatio="none"'
+        f' width="100%" viewBox="0 0 {width} {height}"'
         f' aria-label="{escape(title)}"><title>{escape(title)}</title>',
         f'<text x="{left - 4}" y="10" text-anchor="end" font-size="10" fill="{AXIS_COLOUR}">'
         f"{top}</text>",
@@ -48,9 +48,11 @@ def bar_chart(
             f' width="{slot * 0.8:.1f}" height="{tall:.1f}" fill="{BAR_COLOUR}">'
             f"<title>{escape(bar.tooltip)}</title></rect>"
         )
-        if bar.label:
+        if bar.label:  # the last bar's label ends at the chart's edge, the others are centred
+            last = index == len(bars) - 1
+            at, anchor = (x + slot * 0.8, "end") if last else (x + slot * 0.4, "middle")
             parts.append(
-                f'<text x="{x + slot * 0.4:.1f}" y="{height - 3}" text-anchor="middle"'
+                f'<text x="{at:.1f}" y="{height - 3}" text-anchor="{anchor}"'
                 f' font-size="10" fill="{AXIS_COLOUR}">{escape(bar.label)}</text>'
             )
     parts.append("</svg>")
