@@ -1,7 +1,10 @@
-"""Operator commands: `flask perms sync` (at deploy), `flask demo load` (demo data) and
-`flask demo serve` (what `make run` runs)."""
+"""Operator commands: `flask perms sync` (at deploy), `flask demo load` (demo data),
+`flask demo serve` (what `make run` runs) and `flask money settle|payouts` (the scheduled money
+runs, now)."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 import click
 from flask import Flask, current_app
@@ -11,6 +14,7 @@ from app.extensions import db
 
 perms_cli = AppGroup("perms", help="Roles and permissions.")
 demo_cli = AppGroup("demo", help="Demo data.")
+money_cli = AppGroup("money", help="Settlement and payouts, run now.")
 
 
 @perms_cli.command("sync")
@@ -32,17 +36,67 @@ def demo_load(if_empty: bool) -> None:
 @demo_cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
-def demo_serve(host: str, port: int) -> None:
+@click.option(
+    "--beat/--no-beat",
+    default=True,
+    show_default=True,
+    help="Run Celery beat's schedule in this process (app/tasks/in_process_beat.py); "
+    "--no-beat when `make beat` runs it.",
+)
+def demo_serve(host: str, port: int, beat: bool) -> None:
     """Migrate, sync permissions, load the demo into an empty database and serve it, in one
-    process: with DATABASE_URL unset, the embedded PostgreSQL it started stops when it exits."""
+    process, with the periodic tasks running in a thread of it: with DATABASE_URL unset, the
+    embedded PostgreSQL it started stops when it exits, after the tasks' thread."""
     from flask_migrate import upgrade
     from werkzeug.serving import run_simple
+
+    from app.tasks.in_process_beat import InProcessBeat
 
     upgrade()
     _load_demo(if_empty=True)
     db.session.remove()
+    scheduler = InProcessBeat(current_app.extensions["celery"]) if beat else None
+    if scheduler is not None:
+        scheduler.start()
+        click.echo("Periodic tasks: running in this process (each once now, then on schedule).")
     click.echo(f"Shop: http://{host}:{port}/   Dashboard: http://{host}:{port}/dashboard/")
-    run_simple(host, port, current_app._get_current_object(), threaded=True)  # type: ignore[attr-defined]
+    try:
+        run_simple(host, port, current_app._get_current_object(), threaded=True)  # type: ignore[attr-defined]
+    finally:
+        if scheduler is not None:
+            scheduler.stop()
+
+
+@money_cli.command("settle")
+@click.option(
+    "--day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="The UTC day to reconcile (YYYY-MM-DD); by default every day over and not reconciled.",
+)
+def money_settle(day: dt.datetime | None) -> None:
+    """Reconcile the acquirer's settlement report of a day that is over, as the hourly task
+    does; a day reconciled before posts nothing more."""
+    from app.models import DomainError
+    from app.services import money_runs
+
+    try:
+        summaries = money_runs.settle(db.session, day.date() if day else None)
+    except DomainError as err:
+        raise click.ClickException(err.message) from err
+    if not summaries:
+        click.echo("No day to reconcile.")
+    for summary in summaries:
+        click.echo(money_runs.describe_settlement(summary))
+
+
+@money_cli.command("payouts")
+def money_payouts() -> None:
+    """Make the payouts due now (settled money less the reserve), as the scheduled run does;
+    run again, it makes none until more money is available."""
+    from app.services import money_runs
+
+    click.echo(money_runs.describe_payouts(db.session, money_runs.payouts_now(db.session)))
 
 
 def _load_demo(if_empty: bool) -> None:
@@ -62,3 +116,4 @@ def _load_demo(if_empty: bool) -> None:
 def register_cli(app: Flask) -> None:
     app.cli.add_command(perms_cli)
     app.cli.add_command(demo_cli)
+    app.cli.add_command(money_cli)

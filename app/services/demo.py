@@ -1,4 +1,5 @@
-"""Demo data for `make run`: users for every role, two partners, events in several cities.
+"""Demo data for `make run`: users for every role, two partners, events in several cities,
+and a week of sales before today for the events it creates (services/demo_history.py).
 
 Idempotent: rows are looked up by their natural keys (username, partner name, event name)
 and only missing ones are created.
@@ -25,6 +26,7 @@ from app.models import (
     SectionKind,
 )
 from app.models.base import utcnow
+from app.services import demo_history
 from app.services.events import generate_spots
 from app.services.scoping import SYSTEM
 
@@ -191,6 +193,7 @@ def has_events(session: Session) -> bool:
 def load(session: Session, sm: Any) -> str:
     """Create whatever demo rows are missing; returns a one-line summary."""
     created = {"partners": 0, "users": 0, "events": 0}
+    new_events: list[int] = []
     partners: dict[str, Partner] = {}
     for name, (username, percent, fixed) in PARTNERS.items():
         partner = session.scalar(select(Partner).where(Partner.name == name))
@@ -245,7 +248,8 @@ def load(session: Session, sm: Any) -> str:
             category=spec.category,
             starts_at=starts,
             ends_at=starts + dt.timedelta(hours=4),
-            sales_start=now - dt.timedelta(days=1),
+            # On sale since before the demo's history of sales began.
+            sales_start=now - dt.timedelta(days=demo_history.DAYS + 3),
             currency="BRL",
             refund_window_hours=48,
             waiting_room_per_minute=spec.waiting_room_per_minute,
@@ -279,10 +283,13 @@ def load(session: Session, sm: Any) -> str:
             event.publish()
         session.commit()
         created["events"] += 1
+        new_events.append(event.id)
     _assign_gate_staff(session, sm)
+    gate_user = sm.find_user(username="gate1")
+    orders = demo_history.add_sales(session, new_events, utcnow(), gate_user.id)
     return (
         f"Demo data: {created['partners']} partners, {created['users']} users, "
-        f"{created['events']} events created."
+        f"{created['events']} events, {orders} past orders created."
     )
 
 

@@ -19,7 +19,9 @@ from app.views.catalog import (
 )
 from app.views.checkin_api import CheckinApi
 from app.views.gate_admin import CheckInView, GateAssignmentView, GateDeviceView
+from app.views.home import EventOverviewView
 from app.views.money import LedgerTransactionView, OrderView
+from app.views.money_runs import MoneyRunsView
 from app.views.platform import CustomerView, PartnerView
 from app.views.reports import ReportView
 from app.views.settlement import (
@@ -46,6 +48,8 @@ def register_views(appbuilder: AppBuilder) -> None:
         SettlementMismatchView, "Mismatches", icon="fa-exclamation-triangle", category="Money"
     )
     appbuilder.add_view(ReportView, "Reports", icon="fa-file-text-o", category="Money")
+    appbuilder.add_view(MoneyRunsView, "Money runs", icon="fa-play-circle", category="Money")
+    appbuilder.add_view_no_menu(EventOverviewView)
     appbuilder.add_view_no_menu(PayoutItemView)
     appbuilder.add_view_no_menu(SettlementLineView)
     appbuilder.add_view(GateDeviceView, "Gate devices", icon="fa-mobile", category="Check-in")

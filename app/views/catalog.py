@@ -292,6 +292,11 @@ class EventView(EventRules, ScopedModelView):
         )
         return redirect(self.get_redirect())
 
+    @action("overview", "Overview", None, "fa-bar-chart", multiple=False)
+    def overview(self, item: Event) -> Any:
+        """Sales, revenue, tickets by section, check-in progress and sales per day."""
+        return redirect(url_for("EventOverviewView.show", event_id=item.id))
+
     @action("checkin", "Check-in live", None, "fa-qrcode", multiple=False)
     def checkin_live(self, item: Event) -> Any:
         return redirect(url_for("CheckInView.live", event_id=item.id))

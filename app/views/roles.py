@@ -28,6 +28,7 @@ STAFF_SELF_SERVICE = [
 # download route is not used by these views.
 PARTNER_CATALOG = [
     ("(EventView|EventSectionView|EventSpotView|OrderView)", "(?!can_download$).*"),
+    ("EventOverviewView", "can_show"),
     ("LedgerTransactionView", "can_(list|show|export_csv)"),
     ("BalanceView", "can_index"),
     ("(PayoutView|PayoutItemView)", "can_(list|show|export_csv)"),
@@ -49,6 +50,9 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     "Finance": [
         *STAFF_SELF_SERVICE,
         ("(EventView|EventSectionView|PartnerView|CustomerView)", "can_(list|show)"),
+        # An event's business overview (the home shows every partner's figures).
+        ("EventView", "overview"),
+        ("EventOverviewView", "can_show"),
         ("PartnerView", "can_reserve|reserve"),
         ("(OrderView|LedgerTransactionView)", "can_(list|show|export_csv)"),
         ("BalanceView", "can_index"),
@@ -56,7 +60,12 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         ("(PayoutView|PayoutItemView)", "can_(list|show|export_csv)"),
         ("PayoutView", "can_mark_paid|approve|mark_paid|cancel_payout"),
         ("ReportView", "can_(list|show|add|download)"),
-        ("(Money|Orders|Ledger|Balances|Payouts|Settlements|Mismatches|Reports)", "menu_access"),
+        # The settlement of a day and the payout run, now (after a confirmation page).
+        ("MoneyRunsView", "can_(index|settle|payouts)"),
+        (
+            "(Money|Orders|Ledger|Balances|Payouts|Settlements|Mismatches|Reports|Money runs)",
+            "menu_access",
+        ),
         ("(EventApi|EventSectionApi)", "can_(get|info)"),
         ("(Events|Sections|Partners|Customers|Catalog|Platform)", "menu_access"),
     ],

@@ -1,14 +1,34 @@
-"""`flask demo load` gives a working demo and is idempotent."""
+"""`flask demo load` gives a working demo, with a week of past sales, and is idempotent."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
+from app import sim_acquirer
 from app.extensions import db
-from app.models import Customer, Event, EventSection, EventSpot, EventStatus, Partner
+from app.models import (
+    CheckinEntry,
+    Customer,
+    Event,
+    EventSection,
+    EventSpot,
+    EventStatus,
+    Order,
+    OrderStatus,
+    Partner,
+    Payment,
+    Payout,
+    Settlement,
+    SettlementDay,
+    SettlementMismatch,
+    Ticket,
+)
 from app.models.base import utcnow
+from app.services import demo_history
 from app.services.demo import DEMO_PASSWORD
 from tests.support.builders import login
+from tests.support.money import transaction_sums
 
 
 def _counts() -> tuple[int, int, int, int]:
@@ -16,7 +36,8 @@ def _counts() -> tuple[int, int, int, int]:
         db.session.scalar(select(func.count()).select_from(Partner)),
         db.session.scalar(select(func.count()).select_from(Event)),
         db.session.scalar(select(func.count()).select_from(EventSpot)),
-        db.session.scalar(select(func.count()).select_from(Customer)),
+        # Customers who log in (the demo's past buyers have no login).
+        db.session.scalar(select(func.count()).where(Customer.user_id.is_not(None))),
     )
 
 
@@ -89,3 +110,65 @@ def test_demo_load_if_empty_leaves_an_existing_catalogue_alone(app, two_partners
     assert result.exit_code == 0
     assert "already has events" in result.output
     assert db.session.scalar(select(func.count()).select_from(Partner)) == 2
+
+
+@pytest.fixture
+def without_redis(app):
+    """As `make run` runs: no Redis (check-in on the database store)."""
+    saved = app.config["REDIS_URL"]
+    app.config["REDIS_URL"] = None
+    yield
+    app.config["REDIS_URL"] = saved
+
+
+def test_the_demo_has_a_week_of_past_sales_that_settle_without_mismatch_and_pay_out(
+    app, without_redis
+):
+    runner = app.test_cli_runner()
+    loaded = runner.invoke(args=["demo", "load"])
+    assert loaded.exit_code == 0, loaded.output
+    now = utcnow()
+    today = now.date()
+    paid = db.session.execute(
+        select(
+            Order.id, Order.paid_at, Payment.captured_at, Payment.amount_cents, Order.total_cents
+        )
+        .join(Payment, Payment.order_id == Order.id)
+        .where(Order.status == OrderStatus.PAID)
+    ).all()
+    days = {row.paid_at.date() for row in paid}
+    assert len([d for d in days if d < today]) == demo_history.DAYS and max(days) <= today
+    assert all(row.paid_at == row.captured_at <= now for row in paid)
+    assert all(row.amount_cents == row.total_cents for row in paid)
+    assert f"{len(paid)} past orders created" in loaded.output
+    # The acquirer's report of a past day has the charges of that day, as ours do.
+    day = min(days)
+    report = sim_acquirer.settlement_report(day)
+    ours = [row.amount_cents for row in paid if row.paid_at.date() == day]
+    assert report["totals"]["BRL"]["charges_cents"] == sum(ours)
+    assert len(report["lines"]) == len(ours)
+
+    settled = runner.invoke(args=["money", "settle"])
+    assert settled.exit_code == 0, settled.output
+    assert db.session.scalar(select(func.count()).select_from(SettlementMismatch)) == 0
+    reconciled = set(db.session.scalars(select(SettlementDay.day)))
+    assert {d for d in days if d < today} <= reconciled and today not in reconciled
+    assert db.session.scalar(select(func.sum(Settlement.captured_cents))) == sum(
+        row.amount_cents for row in paid if row.paid_at.date() < today
+    )
+    assert runner.invoke(args=["money", "payouts"]).exit_code == 0
+    paid_out = set(db.session.scalars(select(Payout.partner_id)))
+    assert paid_out == set(db.session.scalars(select(Partner.id)))
+    assert transaction_sums() == {0}
+
+    # The gala's doors are open: some of its tickets were scanned in, not all.
+    gala = db.session.scalar(select(Event).where(Event.checkin_opens_at.is_not(None)))
+    sold = db.session.scalar(
+        select(func.count()).where(Ticket.event_id == gala.id, Ticket.status == "valid")
+    )
+    entered = db.session.scalar(select(func.count()).where(CheckinEntry.event_id == gala.id))
+    assert 0 < entered < sold
+
+    again = runner.invoke(args=["demo", "load"])
+    assert again.exit_code == 0 and "0 past orders created" in again.output
+    assert db.session.scalar(select(func.count()).select_from(Order)) == len(paid)

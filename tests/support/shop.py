@@ -76,16 +76,23 @@ def pay(
 
 
 def buy(
-    client: FlaskClient, event: Event, quantity: int = 2, *, buyer: dict[str, str] | None = None
+    client: FlaskClient,
+    event: Event,
+    quantity: int = 2,
+    *,
+    buyer: dict[str, str] | None = None,
+    section: int = 0,
 ) -> dict[str, Any]:
-    """A customer holds the best ``quantity`` places of the event's first section and pays
-    with the approved card; returns the paid order as the checkout answered it (its tickets
-    carry their codes). ``buyer``: the customer's API headers; by default a new customer, Ana
-    Souza at an address of her own, so every call is another buyer."""
+    """A customer holds the best ``quantity`` places of the event's first section (or its
+    ``section``-th, from 0) and pays with the approved card; returns the paid order as the
+    checkout answered it (its tickets carry their codes). ``buyer``: the customer's API
+    headers; by default a new customer, Ana Souza at an address of her own, so every call is
+    another buyer."""
     headers = buyer or sign_up(client, f"{uuid.uuid4().hex[:12]}@example.com")
+    section_id = event.sections[section].id
     hold = client.post(
         "/api/v1/holds/",
-        json={"event_id": event.id, "section_id": event.sections[0].id, "quantity": quantity},
+        json={"event_id": event.id, "section_id": section_id, "quantity": quantity},
         headers=headers,
     )
     assert hold.status_code == 201, hold.get_json()
