@@ -73,6 +73,19 @@ def test_log_lines_are_json_with_the_request_id(capfd):
     assert record["level"] == "WARNING"
 
 
+def test_migrating_keeps_the_apps_logging(app):
+    # `flask demo serve` migrates and then serves: alembic's ini must not replace the app's
+    # handlers and level (its WARN root level hid the demo's INFO lines).
+    from flask_migrate import upgrade
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    with app.app_context():
+        upgrade()
+    assert root.level == level == logging.getLevelName(app.config["LOG_LEVEL"])
+    assert root.handlers == handlers
+
+
 def test_metrics_count_requests_by_endpoint(client):
     client.get("/healthz")
     client.get("/healthz")
