@@ -5,6 +5,8 @@ runs, now)."""
 from __future__ import annotations
 
 import datetime as dt
+import signal
+import sys
 
 import click
 from flask import Flask, current_app
@@ -60,6 +62,9 @@ def demo_serve(host: str, port: int, beat: bool) -> None:
         scheduler.start()
         click.echo("Periodic tasks: running in this process (each once now, then on schedule).")
     click.echo(f"Shop: http://{host}:{port}/   Dashboard: http://{host}:{port}/dashboard/")
+    # SIGTERM (a process manager, `kill`) ends it as Ctrl-C does: through the finally below and
+    # the exit handlers that stop the embedded PostgreSQL (killed outright, it kept running).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         run_simple(host, port, current_app._get_current_object(), threaded=True)  # type: ignore[attr-defined]
     finally:
