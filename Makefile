@@ -54,8 +54,11 @@ serve: $(STAMP)
 	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/var/prometheus APP_ENV=$${APP_ENV:-production} \
 		$(BIN)/python -m app.server
 
+## A Celery worker; its metrics on WORKER_METRICS_PORT (9540), summed over its pool processes
 worker: $(STAMP)
-	FAB_UPDATE_PERMS=false $(BIN)/celery -A app.tasks.worker worker --loglevel INFO
+	rm -rf var/prometheus-worker && mkdir -p var/prometheus-worker
+	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/var/prometheus-worker FAB_UPDATE_PERMS=false \
+		$(BIN)/celery -A app.tasks.worker worker --loglevel INFO
 
 beat: $(STAMP)
 	$(BIN)/celery -A app.tasks.worker beat --loglevel INFO --schedule var/celerybeat-schedule

@@ -251,6 +251,12 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "HSTS_SECONDS": _int(
             env, "HSTS_SECONDS", 365 * 24 * 3600 if app_env == "production" else 0
         ),
+        # /metrics asks for "Authorization: Bearer <METRICS_TOKEN>" when set. Unset, it answers
+        # only requests from this machine, outside production (404 in production: the
+        # per-endpoint counts tell a partner's sales).
+        "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
+        # Scrape-time gauges (queries of the database and Redis) are kept this long.
+        "METRICS_STATE_SECONDS": _int(env, "METRICS_STATE_SECONDS", 10, minimum=0),
         # Behind this many reverse proxies, the client's address (rate limits, logs) and scheme
         # come from X-Forwarded-For / -Proto; 0 trusts no such header.
         "PROXY_HOPS": _int(env, "PROXY_HOPS", 0),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import re
@@ -11,8 +12,9 @@ from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request
 from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_flask_exporter import PrometheusMetrics
-from prometheus_flask_exporter.multiprocess import MultiprocessInternalPrometheusMetrics
 from pythonjsonlogger.json import JsonFormatter
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -60,13 +62,62 @@ def configure_logging(app: Flask) -> None:
 
 
 def configure_metrics(app: Flask) -> Any:
-    """/metrics: per-process in development and tests; aggregated across the server's worker
+    """Per-endpoint HTTP metrics (prometheus_flask_exporter), the business's (app/metrics.py)
+    and the scrape-time gauges (services/metrics_state.py) at /metrics, behind METRICS_TOKEN
+    (config.py). Per process in development and tests; summed across the server's worker
     processes when PROMETHEUS_MULTIPROC_DIR names a directory (set by `make serve`)."""
-    options: dict[str, Any] = {"group_by": "endpoint", "default_labels": {}}
-    multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if multiproc_dir and os.path.isdir(multiproc_dir):
-        metrics = MultiprocessInternalPrometheusMetrics(app, **options)
-    else:
-        metrics = PrometheusMetrics(app, registry=CollectorRegistry(), **options)
-    metrics.info("bilheteria_info", "Bilheteria application", version="0.1.0")
-    return metrics
+    from app import metrics as business
+    from app.services.metrics_state import StateCollector
+
+    registry = CollectorRegistry()
+    exporter = PrometheusMetrics(
+        app, path=None, registry=registry, group_by="endpoint", default_labels={}
+    )
+    exporter.info("bilheteria_info", "Bilheteria application", version="0.1.0")
+    business.register(registry)
+    state = StateCollector(app)
+    registry.register(state)
+
+    @exporter.do_not_track()
+    def prometheus_metrics() -> Response:
+        refusal = _metrics_refusal(app)
+        if refusal is not None:
+            return refusal
+        if _multiprocess_dir():
+            scraped = CollectorRegistry()
+            MultiProcessCollector(scraped)
+            scraped.register(state)
+        else:
+            scraped = registry
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return Response(encode(scraped), headers={"Content-Type": content_type})
+
+    app.add_url_rule("/metrics", "prometheus_metrics", prometheus_metrics)
+    return exporter
+
+
+def _multiprocess_dir() -> str | None:
+    found = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return found if found and os.path.isdir(found) else None
+
+
+def _metrics_refusal(app: Flask) -> Response | None:
+    """Why this request may not read /metrics, as the answer (None: it may)."""
+    token = app.config["METRICS_TOKEN"]
+    if token:
+        sent = request.headers.get("Authorization", "")
+        scheme, _, credentials = sent.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(credentials.encode(), token.encode()):
+            return None
+        return Response(
+            "Send the metrics token: Authorization: Bearer <METRICS_TOKEN>\n",
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            mimetype="text/plain",
+        )
+    if app.config["APP_ENV"] != "production" and request.remote_addr in _LOOPBACK:
+        return None
+    return Response("Not Found\n", status=404, mimetype="text/plain")
+
+
+_LOOPBACK = frozenset({"127.0.0.1", "::1"})

@@ -40,6 +40,7 @@ from sqlalchemy import Select, and_, exists, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from app import metrics
 from app.models import (
     Conflict,
     Forbidden,
@@ -237,6 +238,8 @@ def mark_payout_paid(
     _require_covered(session, payout, now)
     payout.ledger_transaction_id = ledger.post_payout(session, payout)
     session.commit()
+    metrics.PAYOUTS_PAID.inc()
+    metrics.PAYOUTS_PAID_CENTS.labels(payout.currency).inc(payout.amount_cents)
     log.info("payout paid", extra={"payout_id": payout.id, "amount": payout.amount_cents})
     return payout
 

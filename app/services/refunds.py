@@ -16,6 +16,7 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
+from app import metrics
 from app.models import (
     Conflict,
     DomainError,
@@ -36,7 +37,7 @@ from app.services.checkin import arming
 from app.services.checkin.entries import first_entries
 from app.services.locking import busy_on_lock_failure
 from app.services.payments import PaymentGateway
-from app.services.scoping import SYSTEM, Actor, owned_query
+from app.services.scoping import SYSTEM, Actor, is_platform_staff, owned_query
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +63,34 @@ def refund_tickets(
     and the card is refunded once."""
     wanted = sorted({int(ticket_id) for ticket_id in ticket_ids})
     order, refund_id = _claim(session, order_id, actor, wanted)
-    return order if refund_id is None else _complete(session, gateway, order.id, refund_id)
+    if refund_id is None:
+        return order
+    return _complete(session, gateway, order.id, refund_id, by=refund_source(actor))
 
 
-def refund_order(session: Session, gateway: PaymentGateway, order_id: int, actor: Actor) -> Order:
+def refund_order(
+    session: Session,
+    gateway: PaymentGateway,
+    order_id: int,
+    actor: Actor,
+    *,
+    by: str | None = None,
+) -> Order:
     """Refund a paid order in full: every ticket still valid, as ``refund_tickets`` does (asking
-    twice refunds once). A refund of the order left unfinished (a crash) is finished first."""
+    twice refunds once). A refund of the order left unfinished (a crash) is finished first.
+    ``by``: who asked, for the refunds metric (the actor's kind when not given)."""
     while True:
         order, refund_id = _claim(session, order_id, actor, None)
         if refund_id is None:
             return order
-        order = _complete(session, gateway, order_id, refund_id)
+        order = _complete(session, gateway, order_id, refund_id, by=by or refund_source(actor))
+
+
+def refund_source(actor: Actor) -> str:
+    """Who asked for a refund, as the refunds metric counts it."""
+    if actor is SYSTEM:
+        return "system"
+    return "admin" if is_platform_staff(actor) else "partner"
 
 
 def _claim(
@@ -110,7 +128,9 @@ def _claim(
         return order, refund.id
 
 
-def _complete(session: Session, gateway: PaymentGateway, order_id: int, refund_id: int) -> Order:
+def _complete(
+    session: Session, gateway: PaymentGateway, order_id: int, refund_id: int, *, by: str = "system"
+) -> Order:
     """Ask the processor for a pending refund (no lock held meanwhile), then book it."""
     refund = session.get(PaymentRefund, refund_id)
     reference, amount, key = (
@@ -141,7 +161,10 @@ def _complete(session: Session, gateway: PaymentGateway, order_id: int, refund_i
         refund.ledger_transaction_id = ledger.post_refund(
             session, refund, return_platform_fee=current_app.config["REFUND_RETURNS_PLATFORM_FEE"]
         )
+        currency = refund.payment.currency
         session.commit()
+    metrics.REFUNDS.labels(by).inc()
+    metrics.REFUNDED.labels(currency).inc(amount)
     arming.note_revoked(order.event_id, [t.id for t in tickets])  # armed gates learn it at once
     log.info(
         "order refunded",
@@ -253,7 +276,7 @@ def cancel_by_customer(
             tickets=[u.to_json() for u in used],
         )
     session.rollback()
-    return refund_order(session, gateway, order_id, SYSTEM)
+    return refund_order(session, gateway, order_id, SYSTEM, by="customer")
 
 
 STALE_REFUND = dt.timedelta(minutes=2)
@@ -395,7 +418,7 @@ def refund_event_orders(
         tried = order_ids[-1]
         for order_id in order_ids:
             try:
-                refund_order(session, gateway, order_id, SYSTEM)
+                refund_order(session, gateway, order_id, SYSTEM, by="event_cancelled")
             except RefundFailed:
                 # A disputed charge, say: one refusal must not stop the others' refunds.
                 session.rollback()

@@ -24,6 +24,7 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app import metrics
 from app.models import (
     Conflict,
     LineKind,
@@ -137,6 +138,7 @@ def reconcile_day(
         summary = _reconcile(session, gateway.name, report, now)
         session.commit()
     log.info("settlement reconciled", extra={"gateway": gateway.name, **summary})
+    metrics.SETTLEMENT_RUNS.labels("mismatch" if summary["mismatches"] else "matched").inc()
     return summary
 
 

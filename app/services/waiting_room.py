@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from app import metrics
 from app.models import DomainError, Event, EventStatus, NotFound, Partner
 from app.models.base import utcnow
 from app.models.event import SALE_COLUMNS, sale_window
@@ -256,6 +257,8 @@ def _join(conn: Connection, customer_id: int, event_id: int, now: dt.datetime) -
     ).scalar()
     if admit_at is None:  # the same customer joined a moment ago, in another request
         admit_at = _read(conn, event_id, customer_id).admit_at
+    else:
+        metrics.WAITING_JOINED.inc()
     return turn_of(event_id, rate, admit_at, now)
 
 

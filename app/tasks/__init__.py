@@ -68,6 +68,9 @@ def init_celery(app: Flask) -> Celery:
         },
     )
     app.extensions["celery"] = celery
+    from app.tasks import task_metrics
+
+    task_metrics.connect()
     from app.tasks import checkin, holds, money, refunds, reports  # noqa: F401 - registers tasks
 
     return celery

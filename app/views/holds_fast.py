@@ -51,7 +51,7 @@ class SoldOutFastPath(FastPath):
                 return None
         if claims.get("type") != "access" or not claims.get("customer_id"):
             return None
-        return json.dumps(hold.not_enough(section, 0).to_json()).encode()
+        return json.dumps(hold.not_enough(section, 0, path="fast").to_json()).encode()
 
 
 def install(app: Flask) -> None:

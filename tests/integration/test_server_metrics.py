@@ -26,9 +26,23 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback only
+TOKEN = "scrape-token-for-server-metrics"
+
+
+def _get(url: str, token: str | None = None) -> str:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - loopback only
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback only
         return response.read().decode()
+
+
+def _status(url: str, token: str | None = None) -> int:
+    try:
+        _get(url, token)
+    except urllib.error.HTTPError as error:
+        error.close()  # an open answer keeps its connection, and the server waits for it
+        return error.code
+    return 200
 
 
 @pytest.fixture
@@ -45,6 +59,7 @@ def server(tmp_path):
         "WEB_THREADS": "1",
         "APP_ENV": "production",
         "SECRET_KEY": "test-secret-key-for-server-metrics-0123456789",
+        "METRICS_TOKEN": TOKEN,
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "app.server"],
@@ -78,9 +93,10 @@ def _healthz_count(metrics: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def test_metrics_aggregate_across_the_servers_workers(server):
-    base, metrics_dir = server
-    sent = 1  # the readiness probe in the fixture
+def _both_workers_serving(base: str, metrics_dir: Path) -> int:
+    """Send /healthz until both worker processes have answered one (a worker still importing
+    the app also takes Granian's whole kill timeout to stop); returns how many were sent."""
+    sent = 0
     # The fixture's probe proves one worker up; the other may still be importing the app (slower
     # on a busy machine): keep asking until both have served, for up to half a minute.
     deadline = time.monotonic() + 30
@@ -92,10 +108,29 @@ def test_metrics_aggregate_across_the_servers_workers(server):
             pids = {
                 m.group(1)
                 for f in metrics_dir.iterdir()
-                if (m := re.search(r"_(\d+)\.db$", f.name))
+                # written at a worker's first request (unlabelled counters' files come at import)
+                if (m := re.search(r"^histogram_(\d+)\.db$", f.name))
             }
             time.sleep(0.1)
     assert len(pids) >= 2, "only one worker served requests"
+    return sent
+
+
+def test_metrics_aggregate_across_the_servers_workers(server):
+    base, metrics_dir = server
+    sent = 1 + _both_workers_serving(base, metrics_dir)  # and the fixture's readiness probe
     # Whichever worker answers, it reports every worker's requests.
     for _ in range(6):
-        assert _healthz_count(_get(base + "/metrics")) == sent
+        assert _healthz_count(_get(base + "/metrics", TOKEN)) == sent
+
+
+def test_metrics_need_the_token_and_sum_the_business_series(server):
+    base, metrics_dir = server
+    _both_workers_serving(base, metrics_dir)
+    assert _status(base + "/metrics") == 401
+    assert _status(base + "/metrics", "wrong-token") == 401
+    body = _get(base + "/metrics", TOKEN)
+    # The scrape-time gauges come once (from the scraping process), the pool's summed.
+    assert len(re.findall(r"^bilheteria_settlement_mismatches_open ", body, re.MULTILINE)) == 1
+    assert re.search(r'^bilheteria_checkin_store_up\{store="database"\} 1\.0$', body, re.MULTILINE)
+    assert len(re.findall(r"^bilheteria_db_pool_connections_in_use ", body, re.MULTILINE)) == 1

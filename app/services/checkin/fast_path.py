@@ -17,7 +17,7 @@ import redis
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from app import json_body
+from app import json_body, metrics
 from app.models import DomainError, token_hash
 from app.models.base import utcnow
 from app.models.codes import InvalidCode, read_claim, unb64
@@ -100,4 +100,6 @@ def fast_scan(client: redis.Redis, token: str, body: bytes) -> bytes | None:
     )  # fmt: skip
     if reply[0] in ("noauth", "reused"):  # not cached or revoked; another scan's nonce
         return None
+    if reply[0] == "new":  # a retry ("old") was counted when first answered
+        metrics.count_scan(reply[2], "fast")
     return reply[1].encode()  # "new" (this scan's answer) or "old" (a retry's first answer)

@@ -9,6 +9,7 @@
 -- A nonce's value is the fingerprint of its first scan, then that scan's answer
 -- (redis_keys.nonce_value). The nonce sent with another scan is left to the full path ('reused'),
 -- which refuses it.
+-- Replies: {'noauth'}, {'reused'}, {'old', first answer} or {'new', answer, its result}.
 local dev = redis.call('GET', KEYS[1])
 if not dev or redis.call('SISMEMBER', KEYS[2], ARGV[14]) == 1 then return {'noauth'} end
 local scanner = cjson.decode(dev)
@@ -96,4 +97,4 @@ redis.call('RPUSH', KEYS[7], cjson.encode({
   result = answer.result, nonce = nonce, request_fingerprint = ARGV[15], scanned_at = ARGV[10], recorded_at = ARGV[11],
   device_id = scanner.device_id or cjson.null, user_id = scanner.user_id or cjson.null,
   offline = false, device_verdict = cjson.null, conflict = false, entry_state = entry_state}))
-return {'new', body}
+return {'new', body, answer.result}

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import redis
 from sqlalchemy.orm import Session
 
+from app import metrics
 from app.models import DomainError, ScanResult
 from app.models.base import utcnow
 from app.models.codes import InvalidCode, read_claim, verify_ticket
@@ -133,7 +134,16 @@ def _scan_with(store: Store, scanner: Scanner, request: ScanRequest) -> dict[str
             request.device_verdict == ScanResult.VALID and outcome.result == ScanResult.ALREADY_USED
         )
     # The first answer under the nonce: this one's, or a racing request's.
-    return _replay(store.record(scanner, request, wanted, outcome, answer), wanted)
+    first = store.record(scanner, request, wanted, outcome, answer)
+    if first.answer == answer:  # counted once, by the request whose answer stands
+        metrics.count_scan(outcome.result, _path_of(store, request))
+    return _replay(first, wanted)
+
+
+def _path_of(store: Store, request: ScanRequest) -> str:
+    if request.offline:
+        return "offline"
+    return "database" if isinstance(store, DbStore) else "redis"
 
 
 def _replay(first: FirstAnswer, wanted: str) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app import metrics
 from app.models import (
     Conflict,
     Customer,
@@ -98,6 +99,7 @@ def fingerprint(hold_id: int, card_token: str, expected_total_cents: int | None 
     return hashlib.sha256(request.encode()).hexdigest()
 
 
+@metrics.timed_checkout()
 def checkout(
     session: Session,
     gateway: PaymentGateway,

@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Integer, Row, String, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app import metrics
 from app.models import (
     Conflict,
     DomainError,
@@ -260,6 +261,7 @@ def confirm(
                 ids,
             )
             session.commit()
+            metrics.count_decline(reason)
             raise CardDeclined(_decline_message(reason), reason=reason)
         capture = {"b_payment_id": payment_id, "now": now, "b_reference": reference or ""}
         if card is not None:
@@ -283,6 +285,7 @@ def confirm(
         refund_lost(session, gateway, payment_id)
         raise_for_failure(session.get(Payment, payment_id))
         return CheckoutResult(pay.order_id, payment_id, replayed=False)  # read back: not ours
+    metrics.count_sale(len(issued), pay.amount_cents, pay.currency)
     session.expire_all()  # objects the caller loaded before see the sale
     log.info(
         "order paid",

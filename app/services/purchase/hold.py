@@ -27,6 +27,7 @@ from flask import current_app
 from sqlalchemy import Connection, Integer, Row, bindparam, func, insert, select
 from sqlalchemy.orm import Session, joinedload
 
+from app import metrics
 from app.models import (
     Busy,
     Conflict,
@@ -48,6 +49,7 @@ from app.models.base import Transition, utcnow
 from app.models.event import SALE_COLUMNS, sale_window
 from app.models.order import hold_is_live, hold_seconds_left
 from app.services import waiting_room
+from app.services.after_commit import after_commit
 from app.services.locking import busy_on_lock_failure
 from app.services.pg_writes import row_count, rows_of_arrays
 from app.services.purchase import sold_out
@@ -298,6 +300,9 @@ def reserve_spots(
         time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # noqa: S311 - jitter
     else:
         raise Busy("Many people are buying in this section right now: try again.")
+    metrics.HOLDS.labels("created").inc(len(spots))
+    if ids.get("admitted"):
+        metrics.WAITING_ADMITTED.inc()
     session.expire_all()  # objects the caller loaded before see the spots held
     return HoldSummary(
         hold_id,
@@ -327,6 +332,7 @@ def _lock_spots(
     sale_window(row).require_open(now)
     turn = waiting_room.turn_of(ids["event_id"], row.waiting_room_per_minute, row.admit_at, now)
     waiting_room.require_turn(turn, now)
+    ids["admitted"] = turn.status == waiting_room.ADMITTED
     field = "spot_ids" if spot_ids else "quantity"
     if wanted < 1:
         raise DomainError("Choose at least one spot.", field=field)
@@ -368,8 +374,10 @@ def _not_enough(ids: dict[str, Any], section: str, free: int) -> SpotsUnavailabl
     return not_enough(section, free)
 
 
-def not_enough(section: str, free: int) -> SpotsUnavailable:
-    """The refusal of a best-available hold in a section with fewer free spots than wanted."""
+def not_enough(section: str, free: int, *, path: str = "full") -> SpotsUnavailable:
+    """The refusal of a best-available hold in a section with fewer free spots than wanted
+    (counted as a seat conflict of ``path``)."""
+    metrics.SEAT_CONFLICTS.labels(path).inc()
     return SpotsUnavailable(f"Not enough spots left in {section}: {free} free right now.", spots=[])
 
 
@@ -413,6 +421,7 @@ def _all_free(
     taken = [s for s in spots if not EventSpot.is_free(s.status, s.held_until, now)]
     if taken:
         session.rollback()
+        metrics.SEAT_CONFLICTS.labels("full").inc()
         raise SpotsUnavailable(
             "Some of these spots were just taken: " + ", ".join(s.label for s in taken) + ".",
             spots=[{"id": s.id, "label": s.label} for s in taken],
@@ -496,10 +505,14 @@ def release_expired_holds(
 def give_back(session: Session, hold: Hold, end: Transition) -> None:
     """The hold's spots back on sale (locked in id order), and the hold ended by ``end`` (one
     of Hold's transitions) if it is still active."""
-    for spot in spots_of_hold(session, hold.id, lock=True):
+    spots = spots_of_hold(session, hold.id, lock=True)
+    for spot in spots:
         spot.release()
     if end.allows(hold.status):
         end.apply(hold, f"Hold {hold.id}")
+        if end in (Hold.RELEASE, Hold.EXPIRE):
+            outcome = "released" if end is Hold.RELEASE else "expired"
+            after_commit(session, lambda: metrics.HOLDS.labels(outcome).inc(len(spots)))
 
 
 def _free(session: Session, hold: Hold, end: Transition) -> None:
