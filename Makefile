@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export FLASK_APP := app
 
 .PHONY: run test test-fast test-js test-js-if-node install serve worker beat lint format migrate perms \
-	demo clean
+	demo clean dashboards
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -70,6 +70,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+## Rewrites the Grafana dashboards' JSON (ops/grafana/dashboards/) from ops/grafana/dashboards.py
+dashboards: $(STAMP)
+	$(BIN)/python -m ops.grafana.dashboards
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

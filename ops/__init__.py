@@ -1,0 +1,1 @@
+"""Operations as code: the metric contract, Grafana dashboards, Prometheus configuration."""

@@ -1,0 +1,1 @@
+"""Grafana dashboards generated from Python (dashboards.py) and their provisioning files."""
