@@ -28,8 +28,11 @@ WEB: frozenset[str] = frozenset(
         "bilheteria_payment_declines_total",
         "bilheteria_refunds_total",
         "bilheteria_refunded_cents_total",
+        "bilheteria_waiting_room_joined_total",
         "bilheteria_waiting_room_admitted_total",
         "bilheteria_waiting_room_length",
+        "bilheteria_waiting_room_wait_seconds",
+        "bilheteria_waiting_room_rate_per_minute",
         # gate
         "bilheteria_scans_total",
         "bilheteria_checkin_store_up",

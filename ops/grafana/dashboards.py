@@ -339,9 +339,29 @@ def on_sale() -> DashboardModel:
         )
         .with_panel(
             graph(
-                "Waiting room admissions per second",
-                "Buyers let in from the waiting rooms.",
-                [query(rate("bilheteria_waiting_room_admitted_total"), "admitted/s")],
+                "Waiting room joins and admissions per second",
+                "Buyers taking a place in line, and buyers let in who held places in their turn.",
+                [
+                    query(rate("bilheteria_waiting_room_joined_total"), "joined/s"),
+                    query(rate("bilheteria_waiting_room_admitted_total"), "admitted/s"),
+                ],
+            )
+        )
+        .with_panel(
+            graph(
+                "Waiting room wait and rate, by event",
+                "How long the last buyer in line waits (seconds), and the buyers let in per"
+                " minute that the event's waiting room is set to.",
+                [
+                    query(
+                        "max by (event) (bilheteria_waiting_room_wait_seconds)",
+                        "wait (s) event {{event}}",
+                    ),
+                    query(
+                        "max by (event) (bilheteria_waiting_room_rate_per_minute)",
+                        "per minute event {{event}}",
+                    ),
+                ],
             )
         )
         .build()

@@ -495,3 +495,23 @@ def test_money_amounts_are_whole_cents(client, on_sale):
     revenue = sample(body, "bilheteria_revenue_cents_total", currency="BRL")
     assert revenue > 0 and Decimal(str(revenue)) == int(revenue)
     assert db.session.scalar(select(func.count()).where(Ticket.status == TicketStatus.VALID)) >= 1
+
+
+def _series(family) -> set[str]:
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+    return {family.name + suffix for suffix in suffixes.get(family.type, ("",))}
+
+
+def test_the_app_exports_the_series_the_dashboards_and_alerts_read(app, fresh_gauges):
+    from app.services.metrics_state import StateCollector
+    from ops import metric_names
+
+    with app.app_context():
+        state = list(StateCollector(app).collect())
+    exported = {
+        name
+        for family in [f for metric in metrics.ALL for f in metric.describe()] + state
+        for name in _series(family)
+    }
+    contract = {n for n in metric_names.WEB | metric_names.WORKER if n.startswith("bilheteria_")}
+    assert exported == contract
