@@ -14,6 +14,7 @@ or missing, or the log does not hold every scan. Not a test: run it by hand.
 
     .venv/bin/python bench/checkin.py                        # 20,000 tickets, server 2 x 4
     .venv/bin/python bench/checkin.py --workers 3 --threads 4 --tickets 5000
+    .venv/bin/python bench/checkin.py --multiprocess      # metrics as `make serve` keeps them
     .venv/bin/python bench/checkin.py --profile var/checkin.raw   # py-spy each worker in phase 1
     PYTHONPATH=/tmp/proto .venv/bin/python bench/checkin.py --wsgi-app fast:app   # a prototype
 """
@@ -30,6 +31,7 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -490,6 +492,11 @@ def main() -> None:
         "--profile", metavar="PATH", help="py-spy every worker in phase 1 into PATH.<pid>"
     )
     parser.add_argument("--profile-seconds", type=int, default=8)
+    parser.add_argument(
+        "--multiprocess",
+        action="store_true",
+        help="metrics summed across workers through a directory, as `make serve` runs",
+    )
     args = parser.parse_args()
     repeats = args.tickets // 2 if args.repeats is None else args.repeats
     forged_count = args.tickets // 2 if args.forged is None else args.forged
@@ -522,6 +529,7 @@ def main() -> None:
             args.workers,
             args.threads,
             args.wsgi_app,
+            metrics_dir=tempfile.mkdtemp(prefix="bench-metrics-") if args.multiprocess else None,
         )
         base = f"http://127.0.0.1:{args.port}"
     workers = worker_pids(server.pid) if server is not None else []

@@ -86,11 +86,17 @@ def fresh_schema(db: Any) -> None:
 
 
 def start_server(
-    env: dict[str, str], port: int, workers: int, threads: int, wsgi_app: str = "app:create_app()"
+    env: dict[str, str],
+    port: int,
+    workers: int,
+    threads: int,
+    wsgi_app: str = "app:create_app()",
+    metrics_dir: str | None = None,
 ) -> subprocess.Popen:
     """The production server (app/server.py: Granian) in production mode with rate limits off,
     serving ``wsgi_app`` (``module:factory()`` or ``module:app``) with ``env`` on top of ours;
-    returns once /healthz answers."""
+    returns once /healthz answers. ``metrics_dir``: Prometheus metrics summed across the worker
+    processes through that directory, as `make serve` runs (else each process keeps its own)."""
     sys.path.insert(0, str(ROOT))
     from app.server import command
 
@@ -108,6 +114,9 @@ def start_server(
         **env,
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    if metrics_dir is not None:
+        os.makedirs(metrics_dir, exist_ok=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     argv = command(wsgi_app.removesuffix("()"), factory=wsgi_app.endswith("()"), env=env)
     process = subprocess.Popen(argv, cwd=ROOT, env=env)
     base = f"http://127.0.0.1:{port}"
