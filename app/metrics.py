@@ -143,6 +143,14 @@ SCAN_RESULTS = frozenset(
     {"valid", "already_used", "invalid", "revoked", "wrong_event", "not_valid_now"}
 )
 SCAN_PATHS = ("fast", "redis", "database", "offline")
+HOLD_OUTCOMES = ("created", "converted", "released", "expired")
+CONFLICT_PATHS = ("full", "fast")
+CHECKOUT_OUTCOMES = (
+    "paid", "declined", "hold_expired", "price_changed", "in_progress", "busy", "refused", "error",
+)  # fmt: skip
+REFUND_SOURCES = ("customer", "partner", "admin", "event_cancelled", "system")
+SETTLEMENT_RESULTS = ("matched", "mismatch")
+TASK_STATES = ("succeeded", "failed", "retried")
 
 
 def bounded(value: str | None, allowed: Iterable[str]) -> str:
@@ -154,6 +162,33 @@ def register(registry: CollectorRegistry) -> None:
     """Add every metric of this module to ``registry`` (one per app)."""
     for metric in ALL:
         registry.register(metric)
+
+
+def initialize(currencies: Iterable[str]) -> None:
+    """Create every series of the fixed label sets at zero, so that a dashboard or an alert reads
+    0 before the first sale, decline or refund rather than nothing (Prometheus' advice on
+    missing series)."""
+    for currency in currencies:
+        for metric in (TICKETS_SOLD, REVENUE, REFUNDED, PAYOUTS_PAID_CENTS):
+            metric.labels(currency)
+    for metric, values in (
+        (HOLDS, HOLD_OUTCOMES),
+        (SEAT_CONFLICTS, CONFLICT_PATHS),
+        (CHECKOUT, CHECKOUT_OUTCOMES),
+        (DECLINES, sorted(DECLINE_REASONS) + ["other"]),
+        (REFUNDS, REFUND_SOURCES),
+        (SETTLEMENT_RUNS, SETTLEMENT_RESULTS),
+    ):
+        for label in values:
+            metric.labels(label)
+
+
+def initialize_tasks(names: Iterable[str]) -> None:
+    """The task series of each of these tasks at zero (a worker's, at its start)."""
+    for name in names:
+        TASK_SECONDS.labels(name)
+        for state in TASK_STATES:
+            TASK_RUNS.labels(name, state)
 
 
 # Children looked up once: a gate's scan is counted without a label lookup.

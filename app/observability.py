@@ -75,6 +75,7 @@ def configure_metrics(app: Flask) -> Any:
     )
     exporter.info("bilheteria_info", "Bilheteria application", version="0.1.0")
     business.register(registry)
+    business.initialize([app.config["DEFAULT_CURRENCY"]])
     state = StateCollector(app)
     registry.register(state)
 

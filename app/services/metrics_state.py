@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import redis
-from flask import Flask
+from flask import Flask, current_app
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
@@ -119,8 +119,11 @@ def _database() -> Iterator[Metric]:
         "Amount of the payouts not paid yet, in cents of the currency.",
         labels=["currency"],
     )
-    for currency, _, total in unpaid:
-        cents.add_metric([currency], int(total or 0))
+    # The platform's currency always has a series (0 when nothing is pending).
+    amounts = {current_app.config["DEFAULT_CURRENCY"]: 0}
+    amounts.update({currency: int(total or 0) for currency, _, total in unpaid})
+    for currency, total in sorted(amounts.items()):
+        cents.add_metric([currency], total)
     yield cents
     # One series per event with a waiting room in use: a handful at a time.
     length = GaugeMetricFamily(

@@ -68,7 +68,10 @@ def worker_registry() -> CollectorRegistry:
     return registry
 
 
-def _serve_worker_metrics(**_: Any) -> None:
+def _serve_worker_metrics(sender: Any = None, **_: Any) -> None:
+    app = getattr(sender, "app", None)
+    if app is not None:
+        metrics.initialize_tasks(name for name in app.tasks if not name.startswith("celery."))
     port = int(os.environ.get("WORKER_METRICS_PORT", DEFAULT_PORT))
     if port == 0:
         return

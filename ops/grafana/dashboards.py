@@ -602,7 +602,11 @@ def platform() -> DashboardModel:
                         f"({http_5xx} or vector(0)) / {rate('flask_http_request_total')}",
                         "5xx share",
                     ),
-                    query(rate("flask_http_request_exceptions_total", "status"), "exceptions"),
+                    query(
+                        f"({rate('flask_http_request_exceptions_total')} or vector(0))"
+                        f" / {rate('flask_http_request_total')}",
+                        "unhandled exceptions share",
+                    ),
                 ],
                 unit="percentunit",
             )
