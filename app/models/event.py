@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -28,9 +29,11 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship, validates
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.models import local_time
 from app.models.base import MAX_INT, OutOfRange, changed_attributes, enum_check, utcnow
 from app.models.codes import new_private_key, public_key_of
 from app.models.errors import Conflict, DomainError
+from app.models.local_time import DEFAULT_TIMEZONE
 from app.models.money import cents_from_amount, format_money
 from app.models.partner import Partner, PartnerStatus
 from app.models.spot import EventSpot, SpotStatus
@@ -177,6 +180,10 @@ class Event(Model):
     sales_end: Mapped[dt.datetime | None] = mapped_column(DateTime)
     image_url: Mapped[str | None] = mapped_column(String(500))
     currency: Mapped[str] = mapped_column(String(3), nullable=False, default="BRL")
+    # The venue's IANA time zone: its times are entered and shown there (stored in UTC).
+    timezone: Mapped[str] = mapped_column(
+        String(64), nullable=False, default=DEFAULT_TIMEZONE, server_default=DEFAULT_TIMEZONE
+    )
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=EventStatus.DRAFT.value)
     # Ed25519 key pair signing this event's tickets (base64url raw bytes). The private key never
     # leaves the server; gates get the public key.
@@ -223,6 +230,54 @@ class Event(Model):
     @validates("image_url")
     def _checked_image_url(self, _key: str, value: str | None) -> str | None:
         return checked_image_url(value)
+
+    @validates("timezone")
+    def _checked_timezone(self, _key: str, value: str | None) -> str:
+        name = (value or "").strip() or DEFAULT_TIMEZONE
+        local_time.zone(name)  # UnknownTimezone naming the field
+        return name
+
+    @property
+    def zone_name(self) -> str:
+        """The venue's time zone (the default one on a new event not given any)."""
+        return self.timezone or DEFAULT_TIMEZONE
+
+    def local(self, field: str) -> dt.datetime | None:
+        """One of the event's times as the venue's wall clock reads it (aware)."""
+        value = getattr(self, field)
+        return None if value is None else local_time.to_local(value, self.zone_name)
+
+    def set_local(self, field: str, value: dt.datetime | None) -> None:
+        """Set one of the event's times from the venue's wall-clock time (naive: in the
+        event's zone; aware: as it is)."""
+        converted = None if value is None else local_time.to_utc(value, self.zone_name, field=field)
+        setattr(self, field, converted)
+
+    def local_naive(self, field: str) -> dt.datetime | None:
+        """One of the event's times as a form shows it: the venue's wall clock, no offset."""
+        return local_time.local_naive(getattr(self, field), self.zone_name)
+
+    def times_from_local(self, fields: Iterable[str]) -> None:
+        """These times were given as the venue's wall clock (a form, an API time without an
+        offset): stored as UTC. A time the venue's clocks skip is refused, naming the field."""
+        for field in fields:
+            value = getattr(self, field)
+            if value is not None:
+                self.set_local(field, value)
+
+    def when(self, field: str = "starts_at", locale: str = "pt_BR") -> str:
+        """One of the event's times as people read it, in the venue's zone."""
+        return local_time.format_local(getattr(self, field), self.zone_name, locale)
+
+    # Columns for lists and show pages: the time in the venue's zone, as people read it.
+    starts_local = local_time.LocalTime("starts_at")
+    ends_local = local_time.LocalTime("ends_at")
+    sales_start_local = local_time.LocalTime("sales_start")
+    sales_end_local = local_time.LocalTime("sales_end")
+    checkin_opens_local = local_time.LocalTime("checkin_opens_at")
+    checkin_closes_local = local_time.LocalTime("checkin_closes_at")
+    published_local = local_time.LocalTime("published_at")
+    cancelled_local = local_time.LocalTime("cancelled_at")
 
     @property
     def is_cancelled(self) -> bool:

@@ -95,6 +95,7 @@ class EventFigures:
     starts_at: dt.datetime
     status: str
     currency: str
+    timezone: str
     sections: list[SectionFigures] = field(default_factory=list)
     series: list[DayPoint] = field(default_factory=list)
 
@@ -247,7 +248,9 @@ def event_figures(
     if not event_ids:
         return []
     events = {
-        row.id: EventFigures(row.id, row.name, row.partner, row.starts_at, row.status, row.currency)
+        row.id: EventFigures(
+            row.id, row.name, row.partner, row.starts_at, row.status, row.currency, row.timezone
+        )
         for row in session.execute(
             select(
                 Event.id,
@@ -256,6 +259,7 @@ def event_figures(
                 Event.starts_at,
                 Event.status,
                 Event.currency,
+                Event.timezone,
             )
             .join(Partner, Partner.id == Event.partner_id)
             .where(Event.id.in_(event_ids))

@@ -30,6 +30,7 @@ from app.models import (
     RefundStatus,
     Ticket,
     TicketStatus,
+    local_time,
 )
 from app.models.base import utcnow
 from app.services import ledger
@@ -211,12 +212,11 @@ class UsedTicket:
     seat: str
     entered_at: dt.datetime
     gate: str
+    timezone: str = local_time.DEFAULT_TIMEZONE  # the venue's
 
     def describe(self) -> str:
-        return (
-            f"ticket {self.ticket_id} ({self.seat}), entered {self.entered_at:%d %b %Y, %H:%M} "
-            f"UTC at {self.gate}"
-        )
+        entered = local_time.format_local(self.entered_at, self.timezone)
+        return f"ticket {self.ticket_id} ({self.seat}), entered {entered} at {self.gate}"
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -235,7 +235,7 @@ def used_tickets(
     tickets = sorted(order.live_tickets if tickets is None else tickets, key=lambda t: t.id)
     entries = first_entries(session, order.event_id, [t.id for t in tickets])
     return [
-        UsedTicket(t.id, t.seat_label, entry.at, entry.gate)
+        UsedTicket(t.id, t.seat_label, entry.at, entry.gate, order.event.zone_name)
         for t in tickets
         if (entry := entries.get(t.id)) is not None
     ]
@@ -265,8 +265,8 @@ def cancel_by_customer(
         )
     if now > deadline:
         raise RefundWindowClosed(
-            f"Cancellations closed on {deadline:%d %b %Y, %H:%M} UTC.",
-            deadline=deadline.isoformat() + "Z",
+            f"Cancellations closed on {local_time.format_local(deadline, order.event.zone_name)}.",
+            deadline=local_time.iso_local(deadline, order.event.zone_name),
         )
     used = used_tickets(session, order)
     if used:

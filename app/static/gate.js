@@ -155,7 +155,7 @@ async function showEvents() {
     details.className = "muted";
     details.textContent = event.stored
       ? "manifest on this device"
-      : [event.venue, formatDateTime(event.starts_at), event.armed ? "armed" : ""].filter(Boolean).join(" · ");
+      : [event.venue, formatDateTime(event.starts_at, event.timezone), event.armed ? "armed" : ""].filter(Boolean).join(" · ");
     button.append(name, details);
     button.addEventListener("click", () => chooseEvent(event.id, event.stored));
     item.append(button);
@@ -488,8 +488,18 @@ function renderNetwork() {
 
 // ---------------------------------------------------------------------------------------------
 
-function formatDateTime(iso) {
-  return new Date(iso).toLocaleString([], { dateStyle: "short", timeStyle: "medium" });
+/** A time as the venue's clock reads it (the event's time zone, with its abbreviation); the
+ * device's zone when the event's is not known. */
+function formatDateTime(iso, zone = manifest?.timezone) {
+  const options = {
+    day: "2-digit", month: "2-digit", year: "numeric", hour: "2-digit", minute: "2-digit",
+    timeZoneName: "short",
+  };
+  try {
+    return new Date(iso).toLocaleString([], zone ? { ...options, timeZone: zone } : options);
+  } catch {
+    return new Date(iso).toLocaleString([], options); // an unknown zone: the device's
+  }
 }
 
 function formatTime(iso) {

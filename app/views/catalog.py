@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from flask import current_app, flash, redirect, url_for
+from flask import current_app, flash, redirect, request, url_for
 from flask_appbuilder import action, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from wtforms import BooleanField
 
 from app.extensions import db
-from app.models import DomainError, Event, EventSection, EventSpot
+from app.models import DomainError, Event, EventSection, EventSpot, local_time
+from app.models.event import EVENT_TIMES
 from app.services import events as event_service
 from app.services.checkin.arming import arm_owned_event
 from app.views.base import ScopedModelRestApi, ScopedModelView, current_user
@@ -22,6 +24,7 @@ from app.views.forms import (
     kind_field,
     position_field,
     price_field,
+    timezone_field,
 )
 
 EVENT_FORM_COLUMNS = [
@@ -32,6 +35,7 @@ EVENT_FORM_COLUMNS = [
     "city",
     "address",
     "category",
+    "timezone",
     "starts_at",
     "ends_at",
     "sales_start",
@@ -45,12 +49,17 @@ EVENT_FORM_COLUMNS = [
     "waiting_room_per_minute",
 ]
 EVENT_DESCRIPTIONS = {
-    "starts_at": "UTC.",
-    "sales_start": "When tickets go on sale (UTC). Empty: as soon as the event is published.",
-    "sales_end": "When sales close (UTC). Empty: when the event starts.",
+    "timezone": "The venue's time zone: every time below is its local time"
+    " (Brasília's by default).",
+    "starts_at": "The venue's local time.",
+    "sales_start": "When tickets go on sale (venue's time). Empty: as soon as the event is"
+    " published.",
+    "sales_end": "When sales close (venue's time). Empty: when the event starts.",
     "currency": "ISO 4217 code; default BRL. Fixed once the event has sales.",
-    "checkin_opens_at": "When the gates start letting people in (UTC). Empty: 6 h before start.",
-    "checkin_closes_at": "When the gates stop (UTC). Empty: the end, or 12 hours after the start.",
+    "checkin_opens_at": "When the gates start letting people in (venue's time). Empty: 6 h before"
+    " the start.",
+    "checkin_closes_at": "When the gates stop (venue's time). Empty: the end, or 12 hours after"
+    " the start.",
     "allow_reentry": "An exit scan lets the holder in once more.",
     "refund_window_hours": "Customers may cancel for a full refund until this many hours before "
     "the start. Empty: no self-service cancellation.",
@@ -222,6 +231,19 @@ class EventSectionView(SectionRules, ScopedModelView):
 
 
 # FAB makes every NOT NULL column required, and a required checkbox must be ticked.
+# Show and list columns reading an event's time in the venue's zone ("26/12/2026 21:00 BRT").
+LOCAL_COLUMNS = {field: field.replace("_at", "") + "_local" for field in EVENT_TIMES}
+LOCAL_LABELS = {
+    "starts_local": "Starts",
+    "ends_local": "Ends",
+    "sales_start_local": "Sales start",
+    "sales_end_local": "Sales end",
+    "checkin_opens_local": "Check-in opens",
+    "checkin_closes_local": "Check-in closes",
+    "published_local": "Published",
+    "cancelled_local": "Cancelled",
+}
+
 REENTRY_FIELD = {
     "allow_reentry": BooleanField(
         "Allow re-entry", description=EVENT_DESCRIPTIONS["allow_reentry"], default=False
@@ -232,8 +254,14 @@ REENTRY_FIELD = {
 class EventView(EventRules, ScopedModelView):
     datamodel = SQLAInterface(Event)
     list_title = "Events"
-    list_columns = ["name", "partner", "city", "venue", "starts_at", "status"]
-    show_columns = [*EVENT_FORM_COLUMNS, "status", "cancel_reason", "published_at", "cancelled_at"]
+    list_columns = ["name", "partner", "city", "venue", "starts_local", "status"]
+    show_columns = [
+        *(LOCAL_COLUMNS.get(column, column) for column in EVENT_FORM_COLUMNS),
+        "status",
+        "cancel_reason",
+        "published_local",
+        "cancelled_local",
+    ]
     add_columns = EVENT_FORM_COLUMNS
     edit_columns = EVENT_FORM_COLUMNS[1:]
     search_columns = ["name", "city", "venue", "category", "status", "starts_at", "partner"]
@@ -244,11 +272,14 @@ class EventView(EventRules, ScopedModelView):
     label_columns = {
         "starts_at": "Starts",
         "ends_at": "Ends",
+        "timezone": "Time zone",
+        **LOCAL_LABELS,
         "image_url": "Image URL",
         "waiting_room_per_minute": "Waiting room (buyers let in per minute)",
     }
     add_form_extra_fields = {
         "currency": currency_field(),
+        "timezone": timezone_field(),
         "starts_at": datetime_field("Starts", required=True),
         "ends_at": datetime_field("Ends"),
         "sales_start": datetime_field("Sales start"),
@@ -259,6 +290,21 @@ class EventView(EventRules, ScopedModelView):
     }
     edit_form_extra_fields = add_form_extra_fields
     related_views = [EventSectionView]
+
+    # The form's times are the venue's wall clock (its time zone): stored as UTC, shown back so.
+    def on_add(self, item: Event) -> None:
+        item.times_from_local(EVENT_TIMES)
+        super().on_add(item)
+
+    def on_update(self, item: Event) -> None:
+        item.times_from_local(EVENT_TIMES)
+        super().on_update(item)
+
+    def prefill_form(self, form: Any, pk: Any) -> None:
+        item = self.datamodel.get(pk, self._base_filters)
+        for field in EVENT_TIMES:
+            if field in form:
+                form[field].data = item.local_naive(field)
 
     @action("publish", "Publish", "Publish the selected events?", "fa-bullhorn")
     def publish(self, items: Any) -> Any:
@@ -346,6 +392,44 @@ class EventApi(EventRules, ScopedModelRestApi):
         super()._init_model_schemas()
         # Partner users omit it (their own partner is implied); staff must name it (on_add).
         self.add_model_schema.fields["partner"].required = False
+
+    # A time sent with an offset is that instant; one without, the venue's wall clock.
+    def on_add(self, item: Event) -> None:
+        item.times_from_local(naive_times_sent(request.get_json(silent=True)))
+        super().on_add(item)
+
+    def on_update(self, item: Event) -> None:
+        item.times_from_local(naive_times_sent(request.get_json(silent=True)))
+        super().on_update(item)
+
+    # Answered with the venue's offset: "2026-12-26T21:00:00-03:00".
+    def pre_get(self, data: dict[str, Any]) -> None:
+        with_offsets(data.get("result"))
+
+    def pre_get_list(self, data: dict[str, Any]) -> None:
+        for row in data.get("result") or []:
+            with_offsets(row)
+
+
+def naive_times_sent(body: Any) -> list[str]:
+    """The event times a JSON body gives without an offset (the venue's local times)."""
+    if not isinstance(body, dict):
+        return []
+    return [
+        field
+        for field in EVENT_TIMES
+        if isinstance(body.get(field), str) and not local_time.has_offset(body[field])
+    ]
+
+
+def with_offsets(row: Any) -> None:
+    """An event's times in an API answer (naive UTC as stored) with the venue's offset."""
+    if not isinstance(row, dict) or "timezone" not in row:
+        return
+    for field in EVENT_TIMES:
+        if row.get(field):
+            utc = dt.datetime.fromisoformat(row[field])
+            row[field] = local_time.iso_local(utc, row["timezone"])
 
 
 class EventSectionApi(SectionRules, ScopedModelRestApi):

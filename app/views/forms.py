@@ -29,7 +29,7 @@ from wtforms.validators import (
 )
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from app.models import SectionKind
+from app.models import SectionKind, local_time
 
 SECTION_KIND_CHOICES = [
     (SectionKind.SEATED.value, "Seated (numbered seats)"),
@@ -87,6 +87,17 @@ def datetime_field(label: str, *, required: bool = False) -> DateTimeLocalField:
         label,
         format=DATETIME_FORMATS,
         validators=[DataRequired() if required else Optional()],
+        render_kw={"class": "form-control"},
+    )
+
+
+def timezone_field() -> SelectField:
+    """The venue's time zone: Brazil's first, then every IANA zone."""
+    return SelectField(
+        "Time zone",
+        choices=local_time.all_timezones(),
+        default=local_time.DEFAULT_TIMEZONE,
+        validators=[DataRequired()],
         render_kw={"class": "form-control"},
     )
 

@@ -6,6 +6,7 @@ acquirer with a return URL); shop.js adds the seat map, the countdown and in-pag
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 from urllib.parse import urlencode
@@ -26,7 +27,7 @@ from markupsafe import Markup
 
 from app.extensions import db
 from app.local_urls import is_local_path
-from app.models import DomainError, NotFound, format_money
+from app.models import DomainError, NotFound, format_money, local_time
 from app.models.base import MAX_INT, utcnow
 from app.services import catalog, customers, purchase, refunds, waiting_room
 from app.services.payments import gateway
@@ -47,6 +48,12 @@ def inject_appbuilder() -> dict[str, Any]:
 @bp.app_template_filter("money")
 def money_filter(cents: int, currency: str = "BRL") -> str:
     return format_money(cents, currency)
+
+
+@bp.app_template_filter("local_time")
+def local_time_filter(utc: dt.datetime | None, timezone: str, *, seconds: bool = False) -> str:
+    """A stored (UTC) time as people at the venue read it: "26/12/2026 21:00 BRT"."""
+    return local_time.format_local(utc, timezone, seconds=seconds)
 
 
 @bp.app_template_filter("qr_svg")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from app.models import format_money
+from app.models import format_money, local_time
 from app.services import customers, purchase, waiting_room
 
 
@@ -19,8 +19,10 @@ def event_json(event: Any) -> dict[str, Any]:
         "city": event.city,
         "address": event.address,
         "category": event.category,
-        "starts_at": event.starts_at.isoformat(),
-        "ends_at": event.ends_at.isoformat() if event.ends_at else None,
+        # The venue's local time with its offset ("2026-12-26T21:00:00-03:00"), and its zone.
+        "starts_at": local_time.iso_local(event.starts_at, event.timezone),
+        "ends_at": local_time.iso_local(event.ends_at, event.timezone),
+        "timezone": event.timezone,
         "image_url": event.image_url,
         "currency": event.currency,
         "status": event.status,

@@ -3,11 +3,13 @@ open; after it closes, or where the event takes no cancellations, the answer say
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import LedgerTransaction, Order, Payment, Ticket
+from app.models import LedgerTransaction, Order, Payment, Ticket, local_time
 from tests.support.builders import login, make_event, make_partner, make_user
 from tests.support.shop import buy, sign_up
 
@@ -53,7 +55,12 @@ def test_after_the_window_closes_the_order_stays_paid(client, event):
     response = client.post(f"/api/v1/orders/{order['id']}/cancel", headers=headers)
     assert response.status_code == 409
     body = response.get_json()
-    assert body["error"] == "refund_window_closed" and body["deadline"].endswith("Z")
+    assert body["error"] == "refund_window_closed"
+    # The venue's time with its offset (São Paulo's), in the message too.
+    deadline = event.starts_at - dt.timedelta(hours=24 * 60)
+    assert body["deadline"] == local_time.iso_local(deadline, "America/Sao_Paulo")
+    assert body["deadline"].endswith("-03:00")
+    assert local_time.format_local(deadline, "America/Sao_Paulo") in body["message"]
     db.session.expire_all()
     assert db.session.get(Order, order["id"]).status == "paid"
 

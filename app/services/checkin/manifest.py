@@ -40,6 +40,7 @@ def scannable_events(session: Session, scanner: Scanner) -> list[dict[str, Any]]
             "name": e.name,
             "venue": e.venue,
             "starts_at": iso(e.starts_at),
+            "timezone": e.timezone,
             "armed": e.armed_at is not None,
         }
         for e in events
@@ -88,9 +89,11 @@ def _manifest_from_db(session: Session, event_id: int) -> dict[str, Any]:
 def _manifest_json(
     session: Session, info: EventInfo, revoked: list[int], entries: list[dict[str, Any]]
 ) -> dict[str, Any]:
+    name, timezone = _label_if_reachable(session, info.event_id)
     return {
         "event_id": info.event_id,
-        "name": _name_if_reachable(session, info.event_id),
+        "name": name,
+        "timezone": timezone,  # the gate shows times in the venue's zone (None: the device's)
         "public_key": info.public_key,
         "opens_at": iso(info.opens_at),
         "closes_at": iso(info.closes_at),
@@ -102,10 +105,14 @@ def _manifest_json(
     }
 
 
-def _name_if_reachable(session: Session, event_id: int) -> str | None:
-    """The event's name, or None when the database cannot be reached (the gate still works)."""
+def _label_if_reachable(session: Session, event_id: int) -> tuple[str | None, str | None]:
+    """The event's name and time zone, or Nones when the database cannot be reached (the gate
+    still works)."""
     try:
-        return session.scalar(select(Event.name).where(Event.id == event_id))
+        row = session.execute(
+            select(Event.name, Event.timezone).where(Event.id == event_id)
+        ).first()
     except SQLAlchemyError:
         session.rollback()
-        return None
+        return None, None
+    return (row.name, row.timezone) if row is not None else (None, None)
