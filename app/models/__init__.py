@@ -40,9 +40,12 @@ from app.models.settlement import (
     SettlementMismatch,
 )
 from app.models.spot import EventSpot, SpotStatus
+from app.models.ticket_type import TicketKind, TicketType
 from app.models.waiting_room import WaitingEntry, WaitingLine
 
 __all__ = [
+    "TicketKind",
+    "TicketType",
     "AuditEntry",
     "WaitingEntry",
     "WaitingLine",

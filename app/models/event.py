@@ -37,6 +37,7 @@ from app.models.local_time import DEFAULT_TIMEZONE
 from app.models.money import cents_from_amount, format_money
 from app.models.partner import Partner, PartnerStatus
 from app.models.spot import EventSpot, SpotStatus
+from app.models.ticket_type import TicketType
 
 
 class EventStatus(enum.StrEnum):
@@ -250,8 +251,12 @@ class Event(Model):
     def set_local(self, field: str, value: dt.datetime | None) -> None:
         """Set one of the event's times from the venue's wall-clock time (naive: in the
         event's zone; aware: as it is)."""
-        converted = None if value is None else local_time.to_utc(value, self.zone_name, field=field)
-        setattr(self, field, converted)
+        if value is not None:
+            first, last = EVENT_YEARS  # before converting: year 9999 would leave the calendar
+            if not first <= value.year <= last:
+                raise OutOfRange(f"{field} is a time in the years {first} to {last}.", field=field)
+            value = local_time.to_utc(value, self.zone_name, field=field)
+        setattr(self, field, value)
 
     def local_naive(self, field: str) -> dt.datetime | None:
         """One of the event's times as a form shows it: the venue's wall clock, no offset."""
@@ -443,6 +448,12 @@ class EventSection(Model):
     position: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
     event: Mapped[Event] = relationship(back_populates="sections")
+    ticket_types: Mapped[list[TicketType]] = relationship(
+        back_populates="section",
+        order_by="TicketType.position, TicketType.id",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
     spots: Mapped[list[EventSpot]] = relationship(
         back_populates="section",
         order_by="EventSpot.position",

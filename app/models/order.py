@@ -31,6 +31,7 @@ from app.models.errors import Conflict, DomainError, NotFound
 from app.models.event import Event, EventSection, owned_event_ids
 from app.models.money import format_money
 from app.models.spot import EventSpot
+from app.models.ticket_type import TicketType
 
 
 class HoldStatus(enum.StrEnum):
@@ -286,6 +287,10 @@ class Ticket(Model):
     # The price paid, kept when the section's price changes later.
     price_cents: Mapped[int] = mapped_column(Integer, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    # Its type (half price, courtesy, ...); None: the section's full price.
+    ticket_type_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("ticket_type.id", ondelete="RESTRICT"), index=True
+    )
     status: Mapped[str] = mapped_column(
         String(16), nullable=False, default=TicketStatus.PENDING.value
     )
@@ -303,6 +308,7 @@ class Ticket(Model):
     event: Mapped[Event] = relationship()
     section: Mapped[EventSection] = relationship()
     spot: Mapped[EventSpot] = relationship()
+    ticket_type: Mapped[TicketType | None] = relationship()
     refund: Mapped[PaymentRefund | None] = relationship(back_populates="tickets")
 
     ISSUE = Transition((TicketStatus.PENDING,), TicketStatus.VALID, sets=("code", "issued_at"))

@@ -27,6 +27,7 @@ from app.models.errors import Conflict, DomainError
 
 if TYPE_CHECKING:
     from app.models.event import Event, EventSection
+    from app.models.ticket_type import TicketType
 
 
 class SpotStatus(enum.StrEnum):
@@ -34,6 +35,10 @@ class SpotStatus(enum.StrEnum):
     HELD = "held"
     SOLD = "sold"
     BLOCKED = "blocked"
+
+
+# What a hold writes on its spots, and a sale or a release clears.
+_HELD_QUOTE = ("hold_id", "held_until", "held_price_cents", "held_ticket_type_id")
 
 
 class EventSpot(Model):
@@ -89,25 +94,24 @@ class EventSpot(Model):
     # The price the hold quoted for this spot (its section's price when it was held): the
     # checkout charges it, whatever the section's price became meanwhile.
     held_price_cents: Mapped[int | None] = mapped_column(Integer)
+    # The ticket type the hold quoted for this spot (None: the section's full price).
+    held_ticket_type_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("ticket_type.id", ondelete="SET NULL"), index=True
+    )
 
     section: Mapped[EventSection] = relationship(back_populates="spots", overlaps="event")
     event: Mapped[Event] = relationship(overlaps="section,spots")
+    held_ticket_type: Mapped[TicketType | None] = relationship()
 
     # The purchase path's changes (a held spot is free again once its hold's time is over);
     # a refunded spot goes back on sale, or is withdrawn when it must not be sold again.
     HOLD = Transition(
         (SpotStatus.AVAILABLE, SpotStatus.HELD),
         SpotStatus.HELD,
-        sets=("hold_id", "held_until", "held_price_cents"),
+        sets=("hold_id", "held_until", "held_price_cents", "held_ticket_type_id"),
     )
-    SELL = Transition(
-        (SpotStatus.HELD,), SpotStatus.SOLD, clears=("hold_id", "held_until", "held_price_cents")
-    )
-    RELEASE = Transition(
-        (SpotStatus.HELD,),
-        SpotStatus.AVAILABLE,
-        clears=("hold_id", "held_until", "held_price_cents"),
-    )
+    SELL = Transition((SpotStatus.HELD,), SpotStatus.SOLD, clears=_HELD_QUOTE)
+    RELEASE = Transition((SpotStatus.HELD,), SpotStatus.AVAILABLE, clears=_HELD_QUOTE)
     RESELL = Transition((SpotStatus.SOLD,), SpotStatus.AVAILABLE)
     WITHDRAW = Transition((SpotStatus.SOLD,), SpotStatus.BLOCKED)
 

@@ -9,7 +9,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import Select, and_, exists, func, literal_column, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from app.models import (
     DomainError,
@@ -231,6 +231,7 @@ def section_availability(
         select(EventSection)
         .where(EventSection.event_id == event_id)
         .order_by(EventSection.position, EventSection.id)
+        .options(selectinload(EventSection.ticket_types))
     ).all()
     result = []
     for section in sections:
@@ -245,6 +246,18 @@ def section_availability(
                 "held": held,
                 "sold": sold,
                 "blocked": blocked,
+                # The types a buyer may pick (none: every ticket at the section's price).
+                "ticket_types": [
+                    {
+                        "id": kind.id,
+                        "name": kind.name,
+                        "kind": kind.kind,
+                        "price_cents": kind.price_cents,
+                        "check_document": kind.check_document,
+                    }
+                    for kind in section.ticket_types
+                    if kind.public
+                ],
             }
         )
     return result

@@ -21,6 +21,7 @@ from app.models import (
     Payment,
     PaymentStatus,
     Ticket,
+    TicketType,
 )
 from app.models.errors import Conflict
 from app.models.partner import PartnerUser
@@ -138,6 +139,7 @@ class TicketLine:
     price_cents: int
     holder_name: str | None
     code: str | None
+    ticket_type: str | None = None  # its type's name (None: the section's full price)
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,7 @@ class OrderRecord:
 
 _order, _event, _payment = Order.__table__, Event.__table__, Payment.__table__
 _ticket, _section, _spot = Ticket.__table__, EventSection.__table__, EventSpot.__table__
+_type = TicketType.__table__
 _ORDERS = (
     select(
         *(_order.c[name] for name in OrderLine.__dataclass_fields__ if name != "event_name"),
@@ -178,11 +181,12 @@ _TICKETS = (
         _ticket.c.price_cents,
         _ticket.c.holder_name,
         _ticket.c.code,
+        _type.c.name.label("ticket_type"),
     )
     .select_from(
-        _ticket.join(_section, _section.c.id == _ticket.c.section_id).join(
-            _spot, _spot.c.id == _ticket.c.spot_id
-        )
+        _ticket.join(_section, _section.c.id == _ticket.c.section_id)
+        .join(_spot, _spot.c.id == _ticket.c.spot_id)
+        .outerjoin(_type, _type.c.id == _ticket.c.ticket_type_id)
     )
     .where(_ticket.c.order_id.in_(bindparam("ids", expanding=True)))
     .order_by(_ticket.c.id)

@@ -281,6 +281,8 @@ function scan(code) {
       Object.assign(record, {
         verdict: answer.result, online: true, uploaded: 1, uploaded_at: new Date().toISOString(),
         server_result: answer.result, conflict: false,
+        // A half-price (meia-entrada) ticket: the holder shows the document that entitles them.
+        ticket_type: answer.ticket_type ?? null, check_document: Boolean(answer.check_document),
       });
       const { claim } = local;
       const entry = answer.first_scan;
@@ -335,6 +337,9 @@ function showVerdict(record) {
   $("verdict-title").textContent = TITLES[record.verdict] ?? record.verdict;
   $("verdict-seat").textContent = record.label;
   $("verdict-reason").textContent = record.reason;
+  const document_ = $("verdict-document");
+  document_.hidden = !(record.verdict === "valid" && record.check_document);
+  document_.textContent = document_.hidden ? "" : `${(record.ticket_type || "Meia").toUpperCase()}: check document`;
   overlay.hidden = false;
   clearTimeout(verdictTimer);
   verdictTimer = setTimeout(hideVerdict, VERDICT_MS);

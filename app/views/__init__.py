@@ -16,6 +16,8 @@ from app.views.catalog import (
     EventSpotApi,
     EventSpotView,
     EventView,
+    TicketTypeApi,
+    TicketTypeView,
 )
 from app.views.checkin_api import CheckinApi
 from app.views.gate_admin import CheckInView, GateAssignmentView, GateDeviceView
@@ -38,6 +40,7 @@ from app.views.two_factor import TwoFactorView, require_enrolment
 def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_view(EventView, "Events", icon="fa-calendar", category="Catalog")
     appbuilder.add_view(EventSectionView, "Sections", icon="fa-th-large", category="Catalog")
+    appbuilder.add_view(TicketTypeView, "Ticket types", icon="fa-tags", category="Catalog")
     appbuilder.add_view(EventSpotView, "Spots", icon="fa-th", category="Catalog")
     appbuilder.add_view(OrderView, "Orders", icon="fa-shopping-cart", category="Money")
     appbuilder.add_view(LedgerTransactionView, "Ledger", icon="fa-book", category="Money")
@@ -63,6 +66,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_api(EventApi)
     appbuilder.add_api(EventSectionApi)
     appbuilder.add_api(EventSpotApi)
+    appbuilder.add_api(TicketTypeApi)
     for api in (CatalogApi, CustomerApi, HoldApi, OrderApi, QueueApi, CheckinApi):
         appbuilder.add_api(api)
 

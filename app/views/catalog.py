@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from flask import current_app, flash, redirect, request, url_for
+from flask import current_app, flash, g, redirect, request, url_for
 from flask_appbuilder import action, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from wtforms import BooleanField
 
 from app.extensions import db
-from app.models import DomainError, Event, EventSection, EventSpot, local_time
+from app.models import DomainError, Event, EventSection, EventSpot, Ticket, TicketType, local_time
 from app.models.event import EVENT_TIMES
 from app.services import events as event_service
 from app.services.checkin.arming import arm_owned_event
@@ -24,6 +24,7 @@ from app.views.forms import (
     kind_field,
     position_field,
     price_field,
+    ticket_kind_field,
     timezone_field,
 )
 
@@ -100,6 +101,25 @@ class SectionRules:
         item.check_deletable()
 
 
+class TicketTypeRules:
+    def on_add(self, item: TicketType) -> None:
+        item.check()
+        if item.section is not None and item.section.event.is_cancelled:
+            raise DomainError("The event is cancelled.", field="section")
+
+    def on_update(self, item: TicketType) -> None:
+        item.check()
+
+    def on_delete(self, item: TicketType) -> None:
+        if item.id is not None and db.session.scalar(
+            db.select(db.func.count(Ticket.id)).where(Ticket.ticket_type_id == item.id)
+        ):
+            raise DomainError(
+                "Tickets of this type were sold: it stays (take it out of the shop instead).",
+                field="public",
+            )
+
+
 class SpotRules:
     def on_add(self, item: EventSpot) -> None:
         item.check_changes()
@@ -148,6 +168,32 @@ class EventSpotView(SpotRules, ScopedModelView):
         return redirect(self.get_redirect())
 
 
+class TicketTypeView(TicketTypeRules, ScopedModelView):
+    datamodel = SQLAInterface(TicketType)
+    list_title = "Ticket types"
+    list_columns = ["section", "name", "kind", "price", "cap", "public"]
+    show_columns = ["section", "name", "kind", "price", "cap", "public", "position"]
+    add_columns = ["section", "name", "kind", "price_amount", "cap", "public", "position"]
+    edit_columns = ["name", "kind", "price_amount", "cap", "public", "position"]
+    search_columns = ["section", "name", "kind"]
+    order_columns = ["name", "kind", "position"]
+    base_order = ("position", "asc")
+    label_columns = {"price_amount": "Price", "cap": "Most tickets of this type"}
+    description_columns = {
+        "kind": "Half price (meia-entrada): the gate asks for the holder's document.",
+        "cap": "Of the section's tickets (valid or held), at most this many of this type; half"
+        " price is capped at 40 % of the tickets on sale (Lei 12.933/2013). Empty: no cap.",
+        "public": "Offered in the shop (a courtesy type is not: the partner gives those).",
+        "position": "Order on the event page (lower first).",
+    }
+    add_form_extra_fields = {
+        "price_amount": price_field(),
+        "kind": ticket_kind_field(),
+        "position": position_field(),
+    }
+    edit_form_extra_fields = add_form_extra_fields
+
+
 class EventSectionView(SectionRules, ScopedModelView):
     datamodel = SQLAInterface(EventSection)
     list_title = "Sections"
@@ -194,7 +240,7 @@ class EventSectionView(SectionRules, ScopedModelView):
         "position": position_field(),
     }
     edit_form_extra_fields = add_form_extra_fields
-    related_views = [EventSpotView]
+    related_views = [TicketTypeView, EventSpotView]
 
     @action("generate", "Generate spots", None, "fa-th", multiple=False)
     def generate_action(self, item: EventSection) -> Any:
@@ -398,8 +444,13 @@ class EventApi(EventRules, ScopedModelRestApi):
         item.times_from_local(naive_times_sent(request.get_json(silent=True)))
         super().on_add(item)
 
+    def _merge_update_item(self, model_item: Event, data: dict[str, Any]) -> dict[str, Any]:
+        # FAB fills the body with the row's other fields (stored UTC): note what was sent first.
+        g.naive_event_times = naive_times_sent(data)
+        return super()._merge_update_item(model_item, data)
+
     def on_update(self, item: Event) -> None:
-        item.times_from_local(naive_times_sent(request.get_json(silent=True)))
+        item.times_from_local(g.pop("naive_event_times", []))
         super().on_update(item)
 
     # Answered with the venue's offset: "2026-12-26T21:00:00-03:00".
@@ -446,6 +497,17 @@ class EventSectionApi(SectionRules, ScopedModelRestApi):
     add_columns = ["event", "name", "kind", "price_cents", "position"]
     edit_columns = ["name", "kind", "price_cents", "position"]
     search_columns = ["event", "name", "kind"]
+
+
+class TicketTypeApi(TicketTypeRules, ScopedModelRestApi):
+    resource_name = "ticket-types"
+    datamodel = SQLAInterface(TicketType)
+    list_columns = ["id", "section.id", "name", "kind", "price_cents", "cap", "public", "position"]
+    show_columns = list_columns
+    add_columns = ["section", "name", "kind", "price_cents", "cap", "public", "position"]
+    edit_columns = ["name", "kind", "price_cents", "cap", "public", "position"]
+    search_columns = ["section", "name", "kind"]
+    order_columns = ["name", "position"]
 
 
 class EventSpotApi(SpotRules, ScopedModelRestApi):

@@ -29,7 +29,8 @@ from wtforms.validators import (
 )
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from app.models import SectionKind, local_time
+from app.models import SectionKind, TicketKind, local_time
+from app.models.ticket_type import KIND_LABELS
 
 SECTION_KIND_CHOICES = [
     (SectionKind.SEATED.value, "Seated (numbered seats)"),
@@ -87,6 +88,16 @@ def datetime_field(label: str, *, required: bool = False) -> DateTimeLocalField:
         label,
         format=DATETIME_FORMATS,
         validators=[DataRequired() if required else Optional()],
+        render_kw={"class": "form-control"},
+    )
+
+
+def ticket_kind_field() -> SelectField:
+    return SelectField(
+        "Kind",
+        choices=[(kind.value, label) for kind, label in KIND_LABELS.items()],
+        default=TicketKind.FULL.value,
+        validators=[DataRequired()],
         render_kw={"class": "form-control"},
     )
 

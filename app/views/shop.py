@@ -174,13 +174,15 @@ def hold(event_id: int) -> Any:
         return _login_redirect(url_for(".event", event_id=event_id))
     try:
         spot_ids = [_whole_number(text, "spot_ids") for text in request.form.getlist("spot_ids")]
+        kinds = _ticket_types_chosen()
         hold = purchase.hold.reserve_spots(
             db.session,
             customer.id,
             event_id,
             spot_ids=spot_ids or None,
             section_id=_optional_whole_number("section_id"),
-            quantity=_optional_whole_number("quantity"),
+            quantity=len(kinds) if kinds else _optional_whole_number("quantity"),
+            ticket_type_ids=kinds or None,
         )
     except DomainError as err:
         db.session.rollback()
@@ -189,6 +191,22 @@ def hold(event_id: int) -> Any:
         flash(err.message, "error")
         return redirect(url_for(".event", event_id=event_id))
     return redirect(url_for(".hold_page", hold_id=hold.id))
+
+
+def _ticket_types_chosen() -> list[int]:
+    """The form's quantity of each ticket type (``qty_<type id>``) as one type id per ticket."""
+    chosen: list[int] = []
+    most = current_app.config["MAX_SPOTS_PER_EVENT"]
+    for name, text in request.form.items():
+        if name.startswith("qty_") and text not in ("", "0"):
+            kind = _whole_number(name.removeprefix("qty_"), "ticket_types")
+            count = _whole_number(text, "quantity")
+            if len(chosen) + count > most:
+                raise DomainError(f"At most {most} tickets per customer.", field="quantity")
+            chosen += [kind] * count
+    if not chosen and any(name.startswith("qty_") for name in request.form):
+        raise DomainError("Choose how many tickets of each type.", field="quantity")
+    return chosen
 
 
 def _whole_number(text: str, field: str) -> int:

@@ -214,6 +214,11 @@ class HoldApi(BaseApi):
                     spot_ids: {type: array, items: {type: integer}}
                     section_id: {type: integer}
                     quantity: {type: integer, minimum: 1}
+                    ticket_types:
+                      type: array
+                      items: {type: integer}
+                      description: one ticket type id per ticket, in the order of spot_ids
+                        (or quantity of them); omitted, every ticket at the section's price
           responses:
             201:
               description: The hold, with its spots and expiry
@@ -223,7 +228,8 @@ class HoldApi(BaseApi):
               description: error waiting_room, the event has a waiting room and it is not the
                 customer's turn (join the line at /api/v1/queue/event_id)
             409:
-              description: '`{"error": "spots_unavailable", "spots": [...]}`'
+              description: '`{"error": "spots_unavailable", "spots": [...]}`, or
+                `ticket_type_sold_out` (a capped type such as half price has no more left)'
             422:
               description: Invalid request or hold limit reached
             503:
@@ -239,6 +245,7 @@ class HoldApi(BaseApi):
             spot_ids=spot_ids,
             section_id=section_id,
             quantity=quantity,
+            ticket_type_ids=_ticket_types(body),
         )
         return self.response(201, result=hold_json(hold, utcnow()))
 
@@ -520,6 +527,15 @@ def _int(value: Any, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_INT:
         raise DomainError(f"{field} must be a positive integer id.", field=field)
     return value
+
+
+def _ticket_types(body: dict[str, Any]) -> list[int] | None:
+    kinds = body.get("ticket_types")
+    if kinds is None:
+        return None
+    if not isinstance(kinds, list) or not kinds:
+        raise DomainError("ticket_types must be a non-empty list of ids.", field="ticket_types")
+    return [_int(k, "ticket_types") for k in kinds]
 
 
 def _hold_request(body: dict[str, Any]) -> tuple[list[int] | None, int | None, int | None]:

@@ -44,6 +44,7 @@ def hold_json(hold: purchase.hold.HoldSummary, now: dt.datetime) -> dict[str, An
                 "section_id": spot.section_id,
                 "section": spot.section,
                 "price_cents": spot.price_cents,
+                "ticket_type": spot.ticket_type,
             }
             for spot in hold.spots
         ],
@@ -82,6 +83,7 @@ def order_json(record: customers.OrderRecord) -> dict[str, Any]:
                 "section": t.section_name,
                 "spot": t.spot_label,
                 "price_cents": t.price_cents,
+                "ticket_type": t.ticket_type,
                 "holder_name": t.holder_name,
                 "code": t.code,
             }

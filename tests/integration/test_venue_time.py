@@ -105,6 +105,10 @@ def test_the_api_takes_offsets_as_instants_and_bare_times_as_the_venues(client, 
     assert moved.status_code == 200, moved.get_json()
     db.session.expire_all()
     assert db.session.get(Event, event.id).starts_at == dt.datetime(2031, 7, 10, 21, 0)
+    renamed = client.put(f"/api/v1/events/{event.id}", json={"name": "Fado"}, headers=headers)
+    assert renamed.status_code == 200  # times not sent are not moved
+    db.session.expire_all()
+    assert db.session.get(Event, event.id).starts_at == dt.datetime(2031, 7, 10, 21, 0)
     listed = client.get("/api/v1/events/", headers=headers).get_json()["result"]
     assert listed[0]["starts_at"] == "2031-07-10T22:00:00+01:00"
 

@@ -27,7 +27,9 @@ from app.models import (
     EventStatus,
     ScanResult,
     Ticket,
+    TicketKind,
     TicketStatus,
+    TicketType,
 )
 from app.models.base import utcnow
 from app.models.order import seat_label
@@ -144,19 +146,32 @@ def enter_in_db(
 
 def _details() -> Select[Any]:
     return (
-        select(Ticket.id, EventSection.name, EventSpot.label, Ticket.holder_name)
+        select(
+            Ticket.id,
+            EventSection.name,
+            EventSpot.label,
+            Ticket.holder_name,
+            TicketType.name.label("ticket_type"),
+            TicketType.kind.label("ticket_kind"),
+        )
         .join(EventSection, EventSection.id == Ticket.section_id)
         .join(EventSpot, EventSpot.id == Ticket.spot_id)
+        .outerjoin(TicketType, TicketType.id == Ticket.ticket_type_id)
     )
 
 
 def _detail(row: Row[Any]) -> dict[str, Any]:
-    """What a gate shows of a ticket: section, seat and holder."""
-    return {
+    """What a gate shows of a ticket: section, seat, holder and type (a half-price ticket's
+    holder shows the document that entitles them)."""
+    detail = {
         "section": row.name,
         "seat": seat_label(row.name, row.label),
         "holder_name": row.holder_name,
     }
+    if row.ticket_type is not None:
+        detail["ticket_type"] = row.ticket_type
+        detail["check_document"] = row.ticket_kind == TicketKind.HALF
+    return detail
 
 
 def ticket_details(session: Session, ticket_id: int) -> dict[str, Any]:

@@ -263,6 +263,7 @@ _LOCK_HELD_SPOTS = (
         _spot.c.id,
         _spot.c.section_id,
         _spot.c.held_price_cents.label("price_cents"),
+        _spot.c.held_ticket_type_id.label("ticket_type_id"),
         _order.c.id.label("order_id"),
         _order.c.status.label("order_status"),
         _order.c.total_cents.label("order_total"),
@@ -312,15 +313,16 @@ _HELD = rows_of_arrays(
     spot_id=("b_spot_ids", Integer),
     section_id=("b_section_ids", Integer),
     price_cents=("b_prices", Integer),
+    ticket_type_id=("b_type_ids", Integer),
 )
 _NEW_TICKETS = (
     insert(_ticket)
     .from_select(
-        ["order_id", "event_id", "section_id", "spot_id", "price_cents", "currency", "status",
-         "holder_name", "issued_at"],
+        ["order_id", "event_id", "section_id", "spot_id", "price_cents", "ticket_type_id",
+         "currency", "status", "holder_name", "issued_at"],
         select(
             _NEW_ORDER.c.id, _typed("b_event_id", Integer), _HELD.c.section_id, _HELD.c.spot_id,
-            _HELD.c.price_cents, _typed("b_currency", String),
+            _HELD.c.price_cents, _HELD.c.ticket_type_id, _typed("b_currency", String),
             literal(TicketStatus.PENDING.value, String), _typed("b_holder", String),
             _typed("now", DateTime),
         ).select_from(_NEW_ORDER.join(_HELD, literal(True))),  # one row per spot
@@ -403,6 +405,7 @@ def _record_attempt(
                     "b_spot_ids": [spot.id for spot in spots],
                     "b_section_ids": [spot.section_id for spot in spots],
                     "b_prices": [spot.price_cents for spot in spots],
+                    "b_type_ids": [spot.ticket_type_id for spot in spots],
                     "b_holder": hold.customer_name,
                     "b_key": key,
                     "b_fingerprint": wanted,

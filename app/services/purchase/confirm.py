@@ -39,6 +39,7 @@ from app.models import (
     Payment,
     PaymentStatus,
     Ticket,
+    TicketType,
 )
 from app.models.base import utcnow
 from app.models.codes import TicketClaim, sign_ticket
@@ -105,7 +106,7 @@ def _decline_message(reason: str | None) -> str:
 
 _payment, _order, _ticket = Payment.__table__, Order.__table__, Ticket.__table__
 _hold, _spot, _section = Hold.__table__, EventSpot.__table__, EventSection.__table__
-_event, _partner = Event.__table__, Partner.__table__
+_event, _partner, _type = Event.__table__, Partner.__table__, TicketType.__table__
 
 # Core statements built once, as in checkout.py (bench/onsale.py).
 _ALL_PAYMENTS = _payment.alias("order_payment")
@@ -162,11 +163,12 @@ _LOCK_TICKET_SPOTS = (
         _section.c.name.label("section"),
         _ticket.c.price_cents,
         _ticket.c.holder_name,
+        _type.c.name.label("ticket_type"),
     )
     .select_from(
-        _ticket.join(_spot, _spot.c.id == _ticket.c.spot_id).join(
-            _section, _section.c.id == _ticket.c.section_id
-        )
+        _ticket.join(_spot, _spot.c.id == _ticket.c.spot_id)
+        .join(_section, _section.c.id == _ticket.c.section_id)
+        .outerjoin(_type, _type.c.id == _ticket.c.ticket_type_id)
     )
     .where(_ticket.c.order_id == bindparam("order_id"))
     .order_by(_spot.c.id)
@@ -355,6 +357,7 @@ def _sell(
             spot_label=t.label,
             price_cents=t.price_cents,
             holder_name=t.holder_name,
+            ticket_type=t.ticket_type,
             code=sign_ticket(
                 pay.signing_key, TicketClaim(pay.event_id, t.id, seat_label(t.section, t.label))
             ),

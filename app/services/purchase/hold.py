@@ -52,7 +52,7 @@ from app.services import waiting_room
 from app.services.after_commit import after_commit
 from app.services.locking import busy_on_lock_failure
 from app.services.pg_writes import row_count, rows_of_arrays
-from app.services.purchase import sold_out
+from app.services.purchase import sold_out, ticket_types
 
 # How many free rows best-available locks (SKIP LOCKED) to choose adjacent seats among: wide
 # enough for adjacent seats, narrow enough to leave rows for concurrent buyers.
@@ -80,6 +80,7 @@ class HeldSpot:
     section_id: int
     section: str
     price_cents: int  # quoted when held: what checkout charges
+    ticket_type: str | None = None  # its type's name (None: the section's full price)
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,14 @@ class HoldSummary:
             hold.created_at,
             hold.expires_at,
             tuple(
-                HeldSpot(s.id, s.label, s.section_id, s.section.name, s.held_price_cents)
+                HeldSpot(
+                    s.id,
+                    s.label,
+                    s.section_id,
+                    s.section.name,
+                    s.held_price_cents,
+                    s.held_ticket_type.name if s.held_ticket_type else None,
+                )
                 for s in spots
             ),
         )
@@ -249,7 +257,11 @@ _NEW_HOLD = (
 )
 # Each spot keeps the price quoted to the customer: the one read with its lock (a section's
 # price the partner changes meanwhile is not this hold's).
-_QUOTED = rows_of_arrays(spot_id=("b_spot_ids", Integer), price_cents=("b_prices", Integer))
+_QUOTED = rows_of_arrays(
+    spot_id=("b_spot_ids", Integer),
+    price_cents=("b_prices", Integer),
+    ticket_type_id=("b_types", Integer),
+)
 _HELD_BY_NEW_HOLD = (
     EventSpot.HOLD.update(
         _spot,
@@ -257,6 +269,7 @@ _HELD_BY_NEW_HOLD = (
         hold_id=select(_NEW_HOLD.c.id).scalar_subquery(),
         held_until=bindparam("until"),
         held_price_cents=_QUOTED.c.price_cents,
+        held_ticket_type_id=_QUOTED.c.ticket_type_id,
     )
     .returning(_spot.c.id)
     .cte("held")
@@ -272,9 +285,12 @@ def reserve_spots(
     spot_ids: Sequence[int] | None = None,
     section_id: int | None = None,
     quantity: int | None = None,
+    ticket_type_ids: Sequence[int] | None = None,
     now: dt.datetime | None = None,
 ) -> HoldSummary:
     """Hold the chosen spots, or the best ``quantity`` in a section, for ``HOLD_MINUTES``.
+    ``ticket_type_ids``: one type per ticket (in the order of ``spot_ids``); None: every
+    ticket at the section's full price.
 
     Locks rows in id order (``SKIP LOCKED`` for best-available); a taken spot raises
     SpotsUnavailable naming it; a lock not had in time raises Busy.
@@ -288,6 +304,8 @@ def reserve_spots(
         "now": now,
         "section_id": section_id,
         "wanted": max(wanted, 0),
+        "ticket_types": list(ticket_type_ids) if ticket_type_ids else None,
+        "spot_order": list(spot_ids) if spot_ids else None,
     }
     for attempt in range(BEST_AVAILABLE_ATTEMPTS):
         with busy_on_lock_failure(session):
@@ -311,7 +329,10 @@ def reserve_spots(
         HoldStatus.ACTIVE.value,
         now,
         expires_at,
-        tuple(HeldSpot(s.id, s.label, s.section_id, s.name, s.price_cents) for s in spots),
+        tuple(
+            HeldSpot(s.id, s.label, s.section_id, s.name, price, kind.name if kind else None)
+            for s, (kind, price) in zip(spots, ids["quote"], strict=True)
+        ),
     )
 
 
@@ -344,18 +365,22 @@ def _lock_spots(
             raise NotFound("Section not found in this event.", field="section_id")
         if row.free_up_to_wanted < wanted:
             raise _not_enough(ids, row.section_name, row.free_up_to_wanted)
+    types = ticket_types.lock(conn, ids, wanted)
     params = {**ids, "spot_limit": limit}
     if spot_ids:
         chosen = conn.execute(_LOCK_CHOSEN, {**params, "ids": sorted(set(spot_ids))}).all()
         if not chosen:  # none of them, or the customer is at the limit
             _keep_limit(conn, ids, wanted, field)
-        return _all_free(session, chosen, set(spot_ids), now)
+        free = _all_free(session, chosen, set(spot_ids), now)
+        ids["quote"] = ticket_types.quote(free, types, ids["ticket_types"], ids["spot_order"])
+        return free
     params["window"] = max(BEST_AVAILABLE_WINDOW, wanted * 4)
     window = conn.execute(_LOCK_BEST, params).all()
     if not window:  # every free spot locked by other buyers, or the customer at the limit
         _keep_limit(conn, ids, wanted, field)
     chosen = best_block(window, wanted)
     if len(chosen) == wanted:
+        ids["quote"] = ticket_types.quote(chosen, types, ids["ticket_types"], None)
         return chosen
     if window:
         session.rollback()  # the free spots seen go back before anyone looks again
@@ -392,7 +417,8 @@ def _place_hold(session: Session, ids: dict[str, Any], spots: list[Row]) -> tupl
             "now": ids["now"],
             "until": expires_at,
             "b_spot_ids": [s.id for s in spots],
-            "b_prices": [s.price_cents for s in spots],
+            "b_prices": [price for _, price in ids["quote"]],
+            "b_types": [kind.id if kind else None for kind, _ in ids["quote"]],
         },
     ).one()
     if held != len(spots):  # every one is locked by this transaction
