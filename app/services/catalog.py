@@ -161,7 +161,7 @@ def search_query(search: Search, now: dt.datetime) -> Select[Any]:
     without accents, in any Portuguese inflection; a city in any spelling."""
     query: Select[Any] = select(Event).where(Event.on_sale_clause(now))
     if search.text.strip():
-        query = query.where(_text_match(search.text.strip()))
+        query = query.where(text_match(search.text.strip()))
     if search.city.strip():
         query = query.where(folded(Event.city) == folded(literal(search.city)))
     if search.category.strip():
@@ -201,7 +201,9 @@ def search_document() -> Any:
     return literal_column(SEARCH_DOCUMENT_SQL)
 
 
-def _text_match(text: str) -> Any:
+def text_match(text: str) -> Any:
+    """The condition that an event has the words of ``text`` (web search syntax: "quoted
+    phrases", -excluded words), folded and stemmed as the index has them."""
     query = func.websearch_to_tsquery(literal_column(f"'{SEARCH_CONFIG}'::regconfig"), text)
     return search_document().op("@@")(query)
 
