@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, literal_column, select
+from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, literal_column, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from app.models import (
@@ -141,12 +143,27 @@ def public_event(session: Session, event_id: int) -> Event:
 
 def search_events(session: Session, search: Search, now: dt.datetime | None = None) -> Page:
     """Published events whose sales are open, filtered, earliest first, a page at a time."""
-    now = now or utcnow()
+    query = search_query(search, now or utcnow())
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    pages = max(1, -(-total // PAGE_SIZE))
+    page = min(max(1, search.page), pages)
+    events = session.scalars(
+        query.order_by(Event.starts_at, Event.id)
+        .offset((page - 1) * PAGE_SIZE)
+        .limit(PAGE_SIZE)
+        .options(joinedload(Event.partner))
+    ).all()
+    return Page(list(events), total, page, pages)
+
+
+def search_query(search: Search, now: dt.datetime) -> Select[Any]:
+    """The events on sale that a search finds, in no order. Words are found in any case, with or
+    without accents, in any Portuguese inflection; a city in any spelling."""
     query: Select[Any] = select(Event).where(Event.on_sale_clause(now))
     if search.text.strip():
-        query = query.where(_text_match(search.text.strip()))
+        query = query.where(text_match(search.text.strip()))
     if search.city.strip():
-        query = query.where(func.lower(Event.city) == search.city.strip().lower())
+        query = query.where(folded(Event.city) == folded(literal(search.city)))
     if search.category.strip():
         query = query.where(func.lower(Event.category) == search.category.strip().lower())
     if search.date_from:
@@ -164,23 +181,18 @@ def search_events(session: Session, search: Search, now: dt.datetime | None = No
         if price_max is not None:
             price = and_(price, EventSection.price_cents <= price_max)
         query = query.where(exists().where(price))
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    pages = max(1, -(-total // PAGE_SIZE))
-    page = min(max(1, search.page), pages)
-    events = session.scalars(
-        query.order_by(Event.starts_at, Event.id)
-        .offset((page - 1) * PAGE_SIZE)
-        .limit(PAGE_SIZE)
-        .options(joinedload(Event.partner))
-    ).all()
-    return Page(list(events), total, page, pages)
+    return query
 
 
+# The text search configuration of migration 13526b5f3cae: Portuguese, accents folded before
+# the stemmer, so that "São Paulo", "sao paulo" and "SAO PAULO" are the same words.
+SEARCH_CONFIG = "pt_unaccent"
 # Literal SQL, not bound parameters, so that PostgreSQL matches its GIN index expression
-# (migration 6c96cf349edc holds the same text).
+# (the migration holds the same text).
 SEARCH_DOCUMENT_SQL = (
-    "to_tsvector('simple', coalesce(event.name, '') || ' ' || coalesce(event.description, '') "
-    "|| ' ' || coalesce(event.venue, '') || ' ' || coalesce(event.city, ''))"
+    f"to_tsvector('{SEARCH_CONFIG}', coalesce(event.name, '') || ' ' "
+    "|| coalesce(event.description, '') || ' ' || coalesce(event.venue, '') || ' ' "
+    "|| coalesce(event.city, ''))"
 )
 
 
@@ -189,23 +201,63 @@ def search_document() -> Any:
     return literal_column(SEARCH_DOCUMENT_SQL)
 
 
-def _text_match(text: str) -> Any:
-    return search_document().op("@@")(func.websearch_to_tsquery("simple", text))
+def text_match(text: str) -> Any:
+    """The condition that an event has the words of ``text`` (web search syntax: "quoted
+    phrases", -excluded words), folded and stemmed as the index has them."""
+    query = func.websearch_to_tsquery(literal_column(f"'{SEARCH_CONFIG}'::regconfig"), text)
+    return search_document().op("@@")(query)
 
 
-def facets(session: Session, now: dt.datetime | None = None) -> dict[str, list[str]]:
-    """Cities and categories that have events on sale, for the search filters."""
+def folded(value: Any) -> ColumnElement[str]:
+    """A name as compared, in SQL: without accents, lower case, trimmed ("São Paulo " and
+    "SAO PAULO" are both "sao paulo")."""
+    return func.lower(func.unaccent(func.btrim(value)))
+
+
+def facets(session: Session, now: dt.datetime | None = None, city: str = "") -> dict[str, Any]:
+    """Cities and categories that have events on sale, for the search filters, and the city
+    listed for ``city`` (a filter given in any spelling), "" when none is.
+
+    A city is listed once however its partners spelled it ("Sao Paulo", "São Paulo"), under
+    its best spelling (best_spelling) and in the order of its folded name."""
     now = now or utcnow()
-    cities = session.scalars(
-        select(Event.city).where(Event.on_sale_clause(now)).distinct().order_by(Event.city)
+    key = folded(Event.city)
+    rows = session.execute(
+        select(key, Event.city, func.count(), key == folded(literal(city)))
+        .where(Event.on_sale_clause(now))
+        .group_by(Event.city)
     ).all()
+    spellings: dict[str, dict[str, int]] = defaultdict(dict)
+    chosen = ""
+    for folded_name, spelling, count, matches in rows:
+        spellings[folded_name][spelling] = count
+        if matches and city.strip():
+            chosen = folded_name
+    cities = {name: best_spelling(counts) for name, counts in spellings.items()}
     categories = session.scalars(
         select(Event.category)
         .where(Event.on_sale_clause(now), Event.category.is_not(None))
         .distinct()
         .order_by(Event.category)
     ).all()
-    return {"cities": list(cities), "categories": list(categories)}
+    return {
+        "cities": [cities[name] for name in sorted(cities)],
+        "categories": list(categories),
+        "city": cities.get(chosen, ""),
+    }
+
+
+def best_spelling(counts: dict[str, int]) -> str:
+    """The spelling to show of one name given by several (each with how many rows use it): one
+    with accents first (folding loses them; "Sao Paulo" is "São Paulo" typed without them), then
+    one in mixed case (not "SAO PAULO"), then the most used, then the first in order."""
+
+    def rank(spelling: str) -> tuple[bool, bool, int, str]:
+        accented = any(unicodedata.combining(c) for c in unicodedata.normalize("NFD", spelling))
+        mixed_case = not spelling.isupper() and not spelling.islower()
+        return (not accented, not mixed_case, -counts[spelling], spelling)
+
+    return min(counts, key=rank)
 
 
 def section_availability(

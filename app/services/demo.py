@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, literal, select
 from sqlalchemy.orm import Session
 
 from app.models import (
@@ -27,6 +27,7 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.services import demo_history
+from app.services.catalog import folded
 from app.services.events import generate_spots
 from app.services.scoping import SYSTEM
 
@@ -34,10 +35,10 @@ DEMO_PASSWORD = "Ingresso-Demo-42"  # noqa: S105 - documented demo credential
 LOGINS_BANNER = f"""
 Demo logins (password {DEMO_PASSWORD} for all):
   admin      platform admin: partners, fees, every event
-  partner1   partner "Aurora Producoes": its events, sections and spots
+  partner1   partner "Aurora Produções": its events, sections and spots
   partner2   partner "Bossa Eventos"
   finance    finance: read-mostly views
-  gate1      gate staff of Aurora Producoes: scans tickets at /gate/ (the gala's doors are open)
+  gate1      gate staff of Aurora Produções: scans tickets at /gate/ (the gala's doors are open)
   customer1  customer
   customer2  customer
 The stadium final has a waiting room: press "Join the line" on its page before choosing seats.
@@ -70,9 +71,13 @@ class EventSpec:
     checkin_open_now: bool = False
     waiting_room_per_minute: int | None = None
 
+    @property
+    def address(self) -> str:
+        return f"{self.venue}, {self.city}"
+
 
 PARTNERS = {
-    "Aurora Producoes": ("partner1", Decimal("10.00"), 100),
+    "Aurora Produções": ("partner1", Decimal("10.00"), 100),
     "Bossa Eventos": ("partner2", Decimal("8.50"), 50),
 }
 
@@ -90,24 +95,24 @@ STADIUM_SECTIONS = [
 
 EVENTS = [
     EventSpec(
-        "Aurora Producoes",
-        "Orquestra Sinfonica: Noite de Gala",
-        "Sao Paulo",
+        "Aurora Produções",
+        "Orquestra Sinfônica: Noite de Gala",
+        "São Paulo",
         "Theatro Municipal",
         "classical",
         20,
         [
             SectionSpec("Plateia", SectionKind.SEATED, 18000, ("A", "J"), 20),
-            SectionSpec("Balcao", SectionKind.SEATED, 9000, ("A", "E"), 16),
+            SectionSpec("Balcão", SectionKind.SEATED, 9000, ("A", "E"), 16),
         ],
         description="Gala night with the city's symphony orchestra.",
         checkin_open_now=True,
     ),
     EventSpec(
-        "Aurora Producoes",
+        "Aurora Produções",
         "Final do Campeonato",
-        "Sao Paulo",
-        "Estadio do Morumbi",
+        "São Paulo",
+        "Estádio do Morumbi",
         "sports",
         45,
         STADIUM_SECTIONS,
@@ -116,8 +121,8 @@ EVENTS = [
         waiting_room_per_minute=600,
     ),
     EventSpec(
-        "Aurora Producoes",
-        "Festival de Verao",
+        "Aurora Produções",
+        "Festival de Verão",
         "Salvador",
         "Arena Fonte Nova",
         "music",
@@ -129,10 +134,10 @@ EVENTS = [
         description="Three stages by the sea.",
     ),
     EventSpec(
-        "Aurora Producoes",
-        "Jazz na Praca (rascunho)",
+        "Aurora Produções",
+        "Jazz na Praça (rascunho)",
         "Curitiba",
-        "Teatro Guaira",
+        "Teatro Guaíra",
         "music",
         90,
         [SectionSpec("Plateia", SectionKind.SEATED, 7000, ("A", "F"), 12)],
@@ -169,7 +174,7 @@ EVENTS = [
         "Marco Zero",
         "festival",
         35,
-        [SectionSpec("Area Geral", SectionKind.GENERAL, 4000, places=1000)],
+        [SectionSpec("Área Geral", SectionKind.GENERAL, 4000, places=1000)],
         description="Open-air carnival preview.",
     ),
 ]
@@ -177,10 +182,10 @@ EVENTS = [
 USERS = [
     # username, first, last, role, partner name
     ("admin", "Ada", "Admin", "Admin", None),
-    ("partner1", "Paula", "Aurora", "Partner", "Aurora Producoes"),
+    ("partner1", "Paula", "Aurora", "Partner", "Aurora Produções"),
     ("partner2", "Pedro", "Bossa", "Partner", "Bossa Eventos"),
-    ("finance", "Fernanda", "Financas", "Finance", None),
-    ("gate1", "Gabriel", "Portao", "Gate", "Aurora Producoes"),
+    ("finance", "Fernanda", "Finanças", "Finance", None),
+    ("gate1", "Gabriel", "Portão", "Gate", "Aurora Produções"),
     ("customer1", "Clara", "Cliente", "Customer", None),
     ("customer2", "Caio", "Cliente", "Customer", None),
 ]
@@ -196,8 +201,10 @@ def load(session: Session, sm: Any) -> str:
     new_events: list[int] = []
     partners: dict[str, Partner] = {}
     for name, (username, percent, fixed) in PARTNERS.items():
-        partner = session.scalar(select(Partner).where(Partner.name == name))
-        if partner is None:
+        partner = session.scalar(select(Partner).where(_same_name(Partner.name, name)))
+        if partner is not None:
+            partner.name = name  # spelled with its accents in a demo loaded before they were
+        else:
             partner = Partner(
                 name=name,
                 contact_email=f"{username}@example.com",
@@ -233,9 +240,12 @@ def load(session: Session, sm: Any) -> str:
     now = utcnow().replace(minute=0, second=0, microsecond=0)
     for spec in EVENTS:
         partner = partners[spec.partner]
-        if session.scalar(
-            select(Event.id).where(Event.partner_id == partner.id, Event.name == spec.name)
-        ):
+        loaded = session.scalar(
+            select(Event).where(Event.partner_id == partner.id, _same_name(Event.name, spec.name))
+        )
+        if loaded is not None:
+            _respell(loaded, spec)
+            session.commit()
             continue
         starts = now + dt.timedelta(days=spec.days_ahead, hours=20 - now.hour)
         event = Event(
@@ -244,7 +254,7 @@ def load(session: Session, sm: Any) -> str:
             description=spec.description,
             city=spec.city,
             venue=spec.venue,
-            address=f"{spec.venue}, {spec.city}",
+            address=spec.address,
             category=spec.category,
             starts_at=starts,
             ends_at=starts + dt.timedelta(hours=4),
@@ -291,6 +301,20 @@ def load(session: Session, sm: Any) -> str:
         f"Demo data: {created['partners']} partners, {created['users']} users, "
         f"{created['events']} events, {orders} past orders created."
     )
+
+
+def _same_name(column: Any, name: str) -> ColumnElement[bool]:
+    """The demo's rows are found by their names in any spelling: a demo loaded before its names
+    had their accents ("Sao Paulo") is the same demo."""
+    return folded(column) == folded(literal(name))
+
+
+def _respell(event: Event, spec: EventSpec) -> None:
+    """An event of the demo, with the names of its spec (accents and all)."""
+    event.name, event.city, event.venue = spec.name, spec.city, spec.venue
+    event.address = spec.address
+    for section, section_spec in zip(event.sections, spec.sections, strict=False):
+        section.name = section_spec.name
 
 
 def _assign_gate_staff(session: Session, sm: Any) -> None:

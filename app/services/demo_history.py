@@ -47,7 +47,7 @@ BUYERS = 40  # demo buyers: each buys at most a few tickets per event (MAX_SPOTS
 ORDERS_PER_DAY = (1, 5)
 TICKETS_PER_ORDER = (1, 4)
 SHARE_ADMITTED = 0.35  # of the tickets of an event whose doors are open today
-GATES = ("Portao A", "Portao B")
+GATES = ("Portão A", "Portão B")
 DEMO_CARD = {
     "number": "4242424242424242",
     "exp_month": 12,

@@ -97,7 +97,7 @@ def home() -> Any:
         search=search,
         filters=catalog.filter_args(request.args),
         errors=errors,
-        facets=catalog.facets(db.session),
+        facets=catalog.facets(db.session, city=search.city),
         lowest=lowest,
     )
 

@@ -68,8 +68,14 @@ class CatalogApi(BaseApi):
         get:
           summary: Search published events whose sales are open
           parameters:
-          - {in: query, name: q, schema: {type: string}, description: words to find}
-          - {in: query, name: city, schema: {type: string}}
+          - in: query
+            name: q
+            schema: {type: string}
+            description: words to find, in any case, with or without accents
+          - in: query
+            name: city
+            schema: {type: string}
+            description: a city in any spelling ("sao paulo" is "São Paulo")
           - {in: query, name: category, schema: {type: string}}
           - {in: query, name: date_from, schema: {type: string, format: date}}
           - {in: query, name: date_to, schema: {type: string, format: date}}

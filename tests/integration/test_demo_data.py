@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from app import sim_acquirer
 from app.extensions import db
@@ -25,7 +25,7 @@ from app.models import (
     Ticket,
 )
 from app.models.base import utcnow
-from app.services import demo_history
+from app.services import catalog, demo_history
 from app.services.demo import DEMO_PASSWORD
 from tests.support.builders import login
 from tests.support.money import transaction_sums
@@ -85,9 +85,31 @@ def test_demo_load_creates_every_role_and_a_realistic_catalogue(app, client):
     rates = {e.id: e.waiting_room_per_minute for e in published}
     assert rates.pop(biggest[0]) == 600 and set(rates.values()) == {None}
 
+    # Its names are spelled as in Brazil, and found as Brazilians type them.
+    assert {"São Paulo", "Rio de Janeiro", "Belo Horizonte"} <= {e.city for e in published}
+    gala = db.session.scalar(select(Event).where(Event.name.startswith("Orquestra")))
+    assert gala.name == "Orquestra Sinfônica: Noite de Gala" and gala.city == "São Paulo"
+    assert {s.name for s in gala.sections} == {"Plateia", "Balcão"}
+    assert db.session.scalar(select(Partner.name).where(Partner.id == gala.partner_id)) == (
+        "Aurora Produções"
+    )
+    found = catalog.search_events(db.session, catalog.Search(text="orquestra sinfonica"))
+    assert [e.id for e in found.events] == [gala.id]
+    assert catalog.facets(db.session)["cities"].count("São Paulo") == 1
+
+    # A demo loaded before its names had accents is the same demo, spelled anew.
+    db.session.execute(text("UPDATE partner SET name = unaccent(name)"))
+    db.session.execute(text("UPDATE event SET name = unaccent(name), city = upper(unaccent(city))"))
+    db.session.execute(text("UPDATE event_section SET name = unaccent(name)"))
+    db.session.commit()
+    db.session.expire_all()  # as a new process would read them
     again = runner.invoke(args=["demo", "load"])
     assert again.exit_code == 0, again.output
     assert _counts() == first
+    db.session.expire_all()
+    assert (gala.name, gala.city) == ("Orquestra Sinfônica: Noite de Gala", "São Paulo")
+    assert {s.name for s in gala.sections} == {"Plateia", "Balcão"}
+    assert "Aurora Produções" in set(db.session.scalars(select(Partner.name)))
 
     login(client, "partner1", DEMO_PASSWORD)
     page = client.get("/eventview/list/").get_data(as_text=True)

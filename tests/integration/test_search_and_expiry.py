@@ -7,11 +7,12 @@ import datetime as dt
 from sqlalchemy import select, text
 
 from app.extensions import db
-from app.models import EventSpot, Hold, HoldStatus, SpotStatus
+from app.models import Event, EventSpot, Hold, HoldStatus, SpotStatus
 from app.models.base import utcnow
 from app.services import catalog, customers, purchase
 from app.tasks import celery
 from tests.support.builders import make_event, make_partner
+from tests.support.database import explain
 
 
 def test_text_search_is_served_by_the_gin_index():
@@ -20,14 +21,11 @@ def test_text_search_is_served_by_the_gin_index():
     db.session.commit()
     assert catalog.search_events(db.session, catalog.Search(text="pandeiro")).total == 1
     assert catalog.search_events(db.session, catalog.Search(text="tango")).total == 0
+    # A handful of rows: a sequential scan is cheaper, unless it is off. (With thousands of
+    # events the planner picks the index for the whole search: test_accent_blind_search.py.)
     db.session.execute(text("SET LOCAL enable_seqscan = off"))
-    plan = db.session.execute(
-        text(
-            f"EXPLAIN SELECT event.id FROM event WHERE {catalog.SEARCH_DOCUMENT_SQL}"
-            " @@ websearch_to_tsquery('simple', 'samba')"
-        )
-    ).scalars()
-    assert any("ix_event_search" in line for line in plan)
+    plan = explain(select(Event.id).where(catalog.text_match("samba")))
+    assert "ix_event_search" in plan, plan
     db.session.rollback()
 
 

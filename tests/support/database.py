@@ -103,3 +103,11 @@ def forget_checkin_state(app: Flask) -> None:
 def count(model: Any, *where: Any) -> int:
     """How many rows of ``model`` (matching ``where``) the test's session sees."""
     return db.session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def explain(query: Any) -> str:
+    """PostgreSQL's plan for a SQLAlchemy query as the test's session would run it, its
+    parameters bound as they are when it runs."""
+    compiled = query.compile(dialect=db.session.get_bind().dialect)
+    rows = db.session.connection().exec_driver_sql(f"EXPLAIN {compiled}", compiled.params)
+    return "\n".join(row[0] for row in rows)

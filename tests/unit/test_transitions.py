@@ -54,7 +54,12 @@ def test_the_update_leaves_from_the_same_status_and_writes_the_same_columns():
 def test_the_update_of_a_change_from_several_statuses_names_them_all():
     table = EventSpot.__table__
     statement = EventSpot.HOLD.update(
-        table, table.c.id == 1, hold_id=3, held_until=NOW, held_price_cents=22000
+        table,
+        table.c.id == 1,
+        hold_id=3,
+        held_until=NOW,
+        held_price_cents=22000,
+        held_ticket_type_id=None,
     )
     assert "WHERE event_spot.id = 1 AND event_spot.status IN ('available', 'held')" in sql(
         statement
@@ -64,7 +69,7 @@ def test_the_update_of_a_change_from_several_statuses_names_them_all():
 def test_the_update_empties_the_columns_the_change_clears():
     table = EventSpot.__table__
     statement = EventSpot.SELL.update(table, table.c.id == 1)
-    emptied = "hold_id=NULL, held_until=NULL, held_price_cents=NULL"
+    emptied = "hold_id=NULL, held_until=NULL, held_price_cents=NULL, held_ticket_type_id=NULL"
     assert sql(statement).startswith(f"UPDATE event_spot SET status='sold', {emptied} ")
 
 
