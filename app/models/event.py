@@ -31,7 +31,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from app.models.base import MAX_INT, OutOfRange, changed_attributes, enum_check, utcnow
 from app.models.codes import new_private_key, public_key_of
 from app.models.errors import Conflict, DomainError
-from app.models.money import cents_from_amount, format_money
+from app.models.money import cents_from_amount, format_amount, format_money
 from app.models.partner import Partner, PartnerStatus
 from app.models.spot import EventSpot, SpotStatus
 
@@ -466,7 +466,8 @@ class EventSection(Model):
             # Tickets are sold by card: a charge of nothing has no capture to post, no
             # settlement line to match, and its payment would stay pending.
             raise DomainError(
-                "Tickets are paid by card: the price is at least 0.01.", field="price_cents"
+                f"Tickets are paid by card: the price is at least {format_amount(1)}.",
+                field="price_cents",
             )
         if self.price_cents > MAX_INT or not 0 <= self.position <= MAX_INT:
             raise DomainError("The number is too large.", field="price_cents")

@@ -6,6 +6,7 @@ acquirer with a return URL); shop.js adds the seat map, the countdown and in-pag
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 from urllib.parse import urlencode
@@ -25,6 +26,7 @@ from flask_login import login_user
 from markupsafe import Markup
 
 from app.extensions import db
+from app.i18n import format_datetime
 from app.local_urls import is_local_path
 from app.models import DomainError, NotFound, format_money
 from app.models.base import MAX_INT, utcnow
@@ -47,6 +49,12 @@ def inject_appbuilder() -> dict[str, Any]:
 @bp.app_template_filter("money")
 def money_filter(cents: int, currency: str = "BRL") -> str:
     return format_money(cents, currency)
+
+
+@bp.app_template_filter("datetime")
+def datetime_filter(moment: dt.datetime | None) -> str:
+    """26/12/2026 21:00 in pt_BR (app/i18n.py); the moment as given, its zone the caller's."""
+    return format_datetime(moment)
 
 
 @bp.app_template_filter("qr_svg")
