@@ -185,6 +185,7 @@ class EventSectionView(SectionRules, ScopedModelView):
         "position": position_field(),
     }
     edit_form_extra_fields = add_form_extra_fields
+    error_fields = {"price_cents": "price_amount"}
     related_views = [EventSpotView]
 
     @action("generate", "Generate spots", None, "fa-th", multiple=False)
