@@ -24,7 +24,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from app.models.base import enum_check, utcnow
 from app.models.errors import Conflict, DomainError, Forbidden
-from app.models.money import amount_from_cents, cents_from_amount, format_amount, format_number
+from app.models.money import amount_from_cents, cents_from_amount, format_amount
 
 if TYPE_CHECKING:
     from app.models.event import Event
@@ -88,12 +88,6 @@ class Partner(Model):
         self.fee_fixed_cents = cents_from_amount(
             value, field="fee_fixed_amount", noun="fee per ticket"
         )
-
-    @property
-    def fee(self) -> str:
-        """The fee as people read it: "7,5 % + 0,50 per ticket" (in the reader's locale)."""
-        percent = format_number(Decimal(self.fee_percent or 0))
-        return f"{percent} % + {format_amount(self.fee_fixed_cents or 0)} per ticket"
 
     def validate_fees(self) -> None:
         percent = Decimal(self.fee_percent if self.fee_percent is not None else 0)

@@ -161,7 +161,6 @@ def test_the_fixed_fee_is_typed_as_money_and_kept_in_cents():
     with pytest.raises(DomainError) as err:
         partner.fee_fixed_amount = "0,505"
     assert err.value.field == "fee_fixed_amount"
-    assert partner.fee == "7,5 % + 0,50 per ticket"  # outside a request: pt_BR
 
 
 def test_a_fee_percentage_has_at_most_two_decimals():
