@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from app import ratelimit
+from app.i18n import LOCALES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEV_SECRET_KEY = "dev-only-secret-key-never-use-in-production"  # noqa: S105 - refused outside development/test
@@ -63,6 +64,13 @@ def _currency(env: dict[str, str], key: str, default: str) -> str:
     value = (env.get(key) or default).strip().upper()
     if not re.fullmatch(r"[A-Z]{3}", value):
         raise ConfigError(f"{key} must be a three-letter currency code (BRL), got {value!r}")
+    return value
+
+
+def _locale(env: dict[str, str], key: str) -> str:
+    value = env.get(key) or LOCALES[0]
+    if value not in LOCALES:
+        raise ConfigError(f"{key} must be one of {', '.join(LOCALES)}, got {value!r}")
     return value
 
 
@@ -192,6 +200,9 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "WAITING_ROOM_TURN_MINUTES": _int(env, "WAITING_ROOM_TURN_MINUTES", 10, minimum=1),
         "WAITING_ROOM_BURST": _int(env, "WAITING_ROOM_BURST", 10, minimum=1),
         "DEFAULT_CURRENCY": _currency(env, "DEFAULT_CURRENCY", "BRL"),
+        # How money, numbers and dates read when a request names no language it prefers, and
+        # outside requests (app/i18n.py): pt_BR or en.
+        "DEFAULT_LOCALE": _locale(env, "DEFAULT_LOCALE"),
         "REFUND_RETURNS_PLATFORM_FEE": _bool(env.get("REFUND_RETURNS_PLATFORM_FEE"), True),
         "PAYMENT_GATEWAY": env.get("PAYMENT_GATEWAY", "app.services.payments.SimulatedGateway"),
         # The simulated acquirer's fee on each captured charge (its settlement report).

@@ -34,7 +34,7 @@ from app.models.base import MAX_INT, OutOfRange, changed_attributes, enum_check,
 from app.models.codes import new_private_key, public_key_of
 from app.models.errors import Conflict, DomainError
 from app.models.local_time import DEFAULT_TIMEZONE
-from app.models.money import cents_from_amount, format_money
+from app.models.money import cents_from_amount, format_amount, format_money
 from app.models.partner import Partner, PartnerStatus
 from app.models.spot import EventSpot, SpotStatus
 from app.models.ticket_type import TicketType
@@ -270,7 +270,7 @@ class Event(Model):
             if value is not None:
                 self.set_local(field, value)
 
-    def when(self, field: str = "starts_at", locale: str = "pt_BR") -> str:
+    def when(self, field: str = "starts_at", locale: str | None = None) -> str:
         """One of the event's times as people read it, in the venue's zone."""
         return local_time.format_local(getattr(self, field), self.zone_name, locale)
 
@@ -532,7 +532,8 @@ class EventSection(Model):
             # Tickets are sold by card: a charge of nothing has no capture to post, no
             # settlement line to match, and its payment would stay pending.
             raise DomainError(
-                "Tickets are paid by card: the price is at least 0.01.", field="price_cents"
+                f"Tickets are paid by card: the price is at least {format_amount(1)}.",
+                field="price_cents",
             )
         if self.price_cents > MAX_INT or not 0 <= self.position <= MAX_INT:
             raise DomainError("The number is too large.", field="price_cents")

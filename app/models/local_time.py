@@ -18,6 +18,7 @@ from typing import Any
 
 from babel.dates import format_datetime
 
+from app.i18n import current_locale
 from app.models.errors import DomainError
 
 DEFAULT_TIMEZONE = "America/Sao_Paulo"
@@ -97,11 +98,13 @@ def iso_local(utc: dt.datetime | None, timezone: str) -> str | None:
 
 
 def format_local(
-    utc: dt.datetime | None, timezone: str, locale: str = "pt_BR", *, seconds: bool = False
+    utc: dt.datetime | None, timezone: str, locale: str | None = None, *, seconds: bool = False
 ) -> str:
-    """What a person reads: "26/12/2026 21:00 BRT" (pt-BR), "12/26/2026 9:00 PM -0300" (en)."""
+    """What a person reads: "26/12/2026 21:00 BRT" (pt-BR), "12/26/2026 9:00 PM -0300" (en);
+    in the reader's locale (app/i18n.py) unless one is given."""
     if utc is None:
         return ""
+    locale = locale or current_locale()
     moment = to_local(utc, timezone)
     if str(locale).startswith("pt"):
         pattern = "dd/MM/yyyy HH:mm:ss z" if seconds else "dd/MM/yyyy HH:mm z"

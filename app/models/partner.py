@@ -24,6 +24,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from app.models.base import enum_check, utcnow
 from app.models.errors import Conflict, DomainError, Forbidden
+from app.models.money import amount_from_cents, cents_from_amount, format_amount
 
 if TYPE_CHECKING:
     from app.models.event import Event
@@ -77,17 +78,32 @@ class Partner(Model):
     def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:
         return cls.id == partner_id
 
+    @property
+    def fee_fixed_amount(self) -> Decimal | None:
+        """The fixed fee per ticket in currency units, for forms (storage stays in cents)."""
+        return None if self.fee_fixed_cents is None else amount_from_cents(self.fee_fixed_cents)
+
+    @fee_fixed_amount.setter
+    def fee_fixed_amount(self, value: Decimal | str | None) -> None:
+        self.fee_fixed_cents = cents_from_amount(
+            value, field="fee_fixed_amount", noun="fee per ticket"
+        )
+
     def validate_fees(self) -> None:
         percent = Decimal(self.fee_percent if self.fee_percent is not None else 0)
         # NaN compares with nothing (Decimal raises InvalidOperation), infinity is no percent.
         if not percent.is_finite() or not Decimal(0) <= percent <= Decimal(100):
             raise DomainError("The fee percentage is between 0 and 100.", field="fee_percent")
+        if percent != percent.quantize(Decimal("0.01")):
+            raise DomainError(
+                "The fee percentage has at most two decimal places.", field="fee_percent"
+            )
         if self.fee_fixed_cents is None or self.fee_fixed_cents < 0:
             raise DomainError("The fixed fee cannot be negative.", field="fee_fixed_cents")
         for price in self.section_prices():
             if not self.leaves_something(price):
                 raise Conflict(
-                    f"These fees would take the whole price of its {price / 100:.2f} tickets: "
+                    f"These fees would take the whole price of its {format_amount(price)} tickets: "
                     "a sale must leave the partner something.",
                     field="fee_percent" if percent >= 100 else "fee_fixed_cents",
                 )

@@ -7,7 +7,7 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, literal_column, select
@@ -23,7 +23,7 @@ from app.models import (
     SpotStatus,
 )
 from app.models.base import utcnow
-from app.models.money import cents_from_amount
+from app.models.money import AmbiguousAmount, AmountError, cents_from_amount, parse_decimal
 
 STATUS_CODES = {
     SpotStatus.AVAILABLE: "0",
@@ -105,14 +105,17 @@ def _page(value: str | None, field: str) -> int:
 
 
 def _cents(value: str | None, field: str) -> int | None:
-    """An amount such as "150.00" in cents; amounts beyond any price are capped, not refused."""
+    """An amount such as "150,00" or "150.00" in cents (``parse_decimal``'s rule); amounts
+    beyond any price are capped, not refused."""
     if value in (None, ""):
         return None
     try:
-        amount = Decimal(value)
-    except InvalidOperation:
-        raise DomainError(f"{field} must be a number such as 100.00.", field=field) from None
-    if not amount.is_finite() or amount < 0:
+        amount = parse_decimal(value, field=field, example="100,00")
+    except AmbiguousAmount as err:  # the filters' messages name their field
+        raise DomainError(f"{field}: {err.message}", field=field) from None
+    except AmountError:
+        raise DomainError(f"{field} must be a number such as 100,00.", field=field) from None
+    if amount < 0:
         raise DomainError(f"{field} must be a positive amount.", field=field)
     if amount >= Decimal(MAX_CENTS) / 100:
         return MAX_CENTS
@@ -120,7 +123,7 @@ def _cents(value: str | None, field: str) -> int | None:
         return cents_from_amount(amount, field=field)
     except DomainError:  # its message is about "the price": say which
         raise DomainError(
-            f"{field} takes at most two decimal places, such as 100.50.", field=field
+            f"{field} takes at most two decimal places, such as 100,50.", field=field
         ) from None
 
 

@@ -223,6 +223,9 @@ class ScopedModelView(ScopedMixin, CheckedListMixin, ModelView):
 
     #: form fields removed for users tied to one partner (the partner is implied)
     partner_only_hidden: tuple[str, ...] = ()
+    #: the form field a model's error is shown at, when the form edits the column through
+    #: another field (a price typed in currency units for ``price_cents``)
+    error_fields: dict[str, str] = {}
 
     def __init__(self, **kwargs: Any) -> None:
         self.scope_pickers()  # before FAB builds the forms from these
@@ -335,7 +338,7 @@ class ScopedModelView(ScopedMixin, CheckedListMixin, ModelView):
             db.session.commit()
         except DomainError as err:
             db.session.rollback()
-            self._show_error(form, err.message, err.field)
+            self._show_error(form, err.message, self.error_fields.get(err.field or "", err.field))
             return False
         except IntegrityError:
             db.session.rollback()

@@ -179,6 +179,7 @@ class TicketTypeView(TicketTypeRules, ScopedModelView):
     order_columns = ["name", "kind", "position"]
     base_order = ("position", "asc")
     label_columns = {"price_amount": "Price", "cap": "Most tickets of this type"}
+    error_fields = {"price_cents": "price_amount"}
     description_columns = {
         "kind": "Half price (meia-entrada): the gate asks for the holder's document.",
         "cap": "Of the section's tickets (valid or held), at most this many of this type; half"
@@ -240,6 +241,7 @@ class EventSectionView(SectionRules, ScopedModelView):
         "position": position_field(),
     }
     edit_form_extra_fields = add_form_extra_fields
+    error_fields = {"price_cents": "price_amount"}
     related_views = [TicketTypeView, EventSpotView]
 
     @action("generate", "Generate spots", None, "fa-th", multiple=False)

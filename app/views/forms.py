@@ -29,7 +29,8 @@ from wtforms.validators import (
 )
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from app.models import SectionKind, TicketKind, local_time
+from app.models import DomainError, SectionKind, TicketKind, local_time
+from app.models.money import format_number, parse_decimal
 from app.models.ticket_type import KIND_LABELS
 
 SECTION_KIND_CHOICES = [
@@ -38,28 +39,79 @@ SECTION_KIND_CHOICES = [
 ]
 
 
-def reserve_field(*, required: bool) -> DecimalField:
-    """A partner's payout reserve (optional in the partner form: none, 0 %, when left empty)."""
-    message = "Give the reserve as a percentage, 0 to 100."
-    return DecimalField(
-        "Payout reserve (%)",
-        places=2,
-        validators=[InputRequired(message=message) if required else Optional()],
-        description=(
-            "Held back from payouts for refunds and chargebacks: this percentage of the"
-            " partner's settled net of the last 30 days, 0 to 100."
-        ),
-        widget=BS3TextFieldWidget(),
+class TypedNumberField(DecimalField):
+    """A number as people type it, with a comma or a point as the decimal mark ("150,00",
+    "150.00", "1.234,56", "1,234.56", "7,5"): the one rule of ``app.models.money.parse_decimal``,
+    which names what it could not read at this field. Shown back in the reader's locale."""
+
+    def __init__(self, label: str, *, example: str, pattern: str, **kwargs: object) -> None:
+        kwargs.setdefault("widget", BS3TextFieldWidget())
+        kwargs.setdefault("render_kw", {"inputmode": "decimal"})
+        super().__init__(label, places=None, **kwargs)  # type: ignore[arg-type]
+        self.example = example
+        self.pattern = pattern
+
+    def _value(self) -> str:
+        if self.raw_data:
+            return str(self.raw_data[0])
+        return "" if self.data is None else format_number(self.data, pattern=self.pattern)
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        if not valuelist or not str(valuelist[0]).strip():
+            self.data = None
+            return
+        try:
+            self.data = parse_decimal(valuelist[0], field=self.name, example=self.example)
+        except DomainError as err:
+            self.data = None
+            raise ValueError(err.message) from None
+
+    def pre_validate(self, form: Form) -> None:
+        if self.process_errors:  # unreadable: saying it is also below 0 adds nothing
+            raise StopValidation()
+
+
+def money_field(label: str, *, required: bool = True, description: str) -> TypedNumberField:
+    """An amount in currency units ("150,00"), never in cents."""
+    return TypedNumberField(
+        label,
+        example="150,00",
+        pattern="#,##0.00",
+        validators=[InputRequired() if required else Optional(), NumberRange(min=0)],
+        description=description,
     )
 
 
-def price_field() -> DecimalField:
-    return DecimalField(
+def percent_field(
+    label: str, *, required: bool = True, message: str | None = None, description: str
+) -> TypedNumberField:
+    """A percentage, 0 to 100, with a comma or a point ("7,5")."""
+    return TypedNumberField(
+        label,
+        example="7,5",
+        pattern="#,##0.##",
+        validators=[InputRequired(message=message) if required else Optional()],
+        description=description,
+    )
+
+
+def reserve_field(*, required: bool) -> TypedNumberField:
+    """A partner's payout reserve (optional in the partner form: none, 0 %, when left empty)."""
+    return percent_field(
+        "Payout reserve (%)",
+        required=required,
+        message="Give the reserve as a percentage, 0 to 100.",
+        description=(
+            "Held back from payouts for refunds and chargebacks: this percentage of the"
+            " partner's settled net of the last 30 days, 0 to 100 (for example 10 or 7,5)."
+        ),
+    )
+
+
+def price_field() -> TypedNumberField:
+    return money_field(
         "Price",
-        places=2,
-        validators=[InputRequired(), NumberRange(min=0)],
-        description="Per ticket, in the event's currency (for example 150.00).",
-        widget=BS3TextFieldWidget(),
+        description="Per ticket, in the event's currency (for example 150,00 or 1.234,56).",
     )
 
 

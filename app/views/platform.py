@@ -10,9 +10,10 @@ from flask_appbuilder.models.sqla.interface import SQLAInterface
 
 from app.extensions import db
 from app.models import Customer, Partner
+from app.models.money import format_amount, format_number
 from app.services import partners as partner_service
 from app.views.base import CheckedListMixin, ScopedModelView, current_user
-from app.views.forms import PartnerReserveForm, reserve_field
+from app.views.forms import PartnerReserveForm, money_field, percent_field, reserve_field
 
 
 class PartnerView(ScopedModelView):
@@ -28,20 +29,35 @@ class PartnerView(ScopedModelView):
         "created_at",
     ]
     show_columns = [*list_columns, "approved_at", "suspended_at"]
-    add_columns = ["name", "contact_email", "fee_percent", "fee_fixed_cents", "reserve_percent"]
+    add_columns = ["name", "contact_email", "fee_percent", "fee_fixed_amount", "reserve_percent"]
     edit_columns = add_columns
     search_columns = ["name", "status", "contact_email"]
     label_columns = {
         "fee_percent": "Fee (%)",
-        "fee_fixed_cents": "Fee per ticket (cents)",
+        "fee_fixed_cents": "Fee per ticket",
+        "fee_fixed_amount": "Fee per ticket",
         "reserve_percent": "Payout reserve (%)",
     }
-    description_columns = {
-        "fee_percent": "Platform fee as a percentage of the gross, 0 to 100.",
-        "fee_fixed_cents": "Fixed platform fee per ticket, in cents.",
+    # Figures read as the reader writes them: "7,5", "0,50" in pt_BR.
+    formatters_columns = {
+        "fee_percent": format_number,
+        "fee_fixed_cents": format_amount,
+        "reserve_percent": format_number,
     }
-    add_form_extra_fields = {"reserve_percent": reserve_field(required=False)}
+    add_form_extra_fields = {
+        "fee_percent": percent_field(
+            "Fee (%)",
+            description="Platform fee as a percentage of the gross, 0 to 100 (for example 7,5).",
+        ),
+        "fee_fixed_amount": money_field(
+            "Fee per ticket",
+            description="Fixed platform fee per ticket, in the event's currency (for example"
+            " 0,50; 0 for none).",
+        ),
+        "reserve_percent": reserve_field(required=False),
+    }
     edit_form_extra_fields = add_form_extra_fields
+    error_fields = {"fee_fixed_cents": "fee_fixed_amount"}
 
     def on_add(self, item: Partner) -> None:
         item.validate_fees()

@@ -26,6 +26,7 @@ from flask_login import login_user
 from markupsafe import Markup
 
 from app.extensions import db
+from app.i18n import format_datetime
 from app.local_urls import is_local_path
 from app.models import DomainError, NotFound, format_money, local_time
 from app.models.base import MAX_INT, utcnow
@@ -54,6 +55,12 @@ def money_filter(cents: int, currency: str = "BRL") -> str:
 def local_time_filter(utc: dt.datetime | None, timezone: str, *, seconds: bool = False) -> str:
     """A stored (UTC) time as people at the venue read it: "26/12/2026 21:00 BRT"."""
     return local_time.format_local(utc, timezone, seconds=seconds)
+
+
+@bp.app_template_filter("datetime")
+def datetime_filter(moment: dt.datetime | None) -> str:
+    """26/12/2026 21:00 in pt_BR (app/i18n.py); the moment as given, its zone the caller's."""
+    return format_datetime(moment)
 
 
 @bp.app_template_filter("qr_svg")

@@ -79,7 +79,7 @@ class CatalogApi(BaseApi):
           - {in: query, name: category, schema: {type: string}}
           - {in: query, name: date_from, schema: {type: string, format: date}}
           - {in: query, name: date_to, schema: {type: string, format: date}}
-          - {in: query, name: price_min, schema: {type: string}, description: in currency units}
+          - {in: query, name: price_min, schema: {type: string}, description: '150.00 or 150,00'}
           - {in: query, name: price_max, schema: {type: string}}
           - {in: query, name: page, schema: {type: integer, minimum: 1}}
           responses:

@@ -39,21 +39,23 @@ def test_a_partner_sees_its_sales_and_charts_on_the_home_and_an_overview(
     name, event_id = on_sale.name, on_sale.id
     db.session.commit()  # the live server's threads must not wait for this session
     page = browser_page
+    page.set_extra_http_headers({"Accept-Language": "pt-BR,pt;q=0.9"})
 
     _log_in(page, live_server, "alice")
     page.goto(f"{live_server}/dashboard/")
     panel = page.locator(f".event-figures[data-event='{event_id}']")
     expect(panel.locator("strong.sold")).to_have_text("5")
-    expect(panel.locator("strong.revenue")).to_have_text("BRL 500.00")
+    expect(panel.locator("strong.revenue")).to_have_text("R$\u00a0500,00")
     expect(page.locator("#sales-today .tickets")).to_have_text("5")
     expect(panel.locator("svg.sales-chart rect.bar")).to_have_count(30)
     page.screenshot(path=str(tmp_path / "home.png"), full_page=True)
     assert _drawn_bars(page) and all(height > 10 for height in _drawn_bars(page))
 
+    page.set_extra_http_headers({"Accept-Language": "en-US,en;q=0.9"})  # an English reader
     panel.get_by_role("link", name=name).click()
     expect(page).to_have_url(re.compile(rf"/eventoverview/{event_id}$"))
     expect(page.locator("#overview-sections tbody .sold")).to_have_text(["5"])
-    expect(page.locator("#overview-totals h3.revenue")).to_have_text("BRL 500.00")
+    expect(page.locator("#overview-totals h3.revenue")).to_have_text("R$500.00")
     expect(page.locator("svg.sales-chart rect.bar")).to_have_count(30)
     page.screenshot(path=str(tmp_path / "overview.png"), full_page=True)
     assert len(_drawn_bars(page)) == 1 and _drawn_bars(page)[0] > 100

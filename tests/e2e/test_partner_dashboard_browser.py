@@ -104,15 +104,16 @@ def test_partner_creates_event_section_and_seats(live_server: str, browser_page:
     expect(page).to_have_url(re.compile(r"/eventview/show/\d+$"))  # what was saved
     expect(page.get_by_role("cell", name="Rock Night", exact=True)).to_be_visible()
 
-    # A seated section at 150.00.
+    # A seated section at R$ 1.150,00, typed as Brazilians write it.
     open_menu(page, "Sections")
     add_record(page)
     choose(page, "event", "Rock Night")
     page.locator("#model_form #name").fill("Plateia")
     choose(page, "kind", "Seated (numbered seats)")
-    page.locator("#model_form #price_amount").fill("150.00")
+    page.locator("#model_form #price_amount").fill("1.150,00")
     page.locator("#model_form").get_by_role("button", name="Save").click()
     expect(page.locator(".alert-success")).to_contain_text("Added Row")
+    expect(page.locator("body")).to_contain_text(re.compile(r"R\$\s?1[.,]150[.,]00"))
 
     # Saving shows the section; its "Generate spots" action: rows A..E, 10 seats each.
     expect(page).to_have_url(re.compile(r"/eventsectionview/show/\d+$"))
@@ -139,7 +140,7 @@ def test_partner_creates_event_section_and_seats(live_server: str, browser_page:
     db.session.remove()
     section = db.session.get(EventSection, section_id)
     assert section is not None
-    assert (section.name, section.kind, section.price_cents) == ("Plateia", "seated", 15000)
+    assert (section.name, section.kind, section.price_cents) == ("Plateia", "seated", 115000)
     assert section.event.name == "Rock Night"
     assert section.event.partner_id == partner_id
     assert section.event.starts_at.strftime(DATETIME) == starts_at

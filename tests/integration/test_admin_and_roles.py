@@ -20,8 +20,8 @@ def test_admin_creates_a_partner_awaiting_approval_with_fees(client):
         data={
             "name": "Novo Parceiro",
             "contact_email": "n@example.com",
-            "fee_percent": "7.5",
-            "fee_fixed_cents": "150",
+            "fee_percent": "7,5",  # a comma, as Brazilians write it
+            "fee_fixed_amount": "1,50",  # money, not cents
         },
     )
     assert response.status_code == 302
@@ -35,7 +35,7 @@ def test_a_fee_above_100_percent_is_refused_at_its_field(client):
     login(client, "root")
     response = client.post(
         "/partnerview/add",
-        data={"name": "Greedy", "fee_percent": "150", "fee_fixed_cents": "0"},
+        data={"name": "Greedy", "fee_percent": "150", "fee_fixed_amount": "0"},
     )
     assert response.status_code == 200
     assert "between 0 and 100" in response.get_data(as_text=True)

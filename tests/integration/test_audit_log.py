@@ -94,8 +94,8 @@ def test_an_admin_changing_a_partners_fee_is_logged(client, staff):
         data={
             "name": partner.name,
             "contact_email": "p@example.com",
-            "fee_percent": "12.5",
-            "fee_fixed_cents": "150",
+            "fee_percent": "12,5",
+            "fee_fixed_amount": "1.50",
         },
     )
     assert response.status_code == 302

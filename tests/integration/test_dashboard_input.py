@@ -207,10 +207,10 @@ def test_a_row_page_shows_only_the_related_lists_the_user_may_see(app, client, t
     gate = login(client, "gina")  # gate staff: events yes, sections and prices no
     page = gate.get(f"/eventview/show/{event.id}").get_data(as_text=True)
     assert "A Concert" in page
-    assert "Section 1" not in page and "100.00" not in page
+    assert "Section 1" not in page and "100,00" not in page
     partner = login(app.test_client(), "alice")
     page = partner.get(f"/eventview/show/{event.id}").get_data(as_text=True)
-    assert "Section 1" in page and "100.00" in page
+    assert "Section 1" in page and "R$\u00a0100,00" in page
 
 
 def test_a_section_cannot_be_free(client, two_partners):
@@ -225,7 +225,7 @@ def test_a_section_cannot_be_free(client, two_partners):
     )
     assert response.status_code == 422, response.get_json()
     assert response.get_json()["field"] == "price_cents"
-    assert "at least 0.01" in response.get_json()["message"]
+    assert "at least 0,01" in response.get_json()["message"]
 
 
 def test_one_payment_that_cannot_be_finished_does_not_stop_the_others(monkeypatch):
@@ -291,10 +291,10 @@ def test_no_price_or_fee_may_leave_the_partner_nothing(client, two_partners):
     form = {"name": "Partner A", "status": "approved", "contact_email": "p@example.com"}
     response = client.post(
         f"/partnerview/edit/{partner_id}",
-        data={**form, "fee_percent": "10", "fee_fixed_cents": "101"},
+        data={**form, "fee_percent": "10", "fee_fixed_amount": "1,01"},
     )
     assert response.status_code == 200  # the form again, with the error
-    assert "take the whole price of its 1.12 tickets" in response.get_data(as_text=True)
+    assert "take the whole price of its 1,12 tickets" in response.get_data(as_text=True)
     db.session.expire_all()
     assert db.session.get(type(two_partners["a"]), partner_id).fee_fixed_cents == 100
 
@@ -427,10 +427,10 @@ def test_an_event_stored_with_a_time_in_year_1_is_not_published(client, two_part
 def test_a_fee_that_is_not_a_number_is_refused_at_its_field(client, two_partners, fee):
     login(client, "root")
     partner = two_partners["a"]
-    form = {"name": "Partner A", "contact_email": "p@example.com", "fee_fixed_cents": "100"}
+    form = {"name": "Partner A", "contact_email": "p@example.com", "fee_fixed_amount": "1,00"}
     response = client.post(f"/partnerview/edit/{partner.id}", data={**form, "fee_percent": fee})
     assert response.status_code == 200, response.status_code  # the form again
-    assert "between 0 and 100" in response.get_data(as_text=True)
+    assert "Give a number such as 7,5." in response.get_data(as_text=True)
     db.session.expire_all()
     assert db.session.get(type(partner), partner.id).fee_percent == 10
 

@@ -272,13 +272,15 @@ def test_finance_sets_a_partners_reserve_and_a_partner_cannot(client, settled):
     form = client.get(f"/partnerview/reserve/{partner.id}")
     assert form.status_code == 200 and "Payout reserve (%)" in form.get_data(as_text=True)
     for bad, reason in (
-        ("101", "between 0 and 100"), ("-1", "between 0 and 100"), ("NaN", "between 0 and 100"),
-        ("2.555", "two decimal places"), ("", "Give the reserve"), ("abc", "Not a valid decimal"),
+        ("101", "between 0 and 100"), ("-1", "between 0 and 100"),
+        ("NaN", "Give a number such as 7,5."), ("2,5555", "two decimal places"),
+        ("2.555", '"2.555" is ambiguous'), ("", "Give the reserve"),
+        ("abc", "Give a number such as 7,5."),
     ):  # fmt: skip
         refused = client.post(f"/partnerview/reserve/{partner.id}", data={"reserve_percent": bad})
         assert refused.status_code == 200, bad
         assert reason in refused.get_data(as_text=True), bad
-    saved = client.post(f"/partnerview/reserve/{partner.id}", data={"reserve_percent": "12.5"})
+    saved = client.post(f"/partnerview/reserve/{partner.id}", data={"reserve_percent": "12,5"})
     assert saved.status_code == 302
     db.session.expire_all()
     assert db.session.get(Partner, partner.id).reserve_percent == Decimal("12.50")
@@ -302,7 +304,7 @@ def test_an_admin_sets_the_reserve_in_the_partner_form(client, settled):
     partner = settled["partner"]
     make_user("root", "Admin")
     login(client, "root")
-    form = {"name": partner.name, "fee_percent": "10", "fee_fixed_cents": "100"}
+    form = {"name": partner.name, "fee_percent": "10", "fee_fixed_amount": "1,00"}
     refused = client.post(
         f"/partnerview/edit/{partner.id}", data={**form, "reserve_percent": "150"}
     )

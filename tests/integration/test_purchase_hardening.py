@@ -275,13 +275,26 @@ def test_a_double_submit_with_one_key_answers_the_same_order_twice(app, on_sale,
     assert _sim_charges() == 1
 
 
+HUGE = "9" * 40  # an amount beyond any price: capped, not refused
+
+
 @pytest.mark.parametrize(
     "path",
-    ["/?price_min=1e999999", "/api/v1/catalog/events?price_max=1e999999",
-     "/api/v1/catalog/events?price_min=1e999999"],
+    [f"/?price_min={HUGE}", f"/api/v1/catalog/events?price_max={HUGE}",
+     f"/api/v1/catalog/events?price_min={HUGE},00", "/?price_min=1e999999"],
 )  # fmt: skip
 def test_absurd_price_filters_are_not_errors(client, path):
     assert client.get(path).status_code == 200
+
+
+def test_a_price_filter_in_exponent_notation_is_refused_at_its_field(client):
+    answer = client.get("/api/v1/catalog/events?price_max=1e999999")
+    assert answer.status_code == 422
+    assert answer.get_json() == {
+        "error": "invalid",
+        "field": "price_max",
+        "message": "price_max must be a number such as 100,00.",
+    }
 
 
 @pytest.mark.parametrize(

@@ -128,6 +128,9 @@ def test_a_partner_sees_only_its_own_ledger_transactions(client, paid_order):
     )
 
 
+NBSP = "\u00a0"  # R$ and its number stay together (app/models/money.py)
+
+
 def _balance_row(page: str, partner_id: int) -> list[str]:
     import re
 
@@ -141,14 +144,18 @@ def test_balances_show_sales_fees_refunds_and_the_balance(client, paid_order):
     login(client, "alice")
     page = client.get("/balances/").get_data(as_text=True)
     assert _balance_row(page, partner.id)[2:] == [
-        "BRL 200.00", "BRL 22.00", "BRL 0.00", "BRL 0.00", "BRL 0.00", "BRL 0.00", "BRL 178.00",
-        "BRL 178.00", "BRL 0.00", "BRL 0.00", "BRL 0.00",  # pending: not settled, not available
+        f"R${NBSP}{amount}" for amount in (
+            "200,00", "22,00", "0,00", "0,00", "0,00", "0,00", "178,00",
+            "178,00", "0,00", "0,00", "0,00",  # pending: not settled, not available
+        )
     ]  # fmt: skip
     client.post(f"/orderview/action/refund/{paid_order['order_id']}")
     page = client.get("/balances/").get_data(as_text=True)
     assert _balance_row(page, partner.id)[2:] == [
-        "BRL 200.00", "BRL 22.00", "BRL 200.00", "BRL 0.00", "BRL 22.00", "BRL 0.00", "BRL 0.00",
-        "BRL 0.00", "BRL 0.00", "BRL 0.00", "BRL 0.00",
+        f"R${NBSP}{amount}" for amount in (
+            "200,00", "22,00", "200,00", "0,00", "22,00", "0,00", "0,00",
+            "0,00", "0,00", "0,00", "0,00",
+        )
     ]  # fmt: skip
     statement = ledger.partner_statements(db.session, [partner.id])[0]
     assert statement["balance"] == (

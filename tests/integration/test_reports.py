@@ -5,6 +5,7 @@ cent; a partner requests and reads only its own sales and statements."""
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from app.extensions import db
 from app.models import NotFound, PartnerUser, Payout, Report, ReportStatus
 from app.models.base import utcnow
 from app.services import ledger, payouts, reports
+from app.services.reports.files import currency_format
 from app.tasks import celery
 from tests.support.builders import login, make_event, make_partner, make_user
 from tests.support.money import (
@@ -240,6 +242,62 @@ def test_csv_and_xlsx_hold_the_same_rows_and_text_never_runs_as_a_formula(books)
     path = reports.report_file(xlsx_report, Path(current_app.config["REPORTS_DIR"]))
     sheet = load_workbook(path).active
     assert "f" not in {cell.data_type for row in sheet.iter_rows() for cell in row}
+
+
+def test_xlsx_money_is_numbers_with_a_currency_format_that_a_sum_adds_up(books):
+    """Money in XLSX is a numeric cell, Decimal(cents) / 100, formatted "R$ 1.234,56" (text
+    could not be summed); the CSV keeps the machine-readable "800.00"."""
+    csv_lines = records(read(run(books["fiona"], "sales_by_event", "csv")))
+    report = run(books["fiona"], "sales_by_event", "xlsx")
+    sheet = load_workbook(
+        reports.report_file(report, Path(current_app.config["REPORTS_DIR"]))
+    ).active
+    header = [cell.value for cell in sheet[1]]
+    rows = [dict(zip(header, row, strict=True)) for row in sheet.iter_rows(min_row=2)]
+    assert len(rows) == len(csv_lines)
+    for row, line in zip(rows, csv_lines, strict=True):
+        for key in ("gross", "fees", "refunds", "chargebacks", "net"):
+            cell = row[key]
+            assert cell.data_type == "n" and isinstance(cell.value, int | float), (key, cell.value)
+            assert cell.number_format == '"R$" #,##0.00'
+            assert Decimal(str(cell.value)) == Decimal(line[key])  # exactly the CSV's amount
+        assert row["tickets"].data_type == "n"  # counts stay numbers too
+    aurora = str(books["event"].id)
+    orders = [r for r in rows if r["line"].value == "order" and str(r["event_id"].value) == aurora]
+    [total] = [
+        r for r in rows if r["line"].value == "event total" and str(r["event_id"].value) == aurora
+    ]
+    # What =SUM() over the event's order rows gives in a spreadsheet: its total, to the cent.
+    for key in ("gross", "fees", "refunds", "chargebacks", "net"):
+        summed = sum(Decimal(str(r[key].value)) for r in orders)
+        assert summed == Decimal(str(total[key].value))
+    assert [Decimal(str(total[k].value)) for k in ("gross", "fees", "net")] == [
+        Decimal("800"), Decimal("44"), Decimal("356"),
+    ]  # fmt: skip
+    grand = only(csv_lines, line="total", currency="BRL")
+    assert grand["gross"] == "1000.00"  # CSV: a plain decimal, no symbol, no grouping
+
+
+def test_the_payout_batch_and_statement_write_money_as_numbers(books):
+    batch = run(books["fiona"], "payout_batch", "xlsx")
+    sheet = load_workbook(
+        reports.report_file(batch, Path(current_app.config["REPORTS_DIR"]))
+    ).active
+    amounts = [row[5] for row in sheet.iter_rows(min_row=2)]
+    assert amounts and all(
+        c.data_type == "n" and c.number_format == '"R$" #,##0.00' for c in amounts
+    )
+    today = utcnow().date()
+    book = run(books["alice"], "partner_statement", "xlsx", start=books["day"], end=today)
+    sheet = load_workbook(reports.report_file(book, Path(current_app.config["REPORTS_DIR"]))).active
+    balances = [row[-1] for row in sheet.iter_rows(min_row=2)]
+    assert all(c.data_type == "n" and c.number_format.endswith("#,##0.00") for c in balances)
+
+
+def test_a_currency_format_uses_the_currencys_symbol():
+    assert str(reports.Money(12345, "BRL")) == "123.45"
+    assert currency_format("BRL") == '"R$" #,##0.00'
+    assert currency_format("USD") == '"US$" #,##0.00'
 
 
 def test_a_report_that_cannot_be_written_fails_visibly_and_leaves_no_file(

@@ -167,11 +167,11 @@ def bossa():
         ("q=Bossa&date_to=tomorrow&city=Recife", "date_to",
          "date_to must be a date such as 2027-01-31.", ["early"]),
         ("q=Bossa&price_max=abc", "price_max",
-         "price_max must be a number such as 100.00.", ["early", "late"]),
+         "price_max must be a number such as 100,00.", ["early", "late"]),
         ("city=Recife&price_min=-1", "price_min",
          "price_min must be a positive amount.", ["early", "rock"]),
         ("price_max=0.001&q=Bossa", "price_max",
-         "price_max takes at most two decimal places, such as 100.50.", ["early", "late"]),
+         "price_max takes at most two decimal places, such as 100,50.", ["early", "late"]),
         ("q=Bossa&price_max=100&page=two", "page",
          "page must be a whole number.", ["early"]),
     ],
@@ -197,7 +197,7 @@ def test_two_bad_filters_are_both_flagged(client, bossa):
     assert listed(response) == [bossa["late"]]
     assert alerts(response) == [
         "date_from must be a date such as 2027-01-31.",
-        "price_min must be a number such as 100.00.",
+        "price_min must be a number such as 100,00.",
     ]
 
 

@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import io
 import re
+from decimal import Decimal
 from typing import Any
 
 from openpyxl import load_workbook
@@ -116,17 +117,23 @@ def transaction_sums() -> set[int]:
 
 
 def parse(content: bytes, file_format: str) -> list[list[str]]:
-    """A report file's rows as text, header first, CSV or XLSX."""
+    """A report file's rows as text, header first, CSV or XLSX (an XLSX money cell, a number
+    with a currency format, reads as the CSV's "178.00")."""
     if file_format == "csv":
         return list(csv.reader(io.StringIO(content.decode("utf-8"), newline="")))
     book = load_workbook(io.BytesIO(content), read_only=True)
     try:
-        return [
-            ["" if value is None else str(value) for value in row]
-            for row in book.active.iter_rows(values_only=True)
-        ]
+        return [[cell_text(cell) for cell in row] for row in book.active.iter_rows()]
     finally:
         book.close()
+
+
+def cell_text(cell: Any) -> str:
+    if cell.value is None:
+        return ""
+    if cell.data_type == "n" and cell.number_format.endswith("#,##0.00"):
+        return f"{Decimal(str(cell.value)):.2f}"
+    return str(cell.value)
 
 
 def records(rows: list[list[str]]) -> list[dict[str, str]]:

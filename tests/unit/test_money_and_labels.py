@@ -49,8 +49,8 @@ def test_money_is_never_a_float():
 
 
 def test_money_formats_from_integer_cents():
-    assert format_money(123456, "BRL") == "BRL 1,234.56"
-    assert format_money(-5, "BRL") == "BRL -0.05"
+    assert format_money(123456, "BRL") == "R$\u00a01.234,56"  # pt_BR by default
+    assert format_money(-5, "BRL", "en") == "-R$0.05"
 
 
 def test_platform_fee_is_percent_half_up_plus_fixed_per_ticket_capped_at_gross():

@@ -4,9 +4,10 @@ statement for a period, platform revenue per day, and the batch file of approved
 A request is a Report row; a Celery task writes its file. Rows come from the database in chunks
 (``yield_per``: a server-side cursor on PostgreSQL) and go to the CSV file or the write-only XLSX
 workbook one by one, so memory stays flat whatever the number of rows; the file is written under
-REPORTS_DIR and renamed into place once complete. Money is written as decimal strings made from
-integer cents. Every figure comes from the ledger, read in one snapshot; a statement's closing
-balance is checked against ``ledger.partner_balance`` at the period's end before the file is kept.
+REPORTS_DIR and renamed into place once complete. Money comes from integer cents: a decimal
+string ("1234.56") in CSV, a numeric cell with its currency's format in XLSX. Every figure
+comes from the ledger, read in one snapshot; a statement's closing balance is checked against
+``ledger.partner_balance`` at the period's end before the file is kept.
 """
 
 from __future__ import annotations
@@ -43,11 +44,12 @@ from app.services.reports.contents import (
     ReportMismatch,
     sales_rows,
 )
-from app.services.reports.files import money, open_writer, spreadsheet_cell
+from app.services.reports.files import Money, money, open_writer, spreadsheet_cell
 from app.services.scoping import Actor, get_owned, is_platform_staff
 
 __all__ = [
     "BUILDERS",
+    "Money",
     "Period",
     "ReportKind",
     "ReportMismatch",

@@ -32,7 +32,7 @@ from app.models import (
 from app.models.event import owned_event_ids
 from app.services import ledger
 from app.services.ledger import entry_sum
-from app.services.reports.files import money
+from app.services.reports.files import Money, money
 
 # Rows fetched from the database at a time.
 CHUNK = 2000
@@ -204,7 +204,10 @@ def sales_rows(
 def _sales_line(
     line: str, event: list[Any], order_id: int | None, paid_at: Any, figures: dict[str, int]
 ) -> list[Any]:
-    amounts = [money(figures[k]) if k in SALES_MONEY else figures[k] for k in SALES_FIGURES]
+    currency = event[3]
+    amounts = [
+        Money(figures[k], currency) if k in SALES_MONEY else figures[k] for k in SALES_FIGURES
+    ]
     return [line, *event, order_id, paid_at, *amounts]
 
 
@@ -270,7 +273,7 @@ def _statement(
     opening = ledger.partner_balance(session, partner, currency, before=period.since)
     who = [partner.id, partner.name, currency]
     yield ["opening", *who, period.since, None, None, "Opening balance",
-           *[None] * len(STATEMENT_FIGURES), None, money(opening)]  # fmt: skip
+           *[None] * len(STATEMENT_FIGURES), None, Money(opening, currency)]  # fmt: skip
     transactions = (
         select(
             LedgerTransaction.id,
@@ -296,8 +299,8 @@ def _statement(
         for key in STATEMENT_FIGURES:
             totals[key] += getattr(row, key)
         yield ["transaction", *who, row.created_at, row.id, row.kind, row.memo,
-               *[money(getattr(row, key)) for key in STATEMENT_FIGURES],
-               money(row.balance), money(running)]  # fmt: skip
+               *[Money(getattr(row, key), currency) for key in STATEMENT_FIGURES],
+               Money(row.balance, currency), Money(running, currency)]  # fmt: skip
     closing = ledger.partner_balance(session, partner, currency, before=period.until)
     if running != closing:
         raise ReportMismatch(
@@ -305,8 +308,8 @@ def _statement(
             f" says {money(closing)}."
         )
     yield ["closing", *who, period.until, None, None, "Closing balance",
-           *[money(totals[key]) for key in STATEMENT_FIGURES],
-           money(closing - opening), money(closing)]  # fmt: skip
+           *[Money(totals[key], currency) for key in STATEMENT_FIGURES],
+           Money(closing - opening, currency), Money(closing, currency)]  # fmt: skip
 
 
 # -- platform revenue ----------------------------------------------------------------------------
@@ -344,9 +347,11 @@ def revenue_rows(
         .order_by(day, LedgerEntry.currency)
     )
 
-    def figures(charged: int, returned: int, gateway: int) -> list[str]:
+    def figures(currency: str, charged: int, returned: int, gateway: int) -> list[Money]:
         kept = charged - returned
-        return [money(charged), money(returned), money(kept), money(gateway), money(kept - gateway)]
+        return [
+            Money(cents, currency) for cents in (charged, returned, kept, gateway, kept - gateway)
+        ]
 
     def rows() -> Iterator[list[Any]]:
         totals: dict[str, list[int]] = {}
@@ -358,10 +363,10 @@ def revenue_rows(
                 "day",
                 str(row.day),
                 row.currency,
-                *figures(row.charged, row.returned, row.gateway),
+                *figures(row.currency, row.charged, row.returned, row.gateway),
             ]
         for currency, total in sorted(totals.items()):
-            yield ["total", None, currency, *figures(*total)]
+            yield ["total", None, currency, *figures(currency, *total)]
 
     return REVENUE_COLUMNS, rows()
 
@@ -402,9 +407,10 @@ def payout_batch_rows(
             total[0] += 1
             total[1] += row.amount_cents
             yield ["payout", row.id, row.partner_id, row.name, row.currency,
-                   money(row.amount_cents), f"PAYOUT-{row.id}", None, row.approved_at]  # fmt: skip
+                   Money(row.amount_cents, row.currency), f"PAYOUT-{row.id}", None,
+                   row.approved_at]  # fmt: skip
         for currency, (count, amount) in sorted(totals.items()):
-            yield ["total", None, None, f"{count} payout(s)", currency, money(amount),
+            yield ["total", None, None, f"{count} payout(s)", currency, Money(amount, currency),
                    None, None, None]  # fmt: skip
 
     return PAYOUT_COLUMNS, rows()
