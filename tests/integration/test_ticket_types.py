@@ -247,3 +247,17 @@ def test_racing_buyers_never_pass_the_half_price_cap(app, db_context):
         db.session.scalar(select(func.count(Ticket.id)).where(Ticket.status == TicketStatus.VALID))
         == 0
     )
+
+
+def test_the_sales_report_shows_each_orders_tickets_by_type(client, typed):
+    from app.services.reports.contents import SALES_COLUMNS, sales_rows
+
+    headers = sign_up(client)
+    held = _hold(client, headers, typed, ["half", "full", "half"])
+    paid = pay(client, headers, held.get_json()["result"]["id"], card_token(client))
+    columns, rows = sales_rows(db.session, typed["event"].partner_id, None)
+    lines = [dict(zip(columns, row, strict=True)) for row in rows]
+    [order] = [line for line in lines if line["line"] == "order"]
+    assert order["order_id"] == paid.get_json()["result"]["id"]
+    assert order["ticket_types"] == "Inteira x1; Meia-entrada x2"
+    assert columns == SALES_COLUMNS

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, select
+from sqlalchemy import Select, String, and_, case, cast, func, literal, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -27,9 +28,11 @@ from app.models import (
     ReportKind,
     Ticket,
     TicketStatus,
+    TicketType,
     TransactionKind,
 )
 from app.models.event import owned_event_ids
+from app.models.ticket_type import FULL_PRICE_NAME
 from app.services import ledger
 from app.services.ledger import entry_sum
 from app.services.reports.files import Money, money
@@ -102,7 +105,7 @@ def _stream(session: Session, query: Select[Any]) -> Iterator[Any]:
 # -- sales per event -----------------------------------------------------------------------------
 
 SALES_COLUMNS = [
-    "line", "event_id", "event", "partner", "currency", "order_id", "paid_at",
+    "line", "event_id", "event", "partner", "currency", "order_id", "paid_at", "ticket_types",
     "tickets", "tickets_refunded", "gross", "fees", "refunds", "chargebacks", "net",
 ]  # fmt: skip
 SALES_FIGURES = ("tickets", "tickets_refunded", "gross", "fees", "refunds", "chargebacks", "net")
@@ -130,6 +133,7 @@ def sales_query(session: Session, partner_id: int | None, period: Period | None)
     if partner_id is not None:
         tickets = tickets.where(Ticket.event_id.in_(owned_event_ids(partner_id)))
     tickets = tickets.group_by(Ticket.order_id).subquery()
+    kinds = _ticket_types_of_orders(partner_id)
     query = (
         select(
             Event.id.label("event_id"),
@@ -138,6 +142,7 @@ def sales_query(session: Session, partner_id: int | None, period: Period | None)
             LedgerEntry.currency,
             Order.id.label("order_id"),
             Order.paid_at,
+            func.max(kinds.c.ticket_types).label("ticket_types"),
             # An order's tickets count in the period of its sale, their refund in that of the
             # refund.
             func.max(
@@ -162,6 +167,7 @@ def sales_query(session: Session, partner_id: int | None, period: Period | None)
         .join(Event, Event.id == Order.event_id)
         .join(Partner, Partner.id == Event.partner_id)
         .outerjoin(tickets, tickets.c.order_id == Order.id)
+        .outerjoin(kinds, kinds.c.order_id == Order.id)
         .where(kind.in_((TransactionKind.CAPTURE, *ledger.REVERSES_SALE)))
         .group_by(Event.id, Partner.id, LedgerEntry.currency, Order.id)
         # A capture for an order that could not be sold touches no partner: not a sale.
@@ -173,6 +179,32 @@ def sales_query(session: Session, partner_id: int | None, period: Period | None)
     if period is not None:
         query = query.where(period.covers(LedgerTransaction.created_at))
     return query
+
+
+def _ticket_types_of_orders(partner_id: int | None) -> Any:
+    """Each order's tickets by type: "Inteira x2; Meia-entrada x1" (issued ones, refunded or
+    not)."""
+    name = func.coalesce(TicketType.name, FULL_PRICE_NAME)
+    per_type = (
+        select(Ticket.order_id, name.label("name"), func.count().label("count"))
+        .outerjoin(TicketType, TicketType.id == Ticket.ticket_type_id)
+        .where(Ticket.status.in_((TicketStatus.VALID, TicketStatus.REVOKED)))
+        .group_by(Ticket.order_id, name)
+    )
+    if partner_id is not None:
+        per_type = per_type.where(Ticket.event_id.in_(owned_event_ids(partner_id)))
+    per_type = per_type.subquery()
+    label = per_type.c.name + " x" + cast(per_type.c.count, String)
+    return (
+        select(
+            per_type.c.order_id,
+            func.string_agg(label, aggregate_order_by(literal("; "), per_type.c.name)).label(
+                "ticket_types"
+            ),
+        )
+        .group_by(per_type.c.order_id)
+        .subquery()
+    )
 
 
 def sales_rows(
@@ -192,7 +224,9 @@ def sales_rows(
             for key, value in figures.items():
                 event_totals[key] += value
                 currency_totals[key] += value
-            yield _sales_line("order", event, row.order_id, row.paid_at, figures)
+            yield _sales_line(
+                "order", event, row.order_id, row.paid_at, figures, row.ticket_types or ""
+            )
         if event:
             yield _sales_line("event total", event, None, None, event_totals)
         for currency, figures in sorted(totals.items()):
@@ -202,13 +236,18 @@ def sales_rows(
 
 
 def _sales_line(
-    line: str, event: list[Any], order_id: int | None, paid_at: Any, figures: dict[str, int]
+    line: str,
+    event: list[Any],
+    order_id: int | None,
+    paid_at: Any,
+    figures: dict[str, int],
+    ticket_types: str = "",
 ) -> list[Any]:
     currency = event[3]
     amounts = [
         Money(figures[k], currency) if k in SALES_MONEY else figures[k] for k in SALES_FIGURES
     ]
-    return [line, *event, order_id, paid_at, *amounts]
+    return [line, *event, order_id, paid_at, ticket_types, *amounts]
 
 
 # -- partner statement ---------------------------------------------------------------------------
