@@ -72,13 +72,33 @@
   var max = parseInt(seatmap.dataset.max, 10);
   var chosen = new Set();
   var names = { "0": "free", "1": "held", "2": "sold", "3": "blocked" };
+  var typeList = document.getElementById("seatmap-types");
+  var types = []; // the section's ticket types: each chosen seat gets one (none: its price)
+  var picked = {}; // seat id -> type id
 
   function refresh() {
     form.querySelectorAll('input[name="spot_ids"]').forEach(function (el) { el.remove(); });
+    typeList.textContent = "";
     chosen.forEach(function (id) {
       var input = document.createElement("input");
       input.type = "hidden"; input.name = "spot_ids"; input.value = id;
       form.appendChild(input);
+      if (!types.length) return;
+      var item = document.createElement("li");
+      var label = document.createElement("label");
+      label.textContent = grid.querySelector('[data-id="' + id + '"]').title.split(" (")[0] + " ";
+      var select = document.createElement("select");
+      select.name = "ticket_types";
+      types.forEach(function (type) {
+        var option = document.createElement("option");
+        option.value = type.id; option.textContent = type.name;
+        select.appendChild(option);
+      });
+      select.value = picked[id] || String(types[0].id);
+      select.addEventListener("change", function () { picked[id] = select.value; });
+      label.appendChild(select);
+      item.appendChild(label);
+      typeList.appendChild(item);
     });
     count.textContent = chosen.size;
     submit.disabled = chosen.size === 0;
@@ -123,6 +143,8 @@
   document.querySelectorAll("[data-seatmap]").forEach(function (button) {
     button.addEventListener("click", function () {
       var sectionId = button.dataset.seatmap;
+      types = JSON.parse(button.dataset.types || "[]");
+      picked = {};
       seatmap.hidden = false;
       grid.textContent = "Loading...";
       document.getElementById("seatmap-title").textContent = "- " + button.closest("tr").cells[0].firstChild.textContent.trim();

@@ -181,7 +181,9 @@ def hold(event_id: int) -> Any:
         return _login_redirect(url_for(".event", event_id=event_id))
     try:
         spot_ids = [_whole_number(text, "spot_ids") for text in request.form.getlist("spot_ids")]
-        kinds = _ticket_types_chosen()
+        # Seats picked on the map each name their type; best-available counts per type.
+        per_seat = [_whole_number(t, "ticket_types") for t in request.form.getlist("ticket_types")]
+        kinds = per_seat if spot_ids else _ticket_types_chosen()
         hold = purchase.hold.reserve_spots(
             db.session,
             customer.id,

@@ -96,3 +96,45 @@ def test_a_declined_card_shows_the_reason_and_keeps_the_hold(live_server: str, b
     expect(page.locator('.field-error[data-for="number"]')).to_have_text(
         "The card number is not valid."
     )
+
+
+@pytest.mark.browser
+def test_a_customer_picks_a_half_price_type_for_one_seat_on_the_map(
+    live_server: str, browser_page: Page
+):
+    from app.models import Ticket, TicketType
+
+    event = make_event(make_partner("Aurora"), "Samba de Roda", rows=("A", "B"), seats=6)
+    section = event.sections[0]
+    db.session.add_all(
+        [
+            TicketType(section=section, name="Inteira", kind="full", price_cents=10000),
+            TicketType(section=section, name="Meia-entrada", kind="half", price_cents=5000),
+        ]
+    )
+    event.publish()
+    db.session.commit()
+    db.session.remove()
+    page = browser_page
+    sign_up_in_browser(page, live_server, "ana@example.com")
+    page.goto(live_server + "/")
+    page.get_by_role("searchbox", name="Search").fill("samba")
+    page.get_by_role("button", name="Search").click()
+    page.get_by_role("link", name=re.compile("Samba de Roda")).click()
+    page.get_by_role("button", name="Pick seats").click()
+    page.locator("#seatmap-grid button.seat", has_text=re.compile(r"^3$")).first.click()
+    page.locator("#seatmap-grid button.seat", has_text=re.compile(r"^4$")).first.click()
+    expect(page.locator("#seatmap-types select")).to_have_count(2)
+    page.locator("#seatmap-types select").nth(1).select_option(label="Meia-entrada")
+    page.get_by_role("button", name="Hold these seats").click()
+    expect(page).to_have_url(re.compile(r"/holds/\d+$"))
+    _pay(page, "4242 4242 4242 4242")
+    expect(page.locator(".ticket")).to_have_count(2)
+    expect(page.locator(".ticket .ticket-type")).to_have_text(["Inteira", "Meia-entrada"])
+    db.session.remove()
+    sold = db.session.execute(
+        select(EventSpot.label, Ticket.price_cents)
+        .join(Ticket, Ticket.spot_id == EventSpot.id)
+        .order_by(EventSpot.label)
+    ).all()
+    assert [tuple(row) for row in sold] == [("A-3", 10000), ("A-4", 5000)]
