@@ -143,7 +143,9 @@ def test_partner_creates_event_section_and_seats(live_server: str, browser_page:
     assert (section.name, section.kind, section.price_cents) == ("Plateia", "seated", 115000)
     assert section.event.name == "Rock Night"
     assert section.event.partner_id == partner_id
-    assert section.event.starts_at.strftime(DATETIME) == starts_at
+    # Typed as the venue's wall clock (São Paulo by default), stored in UTC.
+    assert section.event.timezone == "America/Sao_Paulo"
+    assert section.event.local_naive("starts_at").strftime(DATETIME) == starts_at
     labels = db.session.scalars(
         select(EventSpot.label).where(EventSpot.section_id == section_id)
     ).all()
