@@ -105,6 +105,11 @@ class LedgerEntry(Model):
     # A day's settlement moves more than 2**31 cents (R$21 M) on a busy day: 64 bits.
     amount_cents: Mapped[int] = mapped_column(BigInteger, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    # The ticket type a sale's or a refund's fee and partner lines are for (None: untyped, or
+    # not a line of tickets): statements split by type.
+    ticket_type_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("ticket_type.id", ondelete="RESTRICT"), index=True
+    )
 
     transaction: Mapped[LedgerTransaction] = relationship(back_populates="entries")
     account: Mapped[LedgerAccount] = relationship()

@@ -8,6 +8,7 @@ negative; every transaction sums to zero per currency and is posted once per cau
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,14 +139,19 @@ _LINES = rows_of_arrays(
     account_id=("b_accounts", Integer),
     amount_cents=("b_amounts", BigInteger),
     currency=("b_currencies", String),
+    ticket_type_id=("b_types", Integer),
 )
 _NEW = _NEW_TRANSACTION.cte("new_transaction")
 _NEW_ENTRIES = (
     insert(_entry)
     .from_select(
-        ["transaction_id", "account_id", "amount_cents", "currency"],
+        ["transaction_id", "account_id", "amount_cents", "currency", "ticket_type_id"],
         select(
-            _NEW.c.id, _LINES.c.account_id, _LINES.c.amount_cents, _LINES.c.currency
+            _NEW.c.id,
+            _LINES.c.account_id,
+            _LINES.c.amount_cents,
+            _LINES.c.currency,
+            _LINES.c.ticket_type_id,
         ).select_from(_NEW.join(_LINES, literal(True))),  # one row per line
     )
     .returning(_entry.c.id)
@@ -163,12 +169,16 @@ def post(
     payment: Payment | None = None,
     payment_id: int | None = None,
     memo: str | None = None,
+    ticket_types: Sequence[int | None] | None = None,
 ) -> int:
     """Post one balanced transaction in the caller's database transaction and return its id; a
     cause already posted returns that transaction's id and posts nothing (ON CONFLICT: a
     concurrent posting of the same cause waits for the first and posts nothing either). One
-    statement writes the transaction row and its entries (this is on the checkout's hot path)."""
-    lines = [line for line in lines if line[1] != 0]
+    statement writes the transaction row and its entries (this is on the checkout's hot path).
+    ``ticket_types``: each line's ticket type (a sale or a refund split by type), else none."""
+    kinds = list(ticket_types) if ticket_types is not None else [None] * len(lines)
+    kept = [(line, kind) for line, kind in zip(lines, kinds, strict=True) if line[1] != 0]
+    lines, kinds = [line for line, _ in kept], [kind for _, kind in kept]
     check_balanced(lines)
     session.flush()  # the payment and whatever else the entries refer to
     conn = session.connection()
@@ -184,6 +194,7 @@ def post(
         "b_accounts": accounts,
         "b_amounts": [amount for _, amount, _ in lines],
         "b_currencies": [currency for _, _, currency in lines],
+        "b_types": kinds,
     }
     transaction_id = conn.execute(_POST_AT_ONCE, {**posting, **entries}).scalar()
     if transaction_id is None:  # this cause was posted before: nothing more is posted
@@ -205,6 +216,8 @@ class Sale:
     fee_cents: int
     net_cents: int
     currency: str
+    # The gross by ticket type (None: the section's full price); empty: all of it untyped.
+    by_type: tuple[tuple[int | None, int], ...] = ()
 
     @classmethod
     def of(cls, payment: Payment) -> Sale:
@@ -225,22 +238,45 @@ def post_sale(session: Session, sale: Sale) -> int:
     """A captured payment for a paid order: the gross is owed to us by the acquirer, split into
     the platform's fee and what we owe the partner."""
     currency = sale.currency
+    partner = partner_account_id(session, sale.partner_id, sale.partner_name)
+    lines: list[tuple[AccountRef, int, str]] = [
+        (account_id(session, CLEARING), sale.amount_cents, currency)
+    ]
+    kinds: list[int | None] = [None]
+    # The fee and the partner's share split by ticket type (the fee in proportion to each
+    # type's gross), so statements show each type's sales; one type posts as before.
+    by_type = list(sale.by_type) or [(None, sale.amount_cents)]
+    for (kind, gross), fee in zip(
+        by_type, split_in_proportion(sale.fee_cents, by_type), strict=True
+    ):
+        lines += [
+            (account_id(session, FEE_REVENUE), -fee, currency),
+            (partner, fee - gross, currency),
+        ]
+        kinds += [kind, kind]
     return post(
         session,
         TransactionKind.CAPTURE,
         f"capture:payment:{sale.payment_id}",
-        [
-            (account_id(session, CLEARING), sale.amount_cents, currency),
-            (account_id(session, FEE_REVENUE), -sale.fee_cents, currency),
-            (
-                partner_account_id(session, sale.partner_id, sale.partner_name),
-                -sale.net_cents,
-                currency,
-            ),
-        ],
+        lines,
         payment_id=sale.payment_id,
         memo=f"Order {sale.order_id}",
+        ticket_types=kinds,
     )
+
+
+def split_in_proportion(total: int, weights: Sequence[tuple[object, int]]) -> list[int]:
+    """``total`` cents split across ``weights`` (key, weight) in proportion, exactly: each gets
+    its floor, the cents left go to the largest remainders (the first of equals)."""
+    whole = sum(weight for _, weight in weights)
+    if whole == 0:
+        return [total] + [0] * (len(weights) - 1)
+    floors = [total * weight // whole for _, weight in weights]
+    left = total - sum(floors)
+    remainders = sorted(range(len(weights)), key=lambda i: (-(total * weights[i][1] % whole), i))
+    for i in remainders[:left]:
+        floors[i] += 1
+    return floors
 
 
 def post_unsold_capture(session: Session, payment: Payment) -> int:
@@ -317,17 +353,31 @@ def post_refund(
     fee_back = refund.fee_share_cents if return_platform_fee else 0
     tickets = ", ".join(str(t.id) for t in refund.tickets)
     whole = refund.amount_cents == payment.amount_cents
+    currency = payment.currency
+    # Split by the refunded tickets' types, as the sale was (the fee back in proportion).
+    gross: dict[int | None, int] = {}
+    for ticket in sorted(refund.tickets, key=lambda t: t.id):
+        gross[ticket.ticket_type_id] = gross.get(ticket.ticket_type_id, 0) + ticket.price_cents
+    by_type = list(gross.items()) if sum(gross.values()) == refund.amount_cents else []
+    by_type = by_type or [(None, refund.amount_cents)]
+    lines: list[tuple[AccountRef, int, str]] = [
+        (account_id(session, CLEARING), -refund.amount_cents, currency)
+    ]
+    kinds: list[int | None] = [None]
+    for (kind, amount), back in zip(by_type, split_in_proportion(fee_back, by_type), strict=True):
+        lines += [
+            (partner, amount - back, currency),
+            (account_id(session, FEE_REVENUE), back, currency),
+        ]
+        kinds += [kind, kind]
     return post(
         session,
         TransactionKind.REFUND,
         refund.idempotency_key,
-        [
-            (partner, refund.amount_cents - fee_back, payment.currency),
-            (account_id(session, FEE_REVENUE), fee_back, payment.currency),
-            (account_id(session, CLEARING), -refund.amount_cents, payment.currency),
-        ],
+        lines,
         payment=payment,
         memo=f"Order {payment.order_id} refunded" + ("" if whole else f": ticket {tickets}"),
+        ticket_types=kinds,
     )
 
 

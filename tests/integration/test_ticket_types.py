@@ -261,3 +261,49 @@ def test_the_sales_report_shows_each_orders_tickets_by_type(client, typed):
     assert order["order_id"] == paid.get_json()["result"]["id"]
     assert order["ticket_types"] == "Inteira x1; Meia-entrada x2"
     assert columns == SALES_COLUMNS
+
+
+def test_the_ledger_and_the_statement_split_a_sale_and_a_refund_by_type(client, typed):
+    from app.models import LedgerEntry, LedgerTransaction
+    from app.services import ledger
+    from app.services.reports.contents import Period, statement_rows
+
+    headers = sign_up(client)
+    held = _hold(client, headers, typed, ["half", "full", "half"])
+    order = pay(client, headers, held.get_json()["result"]["id"], card_token(client)).get_json()
+    payment = payment_of(order["result"])
+    fee_revenue = ledger.account_id(db.session, ledger.FEE_REVENUE)
+
+    def split(kind: str) -> dict[tuple[str, int | None], int]:
+        entries = db.session.execute(
+            select(LedgerEntry.account_id, LedgerEntry.ticket_type_id, LedgerEntry.amount_cents)
+            .join(LedgerTransaction)
+            .where(LedgerTransaction.payment_id == payment.id, LedgerTransaction.kind == kind)
+        ).all()
+        return {
+            ("fee" if account == fee_revenue else "other", kind_id): amount
+            for account, kind_id, amount in entries
+            if kind_id is not None
+        }
+
+    half, full = typed["half"].id, typed["full"].id
+    sale = split("capture")
+    # Each type's fee and partner lines add up to its gross; the fees to the payment's fee.
+    assert -(sale[("fee", half)] + sale[("other", half)]) == 2 * HALF
+    assert -(sale[("fee", full)] + sale[("other", full)]) == FULL
+    assert -(sale[("fee", half)] + sale[("fee", full)]) == payment.fee_cents
+    assert sale[("fee", half)] < 0 and sale[("fee", full)] < 0
+    # A half-price ticket refunded: its refund is posted as half price.
+    refunded = next(t for t in order["result"]["tickets"] if t["ticket_type"] == "Meia-entrada")
+    refunds.refund_tickets(db.session, gateway(), order["result"]["id"], [refunded["id"]], SYSTEM)
+    back = split("refund")
+    assert set(back) <= {("fee", half), ("other", half)}
+    assert sum(back.values()) == HALF
+    day = payment.created_at.date()
+    columns, rows = statement_rows(db.session, typed["event"].partner_id, Period(day, day))
+    lines = [dict(zip(columns, row, strict=True)) for row in rows]
+    by_type = {line["description"]: line for line in lines if line["line"] == "ticket type"}
+    assert set(by_type) == {"Inteira", "Meia-entrada"}
+    assert by_type["Meia-entrada"]["sales"].cents == 2 * HALF
+    assert by_type["Meia-entrada"]["refunds"].cents == HALF
+    assert by_type["Inteira"]["sales"].cents == FULL

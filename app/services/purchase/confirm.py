@@ -163,6 +163,7 @@ _LOCK_TICKET_SPOTS = (
         _section.c.name.label("section"),
         _ticket.c.price_cents,
         _ticket.c.holder_name,
+        _ticket.c.ticket_type_id,
         _type.c.name.label("ticket_type"),
     )
     .select_from(
@@ -386,9 +387,18 @@ def _sell(
             fee_cents=pay.fee_cents,
             net_cents=pay.net_cents,
             currency=pay.currency,
+            by_type=_gross_by_type(tickets),
         ),
     )
     return issued
+
+
+def _gross_by_type(tickets: list[Row]) -> tuple[tuple[int | None, int], ...]:
+    """The tickets' prices summed by ticket type, in the order the types first come."""
+    gross: dict[int | None, int] = {}
+    for ticket in sorted(tickets, key=lambda t: t.id):
+        gross[ticket.ticket_type_id] = gross.get(ticket.ticket_type_id, 0) + ticket.price_cents
+    return tuple(gross.items())
 
 
 def _write_sale(

@@ -306,6 +306,44 @@ def statement_rows(
     return STATEMENT_COLUMNS, rows()
 
 
+def _ticket_type_lines(
+    session: Session, account: int, currency: str, period: Period, who: list[Any]
+) -> Iterator[list[Any]]:
+    """The period's sales and refunds split by ticket type (the entries a typed sale or refund
+    posts on the partner's payable and the fee revenue): one line per type, for reading, not
+    added to the totals (the transactions above already are)."""
+    fee_revenue = ledger.account_id(session, ledger.FEE_REVENUE)
+    kind, entry_account = LedgerTransaction.kind, LedgerEntry.account_id
+    shares = entry_account.in_((account, fee_revenue))
+    capture, refund = kind == TransactionKind.CAPTURE, kind == TransactionKind.REFUND
+    query = (
+        select(
+            TicketType.name,
+            (-entry_sum(capture, shares)).label("sales"),
+            (-entry_sum(capture, entry_account == fee_revenue)).label("fees"),
+            entry_sum(refund, shares).label("refunds"),
+            entry_sum(refund, entry_account == fee_revenue).label("fees_returned"),
+            (-entry_sum(entry_account == account)).label("net"),
+        )
+        .select_from(LedgerEntry)
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .join(TicketType, TicketType.id == LedgerEntry.ticket_type_id)
+        .where(
+            LedgerEntry.transaction_id.in_(ledger.touching(account)),
+            LedgerEntry.currency == currency,
+            period.covers(LedgerTransaction.created_at),
+        )
+        .group_by(TicketType.id, TicketType.name)
+        .order_by(TicketType.name, TicketType.id)
+    )
+    for row in session.execute(query):
+        figures = {"sales": row.sales, "fees": row.fees, "refunds": row.refunds,
+                   "fees_returned": row.fees_returned}  # fmt: skip
+        yield ["ticket type", *who, None, None, None, row.name,
+               *[Money(figures[k], currency) if k in figures else None for k in STATEMENT_FIGURES],
+               Money(row.net, currency), None]  # fmt: skip
+
+
 def _statement(
     session: Session, account: int, partner: Partner, currency: str, period: Period
 ) -> Iterator[list[Any]]:
@@ -340,6 +378,7 @@ def _statement(
         yield ["transaction", *who, row.created_at, row.id, row.kind, row.memo,
                *[Money(getattr(row, key), currency) for key in STATEMENT_FIGURES],
                Money(row.balance, currency), Money(running, currency)]  # fmt: skip
+    yield from _ticket_type_lines(session, account, currency, period, who)
     closing = ledger.partner_balance(session, partner, currency, before=period.until)
     if running != closing:
         raise ReportMismatch(
