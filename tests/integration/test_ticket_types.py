@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import EventSpot, SpotStatus, Ticket, TicketStatus, TicketType
+from app.models.codes import read_claim
 from app.models.ticket_type import half_price_cap
 from app.services import customers, refunds
 from app.services.payments import gateway
@@ -180,6 +181,9 @@ def test_the_gate_says_to_check_a_half_price_holders_document(client, store):
     assert half["ticket_type"] == "Meia-entrada" and half["check_document"] is True
     full = result(scan(client, gate, tickets["Inteira"]))
     assert full["check_document"] is False
+    # The signed code names the type: a gate working offline reads it too.
+    claim, _, _ = read_claim(tickets["Meia-entrada"])
+    assert claim.label.endswith(" · Meia-entrada")
 
 
 def test_a_partner_defines_types_through_the_api_and_sees_only_its_own(client, typed):

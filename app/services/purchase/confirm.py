@@ -359,9 +359,7 @@ def _sell(
             price_cents=t.price_cents,
             holder_name=t.holder_name,
             ticket_type=t.ticket_type,
-            code=sign_ticket(
-                pay.signing_key, TicketClaim(pay.event_id, t.id, seat_label(t.section, t.label))
-            ),
+            code=sign_ticket(pay.signing_key, TicketClaim(pay.event_id, t.id, _printed_label(t))),
         )
         for t in sorted(tickets, key=lambda t: t.id)
     ]
@@ -391,6 +389,13 @@ def _sell(
         ),
     )
     return issued
+
+
+def _printed_label(ticket: Row) -> str:
+    """What the ticket's signed code names: its seat, and its type if it has one, so that a
+    gate working offline reads "Plateia A-3 · Meia-entrada" too."""
+    place = seat_label(ticket.section, ticket.label)
+    return f"{place} · {ticket.ticket_type}" if ticket.ticket_type else place
 
 
 def _gross_by_type(tickets: list[Row]) -> tuple[tuple[int | None, int], ...]:
