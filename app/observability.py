@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import hmac
 import logging
 import os
@@ -13,7 +14,7 @@ from typing import Any
 from flask import Flask, Response, g, has_request_context, request
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_flask_exporter import PrometheusMetrics
 from pythonjsonlogger.json import JsonFormatter
 
@@ -76,6 +77,9 @@ def configure_metrics(app: Flask) -> Any:
     exporter.info("bilheteria_info", "Bilheteria application", version="0.1.0")
     business.register(registry)
     business.initialize([app.config["DEFAULT_CURRENCY"]])
+    if _multiprocess_dir():
+        # The pool gauge sums live processes: a worker that stops takes its values with it.
+        atexit.register(mark_process_dead, os.getpid())
     state = StateCollector(app)
     registry.register(state)
 
