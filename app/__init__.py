@@ -87,14 +87,17 @@ def _migrations_dir() -> Any:
 
 
 def configure_appbuilder(app: Flask) -> None:
+    from app import i18n
     from app.views import register_views
 
+    i18n.configure(app)
     # Before AppBuilder: FAB then exempts its token-authenticated APIs and puts tokens in forms.
     csrf.init_app(app)
     with app.app_context():
         appbuilder = AppBuilder(update_perms=False)
         appbuilder.init_app(app, db.session)
         register_views(appbuilder)
+    i18n.install(app)
 
 
 def configure_blueprints(app: Flask) -> None:

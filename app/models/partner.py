@@ -203,6 +203,8 @@ class PartnerUser(User):
     # step of the last code accepted, so that a code signs in once.
     totp_secret: Mapped[str | None] = mapped_column(String(255))
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # The language the user picked with the switcher (app/i18n.py): "pt_BR", "en" or none.
+    locale: Mapped[str | None] = mapped_column(String(8))
 
     @property
     def has_two_factor(self) -> bool:

@@ -1,0 +1,160 @@
+"""Languages: Brazilian Portuguese (the default) and English.
+
+Flask-Babel, set up by Flask-AppBuilder (its BabelManager), with our catalog in
+app/translations/ merged over FAB's own. The msgids are English; pt_BR translates them and
+English needs no catalog. A request's language is, in order: the one picked with the switcher
+(kept in the session), the one a signed-in user picked before (``ab_user.locale``), the best of
+the browser's Accept-Language, else pt_BR. Outside a request (Celery tasks, the CLI) it is the
+default, unless a caller forces one (``flask_babel.force_locale``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    g,
+    has_request_context,
+    redirect,
+    request,
+    session,
+)
+from flask_babel import get_babel, get_locale, lazy_gettext, refresh
+
+DEFAULT_LOCALE = "pt_BR"
+# Flask-AppBuilder's LANGUAGES: its language menu lists these (flags are its CSS classes).
+LANGUAGES: dict[str, dict[str, str]] = {
+    "pt_BR": {"flag": "br", "name": "Português (Brasil)"},
+    "en": {"flag": "us", "name": "English"},
+}
+SESSION_KEY = "locale"  # FAB's own /lang/<locale> view writes the same key
+
+bp = Blueprint("i18n", __name__)
+
+# What a status reads as (orders, tickets, payments, holds: each of them masculine in Portuguese,
+# "pedido", "ingresso", "pagamento"); the stored value stays English.
+STATUS_NAMES = {
+    "pending": lazy_gettext("pending"),
+    "paid": lazy_gettext("paid"),
+    "cancelled": lazy_gettext("cancelled"),
+    "refunded": lazy_gettext("refunded"),
+    "captured": lazy_gettext("captured"),
+    "declined": lazy_gettext("declined"),
+    "failed": lazy_gettext("failed"),
+    "valid": lazy_gettext("valid"),
+    "revoked": lazy_gettext("revoked"),
+    "void": lazy_gettext("void"),
+    "active": lazy_gettext("active"),
+    "converted": lazy_gettext("converted"),
+    "released": lazy_gettext("released"),
+    "expired": lazy_gettext("expired"),
+}
+
+
+def status_name(status: object) -> str:
+    """A stored status in the reader's language ("paid": "pago")."""
+    key = str(getattr(status, "value", status))
+    return str(STATUS_NAMES.get(key, key))
+
+
+def current_locale() -> str:
+    """The language texts are written in now: "pt_BR" or "en" (the request's, or the default
+    outside one)."""
+    try:
+        locale = get_locale()
+    except RuntimeError:  # no app context at all
+        locale = None
+    if locale is None:
+        return DEFAULT_LOCALE
+    name = str(locale)
+    return name if name in LANGUAGES else DEFAULT_LOCALE
+
+
+def html_lang() -> str:
+    """The current language as an HTML lang attribute: "pt-BR", "en"."""
+    return current_locale().replace("_", "-")
+
+
+def select_locale() -> str:
+    """Flask-Babel's locale selector (FAB's would store the default in every session, and never
+    read Accept-Language)."""
+    if not has_request_context():
+        return current_app.config.get("BABEL_DEFAULT_LOCALE", DEFAULT_LOCALE)
+    chosen = session.get(SESSION_KEY)
+    if chosen in LANGUAGES:
+        return str(chosen)
+    saved = getattr(g.get("user"), "locale", None)
+    if saved in LANGUAGES:
+        return str(saved)
+    best = request.accept_languages.best_match(list(LANGUAGES))
+    return best or current_app.config.get("BABEL_DEFAULT_LOCALE", DEFAULT_LOCALE)
+
+
+def language_links() -> list[dict[str, Any]]:
+    """The switcher's entries: each language, its link back to this page, whether current."""
+    here = request.full_path.rstrip("?") if has_request_context() else "/"
+    now = current_locale()
+    return [
+        {
+            "code": code,
+            "name": spec["name"],
+            "lang": code.replace("_", "-"),
+            "current": code == now,
+            "url": f"/language/{code}?{urlencode({'next': here})}",
+        }
+        for code, spec in LANGUAGES.items()
+    ]
+
+
+@bp.get("/language/<locale>")
+def switch(locale: str) -> Any:
+    """The switcher: the language for this session and, for a signed-in user, the next ones;
+    then back to the page (a local path only)."""
+    from app.local_urls import is_local_path
+
+    if locale not in LANGUAGES:
+        locale = DEFAULT_LOCALE
+    session[SESSION_KEY] = locale
+    _remember_for_user(locale)
+    refresh()
+    back = request.args.get("next") or request.referrer or "/"
+    if not is_local_path(back):
+        back = "/"
+    return redirect(back)
+
+
+def _remember_for_user(locale: str) -> None:
+    user = g.get("user")
+    if user is None or not getattr(user, "is_authenticated", False):
+        return
+    from app.extensions import db
+    from app.models import PartnerUser
+
+    if getattr(user, "locale", None) != locale:
+        db.session.execute(
+            PartnerUser.__table__.update()
+            .where(PartnerUser.__table__.c.id == user.id)
+            .values(locale=locale)
+        )
+        db.session.commit()
+
+
+def configure(app: Flask) -> None:
+    """Before AppBuilder: the languages, the default and our catalog's directory."""
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LOCALE)
+    app.config.setdefault("LANGUAGES", LANGUAGES)
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", "translations")
+
+
+def install(app: Flask) -> None:
+    """After AppBuilder: our locale selector, the switcher and the templates' helpers."""
+    get_babel(app).locale_selector = select_locale
+    app.register_blueprint(bp)
+    app.jinja_env.filters["status"] = status_name
+    app.jinja_env.globals.update(
+        current_locale=current_locale, html_lang=html_lang, language_links=language_links
+    )

@@ -1,0 +1,112 @@
+"""Portuguese (the default) and English: the language follows the switcher's choice (kept in the
+session and, for a signed-in user, across sessions), else Accept-Language, else pt-BR; the
+pages, the gate page, error pages and API error messages speak it, the `error` codes stay
+English; outside a request (tasks) the default is spoken.
+
+The suite's client asks for English (tests/support/apps.py): these tests ask for pt-BR, or for
+nothing, themselves.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app.extensions import db
+from app.i18n import current_locale
+from app.models import PartnerUser
+from tests.support.pages import another_client, page_sign_up, path_of, text
+
+FIND = {"pt_BR": "Encontre seu próximo evento", "en": "Find your next event"}
+
+
+def no_language(client: FlaskClient) -> FlaskClient:
+    """The client as a browser that sends no Accept-Language."""
+    client.environ_base.pop("HTTP_ACCEPT_LANGUAGE", None)
+    return client
+
+
+def html_lang(page: str) -> str:
+    match = re.search(r'<html lang="([^"]+)"', page)
+    return match.group(1) if match else ""
+
+
+def test_without_accept_language_the_shop_speaks_portuguese(client: FlaskClient) -> None:
+    page = text(no_language(client).get("/"))
+    assert FIND["pt_BR"] in page and FIND["en"] not in page
+    assert html_lang(page) == "pt-BR"
+    assert "Entrar" in page and "Cadastre-se" in page
+
+
+@pytest.mark.parametrize(
+    ("header", "locale"),
+    [
+        ("en", "en"),
+        ("en-US,en;q=0.9", "en"),
+        ("pt-BR,pt;q=0.9,en;q=0.8", "pt_BR"),
+        ("pt", "pt_BR"),
+        ("fr-FR,de;q=0.5", "pt_BR"),  # neither: the default
+        ("de,en-GB;q=0.5", "en"),
+    ],
+)
+def test_accept_language_picks_the_best_of_portuguese_and_english(
+    client: FlaskClient, header: str, locale: str
+) -> None:
+    page = text(client.get("/", headers={"Accept-Language": header}))
+    assert FIND[locale] in page
+    assert html_lang(page) == locale.replace("_", "-")
+
+
+def test_the_switcher_overrides_accept_language_and_is_remembered(client: FlaskClient) -> None:
+    assert FIND["en"] in text(client.get("/"))  # the client asks for English
+    switched = client.get("/language/pt_BR?next=/%3Fq%3Drock")
+    assert switched.status_code == 302 and path_of(switched) == "/?q=rock"
+    for _ in range(2):  # remembered: every later page, though the browser still asks for English
+        assert FIND["pt_BR"] in text(client.get("/"))
+    client.get("/language/en?next=/")
+    assert FIND["en"] in text(client.get("/"))
+
+
+def test_the_shop_header_links_each_language_back_to_the_page(client: FlaskClient) -> None:
+    page = text(client.get("/?q=rock"))
+    assert 'href="/language/pt_BR?next=%2F%3Fq%3Drock"' in page
+    assert re.search(r'<strong class="language current" lang="en">English</strong>', page)
+
+
+def test_the_switcher_goes_back_only_to_this_site(client: FlaskClient) -> None:
+    for outside in ("https://evil.example/", "//evil.example/", "/\\evil.example"):
+        response = client.get("/language/pt_BR", query_string={"next": outside})
+        assert path_of(response) == "/"
+    assert client.get("/language/xx").status_code == 302  # an unknown one: the default
+    assert FIND["pt_BR"] in text(client.get("/"))
+
+
+def test_a_signed_in_users_choice_is_kept_across_sessions(app: Flask, client: FlaskClient) -> None:
+    page_sign_up(client, "lia@example.com", "Lia Prado")
+    client.get("/language/pt_BR?next=/")
+    user = db.session.query(PartnerUser).filter_by(email="lia@example.com").one()
+    assert user.locale == "pt_BR"
+    browser = another_client(client)  # a new browser, asking for English, signs in
+    assert FIND["en"] in text(browser.get("/"))
+    browser.post("/login/", data={"username": "lia@example.com", "password": "Ingresso-Azul-77"})
+    assert FIND["pt_BR"] in text(browser.get("/"))
+
+
+def test_the_shop_pages_speak_the_language_of_the_request(
+    client: FlaskClient, on_sale: object
+) -> None:
+    event_id = on_sale.id  # type: ignore[attr-defined]
+    pt = text(client.get(f"/events/{event_id}", headers={"Accept-Language": "pt-BR"}))
+    en = text(client.get(f"/events/{event_id}"))
+    assert "Setor" in pt and "Preço" in pt and "Melhores disponíveis" in pt
+    assert "Section" in en and "Price" in en and "Best available" in en
+    assert "Setor" not in en
+
+
+def test_outside_a_request_the_default_language_is_spoken(app: Flask) -> None:
+    """Celery tasks, the CLI: pt_BR."""
+    with app.app_context():
+        assert current_locale() == "pt_BR"
