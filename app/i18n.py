@@ -61,6 +61,12 @@ def status_name(status: object) -> str:
     return str(STATUS_NAMES.get(key, key))
 
 
+def N_(text: str) -> str:  # noqa: N802 - gettext's name for "mark only"
+    """Marks ``text`` for the catalog without translating it here (it is translated where it is
+    shown)."""
+    return text
+
+
 def current_locale() -> str:
     """The language texts are written in now: "pt_BR" or "en" (the request's, or the default
     outside one)."""

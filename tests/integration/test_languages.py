@@ -110,3 +110,20 @@ def test_outside_a_request_the_default_language_is_spoken(app: Flask) -> None:
     """Celery tasks, the CLI: pt_BR."""
     with app.app_context():
         assert current_locale() == "pt_BR"
+
+
+def test_the_gate_page_and_its_scripts_texts_speak_the_language(client: FlaskClient) -> None:
+    import json
+
+    def strings(page: str) -> dict[str, str]:
+        match = re.search(r'id="gate-strings">(.*?)</script>', page, re.S)
+        assert match
+        return json.loads(match.group(1))
+
+    pt = text(client.get("/gate/", headers={"Accept-Language": "pt-BR"}))
+    assert html_lang(pt) == "pt-BR" and "Escolha o evento" in pt
+    assert strings(pt)["Welcome"] == "Bem-vindo(a)"
+    assert strings(pt)["Entered %(time)s at %(gate)s"] == "Entrou em %(time)s pela %(gate)s"
+    en = text(client.get("/gate/"))
+    assert html_lang(en) == "en" and "Pick the event" in en
+    assert strings(en)["Welcome"] == "Welcome"

@@ -144,3 +144,23 @@ def test_without_an_app_the_language_is_the_default() -> None:
     from app.i18n import current_locale
 
     assert current_locale() == "pt_BR"
+
+
+def test_every_text_the_gate_scripts_show_is_sent_translated() -> None:
+    """The gate page's scripts translate with t("...") from the dictionary the page carries
+    (app/views/gate.py, SCRIPT_TEXTS): a text missing there would show in English."""
+    import re
+
+    from app.views.gate import SCRIPT_TEXTS
+
+    shown = {
+        match.group(1)
+        for script in (APP / "static").glob("gate*.js")
+        for match in re.finditer(r'\bt\("((?:[^"\\]|\\.)*)"', script.read_text())
+    }
+    assert len(shown) > 40
+    assert sorted(shown - set(SCRIPT_TEXTS)) == []
+    # and no text of the scripts is left untranslated: none is shown bare
+    bare = re.compile(r'textContent = "[A-Za-z]|confirm\(`|textContent = `[A-Z]')
+    for script in (APP / "static").glob("gate*.js"):
+        assert not bare.findall(script.read_text()), script.name
