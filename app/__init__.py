@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from flask import Flask, g, jsonify, request
+from flask import Flask, g
 from flask_appbuilder import AppBuilder
 from werkzeug.exceptions import HTTPException
 
@@ -153,15 +153,14 @@ def csp_nonce() -> str:
 
 
 def configure_errors(app: Flask) -> None:
-    """API clients get JSON errors; pages keep Flask's (FAB renders its own)."""
+    """API clients get JSON errors, pages ours (app/views/errors.py), in the reader's
+    language."""
+    from app.views.errors import http_error
     from app.views.guards import JSON_PATHS
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Any:
-        if request.path.startswith(JSON_PATHS):
-            code = (exc.name or "error").lower().replace(" ", "_")
-            return jsonify(error=code, message=exc.description, status=exc.code), exc.code
-        return exc
+    def on_http_error(exc: HTTPException) -> Any:
+        return http_error(exc, JSON_PATHS)
 
 
 def configure_celery(app: Flask) -> None:

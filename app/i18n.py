@@ -149,6 +149,10 @@ def _remember_for_user(locale: str) -> None:
         db.session.commit()
 
 
+def _forget_chosen_language() -> None:
+    refresh()
+
+
 def configure(app: Flask) -> None:
     """Before AppBuilder: the languages, the default and our catalog's directory."""
     app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LOCALE)
@@ -159,6 +163,9 @@ def configure(app: Flask) -> None:
 def install(app: Flask) -> None:
     """After AppBuilder: our locale selector, the switcher and the templates' helpers."""
     get_babel(app).locale_selector = select_locale
+    # First of all: each request chooses afresh (a language chosen before it, in the same app
+    # context, by a WSGI fast path that handed the request on, is not kept).
+    app.before_request_funcs.setdefault(None, []).insert(0, _forget_chosen_language)
     app.register_blueprint(bp)
     app.jinja_env.filters["status"] = status_name
     app.jinja_env.globals.update(

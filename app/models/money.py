@@ -4,24 +4,26 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
+from flask_babel import gettext
+
 from app.models.errors import DomainError
 
 
 def cents_from_amount(value: Decimal | str | int | None, *, field: str) -> int:
     """Decimal('150.5') -> 15050 exactly; refuses negatives, fractions of a cent and floats."""
     if value is None or value == "":
-        raise DomainError("Give a price.", field=field)
+        raise DomainError(gettext("Give a price."), field=field)
     if isinstance(value, float):
         raise TypeError("money is never a float")
     try:
         amount = Decimal(str(value))
     except InvalidOperation:
-        raise DomainError("Give a price such as 150.00.", field=field) from None
+        raise DomainError(gettext("Give a price such as 150.00."), field=field) from None
     if not amount.is_finite() or amount < 0:
-        raise DomainError("The price cannot be negative.", field=field)
+        raise DomainError(gettext("The price cannot be negative."), field=field)
     cents = amount.scaleb(2)
     if cents != cents.to_integral_value():
-        raise DomainError("The price has at most two decimal places.", field=field)
+        raise DomainError(gettext("The price has at most two decimal places."), field=field)
     return int(cents)
 
 

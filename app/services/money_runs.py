@@ -15,6 +15,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from flask_babel import gettext
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -87,7 +88,10 @@ def check_day_over(day: dt.date, now: dt.datetime | None = None) -> None:
     """Conflict unless ``day`` is over (UTC): its report exists only from the next day."""
     if day >= (now or utcnow()).date():
         raise Conflict(
-            f"{day.isoformat()} is not over yet (UTC): its report is reconciled from tomorrow.",
+            gettext(
+                "%(isoformat)s is not over yet (UTC): its report is reconciled from tomorrow.",
+                isoformat=day.isoformat(),
+            ),
             field="day",
         )
 

@@ -35,7 +35,7 @@ from flask_appbuilder.urltools import (
     get_page_size_args,
 )
 from flask_appbuilder.widgets import FormWidget
-from flask_babel import lazy_gettext
+from flask_babel import gettext, lazy_gettext
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import CompileError, DataError, IntegrityError, ProgrammingError
 from werkzeug.exceptions import BadRequest
@@ -130,7 +130,7 @@ class ScopedMixin:
             if related is None:
                 continue
             if sa_inspect(related).transient:  # the API's loader makes one for an unknown id
-                raise NotFound(f"{_label(name)} not found.", field=name)
+                raise NotFound(gettext("%(label)s not found.", label=_label(name)), field=name)
             if not partner_owned(type(related)):
                 continue
             model = type(related)
@@ -141,7 +141,7 @@ class ScopedMixin:
                 db.select(model.id).where(model.id == related.id, clause).limit(1)
             )
             if found is None:
-                raise NotFound(f"{_label(name)} not found.", field=name)
+                raise NotFound(gettext("%(label)s not found.", label=_label(name)), field=name)
 
     # The rules compare changed attributes with their loaded values: no autoflush may write
     # (and so forget) the changes before they have looked.
@@ -418,7 +418,7 @@ class ScopedModelView(ScopedMixin, CheckedListMixin, ModelView):
             return
         except IntegrityError:
             db.session.rollback()
-            flash("This row is still referenced and cannot be deleted.", "danger")
+            flash(gettext("This row is still referenced and cannot be deleted."), "danger")
             return
         self.post_delete(item)
         flash(self.delete_row_message, "success")
@@ -518,9 +518,12 @@ class ScopedModelRestApi(ScopedMixin, ModelRestApi):
                 if value is None or not self.datamodel.is_relation_many_to_one(name):
                     continue
                 if isinstance(value, bool) or not isinstance(value, int):
-                    raise DomainError(f"{_label(name)} must be an id (an integer).", field=name)
+                    raise DomainError(
+                        gettext("%(label)s must be an id (an integer).", label=_label(name)),
+                        field=name,
+                    )
                 if not 0 < value <= MAX_INT:
-                    raise NotFound(f"{_label(name)} not found.", field=name)
+                    raise NotFound(gettext("%(label)s not found.", label=_label(name)), field=name)
         return call(*args)
 
     def get_list_headless(self, **kwargs: Any) -> Any:

@@ -8,6 +8,7 @@ from typing import Any
 from flask import current_app, flash, redirect, request, url_for
 from flask_appbuilder import action, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_babel import gettext
 from wtforms import BooleanField
 
 from app.extensions import db
@@ -91,7 +92,7 @@ class SectionRules:
     def on_add(self, item: EventSection) -> None:
         item.validate()
         if item.event is not None and item.event.is_cancelled:
-            raise DomainError("The event is cancelled.", field="event")
+            raise DomainError(gettext("The event is cancelled."), field="event")
 
     def on_update(self, item: EventSection) -> None:
         item.check_changes()
@@ -144,7 +145,12 @@ class EventSpotView(SpotRules, ScopedModelView):
             db.session.rollback()
             flash(err.message, "danger")
         else:
-            flash(f"{count} spot(s) {'blocked' if blocked else 'unblocked'}.", "success")
+            flash(
+                gettext("%(count)s spot(s) blocked.", count=count)
+                if blocked
+                else gettext("%(count)s spot(s) unblocked.", count=count),
+                "success",
+            )
         return redirect(self.get_redirect())
 
 
@@ -214,7 +220,10 @@ class EventSectionView(SectionRules, ScopedModelView):
                 quantity=form.quantity.data,
                 prefix=form.prefix.data or "",
             )
-            flash(f"{count} spots generated in {section.name}.", "success")
+            flash(
+                gettext("%(count)s spots generated in %(name)s.", count=count, name=section.name),
+                "success",
+            )
             return redirect(url_for("EventSpotView.list", _flt_0_section=section.id))
 
         return self.row_form(
@@ -356,7 +365,7 @@ class EventView(EventRules, ScopedModelView):
     def cancel(self, pk: int) -> Any:
         def submit(event: Event, form: CancelEventForm) -> Any:
             event_service.cancel_event(db.session, event.id, current_user(), form.reason.data)
-            flash(f"{event.name} is cancelled.", "success")
+            flash(gettext("%(name)s is cancelled.", name=event.name), "success")
             return redirect(url_for(".show", pk=event.id))
 
         return self.row_form(

@@ -11,7 +11,7 @@ from flask_appbuilder.baseviews import expose
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.sqla.models import Role
-from flask_babel import lazy_gettext
+from flask_babel import gettext, lazy_gettext
 
 from app.extensions import db
 from app.models import CheckIn, DomainError, GateAssignment, GateDevice, PartnerUser
@@ -59,13 +59,17 @@ class GateDeviceView(ScopedModelView):
 
     def on_update(self, item: GateDevice) -> None:
         if item.revoked_at is not None:
-            raise DomainError("A revoked device cannot be changed: register a new one.")
+            raise DomainError(gettext("A revoked device cannot be changed: register a new one."))
         devices.check_device(db.session, current_user(), item)
 
     def post_add(self, item: GateDevice) -> None:
         flash(
-            f"Device token for {item.name} (shown only now: enter it on the device): "
-            f"{g.device_token}",
+            gettext(
+                "Device token for %(name)s (shown only now: enter it on the device): "
+                "%(device_token)s",
+                name=item.name,
+                device_token=g.device_token,
+            ),
             "warning",
         )
 
@@ -94,13 +98,13 @@ class GateAssignmentView(ScopedModelView):
 
     def on_add(self, item: GateAssignment) -> None:
         if item.user is None:
-            raise DomainError("Choose a gate user.", field="user")
+            raise DomainError(gettext("Choose a gate user."), field="user")
         if item.event is None:
-            raise DomainError("Choose an event.", field="event")
+            raise DomainError(gettext("Choose an event."), field="event")
         if item.user.partner_id != item.event.partner_id or "Gate" not in {
             r.name for r in item.user.roles
         }:
-            raise DomainError("Choose a gate user of this event's partner.", field="user")
+            raise DomainError(gettext("Choose a gate user of this event's partner."), field="user")
 
     def post_add(self, item: GateAssignment) -> None:
         scanners.staff_changed(item.user_id)

@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import abort, redirect, request, url_for
 from flask_appbuilder import BaseView, IndexView, expose, has_access
+from flask_babel import gettext
 
 from app.extensions import db
 from app.models import DomainError
@@ -30,7 +31,7 @@ def period_days() -> int:
     if raw is None:
         return dashboard_stats.DEFAULT_PERIOD
     if raw not in {str(days) for days in dashboard_stats.PERIODS}:
-        abort(400, description="days must be one of 7, 30 or 90.")
+        abort(400, description=gettext("days must be one of 7, 30 or 90."))
     return int(raw)
 
 

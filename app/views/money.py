@@ -9,6 +9,7 @@ from typing import Any
 from flask import flash, redirect, request, url_for
 from flask_appbuilder import action, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_babel import gettext
 
 from app.extensions import db
 from app.models import LedgerTransaction, Order, format_money
@@ -67,7 +68,14 @@ class OrderView(ScopedModelView):
             refunds.refund_tickets(
                 db.session, gateway(), order.id, form.tickets.data, current_user()
             )
-            flash(f"{len(form.tickets.data)} ticket(s) of order {order.id} refunded.", "success")
+            flash(
+                gettext(
+                    "%(len)s ticket(s) of order %(id)s refunded.",
+                    len=len(form.tickets.data),
+                    id=order.id,
+                ),
+                "success",
+            )
             _warn_used(f"Order {order.id}", used)
             return redirect(url_for(".show", pk=order.id))
 
@@ -85,10 +93,13 @@ def _warn_used(context: str, used: list[refunds.UsedTicket]) -> None:
     """A warning naming tickets used at a gate that a refund takes (or would take) back."""
     if used:
         flash(
-            f"{context}: already used at the gate: "
-            + "; ".join(u.describe() for u in used)
-            + ". The holder may be inside: a refunded used ticket's seat is withdrawn from sale"
-            " (unblock the spot to sell it again).",
+            gettext(
+                "%(context)s: already used at the gate: %(tickets)s. The holder may be inside: a "
+                "refunded used ticket's seat is withdrawn from sale (unblock the spot to sell it "
+                "again).",
+                context=context,
+                tickets="; ".join(u.describe() for u in used),
+            ),
             "warning",
         )
 

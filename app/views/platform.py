@@ -7,6 +7,7 @@ from typing import Any
 from flask import flash, redirect, request, url_for
 from flask_appbuilder import ModelView, action, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_babel import gettext
 
 from app.extensions import db
 from app.models import Customer, Partner
@@ -68,7 +69,14 @@ class PartnerView(ScopedModelView):
             partner_service.set_reserve(
                 db.session, partner.id, form.reserve_percent.data, current_user()
             )
-            flash(f"{partner.name}'s payout reserve is {form.reserve_percent.data} %.", "success")
+            flash(
+                gettext(
+                    "%(name)s's payout reserve is %(data)s %%.",
+                    name=partner.name,
+                    data=form.reserve_percent.data,
+                ),
+                "success",
+            )
             return redirect(url_for(".show", pk=partner.id))
 
         return self.row_form(

@@ -29,6 +29,7 @@ from flask_appbuilder.security.sqla.models import (
     assoc_permissionview_role,
 )
 from flask_appbuilder.security.views import UserDBModelView
+from flask_babel import gettext
 from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token
 from flask_login import current_user, login_user, user_logged_in, user_logged_out
 from marshmallow import ValidationError
@@ -78,7 +79,9 @@ class PartnerUserDBModelView(CheckedListMixin, UserDBModelView):
     )
     def reset_two_factor(self, item: Any) -> Any:
         two_factor.reset(db.session, item)
-        flash(f"Two-factor sign-in of {item.username} is reset.", "info")
+        flash(
+            gettext("Two-factor sign-in of %(username)s is reset.", username=item.username), "info"
+        )
         return redirect(self.get_redirect())
 
 

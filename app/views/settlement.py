@@ -8,6 +8,7 @@ from typing import Any
 from flask import flash, redirect, url_for
 from flask_appbuilder import ModelView, action, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_babel import gettext
 
 from app.extensions import db
 from app.models import Payout, PayoutItem, Settlement, SettlementLine, SettlementMismatch
@@ -118,7 +119,7 @@ class PayoutView(ScopedModelView):
             payouts.mark_payout_paid(
                 db.session, payout.id, form.bank_reference.data, current_user(), utcnow()
             )
-            flash(f"Payout {payout.id} is paid.", "success")
+            flash(gettext("Payout %(id)s is paid.", id=payout.id), "success")
             return redirect(url_for(".show", pk=payout.id))
 
         return self.row_form(

@@ -22,6 +22,7 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext
 from flask_login import login_user
 from markupsafe import Markup
 
@@ -78,7 +79,7 @@ def _login_redirect(back_to: str | None = None) -> Any:
     staff user without a customer account is told so."""
     user = current_user()
     if user is not None and getattr(user, "is_authenticated", False):
-        flash("This login has no customer account: sign up to buy tickets.", "error")
+        flash(gettext("This login has no customer account: sign up to buy tickets."), "error")
         return redirect(url_for(".home"))
     query = urlencode({"next": back_to or request.path})
     return redirect(f"{current_app.appbuilder.get_url_for_login}?{query}")
@@ -150,11 +151,11 @@ def queue(event_id: int) -> Any:
         flash(err.message, "error")
         return redirect(url_for(".event", event_id=event_id))
     if not waiting_room.line_is_open(event, now):
-        flash(f"Tickets for {event.name} are not on sale.", "error")
+        flash(gettext("Tickets for %(name)s are not on sale.", name=event.name), "error")
         return redirect(url_for(".event", event_id=event_id))
     if turn.status in (waiting_room.OPEN, waiting_room.ADMITTED):
         if turn.status == waiting_room.ADMITTED and request.method == "GET":
-            flash("It is your turn: choose your seats.", "success")
+            flash(gettext("It is your turn: choose your seats."), "success")
         return redirect(url_for(".event", event_id=event_id))
     return render_template(
         "shop/queue.html",
@@ -194,7 +195,14 @@ def hold(event_id: int) -> Any:
 def _whole_number(text: str, field: str) -> int:
     """An id or a count typed in a form: ASCII digits, 1 to MAX_INT (the id columns' range)."""
     if not is_id(text):
-        raise DomainError(f"{field} must be a whole number from 1 to {MAX_INT}.", field=field)
+        raise DomainError(
+            gettext(
+                "%(field)s must be a whole number from 1 to %(max_int)s.",
+                field=field,
+                max_int=MAX_INT,
+            ),
+            field=field,
+        )
     return int(text)
 
 
@@ -267,7 +275,7 @@ def pay(hold_id: int) -> Any:
         if err.extra.get("order_id"):
             return redirect(url_for(".order", order_id=err.extra["order_id"]))
         return redirect(url_for(".hold_page", hold_id=hold_id))
-    flash("Payment approved: here are your tickets.", "success")
+    flash(gettext("Payment approved: here are your tickets."), "success")
     return redirect(url_for(".order", order_id=result.order_id))
 
 
@@ -284,7 +292,7 @@ def release(hold_id: int) -> Any:
         db.session.rollback()
         flash(err.message, "error")
         return redirect(url_for(".orders"))
-    flash("Your seats were released.", "success")
+    flash(gettext("Your seats were released."), "success")
     return redirect(url_for(".event", event_id=hold.event_id))
 
 
@@ -323,7 +331,7 @@ def cancel_order(order_id: int) -> Any:
         db.session.rollback()
         flash(err.message, "error")
         return redirect(url_for(".order", order_id=order_id))
-    flash("Your order is cancelled: the full amount goes back to your card.", "success")
+    flash(gettext("Your order is cancelled: the full amount goes back to your card."), "success")
     return redirect(url_for(".order", order_id=order_id))
 
 
@@ -344,7 +352,7 @@ def signup() -> Any:
             errors[err.field or "form"] = err.message
         else:
             login_user(customer.user)
-            flash(f"Welcome, {customer.name}!", "success")
+            flash(gettext("Welcome, %(name)s!", name=customer.name), "success")
             return redirect(_safe_next(request.args.get("next")))
     return render_template("shop/signup.html", errors=errors, form=request.form), (
         422 if errors else 200

@@ -19,6 +19,7 @@ from app.extensions import db
 from app.i18n import current_locale
 from app.models import PartnerUser
 from tests.support.pages import another_client, page_sign_up, path_of, text
+from tests.support.shop import sign_up
 
 FIND = {"pt_BR": "Encontre seu próximo evento", "en": "Find your next event"}
 
@@ -127,3 +128,35 @@ def test_the_gate_page_and_its_scripts_texts_speak_the_language(client: FlaskCli
     en = text(client.get("/gate/"))
     assert html_lang(en) == "en" and "Pick the event" in en
     assert strings(en)["Welcome"] == "Welcome"
+
+
+def test_api_error_messages_speak_the_language_and_keep_their_code(
+    client: FlaskClient, on_sale: object
+) -> None:
+    """A domain error's message (app/models, app/services) in the request's language; the
+    `error` code, for programs, stays English."""
+    headers = {"Accept-Language": "pt-BR"}
+    pt = client.get("/api/v1/catalog/events/987654", headers=headers)
+    en = client.get("/api/v1/catalog/events/987654")
+    assert pt.status_code == en.status_code == 404
+    assert pt.get_json()["error"] == en.get_json()["error"] == "not_found"
+    assert pt.get_json()["message"] == "Evento não encontrado."
+    assert en.get_json()["message"] == "Event not found."
+    # a message with values: named parameters, placed where each language puts them
+    token = sign_up(client)
+    body = {"event_id": on_sale.id, "spot_ids": []}  # type: ignore[attr-defined]
+    pt = client.post("/api/v1/holds/", json=body, headers=token | headers)
+    en = client.post("/api/v1/holds/", json=body, headers=token)
+    assert pt.get_json()["error"] == en.get_json()["error"]
+    assert pt.get_json()["message"] != en.get_json()["message"]
+
+
+def test_error_pages_speak_the_language(client: FlaskClient) -> None:
+    pt = client.get("/no/such/page", headers={"Accept-Language": "pt-BR"})
+    en = client.get("/no/such/page")
+    assert pt.status_code == en.status_code == 404
+    assert "Página não encontrada" in text(pt) and html_lang(text(pt)) == "pt-BR"
+    assert "Page not found" in text(en)
+    api = client.get("/api/v1/no-such-api", headers={"Accept-Language": "pt-BR"})
+    assert api.get_json()["error"] == "not_found"
+    assert api.get_json()["message"].startswith("Não há nada neste endereço")

@@ -119,14 +119,15 @@ def template_problems(path: Path) -> list[str]:
 
 # Python: the calls whose message a person reads.
 def python_problems(path: Path, error_classes: set[str]) -> list[str]:
-    """flash() calls and ``raise SomeDomainError(...)`` (or ``SomeDomainError(...)`` built to be
-    raised later) whose message is a plain or formatted string literal, not gettext's."""
+    """flash() calls, ``raise SomeDomainError(...)`` (or ``SomeDomainError(...)`` built to be
+    raised later) and ``abort(..., description=...)`` whose message is a plain or formatted
+    string literal, not gettext's."""
     tree = ast.parse(path.read_text(), str(path))
     problems = []
     for call in _calls(tree):
         name = _called_name(call)
-        if name == "flash" or name in error_classes:
-            message = _message_argument(call)
+        if name == "flash" or name in error_classes or name == "abort":
+            message = _message_argument(call) if name != "abort" else _description(call)
             if message is not None and _is_literal_text(message):
                 problems.append(f"{path.name}:{call.lineno} {name}({ast.unparse(message)[:60]})")
     return problems
@@ -151,6 +152,13 @@ def _message_argument(call: ast.Call) -> ast.expr | None:
         return call.args[0]
     for keyword in call.keywords:
         if keyword.arg == "message":
+            return keyword.value
+    return None
+
+
+def _description(call: ast.Call) -> ast.expr | None:
+    for keyword in call.keywords:
+        if keyword.arg == "description":
             return keyword.value
     return None
 

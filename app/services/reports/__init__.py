@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 from flask import current_app
+from flask_babel import gettext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -88,14 +89,15 @@ def request_report(
     try:
         wanted = ReportKind(kind)
     except ValueError:
-        raise DomainError("Choose a kind of report.", field="kind") from None
+        raise DomainError(gettext("Choose a kind of report."), field="kind") from None
     try:
         fmt = ReportFormat(file_format)
     except ValueError:
-        raise DomainError("Choose CSV or XLSX.", field="format") from None
+        raise DomainError(gettext("Choose CSV or XLSX."), field="format") from None
     if wanted not in kinds_for(actor):
         raise Forbidden(
-            f"Only finance requests {KIND_LABELS[wanted].lower()} reports.", field="kind"
+            gettext("Only finance requests %(lower)s reports.", lower=KIND_LABELS[wanted].lower()),
+            field="kind",
         )
     period = Period.of(start, end, required=wanted in NEEDS_PERIOD)
     report = Report(
@@ -123,15 +125,18 @@ def _partner_of_request(
     if not is_platform_staff(actor):
         own = getattr(actor, "partner_id", None)
         if own is None:
-            raise Forbidden("Your user belongs to no partner.")
+            raise Forbidden(gettext("Your user belongs to no partner."))
         if partner_id not in (None, own):
-            raise NotFound("Partner not found.", field="partner")
+            raise NotFound(gettext("Partner not found."), field="partner")
         return own
     if partner_id is None:
         return None
     if kind in PLATFORM_WIDE:
         raise DomainError(
-            f"{KIND_LABELS[kind]} covers every partner: leave the partner empty.", field="partner"
+            gettext(
+                "%(value)s covers every partner: leave the partner empty.", value=KIND_LABELS[kind]
+            ),
+            field="partner",
         )
     return get_owned(session, Partner, partner_id, actor).id
 
@@ -140,14 +145,17 @@ def report_file(report: Report, directory: Path) -> Path:
     """The written file of a report (found through the caller's scope); NotFound until then."""
     if report.status == ReportStatus.EXPIRED:
         raise NotFound(
-            f"The report's file was deleted after {current_app.config['REPORT_RETENTION_DAYS']} "
-            "days: request the report again."
+            gettext(
+                "The report's file was deleted after %(report_retention_days)s days: "
+                "request the report again.",
+                report_retention_days=current_app.config["REPORT_RETENTION_DAYS"],
+            )
         )
     if report.status != ReportStatus.DONE or not report.file_name:
-        raise NotFound("The report's file is not ready.")
+        raise NotFound(gettext("The report's file is not ready."))
     path = _path_of(report.file_name, directory)
     if not path.is_file():
-        raise NotFound("The report's file is gone.")
+        raise NotFound(gettext("The report's file is gone."))
     return path
 
 
@@ -195,7 +203,7 @@ def generate_report(session: Session, report_id: int, directory: Path) -> Report
     running is written again. A failure is recorded on the report for its reader to see."""
     report = session.get(Report, report_id)
     if report is None:
-        raise NotFound(f"Report {report_id} not found.")
+        raise NotFound(gettext("Report %(report_id)s not found.", report_id=report_id))
     if report.status == ReportStatus.DONE:
         return report
     report.start(utcnow())

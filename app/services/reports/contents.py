@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from flask_babel import gettext
 from sqlalchemy import Select, and_, case, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -74,16 +75,16 @@ class Period:
     def of(cls, start: dt.date | None, end: dt.date | None, *, required: bool) -> Period | None:
         if start is None and end is None:
             if required:
-                raise DomainError("Give the period's first and last day.", field="start")
+                raise DomainError(gettext("Give the period's first and last day."), field="start")
             return None
         if start is None:
-            raise DomainError("Give the period's first day.", field="start")
+            raise DomainError(gettext("Give the period's first day."), field="start")
         if end is None:
-            raise DomainError("Give the period's last day.", field="end")
+            raise DomainError(gettext("Give the period's last day."), field="end")
         if end < start:
-            raise DomainError("The period ends before it starts.", field="end")
+            raise DomainError(gettext("The period ends before it starts."), field="end")
         if end >= dt.date.max:  # the first moment after it would not be a date
-            raise DomainError("The period's last day is too far away.", field="end")
+            raise DomainError(gettext("The period's last day is too far away."), field="end")
         return cls(start, end)
 
     @classmethod
@@ -301,8 +302,14 @@ def _statement(
     closing = ledger.partner_balance(session, partner, currency, before=period.until)
     if running != closing:
         raise ReportMismatch(
-            f"{partner.name}'s statement closes at {money(running)} {currency}; the ledger"
-            f" says {money(closing)}."
+            gettext(
+                "%(name)s's statement closes at %(money)s %(currency)s; the ledger "
+                "says %(money2)s.",
+                name=partner.name,
+                money=money(running),
+                currency=currency,
+                money2=money(closing),
+            )
         )
     yield ["closing", *who, period.until, None, None, "Closing balance",
            *[money(totals[key]) for key in STATEMENT_FIGURES],
