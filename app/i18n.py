@@ -10,6 +10,7 @@ default, unless a caller forces one (``flask_babel.force_locale``).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -26,6 +27,7 @@ from flask import (
 from flask_babel import get_babel, get_locale, lazy_gettext, refresh
 
 DEFAULT_LOCALE = "pt_BR"
+TRANSLATIONS = Path(__file__).parent / "translations"  # our catalog (make translations)
 # Flask-AppBuilder's LANGUAGES: its language menu lists these (flags are its CSS classes).
 LANGUAGES: dict[str, dict[str, str]] = {
     "pt_BR": {"flag": "br", "name": "Português (Brasil)"},

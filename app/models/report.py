@@ -11,7 +11,7 @@ from typing import Any
 
 from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import User
-from flask_babel import gettext
+from flask_babel import gettext, lazy_gettext
 from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
@@ -29,10 +29,10 @@ class ReportKind(enum.StrEnum):
 
 
 KIND_LABELS = {
-    ReportKind.SALES: "Sales per event",
-    ReportKind.STATEMENT: "Partner statement",
-    ReportKind.REVENUE: "Platform revenue",
-    ReportKind.PAYOUT_BATCH: "Payout batch file",
+    ReportKind.SALES: lazy_gettext("Sales per event"),
+    ReportKind.STATEMENT: lazy_gettext("Partner statement"),
+    ReportKind.REVENUE: lazy_gettext("Platform revenue"),
+    ReportKind.PAYOUT_BATCH: lazy_gettext("Payout batch file"),
 }
 
 

@@ -77,9 +77,13 @@ class DayPreview:
     @property
     def captured_text(self) -> str:
         if not self.captured:
-            return "no card payment captured that day"
+            return gettext("no card payment captured that day")
         return "; ".join(
-            f"{count} payment(s) captured, {format_money(cents, currency)}"
+            gettext(
+                "%(count)s payment(s) captured, %(amount)s",
+                count=count,
+                amount=format_money(cents, currency),
+            )
             for currency, count, cents in self.captured
         )
 

@@ -195,6 +195,11 @@ class CheckedListMixin:
             can_export=self.appbuilder.sm.has_access("can_export_csv", self.class_permission_name),
         )
 
+    def _prettify_column(self, name: str) -> Any:
+        """FAB's label of a column without one of ours ("starts_at": "Starts At"), translated
+        (tests/integration/test_languages.py checks that the catalog has each)."""
+        return lazy_gettext(super()._prettify_column(name))  # type: ignore[misc]
+
     def render_template(self, template: str, **kwargs: Any) -> Any:
         """FAB shows a row's related lists (an event's sections, with prices and sales) without
         asking whether the user may list them: tabs the user may not list are left out."""
@@ -359,7 +364,9 @@ class ScopedModelView(ScopedMixin, CheckedListMixin, ModelView):
     def post_edit_redirect(self) -> Any:
         return redirect(url_for(".show", pk=g.saved_pk))
 
-    integrity_message = "This conflicts with an existing row (a name or label already in use?)."
+    integrity_message = lazy_gettext(
+        "This conflicts with an existing row (a name or label already in use?)."
+    )
 
     @staticmethod
     def _show_error(form: Form, message: str, field: str | None) -> None:
@@ -491,11 +498,13 @@ class ScopedModelRestApi(ScopedMixin, ModelRestApi):
         except IntegrityError:
             db.session.rollback()
             return self.response(
-                409, error="conflict", message="This conflicts with an existing row."
+                409, error="conflict", message=lazy_gettext("This conflicts with an existing row.")
             )
         except DataError:
             db.session.rollback()
-            return self.response(422, error="invalid", message="A value is out of range.")
+            return self.response(
+                422, error="invalid", message=lazy_gettext("A value is out of range.")
+            )
 
     def post_headless(self) -> Any:
         return self._domain_guard(self._with_relation_ids, self.add_columns, super().post_headless)
@@ -511,7 +520,9 @@ class ScopedModelRestApi(ScopedMixin, ModelRestApi):
         take a boolean, a text or an object too, and end in a database error or a TypeError."""
         body = request.get_json(silent=True)
         if request.is_json and not isinstance(body, dict):
-            return self.response_400(message="Send a JSON object of the fields to set.")
+            return self.response_400(
+                message=lazy_gettext("Send a JSON object of the fields to set.")
+            )
         if isinstance(body, dict):
             for name in columns:
                 value = body.get(name)
@@ -533,7 +544,9 @@ class ScopedModelRestApi(ScopedMixin, ModelRestApi):
             return super().get_list_headless(**kwargs)
         except BAD_LIST_ARGUMENTS:
             db.session.rollback()
-            return self.response_400(message="A filter value does not fit its column.")
+            return self.response_400(
+                message=lazy_gettext("A filter value does not fit its column.")
+            )
 
     def _sanitize_page_args(self, page: int | None, page_size: int | None) -> Any:
         """FAB passed any page number to the database: a negative one or one past the last

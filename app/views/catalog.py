@@ -8,7 +8,7 @@ from typing import Any
 from flask import current_app, flash, redirect, request, url_for
 from flask_appbuilder import action, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
-from flask_babel import gettext
+from flask_babel import gettext, lazy_gettext
 from wtforms import BooleanField
 
 from app.extensions import db
@@ -50,22 +50,30 @@ EVENT_FORM_COLUMNS = [
     "waiting_room_per_minute",
 ]
 EVENT_DESCRIPTIONS = {
-    "timezone": "The venue's time zone: every time below is its local time"
-    " (Brasília's by default).",
-    "starts_at": "The venue's local time.",
-    "sales_start": "When tickets go on sale (venue's time). Empty: as soon as the event is"
-    " published.",
-    "sales_end": "When sales close (venue's time). Empty: when the event starts.",
-    "currency": "ISO 4217 code; default BRL. Fixed once the event has sales.",
-    "checkin_opens_at": "When the gates start letting people in (venue's time). Empty: 6 h before"
-    " the start.",
-    "checkin_closes_at": "When the gates stop (venue's time). Empty: the end, or 12 hours after"
-    " the start.",
-    "allow_reentry": "An exit scan lets the holder in once more.",
-    "refund_window_hours": "Customers may cancel for a full refund until this many hours before "
-    "the start. Empty: no self-service cancellation.",
-    "waiting_room_per_minute": "For a high-demand on-sale: buyers wait in line and come in to "
-    "choose seats at this many per minute, first come, first served. Empty: no waiting room.",
+    "timezone": lazy_gettext(
+        "The venue's time zone: every time below is its local time (Brasília's by default)."
+    ),
+    "starts_at": lazy_gettext("The venue's local time."),
+    "sales_start": lazy_gettext(
+        "When tickets go on sale (venue's time). Empty: as soon as the event is published."
+    ),
+    "sales_end": lazy_gettext("When sales close (venue's time). Empty: when the event starts."),
+    "currency": lazy_gettext("ISO 4217 code; default BRL. Fixed once the event has sales."),
+    "checkin_opens_at": lazy_gettext(
+        "When the gates start letting people in (venue's time). Empty: 6 h before the start."
+    ),
+    "checkin_closes_at": lazy_gettext(
+        "When the gates stop (venue's time). Empty: the end, or 12 hours after the start."
+    ),
+    "allow_reentry": lazy_gettext("An exit scan lets the holder in once more."),
+    "refund_window_hours": lazy_gettext(
+        "Customers may cancel for a full refund until this many hours before the "
+        "start. Empty: no self-service cancellation."
+    ),
+    "waiting_room_per_minute": lazy_gettext(
+        "For a high-demand on-sale: buyers wait in line and come in to choose seats "
+        "at this many per minute, first come, first served. Empty: no waiting room."
+    ),
 }
 
 
@@ -115,7 +123,7 @@ class SpotRules:
 
 class EventSpotView(SpotRules, ScopedModelView):
     datamodel = SQLAInterface(EventSpot)
-    list_title = "Spots"
+    list_title = lazy_gettext("Spots")
     list_columns = ["event", "section", "label", "row_label", "seat_number", "status"]
     show_columns = ["event", "section", "label", "row_label", "seat_number", "status", "held_until"]
     add_columns = ["section", "label", "row_label", "seat_number"]
@@ -123,8 +131,8 @@ class EventSpotView(SpotRules, ScopedModelView):
     search_columns = ["event", "section", "label", "row_label", "status"]
     order_columns = ["label", "row_label", "seat_number", "status"]
     base_order = ("position", "asc")
-    label_columns = {"row_label": "Row", "seat_number": "Seat"}
-    description_columns = {"row_label": "Empty for general admission."}
+    label_columns = {"row_label": lazy_gettext("Row"), "seat_number": lazy_gettext("Seat")}
+    description_columns = {"row_label": lazy_gettext("Empty for general admission.")}
     page_size = 50
 
     @action("block", "Block", "Block the selected spots? Blocked spots are not sold.", "fa-ban")
@@ -156,7 +164,7 @@ class EventSpotView(SpotRules, ScopedModelView):
 
 class EventSectionView(SectionRules, ScopedModelView):
     datamodel = SQLAInterface(EventSection)
-    list_title = "Sections"
+    list_title = lazy_gettext("Sections")
     list_columns = [
         "event",
         "name",
@@ -184,15 +192,15 @@ class EventSectionView(SectionRules, ScopedModelView):
     order_columns = ["name", "kind", "position"]
     base_order = ("position", "asc")
     label_columns = {
-        "price_amount": "Price",
-        "available_count": "Available",
-        "held_count": "Held",
-        "sold_count": "Sold",
-        "blocked_count": "Blocked",
+        "price_amount": lazy_gettext("Price"),
+        "available_count": lazy_gettext("Available"),
+        "held_count": lazy_gettext("Held"),
+        "sold_count": lazy_gettext("Sold"),
+        "blocked_count": lazy_gettext("Blocked"),
     }
     description_columns = {
-        "position": "Order on the event page (lower first).",
-        "price_amount": "Tickets already sold keep the price they were sold at.",
+        "position": lazy_gettext("Order on the event page (lower first)."),
+        "price_amount": lazy_gettext("Tickets already sold keep the price they were sold at."),
     }
     add_form_extra_fields = {
         "price_amount": price_field(),
@@ -243,26 +251,28 @@ class EventSectionView(SectionRules, ScopedModelView):
 # Show and list columns reading an event's time in the venue's zone ("26/12/2026 21:00 BRT").
 LOCAL_COLUMNS = {field: field.replace("_at", "") + "_local" for field in EVENT_TIMES}
 LOCAL_LABELS = {
-    "starts_local": "Starts",
-    "ends_local": "Ends",
-    "sales_start_local": "Sales start",
-    "sales_end_local": "Sales end",
-    "checkin_opens_local": "Check-in opens",
-    "checkin_closes_local": "Check-in closes",
-    "published_local": "Published",
-    "cancelled_local": "Cancelled",
+    "starts_local": lazy_gettext("Starts"),
+    "ends_local": lazy_gettext("Ends"),
+    "sales_start_local": lazy_gettext("Sales start"),
+    "sales_end_local": lazy_gettext("Sales end"),
+    "checkin_opens_local": lazy_gettext("Check-in opens"),
+    "checkin_closes_local": lazy_gettext("Check-in closes"),
+    "published_local": lazy_gettext("Published"),
+    "cancelled_local": lazy_gettext("Cancelled"),
 }
 
 REENTRY_FIELD = {
     "allow_reentry": BooleanField(
-        "Allow re-entry", description=EVENT_DESCRIPTIONS["allow_reentry"], default=False
+        lazy_gettext("Allow re-entry"),
+        description=EVENT_DESCRIPTIONS["allow_reentry"],
+        default=False,
     )
 }
 
 
 class EventView(EventRules, ScopedModelView):
     datamodel = SQLAInterface(Event)
-    list_title = "Events"
+    list_title = lazy_gettext("Events")
     list_columns = ["name", "partner", "city", "venue", "starts_local", "status"]
     show_columns = [
         *(LOCAL_COLUMNS.get(column, column) for column in EVENT_FORM_COLUMNS),
@@ -279,12 +289,12 @@ class EventView(EventRules, ScopedModelView):
     partner_only_hidden = ("partner",)
     description_columns = EVENT_DESCRIPTIONS
     label_columns = {
-        "starts_at": "Starts",
-        "ends_at": "Ends",
-        "timezone": "Time zone",
+        "starts_at": lazy_gettext("Starts"),
+        "ends_at": lazy_gettext("Ends"),
+        "timezone": lazy_gettext("Time zone"),
         **LOCAL_LABELS,
-        "image_url": "Image URL",
-        "waiting_room_per_minute": "Waiting room (buyers let in per minute)",
+        "image_url": lazy_gettext("Image URL"),
+        "waiting_room_per_minute": lazy_gettext("Waiting room (buyers let in per minute)"),
     }
     add_form_extra_fields = {
         "currency": currency_field(),

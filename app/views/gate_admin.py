@@ -36,9 +36,9 @@ class GateUserFilter(BaseFilter):
 
 class GateDeviceView(ScopedModelView):
     datamodel = SQLAInterface(GateDevice)
-    list_title = "Gate devices"
-    show_title = "Gate device"
-    add_title = "Register a gate device"
+    list_title = lazy_gettext("Gate devices")
+    show_title = lazy_gettext("Gate device")
+    add_title = lazy_gettext("Register a gate device")
     base_permissions = ["can_list", "can_show", "can_add", "can_edit"]
     list_columns = ["name", "partner", "events", "status", "token_hint", "created_at"]
     show_columns = [*list_columns, "revoked_at"]
@@ -47,9 +47,11 @@ class GateDeviceView(ScopedModelView):
     search_columns = ["name", "partner"]
     order_columns = ["name", "created_at"]
     base_order = ("created_at", "desc")
-    label_columns = {"token_hint": "Token starts with"}
+    label_columns = {"token_hint": lazy_gettext("Token starts with")}
     description_columns = {
-        "events": "The events this device validates. Its token is shown once, after saving.",
+        "events": lazy_gettext(
+            "The events this device validates. Its token is shown once, after saving."
+        ),
     }
     add_form_query_rel_fields = {"events": [["id", PartnerScopeFilter, None]]}
     edit_form_query_rel_fields = {"events": [["id", PartnerScopeFilter, None]]}
@@ -88,8 +90,8 @@ class GateDeviceView(ScopedModelView):
 
 class GateAssignmentView(ScopedModelView):
     datamodel = SQLAInterface(GateAssignment)
-    list_title = "Gate staff"
-    add_title = "Assign a gate user to an event"
+    list_title = lazy_gettext("Gate staff")
+    add_title = lazy_gettext("Assign a gate user to an event")
     base_permissions = ["can_list", "can_add", "can_delete"]
     list_columns = ["user", "event", "created_at"]
     add_columns = ["user", "event"]
@@ -115,7 +117,7 @@ class GateAssignmentView(ScopedModelView):
 
 class CheckInView(ScopedModelView):
     datamodel = SQLAInterface(CheckIn)
-    list_title = "Scan log"
+    list_title = lazy_gettext("Scan log")
     base_permissions = ["can_list", "can_show", "can_live", "can_export_csv"]
     list_columns = [
         "scanned_at", "event", "gate", "direction", "result", "seat", "device", "offline",
@@ -125,7 +127,10 @@ class CheckInView(ScopedModelView):
     search_columns = ["event", "result", "gate", "direction", "offline", "conflict", "scanned_at"]
     order_columns = ["scanned_at", "gate", "result"]
     base_order = ("scanned_at", "desc")
-    label_columns = {"conflict": "Offline conflict", "device_verdict": "Device showed"}
+    label_columns = {
+        "conflict": lazy_gettext("Offline conflict"),
+        "device_verdict": lazy_gettext("Device showed"),
+    }
 
     @expose("/live/<int:event_id>")
     @has_access

@@ -9,7 +9,7 @@ from typing import Any
 from flask import flash, redirect, request, url_for
 from flask_appbuilder import action, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
-from flask_babel import gettext
+from flask_babel import gettext, lazy_gettext
 
 from app.extensions import db
 from app.models import LedgerTransaction, Order, format_money
@@ -21,14 +21,17 @@ from app.views.forms import RefundTicketsForm
 
 class OrderView(ScopedModelView):
     datamodel = SQLAInterface(Order)
-    list_title = "Orders"
+    list_title = lazy_gettext("Orders")
     base_permissions = ["can_list", "can_show", "can_refund_tickets", "can_export_csv"]
     list_columns = ["id", "event", "customer", "status", "total", "created_at", "paid_at"]
     show_columns = [*list_columns, "cancel_reason", "ticket_summary", "payment_summary"]
     search_columns = ["event", "status", "created_at"]
     order_columns = ["id", "status", "created_at", "paid_at"]
     base_order = ("created_at", "desc")
-    label_columns = {"ticket_summary": "Tickets", "payment_summary": "Payments"}
+    label_columns = {
+        "ticket_summary": lazy_gettext("Tickets"),
+        "payment_summary": lazy_gettext("Payments"),
+    }
 
     @action(
         "refund", "Refund", "Refund the selected orders in full? Tickets are revoked.", "fa-undo"
@@ -108,10 +111,10 @@ class LedgerTransactionView(ScopedModelView):
     """Finance's view of the ledger (read-only: corrections are reversing transactions)."""
 
     datamodel = SQLAInterface(LedgerTransaction)
-    list_title = "Ledger"
+    list_title = lazy_gettext("Ledger")
     base_permissions = ["can_list", "can_show", "can_export_csv"]
     list_columns = ["id", "created_at", "kind", "cause_key", "memo", "summary"]
     show_columns = list_columns
     search_columns = ["kind", "cause_key", "created_at"]
     base_order = ("id", "desc")
-    label_columns = {"summary": "Entries"}
+    label_columns = {"summary": lazy_gettext("Entries")}

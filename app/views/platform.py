@@ -7,7 +7,7 @@ from typing import Any
 from flask import flash, redirect, request, url_for
 from flask_appbuilder import ModelView, action, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
-from flask_babel import gettext
+from flask_babel import gettext, lazy_gettext
 
 from app.extensions import db
 from app.models import Customer, Partner
@@ -18,7 +18,7 @@ from app.views.forms import PartnerReserveForm, reserve_field
 
 class PartnerView(ScopedModelView):
     datamodel = SQLAInterface(Partner)
-    list_title = "Partners"
+    list_title = lazy_gettext("Partners")
     list_columns = [
         "name",
         "status",
@@ -33,13 +33,13 @@ class PartnerView(ScopedModelView):
     edit_columns = add_columns
     search_columns = ["name", "status", "contact_email"]
     label_columns = {
-        "fee_percent": "Fee (%)",
-        "fee_fixed_cents": "Fee per ticket (cents)",
-        "reserve_percent": "Payout reserve (%)",
+        "fee_percent": lazy_gettext("Fee (%)"),
+        "fee_fixed_cents": lazy_gettext("Fee per ticket (cents)"),
+        "reserve_percent": lazy_gettext("Payout reserve (%)"),
     }
     description_columns = {
-        "fee_percent": "Platform fee as a percentage of the gross, 0 to 100.",
-        "fee_fixed_cents": "Fixed platform fee per ticket, in cents.",
+        "fee_percent": lazy_gettext("Platform fee as a percentage of the gross, 0 to 100."),
+        "fee_fixed_cents": lazy_gettext("Fixed platform fee per ticket, in cents."),
     }
     add_form_extra_fields = {"reserve_percent": reserve_field(required=False)}
     edit_form_extra_fields = add_form_extra_fields
@@ -112,7 +112,7 @@ class PartnerView(ScopedModelView):
 
 class CustomerView(CheckedListMixin, ModelView):
     datamodel = SQLAInterface(Customer)
-    list_title = "Customers"
+    list_title = lazy_gettext("Customers")
     list_columns = ["name", "email", "created_at"]
     show_columns = ["name", "email", "user", "created_at"]
     search_columns = ["name", "email", "created_at"]

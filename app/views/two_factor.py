@@ -30,7 +30,7 @@ from flask_appbuilder.security.forms import LoginForm_db
 from flask_appbuilder.security.views import AuthDBView as FabAuthDBView
 from flask_appbuilder.utils.base import get_safe_redirect
 from flask_appbuilder.views import expose
-from flask_babel import gettext
+from flask_babel import gettext, lazy_gettext
 from flask_login import current_user, login_user
 
 from app.extensions import db
@@ -195,7 +195,7 @@ def require_enrolment() -> Any:
     user = current_user
     if not user.is_authenticated or not two_factor.must_enrol(user):
         return None
-    message = "Your role requires two-factor sign-in: turn it on to continue."
+    message = lazy_gettext("Your role requires two-factor sign-in: turn it on to continue.")
     if request.path.startswith("/api/"):
         return jsonify(error="two_factor_required", message=message, status=403), 403
     flash(message, "warning")

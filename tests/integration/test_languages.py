@@ -160,3 +160,44 @@ def test_error_pages_speak_the_language(client: FlaskClient) -> None:
     api = client.get("/api/v1/no-such-api", headers={"Accept-Language": "pt-BR"})
     assert api.get_json()["error"] == "not_found"
     assert api.get_json()["message"].startswith("Não há nada neste endereço")
+
+
+def _catalog_ids() -> set[str]:
+    from babel.messages.pofile import read_po
+
+    from app.i18n import TRANSLATIONS
+
+    with (TRANSLATIONS / "pt_BR" / "LC_MESSAGES" / "messages.po").open("rb") as po:
+        return {m.id if isinstance(m.id, str) else m.id[0] for m in read_po(po) if m.id}
+
+
+def test_every_dashboard_label_title_and_menu_entry_is_in_the_catalog(app: Flask) -> None:
+    """FAB's own labels of our columns ("starts_at": "Starts At"), ours, the views' titles and
+    the menu: each is a msgid of the catalog (so translated, test_translations says)."""
+    from flask_babel import force_locale
+
+    known = _catalog_ids()
+    shown: set[str] = set()
+    with app.test_request_context(), force_locale("en"):
+        for view in app.appbuilder.baseviews:
+            if not type(view).__module__.startswith("app."):
+                continue
+            shown.update(
+                str(label) for label in (getattr(view, "label_columns", None) or {}).values()
+            )
+            for attribute in ("list_title", "show_title", "add_title", "edit_title"):
+                title = getattr(view, attribute, None)
+                if title and attribute in type(view).__dict__:
+                    shown.add(str(title))
+        for item in app.appbuilder.menu.get_list():
+            shown.add(item.name)
+            shown.update(child.name for child in item.childs or [] if child.name != "-")
+    fabs = {"List Users", "Security", "List Roles", "User's Statistics", "Action Log", "-"}
+    assert sorted(shown - known - fabs) == []
+
+
+def test_the_dashboard_speaks_the_language(client: FlaskClient) -> None:
+    login = text(client.get("/login/", headers={"Accept-Language": "pt-BR"}))
+    assert html_lang(login) in ("", "pt-BR")
+    assert 'href="/language/en?next=%2Flogin%2F"' in login  # the switcher, in FAB's bar
+    assert "Português (Brasil)" in login

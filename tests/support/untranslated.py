@@ -71,7 +71,8 @@ def unmarked_text(source: str) -> list[str]:
     text = re.sub(r"<(script|style)\b.*?</\1>", " ", text, flags=re.S | re.I)
     found: list[str] = []
     for tag in re.finditer(r"<[^>]*>", text):
-        for attribute in READ_ATTRIBUTES:
+        button = re.match(r'<input\b[^>]*\stype="(submit|button|reset)"', tag.group(0))
+        for attribute in READ_ATTRIBUTES + (("value",) if button else ()):
             for value in re.findall(rf'\s{attribute}="([^"]*)"', tag.group(0)):
                 found += [f'{attribute}="{value}"'] if _words(value.replace(_MARK, " ")) else []
     text = re.sub(r"<[^>]*>", " ", text)
@@ -91,6 +92,8 @@ def unmarked_literals(source: str) -> list[str]:
     def walk(node: nodes.Node, marked: bool) -> None:
         if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name):
             marked = marked or node.node.name in GETTEXT_NAMES
+        if isinstance(node, nodes.Compare):
+            marked = True  # compared ("Admin" in roles), not shown
         is_text = isinstance(node, nodes.Const) and isinstance(node.value, str)
         if is_text and not marked and _reads_as_text(node.value):
             found.append(node.value)
