@@ -53,7 +53,7 @@ def describe_settlement(summary: dict[str, Any]) -> str:
 
 def describe_payouts(session: Session, payout_ids: list[int]) -> str:
     if not payout_ids:
-        return "No payout made: no partner has settled money available beyond its payouts."
+        return gettext("No payout made: no partner has settled money available beyond its payouts.")
     made = session.execute(
         select(Payout.id, Partner.name, Payout.amount_cents, Payout.currency)
         .join(Partner, Partner.id == Payout.partner_id)
@@ -63,7 +63,9 @@ def describe_payouts(session: Session, payout_ids: list[int]) -> str:
     listed = "; ".join(
         f"#{pid} {name} {format_money(amount, currency)}" for pid, name, amount, currency in made
     )
-    return f"{len(made)} payout(s) made, pending approval: {listed}."
+    return gettext(
+        "%(count)s payout(s) made, pending approval: %(payouts)s.", count=len(made), payouts=listed
+    )
 
 
 @dataclass(frozen=True)

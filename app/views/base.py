@@ -465,7 +465,7 @@ class ScopedModelView(ScopedMixin, CheckedListMixin, ModelView):
 
     def run_each(self, items: Any, operation: Any, done: str) -> int:
         """Apply a service operation to one or several rows, flashing each refusal; returns how
-        many succeeded."""
+        many succeeded. ``done`` is a msgid (N_) with a %(count)s."""
         items = items if isinstance(items, list) else [items]
         succeeded = 0
         for item in items:
@@ -476,7 +476,7 @@ class ScopedModelView(ScopedMixin, CheckedListMixin, ModelView):
                 db.session.rollback()
                 flash(err.message, "danger")
         if succeeded:
-            flash(done.format(count=succeeded), "success")
+            flash(gettext(done, count=succeeded), "success")
         return succeeded
 
 

@@ -12,6 +12,7 @@ from flask_babel import gettext, lazy_gettext
 from wtforms import BooleanField
 
 from app.extensions import db
+from app.i18n import N_
 from app.models import DomainError, Event, EventSection, EventSpot, local_time
 from app.models.event import EVENT_TIMES
 from app.services import events as event_service
@@ -135,11 +136,16 @@ class EventSpotView(SpotRules, ScopedModelView):
     description_columns = {"row_label": lazy_gettext("Empty for general admission.")}
     page_size = 50
 
-    @action("block", "Block", "Block the selected spots? Blocked spots are not sold.", "fa-ban")
+    @action(
+        "block",
+        N_("Block"),
+        lazy_gettext("Block the selected spots? Blocked spots are not sold."),
+        "fa-ban",
+    )
     def block(self, items: Any) -> Any:
         return self._set_blocked(items, blocked=True)
 
-    @action("unblock", "Unblock", None, "fa-check")
+    @action("unblock", N_("Unblock"), None, "fa-check")
     def unblock(self, items: Any) -> Any:
         return self._set_blocked(items, blocked=False)
 
@@ -210,7 +216,7 @@ class EventSectionView(SectionRules, ScopedModelView):
     edit_form_extra_fields = add_form_extra_fields
     related_views = [EventSpotView]
 
-    @action("generate", "Generate spots", None, "fa-th", multiple=False)
+    @action("generate", N_("Generate spots"), None, "fa-th", multiple=False)
     def generate_action(self, item: EventSection) -> Any:
         return redirect(url_for(".generate", pk=item.id))
 
@@ -325,48 +331,55 @@ class EventView(EventRules, ScopedModelView):
             if field in form:
                 form[field].data = item.local_naive(field)
 
-    @action("publish", "Publish", "Publish the selected events?", "fa-bullhorn")
+    @action("publish", N_("Publish"), lazy_gettext("Publish the selected events?"), "fa-bullhorn")
     def publish(self, items: Any) -> Any:
         self.run_each(
             items,
             lambda e: event_service.publish_event(db.session, e.id, current_user()),
-            "{count} event(s) published.",
+            N_("%(count)s event(s) published."),
         )
         return redirect(self.get_redirect())
 
-    @action("unpublish", "Unpublish", "Take the selected events off sale?", "fa-eye-slash")
+    @action(
+        "unpublish",
+        N_("Unpublish"),
+        lazy_gettext("Take the selected events off sale?"),
+        "fa-eye-slash",
+    )
     def unpublish(self, items: Any) -> Any:
         self.run_each(
             items,
             lambda e: event_service.unpublish_event(db.session, e.id, current_user()),
-            "{count} event(s) unpublished.",
+            N_("%(count)s event(s) unpublished."),
         )
         return redirect(self.get_redirect())
 
     @action(
         "arm_checkin",
-        "Arm for check-in",
-        "Copy what the gates need into Redis now? (Done automatically before doors open.)",
+        N_("Arm for check-in"),
+        lazy_gettext(
+            "Copy what the gates need into Redis now? (Done automatically before doors open.)"
+        ),
         "fa-shield",
     )
     def arm_checkin(self, items: Any) -> Any:
         self.run_each(
             items,
             lambda event: arm_owned_event(db.session, current_user(), event.id),
-            "{count} event(s) armed for check-in.",
+            N_("%(count)s event(s) armed for check-in."),
         )
         return redirect(self.get_redirect())
 
-    @action("overview", "Overview", None, "fa-bar-chart", multiple=False)
+    @action("overview", N_("Overview"), None, "fa-bar-chart", multiple=False)
     def overview(self, item: Event) -> Any:
         """Sales, revenue, tickets by section, check-in progress and sales per day."""
         return redirect(url_for("EventOverviewView.show", event_id=item.id))
 
-    @action("checkin", "Check-in live", None, "fa-qrcode", multiple=False)
+    @action("checkin", N_("Check-in live"), None, "fa-qrcode", multiple=False)
     def checkin_live(self, item: Event) -> Any:
         return redirect(url_for("CheckInView.live", event_id=item.id))
 
-    @action("cancel_event", "Cancel event", None, "fa-times-circle", multiple=False)
+    @action("cancel_event", N_("Cancel event"), None, "fa-times-circle", multiple=False)
     def cancel_action(self, item: Event) -> Any:
         return redirect(url_for(".cancel", pk=item.id))
 

@@ -14,6 +14,7 @@ from flask_appbuilder.security.sqla.models import Role
 from flask_babel import gettext, lazy_gettext
 
 from app.extensions import db
+from app.i18n import N_
 from app.models import CheckIn, DomainError, GateAssignment, GateDevice, PartnerUser
 from app.services.checkin import devices, scanners
 from app.services.checkin.stats import entries_by_section_and_gate
@@ -78,12 +79,17 @@ class GateDeviceView(ScopedModelView):
     def post_update(self, item: GateDevice) -> None:
         scanners.device_changed(item)
 
-    @action("revoke", "Revoke", "Revoke the selected devices? They are refused at once.", "fa-ban")
+    @action(
+        "revoke",
+        N_("Revoke"),
+        lazy_gettext("Revoke the selected devices? They are refused at once."),
+        "fa-ban",
+    )
     def revoke(self, items: Any) -> Any:
         self.run_each(
             items,
             lambda device: devices.revoke_device(db.session, current_user(), device.id),
-            "{count} device(s) revoked.",
+            N_("%(count)s device(s) revoked."),
         )
         return redirect(self.get_redirect())
 

@@ -41,13 +41,18 @@ def sales_chart(event: EventFigures, *, height: int = 120) -> Any:
     bars = [
         Bar(
             point.tickets,
-            point.day.strftime("%m-%d") if (last - index) % 7 == 0 else "",
-            f"{point.day.isoformat()}: {point.tickets} ticket(s), "
-            f"{event.money(point.revenue_cents)}",
+            (point.day.strftime(gettext("%m-%d")) if (last - index) % 7 == 0 else ""),
+            gettext(
+                "%(day)s: %(tickets)s ticket(s), %(revenue)s",
+                day=point.day.isoformat(),
+                tickets=point.tickets,
+                revenue=event.money(point.revenue_cents),
+            ),
         )
         for index, point in enumerate(event.series)
     ]
-    return bar_chart(bars, title=f"Tickets sold per day: {event.name}", height=height)
+    title = gettext("Tickets sold per day: %(event)s", event=event.name)
+    return bar_chart(bars, title=title, height=height)
 
 
 class HomeView(IndexView):

@@ -12,6 +12,7 @@ from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import gettext, lazy_gettext
 
 from app.extensions import db
+from app.i18n import N_
 from app.models import LedgerTransaction, Order, format_money
 from app.services import refunds
 from app.services.payments import gateway
@@ -34,7 +35,10 @@ class OrderView(ScopedModelView):
     }
 
     @action(
-        "refund", "Refund", "Refund the selected orders in full? Tickets are revoked.", "fa-undo"
+        "refund",
+        N_("Refund"),
+        lazy_gettext("Refund the selected orders in full? Tickets are revoked."),
+        "fa-undo",
     )
     def refund(self, items: Any) -> Any:
         def refund_order(order: Order) -> None:
@@ -42,10 +46,10 @@ class OrderView(ScopedModelView):
             refunds.refund_order(db.session, gateway(), order.id, current_user())
             _warn_used(f"Order {order.id} refunded", used)
 
-        self.run_each(items, refund_order, "{count} order(s) refunded.")
+        self.run_each(items, refund_order, N_("%(count)s order(s) refunded."))
         return redirect(self.get_redirect())
 
-    @action("refund_tickets", "Refund tickets", None, "fa-ticket", multiple=False)
+    @action("refund_tickets", N_("Refund tickets"), None, "fa-ticket", multiple=False)
     def refund_tickets_action(self, item: Order) -> Any:
         return redirect(url_for(".refund_tickets", pk=item.id))
 

@@ -10,6 +10,7 @@ from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import gettext, lazy_gettext
 
 from app.extensions import db
+from app.i18n import N_
 from app.models import Customer, Partner
 from app.services import partners as partner_service
 from app.views.base import CheckedListMixin, ScopedModelView, current_user
@@ -52,7 +53,7 @@ class PartnerView(ScopedModelView):
         item.validate_fees()
         item.validate_reserve()
 
-    @action("reserve", "Payout reserve", None, "fa-shield", multiple=False)
+    @action("reserve", N_("Payout reserve"), None, "fa-shield", multiple=False)
     def reserve_action(self, item: Partner) -> Any:
         return redirect(url_for(".reserve", pk=item.id))
 
@@ -91,21 +92,26 @@ class PartnerView(ScopedModelView):
     def on_delete(self, item: Partner) -> None:
         item.check_deletable()
 
-    @action("approve", "Approve", "Approve the selected partners?", "fa-check")
+    @action("approve", N_("Approve"), lazy_gettext("Approve the selected partners?"), "fa-check")
     def approve(self, items: Any) -> Any:
         self.run_each(
             items,
             lambda p: partner_service.approve_partner(db.session, p.id, current_user()),
-            "{count} partner(s) approved.",
+            N_("%(count)s partner(s) approved."),
         )
         return redirect(self.get_redirect())
 
-    @action("suspend", "Suspend", "Suspend the selected partners? They stop selling.", "fa-ban")
+    @action(
+        "suspend",
+        N_("Suspend"),
+        lazy_gettext("Suspend the selected partners? They stop selling."),
+        "fa-ban",
+    )
     def suspend(self, items: Any) -> Any:
         self.run_each(
             items,
             lambda p: partner_service.suspend_partner(db.session, p.id, current_user()),
-            "{count} partner(s) suspended.",
+            N_("%(count)s partner(s) suspended."),
         )
         return redirect(self.get_redirect())
 

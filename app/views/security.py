@@ -37,6 +37,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from app.extensions import db
+from app.i18n import N_
 from app.models import DomainError
 from app.models.customer import Customer
 from app.models.partner import PartnerUser
@@ -74,8 +75,8 @@ class PartnerUserDBModelView(CheckedListMixin, UserDBModelView):
 
     @action(
         "reset_two_factor",
-        "Reset two-factor sign-in",
-        "Forget this user's two-factor secret (a lost phone)? The user enrols again.",
+        N_("Reset two-factor sign-in"),
+        lazy_gettext("Forget this user's two-factor secret (a lost phone)? The user enrols again."),
         "fa-key",
         multiple=False,
     )

@@ -11,6 +11,7 @@ from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import gettext, lazy_gettext
 
 from app.extensions import db
+from app.i18n import N_
 from app.models import Payout, PayoutItem, Settlement, SettlementLine, SettlementMismatch
 from app.models.base import utcnow
 from app.services import payouts
@@ -97,30 +98,32 @@ class PayoutView(ScopedModelView):
     base_order = ("id", "desc")
     related_views = [PayoutItemView]
 
-    @action("approve", "Approve", "Approve the selected payouts?", "fa-check")
+    @action("approve", N_("Approve"), lazy_gettext("Approve the selected payouts?"), "fa-check")
     def approve(self, items: Any) -> Any:
         self.run_each(
             items,
             lambda p: payouts.approve_payout(db.session, p.id, current_user(), utcnow()),
-            "{count} payout(s) approved.",
+            N_("%(count)s payout(s) approved."),
         )
         return redirect(self.get_redirect())
 
     @action(
         "cancel_payout",
-        "Cancel",
-        "Cancel the selected unpaid payouts? Their transactions go to the next payout run.",
+        N_("Cancel"),
+        lazy_gettext(
+            "Cancel the selected unpaid payouts? Their transactions go to the next payout run."
+        ),
         "fa-times",
     )
     def cancel_payout(self, items: Any) -> Any:
         self.run_each(
             items,
             lambda p: payouts.cancel_payout(db.session, p.id, current_user()),
-            "{count} payout(s) cancelled.",
+            N_("%(count)s payout(s) cancelled."),
         )
         return redirect(self.get_redirect())
 
-    @action("mark_paid", "Mark paid", None, "fa-bank", multiple=False)
+    @action("mark_paid", N_("Mark paid"), None, "fa-bank", multiple=False)
     def mark_paid_action(self, item: Payout) -> Any:
         return redirect(url_for(".mark_paid", pk=item.id))
 

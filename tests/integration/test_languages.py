@@ -201,3 +201,37 @@ def test_the_dashboard_speaks_the_language(client: FlaskClient) -> None:
     assert html_lang(login) in ("", "pt-BR")
     assert 'href="/language/en?next=%2Flogin%2F"' in login  # the switcher, in FAB's bar
     assert "Português (Brasil)" in login
+
+
+@pytest.mark.parametrize(
+    ("header", "first_columns"),
+    [("pt-BR", ["Linha", "Id do repasse"]), ("en", ["Line", "Payout id"]), (None, ["Linha"])],
+)
+def test_report_headers_are_in_the_requesters_language(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, header: str | None, first_columns: list[str]
+) -> None:
+    """The file is written by a task (no request, the default language): its header speaks the
+    language of the request that asked for it, kept with the report; a request without a
+    language, pt-BR."""
+    from pathlib import Path
+
+    from app.models.base import utcnow
+    from app.services import reports
+    from tests.support.builders import make_user
+    from tests.support.money import parse
+
+    monkeypatch.setattr(reports, "enqueue", lambda *args: None)  # the task runs below
+    finance = make_user("fiona", "Finance")
+    headers = {"Accept-Language": header} if header else {}
+    with app.app_context(), app.test_request_context(headers=headers):  # a request of its own
+        actor = db.session.merge(finance)
+        report = reports.request_report(db.session, actor, "payout_batch", "csv", now=utcnow())
+        report_id, locale = report.id, report.params["locale"]
+    assert locale == ("en" if header == "en" else "pt_BR")
+    directory = Path(app.config["REPORTS_DIR"])
+    with app.app_context():  # the task: no request
+        report = reports.generate_report(db.session, report_id, directory)
+        assert report.status == "done", report.error
+        path = reports.report_file(report, directory)
+    header_row = parse(path.read_bytes(), "csv")[0]
+    assert header_row[: len(first_columns)] == first_columns

@@ -18,10 +18,11 @@ import uuid
 from pathlib import Path
 
 from flask import current_app
-from flask_babel import gettext
+from flask_babel import force_locale, gettext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.i18n import DEFAULT_LOCALE, current_locale
 from app.models import (
     KIND_LABELS,
     DomainError,
@@ -45,6 +46,7 @@ from app.services.reports.contents import (
     sales_rows,
 )
 from app.services.reports.files import money, open_writer, spreadsheet_cell
+from app.services.reports.headers import header_row
 from app.services.scoping import Actor, get_owned, is_platform_staff
 
 __all__ = [
@@ -103,7 +105,8 @@ def request_report(
     report = Report(
         kind=wanted.value,
         format=fmt.value,
-        params=period.params() if period else {},
+        # The language of the file's headers: the requester's now (the task has no request).
+        params=(period.params() if period else {}) | {"locale": current_locale()},
         partner_id=_partner_of_request(session, actor, wanted, partner_id),
         requested_by_id=getattr(actor, "id", None),
         status=ReportStatus.PENDING.value,
@@ -208,15 +211,17 @@ def generate_report(session: Session, report_id: int, directory: Path) -> Report
         return report
     report.start(utcnow())
     session.commit()
-    try:
-        file_name, rows = _write(session, report, directory)
-    except Exception as exc:
-        session.rollback()
-        log.exception("report failed", extra={"report_id": report_id})
-        message = exc.message if isinstance(exc, DomainError) else "The file could not be written."
-        report.fail(message, utcnow())
-        session.commit()
-        return report
+    # The file (its headers) and any error in the language of whoever asked, not the task's.
+    with force_locale(report.params.get("locale") or DEFAULT_LOCALE):
+        try:
+            file_name, rows = _write(session, report, directory)
+        except Exception as exc:
+            session.rollback()
+            log.exception("report failed", extra={"report_id": report_id})
+            failed = gettext("The file could not be written.")
+            report.fail(exc.message if isinstance(exc, DomainError) else failed, utcnow())
+            session.commit()
+            return report
     report.finish(file_name, rows, utcnow())
     session.commit()
     log.info("report written", extra={"report_id": report_id, "rows": rows})
@@ -233,18 +238,26 @@ def _write(session: Session, report: Report, directory: Path) -> tuple[str, int]
     partial = directory / f".{name}.{uuid.uuid4().hex[:12]}.part"
     _begin_snapshot(session)
     try:
-        columns, rows = BUILDERS[kind](session, report.partner_id, period)
-        count = 0
-        with open_writer(partial, ReportFormat(report.format), KIND_LABELS[kind]) as writer:
-            writer.writerow(columns)
-            for row in rows:
-                writer.writerow(row)
-                count += 1
+        count = _write_rows(session, report, kind, period, partial)
         os.replace(partial, directory / name)
     finally:
         partial.unlink(missing_ok=True)
     session.commit()  # ends the snapshot (and keeps ledger accounts created on first look)
     return name, count
+
+
+def _write_rows(
+    session: Session, report: Report, kind: ReportKind, period: Period | None, partial: Path
+) -> int:
+    """The file's rows, its header in the current language; how many rows."""
+    columns, rows = BUILDERS[kind](session, report.partner_id, period)
+    count = 0
+    with open_writer(partial, ReportFormat(report.format), str(KIND_LABELS[kind])) as writer:
+        writer.writerow(header_row(columns))
+        for row in rows:
+            writer.writerow(row)
+            count += 1
+    return count
 
 
 def _begin_snapshot(session: Session) -> None:

@@ -270,7 +270,7 @@ def _statement(
 ) -> Iterator[list[Any]]:
     opening = ledger.partner_balance(session, partner, currency, before=period.since)
     who = [partner.id, partner.name, currency]
-    yield ["opening", *who, period.since, None, None, "Opening balance",
+    yield ["opening", *who, period.since, None, None, gettext("Opening balance"),
            *[None] * len(STATEMENT_FIGURES), None, money(opening)]  # fmt: skip
     transactions = (
         select(
@@ -311,7 +311,7 @@ def _statement(
                 money2=money(closing),
             )
         )
-    yield ["closing", *who, period.until, None, None, "Closing balance",
+    yield ["closing", *who, period.until, None, None, gettext("Closing balance"),
            *[money(totals[key]) for key in STATEMENT_FIGURES],
            money(closing - opening), money(closing)]  # fmt: skip
 
@@ -411,7 +411,8 @@ def payout_batch_rows(
             yield ["payout", row.id, row.partner_id, row.name, row.currency,
                    money(row.amount_cents), f"PAYOUT-{row.id}", None, row.approved_at]  # fmt: skip
         for currency, (count, amount) in sorted(totals.items()):
-            yield ["total", None, None, f"{count} payout(s)", currency, money(amount),
+            payouts = gettext("%(count)s payout(s)", count=count)
+            yield ["total", None, None, payouts, currency, money(amount),
                    None, None, None]  # fmt: skip
 
     return PAYOUT_COLUMNS, rows()
