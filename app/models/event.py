@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship, validates
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.i18n import N_
+from app.i18n import N_, current_locale
 from app.models import local_time
 from app.models.base import MAX_INT, OutOfRange, changed_attributes, enum_check, utcnow
 from app.models.codes import new_private_key, public_key_of
@@ -267,9 +267,11 @@ class Event(Model):
             if value is not None:
                 self.set_local(field, value)
 
-    def when(self, field: str = "starts_at", locale: str = "pt_BR") -> str:
+    def when(self, field: str = "starts_at", locale: str | None = None) -> str:
         """One of the event's times as people read it, in the venue's zone."""
-        return local_time.format_local(getattr(self, field), self.zone_name, locale)
+        return local_time.format_local(
+            getattr(self, field), self.zone_name, locale or current_locale()
+        )
 
     # Columns for lists and show pages: the time in the venue's zone, as people read it.
     starts_local = local_time.LocalTime("starts_at")

@@ -19,6 +19,7 @@ from typing import Any
 from babel.dates import format_datetime
 from flask_babel import gettext
 
+from app.i18n import current_locale
 from app.models.errors import DomainError
 
 DEFAULT_TIMEZONE = "America/Sao_Paulo"
@@ -136,4 +137,4 @@ class LocalTime:
     def __get__(self, event: Any, owner: type | None = None) -> Any:
         if event is None:
             return self
-        return format_local(getattr(event, self.field), event.zone_name)
+        return format_local(getattr(event, self.field), event.zone_name, current_locale())

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from app import metrics
+from app.i18n import current_locale
 from app.models import (
     Conflict,
     DomainError,
@@ -233,7 +234,7 @@ class UsedTicket:
     timezone: str = local_time.DEFAULT_TIMEZONE  # the venue's
 
     def describe(self) -> str:
-        entered = local_time.format_local(self.entered_at, self.timezone)
+        entered = local_time.format_local(self.entered_at, self.timezone, current_locale())
         return gettext(
             "ticket %(id)s (%(seat)s), entered %(time)s at %(gate)s",
             id=self.ticket_id,
@@ -297,7 +298,7 @@ def cancel_by_customer(
         raise RefundWindowClosed(
             gettext(
                 "Cancellations closed on %(value)s.",
-                value=local_time.format_local(deadline, order.event.zone_name),
+                value=local_time.format_local(deadline, order.event.zone_name, current_locale()),
             ),
             deadline=local_time.iso_local(deadline, order.event.zone_name),
         )

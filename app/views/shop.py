@@ -27,6 +27,7 @@ from flask_login import login_user
 from markupsafe import Markup
 
 from app.extensions import db
+from app.i18n import current_locale
 from app.local_urls import is_local_path
 from app.models import DomainError, NotFound, format_money, local_time
 from app.models.base import MAX_INT, utcnow
@@ -54,7 +55,7 @@ def money_filter(cents: int, currency: str = "BRL") -> str:
 @bp.app_template_filter("local_time")
 def local_time_filter(utc: dt.datetime | None, timezone: str, *, seconds: bool = False) -> str:
     """A stored (UTC) time as people at the venue read it: "26/12/2026 21:00 BRT"."""
-    return local_time.format_local(utc, timezone, seconds=seconds)
+    return local_time.format_local(utc, timezone, current_locale(), seconds=seconds)
 
 
 @bp.app_template_filter("qr_svg")
