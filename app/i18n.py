@@ -25,6 +25,8 @@ from flask import (
     session,
 )
 from flask_babel import get_babel, get_locale, lazy_gettext, refresh
+from werkzeug.datastructures import LanguageAccept
+from werkzeug.http import parse_accept_header
 
 DEFAULT_LOCALE = "pt_BR"
 TRANSLATIONS = Path(__file__).parent / "translations"  # our catalog (make translations)
@@ -100,6 +102,13 @@ def select_locale() -> str:
         return str(saved)
     best = request.accept_languages.best_match(list(LANGUAGES))
     return best or current_app.config.get("BABEL_DEFAULT_LOCALE", DEFAULT_LOCALE)
+
+
+def locale_for(accept_language: str | None) -> str:
+    """The best of an Accept-Language header among ours, else the default: for the WSGI fast
+    paths, which answer before Flask has a request."""
+    accepted = parse_accept_header(accept_language or "", LanguageAccept)
+    return accepted.best_match(list(LANGUAGES)) or DEFAULT_LOCALE
 
 
 def language_links() -> list[dict[str, Any]]:
