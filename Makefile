@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export FLASK_APP := app
 
 .PHONY: run test test-fast test-js test-js-if-node install serve worker beat lint format migrate perms \
-	demo clean dashboards
+	demo clean dashboards translations
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -70,6 +70,18 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+## Our message catalog (app/translations/): extract the marked texts of app/ (babel.cfg), merge
+## them into each language's .po, compile the .mo. Translate the .po's new entries (no fuzzy: a
+## test fails on an empty or fuzzy pt_BR entry), then run it again; both files are committed
+## (a test fails when the .mo is not the .po compiled).
+TRANSLATIONS := app/translations
+translations: $(STAMP)
+	$(BIN)/pybabel -q extract -F babel.cfg -k lazy_gettext -k N_ --no-location \
+		--sort-output --project Bilheteria -o $(TRANSLATIONS)/messages.pot app
+	$(BIN)/pybabel -q update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) \
+		--no-fuzzy-matching --ignore-obsolete
+	$(BIN)/pybabel compile -d $(TRANSLATIONS) --statistics
 
 ## Rewrites the Grafana dashboards' JSON (ops/grafana/dashboards/) from ops/grafana/dashboards.py
 dashboards: $(STAMP)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from flask import Flask, g, jsonify, request
+from flask import Flask, g
 from flask_appbuilder import AppBuilder
 from werkzeug.exceptions import HTTPException
 
@@ -87,14 +87,17 @@ def _migrations_dir() -> Any:
 
 
 def configure_appbuilder(app: Flask) -> None:
+    from app import i18n
     from app.views import register_views
 
+    i18n.configure(app)
     # Before AppBuilder: FAB then exempts its token-authenticated APIs and puts tokens in forms.
     csrf.init_app(app)
     with app.app_context():
         appbuilder = AppBuilder(update_perms=False)
         appbuilder.init_app(app, db.session)
         register_views(appbuilder)
+    i18n.install(app)
 
 
 def configure_blueprints(app: Flask) -> None:
@@ -150,15 +153,14 @@ def csp_nonce() -> str:
 
 
 def configure_errors(app: Flask) -> None:
-    """API clients get JSON errors; pages keep Flask's (FAB renders its own)."""
+    """API clients get JSON errors, pages ours (app/views/errors.py), in the reader's
+    language."""
+    from app.views.errors import http_error
     from app.views.guards import JSON_PATHS
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Any:
-        if request.path.startswith(JSON_PATHS):
-            code = (exc.name or "error").lower().replace(" ", "_")
-            return jsonify(error=code, message=exc.description, status=exc.code), exc.code
-        return exc
+    def on_http_error(exc: HTTPException) -> Any:
+        return http_error(exc, JSON_PATHS)
 
 
 def configure_celery(app: Flask) -> None:

@@ -17,6 +17,8 @@ import json
 import re
 from typing import Any
 
+from flask_babel import gettext
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -36,7 +38,7 @@ def loads(data: bytes | bytearray | str, **kwargs: Any) -> Any:
     try:
         value = json.loads(data, **kwargs)
     except RecursionError:
-        raise UnreadableJson("The JSON body nests too deeply.") from None
+        raise UnreadableJson(gettext("The JSON body nests too deeply.")) from None
     # Cheap, on the raw body (the scan fast path parses here): a surrogate comes from an
     # escape, or from bytes that are not ASCII (json.loads decodes with "surrogatepass").
     if isinstance(data, str):
@@ -45,8 +47,11 @@ def loads(data: bytes | bytearray | str, **kwargs: Any) -> Any:
         where = lone_surrogate_at(value)
         if where is not None:
             raise UnreadableJson(
-                f"{where or 'The body'} holds a lone surrogate (\\ud800 to \\udfff), which is "
-                "not a character.",
+                gettext(
+                    "%(where)s holds a lone surrogate (\\ud800 to \\udfff), which is not a "
+                    "character.",
+                    where=where or gettext("The body"),
+                ),
                 field=where or None,
             )
     return value

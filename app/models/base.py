@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from flask_babel import gettext
 from sqlalchemy import (
     CheckConstraint,
     DateTime,
@@ -54,7 +55,8 @@ def _naive_utc_on_set(_target: Any, value: Any, _old: Any, initiator: Any) -> An
         return as_naive_utc(value)
     except OverflowError as exc:  # 0001-01-01T00:00+02:00 is before year 1 in UTC
         raise OutOfRange(
-            f"{initiator.key} is outside the years 1 to 9999 in UTC.", field=initiator.key
+            gettext("%(key)s is outside the years 1 to 9999 in UTC.", key=initiator.key),
+            field=initiator.key,
         ) from exc
 
 
@@ -105,7 +107,14 @@ class Transition:
     def require(self, status: str, name: str) -> None:
         """Conflict unless a row in ``status`` may change so (``name`` says which row)."""
         if not self.allows(status):
-            raise Conflict(f"{name} is {status}, not {' or '.join(self.sources)}.")
+            raise Conflict(
+                gettext(
+                    "%(name)s is %(status)s, not %(allowed)s.",
+                    name=name,
+                    status=status,
+                    allowed=" or ".join(self.sources),
+                )
+            )
 
     def apply(self, row: Any, name: str, **values: Any) -> None:
         """Change a loaded row (``name`` for the Conflict when its status forbids it)."""

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask_appbuilder import Model
+from flask_babel import gettext
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
@@ -29,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship, validates
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.i18n import N_, current_locale
 from app.models import local_time
 from app.models.base import MAX_INT, OutOfRange, changed_attributes, enum_check, utcnow
 from app.models.codes import new_private_key, public_key_of
@@ -87,7 +89,7 @@ def checked_image_url(value: str | None) -> str | None:
         or not text.isprintable()
         or " " in text
     ):
-        raise DomainError("Give the full http(s) address of the image.", field="image_url")
+        raise DomainError(gettext("Give the full http(s) address of the image."), field="image_url")
     return text
 
 
@@ -129,9 +131,9 @@ class SaleWindow:
 
     def require_open(self, now: dt.datetime) -> None:
         if self.status == EventStatus.CANCELLED:
-            raise Conflict(f"{self.name} is cancelled.")
+            raise Conflict(gettext("%(name)s is cancelled.", name=self.name))
         if not self.is_open(now):
-            raise Conflict(f"Tickets for {self.name} are not on sale.")
+            raise Conflict(gettext("Tickets for %(name)s are not on sale.", name=self.name))
 
 
 def _first_given(value: Any, otherwise: Any) -> Any:
@@ -254,7 +256,15 @@ class Event(Model):
         if value is not None:
             first, last = EVENT_YEARS  # before converting: year 9999 would leave the calendar
             if not first <= value.year <= last:
-                raise OutOfRange(f"{field} is a time in the years {first} to {last}.", field=field)
+                raise OutOfRange(
+                    gettext(
+                        "%(field)s is a time in the years %(first)s to %(last)s.",
+                        field=field,
+                        first=first,
+                        last=last,
+                    ),
+                    field=field,
+                )
             value = local_time.to_utc(value, self.zone_name, field=field)
         setattr(self, field, value)
 
@@ -272,7 +282,9 @@ class Event(Model):
 
     def when(self, field: str = "starts_at", locale: str | None = None) -> str:
         """One of the event's times as people read it, in the venue's zone."""
-        return local_time.format_local(getattr(self, field), self.zone_name, locale)
+        return local_time.format_local(
+            getattr(self, field), self.zone_name, locale or current_locale()
+        )
 
     # Columns for lists and show pages: the time in the venue's zone, as people read it.
     starts_local = local_time.LocalTime("starts_at")
@@ -298,7 +310,10 @@ class Event(Model):
         hours = self.refund_window_hours
         if hours is not None and not 0 <= hours <= MAX_REFUND_WINDOW_HOURS:
             raise DomainError(
-                f"The refund window is 0 to {MAX_REFUND_WINDOW_HOURS} hours before the start.",
+                gettext(
+                    "The refund window is 0 to %(max_refund_window_hours)s hours before the start.",
+                    max_refund_window_hours=MAX_REFUND_WINDOW_HOURS,
+                ),
                 field="refund_window_hours",
             )
 
@@ -306,8 +321,11 @@ class Event(Model):
         rate = self.waiting_room_per_minute
         if rate is not None and not 0 < rate <= MAX_WAITING_ROOM_PER_MINUTE:
             raise DomainError(
-                f"Let in 1 to {MAX_WAITING_ROOM_PER_MINUTE:,} buyers per minute, or leave it empty "
-                "for no waiting room.",
+                gettext(
+                    "Let in 1 to %(format)s buyers per minute, or leave it empty for no "
+                    "waiting room.",
+                    format=format(MAX_WAITING_ROOM_PER_MINUTE, ","),
+                ),
                 field="waiting_room_per_minute",
             )
 
@@ -317,7 +335,9 @@ class Event(Model):
             and self.checkin_closes_at is not None
             and self.checkin_closes_at <= self.checkin_opens_at
         ):
-            raise DomainError("Check-in must close after it opens.", field="checkin_closes_at")
+            raise DomainError(
+                gettext("Check-in must close after it opens."), field="checkin_closes_at"
+            )
 
     def checkin_window(self) -> tuple[dt.datetime, dt.datetime]:
         """When tickets are let in: (opens, closes)."""
@@ -358,53 +378,68 @@ class Event(Model):
     def check_changes(self) -> None:
         self.check_times()
         if not self.currency:
-            raise DomainError("Give the event's currency (e.g. BRL).", field="currency")
+            raise DomainError(gettext("Give the event's currency (e.g. BRL)."), field="currency")
         self.currency = self.currency.upper()
         if "currency" in changed_attributes(self) and (self.has_sales() or self.has_live_holds()):
             raise Conflict(
-                "An event with sales or seats on hold keeps its currency.", field="currency"
+                gettext("An event with sales or seats on hold keeps its currency."),
+                field="currency",
             )
 
     def check_times(self) -> None:
         """Also the texts a listing needs (the API took blank ones the form refused)."""
-        for field, what in (("name", "a name"), ("venue", "its venue"), ("city", "its city")):
+        for field, message in (
+            ("name", N_("Give the event a name.")),
+            ("venue", N_("Give the event its venue.")),
+            ("city", N_("Give the event its city.")),
+        ):
             if not (getattr(self, field) or "").strip():
-                raise DomainError(f"Give the event {what}.", field=field)
+                raise DomainError(gettext(message), field=field)
         first, last = EVENT_YEARS
         for field in EVENT_TIMES:
             value = getattr(self, field)
             if value is not None and not first <= value.year <= last:
-                raise OutOfRange(f"{field} is a time in the years {first} to {last}.", field=field)
+                raise OutOfRange(
+                    gettext(
+                        "%(field)s is a time in the years %(first)s to %(last)s.",
+                        field=field,
+                        first=first,
+                        last=last,
+                    ),
+                    field=field,
+                )
         if self.ends_at is not None and self.ends_at <= self.starts_at:
-            raise DomainError("The event must end after it starts.", field="ends_at")
+            raise DomainError(gettext("The event must end after it starts."), field="ends_at")
         if self.sales_start and self.sales_end and self.sales_end <= self.sales_start:
-            raise DomainError("Sales must end after they start.", field="sales_end")
+            raise DomainError(gettext("Sales must end after they start."), field="sales_end")
         if self.sales_end and self.sales_end > (self.ends_at or self.starts_at):
-            raise DomainError("Sales must end before the event is over.", field="sales_end")
+            raise DomainError(
+                gettext("Sales must end before the event is over."), field="sales_end"
+            )
 
     def publish(self) -> None:
         self.partner.require_can_sell()
         self.check_times()
         if self.status == EventStatus.CANCELLED:
-            raise Conflict("A cancelled event cannot be published again.")
+            raise Conflict(gettext("A cancelled event cannot be published again."))
         if self.status == EventStatus.PUBLISHED:
-            raise Conflict(f"{self.name} is already published.")
+            raise Conflict(gettext("%(name)s is already published.", name=self.name))
         if not any(section.spots_total() for section in self.sections):
-            raise DomainError("Add at least one section with spots before publishing.")
+            raise DomainError(gettext("Add at least one section with spots before publishing."))
         self.status = EventStatus.PUBLISHED.value
         self.published_at = utcnow()
 
     def unpublish(self) -> None:
         if self.status != EventStatus.PUBLISHED:
-            raise Conflict(f"{self.name} is not published.")
+            raise Conflict(gettext("%(name)s is not published.", name=self.name))
         self.status = EventStatus.DRAFT.value
 
     def cancel(self, reason: str) -> None:
         reason = (reason or "").strip()
         if not reason:
-            raise DomainError("Say why the event is cancelled.", field="reason")
+            raise DomainError(gettext("Say why the event is cancelled."), field="reason")
         if self.status == EventStatus.CANCELLED:
-            raise Conflict(f"{self.name} is already cancelled.")
+            raise Conflict(gettext("%(name)s is already cancelled.", name=self.name))
         self.status = EventStatus.CANCELLED.value
         self.cancel_reason = reason
         self.cancelled_at = utcnow()
@@ -425,7 +460,9 @@ class Event(Model):
 
     def check_deletable(self) -> None:
         if self.has_sales() or self.sold_count():
-            raise Conflict(f"{self.name} has sales: cancel it instead of deleting it.")
+            raise Conflict(
+                gettext("%(name)s has sales: cancel it instead of deleting it.", name=self.name)
+            )
 
 
 class EventSection(Model):
@@ -525,38 +562,47 @@ class EventSection(Model):
         if self.position is None:
             self.position = 0
         if self.kind not in set(SectionKind):
-            raise DomainError("Kind is 'seated' or 'general'.", field="kind")
+            raise DomainError(gettext("Kind is 'seated' or 'general'."), field="kind")
         if not isinstance(self.price_cents, int) or self.price_cents < 0:
-            raise DomainError("The price cannot be negative.", field="price_cents")
+            raise DomainError(gettext("The price cannot be negative."), field="price_cents")
         if self.price_cents == 0:
             # Tickets are sold by card: a charge of nothing has no capture to post, no
             # settlement line to match, and its payment would stay pending.
             raise DomainError(
-                f"Tickets are paid by card: the price is at least {format_amount(1)}.",
+                gettext(
+                    "Tickets are paid by card: the price is at least %(least)s.",
+                    least=format_amount(1),
+                ),
                 field="price_cents",
             )
         if self.price_cents > MAX_INT or not 0 <= self.position <= MAX_INT:
-            raise DomainError("The number is too large.", field="price_cents")
+            raise DomainError(gettext("The number is too large."), field="price_cents")
         partner = self.event.partner if self.event is not None else None
         if partner is not None and not partner.leaves_something(self.price_cents):
             raise DomainError(
-                "The platform's fee would take the whole price: set a higher price.",
+                gettext("The platform's fee would take the whole price: set a higher price."),
                 field="price_cents",
             )
         if not (self.name or "").strip():
-            raise DomainError("Give the section a name.", field="name")
+            raise DomainError(gettext("Give the section a name."), field="name")
 
     def check_changes(self) -> None:
         self.validate()
         changed = changed_attributes(self)
         if changed & {"event", "event_id"} and self.spots_total():
-            raise Conflict("A section with spots cannot move to another event.", field="event")
+            raise Conflict(
+                gettext("A section with spots cannot move to another event."), field="event"
+            )
         if "kind" in changed and self.spots_total():
-            raise Conflict("A section with spots cannot change its kind.", field="kind")
+            raise Conflict(gettext("A section with spots cannot change its kind."), field="kind")
 
     def check_deletable(self) -> None:
         if self.sold_count or self.held_count:
-            raise Conflict(f"Section {self.name} has sold or held spots and cannot be deleted.")
+            raise Conflict(
+                gettext(
+                    "Section %(name)s has sold or held spots and cannot be deleted.", name=self.name
+                )
+            )
 
 
 def _count_spots(anchor: Model, where: ColumnElement[bool], status: SpotStatus) -> int:

@@ -17,6 +17,7 @@ import zoneinfo
 from typing import Any
 
 from babel.dates import format_datetime
+from flask_babel import gettext
 
 from app.i18n import current_locale
 from app.models.errors import DomainError
@@ -52,7 +53,10 @@ def zone(name: str) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError) as exc:
         raise UnknownTimezone(
-            f"{name!r} is not a time zone: use an IANA name such as America/Sao_Paulo.",
+            gettext(
+                "%(repr)s is not a time zone: use an IANA name such as America/Sao_Paulo.",
+                repr=repr(name),
+            ),
             field="timezone",
         ) from exc
 
@@ -75,8 +79,12 @@ def to_utc(local: dt.datetime, timezone: str, *, field: str | None = None) -> dt
     utc = first.astimezone(dt.UTC)
     if utc.astimezone(place).replace(tzinfo=None) != local:
         raise NonexistentLocalTime(
-            f"{local:%d/%m/%Y %H:%M} does not exist in {timezone}: the clocks skip it"
-            " (daylight saving). Choose another time.",
+            gettext(
+                "%(format)s does not exist in %(timezone)s: the clocks skip it "
+                "(daylight saving). Choose another time.",
+                format=format(local, "%d/%m/%Y %H:%M"),
+                timezone=timezone,
+            ),
             field=field,
         )
     return utc.replace(tzinfo=None)
@@ -131,4 +139,4 @@ class LocalTime:
     def __get__(self, event: Any, owner: type | None = None) -> Any:
         if event is None:
             return self
-        return format_local(getattr(event, self.field), event.zone_name)
+        return format_local(getattr(event, self.field), event.zone_name, current_locale())

@@ -13,6 +13,7 @@ import re
 from decimal import Decimal
 
 from babel.numbers import format_currency, format_decimal
+from flask_babel import gettext
 
 from app.i18n import current_locale
 from app.models.errors import DomainError
@@ -45,19 +46,28 @@ def parse_decimal(value: str | Decimal | int | None, *, field: str, example: str
     if isinstance(value, float):
         raise TypeError("money is never a float")
     if isinstance(value, bool):
-        raise AmountError(f"Give a number such as {example}.", field=field)
+        raise AmountError(
+            gettext("Give a number such as %(example)s.", example=example), field=field
+        )
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, Decimal):
         if not value.is_finite():
-            raise AmountError(f"Give a number such as {example}.", field=field)
+            raise AmountError(
+                gettext("Give a number such as %(example)s.", example=example), field=field
+            )
         return value
     typed = _TYPED.fullmatch(_SPACES.sub("", value or ""))
     if typed is None or (typed[1] and typed[2]):
-        raise AmountError(f"Give a number such as {example}.", field=field)
+        raise AmountError(
+            gettext("Give a number such as %(example)s.", example=example), field=field
+        )
     sign, body = typed[1] or typed[2], typed[3]
     badly_grouped = AmbiguousAmount(
-        f"Write the number as {example}: groups of three digits and one decimal mark.",
+        gettext(
+            "Write the number as %(example)s: groups of three digits and one decimal mark.",
+            example=example,
+        ),
         field=field,
     )
     marks = {mark: body.count(mark) for mark in ".," if mark in body}
@@ -78,8 +88,13 @@ def parse_decimal(value: str | Decimal | int | None, *, field: str, example: str
     whole, fraction = body.split(mark)
     if _GROUPED.fullmatch(body):
         raise AmbiguousAmount(
-            f'"{value.strip()}" is ambiguous: write {sign}{whole}{fraction} for the whole'
-            f" number, or give the decimals as {example}.",
+            gettext(
+                '"%(typed)s" is ambiguous: write %(whole)s for the whole number, or give the'
+                " decimals as %(example)s.",
+                typed=value.strip(),
+                whole=f"{sign}{whole}{fraction}",
+                example=example,
+            ),
             field=field,
         )
     return Decimal(f"{sign}{whole or 0}.{fraction}")
@@ -89,17 +104,32 @@ def _ungroup(number: str) -> str:
     return number.replace(".", "").replace(",", "")
 
 
+# Whole sentences per amount (a translation cannot agree with a noun slotted in).
+_NOUN_MESSAGES = {
+    "price": (
+        lambda: gettext("Give a price."),
+        lambda: gettext("The price cannot be negative."),
+        lambda: gettext("The price has at most two decimal places."),
+    ),
+    "fee per ticket": (
+        lambda: gettext("Give a fee per ticket."),
+        lambda: gettext("The fee per ticket cannot be negative."),
+        lambda: gettext("The fee per ticket has at most two decimal places."),
+    ),
+}
+
+
 def cents_from_amount(value: Decimal | str | int | None, *, field: str, noun: str = "price") -> int:
     """'150,50', '150.50' or Decimal('150.5') -> 15050 exactly; refuses negatives, fractions of
     a cent and floats (the messages name the amount: "The price ...", "The fee per ticket ...")."""
     if value is None or value == "":
-        raise DomainError(f"Give a {noun}.", field=field)
+        raise DomainError(_NOUN_MESSAGES[noun][0](), field=field)
     amount = parse_decimal(value, field=field, example="150,00")
     if amount < 0:
-        raise DomainError(f"The {noun} cannot be negative.", field=field)
+        raise DomainError(_NOUN_MESSAGES[noun][1](), field=field)
     cents = amount.scaleb(2)
     if cents != cents.to_integral_value():
-        raise DomainError(f"The {noun} has at most two decimal places.", field=field)
+        raise DomainError(_NOUN_MESSAGES[noun][2](), field=field)
     return int(cents)
 
 

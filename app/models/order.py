@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Collection, Iterable
 
 from flask_appbuilder import Model
+from flask_babel import gettext
 from sqlalchemy import (
     CheckConstraint,
     DateTime,
@@ -211,7 +212,13 @@ class Order(Model):
         or the ticket is among ``occupied``, admitted at a gate: its holder is inside); the
         order is refunded once no valid ticket is left."""
         if not Order.REFUND.allows(self.status):
-            raise Conflict(f"Order {self.id} is {self.status}: only a paid order is refunded.")
+            raise Conflict(
+                gettext(
+                    "Order %(id)s is %(status)s: only a paid order is refunded.",
+                    id=self.id,
+                    status=self.status,
+                )
+            )
         for ticket in tickets:
             ticket.revoke(now, resell=not event_cancelled and ticket.id not in occupied)
         if not self.live_tickets:
@@ -222,20 +229,28 @@ class Order(Model):
         are not this order's, Conflict names tickets already refunded."""
         wanted = set(ticket_ids)
         if not wanted:
-            raise DomainError("Choose at least one ticket to refund.", field="tickets")
+            raise DomainError(gettext("Choose at least one ticket to refund."), field="tickets")
         found = [t for t in self.tickets if t.id in wanted]
         missing = sorted(wanted - {t.id for t in found})
         if missing:
-            raise NotFound(f"Order {self.id} has no ticket {_ids(missing)}.", field="tickets")
+            raise NotFound(
+                gettext("Order %(id)s has no ticket %(ids)s.", id=self.id, ids=_ids(missing)),
+                field="tickets",
+            )
         refunded = [t.id for t in found if t.status == TicketStatus.REVOKED]
         if refunded:
             raise Conflict(
-                f"Already refunded: ticket {_ids(refunded)}.", field="tickets", tickets=refunded
+                gettext("Already refunded: ticket %(ids)s.", ids=_ids(refunded)),
+                field="tickets",
+                tickets=refunded,
             )
         invalid = [t.id for t in found if t.status != TicketStatus.VALID]
         if invalid:
             raise Conflict(
-                f"Not issued: ticket {_ids(invalid)} (only a paid order's tickets are refunded).",
+                gettext(
+                    "Not issued: ticket %(ids)s (only a paid order's tickets are refunded).",
+                    ids=_ids(invalid),
+                ),
                 field="tickets",
                 tickets=invalid,
             )
@@ -425,14 +440,19 @@ class Payment(Model):
         claimed = [t.id for t in tickets if t.refund is not None]
         if claimed:
             raise Conflict(
-                f"Being refunded right now: ticket {_ids(claimed)}. Try again in a moment.",
+                gettext(
+                    "Being refunded right now: ticket %(ids)s. Try again in a moment.",
+                    ids=_ids(claimed),
+                ),
                 field="tickets",
                 tickets=claimed,
             )
         amount = sum(t.price_cents for t in tickets)
         if amount > self.refundable_cents - sum(r.amount_cents for r in self.pending_refunds):
             left = format_money(self.refundable_cents, self.currency)
-            raise Conflict(f"Payment {self.id} has only {left} left to refund.")
+            raise Conflict(
+                gettext("Payment %(id)s has only %(left)s left to refund.", id=self.id, left=left)
+            )
         refund = PaymentRefund(
             idempotency_key=self.refund_key(tickets),
             amount_cents=amount,
@@ -448,7 +468,11 @@ class Payment(Model):
         The payment is refunded once nothing is left."""
         Payment.REFUND.require(self.status, f"Payment {self.id}")
         if refund.status != RefundStatus.PENDING:
-            raise Conflict(f"Refund {refund.id} is {refund.status}, not pending.")
+            raise Conflict(
+                gettext(
+                    "Refund %(id)s is %(status)s, not pending.", id=refund.id, status=refund.status
+                )
+            )
         refund.fee_share_cents = self.fee_share(refund.amount_cents)
         refund.status = RefundStatus.DONE.value
         refund.refunded_at = now
@@ -459,7 +483,11 @@ class Payment(Model):
     def drop_refund(self, refund: PaymentRefund) -> None:
         """The processor refused a pending refund: it never happened, its tickets are free."""
         if refund.status != RefundStatus.PENDING:
-            raise Conflict(f"Refund {refund.id} is {refund.status}, not pending.")
+            raise Conflict(
+                gettext(
+                    "Refund %(id)s is %(status)s, not pending.", id=refund.id, status=refund.status
+                )
+            )
         refund.tickets = []
         self.refunds.remove(refund)
 

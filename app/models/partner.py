@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import User
+from flask_babel import gettext
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -93,18 +94,23 @@ class Partner(Model):
         percent = Decimal(self.fee_percent if self.fee_percent is not None else 0)
         # NaN compares with nothing (Decimal raises InvalidOperation), infinity is no percent.
         if not percent.is_finite() or not Decimal(0) <= percent <= Decimal(100):
-            raise DomainError("The fee percentage is between 0 and 100.", field="fee_percent")
+            raise DomainError(
+                gettext("The fee percentage is between 0 and 100."), field="fee_percent"
+            )
         if percent != percent.quantize(Decimal("0.01")):
             raise DomainError(
-                "The fee percentage has at most two decimal places.", field="fee_percent"
+                gettext("The fee percentage has at most two decimal places."), field="fee_percent"
             )
         if self.fee_fixed_cents is None or self.fee_fixed_cents < 0:
-            raise DomainError("The fixed fee cannot be negative.", field="fee_fixed_cents")
+            raise DomainError(gettext("The fixed fee cannot be negative."), field="fee_fixed_cents")
         for price in self.section_prices():
             if not self.leaves_something(price):
                 raise Conflict(
-                    f"These fees would take the whole price of its {format_amount(price)} tickets: "
-                    "a sale must leave the partner something.",
+                    gettext(
+                        "These fees would take the whole price of its %(price)s tickets: a "
+                        "sale must leave the partner something.",
+                        price=format_amount(price),
+                    ),
                     field="fee_percent" if percent >= 100 else "fee_fixed_cents",
                 )
 
@@ -112,7 +118,7 @@ class Partner(Model):
         """The payout reserve: a percentage, 0 (none) to 100, to the cent of a percent."""
         if percent is None:
             raise DomainError(
-                "Give the reserve as a percentage, 0 to 100.", field="reserve_percent"
+                gettext("Give the reserve as a percentage, 0 to 100."), field="reserve_percent"
             )
         self.reserve_percent = percent
         self.validate_reserve()
@@ -123,11 +129,11 @@ class Partner(Model):
         percent = Decimal(self.reserve_percent)
         if not percent.is_finite() or not Decimal(0) <= percent <= Decimal(100):
             raise DomainError(
-                "The reserve is a percentage between 0 and 100.", field="reserve_percent"
+                gettext("The reserve is a percentage between 0 and 100."), field="reserve_percent"
             )
         if percent != percent.quantize(Decimal("0.01")):
             raise DomainError(
-                "The reserve has at most two decimal places.", field="reserve_percent"
+                gettext("The reserve has at most two decimal places."), field="reserve_percent"
             )
 
     def reserve_cents(self, settled_net_cents: int) -> int:
@@ -163,25 +169,34 @@ class Partner(Model):
 
     def check_deletable(self) -> None:
         if self.events:
-            raise Conflict(f"{self.name} has events: suspend it instead of deleting it.")
+            raise Conflict(
+                gettext("%(name)s has events: suspend it instead of deleting it.", name=self.name)
+            )
 
     def require_can_sell(self) -> None:
         """Only approved partners publish events and sell tickets (SaleWindow.is_open)."""
         if self.status == PartnerStatus.SUSPENDED:
-            raise Forbidden(f"Partner {self.name} is suspended: it cannot publish or sell.")
+            raise Forbidden(
+                gettext("Partner %(name)s is suspended: it cannot publish or sell.", name=self.name)
+            )
         if self.status != PartnerStatus.APPROVED:
-            raise Forbidden(f"Partner {self.name} is awaiting approval: it cannot publish or sell.")
+            raise Forbidden(
+                gettext(
+                    "Partner %(name)s is awaiting approval: it cannot publish or sell.",
+                    name=self.name,
+                )
+            )
 
     def approve(self) -> None:
         if self.status == PartnerStatus.APPROVED:
-            raise Conflict(f"Partner {self.name} is already approved.")
+            raise Conflict(gettext("Partner %(name)s is already approved.", name=self.name))
         self.status = PartnerStatus.APPROVED.value
         self.approved_at = utcnow()
         self.suspended_at = None
 
     def suspend(self) -> None:
         if self.status == PartnerStatus.SUSPENDED:
-            raise Conflict(f"Partner {self.name} is already suspended.")
+            raise Conflict(gettext("Partner %(name)s is already suspended.", name=self.name))
         self.status = PartnerStatus.SUSPENDED.value
         self.suspended_at = utcnow()
 
@@ -219,6 +234,8 @@ class PartnerUser(User):
     # step of the last code accepted, so that a code signs in once.
     totp_secret: Mapped[str | None] = mapped_column(String(255))
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # The language the user picked with the switcher (app/i18n.py): "pt_BR", "en" or none.
+    locale: Mapped[str | None] = mapped_column(String(8))
 
     @property
     def has_two_factor(self) -> bool:

@@ -8,6 +8,7 @@ import enum
 
 from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import User
+from flask_babel import gettext
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
@@ -76,7 +77,13 @@ class Payout(Model):
 
     def approve(self, user_id: int | None, now: dt.datetime) -> None:
         if self.status != PayoutStatus.PENDING:
-            raise Conflict(f"Payout {self.id} is {self.status}: only a pending payout is approved.")
+            raise Conflict(
+                gettext(
+                    "Payout %(id)s is %(status)s: only a pending payout is approved.",
+                    id=self.id,
+                    status=self.status,
+                )
+            )
         self.status = PayoutStatus.APPROVED.value
         self.approved_at = now
         self.approved_by_id = user_id
@@ -84,10 +91,16 @@ class Payout(Model):
     def mark_paid(self, bank_reference: str | None, user_id: int | None, now: dt.datetime) -> None:
         reference = (bank_reference or "").strip()
         if not reference:
-            raise DomainError("Give the bank transfer's reference.", field="bank_reference")
+            raise DomainError(
+                gettext("Give the bank transfer's reference."), field="bank_reference"
+            )
         if self.status != PayoutStatus.APPROVED:
             raise Conflict(
-                f"Payout {self.id} is {self.status}: only an approved payout is marked paid."
+                gettext(
+                    "Payout %(id)s is %(status)s: only an approved payout is marked paid.",
+                    id=self.id,
+                    status=self.status,
+                )
             )
         self.status = PayoutStatus.PAID.value
         self.bank_reference = reference[:100]

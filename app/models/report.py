@@ -11,6 +11,7 @@ from typing import Any
 
 from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import User
+from flask_babel import gettext, lazy_gettext
 from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
@@ -28,10 +29,10 @@ class ReportKind(enum.StrEnum):
 
 
 KIND_LABELS = {
-    ReportKind.SALES: "Sales per event",
-    ReportKind.STATEMENT: "Partner statement",
-    ReportKind.REVENUE: "Platform revenue",
-    ReportKind.PAYOUT_BATCH: "Payout batch file",
+    ReportKind.SALES: lazy_gettext("Sales per event"),
+    ReportKind.STATEMENT: lazy_gettext("Partner statement"),
+    ReportKind.REVENUE: lazy_gettext("Platform revenue"),
+    ReportKind.PAYOUT_BATCH: lazy_gettext("Payout batch file"),
 }
 
 
@@ -113,14 +114,16 @@ class Report(Model):
     def start(self, now: dt.datetime) -> None:
         """The task begins (again, when a worker died writing it)."""
         if self.status == ReportStatus.DONE:
-            raise Conflict(f"Report {self.id} is already written.")
+            raise Conflict(gettext("Report %(id)s is already written.", id=self.id))
         self.status = ReportStatus.RUNNING.value
         self.started_at = now
         self.error = None
 
     def finish(self, file_name: str, row_count: int, now: dt.datetime) -> None:
         if self.status != ReportStatus.RUNNING:
-            raise Conflict(f"Report {self.id} is {self.status}, not running.")
+            raise Conflict(
+                gettext("Report %(id)s is %(status)s, not running.", id=self.id, status=self.status)
+            )
         self.status = ReportStatus.DONE.value
         self.file_name = file_name
         self.row_count = row_count
@@ -129,7 +132,11 @@ class Report(Model):
     def expire(self) -> None:
         """Its file is deleted (kept REPORT_RETENTION_DAYS); the request stays listed."""
         if self.status != ReportStatus.DONE:
-            raise Conflict(f"Report {self.id} is {self.status}: it has no file.")
+            raise Conflict(
+                gettext(
+                    "Report %(id)s is %(status)s: it has no file.", id=self.id, status=self.status
+                )
+            )
         self.status = ReportStatus.EXPIRED.value
 
     def fail(self, error: str, now: dt.datetime) -> None:

@@ -8,6 +8,7 @@ import enum
 from typing import TYPE_CHECKING
 
 from flask_appbuilder import Model
+from flask_babel import gettext
 from sqlalchemy import (
     CheckConstraint,
     DateTime,
@@ -151,23 +152,29 @@ class EventSpot(Model):
 
     def block(self) -> None:
         if self.status == SpotStatus.BLOCKED:
-            raise Conflict(f"Spot {self.label} is already blocked.")
+            raise Conflict(gettext("Spot %(label)s is already blocked.", label=self.label))
         if self.status != SpotStatus.AVAILABLE:
-            raise Conflict(f"Spot {self.label} is {self.status} and cannot be blocked.")
+            raise Conflict(
+                gettext(
+                    "Spot %(label)s is %(status)s and cannot be blocked.",
+                    label=self.label,
+                    status=self.status,
+                )
+            )
         self.status = SpotStatus.BLOCKED.value
 
     def unblock(self) -> None:
         if self.status != SpotStatus.BLOCKED:
-            raise Conflict(f"Spot {self.label} is not blocked.")
+            raise Conflict(gettext("Spot %(label)s is not blocked.", label=self.label))
         self.status = SpotStatus.AVAILABLE.value
 
     def check_changes(self) -> None:
         """Rules for an edited spot: a sold spot keeps its name and place; a spot moves only to
         another section of the same event."""
         if not (self.label or "").strip():
-            raise DomainError("Give the spot a label.", field="label")
+            raise DomainError(gettext("Give the spot a label."), field="label")
         if self.seat_number is not None and not 0 < self.seat_number <= MAX_INT:
-            raise DomainError("A seat number is a positive number.", field="seat_number")
+            raise DomainError(gettext("A seat number is a positive number."), field="seat_number")
         changed = changed_attributes(self)
         if self.is_sold and changed & {
             "label",
@@ -177,15 +184,23 @@ class EventSpot(Model):
             "section_id",
         }:
             raise Conflict(
-                f"Spot {self.label} is sold: it cannot be renamed or moved.", field="label"
+                gettext("Spot %(label)s is sold: it cannot be renamed or moved.", label=self.label),
+                field="label",
             )
         if self.section is not None:
             if self.event_id is not None and self.section.event_id != self.event_id:
                 raise DomainError(
-                    "A spot can only move to another section of the same event.", field="section"
+                    gettext("A spot can only move to another section of the same event."),
+                    field="section",
                 )
             self.event_id = self.section.event_id
 
     def check_deletable(self) -> None:
         if self.status in (SpotStatus.SOLD, SpotStatus.HELD):
-            raise Conflict(f"Spot {self.label} is {self.status} and cannot be deleted.")
+            raise Conflict(
+                gettext(
+                    "Spot %(label)s is %(status)s and cannot be deleted.",
+                    label=self.label,
+                    status=self.status,
+                )
+            )

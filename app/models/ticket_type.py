@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from flask_appbuilder import Model
+from flask_babel import gettext
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
@@ -30,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.i18n import N_
 from app.models.base import MAX_INT, enum_check
 from app.models.errors import DomainError
 from app.models.money import cents_from_amount, format_money
@@ -48,10 +50,10 @@ class TicketKind(enum.StrEnum):
 
 
 KIND_LABELS = {
-    TicketKind.FULL: "Full price (inteira)",
-    TicketKind.HALF: "Half price (meia-entrada)",
-    TicketKind.COURTESY: "Courtesy (cortesia)",
-    TicketKind.OTHER: "Other",
+    TicketKind.FULL: N_("Full price (inteira)"),
+    TicketKind.HALF: N_("Half price (meia-entrada)"),
+    TicketKind.COURTESY: N_("Courtesy (cortesia)"),
+    TicketKind.OTHER: N_("Other"),
 }
 FULL_PRICE_NAME = "Inteira"  # what a ticket without a type is called
 
@@ -95,13 +97,13 @@ class TicketType(Model):
     @validates("price_cents")
     def _checked_price(self, _key: str, value: int | None) -> int:
         if value is None or not 0 <= value <= MAX_INT:
-            raise DomainError("Give the type's price, zero or more.", field="price_cents")
+            raise DomainError(gettext("Give the type's price, zero or more."), field="price_cents")
         return value
 
     @validates("cap")
     def _checked_cap(self, _key: str, value: int | None) -> int | None:
         if value is not None and not 0 <= value <= MAX_INT:
-            raise DomainError("The cap is a number of tickets, zero or more.", field="cap")
+            raise DomainError(gettext("The cap is a number of tickets, zero or more."), field="cap")
         return value
 
     @property
@@ -125,10 +127,12 @@ class TicketType(Model):
     def check(self) -> None:
         """The rules of a type as a partner saves it."""
         if not (self.name or "").strip():
-            raise DomainError("Give the ticket type a name (e.g. Meia-entrada).", field="name")
+            raise DomainError(
+                gettext("Give the ticket type a name (e.g. Meia-entrada)."), field="name"
+            )
         self.name = self.name.strip()
         if self.kind == TicketKind.COURTESY and self.price_cents:
-            raise DomainError("A courtesy ticket is free.", field="price_cents")
+            raise DomainError(gettext("A courtesy ticket is free."), field="price_cents")
 
 
 def half_price_cap(spots: int) -> int:

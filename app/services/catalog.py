@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from flask_babel import gettext
 from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, literal_column, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
@@ -101,7 +102,9 @@ def _page(value: str | None, field: str) -> int:
     try:
         return int(value or 1)
     except ValueError:
-        raise DomainError(f"{field} must be a whole number.", field=field) from None
+        raise DomainError(
+            gettext("%(field)s must be a whole number.", field=field), field=field
+        ) from None
 
 
 def _cents(value: str | None, field: str) -> int | None:
@@ -114,16 +117,19 @@ def _cents(value: str | None, field: str) -> int | None:
     except AmbiguousAmount as err:  # the filters' messages name their field
         raise DomainError(f"{field}: {err.message}", field=field) from None
     except AmountError:
-        raise DomainError(f"{field} must be a number such as 100,00.", field=field) from None
+        raise DomainError(
+            gettext("%(field)s must be a number such as 100,00.", field=field), field=field
+        ) from None
     if amount < 0:
-        raise DomainError(f"{field} must be a positive amount.", field=field)
+        raise DomainError(gettext("%(field)s must be a positive amount.", field=field), field=field)
     if amount >= Decimal(MAX_CENTS) / 100:
         return MAX_CENTS
     try:
         return cents_from_amount(amount, field=field)
     except DomainError:  # its message is about "the price": say which
         raise DomainError(
-            f"{field} takes at most two decimal places, such as 100,50.", field=field
+            gettext("%(field)s takes at most two decimal places, such as 100,50.", field=field),
+            field=field,
         ) from None
 
 
@@ -133,14 +139,16 @@ def _date(value: str | None, field: str) -> dt.date | None:
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise DomainError(f"{field} must be a date such as 2027-01-31.", field=field) from None
+        raise DomainError(
+            gettext("%(field)s must be a date such as 2027-01-31.", field=field), field=field
+        ) from None
 
 
 def public_event(session: Session, event_id: int) -> Event:
     """A published or cancelled event (drafts do not exist for the public)."""
     event = session.get(Event, event_id, options=[joinedload(Event.partner)])
     if event is None or event.status == EventStatus.DRAFT:
-        raise NotFound("Event not found.")
+        raise NotFound(gettext("Event not found."))
     return event
 
 

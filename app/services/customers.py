@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from flask_babel import gettext
 from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session, selectinload
 
@@ -41,23 +42,32 @@ def sign_up(session: Session, sm: Any, name: str, email: str, password: str) -> 
     name = (name or "").strip()
     email = (email or "").strip().lower()
     if not name:
-        raise DomainError("Give your name.", field="name")
+        raise DomainError(gettext("Give your name."), field="name")
     if len(name) > 150:
-        raise DomainError("The name is too long (150 characters at most).", field="name")
+        raise DomainError(gettext("The name is too long (150 characters at most)."), field="name")
     if not EMAIL.match(email):
-        raise DomainError("Give a valid email address.", field="email")
+        raise DomainError(gettext("Give a valid email address."), field="email")
     if len(email) > MAX_EMAIL:
-        raise DomainError(f"The email is too long ({MAX_EMAIL} characters at most).", field="email")
+        raise DomainError(
+            gettext(
+                "The email is too long (%(max_email)s characters at most).", max_email=MAX_EMAIL
+            ),
+            field="email",
+        )
     accounts.check_password(password, [email, name])
     taken = session.scalar(select(func.count()).where(func.lower(Customer.email) == email))
     if taken or sm.find_user(username=email) or sm.find_user(email=email):
-        raise EmailTaken("An account with this email already exists: log in.", field="email")
+        raise EmailTaken(
+            gettext("An account with this email already exists: log in."), field="email"
+        )
     first, _, last = name.partition(" ")
     user = sm.add_user(
         email, first[:64], (last or "-")[:64], email, [sm.find_role("Customer")], password=password
     )
     if not user:
-        raise EmailTaken("An account with this email already exists: log in.", field="email")
+        raise EmailTaken(
+            gettext("An account with this email already exists: log in."), field="email"
+        )
     customer = Customer(user_id=user.id, name=name, email=email)
     session.add(customer)
     session.commit()
@@ -71,7 +81,7 @@ def customer_of(session: Session, user: Any) -> Customer:
         session.scalar(select(Customer).where(Customer.user_id == user_id)) if user_id else None
     )
     if customer is None:
-        raise NotFound("This login has no customer account.")
+        raise NotFound(gettext("This login has no customer account."))
     return customer
 
 
@@ -99,7 +109,7 @@ def _history(customer_id: int) -> Select[tuple[Order]]:
 def order_of(session: Session, customer_id: int, order_id: int) -> Order:
     order = session.get(Order, order_id)
     if order is None or order.customer_id != customer_id:
-        raise NotFound("Order not found.")
+        raise NotFound(gettext("Order not found."))
     return order
 
 
@@ -217,7 +227,7 @@ def order_records(session: Session, customer_id: int, order_ids: list[int]) -> l
 def order_record(session: Session, customer_id: int, order_id: int) -> OrderRecord:
     found = order_records(session, customer_id, [order_id])
     if not found:
-        raise NotFound("Order not found.")
+        raise NotFound(gettext("Order not found."))
     return found[0]
 
 

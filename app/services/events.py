@@ -5,6 +5,7 @@ from __future__ import annotations
 import string
 from collections.abc import Iterable
 
+from flask_babel import gettext
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
@@ -35,13 +36,13 @@ def claim_new_event(
     staff name the partner."""
     if is_platform_staff(actor):
         if event.partner is None and event.partner_id is None:
-            raise DomainError("Choose the partner organising the event.", field="partner")
+            raise DomainError(gettext("Choose the partner organising the event."), field="partner")
     else:
         partner_id = getattr(actor, "partner_id", None)
         if partner_id is None:
-            raise Forbidden("Your user belongs to no partner.")
+            raise Forbidden(gettext("Your user belongs to no partner."))
         if event.partner is not None and event.partner.id != partner_id:
-            raise NotFound("Partner not found.", field="partner")
+            raise NotFound(gettext("Partner not found."), field="partner")
         event.partner = session.get(Partner, partner_id)
     event.currency = (event.currency or default_currency).upper()
     event.check_times()
@@ -78,11 +79,13 @@ def seat_block_labels(
     first_row, last_row = first_row.strip().upper(), last_row.strip().upper()
     for field, value in (("first_row", first_row), ("last_row", last_row)):
         if len(value) != 1 or value not in ROW_LETTERS:
-            raise DomainError("Rows are single letters from A to Z.", field=field)
+            raise DomainError(gettext("Rows are single letters from A to Z."), field=field)
     if ROW_LETTERS.index(last_row) < ROW_LETTERS.index(first_row):
-        raise DomainError("The last row must not come before the first row.", field="last_row")
+        raise DomainError(
+            gettext("The last row must not come before the first row."), field="last_row"
+        )
     if seats_per_row < 1:
-        raise DomainError("Give at least one seat per row.", field="seats_per_row")
+        raise DomainError(gettext("Give at least one seat per row."), field="seats_per_row")
     rows = ROW_LETTERS[ROW_LETTERS.index(first_row) : ROW_LETTERS.index(last_row) + 1]
     prefix = prefix.strip()
     return [
@@ -110,22 +113,28 @@ def generate_spots(
     """
     section = get_owned(session, EventSection, section_id, actor)
     if section.event.is_cancelled:
-        raise Conflict("The event is cancelled: no spots can be added.")
+        raise Conflict(gettext("The event is cancelled: no spots can be added."))
     next_position = last_spot_position(session, section.id)
     if section.kind == SectionKind.GENERAL:
         if not quantity or quantity < 1:
-            raise DomainError("Give how many general-admission places to add.", field="quantity")
+            raise DomainError(
+                gettext("Give how many general-admission places to add."), field="quantity"
+            )
         label_prefix = prefix.strip() or "GA-"
         rows = [(None, None, f"{label_prefix}{next_position + i}") for i in range(1, quantity + 1)]
     else:
         if not (first_row and last_row and seats_per_row):
             raise DomainError(
-                "Give the first and last row and the seats per row.", field="first_row"
+                gettext("Give the first and last row and the seats per row."), field="first_row"
             )
         rows = seat_block_labels(first_row, last_row, seats_per_row, prefix)
     if len(rows) > MAX_SPOTS_PER_GENERATION:
         raise DomainError(
-            f"At most {MAX_SPOTS_PER_GENERATION} spots per generation.", field="seats_per_row"
+            gettext(
+                "At most %(max_spots_per_generation)s spots per generation.",
+                max_spots_per_generation=MAX_SPOTS_PER_GENERATION,
+            ),
+            field="seats_per_row",
         )
     _refuse_existing_labels(session, section, (label for _, _, label in rows))
     session.execute(
@@ -172,8 +181,13 @@ def _refuse_existing_labels(session: Session, section: EventSection, labels: Ite
     if existing:
         shown = ", ".join(sorted(existing)[:10]) + ("..." if len(existing) > 10 else "")
         raise Conflict(
-            f"{len(existing)} of these labels already exist in {section.name}: {shown}. "
-            "Nothing was generated."
+            gettext(
+                "%(len)s of these labels already exist in %(name)s: %(shown)s. "
+                "Nothing was generated.",
+                len=len(existing),
+                name=section.name,
+                shown=shown,
+            )
         )
 
 

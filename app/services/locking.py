@@ -7,16 +7,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from flask_babel import gettext
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from app.i18n import N_
 from app.models.errors import Busy
 
 # lock_not_available, deadlock_detected, serialization_failure
 _RETRYABLE_SQLSTATES = {"55P03", "40P01", "40001"}
 
 
-SEATS_BUSY = "These seats are being changed by someone else right now: try again."
+SEATS_BUSY = N_("These seats are being changed by someone else right now: try again.")
 
 
 @contextmanager
@@ -29,5 +31,5 @@ def busy_on_lock_failure(session: Session, message: str = SEATS_BUSY) -> Iterato
         sqlstate = getattr(exc.orig, "sqlstate", None)
         if sqlstate in _RETRYABLE_SQLSTATES:
             session.rollback()
-            raise Busy(message) from exc
+            raise Busy(gettext(message)) from exc
         raise

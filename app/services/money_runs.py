@@ -15,6 +15,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from flask_babel import gettext
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -52,7 +53,7 @@ def describe_settlement(summary: dict[str, Any]) -> str:
 
 def describe_payouts(session: Session, payout_ids: list[int]) -> str:
     if not payout_ids:
-        return "No payout made: no partner has settled money available beyond its payouts."
+        return gettext("No payout made: no partner has settled money available beyond its payouts.")
     made = session.execute(
         select(Payout.id, Partner.name, Payout.amount_cents, Payout.currency)
         .join(Partner, Partner.id == Payout.partner_id)
@@ -62,7 +63,9 @@ def describe_payouts(session: Session, payout_ids: list[int]) -> str:
     listed = "; ".join(
         f"#{pid} {name} {format_money(amount, currency)}" for pid, name, amount, currency in made
     )
-    return f"{len(made)} payout(s) made, pending approval: {listed}."
+    return gettext(
+        "%(count)s payout(s) made, pending approval: %(payouts)s.", count=len(made), payouts=listed
+    )
 
 
 @dataclass(frozen=True)
@@ -76,9 +79,13 @@ class DayPreview:
     @property
     def captured_text(self) -> str:
         if not self.captured:
-            return "no card payment captured that day"
+            return gettext("no card payment captured that day")
         return "; ".join(
-            f"{count} payment(s) captured, {format_money(cents, currency)}"
+            gettext(
+                "%(count)s payment(s) captured, %(amount)s",
+                count=count,
+                amount=format_money(cents, currency),
+            )
             for currency, count, cents in self.captured
         )
 
@@ -87,7 +94,10 @@ def check_day_over(day: dt.date, now: dt.datetime | None = None) -> None:
     """Conflict unless ``day`` is over (UTC): its report exists only from the next day."""
     if day >= (now or utcnow()).date():
         raise Conflict(
-            f"{day.isoformat()} is not over yet (UTC): its report is reconciled from tomorrow.",
+            gettext(
+                "%(isoformat)s is not over yet (UTC): its report is reconciled from tomorrow.",
+                isoformat=day.isoformat(),
+            ),
             field="day",
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from flask_babel import gettext
 from sqlalchemy.orm import Session
 
 from app.models import Forbidden, Partner
@@ -30,7 +31,7 @@ def set_reserve(
     """The percentage of the partner's recent settled net its payouts hold back (admins and
     finance: a partner does not set its own)."""
     if not is_platform_staff(actor):
-        raise Forbidden("Only the platform sets a partner's payout reserve.")
+        raise Forbidden(gettext("Only the platform sets a partner's payout reserve."))
     partner = get_owned(session, Partner, partner_id, actor)
     partner.set_reserve(percent)
     session.commit()

@@ -36,6 +36,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
+from flask_babel import gettext
 from sqlalchemy import Select, and_, exists, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -249,7 +250,7 @@ def cancel_payout(session: Session, payout_id: int, actor: Actor) -> None:
     overtaken): nothing was posted, and its transactions are free for the next payout run."""
     payout = _locked(session, payout_id, actor)
     if payout.status == PayoutStatus.PAID:
-        raise Conflict(f"Payout {payout.id} is paid: it cannot be cancelled.")
+        raise Conflict(gettext("Payout %(id)s is paid: it cannot be cancelled.", id=payout.id))
     log.warning(
         "payout cancelled",
         extra={
@@ -274,10 +275,13 @@ def _require_covered(session: Session, payout: Payout, now: dt.datetime) -> None
     covering = funds(session, payout.partner_id, payout.currency, now).payable
     if covering < payout.amount_cents:
         refusal = Conflict(
-            f"The partner's settled balance less its reserve is now"
-            f" {format_money(max(covering, 0), payout.currency)}, less than this payout of"
-            f" {format_money(payout.amount_cents, payout.currency)} (refunds or chargebacks"
-            " since it was made): cancel it, and the next run pays what is due."
+            gettext(
+                "The partner's settled balance less its reserve is now %(value)s, "
+                "less than this payout of %(value2)s (refunds or chargebacks since "
+                "it was made): cancel it, and the next run pays what is due.",
+                value=format_money(max(covering, 0), payout.currency),
+                value2=format_money(payout.amount_cents, payout.currency),
+            )
         )
         session.rollback()  # the payout's new status is not kept
         raise refusal
@@ -290,6 +294,6 @@ def _lock_partner(session: Session, partner_id: int) -> None:
 def _locked(session: Session, payout_id: int, actor: Actor) -> Payout:
     """The payout, locked; only platform staff move payouts (a partner reads its own)."""
     if not is_platform_staff(actor):
-        raise Forbidden("Only finance approves and pays payouts.")
+        raise Forbidden(gettext("Only finance approves and pays payouts."))
     session.expire_all()  # the state others committed, not what this session remembers
     return get_owned_many(session, Payout, [payout_id], actor, lock=True)[0]

@@ -13,10 +13,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from flask import current_app
+from flask_babel import gettext
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from app import metrics
+from app.i18n import current_locale
 from app.models import (
     Conflict,
     DomainError,
@@ -103,13 +105,22 @@ def _claim(
     with busy_on_lock_failure(session):
         order = _locked_order(session, order_id, actor)
         if order.status not in (OrderStatus.PAID, OrderStatus.REFUNDED):
-            raise Conflict(f"Order {order.id} is {order.status}: only a paid order is refunded.")
+            raise Conflict(
+                gettext(
+                    "Order %(id)s is %(status)s: only a paid order is refunded.",
+                    id=order.id,
+                    status=order.status,
+                )
+            )
         tickets = order.tickets_to_refund(ticket_ids) if ticket_ids is not None else None
         if order.status == OrderStatus.REFUNDED:
             if any(p.status == PaymentStatus.CHARGED_BACK for p in order.payments):
                 raise Conflict(
-                    f"Order {order.id} was charged back by the card holder's bank: there is "
-                    "nothing left to refund."
+                    gettext(
+                        "Order %(id)s was charged back by the card holder's bank: there is "
+                        "nothing left to refund.",
+                        id=order.id,
+                    )
                 )
             session.rollback()
             return order, None
@@ -142,12 +153,20 @@ def _complete(
     session.rollback()
     if amount and not gateway.refund(reference, amount, key):
         _drop(session, order_id, refund_id)
-        raise RefundFailed(f"The payment processor refused to refund order {order_id}.")
+        raise RefundFailed(
+            gettext(
+                "The payment processor refused to refund order %(order_id)s.", order_id=order_id
+            )
+        )
     with busy_on_lock_failure(session):
         order = _locked_order(session, order_id, SYSTEM)
         refund = session.get(PaymentRefund, refund_id)
         if refund is None:  # the processor refused it to a concurrent call
-            raise RefundFailed(f"The payment processor refused to refund order {order_id}.")
+            raise RefundFailed(
+                gettext(
+                    "The payment processor refused to refund order %(order_id)s.", order_id=order_id
+                )
+            )
         if refund.status == RefundStatus.DONE:  # someone else finished it meanwhile
             session.rollback()
             return order
@@ -215,8 +234,14 @@ class UsedTicket:
     timezone: str = local_time.DEFAULT_TIMEZONE  # the venue's
 
     def describe(self) -> str:
-        entered = local_time.format_local(self.entered_at, self.timezone)
-        return f"ticket {self.ticket_id} ({self.seat}), entered {entered} at {self.gate}"
+        entered = local_time.format_local(self.entered_at, self.timezone, current_locale())
+        return gettext(
+            "ticket %(id)s (%(seat)s), entered %(time)s at %(gate)s",
+            id=self.ticket_id,
+            seat=self.seat,
+            time=entered,
+            gate=self.gate,
+        )
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -255,24 +280,36 @@ def cancel_by_customer(
     now = now or utcnow()
     order = session.get(Order, order_id)
     if order is None or order.customer_id != customer_id:
-        raise NotFound("Order not found.")
+        raise NotFound(gettext("Order not found."))
     if order.status not in (OrderStatus.PAID, OrderStatus.REFUNDED):
-        raise Conflict(f"Order {order.id} is {order.status}: only a paid order is cancelled.")
+        raise Conflict(
+            gettext(
+                "Order %(id)s is %(status)s: only a paid order is cancelled.",
+                id=order.id,
+                status=order.status,
+            )
+        )
     deadline = order.event.customer_cancel_deadline()
     if deadline is None:
         raise RefundWindowClosed(
-            "This event does not take cancellations: contact the organiser.", deadline=None
+            gettext("This event does not take cancellations: contact the organiser."), deadline=None
         )
     if now > deadline:
         raise RefundWindowClosed(
-            f"Cancellations closed on {local_time.format_local(deadline, order.event.zone_name)}.",
+            gettext(
+                "Cancellations closed on %(value)s.",
+                value=local_time.format_local(deadline, order.event.zone_name, current_locale()),
+            ),
             deadline=local_time.iso_local(deadline, order.event.zone_name),
         )
     used = used_tickets(session, order)
     if used:
         raise TicketUsed(
-            "Used at the gate: " + "; ".join(u.describe() for u in used) + ". An order with a "
-            "used ticket is not cancelled here: contact the organiser.",
+            gettext(
+                "Used at the gate: %(tickets)s. An order with a used ticket is not cancelled "
+                "here: contact the organiser.",
+                tickets="; ".join(u.describe() for u in used),
+            ),
             tickets=[u.to_json() for u in used],
         )
     session.rollback()
@@ -312,14 +349,16 @@ def _locked_order(session: Session, order_id: int, actor: Actor) -> Order:
         owned_query(Order, actor).where(Order.id == order_id).with_for_update(of=Order)
     ).first()
     if order is None:
-        raise NotFound("Order not found.")
+        raise NotFound(gettext("Order not found."))
     return order
 
 
 def _captured(order: Order) -> Payment:
     captured = [p for p in order.payments if p.status == PaymentStatus.CAPTURED]
     if len(captured) != 1:
-        raise Conflict(f"Order {order.id} has no single captured payment to refund.")
+        raise Conflict(
+            gettext("Order %(id)s has no single captured payment to refund.", id=order.id)
+        )
     return captured[0]
 
 
@@ -336,15 +375,30 @@ def record_chargeback(
     order_id = session.scalar(select(Payment.order_id).where(Payment.id == payment_id))
     order = _locked_order(session, order_id, SYSTEM)
     if order.status != OrderStatus.PAID:
-        raise Conflict(f"Order {order.id} is {order.status}: only a paid order is charged back.")
+        raise Conflict(
+            gettext(
+                "Order %(id)s is %(status)s: only a paid order is charged back.",
+                id=order.id,
+                status=order.status,
+            )
+        )
     payment = _captured(order)
     if payment.id != payment_id:
-        raise Conflict(f"Payment {payment_id} is not the captured payment of order {order.id}.")
+        raise Conflict(
+            gettext(
+                "Payment %(payment_id)s is not the captured payment of order %(id)s.",
+                payment_id=payment_id,
+                id=order.id,
+            )
+        )
     if payment.pending_refunds:
         # The processor may be paying that refund right now: taking the chargeback too would
         # give the money back twice. Reconciliation flags the line for finance instead.
         raise Conflict(
-            f"Order {order.id} has a refund in progress: the chargeback needs finance's review."
+            gettext(
+                "Order %(id)s has a refund in progress: the chargeback needs finance's review.",
+                id=order.id,
+            )
         )
     order.refund(now, event_cancelled=order.event.status == EventStatus.CANCELLED)
     payment.mark_charged_back(now)

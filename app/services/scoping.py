@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol, TypeVar
 
+from flask_babel import gettext
 from sqlalchemy import Select, false, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -69,7 +70,7 @@ def _pk(model: type, pk: Any) -> int:
     try:
         return int(pk)
     except (TypeError, ValueError):
-        raise NotFound(f"{model.__name__} not found.") from None
+        raise NotFound(gettext("%(name)s not found.", name=model.__name__)) from None
 
 
 def owned_query(model: type[M], actor: Actor | None) -> Select[tuple[M]]:
@@ -89,7 +90,7 @@ def get_owned_many(
         query = query.with_for_update()
     rows = list(session.scalars(query))
     if len(rows) != len(wanted):
-        raise NotFound(f"{model.__name__} not found.")
+        raise NotFound(gettext("%(name)s not found.", name=model.__name__))
     return rows
 
 
@@ -98,5 +99,5 @@ def get_owned(session: Session, model: type[M], pk: Any, actor: Actor | None) ->
     alike, so ids of other partners' rows leak nothing)."""
     row = session.scalars(owned_query(model, actor).where(model.id == _pk(model, pk))).first()
     if row is None:
-        raise NotFound(f"{model.__name__} not found.")
+        raise NotFound(gettext("%(name)s not found.", name=model.__name__))
     return row

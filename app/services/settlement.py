@@ -20,6 +20,7 @@ import logging
 from collections import Counter
 from typing import Any
 
+from flask_babel import gettext
 from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -116,14 +117,21 @@ def reconcile_day(
     run added (all zero on a replay)."""
     if day >= now.date():
         raise Conflict(
-            f"{day.isoformat()} is not over yet (UTC): its report is reconciled from tomorrow."
+            gettext(
+                "%(isoformat)s is not over yet (UTC): its report is reconciled from tomorrow.",
+                isoformat=day.isoformat(),
+            )
         )
     unfinished = _unfinished(session, gateway.name, day)
     if unfinished:
         raise Conflict(
-            f"{unfinished} payment(s) or refund(s) begun by the end of {day.isoformat()} are"
-            " still being finished: reconcile the day once they are (the reconcile task"
-            " finishes them)."
+            gettext(
+                "%(unfinished)s payment(s) or refund(s) begun by the end of "
+                "%(isoformat)s are still being finished: reconcile the day once they "
+                "are (the reconcile task finishes them).",
+                unfinished=unfinished,
+                isoformat=day.isoformat(),
+            )
         )
     session.rollback()  # no transaction stays open while the acquirer is asked
     report = gateway.settlement_report(day)

@@ -25,6 +25,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
+from flask_babel import gettext
 from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
@@ -82,7 +83,9 @@ def unseal(sealed: str) -> str:
     except InvalidToken as exc:
         # TOTP_KEY (or SECRET_KEY) changed since enrolment: an admin resets the user's
         # two-factor sign-in and the user enrols again.
-        raise Conflict("This account's two-factor secret cannot be read: ask an admin.") from exc
+        raise Conflict(
+            gettext("This account's two-factor secret cannot be read: ask an admin.")
+        ) from exc
 
 
 def _key_material() -> str:
@@ -127,11 +130,13 @@ def _take_step(session: Session, user_id: int, step: int) -> bool:
 def verify(session: Session, user: PartnerUser, code: str) -> None:
     """Accept ``code`` as ``user``'s second factor, once; WrongCode otherwise. Commits."""
     if user.totp_secret is None:
-        raise WrongCode("Two-factor sign-in is not turned on for this account.", field="totp")
+        raise WrongCode(
+            gettext("Two-factor sign-in is not turned on for this account."), field="totp"
+        )
     step = matching_step(unseal(user.totp_secret), code)
     if step is None or not _take_step(session, user.id, step):
         session.rollback()
-        raise WrongCode("Wrong or already used code: enter the current one.", field="totp")
+        raise WrongCode(gettext("Wrong or already used code: enter the current one."), field="totp")
     session.commit()
 
 
@@ -139,12 +144,12 @@ def enrol(session: Session, user: PartnerUser, sealed_secret: str, code: str) ->
     """Turn two-factor sign-in on with the secret shown to the user (sealed), once the user has
     proved its app holds it with a current code. Ends the user's sessions. Commits."""
     if not may_enrol(user):
-        raise Forbidden("Two-factor sign-in is for staff accounts.")
+        raise Forbidden(gettext("Two-factor sign-in is for staff accounts."))
     if user.has_two_factor:
-        raise Conflict("Two-factor sign-in is already on.")
+        raise Conflict(gettext("Two-factor sign-in is already on."))
     step = matching_step(unseal(sealed_secret), code)
     if step is None:
-        raise WrongCode("Wrong code: enter the one your app shows now.", field="totp")
+        raise WrongCode(gettext("Wrong code: enter the one your app shows now."), field="totp")
     user.totp_secret = sealed_secret
     user.totp_last_step = step  # the confirming code does not also sign in
     accounts.end_sessions(session, user)
@@ -154,7 +159,7 @@ def enrol(session: Session, user: PartnerUser, sealed_secret: str, code: str) ->
 def disable(session: Session, user: PartnerUser, code: str) -> None:
     """Turn it off with a current code, unless the user's role requires it. Commits."""
     if required_for(user):
-        raise Forbidden("Your role requires two-factor sign-in: it stays on.")
+        raise Forbidden(gettext("Your role requires two-factor sign-in: it stays on."))
     verify(session, user, code)
     reset(session, user)
 

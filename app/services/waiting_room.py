@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 
 from flask import current_app
+from flask_babel import gettext
 from sqlalchemy import (
     Connection,
     DateTime,
@@ -34,6 +35,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from app import metrics
+from app.i18n import N_
 from app.models import DomainError, Event, EventStatus, NotFound, Partner
 from app.models.base import utcnow
 from app.models.event import SALE_COLUMNS, sale_window
@@ -46,7 +48,7 @@ ADMITTED = "admitted"
 NOT_IN_LINE = "not_in_line"  # never joined, turn over, or a purchase ended it
 
 
-LINE_BUSY = "Many people are joining the line right now: try again."
+LINE_BUSY = N_("Many people are joining the line right now: try again.")
 
 
 class NotYourTurn(DomainError):
@@ -120,12 +122,15 @@ def require_turn(turn: Turn, now: dt.datetime) -> None:
         return
     if turn.status == WAITING:
         raise NotYourTurn(
-            f"You are in the waiting room: your turn comes in about {_duration(turn.wait(now))}.",
+            gettext(
+                "You are in the waiting room: your turn comes in about %(duration)s.",
+                duration=_duration(turn.wait(now)),
+            ),
             admit_at=turn.admit_at.isoformat() if turn.admit_at else None,
             retry_after=turn.retry_after(now),
             wait_ms=int(turn.wait(now).total_seconds() * 1000),
         )
-    raise NotYourTurn("This on-sale has a waiting room: join the line to buy.")
+    raise NotYourTurn(gettext("This on-sale has a waiting room: join the line to buy."))
 
 
 def _duration(span: dt.timedelta) -> str:
@@ -198,7 +203,7 @@ ADMIT_AT = select(_entry.c.admit_at).where(
 def _read(conn: Connection, event_id: int, customer_id: int) -> Row:
     row = conn.execute(_READ, {"event_id": event_id, "customer_id": customer_id}).first()
     if row is None or row.status == EventStatus.DRAFT:
-        raise NotFound("Event not found.")
+        raise NotFound(gettext("Event not found."))
     return row
 
 

@@ -1,5 +1,7 @@
 // What the gate page uses of the device: the camera for QR codes (BarcodeDetector where the
 // browser has it, the vendored jsQR otherwise), and the speaker and vibration for verdicts.
+import { t } from "./gate-i18n.js";
+
 const $ = (id) => document.getElementById(id);
 const CAMERA_REPEAT_MS = 2500; // a code held in front of the camera is one scan
 
@@ -13,7 +15,7 @@ export function loadJsQR() {
     const script = document.createElement("script");
     script.src = document.body.dataset.jsqr;
     script.onload = () => resolve(window.jsQR);
-    script.onerror = () => { jsqrLoading = null; reject(new Error("QR decoder not loaded")); };
+    script.onerror = () => { jsqrLoading = null; reject(new Error(t("QR decoder not loaded"))); };
     document.head.append(script);
   });
   return jsqrLoading;
@@ -48,15 +50,15 @@ export function cameraRunning() {
 /** Read QR codes from the back camera, calling `onCode` once per code shown. */
 export async function startCamera(onCode) {
   const video = $("camera-video");
-  $("camera-status").textContent = "Starting…";
+  $("camera-status").textContent = t("Starting…");
   try {
     const read = await qrReader();
     stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" }, audio: false });
     video.srcObject = stream;
     video.hidden = false;
     await video.play();
-    $("camera-toggle").textContent = "Stop camera";
-    $("camera-status").textContent = "Point the camera at the ticket";
+    $("camera-toggle").textContent = t("Stop camera");
+    $("camera-status").textContent = t("Point the camera at the ticket");
     const tick = async () => {
       if (!stream) return;
       try {
@@ -75,7 +77,7 @@ export async function startCamera(onCode) {
     tick();
   } catch (err) {
     stopCamera();
-    $("camera-status").textContent = `Camera unavailable: ${err.message}`;
+    $("camera-status").textContent = t("Camera unavailable: %(reason)s", { reason: err.message });
   }
 }
 
@@ -86,7 +88,7 @@ export function stopCamera() {
   const video = $("camera-video");
   video.srcObject = null;
   video.hidden = true;
-  $("camera-toggle").textContent = "Start camera";
+  $("camera-toggle").textContent = t("Start camera");
   $("camera-status").textContent = "";
 }
 

@@ -5,6 +5,7 @@
 import { Entries, bench, judge } from "./gate-core.js";
 import { cameraRunning, loadJsQR, signal, startCamera, stopCamera } from "./gate-hardware.js";
 import { openStore } from "./gate-store.js";
+import { t } from "./gate-i18n.js";
 import { TITLES, explainVerdict } from "./gate-verdict.js";
 
 const $ = (id) => document.getElementById(id);
@@ -99,8 +100,8 @@ function noteServerClock(response) {
 }
 
 function explain(err) {
-  if (err instanceof ApiError) return err.status === 401 ? `Not signed in: ${err.message}` : err.message;
-  return "No connection to the server.";
+  if (err instanceof ApiError) return err.status === 401 ? t("Not signed in: %(reason)s", { reason: err.message }) : err.message;
+  return t("No connection to the server.");
 }
 
 async function signIn(kind, token, who) {
@@ -110,7 +111,7 @@ async function signIn(kind, token, who) {
 
 function signOut() {
   const pending = Number($("count-pending").textContent);
-  if (pending && !confirm(`${pending} scans are not uploaded yet. They stay on this device. Sign out?`)) return;
+  if (pending && !confirm(t("%(count)s scans are not uploaded yet. They stay on this device. Sign out?", { count: pending }))) return;
   localStorage.removeItem(KEYS.credential);
   localStorage.removeItem(KEYS.event);
   stopCamera();
@@ -132,7 +133,7 @@ function show(screen) {
 async function showEvents() {
   show("events");
   const list = $("event-list");
-  list.textContent = "Loading…";
+  list.textContent = t("Loading…");
   $("events-error").textContent = "";
   let events;
   try {
@@ -140,10 +141,10 @@ async function showEvents() {
   } catch (err) {
     // Offline: the events whose manifests this device already holds can still be scanned.
     events = (await store.manifests()).map((m) => ({ id: m.event_id, name: m.name, stored: true }));
-    $("events-error").textContent = `${explain(err)} ${events.length ? "Showing the events downloaded earlier." : ""}`;
+    $("events-error").textContent = `${explain(err)} ${events.length ? t("Showing the events downloaded earlier.") : ""}`;
     if (err instanceof ApiError && err.status === 401) return show("signin");
   }
-  list.textContent = events.length ? "" : "No events to check in.";
+  list.textContent = events.length ? "" : t("No events to check in.");
   for (const event of events) {
     const item = document.createElement("li");
     const button = document.createElement("button");
@@ -154,8 +155,8 @@ async function showEvents() {
     const details = document.createElement("span");
     details.className = "muted";
     details.textContent = event.stored
-      ? "manifest on this device"
-      : [event.venue, formatDateTime(event.starts_at, event.timezone), event.armed ? "armed" : ""].filter(Boolean).join(" · ");
+      ? t("manifest on this device")
+      : [event.venue, formatDateTime(event.starts_at, event.timezone), event.armed ? t("armed") : ""].filter(Boolean).join(" · ");
     button.append(name, details);
     button.addEventListener("click", () => chooseEvent(event.id, event.stored));
     item.append(button);
@@ -211,7 +212,7 @@ async function refreshManifest({ quiet = false } = {}) {
     const fresh = await downloadManifest(manifest.event_id);
     await serial(() => selectManifest(fresh));
   } catch (err) {
-    if (!quiet) $("scan-error").textContent = `Manifest not refreshed: ${explain(err)}`;
+    if (!quiet) $("scan-error").textContent = t("Manifest not refreshed: %(reason)s", { reason: explain(err) });
   } finally {
     button.disabled = false;
   }
@@ -224,8 +225,9 @@ function renderManifest() {
   at.textContent = formatDateTime(manifest.downloaded_at);
   const window_ = [manifest.opens_at, manifest.closes_at].map((t) => (t ? formatDateTime(t) : "…")).join(" – ");
   $("manifest-stats").textContent =
-    `${manifest.revoked.length} revoked · ${manifest.entries.length} entries · check-in ${window_}` +
-    (manifest.allow_reentry ? " · re-entry allowed" : "");
+    t("%(revoked)s revoked · %(entries)s entries · check-in %(window)s", {
+      revoked: manifest.revoked.length, entries: manifest.entries.length, window: window_,
+    }) + (manifest.allow_reentry ? ` · ${t("re-entry allowed")}` : "");
   renderClock();
 }
 
@@ -233,7 +235,9 @@ function renderClock() {
   // Scans are timed by the server's clock, but a wrong device clock still misleads whoever reads it.
   const minutes = Math.round((clockOffset ?? 0) / 60_000);
   $("scan-error").textContent = Math.abs(minutes) >= 2
-    ? `This device's clock is ${Math.abs(minutes)} min ${minutes > 0 ? "ahead of" : "behind"} the server: set it right.`
+    ? (minutes > 0
+      ? t("This device's clock is %(minutes)s min ahead of the server: set it right.", { minutes })
+      : t("This device's clock is %(minutes)s min behind the server: set it right.", { minutes: -minutes }))
     : "";
 }
 
@@ -241,7 +245,7 @@ function renderClock() {
 // Scanning
 
 function gateName() {
-  return $("gate-name").value.trim() || "Gate";
+  return $("gate-name").value.trim() || t("Gate");
 }
 
 function direction() {
@@ -259,7 +263,7 @@ function scan(code) {
     try {
       local = await judge(code, { manifest, entries, direction: way, now, keys });
     } catch (err) {
-      $("scan-error").textContent = `Could not check codes (${err.message}): refresh the manifest.`;
+      $("scan-error").textContent = t("Could not check codes (%(reason)s): refresh the manifest.", { reason: err.message });
       return null;
     }
     const record = {
@@ -315,7 +319,7 @@ async function askServer({ code, gate, direction: way, nonce, event_id }) {
     });
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) {
-      $("scan-error").textContent = `${explain(err)} Scans are checked on this device until you sign in again.`;
+      $("scan-error").textContent = `${explain(err)} ${t("Scans are checked on this device until you sign in again.")}`;
     }
     return null;
   }
@@ -339,7 +343,9 @@ function showVerdict(record) {
   $("verdict-reason").textContent = record.reason;
   const document_ = $("verdict-document");
   document_.hidden = !(record.verdict === "valid" && record.check_document);
-  document_.textContent = document_.hidden ? "" : `${(record.ticket_type || "Meia").toUpperCase()}: check document`;
+  document_.textContent = document_.hidden
+    ? ""
+    : t("%(type)s: check the document", { type: (record.ticket_type || t("Half price")).toUpperCase() });
   overlay.hidden = false;
   clearTimeout(verdictTimer);
   verdictTimer = setTimeout(hideVerdict, VERDICT_MS);
@@ -381,22 +387,22 @@ function renderScans() {
     time.textContent = formatTime(record.scanned_at);
     const what = document.createElement("span");
     what.className = "what";
-    what.textContent = `${TITLES[record.verdict] ?? record.verdict}${record.label ? ` · ${record.label}` : ""} · ${record.gate} ${record.direction}`;
+    what.textContent = `${TITLES[record.verdict] ?? record.verdict}${record.label ? ` · ${record.label}` : ""} · ${record.gate} ${record.direction === "in" ? t("In") : t("Out")}`;
     const sync = document.createElement("span");
     sync.className = "sync";
-    sync.textContent = !record.uploaded ? "pending" : record.conflict ? "conflict"
-      : refused ? `needs attention: refused by the server${record.server_message ? ` (${record.server_message})` : ""}`
-      : "uploaded";
+    sync.textContent = !record.uploaded ? t("pending") : record.conflict ? t("conflict")
+      : refused ? t("needs attention: refused by the server") + (record.server_message ? ` (${record.server_message})` : "")
+      : t("uploaded");
     item.append(time, what, sync);
     log.append(item);
   }
   const refused = scans.filter((record) => record.server_result === "refused").length;
-  const attention = refused ? ` ${refused} refused by the server: not recorded, see the scans below.` : "";
+  const attention = refused ? ` ${t("%(count)s refused by the server: not recorded, see the scans below.", { count: refused })}` : "";
   store.pendingCount().then((count) => {
     $("count-pending").textContent = count;
-    const waiting = navigator.onLine ? syncProblem || "Uploading…" : "Offline: they upload when the network is back.";
+    const waiting = navigator.onLine ? syncProblem || t("Uploading…") : t("Offline: they upload when the network is back.");
     $("sync-status").textContent =
-      (count ? `${count} scans kept on this device. ${waiting}` : "All scans uploaded.") + attention;
+      (count ? `${t("%(count)s scans kept on this device.", { count })} ${waiting}` : t("All scans uploaded.")) + attention;
   });
 }
 
@@ -455,8 +461,8 @@ async function uploadPending() {
     syncProblem = "";
   } catch (err) {
     syncProblem = err instanceof ApiError && err.status === 401
-      ? "Upload refused: sign in again to upload them."
-      : `Not uploaded yet: ${explain(err)}`;
+      ? t("Upload refused: sign in again to upload them.")
+      : t("Not uploaded yet: %(reason)s", { reason: explain(err) });
   } finally {
     if (manifest) renderScans();
   }
@@ -487,7 +493,7 @@ function background() {
 
 function renderNetwork() {
   const net = $("net");
-  net.textContent = navigator.onLine ? "online" : "offline";
+  net.textContent = navigator.onLine ? t("online") : t("offline");
   net.className = `pill ${navigator.onLine ? "online" : "offline"}`;
 }
 
@@ -495,20 +501,22 @@ function renderNetwork() {
 
 /** A time as the venue's clock reads it (the event's time zone, with its abbreviation); the
  * device's zone when the event's is not known. */
+const LANGUAGES = document.documentElement.lang ? [document.documentElement.lang] : [];
+
 function formatDateTime(iso, zone = manifest?.timezone) {
   const options = {
     day: "2-digit", month: "2-digit", year: "numeric", hour: "2-digit", minute: "2-digit",
     timeZoneName: "short",
   };
   try {
-    return new Date(iso).toLocaleString([], zone ? { ...options, timeZone: zone } : options);
+    return new Date(iso).toLocaleString(LANGUAGES, zone ? { ...options, timeZone: zone } : options);
   } catch {
-    return new Date(iso).toLocaleString([], options); // an unknown zone: the device's
+    return new Date(iso).toLocaleString(LANGUAGES, options); // an unknown zone: the device's
   }
 }
 
 function formatTime(iso) {
-  return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  return new Date(iso).toLocaleTimeString(LANGUAGES, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
 }
 
 async function registerServiceWorker() {
@@ -550,7 +558,7 @@ function wire() {
     } catch (err) {
       const refused = err instanceof ApiError && (err.status === 401 || err.status === 403);
       // A refusal with a code (totp_required, totp_invalid...) says why; a bare 401 is the password.
-      $("signin-error").textContent = refused ? (err.code ? err.message : "Wrong login or password.") : explain(err);
+      $("signin-error").textContent = refused ? (err.code ? err.message : t("Wrong login or password.")) : explain(err);
     }
   });
   $("sign-out").addEventListener("click", signOut);
@@ -566,7 +574,7 @@ function wire() {
   $("verdict").addEventListener("click", hideVerdict);
 
   const gate = $("gate-name");
-  gate.value = localStorage.getItem(KEYS.gate) || "Gate 1";
+  gate.value = localStorage.getItem(KEYS.gate) || t("Gate 1");
   gate.addEventListener("change", () => localStorage.setItem(KEYS.gate, gateName()));
   const saved = localStorage.getItem(KEYS.direction);
   for (const radio of document.querySelectorAll('input[name="direction"]')) {

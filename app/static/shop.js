@@ -3,6 +3,11 @@
 (function () {
   "use strict";
   document.documentElement.classList.add("has-js");
+  // The page's texts in its language (shop/base.html), English when missing.
+  var strings = {};
+  var stringsElement = document.getElementById("shop-strings");
+  if (stringsElement) { strings = JSON.parse(stringsElement.textContent); }
+  var t = function (key, english) { return strings[key] || english; };
 
   // Countdowns: a hold's (or a turn's) time left, where the page is loaded again at zero, and
   // the wait for one's turn in a waiting room, whose page reloads itself (meta refresh).
@@ -21,9 +26,9 @@
     tick();
   };
   var countdown = document.getElementById("countdown");
-  if (countdown) { countDown(countdown, "expired", true); }
+  if (countdown) { countDown(countdown, t("expired", "time is up"), true); }
   var wait = document.getElementById("wait");
-  if (wait) { countDown(wait, "any moment now", false); }
+  if (wait) { countDown(wait, t("soon", "any moment now"), false); }
 
   // Card form: tokenize with the processor, then pay with the token only.
   var cardForm = document.getElementById("card-form");
@@ -46,7 +51,7 @@
         if (!result.ok) {
           var field = result.body.field || "number";
           var slot = cardForm.querySelector('.field-error[data-for="' + field + '"]');
-          if (slot) slot.textContent = result.body.message || "Check this field.";
+          if (slot) slot.textContent = result.body.message || t("field", "Check this field.");
           var input = cardForm.querySelector('[name="' + field + '"]');
           if (input) { input.setAttribute("aria-invalid", "true"); input.focus(); }
           button.disabled = false;
@@ -57,7 +62,7 @@
         payForm.submit();
       }).catch(function () {
         button.disabled = false;
-        alert("Could not reach the payment processor. Try again.");
+        alert(t("unreachable", "Could not reach the payment processor. Try again."));
       });
     });
   }
@@ -146,7 +151,7 @@
       types = JSON.parse(button.dataset.types || "[]");
       picked = {};
       seatmap.hidden = false;
-      grid.textContent = "Loading...";
+      grid.textContent = t("loading", "Loading...");
       document.getElementById("seatmap-title").textContent = "- " + button.closest("tr").cells[0].firstChild.textContent.trim();
       fetch(seatmap.dataset.spotsUrl + "?section_id=" + sectionId)
         .then(function (r) { return r.json(); })

@@ -6,6 +6,7 @@ from flask import Flask, current_app
 from flask_appbuilder import AppBuilder
 from flask_limiter.util import get_remote_address
 
+from app.i18n import N_
 from app.views import login_limits
 from app.views.audit import AuditEntryView
 from app.views.balances import BalanceView
@@ -36,32 +37,39 @@ from app.views.settlement import (
 from app.views.shop_api import CatalogApi, CustomerApi, HoldApi, OrderApi, QueueApi
 from app.views.two_factor import TwoFactorView, require_enrolment
 
+CATALOG, MONEY, CHECK_IN = N_("Catalog"), N_("Money"), N_("Check-in")
+PLATFORM, SECURITY = N_("Platform"), N_("Security")
+# The dashboard's menu: view, name, icon, category (names and categories are msgids: FAB's menu
+# translates them).
+MENU = (
+    (EventView, N_("Events"), "fa-calendar", CATALOG),
+    (EventSectionView, N_("Sections"), "fa-th-large", CATALOG),
+    (TicketTypeView, N_("Ticket types"), "fa-tags", CATALOG),
+    (EventSpotView, N_("Spots"), "fa-th", CATALOG),
+    (OrderView, N_("Orders"), "fa-shopping-cart", MONEY),
+    (LedgerTransactionView, N_("Ledger"), "fa-book", MONEY),
+    (BalanceView, N_("Balances"), "fa-balance-scale", MONEY),
+    (PayoutView, N_("Payouts"), "fa-bank", MONEY),
+    (SettlementView, N_("Settlements"), "fa-exchange", MONEY),
+    (SettlementMismatchView, N_("Mismatches"), "fa-exclamation-triangle", MONEY),
+    (ReportView, N_("Reports"), "fa-file-text-o", MONEY),
+    (MoneyRunsView, N_("Money runs"), "fa-play-circle", MONEY),
+    (GateDeviceView, N_("Gate devices"), "fa-mobile", CHECK_IN),
+    (GateAssignmentView, N_("Gate staff"), "fa-id-badge", CHECK_IN),
+    (CheckInView, N_("Scan log"), "fa-qrcode", CHECK_IN),
+    (PartnerView, N_("Partners"), "fa-handshake-o", PLATFORM),
+    (CustomerView, N_("Customers"), "fa-users", PLATFORM),
+    (AuditEntryView, N_("Audit log"), "fa-history", PLATFORM),
+    (TwoFactorView, N_("Two-factor sign-in"), "fa-key", SECURITY),
+)
+
 
 def register_views(appbuilder: AppBuilder) -> None:
-    appbuilder.add_view(EventView, "Events", icon="fa-calendar", category="Catalog")
-    appbuilder.add_view(EventSectionView, "Sections", icon="fa-th-large", category="Catalog")
-    appbuilder.add_view(TicketTypeView, "Ticket types", icon="fa-tags", category="Catalog")
-    appbuilder.add_view(EventSpotView, "Spots", icon="fa-th", category="Catalog")
-    appbuilder.add_view(OrderView, "Orders", icon="fa-shopping-cart", category="Money")
-    appbuilder.add_view(LedgerTransactionView, "Ledger", icon="fa-book", category="Money")
-    appbuilder.add_view(BalanceView, "Balances", icon="fa-balance-scale", category="Money")
-    appbuilder.add_view(PayoutView, "Payouts", icon="fa-bank", category="Money")
-    appbuilder.add_view(SettlementView, "Settlements", icon="fa-exchange", category="Money")
-    appbuilder.add_view(
-        SettlementMismatchView, "Mismatches", icon="fa-exclamation-triangle", category="Money"
-    )
-    appbuilder.add_view(ReportView, "Reports", icon="fa-file-text-o", category="Money")
-    appbuilder.add_view(MoneyRunsView, "Money runs", icon="fa-play-circle", category="Money")
+    for view, name, icon, category in MENU:
+        appbuilder.add_view(view, name, icon=icon, category=category)
     appbuilder.add_view_no_menu(EventOverviewView)
     appbuilder.add_view_no_menu(PayoutItemView)
     appbuilder.add_view_no_menu(SettlementLineView)
-    appbuilder.add_view(GateDeviceView, "Gate devices", icon="fa-mobile", category="Check-in")
-    appbuilder.add_view(GateAssignmentView, "Gate staff", icon="fa-id-badge", category="Check-in")
-    appbuilder.add_view(CheckInView, "Scan log", icon="fa-qrcode", category="Check-in")
-    appbuilder.add_view(PartnerView, "Partners", icon="fa-handshake-o", category="Platform")
-    appbuilder.add_view(CustomerView, "Customers", icon="fa-users", category="Platform")
-    appbuilder.add_view(AuditEntryView, "Audit log", icon="fa-history", category="Platform")
-    appbuilder.add_view(TwoFactorView, "Two-factor sign-in", icon="fa-key", category="Security")
     current_app.before_request(require_enrolment)
     appbuilder.add_api(EventApi)
     appbuilder.add_api(EventSectionApi)

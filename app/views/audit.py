@@ -9,6 +9,7 @@ permission exists, so nobody, admins included, changes an entry from here.
 from __future__ import annotations
 
 from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_babel import lazy_gettext
 
 from app.models import AuditEntry
 from app.views.base import ScopedModelView
@@ -16,7 +17,7 @@ from app.views.base import ScopedModelView
 
 class AuditEntryView(ScopedModelView):
     datamodel = SQLAInterface(AuditEntry)
-    list_title = "Audit log"
+    list_title = lazy_gettext("Audit log")
     base_permissions = ["can_list", "can_show", "can_export_csv"]
     list_columns = ["at", "actor_name", "action", "object", "partner", "changes_text"]
     show_columns = [
@@ -49,15 +50,15 @@ class AuditEntryView(ScopedModelView):
     base_order = ("id", "desc")
     page_size = 50
     label_columns = {
-        "at": "When (UTC)",
-        "actor_name": "Who",
-        "actor_roles": "Roles",
-        "actor_id": "User id",
-        "source": "From",
-        "request_id": "Request id",
-        "ip": "IP address",
-        "object_type": "Object type",
-        "object_id": "Object id",
-        "object_label": "Object name",
-        "changes_text": "Changes (before -> after)",
+        "at": lazy_gettext("When (UTC)"),
+        "actor_name": lazy_gettext("Who"),
+        "actor_roles": lazy_gettext("Roles"),
+        "actor_id": lazy_gettext("User id"),
+        "source": lazy_gettext("From"),
+        "request_id": lazy_gettext("Request id"),
+        "ip": lazy_gettext("IP address"),
+        "object_type": lazy_gettext("Object type"),
+        "object_id": lazy_gettext("Object id"),
+        "object_label": lazy_gettext("Object name"),
+        "changes_text": lazy_gettext("Changes (before -> after)"),
     }

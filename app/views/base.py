@@ -35,7 +35,7 @@ from flask_appbuilder.urltools import (
     get_page_size_args,
 )
 from flask_appbuilder.widgets import FormWidget
-from flask_babel import lazy_gettext
+from flask_babel import gettext, lazy_gettext
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import CompileError, DataError, IntegrityError, ProgrammingError
 from werkzeug.exceptions import BadRequest
@@ -130,7 +130,7 @@ class ScopedMixin:
             if related is None:
                 continue
             if sa_inspect(related).transient:  # the API's loader makes one for an unknown id
-                raise NotFound(f"{_label(name)} not found.", field=name)
+                raise NotFound(gettext("%(label)s not found.", label=_label(name)), field=name)
             if not partner_owned(type(related)):
                 continue
             model = type(related)
@@ -141,7 +141,7 @@ class ScopedMixin:
                 db.select(model.id).where(model.id == related.id, clause).limit(1)
             )
             if found is None:
-                raise NotFound(f"{_label(name)} not found.", field=name)
+                raise NotFound(gettext("%(label)s not found.", label=_label(name)), field=name)
 
     # The rules compare changed attributes with their loaded values: no autoflush may write
     # (and so forget) the changes before they have looked.
@@ -194,6 +194,11 @@ class CheckedListMixin:
             widgets=widgets,
             can_export=self.appbuilder.sm.has_access("can_export_csv", self.class_permission_name),
         )
+
+    def _prettify_column(self, name: str) -> Any:
+        """FAB's label of a column without one of ours ("starts_at": "Starts At"), translated
+        (tests/integration/test_languages.py checks that the catalog has each)."""
+        return lazy_gettext(super()._prettify_column(name))  # type: ignore[misc]
 
     def render_template(self, template: str, **kwargs: Any) -> Any:
         """FAB shows a row's related lists (an event's sections, with prices and sales) without
@@ -362,7 +367,9 @@ class ScopedModelView(ScopedMixin, CheckedListMixin, ModelView):
     def post_edit_redirect(self) -> Any:
         return redirect(url_for(".show", pk=g.saved_pk))
 
-    integrity_message = "This conflicts with an existing row (a name or label already in use?)."
+    integrity_message = lazy_gettext(
+        "This conflicts with an existing row (a name or label already in use?)."
+    )
 
     @staticmethod
     def _show_error(form: Form, message: str, field: str | None) -> None:
@@ -421,7 +428,7 @@ class ScopedModelView(ScopedMixin, CheckedListMixin, ModelView):
             return
         except IntegrityError:
             db.session.rollback()
-            flash("This row is still referenced and cannot be deleted.", "danger")
+            flash(gettext("This row is still referenced and cannot be deleted."), "danger")
             return
         self.post_delete(item)
         flash(self.delete_row_message, "success")
@@ -461,7 +468,7 @@ class ScopedModelView(ScopedMixin, CheckedListMixin, ModelView):
 
     def run_each(self, items: Any, operation: Any, done: str) -> int:
         """Apply a service operation to one or several rows, flashing each refusal; returns how
-        many succeeded."""
+        many succeeded. ``done`` is a msgid (N_) with a %(count)s."""
         items = items if isinstance(items, list) else [items]
         succeeded = 0
         for item in items:
@@ -472,7 +479,7 @@ class ScopedModelView(ScopedMixin, CheckedListMixin, ModelView):
                 db.session.rollback()
                 flash(err.message, "danger")
         if succeeded:
-            flash(done.format(count=succeeded), "success")
+            flash(gettext(done, count=succeeded), "success")
         return succeeded
 
 
@@ -494,11 +501,13 @@ class ScopedModelRestApi(ScopedMixin, ModelRestApi):
         except IntegrityError:
             db.session.rollback()
             return self.response(
-                409, error="conflict", message="This conflicts with an existing row."
+                409, error="conflict", message=lazy_gettext("This conflicts with an existing row.")
             )
         except DataError:
             db.session.rollback()
-            return self.response(422, error="invalid", message="A value is out of range.")
+            return self.response(
+                422, error="invalid", message=lazy_gettext("A value is out of range.")
+            )
 
     def post_headless(self) -> Any:
         return self._domain_guard(self._with_relation_ids, self.add_columns, super().post_headless)
@@ -514,16 +523,21 @@ class ScopedModelRestApi(ScopedMixin, ModelRestApi):
         take a boolean, a text or an object too, and end in a database error or a TypeError."""
         body = request.get_json(silent=True)
         if request.is_json and not isinstance(body, dict):
-            return self.response_400(message="Send a JSON object of the fields to set.")
+            return self.response_400(
+                message=lazy_gettext("Send a JSON object of the fields to set.")
+            )
         if isinstance(body, dict):
             for name in columns:
                 value = body.get(name)
                 if value is None or not self.datamodel.is_relation_many_to_one(name):
                     continue
                 if isinstance(value, bool) or not isinstance(value, int):
-                    raise DomainError(f"{_label(name)} must be an id (an integer).", field=name)
+                    raise DomainError(
+                        gettext("%(label)s must be an id (an integer).", label=_label(name)),
+                        field=name,
+                    )
                 if not 0 < value <= MAX_INT:
-                    raise NotFound(f"{_label(name)} not found.", field=name)
+                    raise NotFound(gettext("%(label)s not found.", label=_label(name)), field=name)
         return call(*args)
 
     def get_list_headless(self, **kwargs: Any) -> Any:
@@ -533,7 +547,9 @@ class ScopedModelRestApi(ScopedMixin, ModelRestApi):
             return super().get_list_headless(**kwargs)
         except BAD_LIST_ARGUMENTS:
             db.session.rollback()
-            return self.response_400(message="A filter value does not fit its column.")
+            return self.response_400(
+                message=lazy_gettext("A filter value does not fit its column.")
+            )
 
     def _sanitize_page_args(self, page: int | None, page_size: int | None) -> Any:
         """FAB passed any page number to the database: a negative one or one past the last

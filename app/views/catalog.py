@@ -8,9 +8,11 @@ from typing import Any
 from flask import current_app, flash, g, redirect, request, url_for
 from flask_appbuilder import action, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_babel import gettext, lazy_gettext
 from wtforms import BooleanField
 
 from app.extensions import db
+from app.i18n import N_
 from app.models import DomainError, Event, EventSection, EventSpot, Ticket, TicketType, local_time
 from app.models.event import EVENT_TIMES
 from app.services import events as event_service
@@ -50,22 +52,30 @@ EVENT_FORM_COLUMNS = [
     "waiting_room_per_minute",
 ]
 EVENT_DESCRIPTIONS = {
-    "timezone": "The venue's time zone: every time below is its local time"
-    " (Brasília's by default).",
-    "starts_at": "The venue's local time.",
-    "sales_start": "When tickets go on sale (venue's time). Empty: as soon as the event is"
-    " published.",
-    "sales_end": "When sales close (venue's time). Empty: when the event starts.",
-    "currency": "ISO 4217 code; default BRL. Fixed once the event has sales.",
-    "checkin_opens_at": "When the gates start letting people in (venue's time). Empty: 6 h before"
-    " the start.",
-    "checkin_closes_at": "When the gates stop (venue's time). Empty: the end, or 12 hours after"
-    " the start.",
-    "allow_reentry": "An exit scan lets the holder in once more.",
-    "refund_window_hours": "Customers may cancel for a full refund until this many hours before "
-    "the start. Empty: no self-service cancellation.",
-    "waiting_room_per_minute": "For a high-demand on-sale: buyers wait in line and come in to "
-    "choose seats at this many per minute, first come, first served. Empty: no waiting room.",
+    "timezone": lazy_gettext(
+        "The venue's time zone: every time below is its local time (Brasília's by default)."
+    ),
+    "starts_at": lazy_gettext("The venue's local time."),
+    "sales_start": lazy_gettext(
+        "When tickets go on sale (venue's time). Empty: as soon as the event is published."
+    ),
+    "sales_end": lazy_gettext("When sales close (venue's time). Empty: when the event starts."),
+    "currency": lazy_gettext("ISO 4217 code; default BRL. Fixed once the event has sales."),
+    "checkin_opens_at": lazy_gettext(
+        "When the gates start letting people in (venue's time). Empty: 6 h before the start."
+    ),
+    "checkin_closes_at": lazy_gettext(
+        "When the gates stop (venue's time). Empty: the end, or 12 hours after the start."
+    ),
+    "allow_reentry": lazy_gettext("An exit scan lets the holder in once more."),
+    "refund_window_hours": lazy_gettext(
+        "Customers may cancel for a full refund until this many hours before the "
+        "start. Empty: no self-service cancellation."
+    ),
+    "waiting_room_per_minute": lazy_gettext(
+        "For a high-demand on-sale: buyers wait in line and come in to choose seats "
+        "at this many per minute, first come, first served. Empty: no waiting room."
+    ),
 }
 
 
@@ -92,7 +102,7 @@ class SectionRules:
     def on_add(self, item: EventSection) -> None:
         item.validate()
         if item.event is not None and item.event.is_cancelled:
-            raise DomainError("The event is cancelled.", field="event")
+            raise DomainError(gettext("The event is cancelled."), field="event")
 
     def on_update(self, item: EventSection) -> None:
         item.check_changes()
@@ -105,7 +115,7 @@ class TicketTypeRules:
     def on_add(self, item: TicketType) -> None:
         item.check()
         if item.section is not None and item.section.event.is_cancelled:
-            raise DomainError("The event is cancelled.", field="section")
+            raise DomainError(gettext("The event is cancelled."), field="section")
 
     def on_update(self, item: TicketType) -> None:
         item.check()
@@ -115,7 +125,9 @@ class TicketTypeRules:
             db.select(db.func.count(Ticket.id)).where(Ticket.ticket_type_id == item.id)
         ):
             raise DomainError(
-                "Tickets of this type were sold: it stays (take it out of the shop instead).",
+                gettext(
+                    "Tickets of this type were sold: it stays (take it out of the shop instead)."
+                ),
                 field="public",
             )
 
@@ -134,7 +146,7 @@ class SpotRules:
 
 class EventSpotView(SpotRules, ScopedModelView):
     datamodel = SQLAInterface(EventSpot)
-    list_title = "Spots"
+    list_title = lazy_gettext("Spots")
     list_columns = ["event", "section", "label", "row_label", "seat_number", "status"]
     show_columns = ["event", "section", "label", "row_label", "seat_number", "status", "held_until"]
     add_columns = ["section", "label", "row_label", "seat_number"]
@@ -142,15 +154,20 @@ class EventSpotView(SpotRules, ScopedModelView):
     search_columns = ["event", "section", "label", "row_label", "status"]
     order_columns = ["label", "row_label", "seat_number", "status"]
     base_order = ("position", "asc")
-    label_columns = {"row_label": "Row", "seat_number": "Seat"}
-    description_columns = {"row_label": "Empty for general admission."}
+    label_columns = {"row_label": lazy_gettext("Row"), "seat_number": lazy_gettext("Seat")}
+    description_columns = {"row_label": lazy_gettext("Empty for general admission.")}
     page_size = 50
 
-    @action("block", "Block", "Block the selected spots? Blocked spots are not sold.", "fa-ban")
+    @action(
+        "block",
+        N_("Block"),
+        lazy_gettext("Block the selected spots? Blocked spots are not sold."),
+        "fa-ban",
+    )
     def block(self, items: Any) -> Any:
         return self._set_blocked(items, blocked=True)
 
-    @action("unblock", "Unblock", None, "fa-check")
+    @action("unblock", N_("Unblock"), None, "fa-check")
     def unblock(self, items: Any) -> Any:
         return self._set_blocked(items, blocked=False)
 
@@ -164,13 +181,18 @@ class EventSpotView(SpotRules, ScopedModelView):
             db.session.rollback()
             flash(err.message, "danger")
         else:
-            flash(f"{count} spot(s) {'blocked' if blocked else 'unblocked'}.", "success")
+            flash(
+                gettext("%(count)s spot(s) blocked.", count=count)
+                if blocked
+                else gettext("%(count)s spot(s) unblocked.", count=count),
+                "success",
+            )
         return redirect(self.get_redirect())
 
 
 class TicketTypeView(TicketTypeRules, ScopedModelView):
     datamodel = SQLAInterface(TicketType)
-    list_title = "Ticket types"
+    list_title = lazy_gettext("Ticket types")
     list_columns = ["section", "name", "kind", "price", "cap", "public"]
     show_columns = ["section", "name", "kind", "price", "cap", "public", "position"]
     add_columns = ["section", "name", "kind", "price_amount", "cap", "public", "position"]
@@ -178,14 +200,22 @@ class TicketTypeView(TicketTypeRules, ScopedModelView):
     search_columns = ["section", "name", "kind"]
     order_columns = ["name", "kind", "position"]
     base_order = ("position", "asc")
-    label_columns = {"price_amount": "Price", "cap": "Most tickets of this type"}
+    label_columns = {
+        "price_amount": lazy_gettext("Price"),
+        "cap": lazy_gettext("Most tickets of this type"),
+    }
     error_fields = {"price_cents": "price_amount"}
     description_columns = {
-        "kind": "Half price (meia-entrada): the gate asks for the holder's document.",
-        "cap": "Of the section's tickets (valid or held), at most this many of this type; half"
-        " price is capped at 40 % of the tickets on sale (Lei 12.933/2013). Empty: no cap.",
-        "public": "Offered in the shop (a courtesy type is not: the partner gives those).",
-        "position": "Order on the event page (lower first).",
+        "kind": lazy_gettext("Half price (meia-entrada): the gate asks for the holder's document."),
+        "cap": lazy_gettext(
+            "Of the section's tickets (valid or held), at most this many of this type; half price"
+            " is capped at 40 percent of the tickets on sale (Lei 12.933/2013). Empty: no"
+            " cap."
+        ),
+        "public": lazy_gettext(
+            "Offered in the shop (a courtesy type is not: the partner gives those)."
+        ),
+        "position": lazy_gettext("Order on the event page (lower first)."),
     }
     add_form_extra_fields = {
         "price_amount": price_field(),
@@ -197,7 +227,7 @@ class TicketTypeView(TicketTypeRules, ScopedModelView):
 
 class EventSectionView(SectionRules, ScopedModelView):
     datamodel = SQLAInterface(EventSection)
-    list_title = "Sections"
+    list_title = lazy_gettext("Sections")
     list_columns = [
         "event",
         "name",
@@ -225,15 +255,15 @@ class EventSectionView(SectionRules, ScopedModelView):
     order_columns = ["name", "kind", "position"]
     base_order = ("position", "asc")
     label_columns = {
-        "price_amount": "Price",
-        "available_count": "Available",
-        "held_count": "Held",
-        "sold_count": "Sold",
-        "blocked_count": "Blocked",
+        "price_amount": lazy_gettext("Price"),
+        "available_count": lazy_gettext("Available"),
+        "held_count": lazy_gettext("Held"),
+        "sold_count": lazy_gettext("Sold"),
+        "blocked_count": lazy_gettext("Blocked"),
     }
     description_columns = {
-        "position": "Order on the event page (lower first).",
-        "price_amount": "Tickets already sold keep the price they were sold at.",
+        "position": lazy_gettext("Order on the event page (lower first)."),
+        "price_amount": lazy_gettext("Tickets already sold keep the price they were sold at."),
     }
     add_form_extra_fields = {
         "price_amount": price_field(),
@@ -244,7 +274,7 @@ class EventSectionView(SectionRules, ScopedModelView):
     error_fields = {"price_cents": "price_amount"}
     related_views = [TicketTypeView, EventSpotView]
 
-    @action("generate", "Generate spots", None, "fa-th", multiple=False)
+    @action("generate", N_("Generate spots"), None, "fa-th", multiple=False)
     def generate_action(self, item: EventSection) -> Any:
         return redirect(url_for(".generate", pk=item.id))
 
@@ -262,7 +292,10 @@ class EventSectionView(SectionRules, ScopedModelView):
                 quantity=form.quantity.data,
                 prefix=form.prefix.data or "",
             )
-            flash(f"{count} spots generated in {section.name}.", "success")
+            flash(
+                gettext("%(count)s spots generated in %(name)s.", count=count, name=section.name),
+                "success",
+            )
             return redirect(url_for("EventSpotView.list", _flt_0_section=section.id))
 
         return self.row_form(
@@ -282,26 +315,28 @@ class EventSectionView(SectionRules, ScopedModelView):
 # Show and list columns reading an event's time in the venue's zone ("26/12/2026 21:00 BRT").
 LOCAL_COLUMNS = {field: field.replace("_at", "") + "_local" for field in EVENT_TIMES}
 LOCAL_LABELS = {
-    "starts_local": "Starts",
-    "ends_local": "Ends",
-    "sales_start_local": "Sales start",
-    "sales_end_local": "Sales end",
-    "checkin_opens_local": "Check-in opens",
-    "checkin_closes_local": "Check-in closes",
-    "published_local": "Published",
-    "cancelled_local": "Cancelled",
+    "starts_local": lazy_gettext("Starts"),
+    "ends_local": lazy_gettext("Ends"),
+    "sales_start_local": lazy_gettext("Sales start"),
+    "sales_end_local": lazy_gettext("Sales end"),
+    "checkin_opens_local": lazy_gettext("Check-in opens"),
+    "checkin_closes_local": lazy_gettext("Check-in closes"),
+    "published_local": lazy_gettext("Published"),
+    "cancelled_local": lazy_gettext("Cancelled"),
 }
 
 REENTRY_FIELD = {
     "allow_reentry": BooleanField(
-        "Allow re-entry", description=EVENT_DESCRIPTIONS["allow_reentry"], default=False
+        lazy_gettext("Allow re-entry"),
+        description=EVENT_DESCRIPTIONS["allow_reentry"],
+        default=False,
     )
 }
 
 
 class EventView(EventRules, ScopedModelView):
     datamodel = SQLAInterface(Event)
-    list_title = "Events"
+    list_title = lazy_gettext("Events")
     list_columns = ["name", "partner", "city", "venue", "starts_local", "status"]
     show_columns = [
         *(LOCAL_COLUMNS.get(column, column) for column in EVENT_FORM_COLUMNS),
@@ -318,12 +353,12 @@ class EventView(EventRules, ScopedModelView):
     partner_only_hidden = ("partner",)
     description_columns = EVENT_DESCRIPTIONS
     label_columns = {
-        "starts_at": "Starts",
-        "ends_at": "Ends",
-        "timezone": "Time zone",
+        "starts_at": lazy_gettext("Starts"),
+        "ends_at": lazy_gettext("Ends"),
+        "timezone": lazy_gettext("Time zone"),
         **LOCAL_LABELS,
-        "image_url": "Image URL",
-        "waiting_room_per_minute": "Waiting room (buyers let in per minute)",
+        "image_url": lazy_gettext("Image URL"),
+        "waiting_room_per_minute": lazy_gettext("Waiting room (buyers let in per minute)"),
     }
     add_form_extra_fields = {
         "currency": currency_field(),
@@ -354,48 +389,55 @@ class EventView(EventRules, ScopedModelView):
             if field in form:
                 form[field].data = item.local_naive(field)
 
-    @action("publish", "Publish", "Publish the selected events?", "fa-bullhorn")
+    @action("publish", N_("Publish"), lazy_gettext("Publish the selected events?"), "fa-bullhorn")
     def publish(self, items: Any) -> Any:
         self.run_each(
             items,
             lambda e: event_service.publish_event(db.session, e.id, current_user()),
-            "{count} event(s) published.",
+            N_("%(count)s event(s) published."),
         )
         return redirect(self.get_redirect())
 
-    @action("unpublish", "Unpublish", "Take the selected events off sale?", "fa-eye-slash")
+    @action(
+        "unpublish",
+        N_("Unpublish"),
+        lazy_gettext("Take the selected events off sale?"),
+        "fa-eye-slash",
+    )
     def unpublish(self, items: Any) -> Any:
         self.run_each(
             items,
             lambda e: event_service.unpublish_event(db.session, e.id, current_user()),
-            "{count} event(s) unpublished.",
+            N_("%(count)s event(s) unpublished."),
         )
         return redirect(self.get_redirect())
 
     @action(
         "arm_checkin",
-        "Arm for check-in",
-        "Copy what the gates need into Redis now? (Done automatically before doors open.)",
+        N_("Arm for check-in"),
+        lazy_gettext(
+            "Copy what the gates need into Redis now? (Done automatically before doors open.)"
+        ),
         "fa-shield",
     )
     def arm_checkin(self, items: Any) -> Any:
         self.run_each(
             items,
             lambda event: arm_owned_event(db.session, current_user(), event.id),
-            "{count} event(s) armed for check-in.",
+            N_("%(count)s event(s) armed for check-in."),
         )
         return redirect(self.get_redirect())
 
-    @action("overview", "Overview", None, "fa-bar-chart", multiple=False)
+    @action("overview", N_("Overview"), None, "fa-bar-chart", multiple=False)
     def overview(self, item: Event) -> Any:
         """Sales, revenue, tickets by section, check-in progress and sales per day."""
         return redirect(url_for("EventOverviewView.show", event_id=item.id))
 
-    @action("checkin", "Check-in live", None, "fa-qrcode", multiple=False)
+    @action("checkin", N_("Check-in live"), None, "fa-qrcode", multiple=False)
     def checkin_live(self, item: Event) -> Any:
         return redirect(url_for("CheckInView.live", event_id=item.id))
 
-    @action("cancel_event", "Cancel event", None, "fa-times-circle", multiple=False)
+    @action("cancel_event", N_("Cancel event"), None, "fa-times-circle", multiple=False)
     def cancel_action(self, item: Event) -> Any:
         return redirect(url_for(".cancel", pk=item.id))
 
@@ -404,7 +446,7 @@ class EventView(EventRules, ScopedModelView):
     def cancel(self, pk: int) -> Any:
         def submit(event: Event, form: CancelEventForm) -> Any:
             event_service.cancel_event(db.session, event.id, current_user(), form.reason.data)
-            flash(f"{event.name} is cancelled.", "success")
+            flash(gettext("%(name)s is cancelled.", name=event.name), "success")
             return redirect(url_for(".show", pk=event.id))
 
         return self.row_form(

@@ -7,6 +7,7 @@ answered here skip the Prometheus request metrics and the request-id header."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import redis
 from flask import Flask
@@ -23,7 +24,7 @@ class CheckinFastPath(FastPath):
     path = "/api/v1/checkin/scan"
     max_body = SCAN_BODY_LIMIT  # a larger scan goes to the app, which answers 413
 
-    def answer(self, token: str, body: bytes) -> tuple[str, bytes] | None:
+    def answer(self, token: str, body: bytes, environ: dict[str, Any]) -> tuple[str, bytes] | None:
         # Read each time: the setting decides (tests switch it between stores).
         url = self.app.config.get("REDIS_URL")
         if not url:

@@ -24,7 +24,7 @@ class FastPath:
         self.app = app
         self.wsgi_app = wsgi_app
 
-    def answer(self, token: str, body: bytes) -> tuple[str, bytes] | None:
+    def answer(self, token: str, body: bytes, environ: dict[str, Any]) -> tuple[str, bytes] | None:
         raise NotImplementedError
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
@@ -40,7 +40,7 @@ class FastPath:
             return self.wsgi_app(environ, start_response)
         body = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(body)  # the app reads it again if it answers
-        answered = self.answer(token, body)
+        answered = self.answer(token, body, environ)
         if answered is None:
             return self.wsgi_app(environ, start_response)
         status, payload = answered

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from flask_appbuilder.fieldwidgets import BS3TextAreaFieldWidget, BS3TextFieldWidget, Select2Widget
 from flask_appbuilder.forms import DynamicForm
+from flask_babel import lazy_gettext
 from wtforms import (
     DateField,
     DateTimeLocalField,
@@ -44,7 +46,7 @@ class TypedNumberField(DecimalField):
     "150.00", "1.234,56", "1,234.56", "7,5"): the one rule of ``app.models.money.parse_decimal``,
     which names what it could not read at this field. Shown back in the reader's locale."""
 
-    def __init__(self, label: str, *, example: str, pattern: str, **kwargs: object) -> None:
+    def __init__(self, label: Any, *, example: str, pattern: str, **kwargs: object) -> None:
         kwargs.setdefault("widget", BS3TextFieldWidget())
         kwargs.setdefault("render_kw", {"inputmode": "decimal"})
         super().__init__(label, places=None, **kwargs)  # type: ignore[arg-type]
@@ -71,7 +73,7 @@ class TypedNumberField(DecimalField):
             raise StopValidation()
 
 
-def money_field(label: str, *, required: bool = True, description: str) -> TypedNumberField:
+def money_field(label: Any, *, required: bool = True, description: Any) -> TypedNumberField:
     """An amount in currency units ("150,00"), never in cents."""
     return TypedNumberField(
         label,
@@ -83,7 +85,7 @@ def money_field(label: str, *, required: bool = True, description: str) -> Typed
 
 
 def percent_field(
-    label: str, *, required: bool = True, message: str | None = None, description: str
+    label: Any, *, required: bool = True, message: Any = None, description: Any
 ) -> TypedNumberField:
     """A percentage, 0 to 100, with a comma or a point ("7,5")."""
     return TypedNumberField(
@@ -98,10 +100,10 @@ def percent_field(
 def reserve_field(*, required: bool) -> TypedNumberField:
     """A partner's payout reserve (optional in the partner form: none, 0 %, when left empty)."""
     return percent_field(
-        "Payout reserve (%)",
+        lazy_gettext("Payout reserve (%)"),
         required=required,
-        message="Give the reserve as a percentage, 0 to 100.",
-        description=(
+        message=lazy_gettext("Give the reserve as a percentage, 0 to 100."),
+        description=lazy_gettext(
             "Held back from payouts for refunds and chargebacks: this percentage of the"
             " partner's settled net of the last 30 days, 0 to 100 (for example 10 or 7,5)."
         ),
@@ -110,23 +112,28 @@ def reserve_field(*, required: bool) -> TypedNumberField:
 
 def price_field() -> TypedNumberField:
     return money_field(
-        "Price",
-        description="Per ticket, in the event's currency (for example 150,00 or 1.234,56).",
+        lazy_gettext("Price"),
+        description=lazy_gettext(
+            "Per ticket, in the event's currency (for example 150,00 or 1.234,56)."
+        ),
     )
 
 
 def kind_field() -> SelectField:
     return SelectField(
-        "Kind", choices=SECTION_KIND_CHOICES, validators=[DataRequired()], widget=Select2Widget()
+        lazy_gettext("Kind"),
+        choices=SECTION_KIND_CHOICES,
+        validators=[DataRequired()],
+        widget=Select2Widget(),
     )
 
 
 def position_field() -> IntegerField:
     return IntegerField(
-        "Position",
+        lazy_gettext("Position"),
         validators=[Optional(), NumberRange(min=0)],
         default=0,
-        description="Order on the event page (lower first).",
+        description=lazy_gettext("Order on the event page (lower first)."),
         widget=BS3TextFieldWidget(),
     )
 
@@ -146,8 +153,8 @@ def datetime_field(label: str, *, required: bool = False) -> DateTimeLocalField:
 
 def ticket_kind_field() -> SelectField:
     return SelectField(
-        "Kind",
-        choices=[(kind.value, label) for kind, label in KIND_LABELS.items()],
+        lazy_gettext("Kind"),
+        choices=[(kind.value, lazy_gettext(label)) for kind, label in KIND_LABELS.items()],
         default=TicketKind.FULL.value,
         validators=[DataRequired()],
         render_kw={"class": "form-control"},
@@ -157,7 +164,7 @@ def ticket_kind_field() -> SelectField:
 def timezone_field() -> SelectField:
     """The venue's time zone: Brazil's first, then every IANA zone."""
     return SelectField(
-        "Time zone",
+        lazy_gettext("Time zone"),
         choices=local_time.all_timezones(),
         default=local_time.DEFAULT_TIMEZONE,
         validators=[DataRequired()],
@@ -167,51 +174,59 @@ def timezone_field() -> SelectField:
 
 def currency_field() -> StringField:
     return StringField(
-        "Currency",
-        validators=[Optional(), Regexp(r"^[A-Za-z]{3}$", message="A three-letter ISO code.")],
-        description="ISO 4217 code; empty means the platform default (BRL).",
+        lazy_gettext("Currency"),
+        validators=[
+            Optional(),
+            Regexp(r"^[A-Za-z]{3}$", message=lazy_gettext("A three-letter ISO code.")),
+        ],
+        description=lazy_gettext("ISO 4217 code; empty means the platform default (BRL)."),
         widget=BS3TextFieldWidget(),
     )
 
 
 class CancelEventForm(DynamicForm):
     reason = TextAreaField(
-        "Reason",
+        lazy_gettext("Reason"),
         validators=[DataRequired(), Length(max=2000)],
-        description="Shown to customers. Cancelled events stop selling at once.",
+        description=lazy_gettext("Shown to customers. Cancelled events stop selling at once."),
         widget=BS3TextAreaFieldWidget(),
     )
 
 
-ROW = [Optional(), Regexp(r"^[A-Za-z]$", message="A single letter from A to Z.")]
+ROW = [Optional(), Regexp(r"^[A-Za-z]$", message=lazy_gettext("A single letter from A to Z."))]
 
 
 class GenerateSpotsForm(DynamicForm):
-    first_row = StringField("First row", validators=ROW, widget=BS3TextFieldWidget())
-    last_row = StringField("Last row", validators=ROW, widget=BS3TextFieldWidget())
+    first_row = StringField(lazy_gettext("First row"), validators=ROW, widget=BS3TextFieldWidget())
+    last_row = StringField(lazy_gettext("Last row"), validators=ROW, widget=BS3TextFieldWidget())
     seats_per_row = IntegerField(
-        "Seats per row",
+        lazy_gettext("Seats per row"),
         validators=[Optional(), NumberRange(min=1, max=500)],
         widget=BS3TextFieldWidget(),
     )
     quantity = IntegerField(
-        "Places (general admission)",
+        lazy_gettext("Places (general admission)"),
         validators=[Optional(), NumberRange(min=1, max=50_000)],
         widget=BS3TextFieldWidget(),
     )
     prefix = StringField(
-        "Label prefix",
+        lazy_gettext("Label prefix"),
         validators=[Optional(), Length(max=10)],
-        description="Optional, e.g. 'N' gives seats NA-1, NA-2 ...",
+        description=lazy_gettext("Optional, e.g. 'N' gives seats NA-1, NA-2 ..."),
         widget=BS3TextFieldWidget(),
     )
 
 
 class PayoutPaidForm(DynamicForm):
     bank_reference = StringField(
-        "Bank reference",
-        validators=[DataRequired(message="Give the bank transfer's reference."), Length(max=100)],
-        description="The reference of the transfer to the partner, as the bank shows it.",
+        lazy_gettext("Bank reference"),
+        validators=[
+            DataRequired(message=lazy_gettext("Give the bank transfer's reference.")),
+            Length(max=100),
+        ],
+        description=lazy_gettext(
+            "The reference of the transfer to the partner, as the bank shows it."
+        ),
         widget=BS3TextFieldWidget(),
     )
 
@@ -235,14 +250,16 @@ class RefundTicketsForm(DynamicForm):
     """Choices: the order's valid tickets (set per order)."""
 
     tickets = SelectMultipleField(
-        "Tickets",
+        lazy_gettext("Tickets"),
         coerce=int,
         validators=[at_least_one("Tick at least one ticket to refund.")],
         widget=ListWidget(prefix_label=False),
         option_widget=CheckboxInput(),
-        description="Each ticket's price goes back to the card and the ticket no longer admits"
-        " anyone; its seat returns to sale unless the event is cancelled or the ticket was used"
-        " at the gate.",
+        description=lazy_gettext(
+            "Each ticket's price goes back to the card and the ticket no longer admits "
+            "anyone; its seat returns to sale unless the event is cancelled or the "
+            "ticket was used at the gate."
+        ),
     )
 
 
@@ -260,15 +277,22 @@ def date_field(label: str, description: str) -> DateField:
 
 class ReportRequestForm(DynamicForm):
     # The kinds offered depend on the user; the service explains a refused one at the field.
-    kind = SelectField("Report", choices=[], validate_choice=False, widget=Select2Widget())
+    kind = SelectField(
+        lazy_gettext("Report"), choices=[], validate_choice=False, widget=Select2Widget()
+    )
     format = SelectField(
-        "Format", choices=REPORT_FORMAT_CHOICES, validators=[DataRequired()], widget=Select2Widget()
+        lazy_gettext("Format"),
+        choices=REPORT_FORMAT_CHOICES,
+        validators=[DataRequired()],
+        widget=Select2Widget(),
     )
     start = date_field("First day", "UTC. Needed for statements and revenue; optional for sales.")
     end = date_field("Last day", "UTC, included.")
     partner = SelectField(
-        "Partner",
+        lazy_gettext("Partner"),
         choices=[],
-        description="Empty: every partner (platform revenue always covers every partner).",
+        description=lazy_gettext(
+            "Empty: every partner (platform revenue always covers every partner)."
+        ),
         widget=Select2Widget(),
     )

@@ -11,9 +11,10 @@ from flask_appbuilder.baseviews import expose
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.sqla.models import Role
-from flask_babel import lazy_gettext
+from flask_babel import gettext, lazy_gettext
 
 from app.extensions import db
+from app.i18n import N_
 from app.models import CheckIn, DomainError, GateAssignment, GateDevice, PartnerUser
 from app.services.checkin import devices, scanners
 from app.services.checkin.stats import entries_by_section_and_gate
@@ -36,9 +37,9 @@ class GateUserFilter(BaseFilter):
 
 class GateDeviceView(ScopedModelView):
     datamodel = SQLAInterface(GateDevice)
-    list_title = "Gate devices"
-    show_title = "Gate device"
-    add_title = "Register a gate device"
+    list_title = lazy_gettext("Gate devices")
+    show_title = lazy_gettext("Gate device")
+    add_title = lazy_gettext("Register a gate device")
     base_permissions = ["can_list", "can_show", "can_add", "can_edit"]
     list_columns = ["name", "partner", "events", "status", "token_hint", "created_at"]
     show_columns = [*list_columns, "revoked_at"]
@@ -47,9 +48,11 @@ class GateDeviceView(ScopedModelView):
     search_columns = ["name", "partner"]
     order_columns = ["name", "created_at"]
     base_order = ("created_at", "desc")
-    label_columns = {"token_hint": "Token starts with"}
+    label_columns = {"token_hint": lazy_gettext("Token starts with")}
     description_columns = {
-        "events": "The events this device validates. Its token is shown once, after saving.",
+        "events": lazy_gettext(
+            "The events this device validates. Its token is shown once, after saving."
+        ),
     }
     add_form_query_rel_fields = {"events": [["id", PartnerScopeFilter, None]]}
     edit_form_query_rel_fields = {"events": [["id", PartnerScopeFilter, None]]}
@@ -59,33 +62,42 @@ class GateDeviceView(ScopedModelView):
 
     def on_update(self, item: GateDevice) -> None:
         if item.revoked_at is not None:
-            raise DomainError("A revoked device cannot be changed: register a new one.")
+            raise DomainError(gettext("A revoked device cannot be changed: register a new one."))
         devices.check_device(db.session, current_user(), item)
 
     def post_add(self, item: GateDevice) -> None:
         flash(
-            f"Device token for {item.name} (shown only now: enter it on the device): "
-            f"{g.device_token}",
+            gettext(
+                "Device token for %(name)s (shown only now: enter it on the device): "
+                "%(device_token)s",
+                name=item.name,
+                device_token=g.device_token,
+            ),
             "warning",
         )
 
     def post_update(self, item: GateDevice) -> None:
         scanners.device_changed(item)
 
-    @action("revoke", "Revoke", "Revoke the selected devices? They are refused at once.", "fa-ban")
+    @action(
+        "revoke",
+        N_("Revoke"),
+        lazy_gettext("Revoke the selected devices? They are refused at once."),
+        "fa-ban",
+    )
     def revoke(self, items: Any) -> Any:
         self.run_each(
             items,
             lambda device: devices.revoke_device(db.session, current_user(), device.id),
-            "{count} device(s) revoked.",
+            N_("%(count)s device(s) revoked."),
         )
         return redirect(self.get_redirect())
 
 
 class GateAssignmentView(ScopedModelView):
     datamodel = SQLAInterface(GateAssignment)
-    list_title = "Gate staff"
-    add_title = "Assign a gate user to an event"
+    list_title = lazy_gettext("Gate staff")
+    add_title = lazy_gettext("Assign a gate user to an event")
     base_permissions = ["can_list", "can_add", "can_delete"]
     list_columns = ["user", "event", "created_at"]
     add_columns = ["user", "event"]
@@ -94,13 +106,13 @@ class GateAssignmentView(ScopedModelView):
 
     def on_add(self, item: GateAssignment) -> None:
         if item.user is None:
-            raise DomainError("Choose a gate user.", field="user")
+            raise DomainError(gettext("Choose a gate user."), field="user")
         if item.event is None:
-            raise DomainError("Choose an event.", field="event")
+            raise DomainError(gettext("Choose an event."), field="event")
         if item.user.partner_id != item.event.partner_id or "Gate" not in {
             r.name for r in item.user.roles
         }:
-            raise DomainError("Choose a gate user of this event's partner.", field="user")
+            raise DomainError(gettext("Choose a gate user of this event's partner."), field="user")
 
     def post_add(self, item: GateAssignment) -> None:
         scanners.staff_changed(item.user_id)
@@ -111,7 +123,7 @@ class GateAssignmentView(ScopedModelView):
 
 class CheckInView(ScopedModelView):
     datamodel = SQLAInterface(CheckIn)
-    list_title = "Scan log"
+    list_title = lazy_gettext("Scan log")
     base_permissions = ["can_list", "can_show", "can_live", "can_export_csv"]
     list_columns = [
         "scanned_at", "event", "gate", "direction", "result", "seat", "device", "offline",
@@ -121,7 +133,10 @@ class CheckInView(ScopedModelView):
     search_columns = ["event", "result", "gate", "direction", "offline", "conflict", "scanned_at"]
     order_columns = ["scanned_at", "gate", "result"]
     base_order = ("scanned_at", "desc")
-    label_columns = {"conflict": "Offline conflict", "device_verdict": "Device showed"}
+    label_columns = {
+        "conflict": lazy_gettext("Offline conflict"),
+        "device_verdict": lazy_gettext("Device showed"),
+    }
 
     @expose("/live/<int:event_id>")
     @has_access

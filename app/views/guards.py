@@ -41,12 +41,14 @@ from flask import (
 )
 from flask.json.provider import DefaultJSONProvider
 from flask_appbuilder.baseviews import BaseCRUDView
+from flask_babel import gettext
 from flask_jwt_extended import get_jwt_identity, verify_jwt_in_request
 from werkzeug.exceptions import BadRequest
 from werkzeug.routing import IntegerConverter, Map
 
 from app import json_body
 from app.extensions import csrf
+from app.i18n import N_
 from app.models.base import MAX_INT
 
 KB = 1024
@@ -100,7 +102,9 @@ def limit_body_size() -> None:
     else:
         too_large = (request.content_length or 0) > limit
     if too_large:
-        abort(413, description=f"The request body is larger than {limit // KB} KB.")
+        abort(
+            413, description=gettext("The request body is larger than %(kb)s KB.", kb=limit // KB)
+        )
 
 
 class IdConverter(IntegerConverter):
@@ -141,7 +145,7 @@ def refuse_malformed_ids() -> None:
 
 # Gate devices' scans: the check-in API refuses every control character at its field itself.
 FIELD_CHECKED_JSON = ("/api/v1/checkin/",)
-NUL_REFUSED = "The request holds a NUL character (\\0), which no field may contain."
+NUL_REFUSED = N_("The request holds a NUL character (\\0), which no field may contain.")
 
 
 class CheckedJSONProvider(DefaultJSONProvider):
@@ -194,13 +198,13 @@ def refuse_nul_characters() -> None:
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         values += [*request.form.values(), *request.form.keys()]
     if any("\0" in value for value in values):
-        abort(400, description=NUL_REFUSED)
+        abort(400, description=gettext(NUL_REFUSED))
     if (
         request.is_json
         and not request.path.startswith(FIELD_CHECKED_JSON)
         and b"\\u0000" in request.get_data(cache=True)
     ):
-        abort(400, description=NUL_REFUSED)
+        abort(400, description=gettext(NUL_REFUSED))
 
 
 # Query keys that flask.url_for takes as its own arguments: FAB's list links (sort, page, page
@@ -211,7 +215,7 @@ URL_FOR_KEYWORDS = frozenset({"endpoint", "_anchor", "_method", "_scheme", "_ext
 
 def refuse_url_for_keywords() -> None:
     if not URL_FOR_KEYWORDS.isdisjoint(request.args.keys()):
-        abort(400, description="Unknown query parameter.")
+        abort(400, description=gettext("Unknown query parameter."))
 
 
 # FAB reads a list's address with int() (page, page size), indexes a column's filters by the

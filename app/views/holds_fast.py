@@ -10,11 +10,14 @@ limit, and come before the waiting room's 403: the section is gone for everyone.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from flask import Flask
+from flask_babel import force_locale
 from flask_jwt_extended import decode_token
 
 from app import json_body
+from app.i18n import locale_for
 from app.models.base import MAX_INT
 from app.services.purchase import hold, sold_out
 from app.views.fast_path import FastPath
@@ -24,13 +27,13 @@ class SoldOutFastPath(FastPath):
     path = "/api/v1/holds/"
     max_body = 1024
 
-    def answer(self, token: str, body: bytes) -> tuple[str, bytes] | None:
-        refusal = self._refusal(token, body)
+    def answer(self, token: str, body: bytes, environ: dict[str, Any]) -> tuple[str, bytes] | None:
+        refusal = self._refusal(token, body, locale_for(environ.get("HTTP_ACCEPT_LANGUAGE")))
         return ("409 CONFLICT", refusal) if refusal is not None else None
 
-    def _refusal(self, token: str, body: bytes) -> bytes | None:
+    def _refusal(self, token: str, body: bytes, locale: str) -> bytes | None:
         """The app's answer to a best-available hold in a section remembered sold out, if this
-        is one from a customer's valid token; else None."""
+        is one from a customer's valid token, in ``locale``; else None."""
         try:
             wanted = json_body.loads(body)
         except ValueError:
@@ -44,14 +47,14 @@ class SoldOutFastPath(FastPath):
         section = sold_out.name_of(wanted["event_id"], wanted["section_id"])
         if section is None:
             return None
-        with self.app.app_context():
+        with self.app.app_context(), force_locale(locale):
             try:
                 claims = decode_token(token)
             except Exception:  # noqa: BLE001 - the app answers a token it refuses
                 return None
-        if claims.get("type") != "access" or not claims.get("customer_id"):
-            return None
-        return json.dumps(hold.not_enough(section, 0, path="fast").to_json()).encode()
+            if claims.get("type") != "access" or not claims.get("customer_id"):
+                return None
+            return json.dumps(hold.not_enough(section, 0, path="fast").to_json()).encode()
 
 
 def install(app: Flask) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import abort, redirect, request, url_for
 from flask_appbuilder import BaseView, IndexView, expose, has_access
+from flask_babel import gettext
 
 from app.extensions import db
 from app.models import DomainError
@@ -30,7 +31,7 @@ def period_days() -> int:
     if raw is None:
         return dashboard_stats.DEFAULT_PERIOD
     if raw not in {str(days) for days in dashboard_stats.PERIODS}:
-        abort(400, description="days must be one of 7, 30 or 90.")
+        abort(400, description=gettext("days must be one of 7, 30 or 90."))
     return int(raw)
 
 
@@ -40,13 +41,18 @@ def sales_chart(event: EventFigures, *, height: int = 120) -> Any:
     bars = [
         Bar(
             point.tickets,
-            point.day.strftime("%m-%d") if (last - index) % 7 == 0 else "",
-            f"{point.day.isoformat()}: {point.tickets} ticket(s), "
-            f"{event.money(point.revenue_cents)}",
+            (point.day.strftime(gettext("%m-%d")) if (last - index) % 7 == 0 else ""),
+            gettext(
+                "%(day)s: %(tickets)s ticket(s), %(revenue)s",
+                day=point.day.isoformat(),
+                tickets=point.tickets,
+                revenue=event.money(point.revenue_cents),
+            ),
         )
         for index, point in enumerate(event.series)
     ]
-    return bar_chart(bars, title=f"Tickets sold per day: {event.name}", height=height)
+    title = gettext("Tickets sold per day: %(event)s", event=event.name)
+    return bar_chart(bars, title=title, height=height)
 
 
 class HomeView(IndexView):

@@ -16,10 +16,12 @@ from typing import Any
 
 from flask import Flask, Response, current_app, flash, request
 from flask_appbuilder.security.forms import LoginForm_db
+from flask_babel import gettext
 from flask_limiter.util import get_remote_address
 from sqlalchemy import func, or_, select
 
 from app.extensions import db
+from app.i18n import N_
 from app.models import PartnerUser
 from app.services import accounts
 from app.views import two_factor
@@ -27,7 +29,7 @@ from app.views import two_factor
 # The form login, its code step and the API login (page endpoints answer with the form).
 PAGE_ENDPOINTS = ("AuthDBView.login", "AuthDBView.login_code")
 API_ENDPOINTS = ("SecurityApi.login",)
-REFUSAL = "Too many sign-in attempts: wait a minute and try again."
+REFUSAL = N_("Too many sign-in attempts: wait a minute and try again.")
 
 
 def address_key() -> str:
@@ -63,7 +65,7 @@ def _attempted_login() -> str:
 
 def page_refusal(_limit: Any) -> Response:
     """The sign-in form again, with the reason, as a 429."""
-    flash(REFUSAL, "danger")
+    flash(gettext(REFUSAL), "danger")
     appbuilder = current_app.appbuilder
     auth_view = appbuilder.sm.auth_view
     page = auth_view.render_template(

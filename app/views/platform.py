@@ -7,8 +7,10 @@ from typing import Any
 from flask import flash, redirect, request, url_for
 from flask_appbuilder import ModelView, action, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_babel import gettext, lazy_gettext
 
 from app.extensions import db
+from app.i18n import N_
 from app.models import Customer, Partner
 from app.models.money import format_amount, format_number
 from app.services import partners as partner_service
@@ -18,7 +20,7 @@ from app.views.forms import PartnerReserveForm, money_field, percent_field, rese
 
 class PartnerView(ScopedModelView):
     datamodel = SQLAInterface(Partner)
-    list_title = "Partners"
+    list_title = lazy_gettext("Partners")
     list_columns = [
         "name",
         "status",
@@ -33,10 +35,10 @@ class PartnerView(ScopedModelView):
     edit_columns = add_columns
     search_columns = ["name", "status", "contact_email"]
     label_columns = {
-        "fee_percent": "Fee (%)",
-        "fee_fixed_cents": "Fee per ticket",
-        "fee_fixed_amount": "Fee per ticket",
-        "reserve_percent": "Payout reserve (%)",
+        "fee_percent": lazy_gettext("Fee (%)"),
+        "fee_fixed_cents": lazy_gettext("Fee per ticket"),
+        "fee_fixed_amount": lazy_gettext("Fee per ticket"),
+        "reserve_percent": lazy_gettext("Payout reserve (%)"),
     }
     # Figures read as the reader writes them: "7,5", "0,50" in pt_BR.
     formatters_columns = {
@@ -46,13 +48,17 @@ class PartnerView(ScopedModelView):
     }
     add_form_extra_fields = {
         "fee_percent": percent_field(
-            "Fee (%)",
-            description="Platform fee as a percentage of the gross, 0 to 100 (for example 7,5).",
+            lazy_gettext("Fee (%)"),
+            description=lazy_gettext(
+                "Platform fee as a percentage of the gross, 0 to 100 (for example 7,5)."
+            ),
         ),
         "fee_fixed_amount": money_field(
-            "Fee per ticket",
-            description="Fixed platform fee per ticket, in the event's currency (for example"
-            " 0,50; 0 for none).",
+            lazy_gettext("Fee per ticket"),
+            description=lazy_gettext(
+                "Fixed platform fee per ticket, in the event's currency (for example 0,50; 0"
+                " for none)."
+            ),
         ),
         "reserve_percent": reserve_field(required=False),
     }
@@ -67,7 +73,7 @@ class PartnerView(ScopedModelView):
         item.validate_fees()
         item.validate_reserve()
 
-    @action("reserve", "Payout reserve", None, "fa-shield", multiple=False)
+    @action("reserve", N_("Payout reserve"), None, "fa-shield", multiple=False)
     def reserve_action(self, item: Partner) -> Any:
         return redirect(url_for(".reserve", pk=item.id))
 
@@ -84,7 +90,14 @@ class PartnerView(ScopedModelView):
             partner_service.set_reserve(
                 db.session, partner.id, form.reserve_percent.data, current_user()
             )
-            flash(f"{partner.name}'s payout reserve is {form.reserve_percent.data} %.", "success")
+            flash(
+                gettext(
+                    "%(name)s's payout reserve is %(data)s %%.",
+                    name=partner.name,
+                    data=form.reserve_percent.data,
+                ),
+                "success",
+            )
             return redirect(url_for(".show", pk=partner.id))
 
         return self.row_form(
@@ -99,28 +112,33 @@ class PartnerView(ScopedModelView):
     def on_delete(self, item: Partner) -> None:
         item.check_deletable()
 
-    @action("approve", "Approve", "Approve the selected partners?", "fa-check")
+    @action("approve", N_("Approve"), lazy_gettext("Approve the selected partners?"), "fa-check")
     def approve(self, items: Any) -> Any:
         self.run_each(
             items,
             lambda p: partner_service.approve_partner(db.session, p.id, current_user()),
-            "{count} partner(s) approved.",
+            N_("%(count)s partner(s) approved."),
         )
         return redirect(self.get_redirect())
 
-    @action("suspend", "Suspend", "Suspend the selected partners? They stop selling.", "fa-ban")
+    @action(
+        "suspend",
+        N_("Suspend"),
+        lazy_gettext("Suspend the selected partners? They stop selling."),
+        "fa-ban",
+    )
     def suspend(self, items: Any) -> Any:
         self.run_each(
             items,
             lambda p: partner_service.suspend_partner(db.session, p.id, current_user()),
-            "{count} partner(s) suspended.",
+            N_("%(count)s partner(s) suspended."),
         )
         return redirect(self.get_redirect())
 
 
 class CustomerView(CheckedListMixin, ModelView):
     datamodel = SQLAInterface(Customer)
-    list_title = "Customers"
+    list_title = lazy_gettext("Customers")
     list_columns = ["name", "email", "created_at"]
     show_columns = ["name", "email", "user", "created_at"]
     search_columns = ["name", "email", "created_at"]

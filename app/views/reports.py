@@ -11,6 +11,7 @@ from flask import abort, current_app, flash, redirect, request, send_file, url_f
 from flask_appbuilder import expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.widgets import FormWidget
+from flask_babel import lazy_gettext
 from markupsafe import Markup
 from sqlalchemy import select
 
@@ -38,9 +39,9 @@ def _download_link(report_id: int | None) -> Markup | str:
 
 class ReportView(ScopedModelView):
     datamodel = SQLAInterface(Report)
-    list_title = "Reports"
-    show_title = "Report"
-    add_title = "Request a report"
+    list_title = lazy_gettext("Reports")
+    show_title = lazy_gettext("Report")
+    add_title = lazy_gettext("Request a report")
     base_permissions = ["can_list", "can_show", "can_add", "can_download"]
     list_template = "appbuilder/general/model/list.html"
     list_columns = [
@@ -56,7 +57,11 @@ class ReportView(ScopedModelView):
     base_order = ("id", "desc")
     # FAB builds its forms from these; requests go through ReportRequestForm and the service.
     add_columns = edit_columns = ["kind", "format"]
-    label_columns = {"kind_label": "Report", "row_count": "Rows", "file_id": "File"}
+    label_columns = {
+        "kind_label": lazy_gettext("Report"),
+        "row_count": lazy_gettext("Rows"),
+        "file_id": lazy_gettext("File"),
+    }
     formatters_columns = {"file_id": _download_link, "error": lambda error: error or "-"}
 
     @expose("/add", methods=["GET", "POST"])

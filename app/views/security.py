@@ -29,6 +29,7 @@ from flask_appbuilder.security.sqla.models import (
     assoc_permissionview_role,
 )
 from flask_appbuilder.security.views import UserDBModelView
+from flask_babel import gettext, lazy_gettext
 from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token
 from flask_login import current_user, login_user, user_logged_in, user_logged_out
 from marshmallow import ValidationError
@@ -36,6 +37,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from app.extensions import db
+from app.i18n import N_
 from app.models import DomainError
 from app.models.customer import Customer
 from app.models.partner import PartnerUser
@@ -61,7 +63,9 @@ class PartnerUserDBModelView(CheckedListMixin, UserDBModelView):
         *UserDBModelView.show_fieldsets[1:],
     ]
     description_columns = {
-        "partner": "Partner and gate staff belong to exactly one partner; platform staff to none."
+        "partner": lazy_gettext(
+            "Partner and gate staff belong to exactly one partner; platform staff to none."
+        )
     }
 
     def post_update(self, item: Any) -> None:
@@ -71,14 +75,16 @@ class PartnerUserDBModelView(CheckedListMixin, UserDBModelView):
 
     @action(
         "reset_two_factor",
-        "Reset two-factor sign-in",
-        "Forget this user's two-factor secret (a lost phone)? The user enrols again.",
+        N_("Reset two-factor sign-in"),
+        lazy_gettext("Forget this user's two-factor secret (a lost phone)? The user enrols again."),
         "fa-key",
         multiple=False,
     )
     def reset_two_factor(self, item: Any) -> Any:
         two_factor.reset(db.session, item)
-        flash(f"Two-factor sign-in of {item.username} is reset.", "info")
+        flash(
+            gettext("Two-factor sign-in of %(username)s is reset.", username=item.username), "info"
+        )
         return redirect(self.get_redirect())
 
 
@@ -248,7 +254,7 @@ class SecurityApi(FabSecurityApi):
         """
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
-            return self.response_400(message="Request payload is not a JSON object")
+            return self.response_400(message=lazy_gettext("Request payload is not a JSON object"))
         if "provider" not in body:
             return self.response_400(message={"provider": ['Missing data: "db".']})
         code = body.pop("totp", None)
@@ -256,7 +262,9 @@ class SecurityApi(FabSecurityApi):
             return self.response_400(message={"totp": ["A string of six digits."]})
         credentials = [body.get(key) for key in ("username", "password")]
         if not accounts.storable(*(value for value in credentials if isinstance(value, str))):
-            return self.response_400(message="The username and password must be valid text.")
+            return self.response_400(
+                message=lazy_gettext("The username and password must be valid text.")
+            )
         try:
             payload = login_post.load(body)
         except ValidationError as error:
@@ -277,7 +285,7 @@ class SecurityApi(FabSecurityApi):
         """None when ``user`` may have tokens; else the refusal."""
         if user.has_two_factor:
             if not code:
-                message = "Enter the code of your authenticator app (totp)."
+                message = lazy_gettext("Enter the code of your authenticator app (totp).")
                 return self.response(401, error="totp_required", message=message)
             try:
                 two_factor.verify(db.session, user, code)
@@ -285,7 +293,9 @@ class SecurityApi(FabSecurityApi):
                 db.session.rollback()
                 return self.response(err.status, error=err.code, message=err.message)
         elif two_factor.must_enrol(user):
-            message = "Your role requires two-factor sign-in: turn it on in the dashboard first."
+            message = lazy_gettext(
+                "Your role requires two-factor sign-in: turn it on in the dashboard first."
+            )
             return self.response(403, error="two_factor_required", message=message)
         return None
 

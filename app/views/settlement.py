@@ -8,8 +8,10 @@ from typing import Any
 from flask import flash, redirect, url_for
 from flask_appbuilder import ModelView, action, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_babel import gettext, lazy_gettext
 
 from app.extensions import db
+from app.i18n import N_
 from app.models import Payout, PayoutItem, Settlement, SettlementLine, SettlementMismatch
 from app.models.base import utcnow
 from app.services import payouts
@@ -19,17 +21,21 @@ from app.views.forms import PayoutPaidForm
 
 class SettlementLineView(CheckedListMixin, ModelView):
     datamodel = SQLAInterface(SettlementLine)
-    list_title = "Settlement lines"
+    list_title = lazy_gettext("Settlement lines")
     base_permissions = ["can_list", "can_show"]
     list_columns = ["kind", "line_ref", "charge_ref", "payment_id", "amount", "fee"]
     show_columns = ["settlement", *list_columns]
     search_columns = ["kind", "line_ref", "charge_ref"]
-    label_columns = {"line_ref": "Acquirer's id", "charge_ref": "Charge", "payment_id": "Payment"}
+    label_columns = {
+        "line_ref": lazy_gettext("Acquirer's id"),
+        "charge_ref": lazy_gettext("Charge"),
+        "payment_id": lazy_gettext("Payment"),
+    }
 
 
 class SettlementMismatchView(CheckedListMixin, ModelView):
     datamodel = SQLAInterface(SettlementMismatch)
-    list_title = "Settlement mismatches"
+    list_title = lazy_gettext("Settlement mismatches")
     base_permissions = ["can_list", "can_show"]
     list_columns = [
         "settlement", "kind", "line_kind", "reference", "expected", "reported", "detail",
@@ -37,12 +43,16 @@ class SettlementMismatchView(CheckedListMixin, ModelView):
     show_columns = [*list_columns, "payment_id", "created_at"]
     search_columns = ["kind", "line_kind", "reference", "settlement"]
     base_order = ("id", "desc")
-    label_columns = {"line_kind": "Line", "expected": "Ours", "reported": "Acquirer's"}
+    label_columns = {
+        "line_kind": lazy_gettext("Line"),
+        "expected": lazy_gettext("Ours"),
+        "reported": lazy_gettext("Acquirer's"),
+    }
 
 
 class SettlementView(CheckedListMixin, ModelView):
     datamodel = SQLAInterface(Settlement)
-    list_title = "Settlements"
+    list_title = lazy_gettext("Settlements")
     base_permissions = ["can_list", "can_show"]
     list_columns = [
         "day", "gateway", "currency", "captured", "refunded", "charged_back", "fees", "net",
@@ -53,10 +63,10 @@ class SettlementView(CheckedListMixin, ModelView):
     order_columns = ["day", "gateway", "currency"]
     base_order = ("day", "desc")
     label_columns = {
-        "fees": "Acquirer's fee",
-        "line_count": "Lines",
-        "mismatch_count": "Mismatches",
-        "ledger_transaction": "Posting",
+        "fees": lazy_gettext("Acquirer's fee"),
+        "line_count": lazy_gettext("Lines"),
+        "mismatch_count": lazy_gettext("Mismatches"),
+        "ledger_transaction": lazy_gettext("Posting"),
     }
     related_views = [SettlementMismatchView, SettlementLineView]
 
@@ -65,17 +75,21 @@ class PayoutItemView(ScopedModelView):
     """A payout's statement: the ledger transactions it covers."""
 
     datamodel = SQLAInterface(PayoutItem)
-    list_title = "Payout statement"
+    list_title = lazy_gettext("Payout statement")
     base_permissions = ["can_list", "can_show", "can_export_csv"]
     list_columns = ["payout", "posted_at", "kind", "memo", "amount"]
     show_columns = list_columns
     search_columns = ["payout"]
-    label_columns = {"posted_at": "Posted", "memo": "Transaction", "amount": "Partner's share"}
+    label_columns = {
+        "posted_at": lazy_gettext("Posted"),
+        "memo": lazy_gettext("Transaction"),
+        "amount": lazy_gettext("Partner's share"),
+    }
 
 
 class PayoutView(ScopedModelView):
     datamodel = SQLAInterface(Payout)
-    list_title = "Payouts"
+    list_title = lazy_gettext("Payouts")
     base_permissions = ["can_list", "can_show", "can_mark_paid", "can_export_csv"]
     list_columns = ["id", "partner", "amount", "status", "created_at", "paid_at", "bank_reference"]
     show_columns = [*list_columns, "approved_at", "approved_by", "paid_by"]
@@ -84,30 +98,32 @@ class PayoutView(ScopedModelView):
     base_order = ("id", "desc")
     related_views = [PayoutItemView]
 
-    @action("approve", "Approve", "Approve the selected payouts?", "fa-check")
+    @action("approve", N_("Approve"), lazy_gettext("Approve the selected payouts?"), "fa-check")
     def approve(self, items: Any) -> Any:
         self.run_each(
             items,
             lambda p: payouts.approve_payout(db.session, p.id, current_user(), utcnow()),
-            "{count} payout(s) approved.",
+            N_("%(count)s payout(s) approved."),
         )
         return redirect(self.get_redirect())
 
     @action(
         "cancel_payout",
-        "Cancel",
-        "Cancel the selected unpaid payouts? Their transactions go to the next payout run.",
+        N_("Cancel"),
+        lazy_gettext(
+            "Cancel the selected unpaid payouts? Their transactions go to the next payout run."
+        ),
         "fa-times",
     )
     def cancel_payout(self, items: Any) -> Any:
         self.run_each(
             items,
             lambda p: payouts.cancel_payout(db.session, p.id, current_user()),
-            "{count} payout(s) cancelled.",
+            N_("%(count)s payout(s) cancelled."),
         )
         return redirect(self.get_redirect())
 
-    @action("mark_paid", "Mark paid", None, "fa-bank", multiple=False)
+    @action("mark_paid", N_("Mark paid"), None, "fa-bank", multiple=False)
     def mark_paid_action(self, item: Payout) -> Any:
         return redirect(url_for(".mark_paid", pk=item.id))
 
@@ -118,7 +134,7 @@ class PayoutView(ScopedModelView):
             payouts.mark_payout_paid(
                 db.session, payout.id, form.bank_reference.data, current_user(), utcnow()
             )
-            flash(f"Payout {payout.id} is paid.", "success")
+            flash(gettext("Payout %(id)s is paid.", id=payout.id), "success")
             return redirect(url_for(".show", pk=payout.id))
 
         return self.row_form(

@@ -22,11 +22,12 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext
 from flask_login import login_user
 from markupsafe import Markup
 
 from app.extensions import db
-from app.i18n import format_datetime
+from app.i18n import current_locale, format_datetime
 from app.local_urls import is_local_path
 from app.models import DomainError, NotFound, format_money, local_time
 from app.models.base import MAX_INT, utcnow
@@ -54,7 +55,7 @@ def money_filter(cents: int, currency: str = "BRL") -> str:
 @bp.app_template_filter("local_time")
 def local_time_filter(utc: dt.datetime | None, timezone: str, *, seconds: bool = False) -> str:
     """A stored (UTC) time as people at the venue read it: "26/12/2026 21:00 BRT"."""
-    return local_time.format_local(utc, timezone, seconds=seconds)
+    return local_time.format_local(utc, timezone, current_locale(), seconds=seconds)
 
 
 @bp.app_template_filter("datetime")
@@ -85,7 +86,7 @@ def _login_redirect(back_to: str | None = None) -> Any:
     staff user without a customer account is told so."""
     user = current_user()
     if user is not None and getattr(user, "is_authenticated", False):
-        flash("This login has no customer account: sign up to buy tickets.", "error")
+        flash(gettext("This login has no customer account: sign up to buy tickets."), "error")
         return redirect(url_for(".home"))
     query = urlencode({"next": back_to or request.path})
     return redirect(f"{current_app.appbuilder.get_url_for_login}?{query}")
@@ -157,11 +158,11 @@ def queue(event_id: int) -> Any:
         flash(err.message, "error")
         return redirect(url_for(".event", event_id=event_id))
     if not waiting_room.line_is_open(event, now):
-        flash(f"Tickets for {event.name} are not on sale.", "error")
+        flash(gettext("Tickets for %(name)s are not on sale.", name=event.name), "error")
         return redirect(url_for(".event", event_id=event_id))
     if turn.status in (waiting_room.OPEN, waiting_room.ADMITTED):
         if turn.status == waiting_room.ADMITTED and request.method == "GET":
-            flash("It is your turn: choose your seats.", "success")
+            flash(gettext("It is your turn: choose your seats."), "success")
         return redirect(url_for(".event", event_id=event_id))
     return render_template(
         "shop/queue.html",
@@ -211,17 +212,26 @@ def _ticket_types_chosen() -> list[int]:
             kind = _whole_number(name.removeprefix("qty_"), "ticket_types")
             count = _whole_number(text, "quantity")
             if len(chosen) + count > most:
-                raise DomainError(f"At most {most} tickets per customer.", field="quantity")
+                raise DomainError(
+                    gettext("At most %(most)s tickets per customer.", most=most), field="quantity"
+                )
             chosen += [kind] * count
     if not chosen and any(name.startswith("qty_") for name in request.form):
-        raise DomainError("Choose how many tickets of each type.", field="quantity")
+        raise DomainError(gettext("Choose how many tickets of each type."), field="quantity")
     return chosen
 
 
 def _whole_number(text: str, field: str) -> int:
     """An id or a count typed in a form: ASCII digits, 1 to MAX_INT (the id columns' range)."""
     if not is_id(text):
-        raise DomainError(f"{field} must be a whole number from 1 to {MAX_INT}.", field=field)
+        raise DomainError(
+            gettext(
+                "%(field)s must be a whole number from 1 to %(max_int)s.",
+                field=field,
+                max_int=MAX_INT,
+            ),
+            field=field,
+        )
     return int(text)
 
 
@@ -294,7 +304,7 @@ def pay(hold_id: int) -> Any:
         if err.extra.get("order_id"):
             return redirect(url_for(".order", order_id=err.extra["order_id"]))
         return redirect(url_for(".hold_page", hold_id=hold_id))
-    flash("Payment approved: here are your tickets.", "success")
+    flash(gettext("Payment approved: here are your tickets."), "success")
     return redirect(url_for(".order", order_id=result.order_id))
 
 
@@ -311,7 +321,7 @@ def release(hold_id: int) -> Any:
         db.session.rollback()
         flash(err.message, "error")
         return redirect(url_for(".orders"))
-    flash("Your seats were released.", "success")
+    flash(gettext("Your seats were released."), "success")
     return redirect(url_for(".event", event_id=hold.event_id))
 
 
@@ -350,7 +360,7 @@ def cancel_order(order_id: int) -> Any:
         db.session.rollback()
         flash(err.message, "error")
         return redirect(url_for(".order", order_id=order_id))
-    flash("Your order is cancelled: the full amount goes back to your card.", "success")
+    flash(gettext("Your order is cancelled: the full amount goes back to your card."), "success")
     return redirect(url_for(".order", order_id=order_id))
 
 
@@ -371,7 +381,7 @@ def signup() -> Any:
             errors[err.field or "form"] = err.message
         else:
             login_user(customer.user)
-            flash(f"Welcome, {customer.name}!", "success")
+            flash(gettext("Welcome, %(name)s!", name=customer.name), "success")
             return redirect(_safe_next(request.args.get("next")))
     return render_template("shop/signup.html", errors=errors, form=request.form), (
         422 if errors else 200

@@ -13,6 +13,7 @@ from typing import Any
 from flask import current_app, request
 from flask_appbuilder.api import BaseApi, expose, safe
 from flask_appbuilder.security.decorators import permission_name, protect
+from flask_babel import gettext
 from flask_jwt_extended import get_jwt
 
 from app.extensions import db
@@ -49,7 +50,7 @@ def domain_errors(view: Callable[..., Any]) -> Callable[..., Any]:
 def _json_body() -> dict[str, Any]:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        raise InvalidRequest("Send a JSON object.")
+        raise InvalidRequest(gettext("Send a JSON object."))
     return body
 
 
@@ -141,7 +142,7 @@ class CatalogApi(BaseApi):
         """
         section_id = request.args.get("section_id")
         if section_id is not None and not is_id(section_id):
-            raise InvalidRequest("section_id must be a section's id.", field="section_id")
+            raise InvalidRequest(gettext("section_id must be a section's id."), field="section_id")
         section = int(section_id) if section_id is not None else None
         return self.response(200, **catalog.spot_map(db.session, event_id, section))
 
@@ -531,7 +532,9 @@ def _customer_id() -> int:
 
 def _int(value: Any, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_INT:
-        raise DomainError(f"{field} must be a positive integer id.", field=field)
+        raise DomainError(
+            gettext("%(field)s must be a positive integer id.", field=field), field=field
+        )
     return value
 
 
@@ -540,7 +543,9 @@ def _ticket_types(body: dict[str, Any]) -> list[int] | None:
     if kinds is None:
         return None
     if not isinstance(kinds, list) or not kinds:
-        raise DomainError("ticket_types must be a non-empty list of ids.", field="ticket_types")
+        raise DomainError(
+            gettext("ticket_types must be a non-empty list of ids."), field="ticket_types"
+        )
     return [_int(k, "ticket_types") for k in kinds]
 
 
@@ -548,7 +553,9 @@ def _hold_request(body: dict[str, Any]) -> tuple[list[int] | None, int | None, i
     spot_ids = body.get("spot_ids")
     if spot_ids is not None:
         if not isinstance(spot_ids, list) or not spot_ids:
-            raise DomainError("spot_ids must be a non-empty list of integers.", field="spot_ids")
+            raise DomainError(
+                gettext("spot_ids must be a non-empty list of integers."), field="spot_ids"
+            )
         return [_int(s, "spot_ids") for s in spot_ids], None, None
     section_id = _int(body.get("section_id"), "section_id")
     quantity = _int(body.get("quantity"), "quantity")

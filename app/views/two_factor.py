@@ -30,6 +30,7 @@ from flask_appbuilder.security.forms import LoginForm_db
 from flask_appbuilder.security.views import AuthDBView as FabAuthDBView
 from flask_appbuilder.utils.base import get_safe_redirect
 from flask_appbuilder.views import expose
+from flask_babel import gettext, lazy_gettext
 from flask_login import current_user, login_user
 
 from app.extensions import db
@@ -83,7 +84,7 @@ class AuthDBView(FabAuthDBView):
         user = pending_user()
         if user is None:
             session.pop(PENDING_LOGIN, None)
-            flash("Sign in again: the code is asked right after the password.", "warning")
+            flash(gettext("Sign in again: the code is asked right after the password."), "warning")
             return redirect(self.appbuilder.get_url_for_login)
         error = None
         if request.method == "POST":
@@ -156,7 +157,10 @@ class TwoFactorView(BaseView):
             return redirect(url_for(".index"))
         session.pop(PENDING_SECRET, None)
         login_user(user)  # the user's sessions ended: this browser goes on in a new one
-        flash("Two-factor sign-in is on: sign-ins now ask for a code from your app.", "success")
+        flash(
+            gettext("Two-factor sign-in is on: sign-ins now ask for a code from your app."),
+            "success",
+        )
         return redirect(url_for(".index"))
 
     @expose("/disable", methods=["POST"])
@@ -170,7 +174,7 @@ class TwoFactorView(BaseView):
             flash(err.message, "danger")
             return redirect(url_for(".index"))
         login_user(user)
-        flash("Two-factor sign-in is off.", "info")
+        flash(gettext("Two-factor sign-in is off."), "info")
         return redirect(url_for(".index"))
 
 
@@ -191,7 +195,7 @@ def require_enrolment() -> Any:
     user = current_user
     if not user.is_authenticated or not two_factor.must_enrol(user):
         return None
-    message = "Your role requires two-factor sign-in: turn it on to continue."
+    message = lazy_gettext("Your role requires two-factor sign-in: turn it on to continue.")
     if request.path.startswith("/api/"):
         return jsonify(error="two_factor_required", message=message, status=403), 403
     flash(message, "warning")

@@ -96,10 +96,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture
 def browser_page(_browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A fresh page in its own browser context (no cookies shared between tests).
+    """A fresh page in its own browser context (no cookies shared between tests), whose
+    browser asks for English (the suite reads English; the app's default is pt-BR).
 
     When the test fails, the page is saved to <tmpdir>/e2e_failure_<test>.png."""
-    context = _browser.new_context(viewport={"width": 1280, "height": 900})
+    yield from _page(_browser, request, "en-US")
+
+
+@pytest.fixture
+def browser_page_pt_br(_browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """As ``browser_page``, in a Brazilian browser (Accept-Language: pt-BR)."""
+    yield from _page(_browser, request, "pt-BR")
+
+
+def _page(browser: Any, request: pytest.FixtureRequest, locale: str) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale=locale)
     context.set_default_timeout(BROWSER_TIMEOUT_MS)
     page = context.new_page()
     try:

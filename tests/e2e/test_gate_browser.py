@@ -372,7 +372,7 @@ def test_gate_staff_log_in_with_their_login_name_and_scans_go_up_at_once_online(
 @pytest.fixture
 def second_page(_browser: Any) -> Iterator[Page]:
     """Another gate: a page in a browser context of its own."""
-    context = _browser.new_context(viewport={"width": 1280, "height": 900})
+    context = _browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
     context.set_default_timeout(BROWSER_TIMEOUT_MS)
     try:
         yield context.new_page()
@@ -472,7 +472,9 @@ def test_the_camera_reads_a_ticket_with_the_vendored_decoder_offline(
         executable_path=CHROMIUM, args=CHROMIUM_ARGS + camera_args, headless=True
     )
     try:
-        context = browser.new_context(viewport={"width": 412, "height": 915})  # a phone
+        context = browser.new_context(
+            viewport={"width": 412, "height": 915}, locale="en-US"
+        )  # a phone
         context.set_default_timeout(BROWSER_TIMEOUT_MS)
         page = context.new_page()
         _open_gate(page, live_server)

@@ -88,6 +88,7 @@ def test_an_unclear_price_is_refused_at_its_field_and_kept_as_typed(alice, typed
 
 
 def test_the_edit_form_shows_the_price_as_the_reader_writes_it(alice, two_partners):
+    alice.environ_base["HTTP_ACCEPT_LANGUAGE"] = "pt-BR"  # the suite's client reads English
     section = two_partners["event_a"].sections[0]
     section.price_cents = 123456
     db.session.commit()
@@ -117,6 +118,7 @@ def root(client):
 
 
 def test_the_partner_form_takes_fees_with_a_comma_and_money_not_cents(root):
+    root.environ_base["HTTP_ACCEPT_LANGUAGE"] = "pt-BR"  # the suite's client reads English
     form = page_of(root.get("/partnerview/add"))
     assert "cents" not in form.lower()
     assert 'name="fee_fixed_amount"' in form and 'name="fee_fixed_cents"' not in form
@@ -170,6 +172,7 @@ def test_an_unclear_fee_is_refused_at_its_field(root, field, typed, error):
 
 
 def test_a_fee_that_leaves_the_partner_nothing_is_shown_at_the_fixed_fee(root):
+    root.environ_base["HTTP_ACCEPT_LANGUAGE"] = "pt-BR"  # the suite's client reads English
     partner = make_partner("Partner A")
     event = make_event(partner)
     event.sections[0].price_cents = 112
@@ -177,6 +180,6 @@ def test_a_fee_that_leaves_the_partner_nothing_is_shown_at_the_fixed_fee(root):
     form = {"name": partner.name, "fee_percent": "10", "fee_fixed_amount": "1,01"}
     page = page_of(root.post(f"/partnerview/edit/{partner.id}", data=form))
     assert field_errors(page, "fee_fixed_amount") == [
-        "These fees would take the whole price of its 1,12 tickets: a sale must leave the"
-        " partner something."
+        "Essas taxas consumiriam todo o preço dos ingressos de 1,12: uma venda precisa deixar"
+        " algo para o parceiro."
     ]

@@ -60,7 +60,7 @@ def test_after_the_window_closes_the_order_stays_paid(client, event):
     deadline = event.starts_at - dt.timedelta(hours=24 * 60)
     assert body["deadline"] == local_time.iso_local(deadline, "America/Sao_Paulo")
     assert body["deadline"].endswith("-03:00")
-    assert local_time.format_local(deadline, "America/Sao_Paulo") in body["message"]
+    assert local_time.format_local(deadline, "America/Sao_Paulo", "en") in body["message"]
     db.session.expire_all()
     assert db.session.get(Order, order["id"]).status == "paid"
 

@@ -113,3 +113,16 @@ def test_chosen_spots_in_a_sold_out_section_are_answered_by_name(client, one_sea
     answer = client.post("/api/v1/holds/", json=body, headers=bia)
     assert answer.status_code == 409
     assert [spot["id"] for spot in answer.get_json()["spots"]] == [one_seat["spot_id"]]
+
+
+def test_the_refusal_from_memory_speaks_the_buyers_language(client, one_seat, clock):
+    """Answered before Flask, it reads the request's Accept-Language as the app would."""
+    ana, bia, cid = (sign_up(client, f"{n}@example.com") for n in ("ana", "bia", "cid"))
+    assert best(client, ana, one_seat).status_code == 201
+    assert best(client, bia, one_seat).status_code == 409  # now remembered sold out
+    pt_br = best(client, cid | {"Accept-Language": "pt-BR"}, one_seat)
+    english = best(client, cid, one_seat)  # the suite's client asks for English
+    assert pt_br.status_code == english.status_code == 409
+    assert pt_br.get_json()["message"].startswith("Não restam lugares suficientes")
+    assert english.get_json()["message"].startswith("Not enough spots left")
+    assert pt_br.get_json()["error"] == english.get_json()["error"] == "spots_unavailable"

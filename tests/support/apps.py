@@ -38,6 +38,7 @@ def another_app(app: Flask, **config: Any) -> Iterator[Flask]:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     other = create_app(config_for_tests(**config))
+    other.test_client_class = EnglishClient
     try:
         yield other
     finally:
@@ -49,7 +50,16 @@ def another_app(app: Flask, **config: Any) -> Iterator[Flask]:
             db.engine.dispose()
 
 
-class IsolatedClient(FlaskClient):
+class EnglishClient(FlaskClient):
+    """A client whose requests ask for English (Accept-Language: en) unless a test sends its own
+    header: most tests read English texts; the language tests ask for pt-BR, or nothing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.environ_base.setdefault("HTTP_ACCEPT_LANGUAGE", "en")
+
+
+class IsolatedClient(EnglishClient):
     """Each request runs in its own app context (its own ``g`` and database session), as in
     production; the test's session then ends its transaction so it reads what the request wrote."""
 

@@ -19,11 +19,12 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from flask_babel import force_locale
 from sqlalchemy import text
 
 from app import create_app
 from app.extensions import db
-from tests.support.apps import IsolatedClient, config_for_tests
+from tests.support.apps import EnglishClient, IsolatedClient, config_for_tests
 from tests.support.database import empty_domain_tables
 
 _redis_server: subprocess.Popen[bytes] | None = None
@@ -68,6 +69,7 @@ def app() -> Iterator[Flask]:
     from app.views.roles import sync_permissions
 
     app = create_app(config_for_tests())
+    app.test_client_class = EnglishClient  # English unless a test asks otherwise
     with app.app_context():
         with db.engine.begin() as conn:
             conn.execute(text("DROP SCHEMA public CASCADE"))
@@ -82,8 +84,9 @@ def app() -> Iterator[Flask]:
 
 @pytest.fixture
 def db_context(app: Flask) -> Iterator[None]:
-    """An app context for the test; every domain row is deleted afterwards."""
-    with app.app_context():
+    """An app context for the test, in English (outside a request the app speaks its default,
+    pt_BR: the tests read English messages); every domain row is deleted afterwards."""
+    with app.app_context(), force_locale("en"):
         yield
         empty_domain_tables(app)
 

@@ -137,9 +137,14 @@ def cell_text(cell: Any) -> str:
 
 
 def records(rows: list[list[str]]) -> list[dict[str, str]]:
-    """Rows after the header, each as a dict by column name."""
+    """Rows after the header, each as a dict by column key ("event_id"; the header reads
+    "Event id", in the language of whoever asked for the report)."""
+    from app.services.reports.headers import HEADERS
+
+    key_of = {str(label): key for key, label in HEADERS.items()}
     header, *body = rows
-    return [dict(zip(header, row, strict=True)) for row in body]
+    keys = [key_of.get(name, name) for name in header]
+    return [dict(zip(keys, row, strict=True)) for row in body]
 
 
 def cents(text: str) -> int:

@@ -21,6 +21,7 @@ from typing import Any
 
 import redis
 from flask import current_app
+from flask_babel import gettext
 from sqlalchemy import and_, or_, select
 from sqlalchemy import event as sa_event
 from sqlalchemy import inspect as sa_inspect
@@ -81,7 +82,7 @@ def arm_event(session: Session, event_id: int, now: dt.datetime | None = None) -
     Returns False for an event that cannot be scanned (unknown or draft)."""
     cache = redis_client()
     if cache is None:
-        raise DomainError("Arming needs Redis (REDIS_URL).", code="no_redis")
+        raise DomainError(gettext("Arming needs Redis (REDIS_URL)."), code="no_redis")
     info = event_info_from_db(session, event_id)
     if info is None:
         return False
@@ -135,7 +136,13 @@ def arm_owned_event(session: Session, actor: Actor, event_id: int) -> Event:
     """Arm an event by hand (its partner's staff or the platform)."""
     event = get_owned(session, Event, event_id, actor)
     if event.status != EventStatus.PUBLISHED:
-        raise Conflict(f"{event.name} is {event.status}: only a published event is armed.")
+        raise Conflict(
+            gettext(
+                "%(name)s is %(status)s: only a published event is armed.",
+                name=event.name,
+                status=event.status,
+            )
+        )
     arm_event(session, event.id)
     return event
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 
+from flask_babel import gettext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -49,16 +50,20 @@ def prepare_device(session: Session, actor: Actor, device: GateDevice) -> str:
 def check_device(session: Session, actor: Actor, device: GateDevice) -> None:
     device.name = (device.name or "").strip()
     if not device.name:
-        raise DomainError("Name the device (for example 'North gate phone 1').", field="name")
+        raise DomainError(
+            gettext("Name the device (for example 'North gate phone 1')."), field="name"
+        )
     if not device.events:
-        raise DomainError("Choose at least one event for this device.", field="events")
+        raise DomainError(gettext("Choose at least one event for this device."), field="events")
     owned = get_owned_many(session, Event, [e.id for e in device.events], actor)
     partners = {event.partner_id for event in owned}
     if len(partners) != 1:
-        raise DomainError("A device scans the events of one partner.", field="events")
+        raise DomainError(gettext("A device scans the events of one partner."), field="events")
     partner_id = partners.pop()
     if device.partner_id is not None and device.partner_id != partner_id:
-        raise DomainError("A device keeps the partner it was registered for.", field="events")
+        raise DomainError(
+            gettext("A device keeps the partner it was registered for."), field="events"
+        )
     device.partner_id = partner_id
 
 
@@ -76,7 +81,7 @@ def assign_gate_user(session: Session, actor: Actor, user_id: int, event_id: int
     event = get_owned(session, Event, event_id, actor)
     user = session.get(PartnerUser, user_id)
     if user is None or user.partner_id != event.partner_id or "Gate" not in role_names(user):
-        raise NotFound("Gate user not found.", field="user")
+        raise NotFound(gettext("Gate user not found."), field="user")
     exists = session.scalar(
         select(GateAssignment.id).where(
             GateAssignment.user_id == user_id, GateAssignment.event_id == event_id

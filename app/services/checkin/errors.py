@@ -7,12 +7,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from flask_babel import gettext
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from app.i18n import N_
 from app.models import Busy, DomainError
 
-UNREACHABLE = "Check-in cannot reach its database: judge the ticket offline and upload it later."
+UNREACHABLE = N_(
+    "Check-in cannot reach its database: judge the ticket offline and upload it later."
+)
 
 
 class Unavailable(Busy):
@@ -33,7 +37,7 @@ class NonceReused(DomainError):
     code = "nonce_reused"
 
 
-NONCE_REUSED = "This nonce was sent with another scan: send a new nonce for each scan."
+NONCE_REUSED = N_("This nonce was sent with another scan: send a new nonce for each scan.")
 
 
 @contextmanager
@@ -44,4 +48,4 @@ def unavailable_without_database(session: Session) -> Iterator[None]:
         yield
     except OperationalError as exc:
         session.rollback()
-        raise Unavailable(UNREACHABLE) from exc
+        raise Unavailable(gettext(UNREACHABLE)) from exc

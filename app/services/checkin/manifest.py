@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 import redis
+from flask_babel import gettext
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -51,7 +52,7 @@ def manifest(session: Session, scanner: Scanner, event_id: int) -> dict[str, Any
     """What an offline gate needs: the public key, the window, revoked tickets and the entries
     so far (from Redis when armed, which stays current without the database)."""
     if event_id not in scanner.event_ids:
-        raise NotFound("Event not found.")
+        raise NotFound(gettext("Event not found."))
     cache = redis_client()
     with unavailable_without_database(session):
         if cache is None:
@@ -66,7 +67,7 @@ def manifest(session: Session, scanner: Scanner, event_id: int) -> dict[str, Any
 def _manifest_from_redis(session: Session, cache: redis.Redis, event_id: int) -> dict[str, Any]:
     info = RedisStore(cache, session).event_info(event_id)
     if info is None:
-        raise NotFound("Event not found.")
+        raise NotFound(gettext("Event not found."))
     revoked = sorted(int(t) for t in cache.smembers(revoked_key(event_id)))
     entries = []
     for ticket, raw in cache.hgetall(entries_key(event_id)).items():
@@ -78,7 +79,7 @@ def _manifest_from_redis(session: Session, cache: redis.Redis, event_id: int) ->
 def _manifest_from_db(session: Session, event_id: int) -> dict[str, Any]:
     info = event_info_from_db(session, event_id)
     if info is None:
-        raise NotFound("Event not found.")
+        raise NotFound(gettext("Event not found."))
     entries = [
         {"ticket_id": e.ticket_id, "state": e.state, "at": iso(e.first_at), "gate": e.first_gate}
         for e in entries_of(session, event_id)

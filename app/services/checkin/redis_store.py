@@ -18,6 +18,7 @@ import logging
 from typing import Any
 
 import redis
+from flask_babel import gettext
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -73,7 +74,7 @@ class RedisStore:
             except OperationalError as exc:
                 log.warning("event %s is not armed and the database is unreachable", event_id)
                 self.session.rollback()
-                raise Unavailable(UNREACHABLE) from exc
+                raise Unavailable(gettext(UNREACHABLE)) from exc
             raw = self.client.hgetall(event_key(event_id))
         return EventInfo(
             event_id=event_id,

@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from flask_babel import gettext
+
 from app.models import DomainError, ScanDirection, ScanResult
 from app.models.base import MAX_INT, utcnow
 from app.models.codes import TicketClaim
@@ -125,21 +127,21 @@ def parse_scan(
 ) -> ScanRequest:
     """A scan request from JSON, with field errors for what is missing or malformed."""
     if not isinstance(payload, dict):
-        raise DomainError("Send a JSON object.", code="invalid_request")
+        raise DomainError(gettext("Send a JSON object."), code="invalid_request")
     now = now or utcnow()
     code = payload.get("code")
     if not isinstance(code, str) or not code.strip() or len(code) > 400 or _CONTROL.search(code):
-        raise DomainError("Give the scanned code.", field="code")
+        raise DomainError(gettext("Give the scanned code."), field="code")
     gate = payload.get("gate")
     if not isinstance(gate, str) or not gate.strip() or len(gate) > 100 or _CONTROL.search(gate):
-        raise DomainError("Name the gate (up to 100 printable characters).", field="gate")
+        raise DomainError(gettext("Name the gate (up to 100 printable characters)."), field="gate")
     direction = payload.get("direction", "in")
     if direction not in (ScanDirection.IN, ScanDirection.OUT):
-        raise DomainError('The direction is "in" or "out".', field="direction")
+        raise DomainError(gettext('The direction is "in" or "out".'), field="direction")
     nonce = payload.get("nonce")
     if not isinstance(nonce, str) or not NONCE.fullmatch(nonce):
         raise DomainError(
-            "Send a nonce of 8 to 48 letters, digits or . _ : -, new for each scan.",
+            gettext("Send a nonce of 8 to 48 letters, digits or . _ : -, new for each scan."),
             field="nonce",
         )
     scanned_at = now
@@ -148,23 +150,25 @@ def parse_scan(
         try:
             scanned_at = parse_time(raw_time)
         except (TypeError, ValueError, OverflowError):
-            raise DomainError("scanned_at is an ISO 8601 time.", field="scanned_at") from None
+            raise DomainError(
+                gettext("scanned_at is an ISO 8601 time."), field="scanned_at"
+            ) from None
         if scanned_at > now + CLOCK_SKEW:
-            raise DomainError("scanned_at is in the future.", field="scanned_at")
+            raise DomainError(gettext("scanned_at is in the future."), field="scanned_at")
         if scanned_at.year < 2000:
-            raise DomainError("scanned_at is too far in the past.", field="scanned_at")
+            raise DomainError(gettext("scanned_at is too far in the past."), field="scanned_at")
     verdict = payload.get("verdict")
     if (
         offline
         and verdict is not None
         and (not isinstance(verdict, str) or verdict not in set(ScanResult))
     ):
-        raise DomainError("Unknown verdict.", field="verdict")
+        raise DomainError(gettext("Unknown verdict."), field="verdict")
     event_id = payload.get("event_id")
     if event_id is not None and (
         isinstance(event_id, bool) or not isinstance(event_id, int) or not 0 < event_id <= MAX_INT
     ):
-        raise DomainError("event_id is an event's id.", field="event_id")
+        raise DomainError(gettext("event_id is an event's id."), field="event_id")
     return ScanRequest(
         code=code.strip(),
         gate=gate.strip(),

@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 
 import redis
+from flask_babel import gettext
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
@@ -78,7 +79,7 @@ def scanner_for_token(session: Session, token: str) -> Scanner:
     user's) JWT. Answered from Redis when cached there, so it works with the database down."""
     token = (token or "").strip()
     if not token:
-        raise NotAuthorized("Send a device token or a gate staff login token.")
+        raise NotAuthorized(gettext("Send a device token or a gate staff login token."))
     if token.count(".") == 2:
         return _scanner_for_jwt(session, token)
     digest = token_hash(token)
@@ -92,7 +93,7 @@ def scanner_for_token(session: Session, token: str) -> Scanner:
         except redis.RedisError:
             cached, revoked = None, False
         if revoked:
-            raise NotAuthorized("This device was revoked.", reason="device")
+            raise NotAuthorized(gettext("This device was revoked."), reason="device")
         if cached:
             return Scanner.from_json(cached)
     with unavailable_without_database(session):
@@ -102,7 +103,9 @@ def scanner_for_token(session: Session, token: str) -> Scanner:
             .options(joinedload(GateDevice.events))
         )
     if device is None or not device.is_active:
-        raise NotAuthorized("This device is not registered or was revoked.", reason="device")
+        raise NotAuthorized(
+            gettext("This device is not registered or was revoked."), reason="device"
+        )
     scanner = device_scanner(device)
     cache_scanner(device_key(digest), scanner, ttl=DEVICE_CACHE_SECONDS)
     return scanner
@@ -117,10 +120,12 @@ def _scanner_for_jwt(session: Session, token: str) -> Scanner:
             raise ValueError("not an access token")
         user_id = int(claims["sub"])
     except Exception as exc:  # noqa: BLE001 - expired, forged or malformed: all refused
-        raise NotAuthorized("This login has expired or is not valid: log in again.") from exc
+        raise NotAuthorized(
+            gettext("This login has expired or is not valid: log in again.")
+        ) from exc
     scanner = _staff_scanner_cached(session, user_id)
     if claims.get("epoch", 0) != scanner.epoch:
-        raise NotAuthorized("This login has ended (password changed?): log in again.")
+        raise NotAuthorized(gettext("This login has ended (password changed?): log in again."))
     return scanner
 
 
@@ -151,7 +156,7 @@ def staff_scanner(session: Session, user_id: int) -> Scanner:
     """A gate user scans the events it is assigned to; a partner user all its partner's events."""
     user = session.get(PartnerUser, user_id)
     if user is None or not user.active or user.partner_id is None:
-        raise NotAuthorized("Only a partner's gate staff can scan tickets.")
+        raise NotAuthorized(gettext("Only a partner's gate staff can scan tickets."))
     roles = role_names(user)
     if "Partner" in roles:
         event_ids = session.scalars(select(Event.id).where(Event.partner_id == user.partner_id))
@@ -162,7 +167,7 @@ def staff_scanner(session: Session, user_id: int) -> Scanner:
             .where(GateAssignment.user_id == user_id, Event.partner_id == user.partner_id)
         )
     else:
-        raise NotAuthorized("Only a partner's gate staff can scan tickets.")
+        raise NotAuthorized(gettext("Only a partner's gate staff can scan tickets."))
     return Scanner(
         partner_id=user.partner_id,
         event_ids=frozenset(event_ids),

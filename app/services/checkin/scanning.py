@@ -18,6 +18,7 @@ import logging
 from typing import Any, Protocol
 
 import redis
+from flask_babel import gettext
 from sqlalchemy.orm import Session
 
 from app import metrics
@@ -149,7 +150,7 @@ def _path_of(store: Store, request: ScanRequest) -> str:
 def _replay(first: FirstAnswer, wanted: str) -> dict[str, Any]:
     """The nonce's first answer for a retry of the same scan; NonceReused for another scan."""
     if first.fingerprint is not None and first.fingerprint != wanted:
-        raise NonceReused(NONCE_REUSED, field="nonce")
+        raise NonceReused(gettext(NONCE_REUSED), field="nonce")
     return first.answer
 
 
@@ -168,9 +169,9 @@ def record_offline_scans(session: Session, scanner: Scanner, payload: Any) -> li
     ticket is admitted, a later one that the device also admitted is a conflict."""
     scans = payload.get("scans") if isinstance(payload, dict) else None
     if not isinstance(scans, list) or not scans:
-        raise DomainError('Send {"scans": [...]} with at least one scan.', field="scans")
+        raise DomainError(gettext('Send {"scans": [...]} with at least one scan.'), field="scans")
     if len(scans) > 5000:
-        raise DomainError("Upload at most 5,000 scans at a time.", field="scans")
+        raise DomainError(gettext("Upload at most 5,000 scans at a time."), field="scans")
     requests = []
     for index, item in enumerate(scans):
         try:

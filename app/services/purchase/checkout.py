@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+from flask_babel import gettext
 from sqlalchemy import (
     DateTime,
     Integer,
@@ -116,10 +117,10 @@ def checkout(
     key = (idempotency_key or "").strip()
     if not 8 <= len(key) <= 100:
         raise DomainError(
-            "Send an Idempotency-Key of 8 to 100 characters.", field="Idempotency-Key"
+            gettext("Send an Idempotency-Key of 8 to 100 characters."), field="Idempotency-Key"
         )
     if not card_token:
-        raise DomainError("Give the card token.", field="card_token")
+        raise DomainError(gettext("Give the card token."), field="card_token")
     expected_total_cents = expected_total(expected_total_cents)
     wanted = fingerprint(hold_id, card_token, expected_total_cents)
     session.flush()  # Core statements below: nothing of the caller's may wait in the session
@@ -149,7 +150,10 @@ def expected_total(value: Any, *, form: bool = False) -> int | None:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
         raise DomainError(
-            f"expected_total_cents must be a whole number of cents from 0 to {MAX_INT}.",
+            gettext(
+                "expected_total_cents must be a whole number of cents from 0 to %(max_int)s.",
+                max_int=MAX_INT,
+            ),
             field="expected_total_cents",
         )
     return value
@@ -192,8 +196,10 @@ def _charge_and_confirm(
         session.rollback()
         log.exception("payment processor call failed", extra={"payment_id": payment_id})
         raise CheckoutInProgress(
-            "The payment processor did not answer; this payment will be finished shortly. "
-            "Try again in a minute.",
+            gettext(
+                "The payment processor did not answer; this payment will be finished "
+                "shortly. Try again in a minute."
+            ),
         ) from exc
     return confirm(session, gateway, payment_id, result)
 
@@ -209,7 +215,8 @@ def _replay(
 ) -> CheckoutResult:
     if payment.order.customer_id != customer_id or payment.request_fingerprint != wanted:
         raise IdempotencyKeyReused(
-            "This Idempotency-Key was used for a different request.", field="Idempotency-Key"
+            gettext("This Idempotency-Key was used for a different request."),
+            field="Idempotency-Key",
         )
     deadline = time.monotonic() + IN_FLIGHT_WAIT_SECONDS
     while payment.status == PaymentStatus.PENDING and time.monotonic() < deadline:
@@ -374,13 +381,15 @@ def _record_attempt(
     with busy_on_lock_failure(session):
         hold = conn.execute(_LOCK_HOLD_TO_PAY, ids).first()
         if hold is None:
-            raise NotFound("Hold not found.")
+            raise NotFound(gettext("Hold not found."))
         spots = conn.execute(_LOCK_HELD_SPOTS, ids).all()
         if hold.hold_status == HoldStatus.CONVERTED:
             order = conn.execute(_ORDER_OF_HOLD, ids).first()
-            raise Conflict("This hold is already paid for.", order_id=order.id if order else None)
+            raise Conflict(
+                gettext("This hold is already paid for."), order_id=order.id if order else None
+            )
         if not hold_is_live(hold.hold_status, hold.expires_at, now) or not spots:
-            raise HoldExpired("Your hold has expired: choose your seats again.")
+            raise HoldExpired(gettext("Your hold has expired: choose your seats again."))
         sale_window(hold).require_open(now)
         order = spots[0]  # its order_* columns
         # Cover the payment, but never beyond one grace period past the hold's own length:
@@ -423,9 +432,15 @@ def _record_attempt(
             return _Attempt(recorded.payment_id, card_token, total, hold.currency, key)
         # A retry after a declined attempt: the order and its tickets exist, a new payment.
         if order.order_status != OrderStatus.PENDING:
-            raise Conflict(f"Order {order_id} is {order.order_status}.")
+            raise Conflict(
+                gettext(
+                    "Order %(order_id)s is %(order_status)s.",
+                    order_id=order_id,
+                    order_status=order.order_status,
+                )
+            )
         if conn.execute(_PENDING_PAYMENT_OF_ORDER, {"order_id": order_id}).first():
-            raise CheckoutInProgress("A payment for these seats is being processed.")
+            raise CheckoutInProgress(gettext("A payment for these seats is being processed."))
         tickets = conn.execute(_TICKETS_OF_ORDER, {"order_id": order_id}).scalar_one()
         fee = platform_fee_cents(hold.fee_percent, hold.fee_fixed_cents, total, tickets)
         payment_id = conn.execute(
@@ -453,9 +468,12 @@ def _record_attempt(
 
 def _price_changed(held: int, expected: int, currency: str) -> PriceChanged:
     return PriceChanged(
-        f"These seats cost {format_money(held, currency)}, not the "
-        f"{format_money(expected, currency)} shown: nothing was charged. Check the total and "
-        "pay again.",
+        gettext(
+            "These seats cost %(value)s, not the %(value2)s shown: nothing was "
+            "charged. Check the total and pay again.",
+            value=format_money(held, currency),
+            value2=format_money(expected, currency),
+        ),
         field="expected_total_cents",
         held_total_cents=held,
         expected_total_cents=expected,

@@ -21,11 +21,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from flask_babel import gettext
 from sqlalchemy import Connection, Integer, Row, String, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import metrics
+from app.i18n import N_
 from app.models import (
     Conflict,
     DomainError,
@@ -83,25 +85,33 @@ def raise_for_failure(payment: Payment) -> None:
     if payment.order.status == OrderStatus.CANCELLED:
         refunded = payment.status == PaymentStatus.REFUNDED
         raise HoldLost(
-            "Your seats were released before the payment completed; "
-            + ("the charge was refunded." if refunded else "the charge is being refunded."),
+            gettext(
+                "Your seats were released before the payment completed; the charge was refunded."
+            )
+            if refunded
+            else gettext(
+                "Your seats were released before the payment completed; the charge is being "
+                "refunded."
+            ),
             order_id=payment.order_id,
             refunded=refunded,
         )
 
 
 DECLINE_MESSAGES = {
-    "card_declined": "Your card was declined.",
-    "insufficient_funds": "Your card was declined: insufficient funds.",
-    "processing_error": "The card processor had an error; nothing was charged. Try again.",
-    "invalid_token": "The card could not be read; enter it again.",
-    "token_already_used": "This card entry was already used for a payment; enter the card again.",
-    "token_expired": "This card entry expired; enter the card again.",
+    "card_declined": N_("Your card was declined."),
+    "insufficient_funds": N_("Your card was declined: insufficient funds."),
+    "processing_error": N_("The card processor had an error; nothing was charged. Try again."),
+    "invalid_token": N_("The card could not be read; enter it again."),
+    "token_already_used": N_(
+        "This card entry was already used for a payment; enter the card again."
+    ),
+    "token_expired": N_("This card entry expired; enter the card again."),
 }
 
 
 def _decline_message(reason: str | None) -> str:
-    return DECLINE_MESSAGES.get(reason or "", "Your card was declined.")
+    return gettext(DECLINE_MESSAGES.get(reason or "", DECLINE_MESSAGES["card_declined"]))
 
 
 _payment, _order, _ticket = Payment.__table__, Order.__table__, Ticket.__table__

@@ -24,6 +24,7 @@ from itertools import groupby
 from typing import Any
 
 from flask import current_app
+from flask_babel import gettext
 from sqlalchemy import Connection, Integer, Row, bindparam, func, insert, select
 from sqlalchemy.orm import Session, joinedload
 
@@ -317,7 +318,7 @@ def reserve_spots(
         # release some. Look again in a new transaction (the limit is counted again too).
         time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # noqa: S311 - jitter
     else:
-        raise Busy("Many people are buying in this section right now: try again.")
+        raise Busy(gettext("Many people are buying in this section right now: try again."))
     metrics.HOLDS.labels("created").inc(len(spots))
     if ids.get("admitted"):
         metrics.WAITING_ADMITTED.inc()
@@ -349,20 +350,20 @@ def _lock_spots(
     now = ids["now"]
     row = conn.execute(_LOCK_CUSTOMER_READ_EVENT, ids).first()
     if row is None or row.status == EventStatus.DRAFT:
-        raise NotFound("Event not found.")
+        raise NotFound(gettext("Event not found."))
     sale_window(row).require_open(now)
     turn = waiting_room.turn_of(ids["event_id"], row.waiting_room_per_minute, row.admit_at, now)
     waiting_room.require_turn(turn, now)
     ids["admitted"] = turn.status == waiting_room.ADMITTED
     field = "spot_ids" if spot_ids else "quantity"
     if wanted < 1:
-        raise DomainError("Choose at least one spot.", field=field)
+        raise DomainError(gettext("Choose at least one spot."), field=field)
     limit = current_app.config["MAX_SPOTS_PER_EVENT"]
     if wanted > limit:
         _keep_limit(conn, ids, wanted, field)
     if not spot_ids:
         if row.section_name is None:  # no section_id, or not one of this event's
-            raise NotFound("Section not found in this event.", field="section_id")
+            raise NotFound(gettext("Section not found in this event."), field="section_id")
         if row.free_up_to_wanted < wanted:
             raise _not_enough(ids, row.section_name, row.free_up_to_wanted)
     types = ticket_types.lock(conn, ids, wanted)
@@ -403,7 +404,14 @@ def not_enough(section: str, free: int, *, path: str = "full") -> SpotsUnavailab
     """The refusal of a best-available hold in a section with fewer free spots than wanted
     (counted as a seat conflict of ``path``)."""
     metrics.SEAT_CONFLICTS.labels(path).inc()
-    return SpotsUnavailable(f"Not enough spots left in {section}: {free} free right now.", spots=[])
+    return SpotsUnavailable(
+        gettext(
+            "Not enough spots left in %(section)s: %(free)s free right now.",
+            section=section,
+            free=free,
+        ),
+        spots=[],
+    )
 
 
 def _place_hold(session: Session, ids: dict[str, Any], spots: list[Row]) -> tuple[int, dt.datetime]:
@@ -434,7 +442,11 @@ def _keep_limit(conn: Connection, ids: dict[str, Any], wanted: int, field: str) 
     already = conn.execute(_COUNT_HELD, ids).scalar_one()
     if already + wanted > limit:
         raise HoldLimitExceeded(
-            f"At most {limit} spots per customer for this event (you hold {already}).",
+            gettext(
+                "At most %(limit)s spots per customer for this event (you hold %(already)s).",
+                limit=limit,
+                already=already,
+            ),
             field=field,
         )
 
@@ -443,13 +455,16 @@ def _all_free(
     session: Session, spots: list[Row], spot_ids: set[int], now: dt.datetime
 ) -> list[Row]:
     if len(spots) != len(spot_ids):
-        raise NotFound("Some of these spots do not exist in this event.", field="spot_ids")
+        raise NotFound(gettext("Some of these spots do not exist in this event."), field="spot_ids")
     taken = [s for s in spots if not EventSpot.is_free(s.status, s.held_until, now)]
     if taken:
         session.rollback()
         metrics.SEAT_CONFLICTS.labels("full").inc()
         raise SpotsUnavailable(
-            "Some of these spots were just taken: " + ", ".join(s.label for s in taken) + ".",
+            gettext(
+                "Some of these spots were just taken: %(spots)s.",
+                spots=", ".join(s.label for s in taken),
+            ),
             spots=[{"id": s.id, "label": s.label} for s in taken],
         )
     return list(spots)
@@ -489,7 +504,7 @@ def hold_total(spots: list[EventSpot]) -> int:
 def get_customer_hold(session: Session, customer_id: int, hold_id: int) -> Hold:
     hold = session.get(Hold, hold_id)
     if hold is None or hold.customer_id != customer_id:
-        raise NotFound("Hold not found.")
+        raise NotFound(gettext("Hold not found."))
     return hold
 
 
@@ -502,9 +517,9 @@ def release_hold(session: Session, customer_id: int, hold_id: int) -> Hold:
             .with_for_update()
         ).first()
         if hold is None:
-            raise NotFound("Hold not found.")
+            raise NotFound(gettext("Hold not found."))
         if hold.status == HoldStatus.CONVERTED:
-            raise Conflict("This hold was paid for: its tickets are in your orders.")
+            raise Conflict(gettext("This hold was paid for: its tickets are in your orders."))
         _free(session, hold, Hold.RELEASE)
         session.commit()
     return hold

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from flask_babel import gettext
 from sqlalchemy import Connection, Row, bindparam, func, select
 
 from app.models import (
@@ -95,7 +96,7 @@ def lock(conn: Connection, ids: dict[str, Any], wanted: int) -> dict[int, Kind]:
         or not all(type(t) is int for t in asked)
     ):
         raise DomainError(
-            "Give one ticket type (an id) per ticket, in the order of the spots.",
+            gettext("Give one ticket type (an id) per ticket, in the order of the spots."),
             field="ticket_types",
         )
     rows = conn.execute(
@@ -103,10 +104,10 @@ def lock(conn: Connection, ids: dict[str, Any], wanted: int) -> dict[int, Kind]:
     ).all()
     found = {row.id: row for row in rows}
     if len(found) != len(set(asked)):
-        raise NotFound("Ticket type not found in this event.", field="ticket_types")
+        raise NotFound(gettext("Ticket type not found in this event."), field="ticket_types")
     section_id = ids.get("section_id")
     if section_id is not None and any(row.section_id != section_id for row in rows):
-        raise DomainError("A ticket type of another section.", field="ticket_types")
+        raise DomainError(gettext("A ticket type of another section."), field="ticket_types")
     capped = sorted(row.id for row in rows if row.cap is not None)
     if capped:
         conn.execute(_LOCK_CAPPED, {"type_ids": capped}).all()
@@ -117,7 +118,11 @@ def lock(conn: Connection, ids: dict[str, Any], wanted: int) -> dict[int, Kind]:
             left = max(row.cap - taken, 0)
             if counts[type_id] > left:
                 raise TicketTypeSoldOut(
-                    f"Only {left} {row.name} ticket(s) left in this section.",
+                    gettext(
+                        "Only %(left)s %(type)s ticket(s) left in this section.",
+                        left=left,
+                        type=row.name,
+                    ),
                     field="ticket_types",
                     ticket_type_id=type_id,
                     left=left,
@@ -146,7 +151,11 @@ def quote(
         kind = types[type_id]
         if kind.section_id != spot.section_id:
             raise DomainError(
-                f"{kind.name} is a ticket type of another section than {spot.label}'s.",
+                gettext(
+                    "%(type)s is a ticket type of another section than %(spot)s's.",
+                    type=kind.name,
+                    spot=spot.label,
+                ),
                 field="ticket_types",
             )
         quoted.append((kind, kind.price_cents))

@@ -19,9 +19,11 @@ import uuid
 from pathlib import Path
 
 from flask import current_app
+from flask_babel import force_locale, gettext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.i18n import DEFAULT_LOCALE, current_locale
 from app.models import (
     KIND_LABELS,
     DomainError,
@@ -45,6 +47,7 @@ from app.services.reports.contents import (
     sales_rows,
 )
 from app.services.reports.files import Money, money, open_writer, spreadsheet_cell
+from app.services.reports.headers import header_row
 from app.services.scoping import Actor, get_owned, is_platform_staff
 
 __all__ = [
@@ -90,20 +93,22 @@ def request_report(
     try:
         wanted = ReportKind(kind)
     except ValueError:
-        raise DomainError("Choose a kind of report.", field="kind") from None
+        raise DomainError(gettext("Choose a kind of report."), field="kind") from None
     try:
         fmt = ReportFormat(file_format)
     except ValueError:
-        raise DomainError("Choose CSV or XLSX.", field="format") from None
+        raise DomainError(gettext("Choose CSV or XLSX."), field="format") from None
     if wanted not in kinds_for(actor):
         raise Forbidden(
-            f"Only finance requests {KIND_LABELS[wanted].lower()} reports.", field="kind"
+            gettext("Only finance requests %(lower)s reports.", lower=KIND_LABELS[wanted].lower()),
+            field="kind",
         )
     period = Period.of(start, end, required=wanted in NEEDS_PERIOD)
     report = Report(
         kind=wanted.value,
         format=fmt.value,
-        params=period.params() if period else {},
+        # The language of the file's headers: the requester's now (the task has no request).
+        params=(period.params() if period else {}) | {"locale": current_locale()},
         partner_id=_partner_of_request(session, actor, wanted, partner_id),
         requested_by_id=getattr(actor, "id", None),
         status=ReportStatus.PENDING.value,
@@ -125,15 +130,18 @@ def _partner_of_request(
     if not is_platform_staff(actor):
         own = getattr(actor, "partner_id", None)
         if own is None:
-            raise Forbidden("Your user belongs to no partner.")
+            raise Forbidden(gettext("Your user belongs to no partner."))
         if partner_id not in (None, own):
-            raise NotFound("Partner not found.", field="partner")
+            raise NotFound(gettext("Partner not found."), field="partner")
         return own
     if partner_id is None:
         return None
     if kind in PLATFORM_WIDE:
         raise DomainError(
-            f"{KIND_LABELS[kind]} covers every partner: leave the partner empty.", field="partner"
+            gettext(
+                "%(value)s covers every partner: leave the partner empty.", value=KIND_LABELS[kind]
+            ),
+            field="partner",
         )
     return get_owned(session, Partner, partner_id, actor).id
 
@@ -142,14 +150,17 @@ def report_file(report: Report, directory: Path) -> Path:
     """The written file of a report (found through the caller's scope); NotFound until then."""
     if report.status == ReportStatus.EXPIRED:
         raise NotFound(
-            f"The report's file was deleted after {current_app.config['REPORT_RETENTION_DAYS']} "
-            "days: request the report again."
+            gettext(
+                "The report's file was deleted after %(report_retention_days)s days: "
+                "request the report again.",
+                report_retention_days=current_app.config["REPORT_RETENTION_DAYS"],
+            )
         )
     if report.status != ReportStatus.DONE or not report.file_name:
-        raise NotFound("The report's file is not ready.")
+        raise NotFound(gettext("The report's file is not ready."))
     path = _path_of(report.file_name, directory)
     if not path.is_file():
-        raise NotFound("The report's file is gone.")
+        raise NotFound(gettext("The report's file is gone."))
     return path
 
 
@@ -197,20 +208,22 @@ def generate_report(session: Session, report_id: int, directory: Path) -> Report
     running is written again. A failure is recorded on the report for its reader to see."""
     report = session.get(Report, report_id)
     if report is None:
-        raise NotFound(f"Report {report_id} not found.")
+        raise NotFound(gettext("Report %(report_id)s not found.", report_id=report_id))
     if report.status == ReportStatus.DONE:
         return report
     report.start(utcnow())
     session.commit()
-    try:
-        file_name, rows = _write(session, report, directory)
-    except Exception as exc:
-        session.rollback()
-        log.exception("report failed", extra={"report_id": report_id})
-        message = exc.message if isinstance(exc, DomainError) else "The file could not be written."
-        report.fail(message, utcnow())
-        session.commit()
-        return report
+    # The file (its headers) and any error in the language of whoever asked, not the task's.
+    with force_locale(report.params.get("locale") or DEFAULT_LOCALE):
+        try:
+            file_name, rows = _write(session, report, directory)
+        except Exception as exc:
+            session.rollback()
+            log.exception("report failed", extra={"report_id": report_id})
+            failed = gettext("The file could not be written.")
+            report.fail(exc.message if isinstance(exc, DomainError) else failed, utcnow())
+            session.commit()
+            return report
     report.finish(file_name, rows, utcnow())
     session.commit()
     log.info("report written", extra={"report_id": report_id, "rows": rows})
@@ -227,18 +240,26 @@ def _write(session: Session, report: Report, directory: Path) -> tuple[str, int]
     partial = directory / f".{name}.{uuid.uuid4().hex[:12]}.part"
     _begin_snapshot(session)
     try:
-        columns, rows = BUILDERS[kind](session, report.partner_id, period)
-        count = 0
-        with open_writer(partial, ReportFormat(report.format), KIND_LABELS[kind]) as writer:
-            writer.writerow(columns)
-            for row in rows:
-                writer.writerow(row)
-                count += 1
+        count = _write_rows(session, report, kind, period, partial)
         os.replace(partial, directory / name)
     finally:
         partial.unlink(missing_ok=True)
     session.commit()  # ends the snapshot (and keeps ledger accounts created on first look)
     return name, count
+
+
+def _write_rows(
+    session: Session, report: Report, kind: ReportKind, period: Period | None, partial: Path
+) -> int:
+    """The file's rows, its header in the current language; how many rows."""
+    columns, rows = BUILDERS[kind](session, report.partner_id, period)
+    count = 0
+    with open_writer(partial, ReportFormat(report.format), str(KIND_LABELS[kind])) as writer:
+        writer.writerow(header_row(columns))
+        for row in rows:
+            writer.writerow(row)
+            count += 1
+    return count
 
 
 def _begin_snapshot(session: Session) -> None:

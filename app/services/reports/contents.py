@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from flask_babel import gettext
 from sqlalchemy import Select, String, and_, case, cast, func, literal, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
@@ -77,16 +78,16 @@ class Period:
     def of(cls, start: dt.date | None, end: dt.date | None, *, required: bool) -> Period | None:
         if start is None and end is None:
             if required:
-                raise DomainError("Give the period's first and last day.", field="start")
+                raise DomainError(gettext("Give the period's first and last day."), field="start")
             return None
         if start is None:
-            raise DomainError("Give the period's first day.", field="start")
+            raise DomainError(gettext("Give the period's first day."), field="start")
         if end is None:
-            raise DomainError("Give the period's last day.", field="end")
+            raise DomainError(gettext("Give the period's last day."), field="end")
         if end < start:
-            raise DomainError("The period ends before it starts.", field="end")
+            raise DomainError(gettext("The period ends before it starts."), field="end")
         if end >= dt.date.max:  # the first moment after it would not be a date
-            raise DomainError("The period's last day is too far away.", field="end")
+            raise DomainError(gettext("The period's last day is too far away."), field="end")
         return cls(start, end)
 
     @classmethod
@@ -349,7 +350,7 @@ def _statement(
 ) -> Iterator[list[Any]]:
     opening = ledger.partner_balance(session, partner, currency, before=period.since)
     who = [partner.id, partner.name, currency]
-    yield ["opening", *who, period.since, None, None, "Opening balance",
+    yield ["opening", *who, period.since, None, None, gettext("Opening balance"),
            *[None] * len(STATEMENT_FIGURES), None, Money(opening, currency)]  # fmt: skip
     transactions = (
         select(
@@ -382,10 +383,16 @@ def _statement(
     closing = ledger.partner_balance(session, partner, currency, before=period.until)
     if running != closing:
         raise ReportMismatch(
-            f"{partner.name}'s statement closes at {money(running)} {currency}; the ledger"
-            f" says {money(closing)}."
+            gettext(
+                "%(name)s's statement closes at %(money)s %(currency)s; the ledger "
+                "says %(money2)s.",
+                name=partner.name,
+                money=money(running),
+                currency=currency,
+                money2=money(closing),
+            )
         )
-    yield ["closing", *who, period.until, None, None, "Closing balance",
+    yield ["closing", *who, period.until, None, None, gettext("Closing balance"),
            *[Money(totals[key], currency) for key in STATEMENT_FIGURES],
            Money(closing - opening, currency), Money(closing, currency)]  # fmt: skip
 
@@ -488,7 +495,8 @@ def payout_batch_rows(
                    Money(row.amount_cents, row.currency), f"PAYOUT-{row.id}", None,
                    row.approved_at]  # fmt: skip
         for currency, (count, amount) in sorted(totals.items()):
-            yield ["total", None, None, f"{count} payout(s)", currency, Money(amount, currency),
+            payouts = gettext("%(count)s payout(s)", count=count)
+            yield ["total", None, None, payouts, currency, Money(amount, currency),
                    None, None, None]  # fmt: skip
 
     return PAYOUT_COLUMNS, rows()

@@ -1,0 +1,78 @@
+"""Error pages and JSON errors in the reader's language: werkzeug's own titles and
+descriptions are English, so each status we answer has ours (a description given where the
+error was raised, already translated there, is kept)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, jsonify, render_template, request
+from flask_babel import lazy_gettext
+from werkzeug.exceptions import HTTPException, default_exceptions
+
+# status: (title, what the page says when the code that refused gave no reason)
+HTTP_ERRORS = {
+    400: (lazy_gettext("Bad request"), lazy_gettext("The request could not be understood.")),
+    401: (lazy_gettext("Sign-in required"), lazy_gettext("Sign in to see this page.")),
+    403: (lazy_gettext("Forbidden"), lazy_gettext("You may not see this page.")),
+    404: (
+        lazy_gettext("Page not found"),
+        lazy_gettext(
+            "There is nothing at this address. Check it, or start again from the home page."
+        ),
+    ),
+    405: (
+        lazy_gettext("Method not allowed"),
+        lazy_gettext("This address does not take that method."),
+    ),
+    409: (lazy_gettext("Conflict"), lazy_gettext("The request conflicts with the current state.")),
+    413: (lazy_gettext("Request too large"), lazy_gettext("The request body is too large.")),
+    415: (
+        lazy_gettext("Unsupported media type"),
+        lazy_gettext("This address does not take that kind of body."),
+    ),
+    422: (
+        lazy_gettext("Unprocessable request"),
+        lazy_gettext("The request could not be processed."),
+    ),
+    429: (
+        lazy_gettext("Too many requests"),
+        lazy_gettext("Too many requests in a short time: wait a moment and try again."),
+    ),
+    500: (
+        lazy_gettext("Something went wrong"),
+        lazy_gettext("We could not answer this request. Try again in a moment."),
+    ),
+    503: (
+        lazy_gettext("Service unavailable"),
+        lazy_gettext("The service is busy or under maintenance. Try again in a moment."),
+    ),
+}
+
+
+def texts(exc: HTTPException) -> tuple[str, str]:
+    """The error's title and description in the reader's language."""
+    code = exc.code or 500
+    title, default = HTTP_ERRORS.get(code, (exc.name, exc.description))
+    werkzeugs = getattr(default_exceptions.get(code), "description", None)
+    described = exc.description and exc.description != werkzeugs
+    return str(title), str(exc.description if described else default)
+
+
+def http_error(exc: HTTPException, json_paths: tuple[str, ...]) -> Any:
+    """API clients get JSON (its `error` code stays English: werkzeug's name), pages ours."""
+    title, description = texts(exc)
+    if request.path.startswith(json_paths):
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return jsonify(error=code, message=description, status=exc.code), exc.code
+    if exc.response is not None:
+        return exc.response
+    page = render_template(
+        "error.html",
+        code=exc.code,
+        title=title,
+        description=description,
+        appbuilder=current_app.appbuilder,
+    )
+    headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
+    return page, exc.code, headers
