@@ -48,6 +48,7 @@ DOMAIN_TABLES = [
     '"order"',
     "event_spot",
     "hold",
+    "ticket_type",
     "event_section",
     "event",
     "customer",
