@@ -33,8 +33,8 @@ def _download_link(report_id: int | None) -> Markup | str:
     if report_id is None:
         return "-"
     return Markup(
-        '<a class="btn btn-sm btn-primary" href="{}"><i class="fa fa-download"></i> Download</a>'
-    ).format(url_for("ReportView.download", pk=report_id))
+        '<a class="btn btn-sm btn-primary" href="{}"><i class="fa fa-download"></i> {}</a>'
+    ).format(url_for("ReportView.download", pk=report_id), gettext("Download"))
 
 
 class ReportView(ScopedModelView):
