@@ -91,9 +91,9 @@ class Partner(Model):
             if not self.leaves_something(price):
                 raise Conflict(
                     gettext(
-                        "These fees would take the whole price of its %(format)s tickets: a "
+                        "These fees would take the whole price of its %(currency)s tickets: a "
                         "sale must leave the partner something.",
-                        format=format(price / 100, ".2f"),
+                        currency=format(price / 100, ".2f"),
                     ),
                     field="fee_percent" if percent >= 100 else "fee_fixed_cents",
                 )
