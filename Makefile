@@ -80,7 +80,7 @@ translations: $(STAMP)
 	$(BIN)/pybabel -q extract -F babel.cfg -k lazy_gettext -k N_ --no-location \
 		--sort-output --project Bilheteria -o $(TRANSLATIONS)/messages.pot app
 	$(BIN)/pybabel -q update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) \
-		--no-fuzzy-matching --ignore-obsolete
+		--no-fuzzy-matching --ignore-obsolete --ignore-pot-creation-date --width 100
 	$(BIN)/pybabel compile -d $(TRANSLATIONS) --statistics
 
 ## Rewrites the Grafana dashboards' JSON (ops/grafana/dashboards/) from ops/grafana/dashboards.py

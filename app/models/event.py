@@ -322,9 +322,9 @@ class Event(Model):
         if rate is not None and not 0 < rate <= MAX_WAITING_ROOM_PER_MINUTE:
             raise DomainError(
                 gettext(
-                    "Let in 1 to %(format)s buyers per minute, or leave it empty for no "
+                    "Let in 1 to %(most)s buyers per minute, or leave it empty for no "
                     "waiting room.",
-                    format=format(MAX_WAITING_ROOM_PER_MINUTE, ","),
+                    most=format(MAX_WAITING_ROOM_PER_MINUTE, ","),
                 ),
                 field="waiting_room_per_minute",
             )

@@ -54,8 +54,8 @@ def zone(name: str) -> zoneinfo.ZoneInfo:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError) as exc:
         raise UnknownTimezone(
             gettext(
-                "%(repr)s is not a time zone: use an IANA name such as America/Sao_Paulo.",
-                repr=repr(name),
+                "%(name)s is not a time zone: use an IANA name such as America/Sao_Paulo.",
+                name=repr(name),
             ),
             field="timezone",
         ) from exc
@@ -80,9 +80,9 @@ def to_utc(local: dt.datetime, timezone: str, *, field: str | None = None) -> dt
     if utc.astimezone(place).replace(tzinfo=None) != local:
         raise NonexistentLocalTime(
             gettext(
-                "%(format)s does not exist in %(timezone)s: the clocks skip it "
+                "%(time)s does not exist in %(timezone)s: the clocks skip it "
                 "(daylight saving). Choose another time.",
-                format=format(local, "%d/%m/%Y %H:%M"),
+                time=format(local, "%d/%m/%Y %H:%M"),
                 timezone=timezone,
             ),
             field=field,

@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.i18n import status_name
 from app.models.base import Transition, enum_check, utcnow
 from app.models.customer import Customer
 from app.models.errors import Conflict, DomainError, NotFound
@@ -174,18 +175,25 @@ class Order(Model):
 
     @property
     def ticket_summary(self) -> str:
-        return ", ".join(f"{t.seat_label} ({t.status})" for t in self.tickets) or "-"
+        return ", ".join(f"{t.seat_label} ({status_name(t.status)})" for t in self.tickets) or "-"
 
     @property
     def payment_summary(self) -> str:
         return (
             ", ".join(
-                f"{format_money(p.amount_cents, p.currency)} {p.status}"
-                f" (fee {format_money(p.fee_cents, p.currency)}"
-                + (
-                    f", refunded {format_money(p.refunded_cents, p.currency)})"
-                    if p.status == PaymentStatus.CAPTURED and p.refunded_cents
-                    else ")"
+                gettext(
+                    "%(amount)s %(status)s (fee %(fee)s, refunded %(refunded)s)",
+                    amount=format_money(p.amount_cents, p.currency),
+                    status=status_name(p.status),
+                    fee=format_money(p.fee_cents, p.currency),
+                    refunded=format_money(p.refunded_cents, p.currency),
+                )
+                if p.status == PaymentStatus.CAPTURED and p.refunded_cents
+                else gettext(
+                    "%(amount)s %(status)s (fee %(fee)s)",
+                    amount=format_money(p.amount_cents, p.currency),
+                    status=status_name(p.status),
+                    fee=format_money(p.fee_cents, p.currency),
                 )
                 for p in self.payments
             )

@@ -65,7 +65,7 @@ class Payout(Model):
     )
 
     def __repr__(self) -> str:
-        return f"Payout {self.id}"
+        return gettext("Payout %(id)s", id=self.id)
 
     @classmethod
     def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:

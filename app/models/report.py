@@ -85,7 +85,7 @@ class Report(Model):
     requested_by: Mapped[User | None] = relationship(User)
 
     def __repr__(self) -> str:
-        return f"Report {self.id}"
+        return gettext("Report %(id)s", id=self.id)
 
     @classmethod
     def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:

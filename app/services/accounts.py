@@ -24,11 +24,13 @@ from typing import Any
 
 from blinker import Namespace
 from flask import current_app
+from flask_babel import gettext
 from sqlalchemy import ColumnElement, delete, exists
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 from zxcvbn import zxcvbn
 
+from app.i18n import current_locale
 from app.models import DomainError, LoginSession, PartnerUser
 from app.models.base import utcnow
 from app.services.after_commit import after_commit
@@ -52,21 +54,24 @@ def password_problem(password: str, user_inputs: Iterable[str] = ()) -> str | No
     """Why ``password`` may not be used, or None when it may."""
     password = password or ""
     if len(password) < MIN_PASSWORD:
-        return f"The password needs at least {MIN_PASSWORD} characters."
+        return gettext("The password needs at least %(min)s characters.", min=MIN_PASSWORD)
     if len(password) > MAX_PASSWORD:
-        return f"The password is too long ({MAX_PASSWORD} characters at most)."
+        return gettext("The password is too long (%(max)s characters at most).", max=MAX_PASSWORD)
     if not storable(password):
-        return "The password has characters that cannot be stored."
+        return gettext("The password has characters that cannot be stored.")
     guessable = [word for value in user_inputs for word in _words(value)]
     result = zxcvbn(password[:_SCORED_LENGTH], user_inputs=guessable)
     if result["score"] >= current_app.config["PASSWORD_MIN_STRENGTH"]:
         return None
     feedback = result.get("feedback") or {}
     hint = feedback.get("warning") or " ".join(feedback.get("suggestions") or [])
+    if current_locale() != "en":
+        hint = ""  # zxcvbn's hints are English only
     reason = f" {hint.rstrip('.')}." if hint else ""
-    return (
-        f"This password is too easy to guess.{reason} "
-        "Use a longer one: a few unrelated words make a good password."
+    return gettext(
+        "This password is too easy to guess.%(reason)s Use a longer one: a few unrelated words "
+        "make a good password.",
+        reason=reason,
     )
 
 

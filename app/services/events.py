@@ -182,9 +182,9 @@ def _refuse_existing_labels(session: Session, section: EventSection, labels: Ite
         shown = ", ".join(sorted(existing)[:10]) + ("..." if len(existing) > 10 else "")
         raise Conflict(
             gettext(
-                "%(len)s of these labels already exist in %(name)s: %(shown)s. "
+                "%(count)s of these labels already exist in %(name)s: %(shown)s. "
                 "Nothing was generated.",
-                len=len(existing),
+                count=len(existing),
                 name=section.name,
                 shown=shown,
             )

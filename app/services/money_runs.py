@@ -95,8 +95,8 @@ def check_day_over(day: dt.date, now: dt.datetime | None = None) -> None:
     if day >= (now or utcnow()).date():
         raise Conflict(
             gettext(
-                "%(isoformat)s is not over yet (UTC): its report is reconciled from tomorrow.",
-                isoformat=day.isoformat(),
+                "%(day)s is not over yet (UTC): its report is reconciled from tomorrow.",
+                day=day.isoformat(),
             ),
             field="day",
         )

@@ -276,11 +276,11 @@ def _require_covered(session: Session, payout: Payout, now: dt.datetime) -> None
     if covering < payout.amount_cents:
         refusal = Conflict(
             gettext(
-                "The partner's settled balance less its reserve is now %(value)s, "
-                "less than this payout of %(value2)s (refunds or chargebacks since "
+                "The partner's settled balance less its reserve is now %(available)s, "
+                "less than this payout of %(payout)s (refunds or chargebacks since "
                 "it was made): cancel it, and the next run pays what is due.",
-                value=format_money(max(covering, 0), payout.currency),
-                value2=format_money(payout.amount_cents, payout.currency),
+                available=format_money(max(covering, 0), payout.currency),
+                payout=format_money(payout.amount_cents, payout.currency),
             )
         )
         session.rollback()  # the payout's new status is not kept

@@ -297,8 +297,8 @@ def cancel_by_customer(
     if now > deadline:
         raise RefundWindowClosed(
             gettext(
-                "Cancellations closed on %(value)s.",
-                value=local_time.format_local(deadline, order.event.zone_name, current_locale()),
+                "Cancellations closed on %(time)s.",
+                time=local_time.format_local(deadline, order.event.zone_name, current_locale()),
             ),
             deadline=local_time.iso_local(deadline, order.event.zone_name),
         )

@@ -118,8 +118,8 @@ def reconcile_day(
     if day >= now.date():
         raise Conflict(
             gettext(
-                "%(isoformat)s is not over yet (UTC): its report is reconciled from tomorrow.",
-                isoformat=day.isoformat(),
+                "%(day)s is not over yet (UTC): its report is reconciled from tomorrow.",
+                day=day.isoformat(),
             )
         )
     unfinished = _unfinished(session, gateway.name, day)
@@ -127,10 +127,10 @@ def reconcile_day(
         raise Conflict(
             gettext(
                 "%(unfinished)s payment(s) or refund(s) begun by the end of "
-                "%(isoformat)s are still being finished: reconcile the day once they "
+                "%(day)s are still being finished: reconcile the day once they "
                 "are (the reconcile task finishes them).",
                 unfinished=unfinished,
-                isoformat=day.isoformat(),
+                day=day.isoformat(),
             )
         )
     session.rollback()  # no transaction stays open while the acquirer is asked

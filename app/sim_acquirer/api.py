@@ -11,6 +11,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from flask import current_app
+from flask_babel import gettext
 from sqlalchemy import (
     Connection,
     DateTime,
@@ -95,27 +96,29 @@ def _number(value: Any, most: int) -> int | None:
 def _validated(payload: dict[str, Any], today: dt.date) -> dict[str, Any]:
     number = "".join(str(payload.get("number") or "").split()).replace("-", "")
     if not _digits(number) or not 12 <= len(number) <= 19:
-        raise CardError("number", "The card number must have 12 to 19 digits.")
+        raise CardError("number", gettext("The card number must have 12 to 19 digits."))
     if not luhn_ok(number):
-        raise CardError("number", "The card number is not valid.")
+        raise CardError("number", gettext("The card number is not valid."))
     month = _number(payload.get("exp_month"), 2)
     if month is None or not 1 <= month <= 12:
-        raise CardError("exp_month", "Give the expiry month (1-12).")
+        raise CardError("exp_month", gettext("Give the expiry month (1-12)."))
     year = _number(payload.get("exp_year"), 4)
     if year is None:
-        raise CardError("exp_year", "Give the expiry year.")
+        raise CardError("exp_year", gettext("Give the expiry year."))
     year = year + 2000 if year < 100 else year
     if (year, month) < (today.year, today.month):
-        raise CardError("exp_year", "The card has expired.")
+        raise CardError("exp_year", gettext("The card has expired."))
     if year > today.year + 25:
-        raise CardError("exp_year", "The expiry year is too far ahead.")
+        raise CardError("exp_year", gettext("The expiry year is too far ahead."))
     brand = brand_of(number)
     cvc = str(payload.get("cvc") or "").strip()
     if not _digits(cvc) or len(cvc) != (4 if brand == "amex" else 3):
-        raise CardError("cvc", f"The CVC has {4 if brand == 'amex' else 3} digits.")
+        raise CardError(
+            "cvc", gettext("The CVC has %(digits)s digits.", digits=4 if brand == "amex" else 3)
+        )
     holder = str(payload.get("holder_name") or "").strip()
     if not holder:
-        raise CardError("holder_name", "Give the name on the card.")
+        raise CardError("holder_name", gettext("Give the name on the card."))
     return {
         "brand": brand,
         "last4": number[-4:],

@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, jsonify, redirect, request
+from flask_babel import gettext
 
 from app.local_urls import is_local_path
 from app.sim_acquirer.api import CardError, tokenize
@@ -23,7 +24,7 @@ def create_token() -> Any:
     browser is sent back to our site with the token, never with the card."""
     payload = request.get_json(silent=True) if request.is_json else request.form.to_dict()
     if not isinstance(payload, dict):
-        return jsonify(error="invalid_request", message="Send a JSON object."), 400
+        return jsonify(error="invalid_request", message=gettext("Send a JSON object.")), 400
     return_url = request.form.get("return_url") if not request.is_json else None
     if return_url is not None and not is_local_path(return_url):
         return jsonify(error="invalid_request", field="return_url"), 400

@@ -363,12 +363,12 @@ class EventView(EventRules, ScopedModelView):
     add_form_extra_fields = {
         "currency": currency_field(),
         "timezone": timezone_field(),
-        "starts_at": datetime_field("Starts", required=True),
-        "ends_at": datetime_field("Ends"),
-        "sales_start": datetime_field("Sales start"),
-        "sales_end": datetime_field("Sales end"),
-        "checkin_opens_at": datetime_field("Check-in opens"),
-        "checkin_closes_at": datetime_field("Check-in closes"),
+        "starts_at": datetime_field(lazy_gettext("Starts"), required=True),
+        "ends_at": datetime_field(lazy_gettext("Ends")),
+        "sales_start": datetime_field(lazy_gettext("Sales start")),
+        "sales_end": datetime_field(lazy_gettext("Sales end")),
+        "checkin_opens_at": datetime_field(lazy_gettext("Check-in opens")),
+        "checkin_closes_at": datetime_field(lazy_gettext("Check-in closes")),
         **REENTRY_FIELD,
     }
     edit_form_extra_fields = add_form_extra_fields

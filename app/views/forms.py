@@ -36,8 +36,8 @@ from app.models.money import format_number, parse_decimal
 from app.models.ticket_type import KIND_LABELS
 
 SECTION_KIND_CHOICES = [
-    (SectionKind.SEATED.value, "Seated (numbered seats)"),
-    (SectionKind.GENERAL.value, "General admission"),
+    (SectionKind.SEATED.value, lazy_gettext("Seated (numbered seats)")),
+    (SectionKind.GENERAL.value, lazy_gettext("General admission")),
 ]
 
 
@@ -141,7 +141,7 @@ def position_field() -> IntegerField:
 DATETIME_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"]
 
 
-def datetime_field(label: str, *, required: bool = False) -> DateTimeLocalField:
+def datetime_field(label: Any, *, required: bool = False) -> DateTimeLocalField:
     """The browser's own date-and-time picker (FAB's datepicker drops the time)."""
     return DateTimeLocalField(
         label,
@@ -266,7 +266,7 @@ class RefundTicketsForm(DynamicForm):
 REPORT_FORMAT_CHOICES = [("csv", "CSV"), ("xlsx", "Excel (XLSX)")]
 
 
-def date_field(label: str, description: str) -> DateField:
+def date_field(label: Any, description: Any) -> DateField:
     return DateField(
         label,
         validators=[Optional()],
@@ -286,8 +286,11 @@ class ReportRequestForm(DynamicForm):
         validators=[DataRequired()],
         widget=Select2Widget(),
     )
-    start = date_field("First day", "UTC. Needed for statements and revenue; optional for sales.")
-    end = date_field("Last day", "UTC, included.")
+    start = date_field(
+        lazy_gettext("First day"),
+        lazy_gettext("UTC. Needed for statements and revenue; optional for sales."),
+    )
+    end = date_field(lazy_gettext("Last day"), lazy_gettext("UTC, included."))
     partner = SelectField(
         lazy_gettext("Partner"),
         choices=[],

@@ -77,8 +77,8 @@ class OrderView(ScopedModelView):
             )
             flash(
                 gettext(
-                    "%(len)s ticket(s) of order %(id)s refunded.",
-                    len=len(form.tickets.data),
+                    "%(count)s ticket(s) of order %(id)s refunded.",
+                    count=len(form.tickets.data),
                     id=order.id,
                 ),
                 "success",

@@ -92,9 +92,9 @@ class PartnerView(ScopedModelView):
             )
             flash(
                 gettext(
-                    "%(name)s's payout reserve is %(data)s %%.",
+                    "%(name)s's payout reserve is %(percent)s %%.",
                     name=partner.name,
-                    data=form.reserve_percent.data,
+                    percent=form.reserve_percent.data,
                 ),
                 "success",
             )

@@ -11,7 +11,7 @@ from flask import abort, current_app, flash, redirect, request, send_file, url_f
 from flask_appbuilder import expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.widgets import FormWidget
-from flask_babel import lazy_gettext
+from flask_babel import gettext, lazy_gettext
 from markupsafe import Markup
 from sqlalchemy import select
 
@@ -33,8 +33,8 @@ def _download_link(report_id: int | None) -> Markup | str:
     if report_id is None:
         return "-"
     return Markup(
-        '<a class="btn btn-sm btn-primary" href="{}"><i class="fa fa-download"></i> Download</a>'
-    ).format(url_for("ReportView.download", pk=report_id))
+        '<a class="btn btn-sm btn-primary" href="{}"><i class="fa fa-download"></i> {}</a>'
+    ).format(url_for("ReportView.download", pk=report_id), gettext("Download"))
 
 
 class ReportView(ScopedModelView):
@@ -103,10 +103,18 @@ class ReportView(ScopedModelView):
     @staticmethod
     def _request_message(report: Report) -> tuple[str, str]:
         if report.file_id is not None:
-            return f"Report {report.id} is ready: {report.row_count} rows.", "success"
+            ready = gettext(
+                "Report %(id)s is ready: %(rows)s rows.", id=report.id, rows=report.row_count
+            )
+            return ready, "success"
         if report.error:
-            return f"Report {report.id} failed: {report.error}", "danger"
-        return f"Report {report.id} is being written; it is listed here when ready.", "info"
+            return gettext(
+                "Report %(id)s failed: %(error)s", id=report.id, error=report.error
+            ), "danger"
+        writing = gettext(
+            "Report %(id)s is being written; it is listed here when ready.", id=report.id
+        )
+        return writing, "info"
 
     # Replaces FAB's generic file download (uploaded files) for this view.
     @expose("/download/<int:pk>")

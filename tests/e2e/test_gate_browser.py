@@ -571,3 +571,22 @@ def test_a_scan_the_server_keeps_refusing_for_its_time_is_shown_as_needing_atten
     expect(entry).to_have_class(re.compile("attention"))
     expect(page.locator("#sync-status")).to_contain_text("1 refused by the server")
     assert _logged([nonce]) == []
+
+
+@pytest.mark.browser
+def test_the_gate_page_switches_language_though_its_worker_keeps_it_for_offline(
+    live_server: str, browser_page: Page
+):
+    """The service worker caches the page, yet a language picked with the switcher shows at
+    once (the page is asked of the network first), and the page's scripts speak it too."""
+    page = browser_page
+    _open_gate(page, live_server)
+    expect(page.get_by_role("button", name="Use device token")).to_be_visible()
+    page.get_by_role("link", name="Português (Brasil)").click()
+    expect(page.locator("html")).to_have_attribute("lang", "pt-BR")
+    expect(page.get_by_role("button", name="Usar token do aparelho")).to_be_visible()
+    page.get_by_label("Token do aparelho").fill("not-a-token")
+    page.get_by_role("button", name="Usar token do aparelho").click()
+    expect(page.locator("#signin-error")).not_to_be_empty()
+    page.get_by_role("link", name="English").click()
+    expect(page.get_by_role("button", name="Use device token")).to_be_visible()

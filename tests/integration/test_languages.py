@@ -197,10 +197,21 @@ def test_every_dashboard_label_title_and_menu_entry_is_in_the_catalog(app: Flask
 
 
 def test_the_dashboard_speaks_the_language(client: FlaskClient) -> None:
-    login = text(client.get("/login/", headers={"Accept-Language": "pt-BR"}))
-    assert html_lang(login) in ("", "pt-BR")
-    assert 'href="/language/en?next=%2Flogin%2F"' in login  # the switcher, in FAB's bar
-    assert "Português (Brasil)" in login
+    from tests.support.builders import login, make_partner, make_user
+
+    page = text(client.get("/login/", headers={"Accept-Language": "pt-BR"}))
+    assert 'href="/language/en?next=%2Flogin%2F"' in page  # the switcher, in FAB's bar
+    assert "Português (Brasil)" in page
+    make_user("alice", "Partner", make_partner("Aurora"))
+    login(client, "alice")
+    client.get("/language/pt_BR")
+    form = text(client.get("/eventview/add"))
+    for label in ("Começa", "Fuso horário", "Início das vendas", "Catálogo", "Eventos"):
+        assert label in form, label
+    client.get("/language/en")
+    form = text(client.get("/eventview/add"))
+    for label in ("Starts", "Time zone", "Sales start", "Catalog", "Events"):
+        assert label in form, label
 
 
 @pytest.mark.parametrize(

@@ -469,10 +469,10 @@ def _record_attempt(
 def _price_changed(held: int, expected: int, currency: str) -> PriceChanged:
     return PriceChanged(
         gettext(
-            "These seats cost %(value)s, not the %(value2)s shown: nothing was "
+            "These seats cost %(held)s, not the %(shown)s shown: nothing was "
             "charged. Check the total and pay again.",
-            value=format_money(held, currency),
-            value2=format_money(expected, currency),
+            held=format_money(held, currency),
+            shown=format_money(expected, currency),
         ),
         field="expected_total_cents",
         held_total_cents=held,

@@ -100,7 +100,7 @@ def request_report(
         raise DomainError(gettext("Choose CSV or XLSX."), field="format") from None
     if wanted not in kinds_for(actor):
         raise Forbidden(
-            gettext("Only finance requests %(lower)s reports.", lower=KIND_LABELS[wanted].lower()),
+            gettext("Only finance requests %(kind)s reports.", kind=KIND_LABELS[wanted].lower()),
             field="kind",
         )
     period = Period.of(start, end, required=wanted in NEEDS_PERIOD)
@@ -139,7 +139,7 @@ def _partner_of_request(
     if kind in PLATFORM_WIDE:
         raise DomainError(
             gettext(
-                "%(value)s covers every partner: leave the partner empty.", value=KIND_LABELS[kind]
+                "%(kind)s covers every partner: leave the partner empty.", kind=KIND_LABELS[kind]
             ),
             field="partner",
         )

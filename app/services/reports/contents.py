@@ -384,12 +384,11 @@ def _statement(
     if running != closing:
         raise ReportMismatch(
             gettext(
-                "%(name)s's statement closes at %(money)s %(currency)s; the ledger "
-                "says %(money2)s.",
+                "%(name)s's statement closes at %(ours)s %(currency)s; the ledger says %(ledger)s.",
                 name=partner.name,
-                money=money(running),
+                ours=money(running),
                 currency=currency,
-                money2=money(closing),
+                ledger=money(closing),
             )
         )
     yield ["closing", *who, period.until, None, None, gettext("Closing balance"),
