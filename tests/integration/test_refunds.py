@@ -129,6 +129,7 @@ def test_a_partner_sees_only_its_own_ledger_transactions(client, paid_order):
 
 
 NBSP = "\u00a0"  # R$ and its number stay together (app/models/money.py)
+PT_BR = {"Accept-Language": "pt-BR"}  # a Brazilian reader (the suite's client reads English)
 
 
 def _balance_row(page: str, partner_id: int) -> list[str]:
@@ -142,7 +143,7 @@ def _balance_row(page: str, partner_id: int) -> list[str]:
 def test_balances_show_sales_fees_refunds_and_the_balance(client, paid_order):
     partner = paid_order["event"].partner
     login(client, "alice")
-    page = client.get("/balances/").get_data(as_text=True)
+    page = client.get("/balances/", headers=PT_BR).get_data(as_text=True)
     assert _balance_row(page, partner.id)[2:] == [
         f"R${NBSP}{amount}" for amount in (
             "200,00", "22,00", "0,00", "0,00", "0,00", "0,00", "178,00",
@@ -150,7 +151,7 @@ def test_balances_show_sales_fees_refunds_and_the_balance(client, paid_order):
         )
     ]  # fmt: skip
     client.post(f"/orderview/action/refund/{paid_order['order_id']}")
-    page = client.get("/balances/").get_data(as_text=True)
+    page = client.get("/balances/", headers=PT_BR).get_data(as_text=True)
     assert _balance_row(page, partner.id)[2:] == [
         f"R${NBSP}{amount}" for amount in (
             "200,00", "22,00", "200,00", "0,00", "22,00", "0,00", "0,00",

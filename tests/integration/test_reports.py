@@ -252,7 +252,10 @@ def test_xlsx_money_is_numbers_with_a_currency_format_that_a_sum_adds_up(books):
     sheet = load_workbook(
         reports.report_file(report, Path(current_app.config["REPORTS_DIR"]))
     ).active
-    header = [cell.value for cell in sheet[1]]
+    from app.services.reports.headers import HEADERS
+
+    key_of = {str(label): key for key, label in HEADERS.items()}  # the header is in English
+    header = [key_of.get(cell.value, cell.value) for cell in sheet[1]]
     rows = [dict(zip(header, row, strict=True)) for row in sheet.iter_rows(min_row=2)]
     assert len(rows) == len(csv_lines)
     for row, line in zip(rows, csv_lines, strict=True):

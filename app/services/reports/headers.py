@@ -17,6 +17,7 @@ HEADERS = {
     "currency": lazy_gettext("Currency"),
     "order_id": lazy_gettext("Order id"),
     "paid_at": lazy_gettext("Paid at (UTC)"),
+    "ticket_types": lazy_gettext("Ticket types"),
     "tickets": lazy_gettext("Tickets"),
     "tickets_refunded": lazy_gettext("Tickets refunded"),
     "gross": lazy_gettext("Gross"),
