@@ -202,6 +202,7 @@ def test_the_dashboard_speaks_the_language(client: FlaskClient) -> None:
     page = text(client.get("/login/", headers={"Accept-Language": "pt-BR"}))
     assert 'href="/language/en?next=%2Flogin%2F"' in page  # the switcher, in FAB's bar
     assert "Português (Brasil)" in page
+    assert 'type="submit" value="Entrar"' in page  # FAB's own .mo says "Registrar": ours wins
     make_user("alice", "Partner", make_partner("Aurora"))
     login(client, "alice")
     client.get("/language/pt_BR")
