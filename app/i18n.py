@@ -38,7 +38,7 @@ LANGUAGES: dict[str, dict[str, str]] = {
 SESSION_KEY = "locale"  # FAB's own /lang/<locale> view writes the same key
 
 
-def N_(text: str) -> str:  # noqa: N802 - gettext's name for "mark only"
+def N_(text: str) -> str:
     """Marks ``text`` for the catalog without translating it here (it is translated where it is
     shown)."""
     return text
