@@ -41,7 +41,25 @@ LANGUAGES: dict[str, dict[str, str]] = {
 }
 SESSION_KEY = "locale"  # FAB's own /lang/<locale> view writes the same key
 
+
+def N_(text: str) -> str:
+    """Marks ``text`` for the catalog without translating it here (it is translated where it is
+    shown)."""
+    return text
+
+
 bp = Blueprint("i18n", __name__)
+
+# Flask-AppBuilder's texts whose pt_BR its compiled catalog gets wrong (its .mo is older than its
+# .po: "Sign In" reads "Registrar", register): ours, merged over FAB's, says them right.
+FAB_CORRECTIONS = (
+    N_("Sign In"),
+    N_("Invalid login. Please try again."),
+    N_("Record Count"),
+    N_("Password Changed"),
+    N_("Not a valid choice"),
+    N_("Start with"),
+)
 
 # What a status reads as (orders, tickets, payments, holds: each of them masculine in Portuguese,
 # "pedido", "ingresso", "pagamento"); the stored value stays English.
@@ -67,12 +85,6 @@ def status_name(status: object) -> str:
     """A stored status in the reader's language ("paid": "pago")."""
     key = str(getattr(status, "value", status))
     return str(STATUS_NAMES.get(key, key))
-
-
-def N_(text: str) -> str:  # noqa: N802 - gettext's name for "mark only"
-    """Marks ``text`` for the catalog without translating it here (it is translated where it is
-    shown)."""
-    return text
 
 
 def current_locale() -> str:

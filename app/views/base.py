@@ -195,6 +195,15 @@ class CheckedListMixin:
             can_export=self.appbuilder.sm.has_access("can_export_csv", self.class_permission_name),
         )
 
+    def _init_titles(self) -> None:
+        """FAB's titles of the pages we give none ("Show Event"), translated as ours are."""
+        super()._init_titles()  # type: ignore[misc]
+        for attribute in ("list_title", "add_title", "edit_title", "show_title"):
+            title = getattr(self, attribute, None)
+            if isinstance(title, str):
+                setattr(self, attribute, lazy_gettext(title))
+        self.title = self.list_title
+
     def _prettify_column(self, name: str) -> Any:
         """FAB's label of a column without one of ours ("starts_at": "Starts At"), translated
         (tests/integration/test_languages.py checks that the catalog has each)."""

@@ -1,6 +1,7 @@
 """The labels Flask-AppBuilder makes of column names that have none of ours ("starts_at":
-"Starts At"), marked for the catalog: the dashboard views translate them (CheckedListMixin in
-app/views/base.py), and tests/integration/test_languages.py names any label missing here."""
+"Starts At") and the titles it makes of pages we give none ("Show Event"), marked for the
+catalog: the dashboard views translate them (CheckedListMixin in app/views/base.py), and
+tests/integration/test_languages.py names any missing here."""
 
 from __future__ import annotations
 
@@ -147,4 +148,59 @@ COLUMN_LABELS = (
     N_("Venue"),
     N_("Views/Menus"),
     N_("Waiting Room Per Minute"),
+)
+
+PAGE_TITLES = (
+    N_("Add Audit Entry"),
+    N_("Add Check In"),
+    N_("Add Customer"),
+    N_("Add Event"),
+    N_("Add Event Section"),
+    N_("Add Event Spot"),
+    N_("Add Ledger Transaction"),
+    N_("Add Order"),
+    N_("Add Partner"),
+    N_("Add Payout"),
+    N_("Add Payout Item"),
+    N_("Add Settlement"),
+    N_("Add Settlement Line"),
+    N_("Add Settlement Mismatch"),
+    N_("Add User"),
+    N_("Edit Audit Entry"),
+    N_("Edit Check In"),
+    N_("Edit Customer"),
+    N_("Edit Event"),
+    N_("Edit Event Section"),
+    N_("Edit Event Spot"),
+    N_("Edit Gate Assignment"),
+    N_("Edit Gate Device"),
+    N_("Edit Ledger Transaction"),
+    N_("Edit Order"),
+    N_("Edit Partner"),
+    N_("Edit Payout"),
+    N_("Edit Payout Item"),
+    N_("Edit Report"),
+    N_("Edit Settlement"),
+    N_("Edit Settlement Line"),
+    N_("Edit Settlement Mismatch"),
+    N_("Edit User"),
+    N_("List Event"),
+    N_("List Event Section"),
+    N_("List Event Spot"),
+    N_("Show Audit Entry"),
+    N_("Show Check In"),
+    N_("Show Customer"),
+    N_("Show Event"),
+    N_("Show Event Section"),
+    N_("Show Event Spot"),
+    N_("Show Gate Assignment"),
+    N_("Show Ledger Transaction"),
+    N_("Show Order"),
+    N_("Show Partner"),
+    N_("Show Payout"),
+    N_("Show Payout Item"),
+    N_("Show Settlement"),
+    N_("Show Settlement Line"),
+    N_("Show Settlement Mismatch"),
+    N_("Show User"),
 )

@@ -154,3 +154,20 @@ def test_every_text_the_gate_scripts_show_is_sent_translated() -> None:
     bare = re.compile(r'textContent = "[A-Za-z]|confirm\(`|textContent = `[A-Z]')
     for script in (APP / "static").glob("gate*.js"):
         assert not bare.findall(script.read_text()), script.name
+
+
+@pytest.mark.parametrize(
+    ("header", "locale"),
+    [
+        ("pt-BR,pt;q=0.9", "pt_BR"),
+        ("en-GB,en;q=0.9", "en"),
+        ("fr, de;q=0.5", "pt_BR"),
+        ("", "pt_BR"),
+        (None, "pt_BR"),
+        ("es, en;q=0.3", "en"),
+    ],
+)
+def test_the_fast_paths_read_accept_language_as_the_app_does(header: str | None, locale: str):
+    from app.i18n import locale_for
+
+    assert locale_for(header) == locale
