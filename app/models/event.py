@@ -6,7 +6,6 @@ import datetime as dt
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,7 +35,7 @@ from app.models.base import MAX_INT, OutOfRange, changed_attributes, enum_check,
 from app.models.codes import new_private_key, public_key_of
 from app.models.errors import Conflict, DomainError
 from app.models.local_time import DEFAULT_TIMEZONE
-from app.models.money import cents_from_amount, format_amount, format_money
+from app.models.money import PricedInCents, format_amount
 from app.models.partner import Partner, PartnerStatus
 from app.models.spot import EventSpot, SpotStatus
 from app.models.ticket_type import TicketType
@@ -68,6 +67,21 @@ EVENT_TIMES = (
     "checkin_opens_at",
     "checkin_closes_at",
 )
+
+
+def _require_event_year(field: str, value: dt.datetime) -> None:
+    """OutOfRange naming ``field`` unless ``value`` lies in EVENT_YEARS."""
+    first, last = EVENT_YEARS
+    if not first <= value.year <= last:
+        raise OutOfRange(
+            gettext(
+                "%(field)s is a time in the years %(first)s to %(last)s.",
+                field=field,
+                first=first,
+                last=last,
+            ),
+            field=field,
+        )
 
 
 def checked_image_url(value: str | None) -> str | None:
@@ -254,17 +268,7 @@ class Event(Model):
         """Set one of the event's times from the venue's wall-clock time (naive: in the
         event's zone; aware: as it is)."""
         if value is not None:
-            first, last = EVENT_YEARS  # before converting: year 9999 would leave the calendar
-            if not first <= value.year <= last:
-                raise OutOfRange(
-                    gettext(
-                        "%(field)s is a time in the years %(first)s to %(last)s.",
-                        field=field,
-                        first=first,
-                        last=last,
-                    ),
-                    field=field,
-                )
+            _require_event_year(field, value)  # before converting: 9999 would leave the calendar
             value = local_time.to_utc(value, self.zone_name, field=field)
         setattr(self, field, value)
 
@@ -395,19 +399,10 @@ class Event(Model):
         ):
             if not (getattr(self, field) or "").strip():
                 raise DomainError(gettext(message), field=field)
-        first, last = EVENT_YEARS
         for field in EVENT_TIMES:
             value = getattr(self, field)
-            if value is not None and not first <= value.year <= last:
-                raise OutOfRange(
-                    gettext(
-                        "%(field)s is a time in the years %(first)s to %(last)s.",
-                        field=field,
-                        first=first,
-                        last=last,
-                    ),
-                    field=field,
-                )
+            if value is not None:
+                _require_event_year(field, value)
         if self.ends_at is not None and self.ends_at <= self.starts_at:
             raise DomainError(gettext("The event must end after it starts."), field="ends_at")
         if self.sales_start and self.sales_end and self.sales_end <= self.sales_start:
@@ -465,7 +460,7 @@ class Event(Model):
             )
 
 
-class EventSection(Model):
+class EventSection(PricedInCents, Model):
     __tablename__ = "event_section"
     __table_args__ = (
         UniqueConstraint("event_id", "name", name="uq_event_section_name"),
@@ -546,17 +541,8 @@ class EventSection(Model):
         return self.spot_counts()[SpotStatus.BLOCKED]
 
     @property
-    def price_amount(self) -> Decimal | None:
-        """The price in currency units, for forms (storage stays in integer cents)."""
-        return None if self.price_cents is None else Decimal(self.price_cents).scaleb(-2)
-
-    @price_amount.setter
-    def price_amount(self, value: Decimal | None) -> None:
-        self.price_cents = cents_from_amount(value, field="price_amount")
-
-    @property
-    def price(self) -> str:
-        return format_money(self.price_cents, self.event.currency if self.event else "")
+    def price_currency(self) -> str:
+        return self.event.currency if self.event else ""
 
     def validate(self) -> None:
         if self.position is None:

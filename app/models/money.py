@@ -161,3 +161,27 @@ def format_number(
     """A number such as a percentage as the reader writes it, to two decimal places at most:
     Decimal('7.50') -> '7,5' in pt_BR, '7.5' in English; Decimal('10.00') -> '10'."""
     return format_decimal(value, pattern, locale=locale or current_locale())
+
+
+class PricedInCents:
+    """A model with a ``price_cents`` column that forms edit as an amount (``price_amount``,
+    "150,00") and lists show formatted (``price``) in its ``price_currency``."""
+
+    price_cents: int | None
+
+    @property
+    def price_currency(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def price_amount(self) -> Decimal | None:
+        """The price in currency units, for forms (storage stays in integer cents)."""
+        return None if self.price_cents is None else Decimal(self.price_cents).scaleb(-2)
+
+    @price_amount.setter
+    def price_amount(self, value: Decimal | None) -> None:
+        self.price_cents = cents_from_amount(value, field="price_amount")
+
+    @property
+    def price(self) -> str:
+        return format_money(self.price_cents or 0, self.price_currency)

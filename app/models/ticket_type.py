@@ -14,7 +14,6 @@ holds and the valid tickets of that type.
 from __future__ import annotations
 
 import enum
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from flask_appbuilder import Model
@@ -34,7 +33,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from app.i18n import N_
 from app.models.base import MAX_INT, enum_check
 from app.models.errors import DomainError
-from app.models.money import cents_from_amount, format_money
+from app.models.money import PricedInCents
 
 if TYPE_CHECKING:
     from app.models.event import EventSection
@@ -58,7 +57,7 @@ KIND_LABELS = {
 FULL_PRICE_NAME = "Inteira"  # what a ticket without a type is called
 
 
-class TicketType(Model):
+class TicketType(PricedInCents, Model):
     __tablename__ = "ticket_type"
     __table_args__ = (
         UniqueConstraint("section_id", "name", name="uq_ticket_type_name"),
@@ -107,17 +106,8 @@ class TicketType(Model):
         return value
 
     @property
-    def price_amount(self) -> Decimal | None:
-        return None if self.price_cents is None else Decimal(self.price_cents).scaleb(-2)
-
-    @price_amount.setter
-    def price_amount(self, value: Decimal | None) -> None:
-        self.price_cents = cents_from_amount(value, field="price_amount")
-
-    @property
-    def price(self) -> str:
-        currency = self.section.event.currency if self.section and self.section.event else "BRL"
-        return format_money(self.price_cents, currency)
+    def price_currency(self) -> str:
+        return self.section.event.currency if self.section and self.section.event else "BRL"
 
     @property
     def check_document(self) -> bool:
