@@ -113,6 +113,9 @@ class EventSpot(Model):
     )
     SELL = Transition((SpotStatus.HELD,), SpotStatus.SOLD, clears=_HELD_QUOTE)
     RELEASE = Transition((SpotStatus.HELD,), SpotStatus.AVAILABLE, clears=_HELD_QUOTE)
+    # A courtesy ticket given by the partner: a free spot (or one of an expired hold) sold at
+    # once, without a hold.
+    GIVE = Transition((SpotStatus.AVAILABLE, SpotStatus.HELD), SpotStatus.SOLD, clears=_HELD_QUOTE)
     RESELL = Transition((SpotStatus.SOLD,), SpotStatus.AVAILABLE)
     WITHDRAW = Transition((SpotStatus.SOLD,), SpotStatus.BLOCKED)
 

@@ -15,11 +15,13 @@ from app.extensions import db
 from app.i18n import N_
 from app.models import DomainError, Event, EventSection, EventSpot, Ticket, TicketType, local_time
 from app.models.event import EVENT_TIMES
+from app.services import courtesy
 from app.services import events as event_service
 from app.services.checkin.arming import arm_owned_event
 from app.views.base import ScopedModelRestApi, ScopedModelView, current_user
 from app.views.forms import (
     CancelEventForm,
+    CourtesyForm,
     GenerateSpotsForm,
     currency_field,
     datetime_field,
@@ -223,6 +225,35 @@ class TicketTypeView(TicketTypeRules, ScopedModelView):
         "position": position_field(),
     }
     edit_form_extra_fields = add_form_extra_fields
+
+    @action("give", N_("Give courtesy tickets"), None, "fa-gift", multiple=False)
+    def give_action(self, item: TicketType) -> Any:
+        return redirect(url_for(".give", pk=item.id))
+
+    @expose("/give/<int:pk>", methods=["GET", "POST"])
+    @has_access
+    def give(self, pk: int) -> Any:
+        def submit(kind: TicketType, form: CourtesyForm) -> Any:
+            given = courtesy.give(
+                db.session, current_user(), kind.id, form.email.data, form.quantity.data
+            )
+            flash(
+                gettext(
+                    "%(count)s courtesy ticket(s) given (order %(order)s).",
+                    count=len(given.ticket_ids),
+                    order=given.order_id,
+                ),
+                "success",
+            )
+            return redirect(url_for(".list"))
+
+        return self.row_form(
+            pk,
+            CourtesyForm,
+            submit,
+            title=lambda kind: gettext("Give %(type)s tickets", type=kind.name),
+            columns=lambda _kind: ["email", "quantity"],
+        )
 
 
 class EventSectionView(SectionRules, ScopedModelView):

@@ -196,6 +196,20 @@ class CancelEventForm(DynamicForm):
 ROW = [Optional(), Regexp(r"^[A-Za-z]$", message=lazy_gettext("A single letter from A to Z."))]
 
 
+class CourtesyForm(DynamicForm):
+    email = StringField(
+        lazy_gettext("Customer's e-mail"),
+        validators=[DataRequired(), Length(max=320)],
+        description=lazy_gettext("The customer finds the tickets in their orders."),
+        widget=BS3TextFieldWidget(),
+    )
+    quantity = IntegerField(
+        lazy_gettext("Tickets"),
+        validators=[DataRequired(), NumberRange(min=1, max=50)],
+        widget=BS3TextFieldWidget(),
+    )
+
+
 class GenerateSpotsForm(DynamicForm):
     first_row = StringField(lazy_gettext("First row"), validators=ROW, widget=BS3TextFieldWidget())
     last_row = StringField(lazy_gettext("Last row"), validators=ROW, widget=BS3TextFieldWidget())

@@ -12,13 +12,20 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import EventSpot, SpotStatus, Ticket, TicketStatus, TicketType
+from app.models import Conflict, EventSpot, NotFound, SpotStatus, Ticket, TicketStatus, TicketType
 from app.models.codes import read_claim
 from app.models.ticket_type import half_price_cap
 from app.services import customers, refunds
 from app.services.payments import gateway
 from app.services.scoping import SYSTEM
-from tests.support.builders import api_token, login, make_event, make_partner, make_user
+from tests.support.builders import (
+    PartnerActor,
+    api_token,
+    login,
+    make_event,
+    make_partner,
+    make_user,
+)
 from tests.support.gate import device, open_event, result, scan
 from tests.support.pages import text
 from tests.support.shop import card_token, expire, pay, payment_of, sign_up
@@ -311,3 +318,64 @@ def test_the_ledger_and_the_statement_split_a_sale_and_a_refund_by_type(client, 
     assert by_type["Meia-entrada"]["sales"].cents == 2 * HALF
     assert by_type["Meia-entrada"]["refunds"].cents == HALF
     assert by_type["Inteira"]["sales"].cents == FULL
+
+
+def test_a_partner_gives_courtesy_tickets_that_count_in_the_cap_and_admit_at_the_gate(client):
+    from app.models import Order
+    from app.services import courtesy
+
+    partner = make_partner("Aurora")
+    event = open_event(partner)
+    kinds = _types(event.sections[0])
+    kinds["courtesy"].cap = 3
+    db.session.commit()
+    sign_up(client, "guest@example.com")
+    actor = PartnerActor(partner)
+    given = courtesy.give(db.session, actor, kinds["courtesy"].id, "guest@example.com", 2)
+    order = db.session.get(Order, given.order_id)
+    assert (order.status, order.total_cents) == ("paid", 0)
+    tickets = db.session.scalars(select(Ticket).where(Ticket.order_id == order.id)).all()
+    assert [(t.status, t.price_cents, t.ticket_type.name) for t in tickets] == [
+        ("valid", 0, "Cortesia"), ("valid", 0, "Cortesia"),
+    ]  # fmt: skip
+    spots = db.session.scalars(
+        select(EventSpot).where(EventSpot.id.in_([t.spot_id for t in tickets]))
+    )
+    assert {s.status for s in spots} == {SpotStatus.SOLD}
+    with pytest.raises(Conflict):  # the cap of 3 counts the 2 given
+        courtesy.give(db.session, actor, kinds["courtesy"].id, "guest@example.com", 2)
+    db.session.rollback()
+    with pytest.raises(Conflict):  # only a courtesy type is given away
+        courtesy.give(db.session, actor, kinds["half"].id, "guest@example.com", 1)
+    db.session.rollback()
+    with pytest.raises(NotFound) as nobody:
+        courtesy.give(db.session, actor, kinds["courtesy"].id, "nobody@example.com", 1)
+    assert nobody.value.field == "email"
+    db.session.rollback()
+    with pytest.raises(NotFound):  # another partner's type does not exist for this one
+        courtesy.give(db.session, PartnerActor(make_partner("Outra")), kinds["courtesy"].id,
+                      "guest@example.com", 1)  # fmt: skip
+    db.session.rollback()
+    gate = device(partner, event)
+    verdict = result(scan(client, gate, tickets[0].code))
+    assert verdict["result"] == "valid" and verdict["ticket_type"] == "Cortesia"
+
+
+def test_the_dashboard_gives_courtesy_tickets_from_a_courtesy_type(client, typed):
+    make_user("alice", "Partner", typed["event"].partner)
+    sign_up(client, "guest@example.com")
+    login(client, "alice")
+    kind = typed["courtesy"].id
+    form = client.get(f"/tickettypeview/give/{kind}")
+    assert form.status_code == 200 and 'name="email"' in text(form)
+    given = client.post(
+        f"/tickettypeview/give/{kind}", data={"email": "guest@example.com", "quantity": "2"}
+    )
+    assert given.status_code == 302
+    assert (
+        db.session.scalar(select(func.count(Ticket.id)).where(Ticket.ticket_type_id == kind)) == 2
+    )
+    unknown = client.post(
+        f"/tickettypeview/give/{kind}", data={"email": "nobody@example.com", "quantity": "1"}
+    )
+    assert unknown.status_code == 200 and "sign up first" in text(unknown)

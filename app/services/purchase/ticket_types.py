@@ -69,6 +69,11 @@ _SOLD_OF_TYPE = (
 _TAKEN = select(_HELD_OF_TYPE + _SOLD_OF_TYPE)
 
 
+def taken_of(conn: Connection, type_id: int, now: Any) -> int:
+    """Places the type has taken: held by live holds, or valid tickets (lock its row first)."""
+    return conn.execute(_TAKEN, {"type_id": type_id, "now": now}).scalar_one()
+
+
 class TicketTypeSoldOut(Conflict):
     code = "ticket_type_sold_out"
 
@@ -114,7 +119,7 @@ def lock(conn: Connection, ids: dict[str, Any], wanted: int) -> dict[int, Kind]:
         counts = Counter(asked)
         for type_id in capped:
             row = found[type_id]
-            taken = conn.execute(_TAKEN, {"type_id": type_id, "now": ids["now"]}).scalar_one()
+            taken = taken_of(conn, type_id, ids["now"])
             left = max(row.cap - taken, 0)
             if counts[type_id] > left:
                 raise TicketTypeSoldOut(
