@@ -105,6 +105,11 @@ def iso_local(utc: dt.datetime | None, timezone: str) -> str | None:
     return None if utc is None else to_local(utc, timezone).isoformat()
 
 
+def iso_utc(utc: dt.datetime | None) -> str | None:
+    """A stored (naive UTC) time for an API, with its offset: "2026-12-27T00:00:00+00:00"."""
+    return None if utc is None else utc.replace(tzinfo=dt.UTC).isoformat()
+
+
 def format_local(
     utc: dt.datetime | None, timezone: str, locale: str | None = None, *, seconds: bool = False
 ) -> str:

@@ -35,7 +35,7 @@ def hold_json(hold: purchase.hold.HoldSummary, now: dt.datetime) -> dict[str, An
         "id": hold.id,
         "event_id": hold.event_id,
         "status": hold.status,
-        "expires_at": hold.expires_at.isoformat(),
+        "expires_at": local_time.iso_utc(hold.expires_at),
         "seconds_left": hold.seconds_left(now),
         "spots": [
             {
@@ -61,8 +61,8 @@ def order_json(record: customers.OrderRecord) -> dict[str, Any]:
         "total_cents": order.total_cents,
         "total": format_money(order.total_cents, order.currency),
         "currency": order.currency,
-        "created_at": order.created_at.isoformat(),
-        "paid_at": order.paid_at.isoformat() if order.paid_at else None,
+        "created_at": local_time.iso_utc(order.created_at),
+        "paid_at": local_time.iso_utc(order.paid_at),
         "cancel_reason": order.cancel_reason,
         "payments": [
             {
@@ -98,8 +98,8 @@ def turn_json(turn: waiting_room.Turn, now: dt.datetime) -> dict[str, Any]:
         "event_id": turn.event_id,
         "waiting_room": turn.status != waiting_room.OPEN,
         "status": turn.status,
-        "admit_at": turn.admit_at.isoformat() if turn.admit_at else None,
-        "turn_ends_at": turn.ends_at.isoformat() if turn.ends_at else None,
+        "admit_at": local_time.iso_utc(turn.admit_at),
+        "turn_ends_at": local_time.iso_utc(turn.ends_at),
         "wait_ms": int(turn.wait(now).total_seconds() * 1000),
         "ahead": turn.ahead(now),
     }

@@ -134,7 +134,9 @@ def test_a_turn_not_used_in_time_ends_and_joining_again_goes_to_the_back(client,
 
     rejoined = client.post(f"/api/v1/queue/{queued.id}", headers=headers).get_json()["result"]
     assert rejoined["status"] == "admitted"
-    assert dt.datetime.fromisoformat(rejoined["admit_at"]) > utcnow() - dt.timedelta(seconds=5)
+    admit_at = dt.datetime.fromisoformat(rejoined["admit_at"])  # with its offset (UTC)
+    assert admit_at.utcoffset() == dt.timedelta(0)
+    assert admit_at.replace(tzinfo=None) > utcnow() - dt.timedelta(seconds=5)
 
 
 def test_leaving_the_line_gives_the_place_up(client, queued):

@@ -81,3 +81,10 @@ def test_an_unknown_zone_is_refused_by_name():
 )  # fmt: skip
 def test_has_offset(text, offset):
     assert has_offset(text) is offset
+
+
+def test_an_api_time_not_of_an_event_is_utc_with_its_offset():
+    from app.models.local_time import iso_utc
+
+    assert iso_utc(dt.datetime(2026, 12, 27, 0, 0)) == "2026-12-27T00:00:00+00:00"
+    assert iso_utc(None) is None
