@@ -280,6 +280,13 @@ def seat_label(section: str, spot: str) -> str:
     return f"{section} {spot}"
 
 
+def printed_label(section: str, spot: str, ticket_type: str | None) -> str:
+    """What a ticket's signed code names: its seat, and its type if it has one, so that a gate
+    working offline reads "Plateia A-3 · Meia-entrada" too."""
+    place = seat_label(section, spot)
+    return f"{place} · {ticket_type}" if ticket_type else place
+
+
 class Ticket(Model):
     __tablename__ = "ticket"
     __table_args__ = (

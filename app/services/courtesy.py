@@ -30,7 +30,7 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.models.codes import TicketClaim, sign_ticket
-from app.models.order import seat_label
+from app.models.order import printed_label
 from app.services.locking import busy_on_lock_failure
 from app.services.purchase import ticket_types
 from app.services.scoping import Actor, owned_query
@@ -128,7 +128,7 @@ def give(
             tickets.append((ticket, spot))
         session.flush()
         for ticket, spot in tickets:
-            label = f"{seat_label(kind.section.name, spot.label)} · {kind.name}"
+            label = printed_label(kind.section.name, spot.label, kind.name)
             ticket.code = sign_ticket(event.signing_key, TicketClaim(event.id, ticket.id, label))
         session.commit()
     return Given(order.id, [ticket.id for ticket, _ in tickets])

@@ -8,7 +8,7 @@ negative; every transaction sums to zero per currency and is posted once per cau
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -265,6 +265,15 @@ def post_sale(session: Session, sale: Sale) -> int:
     )
 
 
+def gross_by_type(tickets: Iterable[Any]) -> tuple[tuple[int | None, int], ...]:
+    """Tickets' prices (``price_cents``) summed by ``ticket_type_id``, in the order the types
+    first come by ticket id: how a sale or a refund splits by type."""
+    gross: dict[int | None, int] = {}
+    for ticket in sorted(tickets, key=lambda t: t.id):
+        gross[ticket.ticket_type_id] = gross.get(ticket.ticket_type_id, 0) + ticket.price_cents
+    return tuple(gross.items())
+
+
 def split_in_proportion(total: int, weights: Sequence[tuple[object, int]]) -> list[int]:
     """``total`` cents split across ``weights`` (key, weight) in proportion, exactly: each gets
     its floor, the cents left go to the largest remainders (the first of equals)."""
@@ -355,11 +364,9 @@ def post_refund(
     whole = refund.amount_cents == payment.amount_cents
     currency = payment.currency
     # Split by the refunded tickets' types, as the sale was (the fee back in proportion).
-    gross: dict[int | None, int] = {}
-    for ticket in sorted(refund.tickets, key=lambda t: t.id):
-        gross[ticket.ticket_type_id] = gross.get(ticket.ticket_type_id, 0) + ticket.price_cents
-    by_type = list(gross.items()) if sum(gross.values()) == refund.amount_cents else []
-    by_type = by_type or [(None, refund.amount_cents)]
+    by_type = list(gross_by_type(refund.tickets))
+    if sum(gross for _, gross in by_type) != refund.amount_cents:
+        by_type = [(None, refund.amount_cents)]
     lines: list[tuple[AccountRef, int, str]] = [
         (account_id(session, CLEARING), -refund.amount_cents, currency)
     ]

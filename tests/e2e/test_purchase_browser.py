@@ -27,7 +27,8 @@ def _event_on_sale() -> int:
     return event_id
 
 
-def _pick_two_seats(page: Page, base: str) -> None:
+def _choose_seats_3_and_4(page: Page, base: str) -> None:
+    """Find the event, open its seat map and choose seats 3 and 4 (not held yet)."""
     page.goto(base + "/")
     page.get_by_role("searchbox", name="Search").fill("samba")
     page.get_by_role("button", name="Search").click()
@@ -35,6 +36,10 @@ def _pick_two_seats(page: Page, base: str) -> None:
     page.get_by_role("button", name="Pick seats").click()
     page.locator("#seatmap-grid button.seat", has_text=re.compile(r"^3$")).first.click()
     page.locator("#seatmap-grid button.seat", has_text=re.compile(r"^4$")).first.click()
+
+
+def _pick_two_seats(page: Page, base: str) -> None:
+    _choose_seats_3_and_4(page, base)
     expect(page.locator("#seatmap-count")).to_have_text("2")
     page.get_by_role("button", name="Hold these seats").click()
     expect(page).to_have_url(re.compile(r"/holds/\d+$"))
@@ -117,13 +122,7 @@ def test_a_customer_picks_a_half_price_type_for_one_seat_on_the_map(
     db.session.remove()
     page = browser_page
     sign_up_in_browser(page, live_server, "ana@example.com")
-    page.goto(live_server + "/")
-    page.get_by_role("searchbox", name="Search").fill("samba")
-    page.get_by_role("button", name="Search").click()
-    page.get_by_role("link", name=re.compile("Samba de Roda")).click()
-    page.get_by_role("button", name="Pick seats").click()
-    page.locator("#seatmap-grid button.seat", has_text=re.compile(r"^3$")).first.click()
-    page.locator("#seatmap-grid button.seat", has_text=re.compile(r"^4$")).first.click()
+    _choose_seats_3_and_4(page, live_server)
     expect(page.locator("#seatmap-types select")).to_have_count(2)
     page.locator("#seatmap-types select").nth(1).select_option(label="Meia-entrada")
     page.get_by_role("button", name="Hold these seats").click()

@@ -46,7 +46,7 @@ from app.models import (
 from app.models.base import utcnow
 from app.models.codes import TicketClaim, sign_ticket
 from app.models.event import SALE_COLUMNS, sale_window
-from app.models.order import hold_is_live, seat_label
+from app.models.order import hold_is_live, printed_label
 from app.services import customers, ledger, waiting_room
 from app.services.locking import busy_on_lock_failure
 from app.services.payments import ChargeResult, ChargeStatus, PaymentGateway
@@ -369,7 +369,10 @@ def _sell(
             price_cents=t.price_cents,
             holder_name=t.holder_name,
             ticket_type=t.ticket_type,
-            code=sign_ticket(pay.signing_key, TicketClaim(pay.event_id, t.id, _printed_label(t))),
+            code=sign_ticket(
+                pay.signing_key,
+                TicketClaim(pay.event_id, t.id, printed_label(t.section, t.label, t.ticket_type)),
+            ),
         )
         for t in sorted(tickets, key=lambda t: t.id)
     ]
@@ -395,25 +398,10 @@ def _sell(
             fee_cents=pay.fee_cents,
             net_cents=pay.net_cents,
             currency=pay.currency,
-            by_type=_gross_by_type(tickets),
+            by_type=ledger.gross_by_type(tickets),
         ),
     )
     return issued
-
-
-def _printed_label(ticket: Row) -> str:
-    """What the ticket's signed code names: its seat, and its type if it has one, so that a
-    gate working offline reads "Plateia A-3 · Meia-entrada" too."""
-    place = seat_label(ticket.section, ticket.label)
-    return f"{place} · {ticket.ticket_type}" if ticket.ticket_type else place
-
-
-def _gross_by_type(tickets: list[Row]) -> tuple[tuple[int | None, int], ...]:
-    """The tickets' prices summed by ticket type, in the order the types first come."""
-    gross: dict[int | None, int] = {}
-    for ticket in sorted(tickets, key=lambda t: t.id):
-        gross[ticket.ticket_type_id] = gross.get(ticket.ticket_type_id, 0) + ticket.price_cents
-    return tuple(gross.items())
 
 
 def _write_sale(
