@@ -199,6 +199,21 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         # spots, and how many come in at once after a quiet spell.
         "WAITING_ROOM_TURN_MINUTES": _int(env, "WAITING_ROOM_TURN_MINUTES", 10, minimum=1),
         "WAITING_ROOM_BURST": _int(env, "WAITING_ROOM_BURST", 10, minimum=1),
+        # E-mail (Flask-Mail's names). Without MAIL_SERVER mails wait in the outbox, unsent,
+        # until a server is named (`make run` starts a local catch-all and names it).
+        "MAIL_SERVER": env.get("MAIL_SERVER") or None,
+        "MAIL_PORT": _int(env, "MAIL_PORT", 25, minimum=1),
+        "MAIL_USE_TLS": _bool(env.get("MAIL_USE_TLS"), False),
+        "MAIL_USE_SSL": _bool(env.get("MAIL_USE_SSL"), False),
+        "MAIL_USERNAME": env.get("MAIL_USERNAME") or None,
+        "MAIL_PASSWORD": env.get("MAIL_PASSWORD") or None,
+        "MAIL_DEFAULT_SENDER": env.get("MAIL_DEFAULT_SENDER")
+        or "Bilheteria <nao-responda@bilheteria.example>",
+        "MAIL_TIMEOUT_SECONDS": _int(env, "MAIL_TIMEOUT_SECONDS", 30, minimum=1),
+        # The address people reach the site at: links in mails (a reset link, an order).
+        "PUBLIC_URL": (env.get("PUBLIC_URL") or "http://127.0.0.1:5000").rstrip("/"),
+        # A password-reset link works this long, once.
+        "PASSWORD_RESET_MINUTES": _int(env, "PASSWORD_RESET_MINUTES", 60, minimum=5),
         "DEFAULT_CURRENCY": _currency(env, "DEFAULT_CURRENCY", "BRL"),
         # How money, numbers and dates read when a request names no language it prefers, and
         # outside requests (app/i18n.py): pt_BR or en.

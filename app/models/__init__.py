@@ -15,6 +15,7 @@ from app.models.ledger import (
     LedgerTransaction,
     TransactionKind,
 )
+from app.models.mail import MailStatus, OutboxMail, PasswordReset
 from app.models.money import format_money
 from app.models.order import (
     Hold,
@@ -44,6 +45,9 @@ from app.models.ticket_type import TicketKind, TicketType
 from app.models.waiting_room import WaitingEntry, WaitingLine
 
 __all__ = [
+    "MailStatus",
+    "OutboxMail",
+    "PasswordReset",
     "TicketKind",
     "TicketType",
     "AuditEntry",

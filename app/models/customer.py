@@ -22,6 +22,9 @@ class Customer(Model):
     name: Mapped[str] = mapped_column(String(150), nullable=False)
     email: Mapped[str] = mapped_column(String(320), nullable=False, unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    # When the customer followed the link e-mailed at sign-up. Until then, mails about their
+    # purchases wait in the outbox (held); buying is not blocked.
+    email_confirmed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     user: Mapped[PartnerUser | None] = relationship(PartnerUser)
 

@@ -12,6 +12,7 @@ from flask_appbuilder.security.sqla.models import User
 from flask_babel import gettext
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Numeric,
     String,
     event,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
@@ -65,6 +67,10 @@ class Partner(Model):
     # of the last RESERVE_DAYS days is not paid out yet.
     reserve_percent: Mapped[Decimal] = mapped_column(
         Numeric(5, 2), nullable=False, default=Decimal("0.00"), server_default="0"
+    )
+    # The daily sales summary e-mailed to the partner's contact (opt-out).
+    daily_summary: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=True, server_default=true()
     )
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
     approved_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

@@ -20,6 +20,8 @@ from app.extensions import db
 from app.services import ledger, purchase
 
 DOMAIN_TABLES = [
+    "mail_outbox",
+    "password_reset",
     "audit_entry",
     "waiting_entry",
     "waiting_line",

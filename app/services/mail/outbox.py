@@ -1,0 +1,171 @@
+"""Writing mails: one ``mail_outbox`` row per mail, in the caller's transaction.
+
+A mail exists exactly when the change that causes it commits: a rollback drops both, and a
+crash after the commit leaves the row for the sender's sweep. After the commit a task is sent
+to deliver it at once (``mail.send``); without a mail server configured the row waits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import current_app, g, has_app_context, has_request_context
+from sqlalchemy import Select, case, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from app.i18n import DEFAULT_LOCALE, LANGUAGES, current_locale
+from app.models import Customer, MailStatus, OutboxMail, PartnerUser
+from app.models.base import utcnow
+from app.services.after_commit import after_commit, enqueue
+
+SEND_TASK = "mail.send"
+SEND_DUE_TASK = "mail.send_due"
+
+
+def configured() -> bool:
+    """Whether a mail server is named: without one, mails wait in the outbox."""
+    return has_app_context() and bool(current_app.config.get("MAIL_SERVER"))
+
+
+def locale_of(session: Session, user_id: int | None) -> str:
+    """The language of mails to this user: the one they saved (the switcher), else the
+    request's when they are the one asking, else the platform's default."""
+    if user_id is not None:
+        saved = session.scalar(select(PartnerUser.locale).where(PartnerUser.id == user_id))
+        if saved in LANGUAGES:
+            return str(saved)
+        if has_request_context() and getattr(g.get("user"), "id", None) == user_id:
+            return current_locale()
+    if has_app_context():
+        return str(current_app.config.get("DEFAULT_LOCALE", DEFAULT_LOCALE))
+    return DEFAULT_LOCALE
+
+
+def queue(
+    session: Session,
+    kind: str,
+    to_address: str,
+    *,
+    key: str,
+    locale: str,
+    params: Mapping[str, Any] | None = None,
+    held: bool = False,
+) -> int | None:
+    """Write one mail; its id, or None when a mail of that ``key`` (its cause) was written
+    before. ``held``: it waits until its address is confirmed (``release_held``)."""
+    status = MailStatus.HELD if held else MailStatus.PENDING
+    mail_id = session.scalar(
+        pg_insert(OutboxMail)
+        .values(
+            key=key,
+            kind=kind,
+            to_address=to_address,
+            locale=locale,
+            params=dict(params or {}),
+            status=status.value,
+            attempts=0,
+            next_attempt_at=utcnow(),
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(OutboxMail.id)
+    )
+    if mail_id is not None and not held:
+        send_after_commit(session, mail_id)
+    return mail_id
+
+
+def queue_to_customer(
+    session: Session,
+    kind: str,
+    customer_id: int,
+    *,
+    key: str,
+    params: Mapping[str, Any] | None = None,
+) -> int | None:
+    """A mail to a customer, in their language; held until they confirm their address."""
+    customer = session.execute(
+        select(Customer.email, Customer.user_id, Customer.email_confirmed_at).where(
+            Customer.id == customer_id
+        )
+    ).one()
+    return queue(
+        session,
+        kind,
+        customer.email,
+        key=key,
+        locale=locale_of(session, customer.user_id),
+        params=params,
+        held=customer.email_confirmed_at is None,
+    )
+
+
+def queue_many(session: Session, kind: str, rows: Select[Any]) -> int:
+    """One mail per row of ``rows`` (columns: key, to_address, locale, params, held), in one
+    statement: an event's cancellation writes one per order, however many. Causes already
+    written are skipped. Returns how many were written."""
+    src = rows.subquery()
+    now = utcnow()
+    statement = (
+        pg_insert(OutboxMail)
+        .from_select(
+            [
+                "key",
+                "kind",
+                "to_address",
+                "locale",
+                "params",
+                "status",
+                "attempts",
+                "next_attempt_at",
+                "created_at",
+            ],
+            select(
+                src.c.key,
+                literal(kind),
+                src.c.to_address,
+                src.c.locale,
+                src.c.params,
+                case((src.c.held.is_(True), MailStatus.HELD.value), else_=MailStatus.PENDING.value),
+                literal(0),
+                literal(now),
+                literal(now),
+            ),
+        )
+        .on_conflict_do_nothing(index_elements=["key"])
+    )
+    written = session.execute(statement).rowcount
+    if written:
+        enqueue_due(session)
+    return written
+
+
+def release_held(session: Session, address: str) -> int:
+    """The address was confirmed: its held mails are due now."""
+    released = session.execute(
+        update(OutboxMail)
+        .where(OutboxMail.status == MailStatus.HELD, OutboxMail.to_address == address)
+        .values(status=MailStatus.PENDING.value, next_attempt_at=utcnow())
+    ).rowcount
+    if released:
+        enqueue_due(session)
+    return released
+
+
+def send_after_commit(session: Session, mail_id: int) -> None:
+    if configured():
+        enqueue(session, SEND_TASK, mail_id)
+
+
+def enqueue_due(session: Session) -> None:
+    """After the commit, a sweep of what is due (many mails written at once)."""
+    if configured():
+        after_commit(session, lambda: _send_due())
+
+
+def _send_due() -> None:
+    from app.extensions import celery
+
+    celery.tasks[SEND_DUE_TASK].delay()

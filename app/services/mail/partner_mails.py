@@ -1,0 +1,3 @@
+"""Mails to partners (see messages.py for how a kind is registered and rendered)."""
+
+from __future__ import annotations
