@@ -20,4 +20,5 @@ pytest_plugins = [
     "tests.support.fixtures_events",
     "tests.support.fixtures_gate",
     "tests.support.fixtures_money",
+    "tests.support.fixtures_mail",
 ]
