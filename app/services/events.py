@@ -23,6 +23,7 @@ from app.models import (
 )
 from app.services import audit
 from app.services.after_commit import enqueue
+from app.services.mail import notice_mails
 from app.services.scoping import Actor, get_owned, get_owned_many, is_platform_staff
 
 ROW_LETTERS = string.ascii_uppercase
@@ -67,6 +68,8 @@ def cancel_event(session: Session, event_id: int, actor: Actor | None, reason: s
     orders in the background."""
     event = get_owned(session, Event, event_id, actor)
     event.cancel(reason)
+    session.flush()
+    notice_mails.queue_event_cancelled(session, event.id)  # its customers hear of it
     enqueue(session, "refunds.cancelled_event", event.id)
     session.commit()
     return event

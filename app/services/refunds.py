@@ -39,6 +39,7 @@ from app.services import ledger
 from app.services.checkin import arming
 from app.services.checkin.entries import first_entries
 from app.services.locking import busy_on_lock_failure
+from app.services.mail import notice_mails
 from app.services.payments import PaymentGateway
 from app.services.scoping import SYSTEM, Actor, is_platform_staff, owned_query
 
@@ -181,6 +182,7 @@ def _complete(
         refund.ledger_transaction_id = ledger.post_refund(
             session, refund, return_platform_fee=current_app.config["REFUND_RETURNS_PLATFORM_FEE"]
         )
+        notice_mails.queue_refund(session, refund, by)  # the customer hears of it, once
         currency = refund.payment.currency
         session.commit()
     metrics.REFUNDS.labels(by).inc()

@@ -95,4 +95,9 @@ def render(session: Session, mail: OutboxMail) -> Message:
 
 def _load_renderers() -> None:
     # The modules register their kinds on import.
-    from app.services.mail import account_mails, customer_mails, partner_mails  # noqa: F401
+    from app.services.mail import (  # noqa: F401
+        account_mails,
+        customer_mails,
+        notice_mails,
+        partner_mails,
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flask import current_app, g, has_app_context, has_request_context
+from flask import current_app, has_app_context, has_request_context
 from sqlalchemy import Select, case, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
@@ -36,11 +36,20 @@ def locale_of(session: Session, user_id: int | None) -> str:
         saved = session.scalar(select(PartnerUser.locale).where(PartnerUser.id == user_id))
         if saved in LANGUAGES:
             return str(saved)
-        if has_request_context() and getattr(g.get("user"), "id", None) == user_id:
+        if has_request_context() and _request_user_id() == user_id:
             return current_locale()
     if has_app_context():
         return str(current_app.config.get("DEFAULT_LOCALE", DEFAULT_LOCALE))
     return DEFAULT_LOCALE
+
+
+def _request_user_id() -> int | None:
+    """Who the request is from, for a session cookie and an API token alike."""
+    try:
+        user = current_app.appbuilder.sm.current_user
+    except Exception:  # noqa: BLE001 - no AppBuilder or no user: not them
+        return None
+    return getattr(user, "id", None) if getattr(user, "is_authenticated", False) else None
 
 
 def queue(
@@ -105,7 +114,9 @@ def queue_to_customer(
 def queue_many(session: Session, kind: str, rows: Select[Any]) -> int:
     """One mail per row of ``rows`` (columns: key, to_address, locale, params, held), in one
     statement: an event's cancellation writes one per order, however many. Causes already
-    written are skipped. Returns how many were written."""
+    written are skipped. Returns how many were written. Runs on the session's connection
+    without flushing (it may run inside a flush): flush first if ``rows`` reads rows this
+    session changed."""
     src = rows.subquery()
     now = utcnow()
     statement = (
@@ -136,7 +147,7 @@ def queue_many(session: Session, kind: str, rows: Select[Any]) -> int:
         )
         .on_conflict_do_nothing(index_elements=["key"])
     )
-    written = session.execute(statement).rowcount
+    written = session.connection().execute(statement).rowcount
     if written:
         enqueue_due(session)
     return written
