@@ -57,6 +57,8 @@ def init_celery(app: Flask) -> Celery:
                 "task": "refunds.sweep_cancelled_events",
                 "schedule": 3600.0,
             },
+            # Mails due again after a failure, whose task was lost, or whose sender died.
+            "mail-send-due": {"task": "mail.send_due", "schedule": 30.0},
             "delete-old-report-files": {
                 "task": "reports.delete_old_files",
                 "schedule": crontab(hour=3, minute=30),
@@ -71,6 +73,6 @@ def init_celery(app: Flask) -> Celery:
     from app.tasks import task_metrics
 
     task_metrics.connect()
-    from app.tasks import checkin, holds, money, refunds, reports  # noqa: F401 - registers tasks
+    from app.tasks import checkin, holds, mail, money, refunds, reports  # noqa: F401 - registers tasks
 
     return celery
