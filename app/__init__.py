@@ -102,12 +102,14 @@ def configure_appbuilder(app: Flask) -> None:
 
 def configure_blueprints(app: Flask) -> None:
     from app.sim_acquirer import bp as sim_acquirer_bp
+    from app.views.accounts import bp as accounts_bp
     from app.views.gate import bp as gate_bp
     from app.views.ops import bp as ops_bp
     from app.views.shop import bp as shop_bp
 
     app.register_blueprint(ops_bp)
     app.register_blueprint(shop_bp)
+    app.register_blueprint(accounts_bp)
     app.register_blueprint(gate_bp)
     # A third party's endpoint in real life: it is not protected by our CSRF tokens.
     csrf.exempt(sim_acquirer_bp)

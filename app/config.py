@@ -245,6 +245,9 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "RATELIMIT_HOLD": _rate_limit(env, "RATELIMIT_HOLD", "30 per minute"),
         "RATELIMIT_CHECKOUT": _rate_limit(env, "RATELIMIT_CHECKOUT", "20 per minute"),
         "RATELIMIT_QUEUE": _rate_limit(env, "RATELIMIT_QUEUE", "10 per minute"),
+        # Password-reset requests: per client address (429), and links per account (past it,
+        # asking again sends nothing, and says so no differently: app/services/password_reset.py).
+        "RATELIMIT_PASSWORD_RESET": _rate_limit(env, "RATELIMIT_PASSWORD_RESET", "5 per hour"),
         # Flask-AppBuilder: Alembic owns the tables and `flask perms sync` owns permissions.
         "FAB_CREATE_DB": False,
         "FAB_UPDATE_PERMS": False,

@@ -11,6 +11,7 @@ from flask_babel import gettext
 from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session, selectinload
 
+from app.i18n import current_locale
 from app.models import (
     Customer,
     DomainError,
@@ -26,7 +27,7 @@ from app.models import (
 )
 from app.models.errors import Conflict
 from app.models.partner import PartnerUser
-from app.services import accounts
+from app.services import accounts, email_confirmation
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # The email is the login's username too, the shorter column.
@@ -38,7 +39,8 @@ class EmailTaken(Conflict):
 
 
 def sign_up(session: Session, sm: Any, name: str, email: str, password: str) -> Customer:
-    """Create the customer's login (the email is the username) and Customer row."""
+    """Create the customer's login (the email is the username) and Customer row, and e-mail
+    the link that confirms the address (until then their purchase mails wait)."""
     name = (name or "").strip()
     email = (email or "").strip().lower()
     if not name:
@@ -68,8 +70,13 @@ def sign_up(session: Session, sm: Any, name: str, email: str, password: str) -> 
         raise EmailTaken(
             gettext("An account with this email already exists: log in."), field="email"
         )
+    # Their mails speak the language they signed up in (ab_user.locale, as the switcher saves).
+    locale = current_locale()
+    user.locale = locale
     customer = Customer(user_id=user.id, name=name, email=email)
     session.add(customer)
+    session.flush()
+    email_confirmation.send_link(session, customer, locale)
     session.commit()
     return customer
 

@@ -7,7 +7,7 @@ from flask_appbuilder import AppBuilder
 from flask_limiter.util import get_remote_address
 
 from app.i18n import N_
-from app.views import login_limits
+from app.views import accounts, login_limits
 from app.views.audit import AuditEntryView
 from app.views.balances import BalanceView
 from app.views.catalog import (
@@ -77,6 +77,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_api(TicketTypeApi)
     for api in (CatalogApi, CustomerApi, HoldApi, OrderApi, QueueApi, CheckinApi):
         appbuilder.add_api(api)
+    appbuilder.add_api(accounts.PasswordResetApi)
 
 
 def apply_rate_limits(app: Flask) -> None:
@@ -88,6 +89,7 @@ def apply_rate_limits(app: Flask) -> None:
         return
     limiter = app.appbuilder.sm.limiter
     login_limits.apply(app)  # one budget for every sign-in endpoint, per address and account
+    accounts.apply_limits(app)  # password-reset requests and confirmation resends, per address
     per_address = get_remote_address  # sign-up: whoever the caller claims to be
     for endpoint, key, key_func in (
         ("CustomerApi.sign_up", "RATELIMIT_SIGNUP", per_address),

@@ -73,6 +73,8 @@ BODY_LIMITS = (
     ("/holds/", 16 * KB),
     ("/orders/", 16 * KB),
     ("/signup", 16 * KB),
+    ("/password-reset", 16 * KB),
+    ("/confirm-email/", 16 * KB),
     ("/login/", 16 * KB),
 )
 #: Paths whose errors are answered as JSON (the check-in and purchase APIs, the acquirer's).

@@ -330,7 +330,12 @@ def orders() -> Any:
     customer = _customer()
     if customer is None:
         return _login_redirect()
-    return render_template("shop/orders.html", orders=customers.orders_of(db.session, customer.id))
+    return render_template(
+        "shop/orders.html",
+        orders=customers.orders_of(db.session, customer.id),
+        unconfirmed=customer.email_confirmed_at is None,
+        email=customer.email,
+    )
 
 
 @bp.get("/orders/<int:order_id>")

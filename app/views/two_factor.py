@@ -47,6 +47,8 @@ class AuthDBView(FabAuthDBView):
     """FAB's form login with the two-factor step. Same class name: the endpoints
     (``AuthDBView.login``, rate-limited, and FAB's login URL) stay."""
 
+    # The shop's look, "E-mail or username", the reset and sign-up links; FAB's fields and CSRF.
+    login_template = "security/login.html"
     code_template = "security/login_code.html"
 
     @expose("/login/", methods=["GET", "POST"])

@@ -144,6 +144,10 @@ def test_api_error_messages_speak_the_language_and_keep_their_code(
     assert en.get_json()["message"] == "Event not found."
     # a message with values: named parameters, placed where each language puts them
     token = sign_up(client)
+    # The sign-up saved its language (English) as the customer's, which would win over the
+    # request's: a customer without a saved language here.
+    db.session.query(PartnerUser).update({"locale": None})
+    db.session.commit()
     body = {"event_id": on_sale.id, "spot_ids": []}  # type: ignore[attr-defined]
     pt = client.post("/api/v1/holds/", json=body, headers=token | headers)
     en = client.post("/api/v1/holds/", json=body, headers=token)

@@ -9,10 +9,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
-from app.models import Event
+from app.extensions import db
+from app.models import Customer, Event
 from app.models.base import utcnow
-from tests.support.shop import APPROVED, CUSTOMER_PASSWORD
+from tests.support.shop import APPROVED, CUSTOMER_PASSWORD, confirm_email
 
 
 def text(response: Any) -> str:
@@ -48,13 +50,24 @@ def path_of(response: Any) -> str:
 
 
 def page_sign_up(
-    client: FlaskClient, email: str = "ana@example.com", name: str = "Ana Souza"
+    client: FlaskClient,
+    email: str = "ana@example.com",
+    name: str = "Ana Souza",
+    *,
+    confirmed: bool = True,
 ) -> Any:
-    """The sign-up form; the client is then logged in as the new customer."""
+    """The sign-up form; the client is then logged in as the new customer. ``confirmed``: the
+    address counts as confirmed (``shop.sign_up``)."""
     response = client.post(
         "/signup", data={"name": name, "email": email, "password": CUSTOMER_PASSWORD}
     )
     assert response.status_code == 302, text(response)[:500]
+    if confirmed:
+        with client.application.app_context():
+            customer_id = db.session.scalar(
+                select(Customer.id).where(Customer.email == email.strip().lower())
+            )
+        confirm_email(client.application, customer_id)
     return response
 
 

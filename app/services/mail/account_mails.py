@@ -1,3 +1,52 @@
-"""Mails to accounts (see messages.py for how a kind is registered and rendered)."""
+"""Mails to accounts (see messages.py for how a kind is registered and rendered): the
+password-reset link and the sign-up's address confirmation."""
 
 from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, url_for
+from flask_babel import gettext
+from sqlalchemy.orm import Session
+
+from app.models import Customer, PartnerUser, PasswordReset
+from app.services import email_confirmation, password_reset
+from app.services.mail.messages import Gone, Message, render_pair, renderer
+
+
+@renderer(password_reset.MAIL_KIND)
+def password_reset_mail(session: Session, params: dict[str, Any]) -> Message:
+    """The link, while it may be used: a mail whose link was used, voided or expired before it
+    went out is not sent (its token is gone from the params by then, too)."""
+    reset = session.get(PasswordReset, params.get("reset_id"))
+    token = params.get("token")
+    if not token or not password_reset.usable(reset):
+        raise Gone("the password-reset link was used, voided or expired")
+    assert reset is not None
+    user = session.get(PartnerUser, reset.user_id)
+    if user is None:
+        raise Gone("the user is gone")
+    return render_pair(
+        "password_reset",
+        gettext("Reset your Bilheteria password"),
+        name=user.first_name,
+        link=url_for("accounts.reset_form", token=token, _external=True),
+        minutes=current_app.config["PASSWORD_RESET_MINUTES"],
+    )
+
+
+@renderer(email_confirmation.MAIL_KIND)
+def email_confirm_mail(session: Session, params: dict[str, Any]) -> Message:
+    """The signed link, written now (it is valid CONFIRM_DAYS from here); nothing to send once
+    the address is confirmed."""
+    customer = session.get(Customer, params.get("customer_id"))
+    if customer is None or customer.email_confirmed_at is not None:
+        raise Gone("the customer is gone or already confirmed")
+    token = email_confirmation.link_token(customer)
+    return render_pair(
+        "email_confirm",
+        gettext("Confirm your e-mail address"),
+        name=customer.name,
+        link=url_for("accounts.confirm_email", token=token, _external=True),
+        days=email_confirmation.CONFIRM_DAYS,
+    )
