@@ -1,8 +1,9 @@
 """Courtesy tickets (cortesias): a partner gives free tickets of a section's courtesy type to a
 customer, without a hold or a payment. They take the section's free spots (best first) and count
 towards the type's cap like sold ones; the order is paid at zero and posts nothing to the
-ledger (no money moved). The customer finds them in their orders; the gate admits them as any
-ticket, showing the type.
+ledger (no money moved). The customer finds them in their orders and gets the order
+confirmation mail a buyer gets (tickets attached); the gate admits them as any ticket, showing
+the type.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from app.models.base import utcnow
 from app.models.codes import TicketClaim, sign_ticket
 from app.models.order import printed_label
 from app.services.locking import busy_on_lock_failure
+from app.services.mail import customer_mails, outbox
 from app.services.purchase import ticket_types
 from app.services.scoping import Actor, owned_query
 
@@ -130,5 +132,13 @@ def give(
         for ticket, spot in tickets:
             label = printed_label(kind.section.name, spot.label, kind.name)
             ticket.code = sign_ticket(event.signing_key, TicketClaim(event.id, ticket.id, label))
+        # The customer gets the same confirmation as a buyer, tickets attached, with the gift.
+        outbox.queue_to_customer(
+            session,
+            customer_mails.ORDER_PAID,
+            customer.id,
+            key=customer_mails.order_paid_key(order.id),
+            params={"order_id": order.id},
+        )
         session.commit()
     return Given(order.id, [ticket.id for ticket, _ in tickets])

@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 import segno
 from flask import (
     Blueprint,
+    Response,
     abort,
     current_app,
     flash,
@@ -31,7 +32,7 @@ from app.i18n import current_locale, format_datetime
 from app.local_urls import is_local_path
 from app.models import DomainError, NotFound, format_money, local_time
 from app.models.base import MAX_INT, utcnow
-from app.services import catalog, customers, purchase, refunds, waiting_room
+from app.services import catalog, customers, purchase, refunds, ticket_documents, waiting_room
 from app.services.payments import gateway
 from app.views.base import current_user
 from app.views.guards import is_id
@@ -350,6 +351,48 @@ def order(order_id: int) -> Any:
     # A used ticket: the order is not cancelled here (refunds.cancel_by_customer).
     used = refunds.used_tickets(db.session, order) if order.status == "paid" else []
     return render_template("shop/order.html", order=order, now=utcnow(), used=used)
+
+
+@bp.get("/orders/<int:order_id>/tickets.pdf")
+def order_tickets_pdf(order_id: int) -> Any:
+    """The order's valid tickets, a page each, to print or keep on a phone."""
+    return _order_document(order_id, "pdf")
+
+
+@bp.get("/orders/<int:order_id>/calendar.ics")
+def order_calendar(order_id: int) -> Any:
+    """The event as a calendar entry, in the venue's zone."""
+    return _order_document(order_id, "ics")
+
+
+def _order_document(order_id: int, kind: str) -> Any:
+    """Only the signed-in owner's paid order: another's or a missing one is a 404 (as its
+    page); one of theirs with no valid ticket (unpaid, refunded) a 409, naming why."""
+    customer = _customer()
+    if customer is None:
+        return _login_redirect(url_for(".order", order_id=order_id))
+    try:
+        order = ticket_documents.owned_order(db.session, customer.id, order_id)
+    except NotFound:
+        abort(404)
+    except DomainError as err:
+        abort(err.status, description=err.message)
+    return document_response(order, kind)
+
+
+def document_response(order: Any, kind: str) -> Response:
+    """A ticket document as a download named after the order; never cached by the way (a
+    ticket's code admits whoever holds it)."""
+    if kind == "pdf":
+        data = ticket_documents.tickets_pdf(db.session, order)
+        mimetype, filename = ticket_documents.PDF_MIMETYPE, ticket_documents.pdf_filename(order)
+    else:
+        data = ticket_documents.order_ics(db.session, order)
+        mimetype, filename = ticket_documents.ICS_MIMETYPE, ticket_documents.ics_filename(order)
+    response = Response(data, mimetype=mimetype)
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
 
 
 @bp.post("/orders/<int:order_id>/cancel")

@@ -19,10 +19,11 @@ from flask_jwt_extended import get_jwt
 from app.extensions import db
 from app.models import DomainError
 from app.models.base import MAX_INT, utcnow
-from app.services import catalog, customers, purchase, refunds, waiting_room
+from app.services import catalog, customers, purchase, refunds, ticket_documents, waiting_room
 from app.services.payments import gateway
 from app.views.base import current_user
 from app.views.guards import is_id
+from app.views.shop import document_response
 from app.views.shop_json import event_json, hold_json, order_json, turn_json
 
 
@@ -488,6 +489,60 @@ class OrderApi(BaseApi):
         customer_id = _customer_id()
         record = customers.order_record(db.session, customer_id, pk)
         return self.response(200, result=order_json(record))
+
+    @expose("/<int:pk>/tickets.pdf", methods=["GET"])
+    @protect(allow_browser_login=True)
+    @safe
+    @domain_errors
+    @permission_name("get")
+    def tickets_pdf(self, pk: int) -> Any:
+        """My order's valid tickets as a PDF, one page per ticket with its QR code.
+        ---
+        get:
+          summary: Download an order's tickets (PDF)
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer}}
+          responses:
+            200:
+              description: One A4 page per valid ticket; Content-Disposition names the order
+              content:
+                application/pdf:
+                  schema: {type: string, format: binary}
+            404:
+              description: Not found (or another customer's)
+            409:
+              description: '{"error": "no_valid_tickets"}: the order is not paid, or every
+                ticket was refunded'
+        """
+        order = ticket_documents.owned_order(db.session, _customer_id(), pk)
+        return document_response(order, "pdf")
+
+    @expose("/<int:pk>/calendar.ics", methods=["GET"])
+    @protect(allow_browser_login=True)
+    @safe
+    @domain_errors
+    @permission_name("get")
+    def calendar_ics(self, pk: int) -> Any:
+        """My order's event as an iCalendar entry, in the venue's time zone.
+        ---
+        get:
+          summary: Download an order's calendar entry (.ics)
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer}}
+          responses:
+            200:
+              description: One VEVENT; Content-Disposition names the order
+              content:
+                text/calendar:
+                  schema: {type: string}
+            404:
+              description: Not found (or another customer's)
+            409:
+              description: '{"error": "no_valid_tickets"}: the order is not paid, or every
+                ticket was refunded'
+        """
+        order = ticket_documents.owned_order(db.session, _customer_id(), pk)
+        return document_response(order, "ics")
 
     @expose("/<int:pk>/cancel", methods=["POST"])
     @protect(allow_browser_login=True)

@@ -30,6 +30,7 @@ from app import metrics
 from app.i18n import N_
 from app.models import (
     Conflict,
+    Customer,
     DomainError,
     Event,
     EventSection,
@@ -38,6 +39,7 @@ from app.models import (
     Order,
     OrderStatus,
     Partner,
+    PartnerUser,
     Payment,
     PaymentStatus,
     Ticket,
@@ -49,6 +51,7 @@ from app.models.event import SALE_COLUMNS, sale_window
 from app.models.order import hold_is_live, printed_label
 from app.services import customers, ledger, waiting_room
 from app.services.locking import busy_on_lock_failure
+from app.services.mail import customer_mails
 from app.services.payments import ChargeResult, ChargeStatus, PaymentGateway
 from app.services.pg_writes import counted, row_count, rows_of_arrays
 from app.services.purchase.hold import give_back
@@ -117,6 +120,7 @@ def _decline_message(reason: str | None) -> str:
 _payment, _order, _ticket = Payment.__table__, Order.__table__, Ticket.__table__
 _hold, _spot, _section = Hold.__table__, EventSpot.__table__, EventSection.__table__
 _event, _partner, _type = Event.__table__, Partner.__table__, TicketType.__table__
+_customer, _user = Customer.__table__, PartnerUser.__table__
 
 # Core statements built once, as in checkout.py (bench/onsale.py).
 _ALL_PAYMENTS = _payment.alias("order_payment")
@@ -147,11 +151,19 @@ _LOCK_PAYMENT = (
         _order.c.customer_id,
         _partner.c.id.label("partner_id"),
         _partner.c.name.label("partner_name"),
+        # Whom the order's confirmation goes to, in which language, held or not: the sale
+        # writes it without looking the customer up (customer_mails.queue_order_paid).
+        _customer.c.email.label("customer_email"),
+        _customer.c.email_confirmed_at,
+        _customer.c.user_id.label("customer_user_id"),
+        _user.c.locale.label("customer_locale"),
     )
     .select_from(
         _payment.join(_order, _order.c.id == _payment.c.order_id)
         .join(_event, _event.c.id == _order.c.event_id)
         .join(_partner, _partner.c.id == _event.c.partner_id)
+        .join(_customer, _customer.c.id == _order.c.customer_id)
+        .outerjoin(_user, _user.c.id == _customer.c.user_id)
     )
     .where(_payment.c.id == bindparam("payment_id"))
     .with_for_update(of=_payment)
@@ -385,6 +397,15 @@ def _sell(
     # captured, sold, issued, paid, converted: each exactly once per payment, hold and ticket
     if _write_sale(conn, sale, issued) != (1, len(tickets), len(tickets), 1, 1):
         raise _Lost
+    # The confirmation mail exists exactly when the sale commits (a rollback drops both).
+    customer_mails.queue_order_paid(
+        session,
+        pay.order_id,
+        email=pay.customer_email,
+        confirmed_at=pay.email_confirmed_at,
+        saved_locale=pay.customer_locale,
+        user_id=pay.customer_user_id,
+    )
     if pay.waiting_room_per_minute is not None:  # a purchase ends the buyer's turn
         waiting_room.end_turn(conn, pay.event_id, pay.customer_id, began_by=hold.created_at)
     ledger.post_sale(
