@@ -57,6 +57,11 @@ def init_celery(app: Flask) -> Celery:
                 "task": "refunds.sweep_cancelled_events",
                 "schedule": 3600.0,
             },
+            # Expired password-reset links: their tokens out of their mails (password_reset.py).
+            "forget-spent-reset-tokens": {
+                "task": "accounts.forget_spent_reset_tokens",
+                "schedule": 3600.0,
+            },
             # Mails due again after a failure, whose task was lost, or whose sender died.
             "mail-send-due": {"task": "mail.send_due", "schedule": 30.0},
             "delete-old-report-files": {
@@ -73,6 +78,14 @@ def init_celery(app: Flask) -> Celery:
     from app.tasks import task_metrics
 
     task_metrics.connect()
-    from app.tasks import checkin, holds, mail, money, refunds, reports  # noqa: F401 - registers tasks
+    from app.tasks import (  # noqa: F401 - registers tasks
+        accounts,
+        checkin,
+        holds,
+        mail,
+        money,
+        refunds,
+        reports,
+    )
 
     return celery
