@@ -39,6 +39,7 @@ from app.models import (
     format_money,
     local_time,
 )
+from app.models.codes import unb64
 from app.models.order import seat_label
 
 FONTS = Path(__file__).resolve().parent.parent / "static" / "fonts"
@@ -88,15 +89,21 @@ class TicketLine:
 
     @property
     def short_code(self) -> str:
-        """The code's last ten characters (its signature's, unique per ticket), grouped: what a
-        person reads under the QR code to tell tickets apart or quote one to support; the whole
-        code is the QR's."""
-        tail = self.code[-10:]
-        return f"{tail[:5]}-{tail[5:]}"
+        """What a person reads under the QR code to tell tickets apart or quote one to support:
+        the last 6 bytes of the code's signature (unique per ticket) in hexadecimal, grouped
+        ("A3F9-01BC-7D2E": no letters to confuse, unlike base64's l, I, O and 0); the whole code
+        is the QR's."""
+        return short_code_of(self.code)
 
     @property
     def reference(self) -> str:
         return gettext("Ticket no. %(id)s · code %(code)s", id=self.id, code=self.short_code)
+
+
+def short_code_of(code: str) -> str:
+    """A ticket code's short text (TicketLine.short_code)."""
+    digits = unb64(code)[-6:].hex().upper()
+    return "-".join(digits[i : i + 4] for i in range(0, len(digits), 4))
 
 
 def owned_order(session: Session, customer_id: int, order_id: int) -> Order:

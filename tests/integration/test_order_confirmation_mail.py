@@ -261,6 +261,30 @@ def test_a_declined_card_or_a_rolled_back_sale_writes_no_mail(client, concert, m
     assert order.status == "cancelled"
 
 
+def test_a_payment_the_reconcile_task_finishes_mails_its_confirmation(client, concert, monkeypatch):
+    from app.services import payments
+    from app.services.purchase.reconcile import reconcile_payments
+
+    headers = _customer(client, "hugo@example.com", "Hugo", "pt_BR")
+    hold = hold_seats(client, headers, concert, 1)
+    real_charge = payments.SimulatedGateway.charge
+
+    def unreachable(*_args, **_kwargs):
+        raise ConnectionError("the processor did not answer")
+
+    monkeypatch.setattr(payments.SimulatedGateway, "charge", unreachable)
+    stuck = pay(client, headers, hold["id"], card_token(client))
+    assert stuck.get_json()["error"] == "checkout_in_progress"
+    assert _order_mails() == []
+    monkeypatch.setattr(payments.SimulatedGateway, "charge", real_charge)
+    later = utcnow() + dt.timedelta(minutes=5)
+    assert reconcile_payments(db.session, payments.gateway(), later)["finished"] == 1
+    [mail] = _order_mails()
+    order = db.session.scalars(select(Order).where(Order.hold_id == hold["id"])).one()
+    assert (order.status, mail.key) == ("paid", f"order_paid:{order.id}")
+    assert (mail.to_address, mail.locale) == ("hugo@example.com", "pt_BR")  # no request: saved
+
+
 def test_courtesy_tickets_send_the_same_confirmation(client, concert, mailbox, tasks_in_process):
     _customer(client, "guest@example.com", "Gui Convidado", "pt_BR")
     kind = TicketType(
