@@ -90,9 +90,9 @@ class TicketLine:
     @property
     def short_code(self) -> str:
         """What a person reads under the QR code to tell tickets apart or quote one to support:
-        the last 6 bytes of the code's signature (unique per ticket) in hexadecimal, grouped
-        ("A3F9-01BC-7D2E": no letters to confuse, unlike base64's l, I, O and 0); the whole code
-        is the QR's."""
+        the last 6 bytes of the code's signature (48 bits: in practice unique per ticket) in
+        hexadecimal, grouped ("A3F9-01BC-7D2E": no letters to confuse, unlike base64's l, I, O
+        and 0); the whole code is the QR's."""
         return short_code_of(self.code)
 
     @property
