@@ -5,8 +5,11 @@ runs, now)."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import signal
 import sys
+from pathlib import Path
+from typing import Any
 
 import click
 from flask import Flask, current_app
@@ -54,6 +57,10 @@ def demo_serve(host: str, port: int, beat: bool) -> None:
 
     from app.tasks.in_process_beat import InProcessBeat
 
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if not os.environ.get("PUBLIC_URL"):  # links in mails point at this server
+        app.config["PUBLIC_URL"] = f"http://{_reachable(host)}:{port}"
+    catch_all = _start_catch_all(app)
     upgrade()
     _load_demo(if_empty=True)
     db.session.remove()
@@ -62,14 +69,41 @@ def demo_serve(host: str, port: int, beat: bool) -> None:
         scheduler.start()
         click.echo("Periodic tasks: running in this process (each once now, then on schedule).")
     click.echo(f"Shop: http://{host}:{port}/   Dashboard: http://{host}:{port}/dashboard/")
+    if catch_all is not None:
+        click.echo(
+            f"Mail: caught by a local SMTP server on port {catch_all.port}, read at "
+            f"http://{host}:{port}/dashboard/demo-mail/ (admin)."
+        )
     # SIGTERM (a process manager, `kill`) ends it as Ctrl-C does: through the finally below and
     # the exit handlers that stop the embedded PostgreSQL (killed outright, it kept running).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        run_simple(host, port, current_app._get_current_object(), threaded=True)  # type: ignore[attr-defined]
+        run_simple(host, port, app, threaded=True)
     finally:
         if scheduler is not None:
             scheduler.stop()
+        if catch_all is not None:
+            catch_all.stop()
+
+
+def _reachable(host: str) -> str:
+    """The address a browser reaches a server listening on ``host`` at."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - a comparison
+
+
+def _start_catch_all(app: Flask) -> Any:
+    """Without MAIL_SERVER, the demo's mails go to a catch-all SMTP server of its own, kept in
+    var/mail and read at *Demo mail* (linked in the menu only then)."""
+    from app.i18n import N_
+    from app.services.mail import catch_all
+    from app.views import PLATFORM
+
+    started = catch_all.start_for_demo(app, Path(app.root_path).parent / "var" / "mail")
+    if started is not None:
+        app.appbuilder.add_link(
+            N_("Demo mail"), href="/dashboard/demo-mail/", icon="fa-inbox", category=PLATFORM
+        )
+    return started
 
 
 @money_cli.command("settle")

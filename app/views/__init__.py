@@ -23,6 +23,7 @@ from app.views.catalog import (
 from app.views.checkin_api import CheckinApi
 from app.views.gate_admin import CheckInView, GateAssignmentView, GateDeviceView
 from app.views.home import EventOverviewView
+from app.views.mail import DemoMailView, OutboxMailView
 from app.views.money import LedgerTransactionView, OrderView
 from app.views.money_runs import MoneyRunsView
 from app.views.platform import CustomerView, PartnerView
@@ -60,6 +61,7 @@ MENU = (
     (PartnerView, N_("Partners"), "fa-handshake-o", PLATFORM),
     (CustomerView, N_("Customers"), "fa-users", PLATFORM),
     (AuditEntryView, N_("Audit log"), "fa-history", PLATFORM),
+    (OutboxMailView, N_("E-mail outbox"), "fa-envelope", PLATFORM),
     (TwoFactorView, N_("Two-factor sign-in"), "fa-key", SECURITY),
 )
 
@@ -70,6 +72,8 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_view_no_menu(EventOverviewView)
     appbuilder.add_view_no_menu(PayoutItemView)
     appbuilder.add_view_no_menu(SettlementLineView)
+    # Linked in the menu by `flask demo serve` when it runs the catch-all (app/cli.py).
+    appbuilder.add_view_no_menu(DemoMailView)
     current_app.before_request(require_enrolment)
     appbuilder.add_api(EventApi)
     appbuilder.add_api(EventSectionApi)

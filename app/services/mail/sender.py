@@ -344,7 +344,9 @@ def _deliver(session: Session, claims: list[Claim]) -> Outcome:
             except Exception as exc:  # noqa: BLE001 - server down, timeout, a renderer's bug
                 session.rollback()
                 connection.drop()
-                log.warning("mail %s not sent: %s", claimed.id, exc, exc_info=True)
+                # A server's error says enough; anything else (a renderer's bug) gets its trace.
+                expected = isinstance(exc, (OSError, smtplib.SMTPException))
+                log.warning("mail %s not sent: %s", claimed.id, exc, exc_info=not expected)
                 _fail(session, claimed, _describe(exc, config), permanent=False, outcome=outcome)
             else:
                 _mark_sent(session, claimed, subject)
