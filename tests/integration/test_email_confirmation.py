@@ -188,3 +188,13 @@ def test_asking_for_another_link_needs_a_signed_in_customer(client: FlaskClient)
     response = client.post("/confirm-email/resend")
     assert response.status_code == 302 and "/login/" in response.headers["Location"]
     assert db.session.scalar(select(OutboxMail.id)) is None
+
+
+def test_the_demos_customers_are_confirmed(app: Flask) -> None:
+    """Their order mails are not held (the demo's catch-all shows them at once)."""
+    result = app.test_cli_runner().invoke(args=["demo", "load"])
+    assert result.exit_code == 0, result.output
+    db.session.expire_all()
+    confirmed = db.session.scalars(select(Customer.email_confirmed_at)).all()
+    assert len(confirmed) > 2  # the two who log in and the past buyers
+    assert all(moment is not None for moment in confirmed)
