@@ -1,0 +1,217 @@
+"""How fast the outbox sender delivers: N mails through ``sender.send_due`` to a local SMTP server.
+
+Writes N outbox rows of a small kind of its own (a subject, a text and an HTML part: the
+sender's cost, not a PDF's), then delivers them to an aiosmtpd server in this process, three
+ways: one sender; two senders at once as threads of one process; two senders as processes.
+Prints mails per second and the time per mail, and checks that each mail arrived exactly once
+(the claim's FOR UPDATE SKIP LOCKED under contention). Runs on its own database, dropped and
+created. Not a test: run it by hand.
+
+    .venv/bin/python bench/mail_send.py                 # 2000 mails per run
+    .venv/bin/python bench/mail_send.py --mails 5000 --batch 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+KIND = "bench_note"
+
+
+class Counting:
+    """The SMTP server's handler: the Message-ID of every mail accepted."""
+
+    def __init__(self) -> None:
+        self.ids: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
+        for line in envelope.content.split(b"\r\n"):
+            if line.lower().startswith(b"message-id:"):
+                with self.lock:
+                    self.ids[line.split(b":", 1)[1].strip().decode()] += 1
+                break
+        return "250 OK"
+
+
+def register_kind() -> None:
+    from app.services.mail import messages
+
+    @messages.renderer(KIND)
+    def note(_session: Any, params: dict[str, Any]) -> messages.Message:
+        n = params["n"]
+        return messages.Message(
+            subject=f"Bench note {n}",
+            text=f"Hello,\n\nthis is bench note {n}.\n\n-- \nBilheteria\n",
+            html=f"<p>Hello,</p><p>this is bench note <b>{n}</b>.</p><p>-- Bilheteria</p>",
+        )
+
+
+def make_app(database_url: str, smtp_port: int) -> Any:
+    os.environ["DATABASE_URL"] = database_url
+    os.environ.pop("REDIS_URL", None)
+    from app import create_app
+
+    register_kind()
+    return create_app({"LOG_LEVEL": "WARNING", "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": smtp_port})
+
+
+def write_mails(app: Any, count: int, run: str) -> None:
+    """``count`` pending rows in one statement (as queue_many writes an event's mails)."""
+    from sqlalchemy import insert
+
+    from app.extensions import db
+    from app.models import OutboxMail
+    from app.models.base import utcnow
+
+    now = utcnow()
+    with app.app_context():
+        db.session.execute(
+            insert(OutboxMail),
+            [
+                {"key": f"bench:{run}:{n}", "kind": KIND, "to_address": f"buyer{n}@example.com",
+                 "locale": "en", "params": {"n": n}, "status": "pending", "attempts": 0,
+                 "next_attempt_at": now, "created_at": now}
+                for n in range(count)
+            ],
+        )  # fmt: skip
+        db.session.commit()
+
+
+def sweep(app: Any, batch: int) -> int:
+    """What one sender delivers until nothing is due."""
+    from app.extensions import db
+    from app.services.mail import sender
+
+    sent = 0
+    with app.app_context():
+        try:
+            while True:
+                outcome = sender.send_due(db.session, limit=10_000, batch=batch)
+                sent += len(outcome.sent)
+                if not (outcome.sent or outcome.retried or outcome.failed):
+                    return sent
+        finally:
+            db.session.remove()
+
+
+def process_sender(database_url: str, port: int, batch: int, ready: Any, go: Any, out: Any) -> None:
+    app = make_app(database_url, port)
+    with app.app_context():  # connect and import before the clock starts
+        from app.extensions import db
+
+        db.session.execute(db.text("SELECT 1"))
+        db.session.remove()
+    ready.release()
+    go.wait()
+    out.put(sweep(app, batch))
+
+
+def report(name: str, count: int, seconds: float, senders: int, box: Counting) -> None:
+    received = sum(box.ids.values())
+    twice = sum(1 for n in box.ids.values() if n > 1)
+    print(
+        f"{name:<28} {count:>6} mails in {seconds:6.2f} s: {count / seconds:7.0f} mails/s, "
+        f"{seconds * 1000 / count * senders:5.2f} ms per mail per sender; "
+        f"received {received}, sent twice {twice}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--database-url", default="postgresql://postgres@127.0.0.1:5432/bilheteria_bench_mail"
+    )
+    parser.add_argument("--mails", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=20, help="rows claimed per SMTP connection")
+    args = parser.parse_args()
+    admin_url, db_name = args.database_url.rsplit("/", 1)
+    for sql in (f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)", f"CREATE DATABASE {db_name}"):
+        subprocess.run(["psql", f"{admin_url}/postgres", "-qc", sql], check=True)
+
+    from aiosmtpd.controller import Controller
+    from common import fresh_schema
+
+    box = Counting()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    app = make_app(args.database_url, port)
+    with app.app_context():
+        from app.extensions import db
+
+        fresh_schema(db)
+    print(f"{args.mails} mails per run, {args.batch} per connection, SMTP server in this process")
+    try:
+        # One sender.
+        write_mails(app, args.mails, "one")
+        started = time.perf_counter()
+        sent = sweep(app, args.batch)
+        report("one sender", sent, time.perf_counter() - started, 1, box)
+        assert sent == args.mails, sent
+
+        # Two senders, threads of this process.
+        box.ids.clear()
+        write_mails(app, args.mails, "threads")
+        results: list[int] = []
+        threads = [
+            threading.Thread(target=lambda: results.append(sweep(app, args.batch)))
+            for _ in range(2)
+        ]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        report("two senders (threads)", sum(results), time.perf_counter() - started, 2, box)
+        print(f"{'':<28} split {results}")
+        assert sum(results) == args.mails and set(box.ids.values()) == {1}, results
+
+        # Two senders, processes (each with its own interpreter, as two workers are).
+        box.ids.clear()
+        write_mails(app, args.mails, "processes")
+        context = multiprocessing.get_context("spawn")
+        ready, go, out = context.Semaphore(0), context.Event(), context.Queue()
+        workers = [
+            context.Process(
+                target=process_sender,
+                args=(args.database_url, port, args.batch, ready, go, out),
+            )
+            for _ in range(2)
+        ]
+        for worker in workers:
+            worker.start()
+        for _ in workers:
+            ready.acquire()
+        started = time.perf_counter()
+        go.set()
+        counts = [out.get() for _ in workers]
+        elapsed = time.perf_counter() - started
+        for worker in workers:
+            worker.join()
+        report("two senders (processes)", sum(counts), elapsed, 2, box)
+        print(f"{'':<28} split {counts}")
+        assert sum(counts) == args.mails and set(box.ids.values()) == {1}, counts
+    finally:
+        controller.stop()
+
+
+if __name__ == "__main__":
+    main()
