@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from app.extensions import db
 from app.models import (
     Customer,
+    MailStatus,
     OutboxMail,
     PartnerUser,
     PasswordReset,
@@ -28,6 +29,7 @@ from app.models import (
 from app.models.audit import AuditEntry
 from app.models.base import utcnow
 from app.services import password_reset
+from app.services.mail import outbox
 from app.tasks import celery
 from tests.support.apps import another_app
 from tests.support.builders import PASSWORD, api_token, make_user
@@ -382,3 +384,21 @@ def test_a_client_address_asking_too_often_gets_429(app: Flask) -> None:
         page = web.post("/password-reset", data={"email": "d@example.com"})
         assert page.status_code == 429 and "Too many requests" in text(page)
         assert web.get("/password-reset").status_code == 200  # only asking counts
+
+
+def test_a_reset_confirms_a_customers_unconfirmed_address_and_releases_its_held_mails(
+    client: FlaskClient, mail: Any
+) -> None:
+    """Reading the link proved the customer reads the address."""
+    customer(client)
+    held = outbox.queue(
+        db.session, "email_confirm", "ana@example.com", key="held:test", locale="en", held=True
+    )
+    db.session.commit()
+    ask(client, "ana@example.com")
+    [message] = reset_mails(mail, "ana@example.com")
+    assert confirm(client, token_of(message)).status_code == 204
+    db.session.expire_all()
+    row = db.session.scalar(select(Customer).where(Customer.email == "ana@example.com"))
+    assert row.email_confirmed_at is not None
+    assert db.session.get(OutboxMail, held).status != MailStatus.HELD

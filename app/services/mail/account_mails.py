@@ -18,8 +18,8 @@ from app.services.mail.messages import Gone, Message, render_pair, renderer
 def password_reset_mail(session: Session, params: dict[str, Any]) -> Message:
     """The link, while it may be used: a mail whose link was used, voided or expired before it
     went out is not sent (its token is gone from the params by then, too)."""
-    reset = session.get(PasswordReset, params.get("reset_id"))
-    token = params.get("token")
+    reset_id, token = params.get("reset_id"), params.get("token")
+    reset = session.get(PasswordReset, reset_id) if isinstance(reset_id, int) else None
     if not token or not password_reset.usable(reset):
         raise Gone("the password-reset link was used, voided or expired")
     assert reset is not None
@@ -39,7 +39,8 @@ def password_reset_mail(session: Session, params: dict[str, Any]) -> Message:
 def email_confirm_mail(session: Session, params: dict[str, Any]) -> Message:
     """The signed link, written now (it is valid CONFIRM_DAYS from here); nothing to send once
     the address is confirmed."""
-    customer = session.get(Customer, params.get("customer_id"))
+    customer_id = params.get("customer_id")
+    customer = session.get(Customer, customer_id) if isinstance(customer_id, int) else None
     if customer is None or customer.email_confirmed_at is not None:
         raise Gone("the customer is gone or already confirmed")
     token = email_confirmation.link_token(customer)
