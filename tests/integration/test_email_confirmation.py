@@ -119,19 +119,26 @@ def test_the_sign_up_mails_a_link_in_its_language_that_releases_the_held_mails(
     assert another_client(client).get(link_path(message)).status_code == 302
 
 
-def test_an_unconfirmed_customer_buys_all_the_same(client: FlaskClient, on_sale: Any) -> None:
+def test_an_unconfirmed_customer_buys_and_the_order_mail_waits_for_the_link(
+    client: FlaskClient, on_sale: Any, mail: Any
+) -> None:
     headers = sign_up(client, confirmed=False)
+    [link_mail] = wait(mail, "ana@example.com", "confirm-email")
     order = buy(client, on_sale, buyer=headers)
-    assert order["status"] == "paid"
+    assert order["status"] == "paid"  # buying is not blocked
     assert customer_row().email_confirmed_at is None
-    # Whatever the purchase wrote to the customer waits for the address (the link itself aside).
-    about_the_order = db.session.scalars(
-        select(OutboxMail.status).where(
-            OutboxMail.to_address == "ana@example.com",
-            OutboxMail.kind != email_confirmation.MAIL_KIND,
+    order_mail = db.session.scalar(
+        select(OutboxMail).where(
+            OutboxMail.to_address == "ana@example.com", OutboxMail.kind == "order_paid"
         )
-    ).all()
-    assert all(status == MailStatus.HELD for status in about_the_order)
+    )
+    assert order_mail is not None and order_mail.status == MailStatus.HELD
+    assert len(mail.to("ana@example.com")) == 1  # the link only
+
+    assert client.get(link_path(link_mail)).status_code == 302
+    [confirmation] = wait(mail, "ana@example.com", f"order #{order['id']}")
+    assert status_of(order_mail.id) == MailStatus.SENT
+    assert confirmation["To"] == "ana@example.com"
 
 
 def test_a_bad_or_tampered_link_confirms_nothing(client: FlaskClient, mail: Any) -> None:
