@@ -193,3 +193,51 @@ def test_the_catch_all_starts_only_without_a_mail_server_and_keeps_the_newest(ap
         "mail 4", "mail 3", "mail 2",
     ]  # fmt: skip
     assert len(list(Path(tmp_path / "kept").iterdir())) == 3
+
+
+def test_demo_serve_without_a_mail_server_catches_mail_links_it_and_sets_public_url(
+    app, monkeypatch, tmp_path
+):
+    """`flask demo serve` (the server itself stubbed): while it serves, the catch-all runs and
+    is the app's mail server, the menu links *Demo mail*, and links in mails point at the
+    address it serves at; once it returns, the catch-all is stopped."""
+    import flask_migrate
+    import werkzeug.serving
+
+    from app import cli
+
+    keys = ("MAIL_SERVER", "MAIL_PORT", "PUBLIC_URL", catch_all.DIR_KEY)
+    saved = {key: app.config.get(key) for key in keys}
+    monkeypatch.delenv("PUBLIC_URL", raising=False)
+    monkeypatch.setattr(flask_migrate, "upgrade", lambda: None)
+    monkeypatch.setattr(cli, "_load_demo", lambda if_empty: None)
+    monkeypatch.setattr(cli.signal, "signal", lambda *args: None)
+    real_start = catch_all.start_for_demo
+    monkeypatch.setattr(
+        catch_all, "start_for_demo", lambda app, _directory: real_start(app, tmp_path / "mail")
+    )
+    seen: dict[str, object] = {}
+
+    def serving(host, port, application, **_options):
+        seen.update(application.config)
+        platform = application.appbuilder.menu.find("Platform")
+        seen["menu"] = [child.name for child in platform.childs]
+        with socket.create_connection(("127.0.0.1", application.config["MAIL_PORT"])) as smtp:
+            seen["banner"] = smtp.recv(100)
+
+    monkeypatch.setattr(werkzeug.serving, "run_simple", serving)
+    try:
+        result = app.test_cli_runner().invoke(args=["demo", "serve", "--no-beat", "--port", "5099"])
+        assert result.exit_code == 0, result.output
+        assert seen["PUBLIC_URL"] == "http://127.0.0.1:5099"
+        assert seen["MAIL_SERVER"] == "127.0.0.1"
+        assert seen[catch_all.DIR_KEY] == str(tmp_path / "mail")
+        assert "Demo mail" in seen["menu"]
+        assert seen["banner"].startswith(b"220")
+        assert "read at http://127.0.0.1:5099/dashboard/demo-mail/" in result.output
+        with pytest.raises(OSError):  # stopped with the server
+            socket.create_connection(("127.0.0.1", seen["MAIL_PORT"]), timeout=2).close()
+    finally:
+        app.config.update(saved)
+        platform = app.appbuilder.menu.find("Platform")
+        platform.childs = [child for child in platform.childs if child.name != "Demo mail"]
