@@ -404,3 +404,26 @@ def test_resend_puts_a_failed_or_sent_mail_back_due_now_and_refuses_others(mailb
     assert mail.next_attempt_at <= utcnow()
     with pytest.raises(Conflict):
         sender.resend(db.session, pending)
+
+
+def test_the_tasks_never_raise_the_row_carries_the_retry(app, mailbox, monkeypatch):
+    [mail_id] = write()
+    app.config["MAIL_PORT"] = free_port()
+    assert celery.tasks["mail.send"].apply(args=(mail_id,)).get() == "retry"
+    assert row(mail_id).status == MailStatus.PENDING
+    make_due(mail_id)
+    assert celery.tasks["mail.send_due"].apply().get() == {"sent": 0, "retried": 1, "failed": 0}
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(sender, "send_one", broken)
+    monkeypatch.setattr(sender, "send_due", broken)
+    assert celery.tasks["mail.send"].apply(args=(mail_id,)).get() == "error"
+    assert celery.tasks["mail.send_due"].apply().get() == {"error": 1}
+    app.config["MAIL_PORT"] = mailbox.port
+    monkeypatch.undo()
+    make_due(mail_id)
+    assert celery.tasks["mail.send"].apply(args=(mail_id,)).get() == "sent"
+    assert celery.tasks["mail.send"].apply(args=(mail_id,)).get() == "not due"
+    mailbox.wait_for(1)
