@@ -140,6 +140,8 @@ class CustomerView(CheckedListMixin, ModelView):
     datamodel = SQLAInterface(Customer)
     list_title = lazy_gettext("Customers")
     list_columns = ["name", "email", "created_at"]
-    show_columns = ["name", "email", "user", "created_at"]
+    show_columns = ["name", "email", "email_confirmed_at", "user", "created_at"]
     search_columns = ["name", "email", "created_at"]
+    # Until the sign-up's link is followed, mails about the customer's orders wait (held).
+    label_columns = {"email_confirmed_at": lazy_gettext("E-mail confirmed")}
     base_permissions = ["can_list", "can_show"]
