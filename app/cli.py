@@ -58,9 +58,13 @@ def demo_serve(host: str, port: int, beat: bool) -> None:
     from app.tasks.in_process_beat import InProcessBeat
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    public_url = app.config.get("PUBLIC_URL")
     if not os.environ.get("PUBLIC_URL"):  # links in mails point at this server
         app.config["PUBLIC_URL"] = f"http://{_reachable(host)}:{port}"
     catch_all = _start_catch_all(app)
+    from app.services.mail.pump import MailPump
+
+    pump = MailPump(app).start()  # mails leave from a thread, not inside the request
     upgrade()
     _load_demo(if_empty=True)
     db.session.remove()
@@ -82,8 +86,10 @@ def demo_serve(host: str, port: int, beat: bool) -> None:
     finally:
         if scheduler is not None:
             scheduler.stop()
+        pump.stop()
         if catch_all is not None:
             catch_all.stop()
+        app.config["PUBLIC_URL"] = public_url
 
 
 def _reachable(host: str) -> str:

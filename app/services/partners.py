@@ -8,12 +8,14 @@ from flask_babel import gettext
 from sqlalchemy.orm import Session
 
 from app.models import Forbidden, Partner
+from app.services.mail import partner_mails
 from app.services.scoping import Actor, get_owned, is_platform_staff
 
 
 def approve_partner(session: Session, partner_id: int, actor: Actor | None) -> Partner:
     partner = get_owned(session, Partner, partner_id, actor)
     partner.approve()
+    partner_mails.queue_approved(session, partner)  # and again when reinstated
     session.commit()
     return partner
 

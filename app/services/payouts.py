@@ -57,6 +57,7 @@ from app.models import (
 )
 from app.models.payout import PayoutStatus
 from app.services import ledger
+from app.services.mail import partner_mails
 from app.services.scoping import Actor, get_owned_many, is_platform_staff
 
 log = logging.getLogger(__name__)
@@ -238,6 +239,7 @@ def mark_payout_paid(
     payout.mark_paid(bank_reference, getattr(actor, "id", None), now)
     _require_covered(session, payout, now)
     payout.ledger_transaction_id = ledger.post_payout(session, payout)
+    partner_mails.queue_payout_paid(session, payout)  # with its statement
     session.commit()
     metrics.PAYOUTS_PAID.inc()
     metrics.PAYOUTS_PAID_CENTS.labels(payout.currency).inc(payout.amount_cents)

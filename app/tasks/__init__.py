@@ -64,6 +64,11 @@ def init_celery(app: Flask) -> Celery:
             },
             # Mails due again after a failure, whose task was lost, or whose sender died.
             "mail-send-due": {"task": "mail.send_due", "schedule": 30.0},
+            # Partners' daily sales summary: 10:00 UTC, 07:00 in São Paulo.
+            "mail-daily-summaries": {
+                "task": "mail.daily_summaries",
+                "schedule": crontab(hour=10, minute=0),
+            },
             "delete-old-report-files": {
                 "task": "reports.delete_old_files",
                 "schedule": crontab(hour=3, minute=30),

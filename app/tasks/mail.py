@@ -38,3 +38,12 @@ def send_due() -> dict[str, int]:
         return {"error": 1}
     return {"sent": len(outcome.sent), "retried": len(outcome.retried),
             "failed": len(outcome.failed)}  # fmt: skip
+
+
+@celery.task(name="mail.daily_summaries")
+def daily_summaries() -> int:
+    """Yesterday's sales summary to every partner that wants one (once per partner and day)."""
+    from app.models.base import utcnow
+    from app.services.mail import partner_mails
+
+    return partner_mails.queue_daily_summaries(db.session, utcnow())

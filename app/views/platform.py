@@ -8,6 +8,7 @@ from flask import flash, redirect, request, url_for
 from flask_appbuilder import ModelView, action, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import gettext, lazy_gettext
+from wtforms import BooleanField
 
 from app.extensions import db
 from app.i18n import N_
@@ -30,15 +31,16 @@ class PartnerView(ScopedModelView):
         "contact_email",
         "created_at",
     ]
-    show_columns = [*list_columns, "approved_at", "suspended_at"]
+    show_columns = [*list_columns, "daily_summary", "approved_at", "suspended_at"]
     add_columns = ["name", "contact_email", "fee_percent", "fee_fixed_amount", "reserve_percent"]
-    edit_columns = add_columns
+    edit_columns = [*add_columns, "daily_summary"]
     search_columns = ["name", "status", "contact_email"]
     label_columns = {
         "fee_percent": lazy_gettext("Fee (%)"),
         "fee_fixed_cents": lazy_gettext("Fee per ticket"),
         "fee_fixed_amount": lazy_gettext("Fee per ticket"),
         "reserve_percent": lazy_gettext("Payout reserve (%)"),
+        "daily_summary": lazy_gettext("Daily sales e-mail"),
     }
     # Figures read as the reader writes them: "7,5", "0,50" in pt_BR.
     formatters_columns = {
@@ -62,7 +64,18 @@ class PartnerView(ScopedModelView):
         ),
         "reserve_percent": reserve_field(required=False),
     }
-    edit_form_extra_fields = add_form_extra_fields
+    edit_form_extra_fields = {
+        **add_form_extra_fields,
+        # FAB makes a non-null column's field required, and a required checkbox cannot be
+        # left unticked: the summary could not be turned off here.
+        "daily_summary": BooleanField(
+            lazy_gettext("Daily sales e-mail"),
+            description=lazy_gettext(
+                "Yesterday's sales e-mailed to the partner every morning (it can turn them off"
+                " from the e-mail)."
+            ),
+        ),
+    }
     error_fields = {"fee_fixed_cents": "fee_fixed_amount"}
 
     def on_add(self, item: Partner) -> None:

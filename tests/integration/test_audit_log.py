@@ -96,6 +96,7 @@ def test_an_admin_changing_a_partners_fee_is_logged(client, staff):
             "contact_email": "p@example.com",
             "fee_percent": "12,5",
             "fee_fixed_amount": "1.50",
+            "daily_summary": "y",  # as the form shows it: ticked
         },
     )
     assert response.status_code == 302

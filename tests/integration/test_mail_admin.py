@@ -237,6 +237,8 @@ def test_demo_serve_without_a_mail_server_catches_mail_links_it_and_sets_public_
         assert "read at http://127.0.0.1:5099/dashboard/demo-mail/" in result.output
         with pytest.raises(OSError):  # stopped with the server
             socket.create_connection(("127.0.0.1", seen["MAIL_PORT"]), timeout=2).close()
+        # ... and the app no longer names it (nor the address it served at)
+        assert {key: app.config.get(key) for key in keys} == saved
     finally:
         app.config.update(saved)
         platform = app.appbuilder.menu.find("Platform")

@@ -427,3 +427,32 @@ def test_the_tasks_never_raise_the_row_carries_the_retry(app, mailbox, monkeypat
     assert celery.tasks["mail.send"].apply(args=(mail_id,)).get() == "sent"
     assert celery.tasks["mail.send"].apply(args=(mail_id,)).get() == "not due"
     mailbox.wait_for(1)
+
+
+def test_the_demos_own_thread_sends_what_a_commit_wrote_not_the_request(app, mailbox, monkeypatch):
+    """Without a broker (the demo) a task runs inside the request that sends it: a checkout
+    would wait for its PDF and the SMTP server. With the demo's pump running, the commit wakes
+    it instead, and the mail leaves from its thread."""
+    from app.services.mail.pump import MailPump
+
+    sent_by: list[str] = []
+    real_send_due = sender.send_due
+
+    def send_due(session, *args, **kwargs):
+        sent_by.append(threading.current_thread().name)
+        return real_send_due(session, *args, **kwargs)
+
+    monkeypatch.setattr(sender, "send_due", send_due)
+    monkeypatch.setattr(
+        celery.tasks["mail.send"], "delay", lambda *_: pytest.fail("sent inside the request")
+    )
+    pump = MailPump(app, interval=3600).start()
+    try:
+        outbox.queue(db.session, mail_notes.KIND, "pump@example.com", key="pumped", locale="en")
+        db.session.commit()
+        (message,) = mailbox.wait_for(1, to="pump@example.com")
+        assert message["Subject"] == "Note 0"
+        assert sent_by == ["mail-pump"]
+    finally:
+        pump.stop()
+    assert "mail_pump" not in app.extensions

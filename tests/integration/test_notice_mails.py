@@ -133,6 +133,7 @@ def test_moving_an_event_tells_its_customers_once_per_change(client, refundable)
     old = before.replace(tzinfo=dt.UTC).astimezone(dt.timezone(dt.timedelta(hours=-3)))
     assert old.strftime("%d/%m/%Y %H:%M") in message.text
     assert "Arena Nova" in message.html
+    assert "Organizado por Aurora" in message.text  # the partner's name
     # The same values saved again: no second mail.
     client.put(
         f"/api/v1/events/{event.id}",

@@ -123,6 +123,11 @@ def _read(message: EmailMessage) -> dict:
         for p in message.iter_attachments()
         if p.get_content_disposition() == "attachment"
     }
+    # A text attachment names its charset: a reader decodes it as ASCII otherwise, and
+    # garbles accented event names.
+    for part in message.iter_attachments():
+        if part.get_content_maintype() == "text":
+            assert part.get_content_charset() == "utf-8", part.get_filename()
     return {
         "text": text_part.get_content().replace("\xa0", " "),
         "html": html_part.get_content().replace("\xa0", " "),

@@ -41,6 +41,8 @@ class CatchAll:
         self.keep = keep
         self.controller: Controller | None = None
         self.port = 0
+        self._app: Flask | None = None
+        self._replaced: dict[str, Any] = {}  # the app's settings before it was named
 
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
         self.store(envelope.content)
@@ -69,6 +71,9 @@ class CatchAll:
         if self.controller is not None:
             self.controller.stop()
             self.controller = None
+        if self._app is not None:  # the app no longer sends to a server that is gone
+            self._app.config.update(self._replaced)
+            self._app = None
 
 
 def start_for_demo(app: Flask, directory: Path) -> CatchAll | None:
@@ -78,15 +83,17 @@ def start_for_demo(app: Flask, directory: Path) -> CatchAll | None:
         return None
     catch_all = CatchAll(directory)
     port = catch_all.start()
-    app.config.update(
-        MAIL_SERVER="127.0.0.1",
-        MAIL_PORT=port,
-        MAIL_USE_TLS=False,
-        MAIL_USE_SSL=False,
-        MAIL_USERNAME=None,
-        MAIL_PASSWORD=None,
-        **{DIR_KEY: str(directory)},
-    )
+    settings = {
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": port,
+        "MAIL_USE_TLS": False,
+        "MAIL_USE_SSL": False,
+        "MAIL_USERNAME": None,
+        "MAIL_PASSWORD": None,
+        DIR_KEY: str(directory),
+    }
+    catch_all._app, catch_all._replaced = app, {key: app.config.get(key) for key in settings}
+    app.config.update(settings)
     log.info("demo mail: catch-all SMTP server on 127.0.0.1:%s, mails kept in %s", port, directory)
     return catch_all
 

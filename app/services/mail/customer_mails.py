@@ -12,11 +12,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from flask import current_app, has_request_context, url_for
+from flask import url_for
 from flask_babel import gettext
 from sqlalchemy.orm import Session
 
-from app.i18n import DEFAULT_LOCALE, LANGUAGES, current_locale
 from app.models import Order, OrderStatus, PaymentStatus
 from app.services import ticket_documents
 from app.services.mail import outbox
@@ -42,34 +41,16 @@ def queue_order_paid(
 ) -> int | None:
     """The order's confirmation, from the customer's columns the caller already read (the sale
     locks a row that has them): one INSERT, no lookup. Held while the address is unconfirmed.
-    The language follows outbox.locale_of's rule: the one the customer saved, else the
-    request's when the customer is the one paying, else the platform's."""
+    The language follows outbox.locale_of's rule."""
     return outbox.queue(
         session,
         ORDER_PAID,
         email,
         key=order_paid_key(order_id),
-        locale=_locale(saved_locale, user_id),
+        locale=outbox.locale_from(saved_locale, user_id),
         params={"order_id": order_id},
         held=confirmed_at is None,
     )
-
-
-def _locale(saved: str | None, user_id: int | None) -> str:
-    if saved in LANGUAGES:
-        return str(saved)
-    if user_id is not None and has_request_context() and _request_user_id() == user_id:
-        return current_locale()
-    return str(current_app.config.get("DEFAULT_LOCALE", DEFAULT_LOCALE))
-
-
-def _request_user_id() -> int | None:
-    """Who the request is from (a session cookie or an API token)."""
-    try:
-        user = current_app.appbuilder.sm.current_user
-    except Exception:  # noqa: BLE001 - no AppBuilder or no user: not the customer
-        return None
-    return getattr(user, "id", None) if getattr(user, "is_authenticated", False) else None
 
 
 @renderer(ORDER_PAID)

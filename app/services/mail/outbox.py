@@ -19,6 +19,7 @@ from app.i18n import DEFAULT_LOCALE, LANGUAGES, current_locale
 from app.models import Customer, MailStatus, OutboxMail, PartnerUser
 from app.models.base import utcnow
 from app.services.after_commit import after_commit, enqueue
+from app.services.mail.pump import running
 
 SEND_TASK = "mail.send"
 SEND_DUE_TASK = "mail.send_due"
@@ -30,14 +31,20 @@ def configured() -> bool:
 
 
 def locale_of(session: Session, user_id: int | None) -> str:
-    """The language of mails to this user: the one they saved (the switcher), else the
-    request's when they are the one asking, else the platform's default."""
+    """The language of mails to this user: the one they saved (the switcher, or the sign-up's),
+    else the request's when they are the one asking, else the platform's default."""
+    saved = None
     if user_id is not None:
         saved = session.scalar(select(PartnerUser.locale).where(PartnerUser.id == user_id))
-        if saved in LANGUAGES:
-            return str(saved)
-        if has_request_context() and _request_user_id() == user_id:
-            return current_locale()
+    return locale_from(saved, user_id)
+
+
+def locale_from(saved: str | None, user_id: int | None) -> str:
+    """locale_of's rule, for a caller that has read the user's saved language already."""
+    if saved in LANGUAGES:
+        return str(saved)
+    if user_id is not None and has_request_context() and _request_user_id() == user_id:
+        return current_locale()
     if has_app_context():
         return str(current_app.config.get("DEFAULT_LOCALE", DEFAULT_LOCALE))
     return DEFAULT_LOCALE
@@ -166,14 +173,21 @@ def release_held(session: Session, address: str) -> int:
 
 
 def send_after_commit(session: Session, mail_id: int) -> None:
-    if configured():
+    if not configured():
+        return
+    pump = running()
+    if pump is not None:  # the demo: its own thread sends (pump.py says why)
+        after_commit(session, pump.wake)
+    else:
         enqueue(session, SEND_TASK, mail_id)
 
 
 def enqueue_due(session: Session) -> None:
     """After the commit, a sweep of what is due (many mails written at once)."""
-    if configured():
-        after_commit(session, lambda: _send_due())
+    if not configured():
+        return
+    pump = running()
+    after_commit(session, pump.wake if pump is not None else _send_due)
 
 
 def _send_due() -> None:

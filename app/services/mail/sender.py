@@ -295,7 +295,12 @@ def build(mail: OutboxMail, message: messages.Message, sender: str) -> EmailMess
             )
     for attachment in message.attachments:
         maintype, subtype = attachment.mimetype.split("/", 1)
-        email.add_attachment(attachment.data, maintype, subtype, filename=attachment.filename)
+        # Text (a calendar entry, a CSV statement) is UTF-8: without the charset, readers take
+        # it for ASCII and garble accented names.
+        charset = {"params": {"charset": "utf-8"}} if maintype == "text" else {}
+        email.add_attachment(
+            attachment.data, maintype, subtype, filename=attachment.filename, **charset
+        )
     # Last: building the body moves Content-* headers into the first part.
     email["Content-Language"] = mail.locale.replace("_", "-")
     return email
