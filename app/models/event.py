@@ -187,11 +187,13 @@ class Event(Model):
     )
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     description: Mapped[str | None] = mapped_column(Text)
-    venue: Mapped[str] = mapped_column(String(200), nullable=False)
-    city: Mapped[str] = mapped_column(String(100), nullable=False, index=True)
-    address: Mapped[str | None] = mapped_column(String(300))
+    # The time and place customers are told of when they change (mail/notice_mails.py): their
+    # old value is loaded before a change even when expired, so no change goes unseen.
+    venue: Mapped[str] = mapped_column(String(200), nullable=False, active_history=True)
+    city: Mapped[str] = mapped_column(String(100), nullable=False, index=True, active_history=True)
+    address: Mapped[str | None] = mapped_column(String(300), active_history=True)
     category: Mapped[str | None] = mapped_column(String(50), index=True)
-    starts_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+    starts_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, active_history=True)
     ends_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     sales_start: Mapped[dt.datetime | None] = mapped_column(DateTime)
     sales_end: Mapped[dt.datetime | None] = mapped_column(DateTime)
@@ -199,7 +201,11 @@ class Event(Model):
     currency: Mapped[str] = mapped_column(String(3), nullable=False, default="BRL")
     # The venue's IANA time zone: its times are entered and shown there (stored in UTC).
     timezone: Mapped[str] = mapped_column(
-        String(64), nullable=False, default=DEFAULT_TIMEZONE, server_default=DEFAULT_TIMEZONE
+        String(64),
+        nullable=False,
+        default=DEFAULT_TIMEZONE,
+        server_default=DEFAULT_TIMEZONE,
+        active_history=True,
     )
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=EventStatus.DRAFT.value)
     # Ed25519 key pair signing this event's tickets (base64url raw bytes). The private key never

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
 from typing import Any
 
 from flask_appbuilder import Model
@@ -29,6 +30,9 @@ class MailStatus(enum.StrEnum):
     SENDING = "sending"  # claimed by a sender until claimed_until; after that, anyone's again
     SENT = "sent"
     FAILED = "failed"  # gave up after MAX_ATTEMPTS; an admin may send it again
+    # Not sent, and rightly: what it was about is gone or moot (an order refunded before its
+    # confirmation left, a reset link used or voided, a summary turned off). Not a failure.
+    DROPPED = "dropped"
 
 
 class OutboxMail(Model):
@@ -71,7 +75,8 @@ class OutboxMail(Model):
         """The Message-ID of every attempt: a mail sent again after a crash between the SMTP
         server's acceptance and our record of it carries the same id, so mail systems and
         readers that deduplicate by Message-ID show it once."""
-        return f"<outbox-{self.id}.{self.key.replace(':', '-')}@bilheteria>"
+        cause = hashlib.sha256(self.key.encode()).hexdigest()[:16]  # a key may hold an address
+        return f"<outbox-{self.id}.{cause}@bilheteria>"
 
 
 class PasswordReset(Model):

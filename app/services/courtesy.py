@@ -139,6 +139,7 @@ def give(
             customer.id,
             key=customer_mails.order_paid_key(order.id),
             params={"order_id": order.id},
+            tickets=True,
         )
         session.commit()
     return Given(order.id, [ticket.id for ticket, _ in tickets])

@@ -25,6 +25,8 @@ def send(mail_id: int) -> str:
         return "sent"
     if outcome.failed:
         return "failed"
+    if outcome.dropped:
+        return "dropped"
     return "retry" if outcome.retried else "not due"
 
 
@@ -37,7 +39,7 @@ def send_due() -> dict[str, int]:
         log.exception("the mail sweep failed; it runs again at its next turn")
         return {"error": 1}
     return {"sent": len(outcome.sent), "retried": len(outcome.retried),
-            "failed": len(outcome.failed)}  # fmt: skip
+            "failed": len(outcome.failed), "dropped": len(outcome.dropped)}  # fmt: skip
 
 
 @celery.task(name="mail.daily_summaries")

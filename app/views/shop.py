@@ -30,7 +30,7 @@ from markupsafe import Markup
 from app.extensions import db
 from app.i18n import current_locale, format_datetime
 from app.local_urls import is_local_path
-from app.models import DomainError, NotFound, Partner, format_money, local_time
+from app.models import DomainError, NotFound, format_money, local_time
 from app.models.base import MAX_INT, utcnow
 from app.services import catalog, customers, purchase, refunds, ticket_documents, waiting_room
 from app.services.payments import gateway
@@ -446,12 +446,13 @@ def daily_summary_off(token: str) -> Any:
     alone changes nothing: mail scanners follow links)."""
     from app.services.mail import partner_mails
 
-    partner_id = partner_mails.partner_of_opt_out(token)
-    partner = db.session.get(Partner, partner_id) if partner_id is not None else None
-    if partner is None:
+    try:
+        if request.method == "POST":
+            partner = partner_mails.opt_out(db.session, token)
+        else:
+            partner = partner_mails.opt_out_partner(db.session, token)
+    except NotFound:
         abort(404)
-    if request.method == "POST":
-        partner_mails.set_daily_summary(db.session, partner.id, False)
     return render_template(
         "shop/daily_summary_off.html", partner=partner, done=request.method == "POST"
     )

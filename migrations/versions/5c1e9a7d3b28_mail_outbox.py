@@ -37,7 +37,7 @@ def upgrade():
         sa.Column('created_at', sa.DateTime(), nullable=False),
         sa.Column('sent_at', sa.DateTime(), nullable=True),
         sa.CheckConstraint(
-            "status IN ('held', 'pending', 'sending', 'sent', 'failed')",
+            "status IN ('held', 'pending', 'sending', 'sent', 'failed', 'dropped')",
             name='ck_mail_outbox_status',
         ),
         sa.PrimaryKeyConstraint('id'),

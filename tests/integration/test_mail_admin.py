@@ -16,18 +16,9 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import MailStatus, OutboxMail
 from app.services.mail import catch_all, outbox, sender
-from app.tasks import celery
 from tests.support import mail_notes
 from tests.support.builders import login, make_user
 from tests.support.pages import text
-
-
-@pytest.fixture
-def tasks_in_process() -> Iterator[None]:
-    saved = celery.conf.task_always_eager
-    celery.conf.task_always_eager = True
-    yield
-    celery.conf.task_always_eager = saved
 
 
 def closed_port() -> int:

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import select, update
 
 from app.extensions import db
-from app.models import OutboxMail, Partner, PartnerStatus
+from app.models import MailStatus, OutboxMail, Partner, PartnerStatus
 from app.models.base import utcnow
 from app.services import payouts
-from app.services.mail import messages, partner_mails
+from app.services.mail import messages, partner_mails, sender
 from tests.support.builders import login, make_partner, make_user
 from tests.support.money import create_payouts, happened_days_ago, reconcile
 from tests.support.shop import buy
@@ -95,7 +95,7 @@ def test_a_paid_payout_comes_with_its_statement(client, on_sale):
     assert total == paid.amount_cents  # the lines add up to what was paid
 
 
-def test_the_daily_summary_covers_yesterday_once_and_can_be_turned_off(client, on_sale):
+def test_the_daily_summary_covers_yesterday_once_and_can_be_turned_off(client, on_sale, mailbox):
     on_sale.partner.contact_email = "vendas@aurora.example"
     other = make_partner("Quieto")  # no sales: no mail
     other.contact_email = "quieto@example.com"
@@ -123,6 +123,31 @@ def test_the_daily_summary_covers_yesterday_once_and_can_be_turned_off(client, o
     db.session.commit()
     assert partner_mails.queue_daily_summaries(db.session, now) == 0
     assert client.get("/daily-summary/off/forged").status_code == 404
+    # The summary written before the partner turned it off is not sent: dropped, not failed.
+    assert mail.id in sender.send_due(db.session).dropped
+    db.session.expire_all()
+    assert db.session.get(OutboxMail, mail.id).status == MailStatus.DROPPED
+
+
+def test_a_long_contact_address_neither_breaks_a_payout_nor_its_message_id(
+    client, on_sale, mailbox, tasks_in_process
+):
+    """A key holds a digest of the address, not the address: a 300-character address once made
+    the key too long and failed the payout it was written with; and the Message-ID had two @."""
+    long_address = f"{'x' * 250}@{'financeiro.' * 3}aurora.example"
+    assert len(long_address) > 200
+    on_sale.partner.contact_email = long_address
+    db.session.commit()
+    buy(client, on_sale, 1)
+    reconcile(happened_days_ago(2))
+    [payout_id] = create_payouts()
+    finance = make_user("fiona", "Finance")
+    payouts.approve_payout(db.session, payout_id, finance, utcnow())
+    payouts.mark_payout_paid(db.session, payout_id, "TED 1", finance, utcnow())
+    (mail,) = _mails("payout_paid")
+    assert mail.to_address == long_address and long_address not in mail.key
+    (received,) = mailbox.wait_for(1, to=long_address)
+    assert received["Message-ID"].count("@") == 1 and received["Message-ID"] == mail.message_id
 
 
 def test_an_admin_turns_the_daily_summary_on_and_off_in_the_partner_form(client):

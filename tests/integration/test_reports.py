@@ -46,14 +46,7 @@ def reports_dir(app, tmp_path):
     app.config["REPORTS_DIR"] = saved
 
 
-@pytest.fixture(autouse=True)
-def tasks_in_process():
-    """As in the embedded default, whatever broker the suite was given: a requested report is
-    written at once (a test below has a worker write it later)."""
-    saved = celery.conf.task_always_eager
-    celery.conf.task_always_eager = True
-    yield
-    celery.conf.task_always_eager = saved
+pytestmark = pytest.mark.usefixtures("tasks_in_process")  # reports are written at once
 
 
 @pytest.fixture

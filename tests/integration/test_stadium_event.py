@@ -17,7 +17,6 @@ from app.models.order import seat_label
 from app.services import checkin, ledger, reports
 from app.services import events as event_service
 from app.services.checkin.redis_keys import revoked_key, tickets_key
-from app.tasks import celery
 from tests.support.builders import PartnerActor, make_event, make_partner
 from tests.support.database import DOMAIN_TABLES
 from tests.support.gate import device, result, scan
@@ -121,14 +120,6 @@ def truncated_after(db_context):
     kept = {"partner", "ab_user_role", "ab_user"}  # referred to by tables the suite keeps
     with db.engine.begin() as conn:
         conn.execute(text("TRUNCATE " + ", ".join(t for t in DOMAIN_TABLES if t not in kept)))
-
-
-@pytest.fixture
-def tasks_in_process():
-    saved = celery.conf.task_always_eager
-    celery.conf.task_always_eager = True
-    yield
-    celery.conf.task_always_eager = saved
 
 
 @pytest.mark.parametrize("store", ["redis"], indirect=True)

@@ -95,3 +95,15 @@ def db_context(app: Flask) -> Iterator[None]:
 def client(app: Flask) -> FlaskClient:
     app.test_client_class = IsolatedClient
     return app.test_client()
+
+
+@pytest.fixture
+def tasks_in_process() -> Iterator[None]:
+    """Tasks run in this process, as the demo runs them, whatever broker the suite was given:
+    the task sent after a commit (a mail, a report) runs at once, before the request answers."""
+    from app.extensions import celery
+
+    saved = celery.conf.task_always_eager
+    celery.conf.task_always_eager = True
+    yield
+    celery.conf.task_always_eager = saved

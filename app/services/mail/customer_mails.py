@@ -4,7 +4,7 @@
 (``purchase/confirm.py`` for a card sale, ``courtesy.py`` for tickets given at zero). It carries
 the tickets as the gate reads them: each one's QR code inline, the PDF of the tickets (a page
 each) and the event as a calendar entry attached. What the customer paid, never the platform's
-fee; of the card, its brand and last four digits at most.
+fee, and nothing of the card (the issue's "no card data": not even its last digits).
 """
 
 from __future__ import annotations

@@ -10,10 +10,9 @@ data.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from typing import Any
 
-from flask import current_app, url_for
+from flask import url_for
 from flask_babel import gettext
 from sqlalchemy import Select, String, cast, event, func, inspect, literal, select
 from sqlalchemy.dialects.postgresql import JSONB
@@ -30,6 +29,7 @@ from app.models import (
     PaymentRefund,
     PaymentStatus,
 )
+from app.models.base import utcnow
 from app.services.mail import outbox
 from app.services.mail.messages import Gone, Message, render_pair, renderer
 
@@ -108,15 +108,15 @@ def order_cancelled_mail(session: Session, params: dict[str, Any]) -> Message:
 
 
 def _to_paid_orders(event_id: int, key: Any, params: Any) -> Select[Any]:
-    """One row per paid order of the event: the columns outbox.queue_many writes."""
-    default = current_app.config.get("DEFAULT_LOCALE", "pt_BR")
+    """One row per paid order of the event: the columns outbox.queue_many writes. A notice
+    carries no tickets: it is not held for an unconfirmed address."""
     return (
         select(
             key.label("key"),
             Customer.email.label("to_address"),
-            func.coalesce(PartnerUser.locale, default).label("locale"),
+            outbox.locale_column(PartnerUser.locale).label("locale"),
             params.label("params"),
-            Customer.email_confirmed_at.is_(None).label("held"),
+            literal(False).label("held"),
         )
         .select_from(Order)
         .join(Customer, Customer.id == Order.customer_id)
@@ -166,32 +166,47 @@ def _before(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def queue_event_changed(session: Session, event_: Event, before: dict[str, Any]) -> int:
-    """Customers with paid orders hear that the event's time or place changed (``before``: the
-    watched columns as they were). One mail per order and change: saving the same change twice
-    writes it once."""
+    """Customers with paid orders hear that the event's time or place changed: ``before`` and
+    the new values travel in the mail (a second change before the first mail left is its own
+    mail, each telling its own change). One mail per order and change."""
     after = {name: getattr(event_, name) for name in WATCHED}
-    stamp = "|".join(str(after[name]) for name in WATCHED)
-    change = hashlib.sha256(stamp.encode()).hexdigest()[:16]
-    key = literal(f"event_changed:{event_.id}:") + cast(Order.id, String) + literal(f":{change}")
+    change = f"{utcnow():%Y%m%d%H%M%S%f}"  # this change: a later one back and forth is another
+    key = literal(f"event_changed:{event_.id}:{change}:") + cast(Order.id, String)
     params = func.jsonb_build_object(
-        "order_id", Order.id, "event_id", event_.id, "before", cast(_before(before), JSONB)
+        "order_id",
+        Order.id,
+        "event_id",
+        event_.id,
+        "before",
+        cast(_before(before), JSONB),
+        "after",
+        cast(_before(after), JSONB),
     )
     return outbox.queue_many(session, "event_changed", _to_paid_orders(event_.id, key, params))
+
+
+def _place(values: dict[str, Any]) -> str:
+    return ", ".join(str(values[name]) for name in ("venue", "address", "city") if values.get(name))
+
+
+def _start(values: dict[str, Any]) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(values["starts_at"]) if values.get("starts_at") else None
 
 
 @renderer("event_changed")
 def event_changed_mail(session: Session, params: dict[str, Any]) -> Message:
     order = _order(session, params["order_id"])
     event_ = order.event
-    before = params.get("before") or {}
-    was_at = before.get("starts_at")
-    old_start = dt.datetime.fromisoformat(was_at) if was_at else None
-    old_zone = before.get("timezone") or event_.timezone
-    moved = old_start is not None and (old_start != event_.starts_at or old_zone != event_.timezone)
-    old_place = ", ".join(
-        str(before.get(name)) for name in ("venue", "address", "city") if before.get(name)
+    before, after = params.get("before") or {}, params.get("after") or {}
+    zone_before = before.get("timezone") or event_.timezone
+    zone_after = after.get("timezone") or event_.timezone
+    old_start, new_start = _start(before), _start(after) or event_.starts_at
+    moved = old_start is not None and (old_start, zone_before) != (new_start, zone_after)
+    old_place, new_place = (
+        _place(before),
+        _place(after)
+        or _place({name: getattr(event_, name) for name in ("venue", "address", "city")}),
     )
-    new_place = ", ".join(str(v) for v in (event_.venue, event_.address, event_.city) if v)
     subject = gettext("Changed: %(event)s", event=event_.name)
     return render_pair(
         "event_changed",
@@ -201,8 +216,10 @@ def event_changed_mail(session: Session, params: dict[str, Any]) -> Message:
         customer=order.customer,
         moved=moved,
         old_start=old_start,
-        old_zone=old_zone,
-        relocated=old_place != new_place and bool(old_place),
+        old_zone=zone_before,
+        new_start=new_start,
+        new_zone=zone_after,
+        relocated=bool(old_place) and old_place != new_place,
         old_place=old_place,
         new_place=new_place,
         order_url=_order_url(order),

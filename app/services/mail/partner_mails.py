@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 from app.i18n import current_locale
 from app.models import (
     Event,
+    NotFound,
     Order,
     OrderStatus,
     Partner,
@@ -63,8 +65,11 @@ def addresses(session: Session, partner_id: int) -> list[tuple[str, str]]:
 def _queue(session: Session, kind: str, partner_id: int, key: str, params: dict[str, Any]) -> int:
     written = 0
     for address, locale in addresses(session, partner_id):
+        # One mail per address; the key names it by a digest (an address may be longer than
+        # a key, and a key is not the place for one).
+        digest = hashlib.sha256(address.lower().encode()).hexdigest()[:16]
         mail_id = outbox.queue(
-            session, kind, address, key=f"{key}:{address}", locale=locale, params=params
+            session, kind, address, key=f"{key}:{digest}", locale=locale, params=params
         )
         written += mail_id is not None
     return written
@@ -206,7 +211,7 @@ def opt_out_token(partner_id: int) -> str:
     return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=_OPT_OUT_SALT).dumps(partner_id)
 
 
-def partner_of_opt_out(token: str) -> int | None:
+def _partner_of_opt_out(token: str) -> int | None:
     try:
         value = URLSafeSerializer(current_app.config["SECRET_KEY"], salt=_OPT_OUT_SALT).loads(token)
     except BadSignature:
@@ -214,11 +219,20 @@ def partner_of_opt_out(token: str) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def set_daily_summary(session: Session, partner_id: int, wanted: bool) -> Partner | None:
-    partner = session.get(Partner, partner_id)
-    if partner is not None:
-        partner.daily_summary = wanted
-        session.commit()
+def opt_out_partner(session: Session, token: str) -> Partner:
+    """The partner whose daily-summary link this is; NotFound for a forged or foreign one."""
+    partner_id = _partner_of_opt_out(token)
+    partner = session.get(Partner, partner_id) if partner_id is not None else None
+    if partner is None:
+        raise NotFound(gettext("This link is not valid."))
+    return partner
+
+
+def opt_out(session: Session, token: str) -> Partner:
+    """The link's partner stops receiving the daily summary (an admin turns it on again)."""
+    partner = opt_out_partner(session, token)
+    partner.daily_summary = False
+    session.commit()
     return partner
 
 
@@ -339,6 +353,8 @@ def daily_figures(session: Session, partner_id: int, day: dt.date) -> list[Summa
 @renderer("daily_summary")
 def daily_summary_mail(session: Session, params: dict[str, Any]) -> Message:
     partner = _partner(session, params)
+    if not partner.daily_summary:  # turned off since it was written
+        raise Gone(f"{partner.name} turned the daily summary off")
     day = dt.date.fromisoformat(params["day"])
     lines = daily_figures(session, partner.id, day)
     day_text = format_date(day, "long", locale=current_locale())

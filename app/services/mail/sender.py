@@ -66,11 +66,13 @@ class Outcome:
     sent: list[int] = field(default_factory=list)
     retried: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
+    dropped: list[int] = field(default_factory=list)  # moot: what it was about is gone
 
     def add(self, other: Outcome) -> None:
         self.sent += other.sent
         self.retried += other.retried
         self.failed += other.failed
+        self.dropped += other.dropped
 
 
 @dataclass(frozen=True)
@@ -282,6 +284,8 @@ def build(mail: OutboxMail, message: messages.Message, sender: str) -> EmailMess
         email["To"] = mail.to_address
         email["Date"] = format_datetime(utcnow().replace(tzinfo=dt.UTC))
         email["Message-ID"] = mail.message_id
+        # Which mail this is, for a mail system's rules (and support): never an address.
+        email["X-Bilheteria-Mail"] = mail.kind
     except ValueError as exc:  # a header with a line break: the same every time
         raise Permanent(f"cannot build the message: {exc}") from exc
     email.set_content(message.text)
@@ -323,7 +327,7 @@ def _deliver(session: Session, claims: list[Claim]) -> Outcome:
                 log.warning("mail %s skipped: its claim ran out before it was sent", claimed.id)
             except messages.Gone as exc:
                 session.rollback()
-                _fail(session, claimed, f"gone: {exc}", permanent=True, outcome=outcome)
+                _fail(session, claimed, f"gone: {exc}", dropped=True, outcome=outcome)
             except Permanent as exc:
                 session.rollback()
                 _fail(session, claimed, str(exc), permanent=True, outcome=outcome)
@@ -371,11 +375,14 @@ def _send(
         # The lease ran out while earlier mails of the batch waited on a slow server: another
         # sender may have it now, and sending it here could send it twice.
         raise _LeaseLost
+    lease_ends = mail.claimed_until
     message = messages.render(session, mail)
     email = build(mail, message, sender)
     to = mail.to_address
     # The render's reads end here: no transaction stays open while the server answers.
     session.rollback()
+    if lease_ends <= utcnow():  # a long render (a stadium's PDF) outlasted the claim
+        raise _LeaseLost
     connection.send(email, envelope_from, to)
     return message.subject
 
@@ -400,10 +407,16 @@ def _mark_sent(session: Session, claimed: Claim, subject: str) -> None:
 
 
 def _fail(
-    session: Session, claimed: Claim, error: str, *, permanent: bool, outcome: Outcome
+    session: Session,
+    claimed: Claim,
+    error: str,
+    *,
+    permanent: bool = False,
+    dropped: bool = False,
+    outcome: Outcome,
 ) -> None:
     """Back to pending after the backoff, or failed: after a permanent failure, or when this
-    was the last attempt allowed."""
+    was the last attempt allowed; or dropped, with its reason, when it is moot."""
     now = utcnow()
     attempts = session.scalar(
         select(OutboxMail.attempts).where(
@@ -413,12 +426,15 @@ def _fail(
     if attempts is None:  # another sender has it now: its outcome is the one kept
         session.rollback()
         return
-    gives_up = permanent or attempts >= OutboxMail.MAX_ATTEMPTS
+    gives_up = dropped or permanent or attempts >= OutboxMail.MAX_ATTEMPTS
+    status = (
+        MailStatus.DROPPED if dropped else MailStatus.FAILED if gives_up else MailStatus.PENDING
+    )
     session.execute(
         update(OutboxMail)
         .where(OutboxMail.id == claimed.id, OutboxMail.claim_token == claimed.token)
         .values(
-            status=(MailStatus.FAILED if gives_up else MailStatus.PENDING).value,
+            status=status.value,
             next_attempt_at=now if gives_up else now + backoff(attempts),
             last_error=error[:ERROR_LENGTH],
             claimed_until=None,
@@ -427,7 +443,8 @@ def _fail(
         .execution_options(synchronize_session=False)
     )
     session.commit()
-    (outcome.failed if gives_up else outcome.retried).append(claimed.id)
+    kept = outcome.dropped if dropped else outcome.failed if gives_up else outcome.retried
+    kept.append(claimed.id)
 
 
 def _describe(exc: BaseException, config: Mapping[str, Any]) -> str:
