@@ -1,21 +1,20 @@
 """Password reset: a single-use link e-mailed to the address of an account.
 
-**Asking never tells whether an address has an account.** Whatever is typed, the caller answers
-the same (same status, same body); an unknown or inactive address writes nothing, and the
-known one writes two rows in one transaction (the mail is sent by a worker after the commit),
-so the two answers take about as long.
+**Asking never tells whether an address has an account**, by its answer or by its time. The
+request (page or API) does the same for every address: it hands the typed address to a task
+(``ask``, the task ``accounts.request_reset``) and answers; the lookup, the limits, the writes
+and the mail are the worker's (``request_reset``), out of the answer's time. Without a broker
+(the tests' default app, the demo: CELERY_TASK_ALWAYS_EAGER) the task runs inline in the
+request, and its time shows again; production always has a broker.
 
-**A link** is a random token (``secrets``, 256 bits) of which only the SHA-256 is stored
-(``PasswordReset.token_hash``): a reader of the table cannot use it. It works for
-PASSWORD_RESET_MINUTES, once; asking again voids the older links still unused.
-
-**The token in the outbox.** The mail is written in the same transaction, as its cause: the
-outbox row's params carry the reset's id and the token, since the renderer needs the token to
-write the link and nothing else can produce it again. The token is taken out of the row as soon
-as the link cannot be used any more: used, voided by a newer one, or expired (an hourly task,
-``forget_spent_tokens``); and a mail whose link died before it went out is not sent
-(``app/services/mail/account_mails.py``). So a token sits in the outbox only while it could be
-e-mailed again anyway, at most PASSWORD_RESET_MINUTES.
+**A link's token is never stored.** It is derived: the reset's id and an HMAC-SHA256, keyed by
+SECRET_KEY, of the reset's id, user and creation time (``link_token``). The table keeps only the
+token's SHA-256 (``PasswordReset.token_hash``, what a link is looked up by) and the outbox row
+only the reset's id: the mail's renderer computes the token again when it writes the link. So
+neither the database nor the dashboard's outbox pages can give a working link; the secret key
+is needed too. A link works for PASSWORD_RESET_MINUTES, once; asking again voids the older
+links still unused, and a mail whose link died before it went out is not sent
+(``app/services/mail/account_mails.py``). A new SECRET_KEY voids the links not yet used.
 
 **Mail bombing.** At most RATELIMIT_PASSWORD_RESET links per account (say "5 per hour"): past
 that, asking again silently sends nothing, so that nobody can flood an inbox and the answer
@@ -30,8 +29,10 @@ proved they read it: it counts as confirmed, and their held mails go out.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
+import hmac
 import secrets
 
 from flask import current_app
@@ -40,12 +41,14 @@ from limits import parse_many
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.models import Customer, DomainError, OutboxMail, PartnerUser, PasswordReset
+from app.extensions import celery
+from app.models import Customer, DomainError, PartnerUser, PasswordReset
 from app.models.base import utcnow
 from app.services import accounts
 from app.services.mail import outbox
 
 MAIL_KIND = "password_reset"
+REQUEST_TASK = "accounts.request_reset"  # app/tasks/accounts.py
 _MAX_ADDRESS = 320
 
 
@@ -63,12 +66,29 @@ def mail_key(reset_id: int) -> str:
     return f"{MAIL_KIND}:{reset_id}"
 
 
+def link_token(reset: PasswordReset) -> str:
+    """The token of the reset's link: its id and an HMAC of what the row says, keyed by
+    SECRET_KEY (the row alone cannot give it). The same for the row as written and as read
+    back, so the renderer writes the link the row's hash was taken of."""
+    created = reset.created_at.replace(tzinfo=None).isoformat(timespec="microseconds")
+    message = f"password-reset:{reset.id}:{reset.user_id}:{created}"
+    digest = hmac.new(
+        current_app.config["SECRET_KEY"].encode("utf-8"), message.encode("utf-8"), hashlib.sha256
+    ).digest()
+    return f"{reset.id}.{base64.urlsafe_b64encode(digest).rstrip(b'=').decode('ascii')}"
+
+
+def ask(email: str) -> None:
+    """The request's part of asking for a link: only hands the typed address to the worker
+    (``request_reset``), whatever it is, so that every address answers alike. Reads and writes
+    nothing here (inline where the task runs eagerly: see the module's docstring)."""
+    celery.tasks[REQUEST_TASK].delay((email or "")[: _MAX_ADDRESS + 1])  # longer: refused there
+
+
 def request_reset(session: Session, email: str) -> int | None:
-    """E-mail a reset link to the active account of ``email``; the new link's id, or None when
-    nothing was sent (no such account, inactive, or too many links lately). Callers answer the
-    same whatever it returns. Commits."""
-    token = secrets.token_urlsafe(32)
-    hashed = token_hash(token)  # drawn whatever follows: the two answers cost alike
+    """E-mail a reset link to the active account of ``email`` (the worker's part of ``ask``);
+    the new link's id, or None when nothing was sent (no such account, inactive, or too many
+    links lately). Commits."""
     address = (email or "").strip().lower()
     if not address or len(address) > _MAX_ADDRESS or not accounts.storable(address):
         session.rollback()
@@ -87,19 +107,20 @@ def request_reset(session: Session, email: str) -> int | None:
     _void_earlier(session, user.id, now)
     reset = PasswordReset(
         user_id=user.id,
-        token_hash=hashed,
+        token_hash=secrets.token_hex(32),  # a stand-in, unique like a hash: the id is not known
         created_at=now,
         expires_at=now + dt.timedelta(minutes=current_app.config["PASSWORD_RESET_MINUTES"]),
     )
     session.add(reset)
     session.flush()
+    reset.token_hash = token_hash(link_token(reset))
     outbox.queue(
         session,
         MAIL_KIND,
         user.email,
         key=mail_key(reset.id),
         locale=outbox.locale_of(session, user.id),
-        params={"reset_id": reset.id, "token": token},
+        params={"reset_id": reset.id},
     )
     session.commit()
     return reset.id
@@ -120,7 +141,7 @@ def _too_many(session: Session, user_id: int) -> bool:
 
 
 def _void_earlier(session: Session, user_id: int, now: dt.datetime) -> None:
-    voided = session.scalars(
+    session.execute(
         update(PasswordReset)
         .where(
             PasswordReset.user_id == user_id,
@@ -128,9 +149,7 @@ def _void_earlier(session: Session, user_id: int, now: dt.datetime) -> None:
             PasswordReset.voided_at.is_(None),
         )
         .values(voided_at=now)
-        .returning(PasswordReset.id)
-    ).all()
-    _forget_tokens(session, list(voided))
+    )
 
 
 def usable(reset: PasswordReset | None, now: dt.datetime | None = None) -> bool:
@@ -167,7 +186,6 @@ def reset_password(session: Session, token: str, new_password: str) -> PartnerUs
         new_password, [user.username, user.email, user.first_name, user.last_name]
     )
     reset.used_at = utcnow()
-    _forget_tokens(session, [reset.id])
     _confirm_customer_address(session, user)
     accounts.set_password(session, user, new_password)  # ends sessions; commits
     return user
@@ -201,34 +219,3 @@ def _confirm_customer_address(session: Session, user: PartnerUser) -> None:
     ):
         customer.email_confirmed_at = utcnow()
         outbox.release_held(session, customer.email)
-
-
-def _forget_tokens(session: Session, reset_ids: list[int]) -> None:
-    """Take the token out of these links' mails: it opens nothing any more."""
-    if not reset_ids:
-        return
-    session.execute(
-        update(OutboxMail)
-        .where(OutboxMail.key.in_([mail_key(reset_id) for reset_id in reset_ids]))
-        .values(params=OutboxMail.params.delete_path(["token"]))
-    )
-
-
-def forget_spent_tokens(session: Session) -> int:
-    """The hourly sweep: the tokens of expired links out of their mails (used and voided ones
-    were taken out at the time). Returns how many mails it changed. Commits."""
-    changed = session.execute(
-        update(OutboxMail)
-        .where(
-            OutboxMail.kind == MAIL_KIND,
-            OutboxMail.params.has_key("token"),
-            OutboxMail.key.in_(
-                select(func.concat(f"{MAIL_KIND}:", PasswordReset.id)).where(
-                    PasswordReset.expires_at <= utcnow()
-                )
-            ),
-        )
-        .values(params=OutboxMail.params.delete_path(["token"]))
-    ).rowcount
-    session.commit()
-    return changed

@@ -57,11 +57,6 @@ def init_celery(app: Flask) -> Celery:
                 "task": "refunds.sweep_cancelled_events",
                 "schedule": 3600.0,
             },
-            # Expired password-reset links: their tokens out of their mails (password_reset.py).
-            "forget-spent-reset-tokens": {
-                "task": "accounts.forget_spent_reset_tokens",
-                "schedule": 3600.0,
-            },
             # Mails due again after a failure, whose task was lost, or whose sender died.
             "mail-send-due": {"task": "mail.send_due", "schedule": 30.0},
             # Partners' daily sales summary: 10:00 UTC, 07:00 in São Paulo.

@@ -1,10 +1,12 @@
-"""Account chores: the tokens of expired password-reset links taken out of their mails."""
+"""Account tasks: the worker's part of asking for a password-reset link (see
+app/services/password_reset.py: the request only hands the typed address over, so that its
+answer takes as long for every address)."""
 
 from app.extensions import db
 from app.services import password_reset
 from app.tasks import celery
 
 
-@celery.task(name="accounts.forget_spent_reset_tokens")
-def forget_spent_reset_tokens() -> int:
-    return password_reset.forget_spent_tokens(db.session)
+@celery.task(name=password_reset.REQUEST_TASK)
+def request_reset(email: str) -> None:
+    password_reset.request_reset(db.session, email)

@@ -1,10 +1,11 @@
 """Accounts people can recover: the password-reset pages and API, and the customer's e-mail
 confirmation link (rules: app/services/password_reset.py, app/services/email_confirmation.py).
 
-Asking for a reset answers the same, page or API, whether or not the address has an account.
-Over the per-client-address limit (RATELIMIT_PASSWORD_RESET) the page and the API answer 429:
-that limit is about the asker, and says nothing of the address. The per-account limit is the
-service's, and silent.
+Asking for a reset answers the same, page or API, whether or not the address has an account,
+and as fast: the request only hands the address to a task (``password_reset.ask``). Over the
+per-client-address limit (RATELIMIT_PASSWORD_RESET) the page and the API answer 429: that limit
+is about the asker, and says nothing of the address. The per-account limit is the service's
+(the worker's), and silent.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def ask_reset() -> Any:
         if not email.strip():
             errors = {"email": gettext("Give your e-mail address.")}
             return _ask_page(errors=errors, email=email), 422
-        password_reset.request_reset(db.session, email)
+        password_reset.ask(email)
         return _ask_page(sent=True, email=email)
     return _ask_page()
 
@@ -181,7 +182,7 @@ class PasswordResetApi(BaseApi):
         body = request.get_json(silent=True)
         if not isinstance(body, dict) or not isinstance(body.get("email"), str):
             return self.response_400(message=lazy_gettext("Send a JSON object with an email."))
-        password_reset.request_reset(db.session, body["email"])
+        password_reset.ask(body["email"])
         return self.response(202, message=gettext(ASKED))
 
     @expose("/password-reset/confirm", methods=["POST"])

@@ -2,7 +2,9 @@
 
 - *Platform > E-mail outbox*: every mail the platform wrote, its status, attempts, next attempt
   and last error; "Send again" puts a failed (or sent) mail back in line (services/mail/sender.py).
-  Read only otherwise: a mail is changed by the sender, never by hand.
+  Read only otherwise: a mail is changed by the sender, never by hand. A mail's params are not
+  shown: its cause (``key``, e.g. ``password_reset:12``) says what it is about, and no page
+  should print what a renderer is given.
 - *Demo mail* (`make run` only): what the demo's catch-all server received
   (services/mail/catch_all.py), a list and each mail with its text, its HTML in a sandboxed
   frame, and its attachments.
@@ -60,7 +62,6 @@ class OutboxMailView(ScopedModelView):
         "subject",
         "message_id",
         "key",
-        "params",
         "created_at",
         "sent_at",
     ]
@@ -84,7 +85,6 @@ class OutboxMailView(ScopedModelView):
         "subject": lazy_gettext("Subject"),
         "message_id": lazy_gettext("Message-ID"),
         "key": lazy_gettext("Cause"),
-        "params": lazy_gettext("About"),
         "created_at": lazy_gettext("Written (UTC)"),
         "sent_at": lazy_gettext("Sent (UTC)"),
     }

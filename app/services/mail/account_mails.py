@@ -17,12 +17,16 @@ from app.services.mail.messages import Gone, Message, render_pair, renderer
 @renderer(password_reset.MAIL_KIND)
 def password_reset_mail(session: Session, params: dict[str, Any]) -> Message:
     """The link, while it may be used: a mail whose link was used, voided or expired before it
-    went out is not sent (its token is gone from the params by then, too)."""
-    reset_id, token = params.get("reset_id"), params.get("token")
+    went out is not sent. Its token is computed here from the row and SECRET_KEY, never read
+    from the params (they hold only the reset's id: password_reset.py says why)."""
+    reset_id = params.get("reset_id")
     reset = session.get(PasswordReset, reset_id) if isinstance(reset_id, int) else None
-    if not token or not password_reset.usable(reset):
+    if not password_reset.usable(reset):
         raise Gone("the password-reset link was used, voided or expired")
     assert reset is not None
+    token = password_reset.link_token(reset)
+    if password_reset.token_hash(token) != reset.token_hash:
+        raise Gone("the password-reset link was made with another SECRET_KEY")
     user = session.get(PartnerUser, reset.user_id)
     if user is None:
         raise Gone("the user is gone")
