@@ -9,6 +9,10 @@ created. Not a test: run it by hand.
 
     .venv/bin/python bench/mail_send.py                 # 2000 mails per run
     .venv/bin/python bench/mail_send.py --mails 5000 --batch 50
+
+Then, unless ``--confirmations 0``, the mail that costs most: order confirmations (``order_paid``:
+the tickets' QR codes inline, their PDF and the calendar entry attached) of the demo's paid
+orders, by one sender and by two processes, for the rate a real on-sale's mail runs at.
 """
 
 from __future__ import annotations
@@ -92,6 +96,39 @@ def write_mails(app: Any, count: int, run: str) -> None:
         db.session.commit()
 
 
+def write_confirmations(app: Any, count: int, run: str) -> int:
+    """Order confirmations of up to ``count`` of the demo's paid orders (loaded once)."""
+    from sqlalchemy import insert, select
+
+    from app.extensions import db
+    from app.models import Order, OrderStatus, OutboxMail
+    from app.models.base import utcnow
+    from app.services import demo
+
+    now = utcnow()
+    with app.app_context():
+        if not demo.has_events(db.session):
+            from app.views.roles import sync_permissions
+
+            sync_permissions(app.appbuilder)  # the demo's users need their roles
+            demo.load(db.session, app.appbuilder.sm)
+        order_ids = db.session.scalars(
+            select(Order.id).where(Order.status == OrderStatus.PAID).order_by(Order.id).limit(count)
+        ).all()
+        db.session.execute(
+            insert(OutboxMail),
+            [
+                {"key": f"bench:{run}:{order_id}", "kind": "order_paid",
+                 "to_address": f"buyer{order_id}@example.com", "locale": "pt_BR",
+                 "params": {"order_id": order_id}, "status": "pending", "attempts": 0,
+                 "next_attempt_at": now, "created_at": now}
+                for order_id in order_ids
+            ],
+        )  # fmt: skip
+        db.session.commit()
+    return len(order_ids)
+
+
 def sweep(app: Any, batch: int) -> int:
     """What one sender delivers until nothing is due."""
     from app.extensions import db
@@ -138,6 +175,9 @@ def main() -> None:
     )
     parser.add_argument("--mails", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=20, help="rows claimed per SMTP connection")
+    parser.add_argument(
+        "--confirmations", type=int, default=200, help="order confirmations per run (0: none)"
+    )
     args = parser.parse_args()
     admin_url, db_name = args.database_url.rsplit("/", 1)
     for sql in (f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)", f"CREATE DATABASE {db_name}"):
@@ -209,6 +249,37 @@ def main() -> None:
         report("two senders (processes)", sum(counts), elapsed, 2, box)
         print(f"{'':<28} split {counts}")
         assert sum(counts) == args.mails and set(box.ids.values()) == {1}, counts
+
+        if args.confirmations:
+            box.ids.clear()
+            count = write_confirmations(app, args.confirmations, "confirm-one")
+            started = time.perf_counter()
+            sent = sweep(app, args.batch)
+            report("confirmations, one sender", sent, time.perf_counter() - started, 1, box)
+            assert sent == count, (sent, count)
+
+            box.ids.clear()
+            count = write_confirmations(app, args.confirmations, "confirm-processes")
+            ready, go, out = context.Semaphore(0), context.Event(), context.Queue()
+            workers = [
+                context.Process(
+                    target=process_sender,
+                    args=(args.database_url, port, args.batch, ready, go, out),
+                )
+                for _ in range(2)
+            ]
+            for worker in workers:
+                worker.start()
+            for _ in workers:
+                ready.acquire()
+            started = time.perf_counter()
+            go.set()
+            counts = [out.get() for _ in workers]
+            elapsed = time.perf_counter() - started
+            for worker in workers:
+                worker.join()
+            report("confirmations, 2 processes", sum(counts), elapsed, 2, box)
+            assert sum(counts) == count and set(box.ids.values()) == {1}, counts
     finally:
         controller.stop()
 

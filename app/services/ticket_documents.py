@@ -12,6 +12,7 @@ the gate scans (app/models/codes.py), so a printed ticket and the page admit ali
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,8 @@ import segno
 from flask import url_for
 from flask_babel import gettext
 from fpdf import FPDF
-from icalendar import Calendar
+from fpdf.errors import FPDFUnicodeEncodingException
+from icalendar import Calendar, Timezone
 from icalendar import Event as CalendarEvent
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -151,10 +153,17 @@ def ics_filename(order: Order) -> str:
     return f"order-{order.id}.ics"
 
 
+@functools.lru_cache(maxsize=4096)
+def _qr(code: str) -> segno.QRCode:
+    """A code's QR symbol, encoded once: a confirmation draws each ticket's twice (the mail's
+    image and the PDF's), and choosing the best mask is most of a symbol's cost."""
+    return segno.make(code, error="m")
+
+
 def qr_png(code: str, scale: int = 6) -> bytes:
     """A ticket's code as a PNG QR code with its quiet zone (for a mail's inline image)."""
     out = io.BytesIO()
-    segno.make(code, error="m").save(out, kind="png", scale=scale, border=QR_BORDER)
+    _qr(code).save(out, kind="png", scale=scale, border=QR_BORDER)
     return out.getvalue()
 
 
@@ -171,10 +180,26 @@ def tickets_pdf(session: Session, order: Order, tickets: list[TicketLine] | None
     """One A4 page per valid ticket of the order; empty tickets draw nothing (the callers
     refuse such an order first: owned_order)."""
     tickets = valid_tickets(session, order) if tickets is None else tickets
+    try:
+        return _tickets_pdf(order, tickets, embedded=False)
+    except FPDFUnicodeEncodingException:  # a name beyond Latin-1 ("—", "東京")
+        return _tickets_pdf(order, tickets, embedded=True)
+
+
+class _TicketPdf(FPDF):
+    font_name = "helvetica"
+
+
+def _tickets_pdf(order: Order, tickets: list[TicketLine], *, embedded: bool) -> bytes:
+    """The PDF in the PDF readers' own Helvetica when every text is Latin-1 (Portuguese is):
+    nothing to parse, subset and embed, a fraction of the time and size. Else in DejaVu Sans,
+    embedded, which prints any name."""
     event = order.event
-    pdf = FPDF(orientation="portrait", unit="mm", format="A4")
-    pdf.add_font(FONT, "", str(FONTS / "DejaVuSans.ttf"))
-    pdf.add_font(FONT, "B", str(FONTS / "DejaVuSans-Bold.ttf"))
+    pdf = _TicketPdf(orientation="portrait", unit="mm", format="A4")
+    if embedded:
+        pdf.font_name = FONT
+        pdf.add_font(FONT, "", str(FONTS / "DejaVuSans.ttf"))
+        pdf.add_font(FONT, "B", str(FONTS / "DejaVuSans-Bold.ttf"))
     pdf.set_title(gettext("Tickets: %(event)s", event=event.name))
     pdf.set_author(event.partner.name)
     pdf.set_creator("Bilheteria")
@@ -188,7 +213,7 @@ def tickets_pdf(session: Session, order: Order, tickets: list[TicketLine] | None
 
 
 def _ticket_page(
-    pdf: FPDF, order: Order, ticket: TicketLine, when: str, number: int, count: int
+    pdf: _TicketPdf, order: Order, ticket: TicketLine, when: str, number: int, count: int
 ) -> None:
     event = order.event
     width = pdf.w - pdf.l_margin - pdf.r_margin
@@ -196,10 +221,10 @@ def _ticket_page(
     pdf.set_fill_color(*BRAND)
     pdf.rect(0, 0, pdf.w, 14, style="F")
     pdf.set_text_color(255, 255, 255)
-    pdf.set_font(FONT, "B", 12)
+    pdf.set_font(pdf.font_name, "B", 12)
     pdf.set_xy(pdf.l_margin, 3.5)
     pdf.cell(width / 2, 7, "Bilheteria")
-    pdf.set_font(FONT, "", 10)
+    pdf.set_font(pdf.font_name, "", 10)
     pdf.cell(
         width / 2,
         7,
@@ -209,9 +234,9 @@ def _ticket_page(
 
     pdf.set_text_color(*INK)
     pdf.set_xy(pdf.l_margin, 22)
-    pdf.set_font(FONT, "B", 20)
+    pdf.set_font(pdf.font_name, "B", 20)
     pdf.multi_cell(width, 9, event.name, new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font(FONT, "", 11)
+    pdf.set_font(pdf.font_name, "", 11)
     pdf.set_text_color(*MUTED)
     pdf.multi_cell(
         width,
@@ -247,11 +272,11 @@ def _ticket_page(
     qr_top = max(pdf.get_y(), 128.0)
     draw_qr(pdf, ticket.code, (pdf.w - QR_MM) / 2, qr_top, QR_MM)
     pdf.set_xy(pdf.l_margin, qr_top + QR_MM + 2)
-    pdf.set_font(FONT, "B", 12)
+    pdf.set_font(pdf.font_name, "B", 12)
     pdf.set_text_color(*INK)
     pdf.cell(width, 6, ticket.reference, align="C", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
-    pdf.set_font(FONT, "", 9.5)
+    pdf.set_font(pdf.font_name, "", 9.5)
     pdf.set_text_color(*MUTED)
     pdf.multi_cell(
         width,
@@ -264,15 +289,17 @@ def _ticket_page(
     )
 
 
-def _field(pdf: FPDF, width: float, label: str, value: str, *, x: float | None = None) -> None:
+def _field(
+    pdf: _TicketPdf, width: float, label: str, value: str, *, x: float | None = None
+) -> None:
     """A small grey label over its value, at ``x`` (the left margin by default)."""
     x = pdf.l_margin if x is None else x
     pdf.set_x(x)
-    pdf.set_font(FONT, "", 8.5)
+    pdf.set_font(pdf.font_name, "", 8.5)
     pdf.set_text_color(*MUTED)
     pdf.cell(width, 4.5, label.upper(), new_x="LEFT", new_y="NEXT")
     pdf.set_x(x)
-    pdf.set_font(FONT, "B", 12.5)
+    pdf.set_font(pdf.font_name, "B", 12.5)
     pdf.set_text_color(*INK)
     pdf.multi_cell(width, 6.2, value or "-", new_x="LEFT", new_y="NEXT")
     pdf.ln(2.2)
@@ -281,7 +308,7 @@ def _field(pdf: FPDF, width: float, label: str, value: str, *, x: float | None =
 def draw_qr(pdf: FPDF, code: str, x: float, y: float, size: float) -> None:
     """The QR code of ``code`` as vector rectangles, ``size`` mm square including its quiet
     zone (painted white, whatever lies under it)."""
-    matrix = [list(row) for row in segno.make(code, error="m").matrix_iter(border=QR_BORDER)]
+    matrix = [list(row) for row in _qr(code).matrix_iter(border=QR_BORDER)]
     module = size / len(matrix)
     pdf.set_fill_color(255, 255, 255)
     pdf.rect(x, y, size, size, style="F")
@@ -341,5 +368,13 @@ def order_ics(session: Session, order: Order, tickets: list[TicketLine] | None =
     ]
     entry.add("description", "\n".join(lines))
     calendar.add_component(entry)
-    calendar.add_missing_timezones()
+    for tzid in sorted(calendar.get_missing_tzids()):  # the venue's zone, defined in the file
+        calendar.subcomponents.insert(0, _vtimezone(tzid))
     return calendar.to_ical()
+
+
+@functools.lru_cache(maxsize=64)
+def _vtimezone(tzid: str) -> Timezone:
+    """A zone's VTIMEZONE, worked out once per process (its transitions over the years take
+    icalendar most of a calendar entry's time); only read afterwards."""
+    return Timezone.from_tzid(tzid)
