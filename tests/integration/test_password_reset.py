@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,15 +41,6 @@ from tests.support.shop import CUSTOMER_PASSWORD
 NEW_PASSWORD = "Trem-Lilas-Voa-93"  # noqa: S105 - a test password
 ASKED = "If the address has an account, a link to choose a new password is on its way to it."
 LINK = re.compile(r"https?://[^\s\"'<>]+/password-reset/[A-Za-z0-9_.-]+")
-
-
-@pytest.fixture
-def tasks_in_process() -> Iterator[None]:
-    """Tasks run in the request that sends them: the mail is in the box when it answers."""
-    saved = celery.conf.task_always_eager
-    celery.conf.task_always_eager = True
-    yield
-    celery.conf.task_always_eager = saved
 
 
 @pytest.fixture
