@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import current_app, has_app_context, has_request_context
-from sqlalchemy import Select, case, literal, select, update
+from sqlalchemy import Select, bindparam, case, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -66,6 +66,26 @@ def _request_user_id() -> int | None:
     return getattr(user, "id", None) if getattr(user, "is_authenticated", False) else None
 
 
+_mail = OutboxMail.__table__
+# Built once: a statement built per call cost the purchase path about a millisecond an order.
+_INSERT = (
+    pg_insert(_mail)
+    .values(
+        key=bindparam("key"),
+        kind=bindparam("kind"),
+        to_address=bindparam("to_address"),
+        locale=bindparam("locale"),
+        params=bindparam("params", type_=_mail.c.params.type),
+        status=bindparam("status"),
+        attempts=0,
+        next_attempt_at=bindparam("now"),
+        created_at=bindparam("now"),
+    )
+    .on_conflict_do_nothing(index_elements=["key"])
+    .returning(_mail.c.id)
+)
+
+
 def queue(
     session: Session,
     kind: str,
@@ -78,23 +98,19 @@ def queue(
 ) -> int | None:
     """Write one mail; its id, or None when a mail of that ``key`` (its cause) was written
     before. ``held``: it waits until its address is confirmed (``release_held``)."""
-    status = MailStatus.HELD if held else MailStatus.PENDING
-    mail_id = session.scalar(
-        pg_insert(OutboxMail)
-        .values(
-            key=key,
-            kind=kind,
-            to_address=to_address,
-            locale=locale,
-            params=dict(params or {}),
-            status=status.value,
-            attempts=0,
-            next_attempt_at=utcnow(),
-            created_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["key"])
-        .returning(OutboxMail.id)
-    )
+    now = utcnow()
+    values = {
+        "key": key,
+        "kind": kind,
+        "to_address": to_address,
+        "locale": locale,
+        "params": dict(params or {}),
+        "status": (MailStatus.HELD if held else MailStatus.PENDING).value,
+        "now": now,
+    }
+    # The session's connection, no autoflush: the purchase path writes with Core statements
+    # and nothing of a mail row depends on rows the session holds unflushed.
+    mail_id = session.connection().execute(_INSERT, values).scalar()
     if mail_id is not None and not held:
         send_after_commit(session, mail_id)
     return mail_id
