@@ -42,7 +42,7 @@ def send_waiting_mails() -> None:
 
 def sign_in(page: Page, base: str, email: str, password: str) -> None:
     page.goto(f"{base}/login/")
-    page.get_by_label("E-mail or username").fill(email)
+    page.get_by_label("E-mail", exact=True).fill(email)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign In").click()
 

@@ -1,4 +1,4 @@
-"""The login page: in the shop's look, "E-mail or username" (customers sign in with their
+"""The login page: in the shop's look, "E-mail" (customers sign in with their
 e-mail, staff with either), links to the password reset and to the sign-up, FAB's form fields
 and CSRF token kept, failed sign-ins and refusals shown."""
 
@@ -17,12 +17,13 @@ def test_the_login_page_looks_like_the_shop_and_links_to_reset_and_sign_up(
 ) -> None:
     page = text(client.get("/login/?next=/orders"))
     assert "/static/shop.css" in page
-    assert '<label for="username">E-mail or username' in page
+    assert '<label for="username">E-mail\n' in page
+    assert "Staff: your e-mail or your username." in page
     assert 'name="username"' in page and 'name="password"' in page
     assert '<a href="/password-reset" id="forgot-password">Forgot your password?</a>' in page
     assert 'href="/signup?next=/orders" id="sign-up"' in page
     pt = text(client.get("/login/", headers={"Accept-Language": "pt-BR"}))
-    assert "E-mail ou nome de usuário" in pt and "Esqueceu sua senha?" in pt
+    assert "Equipe: seu e-mail ou seu nome de usuário." in pt and "Esqueceu sua senha?" in pt
 
 
 def test_staff_sign_in_by_username_or_e_mail_and_a_wrong_password_is_said(
