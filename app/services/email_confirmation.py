@@ -6,8 +6,10 @@ signed when the mail is rendered, not stored: the outbox row holds only the cust
 no usable link sits in the database. A link for an address the customer has since changed
 confirms nothing.
 
-Until the address is confirmed, mails about the customer's purchases wait in the outbox (held);
-buying is not blocked. Confirming releases them (``outbox.release_held``).
+Until the address is confirmed, the mails that carry the customer's tickets (order
+confirmations) wait in the outbox (held), so a mistyped address's owner does not get them;
+notices (a refund, an event cancelled or moved) go at once, and buying is not blocked.
+Confirming releases the held mails (``outbox.release_held``).
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ def link_token(customer: Customer) -> str:
 
 
 def send_link(session: Session, customer: Customer, locale: str, *, again: bool = False) -> bool:
-    """Write the confirmation mail, in the caller's transaction (not held: it is the one mail
-    an unconfirmed address gets). ``again``: a new mail each second it is asked, not only the
+    """Write the confirmation mail, in the caller's transaction (never held: it is how the
+    address gets confirmed). ``again``: a new mail each second it is asked, not only the
     first; a double click is one mail. Whether a mail was written."""
     key = f"{MAIL_KIND}:{customer.id}"
     if again:
