@@ -20,17 +20,27 @@ def test_readyz_checks_the_database(client):
     assert response.get_json()["checks"]["database"] == "ok"
 
 
-def test_readyz_answers_503_naming_redis_when_it_is_unreachable(app):
+def test_readyz_keeps_the_node_in_rotation_while_only_redis_is_down_and_says_so(app, on_sale):
+    """Sales work on the database: a balancer must not take every node out because Redis is
+    down. The answer is 200, "degraded", naming Redis and what waits for it; and a purchase
+    through that node succeeds."""
     from app.tasks import init_celery
+    from tests.support.shop import buy
 
     broken = create_app(config_for_tests(REDIS_URL="redis://127.0.0.1:1/0"))
-    init_celery(app)  # building an app rebinds the shared Celery app: give it back
-    response = broken.test_client().get("/readyz")
-    assert response.status_code == 503
-    body = response.get_json()
-    assert body["status"] == "unavailable"
-    assert body["checks"]["redis"].startswith("error")
-    assert body["checks"]["database"] == "ok"
+    try:
+        client = broken.test_client()
+        response = client.get("/readyz")
+        assert response.status_code == 200
+        body = response.get_json()
+        assert body["status"] == "degraded"
+        assert body["checks"]["redis"].startswith("error")
+        assert body["checks"]["database"] == "ok"
+        assert "sales" in body["degraded"]["redis"]
+        with broken.app_context():
+            assert buy(client, on_sale, 2)["status"] == "paid"
+    finally:
+        init_celery(app)  # building an app rebinds the shared Celery app: give it back
 
 
 def test_readyz_answers_503_naming_the_database_when_it_is_unreachable(app):
