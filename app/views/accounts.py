@@ -30,9 +30,9 @@ from flask_limiter.util import get_remote_address
 
 from app.extensions import db
 from app.i18n import N_
-from app.models import DomainError, NotFound
-from app.services import customers, email_confirmation, password_reset
-from app.views.base import current_user
+from app.models import DomainError
+from app.services import email_confirmation, password_reset
+from app.views.base import current_customer
 
 bp = Blueprint("accounts", __name__, template_folder="../templates")
 
@@ -110,7 +110,7 @@ def confirm_email(token: str) -> Any:
     except email_confirmation.BadConfirmationLink as err:
         db.session.rollback()
         expired = isinstance(err, email_confirmation.ExpiredConfirmationLink)
-        customer = _customer()
+        customer = current_customer()
         page = render_template(
             "accounts/link_invalid.html",
             message=err.message,
@@ -124,7 +124,7 @@ def confirm_email(token: str) -> Any:
 
 @bp.post("/confirm-email/resend")
 def resend_confirmation() -> Any:
-    customer = _customer()
+    customer = current_customer()
     if customer is None:
         return redirect(f"{current_app.appbuilder.get_url_for_login}?next={url_for('shop.orders')}")
     if email_confirmation.resend(db.session, customer):
@@ -135,16 +135,6 @@ def resend_confirmation() -> Any:
     else:
         flash(gettext("Your e-mail address is already confirmed."), "info")
     return redirect(url_for("shop.orders"))
-
-
-def _customer() -> Any:
-    user = current_user()
-    if user is None or not getattr(user, "is_authenticated", False):
-        return None
-    try:
-        return customers.customer_of(db.session, user)
-    except NotFound:
-        return None
 
 
 class PasswordResetApi(BaseApi):

@@ -44,6 +44,7 @@ from wtforms import Form
 from app.extensions import db
 from app.models.base import MAX_INT
 from app.models.errors import DomainError, NotFound
+from app.services import customers
 from app.services.reports.files import spreadsheet_cell
 from app.services.scoping import is_platform_staff, scope_clause
 from app.views.guards import LIST_ADDRESS_REFUSED
@@ -58,6 +59,18 @@ BAD_LIST_ARGUMENTS = (FABException, ValueError, CompileError, DataError, Program
 
 def current_user() -> Any:
     return current_app.appbuilder.sm.current_user
+
+
+def current_customer() -> Any:
+    """The signed-in user's Customer row; None when nobody is signed in or the user is staff
+    without one (the shop's pages and the account pages send them to log in)."""
+    user = current_user()
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    try:
+        return customers.customer_of(db.session, user)
+    except NotFound:
+        return None
 
 
 class PartnerScopeFilter(BaseFilter):

@@ -34,7 +34,7 @@ from app.models import DomainError, NotFound, format_money, local_time
 from app.models.base import MAX_INT, utcnow
 from app.services import catalog, customers, purchase, refunds, ticket_documents, waiting_room
 from app.services.payments import gateway
-from app.views.base import current_user
+from app.views.base import current_customer, current_user
 from app.views.guards import is_id
 
 bp = Blueprint("shop", __name__, template_folder="../templates")
@@ -70,16 +70,6 @@ def qr_svg(code: str) -> Markup:
     """A ticket's code as an inline SVG QR code."""
     svg = segno.make(code, error="m").svg_inline(scale=3, border=2, title="Ticket code")
     return Markup(svg)  # noqa: S704 - segno's own SVG output
-
-
-def _customer() -> Any:
-    user = current_user()
-    if user is None or not getattr(user, "is_authenticated", False):
-        return None
-    try:
-        return customers.customer_of(db.session, user)
-    except NotFound:
-        return None
 
 
 def _login_redirect(back_to: str | None = None) -> Any:
@@ -118,7 +108,7 @@ def event(event_id: int) -> Any:
     except NotFound:
         abort(404)
     now = utcnow()
-    customer = _customer()
+    customer = current_customer()
     if customer is not None:
         turn = waiting_room.turn_at(db.session, event, customer.id, now)
     else:  # a visitor: not in line
@@ -142,7 +132,7 @@ def event(event_id: int) -> Any:
 @bp.route("/events/<int:event_id>/queue", methods=["GET", "POST"])
 def queue(event_id: int) -> Any:
     """The waiting room: join it (POST), then this page counts down to the customer's turn."""
-    customer = _customer()
+    customer = current_customer()
     if customer is None:
         return _login_redirect(url_for(".queue", event_id=event_id))
     now = utcnow()
@@ -178,7 +168,7 @@ def queue(event_id: int) -> Any:
 
 @bp.post("/events/<int:event_id>/hold")
 def hold(event_id: int) -> Any:
-    customer = _customer()
+    customer = current_customer()
     if customer is None:
         return _login_redirect(url_for(".event", event_id=event_id))
     try:
@@ -243,7 +233,7 @@ def _optional_whole_number(field: str) -> int | None:
 
 @bp.get("/holds/<int:hold_id>")
 def hold_page(hold_id: int) -> Any:
-    customer = _customer()
+    customer = current_customer()
     if customer is None:
         return _login_redirect()
     try:
@@ -274,7 +264,7 @@ def hold_page(hold_id: int) -> Any:
 
 @bp.post("/holds/<int:hold_id>/checkout")
 def pay(hold_id: int) -> Any:
-    customer = _customer()
+    customer = current_customer()
     if customer is None:
         return _login_redirect(url_for(".hold_page", hold_id=hold_id))
     try:
@@ -311,7 +301,7 @@ def pay(hold_id: int) -> Any:
 
 @bp.post("/holds/<int:hold_id>/release")
 def release(hold_id: int) -> Any:
-    customer = _customer()
+    customer = current_customer()
     if customer is None:
         return _login_redirect(url_for(".hold_page", hold_id=hold_id))
     try:
@@ -328,7 +318,7 @@ def release(hold_id: int) -> Any:
 
 @bp.get("/orders")
 def orders() -> Any:
-    customer = _customer()
+    customer = current_customer()
     if customer is None:
         return _login_redirect()
     return render_template(
@@ -341,7 +331,7 @@ def orders() -> Any:
 
 @bp.get("/orders/<int:order_id>")
 def order(order_id: int) -> Any:
-    customer = _customer()
+    customer = current_customer()
     if customer is None:
         return _login_redirect()
     try:
@@ -368,7 +358,7 @@ def order_calendar(order_id: int) -> Any:
 def _order_document(order_id: int, kind: str) -> Any:
     """Only the signed-in owner's paid order: another's or a missing one is a 404 (as its
     page); one of theirs with no valid ticket (unpaid, refunded) a 409, naming why."""
-    customer = _customer()
+    customer = current_customer()
     if customer is None:
         return _login_redirect(url_for(".order", order_id=order_id))
     try:
@@ -397,7 +387,7 @@ def document_response(order: Any, kind: str) -> Response:
 
 @bp.post("/orders/<int:order_id>/cancel")
 def cancel_order(order_id: int) -> Any:
-    customer = _customer()
+    customer = current_customer()
     if customer is None:
         return _login_redirect()
     try:
