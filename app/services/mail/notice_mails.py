@@ -65,43 +65,33 @@ def queue_refund(session: Session, refund: PaymentRefund, by: str) -> None:
     )
 
 
-def _refund_context(session: Session, params: dict[str, Any]) -> dict[str, Any]:
+@renderer("refund")
+@renderer("order_cancelled")
+def refund_mail(session: Session, params: dict[str, Any]) -> Message:
+    """A refund's notice; the customer's own cancellation is one too, said as theirs."""
     refund = session.get(PaymentRefund, params["refund_id"])
     if refund is None:
         raise Gone(f"refund {params['refund_id']} no longer exists")
     order = refund.payment.order
-    return {
-        "order": order,
-        "event": order.event,
-        "customer": order.customer,
-        "refund": refund,
-        "tickets": refund.tickets,
-        "whole": order.status == OrderStatus.REFUNDED,
-        "event_cancelled": params.get("by") == "event_cancelled",
-        "order_url": _order_url(order),
-    }
-
-
-@renderer("refund")
-def refund_mail(session: Session, params: dict[str, Any]) -> Message:
-    context = _refund_context(session, params)
-    subject = gettext(
-        "Refund for your order %(id)s: %(event)s",
-        id=context["order"].id,
-        event=context["event"].name,
+    by_customer = params.get("by") == "customer"
+    subject = (
+        gettext("Your order %(id)s is cancelled: %(event)s", id=order.id, event=order.event.name)
+        if by_customer
+        else gettext("Refund for your order %(id)s: %(event)s", id=order.id, event=order.event.name)
     )
-    return render_pair("refund", subject, **context)
-
-
-@renderer("order_cancelled")
-def order_cancelled_mail(session: Session, params: dict[str, Any]) -> Message:
-    context = _refund_context(session, params)
-    subject = gettext(
-        "Your order %(id)s is cancelled: %(event)s",
-        id=context["order"].id,
-        event=context["event"].name,
+    return render_pair(
+        "refund",
+        subject,
+        order=order,
+        event=order.event,
+        customer=order.customer,
+        refund=refund,
+        tickets=refund.tickets,
+        whole=order.status == OrderStatus.REFUNDED,
+        by_customer=by_customer,
+        event_cancelled=params.get("by") == "event_cancelled",
+        order_url=_order_url(order),
     )
-    return render_pair("order_cancelled", subject, **context)
 
 
 # -- an event cancelled or moved -----------------------------------------------------------------
