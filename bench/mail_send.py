@@ -158,6 +158,30 @@ def process_sender(database_url: str, port: int, batch: int, ready: Any, go: Any
     out.put(sweep(app, batch))
 
 
+def in_processes(
+    database_url: str, port: int, batch: int, senders: int = 2
+) -> tuple[list[int], float]:
+    """``senders`` sender processes (each its own interpreter, as workers are), started and
+    connected before the clock starts; what each sent, and the seconds until all were done."""
+    context = multiprocessing.get_context("spawn")
+    ready, go, out = context.Semaphore(0), context.Event(), context.Queue()
+    workers = [
+        context.Process(target=process_sender, args=(database_url, port, batch, ready, go, out))
+        for _ in range(senders)
+    ]
+    for worker in workers:
+        worker.start()
+    for _ in workers:
+        ready.acquire()
+    started = time.perf_counter()
+    go.set()
+    counts = [out.get() for _ in workers]
+    elapsed = time.perf_counter() - started
+    for worker in workers:
+        worker.join()
+    return counts, elapsed
+
+
 def report(name: str, count: int, seconds: float, senders: int, box: Counting) -> None:
     received = sum(box.ids.values())
     twice = sum(1 for n in box.ids.values() if n > 1)
@@ -227,25 +251,7 @@ def main() -> None:
         # Two senders, processes (each with its own interpreter, as two workers are).
         box.ids.clear()
         write_mails(app, args.mails, "processes")
-        context = multiprocessing.get_context("spawn")
-        ready, go, out = context.Semaphore(0), context.Event(), context.Queue()
-        workers = [
-            context.Process(
-                target=process_sender,
-                args=(args.database_url, port, args.batch, ready, go, out),
-            )
-            for _ in range(2)
-        ]
-        for worker in workers:
-            worker.start()
-        for _ in workers:
-            ready.acquire()
-        started = time.perf_counter()
-        go.set()
-        counts = [out.get() for _ in workers]
-        elapsed = time.perf_counter() - started
-        for worker in workers:
-            worker.join()
+        counts, elapsed = in_processes(args.database_url, port, args.batch)
         report("two senders (processes)", sum(counts), elapsed, 2, box)
         print(f"{'':<28} split {counts}")
         assert sum(counts) == args.mails and set(box.ids.values()) == {1}, counts
@@ -260,24 +266,7 @@ def main() -> None:
 
             box.ids.clear()
             count = write_confirmations(app, args.confirmations, "confirm-processes")
-            ready, go, out = context.Semaphore(0), context.Event(), context.Queue()
-            workers = [
-                context.Process(
-                    target=process_sender,
-                    args=(args.database_url, port, args.batch, ready, go, out),
-                )
-                for _ in range(2)
-            ]
-            for worker in workers:
-                worker.start()
-            for _ in workers:
-                ready.acquire()
-            started = time.perf_counter()
-            go.set()
-            counts = [out.get() for _ in workers]
-            elapsed = time.perf_counter() - started
-            for worker in workers:
-                worker.join()
+            counts, elapsed = in_processes(args.database_url, port, args.batch)
             report("confirmations, 2 processes", sum(counts), elapsed, 2, box)
             assert sum(counts) == count and set(box.ids.values()) == {1}, counts
     finally:
