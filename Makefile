@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export FLASK_APP := app
 
 .PHONY: run test test-fast test-js test-js-if-node install serve worker beat lint format migrate perms \
-	demo clean dashboards translations
+	demo clean dashboards translations cluster cluster-stop cluster-status test-cluster test-pgbouncer
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,8 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	@$(MAKE) --no-print-directory test-js-if-node
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --ignore=tests/cluster $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-pgbouncer-if-installed
 
 ## The fast layer, in seconds: the unit tests and the rules against tests/cases/ (no database,
 ## no browser, no server started), and the JavaScript tests when node is on PATH
@@ -62,6 +63,34 @@ worker: $(STAMP)
 
 beat: $(STAMP)
 	$(BIN)/celery -A app.tasks.worker beat --loglevel INFO --schedule var/celerybeat-schedule
+
+## Several nodes on this machine (README, "Several nodes"): HAProxy on CLUSTER_BIND (127.0.0.1:8080)
+## over two web nodes, PgBouncer (transaction mode) over the cluster's own PostgreSQL, Redis, two
+## Celery workers, one beat and Prometheus; data and logs in var/cluster. Needs Debian's haproxy,
+## pgbouncer, redis-server and prometheus.
+cluster: $(STAMP)
+	$(BIN)/python -m ops.cluster start
+
+cluster-stop: $(STAMP)
+	$(BIN)/python -m ops.cluster stop
+
+cluster-status: $(STAMP)
+	$(BIN)/python -m ops.cluster status
+
+## The concurrency tests once more, through PgBouncer in transaction mode (started in front of
+## the tests' database, tests/support/database.py), as the cluster runs the app
+test-pgbouncer: $(STAMP)
+	TEST_THROUGH_PGBOUNCER=1 $(BIN)/pytest -m concurrency tests/integration $(PYTEST_ARGS)
+
+test-pgbouncer-if-installed:
+	@if command -v pgbouncer >/dev/null 2>&1 || test -x /usr/sbin/pgbouncer; then \
+		$(MAKE) --no-print-directory test-pgbouncer; \
+	elif [ "$$REQUIRE_CLUSTER" = 1 ]; then echo "pgbouncer is missing (REQUIRE_CLUSTER=1)"; exit 1; \
+	else echo "SKIPPED test-pgbouncer: Debian's pgbouncer is not installed"; fi
+
+## The fault tests against a cluster of their own (tests/cluster/, a few minutes)
+test-cluster: $(STAMP)
+	$(BIN)/pytest -m cluster tests/cluster $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -159,14 +159,24 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "pool_size": _int(env, "DB_POOL_SIZE", 10, minimum=1),
         "max_overflow": 20,
         "connect_args": {
-            # No statement waits longer than this for a row lock: a busy seat answers "try
-            # again" (Busy) instead of piling up requests.
-            "options": f"-c lock_timeout={_int(env, 'LOCK_TIMEOUT_MS', 2000, minimum=1)}",
             # A server that accepts the connection and never answers fails it (readiness and
             # every request would hang on it).
             "connect_timeout": _int(env, "DB_CONNECT_TIMEOUT_SECONDS", 5, minimum=1),
         },
     }
+    lock_timeout_ms = _int(env, "LOCK_TIMEOUT_MS", 2000, minimum=1)
+    if _bool(env.get("DB_PGBOUNCER"), False):
+        # PgBouncer in transaction mode lends a server connection for one transaction at a
+        # time, so nothing may outlive a transaction on it: no server-side prepared statements
+        # (PgBouncer before 1.21 cannot follow them), and no startup options (it refuses
+        # them): its connect_query sets the lock timeout of every server connection instead
+        # (ops/cluster.py). The application holds no other session state (no advisory locks,
+        # SET, LISTEN or temporary tables; tests/unit/test_pgbouncer_safe.py).
+        engine_options["connect_args"]["prepare_threshold"] = None
+    else:
+        # No statement waits longer than this for a row lock: a busy seat answers "try
+        # again" (Busy) instead of piling up requests.
+        engine_options["connect_args"]["options"] = f"-c lock_timeout={lock_timeout_ms}"
 
     secure_cookies = _bool(env.get("SESSION_COOKIE_SECURE"), app_env == "production")
     password_strength = _int(env, "PASSWORD_MIN_STRENGTH", 3)
@@ -190,6 +200,10 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         # Longer than the longest task, else a slow one runs twice at once (money tasks are
         # idempotent, so that costs time, not money).
         "CELERY_VISIBILITY_TIMEOUT": _int(env, "CELERY_VISIBILITY_TIMEOUT", 1800, minimum=60),
+        # A report still pending, or a cancelled event's refunds not begun, this long after its
+        # task was sent: the broker lost the task, and the beat's sweep sends it again (longer
+        # than a task normally waits in its queue; a task sent twice does its work once).
+        "LOST_TASK_GRACE_MINUTES": _int(env, "LOST_TASK_GRACE_MINUTES", 5, minimum=1),
         "HOLD_MINUTES": _int(env, "HOLD_MINUTES", 10, minimum=1),
         # Gate check-in: events are armed (validation data copied to Redis) this long before
         # their check-in window opens.

@@ -258,6 +258,7 @@ def test_the_manifest_carries_the_key_window_and_entries(client, store, partner,
     ]
 
 
+@pytest.mark.concurrency
 def test_two_gates_scanning_the_same_ticket_at_once_admit_it_once(
     client, store, app, partner, event
 ):

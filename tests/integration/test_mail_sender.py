@@ -351,6 +351,7 @@ def test_a_sender_killed_between_its_claim_and_the_send_leaves_the_mail_sent_onc
     assert (mail.status, mail.attempts) == (MailStatus.SENT, 2)
 
 
+@pytest.mark.concurrency
 def test_two_senders_at_once_deliver_each_of_many_mails_exactly_once(app, mailbox):
     ids = write(60)
     start = threading.Barrier(2)

@@ -66,6 +66,7 @@ def _race(crowd, attempt):
     return results
 
 
+@pytest.mark.concurrency
 def test_sixty_clients_racing_for_the_same_two_seats_one_wins(crowd):
     spot_ids = [s.id for s in crowd["section"].spots[:2]]
     event_id = crowd["event"].id
@@ -88,6 +89,7 @@ def test_sixty_clients_racing_for_the_same_two_seats_one_wins(crowd):
     assert len({s.hold_id for s in held}) == 1
 
 
+@pytest.mark.concurrency
 def test_best_available_crowd_sells_exactly_the_capacity_once(crowd):
     event_id, section_id = crowd["event"].id, crowd["section"].id
     tokens = [_card_token() for _ in crowd["clients"]]

@@ -408,6 +408,7 @@ def test_only_the_orders_partner_and_admins_refund_tickets(client, order):
     assert db.session.scalar(count) == 1
 
 
+@pytest.mark.concurrency
 def test_concurrent_refunds_of_one_order_give_back_what_was_paid_once(app, order):
     """Staff refunding a ticket while others refund the whole order, all at once: whatever wins,
     the card gets the order's total back exactly once and the books agree."""

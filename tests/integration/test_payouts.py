@@ -326,6 +326,7 @@ def test_a_paid_payout_cannot_be_cancelled(client, settled):
     assert db.session.get(Payout, payout_id).status == PayoutStatus.PAID
 
 
+@pytest.mark.concurrency
 def test_two_payouts_marked_paid_at_once_never_pay_more_than_is_owed(
     app, client, on_sale, monkeypatch
 ):
@@ -375,6 +376,7 @@ def test_two_payouts_marked_paid_at_once_never_pay_more_than_is_owed(
 
 
 @pytest.mark.parametrize("with_items", [True, False], ids=["new sales", "reserve released"])
+@pytest.mark.concurrency
 def test_two_payout_runs_at_once_create_one_payout(app, settled, monkeypatch, with_items):
     """The beat task and a retry run at the same moment, each reading the partner's funds before
     the other wrote its payout: the partner's row lock makes the second read them again and find

@@ -147,6 +147,7 @@ def test_repeated_declines_cannot_keep_a_hold_alive(client, on_sale):
         assert db.session.get(Hold, hold["id"]).expires_at <= limit
 
 
+@pytest.mark.concurrency
 def test_parallel_holds_cannot_pass_the_per_customer_limit(app, on_sale):
     client_a, client_b = app.test_client(), app.test_client()
     headers = sign_up(client_a)
@@ -171,6 +172,7 @@ def test_parallel_holds_cannot_pass_the_per_customer_limit(app, on_sale):
     assert sorted(codes) == [201, 422]
 
 
+@pytest.mark.concurrency
 def test_buyers_racing_for_the_same_seats_get_one_hold(app, on_sale):
     """The hold locks the spots before it reads them, so only one of the racers finds them
     free."""
@@ -204,6 +206,7 @@ def test_buyers_racing_for_the_same_seats_get_one_hold(app, on_sale):
     assert db.session.scalar(select(func.count()).select_from(Hold)) == 1
 
 
+@pytest.mark.concurrency
 def test_a_double_submit_with_two_keys_charges_once_and_answers_409(app, on_sale, monkeypatch):
     """The second attempt waits for the first one's lock on the hold, then must see the order
     the first one created (not insert a second one and fail with a 500)."""
@@ -238,6 +241,7 @@ def test_a_double_submit_with_two_keys_charges_once_and_answers_409(app, on_sale
     assert db.session.scalar(select(func.count()).select_from(Order)) == 1
 
 
+@pytest.mark.concurrency
 def test_a_double_submit_with_one_key_answers_the_same_order_twice(app, on_sale, monkeypatch):
     """The key is looked up only when the attempt cannot be recorded: the second submit waits
     for the first one's lock on the hold, finds the first attempt's payment under its key and
@@ -375,6 +379,7 @@ def test_expired_holds_void_their_unpaid_order(client, on_sale):
     assert client.get("/api/v1/orders/", headers=headers).get_json()["count"] == 0
 
 
+@pytest.mark.concurrency
 def test_a_release_racing_a_payment_never_leaves_a_paid_order_without_its_seats(
     app, on_sale, monkeypatch
 ):

@@ -326,6 +326,7 @@ def test_the_database_refuses_a_second_charge_line_settling_a_payment(client, on
     db.session.rollback()
 
 
+@pytest.mark.concurrency
 def test_two_days_reconciled_at_once_settle_a_charge_once(app, client, on_sale, monkeypatch):
     """Two days reconciled at the same moment (the periodic task and finance asking), each report
     with the charge: however they interleave, one line settles the payment, the other is

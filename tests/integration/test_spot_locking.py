@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from sqlalchemy.orm import Session
 
 from app.extensions import db
@@ -17,6 +18,7 @@ from app.services.scoping import get_owned_many
 from tests.support.builders import PartnerActor, make_event, make_partner
 
 
+@pytest.mark.concurrency
 def test_a_change_waits_for_the_lock_and_then_sees_the_committed_state():
     partner = make_partner("Lockers")
     spot_id = make_event(partner).sections[0].spots[0].id
@@ -51,6 +53,7 @@ def test_a_change_waits_for_the_lock_and_then_sees_the_committed_state():
     assert outcome == "Spot A-1 is already blocked."
 
 
+@pytest.mark.concurrency
 def test_many_concurrent_blockers_one_wins():
     partner = make_partner("Racers")
     spot_id = make_event(partner).sections[0].spots[0].id

@@ -222,6 +222,7 @@ def test_a_partner_defines_types_through_the_api_and_sees_only_its_own(client, t
 BUYERS = 12
 
 
+@pytest.mark.concurrency
 def test_racing_buyers_never_pass_the_half_price_cap(app, db_context):
     event = make_event(make_partner("Arena"), "Final", rows=("A", "C"), seats=10)
     event.publish()

@@ -198,6 +198,7 @@ def test_the_partner_sets_the_rate_and_a_bad_one_names_the_field(client, queued)
     assert queued.waiting_room_per_minute == 600
 
 
+@pytest.mark.concurrency
 def test_a_crowd_joining_at_once_gets_one_slot_each(app, queued, burst):
     """Forty customers join at the same moment on real connections: each gets a place of
     their own, one interval apart after the burst: a place is taken in one statement, and

@@ -4,9 +4,12 @@ database (the unit tests) never starts one; the domain tables, emptied after eve
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +66,8 @@ DOMAIN_TABLES = [
 
 @functools.cache
 def database_url_for_tests() -> str:
-    """The test database's SQLAlchemy URL (a server is started on first use when none is named)."""
+    """The test database's SQLAlchemy URL (a server is started on first use when none is named);
+    with TEST_THROUGH_PGBOUNCER=1, a PgBouncer's in transaction mode in front of it."""
     url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
     if url:
         name = make_url(url).database or ""
@@ -71,11 +75,49 @@ def database_url_for_tests() -> str:
             raise pytest.UsageError(
                 f"Refusing to run tests on database {name!r}: its name must contain 'test'."
             )
-        return url.replace("postgresql://", "postgresql+psycopg://", 1)
-    from app import local_postgres
+        url = url.replace("postgresql://", "postgresql+psycopg://", 1)
+    else:
+        from app import local_postgres
 
-    data_dir = Path(tempfile.mkdtemp(prefix="bilheteria-test-")) / "pg"
-    return local_postgres.start(data_dir, "bilheteria_test", throwaway=True)
+        data_dir = Path(tempfile.mkdtemp(prefix="bilheteria-test-")) / "pg"
+        url = local_postgres.start(data_dir, "bilheteria_test", throwaway=True)
+    if os.environ.get("TEST_THROUGH_PGBOUNCER") == "1":
+        return _through_pgbouncer(url)
+    return url
+
+
+def _through_pgbouncer(url: str) -> str:
+    """Start PgBouncer (transaction mode, as ops/cluster.py runs it) in front of ``url``'s
+    database for the session and return the URL that goes through it; the app then runs as
+    it does behind PgBouncer (DB_PGBOUNCER: no prepared statements, no startup options)."""
+    from ops.cluster import ClusterError, start_pgbouncer, write_pgbouncer
+
+    server = make_url(url)
+    host = server.query.get("host") or server.host or "127.0.0.1"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    folder = Path(tempfile.mkdtemp(prefix="bilheteria-pgbouncer-"))
+    try:
+        ini = write_pgbouncer(folder, port, str(host), server.port or 5432, server.database)
+        process = start_pgbouncer(ini, folder / "pgbouncer.log")
+    except ClusterError as exc:
+        raise pytest.UsageError(f"TEST_THROUGH_PGBOUNCER=1: {exc}") from exc
+    atexit.register(process.terminate)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                log = (folder / "pgbouncer.log").read_text()
+                raise pytest.UsageError(f"PgBouncer did not start:\n{log}") from None
+            time.sleep(0.05)
+    os.environ["DB_PGBOUNCER"] = "true"
+    return server.set(host="127.0.0.1", port=port, query={}).render_as_string(
+        hide_password=False
+    )
 
 
 def empty_domain_tables(app: Flask) -> None:
