@@ -115,9 +115,7 @@ def _through_pgbouncer(url: str) -> str:
                 raise pytest.UsageError(f"PgBouncer did not start:\n{log}") from None
             time.sleep(0.05)
     os.environ["DB_PGBOUNCER"] = "true"
-    return server.set(host="127.0.0.1", port=port, query={}).render_as_string(
-        hide_password=False
-    )
+    return server.set(host="127.0.0.1", port=port, query={}).render_as_string(hide_password=False)
 
 
 def empty_domain_tables(app: Flask) -> None:
