@@ -157,12 +157,26 @@ def csp_nonce() -> str:
 def configure_errors(app: Flask) -> None:
     """API clients get JSON errors, pages ours (app/views/errors.py), in the reader's
     language."""
-    from app.views.errors import http_error
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    from app.views.errors import (
+        answer_503_when_the_database_is_away,
+        database_unavailable,
+        http_error,
+    )
     from app.views.guards import JSON_PATHS
 
     @app.errorhandler(HTTPException)
     def on_http_error(exc: HTTPException) -> Any:
         return http_error(exc, JSON_PATHS)
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def on_database_error(exc: DBAPIError) -> Any:
+        return database_unavailable(exc, JSON_PATHS)
+
+    # FAB's APIs catch every exception themselves (``@safe``) and answer 500: theirs too.
+    answer_503_when_the_database_is_away(JSON_PATHS)
 
 
 def configure_celery(app: Flask) -> None:

@@ -4,11 +4,23 @@ error was raised, already translated there, is kept)."""
 
 from __future__ import annotations
 
+import logging
+import sys
 from typing import Any
 
 from flask import current_app, jsonify, render_template, request
+from flask_appbuilder.api import BaseApi
 from flask_babel import lazy_gettext
-from werkzeug.exceptions import HTTPException, default_exceptions
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from werkzeug.exceptions import HTTPException, ServiceUnavailable, default_exceptions
+
+from app.extensions import db
+
+log = logging.getLogger(__name__)
+
+# How long a client waits before asking again while the database is away (a restart, a
+# failover): PgBouncer holds queries up to 10 s, a PostgreSQL restart takes a few.
+RETRY_AFTER_SECONDS = 5
 
 # status: (title, what the page says when the code that refused gave no reason)
 HTTP_ERRORS = {
@@ -76,3 +88,45 @@ def http_error(exc: HTTPException, json_paths: tuple[str, ...]) -> Any:
     )
     headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
     return page, exc.code, headers
+
+
+def database_unavailable(exc: DBAPIError, json_paths: tuple[str, ...]) -> Any:
+    """The database could not answer (down, restarting, a connection cut, PgBouncer giving up
+    waiting for a server) or a lock or statement timeout escaped the service that should
+    have turned it into Busy: 503 with Retry-After, never 500. The transaction is rolled back
+    (nothing half done: the unit of work is one transaction), and its pool is told the
+    connection may be dead. The JSON error says ``busy`` for a timeout (the database is up)
+    and ``unavailable`` otherwise."""
+    try:
+        db.session.rollback()
+    except Exception:  # noqa: BLE001 - the link is gone: the rollback cannot reach it either
+        log.debug("rollback after a database error failed", exc_info=True)
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    # 55P03 lock_not_available, 57014 query_canceled (a statement timeout).
+    busy = sqlstate in ("55P03", "57014")
+    log.warning("database %s: %s", "busy" if busy else "unavailable", type(exc.orig).__name__)
+    error = ServiceUnavailable(retry_after=RETRY_AFTER_SECONDS)
+    if request.path.startswith(json_paths):
+        _, description = texts(error)
+        response = jsonify(error="busy" if busy else "unavailable", message=description, status=503)
+        response.status_code = 503
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    return http_error(error, json_paths)
+
+
+_fab_response_500 = BaseApi.response_500
+
+
+def answer_503_when_the_database_is_away(json_paths: tuple[str, ...]) -> None:
+    """FAB's API views (``@safe``) turn any exception into 500 before Flask's error handlers
+    see it, while still handling it: their 500 becomes ``database_unavailable``'s 503 when the
+    exception being handled is the database's."""
+
+    def response_500(self: BaseApi, message: str | None = None) -> Any:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OperationalError | InterfaceError):
+            return database_unavailable(exc, json_paths)
+        return _fab_response_500(self, message)
+
+    BaseApi.response_500 = response_500  # type: ignore[method-assign]
