@@ -157,7 +157,7 @@ def csp_nonce() -> str:
 def configure_errors(app: Flask) -> None:
     """API clients get JSON errors, pages ours (app/views/errors.py), in the reader's
     language."""
-    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+    from sqlalchemy.exc import DBAPIError
 
     from app.views.errors import (
         answer_503_when_the_database_is_away,
@@ -170,8 +170,7 @@ def configure_errors(app: Flask) -> None:
     def on_http_error(exc: HTTPException) -> Any:
         return http_error(exc, JSON_PATHS)
 
-    @app.errorhandler(OperationalError)
-    @app.errorhandler(InterfaceError)
+    @app.errorhandler(DBAPIError)
     def on_database_error(exc: DBAPIError) -> Any:
         return database_unavailable(exc, JSON_PATHS)
 

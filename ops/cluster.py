@@ -207,10 +207,10 @@ defaults
     timeout http-keep-alive 10s
     # A request that could not reach a node (refused, reset before it was sent) is sent to
     # another; one a node took and died on is not (a POST may have been done): the client
-    # asks again with its Idempotency-Key.
+    # asks again, a checkout with its Idempotency-Key.
     retries 3
     option redispatch 1
-    retry-on conn-failure empty-response
+    retry-on conn-failure
 
 frontend shop
     bind {self.bind_host}:{self.ports.balancer}
@@ -349,6 +349,10 @@ scrape_configs:
         self._wait_up(name, process)
         return part
 
+    def is_running(self, name: str) -> bool:
+        part = self.parts.get(name)
+        return part is not None and _running(part.pid)
+
     def signal_part(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to a part and every process of its session (kill -9 by default)."""
         part = self.parts[name]
@@ -372,7 +376,7 @@ scrape_configs:
     def start(self, *, demo: bool = False) -> None:
         """Start every part: PostgreSQL, migrations and permissions (straight to PostgreSQL),
         optionally the demo data, then the rest; returns when the balancer has a node ready."""
-        _check_programs(self.with_prometheus)
+        check_programs(self.with_prometheus)
         if (self.base / "cluster.json").exists() and self._alive():
             raise ClusterError(f"a cluster already runs from {self.base}: stop it first")
         self.write_configs()
@@ -540,7 +544,7 @@ def _program(name: str) -> str:
     return found
 
 
-def _check_programs(with_prometheus: bool) -> None:
+def check_programs(with_prometheus: bool) -> None:
     missing = [
         package
         for program, package in PACKAGES.items()

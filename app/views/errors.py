@@ -8,10 +8,11 @@ import logging
 import sys
 from typing import Any
 
+import psycopg
 from flask import current_app, jsonify, render_template, request
 from flask_appbuilder.api import BaseApi
 from flask_babel import lazy_gettext
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, ServiceUnavailable, default_exceptions
 
 from app.extensions import db
@@ -90,25 +91,53 @@ def http_error(exc: HTTPException, json_paths: tuple[str, ...]) -> Any:
     return page, exc.code, headers
 
 
+# SQLSTATE classes of a database that cannot answer now: 08 connection exceptions (PgBouncer's
+# "server login has been failing" too), 53 insufficient resources (too many connections), 57P
+# an operator's or a crash's shutdown, a server starting up.
+_UNAVAILABLE_STATES = ("08", "53", "57P")
+# 55P03 lock_not_available, 57014 query_canceled (a statement timeout): up, but busy.
+_BUSY_STATES = ("55P03", "57014")
+
+
+def database_trouble(exc: BaseException) -> str | None:
+    """``busy`` or ``unavailable`` when ``exc`` says the database could not answer now (a
+    request may be asked again), None for any other error (a bug: 500)."""
+    if not isinstance(exc, DBAPIError):
+        return None
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None) or ""
+    if sqlstate in _BUSY_STATES:
+        return "busy"
+    if sqlstate.startswith(_UNAVAILABLE_STATES) or exc.connection_invalidated:
+        return "unavailable"
+    # The driver's own failures, with no answer of the server to go by: a connection lost or
+    # refused, a reply it could not make sense of (a COMMIT cut short answers twice).
+    if not sqlstate and isinstance(
+        orig, psycopg.OperationalError | psycopg.InterfaceError | psycopg.InternalError
+    ):
+        return "unavailable"
+    return None
+
+
 def database_unavailable(exc: DBAPIError, json_paths: tuple[str, ...]) -> Any:
     """The database could not answer (down, restarting, a connection cut, PgBouncer giving up
-    waiting for a server) or a lock or statement timeout escaped the service that should
-    have turned it into Busy: 503 with Retry-After, never 500. The transaction is rolled back
-    (nothing half done: the unit of work is one transaction), and its pool is told the
-    connection may be dead. The JSON error says ``busy`` for a timeout (the database is up)
-    and ``unavailable`` otherwise."""
+    on a server) or a lock or statement timeout escaped the service that should have turned it
+    into Busy: 503 with Retry-After, never 500; a client asks again (a checkout with its
+    Idempotency-Key, so a payment whose COMMIT was cut short is answered, not made twice). The
+    transaction is rolled back (the unit of work is one transaction: nothing half done). Any
+    other database error is raised again (a bug: 500)."""
+    trouble = database_trouble(exc)
+    if trouble is None:
+        raise exc
     try:
         db.session.rollback()
     except Exception:  # noqa: BLE001 - the link is gone: the rollback cannot reach it either
         log.debug("rollback after a database error failed", exc_info=True)
-    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
-    # 55P03 lock_not_available, 57014 query_canceled (a statement timeout).
-    busy = sqlstate in ("55P03", "57014")
-    log.warning("database %s: %s", "busy" if busy else "unavailable", type(exc.orig).__name__)
+    log.warning("database %s: %s: %s", trouble, type(exc.orig).__name__, str(exc.orig)[:200])
     error = ServiceUnavailable(retry_after=RETRY_AFTER_SECONDS)
     if request.path.startswith(json_paths):
         _, description = texts(error)
-        response = jsonify(error="busy" if busy else "unavailable", message=description, status=503)
+        response = jsonify(error=trouble, message=description, status=503)
         response.status_code = 503
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
@@ -125,8 +154,8 @@ def answer_503_when_the_database_is_away(json_paths: tuple[str, ...]) -> None:
 
     def response_500(self: BaseApi, message: str | None = None) -> Any:
         exc = sys.exc_info()[1]
-        if isinstance(exc, OperationalError | InterfaceError):
-            return database_unavailable(exc, json_paths)
+        if exc is not None and database_trouble(exc) is not None:
+            return database_unavailable(exc, json_paths)  # type: ignore[arg-type]
         return _fab_response_500(self, message)
 
     BaseApi.response_500 = response_500  # type: ignore[method-assign]
