@@ -130,3 +130,57 @@ def start_server(
         time.sleep(0.2)
     process.terminate()
     raise SystemExit("the server did not start")
+
+
+# The cluster's parts by tier, for the CPU each costs per ticket or scan.
+TIERS = {
+    "web": lambda name: name.startswith("web"),
+    "haproxy": lambda name: name == "haproxy",
+    "pgbouncer": lambda name: name == "pgbouncer",
+    "postgres": lambda name: name == "postgres",
+    "redis": lambda name: name == "redis",
+    "celery": lambda name: name.startswith("worker") or name == "beat",
+}
+
+
+def start_cluster(nodes: int, workers: int, threads: int, env: dict[str, str]) -> Any:
+    """ops/cluster.py's topology with ``nodes`` web nodes of ``workers`` processes x
+    ``threads`` threads, on free ports under var/bench-cluster (wiped first), Prometheus left
+    out; returns the running Cluster (stop it with ``.stop()``)."""
+    import shutil
+
+    sys.path.insert(0, str(ROOT))
+    from ops.cluster import Cluster, Ports
+
+    base = ROOT / "var" / "bench-cluster"
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    base.chmod(0o755)
+    cluster = Cluster(
+        base, ports=Ports.free(nodes=nodes, workers=2), web_concurrency=workers,
+        web_threads=threads, prometheus=False,
+        env={"RATELIMIT_ENABLED": "false", "LOG_LEVEL": "WARNING", **env},
+    )  # fmt: skip
+    cluster.start()
+    return cluster
+
+
+class TierMeter:
+    """CPU seconds of each tier of a cluster (and of this process, the load generator) between
+    two snapshots."""
+
+    def __init__(self, cluster: Any) -> None:
+        self.cluster = cluster
+
+    def snapshot(self) -> dict[str, float]:
+        used = self.cluster.cpu_seconds()
+        tiers = {tier: sum(s for name, s in used.items() if part(name))
+                 for tier, part in TIERS.items()}  # fmt: skip
+        tiers["load generator"] = sum(os.times()[:2])
+        return tiers
+
+    @staticmethod
+    def per_unit(before: dict[str, float], after: dict[str, float], units: int) -> dict[str, float]:
+        """Milliseconds of CPU per unit (ticket, scan) of each tier."""
+        return {tier: round(1000 * (after[tier] - before[tier]) / max(1, units), 3)
+                for tier in before}  # fmt: skip

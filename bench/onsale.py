@@ -55,7 +55,7 @@ import threading
 import time
 from typing import Any
 
-from common import Client, fresh_database, percentile, start_server
+from common import Client, TierMeter, fresh_database, percentile, start_cluster, start_server
 from shop import Buyer, Tally, add_event, card_tokens, log_in, prepare, seed, sold_twice
 
 DATABASE = "bilheteria_bench"
@@ -404,6 +404,12 @@ def main() -> None:
         help="closed loop: give the event a waiting room letting in this many buyers per minute",
     )  # fmt: skip
     parser.add_argument("--url", help="target a running server (on the database prepared here)")
+    parser.add_argument(
+        "--cluster", type=int, metavar="NODES",
+        help="start ops/cluster.py's topology with NODES web nodes of --workers x --threads "
+        "(HAProxy, PgBouncer, its own PostgreSQL, Redis, Celery) and buy through the balancer; "
+        "prints the CPU per ticket of each tier",
+    )  # fmt: skip
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--rate", type=float, help="open loop: orders arriving per second")
     mode.add_argument("--burst", action="store_true", help="a flash crowd for a small event")
@@ -422,7 +428,12 @@ def main() -> None:
     if args.burst and args.find_max_rate:
         parser.error("--burst and --find-max-rate are different modes")
 
-    database_url = fresh_database(args.database_url, DATABASE)
+    cluster = None
+    if args.cluster:
+        cluster = start_cluster(args.cluster, args.workers, args.threads, {})
+        database_url = cluster.direct_database_url
+    else:
+        database_url = fresh_database(args.database_url, DATABASE)
     closed = not (args.rate or args.find_max_rate or args.burst)
     customers = args.burst_buyers if args.burst else args.buyers
     if closed:
@@ -433,11 +444,17 @@ def main() -> None:
         app, emails = seed(database_url, customers)
     server = None
     base = args.url
-    if base is None:
+    if cluster is not None:
+        base = cluster.url
+        print(f"cluster: {args.cluster} web node(s) of {args.workers} processes x {args.threads} "
+              f"threads behind HAProxy, PgBouncer, its own PostgreSQL", flush=True)  # fmt: skip
+    elif base is None:
         server = start_server({"DATABASE_URL": database_url}, args.port, args.workers, args.threads)
         base = f"http://127.0.0.1:{args.port}"
-    print(f"server {args.workers} processes x {args.threads} threads; database "
-          f"{'embedded' if args.database_url is None else 'at the given URL'}", flush=True)  # fmt: skip
+    if cluster is None:
+        print(f"server {args.workers} processes x {args.threads} threads; database "
+              f"{'embedded' if args.database_url is None else 'at the given URL'}", flush=True)  # fmt: skip
+    meter = TierMeter(cluster) if cluster is not None else None
     try:
         jwts = log_in(base, setup["emails"] if closed else emails)
         if args.rate or args.find_max_rate:
@@ -445,6 +462,8 @@ def main() -> None:
             open_loop_step(base, app, jwts, args, WARM_UP_RATE, WARM_UP_SECONDS)
         cpu, wall = time.process_time(), time.perf_counter()
         load_before = os.getloadavg()[0]
+        tiers_before = meter.snapshot() if meter is not None else None
+        sold_before = sold_twice(database_url)[1] if meter is not None else 0
         if closed:
             result = run_closed(base, setup, jwts, args.per_order)
         elif args.burst:
@@ -456,6 +475,7 @@ def main() -> None:
                 open_loop_step(base, app, jwts, args, args.rate, args.duration), args.per_order
             )
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        tiers_after = meter.snapshot() if meter is not None else None
         print(
             f"load generator (this process): {cpu:.1f} s of CPU in {wall:.1f} s, seeding included"
         )
@@ -464,6 +484,11 @@ def main() -> None:
             server.terminate()
             server.wait(30)
     twice, sold_spots = sold_twice(database_url)
+    if cluster is not None:
+        tickets = sold_spots - sold_before  # in the measured run (not a warm-up's)
+        cpu_per_ticket = TierMeter.per_unit(tiers_before, tiers_after, tickets)
+        print(f"CPU per ticket sold (ms), by tier, over {tickets} tickets: {cpu_per_ticket}")
+        cluster.stop()
     if closed:
         result["sold_spots"] = sold_spots
         summary = report_closed(args, setup, result, twice)
@@ -483,6 +508,9 @@ def main() -> None:
     else:
         print(f"spots sold more than once: {twice}")
         summary = {"mode": "open", **figures, "oversold": twice}
+    if cluster is not None:
+        summary["cluster_nodes"] = args.cluster
+        summary["cpu_ms_per_ticket"] = cpu_per_ticket
     # The machine may be shared: figures taken under load are not comparable.
     summary["load_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     print(f"load average (1 min) {summary['load_1m'][0]} before, {summary['load_1m'][1]} after")

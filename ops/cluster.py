@@ -54,6 +54,9 @@ PACKAGES = {"haproxy": "haproxy", "pgbouncer": "pgbouncer", "redis-server": "red
             "prometheus": "prometheus"}  # fmt: skip
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
 class ClusterError(RuntimeError):
     """The cluster cannot start (a program is missing, a part did not come up)."""
 
@@ -192,6 +195,7 @@ class Cluster:
             f"    server {name} 127.0.0.1:{port} check"
             for name, port in zip(self.nodes, self.ports.web, strict=True)
         )
+        maxconn = self.web_concurrency * self.web_threads
         return f"""# Written by ops/cluster.py: the balancer in front of the web nodes.
 global
     maxconn 4096
@@ -222,8 +226,11 @@ backend web
     # /readyz: 200 while the database answers (also "degraded" without Redis), 503 without it.
     option httpchk GET /readyz
     http-check expect status 200
-    default-server inter 1s fastinter 500ms downinter 1s fall 2 rise 2
-    default-server on-marked-down shutdown-sessions
+    # Each node gets at most as many requests at once as it has threads; the rest wait here
+    # (a node's own backlog stays short, so its health check is answered at once under load).
+    timeout queue 30s
+    timeout check 2s
+    default-server inter 1s fastinter 500ms downinter 1s fall 2 rise 2 maxconn {maxconn}
 {servers}
 
 frontend stats
@@ -352,6 +359,28 @@ scrape_configs:
     def is_running(self, name: str) -> bool:
         part = self.parts.get(name)
         return part is not None and _running(part.pid)
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system, s) each part has used so far: its process and every
+        descendant (PostgreSQL's backends start sessions of their own, so the process tree
+        decides, not the group), those that ended included (their parent's cutime, cstime)."""
+        procs: dict[int, tuple[int, float]] = {}  # pid: (parent, CPU seconds)
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # ended meanwhile
+                continue
+            cpu = sum(int(value) for value in fields[11:15]) / CLOCK_TICKS
+            procs[int(stat.parent.name)] = (int(fields[1]), cpu)
+        owners = {part.pid: name for name, part in self.parts.items()}
+        used = dict.fromkeys(self.parts, 0.0)
+        for pid, (_, cpu) in procs.items():
+            ancestor, hops = pid, 0
+            while ancestor not in owners and ancestor in procs and hops < 64:
+                ancestor, hops = procs[ancestor][0], hops + 1
+            if ancestor in owners:
+                used[owners[ancestor]] += cpu
+        return used
 
     def signal_part(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to a part and every process of its session (kill -9 by default)."""
