@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from common import Client, fresh_schema, percentile, start_server
+from common import Client, TierMeter, fresh_schema, percentile, start_cluster, start_server
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -489,6 +489,11 @@ def main() -> None:
     )
     parser.add_argument("--url", help="target a running server (on the same database and Redis)")
     parser.add_argument(
+        "--cluster", type=int, metavar="NODES",
+        help="start ops/cluster.py's topology with NODES web nodes of --workers x --threads and "
+        "scan through the balancer; prints the CPU per first scan of each tier",
+    )  # fmt: skip
+    parser.add_argument(
         "--profile", metavar="PATH", help="py-spy every worker in phase 1 into PATH.<pid>"
     )
     parser.add_argument("--profile-seconds", type=int, default=8)
@@ -501,11 +506,16 @@ def main() -> None:
     repeats = args.tickets // 2 if args.repeats is None else args.repeats
     forged_count = args.tickets // 2 if args.forged is None else args.forged
 
-    admin_url = args.database_url.rsplit("/", 1)[0] + "/postgres"
-    db_name = args.database_url.rsplit("/", 1)[1]
-    subprocess.run(["psql", admin_url, "-qc", f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"],
-                   check=True)  # fmt: skip
-    subprocess.run(["psql", admin_url, "-qc", f"CREATE DATABASE {db_name}"], check=True)
+    cluster = None
+    if args.cluster:
+        cluster = start_cluster(args.cluster, args.workers, args.threads, {})
+        args.database_url, args.redis_url = cluster.direct_database_url, cluster.redis_url
+    else:
+        admin_url = args.database_url.rsplit("/", 1)[0] + "/postgres"
+        db_name = args.database_url.rsplit("/", 1)[1]
+        subprocess.run(["psql", admin_url, "-qc", f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"],
+                       check=True)  # fmt: skip
+        subprocess.run(["psql", admin_url, "-qc", f"CREATE DATABASE {db_name}"], check=True)
     app, setup = prepare(
         args.database_url, args.redis_url, args.tickets, args.sections, args.per_order
     )
@@ -521,7 +531,7 @@ def main() -> None:
     repeat_jobs = [random.choice(scans) for _ in range(repeats)]
     forged_jobs = [(ticket, forge(code)) for ticket, code in random.choices(scans, k=forged_count)]
     server = None
-    base = args.url
+    base = cluster.url if cluster is not None else args.url
     if base is None:
         server = start_server(
             {"DATABASE_URL": args.database_url, "REDIS_URL": args.redis_url},
@@ -545,7 +555,10 @@ def main() -> None:
             profilers = [
                 start_profile(pid, f"{args.profile}.{pid}", args.profile_seconds) for pid in workers
             ]
+        tiers = TierMeter(cluster) if cluster is not None else None
+        tiers_before = tiers.snapshot() if tiers is not None else {}
         first = scan_phase(base, token, "first", "valid", first_jobs, args.concurrency, meter)
+        tiers_after = tiers.snapshot() if tiers is not None else {}
         repeat = scan_phase(base, token, "repeat", "already_used", repeat_jobs,
                             args.concurrency, meter)  # fmt: skip
         forged = scan_phase(base, token, "forged", "invalid", forged_jobs,
@@ -559,8 +572,16 @@ def main() -> None:
     phases = (first, repeat, forged)
     sent = sum(p.count - p.errors for p in (warm, *phases))
     logged, entries, flush_s = flush_log(app, setup["event_id"])
+    cpu_per_scan = (
+        TierMeter.per_unit(tiers_before, tiers_after, first.count) if tiers_before else {}
+    )
+    if cluster is not None:
+        print(f"CPU per first scan (ms), by tier: {cpu_per_scan}")
+        cluster.stop()
 
     where = f"server {args.workers} processes x {args.threads} threads" if server else base
+    if cluster is not None:
+        where = f"cluster of {args.cluster} node(s) of {args.workers} x {args.threads}, {base}"
     print(f"{len(scans)} tickets, {args.concurrency} scanners, {where}")
     for phase in (*phases, baseline):
         print(phase.line())
@@ -594,6 +615,8 @@ def main() -> None:
         "concurrency": args.concurrency,
         "workers": args.workers if server else None,
         "threads": args.threads if server else None,
+        "cluster_nodes": args.cluster,
+        "cpu_ms_per_scan": cpu_per_scan or None,
     }))  # fmt: skip
     if wrong or errors or logged != sent or entries != len(scans):
         sys.exit(1)
