@@ -120,11 +120,18 @@ TASK_SECONDS = Histogram(
     buckets=TASK_BUCKETS,
     registry=None,
 )
+TASKS_RESENT = Counter(
+    "bilheteria_tasks_resent",
+    "Tasks the beat's sweeps sent again because their work had not begun LOST_TASK_GRACE_MINUTES"
+    " after they were sent (the broker lost them, or the queue is that far behind), by task.",
+    ["task"],
+    registry=None,
+)
 
 ALL = (
     TICKETS_SOLD, REVENUE, HOLDS, SEAT_CONFLICTS, CHECKOUT, DECLINES, REFUNDS, REFUNDED,
     WAITING_JOINED, WAITING_ADMITTED, SCANS, SETTLEMENT_RUNS, PAYOUTS_PAID, PAYOUTS_PAID_CENTS,
-    DB_POOL_IN_USE, TASK_RUNS, TASK_SECONDS,
+    DB_POOL_IN_USE, TASK_RUNS, TASK_SECONDS, TASKS_RESENT,
 )  # fmt: skip
 
 # Label values from fixed sets: anything else is counted as "other" (a label per unexpected
@@ -151,6 +158,8 @@ CHECKOUT_OUTCOMES = (
 REFUND_SOURCES = ("customer", "partner", "admin", "event_cancelled", "system")
 SETTLEMENT_RESULTS = ("matched", "mismatch")
 TASK_STATES = ("succeeded", "failed", "retried")
+# The tasks a sweep sends again when the broker lost them.
+RESENT_TASKS = ("reports.generate", "refunds.cancelled_event")
 
 
 def bounded(value: str | None, allowed: Iterable[str]) -> str:
@@ -189,6 +198,12 @@ def initialize_tasks(names: Iterable[str]) -> None:
         TASK_SECONDS.labels(name)
         for state in TASK_STATES:
             TASK_RUNS.labels(name, state)
+    for name in RESENT_TASKS:
+        TASKS_RESENT.labels(name)
+
+
+def count_resent(task: str) -> None:
+    TASKS_RESENT.labels(bounded(task, RESENT_TASKS)).inc()
 
 
 # Children looked up once: a gate's scan is counted without a label lookup.

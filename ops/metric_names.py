@@ -58,6 +58,8 @@ WORKER: frozenset[str] = frozenset(
         "bilheteria_celery_task_seconds_bucket",
         "bilheteria_celery_task_seconds_sum",
         "bilheteria_celery_task_seconds_count",
+        # the beat's sweeps: reports' and refunds' tasks sent again (the broker lost them)
+        "bilheteria_tasks_resent_total",
     }
 )
 

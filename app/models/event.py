@@ -231,6 +231,11 @@ class Event(Model):
     armed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     published_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # A cancelled event's refund task (services/refunds.py, ``resend_lost``): when the beat's
+    # sweep last sent it again (None: only the cancellation sent it, at cancelled_at), and when
+    # a run of it was last seen working. Sent and not seen since: the broker lost it.
+    refunds_sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    refunds_seen_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime, nullable=False, default=utcnow, onupdate=utcnow

@@ -79,6 +79,10 @@ class Report(Model):
     error: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # When the beat's sweep last sent its task again (None: only the request sent it, at
+    # created_at): a report still pending this long after (LOST_TASK_GRACE_MINUTES) lost its
+    # task (services/reports, ``resend_lost``).
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     partner: Mapped[Partner | None] = relationship()

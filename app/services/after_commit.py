@@ -15,6 +15,7 @@ from collections.abc import Callable
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
+from app import metrics
 from app.extensions import celery
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,17 @@ def enqueue(session: Session, task_name: str, *args: object) -> None:
     """Send the Celery task ``task_name`` with ``args`` once the transaction commits. By name:
     services do not import the task modules, which import the services."""
     after_commit(session, lambda: celery.tasks[task_name].delay(*args))
+
+
+def enqueue_again(session: Session, task_name: str, *args: object) -> None:
+    """``enqueue``, for a task a sweep sends again because the first one was lost: counted,
+    once sent, in ``bilheteria_tasks_resent_total``."""
+
+    def send() -> None:
+        celery.tasks[task_name].delay(*args)
+        metrics.count_resent(task_name)
+
+    after_commit(session, send)
 
 
 @event.listens_for(Session, "after_commit")

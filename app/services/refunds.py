@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 from flask_babel import gettext
-from sqlalchemy import select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from app import metrics
@@ -22,6 +22,7 @@ from app.i18n import current_locale
 from app.models import (
     Conflict,
     DomainError,
+    Event,
     EventStatus,
     NotFound,
     Order,
@@ -34,8 +35,9 @@ from app.models import (
     TicketStatus,
     local_time,
 )
-from app.models.base import utcnow
+from app.models.base import any_of, utcnow
 from app.services import ledger
+from app.services.after_commit import enqueue_again
 from app.services.checkin import arming
 from app.services.checkin.entries import first_entries
 from app.services.locking import busy_on_lock_failure
@@ -411,20 +413,78 @@ def record_chargeback(
     return order
 
 
-def cancelled_events_with_paid_orders(session: Session) -> list[int]:
-    """Cancelled events some of whose orders are still paid: their refund task was lost (the
-    broker down when the event was cancelled, or a message lost on a restart) or gave up."""
-    from app.models import Event, EventStatus
+# A cancelled event's refund run not seen working for this long has stopped (its worker died
+# and the redelivery was lost, its retry was lost, or it gave up): longer than the task waits
+# between retries (at most 30 minutes, tasks/refunds.py).
+REFUND_RUN_STALLED = dt.timedelta(hours=1)
 
-    return list(
+
+def resend_lost(
+    session: Session, now: dt.datetime, grace: dt.timedelta, *, batch: int = 500
+) -> list[int]:
+    """Send the refund task again for every cancelled event with orders still paid whose task
+    was lost: sent (by the cancellation, or by this sweep) more than ``grace`` ago and not seen
+    running since, or seen last more than REFUND_RUN_STALLED ago (stopped: a worker died and its
+    redelivery was lost, or the task gave up). Returns their ids. An event whose run is under
+    way or waiting for its retry is left alone, and so is one sent again less than ``grace`` ago,
+    whoever else sweeps at the same time (its row locked, SKIP LOCKED). A run refunds only what
+    is still paid, and each order once (``refund_order``), however many runs there are."""
+    last_sent = func.coalesce(Event.refunds_sent_at, Event.cancelled_at)
+    paid_left = (
+        select(Order.id)
+        .where(Order.event_id == Event.id, Order.status == OrderStatus.PAID)
+        .exists()
+    )
+    lost = list(
         session.scalars(
-            select(Order.event_id)
-            .join(Event, Event.id == Order.event_id)
-            .where(Event.status == EventStatus.CANCELLED, Order.status == OrderStatus.PAID)
-            .distinct()
-            .order_by(Order.event_id)
+            select(Event.id)
+            .where(
+                Event.status == EventStatus.CANCELLED,
+                last_sent < now - grace,
+                or_(
+                    Event.refunds_seen_at.is_(None),
+                    Event.refunds_seen_at < last_sent,
+                    Event.refunds_seen_at < now - max(grace, REFUND_RUN_STALLED),
+                ),
+                paid_left,
+            )
+            .order_by(Event.id)
+            .limit(batch)
+            # FOR NO KEY UPDATE: the rows that refer to the event are not held up.
+            .with_for_update(skip_locked=True, key_share=True)
         )
     )
+    if lost:
+        session.execute(
+            update(Event)
+            .where(any_of(Event.id, lost))
+            .values(refunds_sent_at=now, updated_at=Event.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+        for event_id in lost:
+            enqueue_again(session, "refunds.cancelled_event", event_id)
+        log.warning("refund tasks of cancelled events sent again", extra={"event_ids": lost})
+    session.commit()
+    return lost
+
+
+def _seen_running(session: Session, event_id: int) -> None:
+    """Note that a refund run of the event is working (``resend_lost`` reads it), in a
+    transaction of its own; not when another holds the event's row right now (SKIP LOCKED: the
+    run never waits for it; at worst a sweep sends the task again, which costs a run that finds
+    less to do, never a second refund)."""
+    held = (
+        select(Event.id)
+        .where(Event.id == event_id)
+        .with_for_update(skip_locked=True, key_share=True)
+    )
+    session.execute(
+        update(Event)
+        .where(Event.id.in_(held.scalar_subquery()))
+        .values(refunds_seen_at=utcnow(), updated_at=Event.updated_at)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
 
 
 class RefundsUnfinished(Exception):
@@ -451,6 +511,7 @@ def refund_event_orders(
     tried = 0  # orders are taken in id order, past the last one tried (a stadium's orders are
     # too many to name those tried in the query)
     while True:
+        _seen_running(session, event_id)
         order_ids = session.scalars(
             select(Order.id)
             .where(

@@ -52,11 +52,10 @@ def init_celery(app: Flask) -> Celery:
             "checkin-arm-due": {"task": "checkin.arm_due", "schedule": 300.0},
             # Each day is reconciled once, after it is over: hourly only catches up sooner.
             "reconcile-settlements": {"task": "money.reconcile_settlements", "schedule": 3600.0},
-            # A cancelled event's refund task lost or given up: sent again.
-            "sweep-cancelled-events": {
-                "task": "refunds.sweep_cancelled_events",
-                "schedule": 3600.0,
-            },
+            # A report's or a cancelled event's refund task the broker lost (its work not begun
+            # LOST_TASK_GRACE_MINUTES after it was sent), or a refund run given up: sent again.
+            "resend-lost-reports": {"task": "reports.resend_lost", "schedule": 60.0},
+            "resend-lost-refunds": {"task": "refunds.resend_lost", "schedule": 60.0},
             # Mails due again after a failure, whose task was lost, or whose sender died.
             "mail-send-due": {"task": "mail.send_due", "schedule": 30.0},
             # Partners' daily sales summary: 10:00 UTC, 07:00 in São Paulo.

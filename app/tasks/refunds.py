@@ -1,6 +1,11 @@
 """Refunding a cancelled event's orders in the background (resumable, never twice)."""
 
+import datetime as dt
+
+from flask import current_app
+
 from app.extensions import db
+from app.models.base import utcnow
 from app.services import refunds
 from app.services.payments import gateway
 from app.tasks import celery
@@ -21,12 +26,9 @@ def refund_cancelled_event(event_id: int) -> int:
     return refunds.refund_event_orders(db.session, gateway(), event_id)
 
 
-@celery.task(name="refunds.sweep_cancelled_events")
-def sweep_cancelled_events() -> list[int]:
-    """Hourly: send the refund task again for every cancelled event with orders still paid
-    (a run refunds only what is still paid, so a task that was not lost costs nothing)."""
-    event_ids = refunds.cancelled_events_with_paid_orders(db.session)
-    db.session.rollback()
-    for event_id in event_ids:
-        refund_cancelled_event.delay(event_id)
-    return event_ids
+@celery.task(name="refunds.resend_lost")
+def resend_lost() -> list[int]:
+    """Every minute: the refund task sent again for cancelled events whose task was lost
+    (services/refunds.py, ``resend_lost``)."""
+    grace = dt.timedelta(minutes=current_app.config["LOST_TASK_GRACE_MINUTES"])
+    return refunds.resend_lost(db.session, utcnow(), grace)

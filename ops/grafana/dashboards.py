@@ -715,7 +715,20 @@ def platform() -> DashboardModel:
                 "p50, p95 and p99 of each task's run time.",
                 quantiles("bilheteria_celery_task_seconds_bucket", "task"),
                 unit="s",
-                width=24,
+            )
+        )
+        .with_panel(
+            graph(
+                "Tasks sent again, by task",
+                "Report and refund tasks the beat's sweeps sent again because their work had not"
+                " begun LOST_TASK_GRACE_MINUTES after they were sent: the broker lost them, or"
+                " the queue was that far behind (docs/RUNBOOK.md, stuck reports and refunds).",
+                [
+                    query(
+                        "sum by (task) (increase(bilheteria_tasks_resent_total[$__rate_interval]))",
+                        "{{task}}",
+                    )
+                ],
             )
         )
         .with_row(dash.Row("PostgreSQL"))

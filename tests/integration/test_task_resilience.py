@@ -9,18 +9,13 @@ import pytest
 from sqlalchemy import select, update
 
 from app.extensions import db
-from app.models import Order, OrderStatus, Payment, SettlementDay
+from app.models import Order, Payment, SettlementDay
 from app.models.base import utcnow
 from app.services import payments, refunds
 from app.tasks import celery
 from tests.support.shop import buy
 
 pytestmark = pytest.mark.usefixtures("db_context")
-
-
-def statuses() -> list[str]:
-    db.session.expire_all()
-    return [o.status for o in db.session.scalars(select(Order).order_by(Order.id))]
 
 
 def test_one_pending_refund_that_fails_does_not_hold_back_the_others(client, on_sale, monkeypatch):
@@ -103,27 +98,3 @@ def test_workers_log_as_the_app_does_and_the_database_connection_times_out():
         "SQLALCHEMY_ENGINE_OPTIONS"
     ]
     assert options["connect_args"]["connect_timeout"] == 5  # a silent server fails, not hangs
-
-
-def test_a_lost_refund_task_is_sent_again_by_the_hourly_sweep(client, on_sale, monkeypatch):
-    """The event was cancelled while the broker was down: its refund task never ran."""
-    from app.services import events as event_service
-    from app.services.scoping import SYSTEM
-
-    for _ in range(2):
-        buy(client, on_sale, 1)
-    monkeypatch.setattr(event_service, "enqueue", lambda *args: None)  # the message is lost
-    event_service.cancel_event(db.session, on_sale.id, SYSTEM, "Storm")
-    assert statuses() == [OrderStatus.PAID] * 2
-    monkeypatch.undo()
-    assert celery.conf.beat_schedule["sweep-cancelled-events"]["schedule"] == 3600.0
-    refund_task = celery.tasks["refunds.cancelled_event"]
-    sent = []
-    # What a worker would do with the message (with Redis configured, .delay only sends it).
-    monkeypatch.setattr(
-        refund_task, "delay", lambda event_id: sent.append(refund_task.apply(args=[event_id]))
-    )
-    assert celery.tasks["refunds.sweep_cancelled_events"].apply().get() == [on_sale.id]
-    assert [result.get() for result in sent] == [2]
-    assert statuses() == [OrderStatus.REFUNDED] * 2
-    assert celery.tasks["refunds.sweep_cancelled_events"].apply().get() == []

@@ -20,8 +20,9 @@ from pathlib import Path
 
 from flask import current_app
 from flask_babel import force_locale, gettext
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from app.i18n import DEFAULT_LOCALE, current_locale
 from app.models import (
@@ -35,8 +36,8 @@ from app.models import (
     ReportKind,
     ReportStatus,
 )
-from app.models.base import utcnow
-from app.services.after_commit import enqueue
+from app.models.base import any_of, utcnow
+from app.services.after_commit import enqueue, enqueue_again
 from app.services.reports.contents import (
     BUILDERS,
     NEEDS_PERIOD,
@@ -62,6 +63,7 @@ __all__ = [
     "money",
     "report_file",
     "request_report",
+    "resend_lost",
     "sales_rows",
     "spreadsheet_cell",
 ]
@@ -169,6 +171,45 @@ def _path_of(file_name: str, directory: Path) -> Path:
     return directory / Path(file_name).name
 
 
+def resend_lost(
+    session: Session, now: dt.datetime, grace: dt.timedelta, *, batch: int = 500
+) -> list[int]:
+    """Send the task again for every report whose task has not begun ``grace`` after it was
+    last sent (the broker lost it, or its queue is that far behind), and for every report a
+    dead worker left running that long (its redelivery lost too); returns their ids. A report
+    being written is skipped (its writer holds its row: SKIP LOCKED), and so is one sent again
+    less than ``grace`` ago, whoever else sweeps at the same time. The task writes a report
+    once however often it is sent (``generate_report``)."""
+    due = now - grace
+    lost = list(
+        session.scalars(
+            select(Report.id)
+            .where(
+                func.coalesce(Report.sent_at, Report.created_at) < due,
+                or_(
+                    Report.status == ReportStatus.PENDING,
+                    and_(Report.status == ReportStatus.RUNNING, Report.started_at < due),
+                ),
+            )
+            .order_by(Report.id)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if lost:
+        session.execute(
+            update(Report)
+            .where(any_of(Report.id, lost))
+            .values(sent_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        for report_id in lost:
+            enqueue_again(session, "reports.generate", report_id)
+        log.warning("report tasks sent again", extra={"report_ids": lost})
+    session.commit()
+    return lost
+
+
 # A partial file older than this was left by a worker that died writing it.
 PARTIAL_FILE_MAX_AGE = dt.timedelta(days=1)
 
@@ -204,48 +245,104 @@ def delete_old_files(session: Session, directory: Path, now: dt.datetime | None 
 
 
 def generate_report(session: Session, report_id: int, directory: Path) -> Report:
-    """Write the report's file (the task). A written report is left alone; one a dead worker left
-    running is written again. A failure is recorded on the report for its reader to see."""
-    report = session.get(Report, report_id)
-    if report is None:
-        raise NotFound(gettext("Report %(report_id)s not found.", report_id=report_id))
-    if report.status == ReportStatus.DONE:
-        return report
-    report.start(utcnow())
-    session.commit()
+    """Write the report's file (the task), once however many times its task is delivered: a
+    written report is left alone, and so is one another run is writing (the writer holds the
+    report's row locked until the file is in place and the report done); one a dead worker left
+    running (its row no longer locked) is written again. A failure is recorded on the report for
+    its reader to see."""
+    started = _claim(session, report_id)
+    if started is None:
+        session.rollback()
+        return session.get(Report, report_id)
     # The file (its headers) and any error in the language of whoever asked, not the task's.
-    with force_locale(report.params.get("locale") or DEFAULT_LOCALE):
+    with force_locale(_locale_of(session, report_id)):
         try:
-            file_name, rows = _write(session, report, directory)
+            report = _write(session, report_id, started, directory)
         except Exception as exc:
             session.rollback()
             log.exception("report failed", extra={"report_id": report_id})
             failed = gettext("The file could not be written.")
-            report.fail(exc.message if isinstance(exc, DomainError) else failed, utcnow())
-            session.commit()
-            return report
-    report.finish(file_name, rows, utcnow())
-    session.commit()
-    log.info("report written", extra={"report_id": report_id, "rows": rows})
+            return _fail(
+                session, report_id, started, exc.message if isinstance(exc, DomainError) else failed
+            )
+    if report is None:  # another run claimed it between this one's claim and its lock
+        session.rollback()
+        return session.get(Report, report_id)
+    log.info("report written", extra={"report_id": report_id, "rows": report.row_count})
     return report
 
 
-def _write(session: Session, report: Report, directory: Path) -> tuple[str, int]:
+def _locked(session: Session, report_id: int, *conditions: ColumnElement[bool]) -> Report | None:
+    """The report, its row locked for this transaction; None when another transaction holds it
+    (SKIP LOCKED: a run writing it) or ``conditions`` do not hold."""
+    return session.scalars(
+        select(Report)
+        .where(Report.id == report_id, *conditions)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    ).first()
+
+
+def _claim(session: Session, report_id: int) -> dt.datetime | None:
+    """Mark the report running for this run; returns when it started (this run's claim), or
+    None when there is nothing to do: written already, expired, or being written by another run
+    right now."""
+    report = _locked(session, report_id)
+    if report is None:
+        if session.get(Report, report_id) is None:
+            raise NotFound(gettext("Report %(report_id)s not found.", report_id=report_id))
+        return None  # its writer holds it
+    if report.status in (ReportStatus.DONE, ReportStatus.EXPIRED):
+        return None
+    started = utcnow()
+    report.start(started)
+    session.commit()
+    return started
+
+
+def _locale_of(session: Session, report_id: int) -> str:
+    params = session.scalar(select(Report.params).where(Report.id == report_id)) or {}
+    session.rollback()
+    return params.get("locale") or DEFAULT_LOCALE
+
+
+def _fail(session: Session, report_id: int, started: dt.datetime, error: str) -> Report:
+    """Record the failure, unless another run claimed the report since this one did."""
+    report = _locked(session, report_id, Report.started_at == started)
+    if report is not None:
+        report.fail(error, utcnow())
+    session.commit()
+    return session.get(Report, report_id)
+
+
+def _write(
+    session: Session, report_id: int, started: dt.datetime, directory: Path
+) -> Report | None:
+    """In one transaction, which reads one snapshot and holds the report's row: the rows, the
+    file renamed into place, the report done. None when another run claimed the report since
+    this one did (it writes it)."""
+    _begin_snapshot(session)
+    report = _locked(
+        session, report_id, Report.status == ReportStatus.RUNNING, Report.started_at == started
+    )
+    if report is None:
+        return None
     kind = ReportKind(report.kind)
     period = Period.from_params(report.params)
     directory.mkdir(parents=True, exist_ok=True)
     name = f"report-{report.id}.{report.format}"
-    # One partial file per run: a second delivery of the task running at the same time must
-    # not write into (or rename away) this one's.
+    # One partial file per run, renamed into place once complete: a run that dies leaves only
+    # its own partial file (delete_old_files removes it), never a half-written report.
     partial = directory / f".{name}.{uuid.uuid4().hex[:12]}.part"
-    _begin_snapshot(session)
     try:
         count = _write_rows(session, report, kind, period, partial)
         os.replace(partial, directory / name)
     finally:
         partial.unlink(missing_ok=True)
-    session.commit()  # ends the snapshot (and keeps ledger accounts created on first look)
-    return name, count
+    report.finish(name, count, utcnow())
+    # Ends the snapshot and releases the row (and keeps ledger accounts created on first look).
+    session.commit()
+    return report
 
 
 def _write_rows(
