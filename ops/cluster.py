@@ -182,6 +182,7 @@ class Cluster:
             "SECRET_KEY": self.secret("secret_key"),
             "METRICS_TOKEN": self.secret("metrics_token"),
             "SESSION_COOKIE_SECURE": "false",  # plain HTTP on one machine; TLS ends at the balancer
+            "PROXY_HOPS": "1",  # the client's address from HAProxy's X-Forwarded-For
             "FAB_UPDATE_PERMS": "false",
             "PYTHONUNBUFFERED": "1",
         }
