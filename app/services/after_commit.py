@@ -10,8 +10,10 @@ exist); one sent after a plain ``commit()`` call is lost when the caller forgets
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
+from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -30,10 +32,19 @@ def after_commit(session: Session, callback: Callable[[], object]) -> None:
     session.info.setdefault(_PENDING, []).append(callback)
 
 
+# After the broker refused a task, this process sends none for this long: each send would
+# first spend kombu's retries (about 0.7 s with Redis refusing connections) inside a request.
+# Every task sent through ``enqueue`` has a sweep that sends it again (mail.send_due,
+# reports.resend_lost, refunds.resend_lost), so a task not sent now is late, not lost.
+BROKER_PAUSE_SECONDS = 10.0
+_broker_paused_until = 0.0
+
+
 def enqueue(session: Session, task_name: str, *args: object) -> None:
     """Send the Celery task ``task_name`` with ``args`` once the transaction commits. By name:
-    services do not import the task modules, which import the services."""
-    after_commit(session, lambda: celery.tasks[task_name].delay(*args))
+    services do not import the task modules, which import the services. While the broker is
+    down it is not sent (see BROKER_PAUSE_SECONDS): its sweep sends it later."""
+    after_commit(session, lambda: _send(task_name, args))
 
 
 def enqueue_again(session: Session, task_name: str, *args: object) -> None:
@@ -41,10 +52,28 @@ def enqueue_again(session: Session, task_name: str, *args: object) -> None:
     once sent, in ``bilheteria_tasks_resent_total``."""
 
     def send() -> None:
-        celery.tasks[task_name].delay(*args)
-        metrics.count_resent(task_name)
+        if _send(task_name, args):
+            metrics.count_resent(task_name)
 
     after_commit(session, send)
+
+
+def _send(task_name: str, args: tuple[object, ...]) -> bool:
+    """Send the task unless the broker failed moments ago; whether it was sent."""
+    global _broker_paused_until
+    if time.monotonic() < _broker_paused_until:
+        log.info("broker down: task %s left to its sweep", task_name)
+        return False
+    try:
+        celery.tasks[task_name].delay(*args)
+    except KombuOperationalError:
+        _broker_paused_until = time.monotonic() + BROKER_PAUSE_SECONDS
+        log.warning(
+            "broker down: task %s left to its sweep; no task is sent for %.0f s",
+            task_name, BROKER_PAUSE_SECONDS, exc_info=True,
+        )  # fmt: skip
+        return False
+    return True
 
 
 @event.listens_for(Session, "after_commit")
