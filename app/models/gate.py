@@ -15,10 +15,12 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Table,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
@@ -103,6 +105,13 @@ class CheckinEntry(Model):
     whether the holder is in or out now. One row per ticket: the key admits it once."""
 
     __tablename__ = "checkin_entry"
+    __table_args__ = (
+        Index(
+            "ix_checkin_entry_redis_pending",
+            "redis_pending_at",
+            postgresql_where=text("redis_pending_at IS NOT NULL"),
+        ),
+    )
 
     ticket_id: Mapped[int] = mapped_column(
         Integer, ForeignKey("ticket.id", ondelete="CASCADE"), primary_key=True
@@ -114,3 +123,6 @@ class CheckinEntry(Model):
     first_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
     first_gate: Mapped[str] = mapped_column(String(100), nullable=False)
     last_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+    # When the database store changed this entry while Redis was unreachable and Redis has not
+    # been told yet (services/checkin/catch_up.py); null once it has, or when it never had to.
+    redis_pending_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

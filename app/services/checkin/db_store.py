@@ -5,6 +5,11 @@ A ticket's entry is its row of ``checkin_entry``; ``rules.decide_entry`` decides
 that row, locked. The table's unique ticket key takes a first entry, so of two gates scanning a
 ticket at once one wins. The scan is logged in the same transaction, and a retry with the same
 nonce gets the first answer back from the log.
+
+As Redis's fallback (``redis_pending``), every entry it changes is marked for Redis in the same
+transaction (``checkin_entry.redis_pending_at``), and ``catch_up`` tells Redis once it answers
+again. It sees every entry Redis took before it failed: Redis's scans are written to the
+database before they are answered (``scan_log.write_through``).
 """
 
 from __future__ import annotations
@@ -45,14 +50,16 @@ from app.services.checkin.scanners import Scanner
 
 
 class DbStore:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, *, redis_pending: bool = False) -> None:
+        """``redis_pending``: judging in Redis's stead; the entries changed are marked for it."""
         self.session = session
+        self.redis_pending = redis_pending
 
     def recall(self, nonce: str) -> FirstAnswer | None:
         row = self.session.scalar(select(CheckIn).where(CheckIn.nonce == nonce))
         if row is None:
             return None
-        return FirstAnswer(row.request_fingerprint, _answer_of(self.session, row))
+        return FirstAnswer(row.request_fingerprint, logged_answer(self.session, row))
 
     def event_info(self, event_id: int) -> EventInfo | None:
         return event_info_from_db(self.session, event_id)
@@ -69,7 +76,7 @@ class DbStore:
     def enter(
         self, info: EventInfo, ticket_id: int, request: ScanRequest, nonce: str
     ) -> tuple[str, str | None, str | None]:
-        return enter_in_db(self.session, info, ticket_id, request)
+        return enter_in_db(self.session, info, ticket_id, request, redis_pending=self.redis_pending)
 
     def record(
         self,
@@ -81,7 +88,7 @@ class DbStore:
     ) -> FirstAnswer:
         if outcome.log_event_id is not None:
             self.session.add(_log_row(scanner, request, fingerprint, outcome, answer, utcnow()))
-        mine = FirstAnswer(fingerprint, answer)
+        mine = FirstAnswer(fingerprint, answer, mine=True)
         try:
             self.session.commit()
         except IntegrityError:
@@ -112,15 +119,21 @@ def event_info_of(event: Event) -> EventInfo:
 
 
 def enter_in_db(
-    session: Session, info: EventInfo, ticket_id: int, request: ScanRequest
+    session: Session,
+    info: EventInfo,
+    ticket_id: int,
+    request: ScanRequest,
+    *,
+    redis_pending: bool = False,
 ) -> tuple[str, str | None, str | None]:
     """The scan's effect on the ticket's entry: (result, first entry's time and gate when
-    already used)."""
+    already used). ``redis_pending``: a change is marked for Redis, which did not see it."""
     entry = session.get(CheckinEntry, ticket_id, with_for_update=True, populate_existing=True)
     decision = decide_entry(
         entry.state if entry is not None else None, request.direction, info.allow_reentry
     )
     at = request.scanned_at
+    pending = utcnow() if redis_pending else None
     if entry is None and decision.state is not None:
         taken = session.execute(
             pg_insert(CheckinEntry)
@@ -131,14 +144,17 @@ def enter_in_db(
                 first_at=at,
                 first_gate=request.gate,
                 last_at=at,
+                redis_pending_at=pending,
             )
             .on_conflict_do_nothing()
             .returning(CheckinEntry.ticket_id)
         ).scalar()
         if taken is None:  # another gate's first entry won: decide again on its row
-            return enter_in_db(session, info, ticket_id, request)
+            return enter_in_db(session, info, ticket_id, request, redis_pending=redis_pending)
     elif entry is not None and decision.state != entry.state:
         entry.state, entry.last_at = decision.state, at
+        if pending is not None:
+            entry.redis_pending_at = pending
     if decision.result == ScanResult.ALREADY_USED:
         return decision.result, iso(entry.first_at), entry.first_gate
     return decision.result, None, None
@@ -239,7 +255,7 @@ def _log_row(
     )
 
 
-def _answer_of(session: Session, row: CheckIn) -> dict[str, Any]:
+def logged_answer(session: Session, row: CheckIn) -> dict[str, Any]:
     """The answer a logged scan got, rebuilt for a retry with the same nonce."""
     answer: dict[str, Any] = {"result": row.result}
     if row.ticket_id is not None:

@@ -1,21 +1,26 @@
-"""The fast path: a device's scan of an armed event answered in one Redis round trip, for the
-WSGI layer in front of the app (``app/views/checkin_fast.py``), without Flask.
+"""The fast path: a device's scan of an armed event answered in one Redis round trip and one
+database transaction, for the WSGI layer in front of the app (``app/views/checkin_fast.py``),
+without Flask.
 
 Python parses the request and verifies the code's signature (with the armed event's public key,
 cached a few seconds per process); one Lua script (``fast_scan.lua``) does the rest of
-``scanning.evaluate`` with the Redis store, in the same order, answers, keeps the answer under
-its nonce and queues the scan log. Anything it cannot answer (a staff login, a malformed
-request, an unknown or revoked device, an event not armed yet, a nonce sent with another scan)
-goes to the full path.
+``scanning.evaluate`` with the Redis store, in the same order, keeps the answer under its nonce
+and queues the scan log. The scan is then written to the database, which may overrule an
+admission, before it is answered (``scan_log.write_through``; Redis's answer stands while the
+database is unreachable). Anything it cannot answer (a staff login, a malformed request, an
+unknown or revoked device, an event not armed yet, a nonce sent with another scan) goes to the
+full path.
 """
 
 from __future__ import annotations
 
+import json
 import time
 
 import redis
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import Engine
 
 from app import json_body, metrics
 from app.models import DomainError, token_hash
@@ -33,6 +38,7 @@ from app.services.checkin.redis_keys import (
     tickets_key,
 )
 from app.services.checkin.rules import fingerprint, iso, parse_scan
+from app.services.checkin.scan_log import write_through
 
 _FAST_KEYS: dict[int, tuple[Ed25519PublicKey, float]] = {}
 _FAST_KEY_SECONDS = 5.0
@@ -59,8 +65,11 @@ def _fast_public_key(client: redis.Redis, event_id: int) -> Ed25519PublicKey | N
     return key
 
 
-def fast_scan(client: redis.Redis, token: str, body: bytes) -> bytes | None:
-    """Answer a device's scan of an armed event in one Redis round trip, or None when the full
+def fast_scan(
+    client: redis.Redis, token: str, body: bytes, database: Engine | None = None
+) -> bytes | None:
+    """Answer a device's scan of an armed event in one Redis round trip, written to
+    ``database`` before it is answered (None: left to the queue's flush), or None when the full
     path must answer (a staff login, a malformed request, an unknown device, an event not armed
     yet, a nonce sent with another scan)."""
     if not token or token.count(".") == 2:
@@ -87,6 +96,7 @@ def fast_scan(client: redis.Redis, token: str, body: bytes) -> bytes | None:
             verdict = "bad_signature"
     now = utcnow()
     digest = token_hash(token)
+    wanted = fingerprint(request)
     reply = script(client, "fast_scan")(
         keys=[
             device_key(digest), REVOKED_DEVICES_KEY, event_key(event_id),
@@ -95,11 +105,20 @@ def fast_scan(client: redis.Redis, token: str, body: bytes) -> bytes | None:
         args=[
             verdict, event_id, ticket_id, label, request.direction, iso(request.scanned_at),
             request.gate, iso(now), request.event_id or "", request.scanned_at.isoformat(),
-            now.isoformat(), NONCE_TTL_SECONDS, request.nonce, digest, fingerprint(request),
+            now.isoformat(), NONCE_TTL_SECONDS, request.nonce, digest, wanted,
         ],
     )  # fmt: skip
     if reply[0] in ("noauth", "reused"):  # not cached or revoked; another scan's nonce
         return None
-    if reply[0] == "new":  # a retry ("old") was counted when first answered
+    if reply[0] == "old":  # a retry's first answer (counted when first answered)
+        return reply[1].encode()
+    if database is None:
         metrics.count_scan(reply[2], "fast")
-    return reply[1].encode()  # "new" (this scan's answer) or "old" (a retry's first answer)
+        return reply[1].encode()
+    answer = json.loads(reply[1])
+    first = write_through(database, client, json.loads(reply[3]), answer, wanted)
+    if first.fingerprint != wanted:  # the database logged this nonce for another scan
+        return None  # the full path answers nonce_reused
+    if first.mine:
+        metrics.count_scan(first.answer["result"], "fast")
+    return reply[1].encode() if first.answer is answer else json.dumps(first.answer).encode()

@@ -9,7 +9,8 @@
 -- A nonce's value is the fingerprint of its first scan, then that scan's answer
 -- (redis_keys.nonce_value). The nonce sent with another scan is left to the full path ('reused'),
 -- which refuses it.
--- Replies: {'noauth'}, {'reused'}, {'old', first answer} or {'new', answer, its result}.
+-- Replies: {'noauth'}, {'reused'}, {'old', first answer} or {'new', answer, its result, the
+-- log record} (the record, as queued, is written to the database before the answer leaves).
 local dev = redis.call('GET', KEYS[1])
 if not dev or redis.call('SISMEMBER', KEYS[2], ARGV[14]) == 1 then return {'noauth'} end
 local scanner = cjson.decode(dev)
@@ -92,9 +93,10 @@ local log_ticket = cjson.null
 if outcome_event and outcome_event == log_event then log_ticket = ticket end
 local body = cjson.encode(answer)
 redis.call('SET', nonce_key, ARGV[15] .. body, 'EX', ARGV[12])
-redis.call('RPUSH', KEYS[7], cjson.encode({
+local record = cjson.encode({
   event_id = log_event, ticket_id = log_ticket, gate = gate, direction = direction,
   result = answer.result, nonce = nonce, request_fingerprint = ARGV[15], scanned_at = ARGV[10], recorded_at = ARGV[11],
   device_id = scanner.device_id or cjson.null, user_id = scanner.user_id or cjson.null,
-  offline = false, device_verdict = cjson.null, conflict = false, entry_state = entry_state}))
-return {'new', body, answer.result}
+  offline = false, device_verdict = cjson.null, conflict = false, entry_state = entry_state})
+redis.call('RPUSH', KEYS[7], record)
+return {'new', body, answer.result, record}

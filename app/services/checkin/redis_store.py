@@ -1,5 +1,5 @@
-"""The Redis store: a scan of an armed event judged from Redis alone, so the gates keep working
-with PostgreSQL down.
+"""The Redis store: a scan of an armed event judged from Redis, so the gates keep working with
+PostgreSQL down, and written to the database before it is answered while PostgreSQL is up.
 
 An event is *armed* when its public key, doors, revocations, entries and gate credentials are
 copied into Redis (``arming``); an event not armed yet is armed from the database on its first
@@ -7,8 +7,10 @@ scan. Entries are taken by one atomic script (``enter.lua``: the first ``in`` of
 like ``SET NX``; with re-entry an ``out`` allows one later ``in``). A scan's answer (with its
 request's fingerprint) is kept under its nonce and the scan queued for the database log by a
 second script (``record.lua``), in one step, so a retry gets the first answer and is logged
-once; ``scan_log.flush_scan_log`` writes the queue to the database, idempotent by nonce, so
-nothing is lost or doubled when the database comes back.
+once. The scan is then written to the database, which may overrule an admission
+(``scan_log.write_through``): only then is it answered. The queue is what the database gets
+when it cannot be written now (``scan_log.flush_scan_log``), idempotent by nonce, so nothing
+is lost or doubled when the database comes back.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from app.services.checkin.rules import (
     iso,
     parse_time,
 )
+from app.services.checkin.scan_log import write_through
 from app.services.checkin.scanners import Scanner
 
 log = logging.getLogger(__name__)
@@ -145,7 +148,9 @@ class RedisStore:
                 NONCE_TTL_SECONDS,
             ],
         )
-        return read_nonce_value(earlier) if earlier else FirstAnswer(fingerprint, answer)
+        if earlier:
+            return read_nonce_value(earlier)
+        return write_through(self.session, self.client, entry, answer, fingerprint)
 
 
 def _entry_state(outcome: Outcome, request: ScanRequest) -> str | None:

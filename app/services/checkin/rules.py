@@ -91,6 +91,7 @@ class FirstAnswer(NamedTuple):
 
     fingerprint: str | None  # the scan's ``fingerprint`` (None: kept before there were any)
     answer: dict[str, Any]
+    mine: bool = False  # recorded by this request (not a retry's, nor a racing request's)
 
 
 def fingerprint(request: ScanRequest) -> str:

@@ -3,12 +3,15 @@
 A scan verifies the code's Ed25519 signature with the event's public key before anything else,
 then checks the gate's events, the doors (window, cancellation) and revocations, and records the
 entry atomically (``evaluate``; the entry rule itself is ``rules.decide_entry``). Two stores
-answer the same questions: ``RedisStore`` when Redis is configured (the event armed, no
-database on the scan path), ``DbStore`` otherwise, and while Redis is unreachable. A retry with
-the same nonce returns the first answer and records nothing new; the nonce sent with another
-scan (``rules.fingerprint``) is refused, 422 ``nonce_reused``, so a nonce that answered "valid"
-never vouches for another code. Offline scans uploaded later go through the same path in the
-order they were made; a ticket the device admitted that was already used is a conflict.
+answer the same questions: ``RedisStore`` when Redis is configured (the event armed; the scan
+written to the database before it is answered while the database is reachable, which decides
+admissions then: ``scan_log.write_through``), ``DbStore`` otherwise, and while Redis is
+unreachable (what it takes then is told to Redis when it answers again: ``catch_up``). A
+retry with the same nonce returns the first answer and records nothing new; the nonce sent
+with another scan (``rules.fingerprint``) is refused, 422 ``nonce_reused``, so a nonce that
+answered "valid" never vouches for another code. Offline scans uploaded later go through the
+same path in the order they were made; a ticket the device admitted that was already used is a
+conflict.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import logging
 from typing import Any, Protocol
 
 import redis
+from flask import current_app
 from flask_babel import gettext
 from sqlalchemy.orm import Session
 
@@ -25,6 +29,7 @@ from app import metrics
 from app.models import DomainError, ScanResult
 from app.models.base import utcnow
 from app.models.codes import InvalidCode, read_claim, verify_ticket
+from app.services.checkin import catch_up
 from app.services.checkin.db_store import DbStore
 from app.services.checkin.errors import (
     NONCE_REUSED,
@@ -44,6 +49,7 @@ from app.services.checkin.rules import (
     iso,
     parse_scan,
 )
+from app.services.checkin.scan_log import settle_after_fallback
 from app.services.checkin.scanners import Scanner
 
 log = logging.getLogger(__name__)
@@ -110,16 +116,23 @@ def evaluate(store: Store, scanner: Scanner, request: ScanRequest, now: dt.datet
 
 
 def scan(session: Session, scanner: Scanner, request: ScanRequest) -> dict[str, Any]:
-    """Answer one scan and log it. The armed Redis path first; the database otherwise."""
+    """Answer one scan and log it. The armed Redis path first (once Redis has the entries this
+    node took from the database while Redis was unreachable); the database otherwise, marking
+    what it changes for Redis."""
     store = _store_for(session)
     with unavailable_without_database(session):
         try:
+            if isinstance(store, RedisStore) and catch_up.owes(current_app):
+                settle_after_fallback(session)
             return _scan_with(store, scanner, request)
         except (redis.ConnectionError, redis.TimeoutError):
             if isinstance(store, DbStore):
                 raise
             log.error("Redis is unreachable: validating from the database")
-            return _scan_with(DbStore(session), scanner, request)
+            try:
+                return _scan_with(DbStore(session, redis_pending=True), scanner, request)
+            finally:
+                catch_up.note_fallback()
 
 
 def _scan_with(store: Store, scanner: Scanner, request: ScanRequest) -> dict[str, Any]:
@@ -134,10 +147,11 @@ def _scan_with(store: Store, scanner: Scanner, request: ScanRequest) -> dict[str
         answer["conflict"] = bool(
             request.device_verdict == ScanResult.VALID and outcome.result == ScanResult.ALREADY_USED
         )
-    # The first answer under the nonce: this one's, or a racing request's.
+    # The first answer under the nonce: this one's (the database may have overruled Redis's),
+    # or a racing request's.
     first = store.record(scanner, request, wanted, outcome, answer)
-    if first.answer == answer:  # counted once, by the request whose answer stands
-        metrics.count_scan(outcome.result, _path_of(store, request))
+    if first.mine:  # counted once, by the request whose answer stands
+        metrics.count_scan(first.answer["result"], _path_of(store, request))
     return _replay(first, wanted)
 
 
