@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from app import metrics
+from app.failpoints import failpoint
 from app.models import (
     Conflict,
     Forbidden,
@@ -220,6 +221,7 @@ def create_payouts(session: Session, now: dt.datetime) -> list[int]:
         session.commit()
         created.append(payout.id)
         log.info("payout created", extra={"payout_id": payout.id, "amount": amount})
+        failpoint("payouts.after_payout")  # a test kills the worker here (app/failpoints.py)
     return created
 
 

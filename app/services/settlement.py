@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import metrics
+from app.failpoints import failpoint
 from app.models import (
     Conflict,
     LineKind,
@@ -83,6 +84,7 @@ def reconcile_due_days(
         except Exception:  # one day's report failing (the acquirer down) must not stop the rest
             session.rollback()
             log.exception("settlement of %s not reconciled: tried again next run", day)
+        failpoint("settlement.after_day")  # a test kills the worker here (app/failpoints.py)
     return summaries
 
 

@@ -40,9 +40,13 @@ def init_celery(app: Flask) -> Celery:
         # Keep the app's logging (JSON lines with their extra fields) in the worker too.
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
+        # A dead worker's task is looked for every 10 s (kombu's default throttle, 10, would
+        # scan only every 10th time: 100 s) and delivered again once CELERY_VISIBILITY_TIMEOUT
+        # has passed since it was taken.
         broker_transport_options={
             "visibility_timeout": app.config["CELERY_VISIBILITY_TIMEOUT"],
             "unacked_restore_interval": 10,
+            "unacked_restore_throttle": 1,
         },
         timezone="UTC",
         beat_schedule={

@@ -15,18 +15,23 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
+from app.failpoints import DIR_ENV as FAILPOINTS_DIR
+from app.failpoints import ENV as FAILPOINTS_ENV
 from ops.cluster import Cluster, ClusterError, Ports, check_programs
 from tests.support.cluster import cluster_app
 
 pytestmark = pytest.mark.cluster
 
 # Settings of every node and worker in the tests' cluster: a dead worker's task comes back after
-# a minute (the least Celery's setting allows here), buyers are many, passwords cheap.
+# a minute (the least Celery's setting allows here), buyers are many, passwords cheap. The
+# settlement and payout runs stop a while after their first day or payout, once, when a test
+# arms their failpoints (app/failpoints.py: it creates the folder FAILPOINTS_DIR names).
 CLUSTER_ENV = {
     "RATELIMIT_ENABLED": "false",
     "CELERY_VISIBILITY_TIMEOUT": "60",
     "MAX_SPOTS_PER_EVENT": "1000",
     "LOG_LEVEL": "WARNING",
+    FAILPOINTS_ENV: "settlement.after_day=sleep:45,payouts.after_payout=sleep:45",
 }
 
 
@@ -42,8 +47,8 @@ def cluster() -> Iterator[Cluster]:
     # PgBouncer run as their own user and read their files here.
     base = Path(tempfile.mkdtemp(prefix="bilheteria-cluster-"))
     base.chmod(0o755)
-    running = Cluster(base, ports=Ports.free(nodes=2, workers=2), env=CLUSTER_ENV,
-                      prometheus=False)  # fmt: skip
+    env = {**CLUSTER_ENV, FAILPOINTS_DIR: str(base / "failpoints")}
+    running = Cluster(base, ports=Ports.free(nodes=2, workers=2), env=env, prometheus=False)
     try:
         running.start()
     except ClusterError:

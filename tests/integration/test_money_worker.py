@@ -49,9 +49,9 @@ TASK = "refunds.cancelled_event"
 ORDERS = 120  # paid orders of the cancelled event: the task refunds them 50 at a time
 # The Redis transport hands an unacknowledged message to another worker once it is older than
 # ``visibility_timeout`` (kombu's default: an hour), checked every ``unacked_restore_interval``
-# seconds (x ``unacked_restore_throttle``, 10 x 10 s by default). The app does not set them
-# (app/tasks/__init__.py): a worker killed outright has its task redelivered after an hour. The
-# restarted-worker test runs its workers with these, on top of the app's configuration.
+# seconds (x ``unacked_restore_throttle``, 10 x 10 s by default). The app sets a visibility timeout
+# of CELERY_VISIBILITY_TIMEOUT (at least a minute) and a look every 10 s (app/tasks/__init__.py).
+# The restarted-worker test runs its workers with these, on top of the app's configuration.
 REDELIVERY = {
     "visibility_timeout": 5,
     "unacked_restore_interval": 1,
@@ -260,3 +260,6 @@ def test_a_dead_workers_task_is_redelivered_within_the_configured_visibility_tim
 
     options = celery.conf.broker_transport_options
     assert options["visibility_timeout"] == app.config["CELERY_VISIBILITY_TIMEOUT"] <= 3600
+    # Looked for every 10 s, not every 100 s (kombu scans on every unacked_restore_throttle-th
+    # look only, 10 unless set).
+    assert options["unacked_restore_interval"] * options.get("unacked_restore_throttle", 10) <= 10
