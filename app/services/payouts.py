@@ -204,25 +204,49 @@ def create_payouts(session: Session, now: dt.datetime) -> list[int]:
     created = []
     for partner_id, currency in due:
         _lock_partner(session, partner_id)
-        amount = funds(session, partner_id, currency, now).available
-        if amount <= 0:
+        payout = _payout_of_what_is_settled(session, partner_id, currency, now)
+        if payout is None:
             session.rollback()
             continue
-        payout = Payout(
-            partner_id=partner_id, currency=currency, amount_cents=amount, created_at=now
-        )
-        payout.items = [
-            PayoutItem(ledger_transaction_id=transaction_id, amount_cents=share)
-            for transaction_id, share in session.execute(
-                _unlisted_settled_shares(partner_id, currency)
-            )
-        ]
         session.add(payout)
         session.commit()
         created.append(payout.id)
-        log.info("payout created", extra={"payout_id": payout.id, "amount": amount})
+        log.info("payout created", extra={"payout_id": payout.id, "amount": payout.amount_cents})
         failpoint("payouts.after_payout")  # a test kills the worker here (app/failpoints.py)
     return created
+
+
+# Reads of a payout's amount and statement a settlement may come between, before giving up.
+_SETTLED_MEANWHILE_TRIES = 5
+
+
+def _payout_of_what_is_settled(
+    session: Session, partner_id: int, currency: str, now: dt.datetime
+) -> Payout | None:
+    """The partner's payout of its available funds, listing the transactions it pays (the
+    partner's row locked); None when nothing is available. The amount and the statement are
+    two reads: a day another worker settles between them would list a transaction whose money
+    the amount leaves out, so the amount is read again after the statement and both again
+    until nothing came between (the lock cannot wait for a settlement, which takes no partner
+    lock; a snapshot taken before the lock would miss a concurrent run's payout). None too when
+    settlements kept coming between: the next run pays the partner."""
+    for _ in range(_SETTLED_MEANWHILE_TRIES):
+        amount = funds(session, partner_id, currency, now).available
+        if amount <= 0:
+            return None
+        items = session.execute(_unlisted_settled_shares(partner_id, currency)).all()
+        if funds(session, partner_id, currency, now).available == amount:
+            payout = Payout(
+                partner_id=partner_id, currency=currency, amount_cents=amount, created_at=now
+            )
+            payout.items = [
+                PayoutItem(ledger_transaction_id=transaction_id, amount_cents=share)
+                for transaction_id, share in items
+            ]
+            return payout
+        log.info("a settlement came between a payout's reads", extra={"partner_id": partner_id})
+    log.warning("settled funds kept changing: the next run pays", extra={"partner_id": partner_id})
+    return None
 
 
 def approve_payout(session: Session, payout_id: int, actor: Actor, now: dt.datetime) -> Payout:
