@@ -43,8 +43,13 @@ from app.models.settlement import (
 from app.models.spot import EventSpot, SpotStatus
 from app.models.ticket_type import TicketKind, TicketType
 from app.models.waiting_room import WaitingEntry, WaitingLine
+from app.models.webhook import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookKind
 
 __all__ = [
+    "DeliveryStatus",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookKind",
     "MailStatus",
     "OutboxMail",
     "PasswordReset",

@@ -60,6 +60,7 @@ from app.models.payout import PayoutStatus
 from app.services import ledger
 from app.services.mail import partner_mails
 from app.services.scoping import Actor, get_owned_many, is_platform_staff
+from app.services.webhooks import outbox as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -266,6 +267,7 @@ def mark_payout_paid(
     _require_covered(session, payout, now)
     payout.ledger_transaction_id = ledger.post_payout(session, payout)
     partner_mails.queue_payout_paid(session, payout)  # with its statement
+    webhooks.queue_payout_paid(session, payout)
     session.commit()
     metrics.PAYOUTS_PAID.inc()
     metrics.PAYOUTS_PAID_CENTS.labels(payout.currency).inc(payout.amount_cents)

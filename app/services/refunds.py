@@ -44,6 +44,7 @@ from app.services.locking import busy_on_lock_failure
 from app.services.mail import notice_mails
 from app.services.payments import PaymentGateway
 from app.services.scoping import SYSTEM, Actor, is_platform_staff, owned_query
+from app.services.webhooks import outbox as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +186,7 @@ def _complete(
             session, refund, return_platform_fee=current_app.config["REFUND_RETURNS_PLATFORM_FEE"]
         )
         notice_mails.queue_refund(session, refund, by)  # the customer hears of it, once
+        webhooks.queue_refund(session, refund, order, by)  # and the partner's systems
         currency = refund.payment.currency
         session.commit()
     metrics.REFUNDS.labels(by).inc()

@@ -62,6 +62,9 @@ def init_celery(app: Flask) -> Celery:
             "resend-lost-refunds": {"task": "refunds.resend_lost", "schedule": 60.0},
             # Mails due again after a failure, whose task was lost, or whose sender died.
             "mail-send-due": {"task": "mail.send_due", "schedule": 30.0},
+            # Webhook deliveries due again, whose task was lost, or whose sender died, and the
+            # check-ins written by the database's trigger (no task is sent for those).
+            "webhooks-send-due": {"task": "webhooks.send_due", "schedule": 10.0},
             # Partners' daily sales summary: 10:00 UTC, 07:00 in São Paulo.
             "mail-daily-summaries": {
                 "task": "mail.daily_summaries",
@@ -89,6 +92,7 @@ def init_celery(app: Flask) -> Celery:
         money,
         refunds,
         reports,
+        webhooks,
     )
 
     return celery

@@ -23,6 +23,8 @@ from app.extensions import db
 from app.services import ledger, purchase
 
 DOMAIN_TABLES = [
+    "webhook_delivery",
+    "webhook_endpoint",
     "mail_outbox",
     "password_reset",
     "audit_entry",

@@ -5,7 +5,8 @@ In one transaction the payment is locked and settled with the gateway's answer. 
 charge is recorded (CardDeclined, 402; the hold is kept for another card). An approved one is
 captured and, if the hold still owns every spot of the order and the event still sells, the
 tickets are issued (codes signed with the event's key), the spots sold, the order paid, the hold
-converted and the sale posted to the ledger. If the hold was lost meanwhile (it expired, was
+converted, the partner's ``order.paid`` webhooks written (a step of the same statement) and the
+sale posted to the ledger. If the hold was lost meanwhile (it expired, was
 released, or the unique live-ticket index refused), nothing is sold: the order is cancelled,
 its spots go back on sale and the charge is refunded (HoldLost, 409); a refund the processor
 did not answer is retried by the reconcile task (reconcile.py).
@@ -55,6 +56,7 @@ from app.services.mail import customer_mails
 from app.services.payments import ChargeResult, ChargeStatus, PaymentGateway
 from app.services.pg_writes import counted, row_count, rows_of_arrays
 from app.services.purchase.hold import give_back
+from app.services.webhooks import outbox as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +242,13 @@ def _at_once(capture: Any) -> Any:
         "paid": _MARK_ORDER_PAID,
         "converted": _CONVERT_HOLD,
     }
-    return select(*(row_count(counted(step, name)) for name, step in steps.items()))
+    # The order.paid deliveries to the partner's endpoints (none: it writes nothing), and which
+    # endpoints got one, for their task after the commit.
+    hooked = webhooks.order_paid_step().cte("hooked")
+    return select(
+        *(row_count(counted(step, name)) for name, step in steps.items()),
+        select(func.array_agg(hooked.c.endpoint_id)).scalar_subquery(),
+    )
 
 
 _SALE_AT_ONCE = {False: _at_once(_CAPTURE), True: _at_once(_CAPTURE_WITH_CARD)}
@@ -393,10 +401,19 @@ def _sell(
         "ids": [t.spot_id for t in tickets],
         "b_hold_id": pay.hold_id,
         "b_order_id": pay.order_id,
+        **webhooks.order_paid_params(
+            partner_id=pay.partner_id,
+            event_id=pay.event_id,
+            amount_cents=pay.amount_cents,
+            currency=pay.currency,
+        ),
     }
     # captured, sold, issued, paid, converted: each exactly once per payment, hold and ticket
-    if _write_sale(conn, sale, issued) != (1, len(tickets), len(tickets), 1, 1):
+    *counts, hooked = _write_sale(conn, sale, issued)
+    if tuple(counts) != (1, len(tickets), len(tickets), 1, 1):
         raise _Lost
+    if hooked:  # the partner's endpoints that get order.paid hear of it after the commit
+        webhooks.send_after_commit(session, hooked)
     # The confirmation mail exists exactly when the sale commits (a rollback drops both).
     customer_mails.queue_order_paid(
         session,
@@ -427,9 +444,10 @@ def _sell(
 
 def _write_sale(
     conn: Connection, sale: dict[str, Any], issued: list[customers.TicketLine]
-) -> tuple[int, ...]:
-    """Capture the payment, sell the spots, issue the tickets, mark the order paid and convert
-    the hold, in one statement; the row count of each."""
+) -> tuple[Any, ...]:
+    """Capture the payment, sell the spots, issue the tickets, mark the order paid, convert
+    the hold and write the order.paid deliveries, in one statement; the row count of each
+    step, then the ids of the endpoints written to (None: none)."""
     with_card = "b_brand" in sale
     codes = {"b_ticket_ids": [t.id for t in issued], "b_codes": [t.code for t in issued]}
     return tuple(conn.execute(_SALE_AT_ONCE[with_card], {**sale, **codes}).one())
