@@ -8,10 +8,11 @@ the one bulk Core write of an audited table (spots generated in a block) records
 with ``record``.
 
 What is audited is declared once, in ``AUDITED``: events (publish, unpublish, cancel are their
-status changes), sections and their prices, spots, partners and their fees, refunds, payouts
-and staff users with their roles. Customers' purchases are not staff changes: orders, tickets,
-holds and payments are not audited, and the purchase path, which writes them with Core
-statements, costs not one statement more (a flush without audited rows writes nothing).
+status changes), sections and their prices, spots, partners and their fees, refunds, payouts,
+staff users with their roles, and partners' webhook endpoints. Customers' purchases are not
+staff changes: orders, tickets, holds and payments are not audited, and the purchase path,
+which writes them with Core statements, costs not one statement more (a flush without audited
+rows writes nothing).
 
 Volume: spots blocked or unblocked together are one entry per section and flush, their ids as
 ranges ("101-200,305"); holds, sales and refunds moving spots are not staff changes of spots.
@@ -48,6 +49,7 @@ from app.models import (
     PaymentRefund,
     Payout,
     SpotStatus,
+    WebhookEndpoint,
 )
 from app.models.audit import SYSTEM_ACTOR, AuditEntry
 from app.models.base import utcnow
@@ -153,6 +155,13 @@ AUDITED: dict[type, Audited] = {
             | {"session_epoch", "totp_last_step"}
         ),
         collections=("roles", "groups"),
+    ),
+    # Where a partner's data is sent: its address, kinds, on or off; a rotation (secrets are
+    # recorded as changed, never with their values).
+    WebhookEndpoint: Audited(
+        "webhook_endpoint",
+        lambda _s, _r, v: (v.get("partner_id"), v.get("url")),
+        ignored=frozenset({"created_at"}),
     ),
 }
 
@@ -290,9 +299,12 @@ def _staff_change(state: InstanceState, who: Mapping[str, Any]) -> bool:
 
 def plain(value: Any, scale: int | None = None) -> Any:
     """A column's value as JSON keeps it: money stays integer cents or Decimal text (to the
-    column's scale: "12.50", as stored), times are ISO 8601 (UTC, as stored)."""
+    column's scale: "12.50", as stored), times are ISO 8601 (UTC, as stored), an array a list
+    (a webhook endpoint's kinds)."""
     if value is None or isinstance(value, bool | int | str):
         return value
+    if isinstance(value, list | tuple):
+        return [plain(item, scale) for item in value]
     if isinstance(value, Decimal):
         if scale is not None and value.is_finite():
             value = value.quantize(Decimal(1).scaleb(-scale))

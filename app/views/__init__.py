@@ -37,9 +37,10 @@ from app.views.settlement import (
 )
 from app.views.shop_api import CatalogApi, CustomerApi, HoldApi, OrderApi, QueueApi
 from app.views.two_factor import TwoFactorView, require_enrolment
+from app.views.webhooks import WebhookDeliveryView, WebhookEndpointView
 
 CATALOG, MONEY, CHECK_IN = N_("Catalog"), N_("Money"), N_("Check-in")
-PLATFORM, SECURITY = N_("Platform"), N_("Security")
+PLATFORM, SECURITY, INTEGRATIONS = N_("Platform"), N_("Security"), N_("Integrations")
 # The dashboard's menu: view, name, icon, category (names and categories are msgids: FAB's menu
 # translates them).
 MENU = (
@@ -62,6 +63,8 @@ MENU = (
     (CustomerView, N_("Customers"), "fa-users", PLATFORM),
     (AuditEntryView, N_("Audit log"), "fa-history", PLATFORM),
     (OutboxMailView, N_("E-mail outbox"), "fa-envelope", PLATFORM),
+    (WebhookEndpointView, N_("Webhooks"), "fa-plug", INTEGRATIONS),
+    (WebhookDeliveryView, N_("Webhook deliveries"), "fa-paper-plane", INTEGRATIONS),
     (TwoFactorView, N_("Two-factor sign-in"), "fa-key", SECURITY),
 )
 

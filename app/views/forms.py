@@ -34,6 +34,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from app.models import DomainError, SectionKind, TicketKind, local_time
 from app.models.money import format_number, parse_decimal
 from app.models.ticket_type import KIND_LABELS
+from app.models.webhook import KIND_LABELS as WEBHOOK_KIND_LABELS
 
 SECTION_KIND_CHOICES = [
     (SectionKind.SEATED.value, lazy_gettext("Seated (numbered seats)")),
@@ -312,4 +313,15 @@ class ReportRequestForm(DynamicForm):
             "Empty: every partner (platform revenue always covers every partner)."
         ),
         widget=Select2Widget(),
+    )
+
+
+def webhook_kinds_field() -> SelectMultipleField:
+    """The kinds of event an endpoint hears of, as checkboxes (in WebhookKind's order)."""
+    return SelectMultipleField(
+        lazy_gettext("Events sent"),
+        choices=[(kind.value, lazy_gettext(label)) for kind, label in WEBHOOK_KIND_LABELS.items()],
+        validators=[at_least_one(lazy_gettext("Tick at least one kind of event."))],
+        widget=ListWidget(prefix_label=False),
+        option_widget=CheckboxInput(),
     )

@@ -42,6 +42,9 @@ PARTNER_CATALOG = [
     # Changes to its own rows (the view's base filter holds it to them).
     ("AuditEntryView", "can_(list|show|export_csv)"),
     ("(Platform|Audit log)", "menu_access"),
+    # Its own webhook endpoints and their deliveries (sent again with "Send again").
+    ("(WebhookEndpointView|WebhookDeliveryView)", "(?!can_download$).*"),
+    ("(Integrations|Webhooks|Webhook deliveries)", "menu_access"),
 ]
 
 ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
