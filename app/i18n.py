@@ -73,6 +73,7 @@ STATUS_NAMES = {
     "failed": lazy_gettext("failed"),
     "valid": lazy_gettext("valid"),
     "revoked": lazy_gettext("revoked"),
+    "transferred": lazy_gettext("transferred"),
     "void": lazy_gettext("void"),
     "active": lazy_gettext("active"),
     "converted": lazy_gettext("converted"),

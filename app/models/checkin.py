@@ -76,6 +76,11 @@ class CheckIn(Model):
     def seat(self) -> str:
         return self.ticket.seat_label if self.ticket else "-"
 
+    @property
+    def holder(self) -> str:
+        """Who holds the scanned ticket's place now: a transferred ticket's new holder."""
+        return (self.ticket.current_holder if self.ticket else None) or "-"
+
     @classmethod
     def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:
         return cls.event_id.in_(owned_event_ids(partner_id))

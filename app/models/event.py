@@ -23,8 +23,10 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    false,
     func,
     select,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship, validates
 from sqlalchemy.sql.elements import ColumnElement
@@ -55,6 +57,9 @@ class SectionKind(enum.StrEnum):
 CHECKIN_OPENS_BEFORE = dt.timedelta(hours=6)
 MAX_REFUND_WINDOW_HOURS = 24 * 366
 MAX_WAITING_ROOM_PER_MINUTE = 1_000_000
+# Tickets change hands (a transfer, a new holder's name) until this many hours before the start,
+# unless the partner says otherwise.
+DEFAULT_TRANSFERS_UNTIL_HOURS = 2
 CHECKIN_DEFAULT_LENGTH = dt.timedelta(hours=12)
 # An event's times lie in these years: its doors, refund deadline and arming are worked out
 # from them hours or days away, which leaves the calendar from year 1 or 9999 (OverflowError).
@@ -174,6 +179,7 @@ class Event(Model):
             name="ck_event_sales_window",
         ),
         CheckConstraint("length(currency) = 3", name="ck_event_currency"),
+        CheckConstraint("transfers_until_hours >= 0", name="ck_event_transfers_until"),
         CheckConstraint(
             "waiting_room_per_minute IS NULL OR waiting_room_per_minute > 0",
             name="ck_event_waiting_room_rate",
@@ -228,6 +234,22 @@ class Event(Model):
     # A waiting room for a high-demand on-sale (app/services/waiting_room.py): buyers are let in
     # to choose spots at this many per minute, first come first served; None: no waiting room.
     waiting_room_per_minute: Mapped[int | None] = mapped_column(Integer)
+    # Named tickets and transfers (services/tickets.py): the buyer names each ticket's holder at
+    # checkout (required when ``named_tickets``); the ticket's owner may change its holder's name
+    # or transfer it to another customer, while ``transfers_allowed``, until
+    # ``transfers_until_hours`` before the start.
+    named_tickets: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
+    transfers_allowed: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=True, server_default=true()
+    )
+    transfers_until_hours: Mapped[int] = mapped_column(
+        Integer,
+        nullable=False,
+        default=DEFAULT_TRANSFERS_UNTIL_HOURS,
+        server_default=str(DEFAULT_TRANSFERS_UNTIL_HOURS),
+    )
     armed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     published_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
@@ -330,6 +352,23 @@ class Event(Model):
                     max_refund_window_hours=MAX_REFUND_WINDOW_HOURS,
                 ),
                 field="refund_window_hours",
+            )
+
+    def transfer_deadline(self) -> dt.datetime:
+        """Until when its tickets change hands (transferred, or their holder renamed)."""
+        return self.starts_at - dt.timedelta(hours=self.transfers_until_hours or 0)
+
+    def check_transfer_rules(self) -> None:
+        hours = self.transfers_until_hours
+        if hours is None:
+            self.transfers_until_hours = DEFAULT_TRANSFERS_UNTIL_HOURS
+        elif not 0 <= hours <= MAX_REFUND_WINDOW_HOURS:
+            raise DomainError(
+                gettext(
+                    "Transfers close 0 to %(most)s hours before the start.",
+                    most=MAX_REFUND_WINDOW_HOURS,
+                ),
+                field="transfers_until_hours",
             )
 
     def check_waiting_room(self) -> None:

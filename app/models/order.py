@@ -54,6 +54,9 @@ class TicketStatus(enum.StrEnum):
     PENDING = "pending"  # priced at checkout, not yet paid
     VALID = "valid"  # paid and issued: its code admits one entry
     REVOKED = "revoked"  # refunded or cancelled after issue
+    # Handed to another customer (services/tickets.py): a new ticket for the same spot and
+    # order, with a new code, replaced it (replaced_by_id); this code admits no one.
+    TRANSFERRED = "transferred"
     VOID = "void"  # never issued (the payment failed for good or the hold was lost)
 
 
@@ -175,7 +178,17 @@ class Order(Model):
 
     @property
     def ticket_summary(self) -> str:
-        return ", ".join(f"{t.seat_label} ({status_name(t.status)})" for t in self.tickets) or "-"
+        """Each ticket's seat and status, and the holder of a valid one (its current holder:
+        a transferred ticket's successor is a ticket of the order too)."""
+        return (
+            ", ".join(
+                f"{t.seat_label} ({status_name(t.status)}"
+                + (f", {t.holder_name}" if t.status == TicketStatus.VALID and t.holder_name else "")
+                + ")"
+                for t in self.tickets
+            )
+            or "-"
+        )
 
     @property
     def payment_summary(self) -> str:
@@ -244,6 +257,16 @@ class Order(Model):
             raise NotFound(
                 gettext("Order %(id)s has no ticket %(ids)s.", id=self.id, ids=_ids(missing)),
                 field="tickets",
+            )
+        transferred = [t.id for t in found if t.status == TicketStatus.TRANSFERRED]
+        if transferred:
+            raise Conflict(
+                gettext(
+                    "Transferred: ticket %(ids)s (refund the ticket that replaced it).",
+                    ids=_ids(transferred),
+                ),
+                field="tickets",
+                tickets=transferred,
             )
         refunded = [t.id for t in found if t.status == TicketStatus.REVOKED]
         if refunded:
@@ -333,6 +356,15 @@ class Ticket(Model):
     refund_id: Mapped[int | None] = mapped_column(
         Integer, ForeignKey("payment_refund.id", ondelete="RESTRICT"), index=True
     )
+    # The customer it was transferred to (services/tickets.py); None: the order's buyer. The
+    # order and its money stay the buyer's: a refund goes back to the order's payment.
+    owner_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("customer.id", ondelete="RESTRICT"), index=True
+    )
+    # A transferred ticket's successor: the same order and spot, a new code.
+    replaced_by_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("ticket.id", ondelete="SET NULL"), unique=True
+    )
 
     order: Mapped[Order] = relationship(back_populates="tickets")
     event: Mapped[Event] = relationship()
@@ -340,10 +372,15 @@ class Ticket(Model):
     spot: Mapped[EventSpot] = relationship()
     ticket_type: Mapped[TicketType | None] = relationship()
     refund: Mapped[PaymentRefund | None] = relationship(back_populates="tickets")
+    owner: Mapped[Customer | None] = relationship(foreign_keys=[owner_id])
+    replaced_by: Mapped[Ticket | None] = relationship(
+        remote_side=[id], foreign_keys=[replaced_by_id]
+    )
 
     ISSUE = Transition((TicketStatus.PENDING,), TicketStatus.VALID, sets=("code", "issued_at"))
     VOID = Transition((TicketStatus.PENDING,), TicketStatus.VOID)
     REVOKE = Transition((TicketStatus.VALID,), TicketStatus.REVOKED, sets=("revoked_at",))
+    TRANSFER = Transition((TicketStatus.VALID,), TicketStatus.TRANSFERRED, sets=("revoked_at",))
 
     @classmethod
     def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:
@@ -352,6 +389,32 @@ class Ticket(Model):
     @property
     def seat_label(self) -> str:
         return seat_label(self.section.name, self.spot.label)
+
+    @property
+    def owner_customer_id(self) -> int:
+        """Who holds it: the customer it was transferred to, else the order's buyer."""
+        return self.owner_id if self.owner_id is not None else self.order.customer_id
+
+    @property
+    def owner_customer(self) -> Customer:
+        """The customer who holds it (owner_customer_id's row)."""
+        return self.owner if self.owner is not None else self.order.customer
+
+    @property
+    def current(self) -> Ticket:
+        """The ticket that stands for this one now: itself, or the last of its transfers'
+        successors."""
+        ticket = self
+        for _ in range(1000):  # a chain of transfers, never a loop; bounded all the same
+            if ticket.replaced_by is None:
+                break
+            ticket = ticket.replaced_by
+        return ticket
+
+    @property
+    def current_holder(self) -> str | None:
+        """The name of whoever holds this ticket's place now (after any transfers)."""
+        return self.current.holder_name
 
     def revoke(self, now: dt.datetime, *, resell: bool) -> None:
         """The ticket no longer admits anyone (the check-in answers ``revoked``)."""

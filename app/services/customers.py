@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from flask_babel import gettext
@@ -157,6 +157,8 @@ class TicketLine:
     holder_name: str | None
     code: str | None
     ticket_type: str | None = None  # its type's name (None: the section's full price)
+    # Held by someone else: transferred to another customer (its code is theirs, not shown).
+    transferred: bool = False
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,10 @@ _TICKETS = (
         _ticket.c.holder_name,
         _ticket.c.code,
         _type.c.name.label("ticket_type"),
+        # Held by another customer than the order's (its owner_id), for order_records.
+        (_ticket.c.owner_id.is_not(None) & (_ticket.c.owner_id != bindparam("customer_id"))).label(
+            "transferred"
+        ),
     )
     .select_from(
         _ticket.join(_section, _section.c.id == _ticket.c.section_id)
@@ -223,7 +229,10 @@ def order_records(session: Session, customer_id: int, order_ids: list[int]) -> l
         payments.setdefault(order_id, []).append(PaymentLine(*line))
     tickets: dict[int, list[TicketLine]] = {}
     for order_id, *line in conn.execute(_TICKETS, params):
-        tickets.setdefault(order_id, []).append(TicketLine(*line))
+        ticket = TicketLine(*line)
+        if ticket.transferred:  # the code admits its new holder: not the buyer's to see
+            ticket = replace(ticket, code=None)
+        tickets.setdefault(order_id, []).append(ticket)
     return [
         OrderRecord(orders[i], payments.get(i, []), tickets.get(i, []))
         for i in order_ids

@@ -229,6 +229,10 @@ class TicketUsed(Conflict):
     code = "ticket_used"
 
 
+class TicketTransferred(Conflict):
+    code = "ticket_transferred"
+
+
 @dataclass(frozen=True)
 class UsedTicket:
     """A ticket of an order that was admitted at a gate, with its first entry."""
@@ -317,6 +321,18 @@ def cancel_by_customer(
                 tickets="; ".join(u.describe() for u in used),
             ),
             tickets=[u.to_json() for u in used],
+        )
+    handed_on = [t for t in order.live_tickets if t.owner_customer_id != customer_id]
+    if handed_on:
+        # The recipient holds it: the buyer's cancellation would void it under them (the
+        # organiser may still refund, to the order's card).
+        raise TicketTransferred(
+            gettext(
+                "Transferred to another customer: %(seats)s. An order with a transferred "
+                "ticket is not cancelled here: contact the organiser.",
+                seats=", ".join(t.seat_label for t in handed_on),
+            ),
+            tickets=[t.id for t in handed_on],
         )
     session.rollback()
     return refund_order(session, gateway, order_id, SYSTEM, by="customer")

@@ -24,7 +24,7 @@ from fpdf import FPDF
 from fpdf.errors import FPDFUnicodeEncodingException
 from icalendar import Calendar, Timezone
 from icalendar import Event as CalendarEvent
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.i18n import current_locale
@@ -110,17 +110,28 @@ def short_code_of(code: str) -> str:
 
 def owned_order(session: Session, customer_id: int, order_id: int) -> Order:
     """The customer's order whose documents are asked for: NotFound for a missing or another
-    customer's order; NoTickets when it has nothing valid to print."""
+    customer's order; NoTickets when it has nothing valid to print (a ticket transferred to
+    someone else is theirs to print, not the buyer's)."""
     order = session.get(Order, order_id)
     if order is None or order.customer_id != customer_id:
         raise NotFound(gettext("Order not found."))
-    if order.status != OrderStatus.PAID or not order.live_tickets:
+    if order.status != OrderStatus.PAID or not any(
+        t.owner_customer_id == customer_id for t in order.live_tickets
+    ):
         raise NoTickets(gettext("This order has no valid tickets."))
     return order
 
 
-def valid_tickets(session: Session, order: Order) -> list[TicketLine]:
-    """The order's valid tickets with their places and types, in one query, by ticket id."""
+def valid_tickets(
+    session: Session, order: Order, *, held_by: int | None = None, ticket_id: int | None = None
+) -> list[TicketLine]:
+    """The order's valid tickets that ``held_by`` holds (by default the buyer: a ticket
+    transferred to someone else is left out, its code is theirs), or only ``ticket_id`` among
+    them, with their places and types, in one query, by ticket id."""
+    holder = order.customer_id if held_by is None else held_by
+    where = [func.coalesce(Ticket.owner_id, order.customer_id) == holder]
+    if ticket_id is not None:
+        where.append(Ticket.id == ticket_id)
     rows = session.execute(
         select(
             Ticket.id,
@@ -139,6 +150,7 @@ def valid_tickets(session: Session, order: Order) -> list[TicketLine]:
             Ticket.order_id == order.id,
             Ticket.status == TicketStatus.VALID,
             Ticket.code.is_not(None),
+            *where,
         )
         .order_by(Ticket.id)
     ).all()

@@ -287,6 +287,8 @@ function scan(code) {
         server_result: answer.result, conflict: false,
         // A half-price (meia-entrada) ticket: the holder shows the document that entitles them.
         ticket_type: answer.ticket_type ?? null, check_document: Boolean(answer.check_document),
+        // Whose ticket it is now (a transferred ticket's new holder): the gate may ask.
+        holder_name: answer.holder_name ?? null,
       });
       const { claim } = local;
       const entry = answer.first_scan;
@@ -340,6 +342,7 @@ function showVerdict(record) {
   overlay.dataset.verdict = record.verdict;
   $("verdict-title").textContent = TITLES[record.verdict] ?? record.verdict;
   $("verdict-seat").textContent = record.label;
+  $("verdict-holder").textContent = record.holder_name ?? "";
   $("verdict-reason").textContent = record.reason;
   const document_ = $("verdict-document");
   document_.hidden = !(record.verdict === "valid" && record.check_document);

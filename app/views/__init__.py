@@ -35,7 +35,7 @@ from app.views.settlement import (
     SettlementMismatchView,
     SettlementView,
 )
-from app.views.shop_api import CatalogApi, CustomerApi, HoldApi, OrderApi, QueueApi
+from app.views.shop_api import CatalogApi, CustomerApi, HoldApi, OrderApi, QueueApi, TicketApi
 from app.views.two_factor import TwoFactorView, require_enrolment
 from app.views.webhooks import WebhookDeliveryView, WebhookEndpointView
 
@@ -82,7 +82,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_api(EventSectionApi)
     appbuilder.add_api(EventSpotApi)
     appbuilder.add_api(TicketTypeApi)
-    for api in (CatalogApi, CustomerApi, HoldApi, OrderApi, QueueApi, CheckinApi):
+    for api in (CatalogApi, CustomerApi, HoldApi, OrderApi, QueueApi, TicketApi, CheckinApi):
         appbuilder.add_api(api)
     appbuilder.add_api(accounts.PasswordResetApi)
 

@@ -9,12 +9,13 @@ from flask import current_app, flash, g, redirect, request, url_for
 from flask_appbuilder import action, expose, has_access
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import gettext, lazy_gettext
-from wtforms import BooleanField
+from wtforms import BooleanField, IntegerField
+from wtforms.validators import NumberRange, Optional
 
 from app.extensions import db
 from app.i18n import N_
 from app.models import DomainError, Event, EventSection, EventSpot, Ticket, TicketType, local_time
-from app.models.event import EVENT_TIMES
+from app.models.event import DEFAULT_TRANSFERS_UNTIL_HOURS, EVENT_TIMES, MAX_REFUND_WINDOW_HOURS
 from app.services import courtesy
 from app.services import events as event_service
 from app.services.checkin.arming import arm_owned_event
@@ -52,6 +53,9 @@ EVENT_FORM_COLUMNS = [
     "allow_reentry",
     "refund_window_hours",
     "waiting_room_per_minute",
+    "named_tickets",
+    "transfers_allowed",
+    "transfers_until_hours",
 ]
 EVENT_DESCRIPTIONS = {
     "timezone": lazy_gettext(
@@ -78,6 +82,16 @@ EVENT_DESCRIPTIONS = {
         "For a high-demand on-sale: buyers wait in line and come in to choose seats "
         "at this many per minute, first come, first served. Empty: no waiting room."
     ),
+    "named_tickets": lazy_gettext(
+        "The buyer gives each ticket's holder's name at checkout; the gate shows it."
+    ),
+    "transfers_allowed": lazy_gettext(
+        "A ticket's holder may be renamed, and the ticket transferred to another customer "
+        "(its code is reissued)."
+    ),
+    "transfers_until_hours": lazy_gettext(
+        "Renaming and transfers close this many hours before the start."
+    ),
 }
 
 
@@ -86,6 +100,7 @@ class EventRules:
         item.check_checkin_window()
         item.check_refund_window()
         item.check_waiting_room()
+        item.check_transfer_rules()
         event_service.claim_new_event(
             db.session, item, current_user(), current_app.config["DEFAULT_CURRENCY"]
         )
@@ -94,6 +109,7 @@ class EventRules:
         item.check_checkin_window()
         item.check_refund_window()
         item.check_waiting_room()
+        item.check_transfer_rules()
         item.check_changes()
 
     def on_delete(self, item: Event) -> None:
@@ -361,7 +377,23 @@ REENTRY_FIELD = {
         lazy_gettext("Allow re-entry"),
         description=EVENT_DESCRIPTIONS["allow_reentry"],
         default=False,
-    )
+    ),
+    "named_tickets": BooleanField(
+        lazy_gettext("Named tickets"),
+        description=EVENT_DESCRIPTIONS["named_tickets"],
+        default=False,
+    ),
+    "transfers_allowed": BooleanField(
+        lazy_gettext("Allow transfers"),
+        description=EVENT_DESCRIPTIONS["transfers_allowed"],
+        default=True,
+    ),
+    "transfers_until_hours": IntegerField(
+        lazy_gettext("Transfers close (hours before the start)"),
+        description=EVENT_DESCRIPTIONS["transfers_until_hours"],
+        default=DEFAULT_TRANSFERS_UNTIL_HOURS,
+        validators=[Optional(), NumberRange(min=0, max=MAX_REFUND_WINDOW_HOURS)],
+    ),
 }
 
 
@@ -390,6 +422,9 @@ class EventView(EventRules, ScopedModelView):
         **LOCAL_LABELS,
         "image_url": lazy_gettext("Image URL"),
         "waiting_room_per_minute": lazy_gettext("Waiting room (buyers let in per minute)"),
+        "named_tickets": lazy_gettext("Named tickets"),
+        "transfers_allowed": lazy_gettext("Allow transfers"),
+        "transfers_until_hours": lazy_gettext("Transfers close (hours before the start)"),
     }
     add_form_extra_fields = {
         "currency": currency_field(),

@@ -126,8 +126,8 @@ class CheckInView(ScopedModelView):
     list_title = lazy_gettext("Scan log")
     base_permissions = ["can_list", "can_show", "can_live", "can_export_csv"]
     list_columns = [
-        "scanned_at", "event", "gate", "direction", "result", "seat", "device", "offline",
-        "conflict",
+        "scanned_at", "event", "gate", "direction", "result", "seat", "holder", "device",
+        "offline", "conflict",
     ]  # fmt: skip
     show_columns = [*list_columns, "device_verdict", "nonce", "recorded_at"]
     search_columns = ["event", "result", "gate", "direction", "offline", "conflict", "scanned_at"]
@@ -135,6 +135,8 @@ class CheckInView(ScopedModelView):
     base_order = ("scanned_at", "desc")
     label_columns = {
         "conflict": lazy_gettext("Offline conflict"),
+        # The ticket's holder now: a transferred ticket's scans name its new holder.
+        "holder": lazy_gettext("Holder"),
         "device_verdict": lazy_gettext("Device showed"),
     }
 

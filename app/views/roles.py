@@ -81,7 +81,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         ("CheckInView", "can_(list|show|live|export_csv)"),
         ("(Check-in|Scan log)", "menu_access"),
     ],
-    "Customer": [*SELF_SERVICE, ("(HoldApi|OrderApi|QueueApi)", ".*")],
+    "Customer": [*SELF_SERVICE, ("(HoldApi|OrderApi|QueueApi|TicketApi)", ".*")],
 }
 
 

@@ -32,7 +32,15 @@ from app.i18n import current_locale, format_datetime
 from app.local_urls import is_local_path
 from app.models import DomainError, NotFound, format_money, local_time
 from app.models.base import MAX_INT, utcnow
-from app.services import catalog, customers, purchase, refunds, ticket_documents, waiting_room
+from app.services import (
+    catalog,
+    customers,
+    purchase,
+    refunds,
+    ticket_documents,
+    tickets,
+    waiting_room,
+)
 from app.services.payments import gateway
 from app.views.base import current_customer, current_user
 from app.views.guards import is_id
@@ -259,6 +267,7 @@ def hold_page(hold_id: int) -> Any:
         card_typed={name: request.args.get(f"card_{name}", "") for name in CARD_TYPED},
         idempotency_key=uuid.uuid4().hex,
         this_year=now.year,
+        customer_name=customer.name,
     )
 
 
@@ -280,6 +289,7 @@ def pay(hold_id: int) -> Any:
             request.form.get("idempotency_key", ""),
             # the total the page showed
             purchase.checkout.expected_total(request.form.get("expected_total_cents"), form=True),
+            holder_names=request.form.getlist("holder_names") or None,
         )
     except purchase.confirm.CardDeclined as err:
         flash(err.message, "error")
@@ -324,6 +334,7 @@ def orders() -> Any:
     return render_template(
         "shop/orders.html",
         orders=customers.orders_of(db.session, customer.id),
+        received=tickets.received_tickets(db.session, customer.id),
         unconfirmed=customer.email_confirmed_at is None,
         email=customer.email,
     )
@@ -341,6 +352,94 @@ def order(order_id: int) -> Any:
     # A used ticket: the order is not cancelled here (refunds.cancel_by_customer).
     used = refunds.used_tickets(db.session, order) if order.status == "paid" else []
     return render_template("shop/order.html", order=order, now=utcnow(), used=used)
+
+
+@bp.get("/tickets/<int:ticket_id>")
+def ticket(ticket_id: int) -> Any:
+    """A ticket the customer holds (bought, or transferred to them): its code, and the forms
+    that name its holder or hand it to another customer while the event's rules allow."""
+    customer = current_customer()
+    if customer is None:
+        return _login_redirect()
+    try:
+        found = tickets.owned_ticket(db.session, customer.id, ticket_id)
+    except NotFound:
+        abort(404)
+    return render_template(
+        "shop/ticket.html",
+        ticket=found,
+        event=found.event,
+        rule=tickets.changeable(found),
+        bought=found.order.customer_id == customer.id,
+    )
+
+
+@bp.get("/tickets/<int:ticket_id>/ticket.pdf")
+def ticket_pdf(ticket_id: int) -> Any:
+    """One ticket the customer holds, as a page to print or keep on a phone."""
+    customer = current_customer()
+    if customer is None:
+        return _login_redirect(url_for(".ticket", ticket_id=ticket_id))
+    try:
+        found = tickets.owned_ticket(db.session, customer.id, ticket_id)
+    except NotFound:
+        abort(404)
+    lines = ticket_documents.valid_tickets(
+        db.session, found.order, held_by=customer.id, ticket_id=found.id
+    )
+    if not lines:
+        abort(409, description=gettext("This ticket is no longer valid."))
+    response = Response(
+        ticket_documents.tickets_pdf(db.session, found.order, lines),
+        mimetype=ticket_documents.PDF_MIMETYPE,
+    )
+    response.headers["Content-Disposition"] = f'attachment; filename="ticket-{found.id}.pdf"'
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+@bp.post("/tickets/<int:ticket_id>/holder")
+def rename_ticket(ticket_id: int) -> Any:
+    customer = current_customer()
+    if customer is None:
+        return _login_redirect(url_for(".ticket", ticket_id=ticket_id))
+    try:
+        tickets.rename(db.session, customer.id, ticket_id, request.form.get("holder_name", ""))
+    except NotFound:
+        abort(404)
+    except DomainError as err:
+        db.session.rollback()
+        flash(err.message, "error")
+        return redirect(url_for(".ticket", ticket_id=ticket_id))
+    flash(gettext("The ticket's holder is changed: the same code admits them."), "success")
+    return redirect(url_for(".ticket", ticket_id=ticket_id))
+
+
+@bp.post("/tickets/<int:ticket_id>/transfer")
+def transfer_ticket(ticket_id: int) -> Any:
+    customer = current_customer()
+    if customer is None:
+        return _login_redirect(url_for(".ticket", ticket_id=ticket_id))
+    try:
+        old = tickets.owned_ticket(db.session, customer.id, ticket_id)
+        order_id, bought = old.order_id, old.order.customer_id == customer.id
+        new = tickets.transfer(db.session, customer.id, ticket_id, request.form.get("email", ""))
+    except NotFound:
+        abort(404)
+    except DomainError as err:
+        db.session.rollback()
+        flash(err.message, "error")
+        return redirect(url_for(".ticket", ticket_id=ticket_id))
+    flash(
+        gettext(
+            "Ticket transferred to %(name)s: its old code no longer admits anyone.",
+            name=new.holder_name,
+        ),
+        "success",
+    )
+    if bought:
+        return redirect(url_for(".order", order_id=order_id))
+    return redirect(url_for(".orders"))
 
 
 @bp.get("/orders/<int:order_id>/tickets.pdf")

@@ -19,12 +19,20 @@ from flask_jwt_extended import get_jwt
 from app.extensions import db
 from app.models import DomainError
 from app.models.base import MAX_INT, utcnow
-from app.services import catalog, customers, purchase, refunds, ticket_documents, waiting_room
+from app.services import (
+    catalog,
+    customers,
+    purchase,
+    refunds,
+    ticket_documents,
+    tickets,
+    waiting_room,
+)
 from app.services.payments import gateway
 from app.views.base import current_user
 from app.views.guards import is_id
 from app.views.shop import document_response
-from app.views.shop_json import event_json, hold_json, order_json, turn_json
+from app.views.shop_json import event_json, hold_json, order_json, ticket_json, turn_json
 
 
 class InvalidRequest(DomainError):
@@ -331,6 +339,12 @@ class HoldApi(BaseApi):
                       minimum: 0
                       description: The total the client showed; if the hold costs anything
                         else, nothing is charged (409 `price_changed`)
+                    holder_names:
+                      type: array
+                      items: {type: string, maxLength: 150}
+                      description: Each ticket's holder, one per spot in the order of the
+                        hold's spots; required when the event's tickets are named (400
+                        otherwise); by default the buyer's name
           responses:
             201:
               description: The paid order with its tickets (200 for a replayed retry), charged
@@ -343,6 +357,8 @@ class HoldApi(BaseApi):
               description: 'Hold expired, or lost while paying (the charge is refunded); or
                 `{"error": "price_changed", "held_total_cents", "expected_total_cents"}`:
                 nothing charged, the hold kept'
+            400:
+              description: holder_names missing for a named event, or not one name per ticket
             422:
               description: Missing key, the key was used with a different body, or
                 expected_total_cents is not a whole number of cents
@@ -357,6 +373,7 @@ class HoldApi(BaseApi):
             str(body.get("card_token") or ""),
             request.headers.get("Idempotency-Key", ""),
             body.get("expected_total_cents"),
+            holder_names=body.get("holder_names"),
         )
         record = result.record or customers.order_record(db.session, customer_id, result.order_id)
         return self.response(200 if result.replayed else 201, result=order_json(record))
@@ -571,6 +588,152 @@ class OrderApi(BaseApi):
         order = refunds.cancel_by_customer(db.session, gateway(), customer_id, pk)
         return self.response(
             200, result=order_json(customers.order_record(db.session, customer_id, order.id))
+        )
+
+
+class TicketApi(BaseApi):
+    """Tickets as their holder sees them: bought, or transferred to them by another customer
+    (app/services/tickets.py)."""
+
+    resource_name = "tickets"
+    openapi_spec_tag = "Purchase"
+    allow_browser_login = True
+
+    @expose("/", methods=["GET"])
+    @protect(allow_browser_login=True)
+    @safe
+    @domain_errors
+    @permission_name("get")
+    def list(self) -> Any:
+        """The valid tickets the current customer holds: bought and not handed on, or
+        transferred to them.
+        ---
+        get:
+          summary: My tickets
+          responses:
+            200:
+              description: Tickets with their codes, soonest event first
+        """
+        customer_id = _customer_id()
+        held = tickets.held_tickets(db.session, customer_id)
+        return self.response(
+            200, result=[ticket_json(t, customer_id) for t in held], count=len(held)
+        )
+
+    @expose("/<int:pk>", methods=["GET"])
+    @protect(allow_browser_login=True)
+    @safe
+    @domain_errors
+    @permission_name("get")
+    def get(self, pk: int) -> Any:
+        """One ticket the current customer holds.
+        ---
+        get:
+          summary: Show a ticket
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer}}
+          responses:
+            200:
+              description: The ticket
+            404:
+              description: Not found (or not the customer's, another's or handed on)
+        """
+        customer_id = _customer_id()
+        ticket = tickets.owned_ticket(db.session, customer_id, pk)
+        return self.response(200, result=ticket_json(ticket, customer_id))
+
+    @expose("/<int:pk>", methods=["PUT"])
+    @protect(allow_browser_login=True)
+    @safe
+    @domain_errors
+    @permission_name("put")
+    def put(self, pk: int) -> Any:
+        """Name the ticket's holder (the same code admits them; the gate shows the name).
+        ---
+        put:
+          summary: Rename a ticket's holder
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer}}
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema:
+                  type: object
+                  required: [holder_name]
+                  properties:
+                    holder_name: {type: string, maxLength: 150}
+          responses:
+            200:
+              description: The ticket with its new holder
+            400:
+              description: No name, or one too long
+            404:
+              description: Not found (or not the customer's)
+            409:
+              description: '`transfers_not_allowed` (the event forbids changes),
+                `transfers_closed` (after the deadline, with it), `ticket_used` (admitted
+                at the gate), or `not_transferable` (refunded or transferred already)'
+            503:
+              description: Busy, try again
+        """
+        body = _json_body()
+        customer_id = _customer_id()
+        ticket = tickets.rename(db.session, customer_id, pk, body.get("holder_name"))
+        return self.response(200, result=ticket_json(ticket, customer_id))
+
+    @expose("/<int:pk>/transfer", methods=["POST"])
+    @protect(allow_browser_login=True)
+    @safe
+    @domain_errors
+    @permission_name("transfer")
+    def transfer(self, pk: int) -> Any:
+        """Transfer the ticket to another customer by e-mail: its code is revoked and the
+        recipient gets a new ticket (same seat, a new code) by e-mail and in their tickets.
+        ---
+        post:
+          summary: Transfer a ticket
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer}}
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema:
+                  type: object
+                  required: [email]
+                  properties:
+                    email: {type: string, description: the recipient customer's e-mail}
+          responses:
+            200:
+              description: '`{"id", "status": "transferred", "replaced_by", "to": {"name",
+                "email"}}`: the ticket handed on (the new ticket and its code belong to the
+                recipient)'
+            400:
+              description: Not a valid e-mail, or the customer's own
+            404:
+              description: Not found (or not the customer's)
+            409:
+              description: '`transfers_not_allowed`, `transfers_closed`, `ticket_used` or
+                `not_transferable`'
+            422:
+              description: '`unknown_recipient`: no customer has this e-mail (they sign up
+                first)'
+            503:
+              description: Busy, try again
+        """
+        body = _json_body()
+        customer_id = _customer_id()
+        new = tickets.transfer(db.session, customer_id, pk, body.get("email"))
+        recipient = new.owner
+        return self.response(
+            200,
+            result={
+                "id": pk,
+                "status": "transferred",
+                "replaced_by": new.id,
+                "to": {"name": recipient.name, "email": recipient.email},
+            },
         )
 
 

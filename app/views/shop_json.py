@@ -7,7 +7,7 @@ import datetime as dt
 from typing import Any
 
 from app.models import format_money, local_time
-from app.services import customers, purchase, waiting_room
+from app.services import customers, purchase, tickets, waiting_room
 
 
 def event_json(event: Any) -> dict[str, Any]:
@@ -85,11 +85,39 @@ def order_json(record: customers.OrderRecord) -> dict[str, Any]:
                 "price_cents": t.price_cents,
                 "ticket_type": t.ticket_type,
                 "holder_name": t.holder_name,
-                "code": t.code,
+                "code": None if t.status == "transferred" else t.code,
+                # Handed to another customer: theirs now (their code is not shown here).
+                "transferred": t.transferred or t.status == "transferred",
             }
             for t in record.tickets
             if t.status != "void"
         ],
+    }
+
+
+def ticket_json(ticket: Any, customer_id: int) -> dict[str, Any]:
+    """A ticket its holder sees (bought or transferred to them), with its code and whether its
+    holder may change now."""
+    event = ticket.event
+    rule = tickets.changeable(ticket)
+    return {
+        "id": ticket.id,
+        "status": ticket.status,
+        "event": {
+            "id": event.id,
+            "name": event.name,
+            "starts_at": local_time.iso_local(event.starts_at, event.timezone),
+        },
+        "order_id": ticket.order_id if ticket.order.customer_id == customer_id else None,
+        "section": ticket.section.name,
+        "spot": ticket.spot.label,
+        "ticket_type": ticket.ticket_type.name if ticket.ticket_type else None,
+        "holder_name": ticket.holder_name,
+        "code": ticket.code if ticket.status == "valid" else None,
+        "transferable": rule.allowed,
+        "transfers_until": local_time.iso_local(rule.deadline, event.timezone)
+        if rule.deadline
+        else None,
     }
 
 

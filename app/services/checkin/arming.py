@@ -263,3 +263,49 @@ def note_revoked_after_commit(session: Session, event_id: int, ticket_ids: Itera
     """``note_revoked`` once the caller's transaction commits (nothing if it rolls back)."""
     ids = list(ticket_ids)
     after_commit(session, lambda: note_revoked(event_id, ids))
+
+
+def revoke_before_commit(event_id: int, ticket_ids: Iterable[int]) -> None:
+    """Tell the gates now, before the caller's transaction commits, that these tickets admit
+    nobody (a transfer: the caller then checks the tickets were not used, so that no scan judged
+    in Redis slips in between the check and the revocation). Raises ``redis.RedisError`` when
+    Redis is configured but unreachable: the caller refuses rather than leave Redis's gates
+    admitting a code the database revoked. Undone by ``unrevoke`` if the caller rolls back."""
+    cache = redis_client()
+    ids = list(ticket_ids)
+    if cache is None or not ids:
+        return
+    ttl = cache.ttl(event_key(event_id))
+    pipe = cache.pipeline()
+    pipe.sadd(revoked_key(event_id), *ids)
+    pipe.expire(revoked_key(event_id), ttl if ttl > 0 else UNARMED_REVOCATIONS_SECONDS)
+    pipe.execute()
+
+
+def unrevoke(event_id: int, ticket_ids: Iterable[int]) -> None:
+    """Undo ``revoke_before_commit`` after the caller rolled back."""
+    cache = redis_client()
+    ids = list(ticket_ids)
+    if cache is None or not ids:
+        return
+    try:
+        cache.srem(revoked_key(event_id), *ids)
+    except redis.RedisError:
+        log.error("could not undo a revocation in Redis; re-arm event %s", event_id)
+
+
+def note_ticket_details(event_id: int, details: dict[int, dict[str, Any]]) -> None:
+    """Tell the gates what they show of these tickets (a new holder's name, a transferred
+    ticket's successor): written whether the event is armed or not, like revocations, since
+    arming may have read the tickets before the change committed."""
+    cache = redis_client()
+    if cache is None or not details:
+        return
+    try:
+        ttl = cache.ttl(event_key(event_id))
+        pipe = cache.pipeline()
+        pipe.hset(tickets_key(event_id), mapping={k: json.dumps(v) for k, v in details.items()})
+        pipe.expire(tickets_key(event_id), ttl if ttl > 0 else UNARMED_REVOCATIONS_SECONDS)
+        pipe.execute()
+    except redis.RedisError:
+        log.error("could not push ticket details to Redis; re-arm event %s", event_id)

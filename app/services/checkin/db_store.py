@@ -65,8 +65,13 @@ class DbStore:
         return event_info_from_db(self.session, event_id)
 
     def is_revoked(self, event_id: int, ticket_id: int) -> bool:
+        # FOR SHARE: a transfer revoking the ticket right now is waited for, and one that comes
+        # after waits for this scan and then sees its entry (services/tickets.py), so a code
+        # is never admitted while the ticket is handed on.
         status = self.session.scalar(
-            select(Ticket.status).where(Ticket.id == ticket_id, Ticket.event_id == event_id)
+            select(Ticket.status)
+            .where(Ticket.id == ticket_id, Ticket.event_id == event_id)
+            .with_for_update(read=True)
         )
         return status != TicketStatus.VALID
 
@@ -206,12 +211,15 @@ def valid_ticket_details(
 
 
 def revoked_ticket_ids(session: Session, event_id: int) -> list[int]:
-    """The event's tickets that admit nobody (refunded, cancelled or never issued)."""
+    """The event's tickets that admit nobody (refunded, cancelled, never issued, or
+    transferred: reissued with a new code)."""
     return list(
         session.scalars(
             select(Ticket.id).where(
                 Ticket.event_id == event_id,
-                Ticket.status.in_([TicketStatus.REVOKED, TicketStatus.VOID]),
+                Ticket.status.in_(
+                    [TicketStatus.REVOKED, TicketStatus.VOID, TicketStatus.TRANSFERRED]
+                ),
             )
         )
     )

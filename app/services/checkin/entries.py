@@ -33,9 +33,12 @@ class Entry:
     gate: str
 
 
-def first_entries(session: Session, event_id: int, ticket_ids: Iterable[int]) -> dict[int, Entry]:
+def first_entries(
+    session: Session, event_id: int, ticket_ids: Iterable[int], *, strict: bool = False
+) -> dict[int, Entry]:
     """The first entries of these tickets of ``event_id``, by ticket id (a ticket never admitted
-    is absent). While Redis is unreachable only the database's are known (logged)."""
+    is absent). While Redis is unreachable only the database's are known (logged), or, with
+    ``strict``, the Redis error is raised (the caller must not go on without knowing)."""
     wanted = sorted(set(ticket_ids))
     if not wanted:
         return {}
@@ -54,6 +57,8 @@ def first_entries(session: Session, event_id: int, ticket_ids: Iterable[int]) ->
     try:
         raws = cache.hmget(entries_key(event_id), unknown)
     except (redis.ConnectionError, redis.TimeoutError):
+        if strict:
+            raise
         log.error(
             "Redis is unreachable: entries not flushed yet are not seen",
             extra={"event_id": event_id, "tickets": unknown},

@@ -5,6 +5,10 @@
 the tickets as the gate reads them: each one's QR code inline, the PDF of the tickets (a page
 each) and the event as a calendar entry attached. What the customer paid, never the platform's
 fee, and nothing of the card (the issue's "no card data": not even its last digits).
+
+``ticket_received`` and ``ticket_transferred``: a transfer (services/tickets.py), to the
+recipient with the new ticket (its QR code inline and its PDF), and a notice to the customer
+who handed it on.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from flask import url_for
 from flask_babel import gettext
 from sqlalchemy.orm import Session
 
-from app.models import Order, OrderStatus, PaymentStatus
+from app.models import Order, OrderStatus, PaymentStatus, Ticket
 from app.services import ticket_documents
 from app.services.mail import outbox
 from app.services.mail.messages import Attachment, Gone, Inline, Message, render_pair, renderer
@@ -99,3 +103,88 @@ def order_paid_mail(session: Session, params: dict[str, Any]) -> Message:
 
 def _qr_cid(ticket_id: int) -> str:
     return f"ticket-{ticket_id}-qr@bilheteria"
+
+
+# -- transfers (services/tickets.py) --------------------------------------------------------------
+
+TICKET_RECEIVED = "ticket_received"
+TICKET_TRANSFERRED = "ticket_transferred"
+
+
+def queue_ticket_transfer(session: Session, old: Ticket, new: Ticket) -> None:
+    """A transfer's two mails, in its transaction: the new ticket to its recipient (it carries
+    the ticket, so it waits until their address is confirmed, as an order's confirmation does),
+    and a notice to the customer who handed it on (at once)."""
+    outbox.queue_to_customer(
+        session,
+        TICKET_RECEIVED,
+        new.owner_id,
+        key=f"{TICKET_RECEIVED}:{new.id}",
+        params={"ticket_id": new.id, "from_ticket_id": old.id},
+        tickets=True,
+    )
+    outbox.queue_to_customer(
+        session,
+        TICKET_TRANSFERRED,
+        old.owner_customer_id,
+        key=f"{TICKET_TRANSFERRED}:{old.id}",
+        params={"ticket_id": old.id, "to_ticket_id": new.id},
+    )
+
+
+@renderer(TICKET_RECEIVED)
+def ticket_received_mail(session: Session, params: dict[str, Any]) -> Message:
+    ticket = session.get(Ticket, params["ticket_id"])
+    if ticket is None or ticket.owner_id is None:
+        raise Gone(f"ticket {params['ticket_id']} no longer exists")
+    order = ticket.order
+    lines = ticket_documents.valid_tickets(
+        session, order, held_by=ticket.owner_id, ticket_id=ticket.id
+    )
+    if not lines:  # refunded, or handed on again before the mail left
+        raise Gone(f"ticket {ticket.id} is no longer its recipient's valid ticket")
+    sender = session.get(Ticket, params["from_ticket_id"])
+    event = order.event
+    subject = gettext("A ticket for %(event)s was transferred to you", event=event.name)
+    message = render_pair(
+        TICKET_RECEIVED,
+        subject,
+        event=event,
+        partner=event.partner,
+        customer=ticket.owner,
+        sender=sender.owner_customer if sender is not None else order.customer,
+        tickets=lines,
+        where=ticket_documents.venue_line(order),
+        ticket_url=url_for("shop.ticket", ticket_id=ticket.id, _external=True),
+        qr_cid=_qr_cid,
+    )
+    message.inline = [
+        Inline(_qr_cid(line.id), "image/png", ticket_documents.qr_png(line.code)) for line in lines
+    ]
+    message.attachments = [
+        Attachment(
+            f"ticket-{ticket.id}.pdf",
+            ticket_documents.PDF_MIMETYPE,
+            ticket_documents.tickets_pdf(session, order, lines),
+        ),
+    ]
+    return message
+
+
+@renderer(TICKET_TRANSFERRED)
+def ticket_transferred_mail(session: Session, params: dict[str, Any]) -> Message:
+    old = session.get(Ticket, params["ticket_id"])
+    new = session.get(Ticket, params["to_ticket_id"])
+    if old is None or new is None:
+        raise Gone(f"ticket {params['ticket_id']} no longer exists")
+    event = old.event
+    subject = gettext("Your ticket for %(event)s was transferred", event=event.name)
+    return render_pair(
+        TICKET_TRANSFERRED,
+        subject,
+        event=event,
+        customer=old.owner_customer,
+        ticket=old,
+        recipient=new.owner,
+        order_url=url_for("shop.order", order_id=old.order_id, _external=True),
+    )

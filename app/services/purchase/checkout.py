@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -63,6 +64,7 @@ from app.models.event import SALE_COLUMNS, sale_window
 from app.models.money import format_money
 from app.models.order import hold_is_live
 from app.models.partner import platform_fee_cents
+from app.services import tickets
 from app.services.locking import busy_on_lock_failure
 from app.services.payments import PaymentGateway
 from app.services.pg_writes import counted, row_count, rows_of_arrays
@@ -93,10 +95,17 @@ class PriceChanged(Conflict):
     code = "price_changed"
 
 
-def fingerprint(hold_id: int, card_token: str, expected_total_cents: int | None = None) -> str:
+def fingerprint(
+    hold_id: int,
+    card_token: str,
+    expected_total_cents: int | None = None,
+    holder_names: Any = None,
+) -> str:
     request = f"{hold_id}|{card_token}"
     if expected_total_cents is not None:  # without it, the fingerprint attempts always had
         request += f"|{expected_total_cents}"
+    if holder_names:  # likewise: the names are part of what a retry must ask again
+        request += "|" + json.dumps(holder_names, ensure_ascii=False)
     return hashlib.sha256(request.encode()).hexdigest()
 
 
@@ -109,11 +118,13 @@ def checkout(
     card_token: str,
     idempotency_key: str,
     expected_total_cents: Any = None,
+    holder_names: Any = None,
 ) -> CheckoutResult:
     """Pay for ``hold_id`` the prices its hold quoted; a retry with the same key and body
     returns the same order. ``expected_total_cents``: the total the client showed, if it sent
     one (expected_total); PriceChanged (nothing charged, the hold kept) when the hold costs
-    anything else."""
+    anything else. ``holder_names``: each ticket's holder, in the order of the hold's spots
+    (required when the event's tickets are named; by default the buyer's name)."""
     key = (idempotency_key or "").strip()
     if not 8 <= len(key) <= 100:
         raise DomainError(
@@ -122,11 +133,25 @@ def checkout(
     if not card_token:
         raise DomainError(gettext("Give the card token."), field="card_token")
     expected_total_cents = expected_total(expected_total_cents)
-    wanted = fingerprint(hold_id, card_token, expected_total_cents)
+    if holder_names is not None and (
+        not isinstance(holder_names, list) or not all(isinstance(n, str) for n in holder_names)
+    ):
+        raise tickets.InvalidRequest(
+            gettext("holder_names is a list of names, one per ticket."), field="holder_names"
+        )
+    wanted = fingerprint(hold_id, card_token, expected_total_cents, holder_names)
     session.flush()  # Core statements below: nothing of the caller's may wait in the session
     try:
         attempt = _record_attempt(
-            session, gateway, customer_id, hold_id, card_token, key, wanted, expected_total_cents
+            session,
+            gateway,
+            customer_id,
+            hold_id,
+            card_token,
+            key,
+            wanted,
+            expected_total_cents,
+            holder_names,
         )
     except (IntegrityError, DomainError):
         # A retry: its key is taken (an attempt raced us to the database, or came before and
@@ -250,6 +275,7 @@ _LOCK_HOLD_TO_PAY = (
         _partner.c.fee_percent,
         _partner.c.fee_fixed_cents,
         _customer.c.name.label("customer_name"),
+        _event.c.named_tickets,
     )
     .select_from(
         _hold.join(_event, _event.c.id == _hold.c.event_id)
@@ -285,6 +311,16 @@ _PENDING_PAYMENT_OF_ORDER = select(_payment.c.id).where(
     _payment.c.order_id == bindparam("order_id"), _payment.c.status == PaymentStatus.PENDING.value
 )
 _TICKETS_OF_ORDER = select(func.count()).where(_ticket.c.order_id == bindparam("order_id"))
+_NAMED = rows_of_arrays(spot_id=("b_spot_ids", Integer), holder_name=("b_names", String))
+_RENAME_PENDING = (
+    update(_ticket)
+    .where(
+        _ticket.c.order_id == bindparam("order_id"),
+        _ticket.c.status == TicketStatus.PENDING.value,
+        _ticket.c.spot_id == _NAMED.c.spot_id,
+    )
+    .values(holder_name=_NAMED.c.holder_name)
+)
 _EXTEND_HOLD = (
     update(_hold).where(_hold.c.id == bindparam("b_hold_id")).values(expires_at=bindparam("until"))
 )
@@ -321,6 +357,7 @@ _HELD = rows_of_arrays(
     section_id=("b_section_ids", Integer),
     price_cents=("b_prices", Integer),
     ticket_type_id=("b_type_ids", Integer),
+    holder_name=("b_holders", String),
 )
 _NEW_TICKETS = (
     insert(_ticket)
@@ -330,7 +367,7 @@ _NEW_TICKETS = (
         select(
             _NEW_ORDER.c.id, _typed("b_event_id", Integer), _HELD.c.section_id, _HELD.c.spot_id,
             _HELD.c.price_cents, _HELD.c.ticket_type_id, _typed("b_currency", String),
-            literal(TicketStatus.PENDING.value, String), _typed("b_holder", String),
+            literal(TicketStatus.PENDING.value, String), _HELD.c.holder_name,
             _typed("now", DateTime),
         ).select_from(_NEW_ORDER.join(_HELD, literal(True))),  # one row per spot
     )
@@ -371,6 +408,7 @@ def _record_attempt(
     key: str,
     wanted: str,
     expected_total_cents: int | None,
+    holder_names: list[str] | None = None,
 ) -> _Attempt:
     """Step 1: the order (on the first attempt), its pending tickets and the pending payment,
     under the hold's lock; the hold is extended to cover the charge. The total is what the hold
@@ -400,6 +438,7 @@ def _record_attempt(
         total = sum(s.price_cents for s in spots) if order_id is None else order.order_total
         if expected_total_cents is not None and expected_total_cents != total:
             raise _price_changed(total, expected_total_cents, hold.currency)
+        names = tickets.holder_names(holder_names, len(spots), required=hold.named_tickets)
         if order_id is None:
             fee = platform_fee_cents(hold.fee_percent, hold.fee_fixed_cents, total, len(spots))
             recorded = conn.execute(
@@ -415,7 +454,7 @@ def _record_attempt(
                     "b_section_ids": [spot.section_id for spot in spots],
                     "b_prices": [spot.price_cents for spot in spots],
                     "b_type_ids": [spot.ticket_type_id for spot in spots],
-                    "b_holder": hold.customer_name,
+                    "b_holders": names or [hold.customer_name] * len(spots),
                     "b_key": key,
                     "b_fingerprint": wanted,
                     "b_fee": fee,
@@ -441,8 +480,13 @@ def _record_attempt(
             )
         if conn.execute(_PENDING_PAYMENT_OF_ORDER, {"order_id": order_id}).first():
             raise CheckoutInProgress(gettext("A payment for these seats is being processed."))
-        tickets = conn.execute(_TICKETS_OF_ORDER, {"order_id": order_id}).scalar_one()
-        fee = platform_fee_cents(hold.fee_percent, hold.fee_fixed_cents, total, tickets)
+        ticket_count = conn.execute(_TICKETS_OF_ORDER, {"order_id": order_id}).scalar_one()
+        fee = platform_fee_cents(hold.fee_percent, hold.fee_fixed_cents, total, ticket_count)
+        if names:  # this attempt names the holders anew
+            conn.execute(
+                _RENAME_PENDING,
+                {"order_id": order_id, "b_spot_ids": [s.id for s in spots], "b_names": names},
+            )
         payment_id = conn.execute(
             _INSERT_PAYMENT,
             {
