@@ -8,7 +8,7 @@ import time
 
 from sqlalchemy import func, select
 
-from app.extensions import db
+from app.extensions import celery, db
 from app.models import Partner
 from app.services import after_commit as after_commit_module
 from app.services.after_commit import after_commit, enqueue
@@ -50,7 +50,7 @@ def test_a_failing_callback_is_logged_and_the_others_still_run(caplog):
 
 
 def test_with_the_broker_down_one_send_finds_out_and_the_next_ones_wait_for_the_sweep(
-    app, monkeypatch, caplog
+    app, monkeypatch, caplog, request
 ):
     """Redis down (connection refused): the first task pays kombu's retries and fails; for
     BROKER_PAUSE_SECONDS no later commit tries again (each would add the same wait to its
@@ -59,6 +59,10 @@ def test_with_the_broker_down_one_send_finds_out_and_the_next_ones_wait_for_the_
         probe.bind(("127.0.0.1", 0))
         closed = f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
     monkeypatch.setattr(after_commit_module, "_broker_paused_until", 0.0)
+    # The Celery app keeps the connection and producer pools of the broker it first sent to
+    # (an earlier test's real Redis): dropped here and after, so each app sends to its own.
+    forget_broker_connections()
+    request.addfinalizer(forget_broker_connections)
     with (
         another_app(app, CELERY_BROKER_URL=closed, CELERY_TASK_ALWAYS_EAGER=False) as down,
         down.app_context(),
@@ -78,3 +82,8 @@ def test_with_the_broker_down_one_send_finds_out_and_the_next_ones_wait_for_the_
         db.session.commit()
         assert time.perf_counter() - started > 0.2  # tried again once the pause is over
         db.session.remove()
+
+
+def forget_broker_connections() -> None:
+    celery.close()
+    celery.amqp._producer_pool = None
