@@ -260,7 +260,7 @@ def test_a_report_whose_task_the_broker_lost_is_sent_again_and_written(
 
 
 def test_two_runs_of_a_reports_task_at_once_write_it_once(
-    client, on_sale, reports_dir, monkeypatch
+    app, client, on_sale, reports_dir, monkeypatch
 ):
     """The original task delivered late, while the one the sweep sent is writing the report:
     the second run finds the report's row held by the first and leaves it to it."""
@@ -280,7 +280,14 @@ def test_two_runs_of_a_reports_task_at_once_write_it_once(
     monkeypatch.setitem(reports.BUILDERS, ReportKind.SALES, slow_sales)
     task = celery.tasks[REPORT_TASK]
     first: list[str] = []
-    writer = threading.Thread(target=lambda: first.append(task.apply(args=[report_id]).get()))
+
+    def write() -> None:
+        # In this app (its REPORTS_DIR): a thread without an app context would run the task in
+        # the first app the process made, another test's in a whole run.
+        with app.app_context():
+            first.append(task.apply(args=[report_id]).get())
+
+    writer = threading.Thread(target=write)
     writer.start()
     try:
         assert writing.wait(30)
