@@ -82,12 +82,16 @@ def refund_order(
     actor: Actor,
     *,
     by: str | None = None,
+    held_by: int | None = None,
 ) -> Order:
     """Refund a paid order in full: every ticket still valid, as ``refund_tickets`` does (asking
     twice refunds once). A refund of the order left unfinished (a crash) is finished first.
-    ``by``: who asked, for the refunds metric (the actor's kind when not given)."""
+    ``by``: who asked, for the refunds metric (the actor's kind when not given). ``held_by``:
+    the buyer cancelling it themselves: refused (TicketUsed, TicketTransferred) when a ticket
+    to refund was used at a gate or is held by another customer, judged under the order's lock
+    (a transfer locks it too, so none slips in between the check and the claim)."""
     while True:
-        order, refund_id = _claim(session, order_id, actor, None)
+        order, refund_id = _claim(session, order_id, actor, None, held_by=held_by)
         if refund_id is None:
             return order
         order = _complete(session, gateway, order_id, refund_id, by=by or refund_source(actor))
@@ -101,11 +105,17 @@ def refund_source(actor: Actor) -> str:
 
 
 def _claim(
-    session: Session, order_id: int, actor: Actor, ticket_ids: list[int] | None
+    session: Session,
+    order_id: int,
+    actor: Actor,
+    ticket_ids: list[int] | None,
+    *,
+    held_by: int | None = None,
 ) -> tuple[Order, int | None]:
     """Record the refund of these tickets (None: a refund left unfinished, else every valid
     ticket) as pending, or find the pending one a retry asks for again. Returns the order and
-    the refund's id; None when a full refund finds nothing left to refund."""
+    the refund's id; None when a full refund finds nothing left to refund. ``held_by``: a new
+    refund is refused unless every ticket it takes is unused and held by this customer."""
     with busy_on_lock_failure(session):
         order = _locked_order(session, order_id, actor)
         if order.status not in (OrderStatus.PAID, OrderStatus.REFUNDED):
@@ -139,9 +149,45 @@ def _claim(
                 None,
             )
         if refund is None:
+            if held_by is not None:
+                _require_held_and_unused(session, order, tickets, held_by)
             refund = payment.start_refund(tickets, utcnow())
         session.commit()
         return order, refund.id
+
+
+def _require_held_and_unused(
+    session: Session, order: Order, tickets: list[Ticket], customer_id: int
+) -> None:
+    """The customer's own cancellation, under the order's lock: none of these tickets used at a
+    gate (TicketUsed naming them) nor held by another customer (TicketTransferred: the buyer's
+    cancellation would void it under its holder; the organiser may still refund it)."""
+    used = used_tickets(session, order, tickets)
+    if used:
+        session.rollback()
+        raise TicketUsed(
+            gettext(
+                "Used at the gate: %(tickets)s. An order with a used ticket is not cancelled "
+                "here: contact the organiser.",
+                tickets="; ".join(u.describe() for u in used),
+            ),
+            tickets=[u.to_json() for u in used],
+        )
+    handed_on = sorted(
+        (t for t in tickets if t.owner_customer_id != customer_id), key=lambda t: t.id
+    )
+    if handed_on:
+        seats = ", ".join(t.seat_label for t in handed_on)
+        ids = [t.id for t in handed_on]
+        session.rollback()
+        raise TicketTransferred(
+            gettext(
+                "Transferred to another customer: %(seats)s. An order with a transferred "
+                "ticket is not cancelled here: contact the organiser.",
+                seats=seats,
+            ),
+            tickets=ids,
+        )
 
 
 def _complete(
@@ -312,30 +358,10 @@ def cancel_by_customer(
             ),
             deadline=local_time.iso_local(deadline, order.event.zone_name),
         )
-    used = used_tickets(session, order)
-    if used:
-        raise TicketUsed(
-            gettext(
-                "Used at the gate: %(tickets)s. An order with a used ticket is not cancelled "
-                "here: contact the organiser.",
-                tickets="; ".join(u.describe() for u in used),
-            ),
-            tickets=[u.to_json() for u in used],
-        )
-    handed_on = [t for t in order.live_tickets if t.owner_customer_id != customer_id]
-    if handed_on:
-        # The recipient holds it: the buyer's cancellation would void it under them (the
-        # organiser may still refund, to the order's card).
-        raise TicketTransferred(
-            gettext(
-                "Transferred to another customer: %(seats)s. An order with a transferred "
-                "ticket is not cancelled here: contact the organiser.",
-                seats=", ".join(t.seat_label for t in handed_on),
-            ),
-            tickets=[t.id for t in handed_on],
-        )
+    # Used or handed-on tickets are refused in the claim, under the order's lock: a transfer
+    # or a scan committed after a check here would otherwise be refunded with the rest.
     session.rollback()
-    return refund_order(session, gateway, order_id, SYSTEM, by="customer")
+    return refund_order(session, gateway, order_id, SYSTEM, by="customer", held_by=customer_id)
 
 
 STALE_REFUND = dt.timedelta(minutes=2)

@@ -434,3 +434,46 @@ def test_a_transfer_writes_the_partners_ticket_transferred_webhook(client, partn
     assert (delivery.endpoint_id, delivery.kind) == (hook.id, "ticket.transferred")
     data = delivery.payload
     assert (data["ticket_id"], data["previous_ticket_id"]) == (new_id, ticket["id"])
+
+
+def test_a_transfer_committed_before_the_cancellations_claim_stops_it(
+    client, app, monkeypatch, event
+):
+    """The buyer cancels while a transfer of one of the order's tickets commits between the
+    cancellation's look at the order and its claim (real connections, another thread): the
+    cancellation is refused under the order's lock, the recipient keeps a valid ticket and the
+    buyer gets no money back."""
+    ana = sign_up(client)
+    sign_up(client, BRUNO, "Bruno Lima")
+    order = buy(client, event, buyer=ana)
+    given = order["tickets"][0]
+    ana_id = _customer_id("ana@example.com")
+    locked_order = refunds._locked_order
+    handed_on: dict[str, int] = {}
+
+    def transfer_first(session, order_id, actor):
+        if not handed_on:
+
+            def hand_on() -> None:
+                with app.app_context():
+                    try:
+                        handed_on["id"] = tickets.transfer(
+                            db.session, ana_id, given["id"], BRUNO
+                        ).id
+                    finally:
+                        db.session.remove()
+
+            thread = threading.Thread(target=hand_on)
+            thread.start()
+            thread.join()
+        return locked_order(session, order_id, actor)
+
+    monkeypatch.setattr(refunds, "_locked_order", transfer_first)
+    with pytest.raises(refunds.TicketTransferred):
+        refunds.cancel_by_customer(db.session, gateway(), ana_id, order["id"])
+    db.session.rollback()
+    assert "id" in handed_on
+    received = db.session.get(Ticket, handed_on["id"])
+    assert received.status == "valid" and received.owner_id == _customer_id(BRUNO)
+    assert received.order.status == "paid"
+    assert received.order.payments[0].refunded_cents == 0
