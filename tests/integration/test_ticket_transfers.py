@@ -477,3 +477,22 @@ def test_a_transfer_committed_before_the_cancellations_claim_stops_it(
     assert received.status == "valid" and received.owner_id == _customer_id(BRUNO)
     assert received.order.status == "paid"
     assert received.order.payments[0].refunded_cents == 0
+
+
+def test_the_partners_daily_summary_counts_a_transferred_ticket_once(client, partner, event):
+    from app.models import local_time
+    from app.services.mail import partner_mails
+
+    ana = sign_up(client)
+    sign_up(client, BRUNO, "Bruno Lima")
+    sign_up(client, "carla@example.com", "Carla Dias")
+    order = buy(client, event, buyer=ana)
+    new_id = transfer(client, ana, order["tickets"][0]["id"]).get_json()["result"]["replaced_by"]
+    # Bruno passes it on again: three rows for one sold ticket, two tickets sold in all.
+    bruno_id = _customer_id(BRUNO)
+    tickets.transfer(db.session, bruno_id, new_id, "carla@example.com")
+    paid_at = db.session.get(Ticket, new_id).order.paid_at
+    day = local_time.to_local(paid_at, partner_mails.SUMMARY_ZONE).date()
+    [line] = partner_mails.daily_figures(db.session, partner.id, day)
+    assert line.tickets == 2
+    assert line.gross_cents == order["total_cents"]

@@ -35,6 +35,7 @@ from app.models import (
     Payout,
     RefundStatus,
     Ticket,
+    TicketStatus,
     local_time,
 )
 from app.services.mail import outbox
@@ -317,6 +318,8 @@ def daily_figures(session: Session, partner_id: int, day: dt.date) -> list[Summa
                 Order.paid_at >= start,
                 Order.paid_at < end,
                 Order.status.in_((OrderStatus.PAID, OrderStatus.REFUNDED)),
+                # A transferred ticket's row gave way to its successor's: one sale, one row.
+                Ticket.status != TicketStatus.TRANSFERRED,
             )
             .group_by(Order.event_id)
         )
