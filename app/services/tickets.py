@@ -107,9 +107,12 @@ def holder_name(raw: object, *, field: str = "holder_name") -> str:
     return name
 
 
-def holder_names(raw: object, count: int, *, required: bool) -> list[str] | None:
+def holder_names(
+    raw: object, count: int, *, required: bool, default: str | None = None
+) -> list[str] | None:
     """The holders' names a checkout gives, one per ticket in the order of the hold's spots;
-    None when none is given and the event does not ask for them."""
+    None when none is given and the event does not ask for them. Where the event does not ask
+    for them, a name left blank is ``default`` (the buyer's)."""
     if raw is None or raw == []:
         if required:
             raise InvalidRequest(
@@ -122,7 +125,12 @@ def holder_names(raw: object, count: int, *, required: bool) -> list[str] | None
             gettext("Give %(count)s holder names, one per ticket.", count=count),
             field="holder_names",
         )
-    return [holder_name(name, field="holder_names") for name in raw]
+    return [
+        default
+        if not required and default and isinstance(name, str) and not name.strip()
+        else holder_name(name, field="holder_names")
+        for name in raw
+    ]
 
 
 def recipient_email(raw: object) -> str:

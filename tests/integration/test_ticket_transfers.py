@@ -496,3 +496,32 @@ def test_the_partners_daily_summary_counts_a_transferred_ticket_once(client, par
     [line] = partner_mails.daily_figures(db.session, partner.id, day)
     assert line.tickets == 2
     assert line.gross_cents == order["total_cents"]
+
+
+def test_an_unnamed_event_takes_a_blank_holder_as_the_buyer_in_the_api_and_the_page(client, event):
+    from tests.support.pages import card_form, hold_form, page_sign_up, path_of, pay_form, text
+
+    ana = sign_up(client)
+    hold = client.post(
+        "/api/v1/holds/",
+        json={"event_id": event.id, "section_id": event.sections[0].id, "quantity": 2},
+        headers=ana,
+    ).get_json()["result"]
+    paid = client.post(
+        f"/api/v1/holds/{hold['id']}/checkout",
+        json={"card_token": card_token(client), "holder_names": ["", "Bia Nunes"]},
+        headers={**ana, "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert paid.status_code == 201, paid.get_json()
+    names = [t["holder_name"] for t in paid.get_json()["result"]["tickets"]]
+    assert names == ["Ana Souza", "Bia Nunes"]
+
+    # The pay page's optional fields, both cleared.
+    page_sign_up(client, "carla@example.com", "Carla Dias")
+    hold_id = hold_form(client, event)
+    form = pay_form(text(client.get(path_of(card_form(client, hold_id)))))
+    done = client.post(f"/holds/{hold_id}/checkout", data={**form, "holder_names": ["", "  "]})
+    assert done.status_code == 302 and path_of(done).startswith("/orders/"), text(done)[:300]
+    order_id = int(path_of(done).rsplit("/", 1)[1])
+    held = db.session.scalars(select(Ticket.holder_name).where(Ticket.order_id == order_id))
+    assert list(held) == ["Carla Dias", "Carla Dias"]

@@ -438,7 +438,9 @@ def _record_attempt(
         total = sum(s.price_cents for s in spots) if order_id is None else order.order_total
         if expected_total_cents is not None and expected_total_cents != total:
             raise _price_changed(total, expected_total_cents, hold.currency)
-        names = tickets.holder_names(holder_names, len(spots), required=hold.named_tickets)
+        names = tickets.holder_names(
+            holder_names, len(spots), required=hold.named_tickets, default=hold.customer_name
+        )
         if order_id is None:
             fee = platform_fee_cents(hold.fee_percent, hold.fee_fixed_cents, total, len(spots))
             recorded = conn.execute(
