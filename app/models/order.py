@@ -217,6 +217,23 @@ class Order(Model):
     def live_tickets(self) -> list[Ticket]:
         return [t for t in self.tickets if t.status == TicketStatus.VALID]
 
+    def transferred_to(self, ticket: Ticket) -> Customer | None:
+        """Whom the buyer handed this ticket of the order to (the recipient of the buyer's last
+        transfer in its chain), None while the buyer holds it. Later holders are the
+        recipient's business: the buyer's pages name only whom the buyer chose."""
+        if ticket.owner_customer_id == self.customer_id:
+            return None
+        predecessor = {t.replaced_by_id: t for t in self.tickets if t.replaced_by_id is not None}
+        current = ticket
+        for _ in range(1000):  # a chain of transfers, never a loop; bounded all the same
+            before = predecessor.get(current.id)
+            if before is None:
+                break
+            if before.owner_customer_id == self.customer_id:
+                return current.owner_customer
+            current = before
+        return None
+
     def refund(self, now: dt.datetime, *, event_cancelled: bool) -> None:
         """Revoke every ticket; their spots return to sale unless the event is cancelled."""
         self.revoke_tickets(self.live_tickets, now, event_cancelled=event_cancelled)

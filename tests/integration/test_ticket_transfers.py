@@ -525,3 +525,21 @@ def test_an_unnamed_event_takes_a_blank_holder_as_the_buyer_in_the_api_and_the_p
     order_id = int(path_of(done).rsplit("/", 1)[1])
     held = db.session.scalars(select(Ticket.holder_name).where(Ticket.order_id == order_id))
     assert list(held) == ["Carla Dias", "Carla Dias"]
+
+
+def test_the_buyers_order_page_names_whom_the_buyer_gave_it_to_not_later_holders(client, event):
+    from tests.support.pages import buy_through_pages, page_sign_up, text
+
+    sign_up(client, BRUNO, "Bruno Lima")
+    sign_up(client, "carla@example.com", "Carla Dias")
+    page_sign_up(client)
+    _, order_id = buy_through_pages(client, event)
+    ana_id = _customer_id("ana@example.com")
+    first = db.session.scalars(select(Ticket.id).where(Ticket.order_id == order_id)).first()
+    to_bruno = tickets.transfer(db.session, ana_id, first, BRUNO)
+    page = text(client.get(f"/orders/{order_id}"))
+    assert "Transferred to Bruno Lima (bruno@example.com)" in page
+    tickets.transfer(db.session, _customer_id(BRUNO), to_bruno.id, "carla@example.com")
+    page = text(client.get(f"/orders/{order_id}"))
+    assert "Transferred to Bruno Lima (bruno@example.com)" in page
+    assert "Carla Dias" not in page and "carla@example.com" not in page
