@@ -103,6 +103,14 @@ def check_url(url: str | None, *, allow_local_http: bool) -> str:
         raise DomainError(gettext("This is not a web address."), field="url") from None
     if not host or parts.scheme not in ("https", "http") or any(c.isspace() for c in url):
         raise DomainError(gettext("Give an https:// address."), field="url")
+    if not url.isascii():  # a request line and a Host header are ASCII: it could never be sent
+        raise DomainError(
+            gettext(
+                "Write the address in ASCII: an international domain name in its xn-- form, "
+                "and any other character of the path percent-encoded."
+            ),
+            field="url",
+        )
     if parts.username is not None or parts.password is not None:
         raise DomainError(
             gettext("No user or password in the address: deliveries are signed instead."),
@@ -186,7 +194,18 @@ class WebhookEndpoint(Model):
             self.secret = new_secret()
 
     def rotate_secret(self, now: dt.datetime) -> str:
-        """A new secret signs from now on; the old one also signs for ROTATION_OVERLAP."""
+        """A new secret signs from now on; the old one also signs for ROTATION_OVERLAP. Refused
+        while the previous secret still signs (within a day of the last rotation): a second
+        rotation would drop it at once, before the partner's system had switched to it."""
+        if self.previous_secret_until is not None and now < self.previous_secret_until:
+            raise DomainError(
+                gettext(
+                    "The secret was rotated less than a day ago: its previous one still signs "
+                    "until %(until)s UTC. Rotate again after that.",
+                    until=self.previous_secret_until.strftime("%Y-%m-%d %H:%M"),
+                ),
+                field="secret",
+            )
         self.previous_secret, self.previous_secret_until = self.secret, now + ROTATION_OVERLAP
         self.secret = new_secret()
         self.secret_rotated_at = now

@@ -108,7 +108,7 @@ class WebhookDeliveryView(ScopedModelView):
         },  # fmt: skip
         "payload": lambda value: _preformatted(json.dumps(value, indent=2, sort_keys=True)),
         "response_body": _preformatted,
-        "last_error": lambda value: value or "",
+        "last_error": sender.error_text,
         "response_status": lambda value: value or "",
     }
 

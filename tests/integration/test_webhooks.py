@@ -7,15 +7,20 @@ before recording it, leaves each delivered at least once (a repeat has the same 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from flask import current_app
 from sqlalchemy import select, update
 
 from app.extensions import db
@@ -655,3 +660,166 @@ def test_a_purchase_reaches_the_partners_system_through_a_real_worker_without_a_
 def test_the_sweep_runs_every_ten_seconds_in_the_beat_schedule():
     schedule = {entry["task"]: entry["schedule"] for entry in celery.conf.beat_schedule.values()}
     assert schedule["webhooks.send_due"] == 10.0
+
+
+# --------------------------------------------------------------------------- hostile endpoints
+
+
+@contextlib.contextmanager
+def dripping(interval: float, seconds: float) -> Iterator[int]:
+    """A server (its port) that reads the request, then answers its status line and headers a
+    byte every ``interval`` seconds for ``seconds`` in all, then a complete 200: each read is
+    quick, the answer takes ``seconds``."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += conn.recv(4096)
+                slow = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * int(seconds / interval)
+                try:
+                    for byte in slow:
+                        if stop.is_set():
+                            return
+                        conn.sendall(bytes([byte]))
+                        time.sleep(interval)
+                    conn.sendall(b"\r\nContent-Length: 2\r\n\r\nok")
+                except OSError:
+                    pass  # the sender hung up
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        server.close()
+        thread.join(10)
+
+
+def test_an_endpoint_that_drips_its_answer_is_cut_off_at_the_deadline_and_retried(monkeypatch):
+    """A socket timeout bounds each read: an answer dripped a byte at a time never trips it. The
+    whole POST has a deadline, and the attempt is a failure retried after the backoff."""
+    monkeypatch.setattr(sender, "TIMEOUT_SECONDS", 1.0)  # each byte comes well within it
+    monkeypatch.setattr(sender, "DEADLINE_SECONDS", 1.5, raising=False)
+    partner = make_partner("P")
+    with dripping(interval=0.1, seconds=8) as port:
+        endpoint(partner, f"http://127.0.0.1:{port}/hooks")
+        note(partner.id, 1)
+        [delivery] = deliveries()
+        started = time.monotonic()
+        outcome = sender.send_due(db.session)
+        took = time.monotonic() - started
+    assert took < 4, f"the attempt took {took:.1f} s"
+    assert outcome.retried == [delivery.id]
+    kept = row(delivery.id)
+    assert kept.status == DeliveryStatus.PENDING and kept.next_attempt_at > utcnow()
+    assert kept.last_error == "no complete answer within 1.5 s"
+    assert kept.response_status is None
+
+
+def test_the_answers_body_is_read_only_up_to_its_excerpt(receiver):
+    partner = make_partner("P")
+    endpoint(partner, receiver.url())
+    note(partner.id, 1)
+    [delivery] = deliveries()
+    receiver.plan(200, "x" * 100_000)
+    assert sender.send_due(db.session).delivered == [delivery.id]
+    assert row(delivery.id).response_body == "x" * sender.RESPONSE_EXCERPT
+
+
+class Rebinding:
+    """A DNS server made to answer ``first`` to the first question about ``name`` and a private
+    address after that (DNS rebinding); any other name is resolved for real."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, name: str, first: str) -> None:
+        self.name, self.first, self.asked = name, first, 0
+        real = socket.getaddrinfo
+
+        def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+            if host != name:
+                return real(host, port, *args, **kwargs)
+            self.asked += 1
+            address = self.first if self.asked == 1 else "10.255.255.1"
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port or 0))]
+
+        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def in_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    """APP_ENV production, with 127.0.0.1 (the test's receiver) taken as an internet address."""
+    monkeypatch.setitem(current_app.config, "APP_ENV", "production")
+    monkeypatch.setattr(sender, "is_public_address", lambda address: address == "127.0.0.1")
+
+
+def unchecked_endpoint(partner_id: int, url: str) -> WebhookEndpoint:
+    """An endpoint written as is (an address the form would refuse today, written before)."""
+    hook = WebhookEndpoint(partner_id=partner_id, url=url, kinds=[outbox.WebhookKind.PAYOUT_PAID])
+    db.session.add(hook)
+    db.session.commit()
+    return hook
+
+
+def test_the_connection_goes_to_the_address_checked_not_to_a_second_resolution(
+    receiver, monkeypatch
+):
+    in_production(monkeypatch)
+    monkeypatch.setattr(sender, "TIMEOUT_SECONDS", 0.5)
+    dns = Rebinding(monkeypatch, "partner.example", first="127.0.0.1")
+    partner = make_partner("P")
+    unchecked_endpoint(partner.id, f"http://partner.example:{receiver.port}/hooks")
+    note(partner.id, 1)
+    [delivery] = deliveries()
+    assert sender.send_due(db.session).delivered == [delivery.id]
+    assert dns.asked == 1  # resolved once: the address checked is the one connected to
+    [received] = receiver.received
+    assert received.headers["Host"] == f"partner.example:{receiver.port}"
+
+
+def test_a_host_resolving_to_a_private_address_is_refused_for_good(receiver, monkeypatch):
+    in_production(monkeypatch)
+    Rebinding(monkeypatch, "partner.example", first="192.168.0.7")
+    partner = make_partner("P")
+    unchecked_endpoint(partner.id, f"http://partner.example:{receiver.port}/hooks")
+    note(partner.id, 1)
+    [delivery] = deliveries()
+    assert sender.send_due(db.session).failed == [delivery.id]
+    assert row(delivery.id).last_error == (
+        "partner.example resolves to an address not on the internet (192.168.0.7)"
+    )
+    assert receiver.received == []
+
+
+def test_an_address_with_characters_other_than_ascii_fails_at_once_not_ten_times(receiver):
+    partner = make_partner("P")
+    unchecked_endpoint(partner.id, receiver.url("/ganhos/café"))
+    note(partner.id, 1)
+    [delivery] = deliveries()
+    assert sender.send_due(db.session).failed == [delivery.id]
+    assert row(delivery.id).attempts == 1
+    assert row(delivery.id).last_error == (
+        "the address has characters other than ASCII: it cannot be sent"
+    )
+    assert receiver.received == []
+
+
+def test_the_last_error_is_shown_in_the_readers_language(app):
+    from flask_babel import force_locale
+
+    with app.test_request_context(), force_locale("pt_BR"):
+        shown = sender.error_text("no complete answer within 15 s")
+        assert shown != "no complete answer within 15 s" and "15" in shown
+        assert sender.error_text(sender.STALLED) != sender.STALLED
+        assert sender.error_text("HTTP 502") == "HTTP 502"
+    with app.test_request_context(), force_locale("en"):
+        assert sender.error_text("no complete answer within 15 s") == (
+            "no complete answer within 15 s"
+        )

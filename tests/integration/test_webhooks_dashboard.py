@@ -133,6 +133,24 @@ def test_a_partner_changes_the_kinds_deactivates_and_rotates_the_secret(
     assert old_secret not in logged and hook.secret not in logged
 
 
+def test_a_second_rotation_within_the_day_is_refused_with_a_message_and_both_secrets_kept(
+    client, two_partners
+):
+    hook = endpoint(two_partners["a"], "https://crm.example.com/hooks", ["order.paid"])
+    first = hook.secret
+    login(client, "alice")
+    client.post(f"/webhookendpointview/action/rotate_secret/{hook.id}")
+    db.session.expire_all()
+    second = db.session.get(WebhookEndpoint, hook.id).secret
+    again = client.post(
+        f"/webhookendpointview/action/rotate_secret/{hook.id}", follow_redirects=True
+    )
+    assert "less than a day ago" in page(again) or "menos de um dia" in page(again)
+    db.session.expire_all()
+    hook = db.session.get(WebhookEndpoint, hook.id)
+    assert (hook.secret, hook.previous_secret) == (second, first)
+
+
 def test_a_partner_sees_its_deliveries_with_the_answer_and_sends_one_again(
     client, two_partners, receiver
 ):

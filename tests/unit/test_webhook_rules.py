@@ -40,6 +40,9 @@ def test_an_https_address_is_accepted_trimmed(url):
         ("https://crm.example.com:http/", "This is not a web address"),
         ("https://me:secret@crm.example.com/", "No user or password"),
         ("https://crm.example.com/" + "x" * 500, "longer than 500"),
+        # Not ASCII: a request could never carry it (the xn-- form and %C3%A7 could).
+        ("https://bilheteria-ingressos.café/hooks", "in ASCII"),
+        ("https://crm.example.com/ganhos/ação", "in ASCII"),
     ],
 )
 def test_other_addresses_are_refused_at_the_url_field(url, message):
@@ -98,6 +101,20 @@ def test_after_a_rotation_both_secrets_sign_for_a_day_then_only_the_new_one():
     assert sender.verify_signature(header, b"{}", old) and sender.verify_signature(
         header, b"{}", new
     )
+
+
+def test_a_second_rotation_within_the_day_is_refused_so_the_previous_secret_keeps_signing():
+    now = dt.datetime(2026, 12, 1, 12, 0)
+    endpoint = WebhookEndpoint(url="https://x.example.com/", kinds=["order.paid"])
+    endpoint.secret = first = new_secret()
+    second = endpoint.rotate_secret(now)
+    with pytest.raises(DomainError, match="less than a day ago") as refused:
+        endpoint.rotate_secret(now + dt.timedelta(hours=23))
+    assert refused.value.field == "secret"
+    # Nothing changed: the first secret still signs until its day is over.
+    assert endpoint.signing_secrets(now + dt.timedelta(hours=23)) == [second, first]
+    third = endpoint.rotate_secret(now + ROTATION_OVERLAP)
+    assert endpoint.signing_secrets(now + ROTATION_OVERLAP) == [third, second]
 
 
 @pytest.mark.parametrize(

@@ -34,20 +34,39 @@ growing pause (``backoff``), or fails it once it had ``WebhookDelivery.MAX_ATTEM
 older than ``MAX_AGE``. Redirects are not followed (an answer of its own, a failure). In
 production a host that resolves to an address not on the internet (this machine, a private
 network, cloud metadata) is refused for good: partners name the addresses.
+
+**A slow endpoint.** A socket's timeout bounds each read, not the request: an endpoint that
+drips a byte every few seconds would hold a worker for hours (and, after the lease, the next
+sender that claims the row). So the whole POST (connect, send, the status, the headers and at
+most ``RESPONSE_EXCERPT * 4`` bytes of body) has a deadline, ``DEADLINE_SECONDS``, far shorter
+than the lease: at the deadline the socket is shut down and the attempt is a failure, retried
+after the backoff.
+
+**The address connected to is the one checked.** The host is resolved once; in production
+every address it resolves to must be on the internet, and the connection goes to one of those
+addresses (not to a second resolution, which a DNS server could answer differently: DNS
+rebinding). The host name still goes in the Host header and, for https, in the TLS handshake
+(SNI) and the certificate's check.
+
+**Errors shown to partners** (``last_error``) are stored in English, the msgids of
+``ERRORS``, and translated when shown (``error_text``): the dashboard shows them in the
+reader's language, logs and the database keep one language.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import http.client
 import json
 import logging
+import re
 import socket
+import ssl
+import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +77,7 @@ from flask_babel import gettext
 from sqlalchemy import Text, and_, cast, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
+from app.i18n import N_
 from app.models import Conflict, DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from app.models.base import utcnow
 from app.models.webhook import is_public_address
@@ -66,7 +86,7 @@ from app.services.webhooks import outbox
 
 log = logging.getLogger(__name__)
 
-#: How long a claim holds a row: far longer than a POST may take (TIMEOUT_SECONDS, a batch of
+#: How long a claim holds a row: far longer than a POST may take (DEADLINE_SECONDS, a batch of
 #: them one after another), short enough that a crashed sender's deliveries wait minutes.
 LEASE = dt.timedelta(minutes=5)
 BACKOFF_FIRST = dt.timedelta(seconds=30)
@@ -75,7 +95,10 @@ BACKOFF_MAX = dt.timedelta(hours=1)
 BATCH = 10
 #: Deliveries one task sends to its endpoint before leaving the rest to the sweep.
 PER_TASK = 100
+#: Each network operation's timeout (connect, a read)...
 TIMEOUT_SECONDS = 10.0
+#: ...and the whole POST's: connect, send, status, headers and the body's excerpt.
+DEADLINE_SECONDS = 15.0
 #: How much of an answer is kept to show in the dashboard.
 RESPONSE_EXCERPT = 500
 ERROR_LENGTH = 300
@@ -122,6 +145,49 @@ class Answer:
 
 class Permanent(Exception):
     """A failure that another attempt would repeat: the delivery fails at once."""
+
+
+class DeadlineExceeded(TimeoutError):
+    """The endpoint did not finish its answer within DEADLINE_SECONDS."""
+
+
+#: The reasons a delivery failed, as stored in ``last_error`` (English, these msgids with their
+#: values) and shown translated (``error_text``).
+STALLED = N_("the sender stopped while sending it (it may have been delivered)")
+NOT_WEB = N_("not a web address: %(url)s")
+NOT_ASCII = N_("the address has characters other than ASCII: it cannot be sent")
+NOT_PUBLIC = N_("%(host)s resolves to an address not on the internet (%(address)s)")
+NO_ANSWER = N_("no answer within %(seconds)s s")
+TOO_SLOW = N_("no complete answer within %(seconds)s s")
+ERRORS = (STALLED, NOT_WEB, NOT_ASCII, NOT_PUBLIC, NO_ANSWER, TOO_SLOW)
+
+
+def _error(msgid: str, **values: Any) -> str:
+    """A reason as stored: the English text (the msgid with its values)."""
+    return msgid % values if values else msgid
+
+
+def _pattern(msgid: str) -> re.Pattern[str]:
+    parts = re.split(r"%\((\w+)\)s", msgid)  # text, name, text, name, ..., text
+    regex = "".join(
+        re.escape(part) if i % 2 == 0 else f"(?P<{part}>.*)" for i, part in enumerate(parts)
+    )
+    return re.compile(regex + r"\Z", re.DOTALL)
+
+
+_PATTERNS = [(msgid, _pattern(msgid)) for msgid in ERRORS]
+
+
+def error_text(stored: str | None) -> str:
+    """A stored ``last_error`` in the reader's language: one of ``ERRORS`` translated with its
+    values, any other (an HTTP status, the network's own error) as it is."""
+    if not stored:
+        return ""
+    for msgid, pattern in _PATTERNS:
+        found = pattern.match(stored)
+        if found:
+            return gettext(msgid, **found.groupdict())
+    return stored
 
 
 class _LeaseLost(Exception):
@@ -312,7 +378,7 @@ def _give_up_stalled(session: Session) -> None:
         )
         .values(
             status=DeliveryStatus.FAILED.value,
-            last_error="the sender stopped while sending it (it may have been delivered)",
+            last_error=STALLED,
             claimed_until=None,
             claim_token=None,
         )
@@ -324,46 +390,132 @@ def _give_up_stalled(session: Session) -> None:
 # --------------------------------------------------------------------------- delivery
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect is the endpoint's answer, not an address to follow: a delivery goes only
-    where the partner said (and a 3xx is a failure they see in the dashboard)."""
-
-    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
-
-
 def _excerpt(raw: bytes) -> str:
     return raw[: RESPONSE_EXCERPT * 4].decode("utf-8", errors="replace")[:RESPONSE_EXCERPT]
 
 
-def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Answer:
-    """POST ``body`` to ``url``; the answer, whatever its status. Network failures raise."""
-    if urlsplit(url).scheme not in ("https", "http"):  # never file: or another opener's
-        raise Permanent(f"not a web address: {url[:100]}")
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
+def destination(host: str, port: int, *, production: bool) -> list[tuple[Any, ...]]:
+    """The addresses to connect to for ``host``: resolved once, here. In production each must
+    be on the internet, else Permanent: a name that also resolves to this machine or a private
+    network is refused, whichever address a connection would use."""
     try:
-        with _OPENER.open(request, timeout=timeout) as response:  # noqa: S310 - scheme checked
-            return Answer(response.status, _excerpt(response.read(RESPONSE_EXCERPT * 4)))
-    except urllib.error.HTTPError as answer:  # a status that is not 2xx: an answer all the same
-        with answer:
-            return Answer(answer.code, _excerpt(answer.read(RESPONSE_EXCERPT * 4)))
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except UnicodeError:
+        raise Permanent(_error(NOT_ASCII)) from None
+    if production:
+        private = sorted({info[4][0] for info in found if not is_public_address(info[4][0])})
+        if private:
+            raise Permanent(_error(NOT_PUBLIC, host=host, address=private[0]))
+    return [info[4] for info in found]
 
 
 def check_destination(url: str) -> None:
-    """In production, refuse a host that resolves to an address not on the internet (Permanent).
-    A check before the request: a name made to resolve differently a moment later is not
-    caught, a request to such a host still needs https and gets no redirect followed."""
-    host = urlsplit(url).hostname or ""
+    """In production, refuse a host that resolves to an address not on the internet (Permanent);
+    ``post`` does this itself with the addresses it connects to."""
+    parts = urlsplit(url)
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        destination(parts.hostname or "", parts.port or 443, production=True)
     except OSError:
         return  # the request's own error says it
-    private = sorted(a for a in addresses if not is_public_address(a))
-    if private:
-        raise Permanent(f"{host} resolves to an address not on the internet ({private[0]})")
+
+
+class _Pinned:
+    """A connection to the addresses ``destination`` checked, never to a name resolved again;
+    ``abort`` (from another thread, at the deadline) shuts its socket down."""
+
+    host: str
+    port: int
+    timeout: float
+    sock: Any
+
+    def _pin(self, addresses: list[tuple[Any, ...]], deadline: float) -> None:
+        self._addresses, self._deadline = addresses, deadline
+        self._raw: socket.socket | None = None
+        self._aborted = threading.Event()
+
+    def _open(self) -> socket.socket:
+        error: OSError = OSError("no address")
+        for address in self._addresses:
+            left = self._deadline - time.monotonic()
+            if left <= 0 or self._aborted.is_set():
+                raise DeadlineExceeded
+            try:
+                sock = socket.create_connection((address[0], self.port), min(self.timeout, left))
+            except OSError as exc:
+                error = exc
+                continue
+            self._raw = sock
+            if self._aborted.is_set():  # the deadline passed while connecting
+                self.abort()
+            return sock
+        raise error
+
+    def abort(self) -> None:
+        self._aborted.set()
+        if self._raw is not None:
+            # The plain socket's shutdown, below TLS: a blocked read returns at once.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(self._raw, socket.SHUT_RDWR)
+
+
+class _PinnedHTTP(_Pinned, http.client.HTTPConnection):
+    def connect(self) -> None:
+        self.sock = self._open()
+
+
+class _PinnedHTTPS(_Pinned, http.client.HTTPSConnection):
+    def connect(self) -> None:
+        # SNI and the certificate's check are the host name's, whatever address we reached.
+        self.sock = self._context.wrap_socket(self._open(), server_hostname=self.host)
+
+
+def post(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout: float,
+    *,
+    production: bool = False,
+    deadline: float | None = None,
+) -> Answer:
+    """POST ``body`` to ``url``, connecting to the address checked (``destination``); the
+    answer, whatever its status, read within ``deadline`` seconds (DEADLINE_SECONDS) in all.
+    Network failures raise (DeadlineExceeded at the deadline); an address that can never be
+    sent, Permanent. Redirects are answers: never followed."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http"):  # never file: or another scheme
+        raise Permanent(_error(NOT_WEB, url=url[:100]))
+    if not url.isascii():  # a request line and a Host header are ASCII: every attempt would fail
+        raise Permanent(_error(NOT_ASCII))
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    seconds = DEADLINE_SECONDS if deadline is None else deadline
+    ends = time.monotonic() + seconds
+    addresses = destination(host, port, production=production)
+    kind = _PinnedHTTPS if parts.scheme == "https" else _PinnedHTTP
+    extra = {"context": ssl.create_default_context()} if kind is _PinnedHTTPS else {}
+    connection = kind(host, port, timeout=min(timeout, seconds), **extra)
+    connection._pin(addresses, ends)
+    timer = threading.Timer(seconds, connection.abort)
+    timer.daemon = True
+    timer.start()
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    try:
+        connection.request("POST", path, body=body, headers=headers)
+        response = connection.getresponse()
+        raw = response.read(RESPONSE_EXCERPT * 4)  # the excerpt's worth, never the whole body
+        if connection._aborted.is_set():
+            raise DeadlineExceeded
+        return Answer(response.status, _excerpt(raw))
+    except (OSError, http.client.HTTPException, ValueError):
+        if connection._aborted.is_set():
+            raise DeadlineExceeded from None
+        raise
+    finally:
+        timer.cancel()
+        connection.close()
 
 
 def _deliver(session: Session, claims: list[Claim]) -> Outcome:
@@ -412,11 +564,9 @@ def _send(session: Session, claimed: Claim, production: bool) -> Answer:
         "Bilheteria-Signature": signature_header(endpoint.signing_secrets(now), timestamp, body),
     }
     session.rollback()  # no transaction stays open while the endpoint answers
-    if production:
-        check_destination(url)
     if lease_ends <= utcnow():
         raise _LeaseLost
-    return post(url, body, headers, TIMEOUT_SECONDS)
+    return post(url, body, headers, TIMEOUT_SECONDS, production=production)
 
 
 def _record(
@@ -479,8 +629,10 @@ def _describe(exc: BaseException) -> str:
     reason = getattr(exc, "reason", None)  # URLError wraps the socket's error
     if isinstance(reason, BaseException):
         exc = reason
-    if isinstance(exc, TimeoutError):
-        text = f"no answer within {TIMEOUT_SECONDS:g} s"
+    if isinstance(exc, DeadlineExceeded):
+        text = _error(TOO_SLOW, seconds=f"{DEADLINE_SECONDS:g}")
+    elif isinstance(exc, TimeoutError):
+        text = _error(NO_ANSWER, seconds=f"{TIMEOUT_SECONDS:g}")
     elif isinstance(exc, OSError) and exc.strerror:
         text = f"{type(exc).__name__}: {exc.strerror}"
     else:
