@@ -7,6 +7,7 @@ and the order's money stays the buyer's."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 import uuid
 
@@ -543,3 +544,26 @@ def test_the_buyers_order_page_names_whom_the_buyer_gave_it_to_not_later_holders
     page = text(client.get(f"/orders/{order_id}"))
     assert "Transferred to Bruno Lima (bruno@example.com)" in page
     assert "Carla Dias" not in page and "carla@example.com" not in page
+
+
+def test_a_recipient_passing_a_ticket_on_gets_a_notice_linking_to_their_tickets(client, event):
+    ana = sign_up(client)
+    sign_up(client, BRUNO, "Bruno Lima")
+    sign_up(client, "carla@example.com", "Carla Dias")
+    order = buy(client, event, buyer=ana)
+    new_id = transfer(client, ana, order["tickets"][0]["id"]).get_json()["result"]["replaced_by"]
+    tickets.transfer(db.session, _customer_id(BRUNO), new_id, "carla@example.com")
+    notices = {
+        m.to_address: messages.render(db.session, m)
+        for m in db.session.scalars(
+            select(OutboxMail).where(OutboxMail.kind == "ticket_transferred")
+        )
+    }
+    order_link = f"/orders/{order['id']}"
+    anas, brunos = notices["ana@example.com"], notices[BRUNO]
+    assert order_link in anas.text and order_link in anas.html
+    # Bruno has no order of it (that page is 404 for him): his notice links to his tickets.
+    assert order_link not in brunos.text and order_link not in brunos.html
+    assert re.search(r"https?://[^/\s]+/orders\n", brunos.text)
+    assert re.search(r'href="https?://[^/"]+/orders"', brunos.html)
+    assert "card that paid" not in brunos.text

@@ -186,5 +186,9 @@ def ticket_transferred_mail(session: Session, params: dict[str, Any]) -> Message
         customer=old.owner_customer,
         ticket=old,
         recipient=new.owner,
+        # The buyer keeps the order; a recipient passing it on has no order of it to see (404):
+        # their tickets are listed with their orders.
+        bought=old.owner_customer_id == old.order.customer_id,
         order_url=url_for("shop.order", order_id=old.order_id, _external=True),
+        tickets_url=url_for("shop.orders", _external=True),
     )
