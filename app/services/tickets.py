@@ -351,19 +351,62 @@ def transfer(
         _queue_webhook(session, ticket, successor, now)
         session.flush()
         details = {successor.id: ticket_details(session, successor.id)}
-        session.commit()
     except BaseException as exc:
         session.rollback()
         arming.unrevoke(event.id, [ticket.id])
         if isinstance(exc, redis.RedisError):
             raise Busy(gettext("The gates cannot be reached right now: try again.")) from exc
         raise
-    arming.note_ticket_details(event.id, details)
+    event_id, old_id, new_id = event.id, ticket.id, successor.id
+    try:
+        session.commit()
+    except BaseException as exc:
+        # A COMMIT cut short may have committed all the same: the old code is given back to
+        # Redis's gates only if the database says the old ticket is still valid.
+        session.rollback()
+        outcome = _transfer_outcome(session, old_id, new_id)
+        if outcome == "not_done":
+            arming.unrevoke(event_id, [old_id])
+            raise
+        if outcome == "unknown" or not isinstance(exc, Exception):
+            arming.note_revoked(event_id, [old_id])
+            log.error(
+                "transfer's commit failed, its outcome unknown: old code kept revoked",
+                extra={"ticket_id": old_id, "new_ticket_id": new_id},
+            )
+            raise
+        log.warning(
+            "transfer's commit raised after committing", extra={"ticket_id": old_id}, exc_info=True
+        )
+    arming.note_revoked(event_id, [old_id])  # an arming read before the commit learns it too
+    arming.note_ticket_details(event_id, details)
     log.info(
         "ticket transferred",
-        extra={"ticket_id": ticket.id, "new_ticket_id": successor.id, "to": recipient.id},
+        extra={"ticket_id": old_id, "new_ticket_id": new_id, "to": recipient.id},
     )
-    return successor
+    return session.get(Ticket, new_id) or successor
+
+
+def _transfer_outcome(session: Session, old_id: int, new_id: int) -> str:
+    """After a failed commit, what the database holds, read in a new transaction: "done" (the
+    old ticket was replaced by ``new_id``), "not_done" (it is still valid) or "unknown" (the
+    database cannot be read, or another change replaced it)."""
+    try:
+        row = session.execute(
+            select(Ticket.status, Ticket.replaced_by_id).where(Ticket.id == old_id)
+        ).first()
+        session.rollback()
+    except Exception:  # noqa: BLE001 - the database away: nothing is known
+        session.rollback()
+        log.exception("could not read a transfer's outcome", extra={"ticket_id": old_id})
+        return "unknown"
+    if row is None:
+        return "unknown"
+    if row.status == TicketStatus.VALID:
+        return "not_done"
+    if row.status == TicketStatus.TRANSFERRED and row.replaced_by_id == new_id:
+        return "done"
+    return "unknown"
 
 
 def _queue_webhook(session: Session, old: Ticket, new: Ticket, now: dt.datetime) -> None:

@@ -6,6 +6,7 @@ and the order's money stays the buyer's."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 import threading
@@ -567,3 +568,61 @@ def test_a_recipient_passing_a_ticket_on_gets_a_notice_linking_to_their_tickets(
     assert re.search(r"https?://[^/\s]+/orders\n", brunos.text)
     assert re.search(r'href="https?://[^/"]+/orders"', brunos.html)
     assert "card that paid" not in brunos.text
+
+
+def test_a_commit_that_raises_after_committing_keeps_the_old_code_revoked(
+    client, store, monkeypatch, partner, event
+):
+    """The COMMIT reaches the database but its answer is lost (the connection cut): the
+    transfer happened, so Redis's gates must keep refusing the old code."""
+    from sqlalchemy.exc import OperationalError
+
+    ana = sign_up(client)
+    sign_up(client, BRUNO, "Bruno Lima")
+    order = buy(client, event, buyer=ana)
+    given, kept = order["tickets"]
+    auth = device(partner, event)
+    assert result(scan(client, auth, kept["code"]))["result"] == "valid"  # arms it (Redis)
+    session = db.session()
+    commit = session.commit
+
+    def commit_then_fail() -> None:
+        commit()
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(session, "commit", commit_then_fail)
+    outcome = "raised"
+    with contextlib.suppress(OperationalError):
+        tickets.transfer(db.session, _customer_id("ana@example.com"), given["id"], BRUNO)
+        outcome = "done"
+    monkeypatch.undo()
+    db.session.expire_all()
+    old = db.session.get(Ticket, given["id"])
+    assert old.status == "transferred"
+    new_code = old.replaced_by.code
+    assert result(scan(client, auth, given["code"], gate="South"))["result"] == "revoked"
+    assert result(scan(client, auth, new_code, gate="South"))["result"] == "valid"
+    assert outcome == "done"  # it did happen: the owner is told so
+
+
+def test_a_commit_that_fails_gives_the_old_code_back(client, store, monkeypatch, partner, event):
+    from sqlalchemy.exc import OperationalError
+
+    ana = sign_up(client)
+    sign_up(client, BRUNO, "Bruno Lima")
+    order = buy(client, event, buyer=ana)
+    given, kept = order["tickets"]
+    auth = device(partner, event)
+    assert result(scan(client, auth, kept["code"]))["result"] == "valid"
+    session = db.session()
+
+    def fail() -> None:
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(session, "commit", fail)
+    with pytest.raises(OperationalError):
+        tickets.transfer(db.session, _customer_id("ana@example.com"), given["id"], BRUNO)
+    monkeypatch.undo()
+    db.session.expire_all()
+    assert db.session.get(Ticket, given["id"]).status == "valid"
+    assert result(scan(client, auth, given["code"], gate="South"))["result"] == "valid"
