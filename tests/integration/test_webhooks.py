@@ -628,6 +628,48 @@ def test_a_commit_that_wrote_deliveries_sends_each_endpoints_task_after_it(monke
     ]  # fmt: skip
 
 
+def test_no_task_is_sent_for_a_delivery_waiting_behind_an_older_ones_retry(
+    client, on_sale, monkeypatch
+):
+    """During an endpoint's outage each sale would send a task that finds its delivery waiting
+    behind the first one's retry: none is sent; the sweep sends them in order once it is due."""
+    sent: list[int] = []
+    monkeypatch.setattr(
+        outbox, "enqueue", lambda _session, _name, endpoint_id: sent.append(endpoint_id)
+    )
+    saved = celery.conf.task_always_eager
+    celery.conf.task_always_eager = False
+    try:
+        hook = endpoint(on_sale.partner, "http://127.0.0.1:9/down", ["order.paid", "payout.paid"])
+        other = endpoint(make_partner("Q"), "http://127.0.0.1:9/other", ["payout.paid"])
+        first = buy(client, on_sale)
+        assert sent == [hook.id]  # nothing before it: its task
+        # Its attempt failed: it waits for its retry.
+        [waiting] = deliveries()
+        db.session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == waiting.id)
+            .values(attempts=1, next_attempt_at=utcnow() + dt.timedelta(minutes=1))
+        )
+        db.session.commit()
+        second = buy(client, on_sale)
+        outbox.queue(
+            db.session, outbox.WebhookKind.PAYOUT_PAID, on_sale.partner.id, cause="p", data={}
+        )
+        outbox.queue(
+            db.session, outbox.WebhookKind.PAYOUT_PAID, other.partner_id, cause="q", data={}
+        )
+        db.session.commit()
+        assert sent == [hook.id, other.id]  # the sale and the payout behind the retry: none
+    finally:
+        celery.conf.task_always_eager = saved
+    written = deliveries(WebhookDelivery.endpoint_id == hook.id)
+    assert [d.payload.get("order_id") for d in written] == [first["id"], second["id"], None]
+    # Once the first is due again, a task sends all three in order (the sweep's way too).
+    make_due(waiting.id)
+    assert len(sender.send_endpoint(db.session, hook.id).retried) == 1  # still down: one try
+
+
 @needs_redis
 def test_a_purchase_reaches_the_partners_system_through_a_real_worker_without_a_sweep(
     client, on_sale, receiver, broker, tmp_path, monkeypatch

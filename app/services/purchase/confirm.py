@@ -243,11 +243,12 @@ def _at_once(capture: Any) -> Any:
         "converted": _CONVERT_HOLD,
     }
     # The order.paid deliveries to the partner's endpoints (none: it writes nothing), and which
-    # endpoints got one, for their task after the commit.
+    # endpoints got one, for their task after the commit (not those whose delivery waits behind
+    # an older one's retry: the sweep that sends it goes on with this one).
     hooked = webhooks.order_paid_step().cte("hooked")
     return select(
         *(row_count(counted(step, name)) for name, step in steps.items()),
-        select(func.array_agg(hooked.c.endpoint_id)).scalar_subquery(),
+        select(func.array_agg(hooked.c.endpoint_id).filter(~hooked.c.waits)).scalar_subquery(),
     )
 
 

@@ -26,7 +26,18 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Integer, String, any_, bindparam, cast, func, literal, select
+from sqlalchemy import (
+    Integer,
+    String,
+    any_,
+    bindparam,
+    cast,
+    exists,
+    func,
+    literal,
+    literal_column,
+    select,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
@@ -52,6 +63,28 @@ ISO_UTC = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
 
 _delivery = WebhookDelivery.__table__
 _endpoint = WebhookEndpoint.__table__
+_older = _delivery.alias("older")
+
+
+def _waits(now: Any) -> Any:
+    """Of a delivery just written: whether an older one of its endpoint waits for its retry
+    (pending, due later than ``now``). Then no task is sent for it: it could send nothing
+    before that one, and the sweep that sends that one goes on with the next ones in order. So
+    the sales during an endpoint's outage add no task each that would only find its delivery
+    waiting. (An older one pending and due now, or being sent, still gets the new one a task:
+    its sender may have looked for the next one before this commit.)"""
+    # The row just inserted, named as RETURNING sees it (an INSERT's target does not correlate:
+    # its Column would add the table to the subquery's FROM).
+    return (
+        exists()
+        .where(
+            _older.c.endpoint_id == literal_column(f"{_delivery.name}.endpoint_id"),
+            _older.c.id < literal_column(f"{_delivery.name}.id"),
+            _older.c.status == DeliveryStatus.PENDING.value,
+            _older.c.next_attempt_at > now,
+        )
+        .label("waits")
+    )
 
 
 def iso(at: dt.datetime | None) -> str | None:
@@ -66,7 +99,8 @@ def cause_key(kind: str, cause: str) -> str:
 
 def _deliveries(kind: str, partner_id: Any, key: Any, payload: Any, now: Any) -> Any:
     """INSERT one delivery of ``kind`` per active endpoint of the partner subscribed to it
-    (oldest endpoint first), RETURNING the endpoints' ids; a key written before is skipped."""
+    (oldest endpoint first), RETURNING the endpoints' ids and whether the delivery waits behind
+    an older pending one (``_WAITS``); a key written before is skipped."""
     return (
         pg_insert(_delivery)
         .from_select(
@@ -100,7 +134,7 @@ def _deliveries(kind: str, partner_id: Any, key: Any, payload: Any, now: Any) ->
             .order_by(_endpoint.c.id),
         )  # fmt: skip
         .on_conflict_do_nothing(constraint="uq_webhook_delivery_endpoint_key")
-        .returning(_delivery.c.endpoint_id)
+        .returning(_delivery.c.endpoint_id, _waits(now))
     )
 
 
@@ -123,21 +157,18 @@ def queue(
     """Write the deliveries of one cause of ``kind`` to the partner's endpoints; the ids of the
     endpoints written to (none: nobody listens, or the cause was written before). On the
     session's connection, without flushing: ``data`` is all a delivery needs."""
-    endpoint_ids = list(
-        session.connection()
-        .execute(
-            _QUEUE[kind],
-            {
-                "partner_id": partner_id,
-                "key": cause_key(kind.value, cause),
-                "payload": dict(data),
-                "now": utcnow(),
-            },
-        )
-        .scalars()
+    written = session.connection().execute(
+        _QUEUE[kind],
+        {
+            "partner_id": partner_id,
+            "key": cause_key(kind.value, cause),
+            "payload": dict(data),
+            "now": utcnow(),
+        },
     )
-    send_after_commit(session, endpoint_ids)
-    return endpoint_ids
+    rows = written.all()
+    send_after_commit(session, [row.endpoint_id for row in rows if not row.waits])
+    return [row.endpoint_id for row in rows]
 
 
 def send_after_commit(session: Session, endpoint_ids: Iterable[int]) -> None:
@@ -157,7 +188,8 @@ def order_paid_step() -> Any:
     (purchase/confirm.py): no statement more per purchase. The payload is built by
     PostgreSQL, only for an endpoint that gets it, from the sale's parameters: ``b_order_id``,
     ``b_payment_id``, ``b_ticket_ids`` (in id order), ``now``, and ``w_partner_id``,
-    ``w_event_id``, ``w_amount_cents``, ``w_currency``. Returns the endpoints' ids."""
+    ``w_event_id``, ``w_amount_cents``, ``w_currency``. Returns the endpoints' ids and ``waits``
+    (the delivery waits behind an older one's retry: no task for it)."""
     order_id = cast(bindparam("b_order_id"), Integer)
     kind = WebhookKind.ORDER_PAID.value
     payload = func.jsonb_build_object(
