@@ -230,14 +230,44 @@ def order_records(session: Session, customer_id: int, order_ids: list[int]) -> l
     tickets: dict[int, list[TicketLine]] = {}
     for order_id, *line in conn.execute(_TICKETS, params):
         ticket = TicketLine(*line)
-        if ticket.transferred:  # the code admits its new holder: not the buyer's to see
-            ticket = replace(ticket, code=None)
         tickets.setdefault(order_id, []).append(ticket)
+    if any(t.transferred for lines in tickets.values() for t in lines):
+        given_to = _recipients_of_buyer(session, customer_id, order_ids)
+        for lines in tickets.values():
+            for n, ticket in enumerate(lines):
+                if ticket.transferred:  # its code admits its holder: not the buyer's to see,
+                    # nor a later holder's name (only whom the buyer handed it to)
+                    lines[n] = replace(ticket, code=None, holder_name=given_to.get(ticket.id))
     return [
         OrderRecord(orders[i], payments.get(i, []), tickets.get(i, []))
         for i in order_ids
         if i in orders
     ]
+
+
+def _recipients_of_buyer(
+    session: Session, customer_id: int, order_ids: list[int]
+) -> dict[int, str | None]:
+    """For each ticket of these orders held by another customer: the name of the customer the
+    buyer handed it to (the recipient of the buyer's transfer in its chain)."""
+    rows = session.execute(
+        select(Ticket.id, Ticket.replaced_by_id, Ticket.owner_id, Customer.name)
+        .outerjoin(Customer, Customer.id == Ticket.owner_id)
+        .where(Ticket.order_id.in_(order_ids))
+    ).all()
+    predecessor = {row.replaced_by_id: row for row in rows if row.replaced_by_id is not None}
+    names: dict[int, str | None] = {}
+    for row in rows:
+        current = row
+        for _ in range(1000):  # a chain of transfers, never a loop; bounded all the same
+            before = predecessor.get(current.id)
+            if before is None:
+                break
+            if before.owner_id is None or before.owner_id == customer_id:
+                names[row.id] = current.name
+                break
+            current = before
+    return names
 
 
 def order_record(session: Session, customer_id: int, order_id: int) -> OrderRecord:

@@ -547,6 +547,21 @@ def test_the_buyers_order_page_names_whom_the_buyer_gave_it_to_not_later_holders
     assert "Carla Dias" not in page and "carla@example.com" not in page
 
 
+def test_the_buyers_order_in_the_api_names_whom_the_buyer_gave_it_to_not_later_holders(
+    client, event
+):
+    ana = sign_up(client)
+    sign_up(client, BRUNO, "Bruno Lima")
+    sign_up(client, "carla@example.com", "Carla Dias")
+    order = buy(client, event, buyer=ana)
+    new_id = transfer(client, ana, order["tickets"][0]["id"]).get_json()["result"]["replaced_by"]
+    tickets.transfer(db.session, _customer_id(BRUNO), new_id, "carla@example.com")
+    shown = client.get(f"/api/v1/orders/{order['id']}", headers=ana).get_json()["result"]
+    held_by_others = [t for t in shown["tickets"] if t["transferred"] and t["status"] == "valid"]
+    assert [t["holder_name"] for t in held_by_others] == ["Bruno Lima"]
+    assert "Carla Dias" not in str(shown)
+
+
 def test_a_recipient_passing_a_ticket_on_gets_a_notice_linking_to_their_tickets(client, event):
     ana = sign_up(client)
     sign_up(client, BRUNO, "Bruno Lima")
