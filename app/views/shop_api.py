@@ -344,7 +344,8 @@ class HoldApi(BaseApi):
                       items: {type: string, maxLength: 150}
                       description: Each ticket's holder, one per spot in the order of the
                         hold's spots; required when the event's tickets are named (400
-                        otherwise); by default the buyer's name
+                        otherwise); by default, and for a name left blank when they are
+                        not, the buyer's name
           responses:
             201:
               description: The paid order with its tickets (200 for a replayed retry), charged
