@@ -768,6 +768,26 @@ def test_an_endpoint_that_drips_its_answer_is_cut_off_at_the_deadline_and_retrie
     assert kept.response_status is None
 
 
+def test_a_task_or_a_sweep_stops_claiming_after_its_time_and_leaves_the_rest(receiver, monkeypatch):
+    """Each answer within the deadline, but slow: a run goes on only RUN_SECONDS, the next
+    sweep sends the rest (in order)."""
+    monkeypatch.setattr(sender, "RUN_SECONDS", 1.0, raising=False)
+    receiver.delay = 0.4
+    partner = make_partner("P")
+    hook = endpoint(partner, receiver.url())
+    for n in range(8):
+        note(partner.id, n)
+    started = time.monotonic()
+    first = sender.send_endpoint(db.session, hook.id)
+    assert time.monotonic() - started < 2.5
+    assert 1 <= len(first.delivered) <= 4
+    swept = sender.send_due(db.session)
+    assert 1 <= len(swept.delivered) <= 4
+    receiver.delay = 0
+    sender.send_due(db.session)
+    assert [r.delivery_id for r in receiver.received] == [d.id for d in deliveries()]
+
+
 def test_the_answers_body_is_read_only_up_to_its_excerpt(receiver):
     partner = make_partner("P")
     endpoint(partner, receiver.url())

@@ -95,6 +95,9 @@ BACKOFF_MAX = dt.timedelta(hours=1)
 BATCH = 10
 #: Deliveries one task sends to its endpoint before leaving the rest to the sweep.
 PER_TASK = 100
+#: How long a task or a sweep goes on claiming: after that it leaves the rest to the next
+#: sweep, so endpoints that answer slowly (each within the deadline) hold a worker no longer.
+RUN_SECONDS = 60.0
 #: Each network operation's timeout (connect, a read)...
 TIMEOUT_SECONDS = 10.0
 #: ...and the whole POST's: connect, send, status, headers and the body's excerpt.
@@ -312,7 +315,10 @@ def send_endpoint(session: Session, endpoint_id: int, limit: int = PER_TASK) -> 
     """Deliver what this endpoint has due, one after another in order, until one must wait for
     its retry (what ``webhooks.send`` does after a commit that wrote deliveries)."""
     outcome = Outcome()
+    stop = time.monotonic() + RUN_SECONDS
     for _ in range(limit):
+        if time.monotonic() >= stop:
+            break
         claims = claim(session, 1, endpoint_id=endpoint_id)
         if not claims:
             break
@@ -328,7 +334,8 @@ def send_due(session: Session, limit: int = 500, batch: int = BATCH) -> Outcome:
     deliveries whose task was lost or never sent, claims of senders that died)."""
     outcome = Outcome()
     _give_up_stalled(session)
-    while limit > 0:
+    stop = time.monotonic() + RUN_SECONDS
+    while limit > 0 and time.monotonic() < stop:
         claims = claim(session, min(batch, limit))
         if not claims:
             break
