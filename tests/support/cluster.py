@@ -261,3 +261,52 @@ def expire_abandoned_holds(app: Flask, event_id: int, *, minutes_later: int = 11
         ).scalar_one()
         db.session.remove()
     return free
+
+
+# What every fault test of a sale expects to count (``losses``): nothing.
+NOTHING_LOST = {"sold_twice": 0, "charged_twice": 0, "charged_without_order": 0,
+                "paid_without_tickets": 0, "spots_without_ticket": 0,
+                "payments_pending": 0}  # fmt: skip
+
+
+class Sale:
+    """An on-sale through the balancer: each customer on a thread of its own logs in, then buys
+    ``per_order`` places again and again (asking again through failures) until an answer other
+    than paid stops it. ``outcomes`` holds every purchase's last status, ``answers`` every
+    request's."""
+
+    def __init__(
+        self, base: str, app: Flask, event: dict[str, int], emails: list[str], per_order: int
+    ) -> None:
+        self.app, self.event = app, event
+        self.answers = Answers()
+        self.outcomes: list[int] = []
+        self._lock = threading.Lock()
+        self.threads = [
+            threading.Thread(target=self._shop, args=(base, email, per_order)) for email in emails
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def _shop(self, base: str, email: str, per_order: int) -> None:
+        buyer = Buyer(base, self.answers)
+        buyer.log_in(email)
+        while True:
+            status, _ = buyer.buy(self.event, per_order)
+            with self._lock:
+                self.outcomes.append(status)
+            if status not in (200, 201):  # 200: a checkout asked again, answered as before
+                return
+
+    def wait_until_sold(self, tickets: int, timeout: float = 60) -> None:
+        """Until ``tickets`` are sold: the sale is under way."""
+        deadline = time.monotonic() + timeout
+        while sold(self.app, self.event["event_id"])["tickets"] < tickets:
+            assert time.monotonic() < deadline, "the sale did not start"
+            time.sleep(0.05)
+
+    def finish(self, timeout: float) -> None:
+        """Until every buyer has stopped."""
+        for thread in self.threads:
+            thread.join(timeout=timeout)
+        assert not any(thread.is_alive() for thread in self.threads)
