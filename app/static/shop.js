@@ -27,6 +27,10 @@
   };
   var countdown = document.getElementById("countdown");
   if (countdown) { countDown(countdown, t("expired", "time is up"), true); }
+  // The carts the event page lists: at zero the page is loaded again (without them).
+  document.querySelectorAll(".cart-countdown").forEach(function (element) {
+    countDown(element, t("expired", "time is up"), true);
+  });
   var wait = document.getElementById("wait");
   if (wait) { countDown(wait, t("soon", "any moment now"), false); }
 

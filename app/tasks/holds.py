@@ -9,7 +9,7 @@ from app.tasks import celery
 
 @celery.task(name="holds.release_expired")
 def release_expired_holds() -> int:
-    return purchase.hold.release_expired_holds(db.session)
+    return purchase.release.release_expired_holds(db.session)
 
 
 @celery.task(name="payments.reconcile")

@@ -30,7 +30,7 @@ from markupsafe import Markup
 from app.extensions import db
 from app.i18n import current_locale, format_datetime
 from app.local_urls import is_local_path
-from app.models import DomainError, NotFound, format_money, local_time
+from app.models import DomainError, HoldStatus, NotFound, format_money, local_time
 from app.models.base import MAX_INT, utcnow
 from app.services import (
     catalog,
@@ -134,6 +134,11 @@ def event(event_id: int) -> Any:
         seconds_left=int((turn.ends_at - now).total_seconds()) if turn.ends_at else None,
         sections=catalog.section_availability(db.session, event.id),
         max_spots=current_app.config["MAX_SPOTS_PER_EVENT"],
+        # What the customer holds here (their cart) and for how long.
+        carts=purchase.hold.customer_carts(db.session, customer.id, event.id, now)
+        if customer is not None
+        else [],
+        now=now,
     )
 
 
@@ -315,13 +320,34 @@ def release(hold_id: int) -> Any:
     if customer is None:
         return _login_redirect(url_for(".hold_page", hold_id=hold_id))
     try:
-        hold = purchase.hold.release_hold(db.session, customer.id, hold_id)
+        hold = purchase.release.release_hold(db.session, customer.id, hold_id)
     except NotFound:
         abort(404)
     except DomainError as err:
         db.session.rollback()
         flash(err.message, "error")
         return redirect(url_for(".orders"))
+    flash(gettext("Your seats were released."), "success")
+    return redirect(url_for(".event", event_id=hold.event_id))
+
+
+@bp.post("/holds/<int:hold_id>/spots/<int:spot_id>/release")
+def release_spot(hold_id: int, spot_id: int) -> Any:
+    """One spot out of the customer's cart (the last one releases the hold)."""
+    customer = current_customer()
+    if customer is None:
+        return _login_redirect(url_for(".hold_page", hold_id=hold_id))
+    try:
+        hold = purchase.release.release_spot(db.session, customer.id, hold_id, spot_id)
+    except NotFound:
+        abort(404)
+    except DomainError as err:
+        db.session.rollback()
+        flash(err.message, "error")
+        return redirect(url_for(".hold_page", hold_id=hold_id))
+    if hold.status == HoldStatus.ACTIVE:
+        flash(gettext("The seat was taken out of your cart."), "success")
+        return redirect(url_for(".hold_page", hold_id=hold_id))
     flash(gettext("Your seats were released."), "success")
     return redirect(url_for(".event", event_id=hold.event_id))
 

@@ -214,10 +214,17 @@ class HoldApi(BaseApi):
     @domain_errors
     @permission_name("post")
     def post(self) -> Any:
-        """Hold chosen spots, or the best N available in a section.
+        """Hold chosen spots, or the best N available in a section; a customer who holds spots
+        for the event already has them added to that hold (their cart: one checkout pays all).
         ---
         post:
-          summary: Hold spots
+          summary: Hold spots (or add them to the customer's cart for the event)
+          description: The customer's live hold for the event is their cart. A hold request
+            while one is live adds the spots to it and answers the whole cart (same id; the
+            added spots expire with it, its time does not restart); the per-customer limit
+            counts the whole cart. A cart whose checkout was declined loses that unpaid order
+            (the next checkout prices the whole cart); one being paid answers 409
+            checkout_in_progress.
           requestBody:
             required: true
             content:
@@ -237,7 +244,7 @@ class HoldApi(BaseApi):
                         (or quantity of them); omitted, every ticket at the section's price
           responses:
             201:
-              description: The hold, with its spots and expiry
+              description: The hold (the cart), with all its spots and expiry
             404:
               description: No such event on sale, section of it, or spot of it
             403:
@@ -264,6 +271,61 @@ class HoldApi(BaseApi):
             ticket_type_ids=_ticket_types(body),
         )
         return self.response(201, result=hold_json(hold, utcnow()))
+
+    @expose("/", methods=["GET"])
+    @protect(allow_browser_login=True)
+    @safe
+    @domain_errors
+    @permission_name("get")
+    def carts(self) -> Any:
+        """The current customer's live holds (their carts), newest first.
+        ---
+        get:
+          summary: List my live holds (carts)
+          parameters:
+          - {in: query, name: event_id, required: false, schema: {type: integer},
+             description: only this event's}
+          responses:
+            200:
+              description: '`{"result": [hold, ...]}`, each with its spots, total and time left'
+            400:
+              description: event_id is not a positive integer id
+        """
+        event_id = request.args.get("event_id")
+        if event_id is not None and not is_id(event_id):
+            raise InvalidRequest(gettext("event_id must be an event's id."), field="event_id")
+        now = utcnow()
+        holds = purchase.hold.customer_carts(
+            db.session, _customer_id(), int(event_id) if event_id else None, now
+        )
+        return self.response(200, result=[hold_json(h, now) for h in holds])
+
+    @expose("/<int:pk>/spots/<int:spot_id>", methods=["DELETE"])
+    @protect(allow_browser_login=True)
+    @safe
+    @domain_errors
+    @permission_name("delete")
+    def remove_spot(self, pk: int, spot_id: int) -> Any:
+        """Take one spot out of a hold (the cart); its last spot releases the hold.
+        ---
+        delete:
+          summary: Remove a spot from my cart
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer}}
+          - {in: path, name: spot_id, required: true, schema: {type: integer}}
+          responses:
+            200:
+              description: The hold as it is now (status released when it held only that spot)
+            404:
+              description: No such hold of the customer's, or the spot is not in it (or it
+                expired)
+            409:
+              description: The hold is paid, or a payment for it is under way
+        """
+        customer_id = _customer_id()
+        hold = purchase.release.release_spot(db.session, customer_id, pk, spot_id)
+        summary = purchase.hold.HoldSummary.of(db.session, hold)
+        return self.response(200, result=hold_json(summary, utcnow()))
 
     @expose("/<int:pk>", methods=["GET"])
     @protect(allow_browser_login=True)
@@ -309,7 +371,7 @@ class HoldApi(BaseApi):
               description: Already paid
         """
         customer_id = _customer_id()
-        hold = purchase.hold.release_hold(db.session, customer_id, pk)
+        hold = purchase.release.release_hold(db.session, customer_id, pk)
         return self.response(200, result={"id": hold.id, "status": hold.status})
 
     @expose("/<int:pk>/checkout", methods=["POST"])

@@ -20,7 +20,7 @@ from app.models.base import utcnow
 from app.models.settlement import Settlement, SettlementMismatch
 from app.services import checkin, payouts, refunds
 from app.services.payments import gateway
-from app.services.purchase import hold as holds
+from app.services.purchase import release as holds
 from app.services.purchase import sold_out
 from app.tasks import task_metrics
 from tests.support.apps import another_app

@@ -43,7 +43,7 @@ def test_posting_the_same_cause_twice_posts_once(client, on_sale):
 
 
 def test_a_lost_hold_charge_goes_through_refunds_payable_and_back(client, on_sale, monkeypatch):
-    from app.services.purchase.hold import release_expired_holds
+    from app.services.purchase.release import release_expired_holds
 
     headers = sign_up(client)
     hold = hold_seats(client, headers, on_sale, count=1)

@@ -259,7 +259,7 @@ def test_a_payment_that_succeeds_after_the_hold_was_lost_is_refunded(client, on_
     def charge_while_the_hold_is_lost(self, token, amount, currency, key):
         # While the card is being charged, the hold expires and another buyer takes the seat.
         expire(hold["id"])
-        from app.services.purchase.hold import release_expired_holds
+        from app.services.purchase.release import release_expired_holds
 
         release_expired_holds(db.session)
         return real_charge(self, token, amount, currency, key)

@@ -361,7 +361,7 @@ def test_the_acquirer_form_refuses_a_return_url_off_site(client):
 
 
 def test_expired_holds_void_their_unpaid_order(client, on_sale):
-    from app.services.purchase.hold import release_expired_holds
+    from app.services.purchase.release import release_expired_holds
 
     headers = sign_up(client)
     hold = hold_seats(client, headers, on_sale)
@@ -402,7 +402,7 @@ def test_a_release_racing_a_payment_never_leaves_a_paid_order_without_its_seats(
             threading.Event().wait(0.8)  # the payment comes now
         return spots
 
-    monkeypatch.setattr(purchase.hold, "spots_of_hold", slow_locked_read)
+    monkeypatch.setattr(purchase.release, "spots_of_hold", slow_locked_read)
     codes = {}
 
     def release():

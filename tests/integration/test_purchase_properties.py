@@ -54,7 +54,7 @@ class LosingGateway(SimulatedGateway):
         hold = db.session.get(Hold, self.hold_id)
         spot_ids = [s.id for s in hold.spots]
         _expire(hold)
-        purchase.hold.release_expired_holds(db.session)
+        purchase.release.release_expired_holds(db.session)
         purchase.hold.reserve_spots(db.session, self.thief_id, hold.event_id, spot_ids=spot_ids)
         return super().charge(token, amount_cents, currency, idempotency_key)
 
@@ -139,7 +139,7 @@ class PurchaseMachine(RuleBasedStateMachine):
         if entry is None:
             return
         try:
-            purchase.hold.release_hold(db.session, *entry)
+            purchase.release.release_hold(db.session, *entry)
         except DomainError:
             db.session.rollback()
 
@@ -151,7 +151,7 @@ class PurchaseMachine(RuleBasedStateMachine):
         if hold.status == HoldStatus.ACTIVE:
             _expire(hold)
         if sweep:
-            purchase.hold.release_expired_holds(db.session)
+            purchase.release.release_expired_holds(db.session)
 
     @rule(entry=held, card=st.sampled_from(sorted(CARDS)), retry=st.booleans())
     def pay(self, entry, card, retry):

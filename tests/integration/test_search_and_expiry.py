@@ -38,8 +38,11 @@ def test_the_beat_task_releases_expired_holds(app):
     )
     spot_id = event.sections[0].spots[0].id
     hold = purchase.hold.reserve_spots(db.session, customer.id, event.id, spot_ids=[spot_id])
+    other = customers.sign_up(
+        db.session, app.appbuilder.sm, "Bia", "bia@example.com", "Ingresso-Azul-77"
+    )
     fresh = purchase.hold.reserve_spots(
-        db.session, customer.id, event.id, spot_ids=[event.sections[0].spots[1].id]
+        db.session, other.id, event.id, spot_ids=[event.sections[0].spots[1].id]
     )
     stale = db.session.get(Hold, hold.id)
     stale.created_at = utcnow() - dt.timedelta(minutes=20)

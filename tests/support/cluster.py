@@ -254,7 +254,7 @@ def expire_abandoned_holds(app: Flask, event_id: int, *, minutes_later: int = 11
 
     with app.app_context():
         later = utcnow() + dt.timedelta(minutes=minutes_later)
-        purchase.hold.release_expired_holds(db.session, now=later)
+        purchase.release.release_expired_holds(db.session, now=later)
         free = db.session.execute(
             text("SELECT count(*) FROM event_spot WHERE event_id = :e AND status = 'available'"),
             {"e": event_id},

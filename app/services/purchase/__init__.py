@@ -1,6 +1,8 @@
 """The purchase path (ARCHITECTURE.md, "The purchase path"), one module per step:
 
-- hold.py: step 1, a customer's short claim on spots (reserve, release, expire).
+- hold.py: step 1, a customer's short claim on spots; cart.py: the customer's live hold for an
+  event as their cart (later holds add to it, one order and one payment).
+- release.py: spots back on sale: a hold released, a spot taken out of a cart, expired holds.
 - checkout.py: the attempt: record it under the client's idempotency key (step 1 of paying),
   charge the card outside any row lock (step 2), replay it for a retry under the same key.
 - confirm.py: step 3, in one transaction: sell (tickets issued, order paid), or cancel the
@@ -8,7 +10,7 @@
 - sold_out.py: sections a process found sold out in the last second, refused from memory by
   the shop's fast path (app/views/holds_fast.py) while a flash crowd keeps asking.
 - reconcile.py: a periodic task's work: finish payments a crash or a timeout left pending,
-  retry refunds that failed (releasing expired holds, step 4, is hold.py's).
+  retry refunds that failed (releasing expired holds, step 4, is release.py's).
 
 The hot path runs as Core statements built once at import, not through the ORM: its unit of
 work cost more CPU than the database did (bench/onsale.py). Each step writes in one statement
@@ -21,6 +23,6 @@ Callers import the modules (``from app.services import purchase``, then
 ``purchase.hold.reserve_spots``, ``purchase.checkout.checkout``): the module names the step.
 """
 
-from app.services.purchase import checkout, confirm, hold, reconcile, sold_out
+from app.services.purchase import cart, checkout, confirm, hold, reconcile, release, sold_out
 
-__all__ = ["checkout", "confirm", "hold", "reconcile", "sold_out"]
+__all__ = ["cart", "checkout", "confirm", "hold", "reconcile", "release", "sold_out"]

@@ -55,7 +55,7 @@ from app.services.locking import busy_on_lock_failure
 from app.services.mail import customer_mails
 from app.services.payments import ChargeResult, ChargeStatus, PaymentGateway
 from app.services.pg_writes import counted, row_count, rows_of_arrays
-from app.services.purchase.hold import give_back
+from app.services.purchase.release import give_back
 from app.services.webhooks import outbox as webhooks
 
 log = logging.getLogger(__name__)

@@ -43,17 +43,15 @@ from app.models import (
     NotFound,
     Order,
     Partner,
-    PaymentStatus,
     SpotStatus,
 )
-from app.models.base import Transition, utcnow
+from app.models.base import utcnow
 from app.models.event import SALE_COLUMNS, sale_window
 from app.models.order import hold_is_live, hold_seconds_left
 from app.services import waiting_room
-from app.services.after_commit import after_commit
 from app.services.locking import busy_on_lock_failure
 from app.services.pg_writes import row_count, rows_of_arrays
-from app.services.purchase import sold_out, ticket_types
+from app.services.purchase import cart, sold_out, ticket_types
 
 # How many free rows best-available locks (SKIP LOCKED) to choose adjacent seats among: wide
 # enough for adjacent seats, narrow enough to leave rows for concurrent buyers.
@@ -276,6 +274,20 @@ _HELD_BY_NEW_HOLD = (
     .cte("held")
 )
 _HOLD_AT_ONCE = select(_NEW_HOLD.c.id, row_count(_HELD_BY_NEW_HOLD))
+# The spots added to a cart: held by it until it expires, at the prices quoted now.
+_HELD_BY_CART = (
+    EventSpot.HOLD.update(
+        _spot,
+        _spot.c.id == _QUOTED.c.spot_id,
+        hold_id=bindparam("b_hold_id"),
+        held_until=bindparam("until"),
+        held_price_cents=_QUOTED.c.price_cents,
+        held_ticket_type_id=_QUOTED.c.ticket_type_id,
+    )
+    .returning(_spot.c.id)
+    .cte("held")
+)
+_ADD_TO_CART = select(row_count(_HELD_BY_CART))
 
 
 def reserve_spots(
@@ -292,6 +304,11 @@ def reserve_spots(
     """Hold the chosen spots, or the best ``quantity`` in a section, for ``HOLD_MINUTES``.
     ``ticket_type_ids``: one type per ticket (in the order of ``spot_ids``); None: every
     ticket at the section's full price.
+
+    The customer's live hold for the event is their cart: the spots are added to it (until it
+    expires: adding does not restart its time) and the whole cart is answered; without one, a
+    new hold is placed. A cart whose checkout was tried and declined loses that unpaid order
+    (the next checkout prices the whole cart); one being paid right now refuses (CartBeingPaid).
 
     Locks rows in id order (``SKIP LOCKED`` for best-available); a taken spot raises
     SpotsUnavailable naming it; a lock not had in time raises Busy.
@@ -323,6 +340,8 @@ def reserve_spots(
     if ids.get("admitted"):
         metrics.WAITING_ADMITTED.inc()
     session.expire_all()  # objects the caller loaded before see the spots held
+    if ids["cart"] is not None:  # the whole cart, created when its first spots were held
+        return HoldSummary.of(session, session.get(Hold, hold_id))
     return HoldSummary(
         hold_id,
         customer_id,
@@ -366,6 +385,7 @@ def _lock_spots(
             raise NotFound(gettext("Section not found in this event."), field="section_id")
         if row.free_up_to_wanted < wanted:
             raise _not_enough(ids, row.section_name, row.free_up_to_wanted)
+    ids["cart"] = cart.locked(conn, ids)
     types = ticket_types.lock(conn, ids, wanted)
     params = {**ids, "spot_limit": limit}
     if spot_ids:
@@ -416,6 +436,8 @@ def not_enough(section: str, free: int, *, path: str = "full") -> SpotsUnavailab
 
 def _place_hold(session: Session, ids: dict[str, Any], spots: list[Row]) -> tuple[int, dt.datetime]:
     conn = session.connection()
+    if ids["cart"] is not None:
+        return _add_to_cart(session, ids, spots, ids["cart"])
     expires_at = ids["now"] + hold_duration()
     hold_id, held = conn.execute(
         _HOLD_AT_ONCE,
@@ -433,6 +455,32 @@ def _place_hold(session: Session, ids: dict[str, Any], spots: list[Row]) -> tupl
         raise RuntimeError(f"hold {hold_id} took {held} of {len(spots)} locked spots")
     session.commit()
     return hold_id, expires_at
+
+
+def _add_to_cart(
+    session: Session, ids: dict[str, Any], spots: list[Row], cart_row: Row
+) -> tuple[int, dt.datetime]:
+    """The spots join the customer's cart (locked by cart.locked) until it expires."""
+    if cart_row.order_id is not None:
+        cart.void_priced_order(session, session.get(Order, cart_row.order_id))
+    held = (
+        session.connection()
+        .execute(
+            _ADD_TO_CART,
+            {
+                "b_hold_id": cart_row.id,
+                "until": cart_row.expires_at,
+                "b_spot_ids": [s.id for s in spots],
+                "b_prices": [price for _, price in ids["quote"]],
+                "b_types": [kind.id if kind else None for kind, _ in ids["quote"]],
+            },
+        )
+        .scalar_one()
+    )
+    if held != len(spots):  # every one is locked by this transaction
+        raise RuntimeError(f"cart {cart_row.id} took {held} of {len(spots)} locked spots")
+    session.commit()
+    return cart_row.id, cart_row.expires_at
 
 
 def _keep_limit(conn: Connection, ids: dict[str, Any], wanted: int, field: str) -> None:
@@ -508,61 +556,18 @@ def get_customer_hold(session: Session, customer_id: int, hold_id: int) -> Hold:
     return hold
 
 
-def release_hold(session: Session, customer_id: int, hold_id: int) -> Hold:
-    """The customer gives the spots back."""
-    with busy_on_lock_failure(session):
-        hold = session.scalars(
-            select(Hold)
-            .where(Hold.id == hold_id, Hold.customer_id == customer_id)
-            .with_for_update()
-        ).first()
-        if hold is None:
-            raise NotFound(gettext("Hold not found."))
-        if hold.status == HoldStatus.CONVERTED:
-            raise Conflict(gettext("This hold was paid for: its tickets are in your orders."))
-        _free(session, hold, Hold.RELEASE)
-        session.commit()
-    return hold
-
-
-def release_expired_holds(
-    session: Session, now: dt.datetime | None = None, batch: int = 500
-) -> int:
-    """Give the spots of expired holds back to sale; returns how many holds were expired."""
+def customer_carts(
+    session: Session, customer_id: int, event_id: int | None = None, now: dt.datetime | None = None
+) -> list[HoldSummary]:
+    """The customer's live holds (for one event, or all), newest first: what they hold, for how
+    long."""
     now = now or utcnow()
-    holds = session.scalars(
-        select(Hold)
-        .where(Hold.status == HoldStatus.ACTIVE, Hold.expires_at <= now)
-        .order_by(Hold.id)
-        .limit(batch)
-        .with_for_update(skip_locked=True)
-    ).all()
-    for hold in holds:
-        _free(session, hold, Hold.EXPIRE)
-    session.commit()
-    return len(holds)
-
-
-def give_back(session: Session, hold: Hold, end: Transition) -> None:
-    """The hold's spots back on sale (locked in id order), and the hold ended by ``end`` (one
-    of Hold's transitions) if it is still active."""
-    spots = spots_of_hold(session, hold.id, lock=True)
-    for spot in spots:
-        spot.release()
-    if end.allows(hold.status):
-        end.apply(hold, f"Hold {hold.id}")
-        if end in (Hold.RELEASE, Hold.EXPIRE):
-            outcome = "released" if end is Hold.RELEASE else "expired"
-            after_commit(session, lambda: metrics.HOLDS.labels(outcome).inc(len(spots)))
-
-
-def _free(session: Session, hold: Hold, end: Transition) -> None:
-    """Give the hold's spots back; its unpaid order (priced at a checkout attempt) is void."""
-    give_back(session, hold, end)
-    order = session.scalar(select(Order).where(Order.hold_id == hold.id))
-    if (
-        order is not None
-        and Order.CANCEL.allows(order.status)
-        and not any(p.status == PaymentStatus.PENDING for p in order.payments)
-    ):
-        order.cancel(f"hold_{end.target}")
+    query = select(Hold).where(
+        Hold.customer_id == customer_id,
+        Hold.status == HoldStatus.ACTIVE,
+        Hold.expires_at > now,
+    )
+    if event_id is not None:
+        query = query.where(Hold.event_id == event_id)
+    holds = session.scalars(query.order_by(Hold.id.desc())).all()
+    return [summary for h in holds if (summary := HoldSummary.of(session, h)).spots]

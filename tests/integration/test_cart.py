@@ -1,0 +1,241 @@
+"""The cart (#19 point 4): a customer's live hold for an event gathers holds for several sections
+and ticket types into one order and one payment; the event page shows it with its time left; the
+per-customer limit counts all of it."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from flask import current_app
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import EventSpot, Hold, HoldStatus, Order, OrderStatus, SpotStatus, Ticket
+from app.services import payments
+from tests.support.builders import login, make_event, make_partner
+from tests.support.shop import CUSTOMER_PASSWORD, DECLINED, card_token, expire, pay, sign_up
+
+
+@pytest.fixture
+def two_sections():
+    """A published event of two sections of 10 seats at BRL 100.00."""
+    event = make_event(make_partner("Aurora"), sections=2, rows=("A", "B"), seats=5)
+    event.publish()
+    db.session.commit()
+    return event
+
+
+def _hold(client, headers, event, **wanted):
+    return client.post("/api/v1/holds/", json={"event_id": event.id, **wanted}, headers=headers)
+
+
+def _best(client, headers, event, section, quantity):
+    response = _hold(
+        client, headers, event, section_id=event.sections[section].id, quantity=quantity
+    )
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["result"]
+
+
+def test_a_second_hold_joins_the_first_and_one_payment_buys_both(client, two_sections):
+    headers = sign_up(client)
+    first = _best(client, headers, two_sections, 0, 2)
+    second = _best(client, headers, two_sections, 1, 3)
+    assert second["id"] == first["id"]
+    assert len(second["spots"]) == 5 and second["total_cents"] == 50000
+    assert {s["section"] for s in second["spots"]} == {"Section 1", "Section 2"}
+    # The added seats expire with the cart: its time does not restart.
+    assert second["expires_at"] == first["expires_at"]
+    assert db.session.scalar(select(func.count()).select_from(Hold)) == 1
+    paid = pay(client, headers, first["id"], card_token(client))
+    assert paid.status_code == 201, paid.get_json()
+    order = paid.get_json()["result"]
+    assert order["total_cents"] == 50000 and len(order["tickets"]) == 5
+    assert len(order["payments"]) == 1 and order["payments"][0]["amount_cents"] == 50000
+    sold = db.session.scalar(
+        select(func.count()).where(
+            EventSpot.event_id == two_sections.id, EventSpot.status == SpotStatus.SOLD
+        )
+    )
+    assert sold == 5
+
+
+def test_another_customer_and_another_event_get_their_own_holds(client, two_sections):
+    ana, bia = sign_up(client), sign_up(client, "bia@example.com")
+    other = make_event(two_sections.partner, "Other")
+    other.publish()
+    db.session.commit()
+    mine = _best(client, ana, two_sections, 0, 1)
+    assert _best(client, bia, two_sections, 0, 1)["id"] != mine["id"]
+    assert _best(client, ana, other, 0, 1)["id"] != mine["id"]
+
+
+def test_a_paid_or_expired_cart_is_not_added_to(client, two_sections):
+    headers = sign_up(client)
+    first = _best(client, headers, two_sections, 0, 1)
+    assert pay(client, headers, first["id"], card_token(client)).status_code == 201
+    second = _best(client, headers, two_sections, 0, 1)
+    assert second["id"] != first["id"] and len(second["spots"]) == 1
+    expire(second["id"])
+    third = _best(client, headers, two_sections, 1, 1)
+    assert third["id"] not in (first["id"], second["id"]) and len(third["spots"]) == 1
+
+
+def test_the_limit_counts_the_whole_cart(client, two_sections):
+    headers = sign_up(client)
+    limit = current_app.config["MAX_SPOTS_PER_EVENT"]
+    cart = _best(client, headers, two_sections, 0, limit - 1)
+    refused = _hold(
+        client, headers, two_sections, section_id=two_sections.sections[1].id, quantity=2
+    )
+    assert refused.status_code == 422
+    assert refused.get_json()["error"] == "hold_limit"
+    assert len(_best(client, headers, two_sections, 1, 1)["spots"]) == limit
+    kept = client.get(f"/api/v1/holds/{cart['id']}", headers=headers).get_json()["result"]
+    assert len(kept["spots"]) == limit
+
+
+def test_changing_a_declined_cart_voids_its_order_and_the_next_checkout_prices_all(
+    client, two_sections
+):
+    headers = sign_up(client)
+    cart = _best(client, headers, two_sections, 0, 1)
+    assert pay(client, headers, cart["id"], card_token(client, DECLINED)).status_code == 402
+    [declined] = db.session.scalars(select(Order)).all()
+    assert declined.total_cents == 10000
+    _best(client, headers, two_sections, 1, 2)
+    db.session.expire_all()
+    assert declined.status == OrderStatus.CANCELLED and declined.cancel_reason == "cart_changed"
+    assert declined.hold_id is None
+    paid = pay(client, headers, cart["id"], card_token(client))
+    assert paid.status_code == 201, paid.get_json()
+    assert paid.get_json()["result"]["total_cents"] == 30000
+    assert paid.get_json()["result"]["id"] != declined.id
+
+
+def test_a_cart_being_paid_cannot_change(client, two_sections, monkeypatch):
+    headers = sign_up(client)
+    cart = _best(client, headers, two_sections, 0, 1)
+    spot = cart["spots"][0]["id"]
+    tried = {}
+    charge = payments.SimulatedGateway.charge
+
+    def charge_while_the_customer_changes_the_cart(self, token, amount, currency, key):
+        # The attempt is recorded (its payment pending) and the card is being charged.
+        tried["add"] = _hold(
+            client, headers, two_sections, section_id=two_sections.sections[1].id, quantity=1
+        )
+        tried["remove"] = client.delete(f"/api/v1/holds/{cart['id']}/spots/{spot}", headers=headers)
+        return charge(self, token, amount, currency, key)
+
+    monkeypatch.setattr(
+        payments.SimulatedGateway, "charge", charge_while_the_customer_changes_the_cart
+    )
+    paid = pay(client, headers, cart["id"], card_token(client))
+    assert paid.status_code == 201, paid.get_json()
+    assert paid.get_json()["result"]["total_cents"] == 10000
+    for refused in tried.values():
+        assert refused.status_code == 409, refused.get_json()
+        assert refused.get_json()["error"] == "checkout_in_progress"
+    db.session.expire_all()
+    assert db.session.get(EventSpot, spot).status == SpotStatus.SOLD
+    assert db.session.scalar(select(func.count()).select_from(Hold)) == 1
+
+
+def test_a_spot_taken_out_of_the_cart_goes_back_on_sale(client, two_sections):
+    headers = sign_up(client)
+    _best(client, headers, two_sections, 0, 1)
+    cart = _best(client, headers, two_sections, 1, 2)
+    out = cart["spots"][-1]["id"]
+    response = client.delete(f"/api/v1/holds/{cart['id']}/spots/{out}", headers=headers)
+    assert response.status_code == 200, response.get_json()
+    left = response.get_json()["result"]
+    assert [s["id"] for s in left["spots"]] == [s["id"] for s in cart["spots"][:-1]]
+    assert left["total_cents"] == 20000 and left["status"] == "active"
+    spot = db.session.get(EventSpot, out)
+    assert spot.status == SpotStatus.AVAILABLE and spot.hold_id is None
+    # Again: it is no longer in the cart.
+    again = client.delete(f"/api/v1/holds/{cart['id']}/spots/{out}", headers=headers)
+    assert again.status_code == 404 and again.get_json()["field"] == "spot_id"
+    # Another customer's cart is not found.
+    other = client.delete(
+        f"/api/v1/holds/{cart['id']}/spots/{cart['spots'][0]['id']}",
+        headers=sign_up(client, "bia@example.com"),
+    )
+    assert other.status_code == 404
+    for spot in left["spots"]:
+        last = client.delete(f"/api/v1/holds/{cart['id']}/spots/{spot['id']}", headers=headers)
+        assert last.status_code == 200
+    assert last.get_json()["result"]["status"] == HoldStatus.RELEASED
+    assert db.session.get(Hold, cart["id"]).status == HoldStatus.RELEASED
+
+
+def test_taking_a_spot_out_of_a_declined_cart_prices_the_rest(client, two_sections):
+    headers = sign_up(client)
+    cart = _best(client, headers, two_sections, 0, 3)
+    assert pay(client, headers, cart["id"], card_token(client, DECLINED)).status_code == 402
+    out, label = cart["spots"][0]["id"], cart["spots"][0]["label"]
+    assert (
+        client.delete(f"/api/v1/holds/{cart['id']}/spots/{out}", headers=headers).status_code == 200
+    )
+    paid = pay(client, headers, cart["id"], card_token(client))
+    assert paid.status_code == 201, paid.get_json()
+    order = paid.get_json()["result"]
+    assert order["total_cents"] == 20000 and label not in {t["spot"] for t in order["tickets"]}
+
+
+def test_the_customer_lists_their_carts(client, two_sections):
+    headers = sign_up(client)
+    cart = _best(client, headers, two_sections, 0, 2)
+    listed = client.get(f"/api/v1/holds/?event_id={two_sections.id}", headers=headers)
+    assert listed.status_code == 200
+    assert [(h["id"], len(h["spots"])) for h in listed.get_json()["result"]] == [(cart["id"], 2)]
+    assert client.get("/api/v1/holds/", headers=headers).get_json()["result"][0]["id"] == cart["id"]
+    other = client.get("/api/v1/holds/", headers=sign_up(client, "bia@example.com"))
+    assert other.get_json()["result"] == []
+    bad = client.get("/api/v1/holds/?event_id=abc", headers=headers)
+    assert bad.status_code == 400 and bad.get_json()["field"] == "event_id"
+    expire(cart["id"])
+    assert client.get("/api/v1/holds/", headers=headers).get_json()["result"] == []
+
+
+@pytest.mark.concurrency
+def test_one_customers_holds_at_once_make_one_cart(app, two_sections):
+    """Six requests of one customer at the same moment, on real connections: each waits for the
+    customer's lock and then sees the cart the one before committed."""
+    client = app.test_client()
+    headers = sign_up(client)
+    sections = [s.id for s in two_sections.sections]
+    start = threading.Barrier(6)
+
+    def attempt(n: int) -> int:
+        start.wait(10)
+        response = app.test_client().post(
+            "/api/v1/holds/",
+            json={"event_id": two_sections.id, "section_id": sections[n % 2], "quantity": 1},
+            headers=headers,
+        )
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()["result"]["id"]
+
+    with ThreadPoolExecutor(6) as pool:
+        ids = set(pool.map(attempt, range(6)))
+    db.session.rollback()
+    assert len(ids) == 1
+    [hold] = db.session.scalars(select(Hold)).all()
+    assert len(hold.spots) == 6
+    assert db.session.scalar(select(func.count()).select_from(Ticket)) == 0
+
+
+def test_the_event_page_shows_the_cart_and_its_time_left(client, two_sections):
+    headers = sign_up(client)
+    cart = _best(client, headers, two_sections, 0, 1)
+    _best(client, headers, two_sections, 1, 1)
+    login(client, "ana@example.com", CUSTOMER_PASSWORD)
+    page = client.get(f"/events/{two_sections.id}").get_data(as_text=True)
+    assert f'id="cart-{cart["id"]}"' in page
+    assert "Section 1" in page and "Section 2" in page and "R$200.00" in page
+    assert 'class="cart-countdown" data-seconds="' in page
+    assert f"/holds/{cart['id']}/spots/" in page
