@@ -27,7 +27,7 @@ from app.extensions import db
 from app.i18n import N_
 from app.models import WebhookDelivery, WebhookEndpoint
 from app.models.base import utcnow
-from app.services.webhooks import endpoints, sender
+from app.services.webhooks import endpoints, sender, transport
 from app.views.base import ScopedModelView, current_user
 from app.views.forms import webhook_kinds_field
 
@@ -108,7 +108,7 @@ class WebhookDeliveryView(ScopedModelView):
         },  # fmt: skip
         "payload": lambda value: _preformatted(json.dumps(value, indent=2, sort_keys=True)),
         "response_body": _preformatted,
-        "last_error": sender.error_text,
+        "last_error": transport.error_text,
         "response_status": lambda value: value or "",
     }
 

@@ -37,7 +37,7 @@ from app.models.base import utcnow
 from app.services import refunds
 from app.services.payments import gateway
 from app.services.scoping import SYSTEM
-from app.services.webhooks import outbox, sender
+from app.services.webhooks import outbox, sender, transport
 from app.tasks import celery
 from tests.support.builders import PartnerActor, make_event, make_partner
 from tests.support.database import database_url_for_tests
@@ -751,7 +751,7 @@ def test_an_endpoint_that_drips_its_answer_is_cut_off_at_the_deadline_and_retrie
     """A socket timeout bounds each read: an answer dripped a byte at a time never trips it. The
     whole POST has a deadline, and the attempt is a failure retried after the backoff."""
     monkeypatch.setattr(sender, "TIMEOUT_SECONDS", 1.0)  # each byte comes well within it
-    monkeypatch.setattr(sender, "DEADLINE_SECONDS", 1.5, raising=False)
+    monkeypatch.setattr(sender, "DEADLINE_SECONDS", 1.5)
     partner = make_partner("P")
     with dripping(interval=0.1, seconds=8) as port:
         endpoint(partner, f"http://127.0.0.1:{port}/hooks")
@@ -795,7 +795,7 @@ def test_the_answers_body_is_read_only_up_to_its_excerpt(receiver):
     [delivery] = deliveries()
     receiver.plan(200, "x" * 100_000)
     assert sender.send_due(db.session).delivered == [delivery.id]
-    assert row(delivery.id).response_body == "x" * sender.RESPONSE_EXCERPT
+    assert row(delivery.id).response_body == "x" * transport.RESPONSE_EXCERPT
 
 
 class Rebinding:
@@ -819,7 +819,7 @@ class Rebinding:
 def in_production(monkeypatch: pytest.MonkeyPatch) -> None:
     """APP_ENV production, with 127.0.0.1 (the test's receiver) taken as an internet address."""
     monkeypatch.setitem(current_app.config, "APP_ENV", "production")
-    monkeypatch.setattr(sender, "is_public_address", lambda address: address == "127.0.0.1")
+    monkeypatch.setattr(transport, "is_public_address", lambda address: address == "127.0.0.1")
 
 
 def unchecked_endpoint(partner_id: int, url: str) -> WebhookEndpoint:
@@ -877,11 +877,11 @@ def test_the_last_error_is_shown_in_the_readers_language(app):
     from flask_babel import force_locale
 
     with app.test_request_context(), force_locale("pt_BR"):
-        shown = sender.error_text("no complete answer within 15 s")
+        shown = transport.error_text("no complete answer within 15 s")
         assert shown != "no complete answer within 15 s" and "15" in shown
-        assert sender.error_text(sender.STALLED) != sender.STALLED
-        assert sender.error_text("HTTP 502") == "HTTP 502"
+        assert transport.error_text(transport.STALLED) != transport.STALLED
+        assert transport.error_text("HTTP 502") == "HTTP 502"
     with app.test_request_context(), force_locale("en"):
-        assert sender.error_text("no complete answer within 15 s") == (
+        assert transport.error_text("no complete answer within 15 s") == (
             "no complete answer within 15 s"
         )

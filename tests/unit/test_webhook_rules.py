@@ -13,7 +13,7 @@ import pytest
 
 from app.models import DomainError, WebhookEndpoint
 from app.models.webhook import ROTATION_OVERLAP, check_url, is_public_address, new_secret
-from app.services.webhooks import sender
+from app.services.webhooks import transport
 
 
 @pytest.mark.parametrize(
@@ -73,19 +73,19 @@ def test_an_endpoints_kinds_are_known_at_least_one_and_kept_in_a_fixed_order():
 def test_a_signature_verifies_under_its_secret_within_five_minutes_only():
     body = b'{"id":1,"type":"order.paid"}'
     now = int(time.time())
-    header = sender.signature_header(["whsec_a"], now, body)
+    header = transport.signature_header(["whsec_a"], now, body)
     expected = hmac.new(b"whsec_a", f"{now}.".encode() + body, hashlib.sha256).hexdigest()
     assert header == f"t={now},v1={expected}"
-    assert sender.verify_signature(header, body, "whsec_a")
-    assert not sender.verify_signature(header, body, "whsec_b")
-    assert not sender.verify_signature(header, body + b" ", "whsec_a")  # the body changed
+    assert transport.verify_signature(header, body, "whsec_a")
+    assert not transport.verify_signature(header, body, "whsec_b")
+    assert not transport.verify_signature(header, body + b" ", "whsec_a")  # the body changed
     # A request captured and replayed later is refused by its timestamp...
-    assert not sender.verify_signature(header, body, "whsec_a", now=now + 301)
-    assert sender.verify_signature(header, body, "whsec_a", now=now + 299)
+    assert not transport.verify_signature(header, body, "whsec_a", now=now + 301)
+    assert transport.verify_signature(header, body, "whsec_a", now=now + 299)
     # ...and changing the timestamp breaks the signature.
     replayed = header.replace(f"t={now}", f"t={now + 600}")
-    assert not sender.verify_signature(replayed, body, "whsec_a", now=now + 600)
-    assert not sender.verify_signature("v1=" + expected, body, "whsec_a")
+    assert not transport.verify_signature(replayed, body, "whsec_a", now=now + 600)
+    assert not transport.verify_signature("v1=" + expected, body, "whsec_a")
 
 
 def test_after_a_rotation_both_secrets_sign_for_a_day_then_only_the_new_one():
@@ -97,8 +97,8 @@ def test_after_a_rotation_both_secrets_sign_for_a_day_then_only_the_new_one():
     assert new != old and new.startswith("whsec_")
     assert endpoint.signing_secrets(now + ROTATION_OVERLAP - dt.timedelta(seconds=1)) == [new, old]
     assert endpoint.signing_secrets(now + ROTATION_OVERLAP) == [new]
-    header = sender.signature_header(endpoint.signing_secrets(now), int(time.time()), b"{}")
-    assert sender.verify_signature(header, b"{}", old) and sender.verify_signature(
+    header = transport.signature_header(endpoint.signing_secrets(now), int(time.time()), b"{}")
+    assert transport.verify_signature(header, b"{}", old) and transport.verify_signature(
         header, b"{}", new
     )
 
@@ -138,5 +138,5 @@ def test_production_posts_only_to_addresses_on_the_internet(address, public):
 
 
 def test_a_host_resolving_to_this_machine_is_refused_for_good():
-    with pytest.raises(sender.Permanent, match="not on the internet"):
-        sender.check_destination("https://localhost:8443/hooks")
+    with pytest.raises(transport.Permanent, match="not on the internet"):
+        transport.check_destination("https://localhost:8443/hooks")

@@ -27,7 +27,8 @@ claim takes at most one delivery per endpoint; the task sent after a commit
 being HMAC-SHA256 of ``"<t>.<body>"`` under the endpoint's secret; a second ``v1`` during the
 day after a rotation, under the old secret. The receiver recomputes it over the raw body,
 compares in constant time and refuses a ``t`` more than 5 minutes away from its clock
-(``verify_signature``, the README's example): a captured request cannot be replayed later.
+(``transport.verify_signature``, the README's example): a captured request cannot be replayed
+later. transport.py signs and POSTs; this module claims deliveries and records the answers.
 
 A failure (no connection, a timeout, any answer but 2xx) puts the row back as pending after a
 growing pause (``backoff``), or fails it once it had ``WebhookDelivery.MAX_ATTEMPTS`` or is
@@ -55,34 +56,37 @@ reader's language, logs and the database keep one language.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import hashlib
-import hmac
 import http.client
 import json
 import logging
-import re
-import socket
-import ssl
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import current_app
 from flask_babel import gettext
 from sqlalchemy import Text, and_, cast, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from app.i18n import N_
 from app.models import Conflict, DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from app.models.base import utcnow
-from app.models.webhook import is_public_address
 from app.services.scoping import Actor, get_owned
 from app.services.webhooks import outbox
+from app.services.webhooks.transport import (
+    DEADLINE_SECONDS,
+    NO_ANSWER,
+    STALLED,
+    TIMEOUT_SECONDS,
+    TOO_SLOW,
+    Answer,
+    DeadlineExceeded,
+    Permanent,
+    post,
+    signature_header,
+    stored_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +102,7 @@ PER_TASK = 100
 #: How long a task or a sweep goes on claiming: after that it leaves the rest to the next
 #: sweep, so endpoints that answer slowly (each within the deadline) hold a worker no longer.
 RUN_SECONDS = 60.0
-#: Each network operation's timeout (connect, a read)...
-TIMEOUT_SECONDS = 10.0
-#: ...and the whole POST's: connect, send, status, headers and the body's excerpt.
-DEADLINE_SECONDS = 15.0
-#: How much of an answer is kept to show in the dashboard.
-RESPONSE_EXCERPT = 500
 ERROR_LENGTH = 300
-#: The signature's tolerance a receiver should apply (and ``verify_signature`` does).
-TOLERANCE = dt.timedelta(minutes=5)
 USER_AGENT = "Bilheteria-Webhooks/1"
 UNFINISHED = (DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value)
 
@@ -138,61 +134,6 @@ class Claim:
     token: str
 
 
-@dataclass(frozen=True)
-class Answer:
-    """What the endpoint answered: its HTTP status and the start of its body."""
-
-    status: int
-    body: str
-
-
-class Permanent(Exception):
-    """A failure that another attempt would repeat: the delivery fails at once."""
-
-
-class DeadlineExceeded(TimeoutError):
-    """The endpoint did not finish its answer within DEADLINE_SECONDS."""
-
-
-#: The reasons a delivery failed, as stored in ``last_error`` (English, these msgids with their
-#: values) and shown translated (``error_text``).
-STALLED = N_("the sender stopped while sending it (it may have been delivered)")
-NOT_WEB = N_("not a web address: %(url)s")
-NOT_ASCII = N_("the address has characters other than ASCII: it cannot be sent")
-NOT_PUBLIC = N_("%(host)s resolves to an address not on the internet (%(address)s)")
-NO_ANSWER = N_("no answer within %(seconds)s s")
-TOO_SLOW = N_("no complete answer within %(seconds)s s")
-ERRORS = (STALLED, NOT_WEB, NOT_ASCII, NOT_PUBLIC, NO_ANSWER, TOO_SLOW)
-
-
-def _error(msgid: str, **values: Any) -> str:
-    """A reason as stored: the English text (the msgid with its values)."""
-    return msgid % values if values else msgid
-
-
-def _pattern(msgid: str) -> re.Pattern[str]:
-    parts = re.split(r"%\((\w+)\)s", msgid)  # text, name, text, name, ..., text
-    regex = "".join(
-        re.escape(part) if i % 2 == 0 else f"(?P<{part}>.*)" for i, part in enumerate(parts)
-    )
-    return re.compile(regex + r"\Z", re.DOTALL)
-
-
-_PATTERNS = [(msgid, _pattern(msgid)) for msgid in ERRORS]
-
-
-def error_text(stored: str | None) -> str:
-    """A stored ``last_error`` in the reader's language: one of ``ERRORS`` translated with its
-    values, any other (an HTTP status, the network's own error) as it is."""
-    if not stored:
-        return ""
-    for msgid, pattern in _PATTERNS:
-        found = pattern.match(stored)
-        if found:
-            return gettext(msgid, **found.groupdict())
-    return stored
-
-
 class _LeaseLost(Exception):
     """The claim ran out before the delivery was sent: it is left to whoever claims it next."""
 
@@ -200,37 +141,6 @@ class _LeaseLost(Exception):
 def backoff(attempts: int) -> dt.timedelta:
     """The pause after the ``attempts``-th failed attempt: 30 s, 1 min, 2 min ... at most 1 h."""
     return min(BACKOFF_FIRST * 2 ** max(attempts - 1, 0), BACKOFF_MAX)
-
-
-# --------------------------------------------------------------------------- signing
-
-
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """HMAC-SHA256 of ``"<timestamp>.<body>"`` under ``secret``, in hex."""
-    message = str(timestamp).encode() + b"." + body
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
-
-
-def signature_header(secrets: list[str], timestamp: int, body: bytes) -> str:
-    return ",".join([f"t={timestamp}", *(f"v1={sign(s, timestamp, body)}" for s in secrets)])
-
-
-def verify_signature(
-    header: str, body: bytes, secret: str, *, now: float | None = None, tolerance: float = 300
-) -> bool:
-    """The receiver's check: one ``v1`` of the header is the body's signature under ``secret``
-    and its ``t`` is within ``tolerance`` seconds of ``now``."""
-    timestamp, signatures = None, []
-    for part in header.split(","):
-        name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit():
-            timestamp = int(value)
-        elif name == "v1":
-            signatures.append(value)
-    if timestamp is None or abs((time.time() if now is None else now) - timestamp) > tolerance:
-        return False
-    expected = sign(secret, timestamp, body)
-    return any(hmac.compare_digest(expected, signature) for signature in signatures)
 
 
 def body_of(delivery: WebhookDelivery) -> bytes:
@@ -397,134 +307,6 @@ def _give_up_stalled(session: Session) -> None:
 # --------------------------------------------------------------------------- delivery
 
 
-def _excerpt(raw: bytes) -> str:
-    return raw[: RESPONSE_EXCERPT * 4].decode("utf-8", errors="replace")[:RESPONSE_EXCERPT]
-
-
-def destination(host: str, port: int, *, production: bool) -> list[tuple[Any, ...]]:
-    """The addresses to connect to for ``host``: resolved once, here. In production each must
-    be on the internet, else Permanent: a name that also resolves to this machine or a private
-    network is refused, whichever address a connection would use."""
-    try:
-        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except UnicodeError:
-        raise Permanent(_error(NOT_ASCII)) from None
-    if production:
-        private = sorted({info[4][0] for info in found if not is_public_address(info[4][0])})
-        if private:
-            raise Permanent(_error(NOT_PUBLIC, host=host, address=private[0]))
-    return [info[4] for info in found]
-
-
-def check_destination(url: str) -> None:
-    """In production, refuse a host that resolves to an address not on the internet (Permanent);
-    ``post`` does this itself with the addresses it connects to."""
-    parts = urlsplit(url)
-    try:
-        destination(parts.hostname or "", parts.port or 443, production=True)
-    except OSError:
-        return  # the request's own error says it
-
-
-class _Pinned:
-    """A connection to the addresses ``destination`` checked, never to a name resolved again;
-    ``abort`` (from another thread, at the deadline) shuts its socket down."""
-
-    host: str
-    port: int
-    timeout: float
-    sock: Any
-
-    def _pin(self, addresses: list[tuple[Any, ...]], deadline: float) -> None:
-        self._addresses, self._deadline = addresses, deadline
-        self._raw: socket.socket | None = None
-        self._aborted = threading.Event()
-
-    def _open(self) -> socket.socket:
-        error: OSError = OSError("no address")
-        for address in self._addresses:
-            left = self._deadline - time.monotonic()
-            if left <= 0 or self._aborted.is_set():
-                raise DeadlineExceeded
-            try:
-                sock = socket.create_connection((address[0], self.port), min(self.timeout, left))
-            except OSError as exc:
-                error = exc
-                continue
-            self._raw = sock
-            if self._aborted.is_set():  # the deadline passed while connecting
-                self.abort()
-            return sock
-        raise error
-
-    def abort(self) -> None:
-        self._aborted.set()
-        if self._raw is not None:
-            # The plain socket's shutdown, below TLS: a blocked read returns at once.
-            with contextlib.suppress(OSError):
-                socket.socket.shutdown(self._raw, socket.SHUT_RDWR)
-
-
-class _PinnedHTTP(_Pinned, http.client.HTTPConnection):
-    def connect(self) -> None:
-        self.sock = self._open()
-
-
-class _PinnedHTTPS(_Pinned, http.client.HTTPSConnection):
-    def connect(self) -> None:
-        # SNI and the certificate's check are the host name's, whatever address we reached.
-        self.sock = self._context.wrap_socket(self._open(), server_hostname=self.host)
-
-
-def post(
-    url: str,
-    body: bytes,
-    headers: dict[str, str],
-    timeout: float,
-    *,
-    production: bool = False,
-    deadline: float | None = None,
-) -> Answer:
-    """POST ``body`` to ``url``, connecting to the address checked (``destination``); the
-    answer, whatever its status, read within ``deadline`` seconds (DEADLINE_SECONDS) in all.
-    Network failures raise (DeadlineExceeded at the deadline); an address that can never be
-    sent, Permanent. Redirects are answers: never followed."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http"):  # never file: or another scheme
-        raise Permanent(_error(NOT_WEB, url=url[:100]))
-    if not url.isascii():  # a request line and a Host header are ASCII: every attempt would fail
-        raise Permanent(_error(NOT_ASCII))
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    seconds = DEADLINE_SECONDS if deadline is None else deadline
-    ends = time.monotonic() + seconds
-    addresses = destination(host, port, production=production)
-    kind = _PinnedHTTPS if parts.scheme == "https" else _PinnedHTTP
-    extra = {"context": ssl.create_default_context()} if kind is _PinnedHTTPS else {}
-    connection = kind(host, port, timeout=min(timeout, seconds), **extra)
-    connection._pin(addresses, ends)
-    timer = threading.Timer(seconds, connection.abort)
-    timer.daemon = True
-    timer.start()
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
-    try:
-        connection.request("POST", path, body=body, headers=headers)
-        response = connection.getresponse()
-        raw = response.read(RESPONSE_EXCERPT * 4)  # the excerpt's worth, never the whole body
-        if connection._aborted.is_set():
-            raise DeadlineExceeded
-        return Answer(response.status, _excerpt(raw))
-    except (OSError, http.client.HTTPException, ValueError):
-        if connection._aborted.is_set():
-            raise DeadlineExceeded from None
-        raise
-    finally:
-        timer.cancel()
-        connection.close()
-
-
 def _deliver(session: Session, claims: list[Claim]) -> Outcome:
     outcome = Outcome()
     production = current_app.config.get("APP_ENV") == "production"
@@ -573,7 +355,9 @@ def _send(session: Session, claimed: Claim, production: bool) -> Answer:
     session.rollback()  # no transaction stays open while the endpoint answers
     if lease_ends <= utcnow():
         raise _LeaseLost
-    return post(url, body, headers, TIMEOUT_SECONDS, production=production)
+    return post(
+        url, body, headers, TIMEOUT_SECONDS, production=production, deadline=DEADLINE_SECONDS
+    )
 
 
 def _record(
@@ -637,9 +421,9 @@ def _describe(exc: BaseException) -> str:
     if isinstance(reason, BaseException):
         exc = reason
     if isinstance(exc, DeadlineExceeded):
-        text = _error(TOO_SLOW, seconds=f"{DEADLINE_SECONDS:g}")
+        text = stored_error(TOO_SLOW, seconds=f"{DEADLINE_SECONDS:g}")
     elif isinstance(exc, TimeoutError):
-        text = _error(NO_ANSWER, seconds=f"{TIMEOUT_SECONDS:g}")
+        text = stored_error(NO_ANSWER, seconds=f"{TIMEOUT_SECONDS:g}")
     elif isinstance(exc, OSError) and exc.strerror:
         text = f"{type(exc).__name__}: {exc.strerror}"
     else:
