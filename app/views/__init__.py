@@ -26,6 +26,7 @@ from app.views.home import EventOverviewView
 from app.views.mail import DemoMailView, OutboxMailView
 from app.views.money import LedgerTransactionView, OrderView
 from app.views.money_runs import MoneyRunsView
+from app.views.orders_api import OrderApi, TicketApi
 from app.views.platform import CustomerView, PartnerView
 from app.views.reports import ReportView
 from app.views.settlement import (
@@ -35,7 +36,7 @@ from app.views.settlement import (
     SettlementMismatchView,
     SettlementView,
 )
-from app.views.shop_api import CatalogApi, CustomerApi, HoldApi, OrderApi, QueueApi, TicketApi
+from app.views.shop_api import CatalogApi, CustomerApi, HoldApi, QueueApi
 from app.views.two_factor import TwoFactorView, require_enrolment
 from app.views.webhooks import WebhookDeliveryView, WebhookEndpointView
 
