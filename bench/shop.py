@@ -184,17 +184,18 @@ class Buyer:
         the checkout's, 409 when every section refused, or what stopped the hold (a waiting room,
         an error)."""
         while sections:
+            key = {"Idempotency-Key": uuid.uuid4().hex}  # asked again: the cart it made
             for _ in range(RETRIES):
                 status, answer = self.call(
                     "hold", "/api/v1/holds/",
-                    {"event_id": event_id, "section_id": sections[0], "quantity": quantity},
+                    {"event_id": event_id, "section_id": sections[0], "quantity": quantity}, key,
                 )  # fmt: skip
                 if status not in (503, 599):
                     break
             if status == 409 or (status == 422 and answer.get("error") == "hold_limit"):
                 sections.pop(0)
                 continue
-            if status != 201:
+            if status not in (200, 201):
                 return status, answer
             self.held_at = time.perf_counter()
             return self.call(

@@ -39,7 +39,13 @@ class SpotStatus(enum.StrEnum):
 
 
 # What a hold writes on its spots, and a sale or a release clears.
-_HELD_QUOTE = ("hold_id", "held_until", "held_price_cents", "held_ticket_type_id")
+_HELD_QUOTE = (
+    "hold_id",
+    "held_until",
+    "held_price_cents",
+    "held_ticket_type_id",
+    "held_request_key",
+)
 
 
 class EventSpot(Model):
@@ -99,6 +105,9 @@ class EventSpot(Model):
     held_ticket_type_id: Mapped[int | None] = mapped_column(
         Integer, ForeignKey("ticket_type.id", ondelete="SET NULL"), index=True
     )
+    # The client's Idempotency-Key of the hold request that took this spot, if it sent one: the
+    # same request asked again answers the cart it made instead of adding to it again.
+    held_request_key: Mapped[str | None] = mapped_column(String(100))
 
     section: Mapped[EventSection] = relationship(back_populates="spots", overlaps="event")
     event: Mapped[Event] = relationship(overlaps="section,spots")
@@ -109,7 +118,7 @@ class EventSpot(Model):
     HOLD = Transition(
         (SpotStatus.AVAILABLE, SpotStatus.HELD),
         SpotStatus.HELD,
-        sets=("hold_id", "held_until", "held_price_cents", "held_ticket_type_id"),
+        sets=_HELD_QUOTE,
     )
     SELL = Transition((SpotStatus.HELD,), SpotStatus.SOLD, clears=_HELD_QUOTE)
     RELEASE = Transition((SpotStatus.HELD,), SpotStatus.AVAILABLE, clears=_HELD_QUOTE)

@@ -220,7 +220,14 @@ class HoldApi(BaseApi):
             added spots expire with it, its time does not restart); the per-customer limit
             counts the whole cart. A cart whose checkout was declined loses that unpaid order
             (the next checkout prices the whole cart); one being paid answers 409
-            checkout_in_progress.
+            checkout_in_progress. Send an Idempotency-Key to ask again safely after a lost
+            answer; while the spots it took are held, the same key answers the cart (200)
+            and takes nothing more.
+          parameters:
+          - in: header
+            name: Idempotency-Key
+            required: false
+            schema: {type: string, minLength: 8, maxLength: 100}
           requestBody:
             required: true
             content:
@@ -241,6 +248,11 @@ class HoldApi(BaseApi):
           responses:
             201:
               description: The hold (the cart), with all its spots and expiry
+            200:
+              description: The same request asked again under its Idempotency-Key, the cart
+                as it is now (nothing more taken)
+            400:
+              description: An Idempotency-Key shorter than 8 or longer than 100 characters
             404:
               description: No such event on sale, section of it, or spot of it
             403:
@@ -265,8 +277,9 @@ class HoldApi(BaseApi):
             section_id=section_id,
             quantity=quantity,
             ticket_type_ids=_ticket_types(body),
+            request_key=_request_key(request.headers.get("Idempotency-Key")),
         )
-        return self.response(201, result=hold_json(hold, utcnow()))
+        return self.response(200 if hold.replayed else 201, result=hold_json(hold, utcnow()))
 
     @expose("/", methods=["GET"])
     @protect(allow_browser_login=True)
@@ -529,6 +542,18 @@ def _customer_id() -> int:
     if claimed:
         return int(claimed)
     return customers.customer_of(db.session, current_user()).id
+
+
+def _request_key(value: str | None) -> str | None:
+    """A hold request's Idempotency-Key, if it sent one: 8 to 100 characters."""
+    if value is None:
+        return None
+    key = value.strip()
+    if not 8 <= len(key) <= 100:
+        raise InvalidRequest(
+            gettext("Send an Idempotency-Key of 8 to 100 characters."), field="Idempotency-Key"
+        )
+    return key
 
 
 def _int(value: Any, field: str) -> int:

@@ -239,3 +239,38 @@ def test_the_event_page_shows_the_cart_and_its_time_left(client, two_sections):
     assert "Section 1" in page and "Section 2" in page and "R$200.00" in page
     assert 'class="cart-countdown" data-seconds="' in page
     assert f"/holds/{cart['id']}/spots/" in page
+
+
+def test_a_hold_asked_again_under_its_key_answers_the_cart_and_takes_nothing_more(
+    client, two_sections
+):
+    headers = sign_up(client)
+    keyed = {**headers, "Idempotency-Key": "hold-attempt-0001"}
+    body = {"event_id": two_sections.id, "section_id": two_sections.sections[0].id, "quantity": 2}
+    first = client.post("/api/v1/holds/", json=body, headers=keyed)
+    assert first.status_code == 201
+    # The answer was lost: the client asks again, and again once more seats joined the cart.
+    again = client.post("/api/v1/holds/", json=body, headers=keyed)
+    assert again.status_code == 200
+    assert again.get_json()["result"] == first.get_json()["result"] | {
+        "seconds_left": again.get_json()["result"]["seconds_left"]
+    }
+    more = _best(client, headers, two_sections, 1, 1)
+    assert len(more["spots"]) == 3
+    third = client.post("/api/v1/holds/", json=body, headers=keyed)
+    assert third.status_code == 200 and len(third.get_json()["result"]["spots"]) == 3
+    held = select(func.count()).where(EventSpot.status == SpotStatus.HELD)
+    assert db.session.scalar(held) == 3
+    # Another key is another request; a bad key is refused.
+    other = client.post(
+        "/api/v1/holds/", json=body, headers={**headers, "Idempotency-Key": "x" * 8}
+    )
+    assert other.status_code == 201 and len(other.get_json()["result"]["spots"]) == 5
+    short = client.post("/api/v1/holds/", json=body, headers={**headers, "Idempotency-Key": "abc"})
+    assert short.status_code == 400 and short.get_json()["field"] == "Idempotency-Key"
+    # Once the seats it took are no longer held (released, expired, sold), the key is free.
+    cart = first.get_json()["result"]
+    for spot in cart["spots"]:
+        client.delete(f"/api/v1/holds/{cart['id']}/spots/{spot['id']}", headers=headers)
+    after = client.post("/api/v1/holds/", json=body, headers=keyed)
+    assert after.status_code == 201 and len(after.get_json()["result"]["spots"]) == 5

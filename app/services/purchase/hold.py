@@ -19,7 +19,7 @@ import datetime as dt
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import groupby
 from typing import Any
 
@@ -68,6 +68,13 @@ class HoldLimitExceeded(DomainError):
     code = "hold_limit"
 
 
+class _Replayed(Exception):
+    """The request was done before under its key: its cart is answered again."""
+
+    def __init__(self, hold_id: int) -> None:
+        self.hold_id = hold_id
+
+
 def hold_duration() -> dt.timedelta:
     return dt.timedelta(minutes=current_app.config["HOLD_MINUTES"])
 
@@ -93,6 +100,7 @@ class HoldSummary:
     created_at: dt.datetime
     expires_at: dt.datetime
     spots: tuple[HeldSpot, ...]
+    replayed: bool = False  # the answer to a request asked again under its Idempotency-Key
 
     @property
     def total_cents(self) -> int:
@@ -269,11 +277,26 @@ _HELD_BY_NEW_HOLD = (
         held_until=bindparam("until"),
         held_price_cents=_QUOTED.c.price_cents,
         held_ticket_type_id=_QUOTED.c.ticket_type_id,
+        held_request_key=bindparam("b_request_key"),
     )
     .returning(_spot.c.id)
     .cte("held")
 )
 _HOLD_AT_ONCE = select(_NEW_HOLD.c.id, row_count(_HELD_BY_NEW_HOLD))
+# The customer's live hold holding spots a request under this Idempotency-Key took.
+_TAKEN_UNDER_KEY = (
+    select(_hold.c.id)
+    .select_from(_spot.join(_hold, _hold.c.id == _spot.c.hold_id))
+    .where(
+        _spot.c.event_id == bindparam("event_id"),
+        _spot.c.held_request_key == bindparam("request_key"),
+        _spot.c.status == SpotStatus.HELD.value,
+        _hold.c.customer_id == bindparam("customer_id"),
+        _hold.c.status == HoldStatus.ACTIVE.value,
+        _hold.c.expires_at > bindparam("now"),
+    )
+    .limit(1)
+)
 # The spots added to a cart: held by it until it expires, at the prices quoted now.
 _HELD_BY_CART = (
     EventSpot.HOLD.update(
@@ -283,6 +306,7 @@ _HELD_BY_CART = (
         held_until=bindparam("until"),
         held_price_cents=_QUOTED.c.price_cents,
         held_ticket_type_id=_QUOTED.c.ticket_type_id,
+        held_request_key=bindparam("b_request_key"),
     )
     .returning(_spot.c.id)
     .cte("held")
@@ -299,11 +323,14 @@ def reserve_spots(
     section_id: int | None = None,
     quantity: int | None = None,
     ticket_type_ids: Sequence[int] | None = None,
+    request_key: str | None = None,
     now: dt.datetime | None = None,
 ) -> HoldSummary:
     """Hold the chosen spots, or the best ``quantity`` in a section, for ``HOLD_MINUTES``.
     ``ticket_type_ids``: one type per ticket (in the order of ``spot_ids``); None: every
-    ticket at the section's full price.
+    ticket at the section's full price. ``request_key``: the client's Idempotency-Key, if it
+    sent one: asked again while the spots it took are held, the request answers the cart
+    (``replayed``) and takes nothing more.
 
     The customer's live hold for the event is their cart: the spots are added to it (until it
     expires: adding does not restart its time) and the whole cart is answered; without one, a
@@ -324,10 +351,16 @@ def reserve_spots(
         "wanted": max(wanted, 0),
         "ticket_types": list(ticket_type_ids) if ticket_type_ids else None,
         "spot_order": list(spot_ids) if spot_ids else None,
+        "request_key": request_key,
     }
     for attempt in range(BEST_AVAILABLE_ATTEMPTS):
         with busy_on_lock_failure(session):
-            spots = _lock_spots(session, ids, spot_ids, wanted)
+            try:
+                spots = _lock_spots(session, ids, spot_ids, wanted)
+            except _Replayed as replayed:
+                session.rollback()
+                summary = HoldSummary.of(session, session.get(Hold, replayed.hold_id))
+                return replace(summary, replayed=True)
             if spots is not None:
                 hold_id, expires_at = _place_hold(session, ids, spots)
                 break
@@ -371,6 +404,10 @@ def _lock_spots(
     if row is None or row.status == EventStatus.DRAFT:
         raise NotFound(gettext("Event not found."))
     sale_window(row).require_open(now)
+    if ids["request_key"] is not None:  # read after the customer's lock, when it was taken
+        done = conn.execute(_TAKEN_UNDER_KEY, ids).scalar()
+        if done is not None:
+            raise _Replayed(done)
     turn = waiting_room.turn_of(ids["event_id"], row.waiting_room_per_minute, row.admit_at, now)
     waiting_room.require_turn(turn, now)
     ids["admitted"] = turn.status == waiting_room.ADMITTED
@@ -449,6 +486,7 @@ def _place_hold(session: Session, ids: dict[str, Any], spots: list[Row]) -> tupl
             "b_spot_ids": [s.id for s in spots],
             "b_prices": [price for _, price in ids["quote"]],
             "b_types": [kind.id if kind else None for kind, _ in ids["quote"]],
+            "b_request_key": ids["request_key"],
         },
     ).one()
     if held != len(spots):  # every one is locked by this transaction
@@ -473,6 +511,7 @@ def _add_to_cart(
                 "b_spot_ids": [s.id for s in spots],
                 "b_prices": [price for _, price in ids["quote"]],
                 "b_types": [kind.id if kind else None for kind, _ in ids["quote"]],
+                "b_request_key": ids["request_key"],
             },
         )
         .scalar_one()
