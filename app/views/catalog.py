@@ -56,6 +56,7 @@ EVENT_FORM_COLUMNS = [
     "named_tickets",
     "transfers_allowed",
     "transfers_until_hours",
+    "waitlist_offer_minutes",
 ]
 EVENT_DESCRIPTIONS = {
     "timezone": lazy_gettext(
@@ -92,6 +93,10 @@ EVENT_DESCRIPTIONS = {
     "transfers_until_hours": lazy_gettext(
         "Renaming and transfers close this many hours before the start."
     ),
+    "waitlist_offer_minutes": lazy_gettext(
+        "When spots of a sold-out event come back, the first in its waiting list gets them "
+        "on hold for this many minutes (60 by default); unpaid, they go to the next."
+    ),
 }
 
 
@@ -101,6 +106,7 @@ class EventRules:
         item.check_refund_window()
         item.check_waiting_room()
         item.check_transfer_rules()
+        item.check_waitlist_offer()
         event_service.claim_new_event(
             db.session, item, current_user(), current_app.config["DEFAULT_CURRENCY"]
         )
@@ -110,6 +116,7 @@ class EventRules:
         item.check_refund_window()
         item.check_waiting_room()
         item.check_transfer_rules()
+        item.check_waitlist_offer()
         item.check_changes()
 
     def on_delete(self, item: Event) -> None:
@@ -425,6 +432,7 @@ class EventView(EventRules, ScopedModelView):
         "named_tickets": lazy_gettext("Named tickets"),
         "transfers_allowed": lazy_gettext("Allow transfers"),
         "transfers_until_hours": lazy_gettext("Transfers close (hours before the start)"),
+        "waitlist_offer_minutes": lazy_gettext("Waiting-list offer (minutes)"),
     }
     add_form_extra_fields = {
         "currency": currency_field(),

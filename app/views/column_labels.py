@@ -154,6 +154,7 @@ COLUMN_LABELS = (
     N_("Venue"),
     N_("Views/Menus"),
     N_("Waiting Room Per Minute"),
+    N_("Waitlist Offer Minutes"),
 )
 
 PAGE_TITLES = (
@@ -173,6 +174,8 @@ PAGE_TITLES = (
     N_("Add Settlement Line"),
     N_("Add Settlement Mismatch"),
     N_("Add User"),
+    N_("Add Waitlist Entry"),
+    N_("Edit Waitlist Entry"),
     N_("Edit Audit Entry"),
     N_("Edit Check In"),
     N_("Edit Customer"),
