@@ -400,8 +400,11 @@ class Event(Model):
             )
 
     def check_waitlist_offer(self) -> None:
+        """Left blank: the default."""
+        if self.waitlist_offer_minutes is None:
+            self.waitlist_offer_minutes = DEFAULT_WAITLIST_OFFER_MINUTES
         minutes = self.waitlist_offer_minutes
-        if minutes is not None and not 0 < minutes <= MAX_WAITLIST_OFFER_MINUTES:
+        if not 0 < minutes <= MAX_WAITLIST_OFFER_MINUTES:
             raise DomainError(
                 gettext(
                     "A waiting-list offer lasts 1 to %(most)s minutes.",

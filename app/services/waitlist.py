@@ -71,7 +71,11 @@ from app.services.mail import outbox
 from app.services.mail.waitlist_mails import WAITLIST_OFFER as OFFER_MAIL
 from app.services.purchase import hold as holds
 from app.services.purchase import ticket_types
-from app.services.purchase.waitlist_line import WaitlistInForce, in_force  # noqa: F401 - re-exported
+from app.services.purchase.waitlist_line import (  # noqa: F401 - WaitlistInForce re-exported
+    ANY_SECTION,
+    WaitlistInForce,
+    in_force,
+)
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +250,18 @@ def leave(
 def position_of(session: Session, entry: WaitlistEntry) -> int | None:
     """Where a waiting entry stands in its line (WaitlistEntry.position)."""
     return entry.position
+
+
+def waiting_sections(session: Session, event_id: int) -> set[int]:
+    """The sections of the event kept for their waiting lists (ANY_SECTION: all of them)."""
+    return {
+        section_id or ANY_SECTION
+        for section_id in session.scalars(
+            select(WaitlistEntry.section_id)
+            .where(WaitlistEntry.event_id == event_id, WaitlistEntry.status == _WAITING)
+            .distinct()
+        )
+    }
 
 
 def places_of(session: Session, customer_id: int, event_id: int | None = None) -> list[Place]:

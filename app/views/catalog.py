@@ -15,7 +15,13 @@ from wtforms.validators import NumberRange, Optional
 from app.extensions import db
 from app.i18n import N_
 from app.models import DomainError, Event, EventSection, EventSpot, Ticket, TicketType, local_time
-from app.models.event import DEFAULT_TRANSFERS_UNTIL_HOURS, EVENT_TIMES, MAX_REFUND_WINDOW_HOURS
+from app.models.event import (
+    DEFAULT_TRANSFERS_UNTIL_HOURS,
+    DEFAULT_WAITLIST_OFFER_MINUTES,
+    EVENT_TIMES,
+    MAX_REFUND_WINDOW_HOURS,
+    MAX_WAITLIST_OFFER_MINUTES,
+)
 from app.services import courtesy
 from app.services import events as event_service
 from app.services.checkin.arming import arm_owned_event
@@ -400,6 +406,12 @@ REENTRY_FIELD = {
         description=EVENT_DESCRIPTIONS["transfers_until_hours"],
         default=DEFAULT_TRANSFERS_UNTIL_HOURS,
         validators=[Optional(), NumberRange(min=0, max=MAX_REFUND_WINDOW_HOURS)],
+    ),
+    "waitlist_offer_minutes": IntegerField(
+        lazy_gettext("Waiting-list offer (minutes)"),
+        description=EVENT_DESCRIPTIONS["waitlist_offer_minutes"],
+        default=DEFAULT_WAITLIST_OFFER_MINUTES,
+        validators=[Optional(), NumberRange(min=1, max=MAX_WAITLIST_OFFER_MINUTES)],
     ),
 }
 

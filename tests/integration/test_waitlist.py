@@ -375,3 +375,49 @@ def _headers_of(client, entry: WaitlistEntry) -> dict[str, str]:
         json={"username": entry.customer.email, "password": CUSTOMER_PASSWORD, "provider": "db"},
     ).get_json()["access_token"]
     return {"Authorization": f"Bearer {token}"}
+
+
+# -- the shop ----------------------------------------------------------------------------------
+
+
+def test_the_shop_joins_and_leaves_a_sold_out_sections_waiting_list(client, small_event):
+    from tests.support.shop import CUSTOMER_PASSWORD
+
+    _hold_all(client, small_event)
+    email = f"{uuid.uuid4().hex[:10]}@example.com"
+    sign_up(client, email)
+    login(client, email, CUSTOMER_PASSWORD)
+    page = client.get(f"/events/{small_event.id}").get_data(as_text=True)
+    assert "Join the waiting list" in page and "Best available" not in page
+    joined = client.post(
+        f"/events/{small_event.id}/waitlist",
+        data={"section_id": small_event.sections[0].id, "quantity": "2"},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "You are in the waiting list: number 1." in joined
+    assert "Number 1 in line" in joined and "Leave the waiting list" in joined
+    entry = db.session.scalars(select(WaitlistEntry)).one()
+    assert (entry.quantity, entry.section_id) == (2, small_event.sections[0].id)
+    left = client.post(
+        f"/events/{small_event.id}/waitlist/leave",
+        data={"section_id": small_event.sections[0].id},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "You left the waiting list." in left and "Number 1 in line" not in left
+    assert _entry(entry.id).status == WaitlistStatus.LEFT
+
+
+def test_the_shop_keeps_a_section_with_a_line_from_ordinary_buyers(client, small_event):
+    spots = small_event.sections[0].spots
+    buyer = _customer(client)
+    one = _hold(client, small_event, spots[:1], buyer)
+    _hold(client, small_event, spots[1:])
+    _join(client, small_event, _customer(client), quantity=2)
+    client.delete(f"/api/v1/holds/{one['id']}", headers=buyer)  # 1 free, kept for the line
+    page = client.get(f"/events/{small_event.id}").get_data(as_text=True)
+    assert "Best available" not in page and "Join the waiting list" in page
+
+
+def test_a_visitor_joining_is_asked_to_log_in(client, small_event):
+    answer = client.post(f"/events/{small_event.id}/waitlist", data={"quantity": "1"})
+    assert answer.status_code == 302 and "/login" in answer.headers["Location"]
