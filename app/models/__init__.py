@@ -43,6 +43,7 @@ from app.models.settlement import (
 from app.models.spot import EventSpot, SpotStatus
 from app.models.ticket_type import TicketKind, TicketType
 from app.models.waiting_room import WaitingEntry, WaitingLine
+from app.models.waitlist import WaitlistEntry, WaitlistStatus
 from app.models.webhook import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookKind
 
 __all__ = [
@@ -58,6 +59,8 @@ __all__ = [
     "AuditEntry",
     "WaitingEntry",
     "WaitingLine",
+    "WaitlistEntry",
+    "WaitlistStatus",
     "AccountKind",
     "LedgerAccount",
     "LedgerEntry",

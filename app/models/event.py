@@ -60,6 +60,10 @@ MAX_WAITING_ROOM_PER_MINUTE = 1_000_000
 # Tickets change hands (a transfer, a new holder's name) until this many hours before the start,
 # unless the partner says otherwise.
 DEFAULT_TRANSFERS_UNTIL_HOURS = 2
+# How long a waiting-list offer (a hold reserved for the first in line) lasts by default, and at
+# most (a week: an offer longer than that keeps the spots from everyone too long).
+DEFAULT_WAITLIST_OFFER_MINUTES = 60
+MAX_WAITLIST_OFFER_MINUTES = 7 * 24 * 60
 CHECKIN_DEFAULT_LENGTH = dt.timedelta(hours=12)
 # An event's times lie in these years: its doors, refund deadline and arming are worked out
 # from them hours or days away, which leaves the calendar from year 1 or 9999 (OverflowError).
@@ -184,6 +188,10 @@ class Event(Model):
             "waiting_room_per_minute IS NULL OR waiting_room_per_minute > 0",
             name="ck_event_waiting_room_rate",
         ),
+        CheckConstraint(
+            f"waitlist_offer_minutes BETWEEN 1 AND {MAX_WAITLIST_OFFER_MINUTES}",
+            name="ck_event_waitlist_offer_minutes",
+        ),
         Index("ix_event_status_starts_at", "status", "starts_at"),
     )
 
@@ -249,6 +257,14 @@ class Event(Model):
         nullable=False,
         default=DEFAULT_TRANSFERS_UNTIL_HOURS,
         server_default=str(DEFAULT_TRANSFERS_UNTIL_HOURS),
+    )
+    # How long the first in the waiting list has to pay the spots offered to them
+    # (services/waitlist.py) before they go to the next.
+    waitlist_offer_minutes: Mapped[int] = mapped_column(
+        Integer,
+        nullable=False,
+        default=DEFAULT_WAITLIST_OFFER_MINUTES,
+        server_default=str(DEFAULT_WAITLIST_OFFER_MINUTES),
     )
     armed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     published_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
@@ -381,6 +397,20 @@ class Event(Model):
                     most=format(MAX_WAITING_ROOM_PER_MINUTE, ","),
                 ),
                 field="waiting_room_per_minute",
+            )
+
+    def check_waitlist_offer(self) -> None:
+        """Left blank: the default."""
+        if self.waitlist_offer_minutes is None:
+            self.waitlist_offer_minutes = DEFAULT_WAITLIST_OFFER_MINUTES
+        minutes = self.waitlist_offer_minutes
+        if not 0 < minutes <= MAX_WAITLIST_OFFER_MINUTES:
+            raise DomainError(
+                gettext(
+                    "A waiting-list offer lasts 1 to %(most)s minutes.",
+                    most=format(MAX_WAITLIST_OFFER_MINUTES, ","),
+                ),
+                field="waitlist_offer_minutes",
             )
 
     def check_checkin_window(self) -> None:

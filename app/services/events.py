@@ -21,7 +21,7 @@ from app.models import (
     SectionKind,
     SpotStatus,
 )
-from app.services import audit
+from app.services import audit, waitlist
 from app.services.after_commit import enqueue
 from app.services.mail import notice_mails
 from app.services.scoping import Actor, get_owned, get_owned_many, is_platform_staff
@@ -156,6 +156,7 @@ def generate_spots(
         ],
     )
     audit.record_generated_spots(session, section, [label for _, _, label in rows])
+    waitlist.spots_added(session, section.event_id)  # its waiting lists get them first
     session.commit()
     return len(rows)
 

@@ -51,6 +51,8 @@ def init_celery(app: Flask) -> Celery:
         timezone="UTC",
         beat_schedule={
             "release-expired-holds": {"task": "holds.release_expired", "schedule": 60.0},
+            # Waiting lists offered what came back meanwhile (and what a lost task left).
+            "waitlist-sweep": {"task": "waitlist.sweep", "schedule": 60.0},
             "reconcile-payments": {"task": "payments.reconcile", "schedule": 60.0},
             "checkin-flush-log": {"task": "checkin.flush_log", "schedule": 5.0},
             "checkin-arm-due": {"task": "checkin.arm_due", "schedule": 300.0},
@@ -92,6 +94,7 @@ def init_celery(app: Flask) -> Celery:
         money,
         refunds,
         reports,
+        waitlist,
         webhooks,
     )
 

@@ -38,6 +38,8 @@ from app.views.settlement import (
 )
 from app.views.shop_api import CatalogApi, CustomerApi, HoldApi, QueueApi
 from app.views.two_factor import TwoFactorView, require_enrolment
+from app.views.waitlist import WaitlistEntryView
+from app.views.waitlist_api import WaitlistApi
 from app.views.webhooks import WebhookDeliveryView, WebhookEndpointView
 
 CATALOG, MONEY, CHECK_IN = N_("Catalog"), N_("Money"), N_("Check-in")
@@ -49,6 +51,7 @@ MENU = (
     (EventSectionView, N_("Sections"), "fa-th-large", CATALOG),
     (TicketTypeView, N_("Ticket types"), "fa-tags", CATALOG),
     (EventSpotView, N_("Spots"), "fa-th", CATALOG),
+    (WaitlistEntryView, N_("Waiting lists"), "fa-hourglass-half", CATALOG),
     (OrderView, N_("Orders"), "fa-shopping-cart", MONEY),
     (LedgerTransactionView, N_("Ledger"), "fa-book", MONEY),
     (BalanceView, N_("Balances"), "fa-balance-scale", MONEY),
@@ -73,6 +76,12 @@ MENU = (
 def register_views(appbuilder: AppBuilder) -> None:
     for view, name, icon, category in MENU:
         appbuilder.add_view(view, name, icon=icon, category=category)
+    appbuilder.add_link(
+        N_("Waiting-list conversions"),
+        href="/waitlistentryview/conversions/",
+        icon="fa-line-chart",
+        category=CATALOG,
+    )
     appbuilder.add_view_no_menu(EventOverviewView)
     appbuilder.add_view_no_menu(PayoutItemView)
     appbuilder.add_view_no_menu(SettlementLineView)
@@ -83,7 +92,16 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_api(EventSectionApi)
     appbuilder.add_api(EventSpotApi)
     appbuilder.add_api(TicketTypeApi)
-    for api in (CatalogApi, CustomerApi, HoldApi, OrderApi, QueueApi, TicketApi, CheckinApi):
+    for api in (
+        CatalogApi,
+        CustomerApi,
+        HoldApi,
+        OrderApi,
+        QueueApi,
+        WaitlistApi,
+        TicketApi,
+        CheckinApi,
+    ):
         appbuilder.add_api(api)
     appbuilder.add_api(accounts.PasswordResetApi)
 
@@ -109,6 +127,7 @@ def apply_rate_limits(app: Flask) -> None:
         # Every join takes a place: joining and leaving in a loop would push the line back.
         ("QueueApi.join", "RATELIMIT_QUEUE", None),
         ("shop.queue", "RATELIMIT_QUEUE", None),
+        ("WaitlistApi.join", "RATELIMIT_QUEUE", None),
     ):
         view = app.view_functions[endpoint]
         limit = limiter.limit(app.config[key], key_func=key_func, methods=["POST"])

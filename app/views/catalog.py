@@ -15,7 +15,13 @@ from wtforms.validators import NumberRange, Optional
 from app.extensions import db
 from app.i18n import N_
 from app.models import DomainError, Event, EventSection, EventSpot, Ticket, TicketType, local_time
-from app.models.event import DEFAULT_TRANSFERS_UNTIL_HOURS, EVENT_TIMES, MAX_REFUND_WINDOW_HOURS
+from app.models.event import (
+    DEFAULT_TRANSFERS_UNTIL_HOURS,
+    DEFAULT_WAITLIST_OFFER_MINUTES,
+    EVENT_TIMES,
+    MAX_REFUND_WINDOW_HOURS,
+    MAX_WAITLIST_OFFER_MINUTES,
+)
 from app.services import courtesy
 from app.services import events as event_service
 from app.services.checkin.arming import arm_owned_event
@@ -56,6 +62,7 @@ EVENT_FORM_COLUMNS = [
     "named_tickets",
     "transfers_allowed",
     "transfers_until_hours",
+    "waitlist_offer_minutes",
 ]
 EVENT_DESCRIPTIONS = {
     "timezone": lazy_gettext(
@@ -92,6 +99,10 @@ EVENT_DESCRIPTIONS = {
     "transfers_until_hours": lazy_gettext(
         "Renaming and transfers close this many hours before the start."
     ),
+    "waitlist_offer_minutes": lazy_gettext(
+        "When spots of a sold-out event come back, the first in its waiting list gets them "
+        "on hold for this many minutes (60 by default); unpaid, they go to the next."
+    ),
 }
 
 
@@ -101,6 +112,7 @@ class EventRules:
         item.check_refund_window()
         item.check_waiting_room()
         item.check_transfer_rules()
+        item.check_waitlist_offer()
         event_service.claim_new_event(
             db.session, item, current_user(), current_app.config["DEFAULT_CURRENCY"]
         )
@@ -110,6 +122,7 @@ class EventRules:
         item.check_refund_window()
         item.check_waiting_room()
         item.check_transfer_rules()
+        item.check_waitlist_offer()
         item.check_changes()
 
     def on_delete(self, item: Event) -> None:
@@ -394,6 +407,12 @@ REENTRY_FIELD = {
         default=DEFAULT_TRANSFERS_UNTIL_HOURS,
         validators=[Optional(), NumberRange(min=0, max=MAX_REFUND_WINDOW_HOURS)],
     ),
+    "waitlist_offer_minutes": IntegerField(
+        lazy_gettext("Waiting-list offer (minutes)"),
+        description=EVENT_DESCRIPTIONS["waitlist_offer_minutes"],
+        default=DEFAULT_WAITLIST_OFFER_MINUTES,
+        validators=[Optional(), NumberRange(min=1, max=MAX_WAITLIST_OFFER_MINUTES)],
+    ),
 }
 
 
@@ -425,6 +444,7 @@ class EventView(EventRules, ScopedModelView):
         "named_tickets": lazy_gettext("Named tickets"),
         "transfers_allowed": lazy_gettext("Allow transfers"),
         "transfers_until_hours": lazy_gettext("Transfers close (hours before the start)"),
+        "waitlist_offer_minutes": lazy_gettext("Waiting-list offer (minutes)"),
     }
     add_form_extra_fields = {
         "currency": currency_field(),

@@ -70,6 +70,7 @@ COLUMN_LABELS = (
     N_("Groups"),
     N_("Held Count"),
     N_("Held Price Cents"),
+    N_("Held Request Key"),
     N_("Held Until"),
     N_("Hold Id"),
     N_("Id"),
@@ -154,6 +155,7 @@ COLUMN_LABELS = (
     N_("Venue"),
     N_("Views/Menus"),
     N_("Waiting Room Per Minute"),
+    N_("Waitlist Offer Minutes"),
 )
 
 PAGE_TITLES = (
@@ -173,6 +175,8 @@ PAGE_TITLES = (
     N_("Add Settlement Line"),
     N_("Add Settlement Mismatch"),
     N_("Add User"),
+    N_("Add Waitlist Entry"),
+    N_("Edit Waitlist Entry"),
     N_("Edit Audit Entry"),
     N_("Edit Check In"),
     N_("Edit Customer"),

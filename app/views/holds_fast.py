@@ -1,11 +1,12 @@
 """The shop's fast refusal: a WSGI layer in front of the app that answers a customer's
-best-available hold in a section this process found sold out within the last second
-(``purchase.sold_out``) with the 409 the app would give, without Flask's per-request work, the
-user's load or the database. In a flash crowd most buyers ask for a section already gone, and
-each of them cost a sale's worth of a server thread (bench/onsale.py --burst). Anything else,
-chosen spots, an unknown section, a token that does not verify, goes to the app unchanged.
-Refusals answered here skip the Prometheus request metrics, the request-id header and the rate
-limit, and come before the waiting room's 403: the section is gone for everyone."""
+best-available hold in a section this process found sold out (or kept for its waiting list)
+within the last second (``purchase.sold_out``) with the 409 the app would give, without Flask's
+per-request work, the user's load or the database. In a flash crowd most buyers ask for a
+section already gone, and each of them cost a sale's worth of a server thread
+(bench/onsale.py --burst). Anything else, chosen spots, an unknown section, a token that does
+not verify, goes to the app unchanged. Refusals answered here skip the Prometheus request
+metrics, the request-id header and the rate limit, and come before the waiting room's 403: the
+section is gone for everyone."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from flask_jwt_extended import decode_token
 from app import json_body
 from app.i18n import locale_for
 from app.models.base import MAX_INT
-from app.services.purchase import hold, sold_out
+from app.services.purchase import hold, sold_out, waitlist_line
 from app.views.fast_path import FastPath
 
 
@@ -54,7 +55,11 @@ class SoldOutFastPath(FastPath):
                 return None
             if claims.get("type") != "access" or not claims.get("customer_id"):
                 return None
-            return json.dumps(hold.not_enough(section, 0, path="fast").to_json()).encode()
+            if sold_out.waitlist_in_force(wanted["event_id"], wanted["section_id"]):
+                refusal = waitlist_line.in_force(section, path="fast")
+            else:
+                refusal = hold.not_enough(section, 0, path="fast")
+            return json.dumps(refusal.to_json()).encode()
 
 
 def install(app: Flask) -> None:

@@ -37,6 +37,9 @@ PARTNER_CATALOG = [
     ("(Money|Orders|Ledger|Balances|Payouts|Reports)", "menu_access"),
     ("(EventApi|EventSectionApi|EventSpotApi|TicketTypeApi)", "can_.*"),
     ("(Events|Sections|Ticket types|Spots|Catalog)", "menu_access"),
+    # Its events' waiting lists and their conversions (read only).
+    ("WaitlistEntryView", "can_(list|show|conversions)"),
+    ("(Waiting lists|Waiting-list conversions)", "menu_access"),
     ("(GateDeviceView|GateAssignmentView|CheckInView)", "(?!can_download$).*"),
     ("(Check-in|Gate devices|Gate staff|Scan log)", "menu_access"),
     # Changes to its own rows (the view's base filter holds it to them).
@@ -81,7 +84,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         ("CheckInView", "can_(list|show|live|export_csv)"),
         ("(Check-in|Scan log)", "menu_access"),
     ],
-    "Customer": [*SELF_SERVICE, ("(HoldApi|OrderApi|QueueApi|TicketApi)", ".*")],
+    "Customer": [*SELF_SERVICE, ("(HoldApi|OrderApi|QueueApi|TicketApi|WaitlistApi)", ".*")],
 }
 
 

@@ -40,6 +40,7 @@ from app.services import (
     ticket_documents,
     tickets,
     waiting_room,
+    waitlist,
 )
 from app.services.payments import gateway
 from app.views.base import current_customer, current_user
@@ -122,8 +123,13 @@ def event(event_id: int) -> Any:
     else:  # a visitor: not in line
         turn = waiting_room.turn_of(event.id, event.waiting_room_per_minute, None, now)
     on_sale = event.is_on_sale(now)
+    places = waitlist.places_of(db.session, customer.id, event.id) if customer else []
     return render_template(
         "shop/event.html",
+        # Sections whose spots go to their waiting lists first (0: every section), and the
+        # customer's entries of the event's lists.
+        kept_for_line=waitlist.waiting_sections(db.session, event.id),
+        places=[p for p in places if p.entry.is_open],
         event=event,
         on_sale=on_sale,
         line_open=waiting_room.line_is_open(event, now),
@@ -177,6 +183,50 @@ def queue(event_id: int) -> Any:
         # Come back when the turn is due, and at least every half minute to show progress.
         refresh=min(turn.retry_after(now), 30),
     )
+
+
+@bp.post("/events/<int:event_id>/waitlist")
+def join_waitlist(event_id: int) -> Any:
+    """Join the waiting list of a sold-out section (or of the whole event)."""
+    customer = current_customer()
+    if customer is None:
+        return _login_redirect(url_for(".event", event_id=event_id))
+    try:
+        place = waitlist.join(
+            db.session,
+            customer.id,
+            event_id,
+            section_id=_optional_whole_number("section_id"),
+            quantity=_optional_whole_number("quantity") or 1,
+        )
+    except DomainError as err:
+        db.session.rollback()
+        if isinstance(err, NotFound) and err.field is None:
+            abort(404)
+        flash(err.message, "error")
+        return redirect(url_for(".event", event_id=event_id))
+    if place.created:
+        flash(gettext("You are in the waiting list: number %(n)s.", n=place.position), "success")
+    else:
+        flash(gettext("You are already in this waiting list."), "info")
+    return redirect(url_for(".event", event_id=event_id))
+
+
+@bp.post("/events/<int:event_id>/waitlist/leave")
+def leave_waitlist(event_id: int) -> Any:
+    customer = current_customer()
+    if customer is None:
+        return _login_redirect(url_for(".event", event_id=event_id))
+    try:
+        waitlist.leave(
+            db.session, customer.id, event_id, section_id=_optional_whole_number("section_id")
+        )
+    except DomainError as err:
+        db.session.rollback()
+        flash(err.message, "error")
+        return redirect(url_for(".event", event_id=event_id))
+    flash(gettext("You left the waiting list."), "success")
+    return redirect(url_for(".event", event_id=event_id))
 
 
 @bp.post("/events/<int:event_id>/hold")

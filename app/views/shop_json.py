@@ -7,7 +7,7 @@ import datetime as dt
 from typing import Any
 
 from app.models import format_money, local_time
-from app.services import customers, purchase, tickets, waiting_room
+from app.services import customers, purchase, tickets, waiting_room, waitlist
 
 
 def event_json(event: Any) -> dict[str, Any]:
@@ -130,4 +130,23 @@ def turn_json(turn: waiting_room.Turn, now: dt.datetime) -> dict[str, Any]:
         "turn_ends_at": local_time.iso_utc(turn.ends_at),
         "wait_ms": int(turn.wait(now).total_seconds() * 1000),
         "ahead": turn.ahead(now),
+    }
+
+
+def waitlist_json(place: waitlist.Place) -> dict[str, Any]:
+    """A customer's waiting-list entry: where they stand (``position``, 1 = next, while
+    waiting) and, once offered, the hold that keeps their spots until ``offer_expires_at``."""
+    entry = place.entry
+    return {
+        "id": entry.id,
+        "event_id": entry.event_id,
+        "section_id": entry.section_id,
+        "ticket_type_id": entry.ticket_type_id,
+        "quantity": entry.quantity,
+        "status": entry.status,
+        "position": place.position,
+        "created_at": local_time.iso_utc(entry.created_at),
+        "offered_at": local_time.iso_utc(entry.offered_at),
+        "offer_expires_at": local_time.iso_utc(entry.offer_expires_at),
+        "hold_id": entry.hold_id,
     }

@@ -323,7 +323,8 @@ def test_a_sold_out_section_offers_no_hold_form(client, on_sale):
     response = client.get(f"/events/{on_sale.id}")
     assert _section_rows(response) == {"Section 1": ("R$100.00", 0)}
     assert "Sold out" in text(response)
-    assert 'name="section_id"' not in text(response)
+    assert "Best available" not in text(response)  # no hold form
+    assert "Join the waiting list" in text(response)  # its waiting list instead
 
 
 def test_a_draft_or_missing_event_answers_404(client):

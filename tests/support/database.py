@@ -28,6 +28,7 @@ DOMAIN_TABLES = [
     "mail_outbox",
     "password_reset",
     "audit_entry",
+    "waitlist_entry",
     "waiting_entry",
     "waiting_line",
     "report",

@@ -100,4 +100,5 @@ def _load_renderers() -> None:
         customer_mails,
         notice_mails,
         partner_mails,
+        waitlist_mails,
     )

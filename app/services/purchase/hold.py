@@ -51,7 +51,7 @@ from app.models.order import hold_is_live, hold_seconds_left
 from app.services import waiting_room
 from app.services.locking import busy_on_lock_failure
 from app.services.pg_writes import row_count, rows_of_arrays
-from app.services.purchase import cart, sold_out, ticket_types
+from app.services.purchase import cart, sold_out, ticket_types, waitlist_line
 
 # How many free rows best-available locks (SKIP LOCKED) to choose adjacent seats among: wide
 # enough for adjacent seats, narrow enough to leave rows for concurrent buyers.
@@ -183,6 +183,7 @@ _LOCK_CUSTOMER_READ_EVENT = (
         _FREE_UP_TO_WANTED.label("free_up_to_wanted"),
         _event.c.waiting_room_per_minute,
         waiting_room.ADMIT_AT.scalar_subquery().label("admit_at"),
+        waitlist_line.WAITING_SECTIONS.label("waiting_sections"),
         # read so that the CTE runs (and locks, when its condition holds)
         select(_LOCKED_CUSTOMER.c.id).scalar_subquery().label("locked_customer"),
     )
@@ -422,6 +423,7 @@ def _lock_spots(
             raise NotFound(gettext("Section not found in this event."), field="section_id")
         if row.free_up_to_wanted < wanted:
             raise _not_enough(ids, row.section_name, row.free_up_to_wanted)
+    waitlist_line.refuse_where_people_wait(conn, ids, row.waiting_sections, row.section_name)
     ids["cart"] = cart.locked(conn, ids)
     types = ticket_types.lock(conn, ids, wanted)
     params = {**ids, "spot_limit": limit}

@@ -1,0 +1,86 @@
+"""The waiting list in force on the purchase path (services/waitlist.py says what the list is):
+while anyone waits for a section, or for the whole event, ordinary holds in it are refused, so
+the spots that come back go to the line and never to whoever asks fastest.
+
+The hold's first statement reads WAITING_SECTIONS with the event (one probe of a partial index
+that holds no row of an event without a waiting list, so such events pay nothing more), and
+``refuse_where_people_wait`` decides from it before any spot is locked; only chosen spots of
+an event that has a list cost one statement more (their sections). The entries in force for a
+hold are those committed when its transaction read the event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from flask_babel import gettext
+from sqlalchemy import Connection, func, select
+
+from app import metrics
+from app.models import Conflict, Event, EventSection, EventSpot, WaitlistEntry, WaitlistStatus
+from app.models.base import any_of
+from app.services.purchase import sold_out
+
+# An entry for the whole event, as WAITING_SECTIONS lists it (no section has id 0).
+ANY_SECTION = 0
+
+_entry, _spot = WaitlistEntry.__table__, EventSpot.__table__
+_event, _section = Event.__table__, EventSection.__table__
+
+
+class WaitlistInForce(Conflict):
+    code = "waitlist"
+
+
+# The sections people wait for at the event of the statement's FROM (ANY_SECTION: the whole
+# event), NULL when nobody waits.
+WAITING_SECTIONS = (
+    select(func.array_agg(func.coalesce(_entry.c.section_id, ANY_SECTION)))
+    .where(_entry.c.event_id == _event.c.id, _entry.c.status == WaitlistStatus.WAITING.value)
+    .scalar_subquery()
+)
+_SECTIONS_OF_SPOTS = select(_spot.c.section_id, _section.c.name).join(
+    _section, _section.c.id == _spot.c.section_id
+)
+
+
+def refuse_where_people_wait(
+    conn: Connection,
+    ids: dict[str, Any],
+    waiting: Sequence[int] | None,
+    section_name: str | None,
+) -> None:
+    """WaitlistInForce (409) for an ordinary hold in a section where people wait: best-available
+    in ``ids["section_id"]`` (named ``section_name``), or the chosen spots ``ids["spot_order"]``.
+    ``waiting``: WAITING_SECTIONS as the hold read it; None (nobody waits) costs nothing."""
+    if not waiting:
+        return
+    spot_ids = ids.get("spot_order")
+    if not spot_ids:
+        section_id = ids["section_id"]
+        if ANY_SECTION in waiting or section_id in waiting:
+            # Refused from memory for a second, as a sold-out section is (views/holds_fast.py).
+            sold_out.remember(ids["event_id"], section_id, section_name or "", waitlist=True)
+            raise in_force(section_name or "")
+        return
+    rows = conn.execute(
+        _SECTIONS_OF_SPOTS.where(any_of(_spot.c.id, spot_ids), _spot.c.event_id == ids["event_id"])
+    ).all()
+    for row in rows:
+        if ANY_SECTION in waiting or row.section_id in waiting:
+            raise in_force(row.name)
+
+
+def in_force(section: str, *, path: str = "full") -> WaitlistInForce:
+    """The refusal of an ordinary hold in a section whose spots go to its waiting list (counted
+    as a seat conflict of ``path``)."""
+    metrics.SEAT_CONFLICTS.labels(path).inc()
+    return WaitlistInForce(
+        gettext(
+            "%(section)s is sold out and has a waiting list: spots that come back go to the "
+            "people in it first. Join the waiting list.",
+            section=section,
+        ),
+        spots=[],
+    )
