@@ -27,6 +27,7 @@ from app.views.mail import DemoMailView, OutboxMailView
 from app.views.money import LedgerTransactionView, OrderView
 from app.views.money_runs import MoneyRunsView
 from app.views.platform import CustomerView, PartnerView
+from app.views.promos import PromoCodeApi, PromoCodeView
 from app.views.reports import ReportView
 from app.views.settlement import (
     PayoutItemView,
@@ -48,6 +49,7 @@ MENU = (
     (EventSectionView, N_("Sections"), "fa-th-large", CATALOG),
     (TicketTypeView, N_("Ticket types"), "fa-tags", CATALOG),
     (EventSpotView, N_("Spots"), "fa-th", CATALOG),
+    (PromoCodeView, N_("Promo codes"), "fa-ticket", CATALOG),
     (OrderView, N_("Orders"), "fa-shopping-cart", MONEY),
     (LedgerTransactionView, N_("Ledger"), "fa-book", MONEY),
     (BalanceView, N_("Balances"), "fa-balance-scale", MONEY),
@@ -82,6 +84,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_api(EventSectionApi)
     appbuilder.add_api(EventSpotApi)
     appbuilder.add_api(TicketTypeApi)
+    appbuilder.add_api(PromoCodeApi)
     for api in (CatalogApi, CustomerApi, HoldApi, OrderApi, QueueApi, TicketApi, CheckinApi):
         appbuilder.add_api(api)
     appbuilder.add_api(accounts.PasswordResetApi)

@@ -35,6 +35,7 @@ from app.models.base import MAX_INT, utcnow
 from app.services import (
     catalog,
     customers,
+    promos,
     purchase,
     refunds,
     ticket_documents,
@@ -122,8 +123,16 @@ def event(event_id: int) -> Any:
     else:  # a visitor: not in line
         turn = waiting_room.turn_of(event.id, event.waiting_room_per_minute, None, now)
     on_sale = event.is_on_sale(now)
+    promo, typed = None, request.args.get("code", "").strip()
+    if typed:
+        try:
+            promo = promos.code_for_event(db.session, event, typed[:100], now)
+        except DomainError as err:
+            flash(err.message, "error")
     return render_template(
         "shop/event.html",
+        promo=promo,
+        typed_code=typed[:100],
         event=event,
         on_sale=on_sale,
         line_open=waiting_room.line_is_open(event, now),
@@ -132,7 +141,7 @@ def event(event_id: int) -> Any:
         # in), or for the customer whose turn it is.
         can_hold=on_sale and (turn.status in (waiting_room.OPEN, waiting_room.ADMITTED)),
         seconds_left=int((turn.ends_at - now).total_seconds()) if turn.ends_at else None,
-        sections=catalog.section_availability(db.session, event.id),
+        sections=catalog.section_availability(db.session, event.id, now, promo),
         max_spots=current_app.config["MAX_SPOTS_PER_EVENT"],
     )
 
@@ -177,8 +186,10 @@ def queue(event_id: int) -> Any:
 @bp.post("/events/<int:event_id>/hold")
 def hold(event_id: int) -> Any:
     customer = current_customer()
+    code = request.form.get("promo_code", "").strip() or None
+    back = url_for(".event", event_id=event_id, code=code) if code else None
     if customer is None:
-        return _login_redirect(url_for(".event", event_id=event_id))
+        return _login_redirect(back or url_for(".event", event_id=event_id))
     try:
         spot_ids = [_whole_number(text, "spot_ids") for text in request.form.getlist("spot_ids")]
         # Seats picked on the map each name their type; best-available counts per type.
@@ -192,13 +203,14 @@ def hold(event_id: int) -> Any:
             section_id=_optional_whole_number("section_id"),
             quantity=len(kinds) if kinds else _optional_whole_number("quantity"),
             ticket_type_ids=kinds or None,
+            promo_code=code,
         )
     except DomainError as err:
         db.session.rollback()
         if isinstance(err, NotFound) and err.field is None:  # the event, not a section or spot
             abort(404)
         flash(err.message, "error")
-        return redirect(url_for(".event", event_id=event_id))
+        return redirect(back or url_for(".event", event_id=event_id))
     return redirect(url_for(".hold_page", hold_id=hold.id))
 
 
@@ -261,6 +273,7 @@ def hold_page(hold_id: int) -> Any:
         event=hold.event,
         seconds_left=hold.seconds_left(now),
         total=purchase.hold.hold_total(spots),
+        discount=sum(spot.held_discount_cents or 0 for spot in spots),
         card=card,
         card_error=request.args.get("card_error"),
         card_field=request.args.get("card_field"),

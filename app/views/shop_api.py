@@ -235,19 +235,29 @@ class HoldApi(BaseApi):
                       items: {type: integer}
                       description: one ticket type id per ticket, in the order of spot_ids
                         (or quantity of them); omitted, every ticket at the section's price
+                    promo_code:
+                      type: string
+                      description: a promo code of the event's organiser, in any case; every
+                        ticket of the hold gets its discount (one use each) and it unlocks the
+                        hidden (presale) section or ticket type it is for
           responses:
             201:
-              description: The hold, with its spots and expiry
+              description: The hold, with its spots and expiry; each spot's gross_cents,
+                discount_cents and price_cents (what checkout charges), and the totals
+                gross_cents, discount_cents and total_cents
             404:
-              description: No such event on sale, section of it, or spot of it
+              description: No such event on sale, section of it, or spot of it; or no such
+                promo code (field promo_code)
             403:
               description: error waiting_room, the event has a waiting room and it is not the
                 customer's turn (join the line at /api/v1/queue/event_id)
             409:
               description: '`{"error": "spots_unavailable", "spots": [...]}`, or
-                `ticket_type_sold_out` (a capped type such as half price has no more left)'
+                `ticket_type_sold_out` (a capped type such as half price has no more left), or
+                `promo_code_used_up` (the code has fewer uses `left` than tickets asked)'
             422:
-              description: Invalid request or hold limit reached
+              description: Invalid request or hold limit reached; `promo_code_refused` (the
+                code is not valid now, for this event, or for these spots' section or type)
             503:
               description: Busy, try again
         """
@@ -262,6 +272,7 @@ class HoldApi(BaseApi):
             section_id=section_id,
             quantity=quantity,
             ticket_type_ids=_ticket_types(body),
+            promo_code=body.get("promo_code"),
         )
         return self.response(201, result=hold_json(hold, utcnow()))
 

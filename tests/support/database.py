@@ -55,6 +55,7 @@ DOMAIN_TABLES = [
     '"order"',
     "event_spot",
     "hold",
+    "promo_code",
     "ticket_type",
     "event_section",
     "event",
