@@ -263,3 +263,23 @@ def test_racing_buyers_never_pass_a_codes_uses(app, db_context):
         )
     )
     assert discounted == USES
+
+
+def test_the_shop_lists_a_hidden_section_only_with_its_code_at_its_price(client, on_sale):
+    vip = on_sale.sections[1]
+    vip.name, vip.hidden = "Pré-venda fãs", True
+    db.session.commit()
+    promo(on_sale, "FANCLUB", kind="fixed_price", value=6000, section=vip)
+    assert "Pré-venda fãs" not in client.get(f"/events/{on_sale.id}").get_data(as_text=True)
+    page = client.get(f"/events/{on_sale.id}?code=fanclub").get_data(as_text=True)
+    assert "Pré-venda fãs" in page and "R$60.00" in page
+
+
+def test_the_openapi_spec_offers_a_promo_code_on_a_hold_and_the_partners_codes(client):
+    from tests.support.builders import api_token, make_user
+
+    make_user("root", "Admin")
+    spec = client.get("/api/v1/_openapi", headers=api_token(client, "root")).get_json()
+    hold = spec["paths"]["/api/v1/holds/"]["post"]["requestBody"]["content"]["application/json"]
+    assert hold["schema"]["properties"]["promo_code"]["type"] == "string"
+    assert "/api/v1/promo-codes/" in spec["paths"]
