@@ -22,6 +22,7 @@ from app.models.base import MAX_INT, utcnow
 from app.services import (
     catalog,
     customers,
+    promos,
     purchase,
     refunds,
     ticket_documents,
@@ -117,17 +118,27 @@ class CatalogApi(BaseApi):
           summary: An event with sections, prices and availability
           parameters:
           - {in: path, name: event_id, required: true, schema: {type: integer}}
+          - in: query
+            name: code
+            schema: {type: string}
+            description: a promo code; the sections and types it applies to carry
+              promo_price_cents, and the hidden (presale) ones it unlocks are listed
           responses:
             200:
               description: The event
             404:
-              description: No such public event
+              description: No such public event, or promo code (field promo_code)
+            422:
+              description: promo_code_refused, the code is not valid now or for this event
         """
         event = catalog.public_event(db.session, event_id)
+        now = utcnow()
+        typed = request.args.get("code")
+        promo = promos.code_for_event(db.session, event, typed[:100], now) if typed else None
         body = event_json(event)
-        body["on_sale"] = event.is_on_sale(utcnow())
+        body["on_sale"] = event.is_on_sale(now)
         body["waiting_room"] = event.waiting_room_per_minute is not None
-        body["sections"] = catalog.section_availability(db.session, event.id)
+        body["sections"] = catalog.section_availability(db.session, event.id, now, promo)
         return self.response(200, result=body)
 
     @expose("/events/<int:event_id>/spots", methods=["GET"])

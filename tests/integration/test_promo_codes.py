@@ -283,3 +283,20 @@ def test_the_openapi_spec_offers_a_promo_code_on_a_hold_and_the_partners_codes(c
     hold = spec["paths"]["/api/v1/holds/"]["post"]["requestBody"]["content"]["application/json"]
     assert hold["schema"]["properties"]["promo_code"]["type"] == "string"
     assert "/api/v1/promo-codes/" in spec["paths"]
+
+
+def test_the_catalog_api_shows_a_codes_prices_and_the_sections_it_unlocks(client, on_sale):
+    vip = on_sale.sections[1]
+    vip.hidden = True
+    db.session.commit()
+    promo(on_sale, "FANCLUB", kind="fixed_price", value=6000, section=vip)
+    promo(on_sale, "FANS20")
+    url = f"/api/v1/catalog/events/{on_sale.id}"
+    unlocked = client.get(f"{url}?code=fanclub").get_json()["result"]["sections"]
+    assert [(s["name"], s["promo_price_cents"]) for s in unlocked] == [
+        ("Section 1", None), ("Section 2", 6000),
+    ]  # fmt: skip
+    everywhere = client.get(f"{url}?code=FANS20").get_json()["result"]["sections"]
+    assert [s["promo_price_cents"] for s in everywhere] == [8000]
+    unknown = client.get(f"{url}?code=NOPE")
+    assert unknown.status_code == 404 and unknown.get_json()["field"] == "promo_code"

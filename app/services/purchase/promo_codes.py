@@ -63,10 +63,8 @@ class Promo:
     currency: str
 
     def unlocks_section(self, section_id: int) -> bool:
+        """Whether it opens this hidden (presale) section (a code for one of its types does)."""
         return self.section_id == section_id
-
-    def unlocks_type(self, type_id: int) -> bool:
-        return self.ticket_type_id == type_id
 
 
 _LOCK_CODE = (
