@@ -18,7 +18,16 @@ from flask_babel import gettext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import DomainError, Event, Forbidden, NotFound, Partner, PromoCode, Ticket
+from app.models import (
+    DomainError,
+    Event,
+    EventSpot,
+    Forbidden,
+    NotFound,
+    Partner,
+    PromoCode,
+    Ticket,
+)
 from app.models.base import utcnow
 from app.models.local_time import local_naive
 from app.models.promo import MAX_BATCH, normalized, random_code, refusal
@@ -65,10 +74,16 @@ def check_code(session: Session, code: PromoCode) -> None:
 
 
 def check_deletable(session: Session, code: PromoCode) -> None:
-    """A code tickets were bought with stays (deactivate it instead)."""
-    if session.scalar(select(Ticket.id).where(Ticket.promo_code_id == code.id).limit(1)):
+    """A code tickets were bought with, or spots are held with, stays (deactivate it instead:
+    a hold keeps the discount it was quoted either way)."""
+    used = (
+        select(Ticket.id)
+        .where(Ticket.promo_code_id == code.id)
+        .union_all(select(EventSpot.id).where(EventSpot.held_promo_code_id == code.id))
+    )
+    if session.scalar(select(used.subquery()).limit(1)):
         raise DomainError(
-            gettext("Tickets were bought with this code: it stays (deactivate it instead)."),
+            gettext("This code was used: it stays (deactivate it instead)."),
             field="active",
         )
 

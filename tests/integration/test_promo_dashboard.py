@@ -167,3 +167,28 @@ def test_the_event_page_takes_a_code_shows_the_discount_and_holds_with_it(client
     hold_page = text(client.get(held.headers["Location"]))
     assert "R$200.00" in hold_page and "R$40.00" in hold_page and "R$160.00" in hold_page
     assert 'name="expected_total_cents" value="16000"' in hold_page
+
+
+def test_a_code_held_or_bought_with_stays_and_an_unused_one_is_deleted(client, partners):
+    event = partners["event"]
+    aurora = partners["aurora"].id
+    used = PromoCode(partner_id=aurora, event=event, code="USED", kind="percent", value=10)
+    unused = PromoCode(partner_id=aurora, event=event, code="UNUSED", kind="percent", value=10)
+    db.session.add_all([used, unused])
+    db.session.commit()
+    used_id, unused_id = used.id, unused.id
+    headers = sign_up(client, "buyer@example.com")
+    held = client.post(
+        "/api/v1/holds/",
+        json={"event_id": event.id, "section_id": event.sections[0].id, "quantity": 1,
+              "promo_code": "USED"},
+        headers=headers,
+    )  # fmt: skip
+    assert held.status_code == 201
+    login(client, "alice")
+    refused = client.post(f"/promocodeview/delete/{used_id}", follow_redirects=True)
+    assert "This code was used" in text(refused)
+    client.post(f"/promocodeview/delete/{unused_id}")
+    db.session.expire_all()
+    assert db.session.get(PromoCode, used_id) is not None
+    assert db.session.get(PromoCode, unused_id) is None
