@@ -31,6 +31,7 @@ from app.models.order import (
 )
 from app.models.partner import Partner, PartnerStatus, PartnerUser
 from app.models.payout import Payout, PayoutItem, PayoutStatus
+from app.models.promo import PromoCode, PromoCodeRefused, PromoKind
 from app.models.report import KIND_LABELS, Report, ReportFormat, ReportKind, ReportStatus
 from app.models.settlement import (
     LineKind,
@@ -56,6 +57,9 @@ __all__ = [
     "PasswordReset",
     "TicketKind",
     "TicketType",
+    "PromoCode",
+    "PromoCodeRefused",
+    "PromoKind",
     "AuditEntry",
     "WaitingEntry",
     "WaitingLine",

@@ -558,6 +558,10 @@ class EventSection(PricedInCents, Model):
     kind: Mapped[str] = mapped_column(String(16), nullable=False, default=SectionKind.SEATED.value)
     price_cents: Mapped[int] = mapped_column(Integer, nullable=False)
     position: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # A presale's section: not on the event page, and held only with a promo code for it.
+    hidden: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default="false"
+    )
 
     event: Mapped[Event] = relationship(back_populates="sections")
     ticket_types: Mapped[list[TicketType]] = relationship(

@@ -111,6 +111,12 @@ class LedgerEntry(Model):
         Integer, ForeignKey("ticket_type.id", ondelete="RESTRICT"), index=True
     )
 
+    # A sale's discount line: the partner's payable debited with what a promo code took off
+    # the price (statements and reports show gross, discount and net from these).
+    promo_code_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("promo_code.id", ondelete="RESTRICT"), index=True
+    )
+
     transaction: Mapped[LedgerTransaction] = relationship(back_populates="entries")
     account: Mapped[LedgerAccount] = relationship()
 

@@ -32,6 +32,7 @@ from app.models.customer import Customer
 from app.models.errors import Conflict, DomainError, NotFound
 from app.models.event import Event, EventSection, owned_event_ids
 from app.models.money import format_money
+from app.models.promo import PromoCode
 from app.models.spot import EventSpot
 from app.models.ticket_type import TicketType
 
@@ -332,6 +333,7 @@ class Ticket(Model):
     __table_args__ = (
         enum_check("status", TicketStatus, "ck_ticket_status"),
         CheckConstraint("price_cents >= 0", name="ck_ticket_price"),
+        CheckConstraint("discount_cents >= 0", name="ck_ticket_discount"),
         # The last line of defence of "a spot is sold at most once".
         Index(
             "uq_ticket_live_spot",
@@ -361,6 +363,14 @@ class Ticket(Model):
     ticket_type_id: Mapped[int | None] = mapped_column(
         Integer, ForeignKey("ticket_type.id", ondelete="RESTRICT"), index=True
     )
+    # The promo code it was bought with and the discount it gave (price_cents is what was paid:
+    # the price before the code was price_cents + discount_cents).
+    promo_code_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("promo_code.id", ondelete="RESTRICT"), index=True
+    )
+    discount_cents: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
     status: Mapped[str] = mapped_column(
         String(16), nullable=False, default=TicketStatus.PENDING.value
     )
@@ -388,6 +398,7 @@ class Ticket(Model):
     section: Mapped[EventSection] = relationship()
     spot: Mapped[EventSpot] = relationship()
     ticket_type: Mapped[TicketType | None] = relationship()
+    promo_code: Mapped[PromoCode | None] = relationship()
     refund: Mapped[PaymentRefund | None] = relationship(back_populates="tickets")
     owner: Mapped[Customer | None] = relationship(foreign_keys=[owner_id])
     replaced_by: Mapped[Ticket | None] = relationship(

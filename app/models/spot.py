@@ -28,6 +28,7 @@ from app.models.errors import Conflict, DomainError
 
 if TYPE_CHECKING:
     from app.models.event import Event, EventSection
+    from app.models.promo import PromoCode
     from app.models.ticket_type import TicketType
 
 
@@ -45,6 +46,8 @@ _HELD_QUOTE = (
     "held_price_cents",
     "held_ticket_type_id",
     "held_request_key",
+    "held_promo_code_id",
+    "held_discount_cents",
 )
 
 
@@ -68,6 +71,7 @@ class EventSpot(Model):
             "(status = 'held') = (held_price_cents IS NOT NULL) AND held_price_cents >= 0",
             name="ck_event_spot_held_price",
         ),
+        CheckConstraint("held_discount_cents >= 0", name="ck_event_spot_held_discount"),
         Index("ix_event_spot_event_status", "event_id", "status"),
         Index("ix_event_spot_section_position", "section_id", "position"),
         # Best-available reads a section's spots that may be free in seat order: without sold
@@ -109,9 +113,17 @@ class EventSpot(Model):
     # same request asked again answers the cart it made instead of adding to it again.
     held_request_key: Mapped[str | None] = mapped_column(String(100))
 
+    # The promo code the hold quoted this spot with, and the discount it gave: the price before
+    # it was held_price_cents + held_discount_cents (0 without a code).
+    held_promo_code_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("promo_code.id", ondelete="SET NULL"), index=True
+    )
+    held_discount_cents: Mapped[int | None] = mapped_column(Integer)
+
     section: Mapped[EventSection] = relationship(back_populates="spots", overlaps="event")
     event: Mapped[Event] = relationship(overlaps="section,spots")
     held_ticket_type: Mapped[TicketType | None] = relationship()
+    held_promo_code: Mapped[PromoCode | None] = relationship()
 
     # The purchase path's changes (a held spot is free again once its hold's time is over);
     # a refunded spot goes back on sale, or is withdrawn when it must not be sold again.

@@ -78,6 +78,10 @@ class TicketType(PricedInCents, Model):
     cap: Mapped[int | None] = mapped_column(Integer)
     # Offered in the shop; a courtesy type is not (the partner gives those).
     public: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # A presale's type: offered only to buyers with a promo code for it.
+    hidden: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default="false"
+    )
     position: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
     section: Mapped[EventSection] = relationship(back_populates="ticket_types")

@@ -48,6 +48,7 @@ from app.models import (
     Payment,
     PaymentRefund,
     Payout,
+    PromoCode,
     SpotStatus,
     WebhookEndpoint,
 )
@@ -161,6 +162,12 @@ AUDITED: dict[type, Audited] = {
     WebhookEndpoint: Audited(
         "webhook_endpoint",
         lambda _s, _r, v: (v.get("partner_id"), v.get("url")),
+        ignored=frozenset({"created_at"}),
+    ),
+    # A partner's discounts: who created, changed or switched off which code.
+    PromoCode: Audited(
+        "promo_code",
+        lambda _s, _r, v: (v.get("partner_id"), v.get("code")),
         ignored=frozenset({"created_at"}),
     ),
 }

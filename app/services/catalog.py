@@ -21,6 +21,7 @@ from app.models import (
     EventSpot,
     EventStatus,
     NotFound,
+    PromoCode,
     SpotStatus,
 )
 from app.models.base import utcnow
@@ -272,9 +273,14 @@ def best_spelling(counts: dict[str, int]) -> str:
 
 
 def section_availability(
-    session: Session, event_id: int, now: dt.datetime | None = None
+    session: Session,
+    event_id: int,
+    now: dt.datetime | None = None,
+    promo: PromoCode | None = None,
 ) -> list[dict[str, Any]]:
-    """Each section with its price and counts; expired holds count as available."""
+    """Each section with its price and counts; expired holds count as available. A hidden
+    (presale) section or type is listed only with the ``promo`` code that unlocks it; with a
+    code, each price it applies to has its ``promo_price_cents`` (None where it does not)."""
     now = now or utcnow()
     status = EventSpot.status
     free = EventSpot.free_clause(now)
@@ -296,8 +302,19 @@ def section_availability(
         .order_by(EventSection.position, EventSection.id)
         .options(selectinload(EventSection.ticket_types))
     ).all()
+
+    def with_code(price: int, section_id: int, type_id: int | None) -> int | None:
+        applies = (
+            promo is not None
+            and promo.section_id in (None, section_id)
+            and promo.ticket_type_id in (None, type_id)
+        )
+        return promo.price_for(price) if applies else None
+
     result = []
     for section in sections:
+        if section.hidden and (promo is None or promo.section_id != section.id):
+            continue
         available, held, sold, blocked = counts.get(section.id, (0, 0, 0, 0))
         result.append(
             {
@@ -305,6 +322,7 @@ def section_availability(
                 "name": section.name,
                 "kind": section.kind,
                 "price_cents": section.price_cents,
+                "promo_price_cents": with_code(section.price_cents, section.id, None),
                 "available": available,
                 "held": held,
                 "sold": sold,
@@ -316,10 +334,12 @@ def section_availability(
                         "name": kind.name,
                         "kind": kind.kind,
                         "price_cents": kind.price_cents,
+                        "promo_price_cents": with_code(kind.price_cents, section.id, kind.id),
                         "check_document": kind.check_document,
                     }
                     for kind in section.ticket_types
                     if kind.public
+                    and (not kind.hidden or (promo is not None and promo.ticket_type_id == kind.id))
                 ],
             }
         )
@@ -348,6 +368,14 @@ def spot_map(
     )
     if section_id is not None:
         query = query.where(EventSpot.section_id == section_id)
+    else:  # a hidden (presale) section's seats are shown when it is asked for by its id
+        query = query.where(
+            EventSpot.section_id.not_in(
+                select(EventSection.id).where(
+                    EventSection.event_id == event.id, EventSection.hidden.is_(True)
+                )
+            )
+        )
     sections: dict[int, dict[str, Any]] = {}
     for section, spot_id, row, seat, label, status, held_until in session.execute(query):
         entry = sections.setdefault(
@@ -369,7 +397,7 @@ def lowest_prices(session: Session, event_ids: list[int]) -> dict[int, int]:
         return {}
     rows = session.execute(
         select(EventSection.event_id, func.min(EventSection.price_cents))
-        .where(EventSection.event_id.in_(event_ids))
+        .where(EventSection.event_id.in_(event_ids), EventSection.hidden.is_(False))
         .group_by(EventSection.event_id)
     ).all()
     return dict(rows)

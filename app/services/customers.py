@@ -159,6 +159,7 @@ class TicketLine:
     ticket_type: str | None = None  # its type's name (None: the section's full price)
     # Held by someone else: transferred to another customer (its code is theirs, not shown).
     transferred: bool = False
+    discount_cents: int = 0  # what a promo code took off its price (price_cents is paid)
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,7 @@ _TICKETS = (
         (_ticket.c.owner_id.is_not(None) & (_ticket.c.owner_id != bindparam("customer_id"))).label(
             "transferred"
         ),
+        _ticket.c.discount_cents,
     )
     .select_from(
         _ticket.join(_section, _section.c.id == _ticket.c.section_id)

@@ -140,18 +140,27 @@ _LINES = rows_of_arrays(
     amount_cents=("b_amounts", BigInteger),
     currency=("b_currencies", String),
     ticket_type_id=("b_types", Integer),
+    promo_code_id=("b_promo_codes", Integer),
 )
 _NEW = _NEW_TRANSACTION.cte("new_transaction")
 _NEW_ENTRIES = (
     insert(_entry)
     .from_select(
-        ["transaction_id", "account_id", "amount_cents", "currency", "ticket_type_id"],
+        [
+            "transaction_id",
+            "account_id",
+            "amount_cents",
+            "currency",
+            "ticket_type_id",
+            "promo_code_id",
+        ],
         select(
             _NEW.c.id,
             _LINES.c.account_id,
             _LINES.c.amount_cents,
             _LINES.c.currency,
             _LINES.c.ticket_type_id,
+            _LINES.c.promo_code_id,
         ).select_from(_NEW.join(_LINES, literal(True))),  # one row per line
     )
     .returning(_entry.c.id)
@@ -170,15 +179,24 @@ def post(
     payment_id: int | None = None,
     memo: str | None = None,
     ticket_types: Sequence[int | None] | None = None,
+    promo_codes: Sequence[int | None] | None = None,
 ) -> int:
     """Post one balanced transaction in the caller's database transaction and return its id; a
     cause already posted returns that transaction's id and posts nothing (ON CONFLICT: a
     concurrent posting of the same cause waits for the first and posts nothing either). One
     statement writes the transaction row and its entries (this is on the checkout's hot path).
-    ``ticket_types``: each line's ticket type (a sale or a refund split by type), else none."""
+    ``ticket_types``: each line's ticket type (a sale or a refund split by type), else none;
+    ``promo_codes``: each line's promo code (a sale's discount lines), else none."""
     kinds = list(ticket_types) if ticket_types is not None else [None] * len(lines)
-    kept = [(line, kind) for line, kind in zip(lines, kinds, strict=True) if line[1] != 0]
-    lines, kinds = [line for line, _ in kept], [kind for _, kind in kept]
+    codes = list(promo_codes) if promo_codes is not None else [None] * len(lines)
+    kept = [
+        (line, kind, code)
+        for line, kind, code in zip(lines, kinds, codes, strict=True)
+        if line[1] != 0
+    ]
+    lines = [line for line, _, _ in kept]
+    kinds = [kind for _, kind, _ in kept]
+    codes = [code for _, _, code in kept]
     check_balanced(lines)
     session.flush()  # the payment and whatever else the entries refer to
     conn = session.connection()
@@ -195,6 +213,7 @@ def post(
         "b_amounts": [amount for _, amount, _ in lines],
         "b_currencies": [currency for _, _, currency in lines],
         "b_types": kinds,
+        "b_promo_codes": codes,
     }
     transaction_id = conn.execute(_POST_AT_ONCE, {**posting, **entries}).scalar()
     if transaction_id is None:  # this cause was posted before: nothing more is posted
@@ -216,8 +235,10 @@ class Sale:
     fee_cents: int
     net_cents: int
     currency: str
-    # The gross by ticket type (None: the section's full price); empty: all of it untyped.
+    # What was paid by ticket type (None: the section's full price); empty: all of it untyped.
     by_type: tuple[tuple[int | None, int], ...] = ()
+    # What promo codes took off, by (ticket type, promo code): (type, code, cents).
+    discounts: tuple[tuple[int | None, int, int], ...] = ()
 
     @classmethod
     def of(cls, payment: Payment) -> Sale:
@@ -235,25 +256,38 @@ class Sale:
 
 
 def post_sale(session: Session, sale: Sale) -> int:
-    """A captured payment for a paid order: the gross is owed to us by the acquirer, split into
-    the platform's fee and what we owe the partner."""
+    """A captured payment for a paid order: what the buyer paid is owed to us by the acquirer,
+    split into the platform's fee and what we owe the partner. A sale with promo codes credits
+    the partner the gross (the prices before the codes) less the fee, and debits it each code's
+    discount on a line of its own (``promo_code_id``): the partner's payable moves by what was
+    paid less the fee, and statements read gross, discount and net from the lines. The fee is
+    the partner's rule on what was paid (after the discount)."""
     currency = sale.currency
     partner = partner_account_id(session, sale.partner_id, sale.partner_name)
     lines: list[tuple[AccountRef, int, str]] = [
         (account_id(session, CLEARING), sale.amount_cents, currency)
     ]
     kinds: list[int | None] = [None]
-    # The fee and the partner's share split by ticket type (the fee in proportion to each
-    # type's gross), so statements show each type's sales; one type posts as before.
+    codes: list[int | None] = [None]
+    discounted: dict[int | None, int] = {}
+    for kind, _, cents in sale.discounts:
+        discounted[kind] = discounted.get(kind, 0) + cents
+    # The fee and the partner's share split by ticket type (the fee in proportion to what each
+    # type was paid), so statements show each type's sales; one type posts as before.
     by_type = list(sale.by_type) or [(None, sale.amount_cents)]
-    for (kind, gross), fee in zip(
+    for (kind, paid), fee in zip(
         by_type, split_in_proportion(sale.fee_cents, by_type), strict=True
     ):
         lines += [
             (account_id(session, FEE_REVENUE), -fee, currency),
-            (partner, fee - gross, currency),
+            (partner, fee - paid - discounted.get(kind, 0), currency),
         ]
         kinds += [kind, kind]
+        codes += [None, None]
+    for kind, code, cents in sale.discounts:
+        lines.append((partner, cents, currency))
+        kinds.append(kind)
+        codes.append(code)
     return post(
         session,
         TransactionKind.CAPTURE,
@@ -262,6 +296,7 @@ def post_sale(session: Session, sale: Sale) -> int:
         payment_id=sale.payment_id,
         memo=f"Order {sale.order_id}",
         ticket_types=kinds,
+        promo_codes=codes,
     )
 
 
@@ -272,6 +307,17 @@ def gross_by_type(tickets: Iterable[Any]) -> tuple[tuple[int | None, int], ...]:
     for ticket in sorted(tickets, key=lambda t: t.id):
         gross[ticket.ticket_type_id] = gross.get(ticket.ticket_type_id, 0) + ticket.price_cents
     return tuple(gross.items())
+
+
+def discounts_of(tickets: Iterable[Any]) -> tuple[tuple[int | None, int, int], ...]:
+    """Tickets' discounts (``discount_cents`` of their ``promo_code_id``) summed by ticket type
+    and code, in the order they first come by ticket id: a sale's discount lines."""
+    found: dict[tuple[int | None, int], int] = {}
+    for ticket in sorted(tickets, key=lambda t: t.id):
+        if ticket.promo_code_id is not None and ticket.discount_cents:
+            key = (ticket.ticket_type_id, ticket.promo_code_id)
+            found[key] = found.get(key, 0) + ticket.discount_cents
+    return tuple((kind, code, cents) for (kind, code), cents in found.items())
 
 
 def split_in_proportion(total: int, weights: Sequence[tuple[object, int]]) -> list[int]:
@@ -388,7 +434,16 @@ def post_refund(
     )
 
 
-STATEMENT_KEYS = ("sales", "fees", "refunds", "chargebacks", "fees_returned", "payouts", "balance")
+STATEMENT_KEYS = (
+    "sales",
+    "discounts",
+    "fees",
+    "refunds",
+    "chargebacks",
+    "fees_returned",
+    "payouts",
+    "balance",
+)
 
 
 def touching(account: int) -> Select[tuple[int]]:
@@ -403,16 +458,25 @@ def entry_sum(*conditions: ColumnElement[bool]) -> ColumnElement[int]:
 
 def statement_columns(session: Session, partner_account: int) -> list[ColumnElement[int]]:
     """A partner statement's figures (STATEMENT_KEYS) as sums over the entries of transactions
-    touching the partner's payable (see ``touching``): sales and refunds at their gross (what
-    moved in gateway clearing), the platform's fee and what of it went back, payouts, and
-    ``balance``, the change of what the platform owes the partner. Always balance = sales - fees
-    - refunds - chargebacks + fees returned - payouts."""
+    touching the partner's payable (see ``touching``): sales at their gross (the prices before
+    promo codes: what moved in gateway clearing and the codes' discounts), the discounts,
+    refunds at what was paid back, the platform's fee and what of it went back, payouts, and
+    ``balance``, the change of what the platform owes the partner. Always balance = sales -
+    discounts - fees - refunds - chargebacks + fees returned - payouts."""
     clearing = account_id(session, CLEARING)
     fee_revenue = account_id(session, FEE_REVENUE)
     kind, entry_account = LedgerTransaction.kind, LedgerEntry.account_id
     total = entry_sum
+    discounts = total(
+        kind == TransactionKind.CAPTURE,
+        entry_account == partner_account,
+        LedgerEntry.promo_code_id.is_not(None),
+    )
     return [
-        total(kind == TransactionKind.CAPTURE, entry_account == clearing).label("sales"),
+        (total(kind == TransactionKind.CAPTURE, entry_account == clearing) + discounts).label(
+            "sales"
+        ),
+        discounts.label("discounts"),
         (-total(kind == TransactionKind.CAPTURE, entry_account == fee_revenue)).label("fees"),
         (-total(kind == TransactionKind.REFUND, entry_account == clearing)).label("refunds"),
         (-total(kind == TransactionKind.CHARGEBACK, entry_account == clearing)).label(
@@ -425,8 +489,9 @@ def statement_columns(session: Session, partner_account: int) -> list[ColumnElem
 
 
 def partner_statements(session: Session, partner_ids: list[int] | None = None) -> list[dict]:
-    """Per partner and currency: sales, platform fees, refunds, chargebacks, fees returned,
-    payouts and the balance the platform owes, all from the ledger (``statement_columns``)."""
+    """Per partner and currency: sales (gross), promo code discounts, platform fees, refunds,
+    chargebacks, fees returned, payouts and the balance the platform owes, all from the ledger
+    (``statement_columns``)."""
     partner_accounts = select(LedgerAccount).where(LedgerAccount.partner_id.is_not(None))
     if partner_ids is not None:
         partner_accounts = partner_accounts.where(LedgerAccount.partner_id.in_(partner_ids))

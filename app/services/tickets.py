@@ -328,6 +328,8 @@ def transfer(
         price_cents=ticket.price_cents,
         currency=ticket.currency,
         ticket_type_id=ticket.ticket_type_id,
+        promo_code_id=ticket.promo_code_id,  # still a use of the code
+        discount_cents=ticket.discount_cents,
         status=TicketStatus.VALID.value,
         holder_name=recipient.name,
         owner_id=recipient.id,

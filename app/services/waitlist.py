@@ -70,7 +70,7 @@ from app.services.locking import busy_on_lock_failure
 from app.services.mail import outbox
 from app.services.mail.waitlist_mails import WAITLIST_OFFER as OFFER_MAIL
 from app.services.purchase import hold as holds
-from app.services.purchase import release, ticket_types
+from app.services.purchase import promo_codes, release, ticket_types
 from app.services.purchase.waitlist_line import (  # noqa: F401 - WaitlistInForce re-exported
     ANY_SECTION,
     WaitlistInForce,
@@ -401,10 +401,7 @@ def _offer(
             "b_event_id": entry.event_id,
             "now": now,
             "until": until,
-            "b_spot_ids": [s.id for s in chosen],
-            "b_prices": [price for _, price in quote],
-            "b_types": [kind.id if kind else None for kind, _ in quote],
-            "b_request_key": None,
+            **holds.quoted_columns(chosen, promo_codes.apply(chosen, quote, None)),
         },
     ).one()
     if held != wanted:  # every one is locked by this transaction

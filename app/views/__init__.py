@@ -28,6 +28,7 @@ from app.views.money import LedgerTransactionView, OrderView
 from app.views.money_runs import MoneyRunsView
 from app.views.orders_api import OrderApi, TicketApi
 from app.views.platform import CustomerView, PartnerView
+from app.views.promos import PromoCodeApi, PromoCodeView
 from app.views.reports import ReportView
 from app.views.settlement import (
     PayoutItemView,
@@ -52,6 +53,7 @@ MENU = (
     (TicketTypeView, N_("Ticket types"), "fa-tags", CATALOG),
     (EventSpotView, N_("Spots"), "fa-th", CATALOG),
     (WaitlistEntryView, N_("Waiting lists"), "fa-hourglass-half", CATALOG),
+    (PromoCodeView, N_("Promo codes"), "fa-ticket", CATALOG),
     (OrderView, N_("Orders"), "fa-shopping-cart", MONEY),
     (LedgerTransactionView, N_("Ledger"), "fa-book", MONEY),
     (BalanceView, N_("Balances"), "fa-balance-scale", MONEY),
@@ -92,6 +94,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_api(EventSectionApi)
     appbuilder.add_api(EventSpotApi)
     appbuilder.add_api(TicketTypeApi)
+    appbuilder.add_api(PromoCodeApi)
     for api in (
         CatalogApi,
         CustomerApi,

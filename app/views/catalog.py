@@ -106,6 +106,16 @@ EVENT_DESCRIPTIONS = {
 }
 
 
+HIDDEN_DESCRIPTION = lazy_gettext(
+    "A presale's: not shown in the shop, and sold only to buyers with a promo code for it."
+)
+
+
+def hidden_field() -> BooleanField:
+    # FAB would require a non-null column's box to be ticked: unticked is "not hidden".
+    return BooleanField(lazy_gettext("Hidden (presale)"), description=HIDDEN_DESCRIPTION)
+
+
 class EventRules:
     def on_add(self, item: Event) -> None:
         item.check_checkin_window()
@@ -224,10 +234,12 @@ class EventSpotView(SpotRules, ScopedModelView):
 class TicketTypeView(TicketTypeRules, ScopedModelView):
     datamodel = SQLAInterface(TicketType)
     list_title = lazy_gettext("Ticket types")
-    list_columns = ["section", "name", "kind", "price", "cap", "public"]
-    show_columns = ["section", "name", "kind", "price", "cap", "public", "position"]
-    add_columns = ["section", "name", "kind", "price_amount", "cap", "public", "position"]
-    edit_columns = ["name", "kind", "price_amount", "cap", "public", "position"]
+    list_columns = ["section", "name", "kind", "price", "cap", "public", "hidden"]
+    show_columns = ["section", "name", "kind", "price", "cap", "public", "hidden", "position"]
+    add_columns = [
+        "section", "name", "kind", "price_amount", "cap", "public", "hidden", "position",
+    ]  # fmt: skip
+    edit_columns = ["name", "kind", "price_amount", "cap", "public", "hidden", "position"]
     search_columns = ["section", "name", "kind"]
     order_columns = ["name", "kind", "position"]
     base_order = ("position", "asc")
@@ -247,10 +259,12 @@ class TicketTypeView(TicketTypeRules, ScopedModelView):
             "Offered in the shop (a courtesy type is not: the partner gives those)."
         ),
         "position": lazy_gettext("Order on the event page (lower first)."),
+        "hidden": HIDDEN_DESCRIPTION,
     }
     add_form_extra_fields = {
         "price_amount": price_field(),
         "kind": ticket_kind_field(),
+        "hidden": hidden_field(),
         "position": position_field(),
     }
     edit_form_extra_fields = add_form_extra_fields
@@ -303,14 +317,15 @@ class EventSectionView(SectionRules, ScopedModelView):
         "name",
         "kind",
         "price",
+        "hidden",
         "position",
         "available_count",
         "held_count",
         "sold_count",
         "blocked_count",
     ]
-    add_columns = ["event", "name", "kind", "price_amount", "position"]
-    edit_columns = ["name", "kind", "price_amount", "position"]
+    add_columns = ["event", "name", "kind", "price_amount", "hidden", "position"]
+    edit_columns = ["name", "kind", "price_amount", "hidden", "position"]
     search_columns = ["event", "name", "kind"]
     order_columns = ["name", "kind", "position"]
     base_order = ("position", "asc")
@@ -324,11 +339,13 @@ class EventSectionView(SectionRules, ScopedModelView):
     description_columns = {
         "position": lazy_gettext("Order on the event page (lower first)."),
         "price_amount": lazy_gettext("Tickets already sold keep the price they were sold at."),
+        "hidden": HIDDEN_DESCRIPTION,
     }
     add_form_extra_fields = {
         "price_amount": price_field(),
         "kind": kind_field(),
         "position": position_field(),
+        "hidden": hidden_field(),
     }
     edit_form_extra_fields = add_form_extra_fields
     error_fields = {"price_cents": "price_amount"}
@@ -616,7 +633,7 @@ def with_offsets(row: Any) -> None:
 class EventSectionApi(SectionRules, ScopedModelRestApi):
     resource_name = "sections"
     datamodel = SQLAInterface(EventSection)
-    list_columns = ["id", "event.id", "name", "kind", "price_cents", "position"]
+    list_columns = ["id", "event.id", "name", "kind", "price_cents", "hidden", "position"]
     show_columns = [
         *list_columns,
         "available_count",
@@ -624,18 +641,20 @@ class EventSectionApi(SectionRules, ScopedModelRestApi):
         "sold_count",
         "blocked_count",
     ]
-    add_columns = ["event", "name", "kind", "price_cents", "position"]
-    edit_columns = ["name", "kind", "price_cents", "position"]
+    add_columns = ["event", "name", "kind", "price_cents", "hidden", "position"]
+    edit_columns = ["name", "kind", "price_cents", "hidden", "position"]
     search_columns = ["event", "name", "kind"]
 
 
 class TicketTypeApi(TicketTypeRules, ScopedModelRestApi):
     resource_name = "ticket-types"
     datamodel = SQLAInterface(TicketType)
-    list_columns = ["id", "section.id", "name", "kind", "price_cents", "cap", "public", "position"]
+    list_columns = [
+        "id", "section.id", "name", "kind", "price_cents", "cap", "public", "hidden", "position",
+    ]  # fmt: skip
     show_columns = list_columns
-    add_columns = ["section", "name", "kind", "price_cents", "cap", "public", "position"]
-    edit_columns = ["name", "kind", "price_cents", "cap", "public", "position"]
+    add_columns = ["section", "name", "kind", "price_cents", "cap", "public", "hidden", "position"]
+    edit_columns = ["name", "kind", "price_cents", "cap", "public", "hidden", "position"]
     search_columns = ["section", "name", "kind"]
     order_columns = ["name", "position"]
 

@@ -8,6 +8,20 @@ from __future__ import annotations
 from app.i18n import N_
 
 COLUMN_LABELS = (
+    N_("Held Discount Cents"),
+    N_("Held Promo Code"),
+    N_("Held Promo Code Id"),
+    N_("Hidden"),
+    N_("Max Uses"),
+    N_("Max Uses Per Customer"),
+    N_("Ticket Type"),
+    N_("Ticket Type Id"),
+    N_("Valid From"),
+    N_("Valid Until"),
+    N_("Add Promo Code"),
+    N_("Edit Promo Code"),
+    N_("List Promo Code"),
+    N_("Show Promo Code"),
     N_("Cap"),
     N_("Held Ticket Type"),
     N_("Held Ticket Type Id"),

@@ -27,7 +27,10 @@ STAFF_SELF_SERVICE = [
 # Action permissions are the bare action names (publish, block, generate ...); FAB's file
 # download route is not used by these views.
 PARTNER_CATALOG = [
-    ("(EventView|EventSectionView|EventSpotView|TicketTypeView|OrderView)", "(?!can_download$).*"),
+    (
+        "(EventView|EventSectionView|EventSpotView|TicketTypeView|PromoCodeView|OrderView)",
+        "(?!can_download$).*",
+    ),
     ("EventOverviewView", "can_show"),
     ("LedgerTransactionView", "can_(list|show|export_csv)"),
     ("BalanceView", "can_index"),
@@ -35,8 +38,8 @@ PARTNER_CATALOG = [
     # Its own sales and statements (the view and the service hold the partner to them).
     ("ReportView", "can_(list|show|add|download)"),
     ("(Money|Orders|Ledger|Balances|Payouts|Reports)", "menu_access"),
-    ("(EventApi|EventSectionApi|EventSpotApi|TicketTypeApi)", "can_.*"),
-    ("(Events|Sections|Ticket types|Spots|Catalog)", "menu_access"),
+    ("(EventApi|EventSectionApi|EventSpotApi|TicketTypeApi|PromoCodeApi)", "can_.*"),
+    ("(Events|Sections|Ticket types|Spots|Promo codes|Catalog)", "menu_access"),
     # Its events' waiting lists and their conversions (read only).
     ("WaitlistEntryView", "can_(list|show|conversions)"),
     ("(Waiting lists|Waiting-list conversions)", "menu_access"),

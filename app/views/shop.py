@@ -35,6 +35,7 @@ from app.models.base import MAX_INT, utcnow
 from app.services import (
     catalog,
     customers,
+    promos,
     purchase,
     refunds,
     ticket_documents,
@@ -124,8 +125,16 @@ def event(event_id: int) -> Any:
         turn = waiting_room.turn_of(event.id, event.waiting_room_per_minute, None, now)
     on_sale = event.is_on_sale(now)
     places = waitlist.places_of(db.session, customer.id, event.id) if customer else []
+    promo, typed = None, request.args.get("code", "").strip()
+    if typed:
+        try:
+            promo = promos.code_for_event(db.session, event, typed[:100], now)
+        except DomainError as err:
+            flash(err.message, "error")
     return render_template(
         "shop/event.html",
+        promo=promo,
+        typed_code=typed[:100],
         # Sections whose spots go to their waiting lists first (0: every section), and the
         # customer's entries of the event's lists.
         kept_for_line=waitlist.waiting_sections(db.session, event.id),
@@ -138,7 +147,7 @@ def event(event_id: int) -> Any:
         # in), or for the customer whose turn it is.
         can_hold=on_sale and (turn.status in (waiting_room.OPEN, waiting_room.ADMITTED)),
         seconds_left=int((turn.ends_at - now).total_seconds()) if turn.ends_at else None,
-        sections=catalog.section_availability(db.session, event.id),
+        sections=catalog.section_availability(db.session, event.id, now, promo),
         max_spots=current_app.config["MAX_SPOTS_PER_EVENT"],
         # What the customer holds here (their cart) and for how long.
         carts=purchase.hold.customer_carts(db.session, customer.id, event.id, now)
@@ -232,8 +241,10 @@ def leave_waitlist(event_id: int) -> Any:
 @bp.post("/events/<int:event_id>/hold")
 def hold(event_id: int) -> Any:
     customer = current_customer()
+    code = request.form.get("promo_code", "").strip() or None
+    back = url_for(".event", event_id=event_id, code=code) if code else None
     if customer is None:
-        return _login_redirect(url_for(".event", event_id=event_id))
+        return _login_redirect(back or url_for(".event", event_id=event_id))
     try:
         spot_ids = [_whole_number(text, "spot_ids") for text in request.form.getlist("spot_ids")]
         # Seats picked on the map each name their type; best-available counts per type.
@@ -247,13 +258,14 @@ def hold(event_id: int) -> Any:
             section_id=_optional_whole_number("section_id"),
             quantity=len(kinds) if kinds else _optional_whole_number("quantity"),
             ticket_type_ids=kinds or None,
+            promo_code=code,
         )
     except DomainError as err:
         db.session.rollback()
         if isinstance(err, NotFound) and err.field is None:  # the event, not a section or spot
             abort(404)
         flash(err.message, "error")
-        return redirect(url_for(".event", event_id=event_id))
+        return redirect(back or url_for(".event", event_id=event_id))
     return redirect(url_for(".hold_page", hold_id=hold.id))
 
 
@@ -316,6 +328,7 @@ def hold_page(hold_id: int) -> Any:
         event=hold.event,
         seconds_left=hold.seconds_left(now),
         total=purchase.hold.hold_total(spots),
+        discount=sum(spot.held_discount_cents or 0 for spot in spots),
         card=card,
         card_error=request.args.get("card_error"),
         card_field=request.args.get("card_field"),

@@ -22,6 +22,7 @@ from app.models.base import MAX_INT, utcnow
 from app.services import (
     catalog,
     customers,
+    promos,
     purchase,
     waiting_room,
 )
@@ -113,17 +114,27 @@ class CatalogApi(BaseApi):
           summary: An event with sections, prices and availability
           parameters:
           - {in: path, name: event_id, required: true, schema: {type: integer}}
+          - in: query
+            name: code
+            schema: {type: string}
+            description: a promo code; the sections and types it applies to carry
+              promo_price_cents, and the hidden (presale) ones it unlocks are listed
           responses:
             200:
               description: The event
             404:
-              description: No such public event
+              description: No such public event, or promo code (field promo_code)
+            422:
+              description: promo_code_refused, the code is not valid now or for this event
         """
         event = catalog.public_event(db.session, event_id)
+        now = utcnow()
+        typed = request.args.get("code")
+        promo = promos.code_for_event(db.session, event, typed[:100], now) if typed else None
         body = event_json(event)
-        body["on_sale"] = event.is_on_sale(utcnow())
+        body["on_sale"] = event.is_on_sale(now)
         body["waiting_room"] = event.waiting_room_per_minute is not None
-        body["sections"] = catalog.section_availability(db.session, event.id)
+        body["sections"] = catalog.section_availability(db.session, event.id, now, promo)
         return self.response(200, result=body)
 
     @expose("/events/<int:event_id>/spots", methods=["GET"])
@@ -245,24 +256,36 @@ class HoldApi(BaseApi):
                       items: {type: integer}
                       description: one ticket type id per ticket, in the order of spot_ids
                         (or quantity of them); omitted, every ticket at the section's price
+                    promo_code:
+                      type: string
+                      description: a promo code of the event's organiser, in any case; every
+                        ticket of the hold gets its discount (one use each) and it unlocks the
+                        hidden (presale) section or ticket type it is for
           responses:
             201:
-              description: The hold (the cart), with all its spots and expiry
+              description: The hold (the cart), with all its spots and expiry; each spot's
+                gross_cents, discount_cents and price_cents (what checkout charges), and the
+                totals gross_cents, discount_cents and total_cents
             200:
               description: The same request asked again under its Idempotency-Key, the cart
                 as it is now (nothing more taken)
             400:
               description: An Idempotency-Key shorter than 8 or longer than 100 characters
             404:
-              description: No such event on sale, section of it, or spot of it
+              description: No such event on sale, section of it, or spot of it; or no such
+                promo code (field promo_code)
             403:
               description: error waiting_room, the event has a waiting room and it is not the
                 customer's turn (join the line at /api/v1/queue/event_id)
             409:
               description: '`{"error": "spots_unavailable", "spots": [...]}`, or
-                `ticket_type_sold_out` (a capped type such as half price has no more left)'
+                `ticket_type_sold_out` (a capped type such as half price has no more left), or
+                `promo_code_used_up` (the code has fewer uses `left` than tickets asked), or
+                `waitlist` (sold out, the spots that come back go to its waiting list), or
+                `checkout_in_progress` (the cart is being paid)'
             422:
-              description: Invalid request or hold limit reached
+              description: Invalid request or hold limit reached; `promo_code_refused` (the
+                code is not valid now, for this event, or for these spots' section or type)
             503:
               description: Busy, try again
         """
@@ -277,6 +300,7 @@ class HoldApi(BaseApi):
             section_id=section_id,
             quantity=quantity,
             ticket_type_ids=_ticket_types(body),
+            promo_code=body.get("promo_code"),
             request_key=_request_key(request.headers.get("Idempotency-Key")),
         )
         return self.response(200 if hold.replayed else 201, result=hold_json(hold, utcnow()))

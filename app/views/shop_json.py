@@ -43,11 +43,16 @@ def hold_json(hold: purchase.hold.HoldSummary, now: dt.datetime) -> dict[str, An
                 "label": spot.label,
                 "section_id": spot.section_id,
                 "section": spot.section,
+                "gross_cents": spot.gross_cents,
+                "discount_cents": spot.discount_cents,
                 "price_cents": spot.price_cents,
                 "ticket_type": spot.ticket_type,
+                "promo_code": spot.promo_code,
             }
             for spot in hold.spots
         ],
+        "gross_cents": hold.gross_cents,
+        "discount_cents": hold.discount_cents,
         "total_cents": hold.total_cents,
     }
 
@@ -83,6 +88,7 @@ def order_json(record: customers.OrderRecord) -> dict[str, Any]:
                 "section": t.section_name,
                 "spot": t.spot_label,
                 "price_cents": t.price_cents,
+                "discount_cents": t.discount_cents,
                 "ticket_type": t.ticket_type,
                 "holder_name": t.holder_name,
                 "code": None if t.status == "transferred" else t.code,

@@ -126,3 +126,19 @@ def test_the_refusal_from_memory_speaks_the_buyers_language(client, one_seat, cl
     assert pt_br.get_json()["message"].startswith("Não restam lugares suficientes")
     assert english.get_json()["message"].startswith("Not enough spots left")
     assert pt_br.get_json()["error"] == english.get_json()["error"] == "spots_unavailable"
+
+
+def test_a_hold_with_a_promo_code_takes_the_apps_path_even_when_remembered_sold_out(
+    client, one_seat, clock
+):
+    """The code is the app's to judge (unknown, used up, unlocking a presale's section)."""
+    ana, bia = sign_up(client, "ana@example.com"), sign_up(client, "bia@example.com")
+    assert best(client, ana, one_seat).status_code == 201
+    assert best(client, bia, one_seat).status_code == 409  # now remembered sold out
+    body = {"event_id": one_seat["event_id"], "section_id": one_seat["section_id"],
+            "quantity": 1, "promo_code": "NOPE"}  # fmt: skip
+    answer, statements = statements_during(
+        lambda: client.post("/api/v1/holds/", json=body, headers=bia)
+    )
+    assert answer.status_code == 404 and answer.get_json()["field"] == "promo_code"
+    assert statements != []

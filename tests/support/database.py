@@ -56,6 +56,7 @@ DOMAIN_TABLES = [
     '"order"',
     "event_spot",
     "hold",
+    "promo_code",
     "ticket_type",
     "event_section",
     "event",

@@ -61,6 +61,8 @@ def test_the_update_of_a_change_from_several_statuses_names_them_all():
         held_price_cents=22000,
         held_ticket_type_id=None,
         held_request_key=None,
+        held_promo_code_id=None,
+        held_discount_cents=None,
     )
     assert "WHERE event_spot.id = 1 AND event_spot.status IN ('available', 'held')" in sql(
         statement
@@ -72,7 +74,7 @@ def test_the_update_empties_the_columns_the_change_clears():
     statement = EventSpot.SELL.update(table, table.c.id == 1)
     emptied = (
         "hold_id=NULL, held_until=NULL, held_price_cents=NULL, held_ticket_type_id=NULL, "
-        "held_request_key=NULL"
+        "held_request_key=NULL, held_promo_code_id=NULL, held_discount_cents=NULL"
     )
     assert sql(statement).startswith(f"UPDATE event_spot SET status='sold', {emptied} ")
 

@@ -297,6 +297,8 @@ _LOCK_HELD_SPOTS = (
         _spot.c.section_id,
         _spot.c.held_price_cents.label("price_cents"),
         _spot.c.held_ticket_type_id.label("ticket_type_id"),
+        _spot.c.held_promo_code_id.label("promo_code_id"),
+        func.coalesce(_spot.c.held_discount_cents, 0).label("discount_cents"),
         _order.c.id.label("order_id"),
         _order.c.status.label("order_status"),
         _order.c.total_cents.label("order_total"),
@@ -357,16 +359,19 @@ _HELD = rows_of_arrays(
     section_id=("b_section_ids", Integer),
     price_cents=("b_prices", Integer),
     ticket_type_id=("b_type_ids", Integer),
+    promo_code_id=("b_promo_code_ids", Integer),
+    discount_cents=("b_discounts", Integer),
     holder_name=("b_holders", String),
 )
 _NEW_TICKETS = (
     insert(_ticket)
     .from_select(
         ["order_id", "event_id", "section_id", "spot_id", "price_cents", "ticket_type_id",
-         "currency", "status", "holder_name", "issued_at"],
+         "promo_code_id", "discount_cents", "currency", "status", "holder_name", "issued_at"],
         select(
             _NEW_ORDER.c.id, _typed("b_event_id", Integer), _HELD.c.section_id, _HELD.c.spot_id,
-            _HELD.c.price_cents, _HELD.c.ticket_type_id, _typed("b_currency", String),
+            _HELD.c.price_cents, _HELD.c.ticket_type_id, _HELD.c.promo_code_id,
+            _HELD.c.discount_cents, _typed("b_currency", String),
             literal(TicketStatus.PENDING.value, String), _HELD.c.holder_name,
             _typed("now", DateTime),
         ).select_from(_NEW_ORDER.join(_HELD, literal(True))),  # one row per spot
@@ -456,6 +461,8 @@ def _record_attempt(
                     "b_section_ids": [spot.section_id for spot in spots],
                     "b_prices": [spot.price_cents for spot in spots],
                     "b_type_ids": [spot.ticket_type_id for spot in spots],
+                    "b_promo_code_ids": [spot.promo_code_id for spot in spots],
+                    "b_discounts": [spot.discount_cents for spot in spots],
                     "b_holders": names or [hold.customer_name] * len(spots),
                     "b_key": key,
                     "b_fingerprint": wanted,

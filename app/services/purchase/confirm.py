@@ -189,6 +189,8 @@ _LOCK_TICKET_SPOTS = (
         _ticket.c.holder_name,
         _ticket.c.ticket_type_id,
         _type.c.name.label("ticket_type"),
+        _ticket.c.promo_code_id,
+        _ticket.c.discount_cents,
     )
     .select_from(
         _ticket.join(_spot, _spot.c.id == _ticket.c.spot_id)
@@ -390,6 +392,7 @@ def _sell(
             price_cents=t.price_cents,
             holder_name=t.holder_name,
             ticket_type=t.ticket_type,
+            discount_cents=t.discount_cents,
             code=sign_ticket(
                 pay.signing_key,
                 TicketClaim(pay.event_id, t.id, printed_label(t.section, t.label, t.ticket_type)),
@@ -438,6 +441,7 @@ def _sell(
             net_cents=pay.net_cents,
             currency=pay.currency,
             by_type=ledger.gross_by_type(tickets),
+            discounts=ledger.discounts_of(tickets),
         ),
     )
     return issued

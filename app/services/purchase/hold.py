@@ -51,7 +51,7 @@ from app.models.order import hold_is_live, hold_seconds_left
 from app.services import waiting_room
 from app.services.locking import busy_on_lock_failure
 from app.services.pg_writes import row_count, rows_of_arrays
-from app.services.purchase import cart, sold_out, ticket_types, waitlist_line
+from app.services.purchase import cart, promo_codes, sold_out, ticket_types, waitlist_line
 
 # How many free rows best-available locks (SKIP LOCKED) to choose adjacent seats among: wide
 # enough for adjacent seats, narrow enough to leave rows for concurrent buyers.
@@ -87,6 +87,12 @@ class HeldSpot:
     section: str
     price_cents: int  # quoted when held: what checkout charges
     ticket_type: str | None = None  # its type's name (None: the section's full price)
+    discount_cents: int = 0  # what a promo code took off (the price before it: the sum)
+    promo_code: str | None = None
+
+    @property
+    def gross_cents(self) -> int:
+        return self.price_cents + self.discount_cents
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,14 @@ class HoldSummary:
     @property
     def total_cents(self) -> int:
         return sum(spot.price_cents for spot in self.spots)
+
+    @property
+    def gross_cents(self) -> int:
+        return sum(spot.gross_cents for spot in self.spots)
+
+    @property
+    def discount_cents(self) -> int:
+        return sum(spot.discount_cents for spot in self.spots)
 
     def is_live(self, now: dt.datetime) -> bool:
         return hold_is_live(self.status, self.expires_at, now)
@@ -130,6 +144,8 @@ class HoldSummary:
                     s.section.name,
                     s.held_price_cents,
                     s.held_ticket_type.name if s.held_ticket_type else None,
+                    s.held_discount_cents or 0,
+                    s.held_promo_code.code if s.held_promo_code else None,
                 )
                 for s in spots
             ),
@@ -180,6 +196,7 @@ _LOCK_CUSTOMER_READ_EVENT = (
     select(
         *SALE_COLUMNS,
         _section.c.name.label("section_name"),  # best-available's section, if of this event
+        _section.c.hidden.label("section_hidden"),
         _FREE_UP_TO_WANTED.label("free_up_to_wanted"),
         _event.c.waiting_room_per_minute,
         waiting_room.ADMIT_AT.scalar_subquery().label("admit_at"),
@@ -219,6 +236,7 @@ _SPOT_COLUMNS = (
     _spot.c.section_id,
     _section.c.name,
     _section.c.price_cents,
+    _section.c.hidden.label("section_hidden"),
     _spot.c.row_label,
     _spot.c.seat_number,
     _spot.c.status,
@@ -269,21 +287,49 @@ _QUOTED = rows_of_arrays(
     spot_id=("b_spot_ids", Integer),
     price_cents=("b_prices", Integer),
     ticket_type_id=("b_types", Integer),
+    promo_code_id=("b_promo_codes", Integer),
+    discount_cents=("b_discounts", Integer),
 )
-_HELD_BY_NEW_HOLD = (
-    EventSpot.HOLD.update(
-        _spot,
-        _spot.c.id == _QUOTED.c.spot_id,
-        hold_id=select(_NEW_HOLD.c.id).scalar_subquery(),
-        held_until=bindparam("until"),
-        held_price_cents=_QUOTED.c.price_cents,
-        held_ticket_type_id=_QUOTED.c.ticket_type_id,
-        held_request_key=bindparam("b_request_key"),
+
+
+def _held_by(hold_id: Any) -> Any:
+    """The quoted spots (``quoted_columns``) held by ``hold_id`` until ``until``, answering
+    their ids."""
+    return (
+        EventSpot.HOLD.update(
+            _spot,
+            _spot.c.id == _QUOTED.c.spot_id,
+            hold_id=hold_id,
+            held_until=bindparam("until"),
+            held_price_cents=_QUOTED.c.price_cents,
+            held_ticket_type_id=_QUOTED.c.ticket_type_id,
+            held_request_key=bindparam("b_request_key"),
+            held_promo_code_id=_QUOTED.c.promo_code_id,
+            held_discount_cents=_QUOTED.c.discount_cents,
+        )
+        .returning(_spot.c.id)
+        .cte("held")
     )
-    .returning(_spot.c.id)
-    .cte("held")
+
+
+def quoted_columns(
+    spots: Sequence[Any], quotes: Sequence[promo_codes.Quote], request_key: str | None = None
+) -> dict[str, Any]:
+    """The parameters of a statement that holds ``spots`` at their ``quotes`` (_HOLD_AT_ONCE,
+    _ADD_TO_CART)."""
+    return {
+        "b_spot_ids": [s.id for s in spots],
+        "b_prices": [q.price_cents for q in quotes],
+        "b_types": [q.kind.id if q.kind else None for q in quotes],
+        "b_promo_codes": [q.promo_code_id for q in quotes],
+        "b_discounts": [q.discount_cents if q.promo_code_id else None for q in quotes],
+        "b_request_key": request_key,
+    }
+
+
+_HOLD_AT_ONCE = select(
+    _NEW_HOLD.c.id, row_count(_held_by(select(_NEW_HOLD.c.id).scalar_subquery()))
 )
-_HOLD_AT_ONCE = select(_NEW_HOLD.c.id, row_count(_HELD_BY_NEW_HOLD))
 # The customer's live hold holding spots a request under this Idempotency-Key took.
 _TAKEN_UNDER_KEY = (
     select(_hold.c.id)
@@ -299,20 +345,7 @@ _TAKEN_UNDER_KEY = (
     .limit(1)
 )
 # The spots added to a cart: held by it until it expires, at the prices quoted now.
-_HELD_BY_CART = (
-    EventSpot.HOLD.update(
-        _spot,
-        _spot.c.id == _QUOTED.c.spot_id,
-        hold_id=bindparam("b_hold_id"),
-        held_until=bindparam("until"),
-        held_price_cents=_QUOTED.c.price_cents,
-        held_ticket_type_id=_QUOTED.c.ticket_type_id,
-        held_request_key=bindparam("b_request_key"),
-    )
-    .returning(_spot.c.id)
-    .cte("held")
-)
-_ADD_TO_CART = select(row_count(_HELD_BY_CART))
+_ADD_TO_CART = select(row_count(_held_by(bindparam("b_hold_id"))))
 
 
 def reserve_spots(
@@ -324,14 +357,17 @@ def reserve_spots(
     section_id: int | None = None,
     quantity: int | None = None,
     ticket_type_ids: Sequence[int] | None = None,
+    promo_code: str | None = None,
     request_key: str | None = None,
     now: dt.datetime | None = None,
 ) -> HoldSummary:
     """Hold the chosen spots, or the best ``quantity`` in a section, for ``HOLD_MINUTES``.
     ``ticket_type_ids``: one type per ticket (in the order of ``spot_ids``); None: every
-    ticket at the section's full price. ``request_key``: the client's Idempotency-Key, if it
-    sent one: asked again while the spots it took are held, the request answers the cart
-    (``replayed``) and takes nothing more.
+    ticket at the section's full price. ``promo_code``: a code of the event's partner giving
+    every ticket held its discount (purchase/promo_codes.py), and unlocking its hidden section
+    or type. ``request_key``: the client's Idempotency-Key, if it sent one: asked again while
+    the spots it took are held, the request answers the cart (``replayed``) and takes nothing
+    more.
 
     The customer's live hold for the event is their cart: the spots are added to it (until it
     expires: adding does not restart its time) and the whole cart is answered; without one, a
@@ -352,6 +388,7 @@ def reserve_spots(
         "wanted": max(wanted, 0),
         "ticket_types": list(ticket_type_ids) if ticket_type_ids else None,
         "spot_order": list(spot_ids) if spot_ids else None,
+        "promo_code": promo_codes.asked_code(promo_code),
         "request_key": request_key,
     }
     for attempt in range(BEST_AVAILABLE_ATTEMPTS):
@@ -384,8 +421,17 @@ def reserve_spots(
         now,
         expires_at,
         tuple(
-            HeldSpot(s.id, s.label, s.section_id, s.name, price, kind.name if kind else None)
-            for s, (kind, price) in zip(spots, ids["quote"], strict=True)
+            HeldSpot(
+                s.id,
+                s.label,
+                s.section_id,
+                s.name,
+                quote.price_cents,
+                quote.kind.name if quote.kind else None,
+                quote.discount_cents,
+                ids["promo"].code if quote.promo_code_id else None,
+            )
+            for s, quote in zip(spots, ids["quote"], strict=True)
         ),
     )
 
@@ -418,11 +464,17 @@ def _lock_spots(
     limit = current_app.config["MAX_SPOTS_PER_EVENT"]
     if wanted > limit:
         _keep_limit(conn, ids, wanted, field)
+    # Lock order: customer, promo code, ticket types, spots (promo_codes.py, ticket_types.py).
+    promo = ids["promo"] = promo_codes.lock(conn, ids, wanted)
+    ids["unlocked_type"] = promo.ticket_type_id if promo else None
     if not spot_ids:
-        if row.section_name is None:  # no section_id, or not one of this event's
+        # no section_id, not one of this event's, or a presale's without its code
+        if row.section_name is None or (
+            row.section_hidden and not (promo and promo.unlocks_section(ids["section_id"]))
+        ):
             raise NotFound(gettext("Section not found in this event."), field="section_id")
         if row.free_up_to_wanted < wanted:
-            raise _not_enough(ids, row.section_name, row.free_up_to_wanted)
+            raise _not_enough(ids, row.section_name, row.free_up_to_wanted, row.section_hidden)
     waitlist_line.refuse_where_people_wait(conn, ids, row.waiting_sections, row.section_name)
     ids["cart"] = cart.locked(conn, ids)
     types = ticket_types.lock(conn, ids, wanted)
@@ -431,8 +483,10 @@ def _lock_spots(
         chosen = conn.execute(_LOCK_CHOSEN, {**params, "ids": sorted(set(spot_ids))}).all()
         if not chosen:  # none of them, or the customer is at the limit
             _keep_limit(conn, ids, wanted, field)
+        promo_codes.require_unlocked(chosen, promo)
         free = _all_free(session, chosen, set(spot_ids), now)
-        ids["quote"] = ticket_types.quote(free, types, ids["ticket_types"], ids["spot_order"])
+        quoted = ticket_types.quote(free, types, ids["ticket_types"], ids["spot_order"])
+        ids["quote"] = promo_codes.apply(free, quoted, promo)
         return free
     params["window"] = max(BEST_AVAILABLE_WINDOW, wanted * 4)
     window = conn.execute(_LOCK_BEST, params).all()
@@ -440,7 +494,8 @@ def _lock_spots(
         _keep_limit(conn, ids, wanted, field)
     chosen = best_block(window, wanted)
     if len(chosen) == wanted:
-        ids["quote"] = ticket_types.quote(chosen, types, ids["ticket_types"], None)
+        quoted = ticket_types.quote(chosen, types, ids["ticket_types"], None)
+        ids["quote"] = promo_codes.apply(chosen, quoted, promo)
         return chosen
     if window:
         session.rollback()  # the free spots seen go back before anyone looks again
@@ -448,13 +503,13 @@ def _lock_spots(
     # the same transaction, read committed as every statement is.
     free = session.connection().execute(_FREE_IN_SECTION, params).scalar_one()
     if free < wanted:
-        raise _not_enough(ids, row.section_name, free)
+        raise _not_enough(ids, row.section_name, free, row.section_hidden)
     session.rollback()  # the customer's lock is let go while waiting to look again
     return None
 
 
-def _not_enough(ids: dict[str, Any], section: str, free: int) -> SpotsUnavailable:
-    if free == 0:
+def _not_enough(ids: dict[str, Any], section: str, free: int, hidden: bool) -> SpotsUnavailable:
+    if free == 0 and not hidden:  # a presale's section is not named to those without its code
         sold_out.remember(ids["event_id"], ids["section_id"], section)
     return not_enough(section, free)
 
@@ -485,10 +540,7 @@ def _place_hold(session: Session, ids: dict[str, Any], spots: list[Row]) -> tupl
             "b_event_id": ids["event_id"],
             "now": ids["now"],
             "until": expires_at,
-            "b_spot_ids": [s.id for s in spots],
-            "b_prices": [price for _, price in ids["quote"]],
-            "b_types": [kind.id if kind else None for kind, _ in ids["quote"]],
-            "b_request_key": ids["request_key"],
+            **quoted_columns(spots, ids["quote"], ids["request_key"]),
         },
     ).one()
     if held != len(spots):  # every one is locked by this transaction
@@ -510,10 +562,7 @@ def _add_to_cart(
             {
                 "b_hold_id": cart_row.id,
                 "until": cart_row.expires_at,
-                "b_spot_ids": [s.id for s in spots],
-                "b_prices": [price for _, price in ids["quote"]],
-                "b_types": [kind.id if kind else None for kind, _ in ids["quote"]],
-                "b_request_key": ids["request_key"],
+                **quoted_columns(spots, ids["quote"], ids["request_key"]),
             },
         )
         .scalar_one()

@@ -33,7 +33,14 @@ _type, _section = TicketType.__table__, EventSection.__table__
 _spot, _ticket = EventSpot.__table__, Ticket.__table__
 
 _TYPES_OF_EVENT = (
-    select(_type.c.id, _type.c.section_id, _type.c.name, _type.c.price_cents, _type.c.cap)
+    select(
+        _type.c.id,
+        _type.c.section_id,
+        _type.c.name,
+        _type.c.price_cents,
+        _type.c.cap,
+        _type.c.hidden,
+    )
     .join(_section, _section.c.id == _type.c.section_id)
     .where(
         _type.c.id.in_(bindparam("type_ids", expanding=True)),
@@ -90,7 +97,8 @@ class Kind:
 
 def lock(conn: Connection, ids: dict[str, Any], wanted: int) -> dict[int, Kind]:
     """The types ``ids["ticket_types"]`` asks for (one per ticket), checked against the event,
-    the capped ones locked and their caps kept for this hold ({} when none is asked)."""
+    the capped ones locked and their caps kept for this hold ({} when none is asked). A hidden
+    (presale) type exists only for the promo code that unlocks it (``ids["unlocked_type"]``)."""
     asked: list[int] | None = ids.get("ticket_types")
     if not asked:
         return {}
@@ -107,7 +115,8 @@ def lock(conn: Connection, ids: dict[str, Any], wanted: int) -> dict[int, Kind]:
     rows = conn.execute(
         _TYPES_OF_EVENT, {"type_ids": sorted(set(asked)), "event_id": ids["event_id"]}
     ).all()
-    found = {row.id: row for row in rows}
+    unlocked = ids.get("unlocked_type")
+    found = {row.id: row for row in rows if not row.hidden or row.id == unlocked}
     if len(found) != len(set(asked)):
         raise NotFound(gettext("Ticket type not found in this event."), field="ticket_types")
     section_id = ids.get("section_id")

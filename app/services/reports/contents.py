@@ -107,20 +107,24 @@ def _stream(session: Session, query: Select[Any]) -> Iterator[Any]:
 
 SALES_COLUMNS = [
     "line", "event_id", "event", "partner", "currency", "order_id", "paid_at", "ticket_types",
-    "tickets", "tickets_refunded", "gross", "fees", "refunds", "chargebacks", "net",
+    "tickets", "tickets_refunded", "gross", "discounts", "fees", "refunds", "chargebacks", "net",
 ]  # fmt: skip
-SALES_FIGURES = ("tickets", "tickets_refunded", "gross", "fees", "refunds", "chargebacks", "net")
-SALES_MONEY = frozenset({"gross", "fees", "refunds", "chargebacks", "net"})
+SALES_FIGURES = (
+    "tickets", "tickets_refunded", "gross", "discounts", "fees", "refunds", "chargebacks", "net",
+)  # fmt: skip
+SALES_MONEY = frozenset({"gross", "discounts", "fees", "refunds", "chargebacks", "net"})
 
 
 def sales_query(session: Session, partner_id: int | None, period: Period | None) -> Select[Any]:
-    """One row per paid order with money in the period, by event: its tickets, the gross the
-    customer paid, the platform's fee kept (less what a refund gave back), refunds and
-    chargebacks at their gross, and the partner's net, all from the ledger. Net = gross - fees -
-    refunds - chargebacks, the order's part of the partner's balance."""
+    """One row per paid order with money in the period, by event: its tickets, the gross (the
+    prices before promo codes), the codes' discounts (the customer paid gross - discounts), the
+    platform's fee kept (less what a refund gave back), refunds and chargebacks at what was paid
+    back, and the partner's net, all from the ledger. Net = gross - discounts - fees - refunds -
+    chargebacks, the order's part of the partner's balance."""
     clearing = ledger.account_id(session, ledger.CLEARING)
     fee_revenue = ledger.account_id(session, ledger.FEE_REVENUE)
     kind, account = LedgerTransaction.kind, LedgerEntry.account_id
+    discount = LedgerEntry.promo_code_id.is_not(None)  # a sale's discount line
     # Refunded tickets count in the period they were revoked in (an order refunded ticket by
     # ticket over several days counted all of them in each of those days).
     revoked = Ticket.status == TicketStatus.REVOKED
@@ -152,7 +156,11 @@ def sales_query(session: Session, partner_id: int | None, period: Period | None)
             func.max(
                 case((kind.in_(ledger.REVERSES_SALE), func.coalesce(tickets.c.revoked, 0)), else_=0)
             ).label("tickets_refunded"),
-            entry_sum(kind == TransactionKind.CAPTURE, account == clearing).label("gross"),
+            (
+                entry_sum(kind == TransactionKind.CAPTURE, account == clearing)
+                + entry_sum(kind == TransactionKind.CAPTURE, discount)
+            ).label("gross"),
+            entry_sum(kind == TransactionKind.CAPTURE, discount).label("discounts"),
             (-entry_sum(account == fee_revenue)).label("fees"),
             (-entry_sum(kind == TransactionKind.REFUND, account == clearing)).label("refunds"),
             (-entry_sum(kind == TransactionKind.CHARGEBACK, account == clearing)).label(
@@ -253,7 +261,9 @@ def _sales_line(
 
 # -- partner statement ---------------------------------------------------------------------------
 
-STATEMENT_FIGURES = ("sales", "fees", "refunds", "chargebacks", "fees_returned", "payouts")
+STATEMENT_FIGURES = (
+    "sales", "discounts", "fees", "refunds", "chargebacks", "fees_returned", "payouts",
+)  # fmt: skip
 STATEMENT_COLUMNS = [
     "line", "partner_id", "partner", "currency", "posted_at", "transaction_id", "kind",
     "description", *STATEMENT_FIGURES, "change", "balance",
@@ -312,15 +322,18 @@ def _ticket_type_lines(
 ) -> Iterator[list[Any]]:
     """The period's sales and refunds split by ticket type (the entries a typed sale or refund
     posts on the partner's payable and the fee revenue): one line per type, for reading, not
-    added to the totals (the transactions above already are)."""
+    added to the totals (the transactions above already are). Sales at their gross, with the
+    promo codes' discounts apart, as the transactions show them."""
     fee_revenue = ledger.account_id(session, ledger.FEE_REVENUE)
     kind, entry_account = LedgerTransaction.kind, LedgerEntry.account_id
     shares = entry_account.in_((account, fee_revenue))
     capture, refund = kind == TransactionKind.CAPTURE, kind == TransactionKind.REFUND
+    discount = LedgerEntry.promo_code_id.is_not(None)
     query = (
         select(
             TicketType.name,
-            (-entry_sum(capture, shares)).label("sales"),
+            (-entry_sum(capture, shares, ~discount)).label("sales"),
+            entry_sum(capture, discount).label("discounts"),
             (-entry_sum(capture, entry_account == fee_revenue)).label("fees"),
             entry_sum(refund, shares).label("refunds"),
             entry_sum(refund, entry_account == fee_revenue).label("fees_returned"),
@@ -338,8 +351,8 @@ def _ticket_type_lines(
         .order_by(TicketType.name, TicketType.id)
     )
     for row in session.execute(query):
-        figures = {"sales": row.sales, "fees": row.fees, "refunds": row.refunds,
-                   "fees_returned": row.fees_returned}  # fmt: skip
+        figures = {"sales": row.sales, "discounts": row.discounts, "fees": row.fees,
+                   "refunds": row.refunds, "fees_returned": row.fees_returned}  # fmt: skip
         yield ["ticket type", *who, None, None, None, row.name,
                *[Money(figures[k], currency) if k in figures else None for k in STATEMENT_FIGURES],
                Money(row.net, currency), None]  # fmt: skip

@@ -21,6 +21,7 @@ HEADERS = {
     "tickets": lazy_gettext("Tickets"),
     "tickets_refunded": lazy_gettext("Tickets refunded"),
     "gross": lazy_gettext("Gross"),
+    "discounts": lazy_gettext("Discounts"),
     "fees": lazy_gettext("Fees"),
     "refunds": lazy_gettext("Refunds"),
     "chargebacks": lazy_gettext("Chargebacks"),
