@@ -119,14 +119,21 @@ def _scope(
     """The section (and type) asked for, checked against the event: (section_id, type_id)."""
     if ticket_type_id is not None:
         kind = session.get(TicketType, ticket_type_id)
-        if kind is None or not kind.public or kind.section.event_id != event_.id:
+        if (
+            kind is None
+            or not kind.public
+            or kind.hidden
+            or kind.section.hidden
+            or kind.section.event_id != event_.id
+        ):
             raise NotFound(gettext("Ticket type not found in this event."), field="ticket_type_id")
         if section_id is not None and section_id != kind.section_id:
             raise DomainError(gettext("A ticket type of another section."), field="ticket_type_id")
         section_id = kind.section_id
     if section_id is not None:
         section = session.get(EventSection, section_id)
-        if section is None or section.event_id != event_.id:
+        # A presale (hidden) section is sold with its code only: it has no waiting list.
+        if section is None or section.event_id != event_.id or section.hidden:
             raise NotFound(gettext("Section not found in this event."), field="section_id")
     return section_id, ticket_type_id
 
@@ -148,12 +155,22 @@ def _people_wait_for(event_id: int, section: Any) -> Any:
     )
 
 
+def _public_sections(event_id: Any) -> Any:
+    """The event's sections on sale to everyone: a presale (hidden) section is its code's, never
+    a waiting list's."""
+    return select(_section.c.id).where(
+        _section.c.event_id == event_id, _section.c.hidden.is_(False)
+    )
+
+
 def _on_sale_spot(event_id: int, section_id: int | None, now: dt.datetime) -> Any:
-    """A free spot of the event (of the section) that ordinary buyers may take: in no line."""
+    """A free spot of the event (of the section) that ordinary buyers may take: in no line, not
+    in a presale section."""
     query = (
         select(_spot.c.id)
         .where(
             _spot.c.event_id == event_id,
+            _spot.c.section_id.in_(_public_sections(event_id)),
             _spot.c.status.in_([SpotStatus.AVAILABLE.value, SpotStatus.HELD.value]),
             EventSpot.free_clause(now),
             ~_people_wait_for(event_id, _spot.c.section_id),
@@ -234,6 +251,11 @@ def leave(
             # The offered hold first: a hold's end locks its entry (the trigger), not the reverse.
             hold = session.get(Hold, hold_id, with_for_update=True) if hold_id else None
             entry = session.get(WaitlistEntry, entry_id, with_for_update=True)
+            if entry is not None and entry.hold_id != hold_id:
+                # Offered since it was read: its hold is locked first, then the entry again.
+                session.rollback()
+                hold = session.get(Hold, entry.hold_id, with_for_update=True)
+                entry = session.get(WaitlistEntry, entry_id, with_for_update=True)
             if entry is None or not entry.is_open:
                 session.rollback()
                 continue
@@ -340,7 +362,11 @@ def _offer_in_transaction(session: Session, event_id: int, now: dt.datetime) -> 
         session.rollback()
         return _NOTHING
     free = conn.execute(
-        _FREE_BY_SECTION.where(_spot.c.event_id == event_id, EventSpot.free_clause(now))
+        _FREE_BY_SECTION.where(
+            _spot.c.event_id == event_id,
+            _spot.c.section_id.in_(_public_sections(event_id)),
+            EventSpot.free_clause(now),
+        )
     ).all()
     contended = False
     for section_id, count in sorted(free, key=lambda r: r.section_id):

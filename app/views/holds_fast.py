@@ -4,9 +4,10 @@ within the last second (``purchase.sold_out``) with the 409 the app would give, 
 per-request work, the user's load or the database. In a flash crowd most buyers ask for a
 section already gone, and each of them cost a sale's worth of a server thread
 (bench/onsale.py --burst). Anything else, chosen spots, an unknown section, a token that does
-not verify, goes to the app unchanged. Refusals answered here skip the Prometheus request
-metrics, the request-id header and the rate limit, and come before the waiting room's 403: the
-section is gone for everyone."""
+not verify, a request with an Idempotency-Key (asked again after a lost answer, it answers the
+cart it made before the section sold out), goes to the app unchanged. Refusals answered here
+skip the Prometheus request metrics, the request-id header and the rate limit, and come before
+the waiting room's 403: the section is gone for everyone."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ class SoldOutFastPath(FastPath):
     max_body = 1024
 
     def answer(self, token: str, body: bytes, environ: dict[str, Any]) -> tuple[str, bytes] | None:
+        if environ.get("HTTP_IDEMPOTENCY_KEY"):
+            return None  # maybe asked again after a lost answer: its cart is the app's to say
         refusal = self._refusal(token, body, locale_for(environ.get("HTTP_ACCEPT_LANGUAGE")))
         return ("409 CONFLICT", refusal) if refusal is not None else None
 

@@ -5,15 +5,17 @@ per-customer limit counts all of it."""
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from app.extensions import db
 from app.models import EventSpot, Hold, HoldStatus, Order, OrderStatus, SpotStatus, Ticket
 from app.services import payments
+from app.services.purchase import sold_out
 from tests.support.builders import login, make_event, make_partner
 from tests.support.shop import CUSTOMER_PASSWORD, DECLINED, card_token, expire, pay, sign_up
 
@@ -274,3 +276,71 @@ def test_a_hold_asked_again_under_its_key_answers_the_cart_and_takes_nothing_mor
         client.delete(f"/api/v1/holds/{cart['id']}/spots/{spot['id']}", headers=headers)
     after = client.post("/api/v1/holds/", json=body, headers=keyed)
     assert after.status_code == 201 and len(after.get_json()["result"]["spots"]) == 5
+
+
+@pytest.mark.concurrency
+def test_a_cart_changed_while_its_checkout_is_recorded_is_refused(app, two_sections):
+    """The add waits for the cart's row, which checkout's first step holds while it records the
+    order and its pending payment: once it has the row, it must see that payment (a statement
+    that waited for a lock sees only that row anew) and refuse, not add seats the payment does
+    not cover."""
+    client = app.test_client()
+    headers = sign_up(client)
+    cart = _best(client, headers, two_sections, 0, 2)
+    hold = db.session.get(Hold, cart["id"])
+    customer_id, event_id = hold.customer_id, two_sections.id
+    second = two_sections.sections[1].id
+    db.session.rollback()
+    answer = {}
+
+    def add() -> None:
+        response = app.test_client().post(
+            "/api/v1/holds/",
+            json={"event_id": event_id, "section_id": second, "quantity": 1},
+            headers=headers,
+        )
+        answer["add"] = (response.status_code, response.get_json())
+
+    with db.engine.connect() as conn, conn.begin():
+        conn.execute(text("SELECT id FROM hold WHERE id = :h FOR UPDATE"), {"h": cart["id"]})
+        adding = threading.Thread(target=add)
+        adding.start()
+        time.sleep(0.7)  # the add waits for the cart's lock (lock_timeout 2 s)
+        order_id = conn.execute(
+            text(
+                'INSERT INTO "order" (customer_id, event_id, hold_id, status, total_cents, '
+                "currency, created_at) VALUES (:c, :e, :h, 'pending', 20000, 'BRL', now()) "
+                "RETURNING id"
+            ),
+            {"c": customer_id, "e": event_id, "h": cart["id"]},
+        ).scalar_one()
+        conn.execute(
+            text(
+                "INSERT INTO payment (order_id, idempotency_key, status, amount_cents, currency, "
+                "fee_cents, net_cents, gateway, created_at, request_fingerprint) VALUES "
+                "(:o, 'race-key-0001', 'pending', 20000, 'BRL', 0, 20000, 'sim', now(), 'x')"
+            ),
+            {"o": order_id},
+        )
+    adding.join(10)
+    status, body = answer["add"]
+    assert status == 409 and body["error"] == "checkout_in_progress", body
+    held = select(func.count()).where(EventSpot.hold_id == cart["id"])
+    assert db.session.scalar(held) == 2
+
+
+def test_a_hold_asked_again_under_its_key_is_not_refused_from_the_sold_out_memory(client):
+    """The client took the section's last seat and lost the answer; another buyer's refusal puts
+    the section in the process's sold-out memory: the retry under its key answers the cart."""
+    event = make_event(make_partner("Aurora"), rows=("A", "A"), seats=1)
+    event.publish()
+    db.session.commit()
+    sold_out.forget()
+    body = {"event_id": event.id, "section_id": event.sections[0].id, "quantity": 1}
+    keyed = {**sign_up(client), "Idempotency-Key": "hold-attempt-0001"}
+    assert client.post("/api/v1/holds/", json=body, headers=keyed).status_code == 201
+    other = sign_up(client, "bia@example.com")
+    assert client.post("/api/v1/holds/", json=body, headers=other).status_code == 409
+    again = client.post("/api/v1/holds/", json=body, headers=keyed)
+    assert again.status_code == 200, again.get_json()
+    assert len(again.get_json()["result"]["spots"]) == 1

@@ -300,3 +300,20 @@ def test_the_catalog_api_shows_a_codes_prices_and_the_sections_it_unlocks(client
     assert [s["promo_price_cents"] for s in everywhere] == [8000]
     unknown = client.get(f"{url}?code=NOPE")
     assert unknown.status_code == 404 and unknown.get_json()["field"] == "promo_code"
+
+
+@pytest.mark.concurrency
+def test_a_code_without_a_limit_in_all_is_not_a_queue(client, on_sale):
+    """Its row is only read: a hold with it does not wait for another holding the row (a presale
+    where every fan types the same code), while a code with a limit is locked and waits."""
+    unlimited = promo(on_sale, "FANS")
+    limited = promo(on_sale, "FIRST5", max_uses=5)
+    headers = sign_up(client)
+    with db.engine.connect() as conn, conn.begin():
+        for code in (unlimited, limited):
+            # as a hold of each takes its lock (FOR NO KEY UPDATE, promo_codes.py)
+            locking = select(PromoCode.id).where(PromoCode.id == code.id)
+            conn.execute(locking.with_for_update(key_share=True))
+        assert _hold(client, headers, on_sale, code="FANS").status_code == 201
+        waited = _hold(client, sign_up(client, "bia@example.com"), on_sale, code="FIRST5")
+        assert waited.status_code == 503 and waited.get_json()["error"] == "busy"

@@ -5,6 +5,7 @@ the next; ordinary buyers are refused while anyone waits; the partner sees the l
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -22,7 +23,9 @@ from app.models import (
     WaitlistEntry,
     WaitlistStatus,
 )
+from app.models.base import utcnow
 from app.models.local_time import format_local
+from app.models.promo import PromoCode
 from app.services import events as event_service
 from app.services import waitlist
 from app.services.mail import messages
@@ -30,7 +33,7 @@ from app.services.purchase import sold_out
 from app.services.purchase.release import release_expired_holds
 from app.services.scoping import SYSTEM
 from tests.support.builders import login, make_event, make_partner, make_user, record_sale
-from tests.support.shop import buy, card_token, expire, pay, sign_up
+from tests.support.shop import DECLINED, buy, card_token, expire, pay, sign_up
 
 
 @pytest.fixture
@@ -421,3 +424,93 @@ def test_the_shop_keeps_a_section_with_a_line_from_ordinary_buyers(client, small
 def test_a_visitor_joining_is_asked_to_log_in(client, small_event):
     answer = client.post(f"/events/{small_event.id}/waitlist", data={"quantity": "1"})
     assert answer.status_code == 302 and "/login" in answer.headers["Location"]
+
+
+# -- with the cart, presales and checkout (review of the merged features) ---------------------
+
+
+def _offered_with_a_second_section(client) -> tuple[Any, dict[str, str], WaitlistEntry]:
+    """An event of two sections of 2 seats; the first sold out and its hold expired: the one
+    customer in line holds an offer of 1 seat."""
+    event = make_event(make_partner("Aurora"), sections=2, rows=("A", "A"), seats=2)
+    event.publish()
+    db.session.commit()
+    sold_out.forget()
+    held = _hold(client, event, event.sections[0].spots)
+    waiting = _customer(client)
+    joined = _join(client, event, waiting, section_id=event.sections[0].id)
+    assert joined.status_code == 201, joined.get_json()
+    expire(held["id"])
+    release_expired_holds(db.session)
+    entry = _entry(joined.get_json()["result"]["id"])
+    assert entry.status == WaitlistStatus.OFFERED
+    return event, waiting, entry
+
+
+def test_an_offer_is_not_a_cart_and_leaving_the_list_frees_only_the_offer(client, tasks_in_process):
+    event, waiting, entry = _offered_with_a_second_section(client)
+    added = client.post(
+        "/api/v1/holds/",
+        json={"event_id": event.id, "section_id": event.sections[1].id, "quantity": 2},
+        headers=waiting,
+    )
+    assert added.status_code == 201, added.get_json()
+    cart = added.get_json()["result"]
+    # A hold of its own for the ordinary seats, for HOLD_MINUTES, not the offer's window.
+    assert cart["id"] != entry.hold_id and len(cart["spots"]) == 2
+    assert cart["seconds_left"] <= 600
+    assert client.delete(f"/api/v1/waitlist/{event.id}", headers=waiting).status_code == 200
+    db.session.expire_all()
+    statuses = [s.status for s in event.sections[1].spots]
+    assert statuses == [SpotStatus.HELD, SpotStatus.HELD]
+    assert db.session.get(Hold, entry.hold_id).status == HoldStatus.RELEASED
+
+
+def test_paying_an_offer_near_its_deadline_gets_the_payment_grace(client, tasks_in_process):
+    event, waiting, entry = _offered_with_a_second_section(client)
+    hold = db.session.get(Hold, entry.hold_id)
+    hold.expires_at = utcnow().replace(microsecond=0) + dt.timedelta(seconds=30)
+    hold.created_at = hold.expires_at - dt.timedelta(minutes=60)
+    entry.offer_expires_at = hold.expires_at
+    for spot in hold.spots:
+        spot.held_until = hold.expires_at
+    db.session.commit()
+    before = hold.expires_at
+    assert pay(client, waiting, hold.id, card_token(client, DECLINED)).status_code == 402
+    db.session.expire_all()
+    assert db.session.get(Hold, hold.id).expires_at > before + dt.timedelta(seconds=60)
+
+
+def test_a_presale_section_has_no_waiting_list_and_no_event_wide_line(client):
+    event = make_event(make_partner("Aurora"), sections=2, rows=("A", "A"), seats=2)
+    presale = event.sections[1]
+    presale.hidden = True
+    event.publish()
+    db.session.commit()
+    sold_out.forget()
+    _hold(client, event, event.sections[0].spots)
+    # The public section is sold out: the event-wide list is open, a presale's is not found.
+    assert _join(client, event, _customer(client), quantity=1).status_code == 201
+    hidden = _join(client, event, _customer(client), quantity=1, section_id=presale.id)
+    assert hidden.status_code == 404 and hidden.get_json()["field"] == "section_id"
+    # The event-wide entry keeps the public section's spots for the line, not the presale's:
+    # a code holder still holds there.
+    from app.services import promos  # noqa: F401 - the model's module is loaded with the app
+
+    db.session.add(
+        PromoCode(
+            partner_id=event.partner_id,
+            event_id=event.id,
+            section_id=presale.id,
+            code="FANS",
+            kind="percent",
+            value=10,
+        )
+    )
+    db.session.commit()
+    fan = client.post(
+        "/api/v1/holds/",
+        json={"event_id": event.id, "section_id": presale.id, "quantity": 1, "promo_code": "FANS"},
+        headers=_customer(client),
+    )
+    assert fan.status_code == 201, fan.get_json()

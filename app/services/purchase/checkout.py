@@ -58,6 +58,7 @@ from app.models import (
     SpotStatus,
     Ticket,
     TicketStatus,
+    WaitlistEntry,
 )
 from app.models.base import MAX_INT, utcnow
 from app.models.event import SALE_COLUMNS, sale_window
@@ -260,6 +261,7 @@ def _replay(
 _payment, _order, _ticket = Payment.__table__, Order.__table__, Ticket.__table__
 _hold, _spot = Hold.__table__, EventSpot.__table__
 _event, _partner, _customer = Event.__table__, Partner.__table__, Customer.__table__
+_offer = WaitlistEntry.__table__
 
 # The purchase path runs as Core statements built once: the ORM's unit of work cost more CPU
 # than the database did (bench/onsale.py).
@@ -276,6 +278,11 @@ _LOCK_HOLD_TO_PAY = (
         _partner.c.fee_fixed_cents,
         _customer.c.name.label("customer_name"),
         _event.c.named_tickets,
+        # A waiting list's offer lasts the offer's window, not HOLD_MINUTES.
+        select(_offer.c.offer_expires_at)
+        .where(_offer.c.hold_id == _hold.c.id)
+        .scalar_subquery()
+        .label("offered_until"),
     )
     .select_from(
         _hold.join(_event, _event.c.id == _hold.c.event_id)
@@ -436,8 +443,11 @@ def _record_attempt(
         sale_window(hold).require_open(now)
         order = spots[0]  # its order_* columns
         # Cover the payment, but never beyond one grace period past the hold's own length:
-        # repeated attempts must not keep seats forever.
-        longest = hold.created_at + hold_duration() + PAYMENT_GRACE
+        # repeated attempts must not keep seats forever. A waiting list's offer: its own window.
+        own_end = hold.created_at + hold_duration()
+        if hold.offered_until is not None:
+            own_end = max(own_end, hold.offered_until)
+        longest = own_end + PAYMENT_GRACE
         until = max(hold.expires_at, min(now + PAYMENT_GRACE, longest))
         order_id = order.order_id
         total = sum(s.price_cents for s in spots) if order_id is None else order.order_total

@@ -475,7 +475,9 @@ def _lock_spots(
             raise NotFound(gettext("Section not found in this event."), field="section_id")
         if row.free_up_to_wanted < wanted:
             raise _not_enough(ids, row.section_name, row.free_up_to_wanted, row.section_hidden)
-    waitlist_line.refuse_where_people_wait(conn, ids, row.waiting_sections, row.section_name)
+    waitlist_line.refuse_where_people_wait(
+        conn, ids, row.waiting_sections, row.section_name, bool(row.section_hidden)
+    )
     ids["cart"] = cart.locked(conn, ids)
     types = ticket_types.lock(conn, ids, wanted)
     params = {**ids, "spot_limit": limit}

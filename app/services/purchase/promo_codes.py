@@ -1,12 +1,15 @@
 """Promo codes in a hold: the code looked up and locked, its uses counted, each spot's discount
 quoted, hidden (presale) sections and types unlocked (app/models/promo.py says what a code is).
 
-The code's row is locked ``FOR UPDATE`` after the customer's and before the ticket types' and
-the spots' (the one lock order of a hold), while its uses in force are counted: the spots held
-with it by live holds (``held_until`` after now) and its valid tickets. Two buyers of a code's
-last use are counted one after the other, so ``max_uses`` is never passed. Nothing else locks
-the code: a hold that expires stops counting when its time is over, a refunded ticket when it is
-revoked, and checkout, confirmation and release lock holds and spots only.
+A code with a limit in all (``max_uses``) has its row locked after the customer's and before
+the ticket types' and the spots' (the one lock order of a hold; ``FOR NO KEY UPDATE``, so rows
+that merely refer to the code do not wait for it) while its uses in force are counted: the
+spots held with it by live holds (``held_until`` after now) and its valid tickets. A code
+without one is only read, so its buyers do not queue on its row; uses per customer are counted
+under the customer's lock. Two buyers of a code's last use are counted one after the other,
+so ``max_uses`` is never passed. Nothing else locks the code: a hold that expires stops
+counting when its time is over, a refunded ticket when it is revoked, and checkout,
+confirmation and release lock holds and spots only.
 
 Which rules were chosen where the issue left them open:
 - an unknown code (or another partner's, or an inactive one) is 404 naming ``promo_code``; a
@@ -67,7 +70,7 @@ class Promo:
         return self.section_id == section_id
 
 
-_LOCK_CODE = (
+_READ_CODE = (
     select(
         _code.c.id,
         _code.c.code,
@@ -91,8 +94,13 @@ _LOCK_CODE = (
         )
     )
     .where(_event.c.id == bindparam("event_id"), _code.c.code == bindparam("promo_code"))
-    .with_for_update(of=_code)
 )
+# Only a code with a limit in all is locked (its uses are counted one hold at a time); one
+# without (a presale's "FANS") is read, so that its buyers do not wait for each other. Uses per
+# customer are counted under the customer's lock, which the hold took first.
+# FOR NO KEY UPDATE: holds of the code queue on it, while rows that merely refer to it (a spot
+# held with it, a ticket checkout issues with it) take their key-share lock without waiting.
+_LOCK_CODE = _READ_CODE.with_for_update(of=_code, key_share=True)
 _USES, _USES_BY_CUSTOMER = uses_query(), uses_query(by_customer=True)
 
 
@@ -112,7 +120,9 @@ def lock(conn: Connection, ids: dict[str, Any], wanted: int) -> Promo | None:
     given = ids.get("promo_code")
     if not given:
         return None
-    row = conn.execute(_LOCK_CODE, ids).first()
+    row = conn.execute(_READ_CODE, ids).first()
+    if row is not None and row.max_uses is not None:
+        row = conn.execute(_LOCK_CODE, ids).first()
     if row is None or not row.active:
         raise NotFound(gettext("Promo code not found."), field="promo_code")
     refused = refusal(row, ids["now"], ids["event_id"])

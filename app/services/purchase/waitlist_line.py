@@ -40,7 +40,7 @@ WAITING_SECTIONS = (
     .where(_entry.c.event_id == _event.c.id, _entry.c.status == WaitlistStatus.WAITING.value)
     .scalar_subquery()
 )
-_SECTIONS_OF_SPOTS = select(_spot.c.section_id, _section.c.name).join(
+_SECTIONS_OF_SPOTS = select(_spot.c.section_id, _section.c.name, _section.c.hidden).join(
     _section, _section.c.id == _spot.c.section_id
 )
 
@@ -50,16 +50,19 @@ def refuse_where_people_wait(
     ids: dict[str, Any],
     waiting: Sequence[int] | None,
     section_name: str | None,
+    section_hidden: bool = False,
 ) -> None:
     """WaitlistInForce (409) for an ordinary hold in a section where people wait: best-available
     in ``ids["section_id"]`` (named ``section_name``), or the chosen spots ``ids["spot_order"]``.
-    ``waiting``: WAITING_SECTIONS as the hold read it; None (nobody waits) costs nothing."""
+    ``waiting``: WAITING_SECTIONS as the hold read it; None (nobody waits) costs nothing. A
+    presale (hidden) section is its code's and has no line: an event-wide entry does not keep
+    it (``section_hidden``: best-available's section is one)."""
     if not waiting:
         return
     spot_ids = ids.get("spot_order")
     if not spot_ids:
         section_id = ids["section_id"]
-        if ANY_SECTION in waiting or section_id in waiting:
+        if (ANY_SECTION in waiting and not section_hidden) or section_id in waiting:
             # Refused from memory for a second, as a sold-out section is (views/holds_fast.py).
             sold_out.remember(ids["event_id"], section_id, section_name or "", waitlist=True)
             raise in_force(section_name or "")
@@ -68,7 +71,7 @@ def refuse_where_people_wait(
         _SECTIONS_OF_SPOTS.where(any_of(_spot.c.id, spot_ids), _spot.c.event_id == ids["event_id"])
     ).all()
     for row in rows:
-        if ANY_SECTION in waiting or row.section_id in waiting:
+        if (ANY_SECTION in waiting and not row.hidden) or row.section_id in waiting:
             raise in_force(row.name)
 
 
