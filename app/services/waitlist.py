@@ -373,9 +373,13 @@ def _offer_in_transaction(session: Session, event_id: int, now: dt.datetime) -> 
         first = _first_in_line(session, event_id, section_id)
         if first is None or first.quantity > count:
             continue  # nobody waits here, or the first wants more: nobody behind jumps ahead
+        # Each section's try in a savepoint: one that fails lets go of the customer, the type
+        # and the spots it locked before the next section's first in line is locked.
+        attempt = session.begin_nested()
         outcome = _offer(session, conn, first, section_id, now, event_.waitlist_offer_minutes)
         if outcome is _OFFERED:
-            return _OFFERED
+            return _OFFERED  # committed
+        attempt.rollback()
         contended = contended or outcome is _CONTENDED
     session.rollback()
     return _CONTENDED if contended else _NOTHING
