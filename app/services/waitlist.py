@@ -456,12 +456,14 @@ def _offer(
     return _OFFERED
 
 
-def events_with_waiting(session: Session) -> list[int]:
-    """Events on sale whose lists have someone waiting (the beat's sweep offers for each)."""
+def events_with_waiting(session: Session, now: dt.datetime | None = None) -> list[int]:
+    """Events on sale whose lists have someone waiting (the beat's sweep offers for each); an
+    event no longer on sale (ended, cancelled, its sales closed) is left out."""
     return list(
         session.scalars(
             select(WaitlistEntry.event_id)
-            .where(WaitlistEntry.status == _WAITING)
+            .join(Event, Event.id == WaitlistEntry.event_id)
+            .where(WaitlistEntry.status == _WAITING, Event.on_sale_clause(now or utcnow()))
             .distinct()
             .order_by(WaitlistEntry.event_id)
         )
@@ -472,7 +474,7 @@ def sweep(session: Session, now: dt.datetime | None = None) -> int:
     """Every minute: offers for every event whose lists wait (spots of holds that expired
     without a release come back this way). Returns how many offers were made."""
     made = 0
-    for event_id in events_with_waiting(session):
+    for event_id in events_with_waiting(session, now):
         made += make_offers(session, event_id, now)
     return made
 

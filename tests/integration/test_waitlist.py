@@ -514,3 +514,11 @@ def test_a_presale_section_has_no_waiting_list_and_no_event_wide_line(client):
         headers=_customer(client),
     )
     assert fan.status_code == 201, fan.get_json()
+
+
+def test_the_sweep_leaves_out_events_no_longer_on_sale(client, small_event):
+    _sold_out_with_line(client, small_event, 1)
+    assert waitlist.events_with_waiting(db.session) == [small_event.id]
+    small_event.sales_end = utcnow() - dt.timedelta(minutes=1)
+    db.session.commit()
+    assert waitlist.events_with_waiting(db.session) == []
