@@ -131,6 +131,7 @@ def apply_rate_limits(app: Flask) -> None:
         ("QueueApi.join", "RATELIMIT_QUEUE", None),
         ("shop.queue", "RATELIMIT_QUEUE", None),
         ("WaitlistApi.join", "RATELIMIT_QUEUE", None),
+        ("shop.join_waitlist", "RATELIMIT_QUEUE", None),
     ):
         view = app.view_functions[endpoint]
         limit = limiter.limit(app.config[key], key_func=key_func, methods=["POST"])

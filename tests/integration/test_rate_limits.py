@@ -192,6 +192,18 @@ def test_joining_a_waiting_room_is_limited_api_and_page(limited, on_sale):
     assert page.post(f"/events/{on_sale.id}/queue").status_code == 429
 
 
+def test_joining_a_waiting_list_from_the_page_is_limited(limited, on_sale):
+    """As the API's join: each one takes a place in a sold-out section's line."""
+    page = limited.application.test_client()
+    page.post(
+        "/signup", data={"name": "Bia", "email": "bia@example.com", "password": CUSTOMER_PASSWORD}
+    )
+    url = f"/events/{on_sale.id}/waitlist"
+    for _ in range(2):
+        assert page.post(url, data={"quantity": "1"}).status_code == 302
+    assert page.post(url, data={"quantity": "1"}).status_code == 429
+
+
 def test_the_default_test_app_never_answers_429(client, on_sale):
     assert client.application.config["RATELIMIT_ENABLED"] is False
     statuses = [sign_up_json(client, f"user{i}@example.com").status_code for i in range(3)]
