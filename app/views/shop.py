@@ -150,7 +150,7 @@ def event(event_id: int) -> Any:
         sections=catalog.section_availability(db.session, event.id, now, promo),
         max_spots=current_app.config["MAX_SPOTS_PER_EVENT"],
         # What the customer holds here (their cart) and for how long.
-        carts=purchase.hold.customer_carts(db.session, customer.id, event.id, now)
+        carts=purchase.summary.customer_carts(db.session, customer.id, event.id, now)
         if customer is not None
         else [],
         now=now,
@@ -312,7 +312,7 @@ def hold_page(hold_id: int) -> Any:
     if customer is None:
         return _login_redirect()
     try:
-        hold = purchase.hold.get_customer_hold(db.session, customer.id, hold_id)
+        hold = purchase.summary.get_customer_hold(db.session, customer.id, hold_id)
     except NotFound:
         abort(404)
     now = utcnow()
@@ -320,14 +320,14 @@ def hold_page(hold_id: int) -> Any:
     token = request.args.get("card_token")
     if token:
         card = gateway().card(token)
-    spots = purchase.hold.spots_of_hold(db.session, hold.id)
+    spots = purchase.summary.spots_of_hold(db.session, hold.id)
     return render_template(
         "shop/hold.html",
         hold=hold,
         spots=spots,
         event=hold.event,
         seconds_left=hold.seconds_left(now),
-        total=purchase.hold.hold_total(spots),
+        total=purchase.summary.hold_total(spots),
         discount=sum(spot.held_discount_cents or 0 for spot in spots),
         card=card,
         card_error=request.args.get("card_error"),
@@ -347,7 +347,7 @@ def pay(hold_id: int) -> Any:
     try:
         # Another customer's hold is not found before the form is looked at (its messages
         # would show on whatever page that customer opens next).
-        purchase.hold.get_customer_hold(db.session, customer.id, hold_id)
+        purchase.summary.get_customer_hold(db.session, customer.id, hold_id)
         result = purchase.checkout.checkout(
             db.session,
             gateway(),

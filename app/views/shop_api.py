@@ -328,7 +328,7 @@ class HoldApi(BaseApi):
         if event_id is not None and not is_id(event_id):
             raise InvalidRequest(gettext("event_id must be an event's id."), field="event_id")
         now = utcnow()
-        holds = purchase.hold.customer_carts(
+        holds = purchase.summary.customer_carts(
             db.session, _customer_id(), int(event_id) if event_id else None, now
         )
         return self.response(200, result=[hold_json(h, now) for h in holds])
@@ -357,7 +357,7 @@ class HoldApi(BaseApi):
         """
         customer_id = _customer_id()
         hold = purchase.release.release_spot(db.session, customer_id, pk, spot_id)
-        summary = purchase.hold.HoldSummary.of(db.session, hold)
+        summary = purchase.summary.HoldSummary.of(db.session, hold)
         return self.response(200, result=hold_json(summary, utcnow()))
 
     @expose("/<int:pk>", methods=["GET"])
@@ -379,8 +379,8 @@ class HoldApi(BaseApi):
               description: Not found (or another customer's)
         """
         customer_id = _customer_id()
-        hold = purchase.hold.get_customer_hold(db.session, customer_id, pk)
-        summary = purchase.hold.HoldSummary.of(db.session, hold)
+        hold = purchase.summary.get_customer_hold(db.session, customer_id, pk)
+        summary = purchase.summary.HoldSummary.of(db.session, hold)
         return self.response(200, result=hold_json(summary, utcnow()))
 
     @expose("/<int:pk>", methods=["DELETE"])
