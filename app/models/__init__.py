@@ -5,7 +5,7 @@ from app.models.audit import AuditEntry
 from app.models.checkin import CheckIn, ScanDirection, ScanResult
 from app.models.customer import Customer
 from app.models.errors import Busy, Conflict, DomainError, Forbidden, NotFound
-from app.models.event import Event, EventSection, EventStatus, SectionKind
+from app.models.event import Event, EventStatus
 from app.models.gate import CheckinEntry, GateAssignment, GateDevice, token_hash
 from app.models.ledger import (
     AccountKind,
@@ -33,6 +33,7 @@ from app.models.partner import Partner, PartnerStatus, PartnerUser
 from app.models.payout import Payout, PayoutItem, PayoutStatus
 from app.models.promo import PromoCode, PromoCodeRefused, PromoKind
 from app.models.report import KIND_LABELS, Report, ReportFormat, ReportKind, ReportStatus
+from app.models.section import EventSection, SectionKind
 from app.models.settlement import (
     LineKind,
     MismatchKind,

@@ -30,9 +30,10 @@ from app.i18n import status_name
 from app.models.base import Transition, enum_check, utcnow
 from app.models.customer import Customer
 from app.models.errors import Conflict, DomainError, NotFound
-from app.models.event import Event, EventSection, owned_event_ids
+from app.models.event import Event, owned_event_ids
 from app.models.money import format_money
 from app.models.promo import PromoCode
+from app.models.section import EventSection
 from app.models.spot import EventSpot
 from app.models.ticket_type import TicketType
 
