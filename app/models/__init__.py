@@ -17,19 +17,9 @@ from app.models.ledger import (
 )
 from app.models.mail import MailStatus, OutboxMail, PasswordReset
 from app.models.money import format_money
-from app.models.order import (
-    Hold,
-    HoldStatus,
-    Order,
-    OrderStatus,
-    Payment,
-    PaymentRefund,
-    PaymentStatus,
-    RefundStatus,
-    Ticket,
-    TicketStatus,
-)
+from app.models.order import Hold, HoldStatus, Order, OrderStatus, Ticket, TicketStatus
 from app.models.partner import Partner, PartnerStatus, PartnerUser
+from app.models.payment import Payment, PaymentRefund, PaymentStatus, RefundStatus
 from app.models.payout import Payout, PayoutItem, PayoutStatus
 from app.models.promo import PromoCode, PromoCodeRefused, PromoKind
 from app.models.report import KIND_LABELS, Report, ReportFormat, ReportKind, ReportStatus
