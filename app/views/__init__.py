@@ -10,16 +10,8 @@ from app.i18n import N_
 from app.views import accounts, login_limits
 from app.views.audit import AuditEntryView
 from app.views.balances import BalanceView
-from app.views.catalog import (
-    EventApi,
-    EventSectionApi,
-    EventSectionView,
-    EventSpotApi,
-    EventSpotView,
-    EventView,
-    TicketTypeApi,
-    TicketTypeView,
-)
+from app.views.catalog import EventSectionView, EventSpotView, EventView, TicketTypeView
+from app.views.catalog_api import EventApi, EventSectionApi, EventSpotApi, TicketTypeApi
 from app.views.checkin_api import CheckinApi
 from app.views.gate_admin import CheckInView, GateAssignmentView, GateDeviceView
 from app.views.home import EventOverviewView
