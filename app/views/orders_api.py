@@ -13,9 +13,9 @@ from flask_appbuilder.security.decorators import permission_name, protect
 from app.extensions import db
 from app.services import customers, refunds, ticket_documents, tickets
 from app.services.payments import gateway
-from app.views.shop import document_response
 from app.views.shop_api import _customer_id, _json_body, domain_errors
 from app.views.shop_json import order_json, ticket_json
+from app.views.shop_orders import document_response
 
 
 class OrderApi(BaseApi):
