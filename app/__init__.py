@@ -102,6 +102,7 @@ def configure_appbuilder(app: Flask) -> None:
 
 def configure_blueprints(app: Flask) -> None:
     from app.sim_acquirer import bp as sim_acquirer_bp
+    from app.views import shop_orders  # noqa: F401 - its pages are on the shop blueprint
     from app.views.accounts import bp as accounts_bp
     from app.views.gate import bp as gate_bp
     from app.views.ops import bp as ops_bp

@@ -5,7 +5,7 @@ from app.models.audit import AuditEntry
 from app.models.checkin import CheckIn, ScanDirection, ScanResult
 from app.models.customer import Customer
 from app.models.errors import Busy, Conflict, DomainError, Forbidden, NotFound
-from app.models.event import Event, EventSection, EventStatus, SectionKind
+from app.models.event import Event, EventStatus
 from app.models.gate import CheckinEntry, GateAssignment, GateDevice, token_hash
 from app.models.ledger import (
     AccountKind,
@@ -17,22 +17,13 @@ from app.models.ledger import (
 )
 from app.models.mail import MailStatus, OutboxMail, PasswordReset
 from app.models.money import format_money
-from app.models.order import (
-    Hold,
-    HoldStatus,
-    Order,
-    OrderStatus,
-    Payment,
-    PaymentRefund,
-    PaymentStatus,
-    RefundStatus,
-    Ticket,
-    TicketStatus,
-)
+from app.models.order import Hold, HoldStatus, Order, OrderStatus, Ticket, TicketStatus
 from app.models.partner import Partner, PartnerStatus, PartnerUser
+from app.models.payment import Payment, PaymentRefund, PaymentStatus, RefundStatus
 from app.models.payout import Payout, PayoutItem, PayoutStatus
 from app.models.promo import PromoCode, PromoCodeRefused, PromoKind
 from app.models.report import KIND_LABELS, Report, ReportFormat, ReportKind, ReportStatus
+from app.models.section import EventSection, SectionKind
 from app.models.settlement import (
     LineKind,
     MismatchKind,

@@ -153,6 +153,11 @@ def alembic_include_object(obj: object, name: str | None, type_: str, *_: object
     return not (type_ == "index" and name in UNMANAGED_INDEXES)
 
 
+def listed_ids(ids: Iterable[int]) -> str:
+    """Row ids as a message names them: "3, 5, 8"."""
+    return ", ".join(str(i) for i in ids)
+
+
 def changed_attributes(instance: Any) -> set[str]:
     """Names of the attributes changed on a persistent instance since it was loaded."""
     state = inspect(instance)

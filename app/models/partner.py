@@ -161,7 +161,8 @@ class Partner(Model):
         from sqlalchemy import select
         from sqlalchemy.orm import object_session
 
-        from app.models.event import Event, EventSection, EventStatus
+        from app.models.event import Event, EventStatus
+        from app.models.section import EventSection
 
         session = object_session(self)
         if session is None or self.id is None:

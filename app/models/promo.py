@@ -55,8 +55,9 @@ from app.models.errors import DomainError
 from app.models.money import amount_from_cents, cents_from_amount, format_money
 
 if TYPE_CHECKING:
-    from app.models.event import Event, EventSection
+    from app.models.event import Event
     from app.models.partner import Partner
+    from app.models.section import EventSection
     from app.models.ticket_type import TicketType
 
 # Letters and digits nobody confuses when reading a code aloud or copying it (no 0/O, 1/I/L).

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.models.base import enum_check, utcnow
 from app.models.ledger import LedgerTransaction
 from app.models.money import format_money
-from app.models.order import Payment, PaymentRefund
+from app.models.payment import Payment, PaymentRefund
 
 
 class LineKind(enum.StrEnum):

@@ -27,8 +27,9 @@ from app.models.base import MAX_INT, Transition, changed_attributes, enum_check
 from app.models.errors import Conflict, DomainError
 
 if TYPE_CHECKING:
-    from app.models.event import Event, EventSection
+    from app.models.event import Event
     from app.models.promo import PromoCode
+    from app.models.section import EventSection
     from app.models.ticket_type import TicketType
 
 

@@ -36,7 +36,7 @@ from app.models.errors import DomainError
 from app.models.money import PricedInCents
 
 if TYPE_CHECKING:
-    from app.models.event import EventSection
+    from app.models.section import EventSection
 
 HALF_PRICE_SHARE_PERCENT = 40  # Lei 12.933/2013, art. 1º, § 10
 
@@ -91,7 +91,8 @@ class TicketType(PricedInCents, Model):
 
     @classmethod
     def partner_scope(cls, partner_id: int) -> ColumnElement[bool]:
-        from app.models.event import EventSection, owned_event_ids
+        from app.models.event import owned_event_ids
+        from app.models.section import EventSection
 
         return cls.section_id.in_(
             select(EventSection.id).where(EventSection.event_id.in_(owned_event_ids(partner_id)))

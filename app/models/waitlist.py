@@ -39,8 +39,9 @@ from app.models.base import enum_check, utcnow
 
 if TYPE_CHECKING:
     from app.models.customer import Customer
-    from app.models.event import Event, EventSection
+    from app.models.event import Event
     from app.models.order import Hold
+    from app.models.section import EventSection
     from app.models.ticket_type import TicketType
 
 

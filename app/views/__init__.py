@@ -10,16 +10,9 @@ from app.i18n import N_
 from app.views import accounts, login_limits
 from app.views.audit import AuditEntryView
 from app.views.balances import BalanceView
-from app.views.catalog import (
-    EventApi,
-    EventSectionApi,
-    EventSectionView,
-    EventSpotApi,
-    EventSpotView,
-    EventView,
-    TicketTypeApi,
-    TicketTypeView,
-)
+from app.views.catalog import EventSectionView, EventSpotView, EventView, TicketTypeView
+from app.views.catalog_api import EventApi, EventSectionApi, EventSpotApi, TicketTypeApi
+from app.views.catalog_public_api import CatalogApi, CustomerApi
 from app.views.checkin_api import CheckinApi
 from app.views.gate_admin import CheckInView, GateAssignmentView, GateDeviceView
 from app.views.home import EventOverviewView
@@ -37,7 +30,7 @@ from app.views.settlement import (
     SettlementMismatchView,
     SettlementView,
 )
-from app.views.shop_api import CatalogApi, CustomerApi, HoldApi, QueueApi
+from app.views.shop_api import HoldApi, QueueApi
 from app.views.two_factor import TwoFactorView, require_enrolment
 from app.views.waitlist import WaitlistEntryView
 from app.views.waitlist_api import WaitlistApi

@@ -18,7 +18,7 @@ from app.extensions import db
 from app.services.checkin import manifest, scanning
 from app.services.checkin.rules import parse_scan
 from app.services.checkin.scanners import scanner_for_token
-from app.views.shop_api import _json_body, domain_errors
+from app.views.api_input import domain_errors, json_body
 
 
 def scanner_required(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -76,7 +76,7 @@ class CheckinApi(BaseApi):
             422:
               description: A field is missing or malformed, or the nonce is another scan's
         """
-        scan_request = parse_scan(_json_body())
+        scan_request = parse_scan(json_body())
         return self.response(200, **scanning.scan(db.session, g.scanner, scan_request))
 
     @expose("/offline-scans", methods=["POST"])
@@ -120,7 +120,7 @@ class CheckinApi(BaseApi):
             422:
               description: A scan is malformed or reuses a nonce (the field names which)
         """
-        results = scanning.record_offline_scans(db.session, g.scanner, _json_body())
+        results = scanning.record_offline_scans(db.session, g.scanner, json_body())
         return self.response(200, results=results)
 
     @expose("/events", methods=["GET"])

@@ -13,9 +13,9 @@ from flask_appbuilder.security.decorators import permission_name, protect
 from app.extensions import db
 from app.services import customers, refunds, ticket_documents, tickets
 from app.services.payments import gateway
-from app.views.shop import document_response
-from app.views.shop_api import _customer_id, _json_body, domain_errors
+from app.views.api_input import domain_errors, json_body, request_customer_id
 from app.views.shop_json import order_json, ticket_json
+from app.views.shop_orders import document_response
 
 
 class OrderApi(BaseApi):
@@ -37,7 +37,7 @@ class OrderApi(BaseApi):
             200:
               description: Orders with their tickets
         """
-        customer_id = _customer_id()
+        customer_id = request_customer_id()
         ids = customers.order_ids_of(db.session, customer_id)
         records = customers.order_records(db.session, customer_id, ids)
         return self.response(200, result=[order_json(r) for r in records], count=len(records))
@@ -60,7 +60,7 @@ class OrderApi(BaseApi):
             404:
               description: Not found (or another customer's)
         """
-        customer_id = _customer_id()
+        customer_id = request_customer_id()
         record = customers.order_record(db.session, customer_id, pk)
         return self.response(200, result=order_json(record))
 
@@ -88,7 +88,7 @@ class OrderApi(BaseApi):
               description: '{"error": "no_valid_tickets"}: the order is not paid, or every
                 ticket was refunded'
         """
-        order = ticket_documents.owned_order(db.session, _customer_id(), pk)
+        order = ticket_documents.owned_order(db.session, request_customer_id(), pk)
         return document_response(order, "pdf")
 
     @expose("/<int:pk>/calendar.ics", methods=["GET"])
@@ -115,7 +115,7 @@ class OrderApi(BaseApi):
               description: '{"error": "no_valid_tickets"}: the order is not paid, or every
                 ticket was refunded'
         """
-        order = ticket_documents.owned_order(db.session, _customer_id(), pk)
+        order = ticket_documents.owned_order(db.session, request_customer_id(), pk)
         return document_response(order, "ics")
 
     @expose("/<int:pk>/cancel", methods=["POST"])
@@ -141,7 +141,7 @@ class OrderApi(BaseApi):
                 "ticket_used", "tickets": [{"id", "seat", "entered_at", "gate"}]}; or the order
                 is not paid'
         """
-        customer_id = _customer_id()
+        customer_id = request_customer_id()
         order = refunds.cancel_by_customer(db.session, gateway(), customer_id, pk)
         return self.response(
             200, result=order_json(customers.order_record(db.session, customer_id, order.id))
@@ -171,7 +171,7 @@ class TicketApi(BaseApi):
             200:
               description: Tickets with their codes, soonest event first
         """
-        customer_id = _customer_id()
+        customer_id = request_customer_id()
         held = tickets.held_tickets(db.session, customer_id)
         return self.response(
             200, result=[ticket_json(t, customer_id) for t in held], count=len(held)
@@ -195,7 +195,7 @@ class TicketApi(BaseApi):
             404:
               description: Not found (or not the customer's, another's or handed on)
         """
-        customer_id = _customer_id()
+        customer_id = request_customer_id()
         ticket = tickets.owned_ticket(db.session, customer_id, pk)
         return self.response(200, result=ticket_json(ticket, customer_id))
 
@@ -234,8 +234,8 @@ class TicketApi(BaseApi):
             503:
               description: Busy, try again
         """
-        body = _json_body()
-        customer_id = _customer_id()
+        body = json_body()
+        customer_id = request_customer_id()
         ticket = tickets.rename(db.session, customer_id, pk, body.get("holder_name"))
         return self.response(200, result=ticket_json(ticket, customer_id))
 
@@ -279,8 +279,8 @@ class TicketApi(BaseApi):
             503:
               description: Busy, try again
         """
-        body = _json_body()
-        customer_id = _customer_id()
+        body = json_body()
+        customer_id = request_customer_id()
         new = tickets.transfer(db.session, customer_id, pk, body.get("email"))
         recipient = new.owner
         return self.response(

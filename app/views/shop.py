@@ -1,4 +1,5 @@
-"""Customer pages: search, event and seat map, hold and card payment, orders and tickets.
+"""Customer pages: search, event and seat map, hold and card payment (orders and tickets:
+shop_orders.py, on this blueprint).
 
 Server-rendered and usable without JavaScript (best-available form, card form posted to the
 acquirer with a return URL); shop.js adds the seat map, the countdown and in-page tokenization.
@@ -14,7 +15,6 @@ from urllib.parse import urlencode
 import segno
 from flask import (
     Blueprint,
-    Response,
     abort,
     current_app,
     flash,
@@ -37,9 +37,6 @@ from app.services import (
     customers,
     promos,
     purchase,
-    refunds,
-    ticket_documents,
-    tickets,
     waiting_room,
     waitlist,
 )
@@ -82,7 +79,7 @@ def qr_svg(code: str) -> Markup:
     return Markup(svg)  # noqa: S704 - segno's own SVG output
 
 
-def _login_redirect(back_to: str | None = None) -> Any:
+def login_redirect(back_to: str | None = None) -> Any:
     """Send a visitor to log in, then back to a page (never to a POST-only URL); a logged-in
     staff user without a customer account is told so."""
     user = current_user()
@@ -150,7 +147,7 @@ def event(event_id: int) -> Any:
         sections=catalog.section_availability(db.session, event.id, now, promo),
         max_spots=current_app.config["MAX_SPOTS_PER_EVENT"],
         # What the customer holds here (their cart) and for how long.
-        carts=purchase.hold.customer_carts(db.session, customer.id, event.id, now)
+        carts=purchase.summary.customer_carts(db.session, customer.id, event.id, now)
         if customer is not None
         else [],
         now=now,
@@ -162,7 +159,7 @@ def queue(event_id: int) -> Any:
     """The waiting room: join it (POST), then this page counts down to the customer's turn."""
     customer = current_customer()
     if customer is None:
-        return _login_redirect(url_for(".queue", event_id=event_id))
+        return login_redirect(url_for(".queue", event_id=event_id))
     now = utcnow()
     try:
         event = catalog.public_event(db.session, event_id)
@@ -199,7 +196,7 @@ def join_waitlist(event_id: int) -> Any:
     """Join the waiting list of a sold-out section (or of the whole event)."""
     customer = current_customer()
     if customer is None:
-        return _login_redirect(url_for(".event", event_id=event_id))
+        return login_redirect(url_for(".event", event_id=event_id))
     try:
         place = waitlist.join(
             db.session,
@@ -225,7 +222,7 @@ def join_waitlist(event_id: int) -> Any:
 def leave_waitlist(event_id: int) -> Any:
     customer = current_customer()
     if customer is None:
-        return _login_redirect(url_for(".event", event_id=event_id))
+        return login_redirect(url_for(".event", event_id=event_id))
     try:
         waitlist.leave(
             db.session, customer.id, event_id, section_id=_optional_whole_number("section_id")
@@ -244,7 +241,7 @@ def hold(event_id: int) -> Any:
     code = request.form.get("promo_code", "").strip() or None
     back = url_for(".event", event_id=event_id, code=code) if code else None
     if customer is None:
-        return _login_redirect(back or url_for(".event", event_id=event_id))
+        return login_redirect(back or url_for(".event", event_id=event_id))
     try:
         spot_ids = [_whole_number(text, "spot_ids") for text in request.form.getlist("spot_ids")]
         # Seats picked on the map each name their type; best-available counts per type.
@@ -310,9 +307,9 @@ def _optional_whole_number(field: str) -> int | None:
 def hold_page(hold_id: int) -> Any:
     customer = current_customer()
     if customer is None:
-        return _login_redirect()
+        return login_redirect()
     try:
-        hold = purchase.hold.get_customer_hold(db.session, customer.id, hold_id)
+        hold = purchase.summary.get_customer_hold(db.session, customer.id, hold_id)
     except NotFound:
         abort(404)
     now = utcnow()
@@ -320,14 +317,14 @@ def hold_page(hold_id: int) -> Any:
     token = request.args.get("card_token")
     if token:
         card = gateway().card(token)
-    spots = purchase.hold.spots_of_hold(db.session, hold.id)
+    spots = purchase.summary.spots_of_hold(db.session, hold.id)
     return render_template(
         "shop/hold.html",
         hold=hold,
         spots=spots,
         event=hold.event,
         seconds_left=hold.seconds_left(now),
-        total=purchase.hold.hold_total(spots),
+        total=purchase.summary.hold_total(spots),
         discount=sum(spot.held_discount_cents or 0 for spot in spots),
         card=card,
         card_error=request.args.get("card_error"),
@@ -343,11 +340,11 @@ def hold_page(hold_id: int) -> Any:
 def pay(hold_id: int) -> Any:
     customer = current_customer()
     if customer is None:
-        return _login_redirect(url_for(".hold_page", hold_id=hold_id))
+        return login_redirect(url_for(".hold_page", hold_id=hold_id))
     try:
         # Another customer's hold is not found before the form is looked at (its messages
         # would show on whatever page that customer opens next).
-        purchase.hold.get_customer_hold(db.session, customer.id, hold_id)
+        purchase.summary.get_customer_hold(db.session, customer.id, hold_id)
         result = purchase.checkout.checkout(
             db.session,
             gateway(),
@@ -381,7 +378,7 @@ def pay(hold_id: int) -> Any:
 def release(hold_id: int) -> Any:
     customer = current_customer()
     if customer is None:
-        return _login_redirect(url_for(".hold_page", hold_id=hold_id))
+        return login_redirect(url_for(".hold_page", hold_id=hold_id))
     try:
         hold = purchase.release.release_hold(db.session, customer.id, hold_id)
     except NotFound:
@@ -399,7 +396,7 @@ def release_spot(hold_id: int, spot_id: int) -> Any:
     """One spot out of the customer's cart (the last one releases the hold)."""
     customer = current_customer()
     if customer is None:
-        return _login_redirect(url_for(".hold_page", hold_id=hold_id))
+        return login_redirect(url_for(".hold_page", hold_id=hold_id))
     try:
         hold = purchase.release.release_spot(db.session, customer.id, hold_id, spot_id)
     except NotFound:
@@ -413,181 +410,6 @@ def release_spot(hold_id: int, spot_id: int) -> Any:
         return redirect(url_for(".hold_page", hold_id=hold_id))
     flash(gettext("Your seats were released."), "success")
     return redirect(url_for(".event", event_id=hold.event_id))
-
-
-@bp.get("/orders")
-def orders() -> Any:
-    customer = current_customer()
-    if customer is None:
-        return _login_redirect()
-    return render_template(
-        "shop/orders.html",
-        orders=customers.orders_of(db.session, customer.id),
-        received=tickets.received_tickets(db.session, customer.id),
-        unconfirmed=customer.email_confirmed_at is None,
-        email=customer.email,
-    )
-
-
-@bp.get("/orders/<int:order_id>")
-def order(order_id: int) -> Any:
-    customer = current_customer()
-    if customer is None:
-        return _login_redirect()
-    try:
-        order = customers.order_of(db.session, customer.id, order_id)
-    except NotFound:
-        abort(404)
-    # A used ticket: the order is not cancelled here (refunds.cancel_by_customer).
-    used = refunds.used_tickets(db.session, order) if order.status == "paid" else []
-    return render_template("shop/order.html", order=order, now=utcnow(), used=used)
-
-
-@bp.get("/tickets/<int:ticket_id>")
-def ticket(ticket_id: int) -> Any:
-    """A ticket the customer holds (bought, or transferred to them): its code, and the forms
-    that name its holder or hand it to another customer while the event's rules allow."""
-    customer = current_customer()
-    if customer is None:
-        return _login_redirect()
-    try:
-        found = tickets.owned_ticket(db.session, customer.id, ticket_id)
-    except NotFound:
-        abort(404)
-    return render_template(
-        "shop/ticket.html",
-        ticket=found,
-        event=found.event,
-        rule=tickets.changeable(found),
-        bought=found.order.customer_id == customer.id,
-    )
-
-
-@bp.get("/tickets/<int:ticket_id>/ticket.pdf")
-def ticket_pdf(ticket_id: int) -> Any:
-    """One ticket the customer holds, as a page to print or keep on a phone."""
-    customer = current_customer()
-    if customer is None:
-        return _login_redirect(url_for(".ticket", ticket_id=ticket_id))
-    try:
-        found = tickets.owned_ticket(db.session, customer.id, ticket_id)
-    except NotFound:
-        abort(404)
-    lines = ticket_documents.valid_tickets(
-        db.session, found.order, held_by=customer.id, ticket_id=found.id
-    )
-    if not lines:
-        abort(409, description=gettext("This ticket is no longer valid."))
-    response = Response(
-        ticket_documents.tickets_pdf(db.session, found.order, lines),
-        mimetype=ticket_documents.PDF_MIMETYPE,
-    )
-    response.headers["Content-Disposition"] = f'attachment; filename="ticket-{found.id}.pdf"'
-    response.headers["Cache-Control"] = "private, no-store"
-    return response
-
-
-@bp.post("/tickets/<int:ticket_id>/holder")
-def rename_ticket(ticket_id: int) -> Any:
-    customer = current_customer()
-    if customer is None:
-        return _login_redirect(url_for(".ticket", ticket_id=ticket_id))
-    try:
-        tickets.rename(db.session, customer.id, ticket_id, request.form.get("holder_name", ""))
-    except NotFound:
-        abort(404)
-    except DomainError as err:
-        db.session.rollback()
-        flash(err.message, "error")
-        return redirect(url_for(".ticket", ticket_id=ticket_id))
-    flash(gettext("The ticket's holder is changed: the same code admits them."), "success")
-    return redirect(url_for(".ticket", ticket_id=ticket_id))
-
-
-@bp.post("/tickets/<int:ticket_id>/transfer")
-def transfer_ticket(ticket_id: int) -> Any:
-    customer = current_customer()
-    if customer is None:
-        return _login_redirect(url_for(".ticket", ticket_id=ticket_id))
-    try:
-        old = tickets.owned_ticket(db.session, customer.id, ticket_id)
-        order_id, bought = old.order_id, old.order.customer_id == customer.id
-        new = tickets.transfer(db.session, customer.id, ticket_id, request.form.get("email", ""))
-    except NotFound:
-        abort(404)
-    except DomainError as err:
-        db.session.rollback()
-        flash(err.message, "error")
-        return redirect(url_for(".ticket", ticket_id=ticket_id))
-    flash(
-        gettext(
-            "Ticket transferred to %(name)s: its old code no longer admits anyone.",
-            name=new.holder_name,
-        ),
-        "success",
-    )
-    if bought:
-        return redirect(url_for(".order", order_id=order_id))
-    return redirect(url_for(".orders"))
-
-
-@bp.get("/orders/<int:order_id>/tickets.pdf")
-def order_tickets_pdf(order_id: int) -> Any:
-    """The order's valid tickets, a page each, to print or keep on a phone."""
-    return _order_document(order_id, "pdf")
-
-
-@bp.get("/orders/<int:order_id>/calendar.ics")
-def order_calendar(order_id: int) -> Any:
-    """The event as a calendar entry, in the venue's zone."""
-    return _order_document(order_id, "ics")
-
-
-def _order_document(order_id: int, kind: str) -> Any:
-    """Only the signed-in owner's paid order: another's or a missing one is a 404 (as its
-    page); one of theirs with no valid ticket (unpaid, refunded) a 409, naming why."""
-    customer = current_customer()
-    if customer is None:
-        return _login_redirect(url_for(".order", order_id=order_id))
-    try:
-        order = ticket_documents.owned_order(db.session, customer.id, order_id)
-    except NotFound:
-        abort(404)
-    except DomainError as err:
-        abort(err.status, description=err.message)
-    return document_response(order, kind)
-
-
-def document_response(order: Any, kind: str) -> Response:
-    """A ticket document as a download named after the order; never cached by the way (a
-    ticket's code admits whoever holds it)."""
-    if kind == "pdf":
-        data = ticket_documents.tickets_pdf(db.session, order)
-        mimetype, filename = ticket_documents.PDF_MIMETYPE, ticket_documents.pdf_filename(order)
-    else:
-        data = ticket_documents.order_ics(db.session, order)
-        mimetype, filename = ticket_documents.ICS_MIMETYPE, ticket_documents.ics_filename(order)
-    response = Response(data, mimetype=mimetype)
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response.headers["Cache-Control"] = "private, no-store"
-    return response
-
-
-@bp.post("/orders/<int:order_id>/cancel")
-def cancel_order(order_id: int) -> Any:
-    customer = current_customer()
-    if customer is None:
-        return _login_redirect()
-    try:
-        refunds.cancel_by_customer(db.session, gateway(), customer.id, order_id)
-    except NotFound:
-        abort(404)
-    except DomainError as err:
-        db.session.rollback()
-        flash(err.message, "error")
-        return redirect(url_for(".order", order_id=order_id))
-    flash(gettext("Your order is cancelled: the full amount goes back to your card."), "success")
-    return redirect(url_for(".order", order_id=order_id))
 
 
 @bp.route("/signup", methods=["GET", "POST"])

@@ -1,4 +1,5 @@
-"""Customer JSON API: catalogue (public), sign-up, holds, checkout and orders (JWT or session).
+"""Customer JSON API: holds, checkout and the waiting room (JWT or session); the catalogue and
+sign-up are catalog_public_api.py, orders and tickets orders_api.py.
 
 Thin: parse, call a service, serialise. Domain errors answer with their status and
 ``{"error", "message", ...}``; another customer's hold or order answers 404.
@@ -6,208 +7,31 @@ Thin: parse, call a service, serialise. Domain errors answer with their status a
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
-from flask import current_app, request
+from flask import request
 from flask_appbuilder.api import BaseApi, expose, safe
 from flask_appbuilder.security.decorators import permission_name, protect
 from flask_babel import gettext
-from flask_jwt_extended import get_jwt
 
 from app.extensions import db
 from app.models import DomainError
-from app.models.base import MAX_INT, utcnow
+from app.models.base import utcnow
 from app.services import (
-    catalog,
     customers,
-    promos,
     purchase,
     waiting_room,
 )
 from app.services.payments import gateway
-from app.views.base import current_user
+from app.views.api_input import (
+    InvalidRequest,
+    domain_errors,
+    json_body,
+    positive_id,
+    request_customer_id,
+)
 from app.views.guards import is_id
-from app.views.shop_json import event_json, hold_json, order_json, turn_json
-
-
-class InvalidRequest(DomainError):
-    status = 400
-    code = "invalid_request"
-
-
-def domain_errors(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Answer a refused business rule with its status and ``{"error", "message", ...}``,
-    rolling back whatever the request had begun (inside FAB's ``@safe``, which would make
-    any exception a 500)."""
-
-    @functools.wraps(view)
-    def wrapper(self: BaseApi, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return view(self, *args, **kwargs)
-        except DomainError as err:
-            db.session.rollback()
-            return self.response(err.status, **err.to_json())
-
-    return wrapper
-
-
-def _json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise InvalidRequest(gettext("Send a JSON object."))
-    return body
-
-
-class CatalogApi(BaseApi):
-    """Public: no login needed."""
-
-    resource_name = "catalog"
-    openapi_spec_tag = "Catalog"
-
-    @expose("/events", methods=["GET"])
-    @safe
-    @domain_errors
-    def events(self) -> Any:
-        """Search events on sale.
-        ---
-        get:
-          summary: Search published events whose sales are open
-          parameters:
-          - in: query
-            name: q
-            schema: {type: string}
-            description: words to find, in any case, with or without accents
-          - in: query
-            name: city
-            schema: {type: string}
-            description: a city in any spelling ("sao paulo" is "São Paulo")
-          - {in: query, name: category, schema: {type: string}}
-          - {in: query, name: date_from, schema: {type: string, format: date}}
-          - {in: query, name: date_to, schema: {type: string, format: date}}
-          - {in: query, name: price_min, schema: {type: string}, description: '150.00 or 150,00'}
-          - {in: query, name: price_max, schema: {type: string}}
-          - {in: query, name: page, schema: {type: integer, minimum: 1}}
-          responses:
-            200:
-              description: A page of events
-            422:
-              description: A filter is invalid
-        """
-        page = catalog.search_events(db.session, catalog.search_from_args(request.args))
-        return self.response(
-            200,
-            result=[event_json(e) for e in page.events],
-            count=page.total,
-            page=page.page,
-            pages=page.pages,
-        )
-
-    @expose("/events/<int:event_id>", methods=["GET"])
-    @safe
-    @domain_errors
-    def event(self, event_id: int) -> Any:
-        """One event with its sections, prices and availability counts.
-        ---
-        get:
-          summary: An event with sections, prices and availability
-          parameters:
-          - {in: path, name: event_id, required: true, schema: {type: integer}}
-          - in: query
-            name: code
-            schema: {type: string}
-            description: a promo code; the sections and types it applies to carry
-              promo_price_cents, and the hidden (presale) ones it unlocks are listed
-          responses:
-            200:
-              description: The event
-            404:
-              description: No such public event, or promo code (field promo_code)
-            422:
-              description: promo_code_refused, the code is not valid now or for this event
-        """
-        event = catalog.public_event(db.session, event_id)
-        now = utcnow()
-        typed = request.args.get("code")
-        promo = promos.code_for_event(db.session, event, typed[:100], now) if typed else None
-        body = event_json(event)
-        body["on_sale"] = event.is_on_sale(now)
-        body["waiting_room"] = event.waiting_room_per_minute is not None
-        body["sections"] = catalog.section_availability(db.session, event.id, now, promo)
-        return self.response(200, result=body)
-
-    @expose("/events/<int:event_id>/spots", methods=["GET"])
-    @safe
-    @domain_errors
-    def spots(self, event_id: int) -> Any:
-        """Compact availability of every spot (optionally one section).
-        ---
-        get:
-          summary: Seat map availability
-          description: Per section, parallel arrays `ids`, `rows`, `seats` and a `status` string
-            with one character per spot (0 available, 1 held, 2 sold, 3 blocked).
-          parameters:
-          - {in: path, name: event_id, required: true, schema: {type: integer}}
-          - {in: query, name: section_id, schema: {type: integer}}
-          responses:
-            200:
-              description: The seat map
-            404:
-              description: No such public event
-        """
-        section_id = request.args.get("section_id")
-        if section_id is not None and not is_id(section_id):
-            raise InvalidRequest(gettext("section_id must be a section's id."), field="section_id")
-        section = int(section_id) if section_id is not None else None
-        return self.response(200, **catalog.spot_map(db.session, event_id, section))
-
-
-class CustomerApi(BaseApi):
-    resource_name = "customers"
-    openapi_spec_tag = "Customers"
-
-    @expose("/", methods=["POST"])
-    @safe
-    @domain_errors
-    def sign_up(self) -> Any:
-        """Create a customer account; the email is the login.
-        ---
-        post:
-          summary: Sign up
-          requestBody:
-            required: true
-            content:
-              application/json:
-                schema:
-                  type: object
-                  required: [name, email, password]
-                  properties:
-                    name: {type: string}
-                    email: {type: string}
-                    password:
-                      type: string
-                      minLength: 8
-                      maxLength: 128
-                      description: Not easy to guess (common passwords, words, names,
-                        repeats and keyboard runs are refused with 422 weak_password)
-          responses:
-            201:
-              description: Created
-            409:
-              description: The email already has an account
-            422:
-              description: A field is invalid
-        """
-        body = _json_body()
-        customer = customers.sign_up(
-            db.session,
-            current_app.appbuilder.sm,
-            str(body.get("name") or ""),
-            str(body.get("email") or ""),
-            str(body.get("password") or ""),
-        )
-        return self.response(201, id=customer.id, name=customer.name, email=customer.email)
+from app.views.shop_json import hold_json, order_json, turn_json
 
 
 class HoldApi(BaseApi):
@@ -289,13 +113,13 @@ class HoldApi(BaseApi):
             503:
               description: Busy, try again
         """
-        body = _json_body()
-        customer_id = _customer_id()
+        body = json_body()
+        customer_id = request_customer_id()
         spot_ids, section_id, quantity = _hold_request(body)
         hold = purchase.hold.reserve_spots(
             db.session,
             customer_id,
-            _int(body.get("event_id"), "event_id"),
+            positive_id(body.get("event_id"), "event_id"),
             spot_ids=spot_ids,
             section_id=section_id,
             quantity=quantity,
@@ -328,8 +152,8 @@ class HoldApi(BaseApi):
         if event_id is not None and not is_id(event_id):
             raise InvalidRequest(gettext("event_id must be an event's id."), field="event_id")
         now = utcnow()
-        holds = purchase.hold.customer_carts(
-            db.session, _customer_id(), int(event_id) if event_id else None, now
+        holds = purchase.summary.customer_carts(
+            db.session, request_customer_id(), int(event_id) if event_id else None, now
         )
         return self.response(200, result=[hold_json(h, now) for h in holds])
 
@@ -355,9 +179,9 @@ class HoldApi(BaseApi):
             409:
               description: The hold is paid, or a payment for it is under way
         """
-        customer_id = _customer_id()
+        customer_id = request_customer_id()
         hold = purchase.release.release_spot(db.session, customer_id, pk, spot_id)
-        summary = purchase.hold.HoldSummary.of(db.session, hold)
+        summary = purchase.summary.HoldSummary.of(db.session, hold)
         return self.response(200, result=hold_json(summary, utcnow()))
 
     @expose("/<int:pk>", methods=["GET"])
@@ -378,9 +202,9 @@ class HoldApi(BaseApi):
             404:
               description: Not found (or another customer's)
         """
-        customer_id = _customer_id()
-        hold = purchase.hold.get_customer_hold(db.session, customer_id, pk)
-        summary = purchase.hold.HoldSummary.of(db.session, hold)
+        customer_id = request_customer_id()
+        hold = purchase.summary.get_customer_hold(db.session, customer_id, pk)
+        summary = purchase.summary.HoldSummary.of(db.session, hold)
         return self.response(200, result=hold_json(summary, utcnow()))
 
     @expose("/<int:pk>", methods=["DELETE"])
@@ -403,7 +227,7 @@ class HoldApi(BaseApi):
             409:
               description: Already paid
         """
-        customer_id = _customer_id()
+        customer_id = request_customer_id()
         hold = purchase.release.release_hold(db.session, customer_id, pk)
         return self.response(200, result={"id": hold.id, "status": hold.status})
 
@@ -459,8 +283,8 @@ class HoldApi(BaseApi):
               description: Missing key, the key was used with a different body, or
                 expected_total_cents is not a whole number of cents
         """
-        body = _json_body()
-        customer_id = _customer_id()
+        body = json_body()
+        customer_id = request_customer_id()
         result = purchase.checkout.checkout(
             db.session,
             gateway(),
@@ -512,7 +336,7 @@ class QueueApi(BaseApi):
             409:
               description: The event is not on sale
         """
-        return self._answer(waiting_room.join(db.session, _customer_id(), event_id))
+        return self._answer(waiting_room.join(db.session, request_customer_id(), event_id))
 
     @expose("/<int:event_id>", methods=["GET"])
     @protect(allow_browser_login=True)
@@ -532,7 +356,7 @@ class QueueApi(BaseApi):
             404:
               description: No such public event
         """
-        return self._answer(waiting_room.status(db.session, _customer_id(), event_id))
+        return self._answer(waiting_room.status(db.session, request_customer_id(), event_id))
 
     @expose("/<int:event_id>", methods=["DELETE"])
     @protect(allow_browser_login=True)
@@ -552,20 +376,9 @@ class QueueApi(BaseApi):
             404:
               description: No such public event
         """
-        customer_id = _customer_id()
+        customer_id = request_customer_id()
         waiting_room.leave(db.session, customer_id, event_id)
         return self._answer(waiting_room.status(db.session, customer_id, event_id))
-
-
-def _customer_id() -> int:
-    """The current customer's id: from the API token's claim, else looked up for the login."""
-    try:
-        claimed = get_jwt().get("customer_id")
-    except RuntimeError:  # a browser session, not a token
-        claimed = None
-    if claimed:
-        return int(claimed)
-    return customers.customer_of(db.session, current_user()).id
 
 
 def _request_key(value: str | None) -> str | None:
@@ -580,14 +393,6 @@ def _request_key(value: str | None) -> str | None:
     return key
 
 
-def _int(value: Any, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_INT:
-        raise DomainError(
-            gettext("%(field)s must be a positive integer id.", field=field), field=field
-        )
-    return value
-
-
 def _ticket_types(body: dict[str, Any]) -> list[int] | None:
     kinds = body.get("ticket_types")
     if kinds is None:
@@ -596,7 +401,7 @@ def _ticket_types(body: dict[str, Any]) -> list[int] | None:
         raise DomainError(
             gettext("ticket_types must be a non-empty list of ids."), field="ticket_types"
         )
-    return [_int(k, "ticket_types") for k in kinds]
+    return [positive_id(k, "ticket_types") for k in kinds]
 
 
 def _hold_request(body: dict[str, Any]) -> tuple[list[int] | None, int | None, int | None]:
@@ -606,7 +411,7 @@ def _hold_request(body: dict[str, Any]) -> tuple[list[int] | None, int | None, i
             raise DomainError(
                 gettext("spot_ids must be a non-empty list of integers."), field="spot_ids"
             )
-        return [_int(s, "spot_ids") for s in spot_ids], None, None
-    section_id = _int(body.get("section_id"), "section_id")
-    quantity = _int(body.get("quantity"), "quantity")
+        return [positive_id(s, "spot_ids") for s in spot_ids], None, None
+    section_id = positive_id(body.get("section_id"), "section_id")
+    quantity = positive_id(body.get("quantity"), "quantity")
     return None, section_id, quantity

@@ -30,7 +30,7 @@ def event_json(event: Any) -> dict[str, Any]:
     }
 
 
-def hold_json(hold: purchase.hold.HoldSummary, now: dt.datetime) -> dict[str, Any]:
+def hold_json(hold: purchase.summary.HoldSummary, now: dt.datetime) -> dict[str, Any]:
     return {
         "id": hold.id,
         "event_id": hold.event_id,

@@ -14,8 +14,13 @@ from flask_babel import gettext
 from app.extensions import db
 from app.models import DomainError
 from app.services import waitlist
+from app.views.api_input import (
+    InvalidRequest,
+    domain_errors,
+    positive_id,
+    request_customer_id,
+)
 from app.views.guards import is_id
-from app.views.shop_api import InvalidRequest, _customer_id, _int, domain_errors
 from app.views.shop_json import waitlist_json
 
 
@@ -44,7 +49,7 @@ class WaitlistApi(BaseApi):
             200:
               description: The entries
         """
-        places = waitlist.places_of(db.session, _customer_id())
+        places = waitlist.places_of(db.session, request_customer_id())
         return self.response(200, result=[waitlist_json(p) for p in places])
 
     @expose("/<int:event_id>", methods=["POST"])
@@ -100,11 +105,11 @@ class WaitlistApi(BaseApi):
         section_id, type_id = body.get("section_id"), body.get("ticket_type_id")
         place = waitlist.join(
             db.session,
-            _customer_id(),
+            request_customer_id(),
             event_id,
-            section_id=None if section_id is None else _int(section_id, "section_id"),
-            ticket_type_id=None if type_id is None else _int(type_id, "ticket_type_id"),
-            quantity=_int(body.get("quantity", 1), "quantity"),
+            section_id=None if section_id is None else positive_id(section_id, "section_id"),
+            ticket_type_id=None if type_id is None else positive_id(type_id, "ticket_type_id"),
+            quantity=positive_id(body.get("quantity", 1), "quantity"),
         )
         return self.response(201 if place.created else 200, result=waitlist_json(place))
 
@@ -142,7 +147,7 @@ class WaitlistApi(BaseApi):
                     field="section_id",
                 )
             section_id = int(section)
-        ended = waitlist.leave(db.session, _customer_id(), event_id, section_id=section_id)
+        ended = waitlist.leave(db.session, request_customer_id(), event_id, section_id=section_id)
         return self.response(
             200, result=[waitlist_json(waitlist.Place(entry, None)) for entry in ended]
         )

@@ -393,7 +393,7 @@ def test_a_release_racing_a_payment_never_leaves_a_paid_order_without_its_seats(
     hold = hold_seats(client_a, headers, on_sale)
     token = card_token(client_a)
     read = threading.Event()
-    real_spots = purchase.hold.spots_of_hold
+    real_spots = purchase.summary.spots_of_hold
 
     def slow_locked_read(session, hold_id, *, lock=False):
         spots = real_spots(session, hold_id, lock=lock)

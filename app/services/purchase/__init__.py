@@ -1,7 +1,8 @@
 """The purchase path (ARCHITECTURE.md, "The purchase path"), one module per step:
 
 - hold.py: step 1, a customer's short claim on spots; cart.py: the customer's live hold for an
-  event as their cart (later holds add to it, one order and one payment).
+  event as their cart (later holds add to it, one order and one payment); summary.py: what a
+  hold holds, as the purchase path answers it (HoldSummary), and a customer's live carts.
 - release.py: spots back on sale: a hold released, a spot taken out of a cart, expired holds.
 - checkout.py: the attempt: record it under the client's idempotency key (step 1 of paying),
   charge the card outside any row lock (step 2), replay it for a retry under the same key.
@@ -23,6 +24,15 @@ Callers import the modules (``from app.services import purchase``, then
 ``purchase.hold.reserve_spots``, ``purchase.checkout.checkout``): the module names the step.
 """
 
-from app.services.purchase import cart, checkout, confirm, hold, reconcile, release, sold_out
+from app.services.purchase import (
+    cart,
+    checkout,
+    confirm,
+    hold,
+    reconcile,
+    release,
+    sold_out,
+    summary,
+)
 
-__all__ = ["cart", "checkout", "confirm", "hold", "reconcile", "release", "sold_out"]
+__all__ = ["cart", "checkout", "confirm", "hold", "reconcile", "release", "sold_out", "summary"]

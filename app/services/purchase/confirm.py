@@ -203,8 +203,8 @@ _LOCK_TICKET_SPOTS = (
 )
 # The writes of a sale name their parameters b_*: an UPDATE takes any parameter named as one of
 # its table's columns as a new value (and, in a statement of several, any of them). Each is its
-# model's transition (app/models/order.py, event.py): it leaves from the statuses, and writes
-# the columns, that the model's methods do.
+# model's transition (app/models/order.py, payment.py, spot.py): it leaves from the statuses, and
+# writes the columns, that the model's methods do.
 _THIS_PAYMENT = _payment.c.id == bindparam("b_payment_id")
 _CAPTURE = Payment.CAPTURE.update(
     _payment, _THIS_PAYMENT, gateway_ref=bindparam("b_reference"), captured_at=bindparam("now")

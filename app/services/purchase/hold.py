@@ -19,14 +19,14 @@ import datetime as dt
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from itertools import groupby
 from typing import Any
 
 from flask import current_app
 from flask_babel import gettext
 from sqlalchemy import Connection, Integer, Row, bindparam, func, insert, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from app import metrics
 from app.models import (
@@ -47,11 +47,11 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.models.event import SALE_COLUMNS, sale_window
-from app.models.order import hold_is_live, hold_seconds_left
 from app.services import waiting_room
 from app.services.locking import busy_on_lock_failure
 from app.services.pg_writes import row_count, rows_of_arrays
 from app.services.purchase import cart, promo_codes, sold_out, ticket_types, waitlist_line
+from app.services.purchase.summary import HeldSpot, HoldSummary
 
 # How many free rows best-available locks (SKIP LOCKED) to choose adjacent seats among: wide
 # enough for adjacent seats, narrow enough to leave rows for concurrent buyers.
@@ -77,79 +77,6 @@ class _Replayed(Exception):
 
 def hold_duration() -> dt.timedelta:
     return dt.timedelta(minutes=current_app.config["HOLD_MINUTES"])
-
-
-@dataclass(frozen=True)
-class HeldSpot:
-    id: int
-    label: str
-    section_id: int
-    section: str
-    price_cents: int  # quoted when held: what checkout charges
-    ticket_type: str | None = None  # its type's name (None: the section's full price)
-    discount_cents: int = 0  # what a promo code took off (the price before it: the sum)
-    promo_code: str | None = None
-
-    @property
-    def gross_cents(self) -> int:
-        return self.price_cents + self.discount_cents
-
-
-@dataclass(frozen=True)
-class HoldSummary:
-    """A hold and the spots it holds, as the purchase path answers it (no ORM objects)."""
-
-    id: int
-    customer_id: int
-    event_id: int
-    status: str
-    created_at: dt.datetime
-    expires_at: dt.datetime
-    spots: tuple[HeldSpot, ...]
-    replayed: bool = False  # the answer to a request asked again under its Idempotency-Key
-
-    @property
-    def total_cents(self) -> int:
-        return sum(spot.price_cents for spot in self.spots)
-
-    @property
-    def gross_cents(self) -> int:
-        return sum(spot.gross_cents for spot in self.spots)
-
-    @property
-    def discount_cents(self) -> int:
-        return sum(spot.discount_cents for spot in self.spots)
-
-    def is_live(self, now: dt.datetime) -> bool:
-        return hold_is_live(self.status, self.expires_at, now)
-
-    def seconds_left(self, now: dt.datetime) -> int:
-        return hold_seconds_left(self.status, self.expires_at, now)
-
-    @classmethod
-    def of(cls, session: Session, hold: Hold) -> HoldSummary:
-        spots = spots_of_hold(session, hold.id)
-        return cls(
-            hold.id,
-            hold.customer_id,
-            hold.event_id,
-            hold.status,
-            hold.created_at,
-            hold.expires_at,
-            tuple(
-                HeldSpot(
-                    s.id,
-                    s.label,
-                    s.section_id,
-                    s.section.name,
-                    s.held_price_cents,
-                    s.held_ticket_type.name if s.held_ticket_type else None,
-                    s.held_discount_cents or 0,
-                    s.held_promo_code.code if s.held_promo_code else None,
-                )
-                for s in spots
-            ),
-        )
 
 
 _customer, _event, _partner = Customer.__table__, Event.__table__, Partner.__table__
@@ -620,46 +547,3 @@ def best_block(candidates: Sequence[Any], quantity: int) -> list[Any]:
             if None not in numbers and numbers == list(range(numbers[0], numbers[0] + quantity)):
                 return run
     return list(candidates[:quantity])
-
-
-def spots_of_hold(session: Session, hold_id: int, *, lock: bool = False) -> list[EventSpot]:
-    """The spots a hold holds now, with their sections (one query), locked in id order when
-    ``lock``."""
-    query = (
-        select(EventSpot)
-        .where(EventSpot.hold_id == hold_id, EventSpot.status == SpotStatus.HELD)
-        .options(joinedload(EventSpot.section))
-        .order_by(EventSpot.id)
-    )
-    if lock:
-        query = query.with_for_update(of=EventSpot)
-    return list(session.scalars(query))
-
-
-def hold_total(spots: list[EventSpot]) -> int:
-    """What paying for these held spots costs: the prices their hold quoted."""
-    return sum(spot.held_price_cents for spot in spots)  # set on every held spot
-
-
-def get_customer_hold(session: Session, customer_id: int, hold_id: int) -> Hold:
-    hold = session.get(Hold, hold_id)
-    if hold is None or hold.customer_id != customer_id:
-        raise NotFound(gettext("Hold not found."))
-    return hold
-
-
-def customer_carts(
-    session: Session, customer_id: int, event_id: int | None = None, now: dt.datetime | None = None
-) -> list[HoldSummary]:
-    """The customer's live holds (for one event, or all), newest first: what they hold, for how
-    long."""
-    now = now or utcnow()
-    query = select(Hold).where(
-        Hold.customer_id == customer_id,
-        Hold.status == HoldStatus.ACTIVE,
-        Hold.expires_at > now,
-    )
-    if event_id is not None:
-        query = query.where(Hold.event_id == event_id)
-    holds = session.scalars(query.order_by(Hold.id.desc())).all()
-    return [summary for h in holds if (summary := HoldSummary.of(session, h)).spots]

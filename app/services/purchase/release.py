@@ -18,7 +18,7 @@ from app.models.base import Transition, utcnow
 from app.services.after_commit import after_commit
 from app.services.locking import busy_on_lock_failure
 from app.services.purchase import cart
-from app.services.purchase.hold import spots_of_hold
+from app.services.purchase.summary import spots_of_hold
 
 
 def _customer_hold_locked(session: Session, customer_id: int, hold_id: int) -> Hold:
