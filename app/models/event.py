@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from babel.numbers import format_decimal
 from flask_appbuilder import Model
 from flask_babel import gettext
 from sqlalchemy import (
@@ -403,7 +404,7 @@ class Event(Model):
             raise DomainError(
                 gettext(
                     "A waiting-list offer lasts 1 to %(most)s minutes.",
-                    most=format(MAX_WAITLIST_OFFER_MINUTES, ","),
+                    most=format_decimal(MAX_WAITLIST_OFFER_MINUTES, locale=current_locale()),
                 ),
                 field="waitlist_offer_minutes",
             )

@@ -399,8 +399,13 @@ def release_spot(hold_id: int, spot_id: int) -> Any:
         return login_redirect(url_for(".hold_page", hold_id=hold_id))
     try:
         hold = purchase.release.release_spot(db.session, customer.id, hold_id, spot_id)
-    except NotFound:
-        abort(404)
+    except NotFound as err:
+        if err.field is None:  # not the customer's hold
+            abort(404)
+        # The spot left the cart meanwhile (another tab, or the cart's time ran out).
+        db.session.rollback()
+        flash(err.message, "error")
+        return redirect(url_for(".hold_page", hold_id=hold_id))
     except DomainError as err:
         db.session.rollback()
         flash(err.message, "error")

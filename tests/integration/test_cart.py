@@ -344,3 +344,19 @@ def test_a_hold_asked_again_under_its_key_is_not_refused_from_the_sold_out_memor
     again = client.post("/api/v1/holds/", json=body, headers=keyed)
     assert again.status_code == 200, again.get_json()
     assert len(again.get_json()["result"]["spots"]) == 1
+
+
+def test_removing_a_seat_from_a_cart_that_expired_says_so_on_the_page(client, two_sections):
+    headers = sign_up(client)
+    cart = _best(client, headers, two_sections, 0, 1)
+    login(client, "ana@example.com", CUSTOMER_PASSWORD)
+    expire(cart["id"])
+    url = f"/holds/{cart['id']}/spots/{cart['spots'][0]['id']}/release"
+    answer = client.post(url, follow_redirects=True)
+    assert answer.status_code == 200
+    assert "This spot is not in your cart." in answer.get_data(as_text=True)
+    # Another customer's cart is still not found.
+    other = client.application.test_client()
+    sign_up(other, "bia@example.com")
+    login(other, "bia@example.com", CUSTOMER_PASSWORD)
+    assert other.post(url).status_code == 404
