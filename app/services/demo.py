@@ -26,6 +26,7 @@ from app.models import (
     SectionKind,
 )
 from app.models.base import utcnow
+from app.models.promo import PromoCode
 from app.services import demo_history
 from app.services.catalog import folded
 from app.services.events import generate_spots
@@ -42,7 +43,10 @@ Demo logins (password {DEMO_PASSWORD} for all):
   customer1  customer
   customer2  customer
 The stadium final has a waiting room: press "Join the line" on its page before choosing seats.
+Promo code BEMVINDO10 takes 10% off Aurora Produções' events (type it on an event's page).
 """
+# A promo code of the first partner's, for all its events, as the banner says.
+DEMO_PROMO = ("Aurora Produções", "BEMVINDO10", 10)
 
 
 @dataclass
@@ -303,12 +307,24 @@ def load(session: Session, sm: Any) -> str:
         created["events"] += 1
         new_events.append(event.id)
     _assign_gate_staff(session, sm)
+    _add_promo_code(session, partners[DEMO_PROMO[0]])
     gate_user = sm.find_user(username="gate1")
     orders = demo_history.add_sales(session, new_events, utcnow(), gate_user.id)
     return (
         f"Demo data: {created['partners']} partners, {created['users']} users, "
         f"{created['events']} events, {orders} past orders created."
     )
+
+
+def _add_promo_code(session: Session, partner: Partner) -> None:
+    """The banner's promo code, unless the partner has it already."""
+    _, code, percent = DEMO_PROMO
+    found = select(PromoCode.id).where(PromoCode.partner_id == partner.id, PromoCode.code == code)
+    if session.scalar(found) is None:
+        promo = PromoCode(partner_id=partner.id, code=code, kind="percent", value=percent)
+        promo.check()
+        session.add(promo)
+        session.commit()
 
 
 def _same_name(column: Any, name: str) -> ColumnElement[bool]:

@@ -110,6 +110,12 @@ def test_demo_load_creates_every_role_and_a_realistic_catalogue(app, client):
     assert (gala.name, gala.city) == ("Orquestra Sinfônica: Noite de Gala", "São Paulo")
     assert {s.name for s in gala.sections} == {"Plateia", "Balcão"}
     assert "Aurora Produções" in set(db.session.scalars(select(Partner.name)))
+    # The banner's promo code, once however often the demo loads, on Aurora's events.
+    from app.models.promo import PromoCode
+
+    [code] = db.session.scalars(select(PromoCode)).all()
+    assert (code.code, code.partner_id, code.value) == ("BEMVINDO10", partner1.partner_id, 10)
+    assert "BEMVINDO10" in result.output
 
     login(client, "partner1", DEMO_PASSWORD)
     page = client.get("/eventview/list/").get_data(as_text=True)
