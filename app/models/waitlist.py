@@ -2,9 +2,11 @@
 #19, point 2; services/waitlist.py says how the line moves).
 
 A customer joins per event and, optionally, per section (and ticket type within it) for a
-quantity of spots. While anyone waits for a section (or for the whole event), ordinary holds in
-it are refused, so spots that come back go to the line first: an *offer* is an ordinary hold
-placed for the first in line, which they pay as any hold until it expires. Its end decides the
+quantity of spots. An entry naming a capped ticket type (half price sold out by its cap) is a
+*type entry*: its line is the type's, apart from the section's (``in_type_line``). While
+anyone waits for a section (or for the whole event), ordinary holds in it are refused, so
+spots that come back go to the line first: an *offer* is an ordinary hold placed for the first
+in line, which they pay as any hold until it expires. Its end decides the
 entry's: paid, ``converted``; expired or released, ``expired`` (the offer unclaimed) and the
 spots go to the next in line. That last step is the database's: a trigger on ``hold`` (migration
 ``a7c3e9f1b2d4``) ends the offered entry of a hold that ends, on every path that ends one.
@@ -134,6 +136,29 @@ class WaitlistEntry(Model):
 
         return cls.event_id.in_(owned_event_ids(partner_id))
 
+    @classmethod
+    def in_type_line(cls) -> ColumnElement[bool]:
+        """Entries of a capped ticket type's line (type entries): they keep that type, not
+        their section."""
+        from app.models.ticket_type import TicketType
+
+        return cls.ticket_type_id.in_(select(TicketType.id).where(TicketType.cap.is_not(None)))
+
+    @classmethod
+    def in_section_line(cls) -> ColumnElement[bool]:
+        """Entries of a section's (or the whole event's) line: without a capped ticket type."""
+        from app.models.ticket_type import TicketType
+
+        return or_(
+            cls.ticket_type_id.is_(None),
+            cls.ticket_type_id.not_in(select(TicketType.id).where(TicketType.cap.is_not(None))),
+        )
+
+    @property
+    def waits_for_type(self) -> bool:
+        """A type entry: it waits in its capped ticket type's line."""
+        return self.ticket_type is not None and self.ticket_type.cap is not None
+
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
@@ -146,7 +171,7 @@ class WaitlistEntry(Model):
     def position(self) -> int | None:
         """Where a waiting entry stands in its line (1: next); None once it is not waiting. An
         event-wide entry's line is the whole event's; a section's takes in the event-wide ones
-        (they are offered any section's spots)."""
+        (they are offered any section's spots); a type entry's is its type's alone."""
         if self.status != WaitlistStatus.WAITING:
             return None
         other = WaitlistEntry
@@ -162,7 +187,11 @@ class WaitlistEntry(Model):
                 ),
             )
         )
-        if self.section_id is not None:
+        if self.waits_for_type:
+            ahead = ahead.where(other.ticket_type_id == self.ticket_type_id)
+        else:
+            ahead = ahead.where(other.in_section_line())
+        if self.section_id is not None and not self.waits_for_type:
             ahead = ahead.where(
                 or_(other.section_id.is_(None), other.section_id == self.section_id)
             )

@@ -3,12 +3,16 @@
 **Joining.** A customer joins per event and, optionally, per section (or ticket type, whose
 section it implies) for 1 to MAX_SPOTS_PER_EVENT spots, only while what they ask for is sold out
 to ordinary buyers: no free spot in it that is not already kept for a line (409
-``spots_on_sale`` otherwise). Joining again answers the entry they have. Leaving ends their
-entries of the event (or of one section); an offer outstanding is released and goes on.
+``spots_on_sale`` otherwise); for a capped ticket type (half price), also while that type is
+sold out by its cap, though the section's other types still sell. Joining again answers the
+entry they have. Leaving ends their entries of the event (or of one section); an offer
+outstanding is released and goes on.
 
 **The line is in force.** While anyone waits for a section (or for the whole event), ordinary
 holds in it are refused (purchase/waitlist_line.py, inside the hold's transaction), so spots
-that come back go to the line, never to whoever asks fastest.
+that come back go to the line, never to whoever asks fastest. An entry for a capped type (a
+*type entry*) waits in that type's line: it keeps the type (holds asking for it are refused),
+not the section, whose other types (full price) still sell.
 
 **Offers.** Whenever spots come back (a hold released or swept, a refund, spots unblocked or
 added: ``_note_freed_spots`` sees every such flush, ``spots_added`` the partner's generated
@@ -18,9 +22,12 @@ for the event: serialised per event by its row's lock, it takes each section's l
 section's free spots cover the first in line's quantity, places an ordinary hold for them on
 those spots (SKIP LOCKED, at their ticket type's price if they named one), lasting the event's
 ``waitlist_offer_minutes``, marks the entry offered and writes the e-mail, in one transaction.
-The order is strict: when the first in line wants more spots than are free, the spots wait for
-more to come back and nobody behind them jumps ahead. Paid, the hold converts the entry;
-expired or released it expires it (the database's trigger) and its spots come back for the next.
+The order is strict within a line: when the first in line wants more spots than are free (a type
+line's first: or more than its type's cap leaves), nobody behind them jumps ahead. The lines of
+a section (the section's and each capped type's) do not block one another: the first of each
+line that the free spots (and its type's room) can serve is served, the earliest joined first.
+Paid, the hold converts the entry; expired or released it expires it (the database's trigger)
+and its spots come back for the next.
 """
 
 from __future__ import annotations
@@ -29,7 +36,6 @@ import datetime as dt
 import logging
 import random
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,15 +43,12 @@ from flask import current_app
 from flask_babel import gettext
 from sqlalchemy import (
     Connection,
-    case,
-    event,
     exists,
     func,
-    inspect,
     or_,
     select,
 )
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session
 
 from app.models import (
     Busy,
@@ -63,9 +66,8 @@ from app.models import (
     WaitlistEntry,
     WaitlistStatus,
 )
-from app.models.base import MAX_INT, any_of, utcnow
+from app.models.base import MAX_INT, utcnow
 from app.models.waitlist import OPEN_STATUSES
-from app.services.after_commit import enqueue
 from app.services.locking import busy_on_lock_failure
 from app.services.mail import outbox
 from app.services.mail.waitlist_mails import WAITLIST_OFFER as OFFER_MAIL
@@ -76,10 +78,14 @@ from app.services.purchase.waitlist_line import (  # noqa: F401 - WaitlistInForc
     WaitlistInForce,
     in_force,
 )
+from app.services.waitlist_offered import (  # noqa: F401 - the listeners, and re-exported
+    OFFER_TASK,
+    offer_after_commit,
+    spots_added,
+)
 
 log = logging.getLogger(__name__)
 
-OFFER_TASK = "waitlist.offer"
 # How often an offer run looks again when the free spots a line needs are locked by someone
 # else (a sweep releasing them, a refund): they are about to be free or taken.
 OFFER_ATTEMPTS = 10
@@ -147,12 +153,24 @@ def _open_entries(customer_id: int, event_id: int) -> Any:
 
 
 def _people_wait_for(event_id: int, section: Any) -> Any:
-    """Whether anyone waits for ``section`` (a column or value) of the event, or for all of it."""
+    """Whether anyone waits for ``section`` (a column or value) of the event, or for all of it
+    (type entries keep their type, not the section)."""
     return exists().where(
         _entry.c.event_id == event_id,
         _entry.c.status == _WAITING,
         or_(_entry.c.section_id.is_(None), _entry.c.section_id == section),
+        WaitlistEntry.in_section_line(),
     )
+
+
+def _sold_out_by_cap(session: Session, ticket_type_id: int | None, now: dt.datetime) -> bool:
+    """Whether the type is capped and its cap reached: no more of it may be held now."""
+    if ticket_type_id is None:
+        return False
+    kind = session.get(TicketType, ticket_type_id)
+    if kind is None or kind.cap is None:
+        return False
+    return ticket_types.taken_of(session.connection(), kind.id, now) >= kind.cap
 
 
 def _public_sections(event_id: Any) -> Any:
@@ -212,7 +230,10 @@ def join(
         if existing is not None:
             session.commit()
             return Place(existing, position_of(session, existing))
-        if session.execute(_on_sale_spot(event_id, section_id, now)).first() is not None:
+        if (
+            not _sold_out_by_cap(session, ticket_type_id, now)
+            and session.execute(_on_sale_spot(event_id, section_id, now)).first() is not None
+        ):
             raise SpotsOnSale(
                 gettext("Spots are on sale: buy them."),
                 field="section_id" if section_id is not None else None,
@@ -275,14 +296,47 @@ def position_of(session: Session, entry: WaitlistEntry) -> int | None:
 
 
 def waiting_sections(session: Session, event_id: int) -> set[int]:
-    """The sections of the event kept for their waiting lists (ANY_SECTION: all of them)."""
+    """The sections of the event kept for their waiting lists (ANY_SECTION: all of them); type
+    entries keep their type, not the section."""
     return {
         section_id or ANY_SECTION
         for section_id in session.scalars(
             select(WaitlistEntry.section_id)
-            .where(WaitlistEntry.event_id == event_id, WaitlistEntry.status == _WAITING)
+            .where(
+                WaitlistEntry.event_id == event_id,
+                WaitlistEntry.status == _WAITING,
+                WaitlistEntry.in_section_line(),
+            )
             .distinct()
         )
+    }
+
+
+def sold_out_types(session: Session, event_id: int, now: dt.datetime | None = None) -> set[int]:
+    """The event's capped ticket types ordinary buyers cannot have now: their cap reached, or
+    kept for the people waiting for them (the shop offers their waiting list)."""
+    now = now or utcnow()
+    capped = session.scalars(
+        select(TicketType)
+        .join(EventSection, EventSection.id == TicketType.section_id)
+        .where(EventSection.event_id == event_id, TicketType.cap.is_not(None))
+    ).all()
+    if not capped:
+        return set()
+    waited = set(
+        session.scalars(
+            select(WaitlistEntry.ticket_type_id).where(
+                WaitlistEntry.event_id == event_id,
+                WaitlistEntry.status == _WAITING,
+                WaitlistEntry.ticket_type_id.in_([kind.id for kind in capped]),
+            )
+        )
+    )
+    conn = session.connection()
+    return {
+        kind.id
+        for kind in capped
+        if kind.id in waited or ticket_types.taken_of(conn, kind.id, now) >= (kind.cap or 0)
     }
 
 
@@ -307,20 +361,42 @@ _FREE_BY_SECTION = (
 )
 
 
-def _first_in_line(session: Session, event_id: int, section_id: int) -> WaitlistEntry | None:
+def _first_in_line(
+    session: Session, event_id: int, section_id: int, type_id: int | None = None
+) -> WaitlistEntry | None:
     """The first waiting entry of the section's line (the section's and the event-wide ones),
-    locked (an offer run holds the event's lock too: no other run reads it meanwhile)."""
+    or of the capped type ``type_id``'s line, locked (an offer run holds the event's lock too:
+    no other run reads it meanwhile)."""
+    line = (
+        or_(WaitlistEntry.section_id.is_(None), WaitlistEntry.section_id == section_id)
+        & WaitlistEntry.in_section_line()
+        if type_id is None
+        else (WaitlistEntry.section_id == section_id) & (WaitlistEntry.ticket_type_id == type_id)
+    )
     return session.scalars(
         select(WaitlistEntry)
-        .where(
-            WaitlistEntry.event_id == event_id,
-            WaitlistEntry.status == _WAITING,
-            or_(WaitlistEntry.section_id.is_(None), WaitlistEntry.section_id == section_id),
-        )
+        .where(WaitlistEntry.event_id == event_id, WaitlistEntry.status == _WAITING, line)
         .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
         .limit(1)
         .with_for_update()
     ).first()
+
+
+def _type_lines(session: Session, event_id: int) -> dict[int, list[int]]:
+    """The capped types people wait for at the event, per section."""
+    lines: dict[int, list[int]] = {}
+    for section_id, type_id in session.execute(
+        select(WaitlistEntry.section_id, WaitlistEntry.ticket_type_id)
+        .where(
+            WaitlistEntry.event_id == event_id,
+            WaitlistEntry.status == _WAITING,
+            WaitlistEntry.in_type_line(),
+        )
+        .distinct()
+        .order_by(WaitlistEntry.ticket_type_id)
+    ):
+        lines.setdefault(section_id, []).append(type_id)
+    return lines
 
 
 def make_offers(session: Session, event_id: int, now: dt.datetime | None = None) -> int:
@@ -369,18 +445,28 @@ def _offer_in_transaction(session: Session, event_id: int, now: dt.datetime) -> 
         )
     ).all()
     contended = False
+    type_lines = _type_lines(session, event_id)
     for section_id, count in sorted(free, key=lambda r: r.section_id):
-        first = _first_in_line(session, event_id, section_id)
-        if first is None or first.quantity > count:
-            continue  # nobody waits here, or the first wants more: nobody behind jumps ahead
-        # Each section's try in a savepoint: one that fails lets go of the customer, the type
-        # and the spots it locked before the next section's first in line is locked.
-        attempt = session.begin_nested()
-        outcome = _offer(session, conn, first, section_id, now, event_.waitlist_offer_minutes)
-        if outcome is _OFFERED:
-            return _OFFERED  # committed
-        attempt.rollback()
-        contended = contended or outcome is _CONTENDED
+        # The first of the section's line and of each of its types' lines; one who wants more
+        # than is free waits (nobody behind them jumps ahead) without keeping the free spots
+        # from the other lines' firsts, who are served the earliest joined first.
+        firsts = [
+            _first_in_line(session, event_id, section_id, type_id)
+            for type_id in [None, *type_lines.get(section_id, [])]
+        ]
+        servable = sorted(
+            (f for f in firsts if f is not None and f.quantity <= count),
+            key=lambda entry: (entry.created_at, entry.id),
+        )
+        for first in servable:
+            # Each try in a savepoint: one that fails lets go of the customer, the type and the
+            # spots it locked before the next first in line is tried.
+            attempt = session.begin_nested()
+            outcome = _offer(session, conn, first, section_id, now, event_.waitlist_offer_minutes)
+            if outcome is _OFFERED:
+                return _OFFERED  # committed
+            attempt.rollback()
+            contended = contended or outcome is _CONTENDED
     session.rollback()
     return _CONTENDED if contended else _NOTHING
 
@@ -477,105 +563,3 @@ def sweep(session: Session, now: dt.datetime | None = None) -> int:
     for event_id in events_with_waiting(session, now):
         made += make_offers(session, event_id, now)
     return made
-
-
-# -- spots that come back --------------------------------------------------------------------------
-
-_NOTED = "waitlist_offer_events"
-
-
-def offer_after_commit(session: Session, event_ids: Iterable[int]) -> None:
-    """Run the offers of these events (those with someone waiting) once the transaction
-    commits, once per event and transaction."""
-    noted: set[int] = session.info.setdefault(_NOTED, set())
-    fresh = set(event_ids) - noted
-    if not fresh:
-        return
-    waiting = session.connection().execute(
-        select(_entry.c.event_id)
-        .where(any_of(_entry.c.event_id, sorted(fresh)), _entry.c.status == _WAITING)
-        .distinct()
-    )
-    for (event_id,) in waiting:
-        noted.add(event_id)
-        enqueue(session, OFFER_TASK, event_id)
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _forget_noted(session: Session, transaction: SessionTransaction) -> None:
-    if transaction.parent is None:
-        session.info.pop(_NOTED, None)
-
-
-def spots_added(session: Session, event_id: int) -> None:
-    """New spots of the event (written without the ORM): its lines get them first."""
-    offer_after_commit(session, [event_id])
-
-
-@event.listens_for(Session, "after_flush")
-def _note_freed_spots(session: Session, _context: Any) -> None:
-    """Spots that became free on any path (a hold released or swept, a refund that resells,
-    spots unblocked or added one by one): their events' lines are offered them after the
-    commit."""
-    freed = {
-        spot.event_id
-        for spot in (*session.new, *session.dirty)
-        if isinstance(spot, EventSpot)
-        and spot.status == SpotStatus.AVAILABLE
-        and (spot in session.new or _status_changed(spot))
-    }
-    if freed:
-        offer_after_commit(session, freed)
-
-
-def _status_changed(spot: EventSpot) -> bool:
-    return inspect(spot).attrs.status.history.has_changes()
-
-
-# -- the partner's figures -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Conversions:
-    event_id: int
-    event_name: str
-    waiting: int
-    offered: int
-    converted: int
-    expired: int
-    left: int
-
-    @property
-    def rate(self) -> float | None:
-        """Converted of the offers that ended (paid or not), None before any ended."""
-        ended = self.converted + self.expired
-        return self.converted / ended if ended else None
-
-
-def conversions(session: Session, scope: Any = None) -> list[Conversions]:
-    """Per event with a waiting list: how many entries wait, hold an offer, converted, let it
-    expire, left; ``scope``: a clause on Event (the partner's), None for every event."""
-    counts = [
-        func.count(case((WaitlistEntry.status == status.value, 1))).label(status.value)
-        for status in WaitlistStatus
-    ]
-    query = (
-        select(Event.id, Event.name, *counts)
-        .join(WaitlistEntry, WaitlistEntry.event_id == Event.id)
-        .group_by(Event.id, Event.name)
-        .order_by(Event.starts_at, Event.id)
-    )
-    if scope is not None:
-        query = query.where(scope)
-    return [
-        Conversions(
-            row.id,
-            row.name,
-            row.waiting,
-            row.offered,
-            row.converted,
-            row.expired,
-            row.left,
-        )
-        for row in session.execute(query)
-    ]

@@ -135,6 +135,8 @@ def event(event_id: int) -> Any:
         # Sections whose spots go to their waiting lists first (0: every section), and the
         # customer's entries of the event's lists.
         kept_for_line=waitlist.waiting_sections(db.session, event.id),
+        # Capped types (half price) sold out by their cap or kept for their waiting lists.
+        sold_out_types=waitlist.sold_out_types(db.session, event.id, now),
         places=[p for p in places if p.entry.is_open],
         event=event,
         on_sale=on_sale,
@@ -193,7 +195,8 @@ def queue(event_id: int) -> Any:
 
 @bp.post("/events/<int:event_id>/waitlist")
 def join_waitlist(event_id: int) -> Any:
-    """Join the waiting list of a sold-out section (or of the whole event)."""
+    """Join the waiting list of a sold-out section (or of the whole event, or of a ticket type
+    sold out by its cap)."""
     customer = current_customer()
     if customer is None:
         return login_redirect(url_for(".event", event_id=event_id))
@@ -203,6 +206,7 @@ def join_waitlist(event_id: int) -> Any:
             customer.id,
             event_id,
             section_id=_optional_whole_number("section_id"),
+            ticket_type_id=_optional_whole_number("ticket_type_id"),
             quantity=_optional_whole_number("quantity") or 1,
         )
     except DomainError as err:

@@ -14,7 +14,7 @@ from flask_babel import lazy_gettext
 
 from app.extensions import db
 from app.models import Event, WaitlistEntry
-from app.services import waitlist
+from app.services import waitlist_figures
 from app.services.scoping import scope_clause
 from app.views.base import ScopedModelView, current_user
 
@@ -71,6 +71,6 @@ class WaitlistEntryView(ScopedModelView):
     @has_access
     def conversions(self) -> Any:
         """Per event: the list's counts and its conversion rate."""
-        figures = waitlist.conversions(db.session, scope_clause(Event, current_user()))
+        figures = waitlist_figures.conversions(db.session, scope_clause(Event, current_user()))
         db.session.rollback()
         return self.render_template("waitlist_conversions.html", figures=figures)

@@ -522,3 +522,188 @@ def test_the_sweep_leaves_out_events_no_longer_on_sale(client, small_event):
     small_event.sales_end = utcnow() - dt.timedelta(minutes=1)
     db.session.commit()
     assert waitlist.events_with_waiting(db.session) == []
+
+
+# -- the line of a capped ticket type (half price sold out by its cap) -------------------------
+
+FULL, HALF = 10000, 5000
+
+
+@pytest.fixture
+def typed(small_event) -> dict[str, Any]:
+    """small_event (4 seats) sold as Inteira (full price) and Meia-entrada capped at 1."""
+    from app.models import TicketType
+
+    section = small_event.sections[0]
+    full = TicketType(section=section, name="Inteira", kind="full", price_cents=FULL)
+    half = TicketType(section=section, name="Meia-entrada", kind="half", price_cents=HALF, cap=1)
+    db.session.add_all([full, half])
+    db.session.commit()
+    return {"event": small_event, "section": section, "full": full.id, "half": half.id}
+
+
+def _typed_hold(client, typed, kinds: list[str], headers=None) -> Any:
+    """A best-available hold of these types (a new customer by default); the response."""
+    return client.post(
+        "/api/v1/holds/",
+        json={
+            "event_id": typed["event"].id,
+            "section_id": typed["section"].id,
+            "quantity": len(kinds),
+            "ticket_types": [typed[k] for k in kinds],
+        },
+        headers=headers or _customer(client),
+    )
+
+
+def _held(answer) -> dict[str, Any]:
+    assert answer.status_code == 201, answer.get_json()
+    return answer.get_json()["result"]
+
+
+def _student_waits(client, typed, quantity: int = 1) -> int:
+    joined = _join(
+        client, typed["event"], _customer(client), ticket_type_id=typed["half"], quantity=quantity
+    )
+    assert joined.status_code == 201, joined.get_json()
+    assert joined.get_json()["result"]["position"] == 1
+    return joined.get_json()["result"]["id"]
+
+
+def test_a_student_waits_for_half_price_while_full_price_still_sells(client, typed):
+    _held(_typed_hold(client, typed, ["half"]))  # the one half-price place taken
+    student = _student_waits(client, typed)
+    entry = _entry(student)
+    assert (entry.section_id, entry.ticket_type_id) == (typed["section"].id, typed["half"])
+    # Ordinary buyers still buy full price: the type's line does not keep the section.
+    assert waitlist.waiting_sections(db.session, typed["event"].id) == set()
+    full = _held(_typed_hold(client, typed, ["full"]))
+    assert [s["ticket_type"] for s in full["spots"]] == ["Inteira"]
+    plain = client.post(
+        "/api/v1/holds/",
+        json={"event_id": typed["event"].id, "section_id": typed["section"].id, "quantity": 1},
+        headers=_customer(client),
+    )
+    assert plain.status_code == 201, plain.get_json()
+    # Asking for half price is refused for the line, whatever the cap would say.
+    refused = _typed_hold(client, typed, ["half"])
+    assert refused.status_code == 409, refused.get_json()
+    assert refused.get_json()["error"] == "waitlist"
+    assert "Meia-entrada" in refused.get_json()["message"]
+    assert _entry(student).status == WaitlistStatus.WAITING
+
+
+def test_joining_for_a_type_still_on_sale_is_refused(client, typed):
+    for kind in ("half", "full"):  # the half price's cap not reached; full price uncapped
+        answer = _join(client, typed["event"], _customer(client), ticket_type_id=typed[kind])
+        assert answer.status_code == 409, answer.get_json()
+        assert answer.get_json()["error"] == "spots_on_sale"
+    _held(_typed_hold(client, typed, ["half"]))  # the cap reached: full price still sells
+    answer = _join(client, typed["event"], _customer(client), ticket_type_id=typed["full"])
+    assert answer.status_code == 409 and answer.get_json()["error"] == "spots_on_sale"
+    assert db.session.scalar(select(WaitlistEntry.id)) is None
+
+
+def test_a_refunded_half_price_ticket_is_offered_to_the_student(client, typed, tasks_in_process):
+    from app.services import refunds
+    from app.services.payments import gateway
+
+    buyer = _customer(client)
+    held = _held(_typed_hold(client, typed, ["half"], buyer))
+    order = pay(client, buyer, held["id"], card_token(client))
+    assert order.status_code == 201, order.get_json()
+    student = _student_waits(client, typed)
+    refunds.refund_order(db.session, gateway(), order.get_json()["result"]["id"], SYSTEM)
+    offered = _entry(student)
+    assert offered.status == WaitlistStatus.OFFERED
+    hold = db.session.get(Hold, offered.hold_id)
+    assert [(s.held_ticket_type_id, s.held_price_cents) for s in hold.spots] == [
+        (typed["half"], HALF)
+    ]
+    assert len(_offer_mails(student)) == 1
+    paid = pay(client, _headers_of(client, offered), hold.id, card_token(client))
+    assert paid.status_code == 201, paid.get_json()
+    assert paid.get_json()["result"]["total_cents"] == HALF
+    assert [t["ticket_type"] for t in paid.get_json()["result"]["tickets"]] == ["Meia-entrada"]
+    assert _entry(student).status == WaitlistStatus.CONVERTED
+
+
+def test_an_expired_half_price_hold_is_offered_to_the_student(client, typed, tasks_in_process):
+    held = _held(_typed_hold(client, typed, ["half", "full"]))
+    first = _student_waits(client, typed)
+    second = _student_waits_behind(client, typed)
+    expire(held["id"])
+    assert release_expired_holds(db.session) == 1  # its commit sends the offer task
+    offered = _entry(first)
+    assert offered.status == WaitlistStatus.OFFERED
+    [spot] = db.session.get(Hold, offered.hold_id).spots
+    assert (spot.held_ticket_type_id, spot.held_price_cents) == (typed["half"], HALF)
+    # The cap is reached again by the offer: the next student waits (3 full-price seats free).
+    assert _entry(second).status == WaitlistStatus.WAITING
+    assert _entry(second).position == 1
+    assert _typed_hold(client, typed, ["half"]).get_json()["error"] == "waitlist"
+
+
+def _student_waits_behind(client, typed) -> int:
+    joined = _join(client, typed["event"], _customer(client), ticket_type_id=typed["half"])
+    assert joined.status_code == 201, joined.get_json()
+    return joined.get_json()["result"]["id"]
+
+
+def test_a_section_line_first_does_not_stop_a_type_offer(client, typed):
+    """The section's first wants more spots than came back: the type's first, who can be
+    served, is (the lines do not block each other)."""
+    spots = typed["section"].spots
+    half_buyer = _customer(client)
+    half = _held(_typed_hold(client, typed, ["half"], half_buyer))
+    taken = {s["id"] for s in half["spots"]}
+    _hold(client, typed["event"], [s for s in spots if s.id not in taken])  # sold out
+    section_first = _join(client, typed["event"], _customer(client), quantity=2)
+    assert section_first.status_code == 201, section_first.get_json()
+    student = _student_waits(client, typed)  # first in the type's line, behind in time
+    client.delete(f"/api/v1/holds/{half['id']}", headers=half_buyer)  # 1 spot and 1 half back
+    assert waitlist.make_offers(db.session, typed["event"].id) == 1
+    assert _entry(student).status == WaitlistStatus.OFFERED
+    assert _entry(section_first.get_json()["result"]["id"]).status == WaitlistStatus.WAITING
+
+
+def test_a_type_line_first_does_not_stop_a_section_offer(client, typed):
+    """The half price's cap is still reached when a full-price seat comes back: the section's
+    first gets it, though the student joined before."""
+    spots = typed["section"].spots
+    _held(_typed_hold(client, typed, ["half"]))
+    full_buyer = _customer(client)
+    full = _held(_typed_hold(client, typed, ["full"], full_buyer))
+    db.session.expire_all()
+    _hold(client, typed["event"], [s for s in spots if s.status == SpotStatus.AVAILABLE])
+    student = _student_waits(client, typed)
+    section_first = _join(client, typed["event"], _customer(client))
+    assert section_first.status_code == 201, section_first.get_json()
+    assert section_first.get_json()["result"]["position"] == 1  # the type's line is apart
+    client.delete(f"/api/v1/holds/{full['id']}", headers=full_buyer)
+    assert waitlist.make_offers(db.session, typed["event"].id) == 1
+    assert _entry(section_first.get_json()["result"]["id"]).status == WaitlistStatus.OFFERED
+    assert _entry(student).status == WaitlistStatus.WAITING
+
+
+def test_the_shop_offers_the_waiting_list_of_a_type_sold_out_by_its_cap(client, typed):
+    from tests.support.shop import CUSTOMER_PASSWORD
+
+    event = typed["event"]
+    _held(_typed_hold(client, typed, ["half"]))
+    email = f"{uuid.uuid4().hex[:10]}@example.com"
+    sign_up(client, email)
+    login(client, email, CUSTOMER_PASSWORD)
+    page = client.get(f"/events/{event.id}").get_data(as_text=True)
+    assert "Join the waiting list for Meia-entrada" in page
+    assert f'name="qty_{typed["full"]}"' in page and f'name="qty_{typed["half"]}"' not in page
+    joined = client.post(
+        f"/events/{event.id}/waitlist",
+        data={"ticket_type_id": typed["half"], "quantity": "1"},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "You are in the waiting list: number 1." in joined
+    assert "Meia-entrada" in joined and "Join the waiting list for Meia-entrada" not in joined
+    entry = db.session.scalars(select(WaitlistEntry)).one()
+    assert entry.ticket_type_id == typed["half"]
+    assert f'name="qty_{typed["full"]}"' in joined  # full price still on sale
