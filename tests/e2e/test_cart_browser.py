@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Order, Ticket
-from tests.support.browser import sign_up_in_browser
+from tests.support.browser import pay_by_card_in_browser, sign_up_in_browser
 from tests.support.builders import make_event, make_partner
 
 SCREENSHOT = "/tmp/e2e_cart.png"  # noqa: S108 - for a person to look at
@@ -56,12 +56,7 @@ def test_a_customer_fills_a_cart_from_two_sections_and_pays_once(
     expect(rows).to_have_count(2)
     expect(page.locator("#total")).to_have_text("R$200.00")
 
-    page.get_by_label("Card number").fill("4242 4242 4242 4242")
-    page.get_by_label("Expiry month").fill("12")
-    page.get_by_label("Expiry year").fill("2040")
-    page.get_by_label("CVC").fill("123")
-    page.get_by_label("Name on card").fill("Ana Souza")
-    page.get_by_role("button", name="Continue").click()
+    pay_by_card_in_browser(page)
     expect(page.locator(".flash-success")).to_contain_text("Payment approved")
     expect(page.locator(".ticket svg")).to_have_count(2)
     page.screenshot(path=SCREENSHOT, full_page=True)

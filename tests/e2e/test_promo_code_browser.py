@@ -12,8 +12,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Payment, PromoCode, Ticket
-from app.models.base import utcnow
-from tests.support.browser import sign_up_in_browser
+from tests.support.browser import pay_by_card_in_browser, sign_up_in_browser
 from tests.support.builders import make_event, make_partner
 
 
@@ -46,12 +45,7 @@ def test_a_customer_buys_with_a_promo_code_and_pays_the_discounted_total(
     expect(page.locator("#gross")).to_have_text("R$200.00")
     expect(page.locator("#discount")).to_have_text("−R$50.00")
     expect(page.locator("#total")).to_have_text("R$150.00")
-    page.get_by_label("Card number").fill("4242 4242 4242 4242")
-    page.get_by_label("Expiry month").fill("12")
-    page.get_by_label("Expiry year").fill(str(utcnow().year + 2))
-    page.get_by_label("CVC").fill("123")
-    page.get_by_label("Name on card").fill("Ana Souza")
-    page.get_by_role("button", name="Continue").click()
+    pay_by_card_in_browser(page)
     expect(page.locator(".flash-success")).to_contain_text("Payment approved")
     expect(page.locator("body")).to_contain_text("R$150.00")
     db.session.remove()

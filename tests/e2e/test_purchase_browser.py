@@ -12,7 +12,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import EventSpot, Hold, HoldStatus, Payment, SpotStatus
 from app.models.base import utcnow
-from tests.support.browser import sign_up_in_browser
+from tests.support.browser import pay_by_card_in_browser, sign_up_in_browser
 from tests.support.builders import make_event, make_partner
 
 SCREENSHOT = "/tmp/e2e_tickets.png"  # noqa: S108 - for a person to look at
@@ -46,22 +46,13 @@ def _pick_two_seats(page: Page, base: str) -> None:
     expect(page.locator("#countdown")).to_contain_text("min")
 
 
-def _pay(page: Page, number: str) -> None:
-    page.get_by_label("Card number").fill(number)
-    page.get_by_label("Expiry month").fill("12")
-    page.get_by_label("Expiry year").fill(str(utcnow().year + 2))
-    page.get_by_label("CVC").fill("123")
-    page.get_by_label("Name on card").fill("Ana Souza")
-    page.get_by_role("button", name="Continue").click()
-
-
 @pytest.mark.browser
 def test_a_customer_buys_two_seats_and_sees_qr_tickets(live_server: str, browser_page: Page):
     _event_on_sale()
     page = browser_page
     sign_up_in_browser(page, live_server, "ana@example.com")
     _pick_two_seats(page, live_server)
-    _pay(page, "4242 4242 4242 4242")
+    pay_by_card_in_browser(page)
     expect(page.locator(".flash-success")).to_contain_text("Payment approved")
     expect(page.locator(".ticket")).to_have_count(2)
     expect(page.locator(".ticket svg")).to_have_count(2)
@@ -83,7 +74,7 @@ def test_a_declined_card_shows_the_reason_and_keeps_the_hold(live_server: str, b
     page = browser_page
     sign_up_in_browser(page, live_server, "bia@example.com")
     _pick_two_seats(page, live_server)
-    _pay(page, "4000000000000002")
+    pay_by_card_in_browser(page, "4000000000000002")
     expect(page.locator(".flash-error")).to_contain_text("Your card was declined.")
     expect(page).to_have_url(re.compile(r"/holds/\d+$"))
     expect(page.locator("#countdown")).to_be_visible()
@@ -127,7 +118,7 @@ def test_a_customer_picks_a_half_price_type_for_one_seat_on_the_map(
     page.locator("#seatmap-types select").nth(1).select_option(label="Meia-entrada")
     page.get_by_role("button", name="Hold these seats").click()
     expect(page).to_have_url(re.compile(r"/holds/\d+$"))
-    _pay(page, "4242 4242 4242 4242")
+    pay_by_card_in_browser(page)
     expect(page.locator(".ticket")).to_have_count(2)
     expect(page.locator(".ticket .ticket-type")).to_have_text(["Inteira", "Meia-entrada"])
     db.session.remove()

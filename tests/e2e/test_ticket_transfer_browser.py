@@ -13,7 +13,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Customer, Ticket
 from app.services import customers
-from tests.support.browser import sign_up_in_browser
+from tests.support.browser import pay_by_card_in_browser, sign_up_in_browser
 from tests.support.builders import make_event, make_partner
 from tests.support.shop import CUSTOMER_PASSWORD
 
@@ -38,12 +38,7 @@ def test_a_buyer_renames_one_ticket_and_transfers_the_other(
     page.get_by_label("Best available").select_option("2")
     page.get_by_role("button", name="Hold", exact=True).click()
     expect(page).to_have_url(re.compile(r"/holds/\d+$"))
-    page.get_by_label("Card number").fill("4242 4242 4242 4242")
-    page.get_by_label("Expiry month").fill("12")
-    page.get_by_label("Expiry year").fill("2040")
-    page.get_by_label("CVC").fill("123")
-    page.get_by_label("Name on card").fill("Ana Souza")
-    page.get_by_role("button", name="Continue").click()
+    pay_by_card_in_browser(page)
     expect(page.locator(".flash-success")).to_contain_text("Payment approved")
     expect(page.locator(".ticket svg")).to_have_count(2)
 

@@ -40,3 +40,14 @@ def sign_up_in_browser(page: Page, base: str, email: str, *, confirmed: bool = T
             .values(email_confirmed_at=utcnow())
         )
         db.session.commit()
+
+
+def pay_by_card_in_browser(page: Page, number: str = "4242 4242 4242 4242") -> None:
+    """On a hold's page: Ana Souza's card (any future expiry, CVC 123) typed in the card form
+    and sent (the page tokenizes it with the acquirer, then pays with the token)."""
+    page.get_by_label("Card number").fill(number)
+    page.get_by_label("Expiry month").fill("12")
+    page.get_by_label("Expiry year").fill(str(utcnow().year + 2))
+    page.get_by_label("CVC").fill("123")
+    page.get_by_label("Name on card").fill("Ana Souza")
+    page.get_by_role("button", name="Continue").click()
