@@ -10,14 +10,13 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from flask import current_app
 from sqlalchemy import func, select
 
 from app import sim_acquirer
 from app.extensions import db
 from app.models import EventSpot, Order, OrderStatus, Payment, PaymentStatus, SpotStatus, Ticket
 from app.models.base import utcnow
-from app.services import customers
+from tests.support import shop
 from tests.support.builders import make_event, make_partner
 
 CLIENTS = 60
@@ -28,20 +27,7 @@ def crowd(app):
     event = make_event(make_partner("Arena"), "Flash Sale", rows=("A", "D"), seats=10)
     event.publish()
     db.session.commit()
-    sm = current_app.appbuilder.sm
-    buyers = []
-    for n in range(CLIENTS):
-        email = f"buyer{n}@example.com"
-        customers.sign_up(db.session, sm, f"Buyer {n}", email, "Ingresso-Azul-77")
-        buyers.append(email)
-    clients = []
-    for email in buyers:
-        client = app.test_client()
-        jwt = client.post(
-            "/api/v1/security/login",
-            json={"username": email, "password": "Ingresso-Azul-77", "provider": "db"},
-        ).get_json()["access_token"]
-        clients.append((client, {"Authorization": f"Bearer {jwt}"}))
+    clients = shop.crowd(app, CLIENTS, "buyer")
     return {"event": event, "section": event.sections[0], "clients": clients}
 
 

@@ -11,7 +11,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from flask import current_app
 from sqlalchemy import func, select
 
 from app.extensions import db
@@ -25,11 +24,11 @@ from app.models import (
     TicketType,
 )
 from app.models.base import utcnow
-from app.services import customers, ledger, refunds
+from app.services import ledger, refunds
 from app.services.payments import gateway
 from app.services.scoping import SYSTEM
 from tests.support.builders import make_event, make_partner
-from tests.support.shop import card_token, expire, pay, payment_of, sign_up
+from tests.support.shop import card_token, crowd, expire, pay, payment_of, sign_up
 
 PRICE = 10000  # make_event's sections; make_partner's fee: 10 % + R$ 1,00 per ticket
 
@@ -231,17 +230,7 @@ def test_racing_buyers_never_pass_a_codes_uses(app, db_context):
     event.publish()
     db.session.commit()
     promo(event, "RACE", max_uses=USES)
-    sm = current_app.appbuilder.sm
-    clients = []
-    for n in range(BUYERS):
-        email = f"fan{n}@example.com"
-        customers.sign_up(db.session, sm, f"Fan {n}", email, "Ingresso-Azul-77")
-        client = app.test_client()
-        jwt = client.post(
-            "/api/v1/security/login",
-            json={"username": email, "password": "Ingresso-Azul-77", "provider": "db"},
-        ).get_json()["access_token"]
-        clients.append((client, {"Authorization": f"Bearer {jwt}"}))
+    clients = crowd(app, BUYERS)
     start = threading.Barrier(BUYERS)
     wanted = {"event_id": event.id, "section_id": event.sections[0].id, "quantity": 1,
               "promo_code": "RACE"}  # fmt: skip

@@ -8,14 +8,13 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from flask import current_app
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Conflict, EventSpot, NotFound, SpotStatus, Ticket, TicketStatus, TicketType
 from app.models.codes import read_claim
 from app.models.ticket_type import half_price_cap
-from app.services import customers, refunds
+from app.services import refunds
 from app.services.payments import gateway
 from app.services.scoping import SYSTEM
 from tests.support.builders import (
@@ -28,7 +27,7 @@ from tests.support.builders import (
 )
 from tests.support.gate import device, open_event, result, scan
 from tests.support.pages import text
-from tests.support.shop import card_token, expire, pay, payment_of, sign_up
+from tests.support.shop import card_token, crowd, expire, pay, payment_of, sign_up
 
 FULL, HALF = 10000, 5000
 
@@ -228,17 +227,7 @@ def test_racing_buyers_never_pass_the_half_price_cap(app, db_context):
     event.publish()
     db.session.commit()
     kinds = _types(event.sections[0], half_cap=5)
-    sm = current_app.appbuilder.sm
-    clients = []
-    for n in range(BUYERS):
-        email = f"fan{n}@example.com"
-        customers.sign_up(db.session, sm, f"Fan {n}", email, "Ingresso-Azul-77")
-        client = app.test_client()
-        jwt = client.post(
-            "/api/v1/security/login",
-            json={"username": email, "password": "Ingresso-Azul-77", "provider": "db"},
-        ).get_json()["access_token"]
-        clients.append((client, {"Authorization": f"Bearer {jwt}"}))
+    clients = crowd(app, BUYERS)
     start = threading.Barrier(BUYERS)
     wanted = {"event_id": event.id, "section_id": event.sections[0].id, "quantity": 1,
               "ticket_types": [kinds["half"].id]}  # fmt: skip

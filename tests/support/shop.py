@@ -146,3 +146,22 @@ def expire(hold_id: int) -> None:
     for spot in row.spots:
         spot.held_until = row.expires_at
     db.session.commit()
+
+
+def crowd(app: Flask, count: int, prefix: str = "fan") -> list[tuple[FlaskClient, dict[str, str]]]:
+    """``count`` customers (``<prefix><n>@example.com``), each with a test client of its own and
+    its API headers: buyers for a race on real connections, one thread each."""
+    from app.services import customers
+
+    sm = app.appbuilder.sm
+    buyers = []
+    for n in range(count):
+        email = f"{prefix}{n}@example.com"
+        customers.sign_up(db.session, sm, f"{prefix.title()} {n}", email, CUSTOMER_PASSWORD)
+        client = app.test_client()
+        token = client.post(
+            "/api/v1/security/login",
+            json={"username": email, "password": CUSTOMER_PASSWORD, "provider": "db"},
+        ).get_json()["access_token"]
+        buyers.append((client, {"Authorization": f"Bearer {token}"}))
+    return buyers
