@@ -479,7 +479,7 @@ def _place_hold(session: Session, ids: dict[str, Any], spots: list[Row]) -> tupl
 
 
 def _add_to_cart(
-    session: Session, ids: dict[str, Any], spots: list[Row], cart_row: Row
+    session: Session, ids: dict[str, Any], spots: list[Row], cart_row: cart.Cart
 ) -> tuple[int, dt.datetime]:
     """The spots join the customer's cart (locked by cart.locked) until it expires."""
     if cart_row.order_id is not None:
