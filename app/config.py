@@ -259,6 +259,9 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "RATELIMIT_HOLD": _rate_limit(env, "RATELIMIT_HOLD", "30 per minute"),
         "RATELIMIT_CHECKOUT": _rate_limit(env, "RATELIMIT_CHECKOUT", "20 per minute"),
         "RATELIMIT_QUEUE": _rate_limit(env, "RATELIMIT_QUEUE", "10 per minute"),
+        # Ticket transfers, per customer: each names an e-mail and learns whether it has an
+        # account, so they are few (a customer passes a handful of tickets on, not hundreds).
+        "RATELIMIT_TRANSFER": _rate_limit(env, "RATELIMIT_TRANSFER", "10 per hour"),
         # Password-reset requests: per client address (429), and links per account (past it,
         # asking again sends nothing, and says so no differently: app/services/password_reset.py).
         "RATELIMIT_PASSWORD_RESET": _rate_limit(env, "RATELIMIT_PASSWORD_RESET", "5 per hour"),

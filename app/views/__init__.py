@@ -125,6 +125,9 @@ def apply_rate_limits(app: Flask) -> None:
         ("shop.queue", "RATELIMIT_QUEUE", None),
         ("WaitlistApi.join", "RATELIMIT_QUEUE", None),
         ("shop.join_waitlist", "RATELIMIT_QUEUE", None),
+        # A transfer tells whether an e-mail has an account: not a way to list them.
+        ("TicketApi.transfer", "RATELIMIT_TRANSFER", None),
+        ("shop.transfer_ticket", "RATELIMIT_TRANSFER", None),
     ):
         view = app.view_functions[endpoint]
         limit = limiter.limit(app.config[key], key_func=key_func, methods=["POST"])

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import Customer, Hold, Payment
 from tests.support.apps import another_app
-from tests.support.shop import CUSTOMER_PASSWORD, card_token, sign_up
+from tests.support.shop import CUSTOMER_PASSWORD, buy, card_token, sign_up
 
 LIMITS = {
     "RATELIMIT_ENABLED": True,
@@ -29,6 +29,7 @@ LIMITS = {
     "RATELIMIT_HOLD": "2 per minute",
     "RATELIMIT_CHECKOUT": "2 per minute",
     "RATELIMIT_QUEUE": "2 per minute",
+    "RATELIMIT_TRANSFER": "2 per minute",
 }
 
 
@@ -202,6 +203,20 @@ def test_joining_a_waiting_list_from_the_page_is_limited(limited, on_sale):
     for _ in range(2):
         assert page.post(url, data={"quantity": "1"}).status_code == 302
     assert page.post(url, data={"quantity": "1"}).status_code == 429
+
+
+def test_transfers_are_limited_so_that_they_cannot_list_accounts(limited, on_sale):
+    """A transfer to an address answers whether it has an account (422 unknown_recipient):
+    asking address after address is stopped."""
+    headers = sign_up(limited)
+    order = buy(limited, on_sale, buyer=headers)
+    url = f"/api/v1/tickets/{order['tickets'][0]['id']}/transfer"
+    for n in range(2):
+        tried = limited.post(url, json={"email": f"someone{n}@example.com"}, headers=headers)
+        assert tried.status_code == 422 and tried.get_json()["error"] == "unknown_recipient"
+    assert_limited(
+        limited.post(url, json={"email": "x@example.com"}, headers=headers), "2 per 1 minute"
+    )
 
 
 def test_the_default_test_app_never_answers_429(client, on_sale):
