@@ -82,13 +82,11 @@ def ticket_pdf(ticket_id: int) -> Any:
     )
     if not lines:
         abort(409, description=gettext("This ticket is no longer valid."))
-    response = Response(
+    return download(
         ticket_documents.tickets_pdf(db.session, found.order, lines),
-        mimetype=ticket_documents.PDF_MIMETYPE,
+        ticket_documents.PDF_MIMETYPE,
+        f"ticket-{found.id}.pdf",
     )
-    response.headers["Content-Disposition"] = f'attachment; filename="ticket-{found.id}.pdf"'
-    response.headers["Cache-Control"] = "private, no-store"
-    return response
 
 
 @bp.post("/tickets/<int:ticket_id>/holder")
@@ -163,14 +161,17 @@ def _order_document(order_id: int, kind: str) -> Any:
 
 
 def document_response(order: Any, kind: str) -> Response:
-    """A ticket document as a download named after the order; never cached by the way (a
-    ticket's code admits whoever holds it)."""
+    """A ticket document as a download named after the order."""
     if kind == "pdf":
         data = ticket_documents.tickets_pdf(db.session, order)
-        mimetype, filename = ticket_documents.PDF_MIMETYPE, ticket_documents.pdf_filename(order)
-    else:
-        data = ticket_documents.order_ics(db.session, order)
-        mimetype, filename = ticket_documents.ICS_MIMETYPE, ticket_documents.ics_filename(order)
+        return download(data, ticket_documents.PDF_MIMETYPE, ticket_documents.pdf_filename(order))
+    data = ticket_documents.order_ics(db.session, order)
+    return download(data, ticket_documents.ICS_MIMETYPE, ticket_documents.ics_filename(order))
+
+
+def download(data: Any, mimetype: str, filename: str) -> Response:
+    """A ticket document as an attachment named ``filename``; never cached by the way (a
+    ticket's code admits whoever holds it)."""
     response = Response(data, mimetype=mimetype)
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     response.headers["Cache-Control"] = "private, no-store"
