@@ -62,6 +62,7 @@ from app.services.checkin.entries import first_entries
 from app.services.customers import EMAIL, MAX_EMAIL
 from app.services.locking import busy_on_lock_failure
 from app.services.mail import customer_mails
+from app.services.refunds import TicketUsed  # the one refusal of a used ticket
 from app.services.webhooks import outbox as webhooks
 
 log = logging.getLogger(__name__)
@@ -81,10 +82,6 @@ class TransfersNotAllowed(Conflict):
 
 class TransfersClosed(Conflict):
     code = "transfers_closed"
-
-
-class TicketUsed(Conflict):
-    code = "ticket_used"
 
 
 class NotTransferable(Conflict):
