@@ -4,7 +4,7 @@ from app.models.account import LoginSession
 from app.models.audit import AuditEntry
 from app.models.checkin import CheckIn, ScanDirection, ScanResult
 from app.models.customer import Customer
-from app.models.errors import Busy, Conflict, DomainError, Forbidden, NotFound
+from app.models.errors import Busy, Conflict, DomainError, Forbidden, InvalidRequest, NotFound
 from app.models.event import Event, EventStatus
 from app.models.gate import CheckinEntry, GateAssignment, GateDevice, token_hash
 from app.models.ledger import (
@@ -81,6 +81,7 @@ __all__ = [
     "LineKind",
     "LoginSession",
     "MismatchKind",
+    "InvalidRequest",
     "NotFound",
     "Order",
     "OrderStatus",

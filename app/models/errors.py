@@ -24,6 +24,13 @@ class DomainError(Exception):
         return body | self.extra
 
 
+class InvalidRequest(DomainError):
+    """A request malformed as such (not a rule refused): a field of the wrong kind or shape."""
+
+    status = 400
+    code = "invalid_request"
+
+
 class NotFound(DomainError):
     """The row does not exist, or belongs to another partner or customer (we do not say which)."""
 

@@ -45,6 +45,7 @@ from app.models import (
     DomainError,
     Event,
     EventStatus,
+    InvalidRequest,
     NotFound,
     Order,
     OrderStatus,
@@ -69,11 +70,6 @@ log = logging.getLogger(__name__)
 
 MAX_HOLDER_NAME = 150
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-class InvalidRequest(DomainError):
-    status = 400
-    code = "invalid_request"
 
 
 class TransfersNotAllowed(Conflict):

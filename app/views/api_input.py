@@ -14,15 +14,10 @@ from flask_babel import gettext
 from flask_jwt_extended import get_jwt
 
 from app.extensions import db
-from app.models import DomainError
+from app.models import DomainError, InvalidRequest
 from app.models.base import MAX_INT
 from app.services import customers
 from app.views.base import current_user
-
-
-class InvalidRequest(DomainError):
-    status = 400
-    code = "invalid_request"
 
 
 def domain_errors(view: Callable[..., Any]) -> Callable[..., Any]:

@@ -10,9 +10,10 @@ from flask_appbuilder.api import BaseApi, expose, safe
 from flask_babel import gettext
 
 from app.extensions import db
+from app.models import InvalidRequest
 from app.models.base import utcnow
 from app.services import catalog, customers, promos
-from app.views.api_input import InvalidRequest, domain_errors, json_body
+from app.views.api_input import domain_errors, json_body
 from app.views.guards import is_id
 from app.views.shop_json import event_json
 

@@ -15,7 +15,7 @@ from flask_appbuilder.security.decorators import permission_name, protect
 from flask_babel import gettext
 
 from app.extensions import db
-from app.models import DomainError
+from app.models import DomainError, InvalidRequest
 from app.models.base import utcnow
 from app.services import (
     customers,
@@ -24,7 +24,6 @@ from app.services import (
 )
 from app.services.payments import gateway
 from app.views.api_input import (
-    InvalidRequest,
     domain_errors,
     json_body,
     positive_id,

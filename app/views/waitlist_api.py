@@ -12,10 +12,9 @@ from flask_appbuilder.security.decorators import permission_name, protect
 from flask_babel import gettext
 
 from app.extensions import db
-from app.models import DomainError
+from app.models import DomainError, InvalidRequest
 from app.services import waitlist
 from app.views.api_input import (
-    InvalidRequest,
     domain_errors,
     positive_id,
     request_customer_id,

@@ -49,6 +49,7 @@ from app.models import (
     EventSpot,
     Hold,
     HoldStatus,
+    InvalidRequest,
     NotFound,
     Order,
     OrderStatus,
@@ -137,7 +138,7 @@ def checkout(
     if holder_names is not None and (
         not isinstance(holder_names, list) or not all(isinstance(n, str) for n in holder_names)
     ):
-        raise tickets.InvalidRequest(
+        raise InvalidRequest(
             gettext("holder_names is a list of names, one per ticket."), field="holder_names"
         )
     wanted = fingerprint(hold_id, card_token, expected_total_cents, holder_names)
