@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Event, EventSection, EventSpot
+from tests.support.browser import open_navbar_menu
 from tests.support.builders import PASSWORD, make_partner, make_user
 
 SCREENSHOT = "/tmp/e2e_spots.png"  # noqa: S108 - a fixed place to look at the spots list
@@ -47,10 +48,7 @@ def log_in(page: Page, base_url: str, username: str) -> None:
 
 def open_menu(page: Page, item: str) -> None:
     """Catalog > item in the navigation bar, as a user would."""
-    navbar = page.locator(".navbar")
-    navbar.get_by_role("link", name="Catalog").click()
-    # Not exact: the menu links' names start with an icon and a no-break space.
-    navbar.locator(".dropdown-menu").get_by_role("link", name=item).click()
+    open_navbar_menu(page, "Catalog", item)
 
 
 def add_record(page: Page) -> None:

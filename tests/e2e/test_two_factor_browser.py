@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from app.extensions import db
+from tests.support.browser import open_navbar_menu
 from tests.support.builders import PASSWORD, make_partner, make_user
 
 SCREENSHOT = "/tmp/e2e_two_factor.png"  # noqa: S108 - a fixed place to look at the page
@@ -33,9 +34,7 @@ def test_partner_turns_on_two_factor_and_signs_in_with_a_code(
 
     sign_in_with_password(page, live_server)
     expect(page.locator(".navbar")).to_contain_text("Alice Test")
-    navbar = page.locator(".navbar")
-    navbar.get_by_role("link", name="Security").click()
-    navbar.locator(".dropdown-menu").get_by_role("link", name="Two-factor sign-in").click()
+    open_navbar_menu(page, "Security", "Two-factor sign-in")
     expect(page).to_have_url(re.compile(r"/two-factor/$"))
     expect(page.locator("#totp-qr svg")).to_be_visible()
     page.screenshot(path=SCREENSHOT, full_page=True)

@@ -4,6 +4,7 @@ browser), and the steps several of them take."""
 from __future__ import annotations
 
 from playwright.sync_api import Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from sqlalchemy import update
 
 from app.extensions import db
@@ -51,3 +52,22 @@ def pay_by_card_in_browser(page: Page, number: str = "4242 4242 4242 4242") -> N
     page.get_by_label("CVC").fill("123")
     page.get_by_label("Name on card").fill("Ana Souza")
     page.get_by_role("button", name="Continue").click()
+
+
+def open_navbar_menu(page: Page, menu: str, item: str) -> None:
+    """``menu`` > ``item`` in the dashboard's navigation bar, as a user would. The dropdown
+    opens by Bootstrap's script, so this waits for the page's scripts to have run (``load``),
+    and a click that still landed before them is repeated until the item shows."""
+    page.wait_for_load_state("load")
+    navbar = page.locator(".navbar")
+    # Not exact: the menu links' names start with an icon and a no-break space.
+    link = navbar.locator(".dropdown-menu").get_by_role("link", name=item)
+    for _ in range(BROWSER_TIMEOUT_MS // 1_000):
+        if not link.is_visible():
+            navbar.get_by_role("link", name=menu).click()
+        try:
+            link.wait_for(state="visible", timeout=1_000)
+            break
+        except PlaywrightTimeoutError:
+            continue
+    link.click()
