@@ -83,6 +83,13 @@ class EventSpot(Model):
             "position",
             postgresql_where=text("status IN ('available', 'held')"),
         ),
+        # A hold request asked again under its Idempotency-Key finds the spots it took: only
+        # held spots keep a key (a sale or a release clears it), so the index stays small.
+        Index(
+            "ix_event_spot_held_request_key",
+            "held_request_key",
+            postgresql_where=text("held_request_key IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

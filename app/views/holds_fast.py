@@ -3,11 +3,13 @@ best-available hold in a section this process found sold out (or kept for its wa
 within the last second (``purchase.sold_out``) with the 409 the app would give, without Flask's
 per-request work, the user's load or the database. In a flash crowd most buyers ask for a
 section already gone, and each of them cost a sale's worth of a server thread
-(bench/onsale.py --burst). Anything else, chosen spots, an unknown section, a token that does
-not verify, a request with an Idempotency-Key (asked again after a lost answer, it answers the
-cart it made before the section sold out), goes to the app unchanged. Refusals answered here
-skip the Prometheus request metrics, the request-id header and the rate limit, and come before
-the waiting room's 403: the section is gone for everyone."""
+(bench/onsale.py --burst). A request with an Idempotency-Key costs one read more: asked again
+after a lost answer while the spots it took are held, it goes to the app, which answers that
+cart (the app reads it no later: in a sold-out section it takes no lock first either).
+Anything else, chosen spots, an unknown section, a token that does not verify, a key the app
+refuses, goes to the app unchanged. Refusals answered here skip the Prometheus request
+metrics, the request-id header and the rate limit, and come before the waiting room's 403: the
+section is gone for everyone."""
 
 from __future__ import annotations
 
@@ -19,10 +21,12 @@ from flask_babel import force_locale
 from flask_jwt_extended import decode_token
 
 from app import json_body
+from app.extensions import db
 from app.i18n import locale_for
-from app.models.base import MAX_INT
+from app.models.base import MAX_INT, utcnow
 from app.services.purchase import hold, sold_out, waitlist_line
 from app.views.fast_path import FastPath
+from app.views.shop_api import MAX_REQUEST_KEY, MIN_REQUEST_KEY
 
 
 class SoldOutFastPath(FastPath):
@@ -30,14 +34,19 @@ class SoldOutFastPath(FastPath):
     max_body = 1024
 
     def answer(self, token: str, body: bytes, environ: dict[str, Any]) -> tuple[str, bytes] | None:
-        if environ.get("HTTP_IDEMPOTENCY_KEY"):
-            return None  # maybe asked again after a lost answer: its cart is the app's to say
-        refusal = self._refusal(token, body, locale_for(environ.get("HTTP_ACCEPT_LANGUAGE")))
+        key = environ.get("HTTP_IDEMPOTENCY_KEY")
+        if key is not None:
+            key = key.strip()
+            if not MIN_REQUEST_KEY <= len(key) <= MAX_REQUEST_KEY:
+                return None  # the app says what is wrong with it
+        locale = locale_for(environ.get("HTTP_ACCEPT_LANGUAGE"))
+        refusal = self._refusal(token, body, locale, key)
         return ("409 CONFLICT", refusal) if refusal is not None else None
 
-    def _refusal(self, token: str, body: bytes, locale: str) -> bytes | None:
+    def _refusal(self, token: str, body: bytes, locale: str, key: str | None) -> bytes | None:
         """The app's answer to a best-available hold in a section remembered sold out, if this
-        is one from a customer's valid token, in ``locale``; else None."""
+        is one from a customer's valid token that is not asked again under ``key`` (its
+        Idempotency-Key), in ``locale``; else None."""
         try:
             wanted = json_body.loads(body)
         except ValueError:
@@ -58,11 +67,21 @@ class SoldOutFastPath(FastPath):
                 return None
             if claims.get("type") != "access" or not claims.get("customer_id"):
                 return None
+            if key is not None and _asked_again(claims["customer_id"], wanted["event_id"], key):
+                return None
             if sold_out.waitlist_in_force(wanted["event_id"], wanted["section_id"]):
                 refusal = waitlist_line.in_force(section, path="fast")
             else:
                 refusal = hold.not_enough(section, 0, path="fast")
             return json.dumps(refusal.to_json()).encode()
+
+
+def _asked_again(customer_id: int, event_id: int, key: str) -> bool:
+    """Whether spots a hold request of the customer under ``key`` took are still held (in an
+    app context)."""
+    ids = {"customer_id": customer_id, "event_id": event_id, "request_key": key, "now": utcnow()}
+    with db.engine.connect() as conn:
+        return hold.taken_under_key(conn, ids) is not None
 
 
 def install(app: Flask) -> None:

@@ -32,6 +32,9 @@ from app.views.api_input import (
 from app.views.guards import is_id
 from app.views.shop_json import hold_json, order_json, turn_json
 
+# The lengths of a hold request's Idempotency-Key (the column event_spot.held_request_key).
+MIN_REQUEST_KEY, MAX_REQUEST_KEY = 8, 100
+
 
 class HoldApi(BaseApi):
     resource_name = "holds"
@@ -385,7 +388,7 @@ def _request_key(value: str | None) -> str | None:
     if value is None:
         return None
     key = value.strip()
-    if not 8 <= len(key) <= 100:
+    if not MIN_REQUEST_KEY <= len(key) <= MAX_REQUEST_KEY:
         raise InvalidRequest(
             gettext("Send an Idempotency-Key of 8 to 100 characters."), field="Idempotency-Key"
         )

@@ -142,3 +142,23 @@ def test_a_hold_with_a_promo_code_takes_the_apps_path_even_when_remembered_sold_
     )
     assert answer.status_code == 404 and answer.get_json()["field"] == "promo_code"
     assert statements != []
+
+
+def test_a_keyed_hold_in_a_sold_out_section_is_refused_after_one_probe_of_its_key(
+    client, one_seat, clock
+):
+    """A client that sends an Idempotency-Key on every hold (a mobile app, bench/onsale.py)
+    is refused from memory too: one read that the key took nothing still held, then the
+    app's answer, without the user's load or the customer's lock."""
+    ana, bia, cid = (sign_up(client, f"{n}@example.com") for n in ("ana", "bia", "cid"))
+    assert best(client, ana, one_seat).status_code == 201
+    first = best(client, bia | {"Idempotency-Key": "bia-attempt-01"}, one_seat)
+    assert first.status_code == 409  # the app's answer: now remembered sold out
+    keyed = cid | {"Idempotency-Key": "cid-attempt-01"}
+    second, statements = statements_during(lambda: best(client, keyed, one_seat))
+    assert second.status_code == 409
+    assert second.get_json() == first.get_json()
+    assert len(statements) == 1 and "held_request_key" in statements[0]
+    # A key the app refuses is the app's to answer, sold out or not.
+    short = best(client, cid | {"Idempotency-Key": "abc"}, one_seat)
+    assert short.status_code == 400 and short.get_json()["field"] == "Idempotency-Key"

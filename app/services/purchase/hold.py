@@ -271,6 +271,15 @@ _TAKEN_UNDER_KEY = (
     )
     .limit(1)
 )
+
+
+def taken_under_key(conn: Connection, ids: dict[str, Any]) -> int | None:
+    """The id of the customer's live hold (``customer_id``) for ``event_id`` that holds spots a
+    hold request under ``request_key`` took at ``now``, if one does: the request is asked
+    again, and answers that cart. None: the key took nothing still held."""
+    return conn.execute(_TAKEN_UNDER_KEY, ids).scalar()
+
+
 # The spots added to a cart: held by it until it expires, at the prices quoted now.
 _ADD_TO_CART = select(row_count(_held_by(bindparam("b_hold_id"))))
 
@@ -379,7 +388,7 @@ def _lock_spots(
         raise NotFound(gettext("Event not found."))
     sale_window(row).require_open(now)
     if ids["request_key"] is not None:  # read after the customer's lock, when it was taken
-        done = conn.execute(_TAKEN_UNDER_KEY, ids).scalar()
+        done = taken_under_key(conn, ids)
         if done is not None:
             raise _Replayed(done)
     turn = waiting_room.turn_of(ids["event_id"], row.waiting_room_per_minute, row.admit_at, now)
