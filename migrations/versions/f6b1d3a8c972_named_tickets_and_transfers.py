@@ -55,6 +55,8 @@ def upgrade():
 
 
 def downgrade():
+    # A transferred ticket's code no longer admits anyone: before transfers it was a revoked one.
+    op.execute("UPDATE ticket SET status = 'revoked' WHERE status = 'transferred'")
     with op.batch_alter_table('ticket', schema=None) as batch_op:
         batch_op.drop_constraint('ck_ticket_status', type_='check')
         batch_op.create_check_constraint('ck_ticket_status', f"status IN ({OLD_STATUSES})")

@@ -641,3 +641,31 @@ def test_a_commit_that_fails_gives_the_old_code_back(client, store, monkeypatch,
     db.session.expire_all()
     assert db.session.get(Ticket, given["id"]).status == "valid"
     assert result(scan(client, auth, given["code"], gate="South"))["result"] == "valid"
+
+
+def test_the_migration_goes_down_with_transferred_tickets_as_revoked_and_up_again(client, event):
+    """Below transfers there is no status "transferred": the old code is a revoked one."""
+    from alembic.script import ScriptDirectory
+    from flask import current_app
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import text
+
+    ana = sign_up(client)
+    sign_up(client, BRUNO, "Bruno Lima")
+    given = buy(client, event, buyer=ana)["tickets"][0]
+    assert transfer(client, ana, given["id"]).status_code == 200
+    migrate = current_app.extensions["migrate"].migrate
+    below = ScriptDirectory.from_config(migrate.get_config()).get_revision("f6b1d3a8c972")
+    db.session.remove()  # no transaction of the test's may hold the tables
+    try:
+        downgrade(revision=below.down_revision)
+        statuses = db.session.execute(text("SELECT id, status FROM ticket ORDER BY id")).all()
+        assert [tuple(row) for row in statuses] == [
+            (given["id"], "revoked"),
+            (given["id"] + 1, "valid"),
+            (given["id"] + 2, "valid"),
+        ]
+    finally:
+        db.session.remove()
+        upgrade()
+    assert db.session.get(Ticket, given["id"]).status == "revoked"
