@@ -159,13 +159,29 @@ class WaitlistEntry(Model):
         """A type entry: it waits in its capped ticket type's line."""
         return self.ticket_type is not None and self.ticket_type.cap is not None
 
+    def status_at(self, now: dt.datetime) -> str:
+        """The status as of ``now``: an offer whose deadline has passed reads expired at once,
+        though the sweep that records it and offers the spots on runs up to a minute later."""
+        if (
+            self.status == WaitlistStatus.OFFERED
+            and self.offer_expires_at is not None
+            and self.offer_expires_at <= now
+        ):
+            return WaitlistStatus.EXPIRED.value
+        return self.status
+
     @property
     def is_open(self) -> bool:
+        """Waiting or offered, as recorded (the sweep ends an offer whose time is over)."""
         return self.status in OPEN_STATUSES
+
+    def open_at(self, now: dt.datetime) -> bool:
+        """Waiting, or offered with the offer's time still running at ``now``."""
+        return self.status_at(now) in OPEN_STATUSES
 
     @property
     def status_label(self) -> str:
-        return gettext(STATUS_LABELS[WaitlistStatus(self.status)])
+        return gettext(STATUS_LABELS[WaitlistStatus(self.status_at(utcnow()))])
 
     @property
     def position(self) -> int | None:

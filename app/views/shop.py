@@ -137,7 +137,7 @@ def event(event_id: int) -> Any:
         kept_for_line=waitlist.waiting_sections(db.session, event.id),
         # Capped types (half price) sold out by their cap or kept for their waiting lists.
         sold_out_types=waitlist.sold_out_types(db.session, event.id, now),
-        places=[p for p in places if p.entry.is_open],
+        places=[p for p in places if p.entry.open_at(now)],
         event=event,
         on_sale=on_sale,
         line_open=waiting_room.line_is_open(event, now),

@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any
 
 from app.models import format_money, local_time
+from app.models.base import utcnow
 from app.services import customers, purchase, tickets, waiting_room, waitlist
 
 
@@ -149,7 +150,7 @@ def waitlist_json(place: waitlist.Place) -> dict[str, Any]:
         "section_id": entry.section_id,
         "ticket_type_id": entry.ticket_type_id,
         "quantity": entry.quantity,
-        "status": entry.status,
+        "status": entry.status_at(utcnow()),
         "position": place.position,
         "created_at": local_time.iso_utc(entry.created_at),
         "offered_at": local_time.iso_utc(entry.offered_at),

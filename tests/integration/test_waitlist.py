@@ -707,3 +707,33 @@ def test_the_shop_offers_the_waiting_list_of_a_type_sold_out_by_its_cap(client, 
     entry = db.session.scalars(select(WaitlistEntry)).one()
     assert entry.ticket_type_id == typed["half"]
     assert f'name="qty_{typed["full"]}"' in joined  # full price still on sale
+
+
+def test_an_offer_past_its_deadline_reads_expired_before_the_sweep_records_it(
+    client, small_event, tasks_in_process
+):
+    """The sweep that ends an unclaimed offer runs every minute; meanwhile the customer is not
+    told that spots are still on hold for them."""
+    from tests.support.shop import CUSTOMER_PASSWORD
+
+    held = _hold_all(client, small_event)
+    email = f"{uuid.uuid4().hex[:10]}@example.com"
+    headers = sign_up(client, email)
+    entry_id = _join(client, small_event, headers, quantity=2).get_json()["result"]["id"]
+    expire(held["id"])
+    release_expired_holds(db.session)
+    login(client, email, CUSTOMER_PASSWORD)
+
+    def shown() -> tuple[str, str]:
+        [mine] = client.get("/api/v1/waitlist/", headers=headers).get_json()["result"]
+        return mine["status"], client.get(f"/events/{small_event.id}").get_data(as_text=True)
+
+    status, page = shown()
+    assert status == "offered" and "Spots on hold for you until" in page
+    entry = _entry(entry_id)
+    expire(entry.hold_id)
+    entry.offer_expires_at = utcnow() - dt.timedelta(seconds=1)
+    db.session.commit()
+    status, page = shown()
+    assert status == "expired" and "Spots on hold for you until" not in page
+    assert _entry(entry_id).status == WaitlistStatus.OFFERED  # as recorded, until the sweep
