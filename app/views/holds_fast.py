@@ -19,6 +19,7 @@ from typing import Any
 from flask import Flask
 from flask_babel import force_locale
 from flask_jwt_extended import decode_token
+from sqlalchemy.exc import SQLAlchemyError
 
 from app import json_body
 from app.extensions import db
@@ -67,8 +68,12 @@ class SoldOutFastPath(FastPath):
                 return None
             if claims.get("type") != "access" or not claims.get("customer_id"):
                 return None
-            if key is not None and _asked_again(claims["customer_id"], wanted["event_id"], key):
-                return None
+            if key is not None:
+                try:
+                    if _asked_again(claims["customer_id"], wanted["event_id"], key):
+                        return None
+                except SQLAlchemyError:
+                    return None  # the app answers it (503 while the database is away)
             if sold_out.waitlist_in_force(wanted["event_id"], wanted["section_id"]):
                 refusal = waitlist_line.in_force(section, path="fast")
             else:

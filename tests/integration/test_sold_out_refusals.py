@@ -162,3 +162,23 @@ def test_a_keyed_hold_in_a_sold_out_section_is_refused_after_one_probe_of_its_ke
     # A key the app refuses is the app's to answer, sold out or not.
     short = best(client, cid | {"Idempotency-Key": "abc"}, one_seat)
     assert short.status_code == 400 and short.get_json()["field"] == "Idempotency-Key"
+
+
+def test_a_keyed_hold_goes_to_the_app_when_its_probe_fails(client, one_seat, clock, monkeypatch):
+    """The database away for the probe: the app answers (a 503 then), never a bare 500."""
+    from sqlalchemy.exc import OperationalError
+
+    from app.views import holds_fast
+
+    ana, bia, cid = (sign_up(client, f"{n}@example.com") for n in ("ana", "bia", "cid"))
+    assert best(client, ana, one_seat).status_code == 201
+    assert best(client, bia, one_seat).status_code == 409  # now remembered sold out
+
+    def away(*_args: object) -> None:
+        raise OperationalError("SELECT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(holds_fast, "_asked_again", away)
+    keyed = cid | {"Idempotency-Key": "cid-attempt-01"}
+    answer, statements = statements_during(lambda: best(client, keyed, one_seat))
+    assert answer.status_code == 409 and answer.get_json()["error"] == "spots_unavailable"
+    assert statements != []  # the app's own path
