@@ -34,9 +34,11 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     configure_celery(app)
     configure_cli(app)
     configure_metrics(app)
+    from app.sim_acquirer.fast import install as install_token_fast_path
     from app.views.checkin_fast import install as install_checkin_fast_path
     from app.views.holds_fast import install as install_holds_fast_path
 
+    install_token_fast_path(app)  # the simulated acquirer's card tokens, without Flask
     install_holds_fast_path(app)  # a sold-out section's late buyers refused from memory
     install_checkin_fast_path(app)  # outermost: a gate's scan skips the rest when it can
     configure_proxy(app)

@@ -11,14 +11,27 @@ from typing import Any
 
 from flask import Flask
 
+# What the app's after_request hook (app/__init__.py, configure_headers) puts on a JSON answer.
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "SAMEORIGIN"),
+    (
+        "Content-Security-Policy",
+        "script-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'self'",
+    ),
+    ("Referrer-Policy", "same-origin"),
+)
+
 
 class FastPath:
     """Answers POST ``path`` when ``answer(token, body)`` returns (status line, JSON bytes);
     bodies over ``max_body`` bytes or without a length (chunked), and requests without a
-    bearer token, go to the app, which holds each route to its size limit (413)."""
+    bearer token (when ``needs_token``: ``token`` is "" otherwise), go to the app, which holds
+    each route to its size limit (413)."""
 
     path: str
     max_body: int
+    needs_token = True
 
     def __init__(self, app: Flask, wsgi_app: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
@@ -36,7 +49,7 @@ class FastPath:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = -1
-        if not token or not 0 < length <= self.max_body:
+        if (self.needs_token and not token) or not 0 < length <= self.max_body:
             return self.wsgi_app(environ, start_response)
         body = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(body)  # the app reads it again if it answers
@@ -45,7 +58,12 @@ class FastPath:
             return self.wsgi_app(environ, start_response)
         status, payload = answered
         start_response(
-            status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+            status,
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(payload))),
+                *SECURITY_HEADERS,
+            ],
         )
         return [payload]
 

@@ -177,7 +177,7 @@ def test_a_keyed_hold_goes_to_the_app_when_its_probe_fails(client, one_seat, clo
     def away(*_args: object) -> None:
         raise OperationalError("SELECT", {}, Exception("server closed the connection"))
 
-    monkeypatch.setattr(holds_fast, "_asked_again", away)
+    monkeypatch.setattr(holds_fast.SoldOutFastPath, "_asked_again", away)
     keyed = cid | {"Idempotency-Key": "cid-attempt-01"}
     answer, statements = statements_during(lambda: best(client, keyed, one_seat))
     assert answer.status_code == 409 and answer.get_json()["error"] == "spots_unavailable"

@@ -1,0 +1,56 @@
+"""The simulated acquirer's tokenization without Flask: a WSGI layer in front of the app that
+answers a card form's JSON ``POST /sim-acquirer/v1/tokens`` of a valid card with its token in
+one INSERT. The acquirer is a third party whose servers do this work in real life; served by
+ours in the embedded default and the benchmarks, each token cost a request's full Flask work on
+the shop's own threads (bench/onsale.py --burst: 500 buyers tokenize before they hold).
+Anything else goes to the app unchanged, which answers it as before: a card with a wrong field
+(422, in the request's language), a form post with its ``return_url`` (303), malformed or
+oversized bodies, a NUL character."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import Engine
+
+from app import json_body
+from app.extensions import db
+from app.sim_acquirer.api import CardError, store_token, validated
+from app.views.fast_path import FastPath
+from app.views.guards import KB
+
+
+class TokenFastPath(FastPath):
+    path = "/sim-acquirer/v1/tokens"
+    max_body = 4 * KB  # the acquirer's body limit (app/views/guards.py)
+    needs_token = False
+    _engine: Engine | None = None
+
+    def answer(self, token: str, body: bytes, environ: dict[str, Any]) -> tuple[str, bytes] | None:
+        content_type = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+        if content_type != "application/json" or b"\\u0000" in body:
+            return None
+        try:
+            payload = json_body.loads(body)
+        except ValueError:
+            return None
+        if not isinstance(payload, dict):
+            return None
+        try:
+            card = validated(payload)
+        except CardError:
+            return None  # the app names the field, in the reader's language
+        return "201 CREATED", json.dumps(store_token(self._database(), card)).encode()
+
+    def _database(self) -> Engine:
+        """The app's engine (its pool) in autocommit, made once."""
+        if self._engine is None:
+            with self.app.app_context():
+                self._engine = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+        return self._engine
+
+
+def install(app: Flask) -> None:
+    TokenFastPath.install(app)
