@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import pytest
 from flask import current_app
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from app.extensions import db
 from app.services import customers, purchase
 from app.services.purchase import sold_out
 from tests.support.builders import make_event, make_partner
 from tests.support.clock import Clock
+from tests.support.database import statements_during
 from tests.support.shop import sign_up
 
 
@@ -41,20 +42,6 @@ def sign_up_customer(email: str) -> int:
     return customers.sign_up(
         db.session, current_app.appbuilder.sm, "Ana Souza", email, "Ingresso-Azul-77"
     ).id
-
-
-def statements_during(call):
-    seen: list[str] = []
-
-    def note(_conn, _cursor, statement, *_args):
-        seen.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", note)
-    try:
-        response = call()
-    finally:
-        event.remove(db.engine, "before_cursor_execute", note)
-    return response, seen
 
 
 def test_refusing_a_sold_out_section_takes_no_lock_and_so_no_transaction_id(one_seat):

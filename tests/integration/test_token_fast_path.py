@@ -4,11 +4,10 @@ one INSERT, no view, the app's security headers; everything else is still the ap
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import event
 
-from app.extensions import db
 from app.models.base import utcnow
 from app.sim_acquirer.api import card_of
+from tests.support.database import statements_during
 from tests.support.shop import APPROVED
 
 VIEW = "sim_acquirer.create_token"
@@ -37,20 +36,6 @@ def view_calls(app, monkeypatch) -> list[str]:
 
     monkeypatch.setitem(app.view_functions, VIEW, counted)
     return calls
-
-
-def statements_during(call):
-    seen: list[str] = []
-
-    def note(_conn, _cursor, statement, *_args):
-        seen.append(" ".join(statement.split()))
-
-    event.listen(db.engine, "before_cursor_execute", note)
-    try:
-        response = call()
-    finally:
-        event.remove(db.engine, "before_cursor_execute", note)
-    return response, seen
 
 
 def test_a_valid_card_is_tokenized_in_one_insert_without_the_view(client, view_calls):

@@ -10,17 +10,20 @@ import os
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import redis
 from flask import Flask
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import make_url
 
 from app.extensions import db
 from app.services import ledger, purchase
+
+T = TypeVar("T")
 
 DOMAIN_TABLES = [
     "webhook_delivery",
@@ -158,3 +161,19 @@ def explain(query: Any) -> str:
     compiled = query.compile(dialect=db.session.get_bind().dialect)
     rows = db.session.connection().exec_driver_sql(f"EXPLAIN {compiled}", compiled.params)
     return "\n".join(row[0] for row in rows)
+
+
+def statements_during(call: Callable[[], T]) -> tuple[T, list[str]]:
+    """What ``call`` returns, and the SQL statements the app's engine sent meanwhile (on any
+    of its connections, autocommit ones included)."""
+    seen: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        answer = call()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", note)
+    return answer, seen
