@@ -41,7 +41,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from common import Client, TierMeter, fresh_schema, percentile, start_cluster, start_server
+from common import (
+    Client,
+    TierMeter,
+    cpu_seconds,
+    fresh_schema,
+    machine_busy,
+    percentile,
+    start_cluster,
+    start_server,
+    worker_pids,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -178,32 +188,6 @@ def prepare(
             "prepare_s": prepared_s,
             "arm_s": arm_s,
         }
-
-
-def worker_pids(master: int) -> list[int]:
-    pids: list[int] = []
-    for children in Path(f"/proc/{master}/task").glob("*/children"):
-        pids.extend(int(pid) for pid in children.read_text().split())
-    return sorted(pids)
-
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (0 when it is not on this machine)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine so far, all cores."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]
-    return (sum(values) - idle) / CLOCK_TICKS, sum(values) / CLOCK_TICKS
 
 
 class CpuMeter:

@@ -18,6 +18,85 @@ ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED_DIR = ROOT / "var" / "bench-postgres"
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (0 when it is not on this machine)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def worker_pids(master: int) -> list[int]:
+    """The child processes of ``master`` (a server's workers)."""
+    pids: list[int] = []
+    for children in Path(f"/proc/{master}/task").glob("*/children"):
+        pids.extend(int(pid) for pid in children.read_text().split())
+    return sorted(pids)
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values) - idle) / CLOCK_TICKS, sum(values) / CLOCK_TICKS
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU used so far by every PostgreSQL process of this machine (the bench is alone on it)."""
+    total = 0.0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if b"postgres" not in cmdline.read():
+                    continue
+        except OSError:
+            continue
+        total += cpu_seconds(int(pid))
+    return total
+
+
+class StackMeter:
+    """CPU seconds spent while a phase runs by each part sharing the machine: the server (its
+    master and workers), every PostgreSQL process, this process (the load generator), and
+    the machine as a whole. Their sum over the cores is the least time the phase can take at
+    these costs: when it is close to the phase's time, the cores are the limit."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.workers = worker_pids(server_pid)
+
+    def snapshot(self) -> dict[str, float]:
+        return {
+            "server": sum(cpu_seconds(pid) for pid in [self.server_pid, *self.workers]),
+            "postgres": postgres_cpu_seconds(),
+            "load generator": sum(os.times()[:2]),
+            "machine": machine_busy()[0],
+            "wall": time.perf_counter(),
+        }
+
+    @staticmethod
+    def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        """CPU seconds of each part between two snapshots, the wall time, and ``floor_s``: the
+        three parts' CPU spread over every core."""
+        used = {part: round(after[part] - before[part], 2) for part in before}
+        parts = used["server"] + used["postgres"] + used["load generator"]
+        used["floor_s"] = round(parts / (os.cpu_count() or 1), 2)
+        return used
+
+    @staticmethod
+    def line(used: dict[str, float]) -> str:
+        return (
+            f"CPU in {used['wall']:.2f} s: server {used['server']:.2f} s, PostgreSQL "
+            f"{used['postgres']:.2f} s, load generator {used['load generator']:.2f} s, machine "
+            f"{used['machine']:.2f} s; on {os.cpu_count()} cores these three take at least "
+            f"{used['floor_s']:.2f} s"
+        )
+
+
 def percentile(values: list[float], pct: float) -> float:
     if not values:
         return 0.0

@@ -55,7 +55,15 @@ import threading
 import time
 from typing import Any
 
-from common import Client, TierMeter, fresh_database, percentile, start_cluster, start_server
+from common import (
+    Client,
+    StackMeter,
+    TierMeter,
+    fresh_database,
+    percentile,
+    start_cluster,
+    start_server,
+)
 from shop import Buyer, Tally, add_event, card_tokens, log_in, prepare, seed, sold_twice
 
 DATABASE = "bilheteria_bench"
@@ -196,14 +204,27 @@ def open_loop_step(
 
 
 def burst(
-    base: str, app: Any, jwts: list[str], places: int, card_after_hold: bool
+    base: str,
+    app: Any,
+    jwts: list[str],
+    places: int,
+    card_after_hold: bool,
+    meter: StackMeter | None = None,
 ) -> dict[str, Any]:
     """Every buyer waits at a barrier, then tokenizes, holds 1 place and pays (or, with
-    ``card_after_hold``, tokenizes only once holding, as the shop's pages ask for the card)."""
+    ``card_after_hold``, tokenizes only once holding, as the shop's pages ask for the card).
+    ``meter``: the CPU each part spends from the release to the last answer."""
     setup = add_event(app, 1, places=places)
     tally = Tally()
     released = [0.0]
-    gate = threading.Barrier(len(jwts), action=lambda: released.__setitem__(0, time.perf_counter()))
+    at_release: list[dict[str, float]] = []
+
+    def release() -> None:
+        if meter is not None:
+            at_release.append(meter.snapshot())
+        released[0] = time.perf_counter()
+
+    gate = threading.Barrier(len(jwts), action=release)
     # (status of the purchase, seconds from release to its answer, to its hold, to its first
     # request)
     outcomes: list[tuple[int, float, float, float]] = [(0, 0.0, 0.0, 0.0)] * len(jwts)
@@ -234,8 +255,10 @@ def burst(
         thread.start()
     for thread in threads:
         thread.join()
+    cpu = StackMeter.spent(at_release[0], meter.snapshot()) if meter is not None else None
     won = [at for status, at, _, _ in outcomes if status == 201]
     return {
+        "cpu": cpu,
         "capacity": setup["capacity"],
         "steps": "hold, tokenize, checkout" if card_after_hold else "tokenize, hold, checkout",
         "tally": tally,
@@ -455,6 +478,7 @@ def main() -> None:
         print(f"server {args.workers} processes x {args.threads} threads; database "
               f"{'embedded' if args.database_url is None else 'at the given URL'}", flush=True)  # fmt: skip
     meter = TierMeter(cluster) if cluster is not None else None
+    stack = StackMeter(server.pid) if server is not None else None
     try:
         jwts = log_in(base, setup["emails"] if closed else emails)
         if args.rate or args.find_max_rate:
@@ -463,11 +487,12 @@ def main() -> None:
         cpu, wall = time.process_time(), time.perf_counter()
         load_before = os.getloadavg()[0]
         tiers_before = meter.snapshot() if meter is not None else None
+        stack_before = stack.snapshot() if stack is not None else None
         sold_before = sold_twice(database_url)[1] if meter is not None else 0
         if closed:
             result = run_closed(base, setup, jwts, args.per_order)
         elif args.burst:
-            result = burst(base, app, jwts, args.burst_places, args.card_after_hold)
+            result = burst(base, app, jwts, args.burst_places, args.card_after_hold, stack)
         elif args.find_max_rate:
             best, steps = find_max_rate(base, app, jwts, args)
         else:
@@ -476,6 +501,9 @@ def main() -> None:
             )
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         tiers_after = meter.snapshot() if meter is not None else None
+        stack_used = StackMeter.spent(stack_before, stack.snapshot()) if stack else None
+        if args.burst:
+            stack_used = result["cpu"]  # from the release on, not the event's setup
         print(
             f"load generator (this process): {cpu:.1f} s of CPU in {wall:.1f} s, seeding included"
         )
@@ -508,6 +536,9 @@ def main() -> None:
     else:
         print(f"spots sold more than once: {twice}")
         summary = {"mode": "open", **figures, "oversold": twice}
+    if stack_used is not None:
+        print(StackMeter.line(stack_used))
+        summary["cpu_s"] = stack_used
     if cluster is not None:
         summary["cluster_nodes"] = args.cluster
         summary["cpu_ms_per_ticket"] = cpu_per_ticket

@@ -20,25 +20,8 @@ import time
 import uuid
 
 import shop
+from common import postgres_cpu_seconds
 from sqlalchemy import event
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def postgres_cpu_seconds() -> float:
-    """CPU used so far by every PostgreSQL process of this machine (the bench is alone on it)."""
-    total = 0
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                if b"postgres" not in cmdline.read():
-                    continue
-            with open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
 
 
 def main() -> None:
