@@ -5,7 +5,7 @@ ours in the embedded default and the benchmarks, each token cost a request's ful
 the shop's own threads (bench/onsale.py --burst: 500 buyers tokenize before they hold).
 Anything else goes to the app unchanged, which answers it as before: a card with a wrong field
 (422, in the request's language), a form post with its ``return_url`` (303), malformed or
-oversized bodies, a NUL character."""
+oversized bodies, a NUL character, and a token the database failed to store."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Flask
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from app import json_body
 from app.extensions import db
@@ -42,7 +43,11 @@ class TokenFastPath(FastPath):
             card = validated(payload)
         except CardError:
             return None  # the app names the field, in the reader's language
-        return "201 CREATED", json.dumps(store_token(self._database(), card)).encode()
+        try:
+            stored = store_token(self._database(), card)
+        except SQLAlchemyError:
+            return None  # the app answers it (503 while the database is away)
+        return "201 CREATED", json.dumps(stored).encode()
 
     def _database(self) -> Engine:
         """The app's engine (its pool) in autocommit, made once."""

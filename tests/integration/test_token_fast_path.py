@@ -86,3 +86,17 @@ def test_anything_else_goes_to_the_app(client, view_calls, send):
         assert view_calls == [VIEW] and "card_token=tok_" in response.headers["Location"]
     else:  # refused by the app's guards or its view, with a JSON reason
         assert response.get_json()["error"] in ("invalid_json", "invalid_request", "bad_request")
+
+
+def test_a_database_error_leaves_the_card_to_the_app(client, view_calls, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from app.sim_acquirer import fast
+
+    def away(*_args: object) -> None:
+        raise OperationalError("INSERT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(fast, "store_token", away)
+    response = client.post("/sim-acquirer/v1/tokens", json=card())
+    assert response.status_code == 201 and response.get_json()["token"].startswith("tok_")
+    assert view_calls == [VIEW]  # answered by the app, not raised out of the WSGI layer
