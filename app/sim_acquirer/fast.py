@@ -13,11 +13,9 @@ import json
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import json_body
-from app.extensions import db
 from app.sim_acquirer.api import CardError, store_token, validated
 from app.views.fast_path import FastPath
 from app.views.guards import KB
@@ -27,7 +25,6 @@ class TokenFastPath(FastPath):
     path = "/sim-acquirer/v1/tokens"
     max_body = 4 * KB  # the acquirer's body limit (app/views/guards.py)
     needs_token = False
-    _engine: Engine | None = None
 
     def answer(self, token: str, body: bytes, environ: dict[str, Any]) -> tuple[str, bytes] | None:
         content_type = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
@@ -44,17 +41,10 @@ class TokenFastPath(FastPath):
         except CardError:
             return None  # the app names the field, in the reader's language
         try:
-            stored = store_token(self._database(), card)
+            stored = store_token(self.autocommit_engine(), card)
         except SQLAlchemyError:
             return None  # the app answers it (503 while the database is away)
         return "201 CREATED", json.dumps(stored).encode()
-
-    def _database(self) -> Engine:
-        """The app's engine (its pool) in autocommit, made once."""
-        if self._engine is None:
-            with self.app.app_context():
-                self._engine = db.engine.execution_options(isolation_level="AUTOCOMMIT")
-        return self._engine
 
 
 def install(app: Flask) -> None:

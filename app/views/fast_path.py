@@ -10,6 +10,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask
+from sqlalchemy import Engine
+
+from app.extensions import db
 
 # What the app's after_request hook (app/__init__.py, configure_headers) puts on a JSON answer.
 SECURITY_HEADERS = (
@@ -32,6 +35,7 @@ class FastPath:
     path: str
     max_body: int
     needs_token = True
+    _autocommit: Engine | None = None
 
     def __init__(self, app: Flask, wsgi_app: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
@@ -39,6 +43,14 @@ class FastPath:
 
     def answer(self, token: str, body: bytes, environ: dict[str, Any]) -> tuple[str, bytes] | None:
         raise NotImplementedError
+
+    def autocommit_engine(self) -> Engine:
+        """The app's engine (its pool) in autocommit, made once: a fast path's one statement
+        is its own transaction, without a BEGIN and a COMMIT around it."""
+        if self._autocommit is None:
+            with self.app.app_context():
+                self._autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+        return self._autocommit
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if environ.get("PATH_INFO") != self.path or environ.get("REQUEST_METHOD") != "POST":

@@ -19,11 +19,9 @@ from typing import Any
 from flask import Flask
 from flask_babel import force_locale
 from flask_jwt_extended import decode_token
-from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import json_body
-from app.extensions import db
 from app.i18n import locale_for
 from app.models.base import MAX_INT, utcnow
 from app.services.purchase import hold, sold_out, waitlist_line
@@ -34,7 +32,6 @@ from app.views.shop_api import MAX_REQUEST_KEY, MIN_REQUEST_KEY
 class SoldOutFastPath(FastPath):
     path = "/api/v1/holds/"
     max_body = 1024
-    _autocommit: Engine | None = None
 
     def answer(self, token: str, body: bytes, environ: dict[str, Any]) -> tuple[str, bytes] | None:
         key = environ.get("HTTP_IDEMPOTENCY_KEY")
@@ -85,10 +82,8 @@ class SoldOutFastPath(FastPath):
     def _asked_again(self, customer_id: int, event_id: int, key: str) -> bool:
         """Whether spots a hold request of the customer under ``key`` took are still held (in
         an app context): one autocommitted read."""
-        if self._autocommit is None:
-            self._autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
         ids = {"customer_id": customer_id, "event_id": event_id, "request_key": key}
-        with self._autocommit.connect() as conn:
+        with self.autocommit_engine().connect() as conn:
             return hold.taken_under_key(conn, ids | {"now": utcnow()}) is not None
 
 
