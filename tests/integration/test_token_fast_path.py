@@ -8,20 +8,9 @@ import pytest
 from app.models.base import utcnow
 from app.sim_acquirer.api import card_of
 from tests.support.database import statements_during
-from tests.support.shop import APPROVED
+from tests.support.shop import card_fields
 
 VIEW = "sim_acquirer.create_token"
-
-
-def card(**changes: object) -> dict[str, object]:
-    fields = {
-        "number": APPROVED,
-        "exp_month": 12,
-        "exp_year": utcnow().year + 2,
-        "cvc": "123",
-        "holder_name": "Ana Souza",
-    }
-    return fields | changes
 
 
 @pytest.fixture
@@ -40,7 +29,9 @@ def view_calls(app, monkeypatch) -> list[str]:
 
 def test_a_valid_card_is_tokenized_in_one_insert_without_the_view(client, view_calls):
     response, statements = statements_during(
-        lambda: client.post("/sim-acquirer/v1/tokens", json=card(number="4242 4242 4242 4242"))
+        lambda: client.post(
+            "/sim-acquirer/v1/tokens", json=card_fields(number="4242 4242 4242 4242")
+        )
     )
     assert response.status_code == 201, response.get_json()
     body = response.get_json()
@@ -60,7 +51,7 @@ def test_a_valid_card_is_tokenized_in_one_insert_without_the_view(client, view_c
 
 def test_a_wrong_field_is_the_apps_answer_in_the_readers_language(client, view_calls):
     response = client.post(
-        "/sim-acquirer/v1/tokens", json=card(cvc="12"), headers={"Accept-Language": "pt-BR"}
+        "/sim-acquirer/v1/tokens", json=card_fields(cvc="12"), headers={"Accept-Language": "pt-BR"}
     )
     assert response.status_code == 422
     body = response.get_json()
@@ -72,10 +63,10 @@ def test_a_wrong_field_is_the_apps_answer_in_the_readers_language(client, view_c
 @pytest.mark.parametrize(
     "send",
     [
-        lambda c: c.post("/sim-acquirer/v1/tokens", data=card(return_url="/shop/")),
-        lambda c: c.post("/sim-acquirer/v1/tokens", json=[card()]),
+        lambda c: c.post("/sim-acquirer/v1/tokens", data=card_fields(return_url="/shop/")),
+        lambda c: c.post("/sim-acquirer/v1/tokens", json=[card_fields()]),
         lambda c: c.post("/sim-acquirer/v1/tokens", data=b"{", content_type="application/json"),
-        lambda c: c.post("/sim-acquirer/v1/tokens", json=card(holder_name="Ana\u0000")),
+        lambda c: c.post("/sim-acquirer/v1/tokens", json=card_fields(holder_name="Ana\u0000")),
     ],
     ids=["form with return_url", "not an object", "malformed JSON", "NUL character"],
 )
@@ -97,6 +88,6 @@ def test_a_database_error_leaves_the_card_to_the_app(client, view_calls, monkeyp
         raise OperationalError("INSERT", {}, Exception("server closed the connection"))
 
     monkeypatch.setattr(fast, "store_token", away)
-    response = client.post("/sim-acquirer/v1/tokens", json=card())
+    response = client.post("/sim-acquirer/v1/tokens", json=card_fields())
     assert response.status_code == 201 and response.get_json()["token"].startswith("tok_")
     assert view_calls == [VIEW]  # answered by the app, not raised out of the WSGI layer

@@ -55,18 +55,22 @@ def confirm_email(app: Flask, customer_id: int) -> None:
         db.session.commit()
 
 
+def card_fields(**changes: object) -> dict[str, object]:
+    """What a card form sends the simulated acquirer for the approved test card, with
+    ``changes``."""
+    fields = {
+        "number": APPROVED,
+        "exp_month": 12,
+        "exp_year": utcnow().year + 2,
+        "cvc": "123",
+        "holder_name": "Ana Souza",
+    }
+    return fields | changes
+
+
 def card_token(client: FlaskClient, number: str = APPROVED) -> str:
     """A single-use token of the card ``number`` from the simulated acquirer."""
-    response = client.post(
-        "/sim-acquirer/v1/tokens",
-        json={
-            "number": number,
-            "exp_month": 12,
-            "exp_year": utcnow().year + 2,
-            "cvc": "123",
-            "holder_name": "Ana Souza",
-        },
-    )
+    response = client.post("/sim-acquirer/v1/tokens", json=card_fields(number=number))
     assert response.status_code == 201, response.get_json()
     return response.get_json()["token"]
 
