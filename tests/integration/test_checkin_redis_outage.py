@@ -35,7 +35,9 @@ from sqlalchemy.exc import OperationalError
 from app.extensions import db
 from app.models import CheckIn, CheckinEntry
 from app.services import checkin
+from app.services.checkin import redis_store, scan_log
 from app.services.checkin.redis_keys import entries_key
+from app.services.checkin.rules import FirstAnswer
 from tests.support.apps import IsolatedClient, another_app
 from tests.support.builders import PartnerActor, api_token, make_partner, make_user
 from tests.support.gate import open_event
@@ -380,6 +382,99 @@ def test_a_double_entry_left_to_redis_alone_is_reported_as_a_conflict(client, ow
     assert [(r.gate, r.result, r.conflict, r.device_verdict) for r in rows] == [
         ("West", "valid", False, None),
         ("South", "already_used", True, "valid"),
+    ]
+    entry = db.session.get(CheckinEntry, ticket["id"])
+    assert (entry.state, entry.first_gate) == ("in", "West")
+
+
+def test_an_admission_still_being_written_loses_to_the_databases_later_one(
+    client, own_redis, monkeypatch
+):
+    """The race of a gate on Redis and a gate still falling back to the database, across
+    Redis's restart with its data: Redis admits a ticket; before that scan is written to the
+    database, a gate that fell back admits the ticket from the database (which has no entry
+    for it yet); then the flush writes Redis's queued scan. The database's entry is later than
+    that scan, but no exit lies between the two admissions: the queued one is a second entry,
+    and its write-through answers "already used". The ticket is admitted once, and nothing is
+    reported as a double entry, because none happened."""
+    partner = make_partner("Aurora")
+    event = open_event(partner)
+    armed, ticket = tickets_of(client, event, 2)
+    device_auth, staff_auth = scanners(client, partner, event)
+    answers: Answers = {}
+    assert Gate(client, device_auth, answers).result(armed, "North") == "valid"  # arms it
+    in_flight: list[tuple[Any, ...]] = []
+
+    def paused(*args: Any) -> FirstAnswer:
+        in_flight.append(args)  # the scan is queued in Redis and not written yet
+        return FirstAnswer(args[4], args[3], mine=True)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(redis_store, "write_through", paused)
+        Gate(client, staff_auth, {}).scan(ticket, "East")  # the answer is not out yet
+    own_redis.shut_down_keeping_data()
+    assert Gate(client, device_auth, answers).result(ticket, "West") == "valid"  # database
+    own_redis.start()
+    checkin.flush_scan_log(db.session)
+    session, cache, record, answer, fingerprint = in_flight[0]
+    first = scan_log.write_through(db.session, cache, record, answer, fingerprint)
+    answers[record["nonce"].split(":", 1)[1]] = (ticket["id"], first.answer["result"])
+
+    assert first.answer["result"] == "already_used"
+    assert first.answer["first_scan"]["gate"] == "West"
+    assert_admitted_once_each(answers, [armed, ticket])
+    assert_logged_once(answers, event.id)
+    rows = db.session.scalars(
+        select(CheckIn).where(CheckIn.ticket_id == ticket["id"]).order_by(CheckIn.scanned_at)
+    ).all()
+    assert [(r.gate, r.result, r.conflict, r.device_verdict) for r in rows] == [
+        ("East", "already_used", False, None),
+        ("West", "valid", False, None),
+    ]
+    assert "West" in own_redis.client().hget(entries_key(event.id), ticket["id"])
+
+
+@pytest.mark.parametrize("batch", [1000, 1])
+def test_scans_queued_while_the_database_was_away_are_history_not_double_entries(
+    client, own_redis, node, monkeypatch, batch
+):
+    """A ticket in, out and in again (re-entry) while the database was away, the last scan
+    written through once it is back, before the flush: the queued in and out are older than
+    the database's entry, and an exit lies between the two admissions, so nothing is a double
+    entry, even when the queue is flushed in batches that part the in from its out."""
+    other, proxy = node
+    partner = make_partner("Aurora")
+    event = open_event(partner, allow_reentry=True)
+    armed, ticket = tickets_of(client, event, 2)
+    device_auth, _ = scanners(client, partner, event)
+    gate = Gate(other.test_client(), device_auth, {})
+    assert gate.result(armed, "North") == "valid"  # arms the event
+    cut_database(other, proxy)
+    monkeypatch.setattr(scan_log, "DATABASE_RETRY_SECONDS", 0.0)
+    scans = [("in", "valid"), ("out", "valid")]
+    for direction, expected in scans:
+        response = gate.client.post(
+            "/api/v1/checkin/scan",
+            json={
+                "code": ticket["code"],
+                "gate": "East",
+                "direction": direction,
+                "nonce": uuid.uuid4().hex,
+            },
+            headers=device_auth,
+        )
+        assert response.get_json()["result"] == expected
+    proxy.restore()
+    assert gate.result(ticket, "West") == "valid"  # written through: the database's entry
+    assert checkin.flush_scan_log(db.session, batch=batch) >= 3
+    db.session.rollback()
+    rows = db.session.scalars(
+        select(CheckIn).where(CheckIn.ticket_id == ticket["id"]).order_by(CheckIn.scanned_at)
+    ).all()
+    assert [(r.gate, r.direction, r.result, r.conflict) for r in rows] == [
+        ("East", "in", "valid", False),
+        ("East", "out", "valid", False),
+        ("West", "in", "valid", False),
     ]
     entry = db.session.get(CheckinEntry, ticket["id"])
     assert (entry.state, entry.first_gate) == ("in", "West")

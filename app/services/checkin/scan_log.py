@@ -20,18 +20,24 @@ beat task every 5 seconds, writes it. The flush skips scans written already (by 
 write-through, or a batch written but not trimmed), so every scan is logged once. A queued
 admission the database turns out to disagree with (Redis admitted a ticket the database held:
 only possible when both were down in turn) is logged as answered, flagged ``conflict`` as an
-offline double entry is. A record the database refuses goes to a dead-letter list instead of
-holding back every later scan. The flush then tells Redis of the entries the database store
-took while Redis was unreachable (``catch_up``).
+offline double entry is. So is one older than the database's entry whose ticket's next move is
+another admission, with no exit between: Redis, back with its data, admitted the ticket while
+a gate still falling back admitted it from the database, before Redis's scan was written there.
+When that scan's answer is still to be given, its write-through then answers "already used"
+(and the conflict flag goes: nobody was let in twice). A record the database refuses goes to a
+dead-letter list instead of holding back every later scan. The flush then tells Redis of the
+entries the database store took while Redis was unreachable (``catch_up``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import threading
 import time
 import weakref
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,6 +151,18 @@ _LOCK_ENTRY = (
     .with_for_update()
 )
 _REENTRY = select(Event.allow_reentry).where(Event.id == bindparam("event_id"))
+# The first admission or exit of a ticket the log holds at or after a scan (not that scan).
+_NEXT_MOVE = (
+    select(_LOG.c.direction, _LOG.c.scanned_at)
+    .where(
+        _LOG.c.ticket_id == bindparam("ticket_id"),
+        _LOG.c.result == ScanResult.VALID.value,
+        _LOG.c.nonce != bindparam("nonce"),
+        _LOG.c.scanned_at >= bindparam("at"),
+    )
+    .order_by(_LOG.c.scanned_at, _LOG.c.id)
+    .limit(1)
+)
 # A first entry and its scan's row in one statement, in one round trip (autocommit): nothing
 # when the ticket has an entry or the nonce a row already (then ``_write_through`` decides),
 # and a unique violation undoes both when the nonce is logged meanwhile (the flush raced it).
@@ -307,6 +325,16 @@ def _write_through(
         row = session.scalar(select(CheckIn).where(CheckIn.nonce == record["nonce"]))
         if row is None:  # deleted in between: nothing to replay, nothing to write
             return None
+        if (
+            row.request_fingerprint == fingerprint
+            and row.result != answer["result"]
+            and row.recorded_at == parse_time(record["recorded_at"])
+        ):
+            # This very scan, written by the flush while its answer was still to be given,
+            # and overruled there (a later admission from the database): it answers as the
+            # database decided, so no double entry happened.
+            row.conflict = bool(record["offline"] and record["device_verdict"] == ScanResult.VALID)
+            row.device_verdict = record["device_verdict"]
         first = FirstAnswer(row.request_fingerprint, logged_answer(session, row))
         entry = session.get(CheckinEntry, record["ticket_id"]) if record["ticket_id"] else None
         if first.fingerprint == fingerprint and first.answer["result"] == answer["result"]:
@@ -334,14 +362,21 @@ def _entry_value(entry: Any) -> str | None:
     return entry_value(entry.state, iso(entry.first_at), entry.first_gate) if entry else None
 
 
-def _apply_entry(conn: Connection, record: dict[str, Any], *, fresh: bool) -> _Overruled | None:
+def _apply_entry(
+    conn: Connection,
+    record: dict[str, Any],
+    *,
+    fresh: bool,
+    queued_after: Callable[[], Iterable[dict[str, Any]]] = tuple,
+) -> _Overruled | None:
     """Apply to ``checkin_entry`` what an admitted scan did to the ticket's entry in Redis.
 
     An ``in``: the database decides (``rules.decide_entry`` on its row, locked) and refuses it
     when it holds the ticket in (or out, without re-entry): the returned entry refuses it. A
     queued scan (not ``fresh``) older than the entry's last change is history and changes
-    nothing. An ``out`` is never refused (it admits nobody): the entry goes out unless it
-    changed later."""
+    nothing, unless it is followed by another admission with no exit between
+    (``_admitted_again``; ``queued_after``: the scans queued after it, not in the log yet). An
+    ``out`` is never refused (it admits nobody): the entry goes out unless it changed later."""
     at = parse_time(record["scanned_at"])
     values = {
         "ticket_id": record["ticket_id"],
@@ -360,7 +395,9 @@ def _apply_entry(conn: Connection, record: dict[str, Any], *, fresh: bool) -> _O
     if entry is None:  # deleted in between (its ticket's event deleted)
         return None
     if not fresh and entry.last_at > at:
-        return None
+        if not _admitted_again(conn, record, at, queued_after):
+            return None
+        return _Overruled(ScanResult.ALREADY_USED.value, entry)
     reentry = entry.state == ScanDirection.OUT and bool(
         conn.execute(_REENTRY, {"event_id": record["event_id"]}).scalar()
     )
@@ -369,6 +406,32 @@ def _apply_entry(conn: Connection, record: dict[str, Any], *, fresh: bool) -> _O
         conn.execute(_ENTER_AGAIN, {"entry_ticket": record["ticket_id"], "entry_at": at})
         return None
     return _Overruled(decision.result, entry)
+
+
+def _admitted_again(
+    conn: Connection,
+    record: dict[str, Any],
+    at: dt.datetime,
+    queued_after: Callable[[], Iterable[dict[str, Any]]],
+) -> bool:
+    """Whether the ticket's next move after a queued admission (the log's, or a scan queued
+    after it) is another admission: two entries with no exit between. It happens when Redis,
+    back with its data, admits a ticket and a gate still falling back admits it from the
+    database before Redis's scan is written there: the database's entry is the later one,
+    and the queued scan a second admission."""
+    following = conn.execute(
+        _NEXT_MOVE, {"ticket_id": record["ticket_id"], "nonce": record["nonce"], "at": at}
+    ).first()
+    if following is None or following.direction != ScanDirection.IN:
+        return False
+    for later in queued_after():  # an exit between, queued after this batch
+        if (
+            later["ticket_id"] == record["ticket_id"]
+            and later.get("entry_state") == ScanDirection.OUT
+            and at <= parse_time(later["scanned_at"]) <= following.scanned_at
+        ):
+            return False
+    return True
 
 
 def flush_scan_log(session: Session, batch: int = 1000) -> int:
@@ -416,13 +479,14 @@ def _flush(session: Session, cache: redis.Redis, batch: int) -> int:
         if not raw:
             return written
         records = [json.loads(item) for item in raw]
+        beyond = _queued_from(cache, len(raw))
         try:
-            _write_scans(session, records)
+            _write_scans(session, records, beyond)
             session.commit()
         except (IntegrityError, DataError):
             # One record the database refuses must not hold back every later scan.
             session.rollback()
-            _write_one_by_one(session, cache, records)
+            _write_one_by_one(session, cache, records, beyond)
         except SQLAlchemyError:
             session.rollback()
             log.warning("scan log not flushed: the database is unreachable", exc_info=True)
@@ -431,12 +495,30 @@ def _flush(session: Session, cache: redis.Redis, batch: int) -> int:
         written += len(raw)
 
 
-def _write_one_by_one(session: Session, cache: redis.Redis, records: list[dict[str, Any]]) -> None:
+def _queued_from(cache: redis.Redis, start: int) -> Callable[[], list[dict[str, Any]]]:
+    """The scans queued from place ``start`` on, read when first asked for (rarely: a queued
+    admission followed by another one in the log), once."""
+    read: list[list[dict[str, Any]]] = []
+
+    def records() -> list[dict[str, Any]]:
+        if not read:
+            read.append([json.loads(item) for item in cache.lrange(LOG_KEY, start, -1)])
+        return read[0]
+
+    return records
+
+
+def _write_one_by_one(
+    session: Session,
+    cache: redis.Redis,
+    records: list[dict[str, Any]],
+    beyond: Callable[[], list[dict[str, Any]]],
+) -> None:
     """Write a batch record by record; one the database refuses goes to a dead-letter list
     (kept for inspection) instead of blocking the queue."""
-    for record in records:
+    for place, record in enumerate(records):
         try:
-            _write_scans(session, [record])
+            _write_scans(session, [record], lambda place=place: records[place + 1 :] + beyond())
             session.commit()
         except (IntegrityError, DataError):
             session.rollback()
@@ -464,8 +546,13 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _write_scans(session: Session, records: list[dict[str, Any]]) -> None:
-    """Log the queued scans not logged yet, and apply to the entries what those did."""
+def _write_scans(
+    session: Session,
+    records: list[dict[str, Any]],
+    queued_after: Callable[[], Iterable[dict[str, Any]]] = tuple,
+) -> None:
+    """Log the queued scans not logged yet, and apply to the entries what those did
+    (``queued_after``: the scans queued after these)."""
     rows = [_row(r) for r in records if r["event_id"] is not None]
     for record in records:
         if record["event_id"] is None:  # a scanner left with no event to log it under
@@ -477,9 +564,10 @@ def _write_scans(session: Session, records: list[dict[str, Any]]) -> None:
     for record in records:
         if record["nonce"] not in new or record.get("entry_state") is None:
             continue  # written before (through, or by an earlier flush): entry included
-        overruled = _apply_entry(conn, record, fresh=False)
+        overruled = _apply_entry(conn, record, fresh=False, queued_after=queued_after)
         if overruled is not None:
-            # Admitted by Redis while the database held the entry: a double entry, reported.
+            # Admitted by Redis while the database held the entry: a double entry, reported
+            # (unless its answer is still to be given: ``_write_through`` then clears it).
             conn.execute(
                 update(_LOG)
                 .where(_LOG.c.nonce == record["nonce"])
