@@ -9,10 +9,11 @@ import os
 import re
 import sys
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_flask_exporter import PrometheusMetrics
@@ -75,6 +76,7 @@ def configure_metrics(app: Flask) -> Any:
         app, path=None, registry=registry, group_by="endpoint", default_labels={}
     )
     exporter.info("bilheteria_info", "Bilheteria application", version="0.1.0")
+    app.extensions[REQUEST_METRICS] = _request_metrics(registry)
     business.register(registry)
     business.initialize([app.config["DEFAULT_CURRENCY"]])
     if _multiprocess_dir():
@@ -99,6 +101,34 @@ def configure_metrics(app: Flask) -> Any:
 
     app.add_url_rule("/metrics", "prometheus_metrics", prometheus_metrics)
     return exporter
+
+
+#: Where configure_metrics leaves prometheus_flask_exporter's request metrics for the answers
+#: given before Flask (app/views/fast_path.py).
+REQUEST_METRICS = "bilheteria.request_metrics"
+
+
+@dataclass(frozen=True)
+class RequestMetrics:
+    """prometheus_flask_exporter's request duration (by method, endpoint and status) and request
+    count (by method and status), so that an answer given before Flask is counted as the app
+    would have counted it: dashboards and alerts see every request."""
+
+    duration: Histogram
+    total: Counter
+
+    def observe(self, method: str, endpoint: str, status: int, seconds: float) -> None:
+        self.duration.labels(method=method, endpoint=endpoint, status=status).observe(seconds)
+        self.total.labels(method=method, status=status).inc()
+
+
+def _request_metrics(registry: CollectorRegistry) -> RequestMetrics:
+    # The exporter keeps no handle on its metrics: they are found by name in the registry
+    # (tests/integration/test_fast_path_metrics.py fails if an upgrade renames them).
+    collectors = registry._names_to_collectors  # noqa: SLF001
+    return RequestMetrics(
+        collectors["flask_http_request_duration_seconds"], collectors["flask_http_request_total"]
+    )
 
 
 def _multiprocess_dir() -> str | None:

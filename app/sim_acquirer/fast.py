@@ -23,6 +23,7 @@ from app.views.guards import KB
 
 class TokenFastPath(FastPath):
     path = "/sim-acquirer/v1/tokens"
+    endpoint = "sim_acquirer.create_token"
     max_body = 4 * KB  # the acquirer's body limit (app/views/guards.py)
     needs_token = False
 

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 class CheckinFastPath(FastPath):
     path = "/api/v1/checkin/scan"
+    endpoint = "CheckinApi.scan"
     max_body = SCAN_BODY_LIMIT  # a larger scan goes to the app, which answers 413
     _engine: Engine | None = None
 

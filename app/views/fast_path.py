@@ -1,18 +1,21 @@
 """What the WSGI fast paths share (checkin_fast.py, holds_fast.py): a layer in front of the app
 that may answer one route's POST itself, from a bearer token and a small JSON body, before
 Flask's per-request work; anything it does not answer goes to the app unchanged, with its body
-intact. Answers given here skip the Prometheus request metrics and the request-id header."""
+intact. Answers given here are counted in the Prometheus request metrics under the route's own
+endpoint, as the app would count them; they carry no request-id header."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterable
+from timeit import default_timer
 from typing import Any
 
 from flask import Flask
 from sqlalchemy import Engine
 
 from app.extensions import db
+from app.observability import REQUEST_METRICS, RequestMetrics
 
 # What the app's after_request hook (app/__init__.py, configure_headers) puts on a JSON answer.
 SECURITY_HEADERS = (
@@ -33,6 +36,7 @@ class FastPath:
     each route to its size limit (413)."""
 
     path: str
+    endpoint: str  # the app's endpoint for POST ``path``: its series in the request metrics
     max_body: int
     needs_token = True
     _autocommit: Engine | None = None
@@ -40,6 +44,7 @@ class FastPath:
     def __init__(self, app: Flask, wsgi_app: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
         self.wsgi_app = wsgi_app
+        self.metrics: RequestMetrics | None = app.extensions.get(REQUEST_METRICS)
 
     def answer(self, token: str, body: bytes, environ: dict[str, Any]) -> tuple[str, bytes] | None:
         raise NotImplementedError
@@ -63,12 +68,15 @@ class FastPath:
             length = -1
         if (self.needs_token and not token) or not 0 < length <= self.max_body:
             return self.wsgi_app(environ, start_response)
+        started = default_timer()
         body = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(body)  # the app reads it again if it answers
         answered = self.answer(token, body, environ)
         if answered is None:
             return self.wsgi_app(environ, start_response)
         status, payload = answered
+        if self.metrics is not None:
+            self.metrics.observe("POST", self.endpoint, int(status[:3]), default_timer() - started)
         start_response(
             status,
             [

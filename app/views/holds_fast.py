@@ -7,9 +7,9 @@ section already gone, and each of them cost a sale's worth of a server thread
 after a lost answer while the spots it took are held, it goes to the app, which answers that
 cart (the app reads it no later: in a sold-out section it takes no lock first either).
 Anything else, chosen spots, an unknown section, a token that does not verify, a key the app
-refuses, goes to the app unchanged. Refusals answered here skip the Prometheus request
-metrics, the request-id header and the rate limit, and come before the waiting room's 403: the
-section is gone for everyone."""
+refuses, goes to the app unchanged. Refusals answered here are counted in the Prometheus request
+metrics as the app's are (``fast_path.FastPath``); they skip the request-id header and the rate
+limit, and come before the waiting room's 403: the section is gone for everyone."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from app.views.shop_api import MAX_REQUEST_KEY, MIN_REQUEST_KEY
 
 class SoldOutFastPath(FastPath):
     path = "/api/v1/holds/"
+    endpoint = "HoldApi.post"
     max_body = 1024
 
     def answer(self, token: str, body: bytes, environ: dict[str, Any]) -> tuple[str, bytes] | None:
