@@ -8,6 +8,13 @@ of a durable sale on plain psycopg, and the ratio to it is printed. Not a test: 
 
     .venv/bin/python bench/purchase_cost.py           # 300 orders
     .venv/bin/python bench/purchase_cost.py --orders 1000
+    .venv/bin/python bench/purchase_cost.py --quantity 1   # the burst's orders (onsale.py --burst)
+
+It also measures the two other requests of a flash crowd, a card tokenized and a hold refused
+in a sold-out section (both answered before Flask), and from the three prints the least CPU
+``bench/onsale.py --burst`` can take on this machine (500 buyers for 100 places: 500 tokens,
+400 refusals, 100 orders), whatever the server does with its cores: a floor for its "sold out
+within" figure.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import os
 import subprocess
 import time
 import uuid
+from typing import Any
 
 import shop
 from common import postgres_cpu_seconds
@@ -30,6 +38,7 @@ def main() -> None:
         "--database-url", default="postgresql://postgres@127.0.0.1:5432/bilheteria_bench_cost"
     )
     parser.add_argument("--orders", type=int, default=300)
+    parser.add_argument("--quantity", type=int, default=2, help="tickets per order")
     args = parser.parse_args()
     admin_url, db_name = args.database_url.rsplit("/", 1)
     for sql in (f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)", f"CREATE DATABASE {db_name}"):
@@ -56,7 +65,7 @@ def main() -> None:
         held = client.post(
             "/api/v1/holds/",
             json={"event_id": setup["event_id"], "section_id": setup["sections"][n % 4],
-                  "quantity": 2},
+                  "quantity": args.quantity},
             headers=auth,
         )  # fmt: skip
         assert held.status_code == 201, held.get_json()
@@ -107,14 +116,34 @@ def main() -> None:
         "execute_cpu_ms_per_order": round(executing["cpu"] / args.orders * 1000, 2),
     }
     per["ceiling_tickets_per_s_on_2_cores"] = round(
-        2 * 2000 / (per["app_cpu_ms_per_order"] + per["postgres_cpu_ms_per_order"]), 1
+        2 * 1000 * args.quantity / (per["app_cpu_ms_per_order"] + per["postgres_cpu_ms_per_order"]),
+        1,
     )
+    tokenize = request_cost(
+        lambda _: client.post("/sim-acquirer/v1/tokens", json=shop.approved_card()), 201
+    )
+    gone = shop.add_event(app, 1, places=1)  # one place, taken by the first buyer
+    refused_body = {"event_id": gone["event_id"], "section_id": gone["sections"][0], "quantity": 1}
+    for n in range(2):  # the taker, then a refusal by the app (the fast path remembers it)
+        client.post("/api/v1/holds/", json=refused_body,
+                    headers={"Authorization": f"Bearer {jwts[n]}"})  # fmt: skip
+    refusal = request_cost(
+        lambda n: client.post(
+            "/api/v1/holds/",
+            json=refused_body,
+            headers={"Authorization": f"Bearer {jwts[1 + n % (len(jwts) - 1)]}"},
+        ),
+        409,
+    )
+    per["tokenize_cpu_ms"], per["refusal_cpu_ms"] = tokenize, refusal
+    order_ms = per["app_cpu_ms_per_order"] + per["postgres_cpu_ms_per_order"]
+    per["burst_floor_s"] = round((500 * tokenize + 400 * refusal + 100 * order_ms) / 2 / 1000, 2)
     floor = bare_sale_cost(args.database_url, setup, args.orders)
     per["baseline_cpu_ms_per_order"] = floor
     per["ratio_to_baseline"] = round(
         (per["app_cpu_ms_per_order"] + per["postgres_cpu_ms_per_order"]) / floor, 1
     )
-    print(f"{args.orders} orders of 2 tickets, one at a time: {per['wall_ms_per_order']} ms each; "
+    print(f"{args.orders} orders of {args.quantity} ticket(s), one at a time: {per['wall_ms_per_order']} ms each; "
           f"app CPU {per['app_cpu_ms_per_order']} ms, PostgreSQL CPU "
           f"{per['postgres_cpu_ms_per_order']} ms, {per['statements_per_order']} statements "
           f"(an executemany counts once), {per['commits_per_order']} commits that wrote; "
@@ -123,7 +152,21 @@ def main() -> None:
           f"(SQLAlchemy and psycopg: parameters, round trips, result columns)")  # fmt: skip
     print(f"baseline, the bare SQL of a durable sale in one transaction: {floor} ms of CPU "
           f"(client + PostgreSQL) per order; the purchase path costs {per['ratio_to_baseline']}x")  # fmt: skip
+    print(f"a card tokenized: {tokenize} ms of CPU (app + PostgreSQL); a hold refused in a sold-out"
+          f" section: {refusal} ms; so a burst of 500 buyers for 100 places of {args.quantity}"
+          f" ticket(s) takes at least {per['burst_floor_s']} s on 2 cores")  # fmt: skip
     print(json.dumps(per))
+
+
+def request_cost(send: Any, status: int, requests: int = 300) -> float:
+    """CPU (this process + PostgreSQL) in ms per request of ``send(n)``, which must answer
+    ``status``."""
+    cpu, pg = time.process_time(), postgres_cpu_seconds()
+    for n in range(requests):
+        response = send(n)
+        assert response.status_code == status, response.get_data(as_text=True)[:300]
+    cpu, pg = time.process_time() - cpu, postgres_cpu_seconds() - pg
+    return round((cpu + pg) / requests * 1000, 2)
 
 
 def bare_sale_cost(database_url: str, setup: dict, orders: int) -> float:
