@@ -16,9 +16,10 @@ as a Poisson process for ``--duration`` seconds, each a hold and a checkout, aga
 with a seat for every order. Arrival times are drawn up front and each order runs in its own
 thread, however slow the ones before it (no coordinated omission); an order's time runs from its
 scheduled arrival to its checkout's answer. Two seconds at 50 orders/s warm the server up
-first, unmeasured. ``--find-max-rate`` steps the rate up from ``--rate`` (50 unless given) by
-``--rate-step`` and reports the highest rate whose p99 stays under ``--p99-target-ms`` with no
-5xx and no failed order; each step has an event of its own.
+first, unmeasured. ``--find-max-rate`` steps the rate from ``--rate`` (50 unless given) by
+``--rate-step``, up while it passes and down while it fails, then narrows the gap, and reports
+the highest rate whose p99 stays under ``--p99-target-ms`` with no 5xx and no failed order;
+each step has an event of its own.
 
 Burst (``--burst``), a flash crowd meeting a small event: 500 buyers released at once (a
 barrier) for one general-admission section of 100 places; each tokenizes its card at the
@@ -355,20 +356,44 @@ def passes(figures: dict, target_ms: float) -> bool:
 def find_max_rate(
     base: str, app: Any, jwts: list[str], args: argparse.Namespace
 ) -> tuple[dict | None, list[dict]]:
-    """Steps up the rate until one fails the target: (the last step that passed, every step)."""
-    best, steps, rate = None, [], args.rate or 50
-    while True:
-        figures = print_open(
-            open_loop_step(base, app, jwts, args, rate, args.duration), args.per_order
-        )
+    """The highest rate whose p99 meets the target: steps up from ``--rate`` by ``--rate-step``
+    while steps pass (down while they fail, halving below one step), then halves the gap
+    between the last rate that passed and the first that failed until it is under a quarter
+    step (at least 1 order/s). Returns (the best step that passed, every step)."""
+    steps: list[dict] = []
+    passed: dict[float, dict] = {}
+
+    def trial(rate: float) -> bool:
+        figures = print_open(open_loop_step(base, app, jwts, args, rate, args.duration),
+                             args.per_order)  # fmt: skip
         steps.append(figures)
-        verdict = "passes" if passes(figures, args.p99_target_ms) else "fails"
-        print(f"-> {rate:g} orders/s {verdict} (p99 < {args.p99_target_ms:g} ms, no 5xx, no "
-              f"failed order)\n", flush=True)  # fmt: skip
-        if verdict == "fails":
-            return best, steps
-        best, rate = figures, rate + args.rate_step
-        time.sleep(1)  # let the last step's stragglers settle
+        ok = passes(figures, args.p99_target_ms)
+        if ok:
+            passed[rate] = figures
+        print(f"-> {rate:g} orders/s {'passes' if ok else 'fails'} (p99 < "
+              f"{args.p99_target_ms:g} ms, no 5xx, no failed order)\n", flush=True)  # fmt: skip
+        time.sleep(1)  # let the step's stragglers settle
+        return ok
+
+    step = args.rate_step
+    low = high = args.rate or 50
+    if trial(low):
+        while trial(high := low + step):
+            low = high
+    else:
+        while not passed:
+            high = low
+            low = low - step if low - step >= 1 else round(low / 2, 1)
+            if low < 1:
+                return None, steps  # not even 1 order/s
+            trial(low)
+    while high - low > max(1.0, step / 4):
+        middle = round((low + high) / 2, 1)
+        if trial(middle):
+            low = middle
+        else:
+            high = middle
+    return passed[low], steps
 
 
 def report_burst(result: dict, buyers: int, twice: int) -> dict[str, Any]:
@@ -437,7 +462,7 @@ def main() -> None:
     mode.add_argument("--rate", type=float, help="open loop: orders arriving per second")
     mode.add_argument("--burst", action="store_true", help="a flash crowd for a small event")
     parser.add_argument("--find-max-rate", action="store_true",
-                        help="open loop stepping the rate up from --rate (50)")  # fmt: skip
+                        help="open loop: the highest rate meeting --p99-target-ms, from --rate (50)")  # fmt: skip
     parser.add_argument("--rate-step", type=float, default=25)
     parser.add_argument("--p99-target-ms", type=float, default=500)
     parser.add_argument("--duration", type=float, default=20, help="open loop, per rate (s)")
