@@ -61,6 +61,7 @@ from app.models import (
     EventStatus,
     Hold,
     NotFound,
+    SectionKind,
     SpotStatus,
     TicketType,
     WaitlistEntry,
@@ -503,7 +504,13 @@ def _offer(
         ids["ticket_types"], types = None, {}
     window = conn.execute(
         holds._LOCK_BEST,
-        {**ids, "window": max(holds.BEST_AVAILABLE_WINDOW, wanted * 4), "spot_limit": MAX_INT},
+        {
+            **ids,
+            "window": holds.best_available_window(
+                wanted, general=session.get(EventSection, section_id).kind == SectionKind.GENERAL
+            ),
+            "spot_limit": MAX_INT,
+        },
     ).all()
     chosen = holds.best_block(window, wanted)
     if len(chosen) < wanted:

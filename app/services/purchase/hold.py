@@ -43,6 +43,7 @@ from app.models import (
     NotFound,
     Order,
     Partner,
+    SectionKind,
     SpotStatus,
 )
 from app.models.base import utcnow
@@ -54,7 +55,8 @@ from app.services.purchase import cart, promo_codes, sold_out, ticket_types, wai
 from app.services.purchase.summary import HeldSpot, HoldSummary
 
 # How many free rows best-available locks (SKIP LOCKED) to choose adjacent seats among: wide
-# enough for adjacent seats, narrow enough to leave rows for concurrent buyers.
+# enough for adjacent seats, narrow enough to leave rows for concurrent buyers
+# (``best_available_window``).
 BEST_AVAILABLE_WINDOW = 12
 # How often best-available looks again when every free spot is locked by other buyers.
 BEST_AVAILABLE_ATTEMPTS = 20
@@ -123,6 +125,7 @@ _LOCK_CUSTOMER_READ_EVENT = (
     select(
         *SALE_COLUMNS,
         _section.c.name.label("section_name"),  # best-available's section, if of this event
+        _section.c.kind.label("section_kind"),
         _section.c.hidden.label("section_hidden"),
         _FREE_UP_TO_WANTED.label("free_up_to_wanted"),
         _event.c.waiting_room_per_minute,
@@ -426,7 +429,8 @@ def _lock_spots(
         quoted = ticket_types.quote(free, types, ids["ticket_types"], ids["spot_order"])
         ids["quote"] = promo_codes.apply(free, quoted, promo)
         return free
-    params["window"] = max(BEST_AVAILABLE_WINDOW, wanted * 4)
+    general = row.section_kind == SectionKind.GENERAL
+    params["window"] = best_available_window(wanted, general=general)
     window = conn.execute(_LOCK_BEST, params).all()
     if not window:  # every free spot locked by other buyers, or the customer at the limit
         _keep_limit(conn, ids, wanted, field)
@@ -544,6 +548,17 @@ def _all_free(
             spots=[{"id": s.id, "label": s.label} for s in taken],
         )
     return list(spots)
+
+
+def best_available_window(wanted: int, *, general: bool) -> int:
+    """How many free spots best-available locks to choose ``wanted`` among: a choice only
+    where adjacent seats are sought (several seats of a seated section: BEST_AVAILABLE_WINDOW,
+    or 4 per seat wanted). One seat, or general-admission places, are the first free ones:
+    locking more would only make concurrent buyers skip them, and near the end of a flash
+    crowd find every free spot locked and look again (bench/onsale.py --burst)."""
+    if general or wanted == 1:
+        return wanted
+    return max(BEST_AVAILABLE_WINDOW, wanted * 4)
 
 
 def best_block(candidates: Sequence[Any], quantity: int) -> list[Any]:
