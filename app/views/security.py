@@ -102,13 +102,16 @@ class RolePermissionCache:
             self._loaded_at = float("-inf")
 
     def _fresh(self, session: Any) -> None:
+        """Load the pairs again once ``ttl`` has passed, on a connection of its own returned at
+        once: the request's session takes none here, so a request never holds two pooled
+        connections at once (this one, then the JWT user's: ``_detached_user``)."""
         ttl = current_app.config.get("PERMISSION_CACHE_SECONDS", 30)
         if time.monotonic() - self._loaded_at < ttl:
             return
-        with self._lock:
+        with self._lock, session.get_bind().connect() as conn:
             if time.monotonic() - self._loaded_at < ttl:
                 return
-            rows = session.execute(
+            rows = conn.execute(
                 select(Role.id, Role.name, ViewMenu.name, Permission.name)
                 .select_from(Role)
                 .outerjoin(

@@ -8,6 +8,7 @@ from sqlalchemy import event, select, text
 from app.extensions import db
 from app.models import PartnerUser
 from app.views import security
+from tests.support.apps import another_app
 from tests.support.clock import Clock
 from tests.support.shop import sign_up
 
@@ -129,3 +130,16 @@ def test_a_token_is_verified_once_and_refused_once_it_has_expired(app, client, m
     assert client.get("/api/v1/orders/", headers=short).status_code == 200
     time.sleep(1.2)
     assert client.get("/api/v1/orders/", headers=short).status_code == 401
+
+
+def test_a_request_loading_its_token_user_and_the_permissions_takes_one_connection(app):
+    """A node's first API request loads the role permissions and the token's user: one pooled
+    connection after the other, never two at once, so a pool of one connection serves it (a
+    request holding one connection while waiting for a second can starve a busy pool)."""
+    options = {**app.config["SQLALCHEMY_ENGINE_OPTIONS"], "pool_size": 1, "max_overflow": 0}
+    with another_app(app, SQLALCHEMY_ENGINE_OPTIONS={**options, "pool_timeout": 3}) as node:
+        client = node.test_client()
+        headers = sign_up(client, email="one-connection@example.com")
+        node.appbuilder.sm.permission_cache.clear()  # both caches cold, as on a new node
+        node.appbuilder.sm.jwt_users._users.clear()
+        assert client.get("/api/v1/orders/", headers=headers).status_code == 200
