@@ -32,6 +32,7 @@ entries the database store took while Redis was unreachable (``catch_up``).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import threading
@@ -498,12 +499,10 @@ def _flush(session: Session, cache: redis.Redis, batch: int) -> int:
 def _queued_from(cache: redis.Redis, start: int) -> Callable[[], list[dict[str, Any]]]:
     """The scans queued from place ``start`` on, read when first asked for (rarely: a queued
     admission followed by another one in the log), once."""
-    read: list[list[dict[str, Any]]] = []
 
+    @functools.cache
     def records() -> list[dict[str, Any]]:
-        if not read:
-            read.append([json.loads(item) for item in cache.lrange(LOG_KEY, start, -1)])
-        return read[0]
+        return [json.loads(item) for item in cache.lrange(LOG_KEY, start, -1)]
 
     return records
 
