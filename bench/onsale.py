@@ -15,8 +15,7 @@ Open loop (``--rate R``), the latency a buyer feels at a given load: orders arri
 as a Poisson process for ``--duration`` seconds, each a hold and a checkout, against an event
 with a seat for every order. Arrival times are drawn up front and each order runs in its own
 thread, however slow the ones before it (no coordinated omission); an order's time runs from its
-scheduled arrival to its checkout's answer. Two seconds at 50 orders/s warm the server up
-first, unmeasured. ``--find-max-rate`` steps the rate from ``--rate`` (50 unless given) by
+scheduled arrival to its checkout's answer. ``--find-max-rate`` steps the rate from ``--rate`` (50 unless given) by
 ``--rate-step``, up while it passes and down while it fails, then narrows the gap, and reports
 the highest rate whose p99 stays under ``--p99-target-ms`` with no 5xx and no failed order;
 each step has an event of its own.
@@ -27,6 +26,11 @@ acquirer, holds 1 place and pays (``--card-after-hold``: holds first and tokeniz
 holding, as the shop's pages ask for the card). Prints the time from release until sold out,
 and what the winners and the refused buyers waited (a refused buyer's until its refusal).
 The simulated acquirer is served by the same server, a third party's work in real life.
+
+Every mode first warms the server up, unmeasured: two seconds of the open loop at 50 orders/s
+on an event of their own, as a server has run before an on-sale opens (its processes' database
+connections, prepared statements and plans, users and permissions). The closed loop counts
+the spots sold of its own event; a spot sold twice counts on any event.
 
 The last line of every mode is one JSON object, with the machine's load average before and
 after (figures taken on a busy machine are not comparable). With no ``--database-url`` and no
@@ -488,6 +492,7 @@ def main() -> None:
         setup = prepare(database_url, customers, args.rows, args.seats, args.sections,
                         args.waiting_room)  # fmt: skip
         setup["waiting_room"] = args.waiting_room
+        app = setup["app"]
     else:
         app, emails = seed(database_url, customers)
     server = None
@@ -506,14 +511,16 @@ def main() -> None:
     stack = StackMeter(server.pid) if server is not None else None
     try:
         jwts = log_in(base, setup["emails"] if closed else emails)
-        if args.rate or args.find_max_rate:
-            # Not measured: each server process's first purchases (caches, prepared statements).
-            open_loop_step(base, app, jwts, args, WARM_UP_RATE, WARM_UP_SECONDS)
+        # Not measured, in every mode: each server process's first purchases, on an event of
+        # their own (the caches a running server has: database connections and their prepared
+        # statements and plans, users and permissions).
+        open_loop_step(base, app, jwts, args, WARM_UP_RATE, WARM_UP_SECONDS)
         cpu, wall = time.process_time(), time.perf_counter()
         load_before = os.getloadavg()[0]
         tiers_before = meter.snapshot() if meter is not None else None
         stack_before = stack.snapshot() if stack is not None else None
-        sold_before = sold_twice(database_url)[1] if meter is not None else 0
+        measured_event = setup["event_id"] if closed else None
+        sold_before = sold_twice(database_url, measured_event)[1] if meter is not None else 0
         if closed:
             result = run_closed(base, setup, jwts, args.per_order)
         elif args.burst:
@@ -536,7 +543,7 @@ def main() -> None:
         if server is not None:
             server.terminate()
             server.wait(30)
-    twice, sold_spots = sold_twice(database_url)
+    twice, sold_spots = sold_twice(database_url, measured_event)
     if cluster is not None:
         tickets = sold_spots - sold_before  # in the measured run (not a warm-up's)
         cpu_per_ticket = TierMeter.per_unit(tiers_before, tiers_after, tickets)

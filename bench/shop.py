@@ -114,7 +114,7 @@ def prepare(
     """Fresh schema, one event of sections x rows x seats, buyers, one card token per seat."""
     app, emails = seed(database_url, buyers)
     setup = add_event(app, sections, rows=rows, seats=seats, waiting_room=waiting_room)
-    return {**setup, "emails": emails, "tokens": card_tokens(app, setup["capacity"])}
+    return {**setup, "app": app, "emails": emails, "tokens": card_tokens(app, setup["capacity"])}
 
 
 def log_in(base: str, emails: list[str]) -> list[str]:
@@ -205,8 +205,9 @@ class Buyer:
         return 409, {"error": "spots_unavailable"}
 
 
-def sold_twice(database_url: str) -> tuple[int, int]:
-    """(spots with more than one valid ticket, spots sold)."""
+def sold_twice(database_url: str, event_id: int | None = None) -> tuple[int, int]:
+    """(spots with more than one valid ticket, spots sold): of every event (a spot sold twice
+    anywhere counts), the spots sold of ``event_id`` only if given."""
     from sqlalchemy import create_engine, text
 
     engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
@@ -216,7 +217,9 @@ def sold_twice(database_url: str) -> tuple[int, int]:
                  "GROUP BY spot_id HAVING count(*) > 1) t")
         ).scalar_one()  # fmt: skip
         sold = conn.execute(
-            text("SELECT count(*) FROM event_spot WHERE status = 'sold'")
-        ).scalar_one()
+            text("SELECT count(*) FROM event_spot WHERE status = 'sold' "
+                 "AND (CAST(:event_id AS integer) IS NULL OR event_id = :event_id)"),
+            {"event_id": event_id},
+        ).scalar_one()  # fmt: skip
     engine.dispose()
     return twice, sold

@@ -8,6 +8,7 @@ length (1) | label (UTF-8, the seat as printed), then the 64-byte signature over
 from __future__ import annotations
 
 import base64
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -46,7 +47,7 @@ def sign_ticket(private_key: str, claim: TicketClaim) -> str:
     # Cut at a character boundary: half a UTF-8 character would make the code unreadable.
     label = claim.label.encode()[:MAX_LABEL_BYTES].decode("utf-8", "ignore").encode()
     payload = _HEADER.pack(VERSION, claim.event_id, claim.ticket_id, len(label)) + label
-    signature = Ed25519PrivateKey.from_private_bytes(unb64(private_key)).sign(payload)
+    signature = _private_key(private_key).sign(payload)
     return _b64(payload + signature)
 
 
@@ -71,10 +72,22 @@ def verify_ticket(public_key: str, code: str) -> TicketClaim:
     """The claim inside ``code`` if the key's owner signed it; InvalidCode otherwise."""
     claim, payload, signature = read_claim(code)
     try:
-        Ed25519PublicKey.from_public_bytes(unb64(public_key)).verify(signature, payload)
+        _public_key(public_key).verify(signature, payload)
     except (InvalidSignature, ValueError) as exc:
         raise InvalidCode("bad signature") from exc
     return claim
+
+
+# Loading a key costs as much as a signature (30 us): an event's are loaded once per process.
+# The cache holds what the caller holds already (the event's row, the gate's manifest).
+@functools.lru_cache(maxsize=1024)
+def _private_key(private_key: str) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(unb64(private_key))
+
+
+@functools.lru_cache(maxsize=1024)
+def _public_key(public_key: str) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(unb64(public_key))
 
 
 def _b64(data: bytes) -> str:

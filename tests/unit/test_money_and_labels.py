@@ -112,6 +112,27 @@ def test_a_long_accented_seat_label_is_cut_at_a_character_and_still_verifies():
     assert label.startswith(claim.label) and len(claim.label.encode()) <= 60
 
 
+def test_each_event_key_verifies_only_its_own_codes_once_the_keys_are_kept_in_memory():
+    from app.models.codes import (
+        InvalidCode,
+        TicketClaim,
+        new_private_key,
+        public_key_of,
+        sign_ticket,
+        verify_ticket,
+    )
+
+    first, second = new_private_key(), new_private_key()
+    for _ in range(2):  # the second round finds every key loaded already
+        for key, other in ((first, second), (second, first)):
+            code = sign_ticket(key, TicketClaim(7, 99, "A-1"))
+            assert verify_ticket(public_key_of(key), code).ticket_id == 99
+            with pytest.raises(InvalidCode):
+                verify_ticket(public_key_of(other), code)
+    with pytest.raises(InvalidCode):
+        verify_ticket("not a key", sign_ticket(first, TicketClaim(7, 99, "A-1")))
+
+
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
