@@ -3,6 +3,7 @@ the production server."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -104,6 +105,67 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
 
 
+def _json(data: bytes) -> dict:
+    """An answer's JSON body; {} when it has none or is not JSON."""
+    try:
+        return json.loads(data) if data else {}
+    except ValueError:
+        return {}
+
+
+class AsyncClient:
+    """One keep-alive HTTP/1.1 connection on an event loop, JSON in and out: a crowd of them
+    runs in one thread, where a thread each (Client) cost the load generator more CPU than the
+    database, on the cores the server shares (bench/onsale.py --burst)."""
+
+    def __init__(self, base: str) -> None:
+        parts = urlsplit(base)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def connect(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
+    async def call(
+        self, method: str, path: str, body: dict | None = None, headers: dict | None = None
+    ) -> tuple[int, dict, float]:
+        """(status, parsed JSON body, milliseconds); 599 when the connection failed."""
+        payload = json.dumps(body).encode() if body is not None else b""
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}",
+                 "Content-Type: application/json", f"Content-Length: {len(payload)}",
+                 *(f"{name}: {value}" for name, value in (headers or {}).items())]  # fmt: skip
+        started = time.perf_counter()
+        try:
+            if self.writer is None or self.writer.is_closing():
+                await self.connect()
+            assert self.reader is not None and self.writer is not None
+            self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + payload)
+            head = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+            status = int(head[0].split()[1])
+            fields = {
+                k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:])
+            }
+            if fields.get("transfer-encoding") == "chunked":
+                data = b""
+                while size := int((await self.reader.readuntil(b"\r\n")).strip(), 16):
+                    data += (await self.reader.readexactly(size + 2))[:-2]
+                await self.reader.readuntil(b"\r\n")
+            else:
+                data = await self.reader.readexactly(int(fields.get("content-length", 0)))
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                ValueError, IndexError):  # fmt: skip
+            self.close()
+            return 599, {}, (time.perf_counter() - started) * 1000
+        elapsed = (time.perf_counter() - started) * 1000
+        return status, _json(data), elapsed
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
 class Client:
     """One keep-alive HTTP connection, JSON in and out."""
 
@@ -126,11 +188,7 @@ class Client:
             self.conn.close()
             return 599, {}, (time.perf_counter() - started) * 1000
         elapsed = (time.perf_counter() - started) * 1000
-        try:
-            parsed = json.loads(data) if data else {}
-        except ValueError:
-            parsed = {}
-        return response.status, parsed, elapsed
+        return response.status, _json(data), elapsed
 
 
 def fresh_database(server_url: str | None, name: str) -> str:

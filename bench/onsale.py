@@ -20,8 +20,8 @@ scheduled arrival to its checkout's answer. ``--find-max-rate`` steps the rate f
 the highest rate whose p99 stays under ``--p99-target-ms`` with no 5xx and no failed order;
 each step has an event of its own.
 
-Burst (``--burst``), a flash crowd meeting a small event: 500 buyers released at once (a
-barrier) for one general-admission section of 100 places; each tokenizes its card at the
+Burst (``--burst``), a flash crowd meeting a small event: 500 buyers, connected first, released
+at once for one general-admission section of 100 places; each tokenizes its card at the
 acquirer, holds 1 place and pays (``--card-after-hold``: holds first and tokenizes only once
 holding, as the shop's pages ask for the card). Prints the time from release until sold out,
 and what the winners and the refused buyers waited (a refused buyer's until its refusal).
@@ -50,6 +50,7 @@ x 4 threads) is started on it.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import math
 import os
@@ -61,6 +62,7 @@ import time
 from typing import Any
 
 from common import (
+    AsyncClient,
     Client,
     StackMeter,
     TierMeter,
@@ -69,7 +71,7 @@ from common import (
     start_cluster,
     start_server,
 )
-from shop import Buyer, Tally, add_event, card_tokens, log_in, prepare, seed, sold_twice
+from shop import AsyncBuyer, Buyer, Tally, add_event, card_tokens, log_in, prepare, seed, sold_twice
 
 DATABASE = "bilheteria_bench"
 # The open loop's arrival times are the same on every run at a given rate.
@@ -216,50 +218,54 @@ def burst(
     card_after_hold: bool,
     meter: StackMeter | None = None,
 ) -> dict[str, Any]:
-    """Every buyer waits at a barrier, then tokenizes, holds 1 place and pays (or, with
-    ``card_after_hold``, tokenizes only once holding, as the shop's pages ask for the card).
-    ``meter``: the CPU each part spends from the release to the last answer."""
+    """Every buyer connects, then all are released at once: each tokenizes, holds 1 place and
+    pays (or, with ``card_after_hold``, tokenizes only once holding, as the shop's pages ask for
+    the card). The crowd runs on one event loop in this process (a thread each cost the load
+    generator more CPU than the database, on the cores the server shares). ``meter``: the CPU
+    each part spends from the release to the last answer."""
     setup = add_event(app, 1, places=places)
     tally = Tally()
-    released = [0.0]
-    at_release: list[dict[str, float]] = []
-
-    def release() -> None:
-        if meter is not None:
-            at_release.append(meter.snapshot())
-        released[0] = time.perf_counter()
-
-    gate = threading.Barrier(len(jwts), action=release)
     # (status of the purchase, seconds from release to its answer, to its hold, to its first
     # request)
     outcomes: list[tuple[int, float, float, float]] = [(0, 0.0, 0.0, 0.0)] * len(jwts)
+    at_release: list[dict[str, float]] = []
 
-    def buyer(n: int) -> None:
-        client = Client(base)
-        client.conn.connect()  # the crowd is on the page already
-        me = Buyer(client, jwts[n], tally)
-        gate.wait()
+    async def buyer(n: int, me: AsyncBuyer, released: float) -> None:
         sent = time.perf_counter()
         if card_after_hold:
-            status, _ = me.buy(
-                setup["event_id"], list(setup["sections"]), 1, lambda: me.tokenize()[1]
-            )
+
+            async def card() -> str:
+                return (await me.tokenize())[1]
+
+            status, _ = await me.buy(setup["event_id"], list(setup["sections"]), 1, card)
         else:
-            status, token = me.tokenize()
+            status, token = await me.tokenize()
             if status == 201:
-                status, _ = me.buy(setup["event_id"], list(setup["sections"]), 1, lambda: token)
+
+                async def card() -> str:
+                    return token
+
+                status, _ = await me.buy(setup["event_id"], list(setup["sections"]), 1, card)
         outcomes[n] = (
             status,
-            time.perf_counter() - released[0],
-            me.held_at - released[0] if me.held_at else 0.0,
-            sent - released[0],
+            time.perf_counter() - released,
+            me.held_at - released if me.held_at else 0.0,
+            sent - released,
         )
 
-    threads = [threading.Thread(target=buyer, args=(n,)) for n in range(len(jwts))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    async def crowd() -> float:
+        clients = [AsyncClient(base) for _ in jwts]
+        await asyncio.gather(*(client.connect() for client in clients))  # on the page already
+        buyers = [AsyncBuyer(client, jwt, tally) for client, jwt in zip(clients, jwts, strict=True)]
+        if meter is not None:
+            at_release.append(meter.snapshot())
+        released = time.perf_counter()
+        await asyncio.gather(*(buyer(n, me, released) for n, me in enumerate(buyers)))
+        for client in clients:
+            client.close()
+        return released
+
+    asyncio.run(crowd())
     cpu = StackMeter.spent(at_release[0], meter.snapshot()) if meter is not None else None
     won = [at for status, at, _, _ in outcomes if status == 201]
     return {
