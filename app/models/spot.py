@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    literal_column,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -39,6 +40,11 @@ class SpotStatus(enum.StrEnum):
     SOLD = "sold"
     BLOCKED = "blocked"
 
+
+# Spots that may be free (a hold's time may be over): what best-available reads, through
+# ix_event_spot_open_position (EventSpot.open_clause).
+OPEN_STATUSES = (SpotStatus.AVAILABLE, SpotStatus.HELD)
+_OPEN_LITERALS = tuple(f"'{status.value}'" for status in OPEN_STATUSES)
 
 # What a hold writes on its spots, and a sale or a release clears.
 _HELD_QUOTE = (
@@ -81,7 +87,7 @@ class EventSpot(Model):
             "ix_event_spot_open_position",
             "section_id",
             "position",
-            postgresql_where=text("status IN ('available', 'held')"),
+            postgresql_where=text(f"status IN ({', '.join(_OPEN_LITERALS)})"),
         ),
         # A hold request asked again under its Idempotency-Key finds the spots it took: only
         # held spots keep a key (a sale or a release clears it), so the index stays small.
@@ -167,6 +173,14 @@ class EventSpot(Model):
     def unsell(self, *, resell: bool) -> None:
         """A refunded spot: back on sale, or blocked when it must not be sold again."""
         (EventSpot.RESELL if resell else EventSpot.WITHDRAW).apply(self, f"Spot {self.label}")
+
+    @classmethod
+    def open_clause(cls) -> ColumnElement[bool]:
+        """Available or held: ix_event_spot_open_position's predicate, written with its values
+        in the SQL. As bound parameters they would hide it from a prepared statement's generic
+        plan, which PostgreSQL then reads on the whole section's index, sold seats and all (a
+        section's last seats cost a scan of it; a sold-out section, every refusal)."""
+        return cls.__table__.c.status.in_([literal_column(value) for value in _OPEN_LITERALS])
 
     @classmethod
     def free_clause(cls, now: dt.datetime) -> ColumnElement[bool]:

@@ -62,7 +62,6 @@ from app.models import (
     Hold,
     NotFound,
     SectionKind,
-    SpotStatus,
     TicketType,
     WaitlistEntry,
     WaitlistStatus,
@@ -190,7 +189,7 @@ def _on_sale_spot(event_id: int, section_id: int | None, now: dt.datetime) -> An
         .where(
             _spot.c.event_id == event_id,
             _spot.c.section_id.in_(_public_sections(event_id)),
-            _spot.c.status.in_([SpotStatus.AVAILABLE.value, SpotStatus.HELD.value]),
+            EventSpot.open_clause(),
             EventSpot.free_clause(now),
             ~_people_wait_for(event_id, _spot.c.section_id),
         )
@@ -356,7 +355,7 @@ def places_of(session: Session, customer_id: int, event_id: int | None = None) -
 _FREE_BY_SECTION = (
     select(_spot.c.section_id, func.count().label("free"))
     .where(
-        _spot.c.status.in_([SpotStatus.AVAILABLE.value, SpotStatus.HELD.value]),
+        EventSpot.open_clause(),
     )
     .group_by(_spot.c.section_id)
 )

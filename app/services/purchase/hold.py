@@ -98,7 +98,7 @@ _FREE_UP_TO_WANTED = (
         select(_spot.c.id)
         .where(
             _spot.c.section_id == bindparam("section_id"),
-            _spot.c.status.in_([SpotStatus.AVAILABLE.value, SpotStatus.HELD.value]),  # the index's
+            EventSpot.open_clause(),
             _FREE,
         )
         .limit(bindparam("wanted"))
@@ -188,7 +188,7 @@ _LOCK_BEST = (
     .select_from(_spot.join(_section, _section.c.id == _spot.c.section_id))
     .where(
         _spot.c.section_id == bindparam("section_id"),
-        _spot.c.status.in_([SpotStatus.AVAILABLE.value, SpotStatus.HELD.value]),  # the index's
+        EventSpot.open_clause(),
         _FREE,
         _WITHIN_LIMIT,
     )
@@ -196,7 +196,9 @@ _LOCK_BEST = (
     .limit(bindparam("window"))
     .with_for_update(of=_spot, skip_locked=True)
 )
-_FREE_IN_SECTION = select(func.count()).where(_spot.c.section_id == bindparam("section_id"), _FREE)
+_FREE_IN_SECTION = select(func.count()).where(
+    _spot.c.section_id == bindparam("section_id"), EventSpot.open_clause(), _FREE
+)
 # The hold and its spots in one statement (data-modifying CTEs), answering the
 # new hold's id and how many spots it took.
 _NEW_HOLD = (
