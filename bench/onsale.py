@@ -13,8 +13,8 @@ A rate above what the server sells cannot keep the purchase path fast.
 
 Open loop (``--rate R``), the latency a buyer feels at a given load: orders arrive at R a second
 as a Poisson process for ``--duration`` seconds, each a hold and a checkout, against an event
-with a seat for every order. Arrival times are drawn up front and each order runs in its own
-thread, however slow the ones before it (no coordinated omission); an order's time runs from its
+with a seat for every order. Arrival times are drawn up front and each order runs in a task of
+its own, however slow the ones before it (no coordinated omission); an order's time runs from its
 scheduled arrival to its checkout's answer. ``--find-max-rate`` steps the rate from ``--rate`` (50 unless given) by
 ``--rate-step``, up while it passes and down while it fails, then narrows the gap, and reports
 the highest rate whose p99 stays under ``--p99-target-ms`` with no 5xx and no failed order;
@@ -54,16 +54,13 @@ import asyncio
 import json
 import math
 import os
-import queue
 import random
 import statistics
-import threading
 import time
 from typing import Any
 
 from common import (
     AsyncClient,
-    Client,
     StackMeter,
     TierMeter,
     fresh_database,
@@ -71,7 +68,7 @@ from common import (
     start_cluster,
     start_server,
 )
-from shop import AsyncBuyer, Buyer, Tally, add_event, card_tokens, log_in, prepare, seed, sold_twice
+from shop import Buyer, Tally, add_event, card_tokens, log_in, prepare, seed, sold_twice
 
 DATABASE = "bilheteria_bench"
 # The open loop's arrival times are the same on every run at a given rate.
@@ -81,7 +78,7 @@ WARM_UP_RATE, WARM_UP_SECONDS = 50, 2
 
 def run_closed(base: str, setup: dict, jwts: list[str], per_order: int) -> dict[str, Any]:
     """Every buyer buys, with no think time, until every section refused it. The buyers run on
-    one event loop (AsyncBuyer): a thread each cost the load generator twice the CPU, on the
+    one event loop (Buyer): a thread each cost the load generator twice the CPU, on the
     cores the server shares."""
     tally = Tally()
     in_line_s: list[float] = []  # joining to being let in
@@ -91,7 +88,7 @@ def run_closed(base: str, setup: dict, jwts: list[str], per_order: int) -> dict[
     async def next_token() -> str:
         return next(card_tokens)
 
-    async def wait_turn(buyer: AsyncBuyer) -> float:
+    async def wait_turn(buyer: Buyer) -> float:
         """Join the line and sleep until the turn it gives (the hold is the gate: a buyer
         early by a hair is told again how long to wait); returns when joined."""
         joined = time.perf_counter()
@@ -103,7 +100,7 @@ def run_closed(base: str, setup: dict, jwts: list[str], per_order: int) -> dict[
         in_line_s.append(time.perf_counter() - joined)
         return joined
 
-    async def buyer(me: AsyncBuyer) -> None:
+    async def buyer(me: Buyer) -> None:
         sections = random.sample(setup["sections"], len(setup["sections"]))
         joined = await wait_turn(me) if setup["waiting_room"] else 0.0
         while sections and tally.tickets < setup["capacity"]:
@@ -121,7 +118,7 @@ def run_closed(base: str, setup: dict, jwts: list[str], per_order: int) -> dict[
     async def crowd() -> float:
         clients = [AsyncClient(base) for _ in jwts]
         await asyncio.gather(*(client.connect() for client in clients))
-        buyers = [AsyncBuyer(client, jwt, tally) for client, jwt in zip(clients, jwts, strict=True)]
+        buyers = [Buyer(client, jwt, tally) for client, jwt in zip(clients, jwts, strict=True)]
         started = time.perf_counter()
         await asyncio.gather(*(buyer(me) for me in buyers))
         for client in clients:
@@ -151,36 +148,40 @@ def arrivals(rate: float, duration: float) -> list[float]:
 def run_open(
     base: str, setup: dict, jwts: list[str], schedule: list[float], per_order: int
 ) -> dict[str, Any]:
-    """One order per scheduled arrival, each in its own thread started on time; customers take
-    turns. Connections are reused when one is idle and opened when none is."""
+    """One order per scheduled arrival, each a task of its own on one event loop, started on
+    time however slow the ones before it; customers take turns. Connections are reused when one
+    is idle and opened when none is."""
     tally = Tally()
-    idle: queue.LifoQueue[Client] = queue.LifoQueue()
+    idle: list[AsyncClient] = []
     # (scheduled, started, answered) in perf_counter() seconds, and the order's last status
     orders: list[tuple[float, float, float, int]] = [(0.0, 0.0, 0.0, 0)] * len(schedule)
 
-    def order(n: int, due: float) -> None:
+    async def order(n: int, due: float) -> None:
         started = time.perf_counter()
-        try:
-            client = idle.get_nowait()
-        except queue.Empty:
-            client = Client(base)
+        client = idle.pop() if idle else AsyncClient(base)
         sections = random.sample(setup["sections"], len(setup["sections"]))
-        status, _ = Buyer(client, jwts[n % len(jwts)], tally).buy(
-            setup["event_id"], sections, per_order, lambda: setup["tokens"][n]
-        )
-        orders[n] = (due, started, time.perf_counter(), status)
-        idle.put(client)
 
-    threads = []
-    start = time.perf_counter() + 0.05
-    for n, offset in enumerate(schedule):
-        due = start + offset
-        time.sleep(max(0.0, due - time.perf_counter()))
-        thread = threading.Thread(target=order, args=(n, due))
-        thread.start()
-        threads.append(thread)
-    for thread in threads:
-        thread.join()
+        async def card() -> str:
+            return setup["tokens"][n]
+
+        me = Buyer(client, jwts[n % len(jwts)], tally)
+        status, _ = await me.buy(setup["event_id"], sections, per_order, card)
+        orders[n] = (due, started, time.perf_counter(), status)
+        idle.append(client)
+
+    async def arrivals_on_time() -> float:
+        start = time.perf_counter() + 0.05
+        tasks = []
+        for n, offset in enumerate(schedule):
+            due = start + offset
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            tasks.append(asyncio.create_task(order(n, due)))
+        await asyncio.gather(*tasks)
+        for client in idle:
+            client.close()
+        return start
+
+    start = asyncio.run(arrivals_on_time())
     elapsed = max(answered for _, _, answered, _ in orders) - start
     bought = sum(1 for *_, status in orders if status == 201)
     return {
@@ -230,7 +231,7 @@ def burst(
     outcomes: list[tuple[int, float, float, float]] = [(0, 0.0, 0.0, 0.0)] * len(jwts)
     at_release: list[dict[str, float]] = []
 
-    async def buyer(n: int, me: AsyncBuyer, released: float) -> None:
+    async def buyer(n: int, me: Buyer, released: float) -> None:
         sent = time.perf_counter()
         if card_after_hold:
 
@@ -256,7 +257,7 @@ def burst(
     async def crowd() -> float:
         clients = [AsyncClient(base) for _ in jwts]
         await asyncio.gather(*(client.connect() for client in clients))  # on the page already
-        buyers = [AsyncBuyer(client, jwt, tally) for client, jwt in zip(clients, jwts, strict=True)]
+        buyers = [Buyer(client, jwt, tally) for client, jwt in zip(clients, jwts, strict=True)]
         if meter is not None:
             at_release.append(meter.snapshot())
         released = time.perf_counter()

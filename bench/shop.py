@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from common import ROOT, AsyncClient, Client, fresh_schema
@@ -163,106 +163,33 @@ def _section_refused(status: int, answer: dict) -> bool:
     return status == 409 or (status == 422 and answer.get("error") == "hold_limit")
 
 
-def _tickets(name: str, status: int, answer: dict) -> int:
-    return len(answer["result"]["tickets"]) if name == "checkout" and status == 201 else 0
-
-
 def _key() -> dict[str, str]:
     return {"Idempotency-Key": uuid.uuid4().hex}
 
 
-HELD = ("held",)  # _purchase's step: the spots are held, the card's token is asked for
-
-
-def _purchase(
-    event_id: int, sections: list[int], quantity: int
-) -> Generator[tuple, tuple[int, dict] | str, tuple[int, dict]]:
-    """One purchase's requests, for Buyer and AsyncBuyer to send: each step yields (name,
-    path, body, headers) and is sent the answer (status, JSON), or yields HELD and is sent the
-    card's token. Returns the last answer (Buyer.buy)."""
-    while sections:
-        key = _key()  # asked again: the cart it made
-        for _ in range(RETRIES):
-            status, answer = yield (
-                "hold",
-                HOLDS_PATH,
-                _hold_body(event_id, sections[0], quantity),
-                key,
-            )
-            if status not in (503, 599):
-                break
-        if _section_refused(status, answer):
-            sections.pop(0)
-            continue
-        if status not in (200, 201):
-            return status, answer
-        token = yield HELD
-        path = f"{HOLDS_PATH}{answer['result']['id']}/checkout"
-        return (yield ("checkout", path, {"card_token": token}, _key()))
-    return 409, {"error": "spots_unavailable"}
-
-
 class Buyer:
-    """One customer's requests on one connection, each counted in the tally."""
-
-    def __init__(self, client: Client, jwt: str, tally: Tally) -> None:
-        self.client = client
-        self.auth = {"Authorization": f"Bearer {jwt}"}
-        self.tally = tally
-        self.held_at = 0.0  # perf_counter() when the last hold was placed
-
-    def call(
-        self, name: str, path: str, body: dict | None, headers: dict | None = None
-    ) -> tuple[int, dict]:
-        status, answer, ms = self.client.call("POST", path, body, {**self.auth, **(headers or {})})
-        self.tally.add(name, status, ms, _tickets(name, status, answer))
-        return status, answer
-
-    def tokenize(self) -> tuple[int, str]:
-        """The card form's request to the acquirer (a third party: no login of ours):
-        (status, token)."""
-        status, answer, ms = self.client.call("POST", TOKENS_PATH, approved_card())
-        self.tally.add("tokenize", status, ms)
-        return status, answer.get("token", "")
-
-    def buy(
-        self, event_id: int, sections: list[int], quantity: int, card: Callable[[], str]
-    ) -> tuple[int, dict]:
-        """Hold ``quantity`` best-available spots in the first of ``sections`` that has them
-        (dropping from the list each that refuses), then pay with ``card()``. The last answer:
-        the checkout's, 409 when every section refused, or what stopped the hold (a waiting room,
-        an error)."""
-        steps = _purchase(event_id, sections, quantity)
-        try:
-            step = next(steps)
-            while True:
-                if step is HELD:
-                    self.held_at = time.perf_counter()
-                    step = steps.send(card())
-                else:
-                    step = steps.send(self.call(*step))
-        except StopIteration as done:
-            return done.value
-
-
-class AsyncBuyer:
-    """Buyer on an event loop (AsyncClient): the burst's crowd in one thread."""
+    """One customer's requests on one connection (AsyncClient), each counted in the tally: a
+    crowd of buyers runs on one event loop, where a thread each cost the load generator twice
+    the CPU, on the cores the server shares."""
 
     def __init__(self, client: AsyncClient, jwt: str, tally: Tally) -> None:
         self.client = client
         self.auth = {"Authorization": f"Bearer {jwt}"}
         self.tally = tally
-        self.held_at = 0.0
+        self.held_at = 0.0  # perf_counter() when the last hold was placed
 
     async def call(
         self, name: str, path: str, body: dict | None, headers: dict | None = None
     ) -> tuple[int, dict]:
         call = self.client.call("POST", path, body, {**self.auth, **(headers or {})})
         status, answer, ms = await call
-        self.tally.add(name, status, ms, _tickets(name, status, answer))
+        tickets = len(answer["result"]["tickets"]) if name == "checkout" and status == 201 else 0
+        self.tally.add(name, status, ms, tickets)
         return status, answer
 
     async def tokenize(self) -> tuple[int, str]:
+        """The card form's request to the acquirer (a third party: no login of ours):
+        (status, token)."""
         status, answer, ms = await self.client.call("POST", TOKENS_PATH, approved_card())
         self.tally.add("tokenize", status, ms)
         return status, answer.get("token", "")
@@ -270,18 +197,26 @@ class AsyncBuyer:
     async def buy(
         self, event_id: int, sections: list[int], quantity: int, card: Callable[[], Awaitable[str]]
     ) -> tuple[int, dict]:
-        """As Buyer.buy."""
-        steps = _purchase(event_id, sections, quantity)
-        try:
-            step = next(steps)
-            while True:
-                if step is not HELD:
-                    step = steps.send(await self.call(*step))
-                    continue
-                self.held_at = time.perf_counter()
-                step = steps.send(await card())
-        except StopIteration as done:
-            return done.value
+        """Hold ``quantity`` best-available spots in the first of ``sections`` that has them
+        (dropping from the list each that refuses), then pay with ``await card()``. The last
+        answer: the checkout's, 409 when every section refused, or what stopped the hold (a
+        waiting room, an error)."""
+        while sections:
+            key = _key()  # asked again: the cart it made
+            for _ in range(RETRIES):
+                body = _hold_body(event_id, sections[0], quantity)
+                status, answer = await self.call("hold", HOLDS_PATH, body, key)
+                if status not in (503, 599):
+                    break
+            if _section_refused(status, answer):
+                sections.pop(0)
+                continue
+            if status not in (200, 201):
+                return status, answer
+            self.held_at = time.perf_counter()
+            path = f"{HOLDS_PATH}{answer['result']['id']}/checkout"
+            return await self.call("checkout", path, {"card_token": await card()}, _key())
+        return 409, {"error": "spots_unavailable"}
 
 
 def sold_twice(database_url: str, event_id: int | None = None) -> tuple[int, int]:
