@@ -116,7 +116,7 @@ def _json(data: bytes) -> dict:
 class AsyncClient:
     """One keep-alive HTTP/1.1 connection on an event loop, JSON in and out: a crowd of them
     runs in one thread, where a thread each (Client) cost the load generator more CPU than the
-    database, on the cores the server shares (bench/onsale.py --burst)."""
+    database, on the cores the server shares (bench/onsale.py)."""
 
     def __init__(self, base: str) -> None:
         parts = urlsplit(base)
@@ -153,6 +153,8 @@ class AsyncClient:
                 await self.reader.readuntil(b"\r\n")
             else:
                 data = await self.reader.readexactly(int(fields.get("content-length", 0)))
+            if fields.get("connection", "").lower() == "close":  # as http.client: open anew
+                self.close()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                 ValueError, IndexError):  # fmt: skip
             self.close()
