@@ -16,6 +16,9 @@ from app.extensions import csrf, db, migrate, ping_idle_connections
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     configure_config(app, overrides)
+    from app.cookie_session import install as install_cookie_sessions
+
+    install_cookie_sessions(app)
     from app.services.payments import gateway_class
 
     gateway_class(app.config["PAYMENT_GATEWAY"])  # a typo fails here, not at the first payment
