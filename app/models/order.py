@@ -73,6 +73,15 @@ class Hold(Model):
         enum_check("status", HoldStatus, "ck_hold_status"),
         CheckConstraint("expires_at > created_at", name="ck_hold_expiry"),
         Index("ix_hold_status_expires_at", "status", "expires_at"),
+        # A customer's cart for an event (their live hold, read on every hold request): a row
+        # or two, however many holds an on-sale has live. Its predicate's value is written in
+        # the query (cart._CART) for prepared statements' generic plans to use it.
+        Index(
+            "ix_hold_live_cart",
+            "customer_id",
+            "event_id",
+            postgresql_where=text(f"status = '{HoldStatus.ACTIVE.value}'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -8,11 +8,9 @@ index."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
-from psycopg import sql
 from sqlalchemy import func, select, update
 
 from app.extensions import db
@@ -22,6 +20,7 @@ from app.services import events as event_service
 from app.services.purchase import hold
 from app.services.scoping import SYSTEM
 from tests.support.builders import make_event, make_partner
+from tests.support.plans import generic_plan
 
 PLACES, SOLD = 3000, 2950
 
@@ -59,34 +58,6 @@ def late_in_an_on_sale(app: Any) -> dict[str, Any]:
         "window": 12,
         "request_key": None,
     }
-
-
-def generic_plan(statement: Any, params: dict[str, Any]) -> str:
-    """EXPLAIN of ``statement`` prepared on the server, with the plan PostgreSQL keeps for it
-    when it plans without the parameters' values (plan_cache_mode force_generic_plan)."""
-    compiled = statement.compile(dialect=db.engine.dialect)
-    values = compiled.construct_params(params)
-    names: list[str] = []
-
-    def positional(match: re.Match[str]) -> str:
-        if match.group(1) not in names:
-            names.append(match.group(1))
-        return f"${names.index(match.group(1)) + 1}"
-
-    text = re.sub(r"%\((\w+)\)s", positional, compiled.string)
-    raw = db.engine.raw_connection()
-    try:
-        conn = raw.driver_connection
-        conn.autocommit = True
-        conn.execute(sql.SQL("PREPARE best AS {}").format(sql.SQL(text)))
-        conn.execute("SET plan_cache_mode = force_generic_plan")
-        arguments = sql.SQL(", ").join(sql.Literal(values[name]) for name in names)
-        plan = conn.execute(sql.SQL("EXPLAIN EXECUTE best ({})").format(arguments)).fetchall()
-        conn.execute("DEALLOCATE best")
-        conn.execute("RESET plan_cache_mode")
-    finally:
-        raw.close()
-    return "\n".join(row[0] for row in plan)
 
 
 # The indexes that hold only spots that may be free, or find them by status.

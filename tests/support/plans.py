@@ -1,0 +1,41 @@
+"""The plan PostgreSQL keeps for a prepared statement when it plans without the parameters'
+values (a generic plan): psycopg prepares a statement run often, and PostgreSQL may keep such a
+plan from its sixth run. A partial index whose predicate the query binds as parameters, or a
+LIMIT it estimates to stop early, can make that plan read far more than the first ones did."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from psycopg import sql
+
+from app.extensions import db
+
+
+def generic_plan(statement: Any, params: dict[str, Any]) -> str:
+    """EXPLAIN of ``statement`` prepared on the server, with the plan PostgreSQL keeps for it
+    when it plans without the parameters' values (plan_cache_mode force_generic_plan)."""
+    compiled = statement.compile(dialect=db.engine.dialect)
+    values = compiled.construct_params(params)
+    names: list[str] = []
+
+    def positional(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    text = re.sub(r"%\((\w+)\)s", positional, compiled.string)
+    raw = db.engine.raw_connection()
+    try:
+        conn = raw.driver_connection
+        conn.autocommit = True
+        conn.execute(sql.SQL("PREPARE best AS {}").format(sql.SQL(text)))
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        arguments = sql.SQL(", ").join(sql.Literal(values[name]) for name in names)
+        plan = conn.execute(sql.SQL("EXPLAIN EXECUTE best ({})").format(arguments)).fetchall()
+        conn.execute("DEALLOCATE best")
+        conn.execute("RESET plan_cache_mode")
+    finally:
+        raw.close()
+    return "\n".join(row[0] for row in plan)
