@@ -13,7 +13,7 @@ from app.extensions import db
 from app.models.base import utcnow
 from app.services.purchase import cart
 from tests.support.builders import make_event, make_partner
-from tests.support.plans import generic_plan
+from tests.support.plans import analyze, generic_plan
 
 CROWD, EARLIER = 300, 10
 
@@ -40,12 +40,7 @@ def test_a_cart_is_read_by_its_customer_and_event_in_a_prepared_plan(app: Any) -
         {"event_id": event.id, "now": now, "earlier": EARLIER},
     )
     db.session.commit()
-    raw = db.engine.raw_connection()
-    try:
-        raw.driver_connection.autocommit = True
-        raw.driver_connection.execute("ANALYZE hold")
-    finally:
-        raw.close()
+    analyze("hold")
     customer_id = db.session.scalar(text("SELECT min(id) FROM customer"))
     ids = {"customer_id": customer_id, "event_id": event.id, "now": now}
     plan = generic_plan(cart._CART, ids)

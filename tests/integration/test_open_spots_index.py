@@ -20,7 +20,7 @@ from app.services import events as event_service
 from app.services.purchase import hold
 from app.services.scoping import SYSTEM
 from tests.support.builders import make_event, make_partner
-from tests.support.plans import generic_plan
+from tests.support.plans import analyze, generic_plan
 
 PLACES, SOLD = 3000, 2950
 
@@ -42,12 +42,7 @@ def late_in_an_on_sale(app: Any) -> dict[str, Any]:
         .values(status="sold")
     )
     db.session.commit()
-    raw = db.engine.raw_connection()
-    try:
-        raw.driver_connection.autocommit = True
-        raw.driver_connection.execute("ANALYZE event_spot")
-    finally:
-        raw.close()
+    analyze("event_spot")
     return {
         "event_id": event.id,
         "section_id": section_id,

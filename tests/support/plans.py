@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from app.extensions import db
@@ -26,16 +27,22 @@ def generic_plan(statement: Any, params: dict[str, Any]) -> str:
         return f"${names.index(match.group(1)) + 1}"
 
     text = re.sub(r"%\((\w+)\)s", positional, compiled.string)
-    raw = db.engine.raw_connection()
-    try:
-        conn = raw.driver_connection
-        conn.autocommit = True
+    arguments = sql.SQL(", ").join(sql.Literal(values[name]) for name in names)
+    with own_connection() as conn:
         conn.execute(sql.SQL("PREPARE best AS {}").format(sql.SQL(text)))
         conn.execute("SET plan_cache_mode = force_generic_plan")
-        arguments = sql.SQL(", ").join(sql.Literal(values[name]) for name in names)
         plan = conn.execute(sql.SQL("EXPLAIN EXECUTE best ({})").format(arguments)).fetchall()
-        conn.execute("DEALLOCATE best")
-        conn.execute("RESET plan_cache_mode")
-    finally:
-        raw.close()
     return "\n".join(row[0] for row in plan)
+
+
+def analyze(table: str) -> None:
+    """Fresh statistics of ``table`` (a name of ours), as autovacuum would gather them."""
+    with own_connection() as conn:
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+
+
+def own_connection() -> psycopg.Connection:
+    """An autocommitted connection of its own to the app's database, closed after use: a pooled
+    one would go back to the app's pool in autocommit, or holding the prepared statement."""
+    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return psycopg.connect(url, autocommit=True)
