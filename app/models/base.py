@@ -18,6 +18,7 @@ from sqlalchemy import (
     event,
     inspect,
     literal,
+    literal_column,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -71,9 +72,23 @@ def _store_naive_utc(mapper: Mapper, class_: type) -> None:
             event.listen(getattr(class_, prop.key), "set", _naive_utc_on_set, retval=True)
 
 
+def sql_literal(value: str) -> str:
+    """A value of ours (an enum's) as an SQL string literal, for a constraint's or a partial
+    index's text and the queries that must name it."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def literal_in(column: ColumnElement[Any], values: Iterable[str]) -> ColumnElement[bool]:
+    """``column IN ('a', 'b')`` with the values written in the SQL, not bound: a partial index
+    whose predicate names them is then usable by the generic plan PostgreSQL may keep for a
+    prepared statement, planned without the parameters' values (bound, they hide the
+    predicate, and that plan reads the whole table's index instead)."""
+    return column.in_([literal_column(sql_literal(value)) for value in values])
+
+
 def enum_check(column: str, values: type[enum.StrEnum], name: str) -> CheckConstraint:
     """A CHECK constraint limiting a string column to an enum's values."""
-    allowed = ", ".join(f"'{v.value}'" for v in values)
+    allowed = ", ".join(sql_literal(v.value) for v in values)
     return CheckConstraint(f"{column} IN ({allowed})", name=name)
 
 

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.i18n import status_name
-from app.models.base import Transition, enum_check, listed_ids, utcnow
+from app.models.base import Transition, enum_check, listed_ids, sql_literal, utcnow
 from app.models.customer import Customer
 from app.models.errors import Conflict, DomainError, NotFound
 from app.models.event import Event, owned_event_ids
@@ -74,13 +74,13 @@ class Hold(Model):
         CheckConstraint("expires_at > created_at", name="ck_hold_expiry"),
         Index("ix_hold_status_expires_at", "status", "expires_at"),
         # A customer's cart for an event (their live hold, read on every hold request): a row
-        # or two, however many holds an on-sale has live. Its predicate's value is written in
-        # the query (cart._CART) for prepared statements' generic plans to use it.
+        # or two, however many holds an on-sale has live. cart._CART names its predicate's
+        # value (literal_in) for prepared statements' generic plans to use it.
         Index(
             "ix_hold_live_cart",
             "customer_id",
             "event_id",
-            postgresql_where=text(f"status = '{HoldStatus.ACTIVE.value}'"),
+            postgresql_where=text(f"status = {sql_literal(HoldStatus.ACTIVE.value)}"),
         ),
     )
 

@@ -18,13 +18,19 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
-    literal_column,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.models.base import MAX_INT, Transition, changed_attributes, enum_check
+from app.models.base import (
+    MAX_INT,
+    Transition,
+    changed_attributes,
+    enum_check,
+    literal_in,
+    sql_literal,
+)
 from app.models.errors import Conflict, DomainError
 
 if TYPE_CHECKING:
@@ -43,8 +49,7 @@ class SpotStatus(enum.StrEnum):
 
 # Spots that may be free (a hold's time may be over): what best-available reads, through
 # ix_event_spot_open_position (EventSpot.open_clause).
-OPEN_STATUSES = (SpotStatus.AVAILABLE, SpotStatus.HELD)
-_OPEN_LITERALS = tuple(f"'{status.value}'" for status in OPEN_STATUSES)
+OPEN_STATUSES = (SpotStatus.AVAILABLE.value, SpotStatus.HELD.value)
 
 # What a hold writes on its spots, and a sale or a release clears.
 _HELD_QUOTE = (
@@ -87,7 +92,7 @@ class EventSpot(Model):
             "ix_event_spot_open_position",
             "section_id",
             "position",
-            postgresql_where=text(f"status IN ({', '.join(_OPEN_LITERALS)})"),
+            postgresql_where=text(f"status IN ({', '.join(map(sql_literal, OPEN_STATUSES))})"),
         ),
         # A hold request asked again under its Idempotency-Key finds the spots it took: only
         # held spots keep a key (a sale or a release clears it), so the index stays small.
@@ -177,10 +182,10 @@ class EventSpot(Model):
     @classmethod
     def open_clause(cls) -> ColumnElement[bool]:
         """Available or held: ix_event_spot_open_position's predicate, written with its values
-        in the SQL. As bound parameters they would hide it from a prepared statement's generic
-        plan, which PostgreSQL then reads on the whole section's index, sold seats and all (a
-        section's last seats cost a scan of it; a sold-out section, every refusal)."""
-        return cls.__table__.c.status.in_([literal_column(value) for value in _OPEN_LITERALS])
+        in the SQL (``literal_in``). Bound, they made the generic plan read the whole section's
+        index, sold seats and all (a section's last seats cost a scan of it; a sold-out
+        section, every refusal)."""
+        return literal_in(cls.__table__.c.status, OPEN_STATUSES)
 
     @classmethod
     def free_clause(cls, now: dt.datetime) -> ColumnElement[bool]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask_babel import gettext
-from sqlalchemy import Connection, bindparam, exists, literal_column, select
+from sqlalchemy import Connection, bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from app.models import (
@@ -28,6 +28,7 @@ from app.models import (
     PaymentStatus,
     WaitlistEntry,
 )
+from app.models.base import literal_in
 
 
 class CartBeingPaid(Conflict):
@@ -46,7 +47,7 @@ _CART = (
     .where(
         _hold.c.customer_id == bindparam("customer_id"),
         _hold.c.event_id == bindparam("event_id"),
-        _hold.c.status == literal_column(f"'{HoldStatus.ACTIVE.value}'"),  # ix_hold_live_cart's
+        literal_in(_hold.c.status, [HoldStatus.ACTIVE.value]),  # ix_hold_live_cart's predicate
         _hold.c.expires_at > bindparam("now"),
         ~exists().where(_offer.c.hold_id == _hold.c.id),
     )
