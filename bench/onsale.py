@@ -14,11 +14,11 @@ A rate above what the server sells cannot keep the purchase path fast.
 Open loop (``--rate R``), the latency a buyer feels at a given load: orders arrive at R a second
 as a Poisson process for ``--duration`` seconds, each a hold and a checkout, against an event
 with a seat for every order. Arrival times are drawn up front and each order runs in a task of
-its own, however slow the ones before it (no coordinated omission); an order's time runs from its
-scheduled arrival to its checkout's answer. ``--find-max-rate`` steps the rate from ``--rate`` (50 unless given) by
-``--rate-step``, up while it passes and down while it fails, then narrows the gap, and reports
-the highest rate whose p99 stays under ``--p99-target-ms`` with no 5xx and no failed order;
-each step has an event of its own.
+its own, however slow the ones before it (no coordinated omission); an order's time runs from
+its scheduled arrival to its checkout's answer. ``--find-max-rate`` steps the rate from
+``--rate`` (50 unless given) by ``--rate-step``, up while it passes and down while it fails,
+then narrows the gap, and reports the highest rate whose p99 stays under ``--p99-target-ms``
+with no 5xx and no failed order; each step has an event of its own.
 
 Burst (``--burst``), a flash crowd meeting a small event: 500 buyers, connected first, released
 at once for one general-admission section of 100 places; each tokenizes its card at the
@@ -68,7 +68,17 @@ from common import (
     start_cluster,
     start_server,
 )
-from shop import Buyer, Tally, add_event, card_tokens, log_in, prepare, seed, sold_twice
+from shop import (
+    Buyer,
+    Tally,
+    add_event,
+    card_tokens,
+    connected_buyers,
+    log_in,
+    prepare,
+    seed,
+    sold_twice,
+)
 
 DATABASE = "bilheteria_bench"
 # The open loop's arrival times are the same on every run at a given rate.
@@ -116,13 +126,11 @@ def run_closed(base: str, setup: dict, jwts: list[str], per_order: int) -> dict[
             # The per-customer limit counts holds, not purchases: a buyer keeps buying.
 
     async def crowd() -> float:
-        clients = [AsyncClient(base) for _ in jwts]
-        await asyncio.gather(*(client.connect() for client in clients))
-        buyers = [Buyer(client, jwt, tally) for client, jwt in zip(clients, jwts, strict=True)]
+        buyers = await connected_buyers(base, jwts, tally)
         started = time.perf_counter()
         await asyncio.gather(*(buyer(me) for me in buyers))
-        for client in clients:
-            client.close()
+        for me in buyers:
+            me.client.close()
         return started
 
     started = asyncio.run(crowd())
@@ -254,17 +262,14 @@ def burst(
             sent - released,
         )
 
-    async def crowd() -> float:
-        clients = [AsyncClient(base) for _ in jwts]
-        await asyncio.gather(*(client.connect() for client in clients))  # on the page already
-        buyers = [Buyer(client, jwt, tally) for client, jwt in zip(clients, jwts, strict=True)]
+    async def crowd() -> None:
+        buyers = await connected_buyers(base, jwts, tally)
         if meter is not None:
             at_release.append(meter.snapshot())
         released = time.perf_counter()
         await asyncio.gather(*(buyer(n, me, released) for n, me in enumerate(buyers)))
-        for client in clients:
-            client.close()
-        return released
+        for me in buyers:
+            me.client.close()
 
     asyncio.run(crowd())
     cpu = StackMeter.spent(at_release[0], meter.snapshot()) if meter is not None else None

@@ -3,6 +3,7 @@ through the customer API, and the count of spots sold more than once."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import sys
@@ -154,15 +155,6 @@ class Tally:
         return sum(n for code, n in self.codes.items() if code >= 500)
 
 
-def _hold_body(event_id: int, section_id: int, quantity: int) -> dict[str, int]:
-    return {"event_id": event_id, "section_id": section_id, "quantity": quantity}
-
-
-def _section_refused(status: int, answer: dict) -> bool:
-    """The hold's section has not the spots (or the buyer is at its limit there): next one."""
-    return status == 409 or (status == 422 and answer.get("error") == "hold_limit")
-
-
 def _key() -> dict[str, str]:
     return {"Idempotency-Key": uuid.uuid4().hex}
 
@@ -204,11 +196,11 @@ class Buyer:
         while sections:
             key = _key()  # asked again: the cart it made
             for _ in range(RETRIES):
-                body = _hold_body(event_id, sections[0], quantity)
+                body = {"event_id": event_id, "section_id": sections[0], "quantity": quantity}
                 status, answer = await self.call("hold", HOLDS_PATH, body, key)
                 if status not in (503, 599):
                     break
-            if _section_refused(status, answer):
+            if status == 409 or (status == 422 and answer.get("error") == "hold_limit"):
                 sections.pop(0)
                 continue
             if status not in (200, 201):
@@ -217,6 +209,14 @@ class Buyer:
             path = f"{HOLDS_PATH}{answer['result']['id']}/checkout"
             return await self.call("checkout", path, {"card_token": await card()}, _key())
         return 409, {"error": "spots_unavailable"}
+
+
+async def connected_buyers(base: str, jwts: list[str], tally: Tally) -> list[Buyer]:
+    """A buyer per token, each on a connection of its own opened now (the crowd is on the page
+    already); close them with ``Buyer.client.close()``."""
+    clients = [AsyncClient(base) for _ in jwts]
+    await asyncio.gather(*(client.connect() for client in clients))
+    return [Buyer(client, jwt, tally) for client, jwt in zip(clients, jwts, strict=True)]
 
 
 def sold_twice(database_url: str, event_id: int | None = None) -> tuple[int, int]:
