@@ -86,6 +86,12 @@ def literal_in(column: ColumnElement[Any], values: Iterable[str]) -> ColumnEleme
     return column.in_([literal_column(sql_literal(value)) for value in values])
 
 
+def literal_is(column: ColumnElement[Any], value: str) -> ColumnElement[bool]:
+    """``column = 'value'`` with the value written in the SQL, for the same reason as
+    ``literal_in``."""
+    return column == literal_column(sql_literal(value))
+
+
 def enum_check(column: str, values: type[enum.StrEnum], name: str) -> CheckConstraint:
     """A CHECK constraint limiting a string column to an enum's values."""
     allowed = ", ".join(sql_literal(v.value) for v in values)

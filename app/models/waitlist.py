@@ -37,7 +37,7 @@ from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.i18n import N_
-from app.models.base import enum_check, utcnow
+from app.models.base import enum_check, literal_in, literal_is, sql_literal, utcnow
 
 if TYPE_CHECKING:
     from app.models.customer import Customer
@@ -82,7 +82,7 @@ class WaitlistEntry(Model):
             "customer_id",
             "section_id",
             unique=True,
-            postgresql_where=text("status IN ('waiting', 'offered')"),
+            postgresql_where=text(f"status IN ({', '.join(map(sql_literal, OPEN_STATUSES))})"),
             postgresql_nulls_not_distinct=True,
         ),
         # Who waits where: read by every hold of an event that has a list, and the line's order.
@@ -91,7 +91,7 @@ class WaitlistEntry(Model):
             "event_id",
             "section_id",
             "created_at",
-            postgresql_where=text("status = 'waiting'"),
+            postgresql_where=text(f"status = {sql_literal(WaitlistStatus.WAITING.value)}"),
         ),
         Index("ix_waitlist_entry_customer", "customer_id", "event_id"),
     )
@@ -145,6 +145,18 @@ class WaitlistEntry(Model):
         return cls.ticket_type_id.in_(select(TicketType.id).where(TicketType.cap.is_not(None)))
 
     @classmethod
+    def waiting_clause(cls) -> ColumnElement[bool]:
+        """Waiting: ix_waitlist_entry_waiting's predicate, its value written in the SQL
+        (``literal_is``): bound, it hid the index from the generic plan PostgreSQL keeps for a
+        prepared statement, and every hold read the whole table, every event's old entries."""
+        return literal_is(cls.__table__.c.status, WaitlistStatus.WAITING.value)
+
+    @classmethod
+    def open_clause(cls) -> ColumnElement[bool]:
+        """Still in the list: uq_waitlist_entry_open's predicate, its values in the SQL."""
+        return literal_in(cls.__table__.c.status, OPEN_STATUSES)
+
+    @classmethod
     def in_section_line(cls) -> ColumnElement[bool]:
         """Entries of a section's (or the whole event's) line: without a capped ticket type."""
         from app.models.ticket_type import TicketType
@@ -196,7 +208,7 @@ class WaitlistEntry(Model):
             .select_from(other)
             .where(
                 other.event_id == self.event_id,
-                other.status == WaitlistStatus.WAITING.value,
+                WaitlistEntry.waiting_clause(),
                 or_(
                     other.created_at < self.created_at,
                     and_(other.created_at == self.created_at, other.id < self.id),

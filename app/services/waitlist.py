@@ -67,7 +67,6 @@ from app.models import (
     WaitlistStatus,
 )
 from app.models.base import MAX_INT, utcnow
-from app.models.waitlist import OPEN_STATUSES
 from app.services.locking import busy_on_lock_failure
 from app.services.mail import outbox
 from app.services.mail.waitlist_mails import WAITLIST_OFFER as OFFER_MAIL
@@ -92,7 +91,6 @@ OFFER_ATTEMPTS = 10
 
 _entry, _spot, _hold = WaitlistEntry.__table__, EventSpot.__table__, Hold.__table__
 _event, _section = Event.__table__, EventSection.__table__
-_WAITING = WaitlistStatus.WAITING.value
 
 
 class SpotsOnSale(Conflict):
@@ -148,7 +146,7 @@ def _open_entries(customer_id: int, event_id: int) -> Any:
     return select(WaitlistEntry).where(
         WaitlistEntry.customer_id == customer_id,
         WaitlistEntry.event_id == event_id,
-        WaitlistEntry.status.in_([s.value for s in OPEN_STATUSES]),
+        WaitlistEntry.open_clause(),
     )
 
 
@@ -157,7 +155,7 @@ def _people_wait_for(event_id: int, section: Any) -> Any:
     (type entries keep their type, not the section)."""
     return exists().where(
         _entry.c.event_id == event_id,
-        _entry.c.status == _WAITING,
+        WaitlistEntry.waiting_clause(),
         or_(_entry.c.section_id.is_(None), _entry.c.section_id == section),
         WaitlistEntry.in_section_line(),
     )
@@ -244,7 +242,7 @@ def join(
             section_id=section_id,
             ticket_type_id=ticket_type_id,
             quantity=quantity,
-            status=_WAITING,
+            status=WaitlistStatus.WAITING.value,
             created_at=now,
         )
         session.add(entry)
@@ -304,7 +302,7 @@ def waiting_sections(session: Session, event_id: int) -> set[int]:
             select(WaitlistEntry.section_id)
             .where(
                 WaitlistEntry.event_id == event_id,
-                WaitlistEntry.status == _WAITING,
+                WaitlistEntry.waiting_clause(),
                 WaitlistEntry.in_section_line(),
             )
             .distinct()
@@ -327,7 +325,7 @@ def sold_out_types(session: Session, event_id: int, now: dt.datetime | None = No
         session.scalars(
             select(WaitlistEntry.ticket_type_id).where(
                 WaitlistEntry.event_id == event_id,
-                WaitlistEntry.status == _WAITING,
+                WaitlistEntry.waiting_clause(),
                 WaitlistEntry.ticket_type_id.in_([kind.id for kind in capped]),
             )
         )
@@ -375,7 +373,7 @@ def _first_in_line(
     )
     return session.scalars(
         select(WaitlistEntry)
-        .where(WaitlistEntry.event_id == event_id, WaitlistEntry.status == _WAITING, line)
+        .where(WaitlistEntry.event_id == event_id, WaitlistEntry.waiting_clause(), line)
         .order_by(WaitlistEntry.created_at, WaitlistEntry.id)
         .limit(1)
         .with_for_update()
@@ -389,7 +387,7 @@ def _type_lines(session: Session, event_id: int) -> dict[int, list[int]]:
         select(WaitlistEntry.section_id, WaitlistEntry.ticket_type_id)
         .where(
             WaitlistEntry.event_id == event_id,
-            WaitlistEntry.status == _WAITING,
+            WaitlistEntry.waiting_clause(),
             WaitlistEntry.in_type_line(),
         )
         .distinct()
@@ -555,7 +553,7 @@ def events_with_waiting(session: Session, now: dt.datetime | None = None) -> lis
         session.scalars(
             select(WaitlistEntry.event_id)
             .join(Event, Event.id == WaitlistEntry.event_id)
-            .where(WaitlistEntry.status == _WAITING, Event.on_sale_clause(now or utcnow()))
+            .where(WaitlistEntry.waiting_clause(), Event.on_sale_clause(now or utcnow()))
             .distinct()
             .order_by(WaitlistEntry.event_id)
         )

@@ -10,13 +10,12 @@ from typing import Any
 from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import Session, SessionTransaction
 
-from app.models import EventSpot, SpotStatus, WaitlistEntry, WaitlistStatus
+from app.models import EventSpot, SpotStatus, WaitlistEntry
 from app.models.base import any_of
 from app.services.after_commit import enqueue
 
 OFFER_TASK = "waitlist.offer"
 _entry = WaitlistEntry.__table__
-_WAITING = WaitlistStatus.WAITING.value
 
 
 _NOTED = "waitlist_offer_events"
@@ -31,7 +30,7 @@ def offer_after_commit(session: Session, event_ids: Iterable[int]) -> None:
         return
     waiting = session.connection().execute(
         select(_entry.c.event_id)
-        .where(any_of(_entry.c.event_id, sorted(fresh)), _entry.c.status == _WAITING)
+        .where(any_of(_entry.c.event_id, sorted(fresh)), WaitlistEntry.waiting_clause())
         .distinct()
     )
     for (event_id,) in waiting:

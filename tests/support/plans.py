@@ -6,10 +6,13 @@ LIMIT it estimates to stop early, can make that plan read far more than the firs
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from sqlalchemy import event
 
 from app.extensions import db
 
@@ -18,7 +21,12 @@ def generic_plan(statement: Any, params: dict[str, Any]) -> str:
     """EXPLAIN of ``statement`` prepared on the server, with the plan PostgreSQL keeps for it
     when it plans without the parameters' values (plan_cache_mode force_generic_plan)."""
     compiled = statement.compile(dialect=db.engine.dialect)
-    values = compiled.construct_params(params)
+    return generic_plan_of_text(compiled.string, compiled.construct_params(params))
+
+
+def generic_plan_of_text(text: str, values: dict[str, Any]) -> str:
+    """generic_plan of a statement as the app sent it to psycopg (``statements_run``): its
+    text with %(name)s placeholders, and their values."""
     names: list[str] = []
 
     def positional(match: re.Match[str]) -> str:
@@ -26,13 +34,30 @@ def generic_plan(statement: Any, params: dict[str, Any]) -> str:
             names.append(match.group(1))
         return f"${names.index(match.group(1)) + 1}"
 
-    text = re.sub(r"%\((\w+)\)s", positional, compiled.string)
+    text = re.sub(r"%\((\w+)\)s", positional, text).replace("%%", "%")
     arguments = sql.SQL(", ").join(sql.Literal(values[name]) for name in names)
     with own_connection() as conn:
         conn.execute(sql.SQL("PREPARE best AS {}").format(sql.SQL(text)))
         conn.execute("SET plan_cache_mode = force_generic_plan")
         plan = conn.execute(sql.SQL("EXPLAIN EXECUTE best ({})").format(arguments)).fetchall()
     return "\n".join(row[0] for row in plan)
+
+
+@contextmanager
+def statements_run() -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """The statements the app runs inside the block (an executemany's left out), each as its
+    text and parameters, as SQLAlchemy hands them to psycopg."""
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def record(_conn: Any, _cursor: Any, text: str, params: Any, _context: Any, many: bool) -> None:
+        if not many:
+            seen.append((text, dict(params or {})))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
 
 
 def analyze(table: str) -> None:

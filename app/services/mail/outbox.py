@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.i18n import DEFAULT_LOCALE, LANGUAGES, current_locale
 from app.models import Customer, MailStatus, OutboxMail, PartnerUser
-from app.models.base import utcnow
+from app.models.base import literal_is, utcnow
 from app.services.after_commit import after_commit, enqueue
 from app.services.mail.pump import running
 
@@ -190,7 +190,7 @@ def release_held(session: Session, address: str) -> int:
     """The address was confirmed: its held mails are due now."""
     released = session.execute(
         update(OutboxMail)
-        .where(OutboxMail.status == MailStatus.HELD, OutboxMail.to_address == address)
+        .where(literal_is(OutboxMail.status, MailStatus.HELD), OutboxMail.to_address == address)
         .values(status=MailStatus.PENDING.value, next_attempt_at=utcnow())
     ).rowcount
     if released:

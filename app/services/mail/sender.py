@@ -38,7 +38,7 @@ from sqlalchemy import Text, and_, cast, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.models import MailStatus, OutboxMail
-from app.models.base import utcnow
+from app.models.base import literal_is, utcnow
 from app.models.errors import Conflict, NotFound
 from app.services.mail import messages, outbox
 
@@ -96,8 +96,8 @@ def backoff(attempts: int) -> dt.timedelta:
 
 def _due(now: dt.datetime) -> Any:
     return or_(
-        and_(OutboxMail.status == MailStatus.PENDING, OutboxMail.next_attempt_at <= now),
-        and_(OutboxMail.status == MailStatus.SENDING, OutboxMail.claimed_until < now),
+        and_(literal_is(OutboxMail.status, MailStatus.PENDING), OutboxMail.next_attempt_at <= now),
+        and_(literal_is(OutboxMail.status, MailStatus.SENDING), OutboxMail.claimed_until < now),
     )
 
 

@@ -27,7 +27,6 @@ from app.models import (
     EventSpot,
     TicketType,
     WaitlistEntry,
-    WaitlistStatus,
 )
 from app.models.base import any_of
 from app.services.purchase import sold_out
@@ -56,7 +55,7 @@ WAITING_SECTIONS = (
         )
     )
     .select_from(_entry.outerjoin(_type, _type.c.id == _entry.c.ticket_type_id))
-    .where(_entry.c.event_id == _event.c.id, _entry.c.status == WaitlistStatus.WAITING.value)
+    .where(_entry.c.event_id == _event.c.id, WaitlistEntry.waiting_clause())
     .scalar_subquery()
 )
 _SECTIONS_OF_SPOTS = select(_spot.c.section_id, _section.c.name, _section.c.hidden).join(

@@ -53,7 +53,7 @@ from app.models import (
     WebhookEndpoint,
     WebhookKind,
 )
-from app.models.base import utcnow
+from app.models.base import literal_is, utcnow
 from app.services.after_commit import enqueue
 
 SEND_TASK = "webhooks.send"
@@ -80,7 +80,7 @@ def _waits(now: Any) -> Any:
         .where(
             _older.c.endpoint_id == literal_column(f"{_delivery.name}.endpoint_id"),
             _older.c.id < literal_column(f"{_delivery.name}.id"),
-            _older.c.status == DeliveryStatus.PENDING.value,
+            literal_is(_older.c.status, DeliveryStatus.PENDING),
             _older.c.next_attempt_at > now,
         )
         .label("waits")

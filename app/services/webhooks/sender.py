@@ -71,7 +71,7 @@ from sqlalchemy import Text, and_, cast, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from app.models import Conflict, DeliveryStatus, WebhookDelivery, WebhookEndpoint
-from app.models.base import utcnow
+from app.models.base import literal_in, literal_is, utcnow
 from app.services.scoping import Actor, get_owned
 from app.services.webhooks import outbox
 from app.services.webhooks.transport import (
@@ -160,10 +160,13 @@ def body_of(delivery: WebhookDelivery) -> bytes:
 def _due(now: dt.datetime) -> Any:
     return or_(
         and_(
-            WebhookDelivery.status == DeliveryStatus.PENDING,
+            literal_is(WebhookDelivery.status, DeliveryStatus.PENDING),
             WebhookDelivery.next_attempt_at <= now,
         ),
-        and_(WebhookDelivery.status == DeliveryStatus.SENDING, WebhookDelivery.claimed_until < now),
+        and_(
+            literal_is(WebhookDelivery.status, DeliveryStatus.SENDING),
+            WebhookDelivery.claimed_until < now,
+        ),
     )
 
 
@@ -172,7 +175,7 @@ _older = aliased(WebhookDelivery)
 _FIRST_IN_LINE = ~exists().where(
     _older.endpoint_id == WebhookDelivery.endpoint_id,
     _older.id < WebhookDelivery.id,
-    _older.status.in_(UNFINISHED),
+    literal_in(_older.status, UNFINISHED),
 )
 _ENDPOINT_ACTIVE = exists().where(
     WebhookEndpoint.id == WebhookDelivery.endpoint_id, WebhookEndpoint.active
