@@ -166,8 +166,12 @@ class Transition:
 
 
 # Indexes the migrations create that SQLAlchemy cannot describe (PostgreSQL expression indexes):
-# autogenerate must neither drop nor report them.
-UNMANAGED_INDEXES = frozenset({"ix_event_search"})
+# autogenerate must neither drop nor report them. ix_ab_user_username_lower: FAB's login looks
+# a user up by lower(username); ix_customer_email_lower: sign-ups and ticket transfers look a
+# customer up by lower(email).
+UNMANAGED_INDEXES = frozenset(
+    {"ix_event_search", "ix_ab_user_username_lower", "ix_customer_email_lower"}
+)
 
 
 def alembic_include_object(obj: object, name: str | None, type_: str, *_: object) -> bool:

@@ -60,6 +60,19 @@ def statements_run() -> Iterator[list[tuple[str, dict[str, Any]]]]:
         event.remove(db.engine, "before_cursor_execute", record)
 
 
+def whole_table_reads(seen: list[tuple[str, dict[str, Any]]], tables: tuple[str, ...]) -> list[str]:
+    """The sequential scans of ``tables`` in the generic plans of the statements ``seen``
+    (``statements_run``), each after the statement's first words. A statement with no WHERE
+    (``SELECT ... LIMIT 1``) means to read whatever comes first, and is left out."""
+    return [
+        f"{' '.join(statement.split())[:90]}: {line.strip()}"
+        for statement, params in seen
+        if "%(" in statement and re.search(r"\sWHERE\s", statement)
+        for line in generic_plan_of_text(statement, params).splitlines()
+        if any(re.search(rf"Seq Scan on {table}\b", line) for table in tables)
+    ]
+
+
 def analyze(table: str) -> None:
     """Fresh statistics of ``table`` (a name of ours), as autovacuum would gather them."""
     with own_connection() as conn:
