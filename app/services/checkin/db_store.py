@@ -205,7 +205,14 @@ def valid_ticket_details(
 ) -> Iterator[dict[int, dict[str, Any]]]:
     """The details of the event's valid tickets, ``batch`` tickets at a time (a server-side
     cursor: a stadium's tickets are neither held in memory nor named one by one)."""
-    query = _details().where(Ticket.event_id == event_id, Ticket.status == TicketStatus.VALID)
+    query = _details().where(
+        Ticket.event_id == event_id,
+        Ticket.status == TicketStatus.VALID,
+        # The same event's spots and sections, said again: the planner then reads only this
+        # event's spots, not every event's (a hash join over the whole table).
+        EventSpot.event_id == event_id,
+        EventSection.event_id == event_id,
+    )
     for rows in session.execute(query.execution_options(yield_per=batch)).partitions():
         yield {row.id: _detail(row) for row in rows}
 
