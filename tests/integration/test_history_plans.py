@@ -36,7 +36,8 @@ def _columns(table: str) -> list[str]:
 
 @pytest.fixture
 def history(app: Any) -> None:
-    """200 other events, each with 100 seats sold to 2,000 customers, an order a seat."""
+    """200 other events, each with 100 seats sold to 2,000 customers: an order, a payment and
+    a hold a seat."""
     first = make_event(make_partner("Estádio"))
     db.session.commit()
     values = {"first": first.id, "events": EVENTS, "seats": PER_EVENT, "now": utcnow()}
@@ -62,6 +63,13 @@ def history(app: Any) -> None:
         'event_id ORDER BY id) nth FROM "order" WHERE event_id >= :first) paid JOIN (SELECT '
         "id, event_id, section_id, row_number() OVER (PARTITION BY event_id ORDER BY id) nth "
         "FROM event_spot WHERE event_id >= :first) spot USING (event_id, nth)",
+        "INSERT INTO payment (order_id, idempotency_key, status, amount_cents, currency, "
+        "fee_cents, net_cents, gateway, created_at, request_fingerprint, captured_at) SELECT id, "
+        "'key-' || id, 'captured', 10000, 'BRL', 1100, 8900, 'simulated', :now, 'print', :now "
+        'FROM "order" WHERE event_id >= :first',
+        "INSERT INTO hold (customer_id, event_id, status, created_at, expires_at) SELECT "
+        "customer_id, event_id, 'converted', :now, :now + interval '10 minutes' "
+        'FROM "order" WHERE event_id >= :first',
     ):
         db.session.execute(text(statement), values)
     db.session.commit()
