@@ -139,7 +139,15 @@ class Order(Model):
     __table_args__ = (
         enum_check("status", OrderStatus, "ck_order_status"),
         CheckConstraint("total_cents >= 0", name="ck_order_total"),
+        CheckConstraint(
+            f"status <> {sql_literal(OrderStatus.CANCELLED.value)} OR cancel_reason IS NOT NULL",
+            name="ck_order_cancel_reason",
+        ),
         Index("ix_order_customer_created", "customer_id", "created_at"),
+        # Cancelled orders, for the reconcile task's sweep of captured payments to refund (a
+        # race lost after the charge). Its predicate names cancel_reason, which only a
+        # cancellation writes, not status: paying an order stays a HOT update.
+        Index("ix_order_cancelled", "id", postgresql_where=text("cancel_reason IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

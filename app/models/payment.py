@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 
 from flask_appbuilder import Model
 from flask_babel import gettext
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, String
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.models.base import Transition, enum_check, listed_ids, utcnow
+from app.models.base import Transition, enum_check, listed_ids, sql_literal, utcnow
 from app.models.errors import Conflict
 from app.models.money import format_money
 
@@ -51,6 +51,15 @@ class Payment(Model):
         CheckConstraint(
             "refunded_cents >= 0 AND refunded_cents <= amount_cents", name="ck_payment_refunded"
         ),
+        # The payments a crash or a timeout left pending: the reconcile task's sweep, each
+        # minute (purchase/reconcile.py), reads these few, not every payment ever made.
+        Index(
+            "ix_payment_pending",
+            "created_at",
+            postgresql_where=text(f"status = {sql_literal(PaymentStatus.PENDING.value)}"),
+        ),
+        # A gateway's captures by time: the settlement task's day (and its first day).
+        Index("ix_payment_gateway_captured", "gateway", "captured_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -41,7 +41,7 @@ from app.models import (
     SettlementMismatch,
     format_money,
 )
-from app.models.base import any_of
+from app.models.base import any_of, literal_is
 from app.services import ledger, refunds
 from app.services.payments import PaymentGateway, ReportLine, SettlementReport
 
@@ -96,7 +96,7 @@ def _unfinished(session: Session, gateway_name: str, day: dt.date) -> int:
     day_end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
     pending_payments = select(func.count()).where(
         Payment.gateway == gateway_name,
-        Payment.status == PaymentStatus.PENDING,
+        literal_is(Payment.status, PaymentStatus.PENDING),  # ix_payment_pending
         Payment.created_at < day_end,
     )
     pending_refunds = (

@@ -1,11 +1,13 @@
-"""A customer's tickets and a gate's manifest read their own rows, however many other events
-have sold: with 200 events' 20,000 tickets behind them, none of their statements reads the
-whole ticket or spot table in the plan PostgreSQL keeps for it (tests/support/plans.py).
-Before, the ticket list's OR (owned, or bought and not handed on) read every ticket, and the
-manifest joined every event's spots."""
+"""A customer's tickets, a gate's manifest and the reconcile task's sweep read their own rows,
+however many other events have sold: with 200 events' 20,000 tickets behind them, none of
+their statements reads the whole ticket, spot, order or payment table in the plan PostgreSQL
+keeps for it (tests/support/plans.py). Before, the ticket list's OR (owned, or bought and not
+handed on) read every ticket, the manifest joined every event's spots, and the sweep, each
+minute, read every payment twice."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -13,6 +15,9 @@ from sqlalchemy import text
 
 from app.extensions import db
 from app.models.base import utcnow
+from app.services import settlement
+from app.services.payments import gateway
+from app.services.purchase import reconcile
 from tests.support.builders import make_event, make_partner
 from tests.support.gate import device, open_event
 from tests.support.plans import analyze, statements_run, whole_table_reads
@@ -41,6 +46,7 @@ def history(app: Any) -> None:
     first = make_event(make_partner("Estádio"))
     db.session.commit()
     values = {"first": first.id, "events": EVENTS, "seats": PER_EVENT, "now": utcnow()}
+    values["gateway"] = gateway().name
     events = ", ".join(_columns("event"))
     sections = _columns("event_section")
     picked = ", ".join("event.id" if c == "event_id" else f"section.{c}" for c in sections)
@@ -65,7 +71,7 @@ def history(app: Any) -> None:
         "FROM event_spot WHERE event_id >= :first) spot USING (event_id, nth)",
         "INSERT INTO payment (order_id, idempotency_key, status, amount_cents, currency, "
         "fee_cents, net_cents, gateway, created_at, request_fingerprint, captured_at) SELECT id, "
-        "'key-' || id, 'captured', 10000, 'BRL', 1100, 8900, 'simulated', :now, 'print', :now "
+        "'key-' || id, 'captured', 10000, 'BRL', 1100, 8900, :gateway, :now, 'print', :now "
         'FROM "order" WHERE event_id >= :first',
         "INSERT INTO hold (customer_id, event_id, status, created_at, expires_at) SELECT "
         "customer_id, event_id, 'converted', :now, :now + interval '10 minutes' "
@@ -92,5 +98,25 @@ def test_a_customers_tickets_and_a_gates_manifest_read_only_their_own_rows(clien
     assert sorted(t["id"] for t in mine.get_json()["result"]) == sorted(
         t["id"] for t in paid["tickets"]
     )
+    whole = whole_table_reads(seen, TABLES)
+    assert not whole, "\n".join(whole)
+
+
+@pytest.mark.usefixtures("history")
+def test_the_reconcile_sweep_reads_only_pending_payments_and_cancelled_orders(app):
+    with statements_run() as seen:
+        done = reconcile.reconcile_payments(db.session, gateway(), utcnow())
+    assert done == {"finished": 0, "refunds_retried": 0, "pending_refunds_finished": 0}
+    whole = whole_table_reads(seen, TABLES)
+    assert not whole, "\n".join(whole)
+
+
+@pytest.mark.usefixtures("history")
+def test_the_settlement_run_reads_only_the_gateways_captures_of_its_day(app):
+    acquirer, now = gateway(), utcnow()
+    yesterday = now.date() - dt.timedelta(days=1)
+    with statements_run() as seen:
+        assert settlement.due_days(db.session, acquirer.name, now.date()) == [yesterday]
+        settlement.reconcile_day(db.session, acquirer, yesterday, now)
     whole = whole_table_reads(seen, TABLES)
     assert not whole, "\n".join(whole)

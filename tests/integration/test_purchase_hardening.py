@@ -125,7 +125,7 @@ def test_the_reconcile_task_finishes_stale_payments_and_retries_refunds(
 
     # A refund that failed is retried.
     order = db.session.scalars(select(Order)).one()
-    order.status = OrderStatus.CANCELLED.value
+    order.status, order.cancel_reason = OrderStatus.CANCELLED.value, "hold_lost"
     db.session.commit()
     done = celery.tasks["payments.reconcile"].apply().get()
     assert done["refunds_retried"] == 1

@@ -55,6 +55,7 @@ def _order_with_ticket(event, spot, status="valid"):
         )
     )
     db.session.commit()
+    return order
 
 
 def test_a_spot_has_at_most_one_live_ticket():
@@ -156,3 +157,22 @@ def test_a_held_spot_must_name_its_hold_and_price_and_only_a_held_one_may():
         db.session.execute(text(f"UPDATE event_spot SET status = 'sold' WHERE id = {spot.id}"))
         db.session.commit()
     db.session.rollback()
+
+
+def test_a_cancelled_order_names_its_reason():
+    """The reconcile sweep finds cancelled orders by their reason (ix_order_cancelled)."""
+    event = make_event(make_partner("P"))
+    order = _order_with_ticket(event, _spot(event))
+    with pytest.raises(IntegrityError):
+        db.session.execute(
+            text("UPDATE \"order\" SET status = 'cancelled' WHERE id = :id"), {"id": order.id}
+        )
+        db.session.commit()
+    db.session.rollback()
+    db.session.execute(
+        text(
+            "UPDATE \"order\" SET status = 'cancelled', cancel_reason = 'hold_lost' WHERE id = :id"
+        ),
+        {"id": order.id},
+    )
+    db.session.commit()

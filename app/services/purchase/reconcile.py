@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import DomainError, Order, OrderStatus, Payment, PaymentStatus
+from app.models.base import literal_is
 from app.services import refunds
 from app.services.payments import PaymentGateway
 from app.services.purchase import checkout, confirm
@@ -34,7 +35,8 @@ def reconcile_payments(
     refunded. Returns how many of each were handled."""
     stale = session.scalars(
         select(Payment.id).where(
-            Payment.status == PaymentStatus.PENDING, Payment.created_at < now - STALE_PAYMENT
+            literal_is(Payment.status, PaymentStatus.PENDING),  # ix_payment_pending
+            Payment.created_at < now - STALE_PAYMENT,
         )
     ).all()
     finished = 0
@@ -51,7 +53,11 @@ def reconcile_payments(
     unrefunded = session.scalars(
         select(Payment.id)
         .join(Order, Order.id == Payment.order_id)
-        .where(Payment.status == PaymentStatus.CAPTURED, Order.status == OrderStatus.CANCELLED)
+        .where(
+            Payment.status == PaymentStatus.CAPTURED,
+            Order.status == OrderStatus.CANCELLED,
+            Order.cancel_reason.is_not(None),  # every cancelled one's: ix_order_cancelled
+        )
     ).all()
     for payment_id in unrefunded:
         confirm.refund_lost(session, gateway, payment_id)
