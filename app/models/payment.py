@@ -58,8 +58,14 @@ class Payment(Model):
             "created_at",
             postgresql_where=text(f"status = {sql_literal(PaymentStatus.PENDING.value)}"),
         ),
-        # A gateway's captures by time: the settlement task's day (and its first day).
-        Index("ix_payment_gateway_captured", "gateway", "captured_at"),
+        # A gateway's captures by time: the settlement task's day (and its first day). Captured
+        # ones only: a sale's payment enters it once, at its capture, not also when recorded.
+        Index(
+            "ix_payment_gateway_captured",
+            "gateway",
+            "captured_at",
+            postgresql_where=text("captured_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

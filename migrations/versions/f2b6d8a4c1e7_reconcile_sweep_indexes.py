@@ -26,7 +26,7 @@ depends_on = None
 INDEXES = (
     ('ix_payment_pending', 'payment', ['created_at'], "status = 'pending'"),
     ('ix_order_cancelled', 'order', ['id'], 'cancel_reason IS NOT NULL'),
-    ('ix_payment_gateway_captured', 'payment', ['gateway', 'captured_at'], None),
+    ('ix_payment_gateway_captured', 'payment', ['gateway', 'captured_at'], 'captured_at IS NOT NULL'),
 )
 
 
