@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.extensions import db
+from app.extensions import autocommit_engine, db
 from app.sim_acquirer.models import SimCharge, SimChargeback, SimRefund, SimToken
 
 TEST_CARDS = {
@@ -132,9 +132,7 @@ def _validated(payload: dict[str, Any], today: dt.date) -> dict[str, Any]:
 
 def tokenize(payload: dict[str, Any]) -> dict[str, Any]:
     """Validate card data and exchange it for a token; the number and CVC are dropped here."""
-    return store_token(
-        db.engine.execution_options(isolation_level="AUTOCOMMIT"), validated(payload)
-    )
+    return store_token(autocommit_engine(current_app), validated(payload))
 
 
 def validated(payload: dict[str, Any]) -> dict[str, Any]:

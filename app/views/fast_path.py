@@ -14,7 +14,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import Engine
 
-from app.extensions import db
+from app.extensions import autocommit_engine
 from app.observability import REQUEST_METRICS, RequestMetrics
 
 # What the app's after_request hook (app/__init__.py, configure_headers) puts on a JSON answer.
@@ -39,7 +39,6 @@ class FastPath:
     endpoint: str  # the app's endpoint for POST ``path``: its series in the request metrics
     max_body: int
     needs_token = True
-    _autocommit: Engine | None = None
 
     def __init__(self, app: Flask, wsgi_app: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
@@ -50,12 +49,9 @@ class FastPath:
         raise NotImplementedError
 
     def autocommit_engine(self) -> Engine:
-        """The app's engine (its pool) in autocommit, made once: a fast path's one statement
-        is its own transaction, without a BEGIN and a COMMIT around it."""
-        if self._autocommit is None:
-            with self.app.app_context():
-                self._autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
-        return self._autocommit
+        """The app's engine in autocommit (extensions.autocommit_engine): a fast path's one
+        statement is its own transaction, without a BEGIN and a COMMIT around it."""
+        return autocommit_engine(self.app)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if environ.get("PATH_INFO") != self.path or environ.get("REQUEST_METHOD") != "POST":
