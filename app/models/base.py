@@ -78,6 +78,11 @@ def sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def sql_literals(values: Iterable[str]) -> str:
+    """Values of ours as a list of SQL string literals, ``'a', 'b'``, for an IN or an ARRAY."""
+    return ", ".join(map(sql_literal, values))
+
+
 def literal_in(column: ColumnElement[Any], values: Iterable[str]) -> ColumnElement[bool]:
     """``column IN ('a', 'b')`` with the values written in the SQL, not bound: a partial index
     whose predicate names them is then usable by the generic plan PostgreSQL may keep for a
@@ -94,8 +99,7 @@ def literal_is(column: ColumnElement[Any], value: str) -> ColumnElement[bool]:
 
 def enum_check(column: str, values: type[enum.StrEnum], name: str) -> CheckConstraint:
     """A CHECK constraint limiting a string column to an enum's values."""
-    allowed = ", ".join(sql_literal(v.value) for v in values)
-    return CheckConstraint(f"{column} IN ({allowed})", name=name)
+    return CheckConstraint(f"{column} IN ({sql_literals(v.value for v in values)})", name=name)
 
 
 def any_of(column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:

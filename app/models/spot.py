@@ -29,7 +29,7 @@ from app.models.base import (
     changed_attributes,
     enum_check,
     literal_in,
-    sql_literal,
+    sql_literals,
 )
 from app.models.errors import Conflict, DomainError
 
@@ -92,7 +92,7 @@ class EventSpot(Model):
             "ix_event_spot_open_position",
             "section_id",
             "position",
-            postgresql_where=text(f"status IN ({', '.join(map(sql_literal, OPEN_STATUSES))})"),
+            postgresql_where=text(f"status IN ({sql_literals(OPEN_STATUSES)})"),
         ),
         # A hold request asked again under its Idempotency-Key finds the spots it took: only
         # held spots keep a key (a sale or a release clears it), so the index stays small.

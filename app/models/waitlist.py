@@ -37,7 +37,7 @@ from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.i18n import N_
-from app.models.base import enum_check, literal_in, literal_is, sql_literal, utcnow
+from app.models.base import enum_check, literal_in, literal_is, sql_literal, sql_literals, utcnow
 
 if TYPE_CHECKING:
     from app.models.customer import Customer
@@ -82,7 +82,7 @@ class WaitlistEntry(Model):
             "customer_id",
             "section_id",
             unique=True,
-            postgresql_where=text(f"status IN ({', '.join(map(sql_literal, OPEN_STATUSES))})"),
+            postgresql_where=text(f"status IN ({sql_literals(OPEN_STATUSES)})"),
             postgresql_nulls_not_distinct=True,
         ),
         # Who waits where: read by every hold of an event that has a list, and the line's order.

@@ -38,7 +38,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.i18n import N_
-from app.models.base import enum_check, sql_literal, utcnow
+from app.models.base import enum_check, sql_literals, utcnow
 from app.models.errors import DomainError
 from app.models.partner import Partner
 
@@ -137,7 +137,7 @@ class WebhookEndpoint(Model):
     __table_args__ = (
         CheckConstraint(
             "cardinality(kinds) > 0 AND kinds <@ ARRAY["
-            + ", ".join(sql_literal(kind.value) for kind in WebhookKind)
+            + sql_literals(kind.value for kind in WebhookKind)
             + "]::varchar[]",
             name="ck_webhook_endpoint_kinds",
         ),

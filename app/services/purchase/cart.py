@@ -28,7 +28,7 @@ from app.models import (
     PaymentStatus,
     WaitlistEntry,
 )
-from app.models.base import literal_in
+from app.models.base import literal_is
 
 
 class CartBeingPaid(Conflict):
@@ -47,7 +47,7 @@ _CART = (
     .where(
         _hold.c.customer_id == bindparam("customer_id"),
         _hold.c.event_id == bindparam("event_id"),
-        literal_in(_hold.c.status, [HoldStatus.ACTIVE.value]),  # ix_hold_live_cart's predicate
+        literal_is(_hold.c.status, HoldStatus.ACTIVE.value),  # ix_hold_live_cart's predicate
         _hold.c.expires_at > bindparam("now"),
         ~exists().where(_offer.c.hold_id == _hold.c.id),
     )
