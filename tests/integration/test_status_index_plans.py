@@ -8,7 +8,6 @@ the app sent it (tests/support/plans.py)."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -21,7 +20,7 @@ from app.services.webhooks import sender as webhook_sender
 from tests.support.builders import make_event, make_partner
 from tests.support.plans import (
     analyze,
-    generic_plan_of_text,
+    generic_plans,
     statements_run,
     whole_table_reads,
 )
@@ -65,15 +64,6 @@ def history(on_sale: Event) -> None:
         analyze(table)
 
 
-def generic_plans(seen: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, str]]:
-    """Each statement run (its first words) with its generic plan."""
-    return [
-        (" ".join(statement.split())[:90], generic_plan_of_text(statement, params))
-        for statement, params in seen
-        if "%(" in statement
-    ]
-
-
 def plan_of(plans: list[tuple[str, str]], start: str) -> str:
     [plan] = [plan for head, plan in plans if head.startswith(start)]
     return plan
@@ -98,7 +88,7 @@ def test_a_purchase_reads_no_history_neither_waiting_entries_nor_deliveries(clie
     with statements_run() as seen:
         buy(client, on_sale)
     plans = generic_plans(seen)
-    assert not whole_table_reads(seen, TABLES)
+    assert not whole_table_reads(plans, TABLES)
     # the hold looks for people waiting at its event; the sale for deliveries its endpoint
     # has not finished (order.paid waits behind them)
     hold, sale = plan_of(plans, "WITH locked_customer AS"), plan_of(plans, "WITH captured AS")
@@ -137,7 +127,7 @@ def test_a_senders_claim_reads_only_what_is_still_to_send(app, due, claim, table
     with statements_run() as seen:
         [claimed] = claim(db.session, 10)
     plans = generic_plans(seen)
-    assert not whole_table_reads(seen, TABLES)
+    assert not whole_table_reads(plans, TABLES)
     found = readers(plan_of(plans, "WITH taken AS"), table)
     assert found and found <= indexes
     key = f"SELECT key FROM {table} WHERE id = :id"

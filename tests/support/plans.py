@@ -60,15 +60,25 @@ def statements_run() -> Iterator[list[tuple[str, dict[str, Any]]]]:
         event.remove(db.engine, "before_cursor_execute", record)
 
 
-def whole_table_reads(seen: list[tuple[str, dict[str, Any]]], tables: tuple[str, ...]) -> list[str]:
-    """The sequential scans of ``tables`` in the generic plans of the statements ``seen``
-    (``statements_run``), each after the statement's first words. A statement with no WHERE
-    (``SELECT ... LIMIT 1``) means to read whatever comes first, and is left out."""
+def generic_plans(seen: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, str]]:
+    """Each statement ``seen`` (``statements_run``) that has parameters, on one line, with its
+    generic plan."""
     return [
-        f"{' '.join(statement.split())[:90]}: {line.strip()}"
+        (" ".join(statement.split()), generic_plan_of_text(statement, params))
         for statement, params in seen
-        if "%(" in statement and re.search(r"\sWHERE\s", statement)
-        for line in generic_plan_of_text(statement, params).splitlines()
+        if "%(" in statement
+    ]
+
+
+def whole_table_reads(plans: list[tuple[str, str]], tables: tuple[str, ...]) -> list[str]:
+    """The sequential scans of ``tables`` in ``plans`` (``generic_plans``), each after its
+    statement's first words. A statement with no WHERE (``SELECT ... LIMIT 1``) means to read
+    whatever comes first, and is left out."""
+    return [
+        f"{statement[:90]}: {line.strip()}"
+        for statement, plan in plans
+        if " WHERE " in statement
+        for line in plan.splitlines()
         if any(re.search(rf"Seq Scan on {table}\b", line) for table in tables)
     ]
 
