@@ -14,6 +14,7 @@ from typing import Any
 
 from app import ratelimit
 from app.i18n import LOCALES
+from app.pg_cursor import LazyDescriptionCursor
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEV_SECRET_KEY = "dev-only-secret-key-never-use-in-production"  # noqa: S105 - refused outside development/test
@@ -162,6 +163,8 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
             # A server that accepts the connection and never answers fails it (readiness and
             # every request would hang on it).
             "connect_timeout": _int(env, "DB_CONNECT_TIMEOUT_SECONDS", 5, minimum=1),
+            # Result columns described only when read (app/pg_cursor.py).
+            "cursor_factory": LazyDescriptionCursor,
         },
     }
     lock_timeout_ms = _int(env, "LOCK_TIMEOUT_MS", 2000, minimum=1)
