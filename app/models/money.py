@@ -9,6 +9,7 @@ no-break space, U+00A0, that keeps the symbol with its number), "R$1,234.56" in 
 
 from __future__ import annotations
 
+import functools
 import re
 from decimal import Decimal
 
@@ -144,9 +145,14 @@ def format_money(cents: int, currency: str, locale: str | None = None) -> str:
     hundredths of its currency."""
     if not currency:
         return format_amount(cents, locale)
-    return format_currency(
-        amount_from_cents(cents), currency, locale=locale or current_locale(), currency_digits=False
-    )
+    return _money_text(int(cents), currency, str(locale or current_locale()))
+
+
+@functools.lru_cache(maxsize=4096)
+def _money_text(cents: int, currency: str, locale: str) -> str:
+    """Babel's text for an amount, kept: an order's page and answer repeat a few prices, and
+    Babel reads its pattern anew each time (a tenth of an order's JSON)."""
+    return format_currency(amount_from_cents(cents), currency, locale=locale, currency_digits=False)
 
 
 def format_amount(cents: int, locale: str | None = None) -> str:

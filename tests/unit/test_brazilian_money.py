@@ -12,7 +12,7 @@ from flask import Flask, g
 
 from app.config import ConfigError, load_config
 from app.i18n import current_locale, format_datetime
-from app.models import DomainError, Partner
+from app.models import DomainError, Partner, money
 from app.models.money import (
     AmountError,
     cents_from_amount,
@@ -47,6 +47,22 @@ def test_money_is_formatted_from_integer_cents_exactly():
     # 2**53 + 1 cents is no float: a float on the way would end in ,92 or ,00
     assert format_money(2**53 + 1, "BRL", "pt_BR") == f"R${NBSP}90.071.992.547.409,93"
     assert format_amount(2**53 + 1, "en") == "90,071,992,547,409.93"
+
+
+def test_an_amount_read_again_is_not_formatted_again(monkeypatch):
+    """Babel formats each amount once per currency and locale (a page repeats a few prices)."""
+    formatted = []
+    real = money.format_currency
+
+    def counted(*args, **kwargs):
+        formatted.append(kwargs["locale"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(money, "format_currency", counted)
+    money._money_text.cache_clear()
+    texts = [format_money(123456, "BRL", locale) for locale in ("pt_BR", "en", "pt_BR", "en")]
+    assert texts == [f"R${NBSP}1.234,56", "R$1,234.56"] * 2
+    assert formatted == ["pt_BR", "en"]
 
 
 def test_numbers_without_a_currency():
