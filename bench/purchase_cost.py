@@ -9,6 +9,14 @@ of a durable sale on plain psycopg, and the ratio to it is printed. Not a test: 
     .venv/bin/python bench/purchase_cost.py           # 300 orders
     .venv/bin/python bench/purchase_cost.py --orders 1000
     .venv/bin/python bench/purchase_cost.py --quantity 1   # the burst's orders (onsale.py --burst)
+    .venv/bin/python bench/purchase_cost.py --instructions  # the app's instructions, under callgrind
+
+Seconds of CPU swing from run to run on a shared machine (here the same code measured 6.2 to
+13 ms per order within minutes). ``--instructions`` runs the same orders (30 unless --orders is
+given) under valgrind's callgrind, which counts the instructions the app executes per order,
+only while the orders run: the same count on every run of the same code (20.70 and 20.74
+million, twice), whatever else the machine does, so a change of 1% shows. It counts the app's
+process only, not PostgreSQL's.
 
 It also measures the two other requests of a flash crowd, a card tokenized and a hold refused
 in a sold-out section with an Idempotency-Key (both answered before Flask), and from the three
@@ -20,11 +28,16 @@ floor for its "sold out within" figure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
+import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import shop
@@ -39,7 +52,13 @@ def main() -> None:
     )
     parser.add_argument("--orders", type=int, default=300)
     parser.add_argument("--quantity", type=int, default=2, help="tickets per order")
+    parser.add_argument(
+        "--instructions", action="store_true",
+        help="count the app's instructions per order under callgrind (valgrind)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.instructions and not os.environ.get(_UNDER_CALLGRIND):
+        raise SystemExit(count_instructions(args))
     admin_url, db_name = args.database_url.rsplit("/", 1)
     for sql in (f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)", f"CREATE DATABASE {db_name}"):
         subprocess.run(["psql", f"{admin_url}/postgres", "-qc", sql], check=True)
@@ -102,9 +121,12 @@ def main() -> None:
     event.listen(engine, "before_execute", execute_starts)
     event.listen(engine, "after_execute", execute_ends)
     wall, cpu, pg = time.perf_counter(), time.process_time(), postgres_cpu_seconds()
-    for n in range(20, 20 + args.orders):
-        order(n)
+    with callgrind_counting(args.instructions):
+        for n in range(20, 20 + args.orders):
+            order(n)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if args.instructions:
+        return  # the figures of a run under valgrind are its own; count_instructions prints
     pg = postgres_cpu_seconds() - pg
     per = {
         "orders": args.orders,
@@ -154,6 +176,51 @@ def main() -> None:
           f" section: {refusal} ms; so a burst of 500 buyers for 100 places of {args.quantity}"
           f" ticket(s) takes at least {per['burst_floor_s']} s on 2 cores")  # fmt: skip
     print(json.dumps(per))
+
+
+_UNDER_CALLGRIND = "PURCHASE_COST_UNDER_CALLGRIND"
+
+
+def count_instructions(args: argparse.Namespace) -> int:
+    """Run this script again under callgrind, counting only its orders; print the instructions
+    per order (and the last line, JSON). The exit status of the run."""
+    orders = args.orders if "--orders" in sys.argv else 30
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [
+            "valgrind", "--tool=callgrind", "--instr-atstart=no",
+            f"--callgrind-out-file={tmp}/callgrind.out.%p",  # forks (subprocesses) write apart
+            sys.executable, __file__, *sys.argv[1:], "--orders", str(orders),
+        ]  # fmt: skip
+        run = subprocess.run(
+            command, env={**os.environ, _UNDER_CALLGRIND: "1"}, capture_output=True, text=True
+        )
+        if run.returncode != 0:
+            print(run.stdout[-2000:], run.stderr[-2000:])
+            return run.returncode
+        total = max(
+            sum(int(line.split()[1]) for line in out.read_text().splitlines()
+                if line.startswith("totals:"))
+            for out in Path(tmp).glob("callgrind.out.*")
+        )  # fmt: skip
+    per = round(total / orders / 1e6, 2)
+    print(f"{orders} orders of {args.quantity} ticket(s): {per} million instructions per order "
+          f"in the app (callgrind; PostgreSQL not counted)")  # fmt: skip
+    print(json.dumps({"orders": orders, "app_minstr_per_order": per}))
+    return 0
+
+
+@contextlib.contextmanager
+def callgrind_counting(on: bool) -> Iterator[None]:
+    """Count instructions (callgrind_control -i) only inside, when ``on``."""
+    if on:
+        subprocess.run(["callgrind_control", "-i", "on", str(os.getpid())], check=True,
+                       capture_output=True)  # fmt: skip
+    try:
+        yield
+    finally:
+        if on:
+            subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], check=True,
+                           capture_output=True)  # fmt: skip
 
 
 def request_cost(send: Any, status: int, requests: int = 300) -> float:

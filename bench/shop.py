@@ -91,11 +91,39 @@ def add_event(
                                last_row=chr(ord("A") + rows - 1), seats_per_row=seats)  # fmt: skip
         event.publish()
         db.session.commit()
+        analyze_as_autovacuum(db.engine)
         return {
             "event_id": event.id,
             "sections": [s.id for s in event.sections],
             "capacity": sections * (places or rows * seats),
         }
+
+
+def analyze_as_autovacuum(engine: Any) -> list[str]:
+    """ANALYZE the tables that autovacuum would analyze now, by its own rule (changed rows since
+    the last ANALYZE over autovacuum_analyze_threshold + autovacuum_analyze_scale_factor x rows);
+    their names. An event's spots are made well before its on-sale opens, and autovacuum has
+    looked at them by then: without this, PostgreSQL plans the on-sale's statements for a spot
+    table it has never measured, and a hold's update read every spot of the table (a sequential
+    scan, 0.3 of its 0.5 ms). Tables nothing wrote, such as an empty ticket table, are left
+    unmeasured, as autovacuum leaves them."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        due = conn.scalars(
+            text(
+                "SELECT quote_ident(s.relname) FROM pg_stat_user_tables s "
+                "JOIN pg_class c ON c.oid = s.relid WHERE s.n_mod_since_analyze > "
+                "current_setting('autovacuum_analyze_threshold')::float8 + "
+                "current_setting('autovacuum_analyze_scale_factor')::float8 "
+                "* greatest(c.reltuples, 0) ORDER BY 1"
+            )
+        ).all()
+        conn.rollback()
+    if due:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f"ANALYZE {', '.join(due)}"))  # names from the catalog
+    return list(due)
 
 
 def card_tokens(app: Any, count: int) -> list[str]:
@@ -117,7 +145,12 @@ def prepare(
     """Fresh schema, one event of sections x rows x seats, buyers, one card token per seat."""
     app, emails = seed(database_url, buyers)
     setup = add_event(app, sections, rows=rows, seats=seats, waiting_room=waiting_room)
-    return {**setup, "app": app, "emails": emails, "tokens": card_tokens(app, setup["capacity"])}
+    tokens = card_tokens(app, setup["capacity"])
+    with app.app_context():
+        from app.extensions import db
+
+        analyze_as_autovacuum(db.engine)
+    return {**setup, "app": app, "emails": emails, "tokens": tokens}
 
 
 def log_in(base: str, emails: list[str]) -> list[str]:
