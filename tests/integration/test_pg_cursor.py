@@ -1,5 +1,6 @@
 """The app's cursor describes a result only when its columns are read (app/pg_cursor.py): the
-same description as psycopg's, and none made for a statement SQLAlchemy runs again."""
+same description as psycopg's, and none made for a statement SQLAlchemy runs again. psycopg
+converts a long query's placeholders once, as it does a short one's."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import _column
+from psycopg import _column, _queries
 from sqlalchemy import select
 
 from app.extensions import db
@@ -77,3 +78,18 @@ def test_a_statement_run_again_makes_no_column(app, columns_made):
         plain.execute(QUERY)
         assert plain.description is not None
     assert columns_made == [0, 1, 2, 3]
+
+
+def test_a_long_query_with_many_parameters_is_converted_once(app):
+    # Over psycopg's own limits (4,096 bytes, 50 parameters), as the sale's statement is.
+    names = [f"p{n}" for n in range(80)]
+    query = "SELECT " + ", ".join(f"%({name})s::int AS {name}_{'x' * 40}" for name in names)
+    assert len(query) > 4096
+    params = {name: n for n, name in enumerate(names)}
+    with _raw().cursor() as cursor:
+        cursor.execute(query, params)
+        before = _queries._query2pg.cache_info()
+        cursor.execute(query, params)
+        after = _queries._query2pg.cache_info()
+        assert cursor.fetchone()[79] == 79
+    assert (after.hits, after.misses) == (before.hits + 1, before.misses)
