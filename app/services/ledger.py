@@ -187,6 +187,47 @@ def post(
     statement writes the transaction row and its entries (this is on the checkout's hot path).
     ``ticket_types``: each line's ticket type (a sale or a refund split by type), else none;
     ``promo_codes``: each line's promo code (a sale's discount lines), else none."""
+    posting = _posting(
+        kind,
+        cause_key,
+        lines,
+        payment_id=payment.id if payment else payment_id,
+        memo=memo,
+        ticket_types=ticket_types,
+        promo_codes=promo_codes,
+    )
+    return _post(session, posting)
+
+
+def _post(session: Session, posting: dict[str, Any]) -> int:
+    session.flush()  # the payment and whatever else the entries refer to
+    transaction_id = session.connection().execute(_POST_AT_ONCE, posting).scalar()
+    if transaction_id is None:  # this cause was posted before: nothing more is posted
+        return session.scalars(
+            select(LedgerTransaction.id).where(LedgerTransaction.cause_key == posting["b_cause"])
+        ).one()
+    return transaction_id
+
+
+def posting_steps() -> tuple[Any, Any]:
+    """A posting as two steps of another statement (data-modifying CTEs): the transaction,
+    which returns its id (none when its cause was posted before), and its entries, which
+    nothing need read. Its parameters are those ``sale_posting`` gives."""
+    return _NEW, _NEW_ENTRIES
+
+
+def _posting(
+    kind: TransactionKind,
+    cause_key: str,
+    lines: list[tuple[AccountRef, int, str]],
+    *,
+    payment_id: int | None,
+    memo: str | None,
+    ticket_types: Sequence[int | None] | None,
+    promo_codes: Sequence[int | None] | None,
+) -> dict[str, Any]:
+    """The parameters of a posting's statement, its lines kept balanced (LedgerError), lines
+    of no amount left out."""
     kinds = list(ticket_types) if ticket_types is not None else [None] * len(lines)
     codes = list(promo_codes) if promo_codes is not None else [None] * len(lines)
     kept = [
@@ -195,32 +236,19 @@ def post(
         if line[1] != 0
     ]
     lines = [line for line, _, _ in kept]
-    kinds = [kind for _, kind, _ in kept]
-    codes = [code for _, _, code in kept]
     check_balanced(lines)
-    session.flush()  # the payment and whatever else the entries refer to
-    conn = session.connection()
-    posting = {
+    return {
         "b_kind": kind.value,
         "b_cause": cause_key,
-        "b_payment": payment.id if payment else payment_id,
+        "b_payment": payment_id,
         "b_memo": memo,
         "b_at": utcnow(),
-    }
-    accounts = [ref if isinstance(ref, int) else ref.id for ref, _, _ in lines]
-    entries = {
-        "b_accounts": accounts,
+        "b_accounts": [ref if isinstance(ref, int) else ref.id for ref, _, _ in lines],
         "b_amounts": [amount for _, amount, _ in lines],
         "b_currencies": [currency for _, _, currency in lines],
-        "b_types": kinds,
-        "b_promo_codes": codes,
+        "b_types": [kind for _, kind, _ in kept],
+        "b_promo_codes": [code for _, _, code in kept],
     }
-    transaction_id = conn.execute(_POST_AT_ONCE, {**posting, **entries}).scalar()
-    if transaction_id is None:  # this cause was posted before: nothing more is posted
-        return session.scalars(
-            select(LedgerTransaction.id).where(LedgerTransaction.cause_key == cause_key)
-        ).one()
-    return transaction_id
 
 
 @dataclass(frozen=True)
@@ -255,8 +283,9 @@ class Sale:
         )
 
 
-def post_sale(session: Session, sale: Sale) -> int:
-    """A captured payment for a paid order: what the buyer paid is owed to us by the acquirer,
+def sale_posting(session: Session, sale: Sale) -> dict[str, Any]:
+    """The posting of a sale, as the parameters of its statement (``posting_steps``, ``post``).
+    A captured payment for a paid order: what the buyer paid is owed to us by the acquirer,
     split into the platform's fee and what we owe the partner. A sale with promo codes credits
     the partner the gross (the prices before the codes) less the fee, and debits it each code's
     discount on a line of its own (``promo_code_id``): the partner's payable moves by what was
@@ -288,8 +317,7 @@ def post_sale(session: Session, sale: Sale) -> int:
         lines.append((partner, cents, currency))
         kinds.append(kind)
         codes.append(code)
-    return post(
-        session,
+    return _posting(
         TransactionKind.CAPTURE,
         f"capture:payment:{sale.payment_id}",
         lines,
@@ -298,6 +326,12 @@ def post_sale(session: Session, sale: Sale) -> int:
         ticket_types=kinds,
         promo_codes=codes,
     )
+
+
+def post_sale(session: Session, sale: Sale) -> int:
+    """Post a sale (``sale_posting``) in a statement of its own; the transaction's id. The
+    purchase path posts it as steps of the sale's one statement instead (purchase/confirm.py)."""
+    return _post(session, sale_posting(session, sale))
 
 
 def gross_by_type(tickets: Iterable[Any]) -> tuple[tuple[int | None, int], ...]:

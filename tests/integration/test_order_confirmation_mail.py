@@ -15,14 +15,22 @@ import pypdfium2 as pdfium
 import pytest
 from icalendar import Calendar
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
-from app.models import Customer, MailStatus, Order, OutboxMail, PartnerUser, TicketType
+from app.models import (
+    Customer,
+    LedgerTransaction,
+    MailStatus,
+    Order,
+    OutboxMail,
+    PartnerUser,
+    TicketType,
+)
 from app.models.base import utcnow
 from app.services import courtesy
 from app.services.mail import messages, sender
 from tests.support.builders import PartnerActor, make_event, make_partner
+from tests.support.plans import statements_run
 from tests.support.shop import (
     CUSTOMER_PASSWORD,
     DECLINED,
@@ -216,6 +224,24 @@ def test_the_mail_is_written_in_the_sales_transaction_and_once(client, concert):
     assert len(with_pdf.inline) == 2
 
 
+def test_the_sale_writes_its_mail_and_ledger_posting_in_its_own_statement(client, concert):
+    headers = _customer(client, "dino@example.com", "Dino", "en")
+    with statements_run() as seen:
+        order = buy(client, concert, 2, buyer=headers)
+    writes = {
+        table: [s for s, _ in seen if re.search(rf"INSERT INTO {table}\b", s)]
+        for table in ("mail_outbox", "ledger_transaction", "ledger_entry")
+    }
+    [sale] = [s for s, _ in seen if re.search(r"\bcaptured AS\s*\(", s)]
+    assert writes == {table: [sale] for table in writes}  # no statement more per purchase
+    [mail] = _order_mails(order["id"])
+    assert mail.status == MailStatus.PENDING
+    [posting] = db.session.scalars(
+        select(LedgerTransaction).where(LedgerTransaction.cause_key.like("capture:payment:%"))
+    ).all()
+    assert posting.memo == f"Order {order['id']}" and len(posting.entries) == 3
+
+
 def test_an_unconfirmed_address_gets_its_mail_held_not_sent(
     client, concert, mailbox, tasks_in_process
 ):
@@ -236,19 +262,22 @@ def test_a_declined_card_or_a_rolled_back_sale_writes_no_mail(client, concert, m
     assert declined.status_code == 402
     assert _order_mails() == []
 
-    # The sale writes its mail, then the ledger's posting fails: the whole sale rolls back
-    # (the order is cancelled and the card refunded), the mail with it.
+    # The sale's statement writes its mail, then the commit is refused (its ledger posting does
+    # not balance: the database's trigger): the whole sale rolls back (the order is cancelled
+    # and the card refunded), the mail with it.
     written = []
-    queue_order_paid = confirm.customer_mails.queue_order_paid
+    sale_posting, queued = confirm.ledger.sale_posting, confirm.outbox.queued
 
-    def spy(*args, **kwargs):
-        written.append(queue_order_paid(*args, **kwargs))
+    def unbalanced(*args, **kwargs):
+        posting = sale_posting(*args, **kwargs)
+        return {**posting, "b_amounts": [posting["b_amounts"][0] + 1, *posting["b_amounts"][1:]]}
 
-    def refused(*_args, **_kwargs):
-        raise IntegrityError("INSERT INTO ledger_entry", {}, Exception("refused"))
+    def spy(session, values, mail_id):
+        written.append(mail_id)
+        queued(session, values, mail_id)
 
-    monkeypatch.setattr(confirm.customer_mails, "queue_order_paid", spy)
-    monkeypatch.setattr(confirm.ledger, "post_sale", refused)
+    monkeypatch.setattr(confirm.ledger, "sale_posting", unbalanced)
+    monkeypatch.setattr(confirm.outbox, "queued", spy)
     lost = pay(client, headers, hold["id"], card_token(client))
     assert lost.status_code == 409, lost.get_json()
     assert lost.get_json()["error"] == "hold_lost"

@@ -64,8 +64,9 @@ def history(on_sale: Event) -> None:
         analyze(table)
 
 
-def plan_of(plans: list[tuple[str, str]], start: str) -> str:
-    [plan] = [plan for head, plan in plans if head.startswith(start)]
+def plan_of(plans: list[tuple[str, str]], cte: str) -> str:
+    """The plan of the one statement with a CTE named ``cte``."""
+    [plan] = [plan for statement, plan in plans if re.search(rf"\b{cte} AS \(", statement)]
     return plan
 
 
@@ -91,7 +92,7 @@ def test_a_purchase_reads_no_history_neither_waiting_entries_nor_deliveries(clie
     assert not whole_table_reads(plans, TABLES)
     # the hold looks for people waiting at its event; the sale for deliveries its endpoint
     # has not finished (order.paid waits behind them)
-    hold, sale = plan_of(plans, "WITH locked_customer AS"), plan_of(plans, "WITH captured AS")
+    hold, sale = plan_of(plans, "locked_customer"), plan_of(plans, "captured")
     assert readers(hold, "waitlist_entry") == {"ix_waitlist_entry_waiting"}
     found = readers(sale, "webhook_delivery")
     assert found and found <= UNFINISHED
@@ -128,7 +129,7 @@ def test_a_senders_claim_reads_only_what_is_still_to_send(app, due, claim, table
         [claimed] = claim(db.session, 10)
     plans = generic_plans(seen)
     assert not whole_table_reads(plans, TABLES)
-    found = readers(plan_of(plans, "WITH taken AS"), table)
+    found = readers(plan_of(plans, "taken"), table)
     assert found and found <= indexes
     key = f"SELECT key FROM {table} WHERE id = :id"
     assert db.session.scalar(text(key), {"id": claimed.id}) == "due"

@@ -34,20 +34,19 @@ def order_paid_key(order_id: int) -> str:
     return f"{ORDER_PAID}:{order_id}"
 
 
-def queue_order_paid(
-    session: Session,
+def order_paid_values(
     order_id: int,
     *,
     email: str,
     confirmed_at: dt.datetime | None,
     saved_locale: str | None,
     user_id: int | None,
-) -> int | None:
-    """The order's confirmation, from the customer's columns the caller already read (the sale
-    locks a row that has them): one INSERT, no lookup. Held while the address is unconfirmed.
-    The language follows outbox.locale_of's rule."""
-    return outbox.queue(
-        session,
+) -> dict[str, Any]:
+    """The order's confirmation, as the parameters of its INSERT (outbox.mail_values), from the
+    customer's columns the sale already read (it locks a row that has them): no lookup. The
+    sale writes it as a step of its own statement (outbox.queue_step). Held while the address
+    is unconfirmed; the language follows outbox.locale_of's rule."""
+    return outbox.mail_values(
         ORDER_PAID,
         email,
         key=order_paid_key(order_id),

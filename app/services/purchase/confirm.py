@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask_babel import gettext
-from sqlalchemy import Connection, Integer, Row, String, bindparam, func, select
+from sqlalchemy import Connection, Integer, Row, String, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -52,7 +53,7 @@ from app.models.event import SALE_COLUMNS, sale_window
 from app.models.order import hold_is_live, printed_label
 from app.services import customers, ledger, waiting_room
 from app.services.locking import busy_on_lock_failure
-from app.services.mail import customer_mails
+from app.services.mail import customer_mails, outbox
 from app.services.payments import ChargeResult, ChargeStatus, PaymentGateway
 from app.services.pg_writes import counted, row_count, rows_of_arrays
 from app.services.purchase.release import give_back
@@ -154,7 +155,7 @@ _LOCK_PAYMENT = (
         _partner.c.id.label("partner_id"),
         _partner.c.name.label("partner_name"),
         # Whom the order's confirmation goes to, in which language, held or not: the sale
-        # writes it without looking the customer up (customer_mails.queue_order_paid).
+        # writes it without looking the customer up (customer_mails.order_paid_values).
         _customer.c.email.label("customer_email"),
         _customer.c.email_confirmed_at,
         _customer.c.user_id.label("customer_user_id"),
@@ -222,7 +223,9 @@ _CONVERT_HOLD = Hold.CONVERT.update(_hold, _hold.c.id == bindparam("b_hold_id"))
 # Sold to the hold that holds them, and to no other.
 _SELL_SPOTS = EventSpot.SELL.update(
     _spot,
-    _spot.c.id.in_(bindparam("ids", expanding=True)),
+    # One array parameter, not an expanding IN: SQLAlchemy would render the whole statement's
+    # text anew at every execution to spell out the list.
+    _spot.c.id == any_(bindparam("ids", type_=ARRAY(Integer))),
     _spot.c.hold_id == bindparam("b_hold_id"),
 )
 
@@ -248,10 +251,16 @@ def _at_once(capture: Any) -> Any:
     # endpoints got one, for their task after the commit (not those whose delivery waits behind
     # an older one's retry: the sweep that sends it goes on with this one).
     hooked = webhooks.order_paid_step().cte("hooked")
+    # The order's confirmation mail (its id; none if it was written before) and the sale's
+    # posting in the ledger: they exist exactly when the sale commits.
+    mailed = outbox.queue_step()
+    posted, entries = ledger.posting_steps()
     return select(
         *(row_count(counted(step, name)) for name, step in steps.items()),
         select(func.array_agg(hooked.c.endpoint_id).filter(~hooked.c.waits)).scalar_subquery(),
-    )
+        select(mailed.c.id).scalar_subquery(),
+        select(posted.c.id).scalar_subquery(),
+    ).add_cte(entries)
 
 
 _SALE_AT_ONCE = {False: _at_once(_CAPTURE), True: _at_once(_CAPTURE_WITH_CARD)}
@@ -412,24 +421,14 @@ def _sell(
             currency=pay.currency,
         ),
     }
-    # captured, sold, issued, paid, converted: each exactly once per payment, hold and ticket
-    *counts, hooked = _write_sale(conn, sale, issued)
-    if tuple(counts) != (1, len(tickets), len(tickets), 1, 1):
-        raise _Lost
-    if hooked:  # the partner's endpoints that get order.paid hear of it after the commit
-        webhooks.send_after_commit(session, hooked)
-    # The confirmation mail exists exactly when the sale commits (a rollback drops both).
-    customer_mails.queue_order_paid(
-        session,
+    mail = customer_mails.order_paid_values(
         pay.order_id,
         email=pay.customer_email,
         confirmed_at=pay.email_confirmed_at,
         saved_locale=pay.customer_locale,
         user_id=pay.customer_user_id,
     )
-    if pay.waiting_room_per_minute is not None:  # a purchase ends the buyer's turn
-        waiting_room.end_turn(conn, pay.event_id, pay.customer_id, began_by=hold.created_at)
-    ledger.post_sale(
+    posting = ledger.sale_posting(
         session,
         ledger.Sale(
             payment_id=payment_id,
@@ -444,6 +443,15 @@ def _sell(
             discounts=ledger.discounts_of(tickets),
         ),
     )
+    # captured, sold, issued, paid, converted: each exactly once per payment, hold and ticket
+    *counts, hooked, mail_id, _posted = _write_sale(conn, {**sale, **mail, **posting}, issued)
+    if tuple(counts) != (1, len(tickets), len(tickets), 1, 1):
+        raise _Lost
+    if hooked:  # the partner's endpoints that get order.paid hear of it after the commit
+        webhooks.send_after_commit(session, hooked)
+    outbox.queued(session, mail, mail_id)  # sent after the commit, unless held
+    if pay.waiting_room_per_minute is not None:  # a purchase ends the buyer's turn
+        waiting_room.end_turn(conn, pay.event_id, pay.customer_id, began_by=hold.created_at)
     return issued
 
 
@@ -451,8 +459,10 @@ def _write_sale(
     conn: Connection, sale: dict[str, Any], issued: list[customers.TicketLine]
 ) -> tuple[Any, ...]:
     """Capture the payment, sell the spots, issue the tickets, mark the order paid, convert
-    the hold and write the order.paid deliveries, in one statement; the row count of each
-    step, then the ids of the endpoints written to (None: none)."""
+    the hold, write the order.paid deliveries and the confirmation mail, and post the sale in
+    the ledger, in one statement; the row count of each of the first five steps, then the ids
+    of the endpoints written to (None: none), the mail's id and the ledger transaction's (None:
+    written before)."""
     with_card = "b_brand" in sale
     codes = {"b_ticket_ids": [t.id for t in issued], "b_codes": [t.code for t in issued]}
     return tuple(conn.execute(_SALE_AT_ONCE[with_card], {**sale, **codes}).one())
