@@ -7,7 +7,7 @@ statement, only to learn whether rows came back, and then reads the columns them
 the first time it runs a statement (it keeps the result's shape with the compiled statement).
 So every execution paid for columns nobody looked at: a 31-column row of the purchase path
 cost 21 µs, and the whole purchase about 6% of the app's instructions (bench/purchase_cost.py
-under callgrind: 20.7 against 19.5 million per order).
+under callgrind: 20.7 against 19.7 million per order).
 """
 
 from __future__ import annotations
