@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from app.config import load_config
 from app.extensions import csrf, db, migrate, ping_idle_connections
-from app.pg_cursor import convert_long_queries_once
+from app.pg_cursor import keep_long_queries_converted
 
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
@@ -84,7 +84,7 @@ def configure_database(app: Flask) -> None:
     )
     with app.app_context():
         ping_idle_connections(db.engine, app.config["DB_PING_IDLE_SECONDS"])
-    convert_long_queries_once()
+    keep_long_queries_converted()
 
 
 def _migrations_dir() -> Any:

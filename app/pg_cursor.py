@@ -6,7 +6,7 @@ read (its name decoded, its type looked up). SQLAlchemy reads ``description`` af
 statement, only to learn whether rows came back, and then reads the columns themselves only
 the first time it runs a statement (it keeps the result's shape with the compiled statement).
 So every execution paid for columns nobody looked at: a 31-column row of the purchase path
-cost 21 µs, and the whole purchase about 6% of the app's instructions (bench/purchase_cost.py
+cost 21 µs, and the whole purchase about 5% of the app's instructions (bench/purchase_cost.py
 under callgrind: 20.7 against 19.7 million per order).
 """
 
@@ -74,14 +74,17 @@ class LazyDescriptionCursor(psycopg.Cursor[Any]):
 # expression, at every execution. The sale's one statement (purchase/confirm.py: capture, spots,
 # tickets, order, hold, webhooks, confirmation mail and ledger posting) has 64 parameters in
 # 4.9 kB: parsed at every sale, it cost 0.75 million of the app's 20 million instructions per
-# order. The cache keeps 128 queries, whatever their size.
-LONGEST_QUERY_BYTES = 16_384
-MOST_QUERY_PARAMETERS = 256
+# order. The limits are raised only that far, with room: psycopg keeps 128 queries, and a
+# statement whose text varies (an expanding IN, a multi-row insert) should not push the hot ones
+# out (tests/integration/test_pg_cursor.py holds the sale's statement within them).
+LONGEST_QUERY_BYTES = 8_192
+MOST_QUERY_PARAMETERS = 96
 
 
-def convert_long_queries_once() -> None:
+def keep_long_queries_converted() -> None:
     """Let psycopg keep the conversion of queries up to LONGEST_QUERY_BYTES with up to
-    MOST_QUERY_PARAMETERS (settings of the process: psycopg reads them at each execution)."""
+    MOST_QUERY_PARAMETERS (settings of the process, read at each execution; setting them
+    again changes nothing)."""
     _queries.MAX_CACHED_STATEMENT_LENGTH = max(
         _queries.MAX_CACHED_STATEMENT_LENGTH, LONGEST_QUERY_BYTES
     )

@@ -50,13 +50,14 @@ def main() -> None:
     parser.add_argument(
         "--database-url", default="postgresql://postgres@127.0.0.1:5432/bilheteria_bench_cost"
     )
-    parser.add_argument("--orders", type=int, default=300)
+    parser.add_argument("--orders", type=int, help="300, or 30 with --instructions")
     parser.add_argument("--quantity", type=int, default=2, help="tickets per order")
     parser.add_argument(
         "--instructions", action="store_true",
         help="count the app's instructions per order under callgrind (valgrind)",
     )  # fmt: skip
     args = parser.parse_args()
+    args.orders = args.orders or (30 if args.instructions else 300)
     if args.instructions and not os.environ.get(_UNDER_CALLGRIND):
         raise SystemExit(count_instructions(args))
     admin_url, db_name = args.database_url.rsplit("/", 1)
@@ -184,7 +185,7 @@ _UNDER_CALLGRIND = "PURCHASE_COST_UNDER_CALLGRIND"
 def count_instructions(args: argparse.Namespace) -> int:
     """Run this script again under callgrind, counting only its orders; print the instructions
     per order (and the last line, JSON). The exit status of the run."""
-    orders = args.orders if "--orders" in sys.argv else 30
+    orders = args.orders
     with tempfile.TemporaryDirectory() as tmp:
         command = [
             "valgrind", "--tool=callgrind", "--instr-atstart=no",
@@ -197,11 +198,15 @@ def count_instructions(args: argparse.Namespace) -> int:
         if run.returncode != 0:
             print(run.stdout[-2000:], run.stderr[-2000:])
             return run.returncode
-        total = max(
+        totals = [
             sum(int(line.split()[1]) for line in out.read_text().splitlines()
                 if line.startswith("totals:"))
             for out in Path(tmp).glob("callgrind.out.*")
-        )  # fmt: skip
+        ]  # fmt: skip
+        if not totals:
+            print("callgrind wrote no counts:", run.stderr[-2000:])
+            return 1
+        total = max(totals)  # the forks (subprocesses) counted nothing
     per = round(total / orders / 1e6, 2)
     print(f"{orders} orders of {args.quantity} ticket(s): {per} million instructions per order "
           f"in the app (callgrind; PostgreSQL not counted)")  # fmt: skip

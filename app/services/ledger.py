@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    CTE,
     BigInteger,
     Integer,
     Select,
@@ -184,7 +185,8 @@ def post(
     """Post one balanced transaction in the caller's database transaction and return its id; a
     cause already posted returns that transaction's id and posts nothing (ON CONFLICT: a
     concurrent posting of the same cause waits for the first and posts nothing either). One
-    statement writes the transaction row and its entries (this is on the checkout's hot path).
+    statement writes the transaction row and its entries (a sale's are steps of the sale's own
+    statement instead: ``sale_posting``, ``posting_steps``).
     ``ticket_types``: each line's ticket type (a sale or a refund split by type), else none;
     ``promo_codes``: each line's promo code (a sale's discount lines), else none."""
     posting = _posting(
@@ -209,7 +211,7 @@ def _post(session: Session, posting: dict[str, Any]) -> int:
     return transaction_id
 
 
-def posting_steps() -> tuple[Any, Any]:
+def posting_steps() -> tuple[CTE, CTE]:
     """A posting as two steps of another statement (data-modifying CTEs): the transaction,
     which returns its id (none when its cause was posted before), and its entries, which
     nothing need read. Its parameters are those ``sale_posting`` gives."""
@@ -284,7 +286,7 @@ class Sale:
 
 
 def sale_posting(session: Session, sale: Sale) -> dict[str, Any]:
-    """The posting of a sale, as the parameters of its statement (``posting_steps``, ``post``).
+    """The posting of a sale, as the parameters of its statement (``posting_steps``, ``post_sale``).
     A captured payment for a paid order: what the buyer paid is owed to us by the acquirer,
     split into the platform's fee and what we owe the partner. A sale with promo codes credits
     the partner the gross (the prices before the codes) less the fee, and debits it each code's

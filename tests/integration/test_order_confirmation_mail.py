@@ -232,8 +232,14 @@ def test_the_sale_writes_its_mail_and_ledger_posting_in_its_own_statement(client
         table: [s for s, _ in seen if re.search(rf"INSERT INTO {table}\b", s)]
         for table in ("mail_outbox", "ledger_transaction", "ledger_entry")
     }
-    [sale] = [s for s, _ in seen if re.search(r"\bcaptured AS\s*\(", s)]
+    [(sale, params)] = [(s, p) for s, p in seen if re.search(r"\bcaptured AS\s*\(", s)]
     assert writes == {table: [sale] for table in writes}  # no statement more per purchase
+    # Its steps' UPDATEs take a parameter named as a column of their table as a new value: none
+    # of the sale's parameters is named so.
+    written = ("payment", "event_spot", "ticket", "order", "hold", "webhook_delivery",
+               "mail_outbox", "ledger_transaction", "ledger_entry")  # fmt: skip
+    columns = {c.name for table in written for c in db.metadata.tables[table].columns}
+    assert set(params) and not set(params) & columns
     [mail] = _order_mails(order["id"])
     assert mail.status == MailStatus.PENDING
     [posting] = db.session.scalars(

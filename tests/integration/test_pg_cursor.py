@@ -4,16 +4,20 @@ converts a long query's placeholders once, as it does a short one's."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import _column, _queries
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql
 
+from app import pg_cursor
 from app.extensions import db
 from app.models import Event
 from app.pg_cursor import LazyDescriptionCursor
+from app.services.purchase import confirm
 
 QUERY = "SELECT 1 AS id, 'Ana'::text AS name, now() AS at, 2.5::numeric(5, 2) AS price"
 
@@ -37,7 +41,8 @@ def _raw() -> psycopg.Connection[Any]:
 
 
 def test_the_apps_connections_use_the_lazy_cursor(app):
-    assert isinstance(_raw().cursor(), LazyDescriptionCursor)
+    with _raw().cursor() as cursor:
+        assert isinstance(cursor, LazyDescriptionCursor)
 
 
 def test_its_description_is_psycopgs_column_for_column(app):
@@ -93,3 +98,12 @@ def test_a_long_query_with_many_parameters_is_converted_once(app):
         after = _queries._query2pg.cache_info()
         assert cursor.fetchone()[79] == 79
     assert (after.hits, after.misses) == (before.hits + 1, before.misses)
+
+
+@pytest.mark.parametrize("with_card", [False, True])
+def test_the_sales_statement_is_within_the_cache_limits(with_card):
+    """The longest statement of the purchase path stays a query psycopg converts once."""
+    compiled = confirm._SALE_AT_ONCE[with_card].compile(dialect=postgresql.psycopg.dialect())
+    sql = str(compiled).encode()
+    assert len(sql) <= pg_cursor.LONGEST_QUERY_BYTES
+    assert len(set(re.findall(rb"%\((\w+)\)s", sql))) <= pg_cursor.MOST_QUERY_PARAMETERS

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import current_app, has_app_context, has_request_context
-from sqlalchemy import Select, bindparam, case, literal, select, update
+from sqlalchemy import CTE, Select, bindparam, case, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -128,7 +128,7 @@ def mail_values(
     }
 
 
-def queue_step() -> Any:
+def queue_step() -> CTE:
     """One mail's INSERT as a step of another statement (a data-modifying CTE, ``mailed``),
     which returns the mail's id (none when its key was written before): the sale writes its
     confirmation so (purchase/confirm.py). Its parameters are ``mail_values`` and ``now``;

@@ -5,8 +5,8 @@ In one transaction the payment is locked and settled with the gateway's answer. 
 charge is recorded (CardDeclined, 402; the hold is kept for another card). An approved one is
 captured and, if the hold still owns every spot of the order and the event still sells, the
 tickets are issued (codes signed with the event's key), the spots sold, the order paid, the hold
-converted, the partner's ``order.paid`` webhooks written (a step of the same statement) and the
-sale posted to the ledger. If the hold was lost meanwhile (it expired, was
+converted, the partner's ``order.paid`` webhooks and the order's confirmation mail written and
+the sale posted to the ledger, all in one statement. If the hold was lost meanwhile (it expired, was
 released, or the unique live-ticket index refused), nothing is sold: the order is cancelled,
 its spots go back on sale and the charge is refunded (HoldLost, 409); a refund the processor
 did not answer is retried by the reconcile task (reconcile.py).
@@ -202,8 +202,9 @@ _LOCK_TICKET_SPOTS = (
     .order_by(_spot.c.id)
     .with_for_update(of=_spot)
 )
-# The writes of a sale name their parameters b_*: an UPDATE takes any parameter named as one of
-# its table's columns as a new value (and, in a statement of several, any of them). Each is its
+# The writes of a sale name their parameters b_* (the webhooks' w_*, the mail's m_*): an UPDATE
+# takes any parameter named as one of its table's columns as a new value (and, in a statement of
+# several, any of them). Each is its
 # model's transition (app/models/order.py, payment.py, spot.py): it leaves from the statuses, and
 # writes the columns, that the model's methods do.
 _THIS_PAYMENT = _payment.c.id == bindparam("b_payment_id")
@@ -232,7 +233,7 @@ _SELL_SPOTS = EventSpot.SELL.update(
 
 # The writes of a sale go in one statement of data-modifying CTEs, built from the
 # statements above (the tickets' codes as arrays), answering each one's row count: one round
-# trip instead of five (bench/purchase_cost.py).
+# trip instead of eight (bench/purchase_cost.py).
 _CODES = rows_of_arrays(id=("b_ticket_ids", Integer), code=("b_codes", String))
 _ISSUE_TICKETS = Ticket.ISSUE.update(
     _ticket, _ticket.c.id == _CODES.c.id, code=_CODES.c.code, issued_at=bindparam("now")
