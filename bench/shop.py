@@ -12,10 +12,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
+from typing import Any
 
 from common import ROOT, AsyncClient, Client, fresh_schema
 
@@ -94,41 +91,11 @@ def add_event(
                                last_row=chr(ord("A") + rows - 1), seats_per_row=seats)  # fmt: skip
         event.publish()
         db.session.commit()
-        analyze_as_autovacuum(db.engine)
         return {
             "event_id": event.id,
             "sections": [s.id for s in event.sections],
             "capacity": sections * (places or rows * seats),
         }
-
-
-def analyze_as_autovacuum(engine: Engine) -> list[str]:
-    """ANALYZE the tables autovacuum would have analyzed by the time an on-sale opens; their
-    names. It analyzes a table once its changed rows pass autovacuum_analyze_threshold (50) +
-    autovacuum_analyze_scale_factor x its rows when last measured: on a bench's fresh tables,
-    never measured, those holding more than 50 rows. Without this, PostgreSQL plans the
-    on-sale's statements for a spot table it has never measured, and a hold's update read every
-    spot (a sequential scan, 0.3 of its 0.5 ms). Small or empty tables (an empty ticket table)
-    stay unmeasured, as autovacuum leaves them. Counted in the tables, not read from the
-    statistics' counters, which a backend publishes up to seconds later."""
-    from sqlalchemy import text
-
-    with engine.connect() as conn:
-        threshold = int(conn.scalar(text("SELECT current_setting('autovacuum_analyze_threshold')")))
-        tables = conn.scalars(
-            text("SELECT quote_ident(relname) FROM pg_stat_user_tables ORDER BY 1")
-        ).all()
-        count = "SELECT count(*) FROM (SELECT FROM {} LIMIT :over) t"  # names from the catalog
-        filled = [
-            table
-            for table in tables
-            if conn.scalar(text(count.format(table)), {"over": threshold + 1}) > threshold
-        ]
-        conn.rollback()
-    if filled:
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f"ANALYZE {', '.join(filled)}"))  # names from the catalog
-    return filled
 
 
 def card_tokens(app: Any, count: int) -> list[str]:
@@ -150,12 +117,7 @@ def prepare(
     """Fresh schema, one event of sections x rows x seats, buyers, one card token per seat."""
     app, emails = seed(database_url, buyers)
     setup = add_event(app, sections, rows=rows, seats=seats, waiting_room=waiting_room)
-    tokens = card_tokens(app, setup["capacity"])
-    with app.app_context():
-        from app.extensions import db
-
-        analyze_as_autovacuum(db.engine)
-    return {**setup, "app": app, "emails": emails, "tokens": tokens}
+    return {**setup, "app": app, "emails": emails, "tokens": card_tokens(app, setup["capacity"])}
 
 
 def log_in(base: str, emails: list[str]) -> list[str]:
