@@ -186,7 +186,7 @@ def post(
     cause already posted returns that transaction's id and posts nothing (ON CONFLICT: a
     concurrent posting of the same cause waits for the first and posts nothing either). One
     statement writes the transaction row and its entries (a sale's are steps of the sale's own
-    statement instead: ``sale_posting``, ``posting_steps``).
+    statement instead: ``sale_posting``, ``posting_step``).
     ``ticket_types``: each line's ticket type (a sale or a refund split by type), else none;
     ``promo_codes``: each line's promo code (a sale's discount lines), else none."""
     posting = _posting(
@@ -211,11 +211,11 @@ def _post(session: Session, posting: dict[str, Any]) -> int:
     return transaction_id
 
 
-def posting_steps() -> tuple[CTE, CTE]:
-    """A posting as two steps of another statement (data-modifying CTEs): the transaction,
-    which returns its id (none when its cause was posted before), and its entries, which
-    nothing need read. Its parameters are those ``sale_posting`` gives."""
-    return _NEW, _NEW_ENTRIES
+def posting_step() -> CTE:
+    """A posting as a step of another statement (a data-modifying CTE, which nothing need read:
+    its transaction row is written with it, and nothing when its cause was posted before). Its
+    parameters are those ``sale_posting`` gives."""
+    return _NEW_ENTRIES
 
 
 def _posting(
@@ -286,7 +286,7 @@ class Sale:
 
 
 def sale_posting(session: Session, sale: Sale) -> dict[str, Any]:
-    """The posting of a sale, as the parameters of its statement (``posting_steps``, ``post_sale``).
+    """The posting of a sale, as the parameters of its statement (``posting_step``, ``post_sale``).
     A captured payment for a paid order: what the buyer paid is owed to us by the acquirer,
     split into the platform's fee and what we owe the partner. A sale with promo codes credits
     the partner the gross (the prices before the codes) less the fee, and debits it each code's

@@ -255,13 +255,11 @@ def _at_once(capture: Any) -> Any:
     # The order's confirmation mail (its id; none if it was written before) and the sale's
     # posting in the ledger: they exist exactly when the sale commits.
     mailed = outbox.queue_step()
-    posted, entries = ledger.posting_steps()
     return select(
         *(row_count(counted(step, name)) for name, step in steps.items()),
         select(func.array_agg(hooked.c.endpoint_id).filter(~hooked.c.waits)).scalar_subquery(),
         select(mailed.c.id).scalar_subquery(),
-        select(posted.c.id).scalar_subquery(),
-    ).add_cte(entries)
+    ).add_cte(ledger.posting_step())
 
 
 _SALE_AT_ONCE = {False: _at_once(_CAPTURE), True: _at_once(_CAPTURE_WITH_CARD)}
@@ -445,7 +443,7 @@ def _sell(
         ),
     )
     # captured, sold, issued, paid, converted: each exactly once per payment, hold and ticket
-    *counts, hooked, mail_id, _posted = _write_sale(conn, {**sale, **mail, **posting}, issued)
+    *counts, hooked, mail_id = _write_sale(conn, {**sale, **mail, **posting}, issued)
     if tuple(counts) != (1, len(tickets), len(tickets), 1, 1):
         raise _Lost
     if hooked:  # the partner's endpoints that get order.paid hear of it after the commit
@@ -462,8 +460,7 @@ def _write_sale(
     """Capture the payment, sell the spots, issue the tickets, mark the order paid, convert
     the hold, write the order.paid deliveries and the confirmation mail, and post the sale in
     the ledger, in one statement; the row count of each of the first five steps, then the ids
-    of the endpoints written to (None: none), the mail's id and the ledger transaction's (None:
-    written before)."""
+    of the endpoints written to (None: none) and the mail's id (None: written before)."""
     with_card = "b_brand" in sale
     codes = {"b_ticket_ids": [t.id for t in issued], "b_codes": [t.code for t in issued]}
     return tuple(conn.execute(_SALE_AT_ONCE[with_card], {**sale, **codes}).one())
